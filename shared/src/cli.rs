@@ -1,0 +1,328 @@
+//! Flags shared by every plugin (defined once, flattened into each CLI) and the common `main`:
+//! completion mode, exit codes, Ctrl-C.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum, ValueHint};
+
+use crate::duration::Timeout;
+use crate::error::Error;
+use crate::exit::{EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE};
+
+/// kubectl's connection flags. Global, so they work before or after a subcommand.
+#[derive(Debug, Clone, Args, Default)]
+pub struct KubeArgs {
+    /// Path to the kubeconfig file to use (default: KUBECONFIG, then ~/.kube/config)
+    #[arg(long, global = true, value_name = "FILE", value_hint = ValueHint::FilePath, help_heading = "Kubernetes connection")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// The name of the kubeconfig context to use
+    #[arg(
+        long,
+        global = true,
+        value_name = "NAME",
+        help_heading = "Kubernetes connection"
+    )]
+    pub context: Option<String>,
+
+    /// The name of the kubeconfig cluster to use
+    #[arg(
+        long,
+        global = true,
+        value_name = "NAME",
+        help_heading = "Kubernetes connection"
+    )]
+    pub cluster: Option<String>,
+
+    /// The name of the kubeconfig user to use
+    #[arg(
+        long,
+        global = true,
+        value_name = "NAME",
+        help_heading = "Kubernetes connection"
+    )]
+    pub user: Option<String>,
+
+    /// Namespace for namespaced operations (default: the context's namespace)
+    #[arg(
+        short = 'n',
+        long,
+        global = true,
+        value_name = "NAMESPACE",
+        help_heading = "Kubernetes connection"
+    )]
+    pub namespace: Option<String>,
+
+    /// Username to impersonate for the operation
+    #[arg(
+        long = "as",
+        global = true,
+        value_name = "USER",
+        help_heading = "Kubernetes connection"
+    )]
+    pub as_user: Option<String>,
+
+    /// Group to impersonate (repeat for several groups)
+    #[arg(
+        long = "as-group",
+        global = true,
+        value_name = "GROUP",
+        help_heading = "Kubernetes connection"
+    )]
+    pub as_group: Vec<String>,
+
+    /// Time to wait for each server request (e.g. 5s, 1m; 0 = no limit)
+    #[arg(
+        long,
+        global = true,
+        value_name = "DURATION",
+        default_value = "10s",
+        help_heading = "Kubernetes connection"
+    )]
+    pub request_timeout: Timeout,
+
+    /// Do not verify the API server's certificate (insecure; for diagnosis only)
+    #[arg(long, global = true, help_heading = "Kubernetes connection")]
+    pub insecure_skip_tls_verify: bool,
+
+    /// Server name to use to verify the API server's certificate
+    #[arg(
+        long,
+        global = true,
+        value_name = "NAME",
+        help_heading = "Kubernetes connection"
+    )]
+    pub tls_server_name: Option<String>,
+}
+
+impl Default for Timeout {
+    fn default() -> Self {
+        Timeout(Some(Duration::from_secs(10)))
+    }
+}
+
+impl KubeArgs {
+    /// The per-request timeout (`None` when `--request-timeout=0`).
+    pub fn timeout(&self) -> Option<Duration> {
+        self.request_timeout.0
+    }
+
+    /// The same flags for another context (used by `--contexts a,b`).
+    pub fn with_context(&self, context: &str) -> KubeArgs {
+        KubeArgs {
+            context: Some(context.to_string()),
+            ..self.clone()
+        }
+    }
+}
+
+/// `-o`: how results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum OutputFormat {
+    /// A kubectl-style table
+    #[default]
+    Table,
+    /// The table with extra columns
+    Wide,
+    /// The full result as JSON (versioned apiVersion/kind)
+    Json,
+    /// The full result as YAML (versioned apiVersion/kind)
+    Yaml,
+}
+
+/// `--color`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum ColorMode {
+    /// Colour when stdout is a terminal and NO_COLOR is unset
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+/// Output flags shared by the plugins.
+#[derive(Debug, Clone, Args, Default)]
+pub struct OutputArgs {
+    /// Output format
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table, global = true, help_heading = "Output")]
+    pub output: OutputFormat,
+
+    /// Do not print table headers
+    #[arg(long, global = true, help_heading = "Output")]
+    pub no_headers: bool,
+
+    /// When to colour the output
+    #[arg(long, value_enum, default_value_t = ColorMode::Auto, global = true, help_heading = "Output")]
+    pub color: ColorMode,
+}
+
+impl OutputArgs {
+    pub fn is_structured(&self) -> bool {
+        matches!(self.output, OutputFormat::Json | OutputFormat::Yaml)
+    }
+
+    pub fn is_wide(&self) -> bool {
+        self.output == OutputFormat::Wide
+    }
+
+    /// Decides colour once per process: `--color`, then `NO_COLOR`, then whether stdout is a terminal.
+    pub fn apply_color(&self) -> bool {
+        let enabled = crate::output::color_enabled(
+            self.color,
+            std::env::var_os("NO_COLOR").is_some(),
+            stdout_is_terminal(),
+        );
+        owo_colors::set_override(enabled);
+        enabled
+    }
+}
+
+pub fn stdout_is_terminal() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal()
+}
+
+pub fn stderr_is_terminal() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal()
+}
+
+/// Identity of a plugin binary, for usage texts and completion.
+#[derive(Debug, Clone, Copy)]
+pub struct Plugin {
+    /// The kubectl subcommand, e.g. `cphealth`.
+    pub name: &'static str,
+    /// `CARGO_PKG_VERSION` of the binary.
+    pub version: &'static str,
+}
+
+impl Plugin {
+    pub fn binary(&self) -> String {
+        format!("kubectl-{}", self.name.replace('-', "_"))
+    }
+
+    pub fn completer(&self) -> String {
+        format!("kubectl_complete-{}", self.name.replace('-', "_"))
+    }
+
+    /// The user agent sent to the API server, so audit logs and APF name the tool.
+    pub fn user_agent(&self) -> String {
+        format!("kubectl-{}/{} (cpkit)", self.name, self.version)
+    }
+}
+
+/// The common `main` of every plugin: answers completion requests (argv[0] is
+/// `kubectl_complete-<plugin>`, or the first argument is `__complete`), parses the command line
+/// with usage errors exiting 64, runs the command on a Tokio runtime with Ctrl-C handling, and
+/// prints errors as one paragraph.
+pub fn run_plugin<C, F, Fut>(plugin: Plugin, run: F) -> !
+where
+    C: clap::Parser,
+    F: FnOnce(C) -> Fut,
+    Fut: Future<Output = Result<i32, Error>>,
+{
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let invoked_as = args
+        .first()
+        .and_then(|a| {
+            std::path::Path::new(a)
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+        })
+        .unwrap_or_default();
+    if invoked_as.starts_with("kubectl_complete-") {
+        let words: Vec<String> = args
+            .iter()
+            .skip(1)
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        std::process::exit(crate::completion::answer(
+            &mut <C as clap::CommandFactory>::command(),
+            plugin,
+            &words,
+        ));
+    }
+    if args.get(1).map(|a| a == "__complete").unwrap_or(false) {
+        let words: Vec<String> = args
+            .iter()
+            .skip(2)
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        std::process::exit(crate::completion::answer(
+            &mut <C as clap::CommandFactory>::command(),
+            plugin,
+            &words,
+        ));
+    }
+
+    let command =
+        <C as clap::CommandFactory>::command().bin_name(format!("kubectl {}", plugin.name));
+    let matches = match command.try_get_matches_from(&args) {
+        Ok(m) => m,
+        Err(e) => exit_on_clap_error(e),
+    };
+    let cli = match <C as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => exit_on_clap_error(e),
+    };
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(crate::exit::EXIT_UNKNOWN);
+        }
+    };
+    let code = runtime.block_on(async move {
+        tokio::select! {
+            result = run(cli) => match result {
+                Ok(code) => code,
+                Err(e) => {
+                    print_error(&e);
+                    e.exit_code()
+                }
+            },
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("\ninterrupted: nothing was left half-done (partial files are removed)");
+                EXIT_INTERRUPTED
+            }
+        }
+    });
+    // Background tasks (port-forwards, watchers) must not keep the process alive.
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    std::process::exit(code)
+}
+
+fn exit_on_clap_error(e: clap::Error) -> ! {
+    use clap::error::ErrorKind as K;
+    let code = match e.kind() {
+        K::DisplayHelp | K::DisplayVersion | K::DisplayHelpOnMissingArgumentOrSubcommand => EXIT_OK,
+        _ => EXIT_USAGE,
+    };
+    let _ = e.print();
+    std::process::exit(code)
+}
+
+/// Prints an error as `error: <paragraph>` on stderr.
+pub fn print_error(e: &Error) {
+    use owo_colors::{OwoColorize, Stream};
+    eprintln!(
+        "{} {e}",
+        "error:".if_supports_color(Stream::Stderr, |t| t.red())
+    );
+}
+
+/// Prints a non-fatal note on stderr (never mixed into -o json|yaml output).
+pub fn note(text: &str) {
+    use owo_colors::{OwoColorize, Stream};
+    eprintln!(
+        "{} {text}",
+        "note:".if_supports_color(Stream::Stderr, |t| t.yellow())
+    );
+}

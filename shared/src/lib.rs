@@ -1,0 +1,21 @@
+//! cpkit: the library behind the `kubectl cphealth`, `etcdsnap`, `webhookguard` and `apftop`
+//! plugins. The plugins hold their command lines and rendering; everything they share, and all
+//! domain logic that can be tested without a server, lives here.
+
+pub mod certs;
+pub mod cli;
+pub mod client;
+pub mod completion;
+pub mod duration;
+pub mod error;
+pub mod exit;
+pub mod kubeconfig;
+pub mod metrics;
+pub mod output;
+pub mod stream;
+pub mod tools;
+pub mod yaml;
+
+pub use client::{Cluster, RawResponse};
+pub use error::{Error, ErrorKind, Result};
+pub use exit::Status;

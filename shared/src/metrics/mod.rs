@@ -1,0 +1,37 @@
+//! Prometheus metrics: the text-format parser (`text`), owned selections with PromQL-like
+//! aggregations (`scrape`), and histogram/counter arithmetic between scrapes (`histogram`).
+
+pub mod histogram;
+pub mod scrape;
+pub mod text;
+
+pub use histogram::{Bucket, Histogram, counter_delta, counter_rate, histogram_quantile};
+pub use scrape::{Family, OwnedSample, Scrape, Selection, any};
+pub use text::{Event, Labels, MetricType, ParseStats, Sample, StreamParser, parse, parse_line};
+
+use std::time::Instant;
+
+use crate::client::Cluster;
+use crate::error::{Access, Result};
+
+/// A scrape with the time it was taken (for rates).
+#[derive(Debug, Clone)]
+pub struct TimedScrape {
+    pub scrape: Scrape,
+    pub taken: Instant,
+    pub bytes: usize,
+}
+
+/// GETs `path` (normally `/metrics`) from the API server and keeps the selected families.
+pub async fn fetch(cluster: &Cluster, path: &str, selection: &Selection) -> Result<TimedScrape> {
+    let response = cluster
+        .get_ok(path, &Access::non_resource("get", path))
+        .await?;
+    let taken = Instant::now();
+    let scrape = Scrape::parse(&response.body, selection);
+    Ok(TimedScrape {
+        scrape,
+        taken,
+        bytes: response.body.len(),
+    })
+}
