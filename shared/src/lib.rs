@@ -2,6 +2,7 @@
 //! plugins. The plugins hold their command lines and rendering; everything they share, and all
 //! domain logic that can be tested without a server, lives here.
 
+pub mod apf;
 pub mod certs;
 pub mod cli;
 pub mod client;

@@ -1,0 +1,3 @@
+//! API Priority and Fairness: the defaults (`defaults`); more analyses come with apftop.
+
+pub mod defaults;

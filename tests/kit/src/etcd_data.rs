@@ -1,0 +1,282 @@
+//! Kubernetes-shaped data in etcd: the keys the kube-apiserver writes (`/registry/<resource>/...`,
+//! nodes under `/registry/minions`), values with the storage envelope's `k8s\0` prefix, many
+//! revisions and deletions — quickly, in concurrent transactions.
+
+use std::collections::BTreeMap;
+
+use etcd_client::{Client, Txn, TxnOp};
+use futures::StreamExt;
+
+/// What to write.
+#[derive(Debug, Clone)]
+pub struct LoadSpec {
+    pub namespaces: usize,
+    pub pods_per_namespace: usize,
+    pub deployments_per_namespace: usize,
+    pub configmaps_per_namespace: usize,
+    pub events_per_namespace: usize,
+    pub nodes: usize,
+    /// Extra updates of every pod (each one is a new revision).
+    pub pod_updates: usize,
+    /// Delete every n-th pod after writing (0 = none).
+    pub delete_every: usize,
+    /// Size of each value in bytes.
+    pub value_size: usize,
+    /// Compact to the latest revision at the end (old revisions become free pages).
+    pub compact: bool,
+}
+
+impl Default for LoadSpec {
+    fn default() -> Self {
+        LoadSpec {
+            namespaces: 3,
+            pods_per_namespace: 20,
+            deployments_per_namespace: 4,
+            configmaps_per_namespace: 2,
+            events_per_namespace: 10,
+            nodes: 3,
+            pod_updates: 2,
+            delete_every: 5,
+            value_size: 800,
+            compact: false,
+        }
+    }
+}
+
+impl LoadSpec {
+    /// About `bytes` of live data (for benchmarks: ≥ 1 GiB).
+    pub fn sized(bytes: u64) -> LoadSpec {
+        let value_size = 16 * 1024;
+        let pods = (bytes / value_size as u64).max(1) as usize;
+        LoadSpec {
+            namespaces: 50,
+            pods_per_namespace: pods.div_ceil(50),
+            deployments_per_namespace: 2,
+            configmaps_per_namespace: 1,
+            events_per_namespace: 2,
+            nodes: 10,
+            pod_updates: 0,
+            delete_every: 0,
+            value_size,
+            compact: false,
+        }
+    }
+}
+
+/// What the store holds afterwards.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Inventory {
+    /// Live keys per resource path (`pods`, `deployments`, `minions`, `apiregistration.k8s.io/apiservices`).
+    pub live: BTreeMap<String, usize>,
+    pub live_keys: usize,
+    pub revision: i64,
+}
+
+/// The resource of a `/registry/...` key (with its group when it has one).
+pub fn resource_of(key: &str) -> Option<String> {
+    let rest = key.strip_prefix("/registry/")?;
+    let mut parts = rest.split('/');
+    let first = parts.next()?;
+    if first.contains('.') {
+        let second = parts.next()?;
+        Some(format!("{first}/{second}"))
+    } else {
+        Some(first.to_string())
+    }
+}
+
+/// A value shaped like the apiserver's protobuf storage: magic `k8s\0`, then a TypeMeta-ish
+/// envelope, padded to `size` bytes.
+pub fn object_value(kind: &str, api_version: &str, name: &str, generation: usize, size: usize) -> Vec<u8> {
+    let mut v = b"k8s\0".to_vec();
+    v.push(0x0a);
+    let type_meta = [&[0x0a, api_version.len() as u8][..], api_version.as_bytes(), &[0x12, kind.len() as u8], kind.as_bytes()].concat();
+    v.push(type_meta.len() as u8);
+    v.extend_from_slice(&type_meta);
+    v.push(0x12);
+    let body = format!("{{\"name\":\"{name}\",\"generation\":{generation}}}");
+    v.push(body.len().min(127) as u8);
+    v.extend_from_slice(&body.as_bytes()[..body.len().min(127)]);
+    let mut seed = name.bytes().fold(generation as u64 + 1, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
+    while v.len() < size {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        v.push(b'a' + (seed % 26) as u8);
+    }
+    v
+}
+
+fn planned_writes(spec: &LoadSpec) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let size = spec.value_size;
+    for n in 0..spec.nodes {
+        let node = format!("node-{n:04}");
+        out.push((format!("/registry/minions/{node}"), object_value("Node", "v1", &node, 0, size)));
+        out.push((
+            format!("/registry/leases/kube-node-lease/{node}"),
+            object_value("Lease", "coordination.k8s.io/v1", &node, 0, 200.min(size)),
+        ));
+    }
+    for ns in 0..spec.namespaces {
+        let ns_name = format!("team-{ns:03}");
+        out.push((format!("/registry/namespaces/{ns_name}"), object_value("Namespace", "v1", &ns_name, 0, 300.min(size))));
+        for d in 0..spec.deployments_per_namespace {
+            let name = format!("app-{d:03}");
+            out.push((
+                format!("/registry/deployments/{ns_name}/{name}"),
+                object_value("Deployment", "apps/v1", &name, 0, size),
+            ));
+        }
+        for c in 0..spec.configmaps_per_namespace {
+            let name = format!("config-{c:03}");
+            out.push((format!("/registry/configmaps/{ns_name}/{name}"), object_value("ConfigMap", "v1", &name, 0, size)));
+        }
+        for e in 0..spec.events_per_namespace {
+            let name = format!("app-{e:03}.{:x}", 0x17a0_0000_0000u64 + e as u64);
+            out.push((format!("/registry/events/{ns_name}/{name}"), object_value("Event", "v1", &name, 0, 400.min(size))));
+        }
+        for p in 0..spec.pods_per_namespace {
+            let name = format!("app-{:03}-{p:05}", p % spec.deployments_per_namespace.max(1));
+            out.push((format!("/registry/pods/{ns_name}/{name}"), object_value("Pod", "v1", &name, 0, size)));
+        }
+    }
+    out.push((
+        "/registry/apiregistration.k8s.io/apiservices/v1.apps".to_string(),
+        object_value("APIService", "apiregistration.k8s.io/v1", "v1.apps", 0, 300),
+    ));
+    out
+}
+
+async fn run_batches(client: &Client, ops: Vec<TxnOp>, concurrency: usize) -> Result<(), etcd_client::Error> {
+    let batches: Vec<Vec<TxnOp>> = ops.chunks(100).map(|c| c.to_vec()).collect();
+    let results: Vec<Result<(), etcd_client::Error>> = futures::stream::iter(batches)
+        .map(|batch| {
+            let mut c = client.clone();
+            async move {
+                let txn = Txn::new().and_then(batch);
+                c.txn(txn).await.map(|_| ())
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    results.into_iter().collect()
+}
+
+/// Writes the data of `spec`; returns what is live afterwards.
+pub async fn load(client: &Client, spec: &LoadSpec) -> Result<Inventory, etcd_client::Error> {
+    let writes = planned_writes(spec);
+    let ops: Vec<TxnOp> = writes.iter().map(|(k, v)| TxnOp::put(k.clone(), v.clone(), None)).collect();
+    run_batches(client, ops, 8).await?;
+    let pods: Vec<&(String, Vec<u8>)> = writes.iter().filter(|(k, _)| k.starts_with("/registry/pods/")).collect();
+    for generation in 1..=spec.pod_updates {
+        let ops = pods
+            .iter()
+            .map(|(k, _)| TxnOp::put(k.clone(), object_value("Pod", "v1", k, generation, spec.value_size), None))
+            .collect();
+        run_batches(client, ops, 8).await?;
+    }
+    let mut deleted = std::collections::HashSet::new();
+    if spec.delete_every > 0 {
+        let ops: Vec<TxnOp> = pods
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % spec.delete_every == 0)
+            .map(|(_, (k, _))| {
+                deleted.insert(k.clone());
+                TxnOp::delete(k.clone(), None)
+            })
+            .collect();
+        run_batches(client, ops, 8).await?;
+    }
+    let mut c = client.clone();
+    let status = c.status().await?;
+    let revision = status.header().map(|h| h.revision()).unwrap_or(0);
+    if spec.compact && revision > 0 {
+        c.compact(revision, None).await?;
+    }
+    let mut inventory = Inventory { revision, ..Default::default() };
+    for (k, _) in &writes {
+        if deleted.contains(k) {
+            continue;
+        }
+        if let Some(r) = resource_of(k) {
+            *inventory.live.entry(r).or_insert(0) += 1;
+            inventory.live_keys += 1;
+        }
+    }
+    Ok(inventory)
+}
+
+/// Fills the backend until etcd refuses writes with NOSPACE (`mvcc: database space exceeded`),
+/// like a cluster whose events pile up. Returns the number of values written.
+pub async fn fill_until_nospace(client: &Client, value_size: usize) -> Result<usize, etcd_client::Error> {
+    let mut written = 0;
+    let mut c = client.clone();
+    loop {
+        let ops: Vec<TxnOp> = (0..16)
+            .map(|k| {
+                let key = format!("/registry/events/default/filler.{:08}", written + k);
+                let value = object_value("Event", "v1", &key, 0, value_size);
+                TxnOp::put(key, value, None)
+            })
+            .collect();
+        match c.txn(Txn::new().and_then(ops)).await {
+            Ok(_) => written += 16,
+            Err(e) if e.to_string().contains("database space exceeded") => return Ok(written),
+            Err(e) => return Err(e),
+        }
+        if written > 1_000_000 {
+            return Ok(written);
+        }
+    }
+}
+
+/// Rewrites every pod with a small value and compacts: the database file keeps its size while
+/// little of it is in use (the fragmentation `defrag` reclaims).
+pub async fn shrink_pods(client: &Client) -> Result<(), etcd_client::Error> {
+    let mut c = client.clone();
+    let keys = c
+        .get("/registry/pods/", Some(etcd_client::GetOptions::new().with_prefix().with_keys_only()))
+        .await?;
+    let ops: Vec<TxnOp> = keys
+        .kvs()
+        .iter()
+        .map(|kv| {
+            let key = kv.key().to_vec();
+            let name = String::from_utf8_lossy(&key).into_owned();
+            TxnOp::put(key, object_value("Pod", "v1", &name, 1, 300), None)
+        })
+        .collect();
+    run_batches(client, ops, 8).await?;
+    let status = c.status().await?;
+    let revision = status.header().map(|h| h.revision()).unwrap_or(0);
+    if revision > 0 {
+        c.compact(revision, Some(etcd_client::CompactionOptions::new().with_physical())).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resources_of_registry_keys() {
+        assert_eq!(resource_of("/registry/pods/ns/name").as_deref(), Some("pods"));
+        assert_eq!(resource_of("/registry/minions/n1").as_deref(), Some("minions"));
+        assert_eq!(
+            resource_of("/registry/apiregistration.k8s.io/apiservices/v1.apps").as_deref(),
+            Some("apiregistration.k8s.io/apiservices")
+        );
+        assert_eq!(resource_of("/other/x"), None);
+    }
+
+    #[test]
+    fn values_look_like_storage_envelopes() {
+        let v = object_value("Pod", "v1", "x", 0, 500);
+        assert!(v.starts_with(b"k8s\0"));
+        assert_eq!(v.len(), 500);
+    }
+}
