@@ -23,7 +23,14 @@ fn service_account(namespace: &str, name: &str) -> Value {
     json!({"kind": "ServiceAccount", "serviceAccount": {"namespace": namespace, "name": name}})
 }
 
-fn flow_schema(name: &str, level: &str, precedence: i64, distinguisher: Option<&str>, subjects: Vec<Value>, rules: Value) -> Value {
+fn flow_schema(
+    name: &str,
+    level: &str,
+    precedence: i64,
+    distinguisher: Option<&str>,
+    subjects: Vec<Value>,
+    rules: Value,
+) -> Value {
     let mut rule = rules;
     rule["subjects"] = json!(subjects);
     let mut spec = json!({
@@ -43,9 +50,19 @@ fn flow_schema(name: &str, level: &str, precedence: i64, distinguisher: Option<&
 
 /// The default FlowSchemas, in precedence order.
 pub fn flow_schemas() -> Vec<Value> {
-    let everyone = vec![group("system:unauthenticated"), group("system:authenticated")];
+    let everyone = vec![
+        group("system:unauthenticated"),
+        group("system:authenticated"),
+    ];
     vec![
-        flow_schema("exempt", "exempt", 1, None, vec![group("system:masters")], all_rules()),
+        flow_schema(
+            "exempt",
+            "exempt",
+            1,
+            None,
+            vec![group("system:masters")],
+            all_rules(),
+        ),
         flow_schema(
             "probes",
             "exempt",
@@ -59,7 +76,11 @@ pub fn flow_schemas() -> Vec<Value> {
             "leader-election",
             100,
             Some("ByUser"),
-            vec![user("system:kube-controller-manager"), user("system:kube-scheduler"), service_account("kube-system", "*")],
+            vec![
+                user("system:kube-controller-manager"),
+                user("system:kube-scheduler"),
+                service_account("kube-system", "*"),
+            ],
             json!({"resourceRules": [{"verbs": ["get", "create", "update"], "apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "namespaces": ["*"]}]}),
         ),
         flow_schema(
@@ -73,13 +94,62 @@ pub fn flow_schemas() -> Vec<Value> {
                 {"verbs": ["*"], "apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "namespaces": ["*"]}
             ]}),
         ),
-        flow_schema("system-nodes", "system", 500, Some("ByUser"), vec![group("system:nodes")], all_rules()),
-        flow_schema("kube-controller-manager", "workload-high", 800, Some("ByNamespace"), vec![user("system:kube-controller-manager")], all_rules()),
-        flow_schema("kube-scheduler", "workload-high", 800, Some("ByNamespace"), vec![user("system:kube-scheduler")], all_rules()),
-        flow_schema("kube-system-service-accounts", "workload-high", 900, Some("ByNamespace"), vec![service_account("kube-system", "*")], all_rules()),
-        flow_schema("service-accounts", "workload-low", 9000, Some("ByUser"), vec![group("system:serviceaccounts")], all_rules()),
-        flow_schema("global-default", "global-default", 9900, Some("ByUser"), everyone.clone(), all_rules()),
-        flow_schema("catch-all", "catch-all", 10000, Some("ByUser"), everyone, all_rules()),
+        flow_schema(
+            "system-nodes",
+            "system",
+            500,
+            Some("ByUser"),
+            vec![group("system:nodes")],
+            all_rules(),
+        ),
+        flow_schema(
+            "kube-controller-manager",
+            "workload-high",
+            800,
+            Some("ByNamespace"),
+            vec![user("system:kube-controller-manager")],
+            all_rules(),
+        ),
+        flow_schema(
+            "kube-scheduler",
+            "workload-high",
+            800,
+            Some("ByNamespace"),
+            vec![user("system:kube-scheduler")],
+            all_rules(),
+        ),
+        flow_schema(
+            "kube-system-service-accounts",
+            "workload-high",
+            900,
+            Some("ByNamespace"),
+            vec![service_account("kube-system", "*")],
+            all_rules(),
+        ),
+        flow_schema(
+            "service-accounts",
+            "workload-low",
+            9000,
+            Some("ByUser"),
+            vec![group("system:serviceaccounts")],
+            all_rules(),
+        ),
+        flow_schema(
+            "global-default",
+            "global-default",
+            9900,
+            Some("ByUser"),
+            everyone.clone(),
+            all_rules(),
+        ),
+        flow_schema(
+            "catch-all",
+            "catch-all",
+            10000,
+            Some("ByUser"),
+            everyone,
+            all_rules(),
+        ),
     ]
 }
 

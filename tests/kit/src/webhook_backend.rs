@@ -21,21 +21,39 @@ pub struct WebhookBackend {
     /// base64 of the CA's PEM, for `clientConfig.caBundle`.
     pub ca_bundle: String,
     pub calls: Arc<AtomicU64>,
-    _runtime: tokio::runtime::Runtime,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for WebhookBackend {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 impl WebhookBackend {
     /// Serves `<service>.<namespace>.svc` on each of `ips` (one per replica) on a common port.
-    pub fn start(service: &str, namespace: &str, ips: &[std::net::Ipv4Addr]) -> std::io::Result<WebhookBackend> {
+    pub fn start(
+        service: &str,
+        namespace: &str,
+        ips: &[std::net::Ipv4Addr],
+    ) -> std::io::Result<WebhookBackend> {
         use base64::Engine;
         let ca = Ca::new(&format!("{service}-ca"));
         let host = format!("{service}.{namespace}.svc");
         let leaf = ca.issue(
-            &LeafSpec { common_name: host.clone(), dns_names: vec![host.clone(), format!("{host}.cluster.local")], server: true, ..Default::default() },
+            &LeafSpec {
+                common_name: host.clone(),
+                dns_names: vec![host.clone(), format!("{host}.cluster.local")],
+                server: true,
+                ..Default::default()
+            },
             Validity::days(365),
         );
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let key = PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let key = PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes())
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| std::io::Error::other(e.to_string()))?
@@ -52,7 +70,10 @@ impl WebhookBackend {
             addrs.push(l.local_addr()?);
             listeners.push(l);
         }
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?;
         let calls = Arc::new(AtomicU64::new(0));
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let counter = calls.clone();
@@ -96,9 +117,10 @@ impl WebhookBackend {
         drop(_guard);
         Ok(WebhookBackend {
             addrs,
-            ca_bundle: base64::engine::general_purpose::STANDARD.encode(ca.cert.cert_pem.as_bytes()),
+            ca_bundle: base64::engine::general_purpose::STANDARD
+                .encode(ca.cert.cert_pem.as_bytes()),
             calls,
-            _runtime: runtime,
+            runtime: Some(runtime),
         })
     }
 }

@@ -12,18 +12,22 @@ use http_body_util::{BodyExt, Full};
 use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
 use serde_json::{Value, json};
 
+use super::Sim;
 use super::auth::Identity;
 use super::handlers::{Resp, status};
 use super::registry::{self, ResourceType};
 use super::store::LabelSelector;
-use super::Sim;
 
 /// Does one webhook's rules match this request?
 fn rules_match(webhook: &Value, rt: &ResourceType, operation: &str, namespaced: bool) -> bool {
-    let Some(rules) = webhook["rules"].as_array() else { return false };
+    let Some(rules) = webhook["rules"].as_array() else {
+        return false;
+    };
     rules.iter().any(|r| {
         let any = |key: &str, want: &str| {
-            r[key].as_array().is_some_and(|vs| vs.iter().any(|v| v == "*" || v.as_str() == Some(want)))
+            r[key]
+                .as_array()
+                .is_some_and(|vs| vs.iter().any(|v| v == "*" || v.as_str() == Some(want)))
         };
         let resources_ok = r["resources"].as_array().is_some_and(|vs| {
             vs.iter().any(|v| {
@@ -33,7 +37,11 @@ fn rules_match(webhook: &Value, rt: &ResourceType, operation: &str, namespaced: 
         });
         let scope = r["scope"].as_str().unwrap_or("*");
         let scope_ok = scope == "*" || (scope == "Namespaced") == namespaced;
-        any("operations", operation) && any("apiGroups", rt.group) && any("apiVersions", rt.versions[0]) && resources_ok && scope_ok
+        any("operations", operation)
+            && any("apiGroups", rt.group)
+            && any("apiVersions", rt.versions[0])
+            && resources_ok
+            && scope_ok
     })
 }
 
@@ -51,7 +59,10 @@ fn selector_matches(selector: &Value, labels: &Value) -> bool {
     if let Some(exprs) = selector["matchExpressions"].as_array() {
         for e in exprs {
             let key = e["key"].as_str().unwrap_or("");
-            let values: Vec<&str> = e["values"].as_array().map(|v| v.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+            let values: Vec<&str> = e["values"]
+                .as_array()
+                .map(|v| v.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
             let text = match e["operator"].as_str().unwrap_or("") {
                 "In" => format!("{key} in ({})", values.join(",")),
                 "NotIn" => format!("{key} notin ({})", values.join(",")),
@@ -82,7 +93,11 @@ fn resolve(sim: &Sim, webhook: &Value, timeout_s: u64) -> Result<Target, String>
     let cc = &webhook["clientConfig"];
     if let Some(url) = cc["url"].as_str() {
         let uri: http::Uri = url.parse().map_err(|_| format!("invalid URL {url}"))?;
-        let host = uri.host().unwrap_or("").trim_matches(|c| c == '[' || c == ']').to_string();
+        let host = uri
+            .host()
+            .unwrap_or("")
+            .trim_matches(|c| c == '[' || c == ']')
+            .to_string();
         let port = uri.port_u16().unwrap_or(443);
         let dial = match host.parse::<IpAddr>() {
             Ok(ip) if ip.is_loopback() => Ok(SocketAddr::new(ip, port)),
@@ -90,7 +105,11 @@ fn resolve(sim: &Sim, webhook: &Value, timeout_s: u64) -> Result<Target, String>
             Err(_) if host == "localhost" => Ok(SocketAddr::from(([127, 0, 0, 1], port))),
             Err(_) => Err(format!("dial tcp: lookup {host}: no such host")),
         };
-        return Ok(Target { url: format!("{url}?timeout={timeout_s}s"), dial, server_name: host });
+        return Ok(Target {
+            url: format!("{url}?timeout={timeout_s}s"),
+            dial,
+            server_name: host,
+        });
     }
     let svc = &cc["service"];
     let ns = svc["namespace"].as_str().unwrap_or("default");
@@ -102,21 +121,35 @@ fn resolve(sim: &Sim, webhook: &Value, timeout_s: u64) -> Result<Target, String>
     let store = sim.store.read().expect("store lock");
     let svc_rt = registry::find("", "services").expect("services type");
     let Some(service) = store.get(svc_rt, ns, name) else {
-        return Ok(Target { url, dial: Err(format!("service \"{name}\" not found")), server_name: host });
+        return Ok(Target {
+            url,
+            dial: Err(format!("service \"{name}\" not found")),
+            server_name: host,
+        });
     };
-    let cluster_ip = service["spec"]["clusterIP"].as_str().unwrap_or("").to_string();
+    let cluster_ip = service["spec"]["clusterIP"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
     let target_port = service["spec"]["ports"]
         .as_array()
-        .and_then(|ps| ps.iter().find(|p| p["port"].as_u64() == Some(port)).or(ps.first()))
+        .and_then(|ps| {
+            ps.iter()
+                .find(|p| p["port"].as_u64() == Some(port))
+                .or(ps.first())
+        })
         .map(|p| p["targetPort"].clone())
         .unwrap_or(json!(port));
     // The API server dials the ClusterIP; kube-proxy forwards to a ready endpoint, or rejects
     // the connection when there is none.
-    let slices_rt = registry::find("discovery.k8s.io", "endpointslices").expect("endpointslices type");
+    let slices_rt =
+        registry::find("discovery.k8s.io", "endpointslices").expect("endpointslices type");
     let mut dial = if cluster_ip.is_empty() || cluster_ip == "None" {
         Err(format!("no endpoints available for service \"{name}\""))
     } else {
-        Err(format!("dial tcp {cluster_ip}:{port}: connect: connection refused"))
+        Err(format!(
+            "dial tcp {cluster_ip}:{port}: connect: connection refused"
+        ))
     };
     'slices: for slice in store.list(slices_rt, Some(ns)) {
         if slice["metadata"]["labels"]["kubernetes.io/service-name"].as_str() != Some(name) {
@@ -138,7 +171,13 @@ fn resolve(sim: &Sim, webhook: &Value, timeout_s: u64) -> Result<Target, String>
             if ep["conditions"]["ready"] == false {
                 continue;
             }
-            let Some(addr) = ep["addresses"].as_array().and_then(|a| a.first()).and_then(Value::as_str) else { continue };
+            let Some(addr) = ep["addresses"]
+                .as_array()
+                .and_then(|a| a.first())
+                .and_then(Value::as_str)
+            else {
+                continue;
+            };
             let Some(p) = slice_port else { continue };
             dial = match addr.parse::<IpAddr>() {
                 Ok(ip) if ip.is_loopback() => Ok(SocketAddr::new(ip, p as u16)),
@@ -147,38 +186,56 @@ fn resolve(sim: &Sim, webhook: &Value, timeout_s: u64) -> Result<Target, String>
             break 'slices;
         }
     }
-    Ok(Target { url, dial, server_name: host })
+    Ok(Target {
+        url,
+        dial,
+        server_name: host,
+    })
 }
 
-async fn post_review(target: &Target, ca_bundle: Option<&str>, review: &Value, timeout: Duration) -> Result<Value, String> {
+async fn post_review(
+    target: &Target,
+    ca_bundle: Option<&str>,
+    review: &Value,
+    timeout: Duration,
+) -> Result<Value, String> {
     let addr = target.dial.clone()?;
     let work = async {
         let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| {
-            let detail = if e.kind() == std::io::ErrorKind::ConnectionRefused { "connect: connection refused".to_string() } else { e.to_string() };
+            let detail = if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                "connect: connection refused".to_string()
+            } else {
+                e.to_string()
+            };
             format!("dial tcp {addr}: {detail}")
         })?;
         let mut roots = rustls::RootCertStore::empty();
         if let Some(b64) = ca_bundle {
             use base64::Engine;
-            let pem = base64::engine::general_purpose::STANDARD.decode(b64.trim()).unwrap_or_default();
+            let pem = base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .unwrap_or_default();
             for der in CertificateDer::pem_slice_iter(&pem).flatten() {
                 let _ = roots.add(der);
             }
         }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
         let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
         let name = ServerName::try_from(target.server_name.clone()).map_err(|e| e.to_string())?;
         let tls = connector
             .connect(name, tcp)
             .await
             .map_err(|e| format!("tls: failed to verify certificate: {e}"))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-            .await
-            .map_err(|e| e.to_string())?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .map_err(|e| e.to_string())?;
         tokio::spawn(conn);
         let body = serde_json::to_vec(review).map_err(|e| e.to_string())?;
         let uri: http::Uri = target.url.parse().map_err(|_| "bad url".to_string())?;
@@ -188,8 +245,14 @@ async fn post_review(target: &Target, ca_bundle: Option<&str>, review: &Value, t
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| e.to_string())?;
         let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-        let bytes = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
-        serde_json::from_slice::<Value>(&bytes).map_err(|e| format!("failed to decode response: {e}"))
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        serde_json::from_slice::<Value>(&bytes)
+            .map_err(|e| format!("failed to decode response: {e}"))
     };
     match tokio::time::timeout(timeout, work).await {
         Ok(r) => r,
@@ -198,11 +261,22 @@ async fn post_review(target: &Target, ca_bundle: Option<&str>, review: &Value, t
 }
 
 /// Runs the admission webhooks for a create. `Err` carries the API server's answer.
-pub async fn admit(sim: &Sim, rt: &ResourceType, operation: &str, obj: &Value, namespace: &str, identity: &Identity, dry_run: bool) -> Result<(), Resp> {
+pub async fn admit(
+    sim: &Sim,
+    rt: &ResourceType,
+    operation: &str,
+    obj: &Value,
+    namespace: &str,
+    identity: &Identity,
+    dry_run: bool,
+) -> Result<(), Resp> {
     let (configs, ns_labels) = {
         let store = sim.store.read().expect("store lock");
         let mut configs = Vec::new();
-        for (kind, resource) in [("admit", "mutatingwebhookconfigurations"), ("validating", "validatingwebhookconfigurations")] {
+        for (kind, resource) in [
+            ("admit", "mutatingwebhookconfigurations"),
+            ("validating", "validatingwebhookconfigurations"),
+        ] {
             if let Some(t) = registry::find("admissionregistration.k8s.io", resource) {
                 for c in store.list(t, None) {
                     configs.push((kind, c));
@@ -226,8 +300,21 @@ pub async fn admit(sim: &Sim, rt: &ResourceType, operation: &str, obj: &Value, n
             if !selector_matches(&webhook["objectSelector"], &obj["metadata"]["labels"]) {
                 continue;
             }
-            if dry_run && !matches!(webhook["sideEffects"].as_str(), Some("None") | Some("NoneOnDryRun")) {
-                return Err(status(400, "BadRequest", &format!("admission webhook \"{}\" has sideEffects but the request is a dry run", webhook["name"].as_str().unwrap_or("")), None));
+            if dry_run
+                && !matches!(
+                    webhook["sideEffects"].as_str(),
+                    Some("None") | Some("NoneOnDryRun")
+                )
+            {
+                return Err(status(
+                    400,
+                    "BadRequest",
+                    &format!(
+                        "admission webhook \"{}\" has sideEffects but the request is a dry run",
+                        webhook["name"].as_str().unwrap_or("")
+                    ),
+                    None,
+                ));
             }
             let name = webhook["name"].as_str().unwrap_or("").to_string();
             let timeout_s = webhook["timeoutSeconds"].as_u64().unwrap_or(10);
@@ -243,29 +330,68 @@ pub async fn admit(sim: &Sim, rt: &ResourceType, operation: &str, obj: &Value, n
             });
             let started = Instant::now();
             let outcome = match resolve(sim, &webhook, timeout_s) {
-                Ok(target) => post_review(&target, webhook["clientConfig"]["caBundle"].as_str(), &review, Duration::from_secs(timeout_s))
-                    .await
-                    .map_err(|detail| call_error(&name, &target.url, &detail)),
+                Ok(target) => post_review(
+                    &target,
+                    webhook["clientConfig"]["caBundle"].as_str(),
+                    &review,
+                    Duration::from_secs(timeout_s),
+                )
+                .await
+                .map_err(|detail| call_error(&name, &target.url, &detail)),
                 Err(e) => Err(call_error(&name, "", &e)),
             };
             let elapsed = started.elapsed();
             match outcome {
                 Ok(answer) => {
                     let allowed = answer["response"]["allowed"].as_bool().unwrap_or(false);
-                    sim.metrics.record_webhook(&name, kind, operation, !allowed, elapsed, if allowed { None } else { Some("no_error") });
+                    sim.metrics.record_webhook(
+                        &name,
+                        kind,
+                        operation,
+                        !allowed,
+                        elapsed,
+                        if allowed { None } else { Some("no_error") },
+                    );
                     if !allowed {
-                        let message = answer["response"]["status"]["message"].as_str().unwrap_or("");
-                        let code = answer["response"]["status"]["code"].as_u64().unwrap_or(400) as u16;
-                        return Err(status(code, "BadRequest", &format!("admission webhook \"{name}\" denied the request: {message}"), None));
+                        let message = answer["response"]["status"]["message"]
+                            .as_str()
+                            .unwrap_or("");
+                        let code =
+                            answer["response"]["status"]["code"].as_u64().unwrap_or(400) as u16;
+                        return Err(status(
+                            code,
+                            "BadRequest",
+                            &format!("admission webhook \"{name}\" denied the request: {message}"),
+                            None,
+                        ));
                     }
                 }
                 Err(message) => {
                     if fail_closed {
-                        sim.metrics.record_webhook(&name, kind, operation, true, elapsed, Some("calling_webhook_error"));
-                        return Err(status(500, "InternalError", &format!("Internal error occurred: {message}"), Some(json!({"causes": [{"message": message}]}))));
+                        sim.metrics.record_webhook(
+                            &name,
+                            kind,
+                            operation,
+                            true,
+                            elapsed,
+                            Some("calling_webhook_error"),
+                        );
+                        return Err(status(
+                            500,
+                            "InternalError",
+                            &format!("Internal error occurred: {message}"),
+                            Some(json!({"causes": [{"message": message}]})),
+                        ));
                     }
                     sim.metrics.record_fail_open(&name, kind);
-                    sim.metrics.record_webhook(&name, kind, operation, false, elapsed, Some("calling_webhook_error"));
+                    sim.metrics.record_webhook(
+                        &name,
+                        kind,
+                        operation,
+                        false,
+                        elapsed,
+                        Some("calling_webhook_error"),
+                    );
                 }
             }
         }
@@ -282,7 +408,10 @@ mod tests {
         let ns = json!({"kubernetes.io/metadata.name": "kube-system"});
         let excl = json!({"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system"]}]});
         assert!(!selector_matches(&excl, &ns));
-        assert!(selector_matches(&excl, &json!({"kubernetes.io/metadata.name": "default"})));
+        assert!(selector_matches(
+            &excl,
+            &json!({"kubernetes.io/metadata.name": "default"})
+        ));
         assert!(selector_matches(&json!({}), &ns));
         let pods = registry::find("", "pods").unwrap();
         let all = json!({"rules": [{"operations": ["*"], "apiGroups": ["*"], "apiVersions": ["*"], "resources": ["*"]}]});

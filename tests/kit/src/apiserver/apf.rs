@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::Sim;
 use super::auth::Identity;
 use super::registry;
-use super::Sim;
 
 /// One priority level's counters in `dump_priority_levels`.
 #[derive(Debug, Clone, Default)]
@@ -80,17 +80,34 @@ fn cells(values: &[String], trailing_comma: bool) -> Vec<String> {
     values
         .iter()
         .enumerate()
-        .map(|(i, v)| if i + 1 < n || trailing_comma { format!("{v},") } else { v.clone() })
+        .map(|(i, v)| {
+            if i + 1 < n || trailing_comma {
+                format!("{v},")
+            } else {
+                v.clone()
+            }
+        })
         .collect()
 }
 
 impl ApfModel {
     pub fn dump_priority_levels(&self, uptime: Duration) -> String {
         let t = uptime.as_secs_f64();
-        let header: Vec<String> = ["PriorityLevelName", "ActiveQueues", "IsIdle", "IsQuiescing", "WaitingRequests", "ExecutingRequests", "DispatchedRequests", "RejectedRequests", "TimedoutRequests", "CancelledRequests"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let header: Vec<String> = [
+            "PriorityLevelName",
+            "ActiveQueues",
+            "IsIdle",
+            "IsQuiescing",
+            "WaitingRequests",
+            "ExecutingRequests",
+            "DispatchedRequests",
+            "RejectedRequests",
+            "TimedoutRequests",
+            "CancelledRequests",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         let mut rows = vec![cells(&header, false)];
         let mut levels = self.levels.clone();
         levels.sort_by(|a, b| a.name.cmp(&b.name));
@@ -116,18 +133,49 @@ impl ApfModel {
     }
 
     pub fn dump_queues(&self) -> String {
-        let header: Vec<String> = ["PriorityLevelName", "Index", "PendingRequests", "ExecutingRequests", "SeatsInUse", "NextDispatchR", "InitialSeatsSum", "MaxSeatsSum", "TotalWorkSum"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let header: Vec<String> = [
+            "PriorityLevelName",
+            "Index",
+            "PendingRequests",
+            "ExecutingRequests",
+            "SeatsInUse",
+            "NextDispatchR",
+            "InitialSeatsSum",
+            "MaxSeatsSum",
+            "TotalWorkSum",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         let mut rows = vec![cells(&header, false)];
         let mut levels = self.levels.clone();
         levels.sort_by(|a, b| a.name.cmp(&b.name));
         for l in &levels {
             for q in 0..l.queues {
-                let pending = self.requests.iter().filter(|r| r.priority_level == l.name && r.queue_index == q as i32 && r.start_time.starts_with("0001")).count();
-                let executing = self.requests.iter().filter(|r| r.priority_level == l.name && r.queue_index == q as i32 && !r.start_time.starts_with("0001")).count();
-                let seats: u32 = self.requests.iter().filter(|r| r.priority_level == l.name && r.queue_index == q as i32).map(|r| r.initial_seats).sum();
+                let pending = self
+                    .requests
+                    .iter()
+                    .filter(|r| {
+                        r.priority_level == l.name
+                            && r.queue_index == q as i32
+                            && r.start_time.starts_with("0001")
+                    })
+                    .count();
+                let executing = self
+                    .requests
+                    .iter()
+                    .filter(|r| {
+                        r.priority_level == l.name
+                            && r.queue_index == q as i32
+                            && !r.start_time.starts_with("0001")
+                    })
+                    .count();
+                let seats: u32 = self
+                    .requests
+                    .iter()
+                    .filter(|r| r.priority_level == l.name && r.queue_index == q as i32)
+                    .map(|r| r.initial_seats)
+                    .sum();
                 rows.push(cells(
                     &[
                         l.name.clone(),
@@ -148,12 +196,36 @@ impl ApfModel {
     }
 
     pub fn dump_requests(&self, details: bool) -> String {
-        let mut header: Vec<String> = ["PriorityLevelName", "FlowSchemaName", "QueueIndex", "RequestIndexInQueue", "FlowDistingsher", "ArriveTime", "InitialSeats", "FinalSeats", "AdditionalLatency", "StartTime"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let mut header: Vec<String> = [
+            "PriorityLevelName",
+            "FlowSchemaName",
+            "QueueIndex",
+            "RequestIndexInQueue",
+            "FlowDistingsher",
+            "ArriveTime",
+            "InitialSeats",
+            "FinalSeats",
+            "AdditionalLatency",
+            "StartTime",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         if details {
-            header.extend(["UserName", "Verb", "APIPath", "Namespace", "Name", "APIVersion", "Resource", "SubResource"].iter().map(|s| s.to_string()));
+            header.extend(
+                [
+                    "UserName",
+                    "Verb",
+                    "APIPath",
+                    "Namespace",
+                    "Name",
+                    "APIVersion",
+                    "Resource",
+                    "SubResource",
+                ]
+                .iter()
+                .map(|s| s.to_string()),
+            );
         }
         let mut rows = vec![cells(&header, false)];
         for r in &self.requests {
@@ -170,7 +242,16 @@ impl ApfModel {
                 r.start_time.clone(),
             ];
             if details {
-                v.extend([r.user.clone(), r.verb.clone(), r.api_path.clone(), r.namespace.clone(), String::new(), "v1".into(), r.resource.clone(), String::new()]);
+                v.extend([
+                    r.user.clone(),
+                    r.verb.clone(),
+                    r.api_path.clone(),
+                    r.namespace.clone(),
+                    String::new(),
+                    "v1".into(),
+                    r.resource.clone(),
+                    String::new(),
+                ]);
             }
             rows.push(cells(&v, details));
         }
@@ -180,25 +261,50 @@ impl ApfModel {
 
 /// Which FlowSchema (and its priority level) serves a request: lowest precedence first, ties
 /// by name; the subject and one rule must match.
-pub fn classify(schemas: &[Value], identity: &Identity, verb: &str, group: &str, resource: &str, namespace: &str, path: Option<&str>) -> Option<Value> {
+pub fn classify(
+    schemas: &[Value],
+    identity: &Identity,
+    verb: &str,
+    group: &str,
+    resource: &str,
+    namespace: &str,
+    path: Option<&str>,
+) -> Option<Value> {
     let mut sorted: Vec<&Value> = schemas.iter().collect();
     sorted.sort_by(|a, b| {
         let pa = a["spec"]["matchingPrecedence"].as_i64().unwrap_or(1000);
         let pb = b["spec"]["matchingPrecedence"].as_i64().unwrap_or(1000);
-        pa.cmp(&pb).then_with(|| a["metadata"]["name"].as_str().cmp(&b["metadata"]["name"].as_str()))
+        pa.cmp(&pb).then_with(|| {
+            a["metadata"]["name"]
+                .as_str()
+                .cmp(&b["metadata"]["name"].as_str())
+        })
     });
-    let has = |list: &Value, want: &str| list.as_array().is_some_and(|l| l.iter().any(|x| x == "*" || x.as_str() == Some(want)));
+    let has = |list: &Value, want: &str| {
+        list.as_array()
+            .is_some_and(|l| l.iter().any(|x| x == "*" || x.as_str() == Some(want)))
+    };
     for fs in sorted {
         for rule in fs["spec"]["rules"].as_array().cloned().unwrap_or_default() {
             let subject_ok = rule["subjects"].as_array().is_some_and(|subjects| {
                 subjects.iter().any(|s| match s["kind"].as_str() {
-                    Some("User") => s["user"]["name"] == "*" || s["user"]["name"].as_str() == Some(identity.user.as_str()),
-                    Some("Group") => s["group"]["name"] == "*" || identity.groups.iter().any(|g| s["group"]["name"].as_str() == Some(g.as_str())),
+                    Some("User") => {
+                        s["user"]["name"] == "*"
+                            || s["user"]["name"].as_str() == Some(identity.user.as_str())
+                    }
+                    Some("Group") => {
+                        s["group"]["name"] == "*"
+                            || identity
+                                .groups
+                                .iter()
+                                .any(|g| s["group"]["name"].as_str() == Some(g.as_str()))
+                    }
                     Some("ServiceAccount") => {
                         let ns = s["serviceAccount"]["namespace"].as_str().unwrap_or("");
                         let name = s["serviceAccount"]["name"].as_str().unwrap_or("");
                         let prefix = format!("system:serviceaccount:{ns}:");
-                        identity.user.starts_with(&prefix) && (name == "*" || identity.user[prefix.len()..] == *name)
+                        identity.user.starts_with(&prefix)
+                            && (name == "*" || identity.user[prefix.len()..] == *name)
                     }
                     _ => false,
                 })
@@ -213,15 +319,26 @@ pub fn classify(schemas: &[Value], identity: &Identity, verb: &str, group: &str,
                             && r["nonResourceURLs"].as_array().is_some_and(|urls| {
                                 urls.iter().any(|u| {
                                     let u = u.as_str().unwrap_or("");
-                                    u == "*" || u == p || u.strip_suffix("/*").is_some_and(|pre| p == pre || p.starts_with(&format!("{pre}/")))
+                                    u == "*"
+                                        || u == p
+                                        || u.strip_suffix("/*").is_some_and(|pre| {
+                                            p == pre || p.starts_with(&format!("{pre}/"))
+                                        })
                                 })
                             })
                     })
                 }),
                 None => rule["resourceRules"].as_array().is_some_and(|rs| {
                     rs.iter().any(|r| {
-                        let scope_ok = if namespace.is_empty() { r["clusterScope"] == true } else { has(&r["namespaces"], namespace) };
-                        has(&r["verbs"], verb) && has(&r["apiGroups"], group) && has(&r["resources"], resource) && scope_ok
+                        let scope_ok = if namespace.is_empty() {
+                            r["clusterScope"] == true
+                        } else {
+                            has(&r["namespaces"], namespace)
+                        };
+                        has(&r["verbs"], verb)
+                            && has(&r["apiGroups"], group)
+                            && has(&r["resources"], resource)
+                            && scope_ok
                     })
                 }),
             };
@@ -236,31 +353,60 @@ pub fn classify(schemas: &[Value], identity: &Identity, verb: &str, group: &str,
 /// The UIDs for the response headers of a request.
 pub fn response_uids(sim: &Sim, identity: &Identity, method: &str, path: &str) -> (String, String) {
     let store = sim.store.read().expect("store lock");
-    let (Some(fs_rt), Some(pl_rt)) = (registry::find("flowcontrol.apiserver.k8s.io", "flowschemas"), registry::find("flowcontrol.apiserver.k8s.io", "prioritylevelconfigurations")) else {
+    let (Some(fs_rt), Some(pl_rt)) = (
+        registry::find("flowcontrol.apiserver.k8s.io", "flowschemas"),
+        registry::find(
+            "flowcontrol.apiserver.k8s.io",
+            "prioritylevelconfigurations",
+        ),
+    ) else {
         return (String::new(), String::new());
     };
     let schemas = store.list(fs_rt, None);
-    let (verb, group, resource, namespace, non_resource) = match super::handlers::parse_resource_path(path) {
-        Some(rp) => {
-            let verb = match (method, rp.name.is_empty()) {
-                ("GET", true) => "list",
-                ("GET", false) => "get",
-                ("POST", _) => "create",
-                ("PUT", _) => "update",
-                ("PATCH", _) => "patch",
-                ("DELETE", _) => "delete",
-                _ => "get",
-            };
-            (verb, rp.group, rp.resource, rp.namespace, None)
-        }
-        None => ("get", String::new(), String::new(), String::new(), Some(path)),
-    };
-    let Some(fs) = classify(&schemas, identity, verb, &group, &resource, &namespace, non_resource) else {
+    let (verb, group, resource, namespace, non_resource) =
+        match super::handlers::parse_resource_path(path) {
+            Some(rp) => {
+                let verb = match (method, rp.name.is_empty()) {
+                    ("GET", true) => "list",
+                    ("GET", false) => "get",
+                    ("POST", _) => "create",
+                    ("PUT", _) => "update",
+                    ("PATCH", _) => "patch",
+                    ("DELETE", _) => "delete",
+                    _ => "get",
+                };
+                (verb, rp.group, rp.resource, rp.namespace, None)
+            }
+            None => (
+                "get",
+                String::new(),
+                String::new(),
+                String::new(),
+                Some(path),
+            ),
+        };
+    let Some(fs) = classify(
+        &schemas,
+        identity,
+        verb,
+        &group,
+        &resource,
+        &namespace,
+        non_resource,
+    ) else {
         return (String::new(), String::new());
     };
-    let pl_name = fs["spec"]["priorityLevelConfiguration"]["name"].as_str().unwrap_or("");
-    let pl_uid = store.get(pl_rt, "", pl_name).and_then(|p| p["metadata"]["uid"].as_str().map(str::to_string)).unwrap_or_default();
-    (fs["metadata"]["uid"].as_str().unwrap_or("").to_string(), pl_uid)
+    let pl_name = fs["spec"]["priorityLevelConfiguration"]["name"]
+        .as_str()
+        .unwrap_or("");
+    let pl_uid = store
+        .get(pl_rt, "", pl_name)
+        .and_then(|p| p["metadata"]["uid"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    (
+        fs["metadata"]["uid"].as_str().unwrap_or("").to_string(),
+        pl_uid,
+    )
 }
 
 #[cfg(test)]
@@ -270,13 +416,30 @@ mod tests {
     #[test]
     fn dump_format_matches_the_real_one() {
         // tests/fixtures/flowcontrol/website-dump_priority_levels.txt, first two lines.
-        let fixture = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/flowcontrol/website-dump_priority_levels.txt")).unwrap();
+        let fixture = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../fixtures/flowcontrol/website-dump_priority_levels.txt"
+        ))
+        .unwrap();
         let model = ApfModel {
-            levels: ["catch-all", "exempt", "global-default", "leader-election", "node-high", "system", "workload-high", "workload-low"]
-                .iter()
-                .zip([1u64, 0, 46, 4, 34, 48, 500, 0])
-                .map(|(n, d)| LevelState { name: n.to_string(), dispatched_start: d, ..Default::default() })
-                .collect(),
+            levels: [
+                "catch-all",
+                "exempt",
+                "global-default",
+                "leader-election",
+                "node-high",
+                "system",
+                "workload-high",
+                "workload-low",
+            ]
+            .iter()
+            .zip([1u64, 0, 46, 4, 34, 48, 500, 0])
+            .map(|(n, d)| LevelState {
+                name: n.to_string(),
+                dispatched_start: d,
+                ..Default::default()
+            })
+            .collect(),
             requests: vec![],
         };
         assert_eq!(model.dump_priority_levels(Duration::ZERO), fixture);

@@ -13,14 +13,17 @@ pub async fn run(listener: TcpListener, backends: Vec<SocketAddr>) {
     let next = Arc::new(AtomicUsize::new(0));
     let backends = Arc::new(backends);
     loop {
-        let Ok((mut client, _)) = listener.accept().await else { continue };
+        let Ok((mut client, _)) = listener.accept().await else {
+            continue;
+        };
         let next = next.clone();
         let backends = backends.clone();
         tokio::spawn(async move {
             let start = next.fetch_add(1, Ordering::Relaxed);
             for k in 0..backends.len() {
                 let addr = backends[(start + k) % backends.len()];
-                let attempt = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr)).await;
+                let attempt =
+                    tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr)).await;
                 if let Ok(Ok(mut upstream)) = attempt {
                     let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
                     return;

@@ -25,9 +25,9 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, frame::coding::CloseCode};
 
+use super::Sim;
 use super::handlers::{Query, ResourcePath, Resp, status};
 use super::registry::ResourceType;
-use super::Sim;
 
 /// The executables an image has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -48,7 +48,13 @@ impl Image {
             Image::Etcd35 => &[("sh", "bash"), ("etcd", "etcd"), ("etcdctl", "etcdctl")],
             Image::Etcd36 => &[("etcd", "etcd"), ("etcdctl", "etcdctl")],
             Image::Distroless => &[],
-            Image::Shell => &[("sh", "bash"), ("cat", "cat"), ("tar", "tar"), ("ls", "ls"), ("echo", "echo")],
+            Image::Shell => &[
+                ("sh", "bash"),
+                ("cat", "cat"),
+                ("tar", "tar"),
+                ("ls", "ls"),
+                ("echo", "echo"),
+            ],
         }
     }
 
@@ -84,7 +90,12 @@ pub struct ExecEnv {
 impl ExecEnv {
     pub fn new() -> std::io::Result<ExecEnv> {
         let sandbox = tempfile::Builder::new().prefix("cpkit-images-").tempdir()?;
-        for image in [Image::Etcd35, Image::Etcd36, Image::Distroless, Image::Shell] {
+        for image in [
+            Image::Etcd35,
+            Image::Etcd36,
+            Image::Distroless,
+            Image::Shell,
+        ] {
             let bin = sandbox.path().join(image.name()).join("bin");
             std::fs::create_dir_all(&bin)?;
             for (name, host) in image.binaries() {
@@ -93,15 +104,25 @@ impl ExecEnv {
                 }
             }
         }
-        Ok(ExecEnv { pods: RwLock::new(HashMap::new()), sandbox })
+        Ok(ExecEnv {
+            pods: RwLock::new(HashMap::new()),
+            sandbox,
+        })
     }
 
     pub fn add_pod(&self, namespace: &str, name: &str, runtime: PodRuntime) {
-        self.pods.write().expect("pods lock").insert((namespace.into(), name.into()), runtime);
+        self.pods
+            .write()
+            .expect("pods lock")
+            .insert((namespace.into(), name.into()), runtime);
     }
 
     pub fn pod(&self, namespace: &str, name: &str) -> Option<PodRuntime> {
-        self.pods.read().expect("pods lock").get(&(namespace.to_string(), name.to_string())).cloned()
+        self.pods
+            .read()
+            .expect("pods lock")
+            .get(&(namespace.to_string(), name.to_string()))
+            .cloned()
     }
 
     fn bin_dir(&self, image: Image) -> PathBuf {
@@ -110,7 +131,10 @@ impl ExecEnv {
 
     /// The container's logs, last `tail` lines.
     pub fn logs(&self, namespace: &str, name: &str, tail: Option<usize>) -> String {
-        let text = self.pod(namespace, name).map(|p| p.logs).unwrap_or_default();
+        let text = self
+            .pod(namespace, name)
+            .map(|p| p.logs)
+            .unwrap_or_default();
         match tail {
             Some(n) => {
                 let lines: Vec<&str> = text.lines().collect();
@@ -134,7 +158,11 @@ pub fn map_host_paths(text: &str, node_root: &Path) -> String {
     let mut i = 0;
     let bytes = text.as_bytes();
     while i < text.len() {
-        let at_start = i == 0 || matches!(bytes[i - 1], b' ' | b'=' | b'"' | b'\'' | b'(' | b',' | b':' | b'<' | b'\t' | b'\n');
+        let at_start = i == 0
+            || matches!(
+                bytes[i - 1],
+                b' ' | b'=' | b'"' | b'\'' | b'(' | b',' | b':' | b'<' | b'\t' | b'\n'
+            );
         if at_start && let Some(prefix) = HOST_PREFIXES.iter().find(|p| text[i..].starts_with(*p)) {
             out.push_str(&root);
             out.push_str(prefix);
@@ -156,7 +184,10 @@ fn choose_protocol(req: &Request<Incoming>, supported: &[&str]) -> Option<String
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(',').map(|p| p.trim().to_string()))
         .collect();
-    supported.iter().find(|s| offered.iter().any(|o| o == *s)).map(|s| s.to_string())
+    supported
+        .iter()
+        .find(|s| offered.iter().any(|o| o == *s))
+        .map(|s| s.to_string())
 }
 
 fn upgrade_response(req: &Request<Incoming>, protocol: &str) -> Option<Resp> {
@@ -173,27 +204,63 @@ fn upgrade_response(req: &Request<Incoming>, protocol: &str) -> Option<Resp> {
 }
 
 fn is_websocket(req: &Request<Incoming>) -> bool {
-    req.headers().get("upgrade").and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+    req.headers()
+        .get("upgrade")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
 }
 
 /// Entry point for `pods/<name>/exec|portforward|attach`.
-pub async fn handle(sim: Arc<Sim>, rt: &ResourceType, rp: &ResourcePath, query: &Query, mut req: Request<Incoming>) -> Resp {
-    let pod_obj = sim.store.read().expect("store lock").get(rt, &rp.namespace, &rp.name);
+pub async fn handle(
+    sim: Arc<Sim>,
+    rt: &ResourceType,
+    rp: &ResourcePath,
+    query: &Query,
+    mut req: Request<Incoming>,
+) -> Resp {
+    let pod_obj = sim
+        .store
+        .read()
+        .expect("store lock")
+        .get(rt, &rp.namespace, &rp.name);
     let Some(pod_obj) = pod_obj else {
-        return status(404, "NotFound", &format!("pods \"{}\" not found", rp.name), Some(json!({"name": rp.name, "kind": "pods"})));
+        return status(
+            404,
+            "NotFound",
+            &format!("pods \"{}\" not found", rp.name),
+            Some(json!({"name": rp.name, "kind": "pods"})),
+        );
     };
     if !is_websocket(&req) {
         return status(400, "BadRequest", "Upgrade request required", None);
     }
     if rp.subresource == "attach" {
-        return status(400, "BadRequest", "attach is not supported by the simulated API server", None);
+        return status(
+            400,
+            "BadRequest",
+            "attach is not supported by the simulated API server",
+            None,
+        );
     }
     let runtime = sim.exec.pod(&rp.namespace, &rp.name);
     let Some(runtime) = runtime else {
-        return status(400, "BadRequest", &format!("pod {} does not have a host assigned", rp.name), None);
+        return status(
+            400,
+            "BadRequest",
+            &format!("pod {} does not have a host assigned", rp.name),
+            None,
+        );
     };
     if pod_obj["status"]["phase"] != "Running" || !runtime.running {
-        return status(400, "BadRequest", &format!("unable to upgrade connection: container not found (\"{}\")", runtime.container), None);
+        return status(
+            400,
+            "BadRequest",
+            &format!(
+                "unable to upgrade connection: container not found (\"{}\")",
+                runtime.container
+            ),
+            None,
+        );
     }
     if rp.subresource == "portforward" {
         let ports: Vec<u16> = query
@@ -203,18 +270,32 @@ pub async fn handle(sim: Arc<Sim>, rt: &ResourceType, rp: &ResourcePath, query: 
             .filter_map(|p| p.trim().parse().ok())
             .collect();
         if ports.is_empty() {
-            return status(400, "BadRequest", "query parameter \"port\" is required", None);
+            return status(
+                400,
+                "BadRequest",
+                "query parameter \"port\" is required",
+                None,
+            );
         }
         // The kubelet's WebSocket port-forward speaks v4 (no v5 close signals).
         let Some(protocol) = choose_protocol(&req, &["v4.channel.k8s.io"]) else {
-            return status(400, "BadRequest", "no supported WebSocket subprotocol offered (want v4.channel.k8s.io)", None);
+            return status(
+                400,
+                "BadRequest",
+                "no supported WebSocket subprotocol offered (want v4.channel.k8s.io)",
+                None,
+            );
         };
-        let Some(resp) = upgrade_response(&req, &protocol) else { return status(400, "BadRequest", "missing Sec-WebSocket-Key", None) };
+        let Some(resp) = upgrade_response(&req, &protocol) else {
+            return status(400, "BadRequest", "missing Sec-WebSocket-Key", None);
+        };
         let upgrade = hyper::upgrade::on(&mut req);
         let uid = runtime.uid.clone();
         tokio::spawn(async move {
             if let Ok(upgraded) = upgrade.await {
-                let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+                let ws =
+                    WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None)
+                        .await;
                 portforward_session(ws, ports, uid).await;
             }
         });
@@ -222,19 +303,40 @@ pub async fn handle(sim: Arc<Sim>, rt: &ResourceType, rp: &ResourcePath, query: 
     }
     let command: Vec<String> = query.all("command");
     if command.is_empty() {
-        return status(400, "BadRequest", "you must specify at least 1 command", None);
+        return status(
+            400,
+            "BadRequest",
+            "you must specify at least 1 command",
+            None,
+        );
     }
     let Some(protocol) = choose_protocol(&req, &["v5.channel.k8s.io", "v4.channel.k8s.io"]) else {
-        return status(400, "BadRequest", "no supported WebSocket subprotocol offered (want v5.channel.k8s.io or v4.channel.k8s.io)", None);
+        return status(
+            400,
+            "BadRequest",
+            "no supported WebSocket subprotocol offered (want v5.channel.k8s.io or v4.channel.k8s.io)",
+            None,
+        );
     };
-    let Some(resp) = upgrade_response(&req, &protocol) else { return status(400, "BadRequest", "missing Sec-WebSocket-Key", None) };
+    let Some(resp) = upgrade_response(&req, &protocol) else {
+        return status(400, "BadRequest", "missing Sec-WebSocket-Key", None);
+    };
     let want_stdin = matches!(query.get("stdin"), Some("true") | Some("1"));
     let bin_dir = sim.exec.bin_dir(runtime.image);
     let upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         if let Ok(upgraded) = upgrade.await {
-            let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
-            exec_session(ws, command, runtime, bin_dir, want_stdin, protocol == "v5.channel.k8s.io").await;
+            let ws =
+                WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+            exec_session(
+                ws,
+                command,
+                runtime,
+                bin_dir,
+                want_stdin,
+                protocol == "v5.channel.k8s.io",
+            )
+            .await;
         }
     });
     resp
@@ -255,7 +357,10 @@ fn status_message(code: i32, command: &[String]) -> String {
 
 /// A normal closure (1000): client-go treats anything else as an error.
 fn normal_close() -> Message {
-    Message::Close(Some(CloseFrame { code: CloseCode::Normal, reason: "".into() }))
+    Message::Close(Some(CloseFrame {
+        code: CloseCode::Normal,
+        reason: "".into(),
+    }))
 }
 
 fn frame(channel: u8, data: &[u8]) -> Message {
@@ -265,12 +370,21 @@ fn frame(channel: u8, data: &[u8]) -> Message {
     Message::Binary(v.into())
 }
 
-async fn exec_session<S>(ws: WebSocketStream<S>, command: Vec<String>, runtime: PodRuntime, bin_dir: PathBuf, want_stdin: bool, v5: bool)
-where
+async fn exec_session<S>(
+    ws: WebSocketStream<S>,
+    command: Vec<String>,
+    runtime: PodRuntime,
+    bin_dir: PathBuf,
+    want_stdin: bool,
+    v5: bool,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (mut sink, mut source) = ws.split();
-    let program = Path::new(&command[0]).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    let program = Path::new(&command[0])
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let resolved = bin_dir.join(&program);
     if !resolved.exists() {
         let failure = json!({
@@ -295,8 +409,17 @@ where
         .env_clear()
         .env("PATH", &bin_dir)
         .env("HOME", "/root")
-        .current_dir(runtime.node_root.clone().unwrap_or_else(|| PathBuf::from("/")))
-        .stdin(if want_stdin { Stdio::piped() } else { Stdio::null() })
+        .current_dir(
+            runtime
+                .node_root
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("/")),
+        )
+        .stdin(if want_stdin {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
@@ -310,7 +433,7 @@ where
             let failure = json!({"metadata": {}, "status": "Failure", "message": format!("failed to start: {e}"), "reason": "InternalError", "code": 500});
             let _ = sink.send(frame(3, failure.to_string().as_bytes())).await;
             let _ = sink.send(normal_close()).await;
-        let _ = sink.close().await;
+            let _ = sink.close().await;
             return;
         }
     };
@@ -364,11 +487,18 @@ where
             }
         }
     });
-    let exit = child.wait().await.ok().and_then(|s| s.code()).unwrap_or(137);
+    let exit = child
+        .wait()
+        .await
+        .ok()
+        .and_then(|s| s.code())
+        .unwrap_or(137);
     let _ = out_task.await;
     let _ = err_task.await;
     if let Ok(mut sink) = writer.await {
-        let _ = sink.send(frame(3, status_message(exit, &command).as_bytes())).await;
+        let _ = sink
+            .send(frame(3, status_message(exit, &command).as_bytes()))
+            .await;
         let _ = sink.send(normal_close()).await;
         let _ = sink.close().await;
     }
@@ -383,7 +513,9 @@ where
     // Announce every port on its data and error channel (2 bytes, little-endian).
     for (i, port) in ports.iter().enumerate() {
         let le = port.to_le_bytes();
-        if sink.send(frame((2 * i) as u8, &le)).await.is_err() || sink.send(frame((2 * i + 1) as u8, &le)).await.is_err() {
+        if sink.send(frame((2 * i) as u8, &le)).await.is_err()
+            || sink.send(frame((2 * i + 1) as u8, &le)).await.is_err()
+        {
             return;
         }
     }
@@ -417,7 +549,11 @@ where
             Err(e) => {
                 let msg = format!(
                     "error forwarding port {port} to pod {uid}, uid : failed to execute portforward in network namespace \"host\": failed to connect to localhost:{port} inside namespace \"{uid}\", IPv4: dial tcp4 127.0.0.1:{port}: connect: {} ",
-                    if e.kind() == std::io::ErrorKind::ConnectionRefused { "connection refused".to_string() } else { e.to_string() }
+                    if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                        "connection refused".to_string()
+                    } else {
+                        e.to_string()
+                    }
                 );
                 let _ = tx.send(frame(data_ch + 1, msg.as_bytes())).await;
                 let _ = tx.send(normal_close()).await;
@@ -444,7 +580,10 @@ where
                 let first = !seen_first.contains_key(&ch);
                 seen_first.insert(ch, true);
                 let payload = &data[1..];
-                if first && payload.len() == 2 && ports.iter().any(|p| p.to_le_bytes() == payload[..2]) {
+                if first
+                    && payload.len() == 2
+                    && ports.iter().any(|p| p.to_le_bytes() == payload[..2])
+                {
                     continue;
                 }
                 if let Some(w) = writers.get_mut(&ch)
@@ -474,7 +613,13 @@ mod tests {
             map_host_paths("--cacert=/etc/kubernetes/pki/etcd/ca.crt", root),
             "--cacert=/tmp/kit/nodes/cp1/etc/kubernetes/pki/etcd/ca.crt"
         );
-        assert_eq!(map_host_paths("echo \"$(</var/lib/etcd/x)\"", root), "echo \"$(</tmp/kit/nodes/cp1/var/lib/etcd/x)\"");
-        assert_eq!(map_host_paths("/opt/etc/kubernetes/x", root), "/opt/etc/kubernetes/x");
+        assert_eq!(
+            map_host_paths("echo \"$(</var/lib/etcd/x)\"", root),
+            "echo \"$(</tmp/kit/nodes/cp1/var/lib/etcd/x)\""
+        );
+        assert_eq!(
+            map_host_paths("/opt/etc/kubernetes/x", root),
+            "/opt/etc/kubernetes/x"
+        );
     }
 }

@@ -12,7 +12,9 @@ fn col(name: &str, ty: &str, priority: u8, description: &str) -> Value {
 
 /// kubectl's AGE of an object.
 pub fn age_of(obj: &Value) -> String {
-    let ts = obj["metadata"]["creationTimestamp"].as_str().and_then(|s| s.parse::<jiff::Timestamp>().ok());
+    let ts = obj["metadata"]["creationTimestamp"]
+        .as_str()
+        .and_then(|s| s.parse::<jiff::Timestamp>().ok());
     match ts {
         Some(t) => cpkit::duration::age(t, jiff::Timestamp::now()),
         None => "<unknown>".into(),
@@ -28,7 +30,11 @@ fn s(v: &Value) -> String {
 }
 
 fn or_none(text: String) -> String {
-    if text.is_empty() { "<none>".into() } else { text }
+    if text.is_empty() {
+        "<none>".into()
+    } else {
+        text
+    }
 }
 
 fn columns_and_cells(rt: &ResourceType, obj: &Value) -> (Vec<Value>, Vec<Value>) {
@@ -36,7 +42,10 @@ fn columns_and_cells(rt: &ResourceType, obj: &Value) -> (Vec<Value>, Vec<Value>)
     let age = age_of(obj);
     match rt.resource {
         "nodes" => {
-            let conditions = obj["status"]["conditions"].as_array().cloned().unwrap_or_default();
+            let conditions = obj["status"]["conditions"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
             let ready = conditions.iter().find(|c| c["type"] == "Ready");
             let mut status = match ready.map(|c| s(&c["status"])) {
                 Some(x) if x == "True" => "Ready".to_string(),
@@ -46,10 +55,16 @@ fn columns_and_cells(rt: &ResourceType, obj: &Value) -> (Vec<Value>, Vec<Value>)
             if obj["spec"]["unschedulable"].as_bool() == Some(true) {
                 status.push_str(",SchedulingDisabled");
             }
-            let labels = obj["metadata"]["labels"].as_object().cloned().unwrap_or_default();
+            let labels = obj["metadata"]["labels"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
             let mut roles: Vec<String> = labels
                 .keys()
-                .filter_map(|k| k.strip_prefix("node-role.kubernetes.io/").map(str::to_string))
+                .filter_map(|k| {
+                    k.strip_prefix("node-role.kubernetes.io/")
+                        .map(str::to_string)
+                })
                 .collect();
             roles.sort();
             let addr = |t: &str| {
@@ -62,16 +77,56 @@ fn columns_and_cells(rt: &ResourceType, obj: &Value) -> (Vec<Value>, Vec<Value>)
             let info = &obj["status"]["nodeInfo"];
             (
                 vec![
-                    col("Name", "string", 0, "Name must be unique within a namespace."),
+                    col(
+                        "Name",
+                        "string",
+                        0,
+                        "Name must be unique within a namespace.",
+                    ),
                     col("Status", "string", 0, "The status of the node"),
                     col("Roles", "string", 0, "The roles of the node"),
-                    col("Age", "string", 0, "CreationTimestamp is a timestamp representing the server time when this object was created."),
-                    col("Version", "string", 0, "Kubelet Version reported by the node."),
-                    col("Internal-IP", "string", 1, "List of addresses reachable to the node."),
-                    col("External-IP", "string", 1, "List of addresses reachable to the node."),
-                    col("OS-Image", "string", 1, "OS Image reported by the node from /etc/os-release (e.g. Debian GNU/Linux 7 (wheezy))."),
-                    col("Kernel-Version", "string", 1, "Kernel Version reported by the node from 'uname -r' (e.g. 3.16.0-0.bpo.4-amd64)."),
-                    col("Container-Runtime", "string", 1, "ContainerRuntime Version reported by the node through runtime remote API (e.g. containerd://1.4.2)."),
+                    col(
+                        "Age",
+                        "string",
+                        0,
+                        "CreationTimestamp is a timestamp representing the server time when this object was created.",
+                    ),
+                    col(
+                        "Version",
+                        "string",
+                        0,
+                        "Kubelet Version reported by the node.",
+                    ),
+                    col(
+                        "Internal-IP",
+                        "string",
+                        1,
+                        "List of addresses reachable to the node.",
+                    ),
+                    col(
+                        "External-IP",
+                        "string",
+                        1,
+                        "List of addresses reachable to the node.",
+                    ),
+                    col(
+                        "OS-Image",
+                        "string",
+                        1,
+                        "OS Image reported by the node from /etc/os-release (e.g. Debian GNU/Linux 7 (wheezy)).",
+                    ),
+                    col(
+                        "Kernel-Version",
+                        "string",
+                        1,
+                        "Kernel Version reported by the node from 'uname -r' (e.g. 3.16.0-0.bpo.4-amd64).",
+                    ),
+                    col(
+                        "Container-Runtime",
+                        "string",
+                        1,
+                        "ContainerRuntime Version reported by the node through runtime remote API (e.g. containerd://1.4.2).",
+                    ),
                 ],
                 vec![
                     json!(name),
@@ -91,15 +146,60 @@ fn columns_and_cells(rt: &ResourceType, obj: &Value) -> (Vec<Value>, Vec<Value>)
             let (ready, status, restarts) = pod_summary(obj);
             (
                 vec![
-                    col("Name", "string", 0, "Name must be unique within a namespace."),
-                    col("Ready", "string", 0, "The aggregate readiness state of this pod for accepting traffic."),
-                    col("Status", "string", 0, "The aggregate status of the containers in this pod."),
-                    col("Restarts", "string", 0, "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted."),
-                    col("Age", "string", 0, "CreationTimestamp is a timestamp representing the server time when this object was created."),
-                    col("IP", "string", 1, "IP address allocated to the pod. Routable at least within the cluster. Empty if not yet allocated."),
-                    col("Node", "string", 1, "NodeName is a request to schedule this pod onto a specific node."),
-                    col("Nominated Node", "string", 1, "nominatedNodeName is set only when this pod preempts other pods on the node."),
-                    col("Readiness Gates", "string", 1, "If specified, all readiness gates will be evaluated for pod readiness."),
+                    col(
+                        "Name",
+                        "string",
+                        0,
+                        "Name must be unique within a namespace.",
+                    ),
+                    col(
+                        "Ready",
+                        "string",
+                        0,
+                        "The aggregate readiness state of this pod for accepting traffic.",
+                    ),
+                    col(
+                        "Status",
+                        "string",
+                        0,
+                        "The aggregate status of the containers in this pod.",
+                    ),
+                    col(
+                        "Restarts",
+                        "string",
+                        0,
+                        "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted.",
+                    ),
+                    col(
+                        "Age",
+                        "string",
+                        0,
+                        "CreationTimestamp is a timestamp representing the server time when this object was created.",
+                    ),
+                    col(
+                        "IP",
+                        "string",
+                        1,
+                        "IP address allocated to the pod. Routable at least within the cluster. Empty if not yet allocated.",
+                    ),
+                    col(
+                        "Node",
+                        "string",
+                        1,
+                        "NodeName is a request to schedule this pod onto a specific node.",
+                    ),
+                    col(
+                        "Nominated Node",
+                        "string",
+                        1,
+                        "nominatedNodeName is set only when this pod preempts other pods on the node.",
+                    ),
+                    col(
+                        "Readiness Gates",
+                        "string",
+                        1,
+                        "If specified, all readiness gates will be evaluated for pod readiness.",
+                    ),
                 ],
                 vec![
                     json!(name),
@@ -116,25 +216,74 @@ fn columns_and_cells(rt: &ResourceType, obj: &Value) -> (Vec<Value>, Vec<Value>)
         }
         "leases" => (
             vec![
-                col("Name", "string", 0, "Name must be unique within a namespace."),
-                col("Holder", "string", 0, "holderIdentity contains the identity of the holder of a current lease."),
-                col("Age", "string", 0, "CreationTimestamp is a timestamp representing the server time when this object was created."),
+                col(
+                    "Name",
+                    "string",
+                    0,
+                    "Name must be unique within a namespace.",
+                ),
+                col(
+                    "Holder",
+                    "string",
+                    0,
+                    "holderIdentity contains the identity of the holder of a current lease.",
+                ),
+                col(
+                    "Age",
+                    "string",
+                    0,
+                    "CreationTimestamp is a timestamp representing the server time when this object was created.",
+                ),
             ],
-            vec![json!(name), json!(s(&obj["spec"]["holderIdentity"])), json!(age)],
+            vec![
+                json!(name),
+                json!(s(&obj["spec"]["holderIdentity"])),
+                json!(age),
+            ],
         ),
         "flowschemas" => (
             vec![
-                col("Name", "string", 0, "Name must be unique within a namespace."),
-                col("PriorityLevel", "string", 0, "The name of the priority level."),
+                col(
+                    "Name",
+                    "string",
+                    0,
+                    "Name must be unique within a namespace.",
+                ),
+                col(
+                    "PriorityLevel",
+                    "string",
+                    0,
+                    "The name of the priority level.",
+                ),
                 col("MatchingPrecedence", "string", 0, "Matching precedence."),
-                col("DistinguisherMethod", "string", 0, "The distinguisher method."),
-                col("Age", "string", 0, "CreationTimestamp is a timestamp representing the server time when this object was created."),
-                col("MissingPL", "string", 0, "Whether the priority level is missing."),
+                col(
+                    "DistinguisherMethod",
+                    "string",
+                    0,
+                    "The distinguisher method.",
+                ),
+                col(
+                    "Age",
+                    "string",
+                    0,
+                    "CreationTimestamp is a timestamp representing the server time when this object was created.",
+                ),
+                col(
+                    "MissingPL",
+                    "string",
+                    0,
+                    "Whether the priority level is missing.",
+                ),
             ],
             vec![
                 json!(name),
                 json!(s(&obj["spec"]["priorityLevelConfiguration"]["name"])),
-                json!(obj["spec"]["matchingPrecedence"].as_i64().unwrap_or(0).to_string()),
+                json!(
+                    obj["spec"]["matchingPrecedence"]
+                        .as_i64()
+                        .unwrap_or(0)
+                        .to_string()
+                ),
                 json!(or_none(s(&obj["spec"]["distinguisherMethod"]["type"]))),
                 json!(age),
                 json!(
@@ -149,16 +298,37 @@ fn columns_and_cells(rt: &ResourceType, obj: &Value) -> (Vec<Value>, Vec<Value>)
         "prioritylevelconfigurations" => {
             let limited = &obj["spec"]["limited"];
             let queuing = &limited["limitResponse"]["queuing"];
-            let opt = |v: &Value| if v.is_null() { "<none>".to_string() } else { s(v) };
+            let opt = |v: &Value| {
+                if v.is_null() {
+                    "<none>".to_string()
+                } else {
+                    s(v)
+                }
+            };
             (
                 vec![
-                    col("Name", "string", 0, "Name must be unique within a namespace."),
+                    col(
+                        "Name",
+                        "string",
+                        0,
+                        "Name must be unique within a namespace.",
+                    ),
                     col("Type", "string", 0, "The type of the priority level."),
-                    col("NominalConcurrencyShares", "string", 0, "Nominal concurrency shares."),
+                    col(
+                        "NominalConcurrencyShares",
+                        "string",
+                        0,
+                        "Nominal concurrency shares.",
+                    ),
                     col("Queues", "string", 0, "Number of queues."),
                     col("HandSize", "string", 0, "Hand size."),
                     col("QueueLengthLimit", "string", 0, "Queue length limit."),
-                    col("Age", "string", 0, "CreationTimestamp is a timestamp representing the server time when this object was created."),
+                    col(
+                        "Age",
+                        "string",
+                        0,
+                        "CreationTimestamp is a timestamp representing the server time when this object was created.",
+                    ),
                 ],
                 vec![
                     json!(name),
@@ -173,17 +343,46 @@ fn columns_and_cells(rt: &ResourceType, obj: &Value) -> (Vec<Value>, Vec<Value>)
         }
         "validatingwebhookconfigurations" | "mutatingwebhookconfigurations" => (
             vec![
-                col("Name", "string", 0, "Name must be unique within a namespace."),
-                col("Webhooks", "integer", 0, "Webhooks indicates the number of webhooks registered in this configuration."),
-                col("Age", "string", 0, "CreationTimestamp is a timestamp representing the server time when this object was created."),
+                col(
+                    "Name",
+                    "string",
+                    0,
+                    "Name must be unique within a namespace.",
+                ),
+                col(
+                    "Webhooks",
+                    "integer",
+                    0,
+                    "Webhooks indicates the number of webhooks registered in this configuration.",
+                ),
+                col(
+                    "Age",
+                    "string",
+                    0,
+                    "CreationTimestamp is a timestamp representing the server time when this object was created.",
+                ),
             ],
-            vec![json!(name), json!(obj["webhooks"].as_array().map(|w| w.len()).unwrap_or(0)), json!(age)],
+            vec![
+                json!(name),
+                json!(obj["webhooks"].as_array().map(|w| w.len()).unwrap_or(0)),
+                json!(age),
+            ],
         ),
         "namespaces" => (
             vec![
-                col("Name", "string", 0, "Name must be unique within a namespace."),
+                col(
+                    "Name",
+                    "string",
+                    0,
+                    "Name must be unique within a namespace.",
+                ),
                 col("Status", "string", 0, "The status of the namespace"),
-                col("Age", "string", 0, "CreationTimestamp is a timestamp representing the server time when this object was created."),
+                col(
+                    "Age",
+                    "string",
+                    0,
+                    "CreationTimestamp is a timestamp representing the server time when this object was created.",
+                ),
             ],
             vec![json!(name), json!(s(&obj["status"]["phase"])), json!(age)],
         ),
@@ -192,20 +391,48 @@ fn columns_and_cells(rt: &ResourceType, obj: &Value) -> (Vec<Value>, Vec<Value>)
                 .as_array()
                 .and_then(|c| c.iter().find(|x| x["type"] == "Available"))
                 .map(|c| {
-                    if c["status"] == "True" { "True".to_string() } else { format!("{} ({})", s(&c["status"]), s(&c["reason"])) }
+                    if c["status"] == "True" {
+                        "True".to_string()
+                    } else {
+                        format!("{} ({})", s(&c["status"]), s(&c["reason"]))
+                    }
                 })
                 .unwrap_or_else(|| "Unknown".into());
             let service = if obj["spec"]["service"].is_null() {
                 "Local".to_string()
             } else {
-                format!("{}/{}", s(&obj["spec"]["service"]["namespace"]), s(&obj["spec"]["service"]["name"]))
+                format!(
+                    "{}/{}",
+                    s(&obj["spec"]["service"]["namespace"]),
+                    s(&obj["spec"]["service"]["name"])
+                )
             };
             (
                 vec![
-                    col("Name", "string", 0, "Name must be unique within a namespace."),
-                    col("Service", "string", 0, "The reference to the service that hosts this API endpoint."),
-                    col("Available", "string", 0, "Whether this service is available."),
-                    col("Age", "string", 0, "CreationTimestamp is a timestamp representing the server time when this object was created."),
+                    col(
+                        "Name",
+                        "string",
+                        0,
+                        "Name must be unique within a namespace.",
+                    ),
+                    col(
+                        "Service",
+                        "string",
+                        0,
+                        "The reference to the service that hosts this API endpoint.",
+                    ),
+                    col(
+                        "Available",
+                        "string",
+                        0,
+                        "Whether this service is available.",
+                    ),
+                    col(
+                        "Age",
+                        "string",
+                        0,
+                        "CreationTimestamp is a timestamp representing the server time when this object was created.",
+                    ),
                 ],
                 vec![json!(name), json!(service), json!(available), json!(age)],
             )
@@ -216,7 +443,10 @@ fn columns_and_cells(rt: &ResourceType, obj: &Value) -> (Vec<Value>, Vec<Value>)
                 .map(|ps| {
                     ps.iter()
                         .map(|p| {
-                            let node_port = p["nodePort"].as_i64().map(|n| format!(":{n}")).unwrap_or_default();
+                            let node_port = p["nodePort"]
+                                .as_i64()
+                                .map(|n| format!(":{n}"))
+                                .unwrap_or_default();
                             format!("{}{}/{}", p["port"], node_port, s(&p["protocol"]))
                         })
                         .collect()
@@ -224,13 +454,48 @@ fn columns_and_cells(rt: &ResourceType, obj: &Value) -> (Vec<Value>, Vec<Value>)
                 .unwrap_or_default();
             (
                 vec![
-                    col("Name", "string", 0, "Name must be unique within a namespace."),
-                    col("Type", "string", 0, "type determines how the Service is exposed."),
-                    col("Cluster-IP", "string", 0, "clusterIP is the IP address of the service."),
-                    col("External-IP", "string", 0, "externalIPs is a list of IP addresses for which nodes in the cluster will also accept traffic for this service."),
-                    col("Port(s)", "string", 0, "The list of ports that are exposed by this service."),
-                    col("Age", "string", 0, "CreationTimestamp is a timestamp representing the server time when this object was created."),
-                    col("Selector", "string", 1, "Route service traffic to pods with label keys and values matching this selector."),
+                    col(
+                        "Name",
+                        "string",
+                        0,
+                        "Name must be unique within a namespace.",
+                    ),
+                    col(
+                        "Type",
+                        "string",
+                        0,
+                        "type determines how the Service is exposed.",
+                    ),
+                    col(
+                        "Cluster-IP",
+                        "string",
+                        0,
+                        "clusterIP is the IP address of the service.",
+                    ),
+                    col(
+                        "External-IP",
+                        "string",
+                        0,
+                        "externalIPs is a list of IP addresses for which nodes in the cluster will also accept traffic for this service.",
+                    ),
+                    col(
+                        "Port(s)",
+                        "string",
+                        0,
+                        "The list of ports that are exposed by this service.",
+                    ),
+                    col(
+                        "Age",
+                        "string",
+                        0,
+                        "CreationTimestamp is a timestamp representing the server time when this object was created.",
+                    ),
+                    col(
+                        "Selector",
+                        "string",
+                        1,
+                        "Route service traffic to pods with label keys and values matching this selector.",
+                    ),
                 ],
                 vec![
                     json!(name),
@@ -242,7 +507,11 @@ fn columns_and_cells(rt: &ResourceType, obj: &Value) -> (Vec<Value>, Vec<Value>)
                     json!(or_none(
                         obj["spec"]["selector"]
                             .as_object()
-                            .map(|m| m.iter().map(|(k, v)| format!("{k}={}", s(v))).collect::<Vec<_>>().join(","))
+                            .map(|m| m
+                                .iter()
+                                .map(|(k, v)| format!("{k}={}", s(v)))
+                                .collect::<Vec<_>>()
+                                .join(","))
                             .unwrap_or_default()
                     )),
                 ],
@@ -252,9 +521,24 @@ fn columns_and_cells(rt: &ResourceType, obj: &Value) -> (Vec<Value>, Vec<Value>)
             vec![
                 col("Last Seen", "string", 0, "Time of the last occurrence."),
                 col("Type", "string", 0, "Type of this event (Normal, Warning)."),
-                col("Reason", "string", 0, "This should be a short, machine understandable string."),
-                col("Object", "string", 0, "The object that this event is about."),
-                col("Message", "string", 0, "A human-readable description of the status of this operation."),
+                col(
+                    "Reason",
+                    "string",
+                    0,
+                    "This should be a short, machine understandable string.",
+                ),
+                col(
+                    "Object",
+                    "string",
+                    0,
+                    "The object that this event is about.",
+                ),
+                col(
+                    "Message",
+                    "string",
+                    0,
+                    "A human-readable description of the status of this operation.",
+                ),
             ],
             vec![
                 json!(
@@ -266,22 +550,56 @@ fn columns_and_cells(rt: &ResourceType, obj: &Value) -> (Vec<Value>, Vec<Value>)
                 ),
                 json!(s(&obj["type"])),
                 json!(s(&obj["reason"])),
-                json!(format!("{}/{}", s(&obj["involvedObject"]["kind"]).to_lowercase(), s(&obj["involvedObject"]["name"]))),
+                json!(format!(
+                    "{}/{}",
+                    s(&obj["involvedObject"]["kind"]).to_lowercase(),
+                    s(&obj["involvedObject"]["name"])
+                )),
                 json!(s(&obj["message"])),
             ],
         ),
         "configmaps" => (
             vec![
-                col("Name", "string", 0, "Name must be unique within a namespace."),
+                col(
+                    "Name",
+                    "string",
+                    0,
+                    "Name must be unique within a namespace.",
+                ),
                 col("Data", "string", 0, "Number of data entries."),
-                col("Age", "string", 0, "CreationTimestamp is a timestamp representing the server time when this object was created."),
+                col(
+                    "Age",
+                    "string",
+                    0,
+                    "CreationTimestamp is a timestamp representing the server time when this object was created.",
+                ),
             ],
-            vec![json!(name), json!(obj["data"].as_object().map(|d| d.len()).unwrap_or(0).to_string()), json!(age)],
+            vec![
+                json!(name),
+                json!(
+                    obj["data"]
+                        .as_object()
+                        .map(|d| d.len())
+                        .unwrap_or(0)
+                        .to_string()
+                ),
+                json!(age),
+            ],
         ),
         _ => (
             vec![
-                col("Name", "string", 0, "Name must be unique within a namespace."),
-                col("Age", "string", 0, "CreationTimestamp is a timestamp representing the server time when this object was created."),
+                col(
+                    "Name",
+                    "string",
+                    0,
+                    "Name must be unique within a namespace.",
+                ),
+                col(
+                    "Age",
+                    "string",
+                    0,
+                    "CreationTimestamp is a timestamp representing the server time when this object was created.",
+                ),
             ],
             vec![json!(name), json!(age)],
         ),
@@ -290,8 +608,14 @@ fn columns_and_cells(rt: &ResourceType, obj: &Value) -> (Vec<Value>, Vec<Value>)
 
 /// READY, STATUS and RESTARTS of a pod, computed like kubectl's printPod.
 pub fn pod_summary(pod: &Value) -> (String, String, String) {
-    let containers = pod["spec"]["containers"].as_array().map(|c| c.len()).unwrap_or(0);
-    let statuses = pod["status"]["containerStatuses"].as_array().cloned().unwrap_or_default();
+    let containers = pod["spec"]["containers"]
+        .as_array()
+        .map(|c| c.len())
+        .unwrap_or(0);
+    let statuses = pod["status"]["containerStatuses"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let mut ready = 0;
     let mut restarts = 0;
     let mut reason = s(&pod["status"]["reason"]);
@@ -301,7 +625,9 @@ pub fn pod_summary(pod: &Value) -> (String, String, String) {
     let mut last_restart: Option<jiff::Timestamp> = None;
     for st in statuses.iter().rev() {
         restarts += st["restartCount"].as_i64().unwrap_or(0);
-        if let Some(t) = st["lastState"]["terminated"]["finishedAt"].as_str().and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        if let Some(t) = st["lastState"]["terminated"]["finishedAt"]
+            .as_str()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
             && last_restart.is_none_or(|l| t > l)
         {
             last_restart = Some(t);
@@ -320,7 +646,10 @@ pub fn pod_summary(pod: &Value) -> (String, String, String) {
         reason = "Terminating".into();
     }
     let restarts_text = match last_restart {
-        Some(t) if restarts > 0 => format!("{restarts} ({} ago)", cpkit::duration::age(t, jiff::Timestamp::now())),
+        Some(t) if restarts > 0 => format!(
+            "{restarts} ({} ago)",
+            cpkit::duration::age(t, jiff::Timestamp::now())
+        ),
         _ => restarts.to_string(),
     };
     (format!("{ready}/{containers}"), reason, restarts_text)
@@ -328,7 +657,12 @@ pub fn pod_summary(pod: &Value) -> (String, String, String) {
 
 /// A Table for a list of objects (rows carry PartialObjectMetadata, like the default
 /// `includeObject=Metadata`).
-pub fn table(rt: &ResourceType, items: &[Value], resource_version: &str, continue_token: Option<&str>) -> Value {
+pub fn table(
+    rt: &ResourceType,
+    items: &[Value],
+    resource_version: &str,
+    continue_token: Option<&str>,
+) -> Value {
     let mut columns = Vec::new();
     let mut rows = Vec::new();
     for obj in items {

@@ -32,7 +32,8 @@ pub struct EtcdEndpoint {
 }
 
 pub fn rt(group: &str, resource: &str) -> &'static ResourceType {
-    registry::find(group, resource).unwrap_or_else(|| panic!("resource type {group}/{resource} is registered"))
+    registry::find(group, resource)
+        .unwrap_or_else(|| panic!("resource type {group}/{resource} is registered"))
 }
 
 pub fn rfc3339(t: Timestamp) -> String {
@@ -44,7 +45,10 @@ pub fn rfc3339(t: Timestamp) -> String {
 pub fn shift_times(v: &mut Value, offset: SignedDuration) {
     match v {
         Value::String(s) => {
-            if s.len() >= 20 && s.as_bytes()[4] == b'-' && s.as_bytes()[10] == b'T' && s.ends_with('Z')
+            if s.len() >= 20
+                && s.as_bytes()[4] == b'-'
+                && s.as_bytes()[10] == b'T'
+                && s.ends_with('Z')
                 && let Ok(t) = s.parse::<Timestamp>()
             {
                 let shifted = t + offset;
@@ -63,10 +67,15 @@ pub fn shift_times(v: &mut Value, offset: SignedDuration) {
 
 /// Replaces `--flag=...` in a command, or appends it.
 pub fn set_flag(command: &mut Value, flag: &str, value: &str) {
-    let Some(args) = command.as_array_mut() else { return };
+    let Some(args) = command.as_array_mut() else {
+        return;
+    };
     let prefix = format!("--{flag}=");
     let new = json!(format!("{prefix}{value}"));
-    match args.iter_mut().find(|a| a.as_str().is_some_and(|s| s.starts_with(&prefix))) {
+    match args
+        .iter_mut()
+        .find(|a| a.as_str().is_some_and(|s| s.starts_with(&prefix)))
+    {
         Some(a) => *a = new,
         None => args.push(new),
     }
@@ -112,7 +121,8 @@ impl Capture {
             .and_then(|n| n["metadata"]["creationTimestamp"].as_str())
             .and_then(|t| t.parse::<Timestamp>().ok())
             .unwrap_or(Timestamp::UNIX_EPOCH);
-        let offset = Timestamp::now().duration_since(captured_at) - SignedDuration::from_hours(24 * 12);
+        let offset =
+            Timestamp::now().duration_since(captured_at) - SignedDuration::from_hours(24 * 12);
         let load = |file: &str| -> std::io::Result<Vec<Value>> {
             let mut items = fixtures::list_items(&dir.join(file))?;
             for i in &mut items {
@@ -132,12 +142,22 @@ impl Capture {
     }
 
     fn static_pod(&self, component: &str) -> Option<Value> {
-        self.pods.iter().find(|p| p["metadata"]["labels"]["component"] == component && p["metadata"]["namespace"] == "kube-system").cloned()
+        self.pods
+            .iter()
+            .find(|p| {
+                p["metadata"]["labels"]["component"] == component
+                    && p["metadata"]["namespace"] == "kube-system"
+            })
+            .cloned()
     }
 
     /// The kubelet version string of the capture (`v1.33.0`).
     pub fn kubelet_version(&self) -> String {
-        self.nodes.first().and_then(|n| n["status"]["nodeInfo"]["kubeletVersion"].as_str()).unwrap_or("v1.33.0").to_string()
+        self.nodes
+            .first()
+            .and_then(|n| n["status"]["nodeInfo"]["kubeletVersion"].as_str())
+            .unwrap_or("v1.33.0")
+            .to_string()
     }
 }
 
@@ -157,7 +177,14 @@ fn ago(minutes: i64) -> String {
 
 impl World {
     pub fn new(version: &str, apiserver_port: u16) -> std::io::Result<World> {
-        Ok(World { store: Store::default(), exec: ExecEnv::new()?, live_leases: Vec::new(), nodes: Vec::new(), apiserver_port, version: version.into() })
+        Ok(World {
+            store: Store::default(),
+            exec: ExecEnv::new()?,
+            live_leases: Vec::new(),
+            nodes: Vec::new(),
+            apiserver_port,
+            version: version.into(),
+        })
     }
 
     pub fn put(&mut self, group: &str, resource: &str, obj: Value) -> Value {
@@ -166,26 +193,43 @@ impl World {
 
     /// Nodes, from the capture's node as a template.
     pub fn add_nodes(&mut self, capture: &Capture, nodes: &[NodeSpec], managed: bool) {
-        let template = capture.nodes.first().cloned().unwrap_or(json!({"metadata": {}, "status": {}}));
+        let template = capture
+            .nodes
+            .first()
+            .cloned()
+            .unwrap_or(json!({"metadata": {}, "status": {}}));
         for n in nodes {
             let mut node = template.clone();
             let mut labels: BTreeMap<String, Value> = node["metadata"]["labels"]
                 .as_object()
-                .map(|m| m.iter().filter(|(k, _)| !k.starts_with("minikube.k8s.io") && !k.starts_with("node-role") && !k.starts_with("node.kubernetes.io/exclude")).map(|(k, v)| (k.clone(), v.clone())).collect())
+                .map(|m| {
+                    m.iter()
+                        .filter(|(k, _)| {
+                            !k.starts_with("minikube.k8s.io")
+                                && !k.starts_with("node-role")
+                                && !k.starts_with("node.kubernetes.io/exclude")
+                        })
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect()
+                })
                 .unwrap_or_default();
             labels.insert("kubernetes.io/hostname".into(), json!(n.name));
             labels.insert("kubernetes.io/arch".into(), json!("amd64"));
             labels.insert("beta.kubernetes.io/arch".into(), json!("amd64"));
             if n.control_plane {
                 labels.insert("node-role.kubernetes.io/control-plane".into(), json!(""));
-                labels.insert("node.kubernetes.io/exclude-from-external-load-balancers".into(), json!(""));
+                labels.insert(
+                    "node.kubernetes.io/exclude-from-external-load-balancers".into(),
+                    json!(""),
+                );
                 node["spec"]["taints"] = json!([{"effect": "NoSchedule", "key": "node-role.kubernetes.io/control-plane"}]);
             }
             if managed {
                 labels.insert("eks.amazonaws.com/nodegroup".into(), json!("ng-general"));
                 labels.insert("eks.amazonaws.com/capacityType".into(), json!("ON_DEMAND"));
                 labels.insert("topology.kubernetes.io/zone".into(), json!("us-east-1a"));
-                node["spec"]["providerID"] = json!(format!("aws:///us-east-1a/i-0{:016x}", n.ip.to_bits()));
+                node["spec"]["providerID"] =
+                    json!(format!("aws:///us-east-1a/i-0{:016x}", n.ip.to_bits()));
             }
             node["metadata"]["labels"] = json!(labels);
             node["metadata"]["name"] = json!(n.name);
@@ -210,7 +254,8 @@ impl World {
                 json!({"metadata": {"name": n.name, "namespace": "kube-node-lease", "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": n.name, "uid": ""}]},
                        "spec": {"holderIdentity": n.name, "leaseDurationSeconds": 40, "renewTime": crate::apiserver::dynamics::micro_time(Timestamp::now())}}),
             );
-            self.live_leases.push(("kube-node-lease".into(), n.name.clone()));
+            self.live_leases
+                .push(("kube-node-lease".into(), n.name.clone()));
             self.nodes.push(n.clone());
         }
     }
@@ -230,18 +275,32 @@ impl World {
                 }
             }
         });
-        self.live_leases.retain(|(ns, n)| !(ns == "kube-node-lease" && n == name));
+        self.live_leases
+            .retain(|(ns, n)| !(ns == "kube-node-lease" && n == name));
     }
 
     /// The kubeadm static pods of one control-plane node.
-    pub fn add_control_plane(&mut self, capture: &Capture, node: &NodeSpec, etcd: Option<&EtcdEndpoint>, initial_cluster: &str) {
+    pub fn add_control_plane(
+        &mut self,
+        capture: &Capture,
+        node: &NodeSpec,
+        etcd: Option<&EtcdEndpoint>,
+        initial_cluster: &str,
+    ) {
         let ip = node.ip.to_string();
         let port = self.apiserver_port;
-        for component in ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"] {
+        for component in [
+            "etcd",
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+        ] {
             if component == "etcd" && etcd.is_none() {
                 continue;
             }
-            let Some(mut pod) = capture.static_pod(component) else { continue };
+            let Some(mut pod) = capture.static_pod(component) else {
+                continue;
+            };
             // kubeadm's layout instead of minikube's.
             replace_all(&mut pod, "/var/lib/minikube/certs", "/etc/kubernetes/pki");
             replace_all(&mut pod, "/var/lib/minikube/etcd", "/var/lib/etcd");
@@ -269,35 +328,71 @@ impl World {
                 "etcd" => {
                     let e = etcd.expect("checked above");
                     let client = format!("https://{ip}:{}", e.client_port);
-                    pod["metadata"]["annotations"]["kubeadm.kubernetes.io/etcd.advertise-client-urls"] = json!(client);
+                    pod["metadata"]["annotations"]["kubeadm.kubernetes.io/etcd.advertise-client-urls"] =
+                        json!(client);
                     let cmd = &mut container["command"];
                     set_flag(cmd, "advertise-client-urls", &client);
-                    set_flag(cmd, "initial-advertise-peer-urls", &format!("https://{ip}:{}", e.peer_port));
+                    set_flag(
+                        cmd,
+                        "initial-advertise-peer-urls",
+                        &format!("https://{ip}:{}", e.peer_port),
+                    );
                     set_flag(cmd, "initial-cluster", initial_cluster);
-                    set_flag(cmd, "listen-client-urls", &format!("https://127.0.0.1:{},{client}", e.client_port));
-                    set_flag(cmd, "listen-metrics-urls", &format!("http://127.0.0.1:{}", e.metrics_port));
-                    set_flag(cmd, "listen-peer-urls", &format!("https://{ip}:{}", e.peer_port));
+                    set_flag(
+                        cmd,
+                        "listen-client-urls",
+                        &format!("https://127.0.0.1:{},{client}", e.client_port),
+                    );
+                    set_flag(
+                        cmd,
+                        "listen-metrics-urls",
+                        &format!("http://127.0.0.1:{}", e.metrics_port),
+                    );
+                    set_flag(
+                        cmd,
+                        "listen-peer-urls",
+                        &format!("https://{ip}:{}", e.peer_port),
+                    );
                     set_flag(cmd, "name", &node.name);
                     set_probe_ports(container, e.metrics_port, "127.0.0.1");
                     self.exec.add_pod(
                         "kube-system",
                         &name,
-                        PodRuntime { image: Image::Etcd35, node_root: Some(e.node_root.clone()), logs: etcd_logs(&node.name), running: true, container: "etcd".into(), uid: String::new() },
+                        PodRuntime {
+                            image: Image::Etcd35,
+                            node_root: Some(e.node_root.clone()),
+                            logs: etcd_logs(&node.name),
+                            running: true,
+                            container: "etcd".into(),
+                            uid: String::new(),
+                        },
                     );
                 }
                 "kube-apiserver" => {
-                    pod["metadata"]["annotations"]["kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint"] = json!(format!("{ip}:{port}"));
+                    pod["metadata"]["annotations"]["kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint"] =
+                        json!(format!("{ip}:{port}"));
                     let cmd = &mut container["command"];
                     set_flag(cmd, "advertise-address", &ip);
                     set_flag(cmd, "secure-port", &port.to_string());
                     if let Some(e) = etcd {
-                        set_flag(cmd, "etcd-servers", &format!("https://127.0.0.1:{}", e.client_port));
+                        set_flag(
+                            cmd,
+                            "etcd-servers",
+                            &format!("https://127.0.0.1:{}", e.client_port),
+                        );
                     }
                     set_probe_ports(container, port, &ip);
                     self.exec.add_pod(
                         "kube-system",
                         &name,
-                        PodRuntime { image: Image::Distroless, node_root: None, logs: apiserver_logs(), running: true, container: "kube-apiserver".into(), uid: String::new() },
+                        PodRuntime {
+                            image: Image::Distroless,
+                            node_root: None,
+                            logs: apiserver_logs(),
+                            running: true,
+                            container: "kube-apiserver".into(),
+                            uid: String::new(),
+                        },
                     );
                 }
                 _ => {
@@ -321,7 +416,14 @@ impl World {
     }
 
     /// Makes a static pod's container crash-loop (not ready, restarting, last exit as given).
-    pub fn crash_loop(&mut self, namespace: &str, pod: &str, restarts: u32, last_reason: &str, exit_code: i32) {
+    pub fn crash_loop(
+        &mut self,
+        namespace: &str,
+        pod: &str,
+        restarts: u32,
+        last_reason: &str,
+        exit_code: i32,
+    ) {
         self.store.modify(rt("", "pods"), namespace, pod, |p| {
             for cond in p["status"]["conditions"].as_array_mut().into_iter().flatten() {
                 if cond["type"] == "Ready" || cond["type"] == "ContainersReady" {
@@ -357,7 +459,12 @@ impl World {
 
     /// The capture's other pods (DaemonSets, coredns, workloads), spread over the nodes.
     pub fn add_workload_pods(&mut self, capture: &Capture) {
-        let workers: Vec<NodeSpec> = self.nodes.iter().filter(|n| !n.control_plane).cloned().collect();
+        let workers: Vec<NodeSpec> = self
+            .nodes
+            .iter()
+            .filter(|n| !n.control_plane)
+            .cloned()
+            .collect();
         let all = self.nodes.clone();
         let mut k = 0;
         for pod in &capture.pods {
@@ -365,14 +472,21 @@ impl World {
                 continue;
             }
             let daemon = pod["metadata"]["ownerReferences"][0]["kind"] == "DaemonSet";
-            let targets: Vec<&NodeSpec> = if daemon { all.iter().collect() } else { vec![&workers.get(k % workers.len().max(1)).unwrap_or(&all[0])] };
+            let targets: Vec<&NodeSpec> = if daemon {
+                all.iter().collect()
+            } else {
+                vec![&workers.get(k % workers.len().max(1)).unwrap_or(&all[0])]
+            };
             k += 1;
             for (i, node) in targets.iter().enumerate() {
                 let mut p = pod.clone();
                 if daemon && i > 0 {
                     let base = p["metadata"]["name"].as_str().unwrap_or("pod").to_string();
                     let stem = base.rsplit_once('-').map(|(a, _)| a).unwrap_or(&base);
-                    p["metadata"]["name"] = json!(format!("{stem}-{:05x}", (node.ip.to_bits() ^ 0x5a5a) & 0xfffff));
+                    p["metadata"]["name"] = json!(format!(
+                        "{stem}-{:05x}",
+                        (node.ip.to_bits() ^ 0x5a5a) & 0xfffff
+                    ));
                 }
                 p["metadata"].as_object_mut().map(|m| m.remove("uid"));
                 p["spec"]["nodeName"] = json!(node.name);
@@ -382,11 +496,28 @@ impl World {
                     p["status"]["podIP"] = json!(node.ip.to_string());
                     p["status"]["podIPs"] = json!([{"ip": node.ip.to_string()}]);
                 }
-                let ns = p["metadata"]["namespace"].as_str().unwrap_or("default").to_string();
+                let ns = p["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or("default")
+                    .to_string();
                 let name = p["metadata"]["name"].as_str().unwrap_or("").to_string();
-                let container = p["spec"]["containers"][0]["name"].as_str().unwrap_or("main").to_string();
+                let container = p["spec"]["containers"][0]["name"]
+                    .as_str()
+                    .unwrap_or("main")
+                    .to_string();
                 let running = p["status"]["phase"] == "Running";
-                self.exec.add_pod(&ns, &name, PodRuntime { image: Image::Shell, node_root: None, logs: format!("starting {container}\n"), running, container, uid: String::new() });
+                self.exec.add_pod(
+                    &ns,
+                    &name,
+                    PodRuntime {
+                        image: Image::Shell,
+                        node_root: None,
+                        logs: format!("starting {container}\n"),
+                        running,
+                        container,
+                        uid: String::new(),
+                    },
+                );
                 self.put("", "pods", p);
             }
         }
@@ -428,7 +559,10 @@ impl World {
             let mut e = ep.clone();
             e["metadata"].as_object_mut().map(|m| m.remove("uid"));
             let name = e["metadata"]["name"].as_str().unwrap_or("").to_string();
-            let ns = e["metadata"]["namespace"].as_str().unwrap_or("default").to_string();
+            let ns = e["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("default")
+                .to_string();
             if name == "kubernetes" && ns == "default" {
                 e["subsets"] = json!([{"addresses": replicas.iter().map(|(_, ip)| json!({"ip": ip.to_string()})).collect::<Vec<_>>(), "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]);
             }
@@ -450,10 +584,15 @@ impl World {
                 }
                 ports = subset["ports"].as_array().cloned().unwrap_or_default();
             }
-            let slice_name = if name == "kubernetes" { "kubernetes".to_string() } else { format!("{name}-{:05x}", rand::random::<u32>() & 0xfffff) };
+            let slice_name = if name == "kubernetes" {
+                "kubernetes".to_string()
+            } else {
+                format!("{name}-{:05x}", rand::random::<u32>() & 0xfffff)
+            };
             let mut labels = json!({"kubernetes.io/service-name": name, "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"});
             if name == "kubernetes" {
-                labels["endpointslice.kubernetes.io/managed-by"] = json!("endpointslicemirroring-controller.k8s.io");
+                labels["endpointslice.kubernetes.io/managed-by"] =
+                    json!("endpointslicemirroring-controller.k8s.io");
             }
             self.put(
                 "discovery.k8s.io",
@@ -465,7 +604,15 @@ impl World {
     }
 
     /// A Service with an EndpointSlice of the given endpoints (address, ready, node, pod).
-    pub fn add_service_with_endpoints(&mut self, namespace: &str, name: &str, cluster_ip: &str, port: u16, target_port: u16, endpoints: &[(String, bool, String, String)]) {
+    pub fn add_service_with_endpoints(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        cluster_ip: &str,
+        port: u16,
+        target_port: u16,
+        endpoints: &[(String, bool, String, String)],
+    ) {
         self.put(
             "",
             "services",
@@ -489,7 +636,13 @@ impl World {
     }
 
     /// A Deployment and its pods (for webhook backends).
-    pub fn add_deployment(&mut self, namespace: &str, name: &str, pods: &[(String, String, bool)], image: &str) {
+    pub fn add_deployment(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        pods: &[(String, String, bool)],
+        image: &str,
+    ) {
         let ready = pods.iter().filter(|(_, _, r)| *r).count();
         self.put(
             "apps",
@@ -500,7 +653,12 @@ impl World {
                    "status": {"replicas": pods.len(), "readyReplicas": ready, "availableReplicas": ready, "updatedReplicas": pods.len(), "observedGeneration": 1}}),
         );
         for (pod, node, is_ready) in pods {
-            let node_ip = self.nodes.iter().find(|n| &n.name == node).map(|n| n.ip.to_string()).unwrap_or_default();
+            let node_ip = self
+                .nodes
+                .iter()
+                .find(|n| &n.name == node)
+                .map(|n| n.ip.to_string())
+                .unwrap_or_default();
             self.put(
                 "",
                 "pods",
@@ -512,7 +670,18 @@ impl World {
                                   "containerStatuses": [{"name": "webhook", "image": image, "ready": is_ready, "restartCount": 0, "started": is_ready,
                                                          "state": {"running": {"startedAt": ago(600)}}}]}}),
             );
-            self.exec.add_pod(namespace, pod, PodRuntime { image: Image::Distroless, node_root: None, logs: "serving admission webhook on :8443\n".into(), running: *is_ready, container: "webhook".into(), uid: String::new() });
+            self.exec.add_pod(
+                namespace,
+                pod,
+                PodRuntime {
+                    image: Image::Distroless,
+                    node_root: None,
+                    logs: "serving admission webhook on :8443\n".into(),
+                    running: *is_ready,
+                    container: "webhook".into(),
+                    uid: String::new(),
+                },
+            );
         }
     }
 
@@ -528,7 +697,8 @@ impl World {
                                 "acquireTime": crate::apiserver::dynamics::micro_time(Timestamp::now() - SignedDuration::from_hours(30)),
                                 "renewTime": now, "leaseTransitions": 2}}),
             );
-            self.live_leases.push(("kube-system".into(), lease.to_string()));
+            self.live_leases
+                .push(("kube-system".into(), lease.to_string()));
         }
         for node in apiservers {
             let hash = format!("{:x}", sha2_short(node));
@@ -545,13 +715,24 @@ impl World {
 
     /// Stops renewing a lease and dates its last renewal `minutes` ago.
     pub fn stale_lease(&mut self, namespace: &str, name: &str, minutes: i64) {
-        let when = crate::apiserver::dynamics::micro_time(Timestamp::now() - SignedDuration::from_mins(minutes));
-        self.store.modify(rt("coordination.k8s.io", "leases"), namespace, name, |l| l["spec"]["renewTime"] = json!(when));
-        self.live_leases.retain(|(ns, n)| !(ns == namespace && n == name));
+        let when = crate::apiserver::dynamics::micro_time(
+            Timestamp::now() - SignedDuration::from_mins(minutes),
+        );
+        self.store
+            .modify(rt("coordination.k8s.io", "leases"), namespace, name, |l| {
+                l["spec"]["renewTime"] = json!(when)
+            });
+        self.live_leases
+            .retain(|(ns, n)| !(ns == namespace && n == name));
     }
 
     pub fn add_configmaps(&mut self, ca_pem: &str, cluster_yaml: &str) {
-        let namespaces: Vec<String> = self.store.list(rt("", "namespaces"), None).iter().filter_map(|n| n["metadata"]["name"].as_str().map(str::to_string)).collect();
+        let namespaces: Vec<String> = self
+            .store
+            .list(rt("", "namespaces"), None)
+            .iter()
+            .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_string))
+            .collect();
         for ns in namespaces {
             self.put("", "configmaps", json!({"metadata": {"name": "kube-root-ca.crt", "namespace": ns}, "data": {"ca.crt": ca_pem}}));
         }
@@ -560,9 +741,16 @@ impl World {
 
     /// APIServices: one Local per served group/version, and metrics.k8s.io through its service.
     pub fn add_apiservices(&mut self, flowcontrol_v1beta3: bool, metrics_available: bool) {
-        for (group, versions) in registry::groups(flowcontrol_v1beta3).into_iter().chain([("", vec!["v1"])]) {
+        for (group, versions) in registry::groups(flowcontrol_v1beta3)
+            .into_iter()
+            .chain([("", vec!["v1"])])
+        {
             for v in versions {
-                let name = if group.is_empty() { format!("{v}.") } else { format!("{v}.{group}") };
+                let name = if group.is_empty() {
+                    format!("{v}.")
+                } else {
+                    format!("{v}.{group}")
+                };
                 self.put(
                     "apiregistration.k8s.io",
                     "apiservices",
@@ -591,7 +779,11 @@ impl World {
 
     pub fn add_flowcontrol_defaults(&mut self) {
         for pl in cpkit::apf::defaults::priority_levels() {
-            self.put("flowcontrol.apiserver.k8s.io", "prioritylevelconfigurations", pl);
+            self.put(
+                "flowcontrol.apiserver.k8s.io",
+                "prioritylevelconfigurations",
+                pl,
+            );
         }
         for fs in cpkit::apf::defaults::flow_schemas() {
             let mut fs = fs;
