@@ -1,1 +1,60 @@
+//! Inputs shared by the benchmarks: the real scrapes of `tests/fixtures/clusters/*/apiserver.metrics`
+//! and a larger scrape built from their series.
 
+use std::path::PathBuf;
+
+pub fn fixtures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
+}
+
+/// The four real API server scrapes (1.31–1.34), about 3.2 MB each.
+pub fn real_scrapes() -> Vec<(String, Vec<u8>)> {
+    (31..=34)
+        .map(|minor| {
+            let path = fixtures_dir().join(format!("clusters/k8s-1.{minor}/apiserver.metrics"));
+            let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            (format!("1.{minor}"), bytes)
+        })
+        .collect()
+}
+
+/// A scrape of at least `target` bytes made of the real scrapes' families, with the series of
+/// each copy made distinct by an extra label (a big cluster's apiserver has more resources and
+/// more label values, not different metric names).
+pub fn large_scrape(target: usize) -> Vec<u8> {
+    let sources = real_scrapes();
+    let mut out = Vec::with_capacity(target + (4 << 20));
+    let mut copy = 0;
+    while out.len() < target {
+        for (_, bytes) in &sources {
+            let text = String::from_utf8_lossy(bytes);
+            for line in text.lines() {
+                if line.starts_with('#') {
+                    if copy == 0 {
+                        out.extend_from_slice(line.as_bytes());
+                        out.push(b'\n');
+                    }
+                    continue;
+                }
+                match line.find('{') {
+                    Some(i) => {
+                        out.extend_from_slice(&line.as_bytes()[..=i]);
+                        out.extend_from_slice(format!("shard=\"{copy}\",").as_bytes());
+                        out.extend_from_slice(&line.as_bytes()[i + 1..]);
+                    }
+                    None => match line.find(' ') {
+                        Some(i) => {
+                            out.extend_from_slice(&line.as_bytes()[..i]);
+                            out.extend_from_slice(format!("{{shard=\"{copy}\"}}").as_bytes());
+                            out.extend_from_slice(&line.as_bytes()[i..]);
+                        }
+                        None => out.extend_from_slice(line.as_bytes()),
+                    },
+                }
+                out.push(b'\n');
+            }
+            copy += 1;
+        }
+    }
+    out
+}

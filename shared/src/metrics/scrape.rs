@@ -454,10 +454,6 @@ untyped_thing{x="y"} 3
                 r#"{code="200",verb="GET",resource="nodes"} 50"#,
                 r#"{code="200",verb="GET",resource="nodes"} 4"#,
             )
-            .replace(
-                r#"{verb="LIST",le="0.1"} 90"#,
-                r#"{verb="LIST",le="0.1"} 90"#,
-            )
             .replace(r#"{verb="LIST",le="1"} 100"#, r#"{verb="LIST",le="1"} 110"#)
             .replace(
                 r#"{verb="LIST",le="+Inf"} 101"#,

@@ -317,7 +317,7 @@ fn handle_line<'a>(
 /// lossy copy through [`StreamParser`], so events then live only for the call of `visit`.
 pub fn parse_bytes(bytes: &[u8], visit: &mut dyn FnMut(Event<'_>)) -> ParseStats {
     match std::str::from_utf8(bytes) {
-        Ok(text) => parse(text, |e| visit(e)),
+        Ok(text) => parse(text, visit),
         Err(_) => {
             let mut parser = StreamParser::new();
             parser.feed(bytes, visit);
@@ -396,7 +396,9 @@ impl StreamParser {
 mod tests {
     use super::*;
 
-    fn samples(text: &str) -> Vec<(String, Vec<(String, String)>, f64)> {
+    type Parsed = Vec<(String, Vec<(String, String)>, f64)>;
+
+    fn samples(text: &str) -> Parsed {
         let mut out = Vec::new();
         parse(text, |e| {
             if let Event::Sample(s) = e {

@@ -35,29 +35,29 @@ pub fn rewrite_addresses(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i].is_ascii_digit()
-            && (i == 0 || !(bytes[i - 1].is_ascii_digit() || bytes[i - 1] == b'.'))
-        {
-            if let Some((octets, len)) = parse_quad(&bytes[i..]) {
-                let followed_ok = bytes.get(i + len).is_none_or(|b| {
-                    !(b.is_ascii_digit()
-                        || *b == b'.' && bytes.get(i + len + 1).is_some_and(u8::is_ascii_digit))
-                });
-                if followed_ok {
-                    let [a, b, c, d] = octets;
-                    let new = if a == 127 {
-                        format!("{a}.{b}.{c}.{d}")
-                    } else if a == 192 && b == 168 {
-                        "127.0.0.2".to_string()
-                    } else if a == 0 {
-                        format!("{a}.{b}.{c}.{d}")
-                    } else {
-                        format!("127.{b}.{c}.{d}")
-                    };
-                    out.push_str(&new);
-                    i += len;
-                    continue;
-                }
+        let at_start = bytes[i].is_ascii_digit()
+            && (i == 0 || !(bytes[i - 1].is_ascii_digit() || bytes[i - 1] == b'.'));
+        if let Some((octets, len)) = if at_start {
+            parse_quad(&bytes[i..])
+        } else {
+            None
+        } {
+            let followed_ok = bytes.get(i + len).is_none_or(|b| {
+                !(b.is_ascii_digit()
+                    || *b == b'.' && bytes.get(i + len + 1).is_some_and(u8::is_ascii_digit))
+            });
+            if followed_ok {
+                let [a, b, c, d] = octets;
+                let new = if a == 127 || a == 0 {
+                    format!("{a}.{b}.{c}.{d}")
+                } else if a == 192 && b == 168 {
+                    "127.0.0.2".to_string()
+                } else {
+                    format!("127.{b}.{c}.{d}")
+                };
+                out.push_str(&new);
+                i += len;
+                continue;
             }
         }
         let ch = text[i..].chars().next().expect("in bounds");

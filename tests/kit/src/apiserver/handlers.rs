@@ -317,6 +317,7 @@ async fn handle(
     Ok(response)
 }
 
+#[allow(clippy::result_large_err, reason = "the error is the response to send")]
 fn non_resource_allowed(sim: &Sim, identity: &Identity, path: &str) -> Result<(), Resp> {
     let users = sim.users.read().expect("users lock");
     let attrs = Attributes {
@@ -582,6 +583,7 @@ fn in_version(mut obj: Value, rt: &ResourceType, version: &str) -> Value {
     obj
 }
 
+#[allow(clippy::result_large_err, reason = "the error is the response to send")]
 async fn read_body(req: Request<Incoming>) -> Result<Bytes, Resp> {
     match req.into_body().collect().await {
         Ok(b) => Ok(b.to_bytes()),

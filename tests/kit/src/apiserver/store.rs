@@ -12,13 +12,18 @@ use super::registry::ResourceType;
 /// (namespace or "", name)
 pub type ObjKey = (String, String);
 
+/// Makes the item at an index.
+pub type MakeItem = Arc<dyn Fn(usize) -> Value + Send + Sync>;
+/// Finds an item's index by (namespace, name).
+pub type FindItem = Arc<dyn Fn(&str, &str) -> Option<usize> + Send + Sync>;
+
 /// A collection whose items are made on demand from their index.
 #[derive(Clone)]
 pub struct Generated {
     pub count: usize,
-    pub make: Arc<dyn Fn(usize) -> Value + Send + Sync>,
+    pub make: MakeItem,
     /// Index of an item by (namespace, name), when the names can be parsed back.
-    pub find: Arc<dyn Fn(&str, &str) -> Option<usize> + Send + Sync>,
+    pub find: FindItem,
 }
 
 #[derive(Default, Clone)]
