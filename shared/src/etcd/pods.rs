@@ -1,0 +1,282 @@
+//! The etcd members as kubeadm static pods describe them (FIELD-GUIDE §2, §4): where each
+//! member listens, which certificates it uses, where its data lives — and running `etcdctl`
+//! inside a pod with the pod's own certificate flags, or reading a file through the image's
+//! shell (`sh -c 'echo "$(<FILE)"'`: the etcd image has no `cat`).
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use serde::Serialize;
+
+use crate::client::Cluster;
+use crate::controlplane::ComponentPod;
+use crate::error::{Access, Error, ErrorKind, Result};
+use crate::stream::{ExecOutput, exec};
+
+/// An etcd member's pod.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EtcdPod {
+    pub pod: ComponentPod,
+    /// `--name`.
+    pub member: String,
+    /// The client URL on the node's loopback (`https://127.0.0.1:2379`), reachable from inside
+    /// the hostNetwork pod and through a port-forward.
+    pub local_client_url: Option<String>,
+    /// `--advertise-client-urls`.
+    pub advertise_client_urls: Vec<String>,
+    pub client_port: Option<u16>,
+    pub trusted_ca_file: Option<String>,
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    pub peer_cert_file: Option<String>,
+    pub data_dir: Option<String>,
+    pub quota_backend_bytes: Option<u64>,
+    pub initial_cluster: Option<String>,
+    pub initial_cluster_token: Option<String>,
+    pub initial_advertise_peer_urls: Vec<String>,
+}
+
+fn port_of(url: &str) -> Option<u16> {
+    url.rsplit(':').next()?.trim_end_matches('/').parse().ok()
+}
+
+impl EtcdPod {
+    pub fn from_component(pod: &ComponentPod) -> Option<EtcdPod> {
+        if pod.component != "etcd" {
+            return None;
+        }
+        let f = &pod.flags;
+        let listen = f.list("listen-client-urls");
+        let local = listen
+            .iter()
+            .find(|u| {
+                u.contains("://127.0.0.1:")
+                    || u.contains("://localhost:")
+                    || u.contains("://[::1]:")
+            })
+            .cloned()
+            .or_else(|| listen.first().cloned());
+        let advertise = f.list("advertise-client-urls");
+        let client_port = local
+            .as_deref()
+            .and_then(port_of)
+            .or_else(|| advertise.first().and_then(|u| port_of(u)));
+        Some(EtcdPod {
+            member: f.get("name").unwrap_or(&pod.node).to_string(),
+            local_client_url: local,
+            advertise_client_urls: advertise,
+            client_port,
+            trusted_ca_file: f.get("trusted-ca-file").map(str::to_string),
+            cert_file: f.get("cert-file").map(str::to_string),
+            key_file: f.get("key-file").map(str::to_string),
+            peer_cert_file: f.get("peer-cert-file").map(str::to_string),
+            data_dir: f.get("data-dir").map(str::to_string),
+            quota_backend_bytes: f.get("quota-backend-bytes").and_then(|q| q.parse().ok()),
+            initial_cluster: f.get("initial-cluster").map(str::to_string),
+            initial_cluster_token: f.get("initial-cluster-token").map(str::to_string),
+            initial_advertise_peer_urls: f.list("initial-advertise-peer-urls"),
+            pod: pod.clone(),
+        })
+    }
+
+    /// `--endpoints --cacert --cert --key` for etcdctl inside this pod.
+    pub fn etcdctl_flags(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        if let Some(u) = &self.local_client_url {
+            v.push(format!("--endpoints={u}"));
+        }
+        if let Some(c) = &self.trusted_ca_file {
+            v.push(format!("--cacert={c}"));
+        }
+        if let Some(c) = &self.cert_file {
+            v.push(format!("--cert={c}"));
+        }
+        if let Some(k) = &self.key_file {
+            v.push(format!("--key={k}"));
+        }
+        v
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.pod.phase == "Running" && self.pod.ready
+    }
+}
+
+/// The etcd pods of a kubeadm cluster (`component=etcd` in kube-system).
+pub async fn find(cluster: &Cluster) -> Result<Vec<EtcdPod>> {
+    let access = Access::resource("list", "", "pods", Some("kube-system"));
+    let pods: Vec<Pod> = cluster
+        .list_all(
+            "/api/v1/namespaces/kube-system/pods?labelSelector=component%3Detcd",
+            &access,
+        )
+        .await?;
+    Ok(pods
+        .iter()
+        .filter_map(ComponentPod::from_pod)
+        .filter_map(|p| EtcdPod::from_component(&p))
+        .collect())
+}
+
+/// Runs `etcdctl <args>` in the pod with its own certificate flags.
+pub async fn etcdctl(
+    cluster: &Cluster,
+    pod: &EtcdPod,
+    args: &[&str],
+    timeout: Duration,
+) -> Result<ExecOutput> {
+    let mut command = vec!["etcdctl".to_string()];
+    command.extend(pod.etcdctl_flags());
+    command.push("--dial-timeout=2s".into());
+    command.push(format!(
+        "--command-timeout={}s",
+        timeout.as_secs().clamp(2, 30)
+    ));
+    command.extend(args.iter().map(|a| a.to_string()));
+    exec(
+        cluster,
+        &pod.pod.namespace,
+        &pod.pod.name,
+        Some(&pod.pod.container),
+        &command,
+        timeout + Duration::from_secs(2),
+    )
+    .await
+}
+
+/// Reads a text file in the pod through the shell's `$(<FILE)` (the etcd image has no `cat`).
+/// Fails when the image has no shell (etcd 3.6).
+pub async fn read_file(
+    cluster: &Cluster,
+    pod: &EtcdPod,
+    path: &str,
+    timeout: Duration,
+) -> Result<String> {
+    let script = format!("echo \"$(<{path})\"");
+    let out = exec(
+        cluster,
+        &pod.pod.namespace,
+        &pod.pod.name,
+        Some(&pod.pod.container),
+        &["sh".to_string(), "-c".to_string(), script],
+        timeout,
+    )
+    .await?;
+    if !out.success() {
+        return Err(Error::new(
+            ErrorKind::Failed,
+            format!("Cannot read {path} in {}", pod.pod.name),
+            out.failure_reason(),
+            "etcd 3.6 images have no shell; copy the file from the control-plane node instead.",
+        ));
+    }
+    Ok(out.stdout_text())
+}
+
+/// The cluster status through `etcdctl` in `pod`: member list, endpoint status and health of
+/// every member, alarms — four commands run concurrently.
+pub async fn status_via_exec(
+    cluster: &Cluster,
+    pod: &EtcdPod,
+    timeout: Duration,
+) -> Result<super::status::ClusterStatus> {
+    use super::status::*;
+    let (members, statuses, healths, alarms) = tokio::join!(
+        etcdctl(cluster, pod, &["member", "list", "-w", "json"], timeout),
+        etcdctl(
+            cluster,
+            pod,
+            &["endpoint", "status", "--cluster", "-w", "json"],
+            timeout
+        ),
+        etcdctl(
+            cluster,
+            pod,
+            &["endpoint", "health", "--cluster", "-w", "json"],
+            timeout
+        ),
+        etcdctl(cluster, pod, &["alarm", "list", "-w", "json"], timeout),
+    );
+    let members = members?;
+    if !members.success() {
+        return Err(Error::new(
+            ErrorKind::Failed,
+            format!("etcdctl member list failed in {}", pod.pod.name),
+            members.failure_reason(),
+            "Check the etcd pod's certificate flags and that the member answers.",
+        ));
+    }
+    let bad = |what: &str, e: String| {
+        Error::invalid_data(format!("etcdctl {what} in {}", pod.pod.name), e)
+    };
+    let member_list =
+        parse_member_list(&members.stdout_text()).map_err(|e| bad("member list", e))?;
+    let statuses = statuses?;
+    let status_list =
+        parse_endpoint_status(&statuses.stdout_text()).map_err(|e| bad("endpoint status", e))?;
+    let healths = healths?;
+    let health_list =
+        parse_endpoint_health(&healths.stdout_text()).map_err(|e| bad("endpoint health", e))?;
+    let alarms = alarms?;
+    let alarm_list = parse_alarm_list(&alarms.stdout_text()).map_err(|e| bad("alarm list", e))?;
+    Ok(from_etcdctl(
+        &member_list,
+        &status_list,
+        &health_list,
+        &alarm_list,
+        &failed_endpoints(&statuses.stderr_text()),
+        pod.quota_backend_bytes.unwrap_or(0),
+        &format!("etcdctl in kube-system/{}", pod.pod.name),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_minikube_and_kubeadm_layouts() {
+        // tests/fixtures/clusters/k8s-1.34/pods.yaml (minikube cert paths)
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/clusters/k8s-1.34/pods.yaml");
+        let list: serde_json::Value =
+            serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let pods: Vec<Pod> = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| serde_json::from_value(p.clone()).unwrap())
+            .collect();
+        let etcd: Vec<EtcdPod> = pods
+            .iter()
+            .filter_map(ComponentPod::from_pod)
+            .filter_map(|p| EtcdPod::from_component(&p))
+            .collect();
+        assert_eq!(etcd.len(), 1);
+        let e = &etcd[0];
+        assert_eq!(
+            e.local_client_url.as_deref(),
+            Some("https://127.0.0.1:2379")
+        );
+        assert_eq!(e.client_port, Some(2379));
+        assert_eq!(e.data_dir.as_deref(), Some("/var/lib/minikube/etcd"));
+        assert_eq!(e.quota_backend_bytes, None);
+        assert_eq!(
+            e.etcdctl_flags(),
+            [
+                "--endpoints=https://127.0.0.1:2379",
+                "--cacert=/var/lib/minikube/certs/etcd/ca.crt",
+                "--cert=/var/lib/minikube/certs/etcd/server.crt",
+                "--key=/var/lib/minikube/certs/etcd/server.key"
+            ]
+        );
+        assert!(
+            e.initial_cluster
+                .as_deref()
+                .unwrap()
+                .contains("=https://192.168.")
+        );
+        assert!(e.member.starts_with("datagen-1-34") || !e.member.is_empty());
+    }
+}

@@ -1,0 +1,744 @@
+//! The state of an etcd cluster (members, their status and health, alarms) from whichever
+//! route reached it, and the verdict on it: quorum, leader, size against the quota, alarms,
+//! fragmentation, versions, lag, latency.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::exit::Status;
+use crate::output::human_bytes;
+use crate::report::CheckResult;
+
+/// etcd's default `--quota-backend-bytes`: 2 GiB.
+pub const DEFAULT_QUOTA: u64 = 2 * 1024 * 1024 * 1024;
+
+/// One member as seen by `member list`, `endpoint status` and `endpoint health`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberStatus {
+    pub name: String,
+    pub id: u64,
+    pub endpoint: String,
+    pub healthy: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub version: Option<String>,
+    pub db_size: Option<u64>,
+    pub db_size_in_use: Option<u64>,
+    pub leader_id: Option<u64>,
+    pub raft_term: Option<u64>,
+    pub raft_index: Option<u64>,
+    pub raft_applied_index: Option<u64>,
+    pub revision: Option<i64>,
+    #[serde(serialize_with = "opt_ms")]
+    pub latency: Option<Duration>,
+    pub is_learner: bool,
+}
+
+fn opt_ms<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_f64((d.as_secs_f64() * 1e6).round() / 1e3),
+        None => s.serialize_none(),
+    }
+}
+
+impl MemberStatus {
+    pub fn is_leader(&self) -> bool {
+        self.leader_id.is_some_and(|l| l == self.id && l != 0)
+    }
+
+    /// Share of the file not in use (what defragmentation would give back).
+    pub fn fragmentation(&self) -> Option<f64> {
+        match (self.db_size, self.db_size_in_use) {
+            (Some(total), Some(used)) if total > 0 => Some(1.0 - used as f64 / total as f64),
+            _ => None,
+        }
+    }
+}
+
+/// An etcd alarm (etcdserverpb.AlarmType).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Alarm {
+    pub member_id: u64,
+    /// `NOSPACE`, `CORRUPT`.
+    pub alarm: String,
+}
+
+/// Everything gathered about one cluster.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterStatus {
+    pub cluster_id: Option<u64>,
+    pub members: Vec<MemberStatus>,
+    pub alarms: Vec<Alarm>,
+    /// `--quota-backend-bytes` (etcd's default when unset).
+    pub quota_bytes: u64,
+    /// How the status was obtained ("exec into kube-system/etcd-cp-1", "direct").
+    pub source: String,
+}
+
+impl ClusterStatus {
+    pub fn leader(&self) -> Option<&MemberStatus> {
+        let leader_id = self
+            .members
+            .iter()
+            .filter(|m| m.healthy)
+            .find_map(|m| m.leader_id.filter(|l| *l != 0))?;
+        self.members.iter().find(|m| m.id == leader_id)
+    }
+
+    pub fn member_name(&self, id: u64) -> String {
+        self.members
+            .iter()
+            .find(|m| m.id == id)
+            .map(|m| m.name.clone())
+            .unwrap_or_else(|| format!("{id:x}"))
+    }
+}
+
+// --- etcdctl JSON (what `etcdctl ... -w json` prints in 3.4/3.5) ---
+
+#[derive(Debug, Deserialize)]
+pub struct MemberListJson {
+    #[serde(default)]
+    pub header: Option<HeaderJson>,
+    #[serde(default)]
+    pub members: Vec<MemberJson>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct HeaderJson {
+    #[serde(default)]
+    pub cluster_id: u64,
+    #[serde(default)]
+    pub member_id: u64,
+    #[serde(default)]
+    pub revision: i64,
+    #[serde(default)]
+    pub raft_term: u64,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct MemberJson {
+    #[serde(rename = "ID", default)]
+    pub id: u64,
+    #[serde(default)]
+    pub name: String,
+    #[serde(rename = "clientURLs", default)]
+    pub client_urls: Vec<String>,
+    #[serde(rename = "peerURLs", default)]
+    pub peer_urls: Vec<String>,
+    #[serde(rename = "isLearner", default)]
+    pub is_learner: bool,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EndpointStatusJson {
+    #[serde(rename = "Endpoint")]
+    pub endpoint: String,
+    #[serde(rename = "Status")]
+    pub status: StatusJson,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct StatusJson {
+    pub header: HeaderJson,
+    #[serde(default)]
+    pub version: String,
+    #[serde(rename = "dbSize", default)]
+    pub db_size: u64,
+    #[serde(rename = "dbSizeInUse", default)]
+    pub db_size_in_use: u64,
+    #[serde(default)]
+    pub leader: u64,
+    #[serde(rename = "raftIndex", default)]
+    pub raft_index: u64,
+    #[serde(rename = "raftTerm", default)]
+    pub raft_term: u64,
+    #[serde(rename = "raftAppliedIndex", default)]
+    pub raft_applied_index: u64,
+    #[serde(rename = "isLearner", default)]
+    pub is_learner: bool,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EndpointHealthJson {
+    pub endpoint: String,
+    pub health: bool,
+    #[serde(default)]
+    pub took: String,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AlarmListJson {
+    #[serde(default)]
+    pub alarms: Vec<AlarmJson>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AlarmJson {
+    #[serde(rename = "memberID", default)]
+    pub member_id: u64,
+    #[serde(default)]
+    pub alarm: u32,
+}
+
+/// etcdctl prints JSON after warnings on stderr; stdout may hold one JSON value.
+fn json_part(text: &str) -> &str {
+    let start = text.find(['[', '{']).unwrap_or(0);
+    &text[start..]
+}
+
+pub fn parse_member_list(text: &str) -> Result<MemberListJson, String> {
+    serde_json::from_str(json_part(text))
+        .map_err(|e| format!("unexpected `member list` output: {e}"))
+}
+
+pub fn parse_endpoint_status(text: &str) -> Result<Vec<EndpointStatusJson>, String> {
+    let t = json_part(text);
+    if t.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    serde_json::from_str(t).map_err(|e| format!("unexpected `endpoint status` output: {e}"))
+}
+
+pub fn parse_endpoint_health(text: &str) -> Result<Vec<EndpointHealthJson>, String> {
+    let t = json_part(text);
+    if t.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    serde_json::from_str(t).map_err(|e| format!("unexpected `endpoint health` output: {e}"))
+}
+
+pub fn parse_alarm_list(text: &str) -> Result<AlarmListJson, String> {
+    let t = json_part(text);
+    if t.trim().is_empty() {
+        return Ok(AlarmListJson { alarms: Vec::new() });
+    }
+    serde_json::from_str(t).map_err(|e| format!("unexpected `alarm list` output: {e}"))
+}
+
+pub fn alarm_name(code: u32) -> String {
+    match code {
+        1 => "NOSPACE".into(),
+        2 => "CORRUPT".into(),
+        0 => "NONE".into(),
+        n => format!("ALARM-{n}"),
+    }
+}
+
+/// Go durations as etcdctl prints them (`10.266535ms`, `5.001074744s`).
+pub fn parse_took(text: &str) -> Option<Duration> {
+    crate::duration::parse_duration(text).ok()
+}
+
+/// Lines of etcdctl's stderr that name a failed endpoint: "Failed to get the status of
+/// endpoint https://... (context deadline exceeded)".
+pub fn failed_endpoints(stderr: &str) -> Vec<(String, String)> {
+    stderr
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("Failed to get the status of endpoint ")?;
+            let (ep, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+            Some((
+                ep.to_string(),
+                reason
+                    .trim()
+                    .trim_start_matches('(')
+                    .trim_end_matches(')')
+                    .to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// Combines etcdctl's four answers into a cluster status.
+pub fn from_etcdctl(
+    members: &MemberListJson,
+    statuses: &[EndpointStatusJson],
+    healths: &[EndpointHealthJson],
+    alarms: &AlarmListJson,
+    status_errors: &[(String, String)],
+    quota_bytes: u64,
+    source: &str,
+) -> ClusterStatus {
+    let mut out = ClusterStatus {
+        cluster_id: members.header.as_ref().map(|h| h.cluster_id),
+        members: Vec::new(),
+        alarms: alarms
+            .alarms
+            .iter()
+            .map(|a| Alarm {
+                member_id: a.member_id,
+                alarm: alarm_name(a.alarm),
+            })
+            .collect(),
+        quota_bytes,
+        source: source.to_string(),
+    };
+    for m in &members.members {
+        let endpoint = m.client_urls.first().cloned().unwrap_or_default();
+        let status = statuses
+            .iter()
+            .find(|s| s.status.header.member_id == m.id || m.client_urls.contains(&s.endpoint));
+        let health = healths.iter().find(|h| m.client_urls.contains(&h.endpoint));
+        let mut ms = MemberStatus {
+            name: if m.name.is_empty() {
+                format!("{:x} (unstarted)", m.id)
+            } else {
+                m.name.clone()
+            },
+            id: m.id,
+            endpoint: endpoint.clone(),
+            is_learner: m.is_learner,
+            ..Default::default()
+        };
+        if let Some(s) = status {
+            ms.version = Some(s.status.version.clone());
+            ms.db_size = Some(s.status.db_size);
+            ms.db_size_in_use = Some(s.status.db_size_in_use).filter(|v| *v > 0);
+            ms.leader_id = Some(s.status.leader);
+            ms.raft_term = Some(s.status.raft_term);
+            ms.raft_index = Some(s.status.raft_index);
+            ms.raft_applied_index = Some(s.status.raft_applied_index);
+            ms.revision = Some(s.status.header.revision);
+        }
+        ms.healthy = status.is_some() && health.is_none_or(|h| h.health);
+        ms.latency = health.and_then(|h| parse_took(&h.took));
+        ms.error = health
+            .and_then(|h| h.error.clone())
+            .or_else(|| {
+                status_errors
+                    .iter()
+                    .find(|(ep, _)| m.client_urls.contains(ep))
+                    .map(|(_, r)| r.clone())
+            })
+            .or_else(|| {
+                if status.is_none() {
+                    Some("no status answer".into())
+                } else {
+                    None
+                }
+            });
+        out.members.push(ms);
+    }
+    out
+}
+
+/// Quorum of an n-member cluster.
+pub fn quorum(n: usize) -> usize {
+    n / 2 + 1
+}
+
+/// The verdict on an etcd cluster.
+pub fn judge(status: &ClusterStatus) -> CheckResult {
+    let mut r = CheckResult::ok("etcd", "");
+    let voting: Vec<&MemberStatus> = status.members.iter().filter(|m| !m.is_learner).collect();
+    let n = voting.len();
+    let healthy: Vec<&&MemberStatus> = voting.iter().filter(|m| m.healthy).collect();
+    let q = quorum(n);
+    let leader = status.leader();
+    r.push_evidence("source", status.source.clone());
+    r.push_evidence(
+        "members",
+        format!("{} of {n} healthy (quorum {q})", healthy.len()),
+    );
+    if let Some(id) = status.cluster_id {
+        r.push_evidence("cluster ID", format!("{id:x}"));
+    }
+    let mut parts = Vec::new();
+
+    for m in &status.members {
+        let mut text = vec![m.endpoint.clone()];
+        if m.is_leader() {
+            text.push("leader".into());
+        }
+        if m.is_learner {
+            text.push("learner".into());
+        }
+        if let Some(v) = &m.version {
+            text.push(v.clone());
+        }
+        if let Some(size) = m.db_size {
+            let used = m
+                .db_size_in_use
+                .map(|u| format!(" ({} in use)", human_bytes(u)))
+                .unwrap_or_default();
+            text.push(format!("db {}{used}", human_bytes(size)));
+        }
+        if let (Some(t), Some(i)) = (m.raft_term, m.raft_index) {
+            text.push(format!("term {t}, index {i}"));
+        }
+        if let Some(l) = m.latency {
+            text.push(crate::duration::short_latency(l));
+        }
+        let (st, msg) = if m.healthy {
+            let slow = m.latency.is_some_and(|l| l > Duration::from_millis(100));
+            if slow {
+                (Status::Warning, format!("slow: {}", text.join(", ")))
+            } else {
+                (Status::Ok, text.join(", "))
+            }
+        } else {
+            (
+                Status::Critical,
+                format!(
+                    "unreachable or unhealthy: {} ({})",
+                    m.endpoint,
+                    m.error.as_deref().unwrap_or("no answer")
+                ),
+            )
+        };
+        r.sub(format!("member {}", m.name), st, msg);
+    }
+
+    // Quorum and availability.
+    if n == 0 {
+        r.status = Status::Unknown;
+        r.message = "no etcd members listed".into();
+        return r;
+    }
+    let down: Vec<&str> = voting
+        .iter()
+        .filter(|m| !m.healthy)
+        .map(|m| m.name.as_str())
+        .collect();
+    if healthy.len() < q {
+        r.raise(Status::Critical);
+        parts.push(format!(
+            "QUORUM LOST: {} of {n} members healthy (need {q}); down: {}",
+            healthy.len(),
+            down.join(", ")
+        ));
+        r.fix(
+            "Bring the stopped members back (on each node: `crictl ps -a --name etcd`, `crictl logs <id>`). If a majority is lost for good, restore EVERY member from the SAME snapshot — never one member alone.",
+            &["kubectl etcdsnap restore-plan <snapshot.db>"],
+            "very high: the API server cannot write until quorum returns; a wrong restore loses data",
+        );
+    } else if !down.is_empty() {
+        r.raise(Status::Warning);
+        let tolerance = healthy.len() - q;
+        parts.push(format!(
+            "member {} down, quorum kept ({} of {n} healthy; tolerates {tolerance} more failure{})",
+            down.join(", "),
+            healthy.len(),
+            if tolerance == 1 { "" } else { "s" }
+        ));
+        r.fix(
+            format!(
+                "Check {} on its node (`crictl ps -a --name etcd`, `crictl logs <id>`, disk space, certificates). Do not restart or upgrade healthy members until it is back. If its data is lost, replace it: `etcdctl member remove <id>`, clear its data dir, `etcdctl member add`, start it with --initial-cluster-state=existing.",
+                down.join(", ")
+            ),
+            &[],
+            "high: another member failure now loses quorum",
+        );
+    }
+    if n % 2 == 0 {
+        r.raise(Status::Warning);
+        parts.push(format!(
+            "{n} members: an even count tolerates no more failures than {}",
+            n - 1
+        ));
+        r.fix(
+            "Run an odd number of members (3 or 5).",
+            &[],
+            "medium: membership changes need care",
+        );
+    }
+
+    // Leader.
+    let leaders: std::collections::BTreeSet<u64> = healthy
+        .iter()
+        .filter_map(|m| m.leader_id.filter(|l| *l != 0))
+        .collect();
+    match (leader, leaders.len()) {
+        (_, 0) if !healthy.is_empty() => {
+            r.raise(Status::Critical);
+            parts.push("no leader".into());
+        }
+        (_, k) if k > 1 => {
+            r.raise(Status::Warning);
+            parts.push(format!(
+                "members disagree on the leader ({})",
+                leaders
+                    .iter()
+                    .map(|l| status.member_name(*l))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        (Some(l), _) => r.push_evidence(
+            "leader",
+            format!("{} (term {})", l.name, l.raft_term.unwrap_or(0)),
+        ),
+        _ => {}
+    }
+
+    // Alarms.
+    for a in &status.alarms {
+        r.raise(Status::Critical);
+        parts.push(format!(
+            "{} alarm on {}",
+            a.alarm,
+            status.member_name(a.member_id)
+        ));
+        if a.alarm == "NOSPACE" {
+            r.fix(
+                "etcd refuses writes until space is freed and the alarm disarmed: compact old revisions, defragment one member at a time (followers first), then disarm; raise --quota-backend-bytes if the data really needs it (8 GiB is the suggested maximum).",
+                &[
+                    "etcdctl endpoint status -w json   # current revision",
+                    "etcdctl compact <revision>",
+                    "kubectl etcdsnap defrag --all     # one member at a time, leader last",
+                    "etcdctl alarm disarm",
+                ],
+                "medium: a member does not serve while it defragments; take a snapshot first (kubectl etcdsnap save)",
+            );
+        } else {
+            r.fix(
+                "A CORRUPT alarm means members' data diverged: stop writes, find the odd member (`etcdctl endpoint hashkv --cluster`), replace it from the healthy ones.",
+                &[],
+                "very high",
+            );
+        }
+    }
+
+    // Size and fragmentation.
+    let quota = if status.quota_bytes == 0 {
+        DEFAULT_QUOTA
+    } else {
+        status.quota_bytes
+    };
+    if let Some(largest) = healthy.iter().filter_map(|m| m.db_size).max() {
+        let pct = largest as f64 / quota as f64 * 100.0;
+        r.push_evidence(
+            "db size",
+            format!(
+                "{} of {} quota ({pct:.0}%)",
+                human_bytes(largest),
+                human_bytes(quota)
+            ),
+        );
+        if pct > 80.0 && !status.alarms.iter().any(|a| a.alarm == "NOSPACE") {
+            r.raise(Status::Warning);
+            parts.push(format!(
+                "db {} is {pct:.0}% of the {} quota",
+                human_bytes(largest),
+                human_bytes(quota)
+            ));
+            r.fix(
+                "Find what grows (`kubectl etcdsnap status` on a snapshot lists objects per resource; events and leases are the usual suspects), compact and defragment, or raise --quota-backend-bytes (2 GiB default, 8 GiB suggested maximum).",
+                &["kubectl etcdsnap defrag --all"],
+                "medium: past the quota etcd raises NOSPACE and refuses all writes",
+            );
+        }
+    }
+    let frag: Vec<(&str, f64, u64)> = healthy
+        .iter()
+        .filter_map(|m| {
+            Some((
+                m.name.as_str(),
+                m.fragmentation()?,
+                m.db_size? - m.db_size_in_use.unwrap_or(0),
+            ))
+        })
+        .collect();
+    if let Some((name, f, free)) = frag.iter().copied().max_by(|a, b| a.2.cmp(&b.2))
+        && f > 0.5
+        && free as f64 > quota as f64 * 0.1
+    {
+        r.raise(Status::Warning);
+        parts.push(format!(
+            "{:.0}% of {name}'s db is free pages ({}): defragment",
+            f * 100.0,
+            human_bytes(free)
+        ));
+        r.fix(
+            "Defragment one member at a time, followers first and the leader last, checking health in between.",
+            &["kubectl etcdsnap defrag --all"],
+            "medium: a defragmenting member blocks reads and writes for the duration (seconds per GB)",
+        );
+    }
+
+    // Versions and lag.
+    let versions: std::collections::BTreeSet<&str> = healthy
+        .iter()
+        .filter_map(|m| m.version.as_deref())
+        .collect();
+    if versions.len() > 1 {
+        r.raise(Status::Warning);
+        parts.push(format!(
+            "mixed versions ({}): finish the upgrade",
+            versions.iter().copied().collect::<Vec<_>>().join(", ")
+        ));
+    } else if let Some(v) = versions.iter().next() {
+        r.push_evidence("version", v.to_string());
+    }
+    let applied: Vec<(&str, u64)> = healthy
+        .iter()
+        .filter_map(|m| Some((m.name.as_str(), m.raft_applied_index?)))
+        .collect();
+    if let (Some(max), Some((lagging, min))) = (
+        applied.iter().map(|a| a.1).max(),
+        applied.iter().min_by_key(|a| a.1).copied(),
+    ) && max - min > 5000
+    {
+        r.raise(Status::Warning);
+        parts.push(format!("{lagging} lags {} raft entries behind", max - min));
+    }
+    if r.subchecks
+        .iter()
+        .any(|s| s.status == Status::Warning && s.message.starts_with("slow"))
+    {
+        r.raise(Status::Warning);
+        parts.push(
+            "slow members (health check > 100ms): check disk latency (etcd needs fast fsync)"
+                .into(),
+        );
+    }
+
+    if parts.is_empty() {
+        let leader_text = leader
+            .map(|l| format!(", leader {}", l.name))
+            .unwrap_or_default();
+        let size = healthy
+            .iter()
+            .filter_map(|m| m.db_size)
+            .max()
+            .map(|s| {
+                format!(
+                    ", db {} ({:.0}% of quota)",
+                    human_bytes(s),
+                    s as f64 / quota as f64 * 100.0
+                )
+            })
+            .unwrap_or_default();
+        r.message = format!("{}/{n} members healthy{leader_text}{size}", healthy.len());
+    } else {
+        r.message = parts.join("; ");
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MEMBERS: &str = r#"{"header":{"cluster_id":10636043235793592181,"member_id":1184007597127642154,"raft_term":3},"members":[{"ID":1184007597127642154,"name":"cp-1","peerURLs":["https://127.0.0.2:35923"],"clientURLs":["https://127.0.0.2:41799"]},{"ID":1211875598812016075,"name":"cp-2","peerURLs":["https://127.0.0.3:43543"],"clientURLs":["https://127.0.0.3:33593"]},{"ID":13663359007286415756,"name":"cp-3","peerURLs":["https://127.0.0.4:39669"],"clientURLs":["https://127.0.0.4:42261"]}]}"#;
+    // Real etcdctl 3.4 output with cp-3 down (captured from the test kit's etcd-member-down).
+    const STATUS_TWO: &str = r#"[{"Endpoint":"https://127.0.0.2:41799","Status":{"header":{"cluster_id":10636043235793592181,"member_id":1184007597127642154,"revision":6,"raft_term":3},"version":"3.4.23","dbSize":262144,"leader":1211875598812016075,"raftIndex":17,"raftTerm":3,"raftAppliedIndex":17,"dbSizeInUse":262144}},{"Endpoint":"https://127.0.0.3:33593","Status":{"header":{"cluster_id":10636043235793592181,"member_id":1211875598812016075,"revision":6,"raft_term":3},"version":"3.4.23","dbSize":262144,"leader":1211875598812016075,"raftIndex":17,"raftTerm":3,"raftAppliedIndex":17,"dbSizeInUse":262144}}]"#;
+    const HEALTH: &str = r#"[{"endpoint":"https://127.0.0.2:41799","health":true,"took":"5.764091ms"},{"endpoint":"https://127.0.0.3:33593","health":true,"took":"5.445465ms"},{"endpoint":"https://127.0.0.4:42261","health":false,"took":"5.001074744s","error":"context deadline exceeded"}]"#;
+    const STDERR: &str = "{\"level\":\"warn\",\"msg\":\"retrying\"}\nFailed to get the status of endpoint https://127.0.0.4:42261 (context deadline exceeded)\n";
+
+    fn status(statuses: &str, health: &str, alarms: &str, quota: u64) -> ClusterStatus {
+        from_etcdctl(
+            &parse_member_list(MEMBERS).unwrap(),
+            &parse_endpoint_status(statuses).unwrap(),
+            &parse_endpoint_health(health).unwrap(),
+            &parse_alarm_list(alarms).unwrap(),
+            &failed_endpoints(STDERR),
+            quota,
+            "test",
+        )
+    }
+
+    #[test]
+    fn one_member_down_keeps_quorum_and_names_it() {
+        let s = status(STATUS_TWO, HEALTH, "{}", 0);
+        assert_eq!(s.members.len(), 3);
+        assert!(!s.members[2].healthy);
+        assert_eq!(
+            s.members[2].error.as_deref(),
+            Some("context deadline exceeded")
+        );
+        assert_eq!(s.leader().map(|l| l.name.as_str()), Some("cp-2"));
+        let r = judge(&s);
+        assert_eq!(r.status, Status::Warning);
+        assert!(
+            r.message.contains(
+                "member cp-3 down, quorum kept (2 of 3 healthy; tolerates 0 more failures)"
+            ),
+            "{}",
+            r.message
+        );
+        assert_eq!(
+            r.subchecks
+                .iter()
+                .find(|s| s.name == "member cp-3")
+                .unwrap()
+                .status,
+            Status::Critical
+        );
+    }
+
+    #[test]
+    fn quorum_lost_is_critical() {
+        let one = r#"[{"Endpoint":"https://127.0.0.2:41799","Status":{"header":{"cluster_id":1,"member_id":1184007597127642154,"revision":6,"raft_term":3},"version":"3.4.23","dbSize":262144,"leader":0,"raftIndex":17,"raftTerm":3,"raftAppliedIndex":17,"dbSizeInUse":262144}}]"#;
+        let r = judge(&status(one, "[]", "{}", 0));
+        assert_eq!(r.status, Status::Critical);
+        assert!(r.message.contains("QUORUM LOST: 1 of 3"), "{}", r.message);
+    }
+
+    #[test]
+    fn nospace_alarm_is_critical_with_the_runbook_steps() {
+        let three = STATUS_TWO.replace("]", r#",{"Endpoint":"https://127.0.0.4:42261","Status":{"header":{"cluster_id":1,"member_id":13663359007286415756,"revision":6,"raft_term":3},"version":"3.4.23","dbSize":262144,"leader":1211875598812016075,"raftIndex":17,"raftTerm":3,"raftAppliedIndex":17,"dbSizeInUse":262144}}]"#);
+        let healthy = HEALTH.replace(
+            r#""health":false,"took":"5.001074744s","error":"context deadline exceeded""#,
+            r#""health":true,"took":"3ms""#,
+        );
+        let s = status(
+            &three,
+            &healthy,
+            r#"{"alarms":[{"memberID":1211875598812016075,"alarm":1}]}"#,
+            0,
+        );
+        let r = judge(&s);
+        assert_eq!(r.status, Status::Critical);
+        assert!(r.message.contains("NOSPACE alarm on cp-2"), "{}", r.message);
+        assert!(
+            r.remediation
+                .iter()
+                .any(|f| f.commands.iter().any(|c| c.contains("alarm disarm")))
+        );
+    }
+
+    #[test]
+    fn size_near_quota_and_fragmentation_warn() {
+        let mut s = status(STATUS_TWO, HEALTH, "{}", 64 * 1024 * 1024);
+        for m in &mut s.members {
+            m.healthy = true;
+            m.db_size = Some(56 * 1024 * 1024);
+            m.db_size_in_use = Some(4 * 1024 * 1024);
+            m.leader_id = Some(1211875598812016075);
+            m.latency = Some(Duration::from_millis(3));
+        }
+        let r = judge(&s);
+        assert_eq!(r.status, Status::Warning);
+        assert!(
+            r.message.contains("88% of the 64.0 MiB quota"),
+            "{}",
+            r.message
+        );
+        assert!(r.message.contains("free pages"), "{}", r.message);
+        // A healthy, compact cluster is OK.
+        for m in &mut s.members {
+            m.db_size = Some(3 * 1024 * 1024);
+            m.db_size_in_use = Some(2 * 1024 * 1024);
+        }
+        let ok = judge(&s);
+        assert_eq!(ok.status, Status::Ok, "{}", ok.message);
+        assert!(
+            ok.message.starts_with("3/3 members healthy, leader cp-2"),
+            "{}",
+            ok.message
+        );
+    }
+
+    #[test]
+    fn took_durations() {
+        assert_eq!(parse_took("10.266535ms").unwrap().as_micros(), 10266);
+        assert_eq!(parse_took("5.001074744s").unwrap().as_millis(), 5001);
+    }
+}

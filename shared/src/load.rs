@@ -1,0 +1,675 @@
+//! API server load from two `/metrics` scrapes a few seconds apart (FIELD-GUIDE §3): inflight
+//! requests against their limits, request latency by verb (without long-running WATCH and
+//! CONNECT), 5xx and 429 rates, APF rejections by priority level, etcd request latency,
+//! admission webhook latency and failures. Thresholds are the runbooks'.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::duration::short_latency_secs;
+use crate::exit::Status;
+use crate::metrics::{Histogram, OwnedSample, Scrape, Selection};
+use crate::report::CheckResult;
+
+/// The families the load check reads (everything else of a multi-MB scrape is skipped).
+pub fn selection() -> Selection {
+    Selection::families(&[
+        "apiserver_current_inflight_requests",
+        "apiserver_request_duration_seconds",
+        "apiserver_request_total",
+        "apiserver_flowcontrol_rejected_requests_total",
+        "apiserver_flowcontrol_dispatched_requests_total",
+        "etcd_request_duration_seconds",
+        "apiserver_admission_webhook_admission_duration_seconds",
+        "apiserver_admission_webhook_rejection_count",
+        "apiserver_admission_webhook_fail_open_count",
+        "apiserver_storage_size_bytes",
+        "apiserver_storage_db_total_size_in_bytes",
+        "etcd_db_total_size_in_bytes",
+    ])
+}
+
+/// `--max-requests-inflight` / `--max-mutating-requests-inflight` of one API server.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InflightLimits {
+    pub read_only: f64,
+    pub mutating: f64,
+    /// True when read from the pod's flags, false when the defaults are assumed.
+    pub from_flags: bool,
+}
+
+impl Default for InflightLimits {
+    fn default() -> Self {
+        InflightLimits {
+            read_only: 400.0,
+            mutating: 200.0,
+            from_flags: false,
+        }
+    }
+}
+
+/// Two scrapes of one API server replica.
+pub struct Window<'a> {
+    pub replica: String,
+    pub older: &'a Scrape,
+    pub newer: &'a Scrape,
+    pub seconds: f64,
+    pub limits: InflightLimits,
+}
+
+/// Priority levels whose rejections hurt the cluster itself (controllers, nodes, leader
+/// election): rejections there are CRITICAL, elsewhere a WARNING.
+pub const SYSTEM_PRIORITY_LEVELS: [&str; 5] = [
+    "exempt",
+    "system",
+    "node-high",
+    "leader-election",
+    "workload-high",
+];
+
+fn is_long_running(s: &OwnedSample) -> bool {
+    matches!(s.label("verb"), Some("WATCH" | "WATCHLIST" | "CONNECT"))
+}
+
+/// What the window showed, summed over replicas.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadSummary {
+    pub replicas: usize,
+    pub seconds: f64,
+    /// (replica, read-only in flight, read-only limit, mutating in flight, mutating limit)
+    pub inflight: Vec<(String, f64, f64, f64, f64)>,
+    /// P99 by verb, seconds.
+    pub p99_by_verb: BTreeMap<String, f64>,
+    pub requests_per_second: f64,
+    pub errors_5xx_per_second: f64,
+    pub throttled_429_per_second: f64,
+    /// (priority level, reason) → rejections per second.
+    pub apf_rejections: BTreeMap<(String, String), f64>,
+    /// etcd P99 by operation, seconds.
+    pub etcd_p99_by_operation: BTreeMap<String, f64>,
+    /// Webhook name → P99 seconds.
+    pub webhook_p99: BTreeMap<String, f64>,
+    /// Webhook name → failed calls per second (`calling_webhook_error`).
+    pub webhook_errors_per_second: BTreeMap<String, f64>,
+    pub webhook_fail_open_per_second: BTreeMap<String, f64>,
+    pub storage_size_bytes: Option<f64>,
+}
+
+fn merge_into(
+    target: &mut BTreeMap<Vec<String>, Histogram>,
+    add: BTreeMap<Vec<String>, Histogram>,
+) {
+    for (k, h) in add {
+        target.entry(k).or_default().merge(&h);
+    }
+}
+
+fn add_rates(
+    target: &mut BTreeMap<Vec<String>, f64>,
+    add: BTreeMap<Vec<String>, f64>,
+    seconds: f64,
+) {
+    if seconds <= 0.0 {
+        return;
+    }
+    for (k, v) in add {
+        *target.entry(k).or_insert(0.0) += v / seconds;
+    }
+}
+
+/// Sums the windows of every replica.
+pub fn summarise(windows: &[Window<'_>]) -> LoadSummary {
+    let mut s = LoadSummary {
+        replicas: windows.len(),
+        ..Default::default()
+    };
+    let mut latency: BTreeMap<Vec<String>, Histogram> = BTreeMap::new();
+    let mut etcd: BTreeMap<Vec<String>, Histogram> = BTreeMap::new();
+    let mut webhook_latency: BTreeMap<Vec<String>, Histogram> = BTreeMap::new();
+    let mut codes: BTreeMap<Vec<String>, f64> = BTreeMap::new();
+    let mut rejections: BTreeMap<Vec<String>, f64> = BTreeMap::new();
+    let mut webhook_errors: BTreeMap<Vec<String>, f64> = BTreeMap::new();
+    let mut fail_open: BTreeMap<Vec<String>, f64> = BTreeMap::new();
+    for w in windows {
+        s.seconds = s.seconds.max(w.seconds);
+        let inflight = w.newer.sum_by(
+            "apiserver_current_inflight_requests",
+            &["request_kind"],
+            &crate::metrics::any,
+        );
+        let get = |k: &str| inflight.get(&vec![k.to_string()]).copied().unwrap_or(0.0);
+        s.inflight.push((
+            w.replica.clone(),
+            get("readOnly"),
+            w.limits.read_only,
+            get("mutating"),
+            w.limits.mutating,
+        ));
+        merge_into(
+            &mut latency,
+            w.newer.histogram_increase_by(
+                w.older,
+                "apiserver_request_duration_seconds",
+                &["verb"],
+                &|x| !is_long_running(x),
+            ),
+        );
+        merge_into(
+            &mut etcd,
+            w.newer.histogram_increase_by(
+                w.older,
+                "etcd_request_duration_seconds",
+                &["operation"],
+                &crate::metrics::any,
+            ),
+        );
+        merge_into(
+            &mut webhook_latency,
+            w.newer.histogram_increase_by(
+                w.older,
+                "apiserver_admission_webhook_admission_duration_seconds",
+                &["name"],
+                &crate::metrics::any,
+            ),
+        );
+        add_rates(
+            &mut codes,
+            w.newer.increase_by(
+                w.older,
+                "apiserver_request_total",
+                &["code"],
+                &crate::metrics::any,
+            ),
+            w.seconds,
+        );
+        add_rates(
+            &mut rejections,
+            w.newer.increase_by(
+                w.older,
+                "apiserver_flowcontrol_rejected_requests_total",
+                &["priority_level", "reason"],
+                &crate::metrics::any,
+            ),
+            w.seconds,
+        );
+        add_rates(
+            &mut webhook_errors,
+            w.newer.increase_by(
+                w.older,
+                "apiserver_admission_webhook_rejection_count",
+                &["name"],
+                &|x| x.label("error_type") == Some("calling_webhook_error"),
+            ),
+            w.seconds,
+        );
+        add_rates(
+            &mut fail_open,
+            w.newer.increase_by(
+                w.older,
+                "apiserver_admission_webhook_fail_open_count",
+                &["name"],
+                &crate::metrics::any,
+            ),
+            w.seconds,
+        );
+        let size = [
+            "apiserver_storage_size_bytes",
+            "apiserver_storage_db_total_size_in_bytes",
+            "etcd_db_total_size_in_bytes",
+        ]
+        .iter()
+        .find_map(|f| {
+            w.newer
+                .max_by(f, &[], &crate::metrics::any)
+                .values()
+                .next()
+                .copied()
+        });
+        if let Some(size) = size {
+            s.storage_size_bytes = Some(s.storage_size_bytes.map_or(size, |x: f64| x.max(size)));
+        }
+    }
+    for (k, h) in latency {
+        if let Some(p) = h.quantile(0.99).filter(|_| h.count > 0.0) {
+            s.p99_by_verb.insert(k.join(""), p);
+        }
+    }
+    for (k, h) in etcd {
+        if let Some(p) = h.quantile(0.99).filter(|_| h.count > 0.0) {
+            s.etcd_p99_by_operation.insert(k.join(""), p);
+        }
+    }
+    for (k, h) in webhook_latency {
+        if let Some(p) = h.quantile(0.99).filter(|_| h.count > 0.0) {
+            s.webhook_p99.insert(k.join(""), p);
+        }
+    }
+    for (code, rate) in &codes {
+        s.requests_per_second += rate;
+        let c = code.join("");
+        if c.starts_with('5') {
+            s.errors_5xx_per_second += rate;
+        }
+        if c == "429" {
+            s.throttled_429_per_second += rate;
+        }
+    }
+    for (k, v) in rejections {
+        if v > 0.0 {
+            s.apf_rejections.insert((k[0].clone(), k[1].clone()), v);
+        }
+    }
+    s.webhook_errors_per_second = webhook_errors
+        .into_iter()
+        .filter(|(_, v)| *v > 0.0)
+        .map(|(k, v)| (k.join(""), v))
+        .collect();
+    s.webhook_fail_open_per_second = fail_open
+        .into_iter()
+        .filter(|(_, v)| *v > 0.0)
+        .map(|(k, v)| (k.join(""), v))
+        .collect();
+    s
+}
+
+fn rate(v: f64) -> String {
+    if v >= 10.0 {
+        format!("{v:.0}/s")
+    } else {
+        format!("{v:.1}/s")
+    }
+}
+
+/// The verdict on the load of the API servers.
+pub fn judge(s: &LoadSummary) -> CheckResult {
+    let mut r = CheckResult::ok("load", "");
+    let mut problems = Vec::new();
+    let mut fine = Vec::new();
+    r.push_evidence(
+        "window",
+        format!(
+            "{:.1}s over {} replica{}",
+            s.seconds,
+            s.replicas,
+            if s.replicas == 1 { "" } else { "s" }
+        ),
+    );
+
+    // Inflight against the limits.
+    let mut worst_inflight = (0.0_f64, String::new());
+    for (replica, ro, ro_limit, m, m_limit) in &s.inflight {
+        for (used, limit, kind) in [(*ro, *ro_limit, "read-only"), (*m, *m_limit, "mutating")] {
+            if limit <= 0.0 {
+                continue;
+            }
+            let pct = used / limit * 100.0;
+            let text = format!("{replica}: {used:.0}/{limit:.0} {kind} in flight ({pct:.0}%)");
+            r.sub(
+                format!("inflight {replica} {kind}"),
+                if pct >= 100.0 {
+                    Status::Critical
+                } else if pct > 80.0 {
+                    Status::Warning
+                } else {
+                    Status::Ok
+                },
+                text.clone(),
+            );
+            if pct > worst_inflight.0 {
+                worst_inflight = (pct, text);
+            }
+        }
+    }
+    if worst_inflight.0 > 80.0 {
+        r.raise(if worst_inflight.0 >= 100.0 {
+            Status::Critical
+        } else {
+            Status::Warning
+        });
+        problems.push(worst_inflight.1.clone());
+    } else if !s.inflight.is_empty() {
+        let (ro, rl, m, ml) = s.inflight.iter().fold((0.0, 0.0, 0.0, 0.0), |a, x| {
+            (a.0 + x.1, a.1 + x.2, a.2 + x.3, a.3 + x.4)
+        });
+        fine.push(format!(
+            "inflight {ro:.0}/{rl:.0} read, {m:.0}/{ml:.0} write"
+        ));
+    }
+
+    // Latency by verb.
+    let mut slow: Vec<String> = Vec::new();
+    for (verb, p99) in &s.p99_by_verb {
+        let st = if *p99 > 5.0 {
+            Status::Critical
+        } else if *p99 > 1.0 {
+            Status::Warning
+        } else {
+            Status::Ok
+        };
+        r.sub(
+            format!("p99 {verb}"),
+            st,
+            format!("{verb} p99 {}", short_latency_secs(*p99)),
+        );
+        if st != Status::Ok {
+            r.raise(st);
+            slow.push(format!("{verb} p99 {}", short_latency_secs(*p99)));
+        }
+    }
+    if !slow.is_empty() {
+        problems.push(format!("slow requests: {}", slow.join(", ")));
+    } else if let Some((verb, p)) = s.p99_by_verb.iter().max_by(|a, b| a.1.total_cmp(b.1)) {
+        fine.push(format!("p99 ≤ {} ({verb})", short_latency_secs(*p)));
+    }
+
+    // Errors and throttling.
+    if s.requests_per_second > 0.0 {
+        let ratio = s.errors_5xx_per_second / s.requests_per_second * 100.0;
+        r.push_evidence(
+            "requests",
+            format!(
+                "{} ({} 5xx = {ratio:.2}%, {} 429)",
+                rate(s.requests_per_second),
+                rate(s.errors_5xx_per_second),
+                rate(s.throttled_429_per_second)
+            ),
+        );
+        if ratio > 1.0 {
+            r.raise(if ratio > 5.0 {
+                Status::Critical
+            } else {
+                Status::Warning
+            });
+            problems.push(format!("{ratio:.1}% of requests fail with 5xx"));
+            r.fix("Look at what fails: `kubectl get --raw /metrics | grep 'apiserver_request_total{.*code=\"5'`; usually etcd trouble or an aggregated API/webhook that is down (see the other checks).", &[], "low: read-only");
+        } else {
+            fine.push("no 5xx".into());
+        }
+    }
+    if !s.apf_rejections.is_empty() {
+        let mut by_level: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for ((level, reason), v) in &s.apf_rejections {
+            by_level
+                .entry(level)
+                .or_default()
+                .push(format!("{reason} {}", rate(*v)));
+        }
+        for (level, reasons) in &by_level {
+            let st = if SYSTEM_PRIORITY_LEVELS.contains(level) {
+                Status::Critical
+            } else {
+                Status::Warning
+            };
+            r.raise(st);
+            r.sub(
+                format!("apf {level}"),
+                st,
+                format!(
+                    "priority level {level} rejects requests: {}",
+                    reasons.join(", ")
+                ),
+            );
+        }
+        problems.push(format!(
+            "APF rejects requests ({} 429s): {}",
+            rate(s.throttled_429_per_second),
+            by_level
+                .iter()
+                .map(|(l, rs)| format!("{l} {}", rs.join("+")))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
+        r.fix(
+            "Find who floods the saturated priority level and isolate it with its own FlowSchema and priority level instead of raising global limits.",
+            &["kubectl apftop", "kubectl apftop config   # suggests a FlowSchema for the noisy client"],
+            "medium: APF changes take effect at once; never disable the defaults",
+        );
+    } else if s.throttled_429_per_second > 0.0 {
+        r.raise(Status::Warning);
+        problems.push(format!(
+            "{} requests answered 429",
+            rate(s.throttled_429_per_second)
+        ));
+    } else {
+        fine.push("no 429s".into());
+    }
+
+    // etcd latency as the API server sees it.
+    let mut etcd_slow = Vec::new();
+    for (op, p99) in &s.etcd_p99_by_operation {
+        let st = if *p99 > 2.0 {
+            Status::Critical
+        } else if *p99 > 0.5 {
+            Status::Warning
+        } else {
+            Status::Ok
+        };
+        r.sub(
+            format!("etcd p99 {op}"),
+            st,
+            format!("etcd {op} p99 {}", short_latency_secs(*p99)),
+        );
+        if st != Status::Ok {
+            r.raise(st);
+            etcd_slow.push(format!("{op} {}", short_latency_secs(*p99)));
+        }
+    }
+    if !etcd_slow.is_empty() {
+        problems.push(format!(
+            "slow etcd requests (p99): {}",
+            etcd_slow.join(", ")
+        ));
+        r.fix(
+            "etcd is slow: check its db size and fragmentation (the etcd check), disk latency on the control-plane nodes (etcd needs low-latency fsync, SSDs), and large LISTs (events, pods cluster-wide).",
+            &["kubectl etcdsnap members", "kubectl etcdsnap defrag --all"],
+            "medium: defragmentation blocks each member while it runs",
+        );
+    } else if let Some(max) = s.etcd_p99_by_operation.values().copied().reduce(f64::max) {
+        fine.push(format!("etcd p99 ≤ {}", short_latency_secs(max)));
+    }
+
+    // Webhooks.
+    for (name, p99) in &s.webhook_p99 {
+        if *p99 > 1.0 {
+            r.raise(Status::Warning);
+            problems.push(format!("webhook {name} p99 {}", short_latency_secs(*p99)));
+        }
+    }
+    for (name, v) in &s.webhook_errors_per_second {
+        r.raise(Status::Warning);
+        problems.push(format!("calls to webhook {name} fail ({})", rate(*v)));
+    }
+    for (name, v) in &s.webhook_fail_open_per_second {
+        r.raise(Status::Warning);
+        problems.push(format!(
+            "webhook {name} fails open ({}): its policy is not enforced",
+            rate(*v)
+        ));
+    }
+    if let Some(size) = s.storage_size_bytes {
+        r.push_evidence(
+            "etcd db size (API server's view)",
+            crate::output::human_bytes(size as u64),
+        );
+    }
+
+    r.message = if problems.is_empty() {
+        fine.join(", ")
+    } else {
+        problems.join("; ")
+    };
+    if r.message.is_empty() {
+        r.message = "no traffic in the window".into();
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scrape(path: &str) -> Scrape {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures")
+            .join(path);
+        Scrape::parse(&std::fs::read(p).unwrap(), &selection())
+    }
+
+    /// A second scrape: the first one with every counter and bucket grown by `factor`, plus
+    /// extra lines.
+    fn grown(path: &str, factor: f64, extra: &str) -> Scrape {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures")
+            .join(path);
+        let text = std::fs::read_to_string(p).unwrap();
+        let mut out = String::new();
+        let mut counter_like = false;
+        for line in text.lines() {
+            if let Some(t) = line.strip_prefix("# TYPE ") {
+                counter_like = t.ends_with(" counter") || t.ends_with(" histogram");
+                out.push_str(line);
+            } else if !line.starts_with('#') && counter_like {
+                let (head, v) = line.rsplit_once(' ').unwrap();
+                let v: f64 = crate::metrics::text::parse_value(v).unwrap();
+                out.push_str(&format!("{head} {}", (v * factor).round()));
+            } else {
+                out.push_str(line);
+            }
+            out.push('\n');
+        }
+        out.push_str(extra);
+        Scrape::parse(out.as_bytes(), &selection())
+    }
+
+    #[test]
+    fn reads_every_real_capture() {
+        // tests/fixtures/clusters/k8s-1.3x/apiserver.metrics: the values the check extracts.
+        for minor in 31..=34 {
+            let path = format!("clusters/k8s-1.{minor}/apiserver.metrics");
+            let older = scrape(&path);
+            let newer = grown(&path, 2.0, "");
+            let w = Window {
+                replica: "cp".into(),
+                older: &older,
+                newer: &newer,
+                seconds: 10.0,
+                limits: InflightLimits::default(),
+            };
+            let s = summarise(&[w]);
+            assert_eq!(s.inflight.len(), 1);
+            assert!(
+                s.inflight[0].1 >= 0.0 && s.inflight[0].1 < 400.0,
+                "1.{minor}: {:?}",
+                s.inflight
+            );
+            assert!(
+                s.p99_by_verb.contains_key("GET") && s.p99_by_verb.contains_key("LIST"),
+                "1.{minor}: {:?}",
+                s.p99_by_verb
+            );
+            assert!(!s.p99_by_verb.contains_key("WATCH"), "WATCH is excluded");
+            assert!(s.requests_per_second > 1.0);
+            assert!(!s.etcd_p99_by_operation.is_empty(), "1.{minor}");
+            assert!(
+                s.storage_size_bytes.unwrap() > 1e6,
+                "apiserver_storage_size_bytes (1.28+)"
+            );
+            assert!(s.apf_rejections.is_empty());
+            let r = judge(&s);
+            assert_ne!(r.status, Status::Critical, "1.{minor}: {}", r.message);
+        }
+    }
+
+    #[test]
+    fn the_1_26_excerpt_reads_too() {
+        // tests/fixtures/metrics-excerpts/kube-apiserver-v1.26.8-nri-kubernetes-excerpt.prom
+        let path = "metrics-excerpts/kube-apiserver-v1.26.8-nri-kubernetes-excerpt.prom";
+        let older = scrape(path);
+        // The excerpt has the inflight gauges but not the request histograms: the check still
+        // reads what is there.
+        assert!(older.has_family("apiserver_current_inflight_requests"));
+        assert!(!older.has_family("apiserver_request_duration_seconds"));
+        let w = Window {
+            replica: "cp".into(),
+            older: &older,
+            newer: &older,
+            seconds: 2.0,
+            limits: InflightLimits::default(),
+        };
+        let s = summarise(&[w]);
+        assert_eq!(s.inflight.len(), 1);
+        assert!(s.p99_by_verb.is_empty());
+        assert_eq!(judge(&s).status, Status::Ok);
+    }
+
+    #[test]
+    fn apf_rejections_and_429s_are_reported_by_level() {
+        let path = "clusters/k8s-1.33/apiserver.metrics";
+        let older = scrape(path);
+        let newer = grown(
+            path,
+            1.0,
+            "apiserver_flowcontrol_rejected_requests_total{flow_schema=\"service-accounts\",priority_level=\"workload-low\",reason=\"queue-full\"} 240\n\
+             apiserver_request_total{code=\"429\",component=\"apiserver\",dry_run=\"\",group=\"\",resource=\"pods\",scope=\"cluster\",subresource=\"\",verb=\"LIST\",version=\"v1\"} 270\n",
+        );
+        let w = Window {
+            replica: "cp".into(),
+            older: &older,
+            newer: &newer,
+            seconds: 10.0,
+            limits: InflightLimits::default(),
+        };
+        let s = summarise(&[w]);
+        assert_eq!(
+            s.apf_rejections
+                .get(&("workload-low".to_string(), "queue-full".to_string())),
+            Some(&24.0)
+        );
+        assert_eq!(s.throttled_429_per_second, 27.0);
+        let r = judge(&s);
+        assert_eq!(
+            r.status,
+            Status::Warning,
+            "workload-low is not a system level"
+        );
+        assert!(
+            r.message
+                .contains("APF rejects requests (27/s 429s): workload-low queue-full 24/s"),
+            "{}",
+            r.message
+        );
+    }
+
+    #[test]
+    fn rejections_in_system_levels_are_critical_and_inflight_limits_count() {
+        let path = "clusters/k8s-1.33/apiserver.metrics";
+        let older = scrape(path);
+        let newer = grown(
+            path,
+            1.0,
+            "apiserver_flowcontrol_rejected_requests_total{flow_schema=\"system-nodes\",priority_level=\"system\",reason=\"time-out\"} 5\n",
+        );
+        let limits = InflightLimits {
+            read_only: 1.0,
+            mutating: 200.0,
+            from_flags: true,
+        };
+        let w = Window {
+            replica: "cp-1".into(),
+            older: &older,
+            newer: &newer,
+            seconds: 5.0,
+            limits,
+        };
+        let r = judge(&summarise(&[w]));
+        assert_eq!(r.status, Status::Critical);
+        assert!(
+            r.subchecks
+                .iter()
+                .any(|s| s.name == "apf system" && s.status == Status::Critical)
+        );
+    }
+}

@@ -1,0 +1,192 @@
+//! The result of a check: a verdict, one line that says what was found, the evidence behind it,
+//! sub-checks (each readyz line, each etcd member, each pod), and for anything not OK what to do
+//! and what that costs.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::error::{Error, ErrorKind};
+use crate::exit::Status;
+
+/// One named fact a verdict rests on ("db size" = "62 MB of 64 MiB (97%)").
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Evidence {
+    pub name: String,
+    pub value: String,
+}
+
+/// A finding below a check: one member, one pod, one health check line.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SubCheck {
+    pub name: String,
+    pub status: Status,
+    pub message: String,
+}
+
+/// What to do about a finding, and what doing it risks (from the runbooks, corrected where
+/// FIELD-GUIDE says they are wrong).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Remediation {
+    pub action: String,
+    /// Commands to run, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub commands: Vec<String>,
+    /// `low`, `medium`, `high`, with what can go wrong.
+    pub risk: String,
+}
+
+/// The outcome of one check.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckResult {
+    /// Stable identifier (`etcd`, `leader-election`).
+    pub name: String,
+    pub status: Status,
+    pub message: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<Evidence>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub subchecks: Vec<SubCheck>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub remediation: Vec<Remediation>,
+    #[serde(rename = "durationSeconds", serialize_with = "secs")]
+    pub duration: Duration,
+}
+
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0)
+}
+
+impl CheckResult {
+    pub fn new(name: &str, status: Status, message: impl Into<String>) -> Self {
+        CheckResult {
+            name: name.to_string(),
+            status,
+            message: message.into(),
+            evidence: Vec::new(),
+            subchecks: Vec::new(),
+            remediation: Vec::new(),
+            duration: Duration::ZERO,
+        }
+    }
+
+    pub fn ok(name: &str, message: impl Into<String>) -> Self {
+        CheckResult::new(name, Status::Ok, message)
+    }
+
+    pub fn skipped(name: &str, reason: impl Into<String>) -> Self {
+        CheckResult::new(name, Status::Skipped, reason)
+    }
+
+    /// The result of a check that could not run because of `error`: a missing permission is
+    /// SKIPPED with the permission named (never a false alarm), anything else UNKNOWN.
+    pub fn from_error(name: &str, error: &Error) -> Self {
+        match error.kind {
+            ErrorKind::Forbidden => {
+                let mut r = CheckResult::skipped(name, format!("not permitted: {}", error.why));
+                r.remediation.push(Remediation {
+                    action: error.fix.clone(),
+                    commands: vec!["kubectl cphealth rbac".into()],
+                    risk: "low: read-only permissions".into(),
+                });
+                r
+            }
+            _ => CheckResult::new(name, Status::Unknown, error.to_string()),
+        }
+    }
+
+    pub fn evidence(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.evidence.push(Evidence {
+            name: name.into(),
+            value: value.into(),
+        });
+        self
+    }
+
+    pub fn push_evidence(&mut self, name: &str, value: impl Into<String>) {
+        self.evidence.push(Evidence {
+            name: name.into(),
+            value: value.into(),
+        });
+    }
+
+    pub fn sub(&mut self, name: impl Into<String>, status: Status, message: impl Into<String>) {
+        self.subchecks.push(SubCheck {
+            name: name.into(),
+            status,
+            message: message.into(),
+        });
+    }
+
+    pub fn fix(&mut self, action: impl Into<String>, commands: &[&str], risk: impl Into<String>) {
+        self.remediation.push(Remediation {
+            action: action.into(),
+            commands: commands.iter().map(|c| c.to_string()).collect(),
+            risk: risk.into(),
+        });
+    }
+
+    /// Raises the status to `s` if it is worse.
+    pub fn raise(&mut self, s: Status) {
+        if s > self.status {
+            self.status = s;
+        }
+    }
+
+    /// The worst sub-check status (OK when there are none).
+    pub fn worst_sub(&self) -> Status {
+        self.subchecks
+            .iter()
+            .map(|s| s.status)
+            .max()
+            .unwrap_or(Status::Ok)
+    }
+
+    pub fn with_duration(mut self, d: Duration) -> Self {
+        self.duration = d;
+        self
+    }
+}
+
+/// The overall verdict of several checks; SKIPPED checks do not count (a managed cluster with
+/// everything visible healthy is OK).
+pub fn verdict(results: &[CheckResult]) -> Status {
+    results
+        .iter()
+        .map(|r| r.status)
+        .filter(|s| *s != Status::Skipped)
+        .max()
+        .unwrap_or(Status::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forbidden_becomes_skipped_with_the_permission() {
+        let e = crate::error::http_error(
+            "https://x",
+            "GET /metrics",
+            403,
+            br#"{"message":"forbidden: User \"u\" cannot get path \"/metrics\""}"#,
+            None,
+            Some(&crate::error::Access::non_resource("get", "/metrics")),
+        );
+        let r = CheckResult::from_error("load", &e);
+        assert_eq!(r.status, Status::Skipped);
+        assert!(r.message.contains("get on /metrics"), "{}", r.message);
+        let other = CheckResult::from_error("load", &Error::failed("x", "y", ""));
+        assert_eq!(other.status, Status::Unknown);
+    }
+
+    #[test]
+    fn verdict_is_the_worst() {
+        let a = CheckResult::ok("a", "");
+        let b = CheckResult::skipped("b", "why");
+        assert_eq!(verdict(&[a.clone(), b.clone()]), Status::Ok);
+        let c = CheckResult::new("c", Status::Warning, "");
+        assert_eq!(verdict(&[a, b, c]), Status::Warning);
+    }
+}

@@ -1,0 +1,853 @@
+//! Which webhooks can lock a cluster, and why (FIELD-GUIDE §5).
+//!
+//! A webhook with an effective `failurePolicy: Fail` whose rules reach what the cluster needs to
+//! heal — pods or leases in kube-system, leases in kube-node-lease, nodes, RBAC, CSRs,
+//! TokenReviews/SubjectAccessReviews — and whose selectors do not exclude those objects turns
+//! its backend's death into a cluster lockout. Webhook configurations themselves are never sent
+//! to webhooks, so patching or deleting a configuration always works.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use jiff::Timestamp;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::model::{ClientConfig, ConfigKind, FailurePolicy, Tri, Webhook, WebhookConfig};
+use crate::exit::Status;
+use crate::report::Evidence;
+
+/// Something the cluster needs in order to heal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target {
+    pub group: &'static str,
+    pub resource: &'static str,
+    pub subresource: &'static str,
+    /// The namespace the objects live in; None for cluster-scoped resources.
+    pub namespace: Option<&'static str>,
+    pub label: &'static str,
+    pub why: &'static str,
+    pub critical: bool,
+}
+
+const fn t(
+    group: &'static str,
+    resource: &'static str,
+    subresource: &'static str,
+    namespace: Option<&'static str>,
+    label: &'static str,
+    why: &'static str,
+    critical: bool,
+) -> Target {
+    Target {
+        group,
+        resource,
+        subresource,
+        namespace,
+        label,
+        why,
+        critical,
+    }
+}
+
+/// The objects whose writes must not depend on a webhook's backend.
+pub const TARGETS: &[Target] = &[
+    t(
+        "",
+        "pods",
+        "",
+        Some("kube-system"),
+        "pods in kube-system",
+        "kube-system pods (CoreDNS, CNI, kube-proxy, control-plane mirror pods) cannot be created",
+        true,
+    ),
+    t(
+        "coordination.k8s.io",
+        "leases",
+        "",
+        Some("kube-system"),
+        "leases in kube-system",
+        "the controller-manager and scheduler cannot renew their leader leases",
+        true,
+    ),
+    t(
+        "coordination.k8s.io",
+        "leases",
+        "",
+        Some("kube-node-lease"),
+        "leases in kube-node-lease",
+        "kubelets cannot renew their node leases, so nodes turn NotReady",
+        true,
+    ),
+    t(
+        "",
+        "nodes",
+        "",
+        None,
+        "nodes",
+        "kubelets cannot register or update their Node objects",
+        true,
+    ),
+    t(
+        "",
+        "nodes",
+        "status",
+        None,
+        "nodes/status",
+        "kubelets cannot report node status",
+        true,
+    ),
+    t(
+        "rbac.authorization.k8s.io",
+        "clusterroles",
+        "",
+        None,
+        "RBAC (clusterroles)",
+        "RBAC cannot be changed or repaired",
+        true,
+    ),
+    t(
+        "rbac.authorization.k8s.io",
+        "clusterrolebindings",
+        "",
+        None,
+        "RBAC (clusterrolebindings)",
+        "RBAC cannot be changed or repaired",
+        true,
+    ),
+    t(
+        "rbac.authorization.k8s.io",
+        "roles",
+        "",
+        Some("kube-system"),
+        "RBAC (roles in kube-system)",
+        "RBAC cannot be changed or repaired",
+        true,
+    ),
+    t(
+        "rbac.authorization.k8s.io",
+        "rolebindings",
+        "",
+        Some("kube-system"),
+        "RBAC (rolebindings in kube-system)",
+        "RBAC cannot be changed or repaired",
+        true,
+    ),
+    t(
+        "certificates.k8s.io",
+        "certificatesigningrequests",
+        "",
+        None,
+        "CertificateSigningRequests",
+        "kubelets cannot renew their client certificates",
+        true,
+    ),
+    t(
+        "authentication.k8s.io",
+        "tokenreviews",
+        "",
+        None,
+        "TokenReviews",
+        "token authentication through the API fails",
+        true,
+    ),
+    t(
+        "authorization.k8s.io",
+        "subjectaccessreviews",
+        "",
+        None,
+        "SubjectAccessReviews",
+        "authorization checks through the API fail",
+        true,
+    ),
+    t(
+        "",
+        "namespaces",
+        "",
+        None,
+        "namespaces",
+        "namespaces cannot be created or changed while it is down",
+        false,
+    ),
+];
+
+/// What the analysis found, most urgent kinds first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "SCREAMING-KEBAB-CASE")]
+pub enum FindingKind {
+    BackendDown,
+    Lockout,
+    SelfDeadlock,
+    CaBundle,
+    Runtime,
+    NamespaceChanges,
+    FragileBackend,
+    Timeout,
+    SideEffects,
+    ReviewVersions,
+    AllOperations,
+    NoRules,
+}
+
+impl FindingKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            FindingKind::BackendDown => "BACKEND DOWN",
+            FindingKind::Lockout => "LOCKOUT",
+            FindingKind::SelfDeadlock => "SELF-DEADLOCK",
+            FindingKind::CaBundle => "CA BUNDLE",
+            FindingKind::Runtime => "RUNTIME",
+            FindingKind::NamespaceChanges => "NAMESPACE CHANGES",
+            FindingKind::FragileBackend => "FRAGILE BACKEND",
+            FindingKind::Timeout => "TIMEOUT",
+            FindingKind::SideEffects => "SIDE EFFECTS",
+            FindingKind::ReviewVersions => "REVIEW VERSIONS",
+            FindingKind::AllOperations => "ALL OPERATIONS",
+            FindingKind::NoRules => "NO RULES",
+        }
+    }
+}
+
+/// A fix as a JSON patch of the configuration, with the command that applies it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Fix {
+    pub description: String,
+    /// RFC 6902 operations on the configuration object.
+    pub patch: Value,
+    pub command: String,
+}
+
+/// One finding about one webhook.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Finding {
+    pub kind: FindingKind,
+    pub severity: Status,
+    pub config_kind: ConfigKind,
+    pub config: String,
+    pub webhook: String,
+    pub webhook_index: usize,
+    pub summary: String,
+    pub explanation: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<Evidence>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<Fix>,
+    /// Set when an allowlist accepts this risk (the reason given there).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accepted: Option<String>,
+}
+
+/// The state of a webhook's backend Service, read from the cluster.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceFacts {
+    pub exists: bool,
+    pub ready_endpoints: usize,
+    pub not_ready_endpoints: usize,
+    /// Nodes of the ready endpoints.
+    pub nodes: BTreeSet<String>,
+    /// A PodDisruptionBudget selects the Service's pods.
+    pub has_pdb: bool,
+    pub cluster_ip: Option<String>,
+}
+
+/// What `/metrics` says about a webhook.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookRuntime {
+    pub errors_per_second: f64,
+    pub fail_open_per_second: f64,
+    pub p99_seconds: Option<f64>,
+}
+
+/// What is known about the cluster. Offline scans leave everything unknown.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterFacts {
+    /// Labels of every namespace (None offline: only `kubernetes.io/metadata.name` is known).
+    pub namespaces: Option<BTreeMap<String, BTreeMap<String, String>>>,
+    /// Backend services by (namespace, name); only for live scans.
+    pub services: Option<BTreeMap<(String, String), ServiceFacts>>,
+    /// By webhook name.
+    pub runtime: BTreeMap<String, WebhookRuntime>,
+    pub now: Option<Timestamp>,
+}
+
+impl ClusterFacts {
+    pub fn offline() -> ClusterFacts {
+        ClusterFacts::default()
+    }
+
+    fn namespace_labels(&self, ns: &str) -> (BTreeMap<String, String>, bool) {
+        if let Some(all) = &self.namespaces
+            && let Some(labels) = all.get(ns)
+        {
+            let mut l = labels.clone();
+            l.entry("kubernetes.io/metadata.name".into())
+                .or_insert_with(|| ns.to_string());
+            return (l, true);
+        }
+        // Since 1.21 every namespace carries its name as a label.
+        (
+            BTreeMap::from([("kubernetes.io/metadata.name".to_string(), ns.to_string())]),
+            false,
+        )
+    }
+}
+
+/// Does the webhook reach `target` (for CREATE or UPDATE)?
+fn reaches(webhook: &Webhook, target: &Target, facts: &ClusterFacts) -> (Tri, String) {
+    let namespaced = target.namespace.is_some();
+    let rule = webhook.rules.iter().find(|r| {
+        ["CREATE", "UPDATE"].iter().any(|op| {
+            r.matches(
+                op,
+                target.group,
+                target.resource,
+                target.subresource,
+                namespaced,
+            )
+        })
+    });
+    let Some(rule) = rule else {
+        return (Tri::No, String::new());
+    };
+    let mut why = format!("rule {}", rule.describe());
+    let mut result = Tri::Yes;
+    if let Some(ns) = target.namespace {
+        let (labels, complete) = facts.namespace_labels(ns);
+        match webhook.namespace_selector.evaluate(&labels, complete) {
+            Tri::No => return (Tri::No, format!("namespaceSelector excludes {ns}")),
+            Tri::Unknown => {
+                result = Tri::Unknown;
+                why.push_str(&format!(
+                    "; namespaceSelector {} — {ns}'s labels are unknown offline",
+                    webhook.namespace_selector.describe()
+                ));
+            }
+            Tri::Yes => {
+                if !webhook.namespace_selector.is_empty() {
+                    why.push_str(&format!(
+                        "; namespaceSelector {} does not exclude {ns}",
+                        webhook.namespace_selector.describe()
+                    ));
+                }
+            }
+        }
+    }
+    if !webhook.object_selector.is_empty() && !webhook.object_selector.matches_unlabelled() {
+        return (
+            Tri::No,
+            format!(
+                "objectSelector {} only selects labelled objects",
+                webhook.object_selector.describe()
+            ),
+        );
+    }
+    if !webhook.match_conditions.is_empty() {
+        let excludes = webhook.match_conditions.iter().any(|(_, expr)| {
+            target.namespace.is_some_and(|ns| expr.contains(ns))
+                || expr.contains(target.resource)
+                || expr.contains("system:")
+        });
+        if excludes {
+            return (Tri::No, "matchConditions exclude it".into());
+        }
+        result = Tri::Unknown;
+        why.push_str("; matchConditions (CEL) not evaluated");
+    }
+    (result, why)
+}
+
+fn fix_command(config: &WebhookConfig, patch: &Value) -> String {
+    format!(
+        "kubectl patch {} {} --type=json -p '{}'",
+        config.kind.resource().trim_end_matches('s'),
+        config.name,
+        patch
+    )
+}
+
+fn ignore_fix(config: &WebhookConfig, w: &Webhook) -> Fix {
+    let patch = json!([{"op": "add", "path": format!("/webhooks/{}/failurePolicy", w.index), "value": "Ignore"}]);
+    Fix {
+        description: "Fail open (failurePolicy: Ignore) unless enforcement is essential; or keep Fail and exclude kube-system, kube-node-lease and the webhook's own namespace".into(),
+        command: fix_command(config, &patch),
+        patch,
+    }
+}
+
+fn exclude_namespaces_fix(config: &WebhookConfig, w: &Webhook, extra: Option<&str>) -> Fix {
+    let mut values = vec!["kube-system".to_string(), "kube-node-lease".to_string()];
+    if let Some(ns) = extra
+        && !values.iter().any(|v| v == ns)
+    {
+        values.push(ns.to_string());
+    }
+    let expression =
+        json!({"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": values});
+    let patch = if w.namespace_selector.match_expressions.is_empty() {
+        let mut selector = json!({"matchExpressions": [expression]});
+        if !w.namespace_selector.match_labels.is_empty() {
+            selector["matchLabels"] = json!(w.namespace_selector.match_labels);
+        }
+        json!([{"op": "add", "path": format!("/webhooks/{}/namespaceSelector", w.index), "value": selector}])
+    } else {
+        json!([{"op": "add", "path": format!("/webhooks/{}/namespaceSelector/matchExpressions/-", w.index), "value": expression}])
+    };
+    Fix {
+        description: format!("Exclude {} with a namespaceSelector", values.join(", ")),
+        command: fix_command(config, &patch),
+        patch,
+    }
+}
+
+fn own_namespace(w: &Webhook) -> Option<&str> {
+    match &w.client {
+        ClientConfig::Service { namespace, .. } => Some(namespace.as_str()),
+        _ => None,
+    }
+}
+
+const HOT_RESOURCES: [&str; 7] = [
+    "pods",
+    "deployments",
+    "replicasets",
+    "statefulsets",
+    "daemonsets",
+    "jobs",
+    "*",
+];
+
+/// Analyses every webhook of `configs`.
+pub fn analyse(configs: &[WebhookConfig], facts: &ClusterFacts) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for c in configs {
+        for w in &c.webhooks {
+            analyse_webhook(c, w, facts, &mut out);
+        }
+    }
+    out.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then(a.kind.cmp(&b.kind))
+            .then(a.config.cmp(&b.config))
+            .then(a.webhook_index.cmp(&b.webhook_index))
+    });
+    out
+}
+
+fn analyse_webhook(c: &WebhookConfig, w: &Webhook, facts: &ClusterFacts, out: &mut Vec<Finding>) {
+    let fail = w.failure_policy == FailurePolicy::Fail;
+    let finding =
+        |kind: FindingKind, severity: Status, summary: String, explanation: String| Finding {
+            kind,
+            severity,
+            config_kind: c.kind,
+            config: c.name.clone(),
+            webhook: w.name.clone(),
+            webhook_index: w.index,
+            summary,
+            explanation,
+            evidence: Vec::new(),
+            fix: None,
+            accepted: None,
+        };
+    let policy_text = if w.failure_policy_explicit {
+        format!("failurePolicy {:?}", w.failure_policy)
+    } else {
+        format!(
+            "failurePolicy {:?} (the default of {})",
+            w.failure_policy, c.api_version
+        )
+    };
+
+    if w.rules.is_empty() {
+        out.push(finding(
+            FindingKind::NoRules,
+            Status::Ok,
+            "has no rules: it intercepts nothing (some operators fill the rules at run time)"
+                .into(),
+            "A webhook without rules is never called.".into(),
+        ));
+        return;
+    }
+
+    // What it reaches of what the cluster needs to heal.
+    let mut certain = Vec::new();
+    let mut possible = Vec::new();
+    for target in TARGETS {
+        match reaches(w, target, facts) {
+            (Tri::Yes, why) => certain.push((target, why)),
+            (Tri::Unknown, why) => possible.push((target, why)),
+            (Tri::No, _) => {}
+        }
+    }
+    let critical_certain: Vec<&(&Target, String)> =
+        certain.iter().filter(|(t, _)| t.critical).collect();
+    let critical_possible: Vec<&(&Target, String)> =
+        possible.iter().filter(|(t, _)| t.critical).collect();
+
+    // Backend state (live scans only).
+    let backend = match (&w.client, &facts.services) {
+        // A backend that could not be read stays unknown: never a false "down".
+        (
+            ClientConfig::Service {
+                namespace, name, ..
+            },
+            Some(services),
+        ) => services
+            .get(&(namespace.clone(), name.clone()))
+            .map(|svc| (namespace.clone(), name.clone(), svc.clone())),
+        _ => None,
+    };
+    let runtime = facts.runtime.get(&w.name);
+    let mut backend_down = false;
+    if let Some((ns, name, svc)) = &backend {
+        let problem = if !svc.exists {
+            Some(format!("service {ns}/{name} does not exist"))
+        } else if svc.ready_endpoints == 0 {
+            Some(format!(
+                "service {ns}/{name} has no ready endpoints ({} not ready)",
+                svc.not_ready_endpoints
+            ))
+        } else {
+            None
+        };
+        if let Some(p) = problem {
+            backend_down = true;
+            let reaches_critical = !critical_certain.is_empty();
+            let severity = if fail {
+                Status::Critical
+            } else {
+                Status::Warning
+            };
+            let summary = if fail && reaches_critical {
+                format!(
+                    "LIVE OUTAGE: {p}, and {policy_text} blocks {}",
+                    critical_certain
+                        .iter()
+                        .map(|(t, _)| t.label)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            } else if fail {
+                format!("{p}: every request it matches is rejected ({policy_text})")
+            } else {
+                format!("{p}: it fails open, so its policy is not applied")
+            };
+            let mut f = finding(
+                FindingKind::BackendDown,
+                severity,
+                summary,
+                if fail {
+                    "With failurePolicy Fail, the API server rejects every request the webhook matches while it cannot call the backend. Patching or deleting the webhook configuration itself still works (configurations are never sent to webhooks).".into()
+                } else {
+                    "With failurePolicy Ignore the API server lets matched requests through unchecked.".into()
+                },
+            );
+            if let Some(r) = runtime
+                && r.errors_per_second > 0.0
+            {
+                f.evidence.push(Evidence {
+                    name: "failed calls".into(),
+                    value: format!("{:.1}/s (calling_webhook_error)", r.errors_per_second),
+                });
+            }
+            if fail {
+                f.fix = Some(Fix {
+                    description: "Defuse it now (kubectl webhookguard disarm keeps a backup and prints the undo), then bring the backend back".into(),
+                    patch: ignore_fix(c, w).patch,
+                    command: format!("kubectl webhookguard disarm {} --webhook {} --mode ignore --yes", c.name, w.name),
+                });
+            }
+            out.push(f);
+        }
+    }
+
+    if fail && !critical_certain.is_empty() {
+        let labels: Vec<&str> = critical_certain.iter().map(|(t, _)| t.label).collect();
+        let mut f = finding(
+            FindingKind::Lockout,
+            Status::Critical,
+            format!(
+                "{policy_text} on {}: if its backend dies the cluster cannot heal",
+                labels.join(", ")
+            ),
+            critical_certain
+                .iter()
+                .map(|(t, _)| t.why)
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect::<Vec<_>>()
+                .join("; "),
+        );
+        for (target, why) in &critical_certain {
+            f.evidence.push(Evidence {
+                name: target.label.into(),
+                value: why.clone(),
+            });
+        }
+        f.fix = Some(
+            if critical_certain.iter().any(|(t, _)| t.namespace.is_none()) {
+                ignore_fix(c, w)
+            } else {
+                exclude_namespaces_fix(c, w, own_namespace(w))
+            },
+        );
+        out.push(f);
+    } else if fail && !critical_possible.is_empty() {
+        let labels: Vec<&str> = critical_possible.iter().map(|(t, _)| t.label).collect();
+        let mut f = finding(
+            FindingKind::Lockout,
+            Status::Warning,
+            format!("possible lockout: {policy_text} may reach {} (cannot tell without the cluster)", labels.join(", ")),
+            "Whether its selectors exclude these objects depends on facts a manifest does not have; scan the live cluster to know.".into(),
+        );
+        for (target, why) in &critical_possible {
+            f.evidence.push(Evidence {
+                name: target.label.into(),
+                value: why.clone(),
+            });
+        }
+        f.fix = Some(exclude_namespaces_fix(c, w, own_namespace(w)));
+        out.push(f);
+    } else if fail && certain.iter().any(|(t, _)| t.resource == "namespaces") {
+        out.push(finding(
+            FindingKind::NamespaceChanges,
+            Status::Warning,
+            format!("{policy_text} on namespaces: namespace changes fail while its backend is down"),
+            "It does not stop the cluster from healing, but namespaces cannot be created or labelled.".into(),
+        ));
+    }
+
+    // Its own namespace: pods (or their controllers) there cannot come back once it dies.
+    if fail && let Some(ns) = own_namespace(w) {
+        let (labels, complete) = facts.namespace_labels(ns);
+        let ns_match = w.namespace_selector.evaluate(&labels, complete);
+        let intercepts_pods = w.rules.iter().any(|r| {
+            ["CREATE"].iter().any(|op| {
+                ["pods", "replicasets", "deployments"].iter().any(|res| {
+                    r.matches(op, if *res == "pods" { "" } else { "apps" }, res, "", true)
+                })
+            })
+        });
+        let object_ok = w.object_selector.is_empty() || w.object_selector.matches_unlabelled();
+        if intercepts_pods && object_ok && ns_match != Tri::No {
+            let certain_match = ns_match == Tri::Yes;
+            let mut f = finding(
+                FindingKind::SelfDeadlock,
+                if certain_match { Status::Critical } else { Status::Warning },
+                format!(
+                    "intercepts pod creation in its own namespace {ns}{}: once its backend dies, its pods cannot be recreated",
+                    if certain_match { "" } else { " (if that namespace matches its namespaceSelector)" }
+                ),
+                "The webhook's backend runs in the namespace it intercepts: the replacement pod for a crashed backend needs the backend.".into(),
+            );
+            f.fix = Some(exclude_namespaces_fix(c, w, Some(ns)));
+            out.push(f);
+        }
+    }
+
+    // Backend fragility.
+    if !backend_down && let Some((ns, name, svc)) = &backend {
+        let mut reasons = Vec::new();
+        if svc.ready_endpoints < 2 {
+            reasons.push(format!("{} ready replica", svc.ready_endpoints));
+        }
+        if svc.ready_endpoints >= 2 && svc.nodes.len() == 1 {
+            reasons.push(format!(
+                "all replicas on node {}",
+                svc.nodes.iter().next().map(String::as_str).unwrap_or("?")
+            ));
+        }
+        if !svc.has_pdb {
+            reasons.push("no PodDisruptionBudget".into());
+        }
+        if !reasons.is_empty() && fail {
+            out.push(finding(
+                FindingKind::FragileBackend,
+                Status::Warning,
+                format!("backend {ns}/{name} is fragile: {}", reasons.join(", ")),
+                "A Fail webhook needs a backend that survives node drains and crashes: 2+ replicas on different nodes and a PodDisruptionBudget.".into(),
+            ));
+        }
+    }
+
+    // Timeouts on hot paths.
+    let hot = w.rules.iter().any(|r| {
+        r.resources
+            .iter()
+            .any(|res| HOT_RESOURCES.contains(&res.split('/').next().unwrap_or("")))
+    });
+    if fail && hot && w.timeout_seconds > 5 {
+        let patch = json!([{"op": "add", "path": format!("/webhooks/{}/timeoutSeconds", w.index), "value": 5}]);
+        let mut f = finding(
+            FindingKind::Timeout,
+            Status::Warning,
+            format!(
+                "timeoutSeconds {} on hot resources: a slow backend stalls every matching request that long",
+                w.timeout_seconds
+            ),
+            "Keep timeouts at 5s or less for Fail webhooks on pods and workloads.".into(),
+        );
+        f.fix = Some(Fix {
+            description: "Lower timeoutSeconds to 5".into(),
+            command: fix_command(c, &patch),
+            patch,
+        });
+        out.push(f);
+    }
+
+    if !matches!(w.side_effects.as_str(), "None" | "NoneOnDryRun") {
+        out.push(finding(
+            FindingKind::SideEffects,
+            Status::Warning,
+            format!(
+                "sideEffects {}: dry-run requests it matches are rejected",
+                if w.side_effects.is_empty() {
+                    "unset"
+                } else {
+                    &w.side_effects
+                }
+            ),
+            "admissionregistration.k8s.io/v1 requires None or NoneOnDryRun.".into(),
+        ));
+    }
+    if !w.admission_review_versions.iter().any(|v| v == "v1") {
+        out.push(finding(
+            FindingKind::ReviewVersions,
+            Status::Warning,
+            format!(
+                "admissionReviewVersions [{}] lacks v1",
+                w.admission_review_versions.join(", ")
+            ),
+            "Backends should accept admission.k8s.io/v1 AdmissionReviews.".into(),
+        ));
+    }
+    if w.rules
+        .iter()
+        .any(|r| r.operations.iter().any(|o| o == "*"))
+    {
+        out.push(finding(
+            FindingKind::AllOperations,
+            if fail { Status::Warning } else { Status::Ok },
+            "matches every operation, DELETE and CONNECT included: a dead backend also blocks deletes and exec/port-forward".into(),
+            "List the operations the policy needs (usually CREATE, UPDATE).".into(),
+        ));
+    }
+
+    // The CA bundle.
+    if matches!(
+        w.client,
+        ClientConfig::Service { .. } | ClientConfig::Url(_)
+    ) {
+        match w.ca_bundle.as_deref().map(str::trim) {
+            None | Some("") => {
+                let live = facts.services.is_some();
+                out.push(finding(
+                    FindingKind::CaBundle,
+                    if live { Status::Warning } else { Status::Ok },
+                    if live {
+                        "caBundle is empty: the API server cannot verify the backend, so every call fails".into()
+                    } else {
+                        "caBundle is empty in the manifest: something must inject it at run time (cert-manager's cainjector, istiod, vault-injector)".into()
+                    },
+                    "The API server verifies service webhooks against caBundle.".into(),
+                ));
+            }
+            Some(b64) => match crate::certs::parse_base64_bundle(b64) {
+                Ok(certs) => {
+                    let now = facts.now.unwrap_or_else(Timestamp::now);
+                    if let Some(soonest) = certs.iter().min_by_key(|c| c.not_after) {
+                        let status = crate::certs::expiry_status(soonest.not_after, now);
+                        if status != Status::Ok {
+                            out.push(finding(
+                                FindingKind::CaBundle,
+                                status,
+                                format!("caBundle certificate {} {}", soonest.name(), crate::certs::describe_expiry(soonest.not_after, now)),
+                                "An expired CA in caBundle makes every call to the backend fail TLS verification.".into(),
+                            ));
+                        }
+                    }
+                }
+                Err(e) => out.push(finding(
+                    FindingKind::CaBundle,
+                    Status::Warning,
+                    format!("caBundle is unreadable: {}", e.why),
+                    "It must be base64 of PEM certificates.".into(),
+                )),
+            },
+        }
+    }
+
+    if let Some(r) = runtime {
+        if r.fail_open_per_second > 0.0 {
+            out.push(finding(
+                FindingKind::Runtime,
+                Status::Warning,
+                format!("fails open {:.1} times/s: its policy is being skipped right now", r.fail_open_per_second),
+                "apiserver_admission_webhook_fail_open_count grows: calls to the backend fail and failurePolicy Ignore lets requests through.".into(),
+            ));
+        }
+        if !backend_down && r.errors_per_second > 0.0 {
+            out.push(finding(
+                FindingKind::Runtime,
+                if fail { Status::Critical } else { Status::Warning },
+                format!("calls fail right now ({:.1}/s calling_webhook_error)", r.errors_per_second),
+                "The API server cannot reach or use the backend (network policy, firewall, TLS, timeouts).".into(),
+            ));
+        }
+        if let Some(p) = r.p99_seconds
+            && p > 1.0
+        {
+            out.push(finding(
+                FindingKind::Runtime,
+                Status::Warning,
+                format!(
+                    "p99 admission latency {}",
+                    crate::duration::short_latency_secs(p)
+                ),
+                "Every matched request waits for the webhook.".into(),
+            ));
+        }
+    }
+}
+
+/// The worst severity of unaccepted findings.
+pub fn worst(findings: &[Finding]) -> Status {
+    findings
+        .iter()
+        .filter(|f| f.accepted.is_none())
+        .map(|f| f.severity)
+        .max()
+        .unwrap_or(Status::Ok)
+}
+
+/// An allowlist entry: a risk accepted on purpose.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct Accepted {
+    pub config: String,
+    #[serde(default)]
+    pub webhook: Option<String>,
+    /// A finding kind (`LOCKOUT`) or `*`.
+    #[serde(default = "any_kind")]
+    pub finding: String,
+    pub reason: String,
+}
+
+fn any_kind() -> String {
+    "*".into()
+}
+
+/// Marks the findings an allowlist accepts.
+pub fn apply_allowlist(findings: &mut [Finding], allow: &[Accepted]) {
+    for f in findings.iter_mut() {
+        if let Some(a) = allow.iter().find(|a| {
+            a.config == f.config
+                && a.webhook.as_ref().is_none_or(|w| *w == f.webhook)
+                && (a.finding == "*" || a.finding.eq_ignore_ascii_case(f.kind.label()))
+        }) {
+            f.accepted = Some(a.reason.clone());
+        }
+    }
+}

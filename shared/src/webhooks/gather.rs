@@ -1,0 +1,227 @@
+//! Reading webhook configurations and the facts their analysis needs from a cluster: namespace
+//! labels, backend Services with their ready endpoints and nodes, PodDisruptionBudgets, and the
+//! admission metrics. What cannot be read (missing permission) stays unknown, with a note.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+use super::analysis::{ClusterFacts, ServiceFacts, WebhookRuntime};
+use super::model::{ClientConfig, ConfigKind, WebhookConfig};
+use crate::client::Cluster;
+use crate::error::{Access, ErrorKind, Result};
+use crate::metrics::Scrape;
+
+/// The raw objects of both kinds, as the API returns them (for backups and patches).
+pub async fn read_raw(cluster: &Cluster) -> Result<Vec<Value>> {
+    let group = "admissionregistration.k8s.io";
+    let mut out = Vec::new();
+    for kind in [ConfigKind::Validating, ConfigKind::Mutating] {
+        let path = format!("/apis/{group}/v1/{}", kind.resource());
+        let items: Vec<Value> = cluster
+            .list_all(
+                &path,
+                &Access::resource("list", group, kind.resource(), None),
+            )
+            .await?;
+        for mut item in items {
+            // List items carry no kind/apiVersion.
+            item["kind"] = Value::String(kind.kind().into());
+            item["apiVersion"] = Value::String(format!("{group}/v1"));
+            out.push(item);
+        }
+    }
+    Ok(out)
+}
+
+/// Both kinds, parsed.
+pub async fn read_configs(cluster: &Cluster) -> Result<Vec<WebhookConfig>> {
+    let raw = read_raw(cluster).await?;
+    super::model::configs_from_documents(&raw, "cluster")
+}
+
+fn labels_of(v: &Value) -> BTreeMap<String, String> {
+    v["metadata"]["labels"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn service_facts(cluster: &Cluster, ns: &str, name: &str) -> Result<ServiceFacts> {
+    let svc_path = format!("/api/v1/namespaces/{ns}/services/{name}");
+    let svc = match cluster
+        .get_json::<Value>(
+            &svc_path,
+            &Access::resource("get", "", "services", Some(ns)),
+        )
+        .await
+    {
+        Ok(s) => s,
+        Err(e) if e.kind == ErrorKind::NotFound => return Ok(ServiceFacts::default()),
+        Err(e) => return Err(e),
+    };
+    let selector: BTreeMap<String, String> = svc["spec"]["selector"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let slices_path = format!(
+        "/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3D{name}"
+    );
+    let slices: Vec<Value> = cluster
+        .list_all(
+            &slices_path,
+            &Access::resource("list", "discovery.k8s.io", "endpointslices", Some(ns)),
+        )
+        .await?;
+    let mut facts = ServiceFacts {
+        exists: true,
+        cluster_ip: svc["spec"]["clusterIP"].as_str().map(str::to_string),
+        ..Default::default()
+    };
+    let mut seen = BTreeSet::new();
+    for slice in &slices {
+        for ep in slice["endpoints"].as_array().cloned().unwrap_or_default() {
+            let addr = ep["addresses"][0].as_str().unwrap_or("").to_string();
+            if !seen.insert(addr) {
+                continue;
+            }
+            if ep["conditions"]["ready"] == false {
+                facts.not_ready_endpoints += 1;
+            } else {
+                facts.ready_endpoints += 1;
+                if let Some(node) = ep["nodeName"].as_str() {
+                    facts.nodes.insert(node.to_string());
+                }
+            }
+        }
+    }
+    let pdbs: Vec<Value> = cluster
+        .list_all(
+            &format!("/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets"),
+            &Access::resource("list", "policy", "poddisruptionbudgets", Some(ns)),
+        )
+        .await
+        .unwrap_or_default();
+    facts.has_pdb = !selector.is_empty()
+        && pdbs.iter().any(|p| {
+            super::model::Selector::from_value(&p["spec"]["selector"]).evaluate(&selector, true)
+                == super::model::Tri::Yes
+        });
+    Ok(facts)
+}
+
+/// Webhook latency and failures from two scrapes (or one: then only totals are known).
+pub fn runtime_from_metrics(
+    older: Option<&Scrape>,
+    newer: &Scrape,
+    seconds: f64,
+) -> BTreeMap<String, WebhookRuntime> {
+    let mut out: BTreeMap<String, WebhookRuntime> = BTreeMap::new();
+    let per_second = |v: f64| if seconds > 0.0 { v / seconds } else { 0.0 };
+    if let Some(older) = older {
+        for (k, v) in newer.increase_by(
+            older,
+            "apiserver_admission_webhook_rejection_count",
+            &["name"],
+            &|s| s.label("error_type") == Some("calling_webhook_error"),
+        ) {
+            out.entry(k.join("")).or_default().errors_per_second = per_second(v);
+        }
+        for (k, v) in newer.increase_by(
+            older,
+            "apiserver_admission_webhook_fail_open_count",
+            &["name"],
+            &crate::metrics::any,
+        ) {
+            out.entry(k.join("")).or_default().fail_open_per_second = per_second(v);
+        }
+        for (k, h) in newer.histogram_increase_by(
+            older,
+            "apiserver_admission_webhook_admission_duration_seconds",
+            &["name"],
+            &crate::metrics::any,
+        ) {
+            if h.count > 0.0 {
+                out.entry(k.join("")).or_default().p99_seconds = h.quantile(0.99);
+            }
+        }
+    } else {
+        for (k, h) in newer.histograms_by(
+            "apiserver_admission_webhook_admission_duration_seconds",
+            &["name"],
+            &crate::metrics::any,
+        ) {
+            if h.count > 0.0 {
+                out.entry(k.join("")).or_default().p99_seconds = h.quantile(0.99);
+            }
+        }
+    }
+    out
+}
+
+/// Namespace labels and backend facts for `configs`. Returns the facts and notes on what could
+/// not be read.
+pub async fn read_facts(
+    cluster: &Cluster,
+    configs: &[WebhookConfig],
+) -> (ClusterFacts, Vec<String>) {
+    let mut notes = Vec::new();
+    let mut facts = ClusterFacts {
+        now: Some(jiff::Timestamp::now()),
+        ..Default::default()
+    };
+    let ns_access = Access::resource("list", "", "namespaces", None);
+    let namespaces = cluster.list_all::<Value>("/api/v1/namespaces", &ns_access);
+    let mut wanted: BTreeSet<(String, String)> = BTreeSet::new();
+    for c in configs {
+        for w in &c.webhooks {
+            if let ClientConfig::Service {
+                namespace, name, ..
+            } = &w.client
+            {
+                wanted.insert((namespace.clone(), name.clone()));
+            }
+        }
+    }
+    let services = futures::future::join_all(wanted.iter().map(|(ns, name)| async move {
+        (
+            (ns.clone(), name.clone()),
+            service_facts(cluster, ns, name).await,
+        )
+    }));
+    let (namespaces, services) = tokio::join!(namespaces, services);
+    match namespaces {
+        Ok(list) => {
+            facts.namespaces = Some(
+                list.iter()
+                    .map(|n| {
+                        (
+                            n["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                            labels_of(n),
+                        )
+                    })
+                    .collect(),
+            );
+        }
+        Err(e) => notes.push(format!("namespace labels unknown ({})", e.why)),
+    }
+    let mut map = BTreeMap::new();
+    for (key, result) in services {
+        match result {
+            Ok(f) => {
+                map.insert(key, f);
+            }
+            Err(e) => notes.push(format!("backend {}/{} unknown ({})", key.0, key.1, e.why)),
+        }
+    }
+    facts.services = Some(map);
+    (facts, notes)
+}

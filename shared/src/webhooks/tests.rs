@@ -1,0 +1,575 @@
+//! Table tests of the lockout analysis, and the verdicts on the real manifests of
+//! tests/fixtures/webhooks/ (each file's verdict defended in a comment).
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use super::analysis::*;
+use super::model::*;
+use crate::exit::Status;
+
+fn config(webhook: Value) -> WebhookConfig {
+    let doc = json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration", "metadata": {"name": "cfg"}, "webhooks": [webhook]});
+    WebhookConfig::from_value(&doc, "test").unwrap().unwrap()
+}
+
+fn webhook(rules: Value, extra: Value) -> Value {
+    let mut w = json!({
+        "name": "w.example.com", "sideEffects": "None", "admissionReviewVersions": ["v1"],
+        "clientConfig": {"service": {"namespace": "guard", "name": "guard-svc"}, "caBundle": ""},
+        "rules": rules
+    });
+    if let (Some(w), Some(e)) = (w.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            w.insert(k.clone(), v.clone());
+        }
+    }
+    w
+}
+
+fn rule(groups: &[&str], resources: &[&str]) -> Value {
+    json!([{"operations": ["CREATE", "UPDATE"], "apiGroups": groups, "apiVersions": ["*"], "resources": resources, "scope": "*"}])
+}
+
+fn lockout(c: &WebhookConfig, facts: &ClusterFacts) -> Option<Status> {
+    analyse(std::slice::from_ref(c), facts)
+        .into_iter()
+        .find(|f| f.kind == FindingKind::Lockout)
+        .map(|f| f.severity)
+}
+
+fn live_namespaces() -> ClusterFacts {
+    let mut ns = BTreeMap::new();
+    for (name, labels) in [
+        ("kube-system", vec![]),
+        ("kube-node-lease", vec![]),
+        ("guard", vec![]),
+        ("team-a", vec![("policy", "enforced")]),
+    ] {
+        let mut l: BTreeMap<String, String> = labels
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        l.insert("kubernetes.io/metadata.name".into(), name.into());
+        ns.insert(name.to_string(), l);
+    }
+    ClusterFacts {
+        namespaces: Some(ns),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn lockout_table() {
+    let offline = ClusterFacts::offline();
+    let live = live_namespaces();
+    let exclude_system = json!({"namespaceSelector": {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", "kube-node-lease"]}]}});
+    // (case, webhook, facts, expected LOCKOUT severity)
+    let cases: Vec<(&str, Value, &ClusterFacts, Option<Status>)> = vec![
+        (
+            "every resource, Fail by v1 default",
+            webhook(
+                json!([{"operations": ["*"], "apiGroups": ["*"], "apiVersions": ["*"], "resources": ["*/*"]}]),
+                json!({}),
+            ),
+            &offline,
+            Some(Status::Critical),
+        ),
+        (
+            "wildcard resources",
+            webhook(rule(&["*"], &["*"]), json!({"failurePolicy": "Fail"})),
+            &offline,
+            Some(Status::Critical),
+        ),
+        (
+            "Ignore never locks",
+            webhook(rule(&["*"], &["*"]), json!({"failurePolicy": "Ignore"})),
+            &offline,
+            None,
+        ),
+        (
+            "pods in core group",
+            webhook(rule(&[""], &["pods"]), json!({})),
+            &offline,
+            Some(Status::Critical),
+        ),
+        (
+            "pods excluded by name label",
+            webhook(rule(&[""], &["pods"]), exclude_system.clone()),
+            &offline,
+            None,
+        ),
+        (
+            "pods, opt-in selector offline is unknown",
+            webhook(
+                rule(&[""], &["pods"]),
+                json!({"namespaceSelector": {"matchLabels": {"policy": "enforced"}}}),
+            ),
+            &offline,
+            Some(Status::Warning),
+        ),
+        (
+            "pods, opt-in selector live excludes kube-system",
+            webhook(
+                rule(&[""], &["pods"]),
+                json!({"namespaceSelector": {"matchLabels": {"policy": "enforced"}}}),
+            ),
+            &live,
+            None,
+        ),
+        (
+            "pods, opt-out selector live keeps kube-system",
+            webhook(
+                rule(&[""], &["pods"]),
+                json!({"namespaceSelector": {"matchExpressions": [{"key": "policy", "operator": "NotIn", "values": ["off"]}]}}),
+            ),
+            &live,
+            Some(Status::Critical),
+        ),
+        (
+            "objectSelector opt-in",
+            webhook(
+                rule(&[""], &["pods"]),
+                json!({"objectSelector": {"matchLabels": {"inject": "true"}}}),
+            ),
+            &offline,
+            None,
+        ),
+        (
+            "objectSelector opt-out",
+            webhook(
+                rule(&[""], &["pods"]),
+                json!({"objectSelector": {"matchExpressions": [{"key": "skip", "operator": "DoesNotExist"}]}}),
+            ),
+            &offline,
+            Some(Status::Critical),
+        ),
+        (
+            "matchConditions excluding kube-system",
+            webhook(
+                rule(&[""], &["pods"]),
+                json!({"matchConditions": [{"name": "not-system", "expression": "request.namespace != 'kube-system'"}]}),
+            ),
+            &offline,
+            None,
+        ),
+        (
+            "matchConditions unknown",
+            webhook(
+                rule(&[""], &["pods"]),
+                json!({"matchConditions": [{"name": "team", "expression": "object.metadata.labels['team'] == 'a'"}]}),
+            ),
+            &offline,
+            Some(Status::Warning),
+        ),
+        (
+            "leases",
+            webhook(
+                rule(&["coordination.k8s.io"], &["leases"]),
+                exclude_system.clone(),
+            ),
+            &offline,
+            None,
+        ),
+        (
+            "leases without selector",
+            webhook(rule(&["coordination.k8s.io"], &["leases"]), json!({})),
+            &offline,
+            Some(Status::Critical),
+        ),
+        (
+            "nodes ignore namespaceSelector (cluster-scoped)",
+            webhook(rule(&[""], &["nodes"]), exclude_system.clone()),
+            &offline,
+            Some(Status::Critical),
+        ),
+        (
+            "nodes/status via subresource wildcard",
+            webhook(rule(&[""], &["nodes/*"]), json!({})),
+            &offline,
+            Some(Status::Critical),
+        ),
+        (
+            "subresource rule does not match main resource",
+            webhook(rule(&[""], &["pods/status"]), json!({})),
+            &offline,
+            None,
+        ),
+        (
+            "pods/* also matches pods (rules.go: sub * matches no subresource)",
+            webhook(rule(&[""], &["pods/*"]), json!({})),
+            &offline,
+            Some(Status::Critical),
+        ),
+        (
+            "RBAC",
+            webhook(
+                rule(&["rbac.authorization.k8s.io"], &["clusterroles"]),
+                json!({}),
+            ),
+            &offline,
+            Some(Status::Critical),
+        ),
+        (
+            "CSRs",
+            webhook(
+                rule(&["certificates.k8s.io"], &["certificatesigningrequests"]),
+                json!({}),
+            ),
+            &offline,
+            Some(Status::Critical),
+        ),
+        (
+            "TokenReviews",
+            webhook(
+                rule(&["authentication.k8s.io"], &["tokenreviews"]),
+                json!({}),
+            ),
+            &offline,
+            Some(Status::Critical),
+        ),
+        (
+            "SubjectAccessReviews",
+            webhook(
+                rule(&["authorization.k8s.io"], &["subjectaccessreviews"]),
+                json!({}),
+            ),
+            &offline,
+            Some(Status::Critical),
+        ),
+        (
+            "wrong group",
+            webhook(rule(&["apps"], &["pods"]), json!({})),
+            &offline,
+            None,
+        ),
+        (
+            "scope Cluster skips namespaced pods",
+            webhook(
+                json!([{"operations": ["*"], "apiGroups": ["*"], "apiVersions": ["*"], "resources": ["pods"], "scope": "Cluster"}]),
+                json!({}),
+            ),
+            &offline,
+            None,
+        ),
+        (
+            "DELETE only",
+            webhook(
+                json!([{"operations": ["DELETE"], "apiGroups": [""], "apiVersions": ["*"], "resources": ["pods"]}]),
+                json!({}),
+            ),
+            &offline,
+            None,
+        ),
+        (
+            "custom resources only",
+            webhook(rule(&["example.com"], &["*"]), json!({})),
+            &offline,
+            None,
+        ),
+    ];
+    for (name, w, facts, want) in cases {
+        let c = config(w);
+        assert_eq!(lockout(&c, facts), want, "{name}");
+    }
+}
+
+#[test]
+fn v1beta1_defaults_to_ignore() {
+    let doc = json!({"apiVersion": "admissionregistration.k8s.io/v1beta1", "kind": "MutatingWebhookConfiguration", "metadata": {"name": "old"},
+        "webhooks": [{"name": "x", "clientConfig": {"service": {"namespace": "a", "name": "b"}}, "rules": rule(&["*"], &["*"])}]});
+    let c = WebhookConfig::from_value(&doc, "t").unwrap().unwrap();
+    assert_eq!(c.webhooks[0].failure_policy, FailurePolicy::Ignore);
+    assert_eq!(c.webhooks[0].timeout_seconds, 30);
+    assert_eq!(c.webhooks[0].admission_review_versions, ["v1beta1"]);
+    assert_eq!(lockout(&c, &ClusterFacts::offline()), None);
+    let v1 = WebhookConfig::from_value(&json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration", "metadata": {"name": "new"},
+        "webhooks": [{"name": "x", "clientConfig": {"service": {"namespace": "a", "name": "b"}}, "rules": rule(&["*"], &["*"])}]}), "t").unwrap().unwrap();
+    assert_eq!(v1.webhooks[0].failure_policy, FailurePolicy::Fail);
+    assert_eq!(v1.webhooks[0].timeout_seconds, 10);
+}
+
+#[test]
+fn self_deadlock_backend_down_and_fixes() {
+    let c = config(webhook(
+        json!([{"operations": ["*"], "apiGroups": ["*"], "apiVersions": ["*"], "resources": ["*/*"]}]),
+        json!({}),
+    ));
+    let mut facts = live_namespaces();
+    facts.services = Some(BTreeMap::from([(
+        ("guard".to_string(), "guard-svc".to_string()),
+        ServiceFacts {
+            exists: true,
+            ready_endpoints: 0,
+            not_ready_endpoints: 1,
+            ..Default::default()
+        },
+    )]));
+    let findings = analyse(&[c.clone()], &facts);
+    assert_eq!(
+        findings[0].kind,
+        FindingKind::BackendDown,
+        "a live outage comes first"
+    );
+    assert!(
+        findings[0]
+            .summary
+            .starts_with("LIVE OUTAGE: service guard/guard-svc has no ready endpoints"),
+        "{}",
+        findings[0].summary
+    );
+    assert!(
+        findings[0].fix.as_ref().unwrap().command.contains(
+            "kubectl webhookguard disarm cfg --webhook w.example.com --mode ignore --yes"
+        )
+    );
+    let deadlock = findings
+        .iter()
+        .find(|f| f.kind == FindingKind::SelfDeadlock)
+        .expect("self-deadlock");
+    assert_eq!(deadlock.severity, Status::Critical);
+    let lock = findings
+        .iter()
+        .find(|f| f.kind == FindingKind::Lockout)
+        .unwrap();
+    assert!(
+        lock.summary.contains("pods in kube-system") && lock.summary.contains("nodes"),
+        "{}",
+        lock.summary
+    );
+    assert_eq!(
+        lock.fix.as_ref().unwrap().patch,
+        json!([{"op": "add", "path": "/webhooks/0/failurePolicy", "value": "Ignore"}])
+    );
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.kind == FindingKind::AllOperations)
+    );
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.kind == FindingKind::CaBundle && f.severity == Status::Warning),
+        "empty caBundle on a live cluster"
+    );
+    assert_eq!(worst(&findings), Status::Critical);
+    // The namespace fix appends to an existing selector.
+    let pods_only = config(webhook(
+        rule(&[""], &["pods"]),
+        json!({"namespaceSelector": {"matchExpressions": [{"key": "team", "operator": "Exists"}]}}),
+    ));
+    let f = analyse(&[pods_only], &ClusterFacts::offline())
+        .into_iter()
+        .find(|f| f.kind == FindingKind::Lockout)
+        .unwrap();
+    assert_eq!(
+        f.fix.unwrap().patch[0]["path"],
+        "/webhooks/0/namespaceSelector/matchExpressions/-"
+    );
+}
+
+#[test]
+fn fragile_and_healthy_backends() {
+    let w = webhook(
+        rule(&["example.com"], &["*"]),
+        json!({"failurePolicy": "Fail", "timeoutSeconds": 5}),
+    );
+    let c = config(w);
+    let mut facts = live_namespaces();
+    facts.services = Some(BTreeMap::from([(
+        ("guard".to_string(), "guard-svc".to_string()),
+        ServiceFacts {
+            exists: true,
+            ready_endpoints: 1,
+            nodes: ["n1".to_string()].into(),
+            ..Default::default()
+        },
+    )]));
+    let f = analyse(std::slice::from_ref(&c), &facts);
+    let fragile = f
+        .iter()
+        .find(|f| f.kind == FindingKind::FragileBackend)
+        .unwrap();
+    assert!(
+        fragile.summary.contains("1 ready replica")
+            && fragile.summary.contains("no PodDisruptionBudget"),
+        "{}",
+        fragile.summary
+    );
+    facts.services = Some(BTreeMap::from([(
+        ("guard".to_string(), "guard-svc".to_string()),
+        ServiceFacts {
+            exists: true,
+            ready_endpoints: 2,
+            nodes: ["n1".to_string(), "n2".to_string()].into(),
+            has_pdb: true,
+            ..Default::default()
+        },
+    )]));
+    let f = analyse(&[c], &facts);
+    assert!(!f.iter().any(|f| f.kind == FindingKind::FragileBackend));
+    facts.services = Some(BTreeMap::new());
+    let unknown = analyse(
+        &[config(webhook(rule(&[""], &["pods"]), json!({})))],
+        &facts,
+    );
+    assert!(
+        !unknown.iter().any(|f| f.kind == FindingKind::BackendDown),
+        "an unread backend is unknown, not down"
+    );
+}
+
+#[test]
+fn allowlist_accepts_named_risks() {
+    let c = config(webhook(rule(&[""], &["pods"]), json!({})));
+    let mut f = analyse(&[c], &ClusterFacts::offline());
+    apply_allowlist(
+        &mut f,
+        &[Accepted {
+            config: "cfg".into(),
+            webhook: None,
+            finding: "LOCKOUT".into(),
+            reason: "policy engine; reviewed 2026-10".into(),
+        }],
+    );
+    let lock = f.iter().find(|f| f.kind == FindingKind::Lockout).unwrap();
+    assert_eq!(
+        lock.accepted.as_deref(),
+        Some("policy engine; reviewed 2026-10")
+    );
+    assert_eq!(
+        worst(&f),
+        Status::Critical,
+        "the self-deadlock is not accepted"
+    );
+    apply_allowlist(
+        &mut f,
+        &[Accepted {
+            config: "cfg".into(),
+            webhook: Some("w.example.com".into()),
+            finding: "*".into(),
+            reason: "all reviewed".into(),
+        }],
+    );
+    assert!(f.iter().all(|f| f.accepted.is_some()));
+    assert_eq!(worst(&f), Status::Ok);
+}
+
+fn scan_fixture(file: &str) -> (Vec<WebhookConfig>, Vec<Finding>) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/webhooks")
+        .join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let docs = crate::yaml::documents(file, &text).unwrap();
+    let configs = configs_from_documents(&docs, file).unwrap();
+    let findings = analyse(&configs, &ClusterFacts::offline());
+    (configs, findings)
+}
+
+fn kinds(findings: &[Finding], webhook: &str) -> Vec<(FindingKind, Status)> {
+    findings
+        .iter()
+        .filter(|f| f.webhook == webhook)
+        .map(|f| (f.kind, f.severity))
+        .collect()
+}
+
+#[test]
+fn aws_load_balancer_controller_locks_pods() {
+    // tests/fixtures/webhooks/aws-load-balancer-controller.yaml — controller-gen output:
+    // mpod.elbv2.k8s.aws fails closed on every pod CREATE with no selector at all, so a dead
+    // controller blocks kube-system pods (and its own namespace's). Every webhook lists only
+    // admissionReviewVersions v1beta1. CRITICAL.
+    let (configs, f) = scan_fixture("aws-load-balancer-controller.yaml");
+    assert_eq!(configs.len(), 2);
+    assert_eq!(worst(&f), Status::Critical);
+    let pod = kinds(&f, "mpod.elbv2.k8s.aws");
+    assert!(pod.contains(&(FindingKind::Lockout, Status::Critical)));
+    assert!(
+        pod.contains(&(FindingKind::SelfDeadlock, Status::Critical)),
+        "pods in its namespace `system`"
+    );
+    assert!(
+        pod.contains(&(FindingKind::Timeout, Status::Warning)),
+        "default 10s on pods"
+    );
+    assert!(pod.contains(&(FindingKind::ReviewVersions, Status::Warning)));
+    assert!(
+        !kinds(&f, "vingress.elbv2.k8s.aws")
+            .iter()
+            .any(|(k, _)| *k == FindingKind::Lockout),
+        "ingresses do not heal the cluster"
+    );
+}
+
+#[test]
+fn azure_workload_identity_is_fine() {
+    // tests/fixtures/webhooks/azure-workload-identity.yaml — mutates pods but fails open
+    // (Ignore), v1 review versions, sideEffects None: no risk to the cluster. OK.
+    let (_, f) = scan_fixture("azure-workload-identity.yaml");
+    assert_eq!(worst(&f), Status::Ok);
+    assert!(!f.iter().any(|f| f.kind == FindingKind::Lockout));
+}
+
+#[test]
+fn cert_manager_copy_is_old_but_narrow() {
+    // tests/fixtures/webhooks/cert-manager.yaml — a third party's copy of the v0.14-era VWC:
+    // Fail, but only on cert-manager.io resources, so no lockout. v1beta1 defaults
+    // admissionReviewVersions to [v1beta1] (WARNING); caBundle is injected by cainjector. WARNING.
+    let (configs, f) = scan_fixture("cert-manager.yaml");
+    assert_eq!(configs[0].webhooks[0].failure_policy, FailurePolicy::Fail);
+    assert_eq!(worst(&f), Status::Warning);
+    assert!(!f.iter().any(|f| f.kind == FindingKind::Lockout));
+    assert!(f.iter().any(|f| f.kind == FindingKind::ReviewVersions));
+}
+
+#[test]
+fn ingress_nginx_is_narrow() {
+    // tests/fixtures/webhooks/ingress-nginx.yaml — Fail on ingresses only, v1, sideEffects None.
+    // A dead controller blocks ingress changes, not the cluster (ingress-nginx#6655 is a stale
+    // Service, which only a live scan sees). OK offline.
+    let (_, f) = scan_fixture("ingress-nginx.yaml");
+    assert_eq!(worst(&f), Status::Ok, "{f:#?}");
+}
+
+#[test]
+fn istio_injector_depends_on_namespace_labels() {
+    // tests/fixtures/webhooks/istio.yaml — v1beta1 MWC, explicitly Fail, on pod CREATE in
+    // namespaces labelled istio-injection=enabled. Offline nobody knows whether kube-system or
+    // istio-system carry that label: possible lockout (WARNING), not a guess either way.
+    let (_, f) = scan_fixture("istio.yaml");
+    let injector = kinds(&f, "sidecar-injector.istio.io");
+    assert!(
+        injector.contains(&(FindingKind::Lockout, Status::Warning)),
+        "{injector:?}"
+    );
+    assert!(injector.contains(&(FindingKind::SelfDeadlock, Status::Warning)));
+    assert_eq!(worst(&f), Status::Warning);
+    // Live, with kube-system unlabelled, the lockout disappears.
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/webhooks/istio.yaml");
+    let docs = crate::yaml::documents("istio", &std::fs::read_to_string(path).unwrap()).unwrap();
+    let configs = configs_from_documents(&docs, "istio").unwrap();
+    let live = analyse(&configs, &live_namespaces());
+    assert!(!live.iter().any(|f| f.kind == FindingKind::Lockout));
+}
+
+#[test]
+fn knative_and_vault() {
+    // tests/fixtures/webhooks/knative-serving.yaml — the defaulting webhook is Fail on Knative's
+    // own resources only; the configmap-validation webhook has no rules in the manifest
+    // (Knative's webhook controller fills them at run time). OK.
+    let (_, f) = scan_fixture("knative-serving.yaml");
+    assert_eq!(worst(&f), Status::Ok);
+    assert!(f.iter().any(|f| f.kind == FindingKind::NoRules));
+    // tests/fixtures/webhooks/vault-k8s.yaml — pod CREATE with an opt-out objectSelector, but
+    // Ignore: a dead injector only skips injection. The empty caBundle is patched in by the
+    // injector at run time (a note offline). OK.
+    let (_, f) = scan_fixture("vault-k8s.yaml");
+    assert_eq!(worst(&f), Status::Ok);
+    assert!(
+        f.iter()
+            .any(|f| f.kind == FindingKind::CaBundle && f.severity == Status::Ok)
+    );
+}
