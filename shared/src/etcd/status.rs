@@ -436,7 +436,7 @@ pub fn judge(status: &ClusterStatus) -> CheckResult {
             "high: another member failure now loses quorum",
         );
     }
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         r.raise(Status::Warning);
         parts.push(format!(
             "{n} members: an even count tolerates no more failures than {}",

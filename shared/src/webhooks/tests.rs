@@ -306,7 +306,7 @@ fn self_deadlock_backend_down_and_fixes() {
             ..Default::default()
         },
     )]));
-    let findings = analyse(&[c.clone()], &facts);
+    let findings = analyse(std::slice::from_ref(&c), &facts);
     assert_eq!(
         findings[0].kind,
         FindingKind::BackendDown,
