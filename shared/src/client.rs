@@ -188,6 +188,29 @@ impl Cluster {
         &self.info.server
     }
 
+    /// The credentials of the kubeconfig user (token, password, client key), for a
+    /// [`crate::redact::Redactor`]: they must never reach output or bundles.
+    pub fn secrets(&self) -> Vec<String> {
+        use secrecy::ExposeSecret;
+        let auth = &self.config.auth_info;
+        let mut out = Vec::new();
+        if let Some(t) = &auth.token {
+            out.push(t.expose_secret().to_string());
+        }
+        if let Some(p) = &auth.password {
+            out.push(p.expose_secret().to_string());
+        }
+        if let Some(k) = &auth.client_key_data {
+            out.push(k.expose_secret().to_string());
+        }
+        if let Some(f) = &auth.token_file
+            && let Ok(t) = std::fs::read_to_string(f)
+        {
+            out.push(t.trim().to_string());
+        }
+        out
+    }
+
     /// Sends a request and reads the whole answer, whatever its status. Transport failures and
     /// timeouts become explained errors.
     pub async fn send(&self, request: Request<Vec<u8>>) -> Result<RawResponse> {

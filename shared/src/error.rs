@@ -74,6 +74,9 @@ pub struct Error {
     /// `Retry-After` of a 429/503 answer.
     #[serde(skip)]
     pub retry_after: Option<Duration>,
+    /// For a 403: the permission that was missing ("list on leases.coordination.k8s.io in kube-system").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missing_permission: Option<String>,
 }
 
 impl std::fmt::Display for Error {
@@ -106,6 +109,7 @@ impl Error {
             fix: fix.into(),
             http_status: None,
             retry_after: None,
+            missing_permission: None,
         }
     }
 
@@ -586,6 +590,9 @@ pub fn http_error(
     };
     err.http_status = Some(status);
     err.retry_after = retry_after;
+    if status == 403 {
+        err.missing_permission = access.map(Access::describe);
+    }
     err
 }
 

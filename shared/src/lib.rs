@@ -3,6 +3,7 @@
 //! domain logic that can be tested without a server, lives here.
 
 pub mod apf;
+pub mod atomic_file;
 pub mod certs;
 pub mod cli;
 pub mod client;
@@ -17,6 +18,7 @@ pub mod kubeconfig;
 pub mod load;
 pub mod metrics;
 pub mod output;
+pub mod redact;
 pub mod report;
 pub mod stream;
 pub mod tools;

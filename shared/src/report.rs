@@ -84,7 +84,11 @@ impl CheckResult {
     pub fn from_error(name: &str, error: &Error) -> Self {
         match error.kind {
             ErrorKind::Forbidden => {
-                let mut r = CheckResult::skipped(name, format!("not permitted: {}", error.why));
+                let why = match &error.missing_permission {
+                    Some(p) => format!("not permitted: needs {p}"),
+                    None => format!("not permitted: {}", error.why),
+                };
+                let mut r = CheckResult::skipped(name, why);
                 r.remediation.push(Remediation {
                     action: error.fix.clone(),
                     commands: vec!["kubectl cphealth rbac".into()],
@@ -119,9 +123,14 @@ impl CheckResult {
         });
     }
 
+    /// Adds a fix (once: the same action twice is kept once).
     pub fn fix(&mut self, action: impl Into<String>, commands: &[&str], risk: impl Into<String>) {
+        let action = action.into();
+        if self.remediation.iter().any(|r| r.action == action) {
+            return;
+        }
         self.remediation.push(Remediation {
-            action: action.into(),
+            action,
             commands: commands.iter().map(|c| c.to_string()).collect(),
             risk: risk.into(),
         });

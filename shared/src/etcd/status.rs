@@ -477,15 +477,37 @@ pub fn judge(status: &ClusterStatus) -> CheckResult {
         _ => {}
     }
 
-    // Alarms.
+    // Alarms, one line per kind.
+    let quota = if status.quota_bytes == 0 {
+        DEFAULT_QUOTA
+    } else {
+        status.quota_bytes
+    };
+    let mut kinds: std::collections::BTreeMap<&str, Vec<String>> =
+        std::collections::BTreeMap::new();
     for a in &status.alarms {
+        kinds
+            .entry(a.alarm.as_str())
+            .or_default()
+            .push(status.member_name(a.member_id));
+    }
+    for (kind, members) in &kinds {
         r.raise(Status::Critical);
+        let size = healthy.iter().filter_map(|m| m.db_size).max();
+        let detail = match (*kind, size) {
+            ("NOSPACE", Some(s)) => format!(
+                ": etcd refuses writes (db {} of the {} quota)",
+                human_bytes(s),
+                human_bytes(quota)
+            ),
+            ("NOSPACE", None) => ": etcd refuses writes".to_string(),
+            _ => String::new(),
+        };
         parts.push(format!(
-            "{} alarm on {}",
-            a.alarm,
-            status.member_name(a.member_id)
+            "{kind} alarm raised by {}{detail}",
+            members.join(", ")
         ));
-        if a.alarm == "NOSPACE" {
+        if *kind == "NOSPACE" {
             r.fix(
                 "etcd refuses writes until space is freed and the alarm disarmed: compact old revisions, defragment one member at a time (followers first), then disarm; raise --quota-backend-bytes if the data really needs it (8 GiB is the suggested maximum).",
                 &[
@@ -506,11 +528,6 @@ pub fn judge(status: &ClusterStatus) -> CheckResult {
     }
 
     // Size and fragmentation.
-    let quota = if status.quota_bytes == 0 {
-        DEFAULT_QUOTA
-    } else {
-        status.quota_bytes
-    };
     if let Some(largest) = healthy.iter().filter_map(|m| m.db_size).max() {
         let pct = largest as f64 / quota as f64 * 100.0;
         r.push_evidence(
@@ -696,7 +713,7 @@ mod tests {
         );
         let r = judge(&s);
         assert_eq!(r.status, Status::Critical);
-        assert!(r.message.contains("NOSPACE alarm on cp-2"), "{}", r.message);
+        assert!(r.message.contains("NOSPACE alarm raised by cp-2: etcd refuses writes (db 256.0 KiB of the 2.0 GiB quota)"), "{}", r.message);
         assert!(
             r.remediation
                 .iter()

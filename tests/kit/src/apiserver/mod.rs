@@ -175,6 +175,8 @@ pub struct SimParts {
     pub exec: streaming::ExecEnv,
     pub ca: Ca,
     pub live_leases: Vec<(String, String)>,
+    /// The port every replica and the load balancer listen on (None: pick a free one).
+    pub port: Option<u16>,
 }
 
 /// A running simulated API server (all replicas and the load balancer), on its own runtime.
@@ -226,10 +228,14 @@ impl SimApiServer {
             exec,
             ca,
             live_leases,
+            port,
         } = parts;
         let mut ips: Vec<Ipv4Addr> = vec![Ipv4Addr::LOCALHOST];
         ips.extend(config.replicas.iter().map(|r| r.ip));
-        let port = crate::net::free_port_on(&ips)?;
+        let port = match port {
+            Some(p) => p,
+            None => crate::net::free_port_on(&ips)?,
+        };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("sim-apiserver")
@@ -368,6 +374,16 @@ impl SimApiServer {
     /// certificate, like kubeadm's admin.conf) and `<name>-<user>` for each token user.
     /// Certificates are embedded; returns the file's path.
     pub fn write_kubeconfig(&self, dir: &Path, name: &str) -> std::io::Result<PathBuf> {
+        self.write_kubeconfig_as(dir, name, None)
+    }
+
+    /// [`SimApiServer::write_kubeconfig`] with another current context (a token user's).
+    pub fn write_kubeconfig_as(
+        &self,
+        dir: &Path,
+        name: &str,
+        current: Option<&str>,
+    ) -> std::io::Result<PathBuf> {
         use base64::Engine;
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
         let server = self.lb_url();
@@ -392,7 +408,7 @@ impl SimApiServer {
             }
         }
         let doc = serde_json::json!({
-            "apiVersion": "v1", "kind": "Config", "current-context": name,
+            "apiVersion": "v1", "kind": "Config", "current-context": current.unwrap_or(name),
             "clusters": clusters, "users": users, "contexts": contexts, "preferences": {}
         });
         let text = serde_yaml::to_string(&doc).map_err(|e| std::io::Error::other(e.to_string()))?;

@@ -200,7 +200,7 @@ impl DemoCluster {
             opts.node_names = CP_NAMES.iter().map(|s| s.to_string()).collect();
             match scenario {
                 Scenario::EtcdNospace => opts.quota_backend_bytes = 12 * 1024 * 1024,
-                Scenario::EtcdBloated => opts.quota_backend_bytes = 64 * 1024 * 1024,
+                Scenario::EtcdBloated => opts.quota_backend_bytes = 56 * 1024 * 1024,
                 _ => {}
             }
             Some(EtcdCluster::start(opts)?)
@@ -296,6 +296,7 @@ impl DemoCluster {
             for (i, node) in nodes.iter().filter(|n| n.control_plane).enumerate() {
                 let m = &etcd.members[i];
                 let endpoint = EtcdEndpoint {
+                    quota_backend_bytes: etcd.options.quota_backend_bytes,
                     client_port: m.client_port,
                     peer_port: m.peer_port,
                     metrics_port: m.metrics_port,
@@ -501,13 +502,18 @@ impl DemoCluster {
             exec,
             ca,
             live_leases,
+            port: Some(port),
         };
         let mut apiserver = SimApiServer::start(parts)?;
         if let Some(i) = stop_replica {
             apiserver.stop_replica(i);
         }
-        let context = scenario.name().to_string();
-        let kubeconfig = apiserver.write_kubeconfig(&dir, &context)?;
+        // rbac-limited's kubeconfig starts in the limited user's context.
+        let context = facts
+            .limited_context
+            .clone()
+            .unwrap_or_else(|| scenario.name().to_string());
+        let kubeconfig = apiserver.write_kubeconfig_as(&dir, scenario.name(), Some(&context))?;
         let mut etcd = etcd;
         if let (Some(e), Some(_)) = (etcd.as_mut(), &facts.down_etcd_member) {
             e.kill(2);

@@ -25,6 +25,8 @@ pub struct NodeSpec {
 /// Where one control-plane node's etcd member listens (from the harness).
 #[derive(Debug, Clone)]
 pub struct EtcdEndpoint {
+    /// `--quota-backend-bytes` when set (0 = etcd's default).
+    pub quota_backend_bytes: u64,
     pub client_port: u16,
     pub peer_port: u16,
     pub metrics_port: u16,
@@ -354,6 +356,13 @@ impl World {
                         &format!("https://{ip}:{}", e.peer_port),
                     );
                     set_flag(cmd, "name", &node.name);
+                    if e.quota_backend_bytes > 0 {
+                        set_flag(
+                            cmd,
+                            "quota-backend-bytes",
+                            &e.quota_backend_bytes.to_string(),
+                        );
+                    }
                     set_probe_ports(container, e.metrics_port, "127.0.0.1");
                     self.exec.add_pod(
                         "kube-system",

@@ -1,0 +1,281 @@
+//! `kubectl cphealth bundle`: the runbooks' diagnostics collection, done safely. One tar.gz with
+//! cluster info, nodes, control-plane pod specs and their last log lines, kube-system events,
+//! readyz/livez, a metrics scrape, webhook and APF configurations, etcd status and the cphealth
+//! report. Never: Secrets (not even read), tokens, private keys, env values.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use cpkit::Cluster;
+use cpkit::atomic_file::AtomicFile;
+use cpkit::error::{Access, Error, Result};
+use cpkit::redact::{Redactor, sanitize_pod};
+use serde_json::{Value, json};
+
+/// `bundle` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BundleArgs {
+    /// Output file (default: cphealth-bundle-<context>-<UTC time>.tar.gz)
+    #[arg(short = 'f', long = "file", value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
+    pub file: Option<PathBuf>,
+
+    /// Log lines per control-plane container
+    #[arg(long, default_value_t = 200, value_name = "N")]
+    pub tail: usize,
+
+    /// Replace an existing file
+    #[arg(long)]
+    pub force: bool,
+}
+
+struct Bundle {
+    root: String,
+    entries: Vec<(String, Vec<u8>)>,
+    redactor: Redactor,
+    skipped: Vec<String>,
+}
+
+impl Bundle {
+    fn add_text(&mut self, name: &str, text: &str) {
+        self.entries.push((
+            format!("{}/{name}", self.root),
+            self.redactor.text(text).into_bytes(),
+        ));
+    }
+
+    fn add_json(&mut self, name: &str, mut value: Value) {
+        self.redactor.value(&mut value);
+        let text = serde_json::to_string_pretty(&value).unwrap_or_default();
+        self.entries
+            .push((format!("{}/{name}", self.root), text.into_bytes()));
+    }
+
+    fn note(&mut self, what: &str, e: &Error) {
+        self.skipped.push(format!("{what}: {e}"));
+    }
+}
+
+fn progress(step: usize, total: usize, what: &str) {
+    if cpkit::cli::stderr_is_terminal() {
+        eprint!("\r\x1b[2Kcollecting {what} ({step}/{total})");
+    }
+}
+
+/// Collects the bundle and writes it atomically; returns the path.
+pub async fn run(cluster: &Cluster, args: &BundleArgs, report: Value) -> Result<PathBuf> {
+    let stamp = jiff::Timestamp::now()
+        .strftime("%Y%m%dT%H%M%SZ")
+        .to_string();
+    let safe_ctx: String = cluster
+        .info
+        .context
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let root = format!("cphealth-bundle-{safe_ctx}-{stamp}");
+    let path = args
+        .file
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{root}.tar.gz")));
+    // Create the output first: a bad path fails before minutes of collection.
+    let out = AtomicFile::create(&path, args.force)?;
+    let mut b = Bundle {
+        root,
+        entries: Vec::new(),
+        redactor: Redactor::new(cluster.secrets()),
+        skipped: Vec::new(),
+    };
+    let steps = 9;
+
+    progress(1, steps, "cluster info and report");
+    b.add_json(
+        "cluster.json",
+        json!({"context": cluster.info.context, "server": cluster.server(), "collectedAt": stamp}),
+    );
+    b.add_json("report.json", report);
+
+    progress(2, steps, "health endpoints");
+    for endpoint in ["readyz", "livez"] {
+        match cluster.get_raw(&format!("/{endpoint}?verbose")).await {
+            Ok(r) => b.add_text(
+                &format!("{endpoint}.txt"),
+                &format!("HTTP {}\n{}", r.status, r.text()),
+            ),
+            Err(e) => b.note(endpoint, &e),
+        }
+    }
+
+    progress(3, steps, "nodes");
+    let mut nodes = Vec::new();
+    match cluster
+        .list_paged::<Value, _>(
+            "/api/v1/nodes",
+            500,
+            &Access::resource("list", "", "nodes", None),
+            |n| nodes.push(n),
+        )
+        .await
+    {
+        Ok(()) => b.add_json("nodes.json", Value::Array(nodes)),
+        Err(e) => b.note("nodes", &e),
+    }
+
+    progress(4, steps, "control-plane pods");
+    let pods: Vec<Value> = match cluster
+        .list_all(
+            "/api/v1/namespaces/kube-system/pods?labelSelector=tier%3Dcontrol-plane",
+            &Access::resource("list", "", "pods", Some("kube-system")),
+        )
+        .await
+    {
+        Ok(p) => p,
+        Err(e) => {
+            b.note("control-plane pods", &e);
+            Vec::new()
+        }
+    };
+    let mut sanitized = pods.clone();
+    sanitized.iter_mut().for_each(sanitize_pod);
+    b.add_json(
+        "kube-system/control-plane-pods.json",
+        Value::Array(sanitized),
+    );
+
+    progress(5, steps, "logs");
+    for p in &pods {
+        let name = p["metadata"]["name"].as_str().unwrap_or("");
+        for c in p["spec"]["containers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+        {
+            let container = c["name"].as_str().unwrap_or("");
+            let url = format!(
+                "/api/v1/namespaces/kube-system/pods/{name}/log?container={container}&tailLines={}",
+                args.tail
+            );
+            match cluster
+                .get_ok(
+                    &url,
+                    &Access::resource("get", "", "pods", Some("kube-system"))
+                        .with_subresource("log"),
+                )
+                .await
+            {
+                Ok(r) => b.add_text(&format!("logs/{name}_{container}.log"), &r.text()),
+                Err(e) => b.note(&format!("logs of {name}"), &e),
+            }
+        }
+    }
+
+    progress(6, steps, "events");
+    match cluster
+        .list_all::<Value>(
+            "/api/v1/namespaces/kube-system/events",
+            &Access::resource("list", "", "events", Some("kube-system")),
+        )
+        .await
+    {
+        Ok(ev) => b.add_json("kube-system/events.json", Value::Array(ev)),
+        Err(e) => b.note("events", &e),
+    }
+
+    progress(7, steps, "metrics");
+    match cluster
+        .get_ok("/metrics", &Access::non_resource("get", "/metrics"))
+        .await
+    {
+        Ok(r) => b.add_text("metrics/apiserver.metrics", &r.text()),
+        Err(e) => b.note("metrics", &e),
+    }
+
+    progress(8, steps, "webhooks and APF");
+    match cpkit::webhooks::gather::read_raw(cluster).await {
+        Ok(w) => b.add_json("webhooks.json", Value::Array(w)),
+        Err(e) => b.note("webhooks", &e),
+    }
+    let group = "flowcontrol.apiserver.k8s.io";
+    for res in ["flowschemas", "prioritylevelconfigurations"] {
+        match cluster
+            .list_all::<Value>(
+                &format!("/apis/{group}/v1/{res}"),
+                &Access::resource("list", group, res, None),
+            )
+            .await
+        {
+            Ok(items) => b.add_json(&format!("apf/{res}.json"), Value::Array(items)),
+            Err(e) => b.note(res, &e),
+        }
+    }
+
+    progress(9, steps, "etcd");
+    match cpkit::etcd::pods::find(cluster).await {
+        Ok(etcd) if !etcd.is_empty() => {
+            let running = etcd.iter().find(|p| p.is_running()).unwrap_or(&etcd[0]);
+            match cpkit::etcd::pods::status_via_exec(
+                cluster,
+                running,
+                std::time::Duration::from_secs(5),
+            )
+            .await
+            {
+                Ok(s) => b.add_json(
+                    "etcd/status.json",
+                    serde_json::to_value(&s).unwrap_or_default(),
+                ),
+                Err(e) => b.note("etcd status", &e),
+            }
+        }
+        Ok(_) => b.skipped.push("etcd: no etcd pods visible".into()),
+        Err(e) => b.note("etcd", &e),
+    }
+    if cpkit::cli::stderr_is_terminal() {
+        eprint!("\r\x1b[2K");
+    }
+
+    let readme = format!(
+        "cphealth bundle of context {} ({})\ncollected {stamp} by kubectl-cphealth {}\n\nNot included, by design: Secrets, kubeconfig credentials, private keys, env values of pods.\n\nCould not collect:\n{}\n",
+        cluster.info.context,
+        cluster.server(),
+        env!("CARGO_PKG_VERSION"),
+        if b.skipped.is_empty() {
+            "  (nothing)".to_string()
+        } else {
+            b.skipped
+                .iter()
+                .map(|s| format!("  - {s}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+    );
+    b.add_text("README.txt", &readme);
+    write_archive(out, &b.entries)
+}
+
+fn write_archive(mut out: AtomicFile, entries: &[(String, Vec<u8>)]) -> Result<PathBuf> {
+    let io = |e: std::io::Error| Error::io("Cannot write the bundle", &e);
+    {
+        let gz = flate2::write::GzEncoder::new(&mut out, flate2::Compression::default());
+        let mut tar = tar::Builder::new(gz);
+        let mtime = jiff::Timestamp::now().as_second().max(0) as u64;
+        for (name, data) in entries {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o600);
+            header.set_mtime(mtime);
+            header.set_cksum();
+            tar.append_data(&mut header, name, data.as_slice())
+                .map_err(io)?;
+        }
+        let gz = tar.into_inner().map_err(io)?;
+        gz.finish().map_err(io)?;
+    }
+    out.flush().map_err(io)?;
+    out.commit()
+}

@@ -1,0 +1,1378 @@
+//! The checks: each reads what it needs through the shared context, judges with the cpkit
+//! analyses, and never stops the others (its own timeout; a missing permission is SKIPPED).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cpkit::certs::{describe_expiry, expiry_status};
+use cpkit::controlplane::{COMPONENTS, ComponentPod, LeaseInfo, NodeSummary, judge_lease};
+use cpkit::duration::short_latency;
+use cpkit::error::{Access, Error, ErrorKind};
+use cpkit::exit::Status;
+use cpkit::health::{CheckState, explain_check};
+use cpkit::report::CheckResult;
+use cpkit::{Cluster, RawResponse};
+use jiff::Timestamp;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Node;
+use serde_json::Value;
+use tokio::sync::OnceCell;
+
+use crate::context::{Ctx, Replica};
+
+/// The checks, in report order.
+pub const ALL: [&str; 10] = [
+    "apiserver",
+    "health",
+    "replicas",
+    "static-pods",
+    "leader-election",
+    "etcd",
+    "load",
+    "aggregated-apis",
+    "nodes",
+    "webhooks",
+];
+
+/// What one replica answered.
+#[derive(Debug, Clone)]
+pub struct ReplicaState {
+    pub replica: Replica,
+    pub readyz: Result<RawResponse, Error>,
+    pub livez: Result<RawResponse, Error>,
+    pub version: Result<String, Error>,
+    pub tls: Result<cpkit::certs::TlsProbe, Error>,
+}
+
+/// Replica states, fetched once for the health and replicas checks.
+pub struct ReplicaStates(OnceCell<Arc<Vec<ReplicaState>>>);
+
+impl ReplicaStates {
+    pub fn new() -> Self {
+        ReplicaStates(OnceCell::new())
+    }
+
+    async fn get(&self, ctx: &Ctx) -> Arc<Vec<ReplicaState>> {
+        self.0
+            .get_or_init(|| async {
+                let targets = if ctx.managed().await.is_some() {
+                    vec![Replica {
+                        name: "api".into(),
+                        url: ctx.cluster.server().into(),
+                        in_endpoints: true,
+                        pod: None,
+                    }]
+                } else {
+                    match ctx.replicas().await {
+                        Ok(r) if !r.is_empty() => r.iter().cloned().collect(),
+                        _ => vec![Replica {
+                            name: "api".into(),
+                            url: ctx.cluster.server().into(),
+                            in_endpoints: true,
+                            pod: None,
+                        }],
+                    }
+                };
+                let timeout = ctx.cluster.timeout().unwrap_or(Duration::from_secs(10));
+                let states =
+                    futures::future::join_all(targets.into_iter().map(|replica| async move {
+                        let cluster: Result<Cluster, Error> = if replica.url == ctx.cluster.server()
+                        {
+                            Ok(ctx.cluster.clone())
+                        } else {
+                            ctx.cluster.for_server(&replica.url)
+                        };
+                        match cluster {
+                            Err(e) => ReplicaState {
+                                replica,
+                                readyz: Err(e.clone()),
+                                livez: Err(e.clone()),
+                                version: Err(e.clone()),
+                                tls: Err(e),
+                            },
+                            Ok(c) => {
+                                let version_access = Access::non_resource("get", "/version");
+                                let (readyz, livez, version, tls) = tokio::join!(
+                                    c.get_raw("/readyz?verbose"),
+                                    c.get_raw("/livez?verbose"),
+                                    c.get_json::<Value>("/version", &version_access),
+                                    cpkit::certs::probe_tls(c.config(), &replica.url, timeout)
+                                );
+                                let version = version
+                                    .map(|v| v["gitVersion"].as_str().unwrap_or("?").to_string());
+                                ReplicaState {
+                                    replica,
+                                    readyz,
+                                    livez,
+                                    version,
+                                    tls,
+                                }
+                            }
+                        }
+                    }))
+                    .await;
+                Arc::new(states)
+            })
+            .await
+            .clone()
+    }
+}
+
+/// Runs one check with its budget and records its duration.
+pub async fn run_one(
+    name: &str,
+    ctx: &Ctx,
+    states: &ReplicaStates,
+    api_error: Option<&Error>,
+) -> CheckResult {
+    let started = Instant::now();
+    if let Some(e) = api_error
+        && name != "apiserver"
+        && !(name == "etcd" && !ctx.options.etcd_endpoints.is_empty())
+    {
+        return CheckResult::skipped(
+            name,
+            format!("not run: the API server is unreachable ({})", short_kind(e)),
+        )
+        .with_duration(started.elapsed());
+    }
+    let fut = async {
+        match name {
+            "apiserver" => apiserver(ctx).await,
+            "health" => health(ctx, states).await,
+            "replicas" => replicas(ctx, states).await,
+            "static-pods" => static_pods(ctx).await,
+            "leader-election" => leader_election(ctx).await,
+            "etcd" => etcd(ctx).await,
+            "load" => load(ctx).await,
+            "aggregated-apis" => aggregated_apis(ctx).await,
+            "nodes" => nodes(ctx).await,
+            "webhooks" => webhooks(ctx).await,
+            other => CheckResult::new(other, Status::Unknown, "no such check"),
+        }
+    };
+    let result = match tokio::time::timeout(ctx.options.check_timeout, fut).await {
+        Ok(r) => r,
+        Err(_) => CheckResult::new(
+            name,
+            Status::Unknown,
+            format!(
+                "did not finish within {} (the API server or etcd is slow; raise --check-timeout)",
+                short_latency(ctx.options.check_timeout)
+            ),
+        ),
+    };
+    result.with_duration(started.elapsed())
+}
+
+fn short_kind(e: &Error) -> String {
+    match e.kind {
+        ErrorKind::TlsExpired => "its serving certificate has expired".into(),
+        ErrorKind::TlsUnknownAuthority => "certificate signed by unknown authority".into(),
+        ErrorKind::ConnectionRefused => "connection refused".into(),
+        ErrorKind::Timeout => "i/o timeout".into(),
+        ErrorKind::Dns => "DNS lookup failed".into(),
+        ErrorKind::Unauthorized => "401 Unauthorized".into(),
+        _ => e.why.clone(),
+    }
+}
+
+const RENEW_CERTS: &[&str] = &[
+    "kubeadm certs check-expiration                       # on each control-plane node",
+    "cp -a /etc/kubernetes/pki /etc/kubernetes/pki.bak.$(date +%F)",
+    "kubeadm certs renew all",
+    "mv /etc/kubernetes/manifests/kube-apiserver.yaml /tmp/ && sleep 20 && mv /tmp/kube-apiserver.yaml /etc/kubernetes/manifests/   # and the other static pods",
+    "cp /etc/kubernetes/admin.conf ~/.kube/config         # the admin kubeconfig is renewed too",
+];
+
+/// Check 1: reachability, version, round trip, serving and client certificates, clock skew.
+async fn apiserver(ctx: &Ctx) -> CheckResult {
+    let timeout = ctx.cluster.timeout().unwrap_or(Duration::from_secs(10));
+    let server = ctx.cluster.server().to_string();
+    let (version, probe) = tokio::join!(
+        ctx.version(),
+        cpkit::certs::probe_tls(ctx.cluster.config(), &server, timeout)
+    );
+    let now = Timestamp::now();
+    let mut r = CheckResult::ok("apiserver", "");
+    r.push_evidence("server", server.clone());
+    let mut notes = Vec::new();
+    match &version {
+        Ok(v) => {
+            r.push_evidence("version", v.git_version.clone());
+            r.push_evidence("round trip", short_latency(v.round_trip));
+            notes.push(format!(
+                "{} answers in {}",
+                v.git_version,
+                short_latency(v.round_trip)
+            ));
+        }
+        Err(e) => {
+            r.status = Status::Critical;
+            notes.push(e.to_string());
+            if !e.kind.is_unreachable() && e.kind != ErrorKind::Unauthorized {
+                r.raise(Status::Critical);
+            }
+        }
+    }
+    match &probe {
+        Ok(p) => {
+            if let Some(leaf) = p.leaf() {
+                let status = expiry_status(leaf.not_after, now);
+                let text = format!(
+                    "serving certificate {} (issuer {}, SANs {}) {}",
+                    leaf.name(),
+                    leaf.issuer,
+                    leaf.sans().join(", "),
+                    describe_expiry(leaf.not_after, now)
+                );
+                r.sub("serving certificate", status, text.clone());
+                r.push_evidence(
+                    "serving certificate",
+                    format!("{} {}", leaf.name(), describe_expiry(leaf.not_after, now)),
+                );
+                if status != Status::Ok {
+                    r.raise(status);
+                    notes.insert(
+                        0,
+                        format!(
+                            "API server serving certificate {} {}",
+                            leaf.name(),
+                            describe_expiry(leaf.not_after, now)
+                        ),
+                    );
+                    r.fix(
+                        "Renew the control-plane certificates on every control-plane node, one node at a time, then restart the static pods.",
+                        RENEW_CERTS,
+                        "high: each API server restarts; clients using the old admin.conf keep working only until it expires",
+                    );
+                }
+            }
+            if let Some(err) = &p.verification_error {
+                let expired = err.contains("expired");
+                if !expired {
+                    r.raise(Status::Critical);
+                    r.sub("certificate verification", Status::Critical, err.clone());
+                    notes.push(format!("TLS verification fails: {err}"));
+                    r.fix(
+                        "Use the right context, or refresh certificate-authority-data from /etc/kubernetes/admin.conf on a control-plane node.",
+                        &["kubectl config view --minify --raw"],
+                        "low",
+                    );
+                }
+            } else if !p.verification_skipped {
+                r.sub(
+                    "certificate verification",
+                    Status::Ok,
+                    "chain verifies against the kubeconfig's CA".to_string(),
+                );
+            } else {
+                r.sub(
+                    "certificate verification",
+                    Status::Warning,
+                    "not verified: --insecure-skip-tls-verify".to_string(),
+                );
+            }
+        }
+        Err(e) if version.is_ok() => r.sub("serving certificate", Status::Unknown, e.to_string()),
+        Err(_) => {}
+    }
+    if let Some(pem) = &ctx.cluster.info.client_certificate_pem {
+        match cpkit::certs::parse_pem_bundle(pem) {
+            Ok(certs) => {
+                let leaf = &certs[0];
+                let status = expiry_status(leaf.not_after, now);
+                r.sub(
+                    "client certificate",
+                    status,
+                    format!(
+                        "kubeconfig client certificate {} {}",
+                        leaf.name(),
+                        describe_expiry(leaf.not_after, now)
+                    ),
+                );
+                r.push_evidence(
+                    "client certificate",
+                    format!("{} {}", leaf.name(), describe_expiry(leaf.not_after, now)),
+                );
+                if status != Status::Ok {
+                    r.raise(status);
+                    notes.push(format!(
+                        "your client certificate {} {}",
+                        leaf.name(),
+                        describe_expiry(leaf.not_after, now)
+                    ));
+                    r.fix(
+                        "Get a fresh kubeconfig: `kubeadm certs renew admin.conf` on a control-plane node (or `kubeadm kubeconfig user --client-name=<you>`), then copy it.",
+                        &["kubeadm certs renew admin.conf", "cp /etc/kubernetes/admin.conf ~/.kube/config"],
+                        "low: only your credentials change",
+                    );
+                }
+            }
+            Err(e) => r.sub("client certificate", Status::Unknown, e.to_string()),
+        }
+    }
+    if let Ok(v) = &version
+        && let Some(skew) = v.clock_skew
+    {
+        let abs = skew.abs();
+        let status = if abs > 60 {
+            Status::Critical
+        } else if abs > 10 {
+            Status::Warning
+        } else {
+            Status::Ok
+        };
+        r.sub(
+            "clock skew",
+            status,
+            format!(
+                "server clock {} this machine's by {abs}s",
+                if skew >= 0 { "ahead of" } else { "behind" }
+            ),
+        );
+        r.push_evidence("clock skew", format!("{skew}s"));
+        if status != Status::Ok {
+            r.raise(status);
+            notes.push(format!("clocks differ by {abs}s"));
+            r.fix("Synchronise clocks (chrony/ntpd) on this machine and the control-plane nodes: certificates, tokens and leases depend on them.", &["timedatectl status", "chronyc tracking"], "low");
+        }
+    }
+    if r.status == Status::Ok {
+        let cert = probe
+            .as_ref()
+            .ok()
+            .and_then(|p| p.leaf())
+            .map(|l| format!("serving certificate {}", describe_expiry(l.not_after, now)));
+        notes.extend(cert);
+        if let Ok(v) = &version
+            && v.clock_skew.is_some_and(|s| s.abs() <= 10)
+        {
+            notes.push("clocks in sync".into());
+        }
+    }
+    if r.status == Status::Critical
+        && version.is_err()
+        && r.remediation.is_empty()
+        && let Err(e) = &version
+        && !e.fix.is_empty()
+    {
+        r.fix(e.fix.clone(), &[], "low: diagnosis only");
+    }
+    r.message = notes.join("; ");
+    r
+}
+
+fn replica_label(s: &ReplicaState) -> String {
+    if s.replica.name == s.replica.url || s.replica.name == "api" {
+        s.replica.url.clone()
+    } else {
+        format!("{} ({})", s.replica.name, s.replica.url)
+    }
+}
+
+/// Check 2: `/livez?verbose` and `/readyz?verbose` of every replica.
+async fn health(ctx: &Ctx, states: &ReplicaStates) -> CheckResult {
+    let states = states.get(ctx).await;
+    let mut r = CheckResult::ok("health", "");
+    let mut failing: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut answered = 0;
+    let mut totals = (0usize, 0usize, 0usize, 0usize);
+    for s in states.iter() {
+        let label = replica_label(s);
+        let mut replica_ok = true;
+        for (endpoint, resp) in [("livez", &s.livez), ("readyz", &s.readyz)] {
+            match resp {
+                Err(e) if e.kind == ErrorKind::Forbidden => {
+                    r.sub(
+                        format!("{endpoint} {}", s.replica.name),
+                        Status::Skipped,
+                        e.to_string(),
+                    );
+                }
+                Err(e) => {
+                    replica_ok = false;
+                    r.sub(
+                        format!("{endpoint} {}", s.replica.name),
+                        Status::Unknown,
+                        format!("{label} did not answer: {}", short_kind(e)),
+                    );
+                }
+                Ok(resp) => {
+                    let body = cpkit::health::parse(&resp.text());
+                    let ok = body.count(CheckState::Ok) + body.count(CheckState::Excluded);
+                    let total = body.checks.len();
+                    if endpoint == "livez" {
+                        totals.0 += ok;
+                        totals.1 += total;
+                    } else {
+                        totals.2 += ok;
+                        totals.3 += total;
+                    }
+                    for line in body.failed() {
+                        failing
+                            .entry(format!("{endpoint}/{}", line.name))
+                            .or_default()
+                            .push(s.replica.name.clone());
+                        r.sub(
+                            format!("{endpoint} {} [-]{}", s.replica.name, line.name),
+                            Status::Critical,
+                            format!("{label}: {} — {}", line.name, explain_check(&line.name)),
+                        );
+                    }
+                    if resp.status != 200 && body.failed().next().is_none() {
+                        failing
+                            .entry(format!("{endpoint} (HTTP {})", resp.status))
+                            .or_default()
+                            .push(s.replica.name.clone());
+                        r.sub(
+                            format!("{endpoint} {}", s.replica.name),
+                            Status::Critical,
+                            format!(
+                                "{label} answered HTTP {}: {}",
+                                resp.status,
+                                cpkit::output::truncate(resp.text().trim(), 200)
+                            ),
+                        );
+                    } else if body.failed().next().is_none() {
+                        r.sub(
+                            format!("{endpoint} {}", s.replica.name),
+                            Status::Ok,
+                            format!("{label}: {ok}/{total} checks pass"),
+                        );
+                    }
+                }
+            }
+        }
+        if replica_ok {
+            answered += 1;
+        }
+    }
+    if states
+        .iter()
+        .all(|s| matches!(&s.readyz, Err(e) if e.kind == ErrorKind::Forbidden))
+    {
+        return CheckResult::skipped("health", "not permitted: needs get on /readyz and /livez");
+    }
+    if failing.is_empty() {
+        let per = answered.max(1);
+        r.message = if answered > 1 {
+            format!(
+                "livez ({} checks) and readyz ({} checks) pass on each of {answered} replicas",
+                totals.1 / per,
+                totals.3 / per
+            )
+        } else {
+            format!(
+                "livez {}/{} and readyz {}/{} checks pass",
+                totals.0, totals.1, totals.2, totals.3
+            )
+        };
+        return r;
+    }
+    let mut parts = Vec::new();
+    for (check, replicas) in &failing {
+        let all = replicas.len() >= answered.max(1);
+        r.raise(if all {
+            Status::Critical
+        } else {
+            Status::Warning
+        });
+        parts.push(format!(
+            "{check} fails on {}",
+            if all && answered > 1 {
+                "every replica".to_string()
+            } else {
+                replicas.join(", ")
+            }
+        ));
+    }
+    r.message = parts.join("; ");
+    let names: BTreeSet<&str> = failing
+        .keys()
+        .map(|k| k.split_once('/').map(|(_, n)| n).unwrap_or(k))
+        .collect();
+    if names.iter().any(|n| n.starts_with("etcd")) {
+        r.fix("The API server cannot reach etcd: see the etcd check; on the node, check the API server's --etcd-servers and etcd certificates.", &["kubectl cphealth --verbose", "crictl logs $(crictl ps -q --name kube-apiserver) 2>&1 | grep -i etcd | tail"], "low: diagnosis");
+    } else {
+        r.fix(
+            "Read the failing API server's log for the failing check; a stuck start-up hook usually clears after a restart of that replica (one replica at a time).",
+            &["kubectl logs -n kube-system kube-apiserver-<node> --tail=200"],
+            "medium: restarting a replica drops its connections",
+        );
+    }
+    r
+}
+
+/// Check 3: every replica behind the load balancer, its version and certificate.
+async fn replicas(ctx: &Ctx, states: &ReplicaStates) -> CheckResult {
+    if let Some(p) = ctx.managed().await {
+        return CheckResult::skipped(
+            "replicas",
+            format!(
+                "not visible on a managed control plane ({}): its API server replicas are not reachable one by one",
+                p.name()
+            ),
+        );
+    }
+    let replicas = match ctx.replicas().await {
+        Ok(r) => r,
+        Err(e) => return CheckResult::from_error("replicas", &e),
+    };
+    let states = states.get(ctx).await;
+    let now = Timestamp::now();
+    let lb_ok = ctx.version().await.is_ok();
+    let mut r = CheckResult::ok("replicas", "");
+    let mut down = Vec::new();
+    let mut not_ready = Vec::new();
+    let mut cert_issues: Vec<String> = Vec::new();
+    let mut versions: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for s in states.iter() {
+        let label = replica_label(s);
+        match &s.version {
+            Ok(v) => {
+                versions
+                    .entry(v.clone())
+                    .or_default()
+                    .push(s.replica.name.clone());
+                let ready = s.readyz.as_ref().map(|x| x.status == 200).unwrap_or(false);
+                if !ready {
+                    not_ready.push(s.replica.name.clone());
+                }
+                let cert = match &s.tls {
+                    Ok(p) => p.leaf().map(|l| {
+                        let st = expiry_status(l.not_after, now);
+                        if st != Status::Ok {
+                            r.raise(st);
+                            cert_issues.push(format!(
+                                "{} serving certificate {}",
+                                s.replica.name,
+                                describe_expiry(l.not_after, now)
+                            ));
+                        }
+                        format!(", certificate {}", describe_expiry(l.not_after, now))
+                    }),
+                    Err(_) => None,
+                };
+                let note = if s.replica.in_endpoints {
+                    ""
+                } else {
+                    " (not in the kubernetes EndpointSlice)"
+                };
+                r.sub(
+                    format!("replica {}", s.replica.name),
+                    if ready { Status::Ok } else { Status::Warning },
+                    format!(
+                        "{label}: {v}, {}{}{note}",
+                        if ready { "ready" } else { "NOT ready" },
+                        cert.unwrap_or_default()
+                    ),
+                );
+            }
+            Err(e) => {
+                down.push(format!("{} ({})", s.replica.name, short_kind(e)));
+                r.sub(
+                    format!("replica {}", s.replica.name),
+                    Status::Warning,
+                    format!("{label} does not answer: {}", short_kind(e)),
+                );
+            }
+        }
+    }
+    let mut parts = Vec::new();
+    if !down.is_empty() {
+        r.raise(if lb_ok && down.len() < states.len() {
+            Status::Warning
+        } else {
+            Status::Critical
+        });
+        parts.push(format!(
+            "replica {} down while {}",
+            down.join(", "),
+            if lb_ok {
+                "the load balancer answers"
+            } else {
+                "the load balancer does not answer either"
+            }
+        ));
+        r.fix(
+            "On that node: `crictl ps -a --name kube-apiserver` and `crictl logs <id>` (certificates, etcd reachability, OOM); check the load balancer's health checks so it stops sending traffic there.",
+            &["kubectl logs -n kube-system kube-apiserver-<node> --previous --tail=100"],
+            "medium: fix one replica at a time; the others carry the load meanwhile",
+        );
+    }
+    if !not_ready.is_empty() {
+        r.raise(Status::Warning);
+        parts.push(format!(
+            "replica {} answers but is not ready (see health)",
+            not_ready.join(", ")
+        ));
+    }
+    if !cert_issues.is_empty() {
+        parts.push(cert_issues.join(", "));
+        r.fix(
+            "Renew the serving certificate on each of those control-plane nodes, one at a time.",
+            RENEW_CERTS,
+            "high: each API server restarts",
+        );
+    }
+    if versions.len() > 1 {
+        r.raise(Status::Warning);
+        parts.push(format!(
+            "version skew: {}",
+            versions
+                .iter()
+                .map(|(v, names)| format!("{v} on {}", names.join(",")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    r.push_evidence(
+        "replicas",
+        replicas
+            .iter()
+            .map(|x| format!("{} {}", x.name, x.url))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    if parts.is_empty() {
+        let n = states.len();
+        let v = versions.keys().next().cloned().unwrap_or_default();
+        r.message = if n == 1 {
+            format!("1 replica ({v}, ready): no HA")
+        } else {
+            format!("{n} replicas answer and are ready ({v})")
+        };
+    } else {
+        r.message = parts.join("; ");
+    }
+    r
+}
+
+/// Check 4: the control-plane static pods of every control-plane node.
+async fn static_pods(ctx: &Ctx) -> CheckResult {
+    let pods = match ctx.control_plane_pods().await {
+        Ok(p) => p,
+        Err(e) => return CheckResult::from_error("static-pods", &e),
+    };
+    if pods.is_empty() {
+        return match ctx.managed().await {
+            Some(p) => CheckResult::skipped(
+                "static-pods",
+                format!("not visible on a managed control plane ({})", p.name()),
+            ),
+            None => CheckResult::skipped(
+                "static-pods",
+                "no control-plane pods (tier=control-plane) in kube-system: the control plane does not run as static pods here",
+            ),
+        };
+    }
+    let cp_nodes: Vec<String> = match ctx
+        .cluster
+        .list_all::<Node>(
+            "/api/v1/nodes?labelSelector=node-role.kubernetes.io%2Fcontrol-plane",
+            &Access::resource("list", "", "nodes", None),
+        )
+        .await
+    {
+        Ok(nodes) => nodes
+            .iter()
+            .filter_map(|n| n.metadata.name.clone())
+            .collect(),
+        Err(_) => pods
+            .iter()
+            .map(|p| p.node.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect(),
+    };
+    let now = Timestamp::now();
+    let stacked_etcd = pods.iter().any(|p| p.component == "etcd");
+    let mut r = CheckResult::ok("static-pods", "");
+    let mut problems = Vec::new();
+    let mut ready_count = 0;
+    let mut expected_total = 0;
+    for node in &cp_nodes {
+        for component in COMPONENTS {
+            if component == "etcd" && !stacked_etcd {
+                continue;
+            }
+            expected_total += 1;
+            let found: Vec<&ComponentPod> = pods
+                .iter()
+                .filter(|p| &p.node == node && p.component == component)
+                .collect();
+            let others_ready = pods
+                .iter()
+                .filter(|p| p.component == component && p.ready && &p.node != node)
+                .count();
+            let Some(pod) = found.first() else {
+                let st = if others_ready > 0 {
+                    Status::Warning
+                } else {
+                    Status::Critical
+                };
+                r.raise(st);
+                problems.push(format!("{component} missing on {node}"));
+                r.sub(format!("{component}-{node}"), st, format!("no {component} mirror pod on {node}: kubelet down, or the manifest is gone from /etc/kubernetes/manifests"));
+                continue;
+            };
+            let state = pod.state_text(now);
+            if pod.ready {
+                ready_count += 1;
+                if pod.restarted_recently(now, 3600) {
+                    r.raise(Status::Warning);
+                    problems.push(format!(
+                        "{} restarted {} times (last {})",
+                        pod.name, pod.restarts, state
+                    ));
+                    r.sub(
+                        pod.name.clone(),
+                        Status::Warning,
+                        format!(
+                            "Ready but restarted recently: {} restarts, {state}",
+                            pod.restarts
+                        ),
+                    );
+                } else {
+                    r.sub(
+                        pod.name.clone(),
+                        Status::Ok,
+                        format!("Ready, {} restarts", pod.restarts),
+                    );
+                }
+            } else {
+                let st = if others_ready > 0 {
+                    Status::Warning
+                } else {
+                    Status::Critical
+                };
+                r.raise(st);
+                problems.push(format!("{} {state}", pod.name));
+                r.sub(
+                    pod.name.clone(),
+                    st,
+                    format!("not Ready: {state}, {} restarts", pod.restarts),
+                );
+                if pod
+                    .last_termination
+                    .as_ref()
+                    .is_some_and(|t| t.reason == "OOMKilled")
+                {
+                    r.fix(
+                        format!("{} is OOM-killed: raise its memory limit in /etc/kubernetes/manifests/{}.yaml on {} (back the manifest up first), or find what inflates it (big LISTs, watch storms).", pod.name, pod.component, pod.node),
+                        &[],
+                        "medium: editing a static pod manifest restarts the pod",
+                    );
+                }
+            }
+        }
+    }
+    // Recent Warning events of these pods.
+    if let Ok(events) = ctx
+        .cluster
+        .list_all::<Value>(
+            "/api/v1/namespaces/kube-system/events?fieldSelector=type%3DWarning",
+            &Access::resource("list", "", "events", Some("kube-system")),
+        )
+        .await
+    {
+        let names: BTreeSet<&str> = pods.iter().map(|p| p.name.as_str()).collect();
+        for e in events {
+            let obj = e["involvedObject"]["name"].as_str().unwrap_or("");
+            let when = e["lastTimestamp"]
+                .as_str()
+                .or(e["eventTime"].as_str())
+                .and_then(|t| t.parse::<Timestamp>().ok());
+            if names.contains(obj) && when.is_some_and(|t| now.as_second() - t.as_second() < 3600) {
+                r.push_evidence(
+                    &format!("event {obj}"),
+                    format!(
+                        "{} ×{}: {}",
+                        e["reason"].as_str().unwrap_or(""),
+                        e["count"].as_i64().unwrap_or(1),
+                        e["message"].as_str().unwrap_or("")
+                    ),
+                );
+            }
+        }
+    }
+    if problems.is_empty() {
+        r.message = format!(
+            "{ready_count}/{expected_total} control-plane pods Ready on {} node{}",
+            cp_nodes.len(),
+            if cp_nodes.len() == 1 { "" } else { "s" }
+        );
+    } else {
+        r.message = problems.join("; ");
+        if !r.remediation.iter().any(|f| f.action.contains("OOM")) {
+            r.fix(
+                "Look at the failing container on its node: `crictl ps -a --name <component>`, `crictl logs <id>`; typical causes are expired certificates, a bad flag after an edit of /etc/kubernetes/manifests, or etcd being unreachable.",
+                &["kubectl logs -n kube-system <pod> --previous --tail=100", "kubectl describe pod -n kube-system <pod>"],
+                "low: diagnosis; fix one node at a time",
+            );
+        }
+    }
+    r
+}
+
+/// Check 5: the controller-manager and scheduler leader leases.
+async fn leader_election(ctx: &Ctx) -> CheckResult {
+    let now = Timestamp::now();
+    let mut r = CheckResult::ok("leader-election", "");
+    let mut parts = Vec::new();
+    let pods = ctx.control_plane_pods().await.ok();
+    let mut skipped_reasons = Vec::new();
+    for name in ["kube-controller-manager", "kube-scheduler"] {
+        let path = format!("/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/{name}");
+        match ctx
+            .cluster
+            .get_json::<Lease>(
+                &path,
+                &Access::resource("get", "coordination.k8s.io", "leases", Some("kube-system")),
+            )
+            .await
+        {
+            Ok(lease) => {
+                let info = LeaseInfo::from_lease(&lease);
+                let (st, text) = judge_lease(&info, now);
+                r.raise(st);
+                r.sub(name, st, text.clone());
+                if let Some(h) = info.holder_node() {
+                    r.push_evidence(
+                        name,
+                        format!(
+                            "{h}, renewed {}",
+                            info.renew_age(now)
+                                .map(cpkit::duration::human_duration_signed)
+                                .unwrap_or_default()
+                        ),
+                    );
+                }
+                parts.push(text);
+                if st == Status::Critical {
+                    r.fix(
+                        format!("No active {name}: check its pods (`kubectl get pods -n kube-system -l component={name}`) and logs; they must reach the API server and renew the lease every few seconds."),
+                        &[&format!("kubectl logs -n kube-system -l component={name} --tail=50")],
+                        "medium: while no leader runs, nothing is scheduled or reconciled",
+                    );
+                }
+            }
+            Err(e) if e.kind == ErrorKind::NotFound => {
+                let disabled = pods.as_ref().is_some_and(|ps| {
+                    ps.iter()
+                        .any(|p| p.component == name && p.flags.bool("leader-elect") == Some(false))
+                });
+                if disabled {
+                    r.sub(
+                        name,
+                        Status::Skipped,
+                        "leader election disabled (--leader-elect=false: a single instance)"
+                            .to_string(),
+                    );
+                    parts.push(format!("{name}: leader election disabled"));
+                } else {
+                    r.raise(Status::Warning);
+                    r.sub(
+                        name,
+                        Status::Warning,
+                        format!("no lease kube-system/{name}"),
+                    );
+                    parts.push(format!("{name}: no lease"));
+                }
+            }
+            Err(e) if e.kind == ErrorKind::Forbidden => skipped_reasons.push(e.why.clone()),
+            Err(e) => {
+                r.raise(Status::Unknown);
+                parts.push(format!("{name}: {e}"));
+            }
+        }
+    }
+    if !skipped_reasons.is_empty() && parts.is_empty() {
+        return CheckResult::skipped(
+            "leader-election",
+            "not permitted: needs get on leases.coordination.k8s.io in kube-system",
+        );
+    }
+    r.message = parts.join("; ");
+    r
+}
+
+/// Check 6: etcd, through the etcd pods (exec), directly, or from the API server's metrics.
+async fn etcd(ctx: &Ctx) -> CheckResult {
+    let timeout = Duration::from_secs(3).max(
+        ctx.cluster
+            .timeout()
+            .unwrap_or(Duration::from_secs(3))
+            .min(Duration::from_secs(8)),
+    );
+    if !ctx.options.etcd_endpoints.is_empty() {
+        let tls = match cpkit::etcd::direct::EtcdTls::load(&ctx.options.etcd_tls) {
+            Ok(t) => t,
+            Err(e) => return CheckResult::new("etcd", Status::Unknown, e.to_string()),
+        };
+        return match cpkit::etcd::direct::cluster_status(
+            &ctx.options.etcd_endpoints,
+            &tls,
+            0,
+            timeout,
+        )
+        .await
+        {
+            Ok(status) => cpkit::etcd::status::judge(&status),
+            Err(e) => {
+                let mut r = CheckResult::new("etcd", Status::Critical, e.to_string());
+                r.fix(e.fix.clone(), &[], "low: diagnosis");
+                r
+            }
+        };
+    }
+    if let Some(p) = ctx.managed().await {
+        return CheckResult::skipped(
+            "etcd",
+            format!(
+                "not visible on a managed control plane ({}): the provider runs etcd",
+                p.name()
+            ),
+        );
+    }
+    let pods = match cpkit::etcd::pods::find(&ctx.cluster).await {
+        Ok(p) => p,
+        Err(e) if e.kind == ErrorKind::Forbidden => {
+            return metrics_fallback(ctx, "cannot list pods in kube-system").await;
+        }
+        Err(e) => return CheckResult::from_error("etcd", &e),
+    };
+    if pods.is_empty() {
+        return metrics_fallback(
+            ctx,
+            "no etcd pods in kube-system (external etcd? pass --etcd-endpoints with certificates)",
+        )
+        .await;
+    }
+    let quota = pods.iter().find_map(|p| p.quota_backend_bytes).unwrap_or(0);
+    // Ask through the running members, one after another until one answers.
+    let mut last_error = None;
+    let mut status = None;
+    for pod in pods
+        .iter()
+        .filter(|p| p.is_running())
+        .chain(pods.iter().filter(|p| !p.is_running()))
+    {
+        match cpkit::etcd::pods::status_via_exec(&ctx.cluster, pod, timeout).await {
+            Ok(mut s) => {
+                if s.quota_bytes == 0 {
+                    s.quota_bytes = quota;
+                }
+                status = Some(s);
+                break;
+            }
+            Err(e) if e.kind == ErrorKind::Forbidden => {
+                return metrics_fallback(ctx, "exec into the etcd pods is not permitted (needs create on pods/exec in kube-system)").await;
+            }
+            Err(e) => last_error = Some(e),
+        }
+    }
+    let Some(status) = status else {
+        let e = last_error.unwrap_or_else(|| Error::failed("No etcd pod answered", "", ""));
+        let mut r = CheckResult::new(
+            "etcd",
+            Status::Critical,
+            format!("no etcd member answered through exec: {e}"),
+        );
+        r.fix(
+            "Check the etcd pods on their nodes: `crictl ps -a --name etcd`, `crictl logs <id>`.",
+            &[],
+            "low: diagnosis",
+        );
+        return r;
+    };
+    let mut r = cpkit::etcd::status::judge(&status);
+    // Certificate expiry of each member, read through its pod's shell.
+    let now = Timestamp::now();
+    let reads = futures::future::join_all(
+        pods.iter()
+            .filter(|p| p.is_running())
+            .filter_map(|p| p.cert_file.clone().map(|c| (p, c)))
+            .map(|(p, path)| async move {
+                (
+                    p.member.clone(),
+                    path.clone(),
+                    cpkit::etcd::pods::read_file(&ctx.cluster, p, &path, timeout).await,
+                )
+            }),
+    )
+    .await;
+    for (member, path, text) in reads {
+        match text.map(|t| cpkit::certs::parse_pem_bundle(t.as_bytes())) {
+            Ok(Ok(certs)) => {
+                let leaf = &certs[0];
+                let st = expiry_status(leaf.not_after, now);
+                r.sub(
+                    format!("certificate {member}"),
+                    st,
+                    format!("{path}: {}", describe_expiry(leaf.not_after, now)),
+                );
+                if st != Status::Ok {
+                    r.raise(st);
+                    r.message.push_str(&format!(
+                        "; etcd server certificate of {member} {}",
+                        describe_expiry(leaf.not_after, now)
+                    ));
+                    r.fix("Renew the etcd certificates on that node (`kubeadm certs renew etcd-server etcd-peer etcd-healthcheck-client`), then restart its etcd static pod.", &[], "high: one member at a time; quorum must hold");
+                }
+            }
+            Ok(Err(e)) => r.sub(
+                format!("certificate {member}"),
+                Status::Unknown,
+                e.to_string(),
+            ),
+            Err(e) => r.sub(
+                format!("certificate {member}"),
+                Status::Skipped,
+                format!("not readable through the pod: {}", e.why),
+            ),
+        }
+    }
+    r
+}
+
+/// etcd as the API server sees it, when etcd itself cannot be reached.
+async fn metrics_fallback(ctx: &Ctx, why: &str) -> CheckResult {
+    let scrapes = ctx.first_scrapes().await;
+    let size = scrapes
+        .iter()
+        .filter_map(|(_, s)| s.as_ref().ok())
+        .find_map(|s| {
+            [
+                "apiserver_storage_size_bytes",
+                "apiserver_storage_db_total_size_in_bytes",
+                "etcd_db_total_size_in_bytes",
+            ]
+            .iter()
+            .find_map(|f| {
+                s.scrape
+                    .max_by(f, &[], &cpkit::metrics::any)
+                    .values()
+                    .next()
+                    .copied()
+            })
+        });
+    let mut r = CheckResult::new("etcd", Status::Ok, "");
+    match size {
+        Some(bytes) => {
+            let pct = bytes / cpkit::etcd::status::DEFAULT_QUOTA as f64 * 100.0;
+            if pct > 80.0 {
+                r.raise(Status::Warning);
+            }
+            r.message = format!(
+                "{why}; from the API server's metrics: db {} ({pct:.0}% of the default 2 GiB quota); readyz covers reachability",
+                cpkit::output::human_bytes(bytes as u64)
+            );
+        }
+        None => {
+            r.status = Status::Skipped;
+            r.message = format!("{why}, and the API server's metrics are not readable either");
+        }
+    }
+    r.fix("For the full etcd check: allow exec into the etcd pods, or pass --etcd-endpoints with --etcd-cacert/--etcd-cert/--etcd-key from a control-plane node.", &["kubectl cphealth rbac"], "low");
+    r
+}
+
+/// Check 7: load and latency from two scrapes of every replica.
+async fn load(ctx: &Ctx) -> CheckResult {
+    let pairs = ctx.scrape_pairs().await;
+    let mut windows = Vec::new();
+    let mut notes = Vec::new();
+    let mut forbidden = None;
+    let limits_by_node: BTreeMap<String, cpkit::load::InflightLimits> = ctx
+        .control_plane_pods()
+        .await
+        .map(|pods| {
+            pods.iter()
+                .filter(|p| p.component == "kube-apiserver")
+                .map(|p| {
+                    let ro = p
+                        .flags
+                        .get("max-requests-inflight")
+                        .and_then(|v| v.parse().ok());
+                    let m = p
+                        .flags
+                        .get("max-mutating-requests-inflight")
+                        .and_then(|v| v.parse().ok());
+                    (
+                        p.node.clone(),
+                        cpkit::load::InflightLimits {
+                            read_only: ro.unwrap_or(400.0),
+                            mutating: m.unwrap_or(200.0),
+                            from_flags: ro.is_some() || m.is_some(),
+                        },
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    for (replica, pair) in &pairs {
+        match pair {
+            Ok((older, newer, secs)) => windows.push(cpkit::load::Window {
+                replica: replica.name.clone(),
+                older,
+                newer,
+                seconds: *secs,
+                limits: limits_by_node
+                    .get(&replica.name)
+                    .copied()
+                    .unwrap_or_default(),
+            }),
+            Err(e) if e.kind == ErrorKind::Forbidden => forbidden = Some(e.clone()),
+            Err(e) => notes.push(format!("{}: {}", replica.name, short_kind(e))),
+        }
+    }
+    if windows.is_empty() {
+        return match forbidden {
+            Some(e) => CheckResult::from_error("load", &e),
+            None => CheckResult::new(
+                "load",
+                Status::Unknown,
+                format!("no /metrics scrape succeeded: {}", notes.join("; ")),
+            ),
+        };
+    }
+    let summary = cpkit::load::summarise(&windows);
+    let mut r = cpkit::load::judge(&summary);
+    if !notes.is_empty() {
+        r.push_evidence("not scraped", notes.join("; "));
+    }
+    if ctx.options.sample.is_zero() {
+        r.push_evidence(
+            "window",
+            "one scrape (--sample 0): latencies since the API servers started, no rates"
+                .to_string(),
+        );
+    }
+    r
+}
+
+/// Check 8: aggregated APIs (APIServices with a service) that are not Available.
+async fn aggregated_apis(ctx: &Ctx) -> CheckResult {
+    let items = match ctx
+        .cluster
+        .list_all::<Value>(
+            "/apis/apiregistration.k8s.io/v1/apiservices",
+            &Access::resource("list", "apiregistration.k8s.io", "apiservices", None),
+        )
+        .await
+    {
+        Ok(i) => i,
+        Err(e) => return CheckResult::from_error("aggregated-apis", &e),
+    };
+    let mut r = CheckResult::ok("aggregated-apis", "");
+    let mut down = Vec::new();
+    let mut total = 0;
+    for a in items.iter().filter(|a| !a["spec"]["service"].is_null()) {
+        total += 1;
+        let name = a["metadata"]["name"].as_str().unwrap_or("");
+        let svc = format!(
+            "{}/{}",
+            a["spec"]["service"]["namespace"].as_str().unwrap_or(""),
+            a["spec"]["service"]["name"].as_str().unwrap_or("")
+        );
+        let cond = a["status"]["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == "Available"));
+        let available = cond.is_some_and(|c| c["status"] == "True");
+        if available {
+            r.sub(name, Status::Ok, format!("Available ({svc})"));
+        } else {
+            let reason = cond
+                .map(|c| {
+                    format!(
+                        "{}: {}",
+                        c["reason"].as_str().unwrap_or(""),
+                        c["message"].as_str().unwrap_or("")
+                    )
+                })
+                .unwrap_or_else(|| "no Available condition".into());
+            let since = cond
+                .and_then(|c| c["lastTransitionTime"].as_str())
+                .and_then(|t| t.parse::<Timestamp>().ok())
+                .map(|t| format!(" for {}", cpkit::duration::age(t, Timestamp::now())))
+                .unwrap_or_default();
+            r.sub(
+                name,
+                Status::Critical,
+                format!("NOT Available{since} ({svc}): {reason}"),
+            );
+            down.push(format!(
+                "{name} ({svc}) unavailable{since}: {}",
+                cpkit::output::truncate(&reason, 160)
+            ));
+        }
+    }
+    if down.is_empty() {
+        r.message = if total == 0 {
+            "no aggregated APIs".into()
+        } else {
+            format!(
+                "{total} aggregated API{} available",
+                if total == 1 { "" } else { "s" }
+            )
+        };
+    } else {
+        r.raise(Status::Critical);
+        r.message = down.join("; ");
+        r.fix(
+            "An unavailable aggregated API slows discovery for every client (kubectl waits on it) and breaks what uses it (HPA for metrics.k8s.io). Fix its backend pods, or delete the APIService if nothing needs it.",
+            &["kubectl get pods -n <namespace> -l <backend selector>", "kubectl get apiservice <name> -o yaml", "kubectl delete apiservice <name>   # only if the API is not needed"],
+            "medium: deleting an APIService removes that API until it is re-registered",
+        );
+    }
+    r
+}
+
+/// Check 9: nodes, read page by page.
+async fn nodes(ctx: &Ctx) -> CheckResult {
+    let mut summary = NodeSummary::default();
+    if let Err(e) = ctx
+        .cluster
+        .list_paged::<Node, _>(
+            "/api/v1/nodes",
+            500,
+            &Access::resource("list", "", "nodes", None),
+            |n| summary.add(&n),
+        )
+        .await
+    {
+        return CheckResult::from_error("nodes", &e);
+    }
+    let mut r = CheckResult::ok("nodes", "");
+    r.push_evidence(
+        "kubelet versions",
+        summary
+            .kubelet_versions
+            .iter()
+            .map(|(v, n)| format!("{v} ×{n}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    let mut parts = Vec::new();
+    if !summary.control_plane_not_ready.is_empty() {
+        r.raise(Status::Critical);
+        parts.push(format!(
+            "control-plane node NotReady: {}",
+            summary.control_plane_not_ready.join(", ")
+        ));
+        for n in &summary.control_plane_not_ready {
+            r.sub(
+                n.clone(),
+                Status::Critical,
+                "control-plane node NotReady".to_string(),
+            );
+        }
+    }
+    if summary.workers_not_ready > 0 {
+        r.raise(Status::Warning);
+        let more = summary
+            .workers_not_ready
+            .saturating_sub(summary.workers_not_ready_sample.len());
+        parts.push(format!(
+            "{} worker{} NotReady ({}{})",
+            summary.workers_not_ready,
+            if summary.workers_not_ready == 1 {
+                ""
+            } else {
+                "s"
+            },
+            summary.workers_not_ready_sample.join(", "),
+            if more > 0 {
+                format!(", and {more} more")
+            } else {
+                String::new()
+            }
+        ));
+    }
+    if !parts.is_empty() {
+        r.fix("Check the kubelet on those nodes (`systemctl status kubelet`, `journalctl -u kubelet`), their node leases, and the network to the API server.", &["kubectl describe node <name>"], "low: diagnosis");
+    }
+    let base = format!(
+        "{}/{} Ready ({} control-plane)",
+        summary.ready, summary.total, summary.control_plane
+    );
+    r.message = if parts.is_empty() {
+        base
+    } else {
+        format!("{}; {base}", parts.join("; "))
+    };
+    r
+}
+
+/// Check 10: webhooks that can lock the cluster (the webhookguard analysis).
+async fn webhooks(ctx: &Ctx) -> CheckResult {
+    let configs = match cpkit::webhooks::gather::read_configs(&ctx.cluster).await {
+        Ok(c) => c,
+        Err(e) => return CheckResult::from_error("webhooks", &e),
+    };
+    let (facts, notes) = cpkit::webhooks::gather::read_facts(&ctx.cluster, &configs).await;
+    let findings = cpkit::webhooks::analyse(&configs, &facts);
+    let count: usize = configs.iter().map(|c| c.webhooks.len()).sum();
+    let mut r = CheckResult::ok("webhooks", "");
+    use cpkit::webhooks::FindingKind as K;
+    let mut parts = Vec::new();
+    let down: BTreeSet<(String, String)> = findings
+        .iter()
+        .filter(|f| f.kind == K::BackendDown)
+        .map(|f| (f.config.clone(), f.webhook.clone()))
+        .collect();
+    for f in &findings {
+        if matches!(f.kind, K::Lockout | K::SelfDeadlock)
+            && down.contains(&(f.config.clone(), f.webhook.clone()))
+        {
+            continue;
+        }
+        let status = match (f.kind, f.severity) {
+            (K::BackendDown, s) => s,
+            (K::Lockout, Status::Critical) => Status::Warning,
+            (K::SelfDeadlock, _) => Status::Warning,
+            (K::CaBundle, Status::Critical) => Status::Critical,
+            (K::Runtime, s) => s,
+            _ => continue,
+        };
+        r.raise(status);
+        let text = match f.kind {
+            K::Lockout => format!(
+                "{} ({}) would lock the cluster if its backend died: {}",
+                f.webhook, f.config, f.summary
+            ),
+            _ => format!("{} ({}): {}", f.webhook, f.config, f.summary),
+        };
+        r.sub(
+            format!("{} {}", f.kind.label(), f.webhook),
+            status,
+            text.clone(),
+        );
+        parts.push(text);
+        if let Some(fix) = &f.fix
+            && status != Status::Ok
+        {
+            r.fix(fix.description.clone(), &[fix.command.as_str()], "low: webhook configurations are never sent to webhooks, so this works even during a lockout; `kubectl webhookguard restore` undoes it");
+        }
+    }
+    for n in notes {
+        r.push_evidence("unknown", n);
+    }
+    if parts.is_empty() {
+        r.message = format!(
+            "{count} webhook{}, none can lock the cluster",
+            if count == 1 { "" } else { "s" }
+        );
+    } else {
+        r.message = parts.join("; ");
+        r.fix(
+            "See every finding with its fix",
+            &["kubectl webhookguard scan"],
+            "low: read-only",
+        );
+    }
+    r
+}

@@ -1,0 +1,284 @@
+//! What several checks read (version, control-plane pods, replicas, scrapes), fetched once and
+//! shared: every check awaits the same future instead of sending the same request again.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cpkit::controlplane::{ComponentPod, Provider, detect_provider};
+use cpkit::error::{Access, Error};
+use cpkit::metrics::{Scrape, TimedScrape};
+use cpkit::{Cluster, RawResponse};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use serde_json::Value;
+use tokio::sync::OnceCell;
+
+/// Options every check may look at.
+#[derive(Debug, Clone)]
+pub struct CheckOptions {
+    /// Window between the two /metrics scrapes (0 = one scrape, no rates).
+    pub sample: Duration,
+    /// Budget of one check.
+    pub check_timeout: Duration,
+    pub etcd_endpoints: Vec<String>,
+    pub etcd_tls: cpkit::etcd::direct::EtcdTlsArgs,
+}
+
+/// One API server replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replica {
+    /// Node name when known, else the address.
+    pub name: String,
+    pub url: String,
+    /// Listed in the `kubernetes` EndpointSlice.
+    pub in_endpoints: bool,
+    /// Has a kube-apiserver static pod.
+    pub pod: Option<String>,
+}
+
+/// The answer to GET /version, with what the round trip showed.
+#[derive(Debug, Clone)]
+pub struct VersionInfo {
+    pub git_version: String,
+    pub round_trip: Duration,
+    /// Server clock minus local clock, from the Date header (seconds).
+    pub clock_skew: Option<i64>,
+}
+
+pub struct Ctx {
+    pub cluster: Cluster,
+    pub options: CheckOptions,
+    version: OnceCell<Result<VersionInfo, Error>>,
+    control_plane_pods: OnceCell<Result<Arc<Vec<ComponentPod>>, Error>>,
+    node_sample: OnceCell<Result<Arc<Vec<Node>>, Error>>,
+    replicas: OnceCell<Result<Arc<Vec<Replica>>, Error>>,
+    first_scrapes: OnceCell<Arc<Vec<(Replica, Result<TimedScrape, Error>)>>>,
+}
+
+fn parse_http_date(text: &str) -> Option<jiff::Timestamp> {
+    jiff::fmt::rfc2822::parse(text).ok().map(|z| z.timestamp())
+}
+
+impl Ctx {
+    pub fn new(cluster: Cluster, options: CheckOptions) -> Ctx {
+        Ctx {
+            cluster,
+            options,
+            version: OnceCell::new(),
+            control_plane_pods: OnceCell::new(),
+            node_sample: OnceCell::new(),
+            replicas: OnceCell::new(),
+            first_scrapes: OnceCell::new(),
+        }
+    }
+
+    pub async fn version(&self) -> Result<VersionInfo, Error> {
+        self.version
+            .get_or_init(|| async {
+                let started = Instant::now();
+                let r: RawResponse = self
+                    .cluster
+                    .get_ok("/version", &Access::non_resource("get", "/version"))
+                    .await?;
+                let round_trip = started.elapsed();
+                let v: Value = cpkit::client::decode_json("/version", &r.body)?;
+                let clock_skew = r.header("date").and_then(parse_http_date).map(|server| {
+                    let local_at_answer = jiff::Timestamp::now()
+                        - jiff::SignedDuration::try_from(round_trip / 2).unwrap_or_default();
+                    server.as_second() - local_at_answer.as_second()
+                });
+                Ok(VersionInfo {
+                    git_version: v["gitVersion"].as_str().unwrap_or("unknown").to_string(),
+                    round_trip,
+                    clock_skew,
+                })
+            })
+            .await
+            .clone()
+    }
+
+    /// kube-system pods labelled tier=control-plane (kubeadm's static pods).
+    pub async fn control_plane_pods(&self) -> Result<Arc<Vec<ComponentPod>>, Error> {
+        self.control_plane_pods
+            .get_or_init(|| async {
+                let access = Access::resource("list", "", "pods", Some("kube-system"));
+                let pods: Vec<Pod> = self
+                    .cluster
+                    .list_all(
+                        "/api/v1/namespaces/kube-system/pods?labelSelector=tier%3Dcontrol-plane",
+                        &access,
+                    )
+                    .await?;
+                Ok(Arc::new(
+                    pods.iter().filter_map(ComponentPod::from_pod).collect(),
+                ))
+            })
+            .await
+            .clone()
+    }
+
+    /// A few nodes (for the managed-provider hints).
+    pub async fn node_sample(&self) -> Result<Arc<Vec<Node>>, Error> {
+        self.node_sample
+            .get_or_init(|| async {
+                let access = Access::resource("list", "", "nodes", None);
+                #[derive(serde::Deserialize)]
+                struct Page {
+                    items: Vec<Node>,
+                }
+                let page: Page = self
+                    .cluster
+                    .get_json("/api/v1/nodes?limit=5", &access)
+                    .await?;
+                Ok(Arc::new(page.items))
+            })
+            .await
+            .clone()
+    }
+
+    /// The managed offering, when the control plane is one (none of its pods visible and a
+    /// provider's marks on the version or nodes).
+    pub async fn managed(&self) -> Option<Provider> {
+        let (version, pods, nodes) = tokio::join!(
+            self.version(),
+            self.control_plane_pods(),
+            self.node_sample()
+        );
+        let pods_visible = pods.as_ref().map(|p| !p.is_empty()).unwrap_or(false);
+        if pods_visible {
+            return None;
+        }
+        let label_keys: Vec<String> = nodes
+            .as_ref()
+            .map(|ns| {
+                ns.iter()
+                    .flat_map(|n| n.metadata.labels.clone().unwrap_or_default().into_keys())
+                    .collect()
+            })
+            .unwrap_or_default();
+        detect_provider(
+            version
+                .as_ref()
+                .map(|v| v.git_version.as_str())
+                .unwrap_or(""),
+            &label_keys,
+        )
+    }
+
+    /// Every API server replica: the `kubernetes` EndpointSlice and the kube-apiserver pods.
+    pub async fn replicas(&self) -> Result<Arc<Vec<Replica>>, Error> {
+        self.replicas
+            .get_or_init(|| async {
+                let access = Access::resource("list", "discovery.k8s.io", "endpointslices", Some("default"));
+                let (slices, pods) = tokio::join!(
+                    self.cluster.list_all::<Value>("/apis/discovery.k8s.io/v1/namespaces/default/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3Dkubernetes", &access),
+                    self.control_plane_pods()
+                );
+                let slices = slices?;
+                let mut out: Vec<Replica> = Vec::new();
+                let apiservers: Vec<ComponentPod> = pods.map(|p| p.iter().filter(|c| c.component == "kube-apiserver").cloned().collect()).unwrap_or_default();
+                for slice in &slices {
+                    let port = slice["ports"][0]["port"].as_u64().unwrap_or(443);
+                    for ep in slice["endpoints"].as_array().cloned().unwrap_or_default() {
+                        for addr in ep["addresses"].as_array().cloned().unwrap_or_default() {
+                            let ip = addr.as_str().unwrap_or("").to_string();
+                            let url = format!("https://{}:{port}", if ip.contains(':') { format!("[{ip}]") } else { ip.clone() });
+                            let pod = apiservers.iter().find(|p| p.flags.get("advertise-address") == Some(ip.as_str()) || p.host_ip.as_deref() == Some(ip.as_str()));
+                            out.push(Replica {
+                                name: pod.map(|p| p.node.clone()).or_else(|| ep["nodeName"].as_str().map(str::to_string)).unwrap_or_else(|| ip.clone()),
+                                url,
+                                in_endpoints: true,
+                                pod: pod.map(|p| p.name.clone()),
+                            });
+                        }
+                    }
+                }
+                // Replicas whose pods exist but that left the EndpointSlice (down long enough).
+                for p in &apiservers {
+                    let Some(ip) = p.flags.get("advertise-address").map(str::to_string).or_else(|| p.host_ip.clone()) else { continue };
+                    let port = p.flags.get("secure-port").unwrap_or("6443");
+                    let url = format!("https://{ip}:{port}");
+                    if !out.iter().any(|r| r.url == url) {
+                        out.push(Replica { name: p.node.clone(), url, in_endpoints: false, pod: Some(p.name.clone()) });
+                    }
+                }
+                out.sort_by(|a, b| a.name.cmp(&b.name));
+                Ok(Arc::new(out))
+            })
+            .await
+            .clone()
+    }
+
+    /// Where /metrics is scraped: each replica directly when they can be reached (APF and
+    /// counters are per replica), else the configured server.
+    pub async fn scrape_targets(&self) -> Vec<Replica> {
+        let lb = Replica {
+            name: "api".into(),
+            url: self.cluster.server().to_string(),
+            in_endpoints: true,
+            pod: None,
+        };
+        if self.managed().await.is_some() {
+            return vec![lb];
+        }
+        match self.replicas().await {
+            Ok(r) if !r.is_empty() => r.iter().cloned().collect(),
+            _ => vec![lb],
+        }
+    }
+
+    async fn scrape(&self, replica: &Replica) -> Result<TimedScrape, Error> {
+        let cluster = if replica.url == self.cluster.server() {
+            self.cluster.clone()
+        } else {
+            self.cluster.for_server(&replica.url)?
+        };
+        cpkit::metrics::fetch(&cluster, "/metrics", &cpkit::load::selection()).await
+    }
+
+    /// The first scrape of every target (taken as early as possible).
+    pub async fn first_scrapes(&self) -> Arc<Vec<(Replica, Result<TimedScrape, Error>)>> {
+        self.first_scrapes
+            .get_or_init(|| async {
+                let targets = self.scrape_targets().await;
+                let results =
+                    futures::future::join_all(targets.iter().map(|t| self.scrape(t))).await;
+                Arc::new(targets.into_iter().zip(results).collect())
+            })
+            .await
+            .clone()
+    }
+
+    /// Pairs of scrapes `sample` apart (the second one of each target).
+    pub async fn scrape_pairs(&self) -> Vec<(Replica, Result<(Scrape, Scrape, f64), Error>)> {
+        let first = self.first_scrapes().await;
+        if let Some(earliest) = first
+            .iter()
+            .filter_map(|(_, r)| r.as_ref().ok().map(|s| s.taken))
+            .min()
+        {
+            let wait = self.options.sample.saturating_sub(earliest.elapsed());
+            tokio::time::sleep(wait).await;
+        }
+        futures::future::join_all(first.iter().map(|(replica, older)| async move {
+            match older {
+                Err(e) => (replica.clone(), Err(e.clone())),
+                // One scrape: quantiles since the server started, no rates.
+                Ok(older) if self.options.sample.is_zero() => (
+                    replica.clone(),
+                    Ok((Scrape::default(), older.scrape.clone(), 0.0)),
+                ),
+                Ok(older) => match self.scrape(replica).await {
+                    Ok(newer) => {
+                        let secs = newer.taken.duration_since(older.taken).as_secs_f64();
+                        (
+                            replica.clone(),
+                            Ok((older.scrape.clone(), newer.scrape, secs)),
+                        )
+                    }
+                    Err(e) => (replica.clone(), Err(e)),
+                },
+            }
+        }))
+        .await
+    }
+}
