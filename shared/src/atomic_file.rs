@@ -37,14 +37,9 @@ impl AtomicFile {
             use std::os::unix::fs::OpenOptionsExt;
             options.mode(0o600);
         }
-        let file = options
-            .open(&part_path)
-            .map_err(|e| Error::io(format!("Cannot create {}", part_path.display()), &e))?;
-        Ok(AtomicFile {
-            final_path: path.to_path_buf(),
-            part_path,
-            file: Some(file),
-        })
+        let file =
+            options.open(&part_path).map_err(|e| Error::io(format!("Cannot create {}", part_path.display()), &e))?;
+        Ok(AtomicFile { final_path: path.to_path_buf(), part_path, file: Some(file) })
     }
 
     pub fn part_path(&self) -> &Path {
@@ -63,29 +58,13 @@ impl AtomicFile {
     /// fsync, rename over the final name, fsync the directory.
     pub fn commit(mut self) -> Result<PathBuf> {
         let file = self.file.take().expect("open until commit");
-        file.sync_all().map_err(|e| {
-            Error::io(
-                format!("Cannot flush {} to disk", self.part_path.display()),
-                &e,
-            )
-        })?;
+        file.sync_all().map_err(|e| Error::io(format!("Cannot flush {} to disk", self.part_path.display()), &e))?;
         drop(file);
         std::fs::rename(&self.part_path, &self.final_path).map_err(|e| {
-            Error::io(
-                format!(
-                    "Cannot rename {} to {}",
-                    self.part_path.display(),
-                    self.final_path.display()
-                ),
-                &e,
-            )
+            Error::io(format!("Cannot rename {} to {}", self.part_path.display(), self.final_path.display()), &e)
         })?;
         if let Some(dir) = self.final_path.parent() {
-            let dir = if dir.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                dir
-            };
+            let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
             if let Ok(d) = File::open(dir) {
                 let _ = d.sync_all();
             }
@@ -126,22 +105,12 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(
-                std::fs::metadata(f.part_path())
-                    .unwrap()
-                    .permissions()
-                    .mode()
-                    & 0o777,
-                0o600
-            );
+            assert_eq!(std::fs::metadata(f.part_path()).unwrap().permissions().mode() & 0o777, 0o600);
         }
         f.commit().unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"data");
         assert!(!dir.path().join("out.db.part").exists());
-        assert!(
-            AtomicFile::create(&path, false).is_err(),
-            "no overwrite without force"
-        );
+        assert!(AtomicFile::create(&path, false).is_err(), "no overwrite without force");
         assert!(AtomicFile::create(&path, true).is_ok());
     }
 

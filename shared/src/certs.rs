@@ -44,11 +44,7 @@ impl CertInfo {
     }
 
     pub fn sans(&self) -> Vec<String> {
-        self.dns_names
-            .iter()
-            .chain(self.ip_addresses.iter())
-            .cloned()
-            .collect()
+        self.dns_names.iter().chain(self.ip_addresses.iter()).cloned().collect()
     }
 }
 
@@ -69,15 +65,9 @@ pub fn describe_expiry(not_after: Timestamp, now: Timestamp) -> String {
     let when = crate::error::format_time(not_after);
     let delta = not_after.as_second() - now.as_second();
     if delta < 0 {
-        format!(
-            "expired on {when} ({} ago)",
-            crate::duration::human_duration_signed(-delta)
-        )
+        format!("expired on {when} ({} ago)", crate::duration::human_duration_signed(-delta))
     } else {
-        format!(
-            "expires {when} (in {})",
-            crate::duration::human_duration_signed(delta)
-        )
+        format!("expires {when} (in {})", crate::duration::human_duration_signed(delta))
     }
 }
 
@@ -87,12 +77,8 @@ fn asn1_to_timestamp(t: &ASN1Time) -> Timestamp {
 
 /// Parses one DER certificate.
 pub fn parse_der(der: &[u8]) -> Result<CertInfo> {
-    let (_, cert) = X509Certificate::from_der(der).map_err(|e| {
-        Error::invalid_data(
-            "Cannot parse a certificate",
-            format!("not valid DER X.509: {e}"),
-        )
-    })?;
+    let (_, cert) = X509Certificate::from_der(der)
+        .map_err(|e| Error::invalid_data("Cannot parse a certificate", format!("not valid DER X.509: {e}")))?;
     let mut dns_names = Vec::new();
     let mut ip_addresses = Vec::new();
     if let Ok(Some(san)) = cert.subject_alternative_name() {
@@ -101,12 +87,8 @@ pub fn parse_der(der: &[u8]) -> Result<CertInfo> {
                 GeneralName::DNSName(d) => dns_names.push(d.to_string()),
                 GeneralName::IPAddress(bytes) => {
                     let ip = match bytes.len() {
-                        4 => <[u8; 4]>::try_from(*bytes)
-                            .ok()
-                            .map(|b| std::net::IpAddr::from(b).to_string()),
-                        16 => <[u8; 16]>::try_from(*bytes)
-                            .ok()
-                            .map(|b| std::net::IpAddr::from(b).to_string()),
+                        4 => <[u8; 4]>::try_from(*bytes).ok().map(|b| std::net::IpAddr::from(b).to_string()),
+                        16 => <[u8; 16]>::try_from(*bytes).ok().map(|b| std::net::IpAddr::from(b).to_string()),
                         _ => None,
                     };
                     if let Some(ip) = ip {
@@ -117,18 +99,8 @@ pub fn parse_der(der: &[u8]) -> Result<CertInfo> {
             }
         }
     }
-    let common_name = cert
-        .subject()
-        .iter_common_name()
-        .next()
-        .and_then(|cn| cn.as_str().ok())
-        .map(str::to_string);
-    let is_ca = cert
-        .basic_constraints()
-        .ok()
-        .flatten()
-        .map(|bc| bc.value.ca)
-        .unwrap_or(false);
+    let common_name = cert.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok()).map(str::to_string);
+    let is_ca = cert.basic_constraints().ok().flatten().map(|bc| bc.value.ca).unwrap_or(false);
     Ok(CertInfo {
         subject: cert.subject().to_string(),
         common_name,
@@ -147,15 +119,11 @@ pub fn parse_der(der: &[u8]) -> Result<CertInfo> {
 pub fn parse_pem_bundle(pem: &[u8]) -> Result<Vec<CertInfo>> {
     let mut out = Vec::new();
     for der in CertificateDer::pem_slice_iter(pem) {
-        let der =
-            der.map_err(|e| Error::invalid_data("Cannot parse PEM certificates", e.to_string()))?;
+        let der = der.map_err(|e| Error::invalid_data("Cannot parse PEM certificates", e.to_string()))?;
         out.push(parse_der(&der)?);
     }
     if out.is_empty() {
-        return Err(Error::invalid_data(
-            "Cannot parse PEM certificates",
-            "no CERTIFICATE block found",
-        ));
+        return Err(Error::invalid_data("Cannot parse PEM certificates", "no CERTIFICATE block found"));
     }
     Ok(out)
 }
@@ -165,19 +133,11 @@ pub fn parse_base64_bundle(b64: &str) -> Result<Vec<CertInfo>> {
     use base64::Engine;
     let cleaned: String = b64.chars().filter(|c| !c.is_whitespace()).collect();
     if cleaned.is_empty() {
-        return Err(Error::invalid_data(
-            "Cannot parse the CA bundle",
-            "it is empty",
-        ));
+        return Err(Error::invalid_data("Cannot parse the CA bundle", "it is empty"));
     }
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(cleaned.as_bytes())
-        .map_err(|e| {
-            Error::invalid_data(
-                "Cannot parse the CA bundle",
-                format!("not valid base64: {e}"),
-            )
-        })?;
+        .map_err(|e| Error::invalid_data("Cannot parse the CA bundle", format!("not valid base64: {e}")))?;
     if bytes.starts_with(b"-----BEGIN") || bytes.windows(10).any(|w| w == b"-----BEGIN") {
         parse_pem_bundle(&bytes)
     } else {
@@ -244,12 +204,7 @@ impl ServerCertVerifier for RecordingVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn verify_tls13_signature(
@@ -258,18 +213,11 @@ impl ServerCertVerifier for RecordingVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.provider.signature_verification_algorithms.supported_schemes()
     }
 }
 
@@ -281,21 +229,11 @@ fn describe_tls_error(e: &rustls::Error) -> String {
         }
         rustls::Error::InvalidCertificate(C::ExpiredContext { not_after, .. }) => format!(
             "x509: certificate has expired (NotAfter {})",
-            Timestamp::from_second(not_after.as_secs() as i64)
-                .map(crate::error::format_time)
-                .unwrap_or_default()
+            Timestamp::from_second(not_after.as_secs() as i64).map(crate::error::format_time).unwrap_or_default()
         ),
-        rustls::Error::InvalidCertificate(C::Expired) => {
-            "x509: certificate has expired".to_string()
-        }
-        rustls::Error::InvalidCertificate(C::NotValidForNameContext {
-            expected,
-            presented,
-        }) => {
-            format!(
-                "x509: certificate is valid for {}, not {expected:?}",
-                presented.join(", ")
-            )
+        rustls::Error::InvalidCertificate(C::Expired) => "x509: certificate has expired".to_string(),
+        rustls::Error::InvalidCertificate(C::NotValidForNameContext { expected, presented }) => {
+            format!("x509: certificate is valid for {}, not {expected:?}", presented.join(", "))
         }
         other => other.to_string(),
     }
@@ -316,31 +254,19 @@ fn trust_verifier(config: &kube::Config) -> Result<Option<Arc<dyn ServerCertVeri
             let mut store = rustls::RootCertStore::empty();
             for der in roots {
                 store.add(CertificateDer::from(der.clone())).map_err(|e| {
-                    Error::config(
-                        "The kubeconfig's certificate-authority data is unusable",
-                        e.to_string(),
-                        "",
-                    )
+                    Error::config("The kubeconfig's certificate-authority data is unusable", e.to_string(), "")
                 })?;
             }
-            let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
-                Arc::new(store),
-                provider,
-            )
-            .build()
-            .map_err(|e| {
-                Error::config(
-                    "Cannot build a TLS verifier from the kubeconfig's CA",
-                    e.to_string(),
-                    "",
-                )
-            })?;
+            let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider)
+                .build()
+                .map_err(|e| {
+                    Error::config("Cannot build a TLS verifier from the kubeconfig's CA", e.to_string(), "")
+                })?;
             Ok(Some(verifier))
         }
         None => {
-            let verifier = rustls_platform_verifier::Verifier::new(provider).map_err(|e| {
-                Error::config("Cannot load the system's trusted CAs", e.to_string(), "")
-            })?;
+            let verifier = rustls_platform_verifier::Verifier::new(provider)
+                .map_err(|e| Error::config("Cannot load the system's trusted CAs", e.to_string(), ""))?;
             Ok(Some(Arc::new(verifier)))
         }
     }
@@ -349,33 +275,15 @@ fn trust_verifier(config: &kube::Config) -> Result<Option<Arc<dyn ServerCertVeri
 /// Connects to `server_url` (https://host:port), completes a TLS handshake with the kubeconfig's
 /// trust settings (and `tls-server-name`), and returns the chain and the verification verdict.
 /// No client certificate is presented and nothing is sent after the handshake.
-pub async fn probe_tls(
-    config: &kube::Config,
-    server_url: &str,
-    timeout: Duration,
-) -> Result<TlsProbe> {
-    let uri: http::Uri = server_url.parse().map_err(|_| {
-        Error::invalid_data(
-            format!("Invalid server address {server_url:?}"),
-            "not a URL",
-        )
-    })?;
-    let host = uri
-        .host()
-        .unwrap_or("localhost")
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
+pub async fn probe_tls(config: &kube::Config, server_url: &str, timeout: Duration) -> Result<TlsProbe> {
+    let uri: http::Uri = server_url
+        .parse()
+        .map_err(|_| Error::invalid_data(format!("Invalid server address {server_url:?}"), "not a URL"))?;
+    let host = uri.host().unwrap_or("localhost").trim_start_matches('[').trim_end_matches(']').to_string();
     let port = uri.port_u16().unwrap_or(443);
-    let name_for_sni = config
-        .tls_server_name
-        .clone()
-        .unwrap_or_else(|| host.clone());
+    let name_for_sni = config.tls_server_name.clone().unwrap_or_else(|| host.clone());
     let server_name = ServerName::try_from(name_for_sni.clone()).map_err(|_| {
-        Error::invalid_data(
-            format!("Invalid TLS server name {name_for_sni:?}"),
-            "not a DNS name or IP",
-        )
+        Error::invalid_data(format!("Invalid TLS server name {name_for_sni:?}"), "not a DNS name or IP")
     })?;
 
     let verifier = Arc::new(RecordingVerifier {
@@ -401,20 +309,10 @@ pub async fn probe_tls(
     let label = "the API server";
     match outcome {
         Err(_) => {
-            return Err(transport_error(
-                label,
-                server_url,
-                TransportCause::Timeout,
-                Some(timeout),
-            ));
+            return Err(transport_error(label, server_url, TransportCause::Timeout, Some(timeout)));
         }
         Ok(Err(e)) => {
-            return Err(transport_error(
-                label,
-                server_url,
-                crate::error::transport_cause(&e),
-                Some(timeout),
-            ));
+            return Err(transport_error(label, server_url, crate::error::transport_cause(&e), Some(timeout)));
         }
         Ok(Ok(_stream)) => {}
     }
@@ -445,11 +343,8 @@ mod tests {
     use super::*;
 
     fn generated_cert(cn: &str, not_after: (i32, u8, u8)) -> String {
-        let mut params =
-            rcgen::CertificateParams::new(vec!["kubernetes".into(), "127.0.0.1".into()]).unwrap();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, cn);
+        let mut params = rcgen::CertificateParams::new(vec!["kubernetes".into(), "127.0.0.1".into()]).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, cn);
         params.not_before = rcgen::date_time_ymd(2020, 1, 1);
         params.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -466,11 +361,7 @@ mod tests {
         assert_eq!(expiry_status(at(29), now), Status::Warning);
         assert_eq!(expiry_status(at(6), now), Status::Critical);
         assert_eq!(expiry_status(at(-1), now), Status::Critical);
-        assert!(
-            describe_expiry(at(-3), now).starts_with("expired on 2027-01-12"),
-            "{}",
-            describe_expiry(at(-3), now)
-        );
+        assert!(describe_expiry(at(-3), now).starts_with("expired on 2027-01-12"), "{}", describe_expiry(at(-3), now));
         assert!(describe_expiry(at(40), now).contains("(in 40d)"));
     }
 
@@ -485,25 +376,20 @@ mod tests {
     #[test]
     fn parses_pem_and_base64_bundles() {
         use base64::Engine;
-        let pem = generated_cert("front-proxy-ca", (2030, 6, 1))
-            + &generated_cert("second", (2031, 1, 1));
+        let pem = generated_cert("front-proxy-ca", (2030, 6, 1)) + &generated_cert("second", (2031, 1, 1));
         let certs = parse_pem_bundle(pem.as_bytes()).unwrap();
         assert_eq!(certs.len(), 2);
         assert_eq!(certs[0].name(), "front-proxy-ca");
         assert!(certs[0].is_ca);
         assert_eq!(certs[0].dns_names, vec!["kubernetes"]);
         assert_eq!(certs[0].ip_addresses, vec!["127.0.0.1"]);
-        assert_eq!(
-            crate::error::format_time(certs[0].not_after),
-            "2030-06-01 00:00 UTC"
-        );
+        assert_eq!(crate::error::format_time(certs[0].not_after), "2030-06-01 00:00 UTC");
         let b64 = base64::engine::general_purpose::STANDARD.encode(pem.as_bytes());
         let from_bundle = parse_base64_bundle(&b64).unwrap();
         assert_eq!(from_bundle, certs);
         // A private key next to the certificate is ignored, not an error.
-        let with_key = format!(
-            "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n{pem}"
-        );
+        let with_key =
+            format!("-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n{pem}");
         assert_eq!(parse_pem_bundle(with_key.as_bytes()).unwrap().len(), 2);
     }
 }

@@ -19,68 +19,31 @@ pub struct KubeArgs {
     pub kubeconfig: Option<PathBuf>,
 
     /// The name of the kubeconfig context to use
-    #[arg(
-        long,
-        global = true,
-        value_name = "NAME",
-        help_heading = "Kubernetes connection"
-    )]
+    #[arg(long, global = true, value_name = "NAME", help_heading = "Kubernetes connection")]
     pub context: Option<String>,
 
     /// The name of the kubeconfig cluster to use
-    #[arg(
-        long,
-        global = true,
-        value_name = "NAME",
-        help_heading = "Kubernetes connection"
-    )]
+    #[arg(long, global = true, value_name = "NAME", help_heading = "Kubernetes connection")]
     pub cluster: Option<String>,
 
     /// The name of the kubeconfig user to use
-    #[arg(
-        long,
-        global = true,
-        value_name = "NAME",
-        help_heading = "Kubernetes connection"
-    )]
+    #[arg(long, global = true, value_name = "NAME", help_heading = "Kubernetes connection")]
     pub user: Option<String>,
 
     /// Namespace for namespaced operations (default: the context's namespace)
-    #[arg(
-        short = 'n',
-        long,
-        global = true,
-        value_name = "NAMESPACE",
-        help_heading = "Kubernetes connection"
-    )]
+    #[arg(short = 'n', long, global = true, value_name = "NAMESPACE", help_heading = "Kubernetes connection")]
     pub namespace: Option<String>,
 
     /// Username to impersonate for the operation
-    #[arg(
-        long = "as",
-        global = true,
-        value_name = "USER",
-        help_heading = "Kubernetes connection"
-    )]
+    #[arg(long = "as", global = true, value_name = "USER", help_heading = "Kubernetes connection")]
     pub as_user: Option<String>,
 
     /// Group to impersonate (repeat for several groups)
-    #[arg(
-        long = "as-group",
-        global = true,
-        value_name = "GROUP",
-        help_heading = "Kubernetes connection"
-    )]
+    #[arg(long = "as-group", global = true, value_name = "GROUP", help_heading = "Kubernetes connection")]
     pub as_group: Vec<String>,
 
     /// Time to wait for each server request (e.g. 5s, 1m; 0 = no limit)
-    #[arg(
-        long,
-        global = true,
-        value_name = "DURATION",
-        default_value = "10s",
-        help_heading = "Kubernetes connection"
-    )]
+    #[arg(long, global = true, value_name = "DURATION", default_value = "10s", help_heading = "Kubernetes connection")]
     pub request_timeout: Timeout,
 
     /// Do not verify the API server's certificate (insecure; for diagnosis only)
@@ -88,12 +51,7 @@ pub struct KubeArgs {
     pub insecure_skip_tls_verify: bool,
 
     /// Server name to use to verify the API server's certificate
-    #[arg(
-        long,
-        global = true,
-        value_name = "NAME",
-        help_heading = "Kubernetes connection"
-    )]
+    #[arg(long, global = true, value_name = "NAME", help_heading = "Kubernetes connection")]
     pub tls_server_name: Option<String>,
 }
 
@@ -111,10 +69,7 @@ impl KubeArgs {
 
     /// The same flags for another context (used by `--contexts a,b`).
     pub fn with_context(&self, context: &str) -> KubeArgs {
-        KubeArgs {
-            context: Some(context.to_string()),
-            ..self.clone()
-        }
+        KubeArgs { context: Some(context.to_string()), ..self.clone() }
     }
 }
 
@@ -169,11 +124,8 @@ impl OutputArgs {
 
     /// Decides colour once per process: `--color`, then `NO_COLOR`, then whether stdout is a terminal.
     pub fn apply_color(&self) -> bool {
-        let enabled = crate::output::color_enabled(
-            self.color,
-            std::env::var_os("NO_COLOR").is_some(),
-            stdout_is_terminal(),
-        );
+        let enabled =
+            crate::output::color_enabled(self.color, std::env::var_os("NO_COLOR").is_some(), stdout_is_terminal());
         owo_colors::set_override(enabled);
         enabled
     }
@@ -226,39 +178,18 @@ where
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let invoked_as = args
         .first()
-        .and_then(|a| {
-            std::path::Path::new(a)
-                .file_name()
-                .map(|f| f.to_string_lossy().into_owned())
-        })
+        .and_then(|a| std::path::Path::new(a).file_name().map(|f| f.to_string_lossy().into_owned()))
         .unwrap_or_default();
     if invoked_as.starts_with("kubectl_complete-") {
-        let words: Vec<String> = args
-            .iter()
-            .skip(1)
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        std::process::exit(crate::completion::answer(
-            &mut <C as clap::CommandFactory>::command(),
-            plugin,
-            &words,
-        ));
+        let words: Vec<String> = args.iter().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+        std::process::exit(crate::completion::answer(&mut <C as clap::CommandFactory>::command(), plugin, &words));
     }
     if args.get(1).map(|a| a == "__complete").unwrap_or(false) {
-        let words: Vec<String> = args
-            .iter()
-            .skip(2)
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        std::process::exit(crate::completion::answer(
-            &mut <C as clap::CommandFactory>::command(),
-            plugin,
-            &words,
-        ));
+        let words: Vec<String> = args.iter().skip(2).map(|a| a.to_string_lossy().into_owned()).collect();
+        std::process::exit(crate::completion::answer(&mut <C as clap::CommandFactory>::command(), plugin, &words));
     }
 
-    let command =
-        <C as clap::CommandFactory>::command().bin_name(format!("kubectl {}", plugin.name));
+    let command = <C as clap::CommandFactory>::command().bin_name(format!("kubectl {}", plugin.name));
     let matches = match command.try_get_matches_from(&args) {
         Ok(m) => m,
         Err(e) => exit_on_clap_error(e),
@@ -268,11 +199,7 @@ where
         Err(e) => exit_on_clap_error(e),
     };
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -312,17 +239,11 @@ fn exit_on_clap_error(e: clap::Error) -> ! {
 /// Prints an error as `error: <paragraph>` on stderr.
 pub fn print_error(e: &Error) {
     use owo_colors::{OwoColorize, Stream};
-    eprintln!(
-        "{} {e}",
-        "error:".if_supports_color(Stream::Stderr, |t| t.red())
-    );
+    eprintln!("{} {e}", "error:".if_supports_color(Stream::Stderr, |t| t.red()));
 }
 
 /// Prints a non-fatal note on stderr (never mixed into -o json|yaml output).
 pub fn note(text: &str) {
     use owo_colors::{OwoColorize, Stream};
-    eprintln!(
-        "{} {text}",
-        "note:".if_supports_color(Stream::Stderr, |t| t.yellow())
-    );
+    eprintln!("{} {text}", "note:".if_supports_color(Stream::Stderr, |t| t.yellow()));
 }

@@ -11,10 +11,7 @@ use kube::config::KubeConfigOptions;
 use serde::de::DeserializeOwned;
 
 use crate::cli::{KubeArgs, Plugin};
-use crate::error::{
-    Access, Error, ErrorKind, Result, http_error, parse_retry_after, transport_cause,
-    transport_error,
-};
+use crate::error::{Access, Error, ErrorKind, Result, http_error, parse_retry_after, transport_cause, transport_error};
 use crate::kubeconfig;
 
 /// A non-streaming HTTP answer.
@@ -100,11 +97,7 @@ impl Cluster {
                 let client_certificate_pem = client_certificate_pem(&config);
                 let info = ClusterInfo {
                     context,
-                    server: config
-                        .cluster_url
-                        .to_string()
-                        .trim_end_matches('/')
-                        .to_string(),
+                    server: config.cluster_url.to_string().trim_end_matches('/').to_string(),
                     namespace: config.default_namespace.clone(),
                     kubeconfig_files: files,
                     client_certificate_pem,
@@ -113,15 +106,10 @@ impl Cluster {
                 (config, info)
             }
             None => {
-                let config = kube::Config::incluster()
-                    .map_err(|e| kubeconfig::no_configuration(&e.to_string()))?;
+                let config = kube::Config::incluster().map_err(|e| kubeconfig::no_configuration(&e.to_string()))?;
                 let info = ClusterInfo {
                     context: "in-cluster".into(),
-                    server: config
-                        .cluster_url
-                        .to_string()
-                        .trim_end_matches('/')
-                        .to_string(),
+                    server: config.cluster_url.to_string().trim_end_matches('/').to_string(),
                     namespace: config.default_namespace.clone(),
                     kubeconfig_files: vec![],
                     client_certificate_pem: None,
@@ -137,11 +125,7 @@ impl Cluster {
     }
 
     /// Builds the client. Retries are off: a health probe must see a 429 or 503 as it is.
-    pub fn from_config(
-        mut config: kube::Config,
-        info: ClusterInfo,
-        timeout: Option<Duration>,
-    ) -> Result<Cluster> {
+    pub fn from_config(mut config: kube::Config, info: ClusterInfo, timeout: Option<Duration>) -> Result<Cluster> {
         config.default_retry = false;
         let client = kube::Client::try_from(config.clone()).map_err(|e| {
             Error::config(
@@ -150,23 +134,15 @@ impl Cluster {
                 "Check the certificate and key data of the kubeconfig's user and cluster.",
             )
         })?;
-        Ok(Cluster {
-            client,
-            config,
-            info,
-            timeout,
-        })
+        Ok(Cluster { client, config, info, timeout })
     }
 
     /// The same credentials against another server address (an API server replica).
     pub fn for_server(&self, server_url: &str) -> Result<Cluster> {
         let mut config = self.config.clone();
-        config.cluster_url = server_url.parse().map_err(|_| {
-            Error::invalid_data(
-                format!("Invalid server address {server_url:?}"),
-                "not a URL",
-            )
-        })?;
+        config.cluster_url = server_url
+            .parse()
+            .map_err(|_| Error::invalid_data(format!("Invalid server address {server_url:?}"), "not a URL"))?;
         let mut info = self.info.clone();
         info.server = server_url.trim_end_matches('/').to_string();
         Cluster::from_config(config, info, self.timeout)
@@ -216,32 +192,19 @@ impl Cluster {
     pub async fn send(&self, request: Request<Vec<u8>>) -> Result<RawResponse> {
         let started = Instant::now();
         let fut = async {
-            let response = self
-                .client
-                .send(request.map(kube::client::Body::from))
-                .await?;
+            let response = self.client.send(request.map(kube::client::Body::from)).await?;
             let (parts, body) = response.into_parts();
             let bytes = body.collect().await?.to_bytes();
             Ok::<_, kube::Error>((parts, bytes))
         };
         let outcome = match self.timeout {
             Some(t) => tokio::time::timeout(t, fut).await.map_err(|_| {
-                transport_error(
-                    "the API server",
-                    self.server(),
-                    crate::error::TransportCause::Timeout,
-                    Some(t),
-                )
+                transport_error("the API server", self.server(), crate::error::TransportCause::Timeout, Some(t))
             })?,
             None => fut.await,
         };
         let (parts, body) = outcome.map_err(|e| self.classify(&e))?;
-        Ok(RawResponse {
-            status: parts.status.as_u16(),
-            headers: parts.headers,
-            body,
-            elapsed: started.elapsed(),
-        })
+        Ok(RawResponse { status: parts.status.as_u16(), headers: parts.headers, body, elapsed: started.elapsed() })
     }
 
     /// Turns a kube error into an explained one.
@@ -257,20 +220,13 @@ impl Cluster {
                 kubeconfig::error_chain(e),
                 "Check the user's exec plugin or token file (e.g. re-run your cloud CLI's login).",
             ),
-            other => transport_error(
-                "the API server",
-                self.server(),
-                transport_cause(other),
-                self.timeout,
-            ),
+            other => transport_error("the API server", self.server(), transport_cause(other), self.timeout),
         }
     }
 
     /// GET of a raw path (`/readyz?verbose`, `/metrics`, `/debug/...`): any status is returned.
     pub async fn get_raw(&self, path: &str) -> Result<RawResponse> {
-        let request = Request::get(path)
-            .body(Vec::new())
-            .map_err(|e| bad_request(path, e))?;
+        let request = Request::get(path).body(Vec::new()).map_err(|e| bad_request(path, e))?;
         self.send(request).await
     }
 
@@ -342,13 +298,7 @@ impl Cluster {
 
     /// Lists a collection page by page (`limit`/`continue`), handing each item to `visit`, so
     /// memory stays constant however big the cluster is.
-    pub async fn list_paged<T, F>(
-        &self,
-        path: &str,
-        page_size: u32,
-        access: &Access,
-        mut visit: F,
-    ) -> Result<()>
+    pub async fn list_paged<T, F>(&self, path: &str, page_size: u32, access: &Access, mut visit: F) -> Result<()>
     where
         T: DeserializeOwned,
         F: FnMut(T),
@@ -373,14 +323,9 @@ impl Cluster {
     }
 
     /// All items of a collection (for the small ones: control-plane pods, leases, webhooks).
-    pub async fn list_all<T: DeserializeOwned>(
-        &self,
-        path: &str,
-        access: &Access,
-    ) -> Result<Vec<T>> {
+    pub async fn list_all<T: DeserializeOwned>(&self, path: &str, access: &Access) -> Result<Vec<T>> {
         let mut items = Vec::new();
-        self.list_paged(path, 500, access, |item| items.push(item))
-            .await?;
+        self.list_paged(path, 500, access, |item| items.push(item)).await?;
         Ok(items)
     }
 }
@@ -405,10 +350,7 @@ fn bad_request(path: &str, e: http::Error) -> Error {
 pub fn decode_json<T: DeserializeOwned>(what: &str, body: &[u8]) -> Result<T> {
     serde_json::from_slice(body).map_err(|e| {
         Error::invalid_data(
-            format!(
-                "Unexpected answer to {}",
-                what.split('?').next().unwrap_or(what)
-            ),
+            format!("Unexpected answer to {}", what.split('?').next().unwrap_or(what)),
             format!("not the JSON expected: {e}"),
         )
     })
@@ -419,9 +361,7 @@ pub fn percent_encode(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for b in value.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }
@@ -460,13 +400,9 @@ fn client_certificate_pem(config: &kube::Config) -> Option<Vec<u8>> {
     use base64::Engine;
     let auth = &config.auth_info;
     if let Some(data) = &auth.client_certificate_data {
-        return base64::engine::general_purpose::STANDARD
-            .decode(data.trim())
-            .ok();
+        return base64::engine::general_purpose::STANDARD.decode(data.trim()).ok();
     }
-    auth.client_certificate
-        .as_ref()
-        .and_then(|path| std::fs::read(path).ok())
+    auth.client_certificate.as_ref().and_then(|path| std::fs::read(path).ok())
 }
 
 #[cfg(test)]

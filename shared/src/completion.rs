@@ -68,19 +68,13 @@ impl KubeconfigValues {
 
 impl DynamicValues for KubeconfigValues {
     fn contexts(&self, kubeconfig: Option<&Path>) -> Vec<String> {
-        Self::load(kubeconfig)
-            .map(|k| k.context_names())
-            .unwrap_or_default()
+        Self::load(kubeconfig).map(|k| k.context_names()).unwrap_or_default()
     }
     fn clusters(&self, kubeconfig: Option<&Path>) -> Vec<String> {
-        Self::load(kubeconfig)
-            .map(|k| k.cluster_names())
-            .unwrap_or_default()
+        Self::load(kubeconfig).map(|k| k.cluster_names()).unwrap_or_default()
     }
     fn users(&self, kubeconfig: Option<&Path>) -> Vec<String> {
-        Self::load(kubeconfig)
-            .map(|k| k.user_names())
-            .unwrap_or_default()
+        Self::load(kubeconfig).map(|k| k.user_names()).unwrap_or_default()
     }
 }
 
@@ -96,12 +90,8 @@ fn takes_value(arg: &Arg) -> bool {
 }
 
 fn find_long<'c>(cmd: &'c Command, name: &str) -> Option<&'c Arg> {
-    cmd.get_arguments().find(|a| {
-        a.get_long() == Some(name)
-            || a.get_all_aliases()
-                .map(|al| al.contains(&name))
-                .unwrap_or(false)
-    })
+    cmd.get_arguments()
+        .find(|a| a.get_long() == Some(name) || a.get_all_aliases().map(|al| al.contains(&name)).unwrap_or(false))
 }
 
 fn find_short(cmd: &Command, c: char) -> Option<&Arg> {
@@ -109,8 +99,7 @@ fn find_short(cmd: &Command, c: char) -> Option<&Arg> {
 }
 
 fn find_subcommand<'c>(cmd: &'c Command, name: &str) -> Option<&'c Command> {
-    cmd.get_subcommands()
-        .find(|s| s.get_name() == name || s.get_all_aliases().any(|a| a == name))
+    cmd.get_subcommands().find(|s| s.get_name() == name || s.get_all_aliases().any(|a| a == name))
 }
 
 /// Computes the completion of the last word of `words` (the words after the plugin name).
@@ -190,18 +179,9 @@ pub fn complete(cmd: &mut Command, words: &[String], values: &dyn DynamicValues)
     if !after_double_dash && let Some(long) = current.strip_prefix("--") {
         if let Some((name, partial)) = long.split_once('=') {
             if let Some(arg) = find_long(active, name) {
-                return complete_value(
-                    arg,
-                    partial,
-                    &format!("--{name}="),
-                    kubeconfig.as_deref(),
-                    values,
-                );
+                return complete_value(arg, partial, &format!("--{name}="), kubeconfig.as_deref(), values);
             }
-            return Completion {
-                candidates: vec![],
-                directive: DIRECTIVE_NO_FILE_COMP,
-            };
+            return Completion { candidates: vec![], directive: DIRECTIVE_NO_FILE_COMP };
         }
         return complete_flags(active, current);
     }
@@ -218,20 +198,14 @@ pub fn complete(cmd: &mut Command, words: &[String], values: &dyn DynamicValues)
             description: s.get_about().map(|a| a.to_string()).unwrap_or_default(),
         })
         .collect();
-    let positional = active
-        .get_positionals()
-        .filter(|a| !a.is_hide_set())
-        .nth(positionals_seen);
+    let positional = active.get_positionals().filter(|a| !a.is_hide_set()).nth(positionals_seen);
     let mut directive = DIRECTIVE_NO_FILE_COMP;
     if let Some(arg) = positional {
         let value_completion = complete_value(arg, current, "", kubeconfig.as_deref(), values);
         candidates.extend(value_completion.candidates);
         directive = value_completion.directive;
     }
-    Completion {
-        candidates,
-        directive,
-    }
+    Completion { candidates, directive }
 }
 
 fn complete_flags(cmd: &Command, current: &str) -> Completion {
@@ -241,25 +215,16 @@ fn complete_flags(cmd: &Command, current: &str) -> Completion {
         if let Some(long) = arg.get_long() {
             let flag = format!("--{long}");
             if flag.starts_with(current) {
-                candidates.push(Candidate {
-                    value: flag,
-                    description: help.clone(),
-                });
+                candidates.push(Candidate { value: flag, description: help.clone() });
             }
         }
         if current == "-"
             && let Some(short) = arg.get_short()
         {
-            candidates.push(Candidate {
-                value: format!("-{short}"),
-                description: help,
-            });
+            candidates.push(Candidate { value: format!("-{short}"), description: help });
         }
     }
-    Completion {
-        candidates,
-        directive: DIRECTIVE_NO_FILE_COMP,
-    }
+    Completion { candidates, directive: DIRECTIVE_NO_FILE_COMP }
 }
 
 fn complete_value(
@@ -278,13 +243,9 @@ fn complete_value(
     };
     let is_dynamic = dynamic.is_some();
     let mut candidates: Vec<Candidate> = match dynamic {
-        Some(names) => names
-            .into_iter()
-            .map(|n| Candidate {
-                value: format!("{prefix}{n}"),
-                description: String::new(),
-            })
-            .collect(),
+        Some(names) => {
+            names.into_iter().map(|n| Candidate { value: format!("{prefix}{n}"), description: String::new() }).collect()
+        }
         None => arg
             .get_possible_values()
             .into_iter()
@@ -298,19 +259,14 @@ fn complete_value(
     candidates.retain(|c| c.value[prefix.len()..].starts_with(partial));
     let directive = if candidates.is_empty() && !is_dynamic {
         match arg.get_value_hint() {
-            ValueHint::FilePath | ValueHint::AnyPath | ValueHint::ExecutablePath => {
-                DIRECTIVE_DEFAULT
-            }
+            ValueHint::FilePath | ValueHint::AnyPath | ValueHint::ExecutablePath => DIRECTIVE_DEFAULT,
             ValueHint::DirPath => DIRECTIVE_FILTER_DIRS,
             _ => DIRECTIVE_NO_FILE_COMP,
         }
     } else {
         DIRECTIVE_NO_FILE_COMP
     };
-    Completion {
-        candidates,
-        directive,
-    }
+    Completion { candidates, directive }
 }
 
 /// The `completion` subcommand's arguments, shared by every plugin.
@@ -367,19 +323,11 @@ pub fn install_completer(plugin: Plugin, dir: Option<&Path>) -> Result<String> {
         None => {
             let found = which::which(&binary)
                 .or_else(|_| std::env::current_exe())
-                .map_err(|e| {
-                    Error::io(
-                        format!("Cannot find {binary} on PATH or this program's path"),
-                        &e,
-                    )
-                })?;
-            found.parent().map(Path::to_path_buf).ok_or_else(|| {
-                Error::failed(
-                    format!("{} has no parent directory", found.display()),
-                    "",
-                    "",
-                )
-            })?
+                .map_err(|e| Error::io(format!("Cannot find {binary} on PATH or this program's path"), &e))?;
+            found
+                .parent()
+                .map(Path::to_path_buf)
+                .ok_or_else(|| Error::failed(format!("{} has no parent directory", found.display()), "", ""))?
         }
     };
     let link = dir.join(plugin.completer());
@@ -398,8 +346,7 @@ pub fn install_completer(plugin: Plugin, dir: Option<&Path>) -> Result<String> {
                 plugin.name
             ));
         }
-        std::fs::remove_file(&link)
-            .map_err(|e| Error::io(format!("Cannot replace {}", link.display()), &e))?;
+        std::fs::remove_file(&link).map_err(|e| Error::io(format!("Cannot replace {}", link.display()), &e))?;
     } else if link.exists() {
         return Err(Error::failed(
             format!("{} exists and is not a link", link.display()),
@@ -419,17 +366,12 @@ pub fn install_completer(plugin: Plugin, dir: Option<&Path>) -> Result<String> {
 
 #[cfg(unix)]
 fn make_link(target: &Path, link: &Path) -> Result<()> {
-    std::os::unix::fs::symlink(target, link)
-        .map_err(|e| Error::io(format!("Cannot create {}", link.display()), &e))
+    std::os::unix::fs::symlink(target, link).map_err(|e| Error::io(format!("Cannot create {}", link.display()), &e))
 }
 
 #[cfg(not(unix))]
 fn make_link(target: &Path, link: &Path) -> Result<()> {
-    let exe = if target.is_absolute() {
-        target.to_path_buf()
-    } else {
-        link.with_file_name(target)
-    };
+    let exe = if target.is_absolute() { target.to_path_buf() } else { link.with_file_name(target) };
     std::fs::copy(&exe, link.with_extension("exe"))
         .map(|_| ())
         .map_err(|e| Error::io(format!("Cannot create {}", link.display()), &e))
@@ -491,10 +433,7 @@ mod tests {
         let c = run(&["--con"]);
         assert_eq!(values(&c), vec!["--context"]);
         assert_eq!(c.directive, DIRECTIVE_NO_FILE_COMP);
-        assert!(
-            c.render()
-                .starts_with("--context\tThe name of the kubeconfig context to use\n")
-        );
+        assert!(c.render().starts_with("--context\tThe name of the kubeconfig context to use\n"));
         assert!(c.render().ends_with(":4\n"));
     }
 
@@ -503,23 +442,13 @@ mod tests {
         assert_eq!(values(&run(&["--context", ""])), vec!["prod", "staging"]);
         assert_eq!(values(&run(&["--context", "st"])), vec!["staging"]);
         assert_eq!(values(&run(&["--context=p"])), vec!["--context=prod"]);
-        assert_eq!(
-            values(&run(&["--kubeconfig", "/x", "--context", ""])),
-            vec!["from-/x"]
-        );
-        assert_eq!(
-            values(&run(&["save", "--cluster", ""])),
-            vec!["c1"],
-            "global flags after a subcommand"
-        );
+        assert_eq!(values(&run(&["--kubeconfig", "/x", "--context", ""])), vec!["from-/x"]);
+        assert_eq!(values(&run(&["save", "--cluster", ""])), vec!["c1"], "global flags after a subcommand");
     }
 
     #[test]
     fn completes_enum_values_and_subcommands() {
-        assert_eq!(
-            values(&run(&["-o", ""])),
-            vec!["table", "wide", "json", "yaml"]
-        );
+        assert_eq!(values(&run(&["-o", ""])), vec!["table", "wide", "json", "yaml"]);
         assert_eq!(values(&run(&["--output", "j"])), vec!["json"]);
         assert_eq!(values(&run(&["s"])), vec!["save", "status"]);
         assert_eq!(values(&run(&["--context", "prod", "st"])), vec!["status"]);
@@ -537,19 +466,13 @@ mod tests {
     #[test]
     fn install_creates_a_relative_link_and_is_idempotent() {
         let dir = tempfile::tempdir().unwrap();
-        let plugin = Plugin {
-            name: "cphealth",
-            version: "0.0.0",
-        };
+        let plugin = Plugin { name: "cphealth", version: "0.0.0" };
         std::fs::write(dir.path().join("kubectl-cphealth"), b"#!/bin/sh\n").unwrap();
         let msg = install_completer(plugin, Some(dir.path())).unwrap();
         assert!(msg.contains("created"), "{msg}");
         assert!(msg.contains("To undo: rm"), "{msg}");
         let link = dir.path().join("kubectl_complete-cphealth");
-        assert_eq!(
-            std::fs::read_link(&link).unwrap(),
-            PathBuf::from("kubectl-cphealth")
-        );
+        assert_eq!(std::fs::read_link(&link).unwrap(), PathBuf::from("kubectl-cphealth"));
         let again = install_completer(plugin, Some(dir.path())).unwrap();
         assert!(again.contains("already links"), "{again}");
         // A foreign file is never replaced.

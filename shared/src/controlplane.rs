@@ -12,12 +12,7 @@ use serde::Serialize;
 use crate::exit::Status;
 
 /// The four kubeadm control-plane components, in the order people think of them.
-pub const COMPONENTS: [&str; 4] = [
-    "kube-apiserver",
-    "etcd",
-    "kube-controller-manager",
-    "kube-scheduler",
-];
+pub const COMPONENTS: [&str; 4] = ["kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler"];
 
 /// Command-line flags of a container: `--name=value`, `--name value`, `--flag`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -28,9 +23,7 @@ impl Flags {
         let mut map = BTreeMap::new();
         let mut i = 0;
         while i < args.len() {
-            if let Some(flag) = args[i]
-                .strip_prefix("--")
-                .or_else(|| args[i].strip_prefix('-').filter(|f| f.len() > 1))
+            if let Some(flag) = args[i].strip_prefix("--").or_else(|| args[i].strip_prefix('-').filter(|f| f.len() > 1))
             {
                 match flag.split_once('=') {
                     Some((k, v)) => {
@@ -59,12 +52,7 @@ impl Flags {
     /// A comma-separated flag as a list (`--listen-client-urls`).
     pub fn list(&self, name: &str) -> Vec<String> {
         self.get(name)
-            .map(|v| {
-                v.split(',')
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-                    .collect()
-            })
+            .map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
             .unwrap_or_default()
     }
 
@@ -115,13 +103,9 @@ impl ComponentPod {
         let mut args: Vec<String> = container.command.clone().unwrap_or_default();
         args.extend(container.args.clone().unwrap_or_default());
         let status = pod.status.as_ref();
-        let cs = status
-            .and_then(|s| s.container_statuses.as_ref())
-            .and_then(|c| c.first());
-        let waiting_reason = cs
-            .and_then(|c| c.state.as_ref())
-            .and_then(|s| s.waiting.as_ref())
-            .and_then(|w| w.reason.clone());
+        let cs = status.and_then(|s| s.container_statuses.as_ref()).and_then(|c| c.first());
+        let waiting_reason =
+            cs.and_then(|c| c.state.as_ref()).and_then(|s| s.waiting.as_ref()).and_then(|w| w.reason.clone());
         let last_termination = cs
             .and_then(|c| c.last_state.as_ref())
             .and_then(|s| s.terminated.as_ref())
@@ -131,13 +115,11 @@ impl ComponentPod {
                 finished_at: t.finished_at.as_ref().map(to_ts),
             })
             .or_else(|| {
-                cs.and_then(|c| c.state.as_ref())
-                    .and_then(|s| s.terminated.as_ref())
-                    .map(|t| Termination {
-                        reason: t.reason.clone().unwrap_or_default(),
-                        exit_code: t.exit_code,
-                        finished_at: t.finished_at.as_ref().map(to_ts),
-                    })
+                cs.and_then(|c| c.state.as_ref()).and_then(|s| s.terminated.as_ref()).map(|t| Termination {
+                    reason: t.reason.clone().unwrap_or_default(),
+                    exit_code: t.exit_code,
+                    finished_at: t.finished_at.as_ref().map(to_ts),
+                })
             });
         let ready = status
             .and_then(|s| s.conditions.as_ref())
@@ -149,9 +131,7 @@ impl ComponentPod {
             name: meta.name.clone().unwrap_or_default(),
             namespace: meta.namespace.clone().unwrap_or_default(),
             node: spec.node_name.clone().unwrap_or_default(),
-            phase: status
-                .and_then(|s| s.phase.clone())
-                .unwrap_or_else(|| "Unknown".into()),
+            phase: status.and_then(|s| s.phase.clone()).unwrap_or_else(|| "Unknown".into()),
             ready,
             restarts: cs.map(|c| c.restart_count).unwrap_or(0),
             waiting_reason,
@@ -165,10 +145,7 @@ impl ComponentPod {
 
     /// "Running", "CrashLoopBackOff (last exit: OOMKilled, 3m ago)".
     pub fn state_text(&self, now: Timestamp) -> String {
-        let mut s = self
-            .waiting_reason
-            .clone()
-            .unwrap_or_else(|| self.phase.clone());
+        let mut s = self.waiting_reason.clone().unwrap_or_else(|| self.phase.clone());
         if !self.ready && self.waiting_reason.is_none() && self.phase == "Running" {
             s = "Running, not Ready".into();
         }
@@ -177,18 +154,9 @@ impl ComponentPod {
         {
             let when = t
                 .finished_at
-                .map(|f| {
-                    format!(
-                        ", {} ago",
-                        crate::duration::human_duration_signed(now.as_second() - f.as_second())
-                    )
-                })
+                .map(|f| format!(", {} ago", crate::duration::human_duration_signed(now.as_second() - f.as_second())))
                 .unwrap_or_default();
-            let reason = if t.reason.is_empty() {
-                format!("exit code {}", t.exit_code)
-            } else {
-                t.reason.clone()
-            };
+            let reason = if t.reason.is_empty() { format!("exit code {}", t.exit_code) } else { t.reason.clone() };
             s.push_str(&format!(" (last exit: {reason}{when})"));
         }
         s
@@ -208,25 +176,16 @@ impl ComponentPod {
 /// Is this node a control-plane node (by the kubeadm role labels)?
 pub fn is_control_plane(node: &Node) -> bool {
     node.metadata.labels.as_ref().is_some_and(|l| {
-        l.contains_key("node-role.kubernetes.io/control-plane")
-            || l.contains_key("node-role.kubernetes.io/master")
+        l.contains_key("node-role.kubernetes.io/control-plane") || l.contains_key("node-role.kubernetes.io/master")
     })
 }
 
 /// The Ready condition of a node: (ready, reason).
 pub fn node_ready(node: &Node) -> (bool, String) {
-    let cond = node
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"));
+    let cond =
+        node.status.as_ref().and_then(|s| s.conditions.as_ref()).and_then(|c| c.iter().find(|c| c.type_ == "Ready"));
     match cond {
-        Some(c) => (
-            c.status == "True",
-            c.reason
-                .clone()
-                .unwrap_or_else(|| format!("Ready={}", c.status)),
-        ),
+        Some(c) => (c.status == "True", c.reason.clone().unwrap_or_else(|| format!("Ready={}", c.status))),
         None => (false, "no Ready condition".into()),
     }
 }
@@ -263,20 +222,14 @@ impl NodeSummary {
         if ready {
             self.ready += 1;
         } else if cp {
-            self.control_plane_not_ready
-                .push(format!("{name} ({reason})"));
+            self.control_plane_not_ready.push(format!("{name} ({reason})"));
         } else {
             self.workers_not_ready += 1;
             if self.workers_not_ready_sample.len() < Self::SAMPLE {
                 self.workers_not_ready_sample.push(name);
             }
         }
-        if let Some(v) = node
-            .status
-            .as_ref()
-            .and_then(|s| s.node_info.as_ref())
-            .map(|i| i.kubelet_version.clone())
-        {
+        if let Some(v) = node.status.as_ref().and_then(|s| s.node_info.as_ref()).map(|i| i.kubelet_version.clone()) {
             *self.kubelet_versions.entry(v).or_insert(0) += 1;
         }
         if self.provider_ids.len() < 3
@@ -288,10 +241,7 @@ impl NodeSummary {
             && let Some(labels) = &node.metadata.labels
         {
             for k in labels.keys() {
-                if MANAGED_NODE_LABELS
-                    .iter()
-                    .any(|(prefix, _)| k.starts_with(prefix))
-                    && !self.label_hints.contains(k)
+                if MANAGED_NODE_LABELS.iter().any(|(prefix, _)| k.starts_with(prefix)) && !self.label_hints.contains(k)
                 {
                     self.label_hints.push(k.clone());
                 }
@@ -347,12 +297,9 @@ pub fn detect_provider(git_version: &str, node_label_keys: &[String]) -> Option<
     if v.contains("-gke.") {
         return Some(Provider::Gke);
     }
-    node_label_keys.iter().find_map(|k| {
-        MANAGED_NODE_LABELS
-            .iter()
-            .find(|(prefix, _)| k.starts_with(prefix))
-            .map(|(_, p)| *p)
-    })
+    node_label_keys
+        .iter()
+        .find_map(|k| MANAGED_NODE_LABELS.iter().find(|(prefix, _)| k.starts_with(prefix)).map(|(_, p)| *p))
 }
 
 /// A leader-election lease.
@@ -374,9 +321,7 @@ impl LeaseInfo {
         LeaseInfo {
             namespace: lease.metadata.namespace.clone().unwrap_or_default(),
             name: lease.metadata.name.clone().unwrap_or_default(),
-            holder: spec
-                .and_then(|s| s.holder_identity.clone())
-                .filter(|h| !h.is_empty()),
+            holder: spec.and_then(|s| s.holder_identity.clone()).filter(|h| !h.is_empty()),
             renew_time: spec.and_then(|s| s.renew_time.as_ref()).map(|t| t.0),
             acquire_time: spec.and_then(|s| s.acquire_time.as_ref()).map(|t| t.0),
             duration_seconds: spec.and_then(|s| s.lease_duration_seconds),
@@ -386,9 +331,7 @@ impl LeaseInfo {
 
     /// The holder's node: `cp-1_0b7c...` → `cp-1`.
     pub fn holder_node(&self) -> Option<&str> {
-        self.holder
-            .as_deref()
-            .map(|h| h.rsplit_once('_').map(|(n, _)| n).unwrap_or(h))
+        self.holder.as_deref().map(|h| h.rsplit_once('_').map(|(n, _)| n).unwrap_or(h))
     }
 
     /// Seconds since the last renewal.
@@ -401,18 +344,12 @@ impl LeaseInfo {
 /// (flapping leadership) a WARNING.
 pub fn judge_lease(lease: &LeaseInfo, now: Timestamp) -> (Status, String) {
     let Some(holder) = &lease.holder else {
-        return (
-            Status::Critical,
-            format!("{}: no holder (no active leader)", lease.name),
-        );
+        return (Status::Critical, format!("{}: no holder (no active leader)", lease.name));
     };
     let duration = lease.duration_seconds.unwrap_or(15) as i64;
     let node = lease.holder_node().unwrap_or(holder);
     match lease.renew_age(now) {
-        None => (
-            Status::Critical,
-            format!("{}: never renewed (holder {node})", lease.name),
-        ),
+        None => (Status::Critical, format!("{}: never renewed (holder {node})", lease.name)),
         Some(age) if age > duration => (
             Status::Critical,
             format!(
@@ -422,9 +359,7 @@ pub fn judge_lease(lease: &LeaseInfo, now: Timestamp) -> (Status, String) {
             ),
         ),
         Some(age) => {
-            let recent_takeover = lease
-                .acquire_time
-                .is_some_and(|a| now.as_second() - a.as_second() < 600);
+            let recent_takeover = lease.acquire_time.is_some_and(|a| now.as_second() - a.as_second() < 600);
             if recent_takeover && lease.transitions.unwrap_or(0) >= 5 {
                 (
                     Status::Warning,
@@ -432,8 +367,7 @@ pub fn judge_lease(lease: &LeaseInfo, now: Timestamp) -> (Status, String) {
                         "{}: leader {node} took over {} ago ({} transitions): leadership is flapping",
                         lease.name,
                         crate::duration::human_duration_signed(
-                            now.as_second()
-                                - lease.acquire_time.map(|a| a.as_second()).unwrap_or(0)
+                            now.as_second() - lease.acquire_time.map(|a| a.as_second()).unwrap_or(0)
                         ),
                         lease.transitions.unwrap_or(0)
                     ),
@@ -458,17 +392,11 @@ mod tests {
 
     fn fixture_pods(minor: u32) -> Vec<Pod> {
         // tests/fixtures/clusters/k8s-1.3x/pods.yaml: real pods with their static-pod flags.
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
-            "../tests/fixtures/clusters/k8s-1.{minor}/pods.yaml"
-        ));
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("../tests/fixtures/clusters/k8s-1.{minor}/pods.yaml"));
         let text = std::fs::read_to_string(&path).unwrap();
         let list: serde_json::Value = serde_yaml::from_str(&text).unwrap();
-        list["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| serde_json::from_value(p.clone()).unwrap())
-            .collect()
+        list["items"].as_array().unwrap().iter().map(|p| serde_json::from_value(p.clone()).unwrap()).collect()
     }
 
     #[test]
@@ -484,69 +412,36 @@ mod tests {
             components.sort();
             assert_eq!(
                 components,
-                [
-                    "etcd",
-                    "kube-apiserver",
-                    "kube-controller-manager",
-                    "kube-scheduler"
-                ],
+                ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"],
                 "1.{minor}"
             );
             let etcd = cps.iter().find(|c| c.component == "etcd").unwrap();
             // minikube's layout, not kubeadm's default.
-            assert_eq!(
-                etcd.flags.get("cert-file"),
-                Some("/var/lib/minikube/certs/etcd/server.crt"),
-                "1.{minor}"
-            );
-            assert_eq!(
-                etcd.flags.get("trusted-ca-file"),
-                Some("/var/lib/minikube/certs/etcd/ca.crt")
-            );
+            assert_eq!(etcd.flags.get("cert-file"), Some("/var/lib/minikube/certs/etcd/server.crt"), "1.{minor}");
+            assert_eq!(etcd.flags.get("trusted-ca-file"), Some("/var/lib/minikube/certs/etcd/ca.crt"));
             assert_eq!(etcd.flags.get("data-dir"), Some("/var/lib/minikube/etcd"));
             assert_eq!(etcd.flags.list("listen-client-urls").len(), 2);
             assert_eq!(
-                etcd.flags
-                    .get("listen-client-urls")
-                    .map(|v| v.starts_with("https://127.0.0.1:2379,https://192.168.")),
+                etcd.flags.get("listen-client-urls").map(|v| v.starts_with("https://127.0.0.1:2379,https://192.168.")),
                 Some(true)
             );
             assert!(etcd.ready && etcd.phase == "Running" && etcd.restarts == 0);
-            let api = cps
-                .iter()
-                .find(|c| c.component == "kube-apiserver")
-                .unwrap();
+            let api = cps.iter().find(|c| c.component == "kube-apiserver").unwrap();
             assert_eq!(api.flags.get("secure-port"), Some("8443"));
-            assert_eq!(
-                api.flags.get("etcd-servers"),
-                Some("https://127.0.0.1:2379")
-            );
-            let sched = cps
-                .iter()
-                .find(|c| c.component == "kube-scheduler")
-                .unwrap();
-            assert_eq!(
-                sched.flags.bool("leader-elect"),
-                Some(false),
-                "minikube disables leader election"
-            );
+            assert_eq!(api.flags.get("etcd-servers"), Some("https://127.0.0.1:2379"));
+            let sched = cps.iter().find(|c| c.component == "kube-scheduler").unwrap();
+            assert_eq!(sched.flags.bool("leader-elect"), Some(false), "minikube disables leader election");
             assert!(!api.node.is_empty());
         }
     }
 
     #[test]
     fn flags_in_every_form() {
-        let args: Vec<String> = [
-            "etcd",
-            "--name=a",
-            "--data-dir",
-            "/x",
-            "--client-cert-auth",
-            "--snapshot-count=10000",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let args: Vec<String> =
+            ["etcd", "--name=a", "--data-dir", "/x", "--client-cert-auth", "--snapshot-count=10000"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
         let f = Flags::parse(&args);
         assert_eq!(f.get("name"), Some("a"));
         assert_eq!(f.get("data-dir"), Some("/x"));
@@ -572,10 +467,7 @@ mod tests {
         lease.renew_time = at(360);
         let (s, m) = judge_lease(&lease, now);
         assert_eq!(s, Status::Critical);
-        assert!(
-            m.contains("stale") && m.contains("6m") && m.contains("cp-2"),
-            "{m}"
-        );
+        assert!(m.contains("stale") && m.contains("6m") && m.contains("cp-2"), "{m}");
         lease.renew_time = at(1);
         lease.acquire_time = at(30);
         lease.transitions = Some(9);
@@ -586,22 +478,10 @@ mod tests {
 
     #[test]
     fn managed_detection() {
-        assert_eq!(
-            detect_provider("v1.33.5-eks-3cfe0ce", &[]),
-            Some(Provider::Eks)
-        );
-        assert_eq!(
-            detect_provider("v1.32.2-gke.1297000", &[]),
-            Some(Provider::Gke)
-        );
-        assert_eq!(
-            detect_provider("v1.31.1", &["kubernetes.azure.com/cluster".into()]),
-            Some(Provider::Aks)
-        );
-        assert_eq!(
-            detect_provider("v1.33.0", &["kubernetes.io/hostname".into()]),
-            None
-        );
+        assert_eq!(detect_provider("v1.33.5-eks-3cfe0ce", &[]), Some(Provider::Eks));
+        assert_eq!(detect_provider("v1.32.2-gke.1297000", &[]), Some(Provider::Gke));
+        assert_eq!(detect_provider("v1.31.1", &["kubernetes.azure.com/cluster".into()]), Some(Provider::Aks));
+        assert_eq!(detect_provider("v1.33.0", &["kubernetes.io/hostname".into()]), None);
     }
 
     #[test]
@@ -626,10 +506,7 @@ mod tests {
             image: String::new(),
             container: "kube-apiserver".into(),
         };
-        assert_eq!(
-            pod.state_text(now),
-            "CrashLoopBackOff (last exit: OOMKilled, 3m ago)"
-        );
+        assert_eq!(pod.state_text(now), "CrashLoopBackOff (last exit: OOMKilled, 3m ago)");
         assert!(pod.restarted_recently(now, 3600));
     }
 }

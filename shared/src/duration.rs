@@ -8,19 +8,14 @@ use std::time::Duration;
 
 /// Error for a duration that Go's `time.ParseDuration` would also reject.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "invalid duration {input:?}: {reason} (use a number with a unit, e.g. 500ms, 5s, 1m30s, 2h)"
-)]
+#[error("invalid duration {input:?}: {reason} (use a number with a unit, e.g. 500ms, 5s, 1m30s, 2h)")]
 pub struct ParseDurationError {
     input: String,
     reason: &'static str,
 }
 
 fn err(input: &str, reason: &'static str) -> ParseDurationError {
-    ParseDurationError {
-        input: input.to_string(),
-        reason,
-    }
+    ParseDurationError { input: input.to_string(), reason }
 }
 
 /// Parses `5s`, `1m30s`, `1.5h`, `300ms`, `0`, or a bare integer number of seconds (`10`).
@@ -44,10 +39,7 @@ pub fn parse_duration(input: &str) -> Result<Duration, ParseDurationError> {
     let mut total_nanos: u128 = 0;
     let mut rest = s;
     while !rest.is_empty() {
-        let number_len = rest
-            .bytes()
-            .take_while(|b| b.is_ascii_digit() || *b == b'.')
-            .count();
+        let number_len = rest.bytes().take_while(|b| b.is_ascii_digit() || *b == b'.').count();
         if number_len == 0 {
             return Err(err(input, "expected a number"));
         }
@@ -55,9 +47,7 @@ pub fn parse_duration(input: &str) -> Result<Duration, ParseDurationError> {
         if number == "." || number.matches('.').count() > 1 {
             return Err(err(input, "malformed number"));
         }
-        let unit_len = after
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(after.len());
+        let unit_len = after.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(after.len());
         let (unit, after_unit) = after.split_at(unit_len);
         let unit_nanos: u128 = match unit {
             "ns" => 1,
@@ -70,28 +60,18 @@ pub fn parse_duration(input: &str) -> Result<Duration, ParseDurationError> {
             _ => return Err(err(input, "unknown unit")),
         };
         let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
-        let whole: u128 = if whole.is_empty() {
-            0
-        } else {
-            whole.parse().map_err(|_| err(input, "number too large"))?
-        };
-        let mut nanos = whole
-            .checked_mul(unit_nanos)
-            .ok_or_else(|| err(input, "duration too large"))?;
+        let whole: u128 =
+            if whole.is_empty() { 0 } else { whole.parse().map_err(|_| err(input, "number too large"))? };
+        let mut nanos = whole.checked_mul(unit_nanos).ok_or_else(|| err(input, "duration too large"))?;
         if !frac.is_empty() {
             let digits = frac.len().min(18) as u32;
-            let frac_value: u128 = frac[..digits as usize]
-                .parse()
-                .map_err(|_| err(input, "malformed fraction"))?;
+            let frac_value: u128 = frac[..digits as usize].parse().map_err(|_| err(input, "malformed fraction"))?;
             nanos += frac_value * unit_nanos / 10u128.pow(digits);
         }
-        total_nanos = total_nanos
-            .checked_add(nanos)
-            .ok_or_else(|| err(input, "duration too large"))?;
+        total_nanos = total_nanos.checked_add(nanos).ok_or_else(|| err(input, "duration too large"))?;
         rest = after_unit;
     }
-    let secs =
-        u64::try_from(total_nanos / 1_000_000_000).map_err(|_| err(input, "duration too large"))?;
+    let secs = u64::try_from(total_nanos / 1_000_000_000).map_err(|_| err(input, "duration too large"))?;
     Ok(Duration::new(secs, (total_nanos % 1_000_000_000) as u32))
 }
 
@@ -141,11 +121,7 @@ pub fn human_duration_signed(seconds: i64) -> String {
     let minutes = seconds / 60;
     if minutes < 10 {
         let s = seconds % 60;
-        return if s == 0 {
-            format!("{minutes}m")
-        } else {
-            format!("{minutes}m{s}s")
-        };
+        return if s == 0 { format!("{minutes}m") } else { format!("{minutes}m{s}s") };
     }
     if minutes < 60 * 3 {
         return format!("{minutes}m");
@@ -153,33 +129,21 @@ pub fn human_duration_signed(seconds: i64) -> String {
     let hours = minutes / 60;
     if hours < 8 {
         let m = minutes % 60;
-        return if m == 0 {
-            format!("{hours}h")
-        } else {
-            format!("{hours}h{m}m")
-        };
+        return if m == 0 { format!("{hours}h") } else { format!("{hours}h{m}m") };
     }
     if hours < 48 {
         return format!("{hours}h");
     }
     if hours < 24 * 8 {
         let h = hours % 24;
-        return if h == 0 {
-            format!("{}d", hours / 24)
-        } else {
-            format!("{}d{h}h", hours / 24)
-        };
+        return if h == 0 { format!("{}d", hours / 24) } else { format!("{}d{h}h", hours / 24) };
     }
     if hours < 24 * 365 * 2 {
         return format!("{}d", hours / 24);
     }
     if hours < 24 * 365 * 8 {
         let dy = (hours / 24) % 365;
-        return if dy == 0 {
-            format!("{}y", hours / 24 / 365)
-        } else {
-            format!("{}y{dy}d", hours / 24 / 365)
-        };
+        return if dy == 0 { format!("{}y", hours / 24 / 365) } else { format!("{}y{dy}d", hours / 24 / 365) };
     }
     format!("{}y", hours / 24 / 365)
 }
@@ -224,10 +188,7 @@ mod tests {
         assert_eq!(parse_duration("2µs").unwrap(), Duration::from_micros(2));
         assert_eq!(parse_duration("7ns").unwrap(), Duration::from_nanos(7));
         assert_eq!(parse_duration(".5s").unwrap(), Duration::from_millis(500));
-        assert_eq!(
-            parse_duration("1h2m3.25s").unwrap(),
-            Duration::from_millis(3_723_250)
-        );
+        assert_eq!(parse_duration("1h2m3.25s").unwrap(), Duration::from_millis(3_723_250));
     }
 
     #[test]
@@ -236,10 +197,7 @@ mod tests {
         assert_eq!(parse_duration("10").unwrap(), Duration::from_secs(10));
         assert_eq!("0".parse::<Timeout>().unwrap(), Timeout(None));
         assert_eq!("0s".parse::<Timeout>().unwrap(), Timeout(None));
-        assert_eq!(
-            "5s".parse::<Timeout>().unwrap(),
-            Timeout(Some(Duration::from_secs(5)))
-        );
+        assert_eq!("5s".parse::<Timeout>().unwrap(), Timeout(Some(Duration::from_secs(5))));
     }
 
     #[test]

@@ -96,12 +96,7 @@ impl std::fmt::Display for Error {
 impl std::error::Error for Error {}
 
 impl Error {
-    pub fn new(
-        kind: ErrorKind,
-        what: impl Into<String>,
-        why: impl Into<String>,
-        fix: impl Into<String>,
-    ) -> Self {
+    pub fn new(kind: ErrorKind, what: impl Into<String>, why: impl Into<String>, fix: impl Into<String>) -> Self {
         Error {
             kind,
             what: what.into(),
@@ -138,9 +133,7 @@ impl Error {
         use std::io::ErrorKind as K;
         let fix = match err.kind() {
             K::NotFound => "Check the path.",
-            K::PermissionDenied => {
-                "Check the file's permissions (or run as a user that may read it)."
-            }
+            K::PermissionDenied => "Check the file's permissions (or run as a user that may read it).",
             K::StorageFull => "Free space on that file system or choose another directory.",
             K::AlreadyExists => "Choose another name, or pass --force to replace it.",
             _ => "",
@@ -163,10 +156,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self.kind {
             ErrorKind::Usage => EXIT_USAGE,
-            ErrorKind::Config
-            | ErrorKind::Unauthorized
-            | ErrorKind::Forbidden
-            | ErrorKind::ToolMissing => EXIT_UNKNOWN,
+            ErrorKind::Config | ErrorKind::Unauthorized | ErrorKind::Forbidden | ErrorKind::ToolMissing => EXIT_UNKNOWN,
             ErrorKind::Interrupted => EXIT_INTERRUPTED,
             _ => EXIT_CRITICAL,
         }
@@ -312,10 +302,7 @@ pub fn transport_cause(err: &(dyn std::error::Error + 'static)) -> TransportCaus
         || joined.contains("no such host")
     {
         TransportCause::Dns
-    } else if joined.contains("timed out")
-        || joined.contains("deadline")
-        || joined.contains("timeout")
-    {
+    } else if joined.contains("timed out") || joined.contains("deadline") || joined.contains("timeout") {
         TransportCause::Timeout
     } else if joined.contains("connection reset")
         || joined.contains("broken pipe")
@@ -338,17 +325,11 @@ fn tls_cause(err: &rustls::Error) -> TransportCause {
         rustls::Error::InvalidCertificate(c) => match c {
             C::UnknownIssuer | C::BadSignature => TransportCause::TlsUnknownAuthority,
             C::Expired => TransportCause::TlsExpired(None),
-            C::ExpiredContext { not_after, .. } => {
-                TransportCause::TlsExpired(unix_to_timestamp(*not_after))
-            }
+            C::ExpiredContext { not_after, .. } => TransportCause::TlsExpired(unix_to_timestamp(*not_after)),
             C::NotValidYet => TransportCause::TlsNotYetValid(None),
-            C::NotValidYetContext { not_before, .. } => {
-                TransportCause::TlsNotYetValid(unix_to_timestamp(*not_before))
-            }
+            C::NotValidYetContext { not_before, .. } => TransportCause::TlsNotYetValid(unix_to_timestamp(*not_before)),
             C::NotValidForName => TransportCause::TlsBadName(String::new()),
-            C::NotValidForNameContext { presented, .. } => {
-                TransportCause::TlsBadName(presented.join(", "))
-            }
+            C::NotValidForNameContext { presented, .. } => TransportCause::TlsBadName(presented.join(", ")),
             other => TransportCause::Tls(format!("{other:?}")),
         },
         other => TransportCause::Tls(other.to_string()),
@@ -372,18 +353,8 @@ pub fn relative_time(t: jiff::Timestamp) -> String {
 
 /// A transport failure talking to `server` (the name says which server: "the API server",
 /// "etcd member etcd-cp1").
-pub fn transport_error(
-    server_label: &str,
-    url: &str,
-    cause: TransportCause,
-    timeout: Option<Duration>,
-) -> Error {
-    let host = url
-        .trim_start_matches("https://")
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap_or(url);
+pub fn transport_error(server_label: &str, url: &str, cause: TransportCause, timeout: Option<Duration>) -> Error {
+    let host = url.trim_start_matches("https://").trim_start_matches("http://").split('/').next().unwrap_or(url);
     match cause {
         TransportCause::ConnectionRefused => Error::new(
             ErrorKind::ConnectionRefused,
@@ -410,9 +381,7 @@ pub fn transport_error(
             ErrorKind::Timeout,
             format!(
                 "No answer from {server_label} at {url}{}",
-                timeout
-                    .map(|t| format!(" within {}", crate::duration::short_latency(t)))
-                    .unwrap_or_default()
+                timeout.map(|t| format!(" within {}", crate::duration::short_latency(t))).unwrap_or_default()
             ),
             "i/o timeout: the address is unreachable (VPN, firewall, security group, load balancer) or the server is overloaded",
             format!(
@@ -443,10 +412,7 @@ pub fn transport_error(
             ErrorKind::TlsNotYetValid,
             format!("TLS verification of {server_label} at {url} failed"),
             match not_before {
-                Some(t) => format!(
-                    "x509: certificate is not yet valid: it is valid from {}",
-                    format_time(t)
-                ),
+                Some(t) => format!("x509: certificate is not yet valid: it is valid from {}", format_time(t)),
                 None => "x509: certificate is not yet valid".to_string(),
             },
             "The clock of this machine or of the server is wrong: check `date` here and on the control-plane nodes (chrony/ntp).",
@@ -467,12 +433,9 @@ pub fn transport_error(
             msg,
             "Check that the address speaks HTTPS and that your kubeconfig's certificates are valid.",
         ),
-        TransportCause::Other(msg) => Error::new(
-            ErrorKind::Failed,
-            format!("Request to {server_label} at {url} failed"),
-            msg,
-            "",
-        ),
+        TransportCause::Other(msg) => {
+            Error::new(ErrorKind::Failed, format!("Request to {server_label} at {url} failed"), msg, "")
+        }
     }
 }
 
@@ -499,17 +462,8 @@ pub fn http_error(
     let parsed: StatusBody = serde_json::from_slice(body).unwrap_or_default();
     let server_message = if parsed.message.is_empty() {
         let text = String::from_utf8_lossy(body);
-        let first = text
-            .lines()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("")
-            .trim()
-            .to_string();
-        if first.len() > 300 {
-            format!("{}…", &first[..first.floor_char_boundary(300)])
-        } else {
-            first
-        }
+        let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
+        if first.len() > 300 { format!("{}…", &first[..first.floor_char_boundary(300)]) } else { first }
     } else {
         parsed.message.clone()
     };
@@ -521,9 +475,7 @@ pub fn http_error(
             "Refresh your credentials (your cloud CLI's login, or a fresh kubeconfig from the cluster admin; with kubeadm: `kubeadm certs renew admin.conf` on a control-plane node).",
         ),
         403 => {
-            let need = access
-                .map(Access::describe)
-                .unwrap_or_else(|| request.to_string());
+            let need = access.map(Access::describe).unwrap_or_else(|| request.to_string());
             Error::new(
                 ErrorKind::Forbidden,
                 format!("Permission denied for {request} (403 Forbidden)"),
@@ -562,31 +514,17 @@ pub fn http_error(
             format!("The API server is throttling {request} (429 Too Many Requests)"),
             format!(
                 "API Priority and Fairness rejected it (queue full or wait time-out in its priority level){}",
-                retry_after
-                    .map(|d| format!("; the server asks to retry after {}s", d.as_secs()))
-                    .unwrap_or_default()
+                retry_after.map(|d| format!("; the server asks to retry after {}s", d.as_secs())).unwrap_or_default()
             ),
             "Retry later; find the flooding client with `kubectl apftop`.",
         ),
         500..=599 => Error::new(
             ErrorKind::Server,
-            format!(
-                "The API server failed {request} ({status}{})",
-                reason_suffix(&parsed.reason)
-            ),
-            if server_message.is_empty() {
-                "no details in the answer".to_string()
-            } else {
-                server_message.clone()
-            },
+            format!("The API server failed {request} ({status}{})", reason_suffix(&parsed.reason)),
+            if server_message.is_empty() { "no details in the answer".to_string() } else { server_message.clone() },
             "Often etcd trouble (`etcdserver: request timed out`), an aggregated API or webhook that is down, or an overloaded server: run `kubectl cphealth`.",
         ),
-        _ => Error::new(
-            ErrorKind::Failed,
-            format!("{request} failed with HTTP {status}"),
-            server_message.clone(),
-            "",
-        ),
+        _ => Error::new(ErrorKind::Failed, format!("{request} failed with HTTP {status}"), server_message.clone(), ""),
     };
     err.http_status = Some(status);
     err.retry_after = retry_after;
@@ -597,22 +535,12 @@ pub fn http_error(
 }
 
 fn reason_suffix(reason: &str) -> String {
-    if reason.is_empty() {
-        String::new()
-    } else {
-        format!(" {reason}")
-    }
+    if reason.is_empty() { String::new() } else { format!(" {reason}") }
 }
 
 /// Parses a `Retry-After` header given in seconds (the only form the API server sends).
 pub fn parse_retry_after(value: Option<&http::HeaderValue>) -> Option<Duration> {
-    value?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
+    value?.to_str().ok()?.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
 #[cfg(test)]
@@ -633,19 +561,11 @@ mod tests {
                 Some(&self.0)
             }
         }
-        let refused = Wrapper(std::io::Error::new(
-            std::io::ErrorKind::ConnectionRefused,
-            "Connection refused",
-        ));
+        let refused = Wrapper(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused"));
         assert_eq!(transport_cause(&refused), TransportCause::ConnectionRefused);
-        let timeout = Wrapper(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            "timed out",
-        ));
+        let timeout = Wrapper(std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out"));
         assert_eq!(transport_cause(&timeout), TransportCause::Timeout);
-        let dns = std::io::Error::other(
-            "dns error: failed to lookup address information: Name or service not known",
-        );
+        let dns = std::io::Error::other("dns error: failed to lookup address information: Name or service not known");
         assert_eq!(transport_cause(&dns), TransportCause::Dns);
     }
 
@@ -653,9 +573,7 @@ mod tests {
     fn finds_rustls_errors_wrapped_in_io_errors() {
         let expired = rustls::Error::InvalidCertificate(rustls::CertificateError::ExpiredContext {
             time: rustls::pki_types::UnixTime::since_unix_epoch(Duration::from_secs(1_800_000_000)),
-            not_after: rustls::pki_types::UnixTime::since_unix_epoch(Duration::from_secs(
-                1_700_000_000,
-            )),
+            not_after: rustls::pki_types::UnixTime::since_unix_epoch(Duration::from_secs(1_700_000_000)),
         });
         let io = std::io::Error::new(std::io::ErrorKind::InvalidData, expired);
         match transport_cause(&io) {
@@ -666,21 +584,13 @@ mod tests {
             std::io::ErrorKind::InvalidData,
             rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
         );
-        assert_eq!(
-            transport_cause(&unknown),
-            TransportCause::TlsUnknownAuthority
-        );
+        assert_eq!(transport_cause(&unknown), TransportCause::TlsUnknownAuthority);
     }
 
     #[test]
     fn expired_certificate_message_names_the_date() {
         let t = jiff::Timestamp::from_second(1_700_000_000).unwrap();
-        let e = transport_error(
-            "the API server",
-            "https://127.0.0.1:6443",
-            TransportCause::TlsExpired(Some(t)),
-            None,
-        );
+        let e = transport_error("the API server", "https://127.0.0.1:6443", TransportCause::TlsExpired(Some(t)), None);
         let text = e.to_string();
         assert!(text.contains("certificate has expired"), "{text}");
         assert!(text.contains("2023-11-14 22:13 UTC"), "{text}");
@@ -690,17 +600,10 @@ mod tests {
 
     #[test]
     fn connection_refused_is_one_paragraph_with_a_fix() {
-        let e = transport_error(
-            "the API server",
-            "https://127.0.0.1:1",
-            TransportCause::ConnectionRefused,
-            None,
-        );
+        let e = transport_error("the API server", "https://127.0.0.1:1", TransportCause::ConnectionRefused, None);
         let text = e.to_string();
         assert!(!text.contains('\n'));
-        assert!(text.starts_with(
-            "Cannot connect to the API server at https://127.0.0.1:1: connection refused"
-        ));
+        assert!(text.starts_with("Cannot connect to the API server at https://127.0.0.1:1: connection refused"));
         assert!(text.contains("ss -tlnp | grep 1"), "{text}");
     }
 
@@ -711,14 +614,8 @@ mod tests {
         let e = http_error("https://x", "list leases", 403, body, None, Some(&access));
         assert_eq!(e.kind, ErrorKind::Forbidden);
         let text = e.to_string();
-        assert!(
-            text.contains("lacks list on leases.coordination.k8s.io in kube-system"),
-            "{text}"
-        );
-        assert!(
-            text.contains("kubectl auth can-i list leases.coordination.k8s.io -n kube-system"),
-            "{text}"
-        );
+        assert!(text.contains("lacks list on leases.coordination.k8s.io in kube-system"), "{text}");
+        assert!(text.contains("kubectl auth can-i list leases.coordination.k8s.io -n kube-system"), "{text}");
         assert_eq!(e.exit_code(), 3);
     }
 
@@ -727,14 +624,8 @@ mod tests {
         let hv = http::HeaderValue::from_static("7");
         let retry = parse_retry_after(Some(&hv));
         assert_eq!(retry, Some(Duration::from_secs(7)));
-        let e = http_error(
-            "https://x",
-            "GET /metrics",
-            429,
-            b"Too many requests, please try again later.\n",
-            retry,
-            None,
-        );
+        let e =
+            http_error("https://x", "GET /metrics", 429, b"Too many requests, please try again later.\n", retry, None);
         assert_eq!(e.kind, ErrorKind::TooManyRequests);
         assert!(e.to_string().contains("retry after 7s"));
         assert!(e.to_string().contains("kubectl apftop"));
@@ -753,30 +644,16 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::Server);
         assert!(e.to_string().contains("etcdserver: request timed out"));
         assert!(e.to_string().contains("(500 InternalError)"));
-        let e = http_error(
-            "https://x",
-            "GET /version",
-            401,
-            br#"{"message":"Unauthorized","code":401}"#,
-            None,
-            None,
-        );
+        let e = http_error("https://x", "GET /version", 401, br#"{"message":"Unauthorized","code":401}"#, None, None);
         assert_eq!(e.kind, ErrorKind::Unauthorized);
         assert_eq!(e.exit_code(), 3);
     }
 
     #[test]
     fn access_descriptions() {
-        assert_eq!(
-            Access::non_resource("get", "/metrics?x=1").describe(),
-            "get on /metrics"
-        );
-        let exec =
-            Access::resource("create", "", "pods", Some("kube-system")).with_subresource("exec");
+        assert_eq!(Access::non_resource("get", "/metrics?x=1").describe(), "get on /metrics");
+        let exec = Access::resource("create", "", "pods", Some("kube-system")).with_subresource("exec");
         assert_eq!(exec.describe(), "create on pods/exec in kube-system");
-        assert_eq!(
-            exec.can_i(),
-            "kubectl auth can-i create pods --subresource=exec -n kube-system"
-        );
+        assert_eq!(exec.can_i(), "kubectl auth can-i create pods --subresource=exec -n kube-system");
     }
 }

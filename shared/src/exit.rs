@@ -3,9 +3,7 @@
 use serde::Serialize;
 
 /// The verdict of a check, ordered from best to worst so that `max` gives the overall verdict.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Status {
     Ok,
@@ -80,18 +78,9 @@ mod tests {
 
     #[test]
     fn worst_status_wins() {
-        let all = [
-            Status::Ok,
-            Status::Skipped,
-            Status::Warning,
-            Status::Critical,
-            Status::Unknown,
-        ];
+        let all = [Status::Ok, Status::Skipped, Status::Warning, Status::Critical, Status::Unknown];
         assert_eq!(all.iter().copied().max(), Some(Status::Critical));
-        assert_eq!(
-            [Status::Ok, Status::Skipped].iter().copied().max(),
-            Some(Status::Skipped)
-        );
+        assert_eq!([Status::Ok, Status::Skipped].iter().copied().max(), Some(Status::Skipped));
         assert_eq!(Status::Skipped.exit_code(), 0);
     }
 

@@ -48,12 +48,7 @@ impl HealthBody {
 
 /// Parses a health answer body.
 pub fn parse(body: &str) -> HealthBody {
-    let mut out = HealthBody {
-        checks: Vec::new(),
-        passed: None,
-        warnings: Vec::new(),
-        unrecognised: Vec::new(),
-    };
+    let mut out = HealthBody { checks: Vec::new(), passed: None, warnings: Vec::new(), unrecognised: Vec::new() };
     for raw in body.lines() {
         let line = raw.trim_end();
         if line.is_empty() {
@@ -64,21 +59,13 @@ pub fn parse(body: &str) -> HealthBody {
                 Some(n) => (n, CheckState::Excluded),
                 None => (rest.strip_suffix(" ok").unwrap_or(rest), CheckState::Ok),
             };
-            out.checks.push(HealthLine {
-                name: name.to_string(),
-                state,
-                reason: None,
-            });
+            out.checks.push(HealthLine { name: name.to_string(), state, reason: None });
         } else if let Some(rest) = line.strip_prefix("[-]") {
             let (name, reason) = match rest.split_once(" failed: ") {
                 Some((n, r)) => (n, Some(r.to_string())),
                 None => (rest.strip_suffix(" failed").unwrap_or(rest), None),
             };
-            out.checks.push(HealthLine {
-                name: name.to_string(),
-                state: CheckState::Failed,
-                reason,
-            });
+            out.checks.push(HealthLine { name: name.to_string(), state: CheckState::Failed, reason });
         } else if let Some(w) = line.strip_prefix("warn: ") {
             out.warnings.push(w.to_string());
         } else if line.ends_with(" check passed") {
@@ -103,9 +90,7 @@ pub fn explain_check(name: &str) -> &'static str {
         "etcd" | "etcd-readiness" => {
             "the API server cannot reach etcd (etcd down, quorum lost, certificates, or network)"
         }
-        "informer-sync" => {
-            "the API server's caches have not synced yet (starting, or etcd is slow)"
-        }
+        "informer-sync" => "the API server's caches have not synced yet (starting, or etcd is slow)",
         "shutdown" => "the API server is shutting down",
         "ping" | "log" => "the API server process is unhealthy",
         n if n.starts_with("kms-provider") => "the KMS encryption provider does not answer",
@@ -124,9 +109,7 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> String {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../tests/fixtures/health")
-            .join(name);
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/health").join(name);
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     }
 
@@ -138,10 +121,7 @@ mod tests {
         assert_eq!(h.checks.len(), 18);
         assert_eq!(h.count(CheckState::Ok), 18);
         assert_eq!(h.checks[0].name, "ping");
-        assert_eq!(
-            h.checks[3].name,
-            "poststarthook/start-kube-apiserver-admission-initializer"
-        );
+        assert_eq!(h.checks[3].name, "poststarthook/start-kube-apiserver-admission-initializer");
         assert!(h.unrecognised.is_empty());
     }
 
@@ -153,19 +133,13 @@ mod tests {
         let etcd = h.checks.iter().find(|c| c.name == "etcd").unwrap();
         assert_eq!(etcd.state, CheckState::Excluded);
         assert_eq!(h.count(CheckState::Excluded), 1);
-        assert!(
-            h.checks
-                .iter()
-                .any(|c| c.name == "shutdown" && c.state == CheckState::Ok)
-        );
+        assert!(h.checks.iter().any(|c| c.name == "shutdown" && c.state == CheckState::Ok));
     }
 
     #[test]
     fn parses_the_k3s_failing_healthz_capture() {
         // tests/fixtures/health/k3s-issue1385-healthz-verbose-failing-partial.txt (partial capture)
-        let h = parse(&fixture(
-            "k3s-issue1385-healthz-verbose-failing-partial.txt",
-        ));
+        let h = parse(&fixture("k3s-issue1385-healthz-verbose-failing-partial.txt"));
         assert_eq!(h.passed, Some(false));
         let failed: Vec<&str> = h.failed().map(|c| c.name.as_str()).collect();
         assert_eq!(
@@ -176,10 +150,7 @@ mod tests {
                 "poststarthook/ca-registration"
             ]
         );
-        assert!(
-            h.failed()
-                .all(|c| c.reason.as_deref() == Some("reason withheld"))
-        );
+        assert!(h.failed().all(|c| c.reason.as_deref() == Some("reason withheld")));
         assert_eq!(h.count(CheckState::Ok), 12);
     }
 

@@ -19,43 +19,26 @@ pub struct LoadedKubeconfig {
 
 impl LoadedKubeconfig {
     pub fn context_names(&self) -> Vec<String> {
-        self.config
-            .contexts
-            .iter()
-            .map(|c| c.name.clone())
-            .collect()
+        self.config.contexts.iter().map(|c| c.name.clone()).collect()
     }
 
     pub fn cluster_names(&self) -> Vec<String> {
-        self.config
-            .clusters
-            .iter()
-            .map(|c| c.name.clone())
-            .collect()
+        self.config.clusters.iter().map(|c| c.name.clone()).collect()
     }
 
     pub fn user_names(&self) -> Vec<String> {
-        self.config
-            .auth_infos
-            .iter()
-            .map(|c| c.name.clone())
-            .collect()
+        self.config.auth_infos.iter().map(|c| c.name.clone()).collect()
     }
 }
 
 /// The paths kubectl would consider, in order: `--kubeconfig`, else `KUBECONFIG`'s list, else the
 /// default file.
-pub fn candidate_paths(
-    explicit: Option<&Path>,
-    env_value: Option<&std::ffi::OsStr>,
-) -> Vec<PathBuf> {
+pub fn candidate_paths(explicit: Option<&Path>, env_value: Option<&std::ffi::OsStr>) -> Vec<PathBuf> {
     if let Some(p) = explicit {
         return vec![p.to_path_buf()];
     }
     if let Some(value) = env_value {
-        let paths: Vec<PathBuf> = std::env::split_paths(value)
-            .filter(|p| !p.as_os_str().is_empty())
-            .collect();
+        let paths: Vec<PathBuf> = std::env::split_paths(value).filter(|p| !p.as_os_str().is_empty()).collect();
         if !paths.is_empty() {
             return paths;
         }
@@ -77,10 +60,7 @@ pub fn load(explicit: Option<&Path>) -> Result<Option<LoadedKubeconfig>> {
 }
 
 /// [`load`] with the `KUBECONFIG` value passed in (testable without touching the environment).
-pub fn load_from(
-    explicit: Option<&Path>,
-    env_value: Option<&std::ffi::OsStr>,
-) -> Result<Option<LoadedKubeconfig>> {
+pub fn load_from(explicit: Option<&Path>, env_value: Option<&std::ffi::OsStr>) -> Result<Option<LoadedKubeconfig>> {
     let paths = candidate_paths(explicit, env_value);
     let mut merged: Option<Kubeconfig> = None;
     let mut files = Vec::new();
@@ -162,11 +142,7 @@ pub fn check_names(
     if !context_name.is_empty() && !loaded.context_names().contains(&context_name) {
         return Err(Error::config(
             format!("Context {context_name:?} is not in the kubeconfig"),
-            format!(
-                "{} has the contexts: {}",
-                describe_files(&loaded.files),
-                list_or_none(&loaded.context_names())
-            ),
+            format!("{} has the contexts: {}", describe_files(&loaded.files), list_or_none(&loaded.context_names())),
             "Pick one of those with --context, or check KUBECONFIG.",
         ));
     }
@@ -175,10 +151,7 @@ pub fn check_names(
     {
         return Err(Error::config(
             format!("Cluster {c:?} is not in the kubeconfig"),
-            format!(
-                "the clusters are: {}",
-                list_or_none(&loaded.cluster_names())
-            ),
+            format!("the clusters are: {}", list_or_none(&loaded.cluster_names())),
             "Pick one of those with --cluster.",
         ));
     }
@@ -199,20 +172,13 @@ fn describe_files(files: &[PathBuf]) -> String {
         [one] => one.display().to_string(),
         many => format!(
             "the merged kubeconfig ({})",
-            many.iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
+            many.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
         ),
     }
 }
 
 fn list_or_none(names: &[String]) -> String {
-    if names.is_empty() {
-        "none".to_string()
-    } else {
-        names.join(", ")
-    }
+    if names.is_empty() { "none".to_string() } else { names.join(", ") }
 }
 
 /// The error when neither a kubeconfig nor an in-cluster configuration is available.
@@ -283,22 +249,9 @@ users:
         let loaded = load_from(None, Some(&env)).unwrap().unwrap();
         assert_eq!(loaded.files, vec![a, b]);
         assert_eq!(loaded.config.current_context.as_deref(), Some("alpha"));
-        let shared = loaded
-            .config
-            .clusters
-            .iter()
-            .find(|c| c.name == "shared")
-            .unwrap();
-        assert_eq!(
-            shared.cluster.as_ref().unwrap().server.as_deref(),
-            Some("https://127.0.0.1:1111")
-        );
-        let alpha = loaded
-            .config
-            .contexts
-            .iter()
-            .find(|c| c.name == "alpha")
-            .unwrap();
+        let shared = loaded.config.clusters.iter().find(|c| c.name == "shared").unwrap();
+        assert_eq!(shared.cluster.as_ref().unwrap().server.as_deref(), Some("https://127.0.0.1:1111"));
+        let alpha = loaded.config.contexts.iter().find(|c| c.name == "alpha").unwrap();
         assert_eq!(alpha.context.as_ref().unwrap().cluster, "shared");
         let mut contexts = loaded.context_names();
         contexts.sort();
@@ -331,10 +284,7 @@ users:
         let dir = tempfile::tempdir().unwrap();
         let bad = write(dir.path(), "bad", "clusters: [this is: not: valid");
         let err = load_from(None, Some(bad.as_os_str())).unwrap_err();
-        assert!(
-            err.to_string().contains(&bad.display().to_string()),
-            "{err}"
-        );
+        assert!(err.to_string().contains(&bad.display().to_string()), "{err}");
     }
 
     #[test]

@@ -42,11 +42,7 @@ pub struct InflightLimits {
 
 impl Default for InflightLimits {
     fn default() -> Self {
-        InflightLimits {
-            read_only: 400.0,
-            mutating: 200.0,
-            from_flags: false,
-        }
+        InflightLimits { read_only: 400.0, mutating: 200.0, from_flags: false }
     }
 }
 
@@ -61,13 +57,7 @@ pub struct Window<'a> {
 
 /// Priority levels whose rejections hurt the cluster itself (controllers, nodes, leader
 /// election): rejections there are CRITICAL, elsewhere a WARNING.
-pub const SYSTEM_PRIORITY_LEVELS: [&str; 5] = [
-    "exempt",
-    "system",
-    "node-high",
-    "leader-election",
-    "workload-high",
-];
+pub const SYSTEM_PRIORITY_LEVELS: [&str; 5] = ["exempt", "system", "node-high", "leader-election", "workload-high"];
 
 fn is_long_running(s: &OwnedSample) -> bool {
     matches!(s.label("verb"), Some("WATCH" | "WATCHLIST" | "CONNECT"))
@@ -98,20 +88,13 @@ pub struct LoadSummary {
     pub storage_size_bytes: Option<f64>,
 }
 
-fn merge_into(
-    target: &mut BTreeMap<Vec<String>, Histogram>,
-    add: BTreeMap<Vec<String>, Histogram>,
-) {
+fn merge_into(target: &mut BTreeMap<Vec<String>, Histogram>, add: BTreeMap<Vec<String>, Histogram>) {
     for (k, h) in add {
         target.entry(k).or_default().merge(&h);
     }
 }
 
-fn add_rates(
-    target: &mut BTreeMap<Vec<String>, f64>,
-    add: BTreeMap<Vec<String>, f64>,
-    seconds: f64,
-) {
+fn add_rates(target: &mut BTreeMap<Vec<String>, f64>, add: BTreeMap<Vec<String>, f64>, seconds: f64) {
     if seconds <= 0.0 {
         return;
     }
@@ -122,10 +105,7 @@ fn add_rates(
 
 /// Sums the windows of every replica.
 pub fn summarise(windows: &[Window<'_>]) -> LoadSummary {
-    let mut s = LoadSummary {
-        replicas: windows.len(),
-        ..Default::default()
-    };
+    let mut s = LoadSummary { replicas: windows.len(), ..Default::default() };
     let mut latency: BTreeMap<Vec<String>, Histogram> = BTreeMap::new();
     let mut etcd: BTreeMap<Vec<String>, Histogram> = BTreeMap::new();
     let mut webhook_latency: BTreeMap<Vec<String>, Histogram> = BTreeMap::new();
@@ -135,27 +115,14 @@ pub fn summarise(windows: &[Window<'_>]) -> LoadSummary {
     let mut fail_open: BTreeMap<Vec<String>, f64> = BTreeMap::new();
     for w in windows {
         s.seconds = s.seconds.max(w.seconds);
-        let inflight = w.newer.sum_by(
-            "apiserver_current_inflight_requests",
-            &["request_kind"],
-            &crate::metrics::any,
-        );
+        let inflight = w.newer.sum_by("apiserver_current_inflight_requests", &["request_kind"], &crate::metrics::any);
         let get = |k: &str| inflight.get(&vec![k.to_string()]).copied().unwrap_or(0.0);
-        s.inflight.push((
-            w.replica.clone(),
-            get("readOnly"),
-            w.limits.read_only,
-            get("mutating"),
-            w.limits.mutating,
-        ));
+        s.inflight.push((w.replica.clone(), get("readOnly"), w.limits.read_only, get("mutating"), w.limits.mutating));
         merge_into(
             &mut latency,
-            w.newer.histogram_increase_by(
-                w.older,
-                "apiserver_request_duration_seconds",
-                &["verb"],
-                &|x| !is_long_running(x),
-            ),
+            w.newer.histogram_increase_by(w.older, "apiserver_request_duration_seconds", &["verb"], &|x| {
+                !is_long_running(x)
+            }),
         );
         merge_into(
             &mut etcd,
@@ -177,12 +144,7 @@ pub fn summarise(windows: &[Window<'_>]) -> LoadSummary {
         );
         add_rates(
             &mut codes,
-            w.newer.increase_by(
-                w.older,
-                "apiserver_request_total",
-                &["code"],
-                &crate::metrics::any,
-            ),
+            w.newer.increase_by(w.older, "apiserver_request_total", &["code"], &crate::metrics::any),
             w.seconds,
         );
         add_rates(
@@ -197,12 +159,9 @@ pub fn summarise(windows: &[Window<'_>]) -> LoadSummary {
         );
         add_rates(
             &mut webhook_errors,
-            w.newer.increase_by(
-                w.older,
-                "apiserver_admission_webhook_rejection_count",
-                &["name"],
-                &|x| x.label("error_type") == Some("calling_webhook_error"),
-            ),
+            w.newer.increase_by(w.older, "apiserver_admission_webhook_rejection_count", &["name"], &|x| {
+                x.label("error_type") == Some("calling_webhook_error")
+            }),
             w.seconds,
         );
         add_rates(
@@ -215,19 +174,10 @@ pub fn summarise(windows: &[Window<'_>]) -> LoadSummary {
             ),
             w.seconds,
         );
-        let size = [
-            "apiserver_storage_size_bytes",
-            "apiserver_storage_db_total_size_in_bytes",
-            "etcd_db_total_size_in_bytes",
-        ]
-        .iter()
-        .find_map(|f| {
-            w.newer
-                .max_by(f, &[], &crate::metrics::any)
-                .values()
-                .next()
-                .copied()
-        });
+        let size =
+            ["apiserver_storage_size_bytes", "apiserver_storage_db_total_size_in_bytes", "etcd_db_total_size_in_bytes"]
+                .iter()
+                .find_map(|f| w.newer.max_by(f, &[], &crate::metrics::any).values().next().copied());
         if let Some(size) = size {
             s.storage_size_bytes = Some(s.storage_size_bytes.map_or(size, |x: f64| x.max(size)));
         }
@@ -262,25 +212,15 @@ pub fn summarise(windows: &[Window<'_>]) -> LoadSummary {
             s.apf_rejections.insert((k[0].clone(), k[1].clone()), v);
         }
     }
-    s.webhook_errors_per_second = webhook_errors
-        .into_iter()
-        .filter(|(_, v)| *v > 0.0)
-        .map(|(k, v)| (k.join(""), v))
-        .collect();
-    s.webhook_fail_open_per_second = fail_open
-        .into_iter()
-        .filter(|(_, v)| *v > 0.0)
-        .map(|(k, v)| (k.join(""), v))
-        .collect();
+    s.webhook_errors_per_second =
+        webhook_errors.into_iter().filter(|(_, v)| *v > 0.0).map(|(k, v)| (k.join(""), v)).collect();
+    s.webhook_fail_open_per_second =
+        fail_open.into_iter().filter(|(_, v)| *v > 0.0).map(|(k, v)| (k.join(""), v)).collect();
     s
 }
 
 fn rate(v: f64) -> String {
-    if v >= 10.0 {
-        format!("{v:.0}/s")
-    } else {
-        format!("{v:.1}/s")
-    }
+    if v >= 10.0 { format!("{v:.0}/s") } else { format!("{v:.1}/s") }
 }
 
 /// The verdict on the load of the API servers.
@@ -290,12 +230,7 @@ pub fn judge(s: &LoadSummary) -> CheckResult {
     let mut fine = Vec::new();
     r.push_evidence(
         "window",
-        format!(
-            "{:.1}s over {} replica{}",
-            s.seconds,
-            s.replicas,
-            if s.replicas == 1 { "" } else { "s" }
-        ),
+        format!("{:.1}s over {} replica{}", s.seconds, s.replicas, if s.replicas == 1 { "" } else { "s" }),
     );
 
     // Inflight against the limits.
@@ -324,19 +259,12 @@ pub fn judge(s: &LoadSummary) -> CheckResult {
         }
     }
     if worst_inflight.0 > 80.0 {
-        r.raise(if worst_inflight.0 >= 100.0 {
-            Status::Critical
-        } else {
-            Status::Warning
-        });
+        r.raise(if worst_inflight.0 >= 100.0 { Status::Critical } else { Status::Warning });
         problems.push(worst_inflight.1.clone());
     } else if !s.inflight.is_empty() {
-        let (ro, rl, m, ml) = s.inflight.iter().fold((0.0, 0.0, 0.0, 0.0), |a, x| {
-            (a.0 + x.1, a.1 + x.2, a.2 + x.3, a.3 + x.4)
-        });
-        fine.push(format!(
-            "inflight {ro:.0}/{rl:.0} read, {m:.0}/{ml:.0} write"
-        ));
+        let (ro, rl, m, ml) =
+            s.inflight.iter().fold((0.0, 0.0, 0.0, 0.0), |a, x| (a.0 + x.1, a.1 + x.2, a.2 + x.3, a.3 + x.4));
+        fine.push(format!("inflight {ro:.0}/{rl:.0} read, {m:.0}/{ml:.0} write"));
     }
 
     // Latency by verb.
@@ -349,11 +277,7 @@ pub fn judge(s: &LoadSummary) -> CheckResult {
         } else {
             Status::Ok
         };
-        r.sub(
-            format!("p99 {verb}"),
-            st,
-            format!("{verb} p99 {}", short_latency_secs(*p99)),
-        );
+        r.sub(format!("p99 {verb}"), st, format!("{verb} p99 {}", short_latency_secs(*p99)));
         if st != Status::Ok {
             r.raise(st);
             slow.push(format!("{verb} p99 {}", short_latency_secs(*p99)));
@@ -378,11 +302,7 @@ pub fn judge(s: &LoadSummary) -> CheckResult {
             ),
         );
         if ratio > 1.0 {
-            r.raise(if ratio > 5.0 {
-                Status::Critical
-            } else {
-                Status::Warning
-            });
+            r.raise(if ratio > 5.0 { Status::Critical } else { Status::Warning });
             problems.push(format!("{ratio:.1}% of requests fail with 5xx"));
             r.fix("Look at what fails: `kubectl get --raw /metrics | grep 'apiserver_request_total{.*code=\"5'`; usually etcd trouble or an aggregated API/webhook that is down (see the other checks).", &[], "low: read-only");
         } else {
@@ -392,35 +312,21 @@ pub fn judge(s: &LoadSummary) -> CheckResult {
     if !s.apf_rejections.is_empty() {
         let mut by_level: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for ((level, reason), v) in &s.apf_rejections {
-            by_level
-                .entry(level)
-                .or_default()
-                .push(format!("{reason} {}", rate(*v)));
+            by_level.entry(level).or_default().push(format!("{reason} {}", rate(*v)));
         }
         for (level, reasons) in &by_level {
-            let st = if SYSTEM_PRIORITY_LEVELS.contains(level) {
-                Status::Critical
-            } else {
-                Status::Warning
-            };
+            let st = if SYSTEM_PRIORITY_LEVELS.contains(level) { Status::Critical } else { Status::Warning };
             r.raise(st);
             r.sub(
                 format!("apf {level}"),
                 st,
-                format!(
-                    "priority level {level} rejects requests: {}",
-                    reasons.join(", ")
-                ),
+                format!("priority level {level} rejects requests: {}", reasons.join(", ")),
             );
         }
         problems.push(format!(
             "APF rejects requests ({} 429s): {}",
             rate(s.throttled_429_per_second),
-            by_level
-                .iter()
-                .map(|(l, rs)| format!("{l} {}", rs.join("+")))
-                .collect::<Vec<_>>()
-                .join("; ")
+            by_level.iter().map(|(l, rs)| format!("{l} {}", rs.join("+"))).collect::<Vec<_>>().join("; ")
         ));
         r.fix(
             "Find who floods the saturated priority level and isolate it with its own FlowSchema and priority level instead of raising global limits.",
@@ -429,10 +335,7 @@ pub fn judge(s: &LoadSummary) -> CheckResult {
         );
     } else if s.throttled_429_per_second > 0.0 {
         r.raise(Status::Warning);
-        problems.push(format!(
-            "{} requests answered 429",
-            rate(s.throttled_429_per_second)
-        ));
+        problems.push(format!("{} requests answered 429", rate(s.throttled_429_per_second)));
     } else {
         fine.push("no 429s".into());
     }
@@ -447,21 +350,14 @@ pub fn judge(s: &LoadSummary) -> CheckResult {
         } else {
             Status::Ok
         };
-        r.sub(
-            format!("etcd p99 {op}"),
-            st,
-            format!("etcd {op} p99 {}", short_latency_secs(*p99)),
-        );
+        r.sub(format!("etcd p99 {op}"), st, format!("etcd {op} p99 {}", short_latency_secs(*p99)));
         if st != Status::Ok {
             r.raise(st);
             etcd_slow.push(format!("{op} {}", short_latency_secs(*p99)));
         }
     }
     if !etcd_slow.is_empty() {
-        problems.push(format!(
-            "slow etcd requests (p99): {}",
-            etcd_slow.join(", ")
-        ));
+        problems.push(format!("slow etcd requests (p99): {}", etcd_slow.join(", ")));
         r.fix(
             "etcd is slow: check its db size and fragmentation (the etcd check), disk latency on the control-plane nodes (etcd needs low-latency fsync, SSDs), and large LISTs (events, pods cluster-wide).",
             &["kubectl etcdsnap members", "kubectl etcdsnap defrag --all"],
@@ -484,23 +380,13 @@ pub fn judge(s: &LoadSummary) -> CheckResult {
     }
     for (name, v) in &s.webhook_fail_open_per_second {
         r.raise(Status::Warning);
-        problems.push(format!(
-            "webhook {name} fails open ({}): its policy is not enforced",
-            rate(*v)
-        ));
+        problems.push(format!("webhook {name} fails open ({}): its policy is not enforced", rate(*v)));
     }
     if let Some(size) = s.storage_size_bytes {
-        r.push_evidence(
-            "etcd db size (API server's view)",
-            crate::output::human_bytes(size as u64),
-        );
+        r.push_evidence("etcd db size (API server's view)", crate::output::human_bytes(size as u64));
     }
 
-    r.message = if problems.is_empty() {
-        fine.join(", ")
-    } else {
-        problems.join("; ")
-    };
+    r.message = if problems.is_empty() { fine.join(", ") } else { problems.join("; ") };
     if r.message.is_empty() {
         r.message = "no traffic in the window".into();
     }
@@ -512,18 +398,14 @@ mod tests {
     use super::*;
 
     fn scrape(path: &str) -> Scrape {
-        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../tests/fixtures")
-            .join(path);
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(path);
         Scrape::parse(&std::fs::read(p).unwrap(), &selection())
     }
 
     /// A second scrape: the first one with every counter and bucket grown by `factor`, plus
     /// extra lines.
     fn grown(path: &str, factor: f64, extra: &str) -> Scrape {
-        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../tests/fixtures")
-            .join(path);
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(path);
         let text = std::fs::read_to_string(p).unwrap();
         let mut out = String::new();
         let mut counter_like = false;
@@ -560,11 +442,7 @@ mod tests {
             };
             let s = summarise(&[w]);
             assert_eq!(s.inflight.len(), 1);
-            assert!(
-                s.inflight[0].1 >= 0.0 && s.inflight[0].1 < 400.0,
-                "1.{minor}: {:?}",
-                s.inflight
-            );
+            assert!(s.inflight[0].1 >= 0.0 && s.inflight[0].1 < 400.0, "1.{minor}: {:?}", s.inflight);
             assert!(
                 s.p99_by_verb.contains_key("GET") && s.p99_by_verb.contains_key("LIST"),
                 "1.{minor}: {:?}",
@@ -573,10 +451,7 @@ mod tests {
             assert!(!s.p99_by_verb.contains_key("WATCH"), "WATCH is excluded");
             assert!(s.requests_per_second > 1.0);
             assert!(!s.etcd_p99_by_operation.is_empty(), "1.{minor}");
-            assert!(
-                s.storage_size_bytes.unwrap() > 1e6,
-                "apiserver_storage_size_bytes (1.28+)"
-            );
+            assert!(s.storage_size_bytes.unwrap() > 1e6, "apiserver_storage_size_bytes (1.28+)");
             assert!(s.apf_rejections.is_empty());
             let r = judge(&s);
             assert_ne!(r.status, Status::Critical, "1.{minor}: {}", r.message);
@@ -623,24 +498,11 @@ mod tests {
             limits: InflightLimits::default(),
         };
         let s = summarise(&[w]);
-        assert_eq!(
-            s.apf_rejections
-                .get(&("workload-low".to_string(), "queue-full".to_string())),
-            Some(&24.0)
-        );
+        assert_eq!(s.apf_rejections.get(&("workload-low".to_string(), "queue-full".to_string())), Some(&24.0));
         assert_eq!(s.throttled_429_per_second, 27.0);
         let r = judge(&s);
-        assert_eq!(
-            r.status,
-            Status::Warning,
-            "workload-low is not a system level"
-        );
-        assert!(
-            r.message
-                .contains("APF rejects requests (27/s 429s): workload-low queue-full 24/s"),
-            "{}",
-            r.message
-        );
+        assert_eq!(r.status, Status::Warning, "workload-low is not a system level");
+        assert!(r.message.contains("APF rejects requests (27/s 429s): workload-low queue-full 24/s"), "{}", r.message);
     }
 
     #[test]
@@ -652,24 +514,10 @@ mod tests {
             1.0,
             "apiserver_flowcontrol_rejected_requests_total{flow_schema=\"system-nodes\",priority_level=\"system\",reason=\"time-out\"} 5\n",
         );
-        let limits = InflightLimits {
-            read_only: 1.0,
-            mutating: 200.0,
-            from_flags: true,
-        };
-        let w = Window {
-            replica: "cp-1".into(),
-            older: &older,
-            newer: &newer,
-            seconds: 5.0,
-            limits,
-        };
+        let limits = InflightLimits { read_only: 1.0, mutating: 200.0, from_flags: true };
+        let w = Window { replica: "cp-1".into(), older: &older, newer: &newer, seconds: 5.0, limits };
         let r = judge(&summarise(&[w]));
         assert_eq!(r.status, Status::Critical);
-        assert!(
-            r.subchecks
-                .iter()
-                .any(|s| s.name == "apf system" && s.status == Status::Critical)
-        );
+        assert!(r.subchecks.iter().any(|s| s.name == "apf system" && s.status == Status::Critical));
     }
 }

@@ -27,34 +27,22 @@ pub fn color_enabled(mode: ColorMode, no_color_env: bool, stdout_is_tty: bool) -
 pub fn status_text(status: Status) -> String {
     let text = status.as_str();
     match status {
-        Status::Ok => text
-            .if_supports_color(Stream::Stdout, |t| t.green())
-            .to_string(),
-        Status::Warning => text
-            .if_supports_color(Stream::Stdout, |t| t.yellow())
-            .to_string(),
-        Status::Critical => text
-            .if_supports_color(Stream::Stdout, |t| t.red())
-            .to_string(),
-        Status::Unknown => text
-            .if_supports_color(Stream::Stdout, |t| t.magenta())
-            .to_string(),
-        Status::Skipped => text
-            .if_supports_color(Stream::Stdout, |t| t.dimmed())
-            .to_string(),
+        Status::Ok => text.if_supports_color(Stream::Stdout, |t| t.green()).to_string(),
+        Status::Warning => text.if_supports_color(Stream::Stdout, |t| t.yellow()).to_string(),
+        Status::Critical => text.if_supports_color(Stream::Stdout, |t| t.red()).to_string(),
+        Status::Unknown => text.if_supports_color(Stream::Stdout, |t| t.magenta()).to_string(),
+        Status::Skipped => text.if_supports_color(Stream::Stdout, |t| t.dimmed()).to_string(),
     }
 }
 
 /// Bold text when colour is on (table titles, headers of sections).
 pub fn bold(text: &str) -> String {
-    text.if_supports_color(Stream::Stdout, |t| t.bold())
-        .to_string()
+    text.if_supports_color(Stream::Stdout, |t| t.bold()).to_string()
 }
 
 /// Dimmed text when colour is on (evidence, hints).
 pub fn dim(text: &str) -> String {
-    text.if_supports_color(Stream::Stdout, |t| t.dimmed())
-        .to_string()
+    text.if_supports_color(Stream::Stdout, |t| t.dimmed()).to_string()
 }
 
 /// A column of a [`Table`].
@@ -75,23 +63,14 @@ pub struct Table {
 impl Table {
     pub fn new(headers: &[&str]) -> Self {
         Table {
-            columns: headers
-                .iter()
-                .map(|h| Column {
-                    header: h.to_uppercase(),
-                    wide_only: false,
-                })
-                .collect(),
+            columns: headers.iter().map(|h| Column { header: h.to_uppercase(), wide_only: false }).collect(),
             rows: Vec::new(),
         }
     }
 
     /// Adds columns shown only with `-o wide`.
     pub fn wide_columns(mut self, headers: &[&str]) -> Self {
-        self.columns.extend(headers.iter().map(|h| Column {
-            header: h.to_uppercase(),
-            wide_only: true,
-        }));
+        self.columns.extend(headers.iter().map(|h| Column { header: h.to_uppercase(), wide_only: true }));
         self
     }
 
@@ -119,9 +98,7 @@ impl Table {
         if self.rows.is_empty() {
             return String::new();
         }
-        let keep: Vec<usize> = (0..self.columns.len())
-            .filter(|&i| wide || !self.columns[i].wide_only)
-            .collect();
+        let keep: Vec<usize> = (0..self.columns.len()).filter(|&i| wide || !self.columns[i].wide_only).collect();
         let mut builder = Builder::default();
         if !no_headers {
             builder.push_record(keep.iter().map(|&i| self.columns[i].header.clone()));
@@ -137,11 +114,7 @@ impl Table {
             .with(Modify::new(Columns::one(last)).with(Padding::zero()));
         let mut text = table.to_string();
         // kubectl's tabwriter does not pad the last column.
-        text = text
-            .lines()
-            .map(str::trim_end)
-            .collect::<Vec<_>>()
-            .join("\n");
+        text = text.lines().map(str::trim_end).collect::<Vec<_>>().join("\n");
         text.push('\n');
         text
     }
@@ -159,16 +132,11 @@ struct Document<'a, T: Serialize> {
 /// Renders `body` as a versioned document: `apiVersion: cpkit.dev/v1alpha1`, `kind: <kind>`,
 /// then the body's fields.
 pub fn render_document<T: Serialize>(kind: &str, body: &T, format: OutputFormat) -> Result<String> {
-    let doc = Document {
-        api_version: API_VERSION,
-        kind,
-        body,
-    };
+    let doc = Document { api_version: API_VERSION, kind, body };
     match format {
         OutputFormat::Json => {
-            let mut text = serde_json::to_string_pretty(&doc).map_err(|e| {
-                Error::invalid_data("Cannot print the result as JSON", e.to_string())
-            })?;
+            let mut text = serde_json::to_string_pretty(&doc)
+                .map_err(|e| Error::invalid_data("Cannot print the result as JSON", e.to_string()))?;
             text.push('\n');
             Ok(text)
         }
@@ -237,10 +205,7 @@ mod tests {
             "NAME                 STATUS\netcd-cp1             Running\nkube-apiserver-cp1   CrashLoopBackOff\n"
         );
         let wide = t.render(true, true);
-        assert_eq!(
-            wide,
-            "etcd-cp1             Running            cp1\nkube-apiserver-cp1   CrashLoopBackOff   cp1\n"
-        );
+        assert_eq!(wide, "etcd-cp1             Running            cp1\nkube-apiserver-cp1   CrashLoopBackOff   cp1\n");
         assert_eq!(Table::new(&["a"]).render(false, false), "");
     }
 
@@ -249,14 +214,8 @@ mod tests {
         assert!(color_enabled(ColorMode::Always, true, false));
         assert!(!color_enabled(ColorMode::Never, false, true));
         assert!(color_enabled(ColorMode::Auto, false, true));
-        assert!(
-            !color_enabled(ColorMode::Auto, true, true),
-            "NO_COLOR wins in auto mode"
-        );
-        assert!(
-            !color_enabled(ColorMode::Auto, false, false),
-            "no colour in a pipe"
-        );
+        assert!(!color_enabled(ColorMode::Auto, true, true), "NO_COLOR wins in auto mode");
+        assert!(!color_enabled(ColorMode::Auto, false, false), "no colour in a pipe");
     }
 
     #[test]
@@ -265,18 +224,13 @@ mod tests {
         struct Body {
             verdict: &'static str,
         }
-        let json =
-            render_document("HealthReport", &Body { verdict: "OK" }, OutputFormat::Json).unwrap();
+        let json = render_document("HealthReport", &Body { verdict: "OK" }, OutputFormat::Json).unwrap();
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(v["apiVersion"], API_VERSION);
         assert_eq!(v["kind"], "HealthReport");
         assert_eq!(v["verdict"], "OK");
-        let yaml =
-            render_document("HealthReport", &Body { verdict: "OK" }, OutputFormat::Yaml).unwrap();
-        assert!(
-            yaml.starts_with("apiVersion: cpkit.dev/v1alpha1\nkind: HealthReport\nverdict: OK\n"),
-            "{yaml}"
-        );
+        let yaml = render_document("HealthReport", &Body { verdict: "OK" }, OutputFormat::Yaml).unwrap();
+        assert!(yaml.starts_with("apiVersion: cpkit.dev/v1alpha1\nkind: HealthReport\nverdict: OK\n"), "{yaml}");
     }
 
     #[test]

@@ -63,9 +63,7 @@ pub fn strip_private_keys(input: &str) -> String {
         }
         out.push_str(&rest[..start]);
         match rest[start..].find("PRIVATE KEY-----").and_then(|first| {
-            rest[start + first + 16..]
-                .find("PRIVATE KEY-----")
-                .map(|second| start + first + 16 + second + 16)
+            rest[start + first + 16..].find("PRIVATE KEY-----").map(|second| start + first + 16 + second + 16)
         }) {
             Some(end) => {
                 out.push_str(REDACTED);
@@ -100,9 +98,7 @@ pub fn sanitize_pod(pod: &mut Value) {
                 for arg in c[field].as_array_mut().into_iter().flatten() {
                     if let Some(s) = arg.as_str()
                         && let Some((flag, _)) = s.split_once('=')
-                        && SENSITIVE_FLAG_WORDS
-                            .iter()
-                            .any(|w| flag.to_lowercase().contains(w))
+                        && SENSITIVE_FLAG_WORDS.iter().any(|w| flag.to_lowercase().contains(w))
                     {
                         *arg = Value::String(format!("{flag}={REDACTED}"));
                     }
@@ -124,10 +120,7 @@ mod tests {
         assert!(!out.contains("s3cr3t-token-value"));
         assert!(out.contains("short stays"));
         assert!(out.contains("BEGIN CERTIFICATE"), "certificates are public");
-        assert!(
-            !out.contains("BBB") && !out.contains("PRIVATE KEY"),
-            "{out}"
-        );
+        assert!(!out.contains("BBB") && !out.contains("PRIVATE KEY"), "{out}");
         assert!(out.ends_with("tail"));
     }
 
@@ -141,18 +134,8 @@ mod tests {
         sanitize_pod(&mut pod);
         assert_eq!(pod["spec"]["containers"][0]["env"][0]["value"], REDACTED);
         assert!(pod["spec"]["containers"][0]["env"][1]["valueFrom"].is_object());
-        assert_eq!(
-            pod["spec"]["containers"][0]["command"][1],
-            "--oidc-client-secret=<redacted>"
-        );
-        assert_eq!(
-            pod["spec"]["containers"][0]["command"][2],
-            "--secure-port=6443"
-        );
-        assert!(
-            pod["metadata"]["annotations"]
-                .get("kubectl.kubernetes.io/last-applied-configuration")
-                .is_none()
-        );
+        assert_eq!(pod["spec"]["containers"][0]["command"][1], "--oidc-client-secret=<redacted>");
+        assert_eq!(pod["spec"]["containers"][0]["command"][2], "--secure-port=6443");
+        assert!(pod["metadata"]["annotations"].get("kubectl.kubernetes.io/last-applied-configuration").is_none());
     }
 }

@@ -101,26 +101,16 @@ impl CheckResult {
     }
 
     pub fn evidence(mut self, name: &str, value: impl Into<String>) -> Self {
-        self.evidence.push(Evidence {
-            name: name.into(),
-            value: value.into(),
-        });
+        self.evidence.push(Evidence { name: name.into(), value: value.into() });
         self
     }
 
     pub fn push_evidence(&mut self, name: &str, value: impl Into<String>) {
-        self.evidence.push(Evidence {
-            name: name.into(),
-            value: value.into(),
-        });
+        self.evidence.push(Evidence { name: name.into(), value: value.into() });
     }
 
     pub fn sub(&mut self, name: impl Into<String>, status: Status, message: impl Into<String>) {
-        self.subchecks.push(SubCheck {
-            name: name.into(),
-            status,
-            message: message.into(),
-        });
+        self.subchecks.push(SubCheck { name: name.into(), status, message: message.into() });
     }
 
     /// Adds a fix (once: the same action twice is kept once).
@@ -145,11 +135,7 @@ impl CheckResult {
 
     /// The worst sub-check status (OK when there are none).
     pub fn worst_sub(&self) -> Status {
-        self.subchecks
-            .iter()
-            .map(|s| s.status)
-            .max()
-            .unwrap_or(Status::Ok)
+        self.subchecks.iter().map(|s| s.status).max().unwrap_or(Status::Ok)
     }
 
     pub fn with_duration(mut self, d: Duration) -> Self {
@@ -161,12 +147,7 @@ impl CheckResult {
 /// The overall verdict of several checks; SKIPPED checks do not count (a managed cluster with
 /// everything visible healthy is OK).
 pub fn verdict(results: &[CheckResult]) -> Status {
-    results
-        .iter()
-        .map(|r| r.status)
-        .filter(|s| *s != Status::Skipped)
-        .max()
-        .unwrap_or(Status::Ok)
+    results.iter().map(|r| r.status).filter(|s| *s != Status::Skipped).max().unwrap_or(Status::Ok)
 }
 
 #[cfg(test)]

@@ -56,34 +56,16 @@ fn stream_error(cluster: &Cluster, err: kube::Error, access: &Access, what: &str
     match &err {
         kube::Error::Api(status) => {
             let body = serde_json::to_vec(status).unwrap_or_default();
-            http_error(
-                cluster.server(),
-                what,
-                status.code,
-                &body,
-                None,
-                Some(access),
-            )
+            http_error(cluster.server(), what, status.code, &body, None, Some(access))
         }
         kube::Error::UpgradeConnection(e) => {
             let text = crate::kubeconfig::error_chain(e);
             if let Some(code) = text
                 .split_whitespace()
-                .find_map(|w| {
-                    w.trim_matches(|c: char| !c.is_ascii_digit())
-                        .parse::<u16>()
-                        .ok()
-                })
+                .find_map(|w| w.trim_matches(|c: char| !c.is_ascii_digit()).parse::<u16>().ok())
                 .filter(|c| (400..600).contains(c))
             {
-                return http_error(
-                    cluster.server(),
-                    what,
-                    code,
-                    text.as_bytes(),
-                    None,
-                    Some(access),
-                );
+                return http_error(cluster.server(), what, code, text.as_bytes(), None, Some(access));
             }
             Error::new(
                 ErrorKind::Failed,
@@ -108,10 +90,7 @@ pub async fn exec(
     let access = Access::resource("create", "", "pods", Some(namespace)).with_subresource("exec");
     let what = format!("exec in pod {namespace}/{pod}");
     let api: Api<Pod> = Api::namespaced(cluster.kube().clone(), namespace);
-    let mut params = AttachParams::default()
-        .stdin(false)
-        .stdout(true)
-        .stderr(true);
+    let mut params = AttachParams::default().stdin(false).stdout(true).stderr(true);
     if let Some(c) = container {
         params = params.container(c);
     }
@@ -138,24 +117,14 @@ pub async fn exec(
             Ok::<_, std::io::Error>(buf)
         };
         let (out, err) = tokio::try_join!(read_out, read_err).map_err(|e| {
-            Error::new(
-                ErrorKind::ConnectionReset,
-                format!("The {what} stream broke"),
-                e.to_string(),
-                "",
-            )
+            Error::new(ErrorKind::ConnectionReset, format!("The {what} stream broke"), e.to_string(), "")
         })?;
         let status = match status {
             Some(s) => s.await,
             None => None,
         };
         let _ = attached.join().await;
-        let mut output = ExecOutput {
-            stdout: out,
-            stderr: err,
-            exit_code: 0,
-            failure: None,
-        };
+        let mut output = ExecOutput { stdout: out, stderr: err, exit_code: 0, failure: None };
         if let Some(status) = status {
             apply_status(&mut output, &status);
         }
@@ -165,10 +134,7 @@ pub async fn exec(
         Ok(result) => result,
         Err(_) => Err(Error::new(
             ErrorKind::Timeout,
-            format!(
-                "The {what} did not finish within {}",
-                crate::duration::short_latency(timeout)
-            ),
+            format!("The {what} did not finish within {}", crate::duration::short_latency(timeout)),
             "the command hung or the node is slow to answer",
             "Raise --timeout, or check the node and the container runtime.",
         )),
@@ -184,11 +150,7 @@ fn apply_status(output: &mut ExecOutput, status: &ExecStatus) {
         .details
         .as_ref()
         .and_then(|d| d.causes.as_ref())
-        .and_then(|causes| {
-            causes
-                .iter()
-                .find(|c| c.reason.as_deref() == Some("ExitCode"))
-        })
+        .and_then(|causes| causes.iter().find(|c| c.reason.as_deref() == Some("ExitCode")))
         .and_then(|c| c.message.as_deref())
         .and_then(|m| m.parse::<i32>().ok());
     match exit {
@@ -224,8 +186,7 @@ pub async fn port_forward(
     port: u16,
     timeout: Duration,
 ) -> Result<Tunnel> {
-    let access =
-        Access::resource("create", "", "pods", Some(namespace)).with_subresource("portforward");
+    let access = Access::resource("create", "", "pods", Some(namespace)).with_subresource("portforward");
     let what = format!("port-forward to {namespace}/{pod}:{port}");
     let api: Api<Pod> = Api::namespaced(cluster.kube().clone(), namespace);
     let mut forwarder = match tokio::time::timeout(timeout, api.portforward(pod, &[port])).await {

@@ -70,11 +70,7 @@ mod tests {
         let e = find_tool("etcdctl-definitely-not-here", None).unwrap_err();
         assert_eq!(e.kind, ErrorKind::ToolMissing);
         assert!(e.to_string().contains("was not found on PATH"));
-        let e = find_tool(
-            "etcdctl",
-            Some(std::path::Path::new("/nonexistent/etcdctl")),
-        )
-        .unwrap_err();
+        let e = find_tool("etcdctl", Some(std::path::Path::new("/nonexistent/etcdctl"))).unwrap_err();
         assert!(e.to_string().contains("apt install etcd-client"), "{e}");
         assert_eq!(e.exit_code(), 3);
     }

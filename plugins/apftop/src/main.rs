@@ -5,10 +5,7 @@ use cpkit::cli::{KubeArgs, OutputArgs, Plugin};
 use cpkit::completion::CompletionArgs;
 use cpkit::error::{Access, Error};
 
-const PLUGIN: Plugin = Plugin {
-    name: "apftop",
-    version: env!("CARGO_PKG_VERSION"),
-};
+const PLUGIN: Plugin = Plugin { name: "apftop", version: env!("CARGO_PKG_VERSION") };
 
 /// apftop
 #[derive(Parser)]
@@ -35,20 +32,10 @@ fn main() {
 async fn run(cli: Cli) -> Result<i32, Error> {
     cli.output.apply_color();
     if let Some(Command::Completion(args)) = &cli.command {
-        return cpkit::completion::run_completion_command(
-            <Cli as clap::CommandFactory>::command(),
-            PLUGIN,
-            args,
-        );
+        return cpkit::completion::run_completion_command(<Cli as clap::CommandFactory>::command(), PLUGIN, args);
     }
     let cluster = cpkit::Cluster::connect(&cli.kube, PLUGIN).await?;
-    let version: serde_json::Value = cluster
-        .get_json("/version", &Access::non_resource("get", "/version"))
-        .await?;
-    println!(
-        "{} {}",
-        cluster.info.context,
-        version["gitVersion"].as_str().unwrap_or("?")
-    );
+    let version: serde_json::Value = cluster.get_json("/version", &Access::non_resource("get", "/version")).await?;
+    println!("{} {}", cluster.info.context, version["gitVersion"].as_str().unwrap_or("?"));
     Ok(0)
 }

@@ -37,17 +37,13 @@ struct Bundle {
 
 impl Bundle {
     fn add_text(&mut self, name: &str, text: &str) {
-        self.entries.push((
-            format!("{}/{name}", self.root),
-            self.redactor.text(text).into_bytes(),
-        ));
+        self.entries.push((format!("{}/{name}", self.root), self.redactor.text(text).into_bytes()));
     }
 
     fn add_json(&mut self, name: &str, mut value: Value) {
         self.redactor.value(&mut value);
         let text = serde_json::to_string_pretty(&value).unwrap_or_default();
-        self.entries
-            .push((format!("{}/{name}", self.root), text.into_bytes()));
+        self.entries.push((format!("{}/{name}", self.root), text.into_bytes()));
     }
 
     fn note(&mut self, what: &str, e: &Error) {
@@ -63,34 +59,18 @@ fn progress(step: usize, total: usize, what: &str) {
 
 /// Collects the bundle and writes it atomically; returns the path.
 pub async fn run(cluster: &Cluster, args: &BundleArgs, report: Value) -> Result<PathBuf> {
-    let stamp = jiff::Timestamp::now()
-        .strftime("%Y%m%dT%H%M%SZ")
-        .to_string();
+    let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string();
     let safe_ctx: String = cluster
         .info
         .context
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
         .collect();
     let root = format!("cphealth-bundle-{safe_ctx}-{stamp}");
-    let path = args
-        .file
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("{root}.tar.gz")));
+    let path = args.file.clone().unwrap_or_else(|| PathBuf::from(format!("{root}.tar.gz")));
     // Create the output first: a bad path fails before minutes of collection.
     let out = AtomicFile::create(&path, args.force)?;
-    let mut b = Bundle {
-        root,
-        entries: Vec::new(),
-        redactor: Redactor::new(cluster.secrets()),
-        skipped: Vec::new(),
-    };
+    let mut b = Bundle { root, entries: Vec::new(), redactor: Redactor::new(cluster.secrets()), skipped: Vec::new() };
     let steps = 9;
 
     progress(1, steps, "cluster info and report");
@@ -103,10 +83,7 @@ pub async fn run(cluster: &Cluster, args: &BundleArgs, report: Value) -> Result<
     progress(2, steps, "health endpoints");
     for endpoint in ["readyz", "livez"] {
         match cluster.get_raw(&format!("/{endpoint}?verbose")).await {
-            Ok(r) => b.add_text(
-                &format!("{endpoint}.txt"),
-                &format!("HTTP {}\n{}", r.status, r.text()),
-            ),
+            Ok(r) => b.add_text(&format!("{endpoint}.txt"), &format!("HTTP {}\n{}", r.status, r.text())),
             Err(e) => b.note(endpoint, &e),
         }
     }
@@ -114,12 +91,7 @@ pub async fn run(cluster: &Cluster, args: &BundleArgs, report: Value) -> Result<
     progress(3, steps, "nodes");
     let mut nodes = Vec::new();
     match cluster
-        .list_paged::<Value, _>(
-            "/api/v1/nodes",
-            500,
-            &Access::resource("list", "", "nodes", None),
-            |n| nodes.push(n),
-        )
+        .list_paged::<Value, _>("/api/v1/nodes", 500, &Access::resource("list", "", "nodes", None), |n| nodes.push(n))
         .await
     {
         Ok(()) => b.add_json("nodes.json", Value::Array(nodes)),
@@ -142,30 +114,17 @@ pub async fn run(cluster: &Cluster, args: &BundleArgs, report: Value) -> Result<
     };
     let mut sanitized = pods.clone();
     sanitized.iter_mut().for_each(sanitize_pod);
-    b.add_json(
-        "kube-system/control-plane-pods.json",
-        Value::Array(sanitized),
-    );
+    b.add_json("kube-system/control-plane-pods.json", Value::Array(sanitized));
 
     progress(5, steps, "logs");
     for p in &pods {
         let name = p["metadata"]["name"].as_str().unwrap_or("");
-        for c in p["spec"]["containers"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-        {
+        for c in p["spec"]["containers"].as_array().cloned().unwrap_or_default() {
             let container = c["name"].as_str().unwrap_or("");
-            let url = format!(
-                "/api/v1/namespaces/kube-system/pods/{name}/log?container={container}&tailLines={}",
-                args.tail
-            );
+            let url =
+                format!("/api/v1/namespaces/kube-system/pods/{name}/log?container={container}&tailLines={}", args.tail);
             match cluster
-                .get_ok(
-                    &url,
-                    &Access::resource("get", "", "pods", Some("kube-system"))
-                        .with_subresource("log"),
-                )
+                .get_ok(&url, &Access::resource("get", "", "pods", Some("kube-system")).with_subresource("log"))
                 .await
             {
                 Ok(r) => b.add_text(&format!("logs/{name}_{container}.log"), &r.text()),
@@ -187,10 +146,7 @@ pub async fn run(cluster: &Cluster, args: &BundleArgs, report: Value) -> Result<
     }
 
     progress(7, steps, "metrics");
-    match cluster
-        .get_ok("/metrics", &Access::non_resource("get", "/metrics"))
-        .await
-    {
+    match cluster.get_ok("/metrics", &Access::non_resource("get", "/metrics")).await {
         Ok(r) => b.add_text("metrics/apiserver.metrics", &r.text()),
         Err(e) => b.note("metrics", &e),
     }
@@ -203,10 +159,7 @@ pub async fn run(cluster: &Cluster, args: &BundleArgs, report: Value) -> Result<
     let group = "flowcontrol.apiserver.k8s.io";
     for res in ["flowschemas", "prioritylevelconfigurations"] {
         match cluster
-            .list_all::<Value>(
-                &format!("/apis/{group}/v1/{res}"),
-                &Access::resource("list", group, res, None),
-            )
+            .list_all::<Value>(&format!("/apis/{group}/v1/{res}"), &Access::resource("list", group, res, None))
             .await
         {
             Ok(items) => b.add_json(&format!("apf/{res}.json"), Value::Array(items)),
@@ -218,17 +171,8 @@ pub async fn run(cluster: &Cluster, args: &BundleArgs, report: Value) -> Result<
     match cpkit::etcd::pods::find(cluster).await {
         Ok(etcd) if !etcd.is_empty() => {
             let running = etcd.iter().find(|p| p.is_running()).unwrap_or(&etcd[0]);
-            match cpkit::etcd::pods::status_via_exec(
-                cluster,
-                running,
-                std::time::Duration::from_secs(5),
-            )
-            .await
-            {
-                Ok(s) => b.add_json(
-                    "etcd/status.json",
-                    serde_json::to_value(&s).unwrap_or_default(),
-                ),
+            match cpkit::etcd::pods::status_via_exec(cluster, running, std::time::Duration::from_secs(5)).await {
+                Ok(s) => b.add_json("etcd/status.json", serde_json::to_value(&s).unwrap_or_default()),
                 Err(e) => b.note("etcd status", &e),
             }
         }
@@ -247,11 +191,7 @@ pub async fn run(cluster: &Cluster, args: &BundleArgs, report: Value) -> Result<
         if b.skipped.is_empty() {
             "  (nothing)".to_string()
         } else {
-            b.skipped
-                .iter()
-                .map(|s| format!("  - {s}"))
-                .collect::<Vec<_>>()
-                .join("\n")
+            b.skipped.iter().map(|s| format!("  - {s}")).collect::<Vec<_>>().join("\n")
         }
     );
     b.add_text("README.txt", &readme);
@@ -270,8 +210,7 @@ fn write_archive(mut out: AtomicFile, entries: &[(String, Vec<u8>)]) -> Result<P
             header.set_mode(0o600);
             header.set_mtime(mtime);
             header.set_cksum();
-            tar.append_data(&mut header, name, data.as_slice())
-                .map_err(io)?;
+            tar.append_data(&mut header, name, data.as_slice()).map_err(io)?;
         }
         let gz = tar.into_inner().map_err(io)?;
         gz.finish().map_err(io)?;

@@ -75,43 +75,34 @@ impl ReplicaStates {
                     }
                 };
                 let timeout = ctx.cluster.timeout().unwrap_or(Duration::from_secs(10));
-                let states =
-                    futures::future::join_all(targets.into_iter().map(|replica| async move {
-                        let cluster: Result<Cluster, Error> = if replica.url == ctx.cluster.server()
-                        {
-                            Ok(ctx.cluster.clone())
-                        } else {
-                            ctx.cluster.for_server(&replica.url)
-                        };
-                        match cluster {
-                            Err(e) => ReplicaState {
-                                replica,
-                                readyz: Err(e.clone()),
-                                livez: Err(e.clone()),
-                                version: Err(e.clone()),
-                                tls: Err(e),
-                            },
-                            Ok(c) => {
-                                let version_access = Access::non_resource("get", "/version");
-                                let (readyz, livez, version, tls) = tokio::join!(
-                                    c.get_raw("/readyz?verbose"),
-                                    c.get_raw("/livez?verbose"),
-                                    c.get_json::<Value>("/version", &version_access),
-                                    cpkit::certs::probe_tls(c.config(), &replica.url, timeout)
-                                );
-                                let version = version
-                                    .map(|v| v["gitVersion"].as_str().unwrap_or("?").to_string());
-                                ReplicaState {
-                                    replica,
-                                    readyz,
-                                    livez,
-                                    version,
-                                    tls,
-                                }
-                            }
+                let states = futures::future::join_all(targets.into_iter().map(|replica| async move {
+                    let cluster: Result<Cluster, Error> = if replica.url == ctx.cluster.server() {
+                        Ok(ctx.cluster.clone())
+                    } else {
+                        ctx.cluster.for_server(&replica.url)
+                    };
+                    match cluster {
+                        Err(e) => ReplicaState {
+                            replica,
+                            readyz: Err(e.clone()),
+                            livez: Err(e.clone()),
+                            version: Err(e.clone()),
+                            tls: Err(e),
+                        },
+                        Ok(c) => {
+                            let version_access = Access::non_resource("get", "/version");
+                            let (readyz, livez, version, tls) = tokio::join!(
+                                c.get_raw("/readyz?verbose"),
+                                c.get_raw("/livez?verbose"),
+                                c.get_json::<Value>("/version", &version_access),
+                                cpkit::certs::probe_tls(c.config(), &replica.url, timeout)
+                            );
+                            let version = version.map(|v| v["gitVersion"].as_str().unwrap_or("?").to_string());
+                            ReplicaState { replica, readyz, livez, version, tls }
                         }
-                    }))
-                    .await;
+                    }
+                }))
+                .await;
                 Arc::new(states)
             })
             .await
@@ -120,22 +111,14 @@ impl ReplicaStates {
 }
 
 /// Runs one check with its budget and records its duration.
-pub async fn run_one(
-    name: &str,
-    ctx: &Ctx,
-    states: &ReplicaStates,
-    api_error: Option<&Error>,
-) -> CheckResult {
+pub async fn run_one(name: &str, ctx: &Ctx, states: &ReplicaStates, api_error: Option<&Error>) -> CheckResult {
     let started = Instant::now();
     if let Some(e) = api_error
         && name != "apiserver"
-        && !(name == "etcd" && !ctx.options.etcd_endpoints.is_empty())
+        && (name != "etcd" || ctx.options.etcd_endpoints.is_empty())
     {
-        return CheckResult::skipped(
-            name,
-            format!("not run: the API server is unreachable ({})", short_kind(e)),
-        )
-        .with_duration(started.elapsed());
+        return CheckResult::skipped(name, format!("not run: the API server is unreachable ({})", short_kind(e)))
+            .with_duration(started.elapsed());
     }
     let fut = async {
         match name {
@@ -190,10 +173,7 @@ const RENEW_CERTS: &[&str] = &[
 async fn apiserver(ctx: &Ctx) -> CheckResult {
     let timeout = ctx.cluster.timeout().unwrap_or(Duration::from_secs(10));
     let server = ctx.cluster.server().to_string();
-    let (version, probe) = tokio::join!(
-        ctx.version(),
-        cpkit::certs::probe_tls(ctx.cluster.config(), &server, timeout)
-    );
+    let (version, probe) = tokio::join!(ctx.version(), cpkit::certs::probe_tls(ctx.cluster.config(), &server, timeout));
     let now = Timestamp::now();
     let mut r = CheckResult::ok("apiserver", "");
     r.push_evidence("server", server.clone());
@@ -202,11 +182,7 @@ async fn apiserver(ctx: &Ctx) -> CheckResult {
         Ok(v) => {
             r.push_evidence("version", v.git_version.clone());
             r.push_evidence("round trip", short_latency(v.round_trip));
-            notes.push(format!(
-                "{} answers in {}",
-                v.git_version,
-                short_latency(v.round_trip)
-            ));
+            notes.push(format!("{} answers in {}", v.git_version, short_latency(v.round_trip)));
         }
         Err(e) => {
             r.status = Status::Critical;
@@ -262,11 +238,7 @@ async fn apiserver(ctx: &Ctx) -> CheckResult {
                     );
                 }
             } else if !p.verification_skipped {
-                r.sub(
-                    "certificate verification",
-                    Status::Ok,
-                    "chain verifies against the kubeconfig's CA".to_string(),
-                );
+                r.sub("certificate verification", Status::Ok, "chain verifies against the kubeconfig's CA".to_string());
             } else {
                 r.sub(
                     "certificate verification",
@@ -286,11 +258,7 @@ async fn apiserver(ctx: &Ctx) -> CheckResult {
                 r.sub(
                     "client certificate",
                     status,
-                    format!(
-                        "kubeconfig client certificate {} {}",
-                        leaf.name(),
-                        describe_expiry(leaf.not_after, now)
-                    ),
+                    format!("kubeconfig client certificate {} {}", leaf.name(), describe_expiry(leaf.not_after, now)),
                 );
                 r.push_evidence(
                     "client certificate",
@@ -327,10 +295,7 @@ async fn apiserver(ctx: &Ctx) -> CheckResult {
         r.sub(
             "clock skew",
             status,
-            format!(
-                "server clock {} this machine's by {abs}s",
-                if skew >= 0 { "ahead of" } else { "behind" }
-            ),
+            format!("server clock {} this machine's by {abs}s", if skew >= 0 { "ahead of" } else { "behind" }),
         );
         r.push_evidence("clock skew", format!("{skew}s"));
         if status != Status::Ok {
@@ -385,11 +350,7 @@ async fn health(ctx: &Ctx, states: &ReplicaStates) -> CheckResult {
         for (endpoint, resp) in [("livez", &s.livez), ("readyz", &s.readyz)] {
             match resp {
                 Err(e) if e.kind == ErrorKind::Forbidden => {
-                    r.sub(
-                        format!("{endpoint} {}", s.replica.name),
-                        Status::Skipped,
-                        e.to_string(),
-                    );
+                    r.sub(format!("{endpoint} {}", s.replica.name), Status::Skipped, e.to_string());
                 }
                 Err(e) => {
                     replica_ok = false;
@@ -411,10 +372,7 @@ async fn health(ctx: &Ctx, states: &ReplicaStates) -> CheckResult {
                         totals.3 += total;
                     }
                     for line in body.failed() {
-                        failing
-                            .entry(format!("{endpoint}/{}", line.name))
-                            .or_default()
-                            .push(s.replica.name.clone());
+                        failing.entry(format!("{endpoint}/{}", line.name)).or_default().push(s.replica.name.clone());
                         r.sub(
                             format!("{endpoint} {} [-]{}", s.replica.name, line.name),
                             Status::Critical,
@@ -449,10 +407,7 @@ async fn health(ctx: &Ctx, states: &ReplicaStates) -> CheckResult {
             answered += 1;
         }
     }
-    if states
-        .iter()
-        .all(|s| matches!(&s.readyz, Err(e) if e.kind == ErrorKind::Forbidden))
-    {
+    if states.iter().all(|s| matches!(&s.readyz, Err(e) if e.kind == ErrorKind::Forbidden)) {
         return CheckResult::skipped("health", "not permitted: needs get on /readyz and /livez");
     }
     if failing.is_empty() {
@@ -464,35 +419,21 @@ async fn health(ctx: &Ctx, states: &ReplicaStates) -> CheckResult {
                 totals.3 / per
             )
         } else {
-            format!(
-                "livez {}/{} and readyz {}/{} checks pass",
-                totals.0, totals.1, totals.2, totals.3
-            )
+            format!("livez {}/{} and readyz {}/{} checks pass", totals.0, totals.1, totals.2, totals.3)
         };
         return r;
     }
     let mut parts = Vec::new();
     for (check, replicas) in &failing {
         let all = replicas.len() >= answered.max(1);
-        r.raise(if all {
-            Status::Critical
-        } else {
-            Status::Warning
-        });
+        r.raise(if all { Status::Critical } else { Status::Warning });
         parts.push(format!(
             "{check} fails on {}",
-            if all && answered > 1 {
-                "every replica".to_string()
-            } else {
-                replicas.join(", ")
-            }
+            if all && answered > 1 { "every replica".to_string() } else { replicas.join(", ") }
         ));
     }
     r.message = parts.join("; ");
-    let names: BTreeSet<&str> = failing
-        .keys()
-        .map(|k| k.split_once('/').map(|(_, n)| n).unwrap_or(k))
-        .collect();
+    let names: BTreeSet<&str> = failing.keys().map(|k| k.split_once('/').map(|(_, n)| n).unwrap_or(k)).collect();
     if names.iter().any(|n| n.starts_with("etcd")) {
         r.fix("The API server cannot reach etcd: see the etcd check; on the node, check the API server's --etcd-servers and etcd certificates.", &["kubectl cphealth --verbose", "crictl logs $(crictl ps -q --name kube-apiserver) 2>&1 | grep -i etcd | tail"], "low: diagnosis");
     } else {
@@ -532,10 +473,7 @@ async fn replicas(ctx: &Ctx, states: &ReplicaStates) -> CheckResult {
         let label = replica_label(s);
         match &s.version {
             Ok(v) => {
-                versions
-                    .entry(v.clone())
-                    .or_default()
-                    .push(s.replica.name.clone());
+                versions.entry(v.clone()).or_default().push(s.replica.name.clone());
                 let ready = s.readyz.as_ref().map(|x| x.status == 200).unwrap_or(false);
                 if !ready {
                     not_ready.push(s.replica.name.clone());
@@ -555,11 +493,7 @@ async fn replicas(ctx: &Ctx, states: &ReplicaStates) -> CheckResult {
                     }),
                     Err(_) => None,
                 };
-                let note = if s.replica.in_endpoints {
-                    ""
-                } else {
-                    " (not in the kubernetes EndpointSlice)"
-                };
+                let note = if s.replica.in_endpoints { "" } else { " (not in the kubernetes EndpointSlice)" };
                 r.sub(
                     format!("replica {}", s.replica.name),
                     if ready { Status::Ok } else { Status::Warning },
@@ -582,19 +516,11 @@ async fn replicas(ctx: &Ctx, states: &ReplicaStates) -> CheckResult {
     }
     let mut parts = Vec::new();
     if !down.is_empty() {
-        r.raise(if lb_ok && down.len() < states.len() {
-            Status::Warning
-        } else {
-            Status::Critical
-        });
+        r.raise(if lb_ok && down.len() < states.len() { Status::Warning } else { Status::Critical });
         parts.push(format!(
             "replica {} down while {}",
             down.join(", "),
-            if lb_ok {
-                "the load balancer answers"
-            } else {
-                "the load balancer does not answer either"
-            }
+            if lb_ok { "the load balancer answers" } else { "the load balancer does not answer either" }
         ));
         r.fix(
             "On that node: `crictl ps -a --name kube-apiserver` and `crictl logs <id>` (certificates, etcd reachability, OOM); check the load balancer's health checks so it stops sending traffic there.",
@@ -604,10 +530,7 @@ async fn replicas(ctx: &Ctx, states: &ReplicaStates) -> CheckResult {
     }
     if !not_ready.is_empty() {
         r.raise(Status::Warning);
-        parts.push(format!(
-            "replica {} answers but is not ready (see health)",
-            not_ready.join(", ")
-        ));
+        parts.push(format!("replica {} answers but is not ready (see health)", not_ready.join(", ")));
     }
     if !cert_issues.is_empty() {
         parts.push(cert_issues.join(", "));
@@ -621,20 +544,12 @@ async fn replicas(ctx: &Ctx, states: &ReplicaStates) -> CheckResult {
         r.raise(Status::Warning);
         parts.push(format!(
             "version skew: {}",
-            versions
-                .iter()
-                .map(|(v, names)| format!("{v} on {}", names.join(",")))
-                .collect::<Vec<_>>()
-                .join(", ")
+            versions.iter().map(|(v, names)| format!("{v} on {}", names.join(","))).collect::<Vec<_>>().join(", ")
         ));
     }
     r.push_evidence(
         "replicas",
-        replicas
-            .iter()
-            .map(|x| format!("{} {}", x.name, x.url))
-            .collect::<Vec<_>>()
-            .join(", "),
+        replicas.iter().map(|x| format!("{} {}", x.name, x.url)).collect::<Vec<_>>().join(", "),
     );
     if parts.is_empty() {
         let n = states.len();
@@ -658,10 +573,9 @@ async fn static_pods(ctx: &Ctx) -> CheckResult {
     };
     if pods.is_empty() {
         return match ctx.managed().await {
-            Some(p) => CheckResult::skipped(
-                "static-pods",
-                format!("not visible on a managed control plane ({})", p.name()),
-            ),
+            Some(p) => {
+                CheckResult::skipped("static-pods", format!("not visible on a managed control plane ({})", p.name()))
+            }
             None => CheckResult::skipped(
                 "static-pods",
                 "no control-plane pods (tier=control-plane) in kube-system: the control plane does not run as static pods here",
@@ -676,16 +590,8 @@ async fn static_pods(ctx: &Ctx) -> CheckResult {
         )
         .await
     {
-        Ok(nodes) => nodes
-            .iter()
-            .filter_map(|n| n.metadata.name.clone())
-            .collect(),
-        Err(_) => pods
-            .iter()
-            .map(|p| p.node.clone())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect(),
+        Ok(nodes) => nodes.iter().filter_map(|n| n.metadata.name.clone()).collect(),
+        Err(_) => pods.iter().map(|p| p.node.clone()).collect::<BTreeSet<_>>().into_iter().collect(),
     };
     let now = Timestamp::now();
     let stacked_etcd = pods.iter().any(|p| p.component == "etcd");
@@ -699,20 +605,11 @@ async fn static_pods(ctx: &Ctx) -> CheckResult {
                 continue;
             }
             expected_total += 1;
-            let found: Vec<&ComponentPod> = pods
-                .iter()
-                .filter(|p| &p.node == node && p.component == component)
-                .collect();
-            let others_ready = pods
-                .iter()
-                .filter(|p| p.component == component && p.ready && &p.node != node)
-                .count();
+            let found: Vec<&ComponentPod> =
+                pods.iter().filter(|p| &p.node == node && p.component == component).collect();
+            let others_ready = pods.iter().filter(|p| p.component == component && p.ready && &p.node != node).count();
             let Some(pod) = found.first() else {
-                let st = if others_ready > 0 {
-                    Status::Warning
-                } else {
-                    Status::Critical
-                };
+                let st = if others_ready > 0 { Status::Warning } else { Status::Critical };
                 r.raise(st);
                 problems.push(format!("{component} missing on {node}"));
                 r.sub(format!("{component}-{node}"), st, format!("no {component} mirror pod on {node}: kubelet down, or the manifest is gone from /etc/kubernetes/manifests"));
@@ -723,43 +620,21 @@ async fn static_pods(ctx: &Ctx) -> CheckResult {
                 ready_count += 1;
                 if pod.restarted_recently(now, 3600) {
                     r.raise(Status::Warning);
-                    problems.push(format!(
-                        "{} restarted {} times (last {})",
-                        pod.name, pod.restarts, state
-                    ));
+                    problems.push(format!("{} restarted {} times (last {})", pod.name, pod.restarts, state));
                     r.sub(
                         pod.name.clone(),
                         Status::Warning,
-                        format!(
-                            "Ready but restarted recently: {} restarts, {state}",
-                            pod.restarts
-                        ),
+                        format!("Ready but restarted recently: {} restarts, {state}", pod.restarts),
                     );
                 } else {
-                    r.sub(
-                        pod.name.clone(),
-                        Status::Ok,
-                        format!("Ready, {} restarts", pod.restarts),
-                    );
+                    r.sub(pod.name.clone(), Status::Ok, format!("Ready, {} restarts", pod.restarts));
                 }
             } else {
-                let st = if others_ready > 0 {
-                    Status::Warning
-                } else {
-                    Status::Critical
-                };
+                let st = if others_ready > 0 { Status::Warning } else { Status::Critical };
                 r.raise(st);
                 problems.push(format!("{} {state}", pod.name));
-                r.sub(
-                    pod.name.clone(),
-                    st,
-                    format!("not Ready: {state}, {} restarts", pod.restarts),
-                );
-                if pod
-                    .last_termination
-                    .as_ref()
-                    .is_some_and(|t| t.reason == "OOMKilled")
-                {
+                r.sub(pod.name.clone(), st, format!("not Ready: {state}, {} restarts", pod.restarts));
+                if pod.last_termination.as_ref().is_some_and(|t| t.reason == "OOMKilled") {
                     r.fix(
                         format!("{} is OOM-killed: raise its memory limit in /etc/kubernetes/manifests/{}.yaml on {} (back the manifest up first), or find what inflates it (big LISTs, watch storms).", pod.name, pod.component, pod.node),
                         &[],
@@ -781,10 +656,8 @@ async fn static_pods(ctx: &Ctx) -> CheckResult {
         let names: BTreeSet<&str> = pods.iter().map(|p| p.name.as_str()).collect();
         for e in events {
             let obj = e["involvedObject"]["name"].as_str().unwrap_or("");
-            let when = e["lastTimestamp"]
-                .as_str()
-                .or(e["eventTime"].as_str())
-                .and_then(|t| t.parse::<Timestamp>().ok());
+            let when =
+                e["lastTimestamp"].as_str().or(e["eventTime"].as_str()).and_then(|t| t.parse::<Timestamp>().ok());
             if names.contains(obj) && when.is_some_and(|t| now.as_second() - t.as_second() < 3600) {
                 r.push_evidence(
                     &format!("event {obj}"),
@@ -828,10 +701,7 @@ async fn leader_election(ctx: &Ctx) -> CheckResult {
         let path = format!("/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/{name}");
         match ctx
             .cluster
-            .get_json::<Lease>(
-                &path,
-                &Access::resource("get", "coordination.k8s.io", "leases", Some("kube-system")),
-            )
+            .get_json::<Lease>(&path, &Access::resource("get", "coordination.k8s.io", "leases", Some("kube-system")))
             .await
         {
             Ok(lease) => {
@@ -844,9 +714,7 @@ async fn leader_election(ctx: &Ctx) -> CheckResult {
                         name,
                         format!(
                             "{h}, renewed {}",
-                            info.renew_age(now)
-                                .map(cpkit::duration::human_duration_signed)
-                                .unwrap_or_default()
+                            info.renew_age(now).map(cpkit::duration::human_duration_signed).unwrap_or_default()
                         ),
                     );
                 }
@@ -861,24 +729,18 @@ async fn leader_election(ctx: &Ctx) -> CheckResult {
             }
             Err(e) if e.kind == ErrorKind::NotFound => {
                 let disabled = pods.as_ref().is_some_and(|ps| {
-                    ps.iter()
-                        .any(|p| p.component == name && p.flags.bool("leader-elect") == Some(false))
+                    ps.iter().any(|p| p.component == name && p.flags.bool("leader-elect") == Some(false))
                 });
                 if disabled {
                     r.sub(
                         name,
                         Status::Skipped,
-                        "leader election disabled (--leader-elect=false: a single instance)"
-                            .to_string(),
+                        "leader election disabled (--leader-elect=false: a single instance)".to_string(),
                     );
                     parts.push(format!("{name}: leader election disabled"));
                 } else {
                     r.raise(Status::Warning);
-                    r.sub(
-                        name,
-                        Status::Warning,
-                        format!("no lease kube-system/{name}"),
-                    );
+                    r.sub(name, Status::Warning, format!("no lease kube-system/{name}"));
                     parts.push(format!("{name}: no lease"));
                 }
             }
@@ -901,25 +763,14 @@ async fn leader_election(ctx: &Ctx) -> CheckResult {
 
 /// Check 6: etcd, through the etcd pods (exec), directly, or from the API server's metrics.
 async fn etcd(ctx: &Ctx) -> CheckResult {
-    let timeout = Duration::from_secs(3).max(
-        ctx.cluster
-            .timeout()
-            .unwrap_or(Duration::from_secs(3))
-            .min(Duration::from_secs(8)),
-    );
+    let timeout =
+        Duration::from_secs(3).max(ctx.cluster.timeout().unwrap_or(Duration::from_secs(3)).min(Duration::from_secs(8)));
     if !ctx.options.etcd_endpoints.is_empty() {
         let tls = match cpkit::etcd::direct::EtcdTls::load(&ctx.options.etcd_tls) {
             Ok(t) => t,
             Err(e) => return CheckResult::new("etcd", Status::Unknown, e.to_string()),
         };
-        return match cpkit::etcd::direct::cluster_status(
-            &ctx.options.etcd_endpoints,
-            &tls,
-            0,
-            timeout,
-        )
-        .await
-        {
+        return match cpkit::etcd::direct::cluster_status(&ctx.options.etcd_endpoints, &tls, 0, timeout).await {
             Ok(status) => cpkit::etcd::status::judge(&status),
             Err(e) => {
                 let mut r = CheckResult::new("etcd", Status::Critical, e.to_string());
@@ -931,10 +782,7 @@ async fn etcd(ctx: &Ctx) -> CheckResult {
     if let Some(p) = ctx.managed().await {
         return CheckResult::skipped(
             "etcd",
-            format!(
-                "not visible on a managed control plane ({}): the provider runs etcd",
-                p.name()
-            ),
+            format!("not visible on a managed control plane ({}): the provider runs etcd", p.name()),
         );
     }
     let pods = match cpkit::etcd::pods::find(&ctx.cluster).await {
@@ -955,11 +803,7 @@ async fn etcd(ctx: &Ctx) -> CheckResult {
     // Ask through the running members, one after another until one answers.
     let mut last_error = None;
     let mut status = None;
-    for pod in pods
-        .iter()
-        .filter(|p| p.is_running())
-        .chain(pods.iter().filter(|p| !p.is_running()))
-    {
+    for pod in pods.iter().filter(|p| p.is_running()).chain(pods.iter().filter(|p| !p.is_running())) {
         match cpkit::etcd::pods::status_via_exec(&ctx.cluster, pod, timeout).await {
             Ok(mut s) => {
                 if s.quota_bytes == 0 {
@@ -969,18 +813,18 @@ async fn etcd(ctx: &Ctx) -> CheckResult {
                 break;
             }
             Err(e) if e.kind == ErrorKind::Forbidden => {
-                return metrics_fallback(ctx, "exec into the etcd pods is not permitted (needs create on pods/exec in kube-system)").await;
+                return metrics_fallback(
+                    ctx,
+                    "exec into the etcd pods is not permitted (needs create on pods/exec in kube-system)",
+                )
+                .await;
             }
             Err(e) => last_error = Some(e),
         }
     }
     let Some(status) = status else {
         let e = last_error.unwrap_or_else(|| Error::failed("No etcd pod answered", "", ""));
-        let mut r = CheckResult::new(
-            "etcd",
-            Status::Critical,
-            format!("no etcd member answered through exec: {e}"),
-        );
+        let mut r = CheckResult::new("etcd", Status::Critical, format!("no etcd member answered through exec: {e}"));
         r.fix(
             "Check the etcd pods on their nodes: `crictl ps -a --name etcd`, `crictl logs <id>`.",
             &[],
@@ -992,16 +836,11 @@ async fn etcd(ctx: &Ctx) -> CheckResult {
     // Certificate expiry of each member, read through its pod's shell.
     let now = Timestamp::now();
     let reads = futures::future::join_all(
-        pods.iter()
-            .filter(|p| p.is_running())
-            .filter_map(|p| p.cert_file.clone().map(|c| (p, c)))
-            .map(|(p, path)| async move {
-                (
-                    p.member.clone(),
-                    path.clone(),
-                    cpkit::etcd::pods::read_file(&ctx.cluster, p, &path, timeout).await,
-                )
-            }),
+        pods.iter().filter(|p| p.is_running()).filter_map(|p| p.cert_file.clone().map(|c| (p, c))).map(
+            |(p, path)| async move {
+                (p.member.clone(), path.clone(), cpkit::etcd::pods::read_file(&ctx.cluster, p, &path, timeout).await)
+            },
+        ),
     )
     .await;
     for (member, path, text) in reads {
@@ -1009,11 +848,7 @@ async fn etcd(ctx: &Ctx) -> CheckResult {
             Ok(Ok(certs)) => {
                 let leaf = &certs[0];
                 let st = expiry_status(leaf.not_after, now);
-                r.sub(
-                    format!("certificate {member}"),
-                    st,
-                    format!("{path}: {}", describe_expiry(leaf.not_after, now)),
-                );
+                r.sub(format!("certificate {member}"), st, format!("{path}: {}", describe_expiry(leaf.not_after, now)));
                 if st != Status::Ok {
                     r.raise(st);
                     r.message.push_str(&format!(
@@ -1023,11 +858,7 @@ async fn etcd(ctx: &Ctx) -> CheckResult {
                     r.fix("Renew the etcd certificates on that node (`kubeadm certs renew etcd-server etcd-peer etcd-healthcheck-client`), then restart its etcd static pod.", &[], "high: one member at a time; quorum must hold");
                 }
             }
-            Ok(Err(e)) => r.sub(
-                format!("certificate {member}"),
-                Status::Unknown,
-                e.to_string(),
-            ),
+            Ok(Err(e)) => r.sub(format!("certificate {member}"), Status::Unknown, e.to_string()),
             Err(e) => r.sub(
                 format!("certificate {member}"),
                 Status::Skipped,
@@ -1041,24 +872,11 @@ async fn etcd(ctx: &Ctx) -> CheckResult {
 /// etcd as the API server sees it, when etcd itself cannot be reached.
 async fn metrics_fallback(ctx: &Ctx, why: &str) -> CheckResult {
     let scrapes = ctx.first_scrapes().await;
-    let size = scrapes
-        .iter()
-        .filter_map(|(_, s)| s.as_ref().ok())
-        .find_map(|s| {
-            [
-                "apiserver_storage_size_bytes",
-                "apiserver_storage_db_total_size_in_bytes",
-                "etcd_db_total_size_in_bytes",
-            ]
+    let size = scrapes.iter().filter_map(|(_, s)| s.as_ref().ok()).find_map(|s| {
+        ["apiserver_storage_size_bytes", "apiserver_storage_db_total_size_in_bytes", "etcd_db_total_size_in_bytes"]
             .iter()
-            .find_map(|f| {
-                s.scrape
-                    .max_by(f, &[], &cpkit::metrics::any)
-                    .values()
-                    .next()
-                    .copied()
-            })
-        });
+            .find_map(|f| s.scrape.max_by(f, &[], &cpkit::metrics::any).values().next().copied())
+    });
     let mut r = CheckResult::new("etcd", Status::Ok, "");
     match size {
         Some(bytes) => {
@@ -1093,14 +911,8 @@ async fn load(ctx: &Ctx) -> CheckResult {
             pods.iter()
                 .filter(|p| p.component == "kube-apiserver")
                 .map(|p| {
-                    let ro = p
-                        .flags
-                        .get("max-requests-inflight")
-                        .and_then(|v| v.parse().ok());
-                    let m = p
-                        .flags
-                        .get("max-mutating-requests-inflight")
-                        .and_then(|v| v.parse().ok());
+                    let ro = p.flags.get("max-requests-inflight").and_then(|v| v.parse().ok());
+                    let m = p.flags.get("max-mutating-requests-inflight").and_then(|v| v.parse().ok());
                     (
                         p.node.clone(),
                         cpkit::load::InflightLimits {
@@ -1120,10 +932,7 @@ async fn load(ctx: &Ctx) -> CheckResult {
                 older,
                 newer,
                 seconds: *secs,
-                limits: limits_by_node
-                    .get(&replica.name)
-                    .copied()
-                    .unwrap_or_default(),
+                limits: limits_by_node.get(&replica.name).copied().unwrap_or_default(),
             }),
             Err(e) if e.kind == ErrorKind::Forbidden => forbidden = Some(e.clone()),
             Err(e) => notes.push(format!("{}: {}", replica.name, short_kind(e))),
@@ -1132,11 +941,9 @@ async fn load(ctx: &Ctx) -> CheckResult {
     if windows.is_empty() {
         return match forbidden {
             Some(e) => CheckResult::from_error("load", &e),
-            None => CheckResult::new(
-                "load",
-                Status::Unknown,
-                format!("no /metrics scrape succeeded: {}", notes.join("; ")),
-            ),
+            None => {
+                CheckResult::new("load", Status::Unknown, format!("no /metrics scrape succeeded: {}", notes.join("; ")))
+            }
         };
     }
     let summary = cpkit::load::summarise(&windows);
@@ -1147,8 +954,7 @@ async fn load(ctx: &Ctx) -> CheckResult {
     if ctx.options.sample.is_zero() {
         r.push_evidence(
             "window",
-            "one scrape (--sample 0): latencies since the API servers started, no rates"
-                .to_string(),
+            "one scrape (--sample 0): latencies since the API servers started, no rates".to_string(),
         );
     }
     r
@@ -1178,46 +984,28 @@ async fn aggregated_apis(ctx: &Ctx) -> CheckResult {
             a["spec"]["service"]["namespace"].as_str().unwrap_or(""),
             a["spec"]["service"]["name"].as_str().unwrap_or("")
         );
-        let cond = a["status"]["conditions"]
-            .as_array()
-            .and_then(|c| c.iter().find(|c| c["type"] == "Available"));
+        let cond = a["status"]["conditions"].as_array().and_then(|c| c.iter().find(|c| c["type"] == "Available"));
         let available = cond.is_some_and(|c| c["status"] == "True");
         if available {
             r.sub(name, Status::Ok, format!("Available ({svc})"));
         } else {
             let reason = cond
-                .map(|c| {
-                    format!(
-                        "{}: {}",
-                        c["reason"].as_str().unwrap_or(""),
-                        c["message"].as_str().unwrap_or("")
-                    )
-                })
+                .map(|c| format!("{}: {}", c["reason"].as_str().unwrap_or(""), c["message"].as_str().unwrap_or("")))
                 .unwrap_or_else(|| "no Available condition".into());
             let since = cond
                 .and_then(|c| c["lastTransitionTime"].as_str())
                 .and_then(|t| t.parse::<Timestamp>().ok())
                 .map(|t| format!(" for {}", cpkit::duration::age(t, Timestamp::now())))
                 .unwrap_or_default();
-            r.sub(
-                name,
-                Status::Critical,
-                format!("NOT Available{since} ({svc}): {reason}"),
-            );
-            down.push(format!(
-                "{name} ({svc}) unavailable{since}: {}",
-                cpkit::output::truncate(&reason, 160)
-            ));
+            r.sub(name, Status::Critical, format!("NOT Available{since} ({svc}): {reason}"));
+            down.push(format!("{name} ({svc}) unavailable{since}: {}", cpkit::output::truncate(&reason, 160)));
         }
     }
     if down.is_empty() {
         r.message = if total == 0 {
             "no aggregated APIs".into()
         } else {
-            format!(
-                "{total} aggregated API{} available",
-                if total == 1 { "" } else { "s" }
-            )
+            format!("{total} aggregated API{} available", if total == 1 { "" } else { "s" })
         };
     } else {
         r.raise(Status::Critical);
@@ -1236,12 +1024,7 @@ async fn nodes(ctx: &Ctx) -> CheckResult {
     let mut summary = NodeSummary::default();
     if let Err(e) = ctx
         .cluster
-        .list_paged::<Node, _>(
-            "/api/v1/nodes",
-            500,
-            &Access::resource("list", "", "nodes", None),
-            |n| summary.add(&n),
-        )
+        .list_paged::<Node, _>("/api/v1/nodes", 500, &Access::resource("list", "", "nodes", None), |n| summary.add(&n))
         .await
     {
         return CheckResult::from_error("nodes", &e);
@@ -1249,61 +1032,32 @@ async fn nodes(ctx: &Ctx) -> CheckResult {
     let mut r = CheckResult::ok("nodes", "");
     r.push_evidence(
         "kubelet versions",
-        summary
-            .kubelet_versions
-            .iter()
-            .map(|(v, n)| format!("{v} ×{n}"))
-            .collect::<Vec<_>>()
-            .join(", "),
+        summary.kubelet_versions.iter().map(|(v, n)| format!("{v} ×{n}")).collect::<Vec<_>>().join(", "),
     );
     let mut parts = Vec::new();
     if !summary.control_plane_not_ready.is_empty() {
         r.raise(Status::Critical);
-        parts.push(format!(
-            "control-plane node NotReady: {}",
-            summary.control_plane_not_ready.join(", ")
-        ));
+        parts.push(format!("control-plane node NotReady: {}", summary.control_plane_not_ready.join(", ")));
         for n in &summary.control_plane_not_ready {
-            r.sub(
-                n.clone(),
-                Status::Critical,
-                "control-plane node NotReady".to_string(),
-            );
+            r.sub(n.clone(), Status::Critical, "control-plane node NotReady".to_string());
         }
     }
     if summary.workers_not_ready > 0 {
         r.raise(Status::Warning);
-        let more = summary
-            .workers_not_ready
-            .saturating_sub(summary.workers_not_ready_sample.len());
+        let more = summary.workers_not_ready.saturating_sub(summary.workers_not_ready_sample.len());
         parts.push(format!(
             "{} worker{} NotReady ({}{})",
             summary.workers_not_ready,
-            if summary.workers_not_ready == 1 {
-                ""
-            } else {
-                "s"
-            },
+            if summary.workers_not_ready == 1 { "" } else { "s" },
             summary.workers_not_ready_sample.join(", "),
-            if more > 0 {
-                format!(", and {more} more")
-            } else {
-                String::new()
-            }
+            if more > 0 { format!(", and {more} more") } else { String::new() }
         ));
     }
     if !parts.is_empty() {
         r.fix("Check the kubelet on those nodes (`systemctl status kubelet`, `journalctl -u kubelet`), their node leases, and the network to the API server.", &["kubectl describe node <name>"], "low: diagnosis");
     }
-    let base = format!(
-        "{}/{} Ready ({} control-plane)",
-        summary.ready, summary.total, summary.control_plane
-    );
-    r.message = if parts.is_empty() {
-        base
-    } else {
-        format!("{}; {base}", parts.join("; "))
-    };
+    let base = format!("{}/{} Ready ({} control-plane)", summary.ready, summary.total, summary.control_plane);
+    r.message = if parts.is_empty() { base } else { format!("{}; {base}", parts.join("; ")) };
     r
 }
 
@@ -1319,15 +1073,10 @@ async fn webhooks(ctx: &Ctx) -> CheckResult {
     let mut r = CheckResult::ok("webhooks", "");
     use cpkit::webhooks::FindingKind as K;
     let mut parts = Vec::new();
-    let down: BTreeSet<(String, String)> = findings
-        .iter()
-        .filter(|f| f.kind == K::BackendDown)
-        .map(|f| (f.config.clone(), f.webhook.clone()))
-        .collect();
+    let down: BTreeSet<(String, String)> =
+        findings.iter().filter(|f| f.kind == K::BackendDown).map(|f| (f.config.clone(), f.webhook.clone())).collect();
     for f in &findings {
-        if matches!(f.kind, K::Lockout | K::SelfDeadlock)
-            && down.contains(&(f.config.clone(), f.webhook.clone()))
-        {
+        if matches!(f.kind, K::Lockout | K::SelfDeadlock) && down.contains(&(f.config.clone(), f.webhook.clone())) {
             continue;
         }
         let status = match (f.kind, f.severity) {
@@ -1340,17 +1089,12 @@ async fn webhooks(ctx: &Ctx) -> CheckResult {
         };
         r.raise(status);
         let text = match f.kind {
-            K::Lockout => format!(
-                "{} ({}) would lock the cluster if its backend died: {}",
-                f.webhook, f.config, f.summary
-            ),
+            K::Lockout => {
+                format!("{} ({}) would lock the cluster if its backend died: {}", f.webhook, f.config, f.summary)
+            }
             _ => format!("{} ({}): {}", f.webhook, f.config, f.summary),
         };
-        r.sub(
-            format!("{} {}", f.kind.label(), f.webhook),
-            status,
-            text.clone(),
-        );
+        r.sub(format!("{} {}", f.kind.label(), f.webhook), status, text.clone());
         parts.push(text);
         if let Some(fix) = &f.fix
             && status != Status::Ok
@@ -1362,17 +1106,10 @@ async fn webhooks(ctx: &Ctx) -> CheckResult {
         r.push_evidence("unknown", n);
     }
     if parts.is_empty() {
-        r.message = format!(
-            "{count} webhook{}, none can lock the cluster",
-            if count == 1 { "" } else { "s" }
-        );
+        r.message = format!("{count} webhook{}, none can lock the cluster", if count == 1 { "" } else { "s" });
     } else {
         r.message = parts.join("; ");
-        r.fix(
-            "See every finding with its fix",
-            &["kubectl webhookguard scan"],
-            "low: read-only",
-        );
+        r.fix("See every finding with its fix", &["kubectl webhookguard scan"], "low: read-only");
     }
     r
 }

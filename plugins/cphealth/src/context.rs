@@ -44,6 +44,9 @@ pub struct VersionInfo {
     pub clock_skew: Option<i64>,
 }
 
+/// The first /metrics scrape of every target.
+pub type FirstScrapes = Arc<Vec<(Replica, Result<TimedScrape, Error>)>>;
+
 pub struct Ctx {
     pub cluster: Cluster,
     pub options: CheckOptions,
@@ -51,7 +54,7 @@ pub struct Ctx {
     control_plane_pods: OnceCell<Result<Arc<Vec<ComponentPod>>, Error>>,
     node_sample: OnceCell<Result<Arc<Vec<Node>>, Error>>,
     replicas: OnceCell<Result<Arc<Vec<Replica>>, Error>>,
-    first_scrapes: OnceCell<Arc<Vec<(Replica, Result<TimedScrape, Error>)>>>,
+    first_scrapes: OnceCell<FirstScrapes>,
 }
 
 fn parse_http_date(text: &str) -> Option<jiff::Timestamp> {
@@ -75,15 +78,12 @@ impl Ctx {
         self.version
             .get_or_init(|| async {
                 let started = Instant::now();
-                let r: RawResponse = self
-                    .cluster
-                    .get_ok("/version", &Access::non_resource("get", "/version"))
-                    .await?;
+                let r: RawResponse = self.cluster.get_ok("/version", &Access::non_resource("get", "/version")).await?;
                 let round_trip = started.elapsed();
                 let v: Value = cpkit::client::decode_json("/version", &r.body)?;
                 let clock_skew = r.header("date").and_then(parse_http_date).map(|server| {
-                    let local_at_answer = jiff::Timestamp::now()
-                        - jiff::SignedDuration::try_from(round_trip / 2).unwrap_or_default();
+                    let local_at_answer =
+                        jiff::Timestamp::now() - jiff::SignedDuration::try_from(round_trip / 2).unwrap_or_default();
                     server.as_second() - local_at_answer.as_second()
                 });
                 Ok(VersionInfo {
@@ -103,14 +103,9 @@ impl Ctx {
                 let access = Access::resource("list", "", "pods", Some("kube-system"));
                 let pods: Vec<Pod> = self
                     .cluster
-                    .list_all(
-                        "/api/v1/namespaces/kube-system/pods?labelSelector=tier%3Dcontrol-plane",
-                        &access,
-                    )
+                    .list_all("/api/v1/namespaces/kube-system/pods?labelSelector=tier%3Dcontrol-plane", &access)
                     .await?;
-                Ok(Arc::new(
-                    pods.iter().filter_map(ComponentPod::from_pod).collect(),
-                ))
+                Ok(Arc::new(pods.iter().filter_map(ComponentPod::from_pod).collect()))
             })
             .await
             .clone()
@@ -125,10 +120,7 @@ impl Ctx {
                 struct Page {
                     items: Vec<Node>,
                 }
-                let page: Page = self
-                    .cluster
-                    .get_json("/api/v1/nodes?limit=5", &access)
-                    .await?;
+                let page: Page = self.cluster.get_json("/api/v1/nodes?limit=5", &access).await?;
                 Ok(Arc::new(page.items))
             })
             .await
@@ -138,30 +130,16 @@ impl Ctx {
     /// The managed offering, when the control plane is one (none of its pods visible and a
     /// provider's marks on the version or nodes).
     pub async fn managed(&self) -> Option<Provider> {
-        let (version, pods, nodes) = tokio::join!(
-            self.version(),
-            self.control_plane_pods(),
-            self.node_sample()
-        );
+        let (version, pods, nodes) = tokio::join!(self.version(), self.control_plane_pods(), self.node_sample());
         let pods_visible = pods.as_ref().map(|p| !p.is_empty()).unwrap_or(false);
         if pods_visible {
             return None;
         }
         let label_keys: Vec<String> = nodes
             .as_ref()
-            .map(|ns| {
-                ns.iter()
-                    .flat_map(|n| n.metadata.labels.clone().unwrap_or_default().into_keys())
-                    .collect()
-            })
+            .map(|ns| ns.iter().flat_map(|n| n.metadata.labels.clone().unwrap_or_default().into_keys()).collect())
             .unwrap_or_default();
-        detect_provider(
-            version
-                .as_ref()
-                .map(|v| v.git_version.as_str())
-                .unwrap_or(""),
-            &label_keys,
-        )
+        detect_provider(version.as_ref().map(|v| v.git_version.as_str()).unwrap_or(""), &label_keys)
     }
 
     /// Every API server replica: the `kubernetes` EndpointSlice and the kube-apiserver pods.
@@ -211,12 +189,7 @@ impl Ctx {
     /// Where /metrics is scraped: each replica directly when they can be reached (APF and
     /// counters are per replica), else the configured server.
     pub async fn scrape_targets(&self) -> Vec<Replica> {
-        let lb = Replica {
-            name: "api".into(),
-            url: self.cluster.server().to_string(),
-            in_endpoints: true,
-            pod: None,
-        };
+        let lb = Replica { name: "api".into(), url: self.cluster.server().to_string(), in_endpoints: true, pod: None };
         if self.managed().await.is_some() {
             return vec![lb];
         }
@@ -236,12 +209,11 @@ impl Ctx {
     }
 
     /// The first scrape of every target (taken as early as possible).
-    pub async fn first_scrapes(&self) -> Arc<Vec<(Replica, Result<TimedScrape, Error>)>> {
+    pub async fn first_scrapes(&self) -> FirstScrapes {
         self.first_scrapes
             .get_or_init(|| async {
                 let targets = self.scrape_targets().await;
-                let results =
-                    futures::future::join_all(targets.iter().map(|t| self.scrape(t))).await;
+                let results = futures::future::join_all(targets.iter().map(|t| self.scrape(t))).await;
                 Arc::new(targets.into_iter().zip(results).collect())
             })
             .await
@@ -251,11 +223,7 @@ impl Ctx {
     /// Pairs of scrapes `sample` apart (the second one of each target).
     pub async fn scrape_pairs(&self) -> Vec<(Replica, Result<(Scrape, Scrape, f64), Error>)> {
         let first = self.first_scrapes().await;
-        if let Some(earliest) = first
-            .iter()
-            .filter_map(|(_, r)| r.as_ref().ok().map(|s| s.taken))
-            .min()
-        {
+        if let Some(earliest) = first.iter().filter_map(|(_, r)| r.as_ref().ok().map(|s| s.taken)).min() {
             let wait = self.options.sample.saturating_sub(earliest.elapsed());
             tokio::time::sleep(wait).await;
         }
@@ -263,17 +231,13 @@ impl Ctx {
             match older {
                 Err(e) => (replica.clone(), Err(e.clone())),
                 // One scrape: quantiles since the server started, no rates.
-                Ok(older) if self.options.sample.is_zero() => (
-                    replica.clone(),
-                    Ok((Scrape::default(), older.scrape.clone(), 0.0)),
-                ),
+                Ok(older) if self.options.sample.is_zero() => {
+                    (replica.clone(), Ok((Scrape::default(), older.scrape.clone(), 0.0)))
+                }
                 Ok(older) => match self.scrape(replica).await {
                     Ok(newer) => {
                         let secs = newer.taken.duration_since(older.taken).as_secs_f64();
-                        (
-                            replica.clone(),
-                            Ok((older.scrape.clone(), newer.scrape, secs)),
-                        )
+                        (replica.clone(), Ok((older.scrape.clone(), newer.scrape, secs)))
                     }
                     Err(e) => (replica.clone(), Err(e)),
                 },

@@ -19,10 +19,7 @@ use cpkit::{Cluster, output};
 use context::{CheckOptions, Ctx};
 use render::HealthReport;
 
-const PLUGIN: Plugin = Plugin {
-    name: "cphealth",
-    version: env!("CARGO_PKG_VERSION"),
-};
+const PLUGIN: Plugin = Plugin { name: "cphealth", version: env!("CARGO_PKG_VERSION") };
 
 /// Check the whole Kubernetes control plane at once: API servers and their replicas, health
 /// endpoints, static pods, leader election, etcd, certificates, load and latency, aggregated
@@ -51,11 +48,11 @@ struct CheckArgs {
     fail_on: FailOn,
 
     /// Window between the two /metrics scrapes used for rates (0 = one scrape, no rates)
-    #[arg(long, default_value = "2s", value_parser = cpkit::duration::duration_arg, value_name = "DURATION")]
+    #[arg(long, global = true, default_value = "2s", value_parser = cpkit::duration::duration_arg, value_name = "DURATION")]
     sample: Duration,
 
     /// Time budget of each check
-    #[arg(long, default_value = "20s", value_parser = cpkit::duration::positive_duration_arg, value_name = "DURATION")]
+    #[arg(long, global = true, default_value = "20s", value_parser = cpkit::duration::positive_duration_arg, value_name = "DURATION")]
     check_timeout: Duration,
 
     /// Run only these checks (comma-separated: apiserver, health, replicas, static-pods, leader-election, etcd, load, aggregated-apis, nodes, webhooks)
@@ -67,12 +64,7 @@ struct CheckArgs {
     skip: Vec<String>,
 
     /// Check these kubeconfig contexts concurrently, one summary row each
-    #[arg(
-        long,
-        value_delimiter = ',',
-        value_name = "CONTEXTS",
-        conflicts_with = "all_contexts"
-    )]
+    #[arg(long, value_delimiter = ',', value_name = "CONTEXTS", conflicts_with = "all_contexts")]
     contexts: Vec<String>,
 
     /// Check every context of the kubeconfig
@@ -88,12 +80,7 @@ struct CheckArgs {
     interval: Duration,
 
     /// etcd client URLs to check directly (e.g. from a control-plane node) instead of through the etcd pods
-    #[arg(
-        long,
-        value_delimiter = ',',
-        value_name = "URLS",
-        help_heading = "etcd connection"
-    )]
+    #[arg(long, value_delimiter = ',', value_name = "URLS", help_heading = "etcd connection")]
     etcd_endpoints: Vec<String>,
 
     #[command(flatten)]
@@ -139,11 +126,7 @@ async fn run(cli: Cli) -> Result<i32> {
     }
     match &cli.command {
         Some(Command::Completion(args)) => {
-            return cpkit::completion::run_completion_command(
-                <Cli as clap::CommandFactory>::command(),
-                PLUGIN,
-                args,
-            );
+            return cpkit::completion::run_completion_command(<Cli as clap::CommandFactory>::command(), PLUGIN, args);
         }
         Some(Command::Rbac(args)) => return rbac_command(&cli, args).await,
         Some(Command::Bundle(args)) => return bundle_command(&cli, args).await,
@@ -190,17 +173,10 @@ async fn check_cluster(cluster: &Cluster, args: &CheckArgs) -> HealthReport {
     });
     let api_error = version.as_ref().err().cloned();
     let states = checks::ReplicaStates::new();
-    let results = futures::future::join_all(
-        selected
-            .iter()
-            .map(|name| checks::run_one(name, &ctx, &states, api_error.as_ref())),
-    )
-    .await;
-    let managed = if api_error.is_none() {
-        ctx.managed().await.map(|p| p.name().to_string())
-    } else {
-        None
-    };
+    let results =
+        futures::future::join_all(selected.iter().map(|name| checks::run_one(name, &ctx, &states, api_error.as_ref())))
+            .await;
+    let managed = if api_error.is_none() { ctx.managed().await.map(|p| p.name().to_string()) } else { None };
     let mut summary = BTreeMap::new();
     for r in &results {
         *summary.entry(r.status).or_insert(0) += 1;
@@ -220,23 +196,17 @@ async fn check_cluster(cluster: &Cluster, args: &CheckArgs) -> HealthReport {
 
 fn print_report(cli: &Cli, report: &HealthReport) -> Result<()> {
     match cli.output.output {
-        OutputFormat::Json | OutputFormat::Yaml => {
-            output::print_document("HealthReport", report, cli.output.output)
+        OutputFormat::Json | OutputFormat::Yaml => output::print_document("HealthReport", report, cli.output.output),
+        _ => {
+            output::write_stdout(&render::text(report, cli.output.is_wide(), cli.output.no_headers, cli.check.verbose))
         }
-        _ => output::write_stdout(&render::text(
-            report,
-            cli.output.is_wide(),
-            cli.output.no_headers,
-            cli.check.verbose,
-        )),
     }
 }
 
 async fn multi_context(cli: &Cli) -> Result<i32> {
     let contexts: Vec<String> = if cli.check.all_contexts {
-        let loaded = cpkit::kubeconfig::load(cli.kube.kubeconfig.as_deref())?.ok_or_else(|| {
-            cpkit::kubeconfig::no_configuration("--all-contexts needs a kubeconfig")
-        })?;
+        let loaded = cpkit::kubeconfig::load(cli.kube.kubeconfig.as_deref())?
+            .ok_or_else(|| cpkit::kubeconfig::no_configuration("--all-contexts needs a kubeconfig"))?;
         loaded.context_names()
     } else {
         cli.check.contexts.clone()
@@ -249,11 +219,8 @@ async fn multi_context(cli: &Cli) -> Result<i32> {
         }
     });
     let reports = futures::future::join_all(runs).await;
-    let worst = reports
-        .iter()
-        .map(|r| r.as_ref().map(|x| x.verdict).unwrap_or(Status::Unknown))
-        .max()
-        .unwrap_or(Status::Ok);
+    let worst =
+        reports.iter().map(|r| r.as_ref().map(|x| x.verdict).unwrap_or(Status::Unknown)).max().unwrap_or(Status::Ok);
     match cli.output.output {
         OutputFormat::Json | OutputFormat::Yaml => {
             let items: Vec<serde_json::Value> = reports
@@ -263,17 +230,9 @@ async fn multi_context(cli: &Cli) -> Result<i32> {
                     Err((ctx, e)) => serde_json::json!({"context": ctx, "verdict": "UNKNOWN", "error": e.to_string()}),
                 })
                 .collect();
-            output::print_document(
-                "HealthReportList",
-                &serde_json::json!({"items": items}),
-                cli.output.output,
-            )?;
+            output::print_document("HealthReportList", &serde_json::json!({"items": items}), cli.output.output)?;
         }
-        _ => output::write_stdout(&render::multi(
-            &reports,
-            cli.output.is_wide(),
-            cli.output.no_headers,
-        ))?,
+        _ => output::write_stdout(&render::multi(&reports, cli.output.is_wide(), cli.output.no_headers))?,
     }
     Ok(cli.check.fail_on.exit_code(worst))
 }
@@ -291,10 +250,7 @@ async fn watch(cli: &Cli, cluster: &Cluster) -> Result<i32> {
                 }
                 output::write_stdout(&format!(
                     "{}\n",
-                    output::bold(&format!(
-                        "every {} — {stamp}",
-                        cpkit::duration::short_latency(cli.check.interval)
-                    ))
+                    output::bold(&format!("every {} — {stamp}", cpkit::duration::human_duration(cli.check.interval)))
                 ))?;
                 print_report(cli, &report)?;
                 if let Some(prev) = &previous {
@@ -314,11 +270,7 @@ async fn watch(cli: &Cli, cluster: &Cluster) -> Result<i32> {
 }
 
 async fn rbac_command(cli: &Cli, args: &RbacArgs) -> Result<i32> {
-    let subject = args
-        .bind_user
-        .as_deref()
-        .map(|u| ("User", u))
-        .or(args.bind_group.as_deref().map(|g| ("Group", g)));
+    let subject = args.bind_user.as_deref().map(|u| ("User", u)).or(args.bind_group.as_deref().map(|g| ("Group", g)));
     let mut etcd_pods = Vec::new();
     if !args.offline
         && let Ok(cluster) = Cluster::connect(&cli.kube, PLUGIN).await

@@ -3,67 +3,33 @@
 
 /// The read-only rules: (apiGroups, resources, verbs) and non-resource URLs.
 pub const RESOURCE_RULES: &[(&[&str], &[&str], &[&str])] = &[
-    (
-        &[""],
-        &["nodes", "namespaces", "pods", "services", "events"],
-        &["get", "list"],
-    ),
+    (&[""], &["nodes", "namespaces", "pods", "services", "events"], &["get", "list"]),
     (&[""], &["pods/log"], &["get"]),
     (&["coordination.k8s.io"], &["leases"], &["get", "list"]),
     (&["discovery.k8s.io"], &["endpointslices"], &["get", "list"]),
-    (
-        &["apiregistration.k8s.io"],
-        &["apiservices"],
-        &["get", "list"],
-    ),
+    (&["apiregistration.k8s.io"], &["apiservices"], &["get", "list"]),
     (
         &["admissionregistration.k8s.io"],
-        &[
-            "validatingwebhookconfigurations",
-            "mutatingwebhookconfigurations",
-        ],
+        &["validatingwebhookconfigurations", "mutatingwebhookconfigurations"],
         &["get", "list"],
     ),
     (&["policy"], &["poddisruptionbudgets"], &["get", "list"]),
-    (
-        &["flowcontrol.apiserver.k8s.io"],
-        &["flowschemas", "prioritylevelconfigurations"],
-        &["get", "list"],
-    ),
+    (&["flowcontrol.apiserver.k8s.io"], &["flowschemas", "prioritylevelconfigurations"], &["get", "list"]),
 ];
 
-pub const NON_RESOURCE_URLS: &[&str] = &[
-    "/livez",
-    "/livez/*",
-    "/readyz",
-    "/readyz/*",
-    "/healthz",
-    "/version",
-    "/metrics",
-];
+pub const NON_RESOURCE_URLS: &[&str] =
+    &["/livez", "/livez/*", "/readyz", "/readyz/*", "/healthz", "/version", "/metrics"];
 
 fn list(items: &[&str]) -> String {
-    format!(
-        "[{}]",
-        items
-            .iter()
-            .map(|i| format!("\"{i}\""))
-            .collect::<Vec<_>>()
-            .join(", ")
-    )
+    format!("[{}]", items.iter().map(|i| format!("\"{i}\"")).collect::<Vec<_>>().join(", "))
 }
 
 /// The manifests, with the etcd pods' names when known (exec can be limited to them).
 pub fn manifests(subject: Option<(&str, &str)>, etcd_pods: &[String]) -> String {
     let mut out = String::new();
-    out.push_str(
-        "# Read-only access for every check of `kubectl cphealth` (and `bundle`). No Secrets.\n",
-    );
+    out.push_str("# Read-only access for every check of `kubectl cphealth` (and `bundle`). No Secrets.\n");
     out.push_str("apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: cpkit-cphealth-reader\nrules:\n");
-    out.push_str(&format!(
-        "- nonResourceURLs: {}\n  verbs: [\"get\"]\n",
-        list(NON_RESOURCE_URLS)
-    ));
+    out.push_str(&format!("- nonResourceURLs: {}\n  verbs: [\"get\"]\n", list(NON_RESOURCE_URLS)));
     for (groups, resources, verbs) in RESOURCE_RULES {
         out.push_str(&format!(
             "- apiGroups: {}\n  resources: {}\n  verbs: {}\n",
@@ -99,17 +65,11 @@ mod tests {
         assert_eq!(docs.len(), 4);
         assert_eq!(docs[0]["kind"], "ClusterRole");
         let rules = docs[0]["rules"].as_array().unwrap();
-        assert!(rules.iter().all(|r| {
-            !r["resources"]
-                .as_array()
-                .is_some_and(|rs| rs.iter().any(|x| x == "secrets"))
-        }));
         assert!(
-            rules.iter().all(|r| r["verbs"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .all(|v| v == "get" || v == "list")),
+            rules.iter().all(|r| { !r["resources"].as_array().is_some_and(|rs| rs.iter().any(|x| x == "secrets")) })
+        );
+        assert!(
+            rules.iter().all(|r| r["verbs"].as_array().unwrap().iter().all(|v| v == "get" || v == "list")),
             "read-only"
         );
         assert_eq!(docs[1]["subjects"][0]["name"], "oncall");

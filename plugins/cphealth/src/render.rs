@@ -27,16 +27,10 @@ pub struct HealthReport {
 
 impl HealthReport {
     pub fn summary_text(&self) -> String {
-        let parts: Vec<String> = [
-            Status::Critical,
-            Status::Unknown,
-            Status::Warning,
-            Status::Ok,
-            Status::Skipped,
-        ]
-        .iter()
-        .filter_map(|s| self.summary.get(s).map(|n| format!("{n} {s}")))
-        .collect();
+        let parts: Vec<String> = [Status::Critical, Status::Unknown, Status::Warning, Status::Ok, Status::Skipped]
+            .iter()
+            .filter_map(|s| self.summary.get(s).map(|n| format!("{n} {s}")))
+            .collect();
         format!("{} checks: {}", self.checks.len(), parts.join(", "))
     }
 
@@ -56,67 +50,32 @@ pub fn text(report: &HealthReport, wide: bool, no_headers: bool, verbose: bool) 
     let mut out = String::new();
     if !no_headers {
         let version = report.version.clone().unwrap_or_else(|| "unknown".into());
-        let managed = report
-            .managed
-            .as_ref()
-            .map(|m| format!(", managed: {m}"))
-            .unwrap_or_default();
+        let managed = report.managed.as_ref().map(|m| format!(", managed: {m}")).unwrap_or_default();
         out.push_str(&format!("{}  {}\n", bold("Context:"), report.context));
-        out.push_str(&format!(
-            "{}   {} ({version}{managed})\n",
-            bold("Server:"),
-            report.server
-        ));
-        out.push_str(&format!(
-            "{}  {} — {}\n\n",
-            bold("Verdict:"),
-            status_text(report.verdict),
-            report.summary_text()
-        ));
+        out.push_str(&format!("{}   {} ({version}{managed})\n", bold("Server:"), report.server));
+        out.push_str(&format!("{}  {} — {}\n\n", bold("Verdict:"), status_text(report.verdict), report.summary_text()));
     }
-    let mut table =
-        Table::new(&["check", "status", "message"]).wide_columns(&["duration", "evidence"]);
+    let mut table = Table::new(&["check", "status", "message"]).wide_columns(&["duration", "evidence"]);
     for c in &report.checks {
-        let evidence = c
-            .evidence
-            .iter()
-            .map(|e| format!("{}={}", e.name, e.value))
-            .collect::<Vec<_>>()
-            .join("; ");
+        let evidence = c.evidence.iter().map(|e| format!("{}={}", e.name, e.value)).collect::<Vec<_>>().join("; ");
         table.row([
             c.name.clone(),
             status_text(c.status),
-            if wide {
-                c.message.clone()
-            } else {
-                cpkit::output::truncate(&c.message, 140)
-            },
+            // Problems are shown whole; only OK lines are shortened in the narrow table.
+            if wide || c.status != Status::Ok { c.message.clone() } else { cpkit::output::truncate(&c.message, 140) },
             cpkit::duration::short_latency(c.duration),
             evidence,
         ]);
     }
     out.push_str(&table.render(wide, no_headers));
-    let problems: Vec<&CheckResult> = report
-        .checks
-        .iter()
-        .filter(|c| !matches!(c.status, Status::Ok | Status::Skipped) || verbose)
-        .collect();
+    let problems: Vec<&CheckResult> =
+        report.checks.iter().filter(|c| !matches!(c.status, Status::Ok | Status::Skipped) || verbose).collect();
     if verbose {
         out.push('\n');
         for c in &report.checks {
-            out.push_str(&format!(
-                "{} {} — {}\n",
-                bold(&c.name),
-                status_text(c.status),
-                c.message
-            ));
+            out.push_str(&format!("{} {} — {}\n", bold(&c.name), status_text(c.status), c.message));
             for s in &c.subchecks {
-                out.push_str(&format!(
-                    "  {:<8} {}: {}\n",
-                    status_text(s.status),
-                    s.name,
-                    s.message
-                ));
+                out.push_str(&format!("  {:<8} {}: {}\n", status_text(s.status), s.name, s.message));
             }
             for e in &c.evidence {
                 out.push_str(&format!("  {}\n", dim(&format!("{}: {}", e.name, e.value))));
@@ -134,9 +93,7 @@ pub fn text(report: &HealthReport, wide: bool, no_headers: bool, verbose: bool) 
                 push_fix_inline(&mut out, f);
             }
         }
-        out.push_str(&dim(
-            "(kubectl cphealth --verbose shows every sub-check and its evidence)\n",
-        ));
+        out.push_str(&dim("(kubectl cphealth --verbose shows every sub-check and its evidence)\n"));
     }
     out
 }
@@ -158,13 +115,8 @@ fn push_fix_inline(out: &mut String, f: &cpkit::report::Remediation) {
 }
 
 /// One row per cluster (`--contexts`, `--all-contexts`).
-pub fn multi(
-    reports: &[Result<HealthReport, (String, cpkit::Error)>],
-    wide: bool,
-    no_headers: bool,
-) -> String {
-    let mut t =
-        Table::new(&["context", "verdict", "version", "issue"]).wide_columns(&["server", "checks"]);
+pub fn multi(reports: &[Result<HealthReport, (String, cpkit::Error)>], wide: bool, no_headers: bool) -> String {
+    let mut t = Table::new(&["context", "verdict", "version", "issue"]).wide_columns(&["server", "checks"]);
     for r in reports {
         match r {
             Ok(rep) => t.row([
@@ -193,10 +145,9 @@ pub fn changes(previous: &HealthReport, current: &HealthReport) -> Vec<String> {
     let mut out = Vec::new();
     for c in &current.checks {
         match previous.checks.iter().find(|p| p.name == c.name) {
-            Some(p) if p.status != c.status => out.push(format!(
-                "{}: {} → {}  {}",
-                c.name, p.status, c.status, c.message
-            )),
+            Some(p) if p.status != c.status => {
+                out.push(format!("{}: {} → {}  {}", c.name, p.status, c.status, c.message))
+            }
             Some(p) if p.message != c.message && c.status != Status::Ok => {
                 out.push(format!("{}: {}  (was: {})", c.name, c.message, p.message))
             }

@@ -50,19 +50,9 @@ fn flow_schema(
 
 /// The default FlowSchemas, in precedence order.
 pub fn flow_schemas() -> Vec<Value> {
-    let everyone = vec![
-        group("system:unauthenticated"),
-        group("system:authenticated"),
-    ];
+    let everyone = vec![group("system:unauthenticated"), group("system:authenticated")];
     vec![
-        flow_schema(
-            "exempt",
-            "exempt",
-            1,
-            None,
-            vec![group("system:masters")],
-            all_rules(),
-        ),
+        flow_schema("exempt", "exempt", 1, None, vec![group("system:masters")], all_rules()),
         flow_schema(
             "probes",
             "exempt",
@@ -94,14 +84,7 @@ pub fn flow_schemas() -> Vec<Value> {
                 {"verbs": ["*"], "apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "namespaces": ["*"]}
             ]}),
         ),
-        flow_schema(
-            "system-nodes",
-            "system",
-            500,
-            Some("ByUser"),
-            vec![group("system:nodes")],
-            all_rules(),
-        ),
+        flow_schema("system-nodes", "system", 500, Some("ByUser"), vec![group("system:nodes")], all_rules()),
         flow_schema(
             "kube-controller-manager",
             "workload-high",
@@ -134,22 +117,8 @@ pub fn flow_schemas() -> Vec<Value> {
             vec![group("system:serviceaccounts")],
             all_rules(),
         ),
-        flow_schema(
-            "global-default",
-            "global-default",
-            9900,
-            Some("ByUser"),
-            everyone.clone(),
-            all_rules(),
-        ),
-        flow_schema(
-            "catch-all",
-            "catch-all",
-            10000,
-            Some("ByUser"),
-            everyone,
-            all_rules(),
-        ),
+        flow_schema("global-default", "global-default", 9900, Some("ByUser"), everyone.clone(), all_rules()),
+        flow_schema("catch-all", "catch-all", 10000, Some("ByUser"), everyone, all_rules()),
     ]
 }
 

@@ -13,28 +13,13 @@ use crate::error::{Error, ErrorKind, Result, TransportCause, transport_error};
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct EtcdTlsArgs {
     /// CA certificate of etcd (like etcdctl --cacert)
-    #[arg(
-        long = "etcd-cacert",
-        alias = "cacert",
-        value_name = "FILE",
-        help_heading = "etcd connection"
-    )]
+    #[arg(long = "etcd-cacert", alias = "cacert", value_name = "FILE", help_heading = "etcd connection")]
     pub cacert: Option<PathBuf>,
     /// Client certificate for etcd (like etcdctl --cert)
-    #[arg(
-        long = "etcd-cert",
-        alias = "cert",
-        value_name = "FILE",
-        help_heading = "etcd connection"
-    )]
+    #[arg(long = "etcd-cert", alias = "cert", value_name = "FILE", help_heading = "etcd connection")]
     pub cert: Option<PathBuf>,
     /// Client key for etcd (like etcdctl --key)
-    #[arg(
-        long = "etcd-key",
-        alias = "key",
-        value_name = "FILE",
-        help_heading = "etcd connection"
-    )]
+    #[arg(long = "etcd-key", alias = "key", value_name = "FILE", help_heading = "etcd connection")]
     pub key: Option<PathBuf>,
 }
 
@@ -59,12 +44,7 @@ impl std::fmt::Debug for EtcdTls {
 }
 
 fn read(path: &Path, what: &str) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| {
-        Error::io(
-            format!("Cannot read the etcd {what} {}", path.display()),
-            &e,
-        )
-    })
+    std::fs::read(path).map_err(|e| Error::io(format!("Cannot read the etcd {what} {}", path.display()), &e))
 }
 
 impl EtcdTls {
@@ -76,21 +56,9 @@ impl EtcdTls {
             ));
         }
         Ok(EtcdTls {
-            ca_pem: args
-                .cacert
-                .as_deref()
-                .map(|p| read(p, "CA certificate"))
-                .transpose()?,
-            cert_pem: args
-                .cert
-                .as_deref()
-                .map(|p| read(p, "client certificate"))
-                .transpose()?,
-            key_pem: args
-                .key
-                .as_deref()
-                .map(|p| read(p, "client key"))
-                .transpose()?,
+            ca_pem: args.cacert.as_deref().map(|p| read(p, "CA certificate")).transpose()?,
+            cert_pem: args.cert.as_deref().map(|p| read(p, "client certificate")).transpose()?,
+            key_pem: args.key.as_deref().map(|p| read(p, "client key")).transpose()?,
         })
     }
 
@@ -179,27 +147,18 @@ pub async fn cluster_status(
         .await
         .map_err(|_| transport_error("etcd", &first, TransportCause::Timeout, Some(timeout)))?
         .map_err(|e| etcd_error(&first, &e, Some(timeout)))?;
-    let alarms = tokio::time::timeout(
-        timeout,
-        client.alarm(
-            etcd_client::AlarmAction::Get,
-            etcd_client::AlarmType::None,
-            None,
-        ),
-    )
-    .await
-    .ok()
-    .and_then(|r| r.ok())
-    .map(|a| {
-        a.alarms()
-            .iter()
-            .map(|m| Alarm {
-                member_id: m.member_id(),
-                alarm: alarm_name(m.alarm() as u32),
+    let alarms =
+        tokio::time::timeout(timeout, client.alarm(etcd_client::AlarmAction::Get, etcd_client::AlarmType::None, None))
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .map(|a| {
+                a.alarms()
+                    .iter()
+                    .map(|m| Alarm { member_id: m.member_id(), alarm: alarm_name(m.alarm() as u32) })
+                    .collect()
             })
-            .collect()
-    })
-    .unwrap_or_default();
+            .unwrap_or_default();
     let cluster_id = list.header().map(|h| h.cluster_id());
     let probes = list.members().iter().map(|m| {
         let tls = tls.clone();
@@ -208,28 +167,18 @@ pub async fn cluster_status(
         let url = m.client_urls().first().cloned().unwrap_or_default();
         let learner = m.is_learner();
         async move {
-            let mut ms = MemberStatus {
-                name,
-                id,
-                endpoint: url.clone(),
-                is_learner: learner,
-                ..Default::default()
-            };
+            let mut ms = MemberStatus { name, id, endpoint: url.clone(), is_learner: learner, ..Default::default() };
             let started = Instant::now();
             let result = async {
                 let mut c = connect(std::slice::from_ref(&url), &tls, timeout).await?;
                 let s = tokio::time::timeout(timeout, c.status())
                     .await
-                    .map_err(|_| {
-                        transport_error("etcd", &url, TransportCause::Timeout, Some(timeout))
-                    })?
+                    .map_err(|_| transport_error("etcd", &url, TransportCause::Timeout, Some(timeout)))?
                     .map_err(|e| etcd_error(&url, &e, Some(timeout)))?;
                 let probe_started = Instant::now();
                 tokio::time::timeout(timeout, c.get("health", None))
                     .await
-                    .map_err(|_| {
-                        transport_error("etcd", &url, TransportCause::Timeout, Some(timeout))
-                    })?
+                    .map_err(|_| transport_error("etcd", &url, TransportCause::Timeout, Some(timeout)))?
                     .map_err(|e| etcd_error(&url, &e, Some(timeout)))?;
                 Ok::<_, Error>((s, probe_started.elapsed()))
             }
@@ -256,11 +205,5 @@ pub async fn cluster_status(
         }
     });
     let members = futures::future::join_all(probes).await;
-    Ok(ClusterStatus {
-        cluster_id,
-        members,
-        alarms,
-        quota_bytes,
-        source: format!("direct ({})", endpoints.join(",")),
-    })
+    Ok(ClusterStatus { cluster_id, members, alarms, quota_bytes, source: format!("direct ({})", endpoints.join(",")) })
 }

@@ -50,18 +50,11 @@ impl EtcdPod {
         let listen = f.list("listen-client-urls");
         let local = listen
             .iter()
-            .find(|u| {
-                u.contains("://127.0.0.1:")
-                    || u.contains("://localhost:")
-                    || u.contains("://[::1]:")
-            })
+            .find(|u| u.contains("://127.0.0.1:") || u.contains("://localhost:") || u.contains("://[::1]:"))
             .cloned()
             .or_else(|| listen.first().cloned());
         let advertise = f.list("advertise-client-urls");
-        let client_port = local
-            .as_deref()
-            .and_then(port_of)
-            .or_else(|| advertise.first().and_then(|u| port_of(u)));
+        let client_port = local.as_deref().and_then(port_of).or_else(|| advertise.first().and_then(|u| port_of(u)));
         Some(EtcdPod {
             member: f.get("name").unwrap_or(&pod.node).to_string(),
             local_client_url: local,
@@ -106,33 +99,17 @@ impl EtcdPod {
 /// The etcd pods of a kubeadm cluster (`component=etcd` in kube-system).
 pub async fn find(cluster: &Cluster) -> Result<Vec<EtcdPod>> {
     let access = Access::resource("list", "", "pods", Some("kube-system"));
-    let pods: Vec<Pod> = cluster
-        .list_all(
-            "/api/v1/namespaces/kube-system/pods?labelSelector=component%3Detcd",
-            &access,
-        )
-        .await?;
-    Ok(pods
-        .iter()
-        .filter_map(ComponentPod::from_pod)
-        .filter_map(|p| EtcdPod::from_component(&p))
-        .collect())
+    let pods: Vec<Pod> =
+        cluster.list_all("/api/v1/namespaces/kube-system/pods?labelSelector=component%3Detcd", &access).await?;
+    Ok(pods.iter().filter_map(ComponentPod::from_pod).filter_map(|p| EtcdPod::from_component(&p)).collect())
 }
 
 /// Runs `etcdctl <args>` in the pod with its own certificate flags.
-pub async fn etcdctl(
-    cluster: &Cluster,
-    pod: &EtcdPod,
-    args: &[&str],
-    timeout: Duration,
-) -> Result<ExecOutput> {
+pub async fn etcdctl(cluster: &Cluster, pod: &EtcdPod, args: &[&str], timeout: Duration) -> Result<ExecOutput> {
     let mut command = vec!["etcdctl".to_string()];
     command.extend(pod.etcdctl_flags());
     command.push("--dial-timeout=2s".into());
-    command.push(format!(
-        "--command-timeout={}s",
-        timeout.as_secs().clamp(2, 30)
-    ));
+    command.push(format!("--command-timeout={}s", timeout.as_secs().clamp(2, 30)));
     command.extend(args.iter().map(|a| a.to_string()));
     exec(
         cluster,
@@ -147,12 +124,7 @@ pub async fn etcdctl(
 
 /// Reads a text file in the pod through the shell's `$(<FILE)` (the etcd image has no `cat`).
 /// Fails when the image has no shell (etcd 3.6).
-pub async fn read_file(
-    cluster: &Cluster,
-    pod: &EtcdPod,
-    path: &str,
-    timeout: Duration,
-) -> Result<String> {
+pub async fn read_file(cluster: &Cluster, pod: &EtcdPod, path: &str, timeout: Duration) -> Result<String> {
     let script = format!("echo \"$(<{path})\"");
     let out = exec(
         cluster,
@@ -184,18 +156,8 @@ pub async fn status_via_exec(
     use super::status::*;
     let (members, statuses, healths, alarms) = tokio::join!(
         etcdctl(cluster, pod, &["member", "list", "-w", "json"], timeout),
-        etcdctl(
-            cluster,
-            pod,
-            &["endpoint", "status", "--cluster", "-w", "json"],
-            timeout
-        ),
-        etcdctl(
-            cluster,
-            pod,
-            &["endpoint", "health", "--cluster", "-w", "json"],
-            timeout
-        ),
+        etcdctl(cluster, pod, &["endpoint", "status", "--cluster", "-w", "json"], timeout),
+        etcdctl(cluster, pod, &["endpoint", "health", "--cluster", "-w", "json"], timeout),
         etcdctl(cluster, pod, &["alarm", "list", "-w", "json"], timeout),
     );
     let members = members?;
@@ -207,17 +169,12 @@ pub async fn status_via_exec(
             "Check the etcd pod's certificate flags and that the member answers.",
         ));
     }
-    let bad = |what: &str, e: String| {
-        Error::invalid_data(format!("etcdctl {what} in {}", pod.pod.name), e)
-    };
-    let member_list =
-        parse_member_list(&members.stdout_text()).map_err(|e| bad("member list", e))?;
+    let bad = |what: &str, e: String| Error::invalid_data(format!("etcdctl {what} in {}", pod.pod.name), e);
+    let member_list = parse_member_list(&members.stdout_text()).map_err(|e| bad("member list", e))?;
     let statuses = statuses?;
-    let status_list =
-        parse_endpoint_status(&statuses.stdout_text()).map_err(|e| bad("endpoint status", e))?;
+    let status_list = parse_endpoint_status(&statuses.stdout_text()).map_err(|e| bad("endpoint status", e))?;
     let healths = healths?;
-    let health_list =
-        parse_endpoint_health(&healths.stdout_text()).map_err(|e| bad("endpoint health", e))?;
+    let health_list = parse_endpoint_health(&healths.stdout_text()).map_err(|e| bad("endpoint health", e))?;
     let alarms = alarms?;
     let alarm_list = parse_alarm_list(&alarms.stdout_text()).map_err(|e| bad("alarm list", e))?;
     Ok(from_etcdctl(
@@ -238,27 +195,16 @@ mod tests {
     #[test]
     fn reads_minikube_and_kubeadm_layouts() {
         // tests/fixtures/clusters/k8s-1.34/pods.yaml (minikube cert paths)
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../tests/fixtures/clusters/k8s-1.34/pods.yaml");
-        let list: serde_json::Value =
-            serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        let pods: Vec<Pod> = list["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| serde_json::from_value(p.clone()).unwrap())
-            .collect();
-        let etcd: Vec<EtcdPod> = pods
-            .iter()
-            .filter_map(ComponentPod::from_pod)
-            .filter_map(|p| EtcdPod::from_component(&p))
-            .collect();
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/clusters/k8s-1.34/pods.yaml");
+        let list: serde_json::Value = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let pods: Vec<Pod> =
+            list["items"].as_array().unwrap().iter().map(|p| serde_json::from_value(p.clone()).unwrap()).collect();
+        let etcd: Vec<EtcdPod> =
+            pods.iter().filter_map(ComponentPod::from_pod).filter_map(|p| EtcdPod::from_component(&p)).collect();
         assert_eq!(etcd.len(), 1);
         let e = &etcd[0];
-        assert_eq!(
-            e.local_client_url.as_deref(),
-            Some("https://127.0.0.1:2379")
-        );
+        assert_eq!(e.local_client_url.as_deref(), Some("https://127.0.0.1:2379"));
         assert_eq!(e.client_port, Some(2379));
         assert_eq!(e.data_dir.as_deref(), Some("/var/lib/minikube/etcd"));
         assert_eq!(e.quota_backend_bytes, None);
@@ -271,12 +217,7 @@ mod tests {
                 "--key=/var/lib/minikube/certs/etcd/server.key"
             ]
         );
-        assert!(
-            e.initial_cluster
-                .as_deref()
-                .unwrap()
-                .contains("=https://192.168.")
-        );
+        assert!(e.initial_cluster.as_deref().unwrap().contains("=https://192.168."));
         assert!(e.member.starts_with("datagen-1-34") || !e.member.is_empty());
     }
 }

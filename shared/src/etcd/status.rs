@@ -80,20 +80,12 @@ pub struct ClusterStatus {
 
 impl ClusterStatus {
     pub fn leader(&self) -> Option<&MemberStatus> {
-        let leader_id = self
-            .members
-            .iter()
-            .filter(|m| m.healthy)
-            .find_map(|m| m.leader_id.filter(|l| *l != 0))?;
+        let leader_id = self.members.iter().filter(|m| m.healthy).find_map(|m| m.leader_id.filter(|l| *l != 0))?;
         self.members.iter().find(|m| m.id == leader_id)
     }
 
     pub fn member_name(&self, id: u64) -> String {
-        self.members
-            .iter()
-            .find(|m| m.id == id)
-            .map(|m| m.name.clone())
-            .unwrap_or_else(|| format!("{id:x}"))
+        self.members.iter().find(|m| m.id == id).map(|m| m.name.clone()).unwrap_or_else(|| format!("{id:x}"))
     }
 }
 
@@ -193,8 +185,7 @@ fn json_part(text: &str) -> &str {
 }
 
 pub fn parse_member_list(text: &str) -> Result<MemberListJson, String> {
-    serde_json::from_str(json_part(text))
-        .map_err(|e| format!("unexpected `member list` output: {e}"))
+    serde_json::from_str(json_part(text)).map_err(|e| format!("unexpected `member list` output: {e}"))
 }
 
 pub fn parse_endpoint_status(text: &str) -> Result<Vec<EndpointStatusJson>, String> {
@@ -243,14 +234,7 @@ pub fn failed_endpoints(stderr: &str) -> Vec<(String, String)> {
         .filter_map(|l| {
             let rest = l.strip_prefix("Failed to get the status of endpoint ")?;
             let (ep, reason) = rest.split_once(' ').unwrap_or((rest, ""));
-            Some((
-                ep.to_string(),
-                reason
-                    .trim()
-                    .trim_start_matches('(')
-                    .trim_end_matches(')')
-                    .to_string(),
-            ))
+            Some((ep.to_string(), reason.trim().trim_start_matches('(').trim_end_matches(')').to_string()))
         })
         .collect()
 }
@@ -268,29 +252,16 @@ pub fn from_etcdctl(
     let mut out = ClusterStatus {
         cluster_id: members.header.as_ref().map(|h| h.cluster_id),
         members: Vec::new(),
-        alarms: alarms
-            .alarms
-            .iter()
-            .map(|a| Alarm {
-                member_id: a.member_id,
-                alarm: alarm_name(a.alarm),
-            })
-            .collect(),
+        alarms: alarms.alarms.iter().map(|a| Alarm { member_id: a.member_id, alarm: alarm_name(a.alarm) }).collect(),
         quota_bytes,
         source: source.to_string(),
     };
     for m in &members.members {
         let endpoint = m.client_urls.first().cloned().unwrap_or_default();
-        let status = statuses
-            .iter()
-            .find(|s| s.status.header.member_id == m.id || m.client_urls.contains(&s.endpoint));
+        let status = statuses.iter().find(|s| s.status.header.member_id == m.id || m.client_urls.contains(&s.endpoint));
         let health = healths.iter().find(|h| m.client_urls.contains(&h.endpoint));
         let mut ms = MemberStatus {
-            name: if m.name.is_empty() {
-                format!("{:x} (unstarted)", m.id)
-            } else {
-                m.name.clone()
-            },
+            name: if m.name.is_empty() { format!("{:x} (unstarted)", m.id) } else { m.name.clone() },
             id: m.id,
             endpoint: endpoint.clone(),
             is_learner: m.is_learner,
@@ -310,19 +281,8 @@ pub fn from_etcdctl(
         ms.latency = health.and_then(|h| parse_took(&h.took));
         ms.error = health
             .and_then(|h| h.error.clone())
-            .or_else(|| {
-                status_errors
-                    .iter()
-                    .find(|(ep, _)| m.client_urls.contains(ep))
-                    .map(|(_, r)| r.clone())
-            })
-            .or_else(|| {
-                if status.is_none() {
-                    Some("no status answer".into())
-                } else {
-                    None
-                }
-            });
+            .or_else(|| status_errors.iter().find(|(ep, _)| m.client_urls.contains(ep)).map(|(_, r)| r.clone()))
+            .or_else(|| if status.is_none() { Some("no status answer".into()) } else { None });
         out.members.push(ms);
     }
     out
@@ -342,10 +302,7 @@ pub fn judge(status: &ClusterStatus) -> CheckResult {
     let q = quorum(n);
     let leader = status.leader();
     r.push_evidence("source", status.source.clone());
-    r.push_evidence(
-        "members",
-        format!("{} of {n} healthy (quorum {q})", healthy.len()),
-    );
+    r.push_evidence("members", format!("{} of {n} healthy (quorum {q})", healthy.len()));
     if let Some(id) = status.cluster_id {
         r.push_evidence("cluster ID", format!("{id:x}"));
     }
@@ -363,10 +320,7 @@ pub fn judge(status: &ClusterStatus) -> CheckResult {
             text.push(v.clone());
         }
         if let Some(size) = m.db_size {
-            let used = m
-                .db_size_in_use
-                .map(|u| format!(" ({} in use)", human_bytes(u)))
-                .unwrap_or_default();
+            let used = m.db_size_in_use.map(|u| format!(" ({} in use)", human_bytes(u))).unwrap_or_default();
             text.push(format!("db {}{used}", human_bytes(size)));
         }
         if let (Some(t), Some(i)) = (m.raft_term, m.raft_index) {
@@ -377,19 +331,11 @@ pub fn judge(status: &ClusterStatus) -> CheckResult {
         }
         let (st, msg) = if m.healthy {
             let slow = m.latency.is_some_and(|l| l > Duration::from_millis(100));
-            if slow {
-                (Status::Warning, format!("slow: {}", text.join(", ")))
-            } else {
-                (Status::Ok, text.join(", "))
-            }
+            if slow { (Status::Warning, format!("slow: {}", text.join(", "))) } else { (Status::Ok, text.join(", ")) }
         } else {
             (
                 Status::Critical,
-                format!(
-                    "unreachable or unhealthy: {} ({})",
-                    m.endpoint,
-                    m.error.as_deref().unwrap_or("no answer")
-                ),
+                format!("unreachable or unhealthy: {} ({})", m.endpoint, m.error.as_deref().unwrap_or("no answer")),
             )
         };
         r.sub(format!("member {}", m.name), st, msg);
@@ -401,11 +347,7 @@ pub fn judge(status: &ClusterStatus) -> CheckResult {
         r.message = "no etcd members listed".into();
         return r;
     }
-    let down: Vec<&str> = voting
-        .iter()
-        .filter(|m| !m.healthy)
-        .map(|m| m.name.as_str())
-        .collect();
+    let down: Vec<&str> = voting.iter().filter(|m| !m.healthy).map(|m| m.name.as_str()).collect();
     if healthy.len() < q {
         r.raise(Status::Critical);
         parts.push(format!(
@@ -438,22 +380,13 @@ pub fn judge(status: &ClusterStatus) -> CheckResult {
     }
     if n.is_multiple_of(2) {
         r.raise(Status::Warning);
-        parts.push(format!(
-            "{n} members: an even count tolerates no more failures than {}",
-            n - 1
-        ));
-        r.fix(
-            "Run an odd number of members (3 or 5).",
-            &[],
-            "medium: membership changes need care",
-        );
+        parts.push(format!("{n} members: an even count tolerates no more failures than {}", n - 1));
+        r.fix("Run an odd number of members (3 or 5).", &[], "medium: membership changes need care");
     }
 
     // Leader.
-    let leaders: std::collections::BTreeSet<u64> = healthy
-        .iter()
-        .filter_map(|m| m.leader_id.filter(|l| *l != 0))
-        .collect();
+    let leaders: std::collections::BTreeSet<u64> =
+        healthy.iter().filter_map(|m| m.leader_id.filter(|l| *l != 0)).collect();
     match (leader, leaders.len()) {
         (_, 0) if !healthy.is_empty() => {
             r.raise(Status::Critical);
@@ -463,50 +396,30 @@ pub fn judge(status: &ClusterStatus) -> CheckResult {
             r.raise(Status::Warning);
             parts.push(format!(
                 "members disagree on the leader ({})",
-                leaders
-                    .iter()
-                    .map(|l| status.member_name(*l))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                leaders.iter().map(|l| status.member_name(*l)).collect::<Vec<_>>().join(", ")
             ));
         }
-        (Some(l), _) => r.push_evidence(
-            "leader",
-            format!("{} (term {})", l.name, l.raft_term.unwrap_or(0)),
-        ),
+        (Some(l), _) => r.push_evidence("leader", format!("{} (term {})", l.name, l.raft_term.unwrap_or(0))),
         _ => {}
     }
 
     // Alarms, one line per kind.
-    let quota = if status.quota_bytes == 0 {
-        DEFAULT_QUOTA
-    } else {
-        status.quota_bytes
-    };
-    let mut kinds: std::collections::BTreeMap<&str, Vec<String>> =
-        std::collections::BTreeMap::new();
+    let quota = if status.quota_bytes == 0 { DEFAULT_QUOTA } else { status.quota_bytes };
+    let mut kinds: std::collections::BTreeMap<&str, Vec<String>> = std::collections::BTreeMap::new();
     for a in &status.alarms {
-        kinds
-            .entry(a.alarm.as_str())
-            .or_default()
-            .push(status.member_name(a.member_id));
+        kinds.entry(a.alarm.as_str()).or_default().push(status.member_name(a.member_id));
     }
     for (kind, members) in &kinds {
         r.raise(Status::Critical);
         let size = healthy.iter().filter_map(|m| m.db_size).max();
         let detail = match (*kind, size) {
-            ("NOSPACE", Some(s)) => format!(
-                ": etcd refuses writes (db {} of the {} quota)",
-                human_bytes(s),
-                human_bytes(quota)
-            ),
+            ("NOSPACE", Some(s)) => {
+                format!(": etcd refuses writes (db {} of the {} quota)", human_bytes(s), human_bytes(quota))
+            }
             ("NOSPACE", None) => ": etcd refuses writes".to_string(),
             _ => String::new(),
         };
-        parts.push(format!(
-            "{kind} alarm raised by {}{detail}",
-            members.join(", ")
-        ));
+        parts.push(format!("{kind} alarm raised by {}{detail}", members.join(", ")));
         if *kind == "NOSPACE" {
             r.fix(
                 "etcd refuses writes until space is freed and the alarm disarmed: compact old revisions, defragment one member at a time (followers first), then disarm; raise --quota-backend-bytes if the data really needs it (8 GiB is the suggested maximum).",
@@ -530,21 +443,10 @@ pub fn judge(status: &ClusterStatus) -> CheckResult {
     // Size and fragmentation.
     if let Some(largest) = healthy.iter().filter_map(|m| m.db_size).max() {
         let pct = largest as f64 / quota as f64 * 100.0;
-        r.push_evidence(
-            "db size",
-            format!(
-                "{} of {} quota ({pct:.0}%)",
-                human_bytes(largest),
-                human_bytes(quota)
-            ),
-        );
+        r.push_evidence("db size", format!("{} of {} quota ({pct:.0}%)", human_bytes(largest), human_bytes(quota)));
         if pct > 80.0 && !status.alarms.iter().any(|a| a.alarm == "NOSPACE") {
             r.raise(Status::Warning);
-            parts.push(format!(
-                "db {} is {pct:.0}% of the {} quota",
-                human_bytes(largest),
-                human_bytes(quota)
-            ));
+            parts.push(format!("db {} is {pct:.0}% of the {} quota", human_bytes(largest), human_bytes(quota)));
             r.fix(
                 "Find what grows (`kubectl etcdsnap status` on a snapshot lists objects per resource; events and leases are the usual suspects), compact and defragment, or raise --quota-backend-bytes (2 GiB default, 8 GiB suggested maximum).",
                 &["kubectl etcdsnap defrag --all"],
@@ -554,24 +456,14 @@ pub fn judge(status: &ClusterStatus) -> CheckResult {
     }
     let frag: Vec<(&str, f64, u64)> = healthy
         .iter()
-        .filter_map(|m| {
-            Some((
-                m.name.as_str(),
-                m.fragmentation()?,
-                m.db_size? - m.db_size_in_use.unwrap_or(0),
-            ))
-        })
+        .filter_map(|m| Some((m.name.as_str(), m.fragmentation()?, m.db_size? - m.db_size_in_use.unwrap_or(0))))
         .collect();
     if let Some((name, f, free)) = frag.iter().copied().max_by(|a, b| a.2.cmp(&b.2))
         && f > 0.5
         && free as f64 > quota as f64 * 0.1
     {
         r.raise(Status::Warning);
-        parts.push(format!(
-            "{:.0}% of {name}'s db is free pages ({}): defragment",
-            f * 100.0,
-            human_bytes(free)
-        ));
+        parts.push(format!("{:.0}% of {name}'s db is free pages ({}): defragment", f * 100.0, human_bytes(free)));
         r.fix(
             "Defragment one member at a time, followers first and the leader last, checking health in between.",
             &["kubectl etcdsnap defrag --all"],
@@ -580,10 +472,7 @@ pub fn judge(status: &ClusterStatus) -> CheckResult {
     }
 
     // Versions and lag.
-    let versions: std::collections::BTreeSet<&str> = healthy
-        .iter()
-        .filter_map(|m| m.version.as_deref())
-        .collect();
+    let versions: std::collections::BTreeSet<&str> = healthy.iter().filter_map(|m| m.version.as_deref()).collect();
     if versions.len() > 1 {
         r.raise(Status::Warning);
         parts.push(format!(
@@ -593,44 +482,27 @@ pub fn judge(status: &ClusterStatus) -> CheckResult {
     } else if let Some(v) = versions.iter().next() {
         r.push_evidence("version", v.to_string());
     }
-    let applied: Vec<(&str, u64)> = healthy
-        .iter()
-        .filter_map(|m| Some((m.name.as_str(), m.raft_applied_index?)))
-        .collect();
-    if let (Some(max), Some((lagging, min))) = (
-        applied.iter().map(|a| a.1).max(),
-        applied.iter().min_by_key(|a| a.1).copied(),
-    ) && max - min > 5000
+    let applied: Vec<(&str, u64)> =
+        healthy.iter().filter_map(|m| Some((m.name.as_str(), m.raft_applied_index?))).collect();
+    if let (Some(max), Some((lagging, min))) =
+        (applied.iter().map(|a| a.1).max(), applied.iter().min_by_key(|a| a.1).copied())
+        && max - min > 5000
     {
         r.raise(Status::Warning);
         parts.push(format!("{lagging} lags {} raft entries behind", max - min));
     }
-    if r.subchecks
-        .iter()
-        .any(|s| s.status == Status::Warning && s.message.starts_with("slow"))
-    {
+    if r.subchecks.iter().any(|s| s.status == Status::Warning && s.message.starts_with("slow")) {
         r.raise(Status::Warning);
-        parts.push(
-            "slow members (health check > 100ms): check disk latency (etcd needs fast fsync)"
-                .into(),
-        );
+        parts.push("slow members (health check > 100ms): check disk latency (etcd needs fast fsync)".into());
     }
 
     if parts.is_empty() {
-        let leader_text = leader
-            .map(|l| format!(", leader {}", l.name))
-            .unwrap_or_default();
+        let leader_text = leader.map(|l| format!(", leader {}", l.name)).unwrap_or_default();
         let size = healthy
             .iter()
             .filter_map(|m| m.db_size)
             .max()
-            .map(|s| {
-                format!(
-                    ", db {} ({:.0}% of quota)",
-                    human_bytes(s),
-                    s as f64 / quota as f64 * 100.0
-                )
-            })
+            .map(|s| format!(", db {} ({:.0}% of quota)", human_bytes(s), s as f64 / quota as f64 * 100.0))
             .unwrap_or_default();
         r.message = format!("{}/{n} members healthy{leader_text}{size}", healthy.len());
     } else {
@@ -666,28 +538,16 @@ mod tests {
         let s = status(STATUS_TWO, HEALTH, "{}", 0);
         assert_eq!(s.members.len(), 3);
         assert!(!s.members[2].healthy);
-        assert_eq!(
-            s.members[2].error.as_deref(),
-            Some("context deadline exceeded")
-        );
+        assert_eq!(s.members[2].error.as_deref(), Some("context deadline exceeded"));
         assert_eq!(s.leader().map(|l| l.name.as_str()), Some("cp-2"));
         let r = judge(&s);
         assert_eq!(r.status, Status::Warning);
         assert!(
-            r.message.contains(
-                "member cp-3 down, quorum kept (2 of 3 healthy; tolerates 0 more failures)"
-            ),
+            r.message.contains("member cp-3 down, quorum kept (2 of 3 healthy; tolerates 0 more failures)"),
             "{}",
             r.message
         );
-        assert_eq!(
-            r.subchecks
-                .iter()
-                .find(|s| s.name == "member cp-3")
-                .unwrap()
-                .status,
-            Status::Critical
-        );
+        assert_eq!(r.subchecks.iter().find(|s| s.name == "member cp-3").unwrap().status, Status::Critical);
     }
 
     #[test]
@@ -705,20 +565,15 @@ mod tests {
             r#""health":false,"took":"5.001074744s","error":"context deadline exceeded""#,
             r#""health":true,"took":"3ms""#,
         );
-        let s = status(
-            &three,
-            &healthy,
-            r#"{"alarms":[{"memberID":1211875598812016075,"alarm":1}]}"#,
-            0,
-        );
+        let s = status(&three, &healthy, r#"{"alarms":[{"memberID":1211875598812016075,"alarm":1}]}"#, 0);
         let r = judge(&s);
         assert_eq!(r.status, Status::Critical);
-        assert!(r.message.contains("NOSPACE alarm raised by cp-2: etcd refuses writes (db 256.0 KiB of the 2.0 GiB quota)"), "{}", r.message);
         assert!(
-            r.remediation
-                .iter()
-                .any(|f| f.commands.iter().any(|c| c.contains("alarm disarm")))
+            r.message.contains("NOSPACE alarm raised by cp-2: etcd refuses writes (db 256.0 KiB of the 2.0 GiB quota)"),
+            "{}",
+            r.message
         );
+        assert!(r.remediation.iter().any(|f| f.commands.iter().any(|c| c.contains("alarm disarm"))));
     }
 
     #[test]
@@ -733,11 +588,7 @@ mod tests {
         }
         let r = judge(&s);
         assert_eq!(r.status, Status::Warning);
-        assert!(
-            r.message.contains("88% of the 64.0 MiB quota"),
-            "{}",
-            r.message
-        );
+        assert!(r.message.contains("88% of the 64.0 MiB quota"), "{}", r.message);
         assert!(r.message.contains("free pages"), "{}", r.message);
         // A healthy, compact cluster is OK.
         for m in &mut s.members {
@@ -746,11 +597,7 @@ mod tests {
         }
         let ok = judge(&s);
         assert_eq!(ok.status, Status::Ok, "{}", ok.message);
-        assert!(
-            ok.message.starts_with("3/3 members healthy, leader cp-2"),
-            "{}",
-            ok.message
-        );
+        assert!(ok.message.starts_with("3/3 members healthy, leader cp-2"), "{}", ok.message);
     }
 
     #[test]

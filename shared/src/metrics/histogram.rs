@@ -47,11 +47,7 @@ impl Histogram {
     pub fn delta_since(&self, older: &Histogram) -> Histogram {
         let reset = self.count < older.count
             || self.buckets.iter().any(|b| {
-                older
-                    .buckets
-                    .iter()
-                    .find(|o| o.le.total_cmp(&b.le).is_eq())
-                    .is_some_and(|o| b.count < o.count)
+                older.buckets.iter().find(|o| o.le.total_cmp(&b.le).is_eq()).is_some_and(|o| b.count < o.count)
             });
         if reset {
             return self.clone();
@@ -60,32 +56,17 @@ impl Histogram {
             .buckets
             .iter()
             .map(|b| {
-                let before = older
-                    .buckets
-                    .iter()
-                    .find(|o| o.le.total_cmp(&b.le).is_eq())
-                    .map(|o| o.count)
-                    .unwrap_or(0.0);
-                Bucket {
-                    le: b.le,
-                    count: b.count - before,
-                }
+                let before =
+                    older.buckets.iter().find(|o| o.le.total_cmp(&b.le).is_eq()).map(|o| o.count).unwrap_or(0.0);
+                Bucket { le: b.le, count: b.count - before }
             })
             .collect();
-        Histogram {
-            buckets,
-            sum: self.sum - older.sum,
-            count: self.count - older.count,
-        }
+        Histogram { buckets, sum: self.sum - older.sum, count: self.count - older.count }
     }
 
     /// Mean observation, `None` without observations.
     pub fn mean(&self) -> Option<f64> {
-        if self.count > 0.0 {
-            Some(self.sum / self.count)
-        } else {
-            None
-        }
+        if self.count > 0.0 { Some(self.sum / self.count) } else { None }
     }
 }
 
@@ -130,10 +111,7 @@ pub fn histogram_quantile(q: f64, buckets: &[Bucket]) -> Option<f64> {
         return None;
     }
     let mut rank = q * observations;
-    let b = merged
-        .iter()
-        .position(|bucket| bucket.count >= rank)
-        .unwrap_or(merged.len() - 1);
+    let b = merged.iter().position(|bucket| bucket.count >= rank).unwrap_or(merged.len() - 1);
     if b == merged.len() - 1 {
         return Some(merged[merged.len() - 2].le);
     }
@@ -162,11 +140,7 @@ pub fn counter_delta(newer: f64, older: f64) -> f64 {
 
 /// Per-second rate of a counter over `seconds`, with reset handling.
 pub fn counter_rate(newer: f64, older: f64, seconds: f64) -> f64 {
-    if seconds <= 0.0 {
-        0.0
-    } else {
-        counter_delta(newer, older) / seconds
-    }
+    if seconds <= 0.0 { 0.0 } else { counter_delta(newer, older) / seconds }
 }
 
 #[cfg(test)]
@@ -174,21 +148,13 @@ mod tests {
     use super::*;
 
     fn h(buckets: &[(f64, f64)]) -> Vec<Bucket> {
-        buckets
-            .iter()
-            .map(|&(le, count)| Bucket { le, count })
-            .collect()
+        buckets.iter().map(|&(le, count)| Bucket { le, count }).collect()
     }
 
     #[test]
     fn quantile_interpolates_like_promql() {
         // 100 observations: 50 <= 0.1, 90 <= 0.5, 100 <= 1.
-        let b = h(&[
-            (0.1, 50.0),
-            (0.5, 90.0),
-            (1.0, 100.0),
-            (f64::INFINITY, 100.0),
-        ]);
+        let b = h(&[(0.1, 50.0), (0.5, 90.0), (1.0, 100.0), (f64::INFINITY, 100.0)]);
         assert!((histogram_quantile(0.5, &b).unwrap() - 0.1).abs() < 1e-12);
         // rank 90 lands exactly at the end of the 0.5 bucket.
         assert!((histogram_quantile(0.9, &b).unwrap() - 0.5).abs() < 1e-12);
@@ -206,40 +172,14 @@ mod tests {
 
     #[test]
     fn quantile_edge_cases() {
-        assert_eq!(
-            histogram_quantile(0.9, &h(&[(0.1, 0.0), (f64::INFINITY, 0.0)])),
-            None,
-            "no observations"
-        );
-        assert_eq!(
-            histogram_quantile(0.9, &h(&[(0.1, 5.0), (1.0, 5.0)])),
-            None,
-            "no +Inf bucket"
-        );
-        assert_eq!(
-            histogram_quantile(0.9, &h(&[(f64::INFINITY, 5.0)])),
-            None,
-            "one bucket"
-        );
-        assert_eq!(
-            histogram_quantile(f64::NAN, &h(&[(1.0, 1.0), (f64::INFINITY, 1.0)])),
-            None
-        );
-        assert_eq!(
-            histogram_quantile(-1.0, &h(&[(1.0, 1.0), (f64::INFINITY, 1.0)])),
-            Some(f64::NEG_INFINITY)
-        );
-        assert_eq!(
-            histogram_quantile(2.0, &h(&[(1.0, 1.0), (f64::INFINITY, 1.0)])),
-            Some(f64::INFINITY)
-        );
+        assert_eq!(histogram_quantile(0.9, &h(&[(0.1, 0.0), (f64::INFINITY, 0.0)])), None, "no observations");
+        assert_eq!(histogram_quantile(0.9, &h(&[(0.1, 5.0), (1.0, 5.0)])), None, "no +Inf bucket");
+        assert_eq!(histogram_quantile(0.9, &h(&[(f64::INFINITY, 5.0)])), None, "one bucket");
+        assert_eq!(histogram_quantile(f64::NAN, &h(&[(1.0, 1.0), (f64::INFINITY, 1.0)])), None);
+        assert_eq!(histogram_quantile(-1.0, &h(&[(1.0, 1.0), (f64::INFINITY, 1.0)])), Some(f64::NEG_INFINITY));
+        assert_eq!(histogram_quantile(2.0, &h(&[(1.0, 1.0), (f64::INFINITY, 1.0)])), Some(f64::INFINITY));
         // Unsorted input and non-monotonic counts are repaired.
-        let b = h(&[
-            (f64::INFINITY, 100.0),
-            (1.0, 100.0),
-            (0.5, 101.0),
-            (0.1, 50.0),
-        ]);
+        let b = h(&[(f64::INFINITY, 100.0), (1.0, 100.0), (0.5, 101.0), (0.1, 50.0)]);
         // Monotonic repair gives 0.1:50, 0.5:101, 1:101, +Inf:101; rank 50.5 falls just past 0.1.
         let q = histogram_quantile(0.5, &b).unwrap();
         assert!((q - (0.1 + 0.4 * (0.5 / 51.0))).abs() < 1e-12, "{q}");
@@ -260,10 +200,7 @@ mod tests {
         newer.count = 40.0;
         newer.sum = 40.0;
         let d = newer.delta_since(&older);
-        assert_eq!(
-            d.buckets.iter().map(|b| b.count).collect::<Vec<_>>(),
-            vec![0.0, 10.0, 20.0]
-        );
+        assert_eq!(d.buckets.iter().map(|b| b.count).collect::<Vec<_>>(), vec![0.0, 10.0, 20.0]);
         assert_eq!(d.count, 20.0);
         assert_eq!(d.sum, 35.0);
         // Only the delta decides the quantile: every new observation is > 0.1.
@@ -297,13 +234,7 @@ mod tests {
         b.add_bucket(f64::INFINITY, 1.0);
         a.merge(&b);
         assert_eq!(a.buckets.len(), 3);
-        assert_eq!(
-            a.buckets[1],
-            Bucket {
-                le: 1.0,
-                count: 3.0
-            }
-        );
+        assert_eq!(a.buckets[1], Bucket { le: 1.0, count: 3.0 });
         assert_eq!(a.buckets[2].count, 4.0);
     }
 }

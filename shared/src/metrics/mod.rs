@@ -24,14 +24,8 @@ pub struct TimedScrape {
 
 /// GETs `path` (normally `/metrics`) from the API server and keeps the selected families.
 pub async fn fetch(cluster: &Cluster, path: &str, selection: &Selection) -> Result<TimedScrape> {
-    let response = cluster
-        .get_ok(path, &Access::non_resource("get", path))
-        .await?;
+    let response = cluster.get_ok(path, &Access::non_resource("get", path)).await?;
     let taken = Instant::now();
     let scrape = Scrape::parse(&response.body, selection);
-    Ok(TimedScrape {
-        scrape,
-        taken,
-        bytes: response.body.len(),
-    })
+    Ok(TimedScrape { scrape, taken, bytes: response.body.len() })
 }

@@ -19,17 +19,11 @@ pub struct Selection {
 
 impl Selection {
     pub fn all() -> Self {
-        Selection {
-            all: true,
-            ..Default::default()
-        }
+        Selection { all: true, ..Default::default() }
     }
 
     pub fn families(names: &[&str]) -> Self {
-        Selection {
-            exact: names.iter().map(|s| s.to_string()).collect(),
-            ..Default::default()
-        }
+        Selection { exact: names.iter().map(|s| s.to_string()).collect(), ..Default::default() }
     }
 
     pub fn with_prefixes(mut self, prefixes: &[&str]) -> Self {
@@ -38,9 +32,7 @@ impl Selection {
     }
 
     pub fn wants(&self, family: &str) -> bool {
-        self.all
-            || self.exact.contains(family)
-            || self.prefixes.iter().any(|p| family.starts_with(p.as_str()))
+        self.all || self.exact.contains(family) || self.prefixes.iter().any(|p| family.starts_with(p.as_str()))
     }
 }
 
@@ -55,28 +47,19 @@ pub struct OwnedSample {
 
 impl OwnedSample {
     pub fn label(&self, name: &str) -> Option<&str> {
-        self.labels
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.labels.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     /// The labels except `le` (the identity of a histogram series).
     fn series_key(&self, drop_le: bool) -> Vec<(String, String)> {
-        let mut key: Vec<(String, String)> = self
-            .labels
-            .iter()
-            .filter(|(k, _)| !(drop_le && k == "le"))
-            .cloned()
-            .collect();
+        let mut key: Vec<(String, String)> =
+            self.labels.iter().filter(|(k, _)| !(drop_le && k == "le")).cloned().collect();
         key.sort();
         key
     }
 
     fn group_key(&self, by: &[&str]) -> Vec<String> {
-        by.iter()
-            .map(|l| self.label(l).unwrap_or("").to_string())
-            .collect()
+        by.iter().map(|l| self.label(l).unwrap_or("").to_string()).collect()
     }
 }
 
@@ -124,14 +107,12 @@ impl Scrape {
                         Some((f, h)) if f == family => h,
                         _ => String::new(),
                     };
-                    families
-                        .entry(family.to_string())
-                        .or_insert_with(|| Family {
-                            name: family.to_string(),
-                            kind,
-                            help,
-                            samples: Vec::new(),
-                        });
+                    families.entry(family.to_string()).or_insert_with(|| Family {
+                        name: family.to_string(),
+                        kind,
+                        help,
+                        samples: Vec::new(),
+                    });
                 }
                 current = Some((family.to_string(), kind, wanted));
             }
@@ -155,21 +136,15 @@ impl Scrape {
                     }
                     sample.name.to_string()
                 };
-                let family = families
-                    .entry(family_name.clone())
-                    .or_insert_with(|| Family {
-                        name: family_name,
-                        kind: MetricType::Untyped,
-                        help: String::new(),
-                        samples: Vec::new(),
-                    });
+                let family = families.entry(family_name.clone()).or_insert_with(|| Family {
+                    name: family_name,
+                    kind: MetricType::Untyped,
+                    help: String::new(),
+                    samples: Vec::new(),
+                });
                 family.samples.push(OwnedSample {
                     name: sample.name.to_string(),
-                    labels: sample
-                        .labels
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.into_owned()))
-                        .collect(),
+                    labels: sample.labels.iter().map(|(k, v)| (k.to_string(), v.into_owned())).collect(),
                     value: sample.value,
                 });
             }
@@ -182,9 +157,7 @@ impl Scrape {
     }
 
     pub fn has_family(&self, name: &str) -> bool {
-        self.families
-            .get(name)
-            .is_some_and(|f| !f.samples.is_empty())
+        self.families.get(name).is_some_and(|f| !f.samples.is_empty())
     }
 
     pub fn family_names(&self) -> impl Iterator<Item = &str> {
@@ -192,20 +165,13 @@ impl Scrape {
     }
 
     /// Samples named `sample_name` (a family name, or a histogram's `_bucket`/`_sum`/`_count`).
-    pub fn samples<'s>(
-        &'s self,
-        sample_name: &'s str,
-    ) -> impl Iterator<Item = &'s OwnedSample> + 's {
+    pub fn samples<'s>(&'s self, sample_name: &'s str) -> impl Iterator<Item = &'s OwnedSample> + 's {
         let family = self.families.get(sample_name).or_else(|| {
-            HISTOGRAM_SUFFIXES.iter().find_map(|suffix| {
-                sample_name
-                    .strip_suffix(suffix)
-                    .and_then(|f| self.families.get(f))
-            })
+            HISTOGRAM_SUFFIXES
+                .iter()
+                .find_map(|suffix| sample_name.strip_suffix(suffix).and_then(|f| self.families.get(f)))
         });
-        family
-            .into_iter()
-            .flat_map(move |f| f.samples.iter().filter(move |s| s.name == sample_name))
+        family.into_iter().flat_map(move |f| f.samples.iter().filter(move |s| s.name == sample_name))
     }
 
     /// `sum(sample_name{filter})`, `None` when no series matched.
@@ -218,12 +184,7 @@ impl Scrape {
     }
 
     /// `sum by (by...) (sample_name{filter})`.
-    pub fn sum_by(
-        &self,
-        sample_name: &str,
-        by: &[&str],
-        filter: SampleFilter<'_>,
-    ) -> BTreeMap<Vec<String>, f64> {
+    pub fn sum_by(&self, sample_name: &str, by: &[&str], filter: SampleFilter<'_>) -> BTreeMap<Vec<String>, f64> {
         let mut out = BTreeMap::new();
         for s in self.samples(sample_name).filter(|s| filter(s)) {
             *out.entry(s.group_key(by)).or_insert(0.0) += s.value;
@@ -232,12 +193,7 @@ impl Scrape {
     }
 
     /// `max by (by...)`.
-    pub fn max_by(
-        &self,
-        sample_name: &str,
-        by: &[&str],
-        filter: SampleFilter<'_>,
-    ) -> BTreeMap<Vec<String>, f64> {
+    pub fn max_by(&self, sample_name: &str, by: &[&str], filter: SampleFilter<'_>) -> BTreeMap<Vec<String>, f64> {
         let mut out: BTreeMap<Vec<String>, f64> = BTreeMap::new();
         for s in self.samples(sample_name).filter(|s| filter(s)) {
             let e = out.entry(s.group_key(by)).or_insert(f64::NEG_INFINITY);
@@ -259,12 +215,7 @@ impl Scrape {
         for (key, h) in self.histogram_series(family, filter) {
             let group = by
                 .iter()
-                .map(|l| {
-                    key.iter()
-                        .find(|(k, _)| k == l)
-                        .map(|(_, v)| v.clone())
-                        .unwrap_or_default()
-                })
+                .map(|l| key.iter().find(|(k, _)| k == l).map(|(_, v)| v.clone()).unwrap_or_default())
                 .collect();
             out.entry(group).or_default().merge(&h);
         }
@@ -272,11 +223,7 @@ impl Scrape {
     }
 
     /// Every series of a histogram family, keyed by its labels (without `le`).
-    fn histogram_series(
-        &self,
-        family: &str,
-        filter: SampleFilter<'_>,
-    ) -> HashMap<Vec<(String, String)>, Histogram> {
+    fn histogram_series(&self, family: &str, filter: SampleFilter<'_>) -> HashMap<Vec<(String, String)>, Histogram> {
         let mut series: HashMap<Vec<(String, String)>, Histogram> = HashMap::new();
         let Some(f) = self.families.get(family) else {
             return series;
@@ -288,10 +235,7 @@ impl Scrape {
                     let Some(le) = s.label("le").and_then(super::text::parse_value) else {
                         continue;
                     };
-                    series
-                        .entry(s.series_key(true))
-                        .or_default()
-                        .add_bucket(le, s.value);
+                    series.entry(s.series_key(true)).or_default().add_bucket(le, s.value);
                 }
                 "_sum" => series.entry(s.series_key(true)).or_default().sum += s.value,
                 "_count" => series.entry(s.series_key(true)).or_default().count += s.value,
@@ -310,11 +254,8 @@ impl Scrape {
         by: &[&str],
         filter: SampleFilter<'_>,
     ) -> BTreeMap<Vec<String>, f64> {
-        let before: HashMap<Vec<(String, String)>, f64> = older
-            .samples(sample_name)
-            .filter(|s| filter(s))
-            .map(|s| (s.series_key(false), s.value))
-            .collect();
+        let before: HashMap<Vec<(String, String)>, f64> =
+            older.samples(sample_name).filter(|s| filter(s)).map(|s| (s.series_key(false), s.value)).collect();
         let mut out = BTreeMap::new();
         for s in self.samples(sample_name).filter(|s| filter(s)) {
             let old = before.get(&s.series_key(false)).copied().unwrap_or(0.0);
@@ -341,12 +282,7 @@ impl Scrape {
             };
             let group = by
                 .iter()
-                .map(|l| {
-                    key.iter()
-                        .find(|(k, _)| k == l)
-                        .map(|(_, v)| v.clone())
-                        .unwrap_or_default()
-                })
+                .map(|l| key.iter().find(|(k, _)| k == l).map(|(_, v)| v.clone()).unwrap_or_default())
                 .collect();
             out.entry(group).or_default().merge(&delta);
         }
@@ -382,64 +318,41 @@ untyped_thing{x="y"} 3
 
     #[test]
     fn keeps_only_selected_families() {
-        let s = Scrape::parse(
-            SCRAPE_1.as_bytes(),
-            &Selection::families(&["apiserver_request_total"]),
-        );
+        let s = Scrape::parse(SCRAPE_1.as_bytes(), &Selection::families(&["apiserver_request_total"]));
         assert!(s.has_family("apiserver_request_total"));
         assert!(!s.has_family("apiserver_request_duration_seconds"));
         assert!(!s.has_family("unwanted_total"));
         assert_eq!(s.stats.samples, 15);
-        assert_eq!(
-            s.family("apiserver_request_total").unwrap().help,
-            "[STABLE] Counter of apiserver requests."
-        );
+        assert_eq!(s.family("apiserver_request_total").unwrap().help, "[STABLE] Counter of apiserver requests.");
         let all = Scrape::parse(SCRAPE_1.as_bytes(), &Selection::all());
         assert_eq!(all.sum("untyped_thing", &any), Some(3.0));
-        assert_eq!(
-            all.family("apiserver_request_duration_seconds")
-                .unwrap()
-                .kind,
-            MetricType::Histogram
-        );
+        assert_eq!(all.family("apiserver_request_duration_seconds").unwrap().kind, MetricType::Histogram);
     }
 
     #[test]
     fn sums_by_labels() {
         let s = Scrape::parse(SCRAPE_1.as_bytes(), &Selection::all());
         assert_eq!(s.sum("apiserver_request_total", &any), Some(151.0));
-        assert_eq!(
-            s.sum("apiserver_request_total", &|x| x.label("code")
-                == Some("500")),
-            Some(1.0)
-        );
+        assert_eq!(s.sum("apiserver_request_total", &|x| x.label("code") == Some("500")), Some(1.0));
         assert_eq!(s.sum("nonexistent", &any), None);
         let by_verb = s.sum_by("apiserver_request_total", &["verb"], &any);
         assert_eq!(by_verb[&vec!["LIST".to_string()]], 101.0);
         assert_eq!(by_verb[&vec!["GET".to_string()]], 50.0);
-        assert_eq!(
-            s.samples("apiserver_request_duration_seconds_count")
-                .count(),
-            2
-        );
+        assert_eq!(s.samples("apiserver_request_duration_seconds_count").count(), 2);
     }
 
     #[test]
     fn histogram_quantiles_per_verb_skip_watch() {
         let s = Scrape::parse(SCRAPE_1.as_bytes(), &Selection::all());
-        let by_verb = s.histograms_by("apiserver_request_duration_seconds", &["verb"], &|x| {
-            x.label("verb") != Some("WATCH")
-        });
+        let by_verb =
+            s.histograms_by("apiserver_request_duration_seconds", &["verb"], &|x| x.label("verb") != Some("WATCH"));
         assert_eq!(by_verb.len(), 1);
         let list = &by_verb[&vec!["LIST".to_string()]];
         assert_eq!(list.count, 101.0);
         assert_eq!(list.sum, 12.0);
         // rank 99.99 is in the (0.1, 1] bucket: 0.1 + 0.9 * (9.99/10)
         let p99 = list.quantile(0.99).unwrap();
-        assert!(
-            (p99 - (0.1 + 0.9 * (0.99 * 101.0 - 90.0) / 10.0)).abs() < 1e-9,
-            "{p99}"
-        );
+        assert!((p99 - (0.1 + 0.9 * (0.99 * 101.0 - 90.0) / 10.0)).abs() < 1e-9, "{p99}");
     }
 
     #[test]
@@ -450,36 +363,17 @@ untyped_thing{x="y"} 3
                 r#"{code="200",verb="LIST",resource="pods"} 100"#,
                 r#"{code="200",verb="LIST",resource="pods"} 160"#,
             )
-            .replace(
-                r#"{code="200",verb="GET",resource="nodes"} 50"#,
-                r#"{code="200",verb="GET",resource="nodes"} 4"#,
-            )
+            .replace(r#"{code="200",verb="GET",resource="nodes"} 50"#, r#"{code="200",verb="GET",resource="nodes"} 4"#)
             .replace(r#"{verb="LIST",le="1"} 100"#, r#"{verb="LIST",le="1"} 110"#)
-            .replace(
-                r#"{verb="LIST",le="+Inf"} 101"#,
-                r#"{verb="LIST",le="+Inf"} 111"#,
-            )
+            .replace(r#"{verb="LIST",le="+Inf"} 101"#, r#"{verb="LIST",le="+Inf"} 111"#)
             .replace(r#"_count{verb="LIST"} 101"#, r#"_count{verb="LIST"} 111"#)
             + "apiserver_request_total{code=\"429\",verb=\"LIST\",resource=\"pods\"} 7\n";
         let newer = Scrape::parse(newer_text.as_bytes(), &Selection::all());
         let inc = newer.increase_by(&older, "apiserver_request_total", &["code"], &any);
-        assert_eq!(
-            inc[&vec!["200".to_string()]],
-            60.0 + 4.0,
-            "GET series reset: counts 4 from zero"
-        );
+        assert_eq!(inc[&vec!["200".to_string()]], 60.0 + 4.0, "GET series reset: counts 4 from zero");
         assert_eq!(inc[&vec!["500".to_string()]], 0.0);
-        assert_eq!(
-            inc[&vec!["429".to_string()]],
-            7.0,
-            "new series counts from zero"
-        );
-        let h = newer.histogram_increase_by(
-            &older,
-            "apiserver_request_duration_seconds",
-            &["verb"],
-            &any,
-        );
+        assert_eq!(inc[&vec!["429".to_string()]], 7.0, "new series counts from zero");
+        let h = newer.histogram_increase_by(&older, "apiserver_request_duration_seconds", &["verb"], &any);
         let list = &h[&vec!["LIST".to_string()]];
         assert_eq!(list.count, 10.0);
         // All 10 new LIST observations fell in (0.1, 1].

@@ -123,11 +123,7 @@ impl<'a> Iterator for LabelIter<'a> {
             }
             let raw_value = &body[..pos];
             self.rest = &body[pos + 1..];
-            let value = if escaped {
-                Cow::Owned(unescape(raw_value))
-            } else {
-                Cow::Borrowed(raw_value)
-            };
+            let value = if escaped { Cow::Owned(unescape(raw_value)) } else { Cow::Borrowed(raw_value) };
             return Some((name, value));
         }
     }
@@ -195,17 +191,11 @@ fn parse_comment(comment: &str) -> Option<Event<'_>> {
     match keyword {
         "HELP" => {
             let (family, text) = rest.split_once([' ', '\t']).unwrap_or((rest, ""));
-            Some(Event::Help {
-                family,
-                text: text.trim_start(),
-            })
+            Some(Event::Help { family, text: text.trim_start() })
         }
         "TYPE" => {
             let (family, kind) = rest.split_once([' ', '\t'])?;
-            Some(Event::Type {
-                family,
-                kind: MetricType::parse(kind.trim()),
-            })
+            Some(Event::Type { family, kind: MetricType::parse(kind.trim()) })
         }
         _ => None,
     }
@@ -219,8 +209,7 @@ fn parse_sample(line: &str) -> Result<Sample<'_>, &'static str> {
         return Err("sample without a metric name");
     }
     let (labels, after) = if bytes.get(name_end) == Some(&b'{') {
-        let close =
-            find_label_block_end(&bytes[name_end + 1..]).ok_or("unterminated label block")?;
+        let close = find_label_block_end(&bytes[name_end + 1..]).ok_or("unterminated label block")?;
         let raw = &line[name_end + 1..name_end + 1 + close];
         (Labels::new(raw), &line[name_end + 1 + close + 1..])
     } else {
@@ -230,17 +219,8 @@ fn parse_sample(line: &str) -> Result<Sample<'_>, &'static str> {
     let value_end = after.find([' ', '\t']).unwrap_or(after.len());
     let value = parse_value(&after[..value_end]).ok_or("invalid sample value")?;
     let rest = after[value_end..].trim();
-    let timestamp_ms = if rest.is_empty() {
-        None
-    } else {
-        Some(rest.parse::<i64>().map_err(|_| "invalid timestamp")?)
-    };
-    Ok(Sample {
-        name,
-        labels,
-        value,
-        timestamp_ms,
-    })
+    let timestamp_ms = if rest.is_empty() { None } else { Some(rest.parse::<i64>().map_err(|_| "invalid timestamp")?) };
+    Ok(Sample { name, labels, value, timestamp_ms })
 }
 
 /// Position of the `}` closing a label block, skipping quoted values (which may hold `}`).
@@ -285,9 +265,7 @@ pub fn parse<'a>(text: &'a str, mut visit: impl FnMut(Event<'a>)) -> ParseStats 
     let bytes = text.as_bytes();
     let mut start = 0;
     while start < bytes.len() {
-        let end = memchr::memchr(b'\n', &bytes[start..])
-            .map(|p| p + start)
-            .unwrap_or(bytes.len());
+        let end = memchr::memchr(b'\n', &bytes[start..]).map(|p| p + start).unwrap_or(bytes.len());
         stats.lines += 1;
         handle_line(&text[start..end], stats.lines, &mut stats, &mut visit);
         start = end + 1;
@@ -295,12 +273,7 @@ pub fn parse<'a>(text: &'a str, mut visit: impl FnMut(Event<'a>)) -> ParseStats 
     stats
 }
 
-fn handle_line<'a>(
-    line: &'a str,
-    line_no: usize,
-    stats: &mut ParseStats,
-    visit: &mut impl FnMut(Event<'a>),
-) {
+fn handle_line<'a>(line: &'a str, line_no: usize, stats: &mut ParseStats, visit: &mut impl FnMut(Event<'a>)) {
     match parse_line(line) {
         Ok(Some(event)) => {
             if matches!(event, Event::Sample(_)) {
@@ -371,9 +344,7 @@ impl StreamParser {
         let bytes = text.as_bytes();
         let mut start = 0;
         while start <= bytes.len() {
-            let end = memchr::memchr(b'\n', &bytes[start..])
-                .map(|p| p + start)
-                .unwrap_or(bytes.len());
+            let end = memchr::memchr(b'\n', &bytes[start..]).map(|p| p + start).unwrap_or(bytes.len());
             self.stats.lines += 1;
             let line_no = self.stats.lines;
             let mut forward = |e: Event<'_>| visit(e);
@@ -404,10 +375,7 @@ mod tests {
             if let Event::Sample(s) = e {
                 out.push((
                     s.name.to_string(),
-                    s.labels
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.into_owned()))
-                        .collect(),
+                    s.labels.iter().map(|(k, v)| (k.to_string(), v.into_owned())).collect(),
                     s.value,
                 ));
             }
@@ -425,19 +393,14 @@ mod tests {
         let stats = parse(text, |e| events.push(format!("{e:?}")));
         assert_eq!(stats.samples, 2);
         assert_eq!(stats.malformed, 0);
-        assert!(events[0].contains(
-            "Help { family: \"http_requests_total\", text: \"The total number of HTTP requests.\" }"
-        ));
+        assert!(
+            events[0]
+                .contains("Help { family: \"http_requests_total\", text: \"The total number of HTTP requests.\" }")
+        );
         assert!(events[1].contains("Type { family: \"http_requests_total\", kind: Counter }"));
         let s = samples(text);
         assert_eq!(s[1].2, 3.0);
-        assert_eq!(
-            s[0].1,
-            vec![
-                ("method".into(), "post".into()),
-                ("code".into(), "200".into())
-            ]
-        );
+        assert_eq!(s[0].1, vec![("method".into(), "post".into()), ("code".into(), "200".into())]);
     }
 
     #[test]
@@ -450,10 +413,7 @@ weird{a="x}y",b="}"} 1
         assert_eq!(s[0].1[0].1, r"C:\DIR\FILE.TXT");
         assert_eq!(s[0].1[1].1, "Cannot find file:\n\"FILE.TXT\"");
         assert_eq!(s[0].2, 1.458255915e9);
-        assert_eq!(
-            s[1].1,
-            vec![("a".into(), "x}y".into()), ("b".into(), "}".into())]
-        );
+        assert_eq!(s[1].1, vec![("a".into(), "x}y".into()), ("b".into(), "}".into())]);
     }
 
     #[test]
@@ -487,10 +447,7 @@ weird{a="x}y",b="}"} 1
     #[test]
     fn trailing_commas_spaces_and_crlf() {
         let s = samples("m{a=\"1\", b=\"2\",} 3\r\n");
-        assert_eq!(
-            s[0].1,
-            vec![("a".into(), "1".into()), ("b".into(), "2".into())]
-        );
+        assert_eq!(s[0].1, vec![("a".into(), "1".into()), ("b".into(), "2".into())]);
         assert_eq!(s[0].2, 3.0);
     }
 

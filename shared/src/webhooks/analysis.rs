@@ -38,15 +38,7 @@ const fn t(
     why: &'static str,
     critical: bool,
 ) -> Target {
-    Target {
-        group,
-        resource,
-        subresource,
-        namespace,
-        label,
-        why,
-        critical,
-    }
+    Target { group, resource, subresource, namespace, label, why, critical }
 }
 
 /// The objects whose writes must not depend on a webhook's backend.
@@ -78,24 +70,8 @@ pub const TARGETS: &[Target] = &[
         "kubelets cannot renew their node leases, so nodes turn NotReady",
         true,
     ),
-    t(
-        "",
-        "nodes",
-        "",
-        None,
-        "nodes",
-        "kubelets cannot register or update their Node objects",
-        true,
-    ),
-    t(
-        "",
-        "nodes",
-        "status",
-        None,
-        "nodes/status",
-        "kubelets cannot report node status",
-        true,
-    ),
+    t("", "nodes", "", None, "nodes", "kubelets cannot register or update their Node objects", true),
+    t("", "nodes", "status", None, "nodes/status", "kubelets cannot report node status", true),
     t(
         "rbac.authorization.k8s.io",
         "clusterroles",
@@ -159,15 +135,7 @@ pub const TARGETS: &[Target] = &[
         "authorization checks through the API fail",
         true,
     ),
-    t(
-        "",
-        "namespaces",
-        "",
-        None,
-        "namespaces",
-        "namespaces cannot be created or changed while it is down",
-        false,
-    ),
+    t("", "namespaces", "", None, "namespaces", "namespaces cannot be created or changed while it is down", false),
 ];
 
 /// What the analysis found, most urgent kinds first.
@@ -282,15 +250,11 @@ impl ClusterFacts {
             && let Some(labels) = all.get(ns)
         {
             let mut l = labels.clone();
-            l.entry("kubernetes.io/metadata.name".into())
-                .or_insert_with(|| ns.to_string());
+            l.entry("kubernetes.io/metadata.name".into()).or_insert_with(|| ns.to_string());
             return (l, true);
         }
         // Since 1.21 every namespace carries its name as a label.
-        (
-            BTreeMap::from([("kubernetes.io/metadata.name".to_string(), ns.to_string())]),
-            false,
-        )
+        (BTreeMap::from([("kubernetes.io/metadata.name".to_string(), ns.to_string())]), false)
     }
 }
 
@@ -298,15 +262,9 @@ impl ClusterFacts {
 fn reaches(webhook: &Webhook, target: &Target, facts: &ClusterFacts) -> (Tri, String) {
     let namespaced = target.namespace.is_some();
     let rule = webhook.rules.iter().find(|r| {
-        ["CREATE", "UPDATE"].iter().any(|op| {
-            r.matches(
-                op,
-                target.group,
-                target.resource,
-                target.subresource,
-                namespaced,
-            )
-        })
+        ["CREATE", "UPDATE"]
+            .iter()
+            .any(|op| r.matches(op, target.group, target.resource, target.subresource, namespaced))
     });
     let Some(rule) = rule else {
         return (Tri::No, String::new());
@@ -337,10 +295,7 @@ fn reaches(webhook: &Webhook, target: &Target, facts: &ClusterFacts) -> (Tri, St
     if !webhook.object_selector.is_empty() && !webhook.object_selector.matches_unlabelled() {
         return (
             Tri::No,
-            format!(
-                "objectSelector {} only selects labelled objects",
-                webhook.object_selector.describe()
-            ),
+            format!("objectSelector {} only selects labelled objects", webhook.object_selector.describe()),
         );
     }
     if !webhook.match_conditions.is_empty() {
@@ -359,12 +314,7 @@ fn reaches(webhook: &Webhook, target: &Target, facts: &ClusterFacts) -> (Tri, St
 }
 
 fn fix_command(config: &WebhookConfig, patch: &Value) -> String {
-    format!(
-        "kubectl patch {} {} --type=json -p '{}'",
-        config.kind.resource().trim_end_matches('s'),
-        config.name,
-        patch
-    )
+    format!("kubectl patch {} {} --type=json -p '{}'", config.kind.resource().trim_end_matches('s'), config.name, patch)
 }
 
 fn ignore_fix(config: &WebhookConfig, w: &Webhook) -> Fix {
@@ -383,8 +333,7 @@ fn exclude_namespaces_fix(config: &WebhookConfig, w: &Webhook, extra: Option<&st
     {
         values.push(ns.to_string());
     }
-    let expression =
-        json!({"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": values});
+    let expression = json!({"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": values});
     let patch = if w.namespace_selector.match_expressions.is_empty() {
         let mut selector = json!({"matchExpressions": [expression]});
         if !w.namespace_selector.match_labels.is_empty() {
@@ -408,15 +357,7 @@ fn own_namespace(w: &Webhook) -> Option<&str> {
     }
 }
 
-const HOT_RESOURCES: [&str; 7] = [
-    "pods",
-    "deployments",
-    "replicasets",
-    "statefulsets",
-    "daemonsets",
-    "jobs",
-    "*",
-];
+const HOT_RESOURCES: [&str; 7] = ["pods", "deployments", "replicasets", "statefulsets", "daemonsets", "jobs", "*"];
 
 /// Analyses every webhook of `configs`.
 pub fn analyse(configs: &[WebhookConfig], facts: &ClusterFacts) -> Vec<Finding> {
@@ -438,35 +379,30 @@ pub fn analyse(configs: &[WebhookConfig], facts: &ClusterFacts) -> Vec<Finding> 
 
 fn analyse_webhook(c: &WebhookConfig, w: &Webhook, facts: &ClusterFacts, out: &mut Vec<Finding>) {
     let fail = w.failure_policy == FailurePolicy::Fail;
-    let finding =
-        |kind: FindingKind, severity: Status, summary: String, explanation: String| Finding {
-            kind,
-            severity,
-            config_kind: c.kind,
-            config: c.name.clone(),
-            webhook: w.name.clone(),
-            webhook_index: w.index,
-            summary,
-            explanation,
-            evidence: Vec::new(),
-            fix: None,
-            accepted: None,
-        };
+    let finding = |kind: FindingKind, severity: Status, summary: String, explanation: String| Finding {
+        kind,
+        severity,
+        config_kind: c.kind,
+        config: c.name.clone(),
+        webhook: w.name.clone(),
+        webhook_index: w.index,
+        summary,
+        explanation,
+        evidence: Vec::new(),
+        fix: None,
+        accepted: None,
+    };
     let policy_text = if w.failure_policy_explicit {
         format!("failurePolicy {:?}", w.failure_policy)
     } else {
-        format!(
-            "failurePolicy {:?} (the default of {})",
-            w.failure_policy, c.api_version
-        )
+        format!("failurePolicy {:?} (the default of {})", w.failure_policy, c.api_version)
     };
 
     if w.rules.is_empty() {
         out.push(finding(
             FindingKind::NoRules,
             Status::Ok,
-            "has no rules: it intercepts nothing (some operators fill the rules at run time)"
-                .into(),
+            "has no rules: it intercepts nothing (some operators fill the rules at run time)".into(),
             "A webhook without rules is never called.".into(),
         ));
         return;
@@ -482,22 +418,15 @@ fn analyse_webhook(c: &WebhookConfig, w: &Webhook, facts: &ClusterFacts, out: &m
             (Tri::No, _) => {}
         }
     }
-    let critical_certain: Vec<&(&Target, String)> =
-        certain.iter().filter(|(t, _)| t.critical).collect();
-    let critical_possible: Vec<&(&Target, String)> =
-        possible.iter().filter(|(t, _)| t.critical).collect();
+    let critical_certain: Vec<&(&Target, String)> = certain.iter().filter(|(t, _)| t.critical).collect();
+    let critical_possible: Vec<&(&Target, String)> = possible.iter().filter(|(t, _)| t.critical).collect();
 
     // Backend state (live scans only).
     let backend = match (&w.client, &facts.services) {
         // A backend that could not be read stays unknown: never a false "down".
-        (
-            ClientConfig::Service {
-                namespace, name, ..
-            },
-            Some(services),
-        ) => services
-            .get(&(namespace.clone(), name.clone()))
-            .map(|svc| (namespace.clone(), name.clone(), svc.clone())),
+        (ClientConfig::Service { namespace, name, .. }, Some(services)) => {
+            services.get(&(namespace.clone(), name.clone())).map(|svc| (namespace.clone(), name.clone(), svc.clone()))
+        }
         _ => None,
     };
     let runtime = facts.runtime.get(&w.name);
@@ -506,29 +435,18 @@ fn analyse_webhook(c: &WebhookConfig, w: &Webhook, facts: &ClusterFacts, out: &m
         let problem = if !svc.exists {
             Some(format!("service {ns}/{name} does not exist"))
         } else if svc.ready_endpoints == 0 {
-            Some(format!(
-                "service {ns}/{name} has no ready endpoints ({} not ready)",
-                svc.not_ready_endpoints
-            ))
+            Some(format!("service {ns}/{name} has no ready endpoints ({} not ready)", svc.not_ready_endpoints))
         } else {
             None
         };
         if let Some(p) = problem {
             backend_down = true;
             let reaches_critical = !critical_certain.is_empty();
-            let severity = if fail {
-                Status::Critical
-            } else {
-                Status::Warning
-            };
+            let severity = if fail { Status::Critical } else { Status::Warning };
             let summary = if fail && reaches_critical {
                 format!(
                     "LIVE OUTAGE: {p}, and {policy_text} blocks {}",
-                    critical_certain
-                        .iter()
-                        .map(|(t, _)| t.label)
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    critical_certain.iter().map(|(t, _)| t.label).collect::<Vec<_>>().join(", ")
                 )
             } else if fail {
                 format!("{p}: every request it matches is rejected ({policy_text})")
@@ -569,10 +487,7 @@ fn analyse_webhook(c: &WebhookConfig, w: &Webhook, facts: &ClusterFacts, out: &m
         let mut f = finding(
             FindingKind::Lockout,
             Status::Critical,
-            format!(
-                "{policy_text} on {}: if its backend dies the cluster cannot heal",
-                labels.join(", ")
-            ),
+            format!("{policy_text} on {}: if its backend dies the cluster cannot heal", labels.join(", ")),
             critical_certain
                 .iter()
                 .map(|(t, _)| t.why)
@@ -582,18 +497,13 @@ fn analyse_webhook(c: &WebhookConfig, w: &Webhook, facts: &ClusterFacts, out: &m
                 .join("; "),
         );
         for (target, why) in &critical_certain {
-            f.evidence.push(Evidence {
-                name: target.label.into(),
-                value: why.clone(),
-            });
+            f.evidence.push(Evidence { name: target.label.into(), value: why.clone() });
         }
-        f.fix = Some(
-            if critical_certain.iter().any(|(t, _)| t.namespace.is_none()) {
-                ignore_fix(c, w)
-            } else {
-                exclude_namespaces_fix(c, w, own_namespace(w))
-            },
-        );
+        f.fix = Some(if critical_certain.iter().any(|(t, _)| t.namespace.is_none()) {
+            ignore_fix(c, w)
+        } else {
+            exclude_namespaces_fix(c, w, own_namespace(w))
+        });
         out.push(f);
     } else if fail && !critical_possible.is_empty() {
         let labels: Vec<&str> = critical_possible.iter().map(|(t, _)| t.label).collect();
@@ -604,10 +514,7 @@ fn analyse_webhook(c: &WebhookConfig, w: &Webhook, facts: &ClusterFacts, out: &m
             "Whether its selectors exclude these objects depends on facts a manifest does not have; scan the live cluster to know.".into(),
         );
         for (target, why) in &critical_possible {
-            f.evidence.push(Evidence {
-                name: target.label.into(),
-                value: why.clone(),
-            });
+            f.evidence.push(Evidence { name: target.label.into(), value: why.clone() });
         }
         f.fix = Some(exclude_namespaces_fix(c, w, own_namespace(w)));
         out.push(f);
@@ -626,9 +533,9 @@ fn analyse_webhook(c: &WebhookConfig, w: &Webhook, facts: &ClusterFacts, out: &m
         let ns_match = w.namespace_selector.evaluate(&labels, complete);
         let intercepts_pods = w.rules.iter().any(|r| {
             ["CREATE"].iter().any(|op| {
-                ["pods", "replicasets", "deployments"].iter().any(|res| {
-                    r.matches(op, if *res == "pods" { "" } else { "apps" }, res, "", true)
-                })
+                ["pods", "replicasets", "deployments"]
+                    .iter()
+                    .any(|res| r.matches(op, if *res == "pods" { "" } else { "apps" }, res, "", true))
             })
         });
         let object_ok = w.object_selector.is_empty() || w.object_selector.matches_unlabelled();
@@ -655,10 +562,8 @@ fn analyse_webhook(c: &WebhookConfig, w: &Webhook, facts: &ClusterFacts, out: &m
             reasons.push(format!("{} ready replica", svc.ready_endpoints));
         }
         if svc.ready_endpoints >= 2 && svc.nodes.len() == 1 {
-            reasons.push(format!(
-                "all replicas on node {}",
-                svc.nodes.iter().next().map(String::as_str).unwrap_or("?")
-            ));
+            reasons
+                .push(format!("all replicas on node {}", svc.nodes.iter().next().map(String::as_str).unwrap_or("?")));
         }
         if !svc.has_pdb {
             reasons.push("no PodDisruptionBudget".into());
@@ -674,11 +579,10 @@ fn analyse_webhook(c: &WebhookConfig, w: &Webhook, facts: &ClusterFacts, out: &m
     }
 
     // Timeouts on hot paths.
-    let hot = w.rules.iter().any(|r| {
-        r.resources
-            .iter()
-            .any(|res| HOT_RESOURCES.contains(&res.split('/').next().unwrap_or("")))
-    });
+    let hot = w
+        .rules
+        .iter()
+        .any(|r| r.resources.iter().any(|res| HOT_RESOURCES.contains(&res.split('/').next().unwrap_or(""))));
     if fail && hot && w.timeout_seconds > 5 {
         let patch = json!([{"op": "add", "path": format!("/webhooks/{}/timeoutSeconds", w.index), "value": 5}]);
         let mut f = finding(
@@ -690,11 +594,7 @@ fn analyse_webhook(c: &WebhookConfig, w: &Webhook, facts: &ClusterFacts, out: &m
             ),
             "Keep timeouts at 5s or less for Fail webhooks on pods and workloads.".into(),
         );
-        f.fix = Some(Fix {
-            description: "Lower timeoutSeconds to 5".into(),
-            command: fix_command(c, &patch),
-            patch,
-        });
+        f.fix = Some(Fix { description: "Lower timeoutSeconds to 5".into(), command: fix_command(c, &patch), patch });
         out.push(f);
     }
 
@@ -704,11 +604,7 @@ fn analyse_webhook(c: &WebhookConfig, w: &Webhook, facts: &ClusterFacts, out: &m
             Status::Warning,
             format!(
                 "sideEffects {}: dry-run requests it matches are rejected",
-                if w.side_effects.is_empty() {
-                    "unset"
-                } else {
-                    &w.side_effects
-                }
+                if w.side_effects.is_empty() { "unset" } else { &w.side_effects }
             ),
             "admissionregistration.k8s.io/v1 requires None or NoneOnDryRun.".into(),
         ));
@@ -717,17 +613,11 @@ fn analyse_webhook(c: &WebhookConfig, w: &Webhook, facts: &ClusterFacts, out: &m
         out.push(finding(
             FindingKind::ReviewVersions,
             Status::Warning,
-            format!(
-                "admissionReviewVersions [{}] lacks v1",
-                w.admission_review_versions.join(", ")
-            ),
+            format!("admissionReviewVersions [{}] lacks v1", w.admission_review_versions.join(", ")),
             "Backends should accept admission.k8s.io/v1 AdmissionReviews.".into(),
         ));
     }
-    if w.rules
-        .iter()
-        .any(|r| r.operations.iter().any(|o| o == "*"))
-    {
+    if w.rules.iter().any(|r| r.operations.iter().any(|o| o == "*")) {
         out.push(finding(
             FindingKind::AllOperations,
             if fail { Status::Warning } else { Status::Ok },
@@ -737,10 +627,7 @@ fn analyse_webhook(c: &WebhookConfig, w: &Webhook, facts: &ClusterFacts, out: &m
     }
 
     // The CA bundle.
-    if matches!(
-        w.client,
-        ClientConfig::Service { .. } | ClientConfig::Url(_)
-    ) {
+    if matches!(w.client, ClientConfig::Service { .. } | ClientConfig::Url(_)) {
         match w.ca_bundle.as_deref().map(str::trim) {
             None | Some("") => {
                 let live = facts.services.is_some();
@@ -764,8 +651,13 @@ fn analyse_webhook(c: &WebhookConfig, w: &Webhook, facts: &ClusterFacts, out: &m
                             out.push(finding(
                                 FindingKind::CaBundle,
                                 status,
-                                format!("caBundle certificate {} {}", soonest.name(), crate::certs::describe_expiry(soonest.not_after, now)),
-                                "An expired CA in caBundle makes every call to the backend fail TLS verification.".into(),
+                                format!(
+                                    "caBundle certificate {} {}",
+                                    soonest.name(),
+                                    crate::certs::describe_expiry(soonest.not_after, now)
+                                ),
+                                "An expired CA in caBundle makes every call to the backend fail TLS verification."
+                                    .into(),
                             ));
                         }
                     }
@@ -803,10 +695,7 @@ fn analyse_webhook(c: &WebhookConfig, w: &Webhook, facts: &ClusterFacts, out: &m
             out.push(finding(
                 FindingKind::Runtime,
                 Status::Warning,
-                format!(
-                    "p99 admission latency {}",
-                    crate::duration::short_latency_secs(p)
-                ),
+                format!("p99 admission latency {}", crate::duration::short_latency_secs(p)),
                 "Every matched request waits for the webhook.".into(),
             ));
         }
@@ -815,12 +704,7 @@ fn analyse_webhook(c: &WebhookConfig, w: &Webhook, facts: &ClusterFacts, out: &m
 
 /// The worst severity of unaccepted findings.
 pub fn worst(findings: &[Finding]) -> Status {
-    findings
-        .iter()
-        .filter(|f| f.accepted.is_none())
-        .map(|f| f.severity)
-        .max()
-        .unwrap_or(Status::Ok)
+    findings.iter().filter(|f| f.accepted.is_none()).map(|f| f.severity).max().unwrap_or(Status::Ok)
 }
 
 /// An allowlist entry: a risk accepted on purpose.

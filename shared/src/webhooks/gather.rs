@@ -18,12 +18,8 @@ pub async fn read_raw(cluster: &Cluster) -> Result<Vec<Value>> {
     let mut out = Vec::new();
     for kind in [ConfigKind::Validating, ConfigKind::Mutating] {
         let path = format!("/apis/{group}/v1/{}", kind.resource());
-        let items: Vec<Value> = cluster
-            .list_all(
-                &path,
-                &Access::resource("list", group, kind.resource(), None),
-            )
-            .await?;
+        let items: Vec<Value> =
+            cluster.list_all(&path, &Access::resource("list", group, kind.resource(), None)).await?;
         for mut item in items {
             // List items carry no kind/apiVersion.
             item["kind"] = Value::String(kind.kind().into());
@@ -43,43 +39,26 @@ pub async fn read_configs(cluster: &Cluster) -> Result<Vec<WebhookConfig>> {
 fn labels_of(v: &Value) -> BTreeMap<String, String> {
     v["metadata"]["labels"]
         .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
-                .collect()
-        })
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string())).collect())
         .unwrap_or_default()
 }
 
 async fn service_facts(cluster: &Cluster, ns: &str, name: &str) -> Result<ServiceFacts> {
     let svc_path = format!("/api/v1/namespaces/{ns}/services/{name}");
-    let svc = match cluster
-        .get_json::<Value>(
-            &svc_path,
-            &Access::resource("get", "", "services", Some(ns)),
-        )
-        .await
-    {
+    let svc = match cluster.get_json::<Value>(&svc_path, &Access::resource("get", "", "services", Some(ns))).await {
         Ok(s) => s,
         Err(e) if e.kind == ErrorKind::NotFound => return Ok(ServiceFacts::default()),
         Err(e) => return Err(e),
     };
     let selector: BTreeMap<String, String> = svc["spec"]["selector"]
         .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
-                .collect()
-        })
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string())).collect())
         .unwrap_or_default();
     let slices_path = format!(
         "/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3D{name}"
     );
     let slices: Vec<Value> = cluster
-        .list_all(
-            &slices_path,
-            &Access::resource("list", "discovery.k8s.io", "endpointslices", Some(ns)),
-        )
+        .list_all(&slices_path, &Access::resource("list", "discovery.k8s.io", "endpointslices", Some(ns)))
         .await?;
     let mut facts = ServiceFacts {
         exists: true,
@@ -119,28 +98,18 @@ async fn service_facts(cluster: &Cluster, ns: &str, name: &str) -> Result<Servic
 }
 
 /// Webhook latency and failures from two scrapes (or one: then only totals are known).
-pub fn runtime_from_metrics(
-    older: Option<&Scrape>,
-    newer: &Scrape,
-    seconds: f64,
-) -> BTreeMap<String, WebhookRuntime> {
+pub fn runtime_from_metrics(older: Option<&Scrape>, newer: &Scrape, seconds: f64) -> BTreeMap<String, WebhookRuntime> {
     let mut out: BTreeMap<String, WebhookRuntime> = BTreeMap::new();
     let per_second = |v: f64| if seconds > 0.0 { v / seconds } else { 0.0 };
     if let Some(older) = older {
-        for (k, v) in newer.increase_by(
-            older,
-            "apiserver_admission_webhook_rejection_count",
-            &["name"],
-            &|s| s.label("error_type") == Some("calling_webhook_error"),
-        ) {
+        for (k, v) in newer.increase_by(older, "apiserver_admission_webhook_rejection_count", &["name"], &|s| {
+            s.label("error_type") == Some("calling_webhook_error")
+        }) {
             out.entry(k.join("")).or_default().errors_per_second = per_second(v);
         }
-        for (k, v) in newer.increase_by(
-            older,
-            "apiserver_admission_webhook_fail_open_count",
-            &["name"],
-            &crate::metrics::any,
-        ) {
+        for (k, v) in
+            newer.increase_by(older, "apiserver_admission_webhook_fail_open_count", &["name"], &crate::metrics::any)
+        {
             out.entry(k.join("")).or_default().fail_open_per_second = per_second(v);
         }
         for (k, h) in newer.histogram_increase_by(
@@ -169,46 +138,29 @@ pub fn runtime_from_metrics(
 
 /// Namespace labels and backend facts for `configs`. Returns the facts and notes on what could
 /// not be read.
-pub async fn read_facts(
-    cluster: &Cluster,
-    configs: &[WebhookConfig],
-) -> (ClusterFacts, Vec<String>) {
+pub async fn read_facts(cluster: &Cluster, configs: &[WebhookConfig]) -> (ClusterFacts, Vec<String>) {
     let mut notes = Vec::new();
-    let mut facts = ClusterFacts {
-        now: Some(jiff::Timestamp::now()),
-        ..Default::default()
-    };
+    let mut facts = ClusterFacts { now: Some(jiff::Timestamp::now()), ..Default::default() };
     let ns_access = Access::resource("list", "", "namespaces", None);
     let namespaces = cluster.list_all::<Value>("/api/v1/namespaces", &ns_access);
     let mut wanted: BTreeSet<(String, String)> = BTreeSet::new();
     for c in configs {
         for w in &c.webhooks {
-            if let ClientConfig::Service {
-                namespace, name, ..
-            } = &w.client
-            {
+            if let ClientConfig::Service { namespace, name, .. } = &w.client {
                 wanted.insert((namespace.clone(), name.clone()));
             }
         }
     }
-    let services = futures::future::join_all(wanted.iter().map(|(ns, name)| async move {
-        (
-            (ns.clone(), name.clone()),
-            service_facts(cluster, ns, name).await,
-        )
-    }));
+    let services = futures::future::join_all(
+        wanted
+            .iter()
+            .map(|(ns, name)| async move { ((ns.clone(), name.clone()), service_facts(cluster, ns, name).await) }),
+    );
     let (namespaces, services) = tokio::join!(namespaces, services);
     match namespaces {
         Ok(list) => {
             facts.namespaces = Some(
-                list.iter()
-                    .map(|n| {
-                        (
-                            n["metadata"]["name"].as_str().unwrap_or("").to_string(),
-                            labels_of(n),
-                        )
-                    })
-                    .collect(),
+                list.iter().map(|n| (n["metadata"]["name"].as_str().unwrap_or("").to_string(), labels_of(n))).collect(),
             );
         }
         Err(e) => notes.push(format!("namespace labels unknown ({})", e.why)),

@@ -7,8 +7,7 @@ pub mod gather;
 pub mod model;
 
 pub use analysis::{
-    Accepted, ClusterFacts, Finding, FindingKind, ServiceFacts, WebhookRuntime, analyse,
-    apply_allowlist, worst,
+    Accepted, ClusterFacts, Finding, FindingKind, ServiceFacts, WebhookRuntime, analyse, apply_allowlist, worst,
 };
 pub use model::{ConfigKind, FailurePolicy, WebhookConfig, configs_from_documents};
 

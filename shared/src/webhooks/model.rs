@@ -75,11 +75,7 @@ impl Selector {
     pub fn from_value(v: &Value) -> Selector {
         let match_labels = v["matchLabels"]
             .as_object()
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
-                    .collect()
-            })
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string())).collect())
             .unwrap_or_default();
         let match_expressions = v["matchExpressions"]
             .as_array()
@@ -90,20 +86,13 @@ impl Selector {
                         operator: e["operator"].as_str().unwrap_or("").to_string(),
                         values: e["values"]
                             .as_array()
-                            .map(|v| {
-                                v.iter()
-                                    .filter_map(|x| x.as_str().map(str::to_string))
-                                    .collect()
-                            })
+                            .map(|v| v.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
                             .unwrap_or_default(),
                     })
                     .collect()
             })
             .unwrap_or_default();
-        Selector {
-            match_labels,
-            match_expressions,
-        }
+        Selector { match_labels, match_expressions }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -154,11 +143,7 @@ impl Selector {
 
     /// `key op [values]` for messages.
     pub fn describe(&self) -> String {
-        let mut parts: Vec<String> = self
-            .match_labels
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
+        let mut parts: Vec<String> = self.match_labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
         parts.extend(self.match_expressions.iter().map(|r| {
             if r.values.is_empty() {
                 format!("{} {}", r.key, r.operator)
@@ -166,11 +151,7 @@ impl Selector {
                 format!("{} {} [{}]", r.key, r.operator, r.values.join(","))
             }
         }));
-        if parts.is_empty() {
-            "(matches everything)".into()
-        } else {
-            parts.join(", ")
-        }
+        if parts.is_empty() { "(matches everything)".into() } else { parts.join(", ") }
     }
 }
 
@@ -189,14 +170,7 @@ impl Rule {
     /// Does the rule intercept `operation` on `group`/`resource[/subresource]` with the given
     /// scope? As the API server's rules matcher does it: `res/sub` with `*` wildcards on either
     /// side, so `*/*` and `pods/*` also match the main resource, `*` and `pods` no subresource.
-    pub fn matches(
-        &self,
-        operation: &str,
-        group: &str,
-        resource: &str,
-        subresource: &str,
-        namespaced: bool,
-    ) -> bool {
+    pub fn matches(&self, operation: &str, group: &str, resource: &str, subresource: &str, namespaced: bool) -> bool {
         let any = |list: &[String], v: &str| list.iter().any(|x| x == "*" || x == v);
         let resource_ok = self.resources.iter().any(|r| {
             let (rr, rs) = r.split_once('/').unwrap_or((r.as_str(), ""));
@@ -221,11 +195,7 @@ impl Rule {
             self.resources.join(","),
             self.api_groups
                 .iter()
-                .map(|g| if g.is_empty() {
-                    "core".to_string()
-                } else {
-                    g.clone()
-                })
+                .map(|g| if g.is_empty() { "core".to_string() } else { g.clone() })
                 .collect::<Vec<_>>()
                 .join(","),
             self.scope
@@ -236,12 +206,7 @@ impl Rule {
 /// Where the API server sends the AdmissionReview.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum ClientConfig {
-    Service {
-        namespace: String,
-        name: String,
-        path: Option<String>,
-        port: u16,
-    },
+    Service { namespace: String, name: String, path: Option<String>, port: u16 },
     Url(String),
     Missing,
 }
@@ -283,13 +248,7 @@ pub struct WebhookConfig {
 }
 
 fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
+    v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default()
 }
 
 impl WebhookConfig {
@@ -300,10 +259,7 @@ impl WebhookConfig {
             Some("MutatingWebhookConfiguration") => ConfigKind::Mutating,
             _ => return Ok(None),
         };
-        let api_version = v["apiVersion"]
-            .as_str()
-            .unwrap_or("admissionregistration.k8s.io/v1")
-            .to_string();
+        let api_version = v["apiVersion"].as_str().unwrap_or("admissionregistration.k8s.io/v1").to_string();
         let beta = api_version.ends_with("/v1beta1");
         let name = v["metadata"]["name"].as_str().unwrap_or("").to_string();
         if name.is_empty() {
@@ -313,13 +269,7 @@ impl WebhookConfig {
             ));
         }
         let mut webhooks = Vec::new();
-        for (index, w) in v["webhooks"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .iter()
-            .enumerate()
-        {
+        for (index, w) in v["webhooks"].as_array().cloned().unwrap_or_default().iter().enumerate() {
             let fp = w["failurePolicy"].as_str();
             let failure_policy = match fp {
                 Some("Ignore") => FailurePolicy::Ignore,
@@ -364,14 +314,8 @@ impl WebhookConfig {
                     .as_str()
                     .unwrap_or(if beta { "Exact" } else { "Equivalent" })
                     .to_string(),
-                side_effects: w["sideEffects"]
-                    .as_str()
-                    .unwrap_or(if beta { "Unknown" } else { "" })
-                    .to_string(),
-                timeout_seconds: w["timeoutSeconds"]
-                    .as_u64()
-                    .map(|t| t as u32)
-                    .unwrap_or(if beta { 30 } else { 10 }),
+                side_effects: w["sideEffects"].as_str().unwrap_or(if beta { "Unknown" } else { "" }).to_string(),
+                timeout_seconds: w["timeoutSeconds"].as_u64().map(|t| t as u32).unwrap_or(if beta { 30 } else { 10 }),
                 admission_review_versions: match strings(&w["admissionReviewVersions"]) {
                     v if v.is_empty() && beta => vec!["v1beta1".into()],
                     v => v,
@@ -402,9 +346,7 @@ impl WebhookConfig {
             kind,
             name,
             api_version,
-            resource_version: v["metadata"]["resourceVersion"]
-                .as_str()
-                .map(str::to_string),
+            resource_version: v["metadata"]["resourceVersion"].as_str().map(str::to_string),
             webhooks,
             source: source.to_string(),
         }))
@@ -416,10 +358,7 @@ pub fn configs_from_documents(docs: &[Value], source: &str) -> Result<Vec<Webhoo
     let mut out = Vec::new();
     for d in docs {
         if d["kind"].as_str().is_some_and(|k| k.ends_with("List")) {
-            out.extend(configs_from_documents(
-                d["items"].as_array().map(|a| a.as_slice()).unwrap_or(&[]),
-                source,
-            )?);
+            out.extend(configs_from_documents(d["items"].as_array().map(|a| a.as_slice()).unwrap_or(&[]), source)?);
         } else if let Some(c) = WebhookConfig::from_value(d, source)? {
             out.push(c);
         }

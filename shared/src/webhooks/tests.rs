@@ -33,10 +33,7 @@ fn rule(groups: &[&str], resources: &[&str]) -> Value {
 }
 
 fn lockout(c: &WebhookConfig, facts: &ClusterFacts) -> Option<Status> {
-    analyse(std::slice::from_ref(c), facts)
-        .into_iter()
-        .find(|f| f.kind == FindingKind::Lockout)
-        .map(|f| f.severity)
+    analyse(std::slice::from_ref(c), facts).into_iter().find(|f| f.kind == FindingKind::Lockout).map(|f| f.severity)
 }
 
 fn live_namespaces() -> ClusterFacts {
@@ -47,17 +44,11 @@ fn live_namespaces() -> ClusterFacts {
         ("guard", vec![]),
         ("team-a", vec![("policy", "enforced")]),
     ] {
-        let mut l: BTreeMap<String, String> = labels
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let mut l: BTreeMap<String, String> = labels.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         l.insert("kubernetes.io/metadata.name".into(), name.into());
         ns.insert(name.to_string(), l);
     }
-    ClusterFacts {
-        namespaces: Some(ns),
-        ..Default::default()
-    }
+    ClusterFacts { namespaces: Some(ns), ..Default::default() }
 }
 
 #[test]
@@ -82,39 +73,18 @@ fn lockout_table() {
             &offline,
             Some(Status::Critical),
         ),
-        (
-            "Ignore never locks",
-            webhook(rule(&["*"], &["*"]), json!({"failurePolicy": "Ignore"})),
-            &offline,
-            None,
-        ),
-        (
-            "pods in core group",
-            webhook(rule(&[""], &["pods"]), json!({})),
-            &offline,
-            Some(Status::Critical),
-        ),
-        (
-            "pods excluded by name label",
-            webhook(rule(&[""], &["pods"]), exclude_system.clone()),
-            &offline,
-            None,
-        ),
+        ("Ignore never locks", webhook(rule(&["*"], &["*"]), json!({"failurePolicy": "Ignore"})), &offline, None),
+        ("pods in core group", webhook(rule(&[""], &["pods"]), json!({})), &offline, Some(Status::Critical)),
+        ("pods excluded by name label", webhook(rule(&[""], &["pods"]), exclude_system.clone()), &offline, None),
         (
             "pods, opt-in selector offline is unknown",
-            webhook(
-                rule(&[""], &["pods"]),
-                json!({"namespaceSelector": {"matchLabels": {"policy": "enforced"}}}),
-            ),
+            webhook(rule(&[""], &["pods"]), json!({"namespaceSelector": {"matchLabels": {"policy": "enforced"}}})),
             &offline,
             Some(Status::Warning),
         ),
         (
             "pods, opt-in selector live excludes kube-system",
-            webhook(
-                rule(&[""], &["pods"]),
-                json!({"namespaceSelector": {"matchLabels": {"policy": "enforced"}}}),
-            ),
+            webhook(rule(&[""], &["pods"]), json!({"namespaceSelector": {"matchLabels": {"policy": "enforced"}}})),
             &live,
             None,
         ),
@@ -129,10 +99,7 @@ fn lockout_table() {
         ),
         (
             "objectSelector opt-in",
-            webhook(
-                rule(&[""], &["pods"]),
-                json!({"objectSelector": {"matchLabels": {"inject": "true"}}}),
-            ),
+            webhook(rule(&[""], &["pods"]), json!({"objectSelector": {"matchLabels": {"inject": "true"}}})),
             &offline,
             None,
         ),
@@ -163,15 +130,7 @@ fn lockout_table() {
             &offline,
             Some(Status::Warning),
         ),
-        (
-            "leases",
-            webhook(
-                rule(&["coordination.k8s.io"], &["leases"]),
-                exclude_system.clone(),
-            ),
-            &offline,
-            None,
-        ),
+        ("leases", webhook(rule(&["coordination.k8s.io"], &["leases"]), exclude_system.clone()), &offline, None),
         (
             "leases without selector",
             webhook(rule(&["coordination.k8s.io"], &["leases"]), json!({})),
@@ -204,46 +163,29 @@ fn lockout_table() {
         ),
         (
             "RBAC",
-            webhook(
-                rule(&["rbac.authorization.k8s.io"], &["clusterroles"]),
-                json!({}),
-            ),
+            webhook(rule(&["rbac.authorization.k8s.io"], &["clusterroles"]), json!({})),
             &offline,
             Some(Status::Critical),
         ),
         (
             "CSRs",
-            webhook(
-                rule(&["certificates.k8s.io"], &["certificatesigningrequests"]),
-                json!({}),
-            ),
+            webhook(rule(&["certificates.k8s.io"], &["certificatesigningrequests"]), json!({})),
             &offline,
             Some(Status::Critical),
         ),
         (
             "TokenReviews",
-            webhook(
-                rule(&["authentication.k8s.io"], &["tokenreviews"]),
-                json!({}),
-            ),
+            webhook(rule(&["authentication.k8s.io"], &["tokenreviews"]), json!({})),
             &offline,
             Some(Status::Critical),
         ),
         (
             "SubjectAccessReviews",
-            webhook(
-                rule(&["authorization.k8s.io"], &["subjectaccessreviews"]),
-                json!({}),
-            ),
+            webhook(rule(&["authorization.k8s.io"], &["subjectaccessreviews"]), json!({})),
             &offline,
             Some(Status::Critical),
         ),
-        (
-            "wrong group",
-            webhook(rule(&["apps"], &["pods"]), json!({})),
-            &offline,
-            None,
-        ),
+        ("wrong group", webhook(rule(&["apps"], &["pods"]), json!({})), &offline, None),
         (
             "scope Cluster skips namespaced pods",
             webhook(
@@ -262,12 +204,7 @@ fn lockout_table() {
             &offline,
             None,
         ),
-        (
-            "custom resources only",
-            webhook(rule(&["example.com"], &["*"]), json!({})),
-            &offline,
-            None,
-        ),
+        ("custom resources only", webhook(rule(&["example.com"], &["*"]), json!({})), &offline, None),
     ];
     for (name, w, facts, want) in cases {
         let c = config(w);
@@ -299,58 +236,34 @@ fn self_deadlock_backend_down_and_fixes() {
     let mut facts = live_namespaces();
     facts.services = Some(BTreeMap::from([(
         ("guard".to_string(), "guard-svc".to_string()),
-        ServiceFacts {
-            exists: true,
-            ready_endpoints: 0,
-            not_ready_endpoints: 1,
-            ..Default::default()
-        },
+        ServiceFacts { exists: true, ready_endpoints: 0, not_ready_endpoints: 1, ..Default::default() },
     )]));
     let findings = analyse(std::slice::from_ref(&c), &facts);
-    assert_eq!(
-        findings[0].kind,
-        FindingKind::BackendDown,
-        "a live outage comes first"
-    );
+    assert_eq!(findings[0].kind, FindingKind::BackendDown, "a live outage comes first");
     assert!(
-        findings[0]
-            .summary
-            .starts_with("LIVE OUTAGE: service guard/guard-svc has no ready endpoints"),
+        findings[0].summary.starts_with("LIVE OUTAGE: service guard/guard-svc has no ready endpoints"),
         "{}",
         findings[0].summary
     );
     assert!(
-        findings[0].fix.as_ref().unwrap().command.contains(
-            "kubectl webhookguard disarm cfg --webhook w.example.com --mode ignore --yes"
-        )
+        findings[0]
+            .fix
+            .as_ref()
+            .unwrap()
+            .command
+            .contains("kubectl webhookguard disarm cfg --webhook w.example.com --mode ignore --yes")
     );
-    let deadlock = findings
-        .iter()
-        .find(|f| f.kind == FindingKind::SelfDeadlock)
-        .expect("self-deadlock");
+    let deadlock = findings.iter().find(|f| f.kind == FindingKind::SelfDeadlock).expect("self-deadlock");
     assert_eq!(deadlock.severity, Status::Critical);
-    let lock = findings
-        .iter()
-        .find(|f| f.kind == FindingKind::Lockout)
-        .unwrap();
-    assert!(
-        lock.summary.contains("pods in kube-system") && lock.summary.contains("nodes"),
-        "{}",
-        lock.summary
-    );
+    let lock = findings.iter().find(|f| f.kind == FindingKind::Lockout).unwrap();
+    assert!(lock.summary.contains("pods in kube-system") && lock.summary.contains("nodes"), "{}", lock.summary);
     assert_eq!(
         lock.fix.as_ref().unwrap().patch,
         json!([{"op": "add", "path": "/webhooks/0/failurePolicy", "value": "Ignore"}])
     );
+    assert!(findings.iter().any(|f| f.kind == FindingKind::AllOperations));
     assert!(
-        findings
-            .iter()
-            .any(|f| f.kind == FindingKind::AllOperations)
-    );
-    assert!(
-        findings
-            .iter()
-            .any(|f| f.kind == FindingKind::CaBundle && f.severity == Status::Warning),
+        findings.iter().any(|f| f.kind == FindingKind::CaBundle && f.severity == Status::Warning),
         "empty caBundle on a live cluster"
     );
     assert_eq!(worst(&findings), Status::Critical);
@@ -359,41 +272,24 @@ fn self_deadlock_backend_down_and_fixes() {
         rule(&[""], &["pods"]),
         json!({"namespaceSelector": {"matchExpressions": [{"key": "team", "operator": "Exists"}]}}),
     ));
-    let f = analyse(&[pods_only], &ClusterFacts::offline())
-        .into_iter()
-        .find(|f| f.kind == FindingKind::Lockout)
-        .unwrap();
-    assert_eq!(
-        f.fix.unwrap().patch[0]["path"],
-        "/webhooks/0/namespaceSelector/matchExpressions/-"
-    );
+    let f =
+        analyse(&[pods_only], &ClusterFacts::offline()).into_iter().find(|f| f.kind == FindingKind::Lockout).unwrap();
+    assert_eq!(f.fix.unwrap().patch[0]["path"], "/webhooks/0/namespaceSelector/matchExpressions/-");
 }
 
 #[test]
 fn fragile_and_healthy_backends() {
-    let w = webhook(
-        rule(&["example.com"], &["*"]),
-        json!({"failurePolicy": "Fail", "timeoutSeconds": 5}),
-    );
+    let w = webhook(rule(&["example.com"], &["*"]), json!({"failurePolicy": "Fail", "timeoutSeconds": 5}));
     let c = config(w);
     let mut facts = live_namespaces();
     facts.services = Some(BTreeMap::from([(
         ("guard".to_string(), "guard-svc".to_string()),
-        ServiceFacts {
-            exists: true,
-            ready_endpoints: 1,
-            nodes: ["n1".to_string()].into(),
-            ..Default::default()
-        },
+        ServiceFacts { exists: true, ready_endpoints: 1, nodes: ["n1".to_string()].into(), ..Default::default() },
     )]));
     let f = analyse(std::slice::from_ref(&c), &facts);
-    let fragile = f
-        .iter()
-        .find(|f| f.kind == FindingKind::FragileBackend)
-        .unwrap();
+    let fragile = f.iter().find(|f| f.kind == FindingKind::FragileBackend).unwrap();
     assert!(
-        fragile.summary.contains("1 ready replica")
-            && fragile.summary.contains("no PodDisruptionBudget"),
+        fragile.summary.contains("1 ready replica") && fragile.summary.contains("no PodDisruptionBudget"),
         "{}",
         fragile.summary
     );
@@ -410,14 +306,8 @@ fn fragile_and_healthy_backends() {
     let f = analyse(&[c], &facts);
     assert!(!f.iter().any(|f| f.kind == FindingKind::FragileBackend));
     facts.services = Some(BTreeMap::new());
-    let unknown = analyse(
-        &[config(webhook(rule(&[""], &["pods"]), json!({})))],
-        &facts,
-    );
-    assert!(
-        !unknown.iter().any(|f| f.kind == FindingKind::BackendDown),
-        "an unread backend is unknown, not down"
-    );
+    let unknown = analyse(&[config(webhook(rule(&[""], &["pods"]), json!({})))], &facts);
+    assert!(!unknown.iter().any(|f| f.kind == FindingKind::BackendDown), "an unread backend is unknown, not down");
 }
 
 #[test]
@@ -434,15 +324,8 @@ fn allowlist_accepts_named_risks() {
         }],
     );
     let lock = f.iter().find(|f| f.kind == FindingKind::Lockout).unwrap();
-    assert_eq!(
-        lock.accepted.as_deref(),
-        Some("policy engine; reviewed 2026-10")
-    );
-    assert_eq!(
-        worst(&f),
-        Status::Critical,
-        "the self-deadlock is not accepted"
-    );
+    assert_eq!(lock.accepted.as_deref(), Some("policy engine; reviewed 2026-10"));
+    assert_eq!(worst(&f), Status::Critical, "the self-deadlock is not accepted");
     apply_allowlist(
         &mut f,
         &[Accepted {
@@ -457,9 +340,7 @@ fn allowlist_accepts_named_risks() {
 }
 
 fn scan_fixture(file: &str) -> (Vec<WebhookConfig>, Vec<Finding>) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/webhooks")
-        .join(file);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/webhooks").join(file);
     let text = std::fs::read_to_string(&path).unwrap();
     let docs = crate::yaml::documents(file, &text).unwrap();
     let configs = configs_from_documents(&docs, file).unwrap();
@@ -468,11 +349,7 @@ fn scan_fixture(file: &str) -> (Vec<WebhookConfig>, Vec<Finding>) {
 }
 
 fn kinds(findings: &[Finding], webhook: &str) -> Vec<(FindingKind, Status)> {
-    findings
-        .iter()
-        .filter(|f| f.webhook == webhook)
-        .map(|f| (f.kind, f.severity))
-        .collect()
+    findings.iter().filter(|f| f.webhook == webhook).map(|f| (f.kind, f.severity)).collect()
 }
 
 #[test]
@@ -486,19 +363,11 @@ fn aws_load_balancer_controller_locks_pods() {
     assert_eq!(worst(&f), Status::Critical);
     let pod = kinds(&f, "mpod.elbv2.k8s.aws");
     assert!(pod.contains(&(FindingKind::Lockout, Status::Critical)));
-    assert!(
-        pod.contains(&(FindingKind::SelfDeadlock, Status::Critical)),
-        "pods in its namespace `system`"
-    );
-    assert!(
-        pod.contains(&(FindingKind::Timeout, Status::Warning)),
-        "default 10s on pods"
-    );
+    assert!(pod.contains(&(FindingKind::SelfDeadlock, Status::Critical)), "pods in its namespace `system`");
+    assert!(pod.contains(&(FindingKind::Timeout, Status::Warning)), "default 10s on pods");
     assert!(pod.contains(&(FindingKind::ReviewVersions, Status::Warning)));
     assert!(
-        !kinds(&f, "vingress.elbv2.k8s.aws")
-            .iter()
-            .any(|(k, _)| *k == FindingKind::Lockout),
+        !kinds(&f, "vingress.elbv2.k8s.aws").iter().any(|(k, _)| *k == FindingKind::Lockout),
         "ingresses do not heal the cluster"
     );
 }
@@ -540,15 +409,11 @@ fn istio_injector_depends_on_namespace_labels() {
     // istio-system carry that label: possible lockout (WARNING), not a guess either way.
     let (_, f) = scan_fixture("istio.yaml");
     let injector = kinds(&f, "sidecar-injector.istio.io");
-    assert!(
-        injector.contains(&(FindingKind::Lockout, Status::Warning)),
-        "{injector:?}"
-    );
+    assert!(injector.contains(&(FindingKind::Lockout, Status::Warning)), "{injector:?}");
     assert!(injector.contains(&(FindingKind::SelfDeadlock, Status::Warning)));
     assert_eq!(worst(&f), Status::Warning);
     // Live, with kube-system unlabelled, the lockout disappears.
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/webhooks/istio.yaml");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/webhooks/istio.yaml");
     let docs = crate::yaml::documents("istio", &std::fs::read_to_string(path).unwrap()).unwrap();
     let configs = configs_from_documents(&docs, "istio").unwrap();
     let live = analyse(&configs, &live_namespaces());
@@ -568,8 +433,5 @@ fn knative_and_vault() {
     // injector at run time (a note offline). OK.
     let (_, f) = scan_fixture("vault-k8s.yaml");
     assert_eq!(worst(&f), Status::Ok);
-    assert!(
-        f.iter()
-            .any(|f| f.kind == FindingKind::CaBundle && f.severity == Status::Ok)
-    );
+    assert!(f.iter().any(|f| f.kind == FindingKind::CaBundle && f.severity == Status::Ok));
 }

@@ -14,21 +14,19 @@ pub fn target_dir() -> PathBuf {
     deps.parent().expect("profile dir").to_path_buf()
 }
 
-/// Builds the plugin binaries once (a no-op when they are fresh), so tests never run stale ones.
+/// Builds the binaries once (a no-op when they are fresh), so tests never run stale ones. The
+/// same command as the README's (`--workspace --bins`): another package set would unify
+/// features differently and rebuild everything.
 pub fn ensure_built() {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let release = target_dir().file_name().is_some_and(|n| n == "release");
         let mut cmd = Command::new(cargo);
-        cmd.arg("build").arg("--quiet");
+        cmd.args(["build", "--quiet", "--workspace", "--bins"]);
         if release {
             cmd.arg("--release");
         }
-        for p in PLUGINS {
-            cmd.args(["-p", &format!("kubectl-{p}")]);
-        }
-        cmd.args(["-p", "cpkit-testkit", "--bins"]);
         let status = cmd.status().expect("cargo build runs");
         assert!(status.success(), "building the plugins failed");
     });
@@ -37,11 +35,7 @@ pub fn ensure_built() {
 pub fn plugin_binary(name: &str) -> PathBuf {
     ensure_built();
     let p = target_dir().join(format!("kubectl-{name}"));
-    assert!(
-        p.exists(),
-        "{} is missing: run `cargo build --bins`",
-        p.display()
-    );
+    assert!(p.exists(), "{} is missing: run `cargo build --bins`", p.display());
     p
 }
 
@@ -50,19 +44,12 @@ pub fn plugin_binary(name: &str) -> PathBuf {
 pub fn plugin_path_dir() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = tempfile::Builder::new()
-            .prefix("cpkit-plugins-")
-            .tempdir()
-            .expect("temp dir");
+        let dir = tempfile::Builder::new().prefix("cpkit-plugins-").tempdir().expect("temp dir");
         for p in PLUGINS {
             let bin = plugin_binary(p);
-            std::os::unix::fs::symlink(&bin, dir.path().join(format!("kubectl-{p}")))
+            std::os::unix::fs::symlink(&bin, dir.path().join(format!("kubectl-{p}"))).expect("link");
+            std::os::unix::fs::symlink(format!("kubectl-{p}"), dir.path().join(format!("kubectl_complete-{p}")))
                 .expect("link");
-            std::os::unix::fs::symlink(
-                format!("kubectl-{p}"),
-                dir.path().join(format!("kubectl_complete-{p}")),
-            )
-            .expect("link");
         }
         dir
     })
@@ -77,8 +64,7 @@ pub fn path_with_plugins() -> String {
 
 /// `kubectl <args>` with the plugins on PATH and `env` set.
 pub fn kubectl(args: &[&str], env: &[(String, String)]) -> Output {
-    let mut cmd =
-        Command::new(which::which("kubectl").expect("kubectl must be installed (see README)"));
+    let mut cmd = Command::new(which::which("kubectl").expect("kubectl must be installed (see README)"));
     cmd.args(args).env("PATH", path_with_plugins());
     for (k, v) in env {
         cmd.env(k, v);
@@ -89,9 +75,7 @@ pub fn kubectl(args: &[&str], env: &[(String, String)]) -> Output {
 /// Runs a plugin binary directly (for -o json parsing, exit codes).
 pub fn plugin(name: &str, args: &[&str], env: &[(String, String)]) -> Output {
     let mut cmd = Command::new(plugin_binary(name));
-    cmd.args(args)
-        .env("PATH", path_with_plugins())
-        .env_remove("NO_COLOR");
+    cmd.args(args).env("PATH", path_with_plugins()).env_remove("NO_COLOR");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -99,17 +83,11 @@ pub fn plugin(name: &str, args: &[&str], env: &[(String, String)]) -> Output {
 }
 
 pub fn text(out: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 /// Describes an Output for assertion messages.
 pub fn describe(out: &Output) -> String {
     let (o, e) = text(out);
-    format!(
-        "exit {:?}\n--- stdout\n{o}\n--- stderr\n{e}",
-        out.status.code()
-    )
+    format!("exit {:?}\n--- stdout\n{o}\n--- stderr\n{e}", out.status.code())
 }

@@ -9,26 +9,13 @@ fn kubectl_finds_every_plugin_and_shows_kubectl_style_usage() {
     let out = kubectl(&["plugin", "list"], &[]);
     let (stdout, _) = text(&out);
     for p in PLUGINS {
-        assert!(
-            stdout.contains(&format!("kubectl-{p}")),
-            "{p} not listed:\n{}",
-            describe(&out)
-        );
+        assert!(stdout.contains(&format!("kubectl-{p}")), "{p} not listed:\n{}", describe(&out));
         let help = kubectl(&[p, "--help"], &[]);
         assert!(help.status.success(), "{}", describe(&help));
-        assert!(
-            text(&help).0.contains(&format!("Usage: kubectl {p} ")),
-            "{}",
-            describe(&help)
-        );
+        assert!(text(&help).0.contains(&format!("Usage: kubectl {p} ")), "{}", describe(&help));
         assert!(text(&help).0.contains("--kubeconfig <FILE>"));
         let bad = kubectl(&[p, "--no-such-flag"], &[]);
-        assert_eq!(
-            bad.status.code(),
-            Some(64),
-            "usage errors exit 64: {}",
-            describe(&bad)
-        );
+        assert_eq!(bad.status.code(), Some(64), "usage errors exit 64: {}", describe(&bad));
     }
 }
 
@@ -43,39 +30,22 @@ fn every_plugin_explains_an_unreachable_server_within_the_timeout() {
     .unwrap();
     for p in PLUGINS {
         let started = std::time::Instant::now();
-        let out = kubectl(
-            &[
-                p,
-                "--kubeconfig",
-                kubeconfig.to_str().unwrap(),
-                "--request-timeout=3s",
-            ],
-            &[],
-        );
+        let out = kubectl(&[p, "--kubeconfig", kubeconfig.to_str().unwrap(), "--request-timeout=3s"], &[]);
         let elapsed = started.elapsed();
         let (_, stderr) = text(&out);
         assert!(!out.status.success(), "{p}: {}", describe(&out));
         assert!(elapsed.as_secs() < 10, "{p} took {elapsed:?}");
         assert!(
-            stderr.contains(
-                "Cannot connect to the API server at https://127.0.0.1:1: connection refused"
-            ),
+            stderr.contains("Cannot connect to the API server at https://127.0.0.1:1: connection refused"),
             "{p}: {}",
             describe(&out)
         );
         assert!(
-            !stderr.contains("panicked")
-                && !stderr.contains("RUST_BACKTRACE")
-                && !stderr.contains("Error {"),
+            !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE") && !stderr.contains("Error {"),
             "{p}: {}",
             describe(&out)
         );
-        assert_eq!(
-            stderr.trim().lines().count(),
-            1,
-            "one paragraph: {}",
-            describe(&out)
-        );
+        assert_eq!(stderr.trim().lines().count(), 1, "one paragraph: {}", describe(&out));
     }
 }
 
@@ -92,25 +62,12 @@ fn kubectl_plugin_completion_lists_flags_and_contexts() {
     for p in PLUGINS {
         let out = kubectl(&["__complete", p, "--con"], &env);
         let (stdout, _) = text(&out);
-        assert!(
-            stdout.lines().any(|l| l.starts_with("--context\t")),
-            "{p}: {}",
-            describe(&out)
-        );
+        assert!(stdout.lines().any(|l| l.starts_with("--context\t")), "{p}: {}", describe(&out));
         let out = kubectl(&["__complete", p, "--context", ""], &env);
         let lines: Vec<String> = text(&out).0.lines().map(str::to_string).collect();
-        assert_eq!(
-            lines,
-            ["prod-eu", "staging", ":4"],
-            "{p}: {}",
-            describe(&out)
-        );
+        assert_eq!(lines, ["prod-eu", "staging", ":4"], "{p}: {}", describe(&out));
         let out = kubectl(&["__complete", p, "-o", "y"], &env);
-        assert!(
-            text(&out).0.starts_with("yaml\t"),
-            "{p}: {}",
-            describe(&out)
-        );
+        assert!(text(&out).0.starts_with("yaml\t"), "{p}: {}", describe(&out));
     }
 }
 
@@ -130,11 +87,7 @@ fn completion_works_with_older_kubectl_minors_too() {
             .env("PATH", cpkit_e2e::path_with_plugins())
             .output()
             .unwrap();
-        assert!(
-            text(&out).0.contains("--context\t"),
-            "kubectl 1.{minor}: {}",
-            describe(&out)
-        );
+        assert!(text(&out).0.contains("--context\t"), "kubectl 1.{minor}: {}", describe(&out));
     }
     assert!(tried > 0, "no kubectl.1.xx beside the real kubectl");
 }
@@ -147,36 +100,13 @@ fn completion_scripts_and_install() {
         assert!(text(&out).0.contains("kubectl-webhookguard"), "{shell}");
     }
     let dir = tempfile::tempdir().unwrap();
-    std::os::unix::fs::symlink(
-        cpkit_e2e::plugin_binary("apftop"),
-        dir.path().join("kubectl-apftop"),
-    )
-    .unwrap();
-    let out = cpkit_e2e::plugin(
-        "apftop",
-        &[
-            "completion",
-            "install",
-            "--dir",
-            dir.path().to_str().unwrap(),
-        ],
-        &[],
-    );
+    std::os::unix::fs::symlink(cpkit_e2e::plugin_binary("apftop"), dir.path().join("kubectl-apftop")).unwrap();
+    let out = cpkit_e2e::plugin("apftop", &["completion", "install", "--dir", dir.path().to_str().unwrap()], &[]);
     assert!(out.status.success(), "{}", describe(&out));
-    assert!(
-        text(&out).0.contains("kubectl_complete-apftop"),
-        "{}",
-        describe(&out)
-    );
+    assert!(text(&out).0.contains("kubectl_complete-apftop"), "{}", describe(&out));
     let link = dir.path().join("kubectl_complete-apftop");
-    assert_eq!(
-        std::fs::read_link(&link).unwrap(),
-        std::path::PathBuf::from("kubectl-apftop")
-    );
+    assert_eq!(std::fs::read_link(&link).unwrap(), std::path::PathBuf::from("kubectl-apftop"));
     // The link answers completion requests.
-    let out = std::process::Command::new(&link)
-        .args(["--outp"])
-        .output()
-        .unwrap();
+    let out = std::process::Command::new(&link).args(["--outp"]).output().unwrap();
     assert!(text(&out).0.starts_with("--output\t"), "{}", describe(&out));
 }

@@ -15,13 +15,8 @@ fn repo() -> PathBuf {
 
 fn workspace_version() -> String {
     let text = std::fs::read_to_string(repo().join("Cargo.toml")).unwrap();
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("version = "))
-        .expect("workspace version");
-    line.trim_start_matches("version = ")
-        .trim_matches('"')
-        .to_string()
+    let line = text.lines().find(|l| l.starts_with("version = ")).expect("workspace version");
+    line.trim_start_matches("version = ").trim_matches('"').to_string()
 }
 
 fn is_semver_with_v(v: &str) -> bool {
@@ -30,18 +25,13 @@ fn is_semver_with_v(v: &str) -> bool {
     };
     let core = rest.split(['-', '+']).next().unwrap_or("");
     let parts: Vec<&str> = core.split('.').collect();
-    parts.len() == 3
-        && parts
-            .iter()
-            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+    parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
 }
 
 /// krew's checks; returns the problems found.
 fn validate(file_stem: &str, text: &str) -> Vec<String> {
     let mut problems = Vec::new();
-    let doc: Value = match serde_yaml::from_str::<serde_yaml::Value>(text)
-        .map(|v| serde_json::to_value(v).unwrap())
-    {
+    let doc: Value = match serde_yaml::from_str::<serde_yaml::Value>(text).map(|v| serde_json::to_value(v).unwrap()) {
         Ok(v) => v,
         Err(e) => return vec![format!("not YAML: {e}")],
     };
@@ -52,17 +42,11 @@ fn validate(file_stem: &str, text: &str) -> Vec<String> {
         problems.push("kind".into());
     }
     let name = doc["metadata"]["name"].as_str().unwrap_or("");
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
         problems.push(format!("metadata.name {name:?} does not match ^[\\w-]+$"));
     }
     if name != file_stem {
-        problems.push(format!(
-            "metadata.name {name:?} differs from the file name {file_stem:?}"
-        ));
+        problems.push(format!("metadata.name {name:?} differs from the file name {file_stem:?}"));
     }
     let spec = &doc["spec"];
     let short = spec["shortDescription"].as_str().unwrap_or("");
@@ -71,15 +55,10 @@ fn validate(file_stem: &str, text: &str) -> Vec<String> {
     }
     let version = spec["version"].as_str().unwrap_or("");
     if !is_semver_with_v(version) {
-        problems.push(format!(
-            "version {version:?} is not semver with a leading v"
-        ));
+        problems.push(format!("version {version:?} is not semver with a leading v"));
     }
     if version != format!("v{}", workspace_version()) {
-        problems.push(format!(
-            "version {version:?} is not the workspace version v{}",
-            workspace_version()
-        ));
+        problems.push(format!("version {version:?} is not the workspace version v{}", workspace_version()));
     }
     let platforms = spec["platforms"].as_array().cloned().unwrap_or_default();
     if platforms.is_empty() {
@@ -87,10 +66,7 @@ fn validate(file_stem: &str, text: &str) -> Vec<String> {
     }
     let mut selectors = BTreeSet::new();
     for (i, p) in platforms.iter().enumerate() {
-        let labels = p["selector"]["matchLabels"]
-            .as_object()
-            .cloned()
-            .unwrap_or_default();
+        let labels = p["selector"]["matchLabels"].as_object().cloned().unwrap_or_default();
         if labels.is_empty() && p["selector"]["matchExpressions"].is_null() {
             problems.push(format!("platform {i}: empty selector"));
         }
@@ -110,14 +86,8 @@ fn validate(file_stem: &str, text: &str) -> Vec<String> {
             problems.push(format!("platform {i}: uri {uri:?}"));
         }
         let sha = p["sha256"].as_str().unwrap_or("");
-        if sha.len() != 64
-            || !sha
-                .chars()
-                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
-        {
-            problems.push(format!(
-                "platform {i}: sha256 {sha:?} does not match ^[a-f0-9]{{64}}$"
-            ));
+        if sha.len() != 64 || !sha.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)) {
+            problems.push(format!("platform {i}: sha256 {sha:?} does not match ^[a-f0-9]{{64}}$"));
         }
         let bin = p["bin"].as_str().unwrap_or("");
         if bin.is_empty() {
@@ -126,10 +96,10 @@ fn validate(file_stem: &str, text: &str) -> Vec<String> {
         match p.get("files") {
             None => {}
             Some(Value::Array(files)) if !files.is_empty() => {
-                if files.iter().any(|f| {
-                    f["from"].as_str().unwrap_or("").is_empty()
-                        || f["to"].as_str().unwrap_or("").is_empty()
-                }) {
+                if files
+                    .iter()
+                    .any(|f| f["from"].as_str().unwrap_or("").is_empty() || f["to"].as_str().unwrap_or("").is_empty())
+                {
                     problems.push(format!("platform {i}: files entries need from and to"));
                 }
                 if !files.iter().any(|f| f["from"] == "LICENSE") {
@@ -151,8 +121,7 @@ fn committed_manifests_pass_krew_validation() {
     let mut seen = Vec::new();
     for p in cpkit_e2e::PLUGINS {
         let path = dir.join(format!("{p}.yaml"));
-        let text =
-            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let problems = validate(p, &text);
         assert!(problems.is_empty(), "{}: {problems:#?}", path.display());
         let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
@@ -168,35 +137,15 @@ fn committed_manifests_pass_krew_validation() {
                 )
             })
             .collect();
-        assert_eq!(
-            platforms,
-            [
-                "linux/amd64",
-                "linux/arm64",
-                "darwin/amd64",
-                "darwin/arm64",
-                "windows/amd64"
-            ],
-            "{p}"
-        );
+        assert_eq!(platforms, ["linux/amd64", "linux/arm64", "darwin/amd64", "darwin/arm64", "windows/amd64"], "{p}");
         seen.push(p);
     }
-    assert_eq!(
-        seen.len(),
-        4,
-        "one manifest per plugin: krew installs one bin per manifest"
-    );
+    assert_eq!(seen.len(), 4, "one manifest per plugin: krew installs one bin per manifest");
     // A broken manifest is caught (the validator is not vacuous).
     let good = std::fs::read_to_string(dir.join("cphealth.yaml")).unwrap();
     assert!(!validate("cphealth", &good.replace("version: v", "version: ")).is_empty());
     assert!(!validate("other", &good).is_empty());
-    assert!(
-        !validate(
-            "cphealth",
-            &good.replace("- from: LICENSE", "- from: README")
-        )
-        .is_empty()
-    );
+    assert!(!validate("cphealth", &good.replace("- from: LICENSE", "- from: README")).is_empty());
 }
 
 #[test]
@@ -210,11 +159,7 @@ fn release_bot_templates_render_to_valid_manifests() {
         let mut rendered = String::new();
         for line in template.lines() {
             if let Some(rest) = line.trim().strip_prefix("{{addURIAndSha \"") {
-                let url = rest
-                    .split('"')
-                    .next()
-                    .unwrap()
-                    .replace("{{ .TagName }}", &tag);
+                let url = rest.split('"').next().unwrap().replace("{{ .TagName }}", &tag);
                 rendered.push_str(&format!("    uri: {url}\n    sha256: {}\n", "a".repeat(64)));
             } else {
                 rendered.push_str(&line.replace("{{ .TagName }}", &tag));
@@ -222,11 +167,7 @@ fn release_bot_templates_render_to_valid_manifests() {
             }
         }
         let problems = validate(p, &rendered);
-        assert!(
-            problems.is_empty(),
-            "{}: {problems:#?}\n{rendered}",
-            path.display()
-        );
+        assert!(problems.is_empty(), "{}: {problems:#?}\n{rendered}", path.display());
     }
 }
 
@@ -242,10 +183,7 @@ fn host_archive_unpacks_to_an_executable_plugin_and_license() {
     let p = "webhookguard";
     let status = std::process::Command::new(repo().join("dev/krew-archive"))
         .args(["--debug", "--out", out.path().to_str().unwrap(), p])
-        .env(
-            "CARGO_TARGET_DIR",
-            cpkit_e2e::target_dir().parent().unwrap(),
-        )
+        .env("CARGO_TARGET_DIR", cpkit_e2e::target_dir().parent().unwrap())
         .output()
         .unwrap();
     assert!(status.status.success(), "{}", cpkit_e2e::describe(&status));
@@ -256,29 +194,16 @@ fn host_archive_unpacks_to_an_executable_plugin_and_license() {
         .find(|p| p.to_string_lossy().ends_with(".tar.gz"))
         .unwrap();
     let manifest = std::fs::read_to_string(out.path().join(format!("{p}.yaml"))).unwrap();
-    assert!(
-        validate(p, &manifest).is_empty(),
-        "{:?}",
-        validate(p, &manifest)
-    );
+    assert!(validate(p, &manifest).is_empty(), "{:?}", validate(p, &manifest));
     let bytes = std::fs::read(&archive).unwrap();
     let sha = hex::encode(sha2::Sha256::digest(&bytes));
-    assert!(
-        manifest.contains(&format!("sha256: {sha}")),
-        "the manifest states the archive's real hash"
-    );
+    assert!(manifest.contains(&format!("sha256: {sha}")), "the manifest states the archive's real hash");
     let unpacked = tempfile::tempdir().unwrap();
     unpack(&archive, unpacked.path());
     let bin = unpacked.path().join(format!("kubectl-{p}"));
     use std::os::unix::fs::PermissionsExt;
-    assert!(
-        std::fs::metadata(&bin).unwrap().permissions().mode() & 0o111 != 0,
-        "bin is executable"
-    );
+    assert!(std::fs::metadata(&bin).unwrap().permissions().mode() & 0o111 != 0, "bin is executable");
     assert!(unpacked.path().join("LICENSE").is_file());
-    let version = std::process::Command::new(&bin)
-        .arg("--version")
-        .output()
-        .unwrap();
+    let version = std::process::Command::new(&bin).arg("--version").output().unwrap();
     assert!(String::from_utf8_lossy(&version.stdout).contains(&workspace_version()));
 }

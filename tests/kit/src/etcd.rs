@@ -50,10 +50,7 @@ impl Default for EtcdOptions {
 
 impl EtcdOptions {
     pub fn members(n: usize) -> Self {
-        EtcdOptions {
-            members: n,
-            ..Default::default()
-        }
+        EtcdOptions { members: n, ..Default::default() }
     }
 }
 
@@ -113,17 +110,10 @@ impl EtcdMember {
                 "the etcd server binary is not on PATH (Debian/Ubuntu: apt install etcd-server)",
             )
         })?;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log_path)?;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_path)?;
         let mut cmd = Command::new(etcd);
-        cmd.args(&self.args)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        cmd.env_clear()
-            .env("ETCD_UNSUPPORTED_ARCH", std::env::consts::ARCH);
+        cmd.args(&self.args).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+        cmd.env_clear().env("ETCD_UNSUPPORTED_ARCH", std::env::consts::ARCH);
         self.process = Some(ChildGuard::spawn(&format!("etcd-{}", self.name), &mut cmd)?);
         Ok(())
     }
@@ -163,11 +153,7 @@ fn default_parent() -> PathBuf {
         return PathBuf::from(dir);
     }
     let shm = Path::new("/dev/shm");
-    if shm.is_dir()
-        && std::fs::metadata(shm)
-            .map(|m| !m.permissions().readonly())
-            .unwrap_or(false)
-    {
+    if shm.is_dir() && std::fs::metadata(shm).map(|m| !m.permissions().readonly()).unwrap_or(false) {
         return shm.to_path_buf();
     }
     std::env::temp_dir()
@@ -177,9 +163,7 @@ impl EtcdCluster {
     /// Starts the members and waits until the cluster has a leader.
     pub fn start(options: EtcdOptions) -> std::io::Result<EtcdCluster> {
         let parent = options.parent_dir.clone().unwrap_or_else(default_parent);
-        let root = tempfile::Builder::new()
-            .prefix("cpkit-etcd-")
-            .tempdir_in(parent)?;
+        let root = tempfile::Builder::new().prefix("cpkit-etcd-").tempdir_in(parent)?;
         let ca = Ca::new("etcd-ca");
         let healthcheck_client = ca.issue(
             &LeafSpec {
@@ -191,13 +175,7 @@ impl EtcdCluster {
             Validity::days(365),
         );
         let names: Vec<String> = (0..options.members)
-            .map(|i| {
-                options
-                    .node_names
-                    .get(i)
-                    .cloned()
-                    .unwrap_or_else(|| format!("cp{}", i + 1))
-            })
+            .map(|i| options.node_names.get(i).cloned().unwrap_or_else(|| format!("cp{}", i + 1)))
             .collect();
         let ips: Vec<Ipv4Addr> = (0..options.members).map(net::control_plane_ip).collect();
         let mut members = Vec::new();
@@ -227,11 +205,8 @@ impl EtcdCluster {
                 process: None,
             });
         }
-        let initial_cluster = members
-            .iter()
-            .map(|m| format!("{}={}", m.name, m.peer_url()))
-            .collect::<Vec<_>>()
-            .join(",");
+        let initial_cluster =
+            members.iter().map(|m| format!("{}={}", m.name, m.peer_url())).collect::<Vec<_>>().join(",");
         for m in &mut members {
             let pki = m.pki_dir();
             std::fs::create_dir_all(&pki)?;
@@ -271,11 +246,7 @@ impl EtcdCluster {
             m.args = vec![
                 format!("--name={}", m.name),
                 format!("--data-dir={}", data.display()),
-                format!(
-                    "--listen-client-urls={},{}",
-                    m.local_client_url(),
-                    m.client_url()
-                ),
+                format!("--listen-client-urls={},{}", m.local_client_url(), m.client_url()),
                 format!("--advertise-client-urls={}", m.client_url()),
                 format!("--listen-peer-urls={}", m.peer_url()),
                 format!("--initial-advertise-peer-urls={}", m.peer_url()),
@@ -296,21 +267,10 @@ impl EtcdCluster {
                 "--log-level=warn".into(),
             ];
             if options.quota_backend_bytes > 0 {
-                m.args.push(format!(
-                    "--quota-backend-bytes={}",
-                    options.quota_backend_bytes
-                ));
+                m.args.push(format!("--quota-backend-bytes={}", options.quota_backend_bytes));
             }
         }
-        let mut cluster = EtcdCluster {
-            members,
-            ca: CaFiles {
-                ca,
-                healthcheck_client,
-            },
-            root,
-            options,
-        };
+        let mut cluster = EtcdCluster { members, ca: CaFiles { ca, healthcheck_client }, root, options };
         for m in &mut cluster.members {
             m.spawn()?;
         }
@@ -330,16 +290,7 @@ impl EtcdCluster {
 
     /// Client URLs of the running members.
     pub fn running_endpoints(&mut self) -> Vec<String> {
-        self.members
-            .iter_mut()
-            .filter_map(|m| {
-                if m.is_running() {
-                    Some(m.local_client_url())
-                } else {
-                    None
-                }
-            })
-            .collect()
+        self.members.iter_mut().filter_map(|m| if m.is_running() { Some(m.local_client_url()) } else { None }).collect()
     }
 
     /// TLS files a client may use (the healthcheck-client certificate of member 0's node).
@@ -376,17 +327,11 @@ impl EtcdCluster {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                let logs: Vec<String> = self
-                    .members
-                    .iter()
-                    .map(|m| format!("{}:\n{}", m.name, m.log_tail(20)))
-                    .collect();
+                let logs: Vec<String> =
+                    self.members.iter().map(|m| format!("{}:\n{}", m.name, m.log_tail(20))).collect();
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
-                    format!(
-                        "etcd did not become healthy within {timeout:?}\n{}",
-                        logs.join("\n")
-                    ),
+                    format!("etcd did not become healthy within {timeout:?}\n{}", logs.join("\n")),
                 ));
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -434,8 +379,7 @@ impl EtcdCluster {
             let Ok(mut c) = self.client_for(&[m.local_client_url()]).await else {
                 continue;
             };
-            let Ok(Ok(status)) = tokio::time::timeout(Duration::from_secs(2), c.status()).await
-            else {
+            let Ok(Ok(status)) = tokio::time::timeout(Duration::from_secs(2), c.status()).await else {
                 continue;
             };
             let leader = status.leader();
@@ -444,9 +388,7 @@ impl EtcdCluster {
                 return self.members.iter().position(|x| x.name == m.name);
             }
             // Ask which member is the leader by ID.
-            if let Ok(Ok(list)) =
-                tokio::time::timeout(Duration::from_secs(2), c.member_list()).await
-            {
+            if let Ok(Ok(list)) = tokio::time::timeout(Duration::from_secs(2), c.member_list()).await {
                 for member in list.members() {
                     if member.id() == leader {
                         return self.members.iter().position(|x| x.name == member.name());
@@ -459,10 +401,7 @@ impl EtcdCluster {
 }
 
 /// An etcd client with TLS client-cert auth.
-pub async fn connect_client(
-    endpoints: &[String],
-    tls: &ClientTls,
-) -> Result<Client, etcd_client::Error> {
+pub async fn connect_client(endpoints: &[String], tls: &ClientTls) -> Result<Client, etcd_client::Error> {
     let read = |p: &Path| std::fs::read(p).unwrap_or_default();
     let options = ConnectOptions::new()
         .with_tls(
@@ -487,9 +426,7 @@ impl Drop for EtcdCluster {
 
 /// `GET /health` on the plain-HTTP metrics listener (kubeadm's `--listen-metrics-urls`).
 pub fn metrics_health(port: u16) -> bool {
-    http_get_local(port, "/health")
-        .map(|body| body.contains("\"health\":\"true\""))
-        .unwrap_or(false)
+    http_get_local(port, "/health").map(|body| body.contains("\"health\":\"true\"")).unwrap_or(false)
 }
 
 /// A minimal HTTP/1.0 GET against 127.0.0.1 (no client library needed for etcd's metrics port).
@@ -503,8 +440,5 @@ pub fn http_get_local(port: u16, path: &str) -> std::io::Result<String> {
     write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
     let mut text = String::new();
     s.read_to_string(&mut text)?;
-    Ok(text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default())
+    Ok(text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
 }

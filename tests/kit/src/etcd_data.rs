@@ -87,31 +87,19 @@ pub fn resource_of(key: &str) -> Option<String> {
 
 /// A value shaped like the apiserver's protobuf storage: magic `k8s\0`, then a TypeMeta-ish
 /// envelope, padded to `size` bytes.
-pub fn object_value(
-    kind: &str,
-    api_version: &str,
-    name: &str,
-    generation: usize,
-    size: usize,
-) -> Vec<u8> {
+pub fn object_value(kind: &str, api_version: &str, name: &str, generation: usize, size: usize) -> Vec<u8> {
     let mut v = b"k8s\0".to_vec();
     v.push(0x0a);
-    let type_meta = [
-        &[0x0a, api_version.len() as u8][..],
-        api_version.as_bytes(),
-        &[0x12, kind.len() as u8],
-        kind.as_bytes(),
-    ]
-    .concat();
+    let type_meta =
+        [&[0x0a, api_version.len() as u8][..], api_version.as_bytes(), &[0x12, kind.len() as u8], kind.as_bytes()]
+            .concat();
     v.push(type_meta.len() as u8);
     v.extend_from_slice(&type_meta);
     v.push(0x12);
     let body = format!("{{\"name\":\"{name}\",\"generation\":{generation}}}");
     v.push(body.len().min(127) as u8);
     v.extend_from_slice(&body.as_bytes()[..body.len().min(127)]);
-    let mut seed = name.bytes().fold(generation as u64 + 1, |h, b| {
-        h.wrapping_mul(31).wrapping_add(b as u64)
-    });
+    let mut seed = name.bytes().fold(generation as u64 + 1, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
     while v.len() < size {
         seed ^= seed << 13;
         seed ^= seed >> 7;
@@ -126,10 +114,7 @@ fn planned_writes(spec: &LoadSpec) -> Vec<(String, Vec<u8>)> {
     let size = spec.value_size;
     for n in 0..spec.nodes {
         let node = format!("node-{n:04}");
-        out.push((
-            format!("/registry/minions/{node}"),
-            object_value("Node", "v1", &node, 0, size),
-        ));
+        out.push((format!("/registry/minions/{node}"), object_value("Node", "v1", &node, 0, size)));
         out.push((
             format!("/registry/leases/kube-node-lease/{node}"),
             object_value("Lease", "coordination.k8s.io/v1", &node, 0, 200.min(size)),
@@ -163,14 +148,8 @@ fn planned_writes(spec: &LoadSpec) -> Vec<(String, Vec<u8>)> {
             ));
         }
         for p in 0..spec.pods_per_namespace {
-            let name = format!(
-                "app-{:03}-{p:05}",
-                p % spec.deployments_per_namespace.max(1)
-            );
-            out.push((
-                format!("/registry/pods/{ns_name}/{name}"),
-                object_value("Pod", "v1", &name, 0, size),
-            ));
+            let name = format!("app-{:03}-{p:05}", p % spec.deployments_per_namespace.max(1));
+            out.push((format!("/registry/pods/{ns_name}/{name}"), object_value("Pod", "v1", &name, 0, size)));
         }
     }
     out.push((
@@ -182,11 +161,7 @@ fn planned_writes(spec: &LoadSpec) -> Vec<(String, Vec<u8>)> {
 
 /// Runs puts in transactions of at most 100 operations and ~1 MiB (etcd refuses requests over
 /// 1.5 MiB by default), `concurrency` at a time.
-async fn run_batches(
-    client: &Client,
-    ops: Vec<(usize, TxnOp)>,
-    concurrency: usize,
-) -> Result<(), etcd_client::Error> {
+async fn run_batches(client: &Client, ops: Vec<(usize, TxnOp)>, concurrency: usize) -> Result<(), etcd_client::Error> {
     let mut batches: Vec<Vec<TxnOp>> = Vec::new();
     let mut current = Vec::new();
     let mut bytes = 0;
@@ -218,26 +193,17 @@ async fn run_batches(
 /// Writes the data of `spec`; returns what is live afterwards.
 pub async fn load(client: &Client, spec: &LoadSpec) -> Result<Inventory, etcd_client::Error> {
     let writes = planned_writes(spec);
-    let ops: Vec<(usize, TxnOp)> = writes
-        .iter()
-        .map(|(k, v)| (k.len() + v.len(), TxnOp::put(k.clone(), v.clone(), None)))
-        .collect();
+    let ops: Vec<(usize, TxnOp)> =
+        writes.iter().map(|(k, v)| (k.len() + v.len(), TxnOp::put(k.clone(), v.clone(), None))).collect();
     run_batches(client, ops, 8).await?;
-    let pods: Vec<&(String, Vec<u8>)> = writes
-        .iter()
-        .filter(|(k, _)| k.starts_with("/registry/pods/"))
-        .collect();
+    let pods: Vec<&(String, Vec<u8>)> = writes.iter().filter(|(k, _)| k.starts_with("/registry/pods/")).collect();
     for generation in 1..=spec.pod_updates {
         let ops = pods
             .iter()
             .map(|(k, _)| {
                 (
                     k.len() + spec.value_size,
-                    TxnOp::put(
-                        k.clone(),
-                        object_value("Pod", "v1", k, generation, spec.value_size),
-                        None,
-                    ),
+                    TxnOp::put(k.clone(), object_value("Pod", "v1", k, generation, spec.value_size), None),
                 )
             })
             .collect();
@@ -262,10 +228,7 @@ pub async fn load(client: &Client, spec: &LoadSpec) -> Result<Inventory, etcd_cl
     if spec.compact && revision > 0 {
         c.compact(revision, None).await?;
     }
-    let mut inventory = Inventory {
-        revision,
-        ..Default::default()
-    };
+    let mut inventory = Inventory { revision, ..Default::default() };
     for (k, _) in &writes {
         if deleted.contains(k) {
             continue;
@@ -280,10 +243,7 @@ pub async fn load(client: &Client, spec: &LoadSpec) -> Result<Inventory, etcd_cl
 
 /// Fills the backend until etcd refuses writes with NOSPACE (`mvcc: database space exceeded`),
 /// like a cluster whose events pile up. Returns the number of values written.
-pub async fn fill_until_nospace(
-    client: &Client,
-    value_size: usize,
-) -> Result<usize, etcd_client::Error> {
+pub async fn fill_until_nospace(client: &Client, value_size: usize) -> Result<usize, etcd_client::Error> {
     let mut written = 0;
     let mut c = client.clone();
     loop {
@@ -309,37 +269,21 @@ pub async fn fill_until_nospace(
 /// little of it is in use (the fragmentation `defrag` reclaims).
 pub async fn shrink_pods(client: &Client) -> Result<(), etcd_client::Error> {
     let mut c = client.clone();
-    let keys = c
-        .get(
-            "/registry/pods/",
-            Some(
-                etcd_client::GetOptions::new()
-                    .with_prefix()
-                    .with_keys_only(),
-            ),
-        )
-        .await?;
+    let keys = c.get("/registry/pods/", Some(etcd_client::GetOptions::new().with_prefix().with_keys_only())).await?;
     let ops: Vec<(usize, TxnOp)> = keys
         .kvs()
         .iter()
         .map(|kv| {
             let key = kv.key().to_vec();
             let name = String::from_utf8_lossy(&key).into_owned();
-            (
-                key.len() + 300,
-                TxnOp::put(key, object_value("Pod", "v1", &name, 1, 300), None),
-            )
+            (key.len() + 300, TxnOp::put(key, object_value("Pod", "v1", &name, 1, 300), None))
         })
         .collect();
     run_batches(client, ops, 8).await?;
     let status = c.status().await?;
     let revision = status.header().map(|h| h.revision()).unwrap_or(0);
     if revision > 0 {
-        c.compact(
-            revision,
-            Some(etcd_client::CompactionOptions::new().with_physical()),
-        )
-        .await?;
+        c.compact(revision, Some(etcd_client::CompactionOptions::new().with_physical())).await?;
     }
     Ok(())
 }
@@ -350,14 +294,8 @@ mod tests {
 
     #[test]
     fn resources_of_registry_keys() {
-        assert_eq!(
-            resource_of("/registry/pods/ns/name").as_deref(),
-            Some("pods")
-        );
-        assert_eq!(
-            resource_of("/registry/minions/n1").as_deref(),
-            Some("minions")
-        );
+        assert_eq!(resource_of("/registry/pods/ns/name").as_deref(), Some("pods"));
+        assert_eq!(resource_of("/registry/minions/n1").as_deref(), Some("minions"));
         assert_eq!(
             resource_of("/registry/apiregistration.k8s.io/apiservices/v1.apps").as_deref(),
             Some("apiregistration.k8s.io/apiservices")

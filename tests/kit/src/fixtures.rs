@@ -11,16 +11,12 @@ pub fn dir() -> PathBuf {
     if let Ok(d) = std::env::var("CPKIT_FIXTURES") {
         return PathBuf::from(d);
     }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("fixtures")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("fixtures")
 }
 
 /// The capture directory for Kubernetes 1.`minor` (the nearest of 1.31–1.34).
 pub fn cluster_dir(minor: u32) -> PathBuf {
-    dir()
-        .join("clusters")
-        .join(format!("k8s-1.{}", minor.clamp(31, 34)))
+    dir().join("clusters").join(format!("k8s-1.{}", minor.clamp(31, 34)))
 }
 
 pub fn read(relative: &str) -> std::io::Result<String> {
@@ -35,16 +31,11 @@ pub fn rewrite_addresses(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
     while i < bytes.len() {
-        let at_start = bytes[i].is_ascii_digit()
-            && (i == 0 || !(bytes[i - 1].is_ascii_digit() || bytes[i - 1] == b'.'));
-        if let Some((octets, len)) = if at_start {
-            parse_quad(&bytes[i..])
-        } else {
-            None
-        } {
+        let at_start =
+            bytes[i].is_ascii_digit() && (i == 0 || !(bytes[i - 1].is_ascii_digit() || bytes[i - 1] == b'.'));
+        if let Some((octets, len)) = if at_start { parse_quad(&bytes[i..]) } else { None } {
             let followed_ok = bytes.get(i + len).is_none_or(|b| {
-                !(b.is_ascii_digit()
-                    || *b == b'.' && bytes.get(i + len + 1).is_some_and(u8::is_ascii_digit))
+                !(b.is_ascii_digit() || *b == b'.' && bytes.get(i + len + 1).is_some_and(u8::is_ascii_digit))
             });
             if followed_ok {
                 let [a, b, c, d] = octets;
@@ -97,8 +88,8 @@ fn parse_quad(bytes: &[u8]) -> Option<([u8; 4], usize)> {
 pub fn list_items(path: &std::path::Path) -> std::io::Result<Vec<Value>> {
     let text = std::fs::read_to_string(path)?;
     let rewritten = rewrite_addresses(&text);
-    let doc: Value = serde_yaml::from_str(&rewritten)
-        .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?;
+    let doc: Value =
+        serde_yaml::from_str(&rewritten).map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?;
     Ok(doc["items"].as_array().cloned().unwrap_or_default())
 }
 
@@ -114,40 +105,19 @@ mod tests {
 
     #[test]
     fn rewrites_private_addresses_to_loopback() {
-        assert_eq!(
-            rewrite_addresses("host=\"192.168.67.2:8443\""),
-            "host=\"127.0.0.2:8443\""
-        );
-        assert_eq!(
-            rewrite_addresses("clusterIP: 10.96.0.10"),
-            "clusterIP: 127.96.0.10"
-        );
+        assert_eq!(rewrite_addresses("host=\"192.168.67.2:8443\""), "host=\"127.0.0.2:8443\"");
+        assert_eq!(rewrite_addresses("clusterIP: 10.96.0.10"), "clusterIP: 127.96.0.10");
         assert_eq!(rewrite_addresses("- 10.244.0.0/24"), "- 127.244.0.0/24");
-        assert_eq!(
-            rewrite_addresses("127.0.0.1:2379 and 0.0.0.0"),
-            "127.0.0.1:2379 and 0.0.0.0"
-        );
-        assert_eq!(
-            rewrite_addresses("version 1.2.3 v1.33.0 le=\"0.005\""),
-            "version 1.2.3 v1.33.0 le=\"0.005\""
-        );
-        assert_eq!(
-            rewrite_addresses("2025-11-04T19:07:41Z"),
-            "2025-11-04T19:07:41Z"
-        );
+        assert_eq!(rewrite_addresses("127.0.0.1:2379 and 0.0.0.0"), "127.0.0.1:2379 and 0.0.0.0");
+        assert_eq!(rewrite_addresses("version 1.2.3 v1.33.0 le=\"0.005\""), "version 1.2.3 v1.33.0 le=\"0.005\"");
+        assert_eq!(rewrite_addresses("2025-11-04T19:07:41Z"), "2025-11-04T19:07:41Z");
     }
 
     #[test]
     fn every_capture_is_loopback_only_after_rewriting() {
         // Reads tests/fixtures/clusters/k8s-1.3{1..4}/*: no private address survives.
         for minor in 31..=34 {
-            for file in [
-                "pods.yaml",
-                "nodes.yaml",
-                "services.yaml",
-                "endpoints.yaml",
-                "apiserver.metrics",
-            ] {
+            for file in ["pods.yaml", "nodes.yaml", "services.yaml", "endpoints.yaml", "apiserver.metrics"] {
                 let text = std::fs::read_to_string(cluster_dir(minor).join(file)).unwrap();
                 let out = rewrite_addresses(&text);
                 for needle in ["192.168.", "10.244.", "10.96."] {

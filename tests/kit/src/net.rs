@@ -24,18 +24,13 @@ pub fn free_port_on(ips: &[Ipv4Addr]) -> std::io::Result<u16> {
     for _ in 0..200 {
         let first = TcpListener::bind(SocketAddr::from((ips[0], 0)))?;
         let port = first.local_addr()?.port();
-        let rest: Result<Vec<_>, _> = ips[1..]
-            .iter()
-            .map(|ip| TcpListener::bind(SocketAddr::from((*ip, port))))
-            .collect();
+        let rest: Result<Vec<_>, _> =
+            ips[1..].iter().map(|ip| TcpListener::bind(SocketAddr::from((*ip, port)))).collect();
         if rest.is_ok() {
             return Ok(port);
         }
     }
-    Err(std::io::Error::new(
-        std::io::ErrorKind::AddrInUse,
-        "no common free port found",
-    ))
+    Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "no common free port found"))
 }
 
 /// A free port on 127.0.0.1.

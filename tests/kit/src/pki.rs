@@ -5,8 +5,8 @@ use std::path::Path;
 
 use jiff::{SignedDuration, Timestamp};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
 };
 
 /// When a certificate is valid.
@@ -29,16 +29,12 @@ impl Validity {
     /// Issued `issued_days_ago`, expiring at `expires_in` from now (negative = already expired).
     pub fn expiring_in(issued_days_ago: i64, expires_in: SignedDuration) -> Validity {
         let now = Timestamp::now();
-        Validity {
-            not_before: now - SignedDuration::from_hours(24 * issued_days_ago),
-            not_after: now + expires_in,
-        }
+        Validity { not_before: now - SignedDuration::from_hours(24 * issued_days_ago), not_after: now + expires_in }
     }
 }
 
 fn to_offset(t: Timestamp) -> time::OffsetDateTime {
-    time::OffsetDateTime::from_unix_timestamp(t.as_second())
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+    time::OffsetDateTime::from_unix_timestamp(t.as_second()).unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
 }
 
 /// A certificate and its private key, PEM.
@@ -62,12 +58,7 @@ impl KeyedCert {
 pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
     f.write_all(data)
 }
 
@@ -106,24 +97,14 @@ impl Ca {
         dn.push(DnType::CommonName, common_name);
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         params.not_before = to_offset(validity.not_before);
         params.not_after = to_offset(validity.not_after);
         let key = KeyPair::generate().expect("generating a key pair");
         let cert = params.self_signed(&key).expect("self-signing a CA");
-        let keyed = KeyedCert {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-            cert_der: cert.der().to_vec(),
-        };
-        Ca {
-            cert: keyed,
-            issuer: Issuer::new(params, key),
-        }
+        let keyed = KeyedCert { cert_pem: cert.pem(), key_pem: key.serialize_pem(), cert_der: cert.der().to_vec() };
+        Ca { cert: keyed, issuer: Issuer::new(params, key) }
     }
 
     /// Issues a leaf certificate.
@@ -141,10 +122,7 @@ impl Ca {
             .filter_map(|d| d.clone().try_into().ok().map(SanType::DnsName))
             .chain(spec.ips.iter().map(|ip| SanType::IpAddress(*ip)))
             .collect();
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
         let mut eku = Vec::new();
         if spec.server {
             eku.push(ExtendedKeyUsagePurpose::ServerAuth);
@@ -157,14 +135,8 @@ impl Ca {
         params.not_after = to_offset(validity.not_after);
         params.is_ca = IsCa::NoCa;
         let key = KeyPair::generate().expect("generating a key pair");
-        let cert = params
-            .signed_by(&key, &self.issuer)
-            .expect("signing a leaf certificate");
-        KeyedCert {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-            cert_der: cert.der().to_vec(),
-        }
+        let cert = params.signed_by(&key, &self.issuer).expect("signing a leaf certificate");
+        KeyedCert { cert_pem: cert.pem(), key_pem: key.serialize_pem(), cert_der: cert.der().to_vec() }
     }
 }
 

@@ -33,10 +33,7 @@ impl ChildGuard {
             }
         }
         let child = command.spawn()?;
-        Ok(ChildGuard {
-            name: name.to_string(),
-            child: Some(child),
-        })
+        Ok(ChildGuard { name: name.to_string(), child: Some(child) })
     }
 
     pub fn name(&self) -> &str {

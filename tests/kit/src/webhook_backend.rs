@@ -34,11 +34,7 @@ impl Drop for WebhookBackend {
 
 impl WebhookBackend {
     /// Serves `<service>.<namespace>.svc` on each of `ips` (one per replica) on a common port.
-    pub fn start(
-        service: &str,
-        namespace: &str,
-        ips: &[std::net::Ipv4Addr],
-    ) -> std::io::Result<WebhookBackend> {
+    pub fn start(service: &str, namespace: &str, ips: &[std::net::Ipv4Addr]) -> std::io::Result<WebhookBackend> {
         use base64::Engine;
         let ca = Ca::new(&format!("{service}-ca"));
         let host = format!("{service}.{namespace}.svc");
@@ -52,8 +48,8 @@ impl WebhookBackend {
             Validity::days(365),
         );
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let key = PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes())
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let key =
+            PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).map_err(|e| std::io::Error::other(e.to_string()))?;
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| std::io::Error::other(e.to_string()))?
@@ -70,10 +66,7 @@ impl WebhookBackend {
             addrs.push(l.local_addr()?);
             listeners.push(l);
         }
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
         let calls = Arc::new(AtomicU64::new(0));
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let counter = calls.clone();
@@ -117,8 +110,7 @@ impl WebhookBackend {
         drop(_guard);
         Ok(WebhookBackend {
             addrs,
-            ca_bundle: base64::engine::general_purpose::STANDARD
-                .encode(ca.cert.cert_pem.as_bytes()),
+            ca_bundle: base64::engine::general_purpose::STANDARD.encode(ca.cert.cert_pem.as_bytes()),
             calls,
             runtime: Some(runtime),
         })

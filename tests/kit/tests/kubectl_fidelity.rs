@@ -14,9 +14,7 @@ fn stdout(out: &std::process::Output) -> String {
 }
 
 fn rows(text: &str) -> Vec<Vec<String>> {
-    text.lines()
-        .map(|l| l.split_whitespace().map(str::to_string).collect())
-        .collect()
+    text.lines().map(|l| l.split_whitespace().map(str::to_string).collect()).collect()
 }
 
 #[test]
@@ -27,56 +25,21 @@ fn kubectl_reads_nodes_pods_leases_apf_and_webhooks() {
     assert_eq!(nodes[0], ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]);
     let names: Vec<&str> = nodes[1..].iter().map(|r| r[0].as_str()).collect();
     assert_eq!(names, ["cp-1", "cp-2", "cp-3", "worker-1", "worker-2"]);
-    assert!(
-        nodes[1..4]
-            .iter()
-            .all(|r| r[1] == "Ready" && r[2] == "control-plane")
-    );
+    assert!(nodes[1..4].iter().all(|r| r[1] == "Ready" && r[2] == "control-plane"));
 
-    let pods = rows(&stdout(&c.kubectl(&[
-        "get",
-        "pods",
-        "-n",
-        "kube-system",
-        "-l",
-        "tier=control-plane",
-        "-o",
-        "wide",
-    ])));
-    assert_eq!(
-        &pods[0][..7],
-        ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE"]
-    );
+    let pods =
+        rows(&stdout(&c.kubectl(&["get", "pods", "-n", "kube-system", "-l", "tier=control-plane", "-o", "wide"])));
+    assert_eq!(&pods[0][..7], ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE"]);
     assert_eq!(pods.len() - 1, 12, "4 static pods on each of 3 nodes");
-    let etcd = pods
-        .iter()
-        .find(|r| r[0] == "etcd-cp-2")
-        .expect("etcd-cp-2 listed");
+    let etcd = pods.iter().find(|r| r[0] == "etcd-cp-2").expect("etcd-cp-2 listed");
     assert_eq!(
-        (
-            etcd[1].as_str(),
-            etcd[2].as_str(),
-            etcd[5].as_str(),
-            etcd[6].as_str()
-        ),
+        (etcd[1].as_str(), etcd[2].as_str(), etcd[5].as_str(), etcd[6].as_str()),
         ("1/1", "Running", "127.0.0.3", "cp-2")
     );
 
     let leases = stdout(&c.kubectl(&["get", "leases", "-n", "kube-system"]));
-    assert!(
-        leases
-            .lines()
-            .any(|l| l.starts_with("kube-scheduler ") && l.contains("cp-2_")),
-        "{leases}"
-    );
-    assert_eq!(
-        leases
-            .lines()
-            .filter(|l| l.starts_with("apiserver-"))
-            .count(),
-        3,
-        "one identity lease per apiserver"
-    );
+    assert!(leases.lines().any(|l| l.starts_with("kube-scheduler ") && l.contains("cp-2_")), "{leases}");
+    assert_eq!(leases.lines().filter(|l| l.starts_with("apiserver-")).count(), 3, "one identity lease per apiserver");
 
     let apf = stdout(&c.kubectl(&["get", "flowschemas,prioritylevelconfigurations"]));
     for name in [
@@ -85,35 +48,18 @@ fn kubectl_reads_nodes_pods_leases_apf_and_webhooks() {
     ] {
         assert!(apf.contains(name), "{name} missing in\n{apf}");
     }
-    let workload_low = apf
-        .lines()
-        .find(|l| l.contains("/workload-low "))
-        .expect("workload-low row");
-    assert_eq!(
-        rows(workload_low)[0][1..6],
-        ["Limited", "100", "128", "6", "50"]
-    );
+    let workload_low = apf.lines().find(|l| l.contains("/workload-low ")).expect("workload-low row");
+    assert_eq!(rows(workload_low)[0][1..6], ["Limited", "100", "128", "6", "50"]);
 
     let webhooks = stdout(&c.kubectl(&["get", "validatingwebhookconfigurations"]));
-    assert!(
-        webhooks
-            .lines()
-            .any(|l| l.starts_with("cert-manager-webhook ")),
-        "{webhooks}"
-    );
+    assert!(webhooks.lines().any(|l| l.starts_with("cert-manager-webhook ")), "{webhooks}");
 
     let readyz = stdout(&c.kubectl(&["get", "--raw", "/readyz?verbose"]));
-    assert!(
-        readyz.starts_with("[+]ping ok\n[+]log ok\n[+]etcd ok\n"),
-        "{readyz}"
-    );
+    assert!(readyz.starts_with("[+]ping ok\n[+]log ok\n[+]etcd ok\n"), "{readyz}");
     assert!(readyz.ends_with("readyz check passed\n"));
-    let excluded =
-        stdout(&c.kubectl(&["get", "--raw", "/readyz?verbose&exclude=etcd&exclude=nope"]));
+    let excluded = stdout(&c.kubectl(&["get", "--raw", "/readyz?verbose&exclude=etcd&exclude=nope"]));
     assert!(excluded.contains("[+]etcd excluded: ok\n"));
-    assert!(
-        excluded.contains("warn: some health checks cannot be excluded: no matches for \"nope\"\n")
-    );
+    assert!(excluded.contains("warn: some health checks cannot be excluded: no matches for \"nope\"\n"));
 }
 
 #[test]
@@ -138,14 +84,10 @@ fn kubectl_exec_reaches_the_real_etcd_with_the_pods_cert_paths() {
         "-w",
         "json",
     ]);
-    let json: serde_json::Value =
-        serde_json::from_str(&stdout(&out)).expect("etcdctl printed JSON");
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("etcdctl printed JSON");
     let status = &json[0]["Status"];
     assert!(status["header"]["revision"].as_i64().unwrap() > 1, "{json}");
-    assert!(
-        status["version"].as_str().unwrap().starts_with("3."),
-        "{json}"
-    );
+    assert!(status["version"].as_str().unwrap().starts_with("3."), "{json}");
     assert_eq!(json[0]["Endpoint"], format!("https://127.0.0.1:{port}"));
     let keys = c.kubectl(&[
         "exec",
@@ -163,40 +105,14 @@ fn kubectl_exec_reaches_the_real_etcd_with_the_pods_cert_paths() {
         "--prefix",
         "--keys-only",
     ]);
-    assert!(
-        stdout(&keys)
-            .lines()
-            .any(|k| k == "/registry/namespaces/team-000"),
-        "the kit's data is in etcd"
-    );
+    assert!(stdout(&keys).lines().any(|k| k == "/registry/namespaces/team-000"), "the kit's data is in etcd");
 
     // The etcd image has no tar or cat: kubectl cp and cat fail like on a real cluster.
-    let tar = c.kubectl(&[
-        "exec",
-        "-n",
-        "kube-system",
-        "etcd-cp-1",
-        "--",
-        "tar",
-        "cf",
-        "-",
-        "/var/lib/etcd",
-    ]);
+    let tar = c.kubectl(&["exec", "-n", "kube-system", "etcd-cp-1", "--", "tar", "cf", "-", "/var/lib/etcd"]);
     assert!(!tar.status.success());
-    assert!(
-        String::from_utf8_lossy(&tar.stderr)
-            .contains("exec: \"tar\": executable file not found in $PATH")
-    );
-    let cat = c.kubectl(&[
-        "exec",
-        "-n",
-        "kube-system",
-        "etcd-cp-1",
-        "--",
-        "sh",
-        "-c",
-        "cat /etc/kubernetes/pki/etcd/ca.crt",
-    ]);
+    assert!(String::from_utf8_lossy(&tar.stderr).contains("exec: \"tar\": executable file not found in $PATH"));
+    let cat =
+        c.kubectl(&["exec", "-n", "kube-system", "etcd-cp-1", "--", "sh", "-c", "cat /etc/kubernetes/pki/etcd/ca.crt"]);
     assert_eq!(cat.status.code(), Some(127), "sh reports cat missing");
     // ... but the shell builtin reads files.
     let read = c.kubectl(&[
@@ -219,13 +135,7 @@ fn permissions_pagination_and_dry_run_admission() {
     let pod = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"probe"},"spec":{"containers":[{"name":"c","image":"busybox"}]}}"#;
     let file = c.dir.join("pod.json");
     std::fs::write(&file, pod).unwrap();
-    let out = c.kubectl(&[
-        "create",
-        "--dry-run=server",
-        "--validate=false",
-        "-f",
-        file.to_str().unwrap(),
-    ]);
+    let out = c.kubectl(&["create", "--dry-run=server", "--validate=false", "-f", file.to_str().unwrap()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -235,52 +145,26 @@ fn permissions_pagination_and_dry_run_admission() {
     // Webhook configurations are exempt from webhooks: deleting it works.
     let del = c.kubectl(&["delete", "validatingwebhookconfiguration", "pod-validator"]);
     stdout(&del);
-    let again = c.kubectl(&[
-        "create",
-        "--dry-run=server",
-        "--validate=false",
-        "-f",
-        file.to_str().unwrap(),
-    ]);
+    let again = c.kubectl(&["create", "--dry-run=server", "--validate=false", "-f", file.to_str().unwrap()]);
     assert!(stdout(&again).contains("pod/probe created (server dry run)"));
 
     // A token user without rights gets the RBAC text; an unknown token gets 401.
     let viewer_ctx = format!("{}-viewer", c.context);
-    let denied = c.kubectl(&[
-        "--context",
-        &viewer_ctx,
-        "delete",
-        "pod",
-        "-n",
-        "kube-system",
-        "etcd-cp-1",
-    ]);
+    let denied = c.kubectl(&["--context", &viewer_ctx, "delete", "pod", "-n", "kube-system", "etcd-cp-1"]);
     assert!(String::from_utf8_lossy(&denied.stderr).contains("pods \"etcd-cp-1\" is forbidden: User \"viewer\" cannot delete resource \"pods\" in API group \"\" in the namespace \"kube-system\""));
     let bad = c.kubectl(&["--token", "nope", "get", "nodes"]);
-    assert!(
-        String::from_utf8_lossy(&bad.stderr).contains("Unauthorized"),
-        "{}",
-        String::from_utf8_lossy(&bad.stderr)
-    );
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("Unauthorized"), "{}", String::from_utf8_lossy(&bad.stderr));
 }
 
 #[test]
 fn large_cluster_lists_page_by_page() {
     let c = DemoCluster::start(Scenario::LargeCluster).expect("scenario starts");
     let out = stdout(&c.kubectl(&["get", "nodes", "--chunk-size=500", "--no-headers"]));
-    assert_eq!(
-        out.lines().count(),
-        5003,
-        "5000 workers and 3 control-plane nodes"
-    );
+    assert_eq!(out.lines().count(), 5003, "5000 workers and 3 control-plane nodes");
     let raw = stdout(&c.kubectl(&["get", "--raw", "/api/v1/pods?limit=3"]));
     let page: serde_json::Value = serde_json::from_str(&raw).unwrap();
     assert_eq!(page["items"].as_array().unwrap().len(), 3);
-    assert!(
-        page["metadata"]["continue"]
-            .as_str()
-            .is_some_and(|t| !t.is_empty())
-    );
+    assert!(page["metadata"]["continue"].as_str().is_some_and(|t| !t.is_empty()));
 }
 
 #[test]
@@ -289,8 +173,5 @@ fn expired_serving_certificate_fails_tls_like_a_real_cluster() {
     let out = c.kubectl(&["get", "nodes"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("x509: certificate has expired or is not yet valid"),
-        "{err}"
-    );
+    assert!(err.contains("x509: certificate has expired or is not yet valid"), "{err}");
 }

@@ -7,23 +7,15 @@ use cpkit::cli::{KubeArgs, Plugin};
 use testkit::etcd::{EtcdCluster, EtcdOptions};
 use testkit::{DemoCluster, Scenario};
 
-const PLUGIN: Plugin = Plugin {
-    name: "kit-test",
-    version: "0",
-};
+const PLUGIN: Plugin = Plugin { name: "kit-test", version: "0" };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcdctl_through_a_kube_rs_port_forward_reaches_the_member() {
     let c = DemoCluster::start(Scenario::HealthyHa).expect("scenario starts");
     let etcd = c.etcd.as_ref().unwrap();
     let member = &etcd.members[1];
-    let args = KubeArgs {
-        kubeconfig: Some(c.kubeconfig.clone()),
-        ..Default::default()
-    };
-    let cluster = cpkit::Cluster::connect(&args, PLUGIN)
-        .await
-        .expect("connects");
+    let args = KubeArgs { kubeconfig: Some(c.kubeconfig.clone()), ..Default::default() };
+    let cluster = cpkit::Cluster::connect(&args, PLUGIN).await.expect("connects");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let local = listener.local_addr().unwrap();
     let port = member.client_port;
@@ -34,15 +26,10 @@ async fn etcdctl_through_a_kube_rs_port_forward_reaches_the_member() {
             };
             let cluster = cluster.clone();
             tokio::spawn(async move {
-                let mut tunnel = cpkit::stream::port_forward(
-                    &cluster,
-                    "kube-system",
-                    "etcd-cp-2",
-                    port,
-                    Duration::from_secs(5),
-                )
-                .await
-                .expect("tunnel opens");
+                let mut tunnel =
+                    cpkit::stream::port_forward(&cluster, "kube-system", "etcd-cp-2", port, Duration::from_secs(5))
+                        .await
+                        .expect("tunnel opens");
                 let _ = tokio::io::copy_bidirectional(&mut conn, &mut tunnel.stream).await;
                 tunnel.abort();
             });
@@ -59,44 +46,25 @@ async fn etcdctl_through_a_kube_rs_port_forward_reaches_the_member() {
         .await
         .expect("etcdctl runs");
     forwarder.abort();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let member_id = json[0]["Status"]["header"]["member_id"].as_u64().unwrap();
     let mut client = etcd.client_for(&[member.local_client_url()]).await.unwrap();
     let status = client.status().await.unwrap();
-    assert_eq!(
-        Some(member_id),
-        status.header().map(|h| h.member_id()),
-        "the tunnel reached etcd-cp-2's member"
-    );
+    assert_eq!(Some(member_id), status.header().map(|h| h.member_id()), "the tunnel reached etcd-cp-2's member");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn port_forward_to_a_closed_port_reports_the_kubelet_error() {
     let c = DemoCluster::start(Scenario::HealthyHa).expect("scenario starts");
-    let args = KubeArgs {
-        kubeconfig: Some(c.kubeconfig.clone()),
-        ..Default::default()
-    };
+    let args = KubeArgs { kubeconfig: Some(c.kubeconfig.clone()), ..Default::default() };
     let cluster = cpkit::Cluster::connect(&args, PLUGIN).await.unwrap();
     let dead = testkit::net::dead_port().unwrap();
-    let mut tunnel = cpkit::stream::port_forward(
-        &cluster,
-        "kube-system",
-        "etcd-cp-1",
-        dead,
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
+    let mut tunnel =
+        cpkit::stream::port_forward(&cluster, "kube-system", "etcd-cp-1", dead, Duration::from_secs(5)).await.unwrap();
     use tokio::io::AsyncReadExt;
     let mut buf = Vec::new();
-    let read =
-        tokio::time::timeout(Duration::from_secs(5), tunnel.stream.read_to_end(&mut buf)).await;
+    let read = tokio::time::timeout(Duration::from_secs(5), tunnel.stream.read_to_end(&mut buf)).await;
     assert!(read.is_ok(), "the stream ends instead of hanging");
     assert!(buf.is_empty(), "no data from a refused port");
 }
@@ -104,10 +72,7 @@ async fn port_forward_to_a_closed_port_reports_the_kubelet_error() {
 #[test]
 fn three_member_tls_cluster_elects_a_new_leader_when_the_leader_dies() {
     let mut cluster = EtcdCluster::start(EtcdOptions::members(3)).expect("etcd starts");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let leader = rt.block_on(cluster.leader_index()).expect("a leader");
     cluster.kill(leader);
     let mut new_leader = None;
@@ -126,14 +91,10 @@ fn three_member_tls_cluster_elects_a_new_leader_when_the_leader_dies() {
     rt.block_on(async {
         let endpoints = cluster.running_endpoints();
         let mut c = cluster.client_for(&endpoints).await.unwrap();
-        c.put("/registry/test/after-failover", "ok", None)
-            .await
-            .expect("quorum kept");
+        c.put("/registry/test/after-failover", "ok", None).await.expect("quorum kept");
     });
     cluster.restart(leader).unwrap();
-    cluster
-        .wait_healthy(Duration::from_secs(20))
-        .expect("the old leader rejoins");
+    cluster.wait_healthy(Duration::from_secs(20)).expect("the old leader rejoins");
 }
 
 #[test]
@@ -155,10 +116,7 @@ fn nothing_is_left_behind_even_when_a_test_panics() {
     assert!(!pids.is_empty(), "etcd was running");
     std::thread::sleep(Duration::from_millis(200));
     for pid in pids {
-        assert!(
-            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
-            "etcd {pid} survived"
-        );
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "etcd {pid} survived");
     }
     for d in dirs {
         assert!(!d.exists(), "{} survived", d.display());

@@ -25,9 +25,7 @@ fn rules_match(webhook: &Value, rt: &ResourceType, operation: &str, namespaced: 
     };
     rules.iter().any(|r| {
         let any = |key: &str, want: &str| {
-            r[key]
-                .as_array()
-                .is_some_and(|vs| vs.iter().any(|v| v == "*" || v.as_str() == Some(want)))
+            r[key].as_array().is_some_and(|vs| vs.iter().any(|v| v == "*" || v.as_str() == Some(want)))
         };
         let resources_ok = r["resources"].as_array().is_some_and(|vs| {
             vs.iter().any(|v| {
@@ -59,10 +57,8 @@ fn selector_matches(selector: &Value, labels: &Value) -> bool {
     if let Some(exprs) = selector["matchExpressions"].as_array() {
         for e in exprs {
             let key = e["key"].as_str().unwrap_or("");
-            let values: Vec<&str> = e["values"]
-                .as_array()
-                .map(|v| v.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
+            let values: Vec<&str> =
+                e["values"].as_array().map(|v| v.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
             let text = match e["operator"].as_str().unwrap_or("") {
                 "In" => format!("{key} in ({})", values.join(",")),
                 "NotIn" => format!("{key} notin ({})", values.join(",")),
@@ -93,11 +89,7 @@ fn resolve(sim: &Sim, webhook: &Value, timeout_s: u64) -> Result<Target, String>
     let cc = &webhook["clientConfig"];
     if let Some(url) = cc["url"].as_str() {
         let uri: http::Uri = url.parse().map_err(|_| format!("invalid URL {url}"))?;
-        let host = uri
-            .host()
-            .unwrap_or("")
-            .trim_matches(|c| c == '[' || c == ']')
-            .to_string();
+        let host = uri.host().unwrap_or("").trim_matches(|c| c == '[' || c == ']').to_string();
         let port = uri.port_u16().unwrap_or(443);
         let dial = match host.parse::<IpAddr>() {
             Ok(ip) if ip.is_loopback() => Ok(SocketAddr::new(ip, port)),
@@ -105,11 +97,7 @@ fn resolve(sim: &Sim, webhook: &Value, timeout_s: u64) -> Result<Target, String>
             Err(_) if host == "localhost" => Ok(SocketAddr::from(([127, 0, 0, 1], port))),
             Err(_) => Err(format!("dial tcp: lookup {host}: no such host")),
         };
-        return Ok(Target {
-            url: format!("{url}?timeout={timeout_s}s"),
-            dial,
-            server_name: host,
-        });
+        return Ok(Target { url: format!("{url}?timeout={timeout_s}s"), dial, server_name: host });
     }
     let svc = &cc["service"];
     let ns = svc["namespace"].as_str().unwrap_or("default");
@@ -121,35 +109,21 @@ fn resolve(sim: &Sim, webhook: &Value, timeout_s: u64) -> Result<Target, String>
     let store = sim.store.read().expect("store lock");
     let svc_rt = registry::find("", "services").expect("services type");
     let Some(service) = store.get(svc_rt, ns, name) else {
-        return Ok(Target {
-            url,
-            dial: Err(format!("service \"{name}\" not found")),
-            server_name: host,
-        });
+        return Ok(Target { url, dial: Err(format!("service \"{name}\" not found")), server_name: host });
     };
-    let cluster_ip = service["spec"]["clusterIP"]
-        .as_str()
-        .unwrap_or("")
-        .to_string();
+    let cluster_ip = service["spec"]["clusterIP"].as_str().unwrap_or("").to_string();
     let target_port = service["spec"]["ports"]
         .as_array()
-        .and_then(|ps| {
-            ps.iter()
-                .find(|p| p["port"].as_u64() == Some(port))
-                .or(ps.first())
-        })
+        .and_then(|ps| ps.iter().find(|p| p["port"].as_u64() == Some(port)).or(ps.first()))
         .map(|p| p["targetPort"].clone())
         .unwrap_or(json!(port));
     // The API server dials the ClusterIP; kube-proxy forwards to a ready endpoint, or rejects
     // the connection when there is none.
-    let slices_rt =
-        registry::find("discovery.k8s.io", "endpointslices").expect("endpointslices type");
+    let slices_rt = registry::find("discovery.k8s.io", "endpointslices").expect("endpointslices type");
     let mut dial = if cluster_ip.is_empty() || cluster_ip == "None" {
         Err(format!("no endpoints available for service \"{name}\""))
     } else {
-        Err(format!(
-            "dial tcp {cluster_ip}:{port}: connect: connection refused"
-        ))
+        Err(format!("dial tcp {cluster_ip}:{port}: connect: connection refused"))
     };
     'slices: for slice in store.list(slices_rt, Some(ns)) {
         if slice["metadata"]["labels"]["kubernetes.io/service-name"].as_str() != Some(name) {
@@ -171,11 +145,7 @@ fn resolve(sim: &Sim, webhook: &Value, timeout_s: u64) -> Result<Target, String>
             if ep["conditions"]["ready"] == false {
                 continue;
             }
-            let Some(addr) = ep["addresses"]
-                .as_array()
-                .and_then(|a| a.first())
-                .and_then(Value::as_str)
-            else {
+            let Some(addr) = ep["addresses"].as_array().and_then(|a| a.first()).and_then(Value::as_str) else {
                 continue;
             };
             let Some(p) = slice_port else { continue };
@@ -186,11 +156,7 @@ fn resolve(sim: &Sim, webhook: &Value, timeout_s: u64) -> Result<Target, String>
             break 'slices;
         }
     }
-    Ok(Target {
-        url,
-        dial,
-        server_name: host,
-    })
+    Ok(Target { url, dial, server_name: host })
 }
 
 async fn post_review(
@@ -212,30 +178,22 @@ async fn post_review(
         let mut roots = rustls::RootCertStore::empty();
         if let Some(b64) = ca_bundle {
             use base64::Engine;
-            let pem = base64::engine::general_purpose::STANDARD
-                .decode(b64.trim())
-                .unwrap_or_default();
+            let pem = base64::engine::general_purpose::STANDARD.decode(b64.trim()).unwrap_or_default();
             for der in CertificateDer::pem_slice_iter(&pem).flatten() {
                 let _ = roots.add(der);
             }
         }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
         let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
         let name = ServerName::try_from(target.server_name.clone()).map_err(|e| e.to_string())?;
-        let tls = connector
-            .connect(name, tcp)
+        let tls = connector.connect(name, tcp).await.map_err(|e| format!("tls: failed to verify certificate: {e}"))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
             .await
-            .map_err(|e| format!("tls: failed to verify certificate: {e}"))?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-                .await
-                .map_err(|e| e.to_string())?;
+            .map_err(|e| e.to_string())?;
         tokio::spawn(conn);
         let body = serde_json::to_vec(review).map_err(|e| e.to_string())?;
         let uri: http::Uri = target.url.parse().map_err(|_| "bad url".to_string())?;
@@ -245,14 +203,8 @@ async fn post_review(
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| e.to_string())?;
         let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        serde_json::from_slice::<Value>(&bytes)
-            .map_err(|e| format!("failed to decode response: {e}"))
+        let bytes = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+        serde_json::from_slice::<Value>(&bytes).map_err(|e| format!("failed to decode response: {e}"))
     };
     match tokio::time::timeout(timeout, work).await {
         Ok(r) => r,
@@ -273,10 +225,9 @@ pub async fn admit(
     let (configs, ns_labels) = {
         let store = sim.store.read().expect("store lock");
         let mut configs = Vec::new();
-        for (kind, resource) in [
-            ("admit", "mutatingwebhookconfigurations"),
-            ("validating", "validatingwebhookconfigurations"),
-        ] {
+        for (kind, resource) in
+            [("admit", "mutatingwebhookconfigurations"), ("validating", "validatingwebhookconfigurations")]
+        {
             if let Some(t) = registry::find("admissionregistration.k8s.io", resource) {
                 for c in store.list(t, None) {
                     configs.push((kind, c));
@@ -300,12 +251,7 @@ pub async fn admit(
             if !selector_matches(&webhook["objectSelector"], &obj["metadata"]["labels"]) {
                 continue;
             }
-            if dry_run
-                && !matches!(
-                    webhook["sideEffects"].as_str(),
-                    Some("None") | Some("NoneOnDryRun")
-                )
-            {
+            if dry_run && !matches!(webhook["sideEffects"].as_str(), Some("None") | Some("NoneOnDryRun")) {
                 return Err(status(
                     400,
                     "BadRequest",
@@ -353,11 +299,8 @@ pub async fn admit(
                         if allowed { None } else { Some("no_error") },
                     );
                     if !allowed {
-                        let message = answer["response"]["status"]["message"]
-                            .as_str()
-                            .unwrap_or("");
-                        let code =
-                            answer["response"]["status"]["code"].as_u64().unwrap_or(400) as u16;
+                        let message = answer["response"]["status"]["message"].as_str().unwrap_or("");
+                        let code = answer["response"]["status"]["code"].as_u64().unwrap_or(400) as u16;
                         return Err(status(
                             code,
                             "BadRequest",
@@ -384,14 +327,7 @@ pub async fn admit(
                         ));
                     }
                     sim.metrics.record_fail_open(&name, kind);
-                    sim.metrics.record_webhook(
-                        &name,
-                        kind,
-                        operation,
-                        false,
-                        elapsed,
-                        Some("calling_webhook_error"),
-                    );
+                    sim.metrics.record_webhook(&name, kind, operation, false, elapsed, Some("calling_webhook_error"));
                 }
             }
         }
@@ -408,13 +344,11 @@ mod tests {
         let ns = json!({"kubernetes.io/metadata.name": "kube-system"});
         let excl = json!({"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system"]}]});
         assert!(!selector_matches(&excl, &ns));
-        assert!(selector_matches(
-            &excl,
-            &json!({"kubernetes.io/metadata.name": "default"})
-        ));
+        assert!(selector_matches(&excl, &json!({"kubernetes.io/metadata.name": "default"})));
         assert!(selector_matches(&json!({}), &ns));
         let pods = registry::find("", "pods").unwrap();
-        let all = json!({"rules": [{"operations": ["*"], "apiGroups": ["*"], "apiVersions": ["*"], "resources": ["*"]}]});
+        let all =
+            json!({"rules": [{"operations": ["*"], "apiGroups": ["*"], "apiVersions": ["*"], "resources": ["*"]}]});
         assert!(rules_match(&all, pods, "CREATE", true));
         let cm_only = json!({"rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["configmaps"]}]});
         assert!(!rules_match(&cm_only, pods, "CREATE", true));

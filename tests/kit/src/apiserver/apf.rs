@@ -80,13 +80,7 @@ fn cells(values: &[String], trailing_comma: bool) -> Vec<String> {
     values
         .iter()
         .enumerate()
-        .map(|(i, v)| {
-            if i + 1 < n || trailing_comma {
-                format!("{v},")
-            } else {
-                v.clone()
-            }
-        })
+        .map(|(i, v)| if i + 1 < n || trailing_comma { format!("{v},") } else { v.clone() })
         .collect()
 }
 
@@ -156,18 +150,14 @@ impl ApfModel {
                     .requests
                     .iter()
                     .filter(|r| {
-                        r.priority_level == l.name
-                            && r.queue_index == q as i32
-                            && r.start_time.starts_with("0001")
+                        r.priority_level == l.name && r.queue_index == q as i32 && r.start_time.starts_with("0001")
                     })
                     .count();
                 let executing = self
                     .requests
                     .iter()
                     .filter(|r| {
-                        r.priority_level == l.name
-                            && r.queue_index == q as i32
-                            && !r.start_time.starts_with("0001")
+                        r.priority_level == l.name && r.queue_index == q as i32 && !r.start_time.starts_with("0001")
                     })
                     .count();
                 let seats: u32 = self
@@ -213,18 +203,9 @@ impl ApfModel {
         .collect();
         if details {
             header.extend(
-                [
-                    "UserName",
-                    "Verb",
-                    "APIPath",
-                    "Namespace",
-                    "Name",
-                    "APIVersion",
-                    "Resource",
-                    "SubResource",
-                ]
-                .iter()
-                .map(|s| s.to_string()),
+                ["UserName", "Verb", "APIPath", "Namespace", "Name", "APIVersion", "Resource", "SubResource"]
+                    .iter()
+                    .map(|s| s.to_string()),
             );
         }
         let mut rows = vec![cells(&header, false)];
@@ -274,37 +255,27 @@ pub fn classify(
     sorted.sort_by(|a, b| {
         let pa = a["spec"]["matchingPrecedence"].as_i64().unwrap_or(1000);
         let pb = b["spec"]["matchingPrecedence"].as_i64().unwrap_or(1000);
-        pa.cmp(&pb).then_with(|| {
-            a["metadata"]["name"]
-                .as_str()
-                .cmp(&b["metadata"]["name"].as_str())
-        })
+        pa.cmp(&pb).then_with(|| a["metadata"]["name"].as_str().cmp(&b["metadata"]["name"].as_str()))
     });
     let has = |list: &Value, want: &str| {
-        list.as_array()
-            .is_some_and(|l| l.iter().any(|x| x == "*" || x.as_str() == Some(want)))
+        list.as_array().is_some_and(|l| l.iter().any(|x| x == "*" || x.as_str() == Some(want)))
     };
     for fs in sorted {
         for rule in fs["spec"]["rules"].as_array().cloned().unwrap_or_default() {
             let subject_ok = rule["subjects"].as_array().is_some_and(|subjects| {
                 subjects.iter().any(|s| match s["kind"].as_str() {
                     Some("User") => {
-                        s["user"]["name"] == "*"
-                            || s["user"]["name"].as_str() == Some(identity.user.as_str())
+                        s["user"]["name"] == "*" || s["user"]["name"].as_str() == Some(identity.user.as_str())
                     }
                     Some("Group") => {
                         s["group"]["name"] == "*"
-                            || identity
-                                .groups
-                                .iter()
-                                .any(|g| s["group"]["name"].as_str() == Some(g.as_str()))
+                            || identity.groups.iter().any(|g| s["group"]["name"].as_str() == Some(g.as_str()))
                     }
                     Some("ServiceAccount") => {
                         let ns = s["serviceAccount"]["namespace"].as_str().unwrap_or("");
                         let name = s["serviceAccount"]["name"].as_str().unwrap_or("");
                         let prefix = format!("system:serviceaccount:{ns}:");
-                        identity.user.starts_with(&prefix)
-                            && (name == "*" || identity.user[prefix.len()..] == *name)
+                        identity.user.starts_with(&prefix) && (name == "*" || identity.user[prefix.len()..] == *name)
                     }
                     _ => false,
                 })
@@ -321,9 +292,8 @@ pub fn classify(
                                     let u = u.as_str().unwrap_or("");
                                     u == "*"
                                         || u == p
-                                        || u.strip_suffix("/*").is_some_and(|pre| {
-                                            p == pre || p.starts_with(&format!("{pre}/"))
-                                        })
+                                        || u.strip_suffix("/*")
+                                            .is_some_and(|pre| p == pre || p.starts_with(&format!("{pre}/")))
                                 })
                             })
                     })
@@ -355,58 +325,35 @@ pub fn response_uids(sim: &Sim, identity: &Identity, method: &str, path: &str) -
     let store = sim.store.read().expect("store lock");
     let (Some(fs_rt), Some(pl_rt)) = (
         registry::find("flowcontrol.apiserver.k8s.io", "flowschemas"),
-        registry::find(
-            "flowcontrol.apiserver.k8s.io",
-            "prioritylevelconfigurations",
-        ),
+        registry::find("flowcontrol.apiserver.k8s.io", "prioritylevelconfigurations"),
     ) else {
         return (String::new(), String::new());
     };
     let schemas = store.list(fs_rt, None);
-    let (verb, group, resource, namespace, non_resource) =
-        match super::handlers::parse_resource_path(path) {
-            Some(rp) => {
-                let verb = match (method, rp.name.is_empty()) {
-                    ("GET", true) => "list",
-                    ("GET", false) => "get",
-                    ("POST", _) => "create",
-                    ("PUT", _) => "update",
-                    ("PATCH", _) => "patch",
-                    ("DELETE", _) => "delete",
-                    _ => "get",
-                };
-                (verb, rp.group, rp.resource, rp.namespace, None)
-            }
-            None => (
-                "get",
-                String::new(),
-                String::new(),
-                String::new(),
-                Some(path),
-            ),
-        };
-    let Some(fs) = classify(
-        &schemas,
-        identity,
-        verb,
-        &group,
-        &resource,
-        &namespace,
-        non_resource,
-    ) else {
+    let (verb, group, resource, namespace, non_resource) = match super::handlers::parse_resource_path(path) {
+        Some(rp) => {
+            let verb = match (method, rp.name.is_empty()) {
+                ("GET", true) => "list",
+                ("GET", false) => "get",
+                ("POST", _) => "create",
+                ("PUT", _) => "update",
+                ("PATCH", _) => "patch",
+                ("DELETE", _) => "delete",
+                _ => "get",
+            };
+            (verb, rp.group, rp.resource, rp.namespace, None)
+        }
+        None => ("get", String::new(), String::new(), String::new(), Some(path)),
+    };
+    let Some(fs) = classify(&schemas, identity, verb, &group, &resource, &namespace, non_resource) else {
         return (String::new(), String::new());
     };
-    let pl_name = fs["spec"]["priorityLevelConfiguration"]["name"]
-        .as_str()
-        .unwrap_or("");
+    let pl_name = fs["spec"]["priorityLevelConfiguration"]["name"].as_str().unwrap_or("");
     let pl_uid = store
         .get(pl_rt, "", pl_name)
         .and_then(|p| p["metadata"]["uid"].as_str().map(str::to_string))
         .unwrap_or_default();
-    (
-        fs["metadata"]["uid"].as_str().unwrap_or("").to_string(),
-        pl_uid,
-    )
+    (fs["metadata"]["uid"].as_str().unwrap_or("").to_string(), pl_uid)
 }
 
 #[cfg(test)]
@@ -434,11 +381,7 @@ mod tests {
             ]
             .iter()
             .zip([1u64, 0, 46, 4, 34, 48, 500, 0])
-            .map(|(n, d)| LevelState {
-                name: n.to_string(),
-                dispatched_start: d,
-                ..Default::default()
-            })
+            .map(|(n, d)| LevelState { name: n.to_string(), dispatched_start: d, ..Default::default() })
             .collect(),
             requests: vec![],
         };

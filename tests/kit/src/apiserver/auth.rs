@@ -12,10 +12,7 @@ pub struct Identity {
 
 impl Identity {
     pub fn anonymous() -> Identity {
-        Identity {
-            user: "system:anonymous".into(),
-            groups: vec!["system:unauthenticated".into()],
-        }
+        Identity { user: "system:anonymous".into(), groups: vec!["system:unauthenticated".into()] }
     }
 
     pub fn is_admin(&self) -> bool {
@@ -40,12 +37,7 @@ fn list(items: &[&str]) -> Vec<String> {
 
 impl Rule {
     pub fn resources(verbs: &[&str], groups: &[&str], resources: &[&str]) -> Rule {
-        Rule {
-            verbs: list(verbs),
-            api_groups: list(groups),
-            resources: list(resources),
-            ..Default::default()
-        }
+        Rule { verbs: list(verbs), api_groups: list(groups), resources: list(resources), ..Default::default() }
     }
 
     pub fn in_namespaces(mut self, namespaces: &[&str]) -> Rule {
@@ -54,11 +46,7 @@ impl Rule {
     }
 
     pub fn urls(verbs: &[&str], urls: &[&str]) -> Rule {
-        Rule {
-            verbs: list(verbs),
-            non_resource_urls: list(urls),
-            ..Default::default()
-        }
+        Rule { verbs: list(verbs), non_resource_urls: list(urls), ..Default::default() }
     }
 }
 
@@ -90,12 +78,7 @@ fn matches(patterns: &[String], value: &str) -> bool {
 }
 
 fn url_matches(patterns: &[String], path: &str) -> bool {
-    patterns.iter().any(|p| {
-        p == "*"
-            || p == path
-            || p.strip_suffix('*')
-                .is_some_and(|prefix| path.starts_with(prefix))
-    })
+    patterns.iter().any(|p| p == "*" || p == path || p.strip_suffix('*').is_some_and(|prefix| path.starts_with(prefix)))
 }
 
 /// Paths every identity (also anonymous) may GET, as `system:public-info-viewer` allows.
@@ -167,21 +150,12 @@ fn rule_allows(rule: &Rule, attrs: &Attributes) -> bool {
 /// The 403 body, worded like the API server's RBAC authorizer.
 pub fn forbidden_status(identity: &Identity, attrs: &Attributes) -> serde_json::Value {
     let message = if let Some(path) = &attrs.path {
-        format!(
-            "forbidden: User \"{}\" cannot {} path \"{path}\"",
-            identity.user, attrs.verb
-        )
+        format!("forbidden: User \"{}\" cannot {} path \"{path}\"", identity.user, attrs.verb)
     } else {
-        let resource_group = if attrs.group.is_empty() {
-            attrs.resource.clone()
-        } else {
-            format!("{}.{}", attrs.resource, attrs.group)
-        };
-        let subject = if attrs.name.is_empty() {
-            resource_group.clone()
-        } else {
-            format!("{resource_group} \"{}\"", attrs.name)
-        };
+        let resource_group =
+            if attrs.group.is_empty() { attrs.resource.clone() } else { format!("{}.{}", attrs.resource, attrs.group) };
+        let subject =
+            if attrs.name.is_empty() { resource_group.clone() } else { format!("{resource_group} \"{}\"", attrs.name) };
         let full = if attrs.subresource.is_empty() {
             attrs.resource.clone()
         } else {
@@ -221,18 +195,8 @@ pub fn unauthorized_status() -> serde_json::Value {
 pub fn identity_from_cert(der: &[u8]) -> Option<Identity> {
     use x509_parser::prelude::*;
     let (_, cert) = X509Certificate::from_der(der).ok()?;
-    let user = cert
-        .subject()
-        .iter_common_name()
-        .next()?
-        .as_str()
-        .ok()?
-        .to_string();
-    let groups = cert
-        .subject()
-        .iter_organization()
-        .filter_map(|o| o.as_str().ok().map(str::to_string))
-        .collect();
+    let user = cert.subject().iter_common_name().next()?.as_str().ok()?.to_string();
+    let groups = cert.subject().iter_organization().filter_map(|o| o.as_str().ok().map(str::to_string)).collect();
     Some(Identity { user, groups })
 }
 
@@ -248,19 +212,13 @@ mod tests {
             rules: vec![
                 Rule::resources(&["get", "list"], &[""], &["pods", "nodes"]),
                 Rule::resources(&["create"], &[""], &["pods/exec"]).in_namespaces(&["kube-system"]),
-                Rule::urls(
-                    &["get"],
-                    &["/metrics", "/debug/api_priority_and_fairness/*"],
-                ),
+                Rule::urls(&["get"], &["/metrics", "/debug/api_priority_and_fairness/*"]),
             ],
         }]
     }
 
     fn id() -> Identity {
-        Identity {
-            user: "viewer".into(),
-            groups: vec![],
-        }
+        Identity { user: "viewer".into(), groups: vec![] }
     }
 
     fn attrs(verb: &str, group: &str, resource: &str, sub: &str, ns: &str) -> Attributes {
@@ -277,51 +235,20 @@ mod tests {
     #[test]
     fn rules_decide() {
         let users = viewer();
-        assert!(authorize(
-            &id(),
-            &users,
-            &attrs("list", "", "pods", "", "kube-system")
-        ));
-        assert!(!authorize(
-            &id(),
-            &users,
-            &attrs("list", "coordination.k8s.io", "leases", "", "kube-system")
-        ));
+        assert!(authorize(&id(), &users, &attrs("list", "", "pods", "", "kube-system")));
+        assert!(!authorize(&id(), &users, &attrs("list", "coordination.k8s.io", "leases", "", "kube-system")));
         assert!(
-            !authorize(
-                &id(),
-                &users,
-                &attrs("get", "", "pods", "exec", "kube-system")
-            ),
+            !authorize(&id(), &users, &attrs("get", "", "pods", "exec", "kube-system")),
             "pods does not grant pods/exec"
         );
-        assert!(authorize(
-            &id(),
-            &users,
-            &attrs("create", "", "pods", "exec", "kube-system")
-        ));
-        assert!(!authorize(
-            &id(),
-            &users,
-            &attrs("create", "", "pods", "exec", "default")
-        ));
-        let url = |p: &str| Attributes {
-            verb: "get".into(),
-            path: Some(p.into()),
-            ..Default::default()
-        };
+        assert!(authorize(&id(), &users, &attrs("create", "", "pods", "exec", "kube-system")));
+        assert!(!authorize(&id(), &users, &attrs("create", "", "pods", "exec", "default")));
+        let url = |p: &str| Attributes { verb: "get".into(), path: Some(p.into()), ..Default::default() };
         assert!(authorize(&id(), &users, &url("/metrics")));
-        assert!(authorize(
-            &id(),
-            &users,
-            &url("/debug/api_priority_and_fairness/dump_queues")
-        ));
+        assert!(authorize(&id(), &users, &url("/debug/api_priority_and_fairness/dump_queues")));
         assert!(authorize(&Identity::anonymous(), &users, &url("/readyz")));
         assert!(!authorize(&Identity::anonymous(), &users, &url("/metrics")));
-        let admin = Identity {
-            user: "kubernetes-admin".into(),
-            groups: vec!["system:masters".into()],
-        };
+        let admin = Identity { user: "kubernetes-admin".into(), groups: vec!["system:masters".into()] };
         assert!(authorize(&admin, &[], &attrs("delete", "x", "y", "", "")));
     }
 
@@ -339,20 +266,8 @@ mod tests {
             "pods \"etcd-cp1\" is forbidden: User \"viewer\" cannot create resource \"pods/exec\" in API group \"\" in the namespace \"kube-system\""
         );
         let n = attrs("list", "", "nodes", "", "");
-        assert!(
-            forbidden_status(&id(), &n)["message"]
-                .as_str()
-                .unwrap()
-                .ends_with("at the cluster scope")
-        );
-        let u = Attributes {
-            verb: "get".into(),
-            path: Some("/metrics".into()),
-            ..Default::default()
-        };
-        assert_eq!(
-            forbidden_status(&id(), &u)["message"],
-            "forbidden: User \"viewer\" cannot get path \"/metrics\""
-        );
+        assert!(forbidden_status(&id(), &n)["message"].as_str().unwrap().ends_with("at the cluster scope"));
+        let u = Attributes { verb: "get".into(), path: Some("/metrics".into()), ..Default::default() };
+        assert_eq!(forbidden_status(&id(), &u)["message"], "forbidden: User \"viewer\" cannot get path \"/metrics\"");
     }
 }

@@ -14,10 +14,8 @@ pub fn api_versions(server_address: &str) -> Value {
 }
 
 fn group_entry(name: &str, versions: &[&str]) -> Value {
-    let vs: Vec<Value> = versions
-        .iter()
-        .map(|v| json!({"groupVersion": registry::api_version(name, v), "version": v}))
-        .collect();
+    let vs: Vec<Value> =
+        versions.iter().map(|v| json!({"groupVersion": registry::api_version(name, v), "version": v})).collect();
     json!({"name": name, "versions": vs, "preferredVersion": vs[0].clone()})
 }
 
@@ -30,25 +28,16 @@ pub struct AggregatedGroup {
 }
 
 pub fn api_group_list(flowcontrol_v1beta3: bool, aggregated: &[AggregatedGroup]) -> Value {
-    let mut groups: Vec<Value> = registry::groups(flowcontrol_v1beta3)
-        .into_iter()
-        .map(|(g, vs)| group_entry(g, &vs))
-        .collect();
+    let mut groups: Vec<Value> =
+        registry::groups(flowcontrol_v1beta3).into_iter().map(|(g, vs)| group_entry(g, &vs)).collect();
     for a in aggregated {
         groups.push(group_entry(&a.group, &[a.version.as_str()]));
     }
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
-pub fn api_group(
-    group: &str,
-    flowcontrol_v1beta3: bool,
-    aggregated: &[AggregatedGroup],
-) -> Option<Value> {
-    if let Some((g, vs)) = registry::groups(flowcontrol_v1beta3)
-        .into_iter()
-        .find(|(g, _)| *g == group)
-    {
+pub fn api_group(group: &str, flowcontrol_v1beta3: bool, aggregated: &[AggregatedGroup]) -> Option<Value> {
+    if let Some((g, vs)) = registry::groups(flowcontrol_v1beta3).into_iter().find(|(g, _)| *g == group) {
         let mut v = group_entry(g, &vs);
         v["kind"] = json!("APIGroup");
         v["apiVersion"] = json!("v1");
@@ -69,11 +58,7 @@ fn sub_kind(rt: &ResourceType, sub: &str) -> (&'static str, Vec<&'static str>) {
         "attach" => ("PodAttachOptions", vec!["create", "get"]),
         "log" => ("Pod", vec!["get"]),
         "proxy" => (
-            if rt.resource == "nodes" {
-                "NodeProxyOptions"
-            } else {
-                "ServiceProxyOptions"
-            },
+            if rt.resource == "nodes" { "NodeProxyOptions" } else { "ServiceProxyOptions" },
             vec!["create", "delete", "get", "patch", "update"],
         ),
         "scale" => ("Scale", vec!["get", "patch", "update"]),
@@ -87,10 +72,8 @@ pub fn resource_list(group: &str, version: &str, flowcontrol_v1beta3: bool) -> O
     if group == "flowcontrol.apiserver.k8s.io" && version == "v1beta3" && !flowcontrol_v1beta3 {
         return None;
     }
-    let types: Vec<&ResourceType> = RESOURCES
-        .iter()
-        .filter(|r| r.group == group && r.versions.contains(&version))
-        .collect();
+    let types: Vec<&ResourceType> =
+        RESOURCES.iter().filter(|r| r.group == group && r.versions.contains(&version)).collect();
     if types.is_empty() {
         return None;
     }

@@ -18,17 +18,11 @@ pub async fn run(sim: Arc<Sim>) {
         return;
     };
     loop {
-        let live = sim
-            .live_leases
-            .read()
-            .map(|l| l.clone())
-            .unwrap_or_default();
+        let live = sim.live_leases.read().map(|l| l.clone()).unwrap_or_default();
         if let Ok(mut store) = sim.store.write() {
             let now = micro_time(jiff::Timestamp::now());
             for (ns, name) in &live {
-                store.modify(leases, ns, name, |lease| {
-                    lease["spec"]["renewTime"] = json!(now)
-                });
+                store.modify(leases, ns, name, |lease| lease["spec"]["renewTime"] = json!(now));
             }
         }
         tokio::time::sleep(Duration::from_secs(1)).await;

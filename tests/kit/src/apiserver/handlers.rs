@@ -134,17 +134,10 @@ impl Query {
         Query(q.map(query_pairs).unwrap_or_default())
     }
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
     pub fn all(&self, key: &str) -> Vec<String> {
-        self.0
-            .iter()
-            .filter(|(k, _)| k == key)
-            .map(|(_, v)| v.clone())
-            .collect()
+        self.0.iter().filter(|(k, _)| k == key).map(|(_, v)| v.clone()).collect()
     }
     pub fn has(&self, key: &str) -> bool {
         self.0.iter().any(|(k, _)| k == key)
@@ -159,12 +152,7 @@ async fn handle(
 ) -> Result<Resp, std::io::Error> {
     let path = req.uri().path().to_string();
     let method_text = req.method().to_string();
-    let user_agent = req
-        .headers()
-        .get("user-agent")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
+    let user_agent = req.headers().get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     sim.requests[replica].fetch_add(1, Ordering::Relaxed);
     if let Ok(mut log) = sim.request_log.lock() {
         if log.len() > 20_000 {
@@ -175,19 +163,14 @@ async fn handle(
 
     // Injected faults.
     let fault = sim.faults.read().ok().and_then(|f| {
-        f.iter()
-            .find(|f| path.starts_with(&f.path_prefix) && f.replica.is_none_or(|r| r == replica))
-            .cloned()
+        f.iter().find(|f| path.starts_with(&f.path_prefix) && f.replica.is_none_or(|r| r == replica)).cloned()
     });
     if let Some(f) = fault {
         if let Some(d) = f.latency {
             tokio::time::sleep(d).await;
         }
         if f.reset {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::ConnectionReset,
-                "injected reset",
-            ));
+            return Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected reset"));
         }
         if let Some(code) = f.status {
             let mut resp = match code {
@@ -197,36 +180,19 @@ async fn handle(
                     "Too many requests, please try again later.",
                     Some(json!({"retryAfterSeconds": f.retry_after_seconds.unwrap_or(1)})),
                 ),
-                503 => status(
-                    503,
-                    "ServiceUnavailable",
-                    "the server is currently unable to handle the request",
-                    None,
-                ),
-                500 => status(
-                    500,
-                    "InternalError",
-                    "Internal error occurred: etcdserver: request timed out",
-                    None,
-                ),
+                503 => status(503, "ServiceUnavailable", "the server is currently unable to handle the request", None),
+                500 => status(500, "InternalError", "Internal error occurred: etcdserver: request timed out", None),
                 other => status(other, "InternalError", "injected failure", None),
             };
             if code == 429 {
-                resp.headers_mut().insert(
-                    "Retry-After",
-                    HeaderValue::from(f.retry_after_seconds.unwrap_or(1)),
-                );
+                resp.headers_mut().insert("Retry-After", HeaderValue::from(f.retry_after_seconds.unwrap_or(1)));
             }
             return Ok(resp);
         }
     }
 
     // Authentication.
-    let identity = match req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-    {
+    let identity = match req.headers().get("authorization").and_then(|v| v.to_str().ok()) {
         Some(value) if value.starts_with("Bearer ") => {
             let token = value.trim_start_matches("Bearer ").trim();
             let users = sim.users.read().expect("users lock");
@@ -252,11 +218,7 @@ async fn handle(
     };
 
     // Impersonation (--as / --as-group).
-    let identity = match req
-        .headers()
-        .get("impersonate-user")
-        .and_then(|v| v.to_str().ok())
-    {
+    let identity = match req.headers().get("impersonate-user").and_then(|v| v.to_str().ok()) {
         Some(as_user) => {
             let users = sim.users.read().expect("users lock").clone();
             let attrs = Attributes {
@@ -266,10 +228,7 @@ async fn handle(
                 ..Default::default()
             };
             if !auth::authorize(&identity, &users, &attrs) {
-                return Ok(json_response(
-                    403,
-                    &auth::forbidden_status(&identity, &attrs),
-                ));
+                return Ok(json_response(403, &auth::forbidden_status(&identity, &attrs)));
             }
             let mut groups: Vec<String> = req
                 .headers()
@@ -286,32 +245,18 @@ async fn handle(
                 groups.push(format!("system:serviceaccounts:{ns}"));
             }
             groups.push("system:authenticated".into());
-            Identity {
-                user: as_user.to_string(),
-                groups,
-            }
+            Identity { user: as_user.to_string(), groups }
         }
         None => identity,
     };
 
     let mut response = route(&sim, replica, &identity, req).await;
     let (fs_uid, pl_uid) = super::apf::response_uids(&sim, &identity, &method_text, &path);
-    if let (Ok(fs), Ok(pl)) = (
-        HeaderValue::from_str(&fs_uid),
-        HeaderValue::from_str(&pl_uid),
-    ) {
-        response
-            .headers_mut()
-            .insert("X-Kubernetes-PF-FlowSchema-UID", fs);
-        response
-            .headers_mut()
-            .insert("X-Kubernetes-PF-PriorityLevel-UID", pl);
+    if let (Ok(fs), Ok(pl)) = (HeaderValue::from_str(&fs_uid), HeaderValue::from_str(&pl_uid)) {
+        response.headers_mut().insert("X-Kubernetes-PF-FlowSchema-UID", fs);
+        response.headers_mut().insert("X-Kubernetes-PF-PriorityLevel-UID", pl);
     }
-    if let Ok(date) = HeaderValue::from_str(
-        &jiff::Timestamp::now()
-            .strftime("%a, %d %b %Y %H:%M:%S GMT")
-            .to_string(),
-    ) {
+    if let Ok(date) = HeaderValue::from_str(&jiff::Timestamp::now().strftime("%a, %d %b %Y %H:%M:%S GMT").to_string()) {
         response.headers_mut().insert("Date", date);
     }
     Ok(response)
@@ -320,33 +265,17 @@ async fn handle(
 #[allow(clippy::result_large_err, reason = "the error is the response to send")]
 fn non_resource_allowed(sim: &Sim, identity: &Identity, path: &str) -> Result<(), Resp> {
     let users = sim.users.read().expect("users lock");
-    let attrs = Attributes {
-        verb: "get".into(),
-        path: Some(path.to_string()),
-        ..Default::default()
-    };
+    let attrs = Attributes { verb: "get".into(), path: Some(path.to_string()), ..Default::default() };
     if auth::authorize(identity, &users, &attrs) {
         Ok(())
     } else {
-        Err(json_response(
-            403,
-            &auth::forbidden_status(identity, &attrs),
-        ))
+        Err(json_response(403, &auth::forbidden_status(identity, &attrs)))
     }
 }
 
-async fn route(
-    sim: &Arc<Sim>,
-    replica: usize,
-    identity: &Identity,
-    req: Request<Incoming>,
-) -> Resp {
+async fn route(sim: &Arc<Sim>, replica: usize, identity: &Identity, req: Request<Incoming>) -> Resp {
     let path = req.uri().path().trim_end_matches('/').to_string();
-    let path = if path.is_empty() {
-        "/".to_string()
-    } else {
-        path
-    };
+    let path = if path.is_empty() { "/".to_string() } else { path };
     let query = Query::parse(req.uri().query());
     let method = req.method().clone();
 
@@ -363,12 +292,7 @@ async fn route(
             };
             let checks = model.checks(endpoint);
             if path == prefix {
-                let (code, body) = health::render(
-                    endpoint,
-                    checks,
-                    query.has("verbose"),
-                    &query.all("exclude"),
-                );
+                let (code, body) = health::render(endpoint, checks, query.has("verbose"), &query.all("exclude"));
                 return text_response(code, body);
             }
             let check = &path[prefix.len() + 1..];
@@ -399,10 +323,8 @@ async fn route(
             }
             let text = sim.metrics.render(sim, replica);
             let mut r = text_response(200, text);
-            r.headers_mut().insert(
-                "Content-Type",
-                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-            );
+            r.headers_mut()
+                .insert("Content-Type", HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
             return r;
         }
         "/metrics/slis" => {
@@ -421,25 +343,17 @@ async fn route(
         return match dump {
             "dump_priority_levels" => text_response(200, apf.dump_priority_levels(sim.uptime())),
             "dump_queues" => text_response(200, apf.dump_queues()),
-            "dump_requests" => text_response(
-                200,
-                apf.dump_requests(query.get("includeRequestDetails") == Some("1")),
-            ),
+            "dump_requests" => text_response(200, apf.dump_requests(query.get("includeRequestDetails") == Some("1"))),
             _ => text_response(404, "404 page not found\n".into()),
         };
     }
-    if path == "/api" || path == "/apis" || path.starts_with("/api/") || path.starts_with("/apis/")
-    {
+    if path == "/api" || path == "/apis" || path.starts_with("/api/") || path.starts_with("/apis/") {
         return resource_route(sim, identity, req, &path, &query, method).await;
     }
     if path.starts_with("/openapi") {
         return text_response(404, "404 page not found\n".into());
     }
-    let attrs = Attributes {
-        verb: method.as_str().to_lowercase(),
-        path: Some(path.clone()),
-        ..Default::default()
-    };
+    let attrs = Attributes { verb: method.as_str().to_lowercase(), path: Some(path.clone()), ..Default::default() };
     let users = sim.users.read().expect("users lock");
     if !auth::authorize(identity, &users, &attrs) {
         return json_response(403, &auth::forbidden_status(identity, &attrs));
@@ -460,18 +374,12 @@ pub struct ResourcePath {
 
 /// Parses `/api/v1/...` and `/apis/<group>/<version>/...`. Returns (group, version, rest).
 fn split_group_version(path: &str) -> Option<(String, String, Vec<String>)> {
-    let segs: Vec<String> = path
-        .trim_start_matches('/')
-        .split('/')
-        .map(percent_decode)
-        .collect();
+    let segs: Vec<String> = path.trim_start_matches('/').split('/').map(percent_decode).collect();
     match segs.first().map(String::as_str) {
         Some("api") => Some((String::new(), segs.get(1)?.clone(), segs[2..].to_vec())),
-        Some("apis") => Some((
-            segs.get(1)?.clone(),
-            segs.get(2)?.clone(),
-            segs.get(3..).map(|s| s.to_vec()).unwrap_or_default(),
-        )),
+        Some("apis") => {
+            Some((segs.get(1)?.clone(), segs.get(2)?.clone(), segs.get(3..).map(|s| s.to_vec()).unwrap_or_default()))
+        }
         _ => None,
     }
 }
@@ -481,11 +389,7 @@ pub fn parse_resource_path(path: &str) -> Option<ResourcePath> {
     if rest.is_empty() {
         return None;
     }
-    let mut rp = ResourcePath {
-        group,
-        version,
-        ..Default::default()
-    };
+    let mut rp = ResourcePath { group, version, ..Default::default() };
     let namespaced_form = rest[0] == "namespaces"
         && rest.len() >= 3
         && registry::find(&rp.group, &rest[2]).is_some_and(|rt| rt.namespaced);
@@ -522,29 +426,16 @@ fn aggregated_groups(sim: &Sim) -> Vec<discovery::AggregatedGroup> {
 }
 
 fn not_found(rt: &ResourceType, name: &str) -> Resp {
-    let qualified = if rt.group.is_empty() {
-        rt.resource.to_string()
-    } else {
-        format!("{}.{}", rt.resource, rt.group)
-    };
+    let qualified = if rt.group.is_empty() { rt.resource.to_string() } else { format!("{}.{}", rt.resource, rt.group) };
     let mut details = json!({"name": name, "kind": rt.resource});
     if !rt.group.is_empty() {
         details["group"] = json!(rt.group);
     }
-    status(
-        404,
-        "NotFound",
-        &format!("{qualified} \"{name}\" not found"),
-        Some(details),
-    )
+    status(404, "NotFound", &format!("{qualified} \"{name}\" not found"), Some(details))
 }
 
 fn conflict(rt: &ResourceType, name: &str) -> Resp {
-    let qualified = if rt.group.is_empty() {
-        rt.resource.to_string()
-    } else {
-        format!("{}.{}", rt.resource, rt.group)
-    };
+    let qualified = if rt.group.is_empty() { rt.resource.to_string() } else { format!("{}.{}", rt.resource, rt.group) };
     status(
         409,
         "Conflict",
@@ -556,11 +447,7 @@ fn conflict(rt: &ResourceType, name: &str) -> Resp {
 }
 
 fn already_exists(rt: &ResourceType, name: &str) -> Resp {
-    let qualified = if rt.group.is_empty() {
-        rt.resource.to_string()
-    } else {
-        format!("{}.{}", rt.resource, rt.group)
-    };
+    let qualified = if rt.group.is_empty() { rt.resource.to_string() } else { format!("{}.{}", rt.resource, rt.group) };
     status(
         409,
         "AlreadyExists",
@@ -587,12 +474,7 @@ fn in_version(mut obj: Value, rt: &ResourceType, version: &str) -> Value {
 async fn read_body(req: Request<Incoming>) -> Result<Bytes, Resp> {
     match req.into_body().collect().await {
         Ok(b) => Ok(b.to_bytes()),
-        Err(e) => Err(status(
-            400,
-            "BadRequest",
-            &format!("cannot read body: {e}"),
-            None,
-        )),
+        Err(e) => Err(status(400, "BadRequest", &format!("cannot read body: {e}"), None)),
     }
 }
 
@@ -633,10 +515,7 @@ async fn resource_route(
             );
         }
         "/apis" => {
-            return json_response(
-                200,
-                &discovery::api_group_list(v1beta3, &aggregated_groups(sim)),
-            );
+            return json_response(200, &discovery::api_group_list(v1beta3, &aggregated_groups(sim)));
         }
         _ => {}
     }
@@ -645,19 +524,11 @@ async fn resource_route(
             if let Some(list) = discovery::resource_list(&group, &version, v1beta3) {
                 return json_response(200, &list);
             }
-            if let Some(agg) = aggregated_groups(sim)
-                .into_iter()
-                .find(|a| a.group == group && a.version == version)
-            {
+            if let Some(agg) = aggregated_groups(sim).into_iter().find(|a| a.group == group && a.version == version) {
                 return if agg.available {
                     json_response(200, &discovery::metrics_resource_list(&version))
                 } else {
-                    status(
-                        503,
-                        "ServiceUnavailable",
-                        "the server is currently unable to handle the request",
-                        None,
-                    )
+                    status(503, "ServiceUnavailable", "the server is currently unable to handle the request", None)
                 };
             }
             return text_response(404, "404 page not found\n".into());
@@ -675,17 +546,9 @@ async fn resource_route(
         return text_response(404, "404 page not found\n".into());
     };
     // Aggregated APIs.
-    if let Some(agg) = aggregated_groups(sim)
-        .into_iter()
-        .find(|a| a.group == rp.group)
-    {
+    if let Some(agg) = aggregated_groups(sim).into_iter().find(|a| a.group == rp.group) {
         if !agg.available {
-            return status(
-                503,
-                "ServiceUnavailable",
-                "the server is currently unable to handle the request",
-                None,
-            );
+            return status(503, "ServiceUnavailable", "the server is currently unable to handle the request", None);
         }
         return json_response(
             200,
@@ -742,34 +605,17 @@ async fn resource_route(
                 None => not_found(rt, &rp.name),
             }
         }
-        ("list", _) => list(
-            sim,
-            rt,
-            &rp,
-            query,
-            req.headers()
-                .get("accept")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or(""),
-        ),
-        ("watch", _) => status(
-            405,
-            "MethodNotAllowed",
-            "watch is not supported by the simulated API server",
-            None,
-        ),
+        ("list", _) => {
+            list(sim, rt, &rp, query, req.headers().get("accept").and_then(|v| v.to_str().ok()).unwrap_or(""))
+        }
+        ("watch", _) => status(405, "MethodNotAllowed", "watch is not supported by the simulated API server", None),
         ("create", _) => {
             let body = match read_body(req).await {
                 Ok(b) => b,
                 Err(r) => return r,
             };
             let Ok(mut obj) = serde_json::from_slice::<Value>(&body) else {
-                return status(
-                    400,
-                    "BadRequest",
-                    "the body of the request was in an unknown format",
-                    None,
-                );
+                return status(400, "BadRequest", "the body of the request was in an unknown format", None);
             };
             if rt.resource == "selfsubjectaccessreviews" {
                 return self_subject_access_review(sim, identity, obj);
@@ -778,9 +624,7 @@ async fn resource_route(
                 obj["metadata"]["namespace"] = json!(rp.namespace);
             }
             obj["apiVersion"] = json!(registry::api_version(rt.group, rt.versions[0]));
-            if let Err(resp) =
-                super::admission::admit(sim, rt, "CREATE", &obj, &rp.namespace, identity, dry_run)
-                    .await
+            if let Err(resp) = super::admission::admit(sim, rt, "CREATE", &obj, &rp.namespace, identity, dry_run).await
             {
                 return resp;
             }
@@ -797,12 +641,7 @@ async fn resource_route(
                 Err(r) => return r,
             };
             let Ok(mut obj) = serde_json::from_slice::<Value>(&body) else {
-                return status(
-                    400,
-                    "BadRequest",
-                    "the body of the request was in an unknown format",
-                    None,
-                );
+                return status(400, "BadRequest", "the body of the request was in an unknown format", None);
             };
             if rt.namespaced {
                 obj["metadata"]["namespace"] = json!(rp.namespace);
@@ -815,12 +654,8 @@ async fn resource_route(
             }
         }
         ("patch", _) => {
-            let content_type = req
-                .headers()
-                .get("content-type")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string();
+            let content_type =
+                req.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
             let body = match read_body(req).await {
                 Ok(b) => b,
                 Err(r) => return r,
@@ -833,27 +668,14 @@ async fn resource_route(
                 Err(r) => return r,
             };
             let options: Value = serde_json::from_slice(&body).unwrap_or(json!({}));
-            let precondition = options["preconditions"]["resourceVersion"]
-                .as_str()
-                .map(str::to_string);
+            let precondition = options["preconditions"]["resourceVersion"].as_str().map(str::to_string);
             let mut store = sim.store.write().expect("store lock");
-            match store.delete(
-                rt,
-                &rp.namespace,
-                &rp.name,
-                precondition.as_deref(),
-                dry_run,
-            ) {
+            match store.delete(rt, &rp.namespace, &rp.name, precondition.as_deref(), dry_run) {
                 Ok(obj) => json_response(200, &in_version(obj, rt, &rp.version)),
                 Err(e) => store_error(rt, &rp.name, e),
             }
         }
-        _ => status(
-            405,
-            "MethodNotAllowed",
-            "the server does not allow this method on the requested resource",
-            None,
-        ),
+        _ => status(405, "MethodNotAllowed", "the server does not allow this method on the requested resource", None),
     }
 }
 
@@ -886,75 +708,45 @@ fn self_subject_access_review(sim: &Sim, identity: &Identity, mut review: Value)
 }
 
 fn encode_continue(rv: u64, offset: usize) -> String {
-    base64::engine::general_purpose::STANDARD.encode(format!(
-        "{{\"v\":\"meta.k8s.io/v1\",\"rv\":{rv},\"start\":\"{offset}\"}}"
-    ))
+    base64::engine::general_purpose::STANDARD
+        .encode(format!("{{\"v\":\"meta.k8s.io/v1\",\"rv\":{rv},\"start\":\"{offset}\"}}"))
 }
 
 fn decode_continue(token: &str) -> Option<usize> {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(token)
-        .ok()?;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(token).ok()?;
     let v: Value = serde_json::from_slice(&bytes).ok()?;
     v["start"].as_str()?.parse().ok()
 }
 
 fn list(sim: &Sim, rt: &ResourceType, rp: &ResourcePath, query: &Query, accept: &str) -> Resp {
-    let label = match query
-        .get("labelSelector")
-        .map(LabelSelector::parse)
-        .transpose()
-    {
+    let label = match query.get("labelSelector").map(LabelSelector::parse).transpose() {
         Ok(s) => s,
         Err(e) => {
-            return status(
-                400,
-                "BadRequest",
-                &format!("unable to parse requirement: {e}"),
-                None,
-            );
+            return status(400, "BadRequest", &format!("unable to parse requirement: {e}"), None);
         }
     };
-    let field = match query
-        .get("fieldSelector")
-        .map(FieldSelector::parse)
-        .transpose()
-    {
+    let field = match query.get("fieldSelector").map(FieldSelector::parse).transpose() {
         Ok(s) => s,
         Err(e) => return status(400, "BadRequest", &e, None),
     };
-    let limit = query
-        .get("limit")
-        .and_then(|l| l.parse::<usize>().ok())
-        .filter(|l| *l > 0);
+    let limit = query.get("limit").and_then(|l| l.parse::<usize>().ok()).filter(|l| *l > 0);
     let start = match query.get("continue").filter(|c| !c.is_empty()) {
         Some(token) => match decode_continue(token) {
             Some(o) => o,
             None => {
-                return status(
-                    400,
-                    "BadRequest",
-                    "continue key is not valid: illegal base64 data",
-                    None,
-                );
+                return status(400, "BadRequest", "continue key is not valid: illegal base64 data", None);
             }
         },
         None => 0,
     };
     let store = sim.store.read().expect("store lock");
     let rv = store.resource_version();
-    let namespace = if rp.namespace.is_empty() {
-        None
-    } else {
-        Some(rp.namespace.as_str())
-    };
+    let namespace = if rp.namespace.is_empty() { None } else { Some(rp.namespace.as_str()) };
     let mut items = Vec::new();
     let mut index = 0usize;
     let mut more = false;
     store.for_each(rt, namespace, |obj| {
-        let matches = label
-            .as_ref()
-            .is_none_or(|s| s.matches(&obj["metadata"]["labels"]))
+        let matches = label.as_ref().is_none_or(|s| s.matches(&obj["metadata"]["labels"]))
             && field.as_ref().is_none_or(|f| f.matches(&obj));
         if !matches {
             return true;
@@ -971,10 +763,7 @@ fn list(sim: &Sim, rt: &ResourceType, rp: &ResourcePath, query: &Query, accept: 
     });
     let next = more.then(|| encode_continue(rv, start + items.len()));
     if tables::wants_table(accept) {
-        return json_response(
-            200,
-            &tables::table(rt, &items, &rv.to_string(), next.as_deref()),
-        );
+        return json_response(200, &tables::table(rt, &items, &rv.to_string(), next.as_deref()));
     }
     let mut metadata = json!({"resourceVersion": rv.to_string()});
     if let Some(n) = &next {
@@ -1021,14 +810,9 @@ pub fn strategic_merge(target: &mut Value, patch: &Value) {
                 }
                 let entry = t.entry(k.clone()).or_insert(Value::Null);
                 match (entry.as_array_mut(), v.as_array()) {
-                    (Some(existing), Some(items))
-                        if items.iter().all(|i| i.get("name").is_some()) =>
-                    {
+                    (Some(existing), Some(items)) if items.iter().all(|i| i.get("name").is_some()) => {
                         for item in items {
-                            match existing
-                                .iter_mut()
-                                .find(|e| e.get("name") == item.get("name"))
-                            {
+                            match existing.iter_mut().find(|e| e.get("name") == item.get("name")) {
                                 Some(e) => strategic_merge(e, item),
                                 None => existing.push(item.clone()),
                             }
@@ -1058,18 +842,13 @@ pub fn json_patch(target: &mut Value, ops: &Value) -> Result<(), String> {
                 remove_at(target, path)?;
             }
             "replace" => {
-                let slot = target
-                    .pointer_mut(path)
-                    .ok_or_else(|| format!("path {path} does not exist"))?;
+                let slot = target.pointer_mut(path).ok_or_else(|| format!("path {path} does not exist"))?;
                 *slot = op["value"].clone();
             }
             "add" => add_at(target, path, op["value"].clone())?,
             "copy" | "move" => {
                 let from = op["from"].as_str().ok_or("from missing")?;
-                let value = target
-                    .pointer(from)
-                    .cloned()
-                    .ok_or_else(|| format!("path {from} does not exist"))?;
+                let value = target.pointer(from).cloned().ok_or_else(|| format!("path {from} does not exist"))?;
                 if kind == "move" {
                     remove_at(target, from)?;
                 }
@@ -1082,31 +861,18 @@ pub fn json_patch(target: &mut Value, ops: &Value) -> Result<(), String> {
 }
 
 fn split_pointer(path: &str) -> Result<(&str, String), String> {
-    let idx = path
-        .rfind('/')
-        .ok_or_else(|| format!("invalid path {path}"))?;
-    Ok((
-        &path[..idx],
-        path[idx + 1..].replace("~1", "/").replace("~0", "~"),
-    ))
+    let idx = path.rfind('/').ok_or_else(|| format!("invalid path {path}"))?;
+    Ok((&path[..idx], path[idx + 1..].replace("~1", "/").replace("~0", "~")))
 }
 
 fn remove_at(target: &mut Value, path: &str) -> Result<Value, String> {
     let (parent, last) = split_pointer(path)?;
-    let p = target
-        .pointer_mut(parent)
-        .ok_or_else(|| format!("path {parent} does not exist"))?;
+    let p = target.pointer_mut(parent).ok_or_else(|| format!("path {parent} does not exist"))?;
     match p {
-        Value::Object(m) => m
-            .remove(&last)
-            .ok_or_else(|| format!("path {path} does not exist")),
+        Value::Object(m) => m.remove(&last).ok_or_else(|| format!("path {path} does not exist")),
         Value::Array(a) => {
             let i: usize = last.parse().map_err(|_| format!("bad index in {path}"))?;
-            if i < a.len() {
-                Ok(a.remove(i))
-            } else {
-                Err(format!("index out of range in {path}"))
-            }
+            if i < a.len() { Ok(a.remove(i)) } else { Err(format!("index out of range in {path}")) }
         }
         _ => Err(format!("path {parent} is not a container")),
     }
@@ -1118,9 +884,7 @@ fn add_at(target: &mut Value, path: &str, value: Value) -> Result<(), String> {
         return Ok(());
     }
     let (parent, last) = split_pointer(path)?;
-    let p = target
-        .pointer_mut(parent)
-        .ok_or_else(|| format!("path {parent} does not exist"))?;
+    let p = target.pointer_mut(parent).ok_or_else(|| format!("path {parent} does not exist"))?;
     match p {
         Value::Object(m) => {
             m.insert(last, value);
@@ -1142,21 +906,9 @@ fn add_at(target: &mut Value, path: &str, value: Value) -> Result<(), String> {
     }
 }
 
-fn patch(
-    sim: &Sim,
-    rt: &ResourceType,
-    rp: &ResourcePath,
-    content_type: &str,
-    body: &[u8],
-    dry_run: bool,
-) -> Resp {
+fn patch(sim: &Sim, rt: &ResourceType, rp: &ResourcePath, content_type: &str, body: &[u8], dry_run: bool) -> Resp {
     let Ok(patch_doc) = serde_json::from_slice::<Value>(body) else {
-        return status(
-            400,
-            "BadRequest",
-            "the body of the request was in an unknown format",
-            None,
-        );
+        return status(400, "BadRequest", "the body of the request was in an unknown format", None);
     };
     let mut store = sim.store.write().expect("store lock");
     let Some(current) = store.get(rt, &rp.namespace, &rp.name) else {
@@ -1220,29 +972,15 @@ mod tests {
     fn parses_resource_paths() {
         let rp = parse_resource_path("/api/v1/namespaces/kube-system/pods/etcd-cp1/exec").unwrap();
         assert_eq!(
-            (
-                rp.namespace.as_str(),
-                rp.resource.as_str(),
-                rp.name.as_str(),
-                rp.subresource.as_str()
-            ),
+            (rp.namespace.as_str(), rp.resource.as_str(), rp.name.as_str(), rp.subresource.as_str()),
             ("kube-system", "pods", "etcd-cp1", "exec")
         );
         let rp = parse_resource_path("/api/v1/namespaces/kube-system").unwrap();
-        assert_eq!(
-            (rp.resource.as_str(), rp.name.as_str()),
-            ("namespaces", "kube-system")
-        );
-        let rp = parse_resource_path("/apis/coordination.k8s.io/v1/namespaces/kube-system/leases")
-            .unwrap();
-        assert_eq!(
-            (rp.group.as_str(), rp.resource.as_str()),
-            ("coordination.k8s.io", "leases")
-        );
-        let rp = parse_resource_path(
-            "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/x",
-        )
-        .unwrap();
+        assert_eq!((rp.resource.as_str(), rp.name.as_str()), ("namespaces", "kube-system"));
+        let rp = parse_resource_path("/apis/coordination.k8s.io/v1/namespaces/kube-system/leases").unwrap();
+        assert_eq!((rp.group.as_str(), rp.resource.as_str()), ("coordination.k8s.io", "leases"));
+        let rp =
+            parse_resource_path("/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/x").unwrap();
         assert_eq!((rp.namespace.as_str(), rp.name.as_str()), ("", "x"));
     }
 
@@ -1251,10 +989,7 @@ mod tests {
         let mut v = json!({"a": {"b": 1, "c": 2}, "list": [{"name": "x", "v": 1}]});
         merge_patch(&mut v, &json!({"a": {"b": null, "d": 3}}));
         assert_eq!(v["a"], json!({"c": 2, "d": 3}));
-        strategic_merge(
-            &mut v,
-            &json!({"list": [{"name": "x", "v": 2}, {"name": "y"}]}),
-        );
+        strategic_merge(&mut v, &json!({"list": [{"name": "x", "v": 2}, {"name": "y"}]}));
         assert_eq!(v["list"], json!([{"name": "x", "v": 2}, {"name": "y"}]));
         json_patch(&mut v, &json!([{"op": "test", "path": "/a/c", "value": 2}, {"op": "replace", "path": "/list/0/v", "value": 9}, {"op": "add", "path": "/list/-", "value": 1}])).unwrap();
         assert_eq!(v["list"][0]["v"], 9);

@@ -57,14 +57,8 @@ fn poststarthooks(minor: u32) -> Vec<&'static str> {
 impl HealthModel {
     /// The checks a kube-apiserver of version 1.`minor` registers.
     pub fn for_version(minor: u32) -> HealthModel {
-        let ok = |n: &str| Check {
-            name: n.to_string(),
-            failure: None,
-        };
-        let hooks: Vec<Check> = poststarthooks(minor)
-            .into_iter()
-            .map(|h| ok(&format!("poststarthook/{h}")))
-            .collect();
+        let ok = |n: &str| Check { name: n.to_string(), failure: None };
+        let hooks: Vec<Check> = poststarthooks(minor).into_iter().map(|h| ok(&format!("poststarthook/{h}"))).collect();
         let tail = [
             ok("autoregister-completion"),
             ok("poststarthook/apiservice-openapi-controller"),
@@ -75,21 +69,11 @@ impl HealthModel {
         livez.extend(tail.iter().cloned());
         let mut healthz = livez.clone();
         healthz.retain(|c| c.name != "autoregister-completion" || minor < 99);
-        let mut readyz = vec![
-            ok("ping"),
-            ok("log"),
-            ok("etcd"),
-            ok("etcd-readiness"),
-            ok("informer-sync"),
-        ];
+        let mut readyz = vec![ok("ping"), ok("log"), ok("etcd"), ok("etcd-readiness"), ok("informer-sync")];
         readyz.extend(hooks);
         readyz.extend(tail);
         readyz.push(ok("shutdown"));
-        HealthModel {
-            livez,
-            readyz,
-            healthz,
-        }
+        HealthModel { livez, readyz, healthz }
     }
 
     /// Makes `check` fail in every endpoint that has it.
@@ -111,12 +95,7 @@ impl HealthModel {
 }
 
 /// Renders `/<endpoint>` for the query's `verbose` flag and `exclude` values: (status, body).
-pub fn render(
-    endpoint: &str,
-    checks: &[Check],
-    verbose: bool,
-    excludes: &[String],
-) -> (u16, String) {
+pub fn render(endpoint: &str, checks: &[Check], verbose: bool, excludes: &[String]) -> (u16, String) {
     let mut remaining: Vec<String> = excludes.to_vec();
     remaining.sort();
     remaining.dedup();
@@ -138,10 +117,7 @@ pub fn render(
     }
     if !remaining.is_empty() {
         let quoted: Vec<String> = remaining.iter().map(|e| format!("{e:?}")).collect();
-        out.push_str(&format!(
-            "warn: some health checks cannot be excluded: no matches for {}\n",
-            quoted.join(", ")
-        ));
+        out.push_str(&format!("warn: some health checks cannot be excluded: no matches for {}\n", quoted.join(", ")));
     }
     if failed {
         // http.Error adds the trailing newline.
@@ -174,9 +150,7 @@ mod tests {
         let (code, body) = render("readyz", &m.readyz, true, &["etcd".into(), "nope".into()]);
         assert_eq!(code, 200);
         assert!(body.contains("[+]etcd excluded: ok\n"));
-        assert!(
-            body.contains("warn: some health checks cannot be excluded: no matches for \"nope\"\n")
-        );
+        assert!(body.contains("warn: some health checks cannot be excluded: no matches for \"nope\"\n"));
         assert!(body.ends_with("readyz check passed\n"));
         m.fail("etcd", "etcd client connection not yet established");
         let (code, body) = render("readyz", &m.readyz, false, &[]);
@@ -184,10 +158,7 @@ mod tests {
         assert!(body.contains("[-]etcd failed: reason withheld\n"));
         assert!(body.ends_with("readyz check failed\n"));
         assert_eq!(render_single(&m.readyz, "etcd").unwrap().0, 500);
-        assert_eq!(
-            render_single(&m.readyz, "ping").unwrap(),
-            (200, "ok".to_string())
-        );
+        assert_eq!(render_single(&m.readyz, "ping").unwrap(), (200, "ok".to_string()));
         assert!(m.readyz.iter().any(|c| c.name == "shutdown"));
         assert!(!m.livez.iter().any(|c| c.name == "informer-sync"));
     }

@@ -22,8 +22,7 @@ pub async fn run(listener: TcpListener, backends: Vec<SocketAddr>) {
             let start = next.fetch_add(1, Ordering::Relaxed);
             for k in 0..backends.len() {
                 let addr = backends[(start + k) % backends.len()];
-                let attempt =
-                    tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr)).await;
+                let attempt = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr)).await;
                 if let Ok(Ok(mut upstream)) = attempt {
                     let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
                     return;

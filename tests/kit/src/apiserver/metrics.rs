@@ -22,23 +22,13 @@ pub fn label_text(labels: &[(String, String)]) -> String {
     sorted.sort();
     sorted
         .iter()
-        .map(|(k, v)| {
-            format!(
-                "{k}=\"{}\"",
-                v.replace('\\', "\\\\")
-                    .replace('"', "\\\"")
-                    .replace('\n', "\\n")
-            )
-        })
+        .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")))
         .collect::<Vec<_>>()
         .join(",")
 }
 
 fn labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 #[derive(Debug, Clone)]
@@ -86,51 +76,28 @@ pub enum Extra {
 impl Extra {
     fn family(&self) -> &str {
         match self {
-            Extra::Counter { family, .. }
-            | Extra::Gauge { family, .. }
-            | Extra::Histogram { family, .. } => family,
+            Extra::Counter { family, .. } | Extra::Gauge { family, .. } | Extra::Histogram { family, .. } => family,
         }
     }
 
     fn key(&self) -> String {
         match self {
-            Extra::Counter { labels, .. }
-            | Extra::Gauge { labels, .. }
-            | Extra::Histogram { labels, .. } => label_text(labels),
+            Extra::Counter { labels, .. } | Extra::Gauge { labels, .. } | Extra::Histogram { labels, .. } => {
+                label_text(labels)
+            }
         }
     }
 
     pub fn counter(family: &str, l: &[(&str, &str)], per_second: f64) -> Extra {
-        Extra::Counter {
-            family: family.into(),
-            labels: labels(l),
-            start: 0.0,
-            per_second,
-        }
+        Extra::Counter { family: family.into(), labels: labels(l), start: 0.0, per_second }
     }
 
     pub fn gauge(family: &str, l: &[(&str, &str)], value: f64) -> Extra {
-        Extra::Gauge {
-            family: family.into(),
-            labels: labels(l),
-            value,
-        }
+        Extra::Gauge { family: family.into(), labels: labels(l), value }
     }
 
-    pub fn histogram(
-        family: &str,
-        l: &[(&str, &str)],
-        bounds: &[f64],
-        latency: f64,
-        per_second: f64,
-    ) -> Extra {
-        Extra::Histogram {
-            family: family.into(),
-            labels: labels(l),
-            bounds: bounds.to_vec(),
-            latency,
-            per_second,
-        }
+    pub fn histogram(family: &str, l: &[(&str, &str)], bounds: &[f64], latency: f64, per_second: f64) -> Extra {
+        Extra::Histogram { family: family.into(), labels: labels(l), bounds: bounds.to_vec(), latency, per_second }
     }
 }
 
@@ -181,9 +148,7 @@ impl MetricsModel {
         let mut base: Vec<BaseFamily> = Vec::new();
         let mut pending_help: Option<String> = None;
         cpkit::metrics::parse(text, |event| match event {
-            Event::Help { family, text } => {
-                pending_help = Some(format!("# HELP {family} {text}\n"))
-            }
+            Event::Help { family, text } => pending_help = Some(format!("# HELP {family} {text}\n")),
             Event::Type { family, kind } => {
                 let kind_word = match kind {
                     MetricType::Counter => "counter",
@@ -192,16 +157,8 @@ impl MetricsModel {
                     MetricType::Summary => "summary",
                     MetricType::Untyped => "untyped",
                 };
-                let header = format!(
-                    "{}# TYPE {family} {kind_word}\n",
-                    pending_help.take().unwrap_or_default()
-                );
-                base.push(BaseFamily {
-                    name: family.to_string(),
-                    kind,
-                    header,
-                    lines: Vec::new(),
-                });
+                let header = format!("{}# TYPE {family} {kind_word}\n", pending_help.take().unwrap_or_default());
+                base.push(BaseFamily { name: family.to_string(), kind, header, lines: Vec::new() });
             }
             Event::Sample(s) => {
                 let mut pairs: Vec<(String, String)> = Vec::new();
@@ -217,13 +174,8 @@ impl MetricsModel {
                         pairs.push((k.to_string(), v.into_owned()));
                     }
                 }
-                let line = BaseLine {
-                    sample: s.name.to_string(),
-                    key: label_text(&pairs),
-                    le,
-                    value: s.value,
-                    is_quantile,
-                };
+                let line =
+                    BaseLine { sample: s.name.to_string(), key: label_text(&pairs), le, value: s.value, is_quantile };
                 match base.last_mut() {
                     Some(f) if s.name.starts_with(f.name.as_str()) => f.lines.push(line),
                     _ => base.push(BaseFamily {
@@ -235,11 +187,7 @@ impl MetricsModel {
                 }
             }
         });
-        MetricsModel {
-            base,
-            load: RwLock::new(LoadProfile::default()),
-            webhooks: Mutex::new(WebhookCounts::default()),
-        }
+        MetricsModel { base, load: RwLock::new(LoadProfile::default()), webhooks: Mutex::new(WebhookCounts::default()) }
     }
 
     /// An empty model (no capture).
@@ -275,18 +223,10 @@ impl MetricsModel {
             _ => "200",
         };
         *w.requests
-            .entry((
-                name.into(),
-                kind.into(),
-                operation.into(),
-                rejected_text.clone(),
-                code.into(),
-            ))
+            .entry((name.into(), kind.into(), operation.into(), rejected_text.clone(), code.into()))
             .or_insert(0.0) += 1.0;
         if rejected && let Some(t) = error_type {
-            *w.rejections
-                .entry((name.into(), kind.into(), operation.into(), t.into()))
-                .or_insert(0.0) += 1.0;
+            *w.rejections.entry((name.into(), kind.into(), operation.into(), t.into())).or_insert(0.0) += 1.0;
         }
         w.durations
             .entry((name.into(), kind.into(), operation.into(), rejected_text))
@@ -316,13 +256,9 @@ impl MetricsModel {
             rendered_families.insert(family.name.as_str());
             out.push_str(&family.header);
             let extras = extras_by_family.get(family.name.as_str());
-            let replaced: std::collections::HashSet<String> = extras
-                .map(|es| es.iter().map(|e| e.key()).collect())
-                .unwrap_or_default();
-            let scale = matches!(
-                family.kind,
-                MetricType::Counter | MetricType::Histogram | MetricType::Summary
-            );
+            let replaced: std::collections::HashSet<String> =
+                extras.map(|es| es.iter().map(|e| e.key()).collect()).unwrap_or_default();
+            let scale = matches!(family.kind, MetricType::Counter | MetricType::Histogram | MetricType::Summary);
             for line in &family.lines {
                 if replaced.contains(&line.key) {
                     continue;
@@ -351,10 +287,7 @@ impl MetricsModel {
                 Extra::Gauge { .. } => "gauge",
                 Extra::Histogram { .. } => "histogram",
             };
-            let _ = writeln!(
-                out,
-                "# HELP {family} [ALPHA] Generated by the simulated API server for its scenario."
-            );
+            let _ = writeln!(out, "# HELP {family} [ALPHA] Generated by the simulated API server for its scenario.");
             let _ = writeln!(out, "# TYPE {family} {kind}");
             for e in es {
                 render_extra(&mut out, e, t, weight);
@@ -375,32 +308,15 @@ impl MetricsModel {
             let rejected = r.error_type.is_some();
             let code = if rejected { "0" } else { "200" };
             *w.requests
-                .entry((
-                    r.name.clone(),
-                    r.kind.clone(),
-                    r.operation.clone(),
-                    rejected.to_string(),
-                    code.into(),
-                ))
+                .entry((r.name.clone(), r.kind.clone(), r.operation.clone(), rejected.to_string(), code.into()))
                 .or_insert(0.0) += n;
             if let Some(e) = &r.error_type {
-                *w.rejections
-                    .entry((
-                        r.name.clone(),
-                        r.kind.clone(),
-                        r.operation.clone(),
-                        e.clone(),
-                    ))
-                    .or_insert(0.0) += n;
+                *w.rejections.entry((r.name.clone(), r.kind.clone(), r.operation.clone(), e.clone())).or_insert(0.0) +=
+                    n;
             }
             let samples = w
                 .durations
-                .entry((
-                    r.name.clone(),
-                    r.kind.clone(),
-                    r.operation.clone(),
-                    rejected.to_string(),
-                ))
+                .entry((r.name.clone(), r.kind.clone(), r.operation.clone(), rejected.to_string()))
                 .or_default();
             samples.extend(std::iter::repeat_n(r.latency, n as usize));
         }
@@ -409,12 +325,7 @@ impl MetricsModel {
         }
         out.push_str("# HELP apiserver_admission_webhook_admission_duration_seconds [STABLE] Admission webhook latency histogram in seconds, identified by name and broken out for each operation and API resource and type (validate or admit).\n# TYPE apiserver_admission_webhook_admission_duration_seconds histogram\n");
         for ((name, kind, op, rejected), samples) in &w.durations {
-            let l = labels(&[
-                ("name", name),
-                ("operation", op),
-                ("rejected", rejected),
-                ("type", kind),
-            ]);
+            let l = labels(&[("name", name), ("operation", op), ("rejected", rejected), ("type", kind)]);
             let key = label_text(&l);
             for b in WEBHOOK_BOUNDS {
                 let n = samples.iter().filter(|s| **s <= b).count() as f64;
@@ -457,13 +368,7 @@ impl MetricsModel {
                 ("rejected", rejected),
                 ("type", kind),
             ]));
-            write_line(
-                out,
-                "apiserver_admission_webhook_request_total",
-                &key,
-                None,
-                *v,
-            );
+            write_line(out, "apiserver_admission_webhook_request_total", &key, None, *v);
         }
         if !w.rejections.is_empty() {
             out.push_str("# HELP apiserver_admission_webhook_rejection_count [ALPHA] Admission webhook rejection count, identified by name and broken out for each admission type (validating or admit) and operation. Additional labels specify an error type (calling_webhook_error or apiserver_internal_error if an error occurred; no_error otherwise) and optionally a non-zero rejection code if the webhook rejects the request with an HTTP status code (honored by the apiserver when the code is greater or equal to 400). Codes greater than 600 are truncated to 600, to keep the metrics cardinality bounded.\n# TYPE apiserver_admission_webhook_rejection_count counter\n");
@@ -475,13 +380,7 @@ impl MetricsModel {
                     ("rejection_code", "0"),
                     ("type", kind),
                 ]));
-                write_line(
-                    out,
-                    "apiserver_admission_webhook_rejection_count",
-                    &key,
-                    None,
-                    *v,
-                );
+                write_line(out, "apiserver_admission_webhook_rejection_count", &key, None, *v);
             }
         }
         if !w.fail_open.is_empty() {
@@ -510,13 +409,7 @@ impl MetricsModel {
         for endpoint in ["healthz", "livez", "readyz"] {
             for c in model.checks(endpoint) {
                 let key = label_text(&labels(&[("name", &c.name), ("type", endpoint)]));
-                write_line(
-                    &mut out,
-                    "kubernetes_healthcheck",
-                    &key,
-                    None,
-                    if c.failure.is_none() { 1.0 } else { 0.0 },
-                );
+                write_line(&mut out, "kubernetes_healthcheck", &key, None, if c.failure.is_none() { 1.0 } else { 0.0 });
             }
         }
         out
@@ -524,11 +417,7 @@ impl MetricsModel {
 }
 
 fn fmt_bound(b: f64) -> String {
-    if b.is_infinite() {
-        "+Inf".into()
-    } else {
-        format!("{b}")
-    }
+    if b.is_infinite() { "+Inf".into() } else { format!("{b}") }
 }
 
 fn write_line(out: &mut String, sample: &str, key: &str, le: Option<&str>, value: f64) {
@@ -558,38 +447,13 @@ fn write_line(out: &mut String, sample: &str, key: &str, le: Option<&str>, value
 
 fn render_extra(out: &mut String, e: &Extra, t: f64, weight: f64) {
     match e {
-        Extra::Counter {
-            family,
-            labels,
-            start,
-            per_second,
-        } => {
-            write_line(
-                out,
-                family,
-                &label_text(labels),
-                None,
-                (start + per_second * t * weight).round(),
-            );
+        Extra::Counter { family, labels, start, per_second } => {
+            write_line(out, family, &label_text(labels), None, (start + per_second * t * weight).round());
         }
-        Extra::Gauge {
-            family,
-            labels,
-            value,
-        } => write_line(
-            out,
-            family,
-            &label_text(labels),
-            None,
-            (*value * weight).round(),
-        ),
-        Extra::Histogram {
-            family,
-            labels,
-            bounds,
-            latency,
-            per_second,
-        } => {
+        Extra::Gauge { family, labels, value } => {
+            write_line(out, family, &label_text(labels), None, (*value * weight).round())
+        }
+        Extra::Histogram { family, labels, bounds, latency, per_second } => {
             let key = label_text(labels);
             let count = (per_second * t * weight).round();
             for b in bounds {
@@ -614,9 +478,6 @@ mod tests {
 
     #[test]
     fn label_text_is_canonical() {
-        assert_eq!(
-            label_text(&labels(&[("b", "2"), ("a", "x\"y")])),
-            "a=\"x\\\"y\",b=\"2\""
-        );
+        assert_eq!(label_text(&labels(&[("b", "2"), ("a", "x\"y")])), "a=\"x\\\"y\",b=\"2\"");
     }
 }

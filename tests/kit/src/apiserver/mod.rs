@@ -44,11 +44,7 @@ pub struct KubeVersion {
 
 impl KubeVersion {
     pub fn new(minor: u32, patch: u32) -> Self {
-        KubeVersion {
-            minor,
-            git_version: format!("v1.{minor}.{patch}"),
-            platform: "linux/amd64".into(),
-        }
+        KubeVersion { minor, git_version: format!("v1.{minor}.{patch}"), platform: "linux/amd64".into() }
     }
 }
 
@@ -99,11 +95,7 @@ impl Default for SimConfig {
     fn default() -> Self {
         SimConfig {
             version: KubeVersion::new(33, 0),
-            replicas: vec![ReplicaSpec {
-                node: "cp1".into(),
-                ip: crate::net::control_plane_ip(0),
-                up: true,
-            }],
+            replicas: vec![ReplicaSpec { node: "cp1".into(), ip: crate::net::control_plane_ip(0), up: true }],
             serving_cert: ServingCert::Valid(Validity::days(365)),
             flowcontrol_v1beta3: false,
             admin_cert_validity: Validity::days(365),
@@ -157,10 +149,7 @@ impl Sim {
 
     /// Number of requests whose path starts with `prefix`.
     pub fn count_requests(&self, prefix: &str) -> usize {
-        self.request_log
-            .lock()
-            .map(|l| l.iter().filter(|(_, p, _)| p.starts_with(prefix)).count())
-            .unwrap_or(0)
+        self.request_log.lock().map(|l| l.iter().filter(|(_, p, _)| p.starts_with(prefix)).count()).unwrap_or(0)
     }
 }
 
@@ -195,16 +184,13 @@ fn server_tls(serving: &KeyedCert, client_ca: &Ca) -> std::io::Result<Arc<rustls
     roots
         .add(CertificateDer::from(client_ca.cert.cert_der.clone()))
         .map_err(|e| std::io::Error::other(e.to_string()))?;
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-        Arc::new(roots),
-        provider.clone(),
-    )
-    .allow_unauthenticated()
-    .build()
-    .map_err(|e| std::io::Error::other(e.to_string()))?;
-    let certs = vec![CertificateDer::from(serving.cert_der.clone())];
-    let key = PrivateKeyDer::from_pem_slice(serving.key_pem.as_bytes())
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()
         .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let certs = vec![CertificateDer::from(serving.cert_der.clone())];
+    let key =
+        PrivateKeyDer::from_pem_slice(serving.key_pem.as_bytes()).map_err(|e| std::io::Error::other(e.to_string()))?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| std::io::Error::other(e.to_string()))?
@@ -218,18 +204,7 @@ fn server_tls(serving: &KeyedCert, client_ca: &Ca) -> std::io::Result<Arc<rustls
 impl SimApiServer {
     /// Starts every replica that is up and the load balancer.
     pub fn start(parts: SimParts) -> std::io::Result<SimApiServer> {
-        let SimParts {
-            config,
-            store,
-            users,
-            health,
-            metrics,
-            apf,
-            exec,
-            ca,
-            live_leases,
-            port,
-        } = parts;
+        let SimParts { config, store, users, health, metrics, apf, exec, ca, live_leases, port } = parts;
         let mut ips: Vec<Ipv4Addr> = vec![Ipv4Addr::LOCALHOST];
         ips.extend(config.replicas.iter().map(|r| r.ip));
         let port = match port {
@@ -250,23 +225,15 @@ impl SimApiServer {
                 "kubernetes.default.svc.cluster.local",
                 r.node.as_str(),
             ];
-            let spec = crate::pki::server_spec(
-                "kube-apiserver",
-                &extra_dns,
-                &[std::net::IpAddr::V4(r.ip)],
-            );
+            let spec = crate::pki::server_spec("kube-apiserver", &extra_dns, &[std::net::IpAddr::V4(r.ip)]);
             let serving = match config.serving_cert {
                 ServingCert::Valid(v) => ca.issue(&spec, v),
-                ServingCert::ForeignCa => {
-                    Ca::new("some-other-ca").issue(&spec, Validity::days(365))
-                }
+                ServingCert::ForeignCa => Ca::new("some-other-ca").issue(&spec, Validity::days(365)),
             };
             tls.push(server_tls(&serving, &ca)?);
         }
-        let admin = ca.issue(
-            &crate::pki::client_spec("kubernetes-admin", &["system:masters"]),
-            config.admin_cert_validity,
-        );
+        let admin =
+            ca.issue(&crate::pki::client_spec("kubernetes-admin", &["system:masters"]), config.admin_cert_validity);
         let replica_count = config.replicas.len();
         let sim = Arc::new(Sim {
             store: RwLock::new(store),
@@ -287,9 +254,7 @@ impl SimApiServer {
         let mut server = SimApiServer {
             sim: sim.clone(),
             runtime: Some(runtime),
-            replica_up: (0..replica_count)
-                .map(|_| Arc::new(AtomicBool::new(false)))
-                .collect(),
+            replica_up: (0..replica_count).map(|_| Arc::new(AtomicBool::new(false))).collect(),
             replica_stop: Vec::new(),
             tls,
             admin,
@@ -301,14 +266,8 @@ impl SimApiServer {
                 server.start_replica(i)?;
             }
         }
-        let addrs: Vec<SocketAddr> = sim
-            .config
-            .replicas
-            .iter()
-            .map(|r| SocketAddr::from((r.ip, port)))
-            .collect();
-        let lb_listener =
-            std::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))?;
+        let addrs: Vec<SocketAddr> = sim.config.replicas.iter().map(|r| SocketAddr::from((r.ip, port))).collect();
+        let lb_listener = std::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))?;
         lb_listener.set_nonblocking(true)?;
         let rt = server.runtime.as_ref().expect("runtime");
         let _guard = rt.enter();
@@ -352,13 +311,7 @@ impl SimApiServer {
         let (tx, rx) = watch::channel(false);
         self.replica_stop[i] = tx;
         self.replica_up[i].store(true, Ordering::SeqCst);
-        rt.spawn(handlers::serve(
-            listener,
-            self.tls[i].clone(),
-            self.sim.clone(),
-            i,
-            rx,
-        ));
+        rt.spawn(handlers::serve(listener, self.tls[i].clone(), self.sim.clone(), i, rx));
         Ok(())
     }
 
@@ -378,12 +331,7 @@ impl SimApiServer {
     }
 
     /// [`SimApiServer::write_kubeconfig`] with another current context (a token user's).
-    pub fn write_kubeconfig_as(
-        &self,
-        dir: &Path,
-        name: &str,
-        current: Option<&str>,
-    ) -> std::io::Result<PathBuf> {
+    pub fn write_kubeconfig_as(&self, dir: &Path, name: &str, current: Option<&str>) -> std::io::Result<PathBuf> {
         use base64::Engine;
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
         let server = self.lb_url();
@@ -393,13 +341,10 @@ impl SimApiServer {
         for (i, _) in self.sim.config.replicas.iter().enumerate() {
             clusters.push(serde_json::json!({"name": format!("{name}-replica-{}", i + 1), "cluster": {"server": self.replica_url(i), "certificate-authority-data": b64(self.ca_pem())}}));
         }
-        let mut users = vec![
-            serde_json::json!({"name": format!("{name}-admin"), "user": {
-            "client-certificate-data": b64(&self.admin.cert_pem), "client-key-data": b64(&self.admin.key_pem)}}),
-        ];
-        let mut contexts = vec![
-            serde_json::json!({"name": name, "context": {"cluster": name, "user": format!("{name}-admin")}}),
-        ];
+        let mut users = vec![serde_json::json!({"name": format!("{name}-admin"), "user": {
+            "client-certificate-data": b64(&self.admin.cert_pem), "client-key-data": b64(&self.admin.key_pem)}})];
+        let mut contexts =
+            vec![serde_json::json!({"name": name, "context": {"cluster": name, "user": format!("{name}-admin")}})];
         for u in self.sim.users.read().expect("users lock").iter() {
             if let Some(token) = &u.token {
                 let user_name = format!("{name}-{}", u.name.replace(':', "-"));

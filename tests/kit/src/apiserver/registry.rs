@@ -16,16 +16,7 @@ pub struct ResourceType {
     pub verbs: &'static [&'static str],
 }
 
-const RW: &[&str] = &[
-    "create",
-    "delete",
-    "deletecollection",
-    "get",
-    "list",
-    "patch",
-    "update",
-    "watch",
-];
+const RW: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
 
 macro_rules! rt {
     ($group:expr, $versions:expr, $resource:expr, $singular:expr, $kind:expr, $namespaced:expr, $short:expr, $cats:expr, $subs:expr, $verbs:expr) => {
@@ -56,22 +47,9 @@ pub const RESOURCES: &[ResourceType] = &[
         &["ns"],
         &[],
         &["status"],
-        &[
-            "create", "delete", "get", "list", "patch", "update", "watch"
-        ]
+        &["create", "delete", "get", "list", "patch", "update", "watch"]
     ),
-    rt!(
-        "",
-        &["v1"],
-        "nodes",
-        "node",
-        "Node",
-        false,
-        &["no"],
-        &[],
-        &["status", "proxy"],
-        RW
-    ),
+    rt!("", &["v1"], "nodes", "node", "Node", false, &["no"], &[], &["status", "proxy"], RW),
     rt!(
         "",
         &["v1"],
@@ -84,78 +62,12 @@ pub const RESOURCES: &[ResourceType] = &[
         &["exec", "portforward", "log", "status", "attach"],
         RW
     ),
-    rt!(
-        "",
-        &["v1"],
-        "services",
-        "service",
-        "Service",
-        true,
-        &["svc"],
-        &["all"],
-        &["status", "proxy"],
-        RW
-    ),
-    rt!(
-        "",
-        &["v1"],
-        "endpoints",
-        "endpoints",
-        "Endpoints",
-        true,
-        &["ep"],
-        &[],
-        &[],
-        RW
-    ),
-    rt!(
-        "",
-        &["v1"],
-        "events",
-        "event",
-        "Event",
-        true,
-        &["ev"],
-        &[],
-        &[],
-        RW
-    ),
-    rt!(
-        "",
-        &["v1"],
-        "configmaps",
-        "configmap",
-        "ConfigMap",
-        true,
-        &["cm"],
-        &[],
-        &[],
-        RW
-    ),
-    rt!(
-        "",
-        &["v1"],
-        "secrets",
-        "secret",
-        "Secret",
-        true,
-        &[],
-        &[],
-        &[],
-        RW
-    ),
-    rt!(
-        "",
-        &["v1"],
-        "serviceaccounts",
-        "serviceaccount",
-        "ServiceAccount",
-        true,
-        &["sa"],
-        &[],
-        &["token"],
-        RW
-    ),
+    rt!("", &["v1"], "services", "service", "Service", true, &["svc"], &["all"], &["status", "proxy"], RW),
+    rt!("", &["v1"], "endpoints", "endpoints", "Endpoints", true, &["ep"], &[], &[], RW),
+    rt!("", &["v1"], "events", "event", "Event", true, &["ev"], &[], &[], RW),
+    rt!("", &["v1"], "configmaps", "configmap", "ConfigMap", true, &["cm"], &[], &[], RW),
+    rt!("", &["v1"], "secrets", "secret", "Secret", true, &[], &[], &[], RW),
+    rt!("", &["v1"], "serviceaccounts", "serviceaccount", "ServiceAccount", true, &["sa"], &[], &["token"], RW),
     rt!(
         "apps",
         &["v1"],
@@ -168,30 +80,8 @@ pub const RESOURCES: &[ResourceType] = &[
         &["scale", "status"],
         RW
     ),
-    rt!(
-        "apps",
-        &["v1"],
-        "daemonsets",
-        "daemonset",
-        "DaemonSet",
-        true,
-        &["ds"],
-        &["all"],
-        &["status"],
-        RW
-    ),
-    rt!(
-        "apps",
-        &["v1"],
-        "replicasets",
-        "replicaset",
-        "ReplicaSet",
-        true,
-        &["rs"],
-        &["all"],
-        &["scale", "status"],
-        RW
-    ),
+    rt!("apps", &["v1"], "daemonsets", "daemonset", "DaemonSet", true, &["ds"], &["all"], &["status"], RW),
+    rt!("apps", &["v1"], "replicasets", "replicaset", "ReplicaSet", true, &["rs"], &["all"], &["scale", "status"], RW),
     rt!(
         "apps",
         &["v1"],
@@ -204,30 +94,8 @@ pub const RESOURCES: &[ResourceType] = &[
         &["scale", "status"],
         RW
     ),
-    rt!(
-        "coordination.k8s.io",
-        &["v1"],
-        "leases",
-        "lease",
-        "Lease",
-        true,
-        &[],
-        &[],
-        &[],
-        RW
-    ),
-    rt!(
-        "discovery.k8s.io",
-        &["v1"],
-        "endpointslices",
-        "endpointslice",
-        "EndpointSlice",
-        true,
-        &[],
-        &[],
-        &[],
-        RW
-    ),
+    rt!("coordination.k8s.io", &["v1"], "leases", "lease", "Lease", true, &[], &[], &[], RW),
+    rt!("discovery.k8s.io", &["v1"], "endpointslices", "endpointslice", "EndpointSlice", true, &[], &[], &[], RW),
     rt!(
         "policy",
         &["v1"],
@@ -300,18 +168,7 @@ pub const RESOURCES: &[ResourceType] = &[
         &["status"],
         RW
     ),
-    rt!(
-        "rbac.authorization.k8s.io",
-        &["v1"],
-        "clusterroles",
-        "clusterrole",
-        "ClusterRole",
-        false,
-        &[],
-        &[],
-        &[],
-        RW
-    ),
+    rt!("rbac.authorization.k8s.io", &["v1"], "clusterroles", "clusterrole", "ClusterRole", false, &[], &[], &[], RW),
     rt!(
         "rbac.authorization.k8s.io",
         &["v1"],
@@ -340,18 +197,12 @@ pub const RESOURCES: &[ResourceType] = &[
 
 /// Finds a type by group and plural resource name.
 pub fn find(group: &str, resource: &str) -> Option<&'static ResourceType> {
-    RESOURCES
-        .iter()
-        .find(|r| r.group == group && r.resource == resource)
+    RESOURCES.iter().find(|r| r.group == group && r.resource == resource)
 }
 
 /// The `apiVersion` string of a group/version.
 pub fn api_version(group: &str, version: &str) -> String {
-    if group.is_empty() {
-        version.to_string()
-    } else {
-        format!("{group}/{version}")
-    }
+    if group.is_empty() { version.to_string() } else { format!("{group}/{version}") }
 }
 
 /// Groups with their versions, in discovery order.
@@ -362,10 +213,7 @@ pub fn groups(flowcontrol_v1beta3: bool) -> Vec<(&'static str, Vec<&'static str>
             .versions
             .iter()
             .copied()
-            .filter(|v| {
-                flowcontrol_v1beta3
-                    || !(r.group == "flowcontrol.apiserver.k8s.io" && *v == "v1beta3")
-            })
+            .filter(|v| flowcontrol_v1beta3 || !(r.group == "flowcontrol.apiserver.k8s.io" && *v == "v1beta3"))
             .collect();
         match out.iter_mut().find(|(g, _)| *g == r.group) {
             Some((_, vs)) => {

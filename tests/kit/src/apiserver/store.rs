@@ -49,31 +49,18 @@ pub struct Store {
 
 fn key_of(rt: &ResourceType, obj: &Value) -> ObjKey {
     let ns = if rt.namespaced {
-        obj["metadata"]["namespace"]
-            .as_str()
-            .unwrap_or("default")
-            .to_string()
+        obj["metadata"]["namespace"].as_str().unwrap_or("default").to_string()
     } else {
         String::new()
     };
-    (
-        ns,
-        obj["metadata"]["name"].as_str().unwrap_or("").to_string(),
-    )
+    (ns, obj["metadata"]["name"].as_str().unwrap_or("").to_string())
 }
 
 /// A random-looking but deterministic-enough UID.
 pub fn new_uid() -> String {
     let a: u128 = rand::random();
     let h = format!("{a:032x}");
-    format!(
-        "{}-{}-4{}-a{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[13..16],
-        &h[17..20],
-        &h[20..32]
-    )
+    format!("{}-{}-4{}-a{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
 }
 
 impl Store {
@@ -106,11 +93,7 @@ impl Store {
             meta["uid"] = json!(new_uid());
         }
         if !keep_creation || meta["creationTimestamp"].is_null() {
-            meta["creationTimestamp"] = json!(
-                jiff::Timestamp::now()
-                    .strftime("%Y-%m-%dT%H:%M:%SZ")
-                    .to_string()
-            );
+            meta["creationTimestamp"] = json!(jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
         }
         if rt.namespaced && meta["namespace"].is_null() {
             meta["namespace"] = json!("default");
@@ -130,18 +113,11 @@ impl Store {
     }
 
     /// Creates; fails if the name exists.
-    pub fn create(
-        &mut self,
-        rt: &ResourceType,
-        mut obj: Value,
-        dry_run: bool,
-    ) -> Result<Value, StoreError> {
+    pub fn create(&mut self, rt: &ResourceType, mut obj: Value, dry_run: bool) -> Result<Value, StoreError> {
         if let Some(prefix) = obj["metadata"]["generateName"].as_str().map(str::to_string)
             && obj["metadata"]["name"].as_str().unwrap_or("").is_empty()
         {
-            let suffix: String = (0..5)
-                .map(|_| (b'a' + rand::random::<u8>() % 26) as char)
-                .collect();
+            let suffix: String = (0..5).map(|_| (b'a' + rand::random::<u8>() % 26) as char).collect();
             obj["metadata"]["name"] = json!(format!("{prefix}{suffix}"));
         }
         let key = key_of(rt, &obj);
@@ -178,21 +154,11 @@ impl Store {
     }
 
     /// Replaces an existing object; `metadata.resourceVersion` of `obj`, when set, must match.
-    pub fn update(
-        &mut self,
-        rt: &ResourceType,
-        mut obj: Value,
-        dry_run: bool,
-    ) -> Result<Value, StoreError> {
+    pub fn update(&mut self, rt: &ResourceType, mut obj: Value, dry_run: bool) -> Result<Value, StoreError> {
         let key = key_of(rt, &obj);
         let current = self.get(rt, &key.0, &key.1).ok_or(StoreError::NotFound)?;
-        let wanted_rv = obj["metadata"]["resourceVersion"]
-            .as_str()
-            .unwrap_or("")
-            .to_string();
-        if !wanted_rv.is_empty()
-            && current["metadata"]["resourceVersion"].as_str() != Some(wanted_rv.as_str())
-        {
+        let wanted_rv = obj["metadata"]["resourceVersion"].as_str().unwrap_or("").to_string();
+        if !wanted_rv.is_empty() && current["metadata"]["resourceVersion"].as_str() != Some(wanted_rv.as_str()) {
             return Err(StoreError::Conflict);
         }
         obj["metadata"]["uid"] = current["metadata"]["uid"].clone();
@@ -214,11 +180,7 @@ impl Store {
         precondition_rv: Option<&str>,
         dry_run: bool,
     ) -> Result<Value, StoreError> {
-        let ns = if rt.namespaced {
-            namespace.to_string()
-        } else {
-            String::new()
-        };
+        let ns = if rt.namespaced { namespace.to_string() } else { String::new() };
         let current = self.get(rt, &ns, name).ok_or(StoreError::NotFound)?;
         if let Some(rv) = precondition_rv
             && current["metadata"]["resourceVersion"].as_str() != Some(rv)
@@ -227,9 +189,7 @@ impl Store {
         }
         if !dry_run {
             self.rv += 1;
-            self.collection_mut(rt)
-                .objects
-                .remove(&(ns, name.to_string()));
+            self.collection_mut(rt).objects.remove(&(ns, name.to_string()));
         }
         Ok(current)
     }
@@ -245,12 +205,7 @@ impl Store {
     }
 
     /// Visits objects in order until `visit` returns false.
-    pub fn for_each(
-        &self,
-        rt: &ResourceType,
-        namespace: Option<&str>,
-        mut visit: impl FnMut(Value) -> bool,
-    ) {
+    pub fn for_each(&self, rt: &ResourceType, namespace: Option<&str>, mut visit: impl FnMut(Value) -> bool) {
         let Some(col) = self.collection(rt) else {
             return;
         };
@@ -279,18 +234,8 @@ impl Store {
     }
 
     /// Applies `change` to a stored object in place (scenario dynamics: lease renewals).
-    pub fn modify(
-        &mut self,
-        rt: &ResourceType,
-        namespace: &str,
-        name: &str,
-        change: impl FnOnce(&mut Value),
-    ) -> bool {
-        let ns = if rt.namespaced {
-            namespace.to_string()
-        } else {
-            String::new()
-        };
+    pub fn modify(&mut self, rt: &ResourceType, namespace: &str, name: &str, change: impl FnOnce(&mut Value)) -> bool {
+        let ns = if rt.namespaced { namespace.to_string() } else { String::new() };
         self.rv += 1;
         let rv = self.rv.to_string();
         let Some(col) = self.collections.get_mut(&(rt.group, rt.resource)) else {
@@ -343,10 +288,7 @@ impl LabelSelector {
                 Requirement::NotIn(k.trim().into(), parse_set(v)?)
             } else if let Some((k, v)) = part.split_once(" in ") {
                 Requirement::In(k.trim().into(), parse_set(v)?)
-            } else if part
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
-            {
+            } else if part.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) {
                 Requirement::Exists(part.to_string())
             } else {
                 return Err(format!("unable to parse requirement: {part:?}"));
@@ -393,15 +335,9 @@ fn split_top_level(text: &str) -> Vec<String> {
 
 fn parse_set(text: &str) -> Result<Vec<String>, String> {
     let t = text.trim();
-    let inner = t
-        .strip_prefix('(')
-        .and_then(|x| x.strip_suffix(')'))
-        .ok_or_else(|| format!("expected (values): {t}"))?;
-    Ok(inner
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect())
+    let inner =
+        t.strip_prefix('(').and_then(|x| x.strip_suffix(')')).ok_or_else(|| format!("expected (values): {t}"))?;
+    Ok(inner.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
 }
 
 /// A field selector (`metadata.name=x,spec.nodeName!=y`), evaluated on the JSON object.
@@ -467,20 +403,8 @@ mod tests {
     #[test]
     fn field_selectors() {
         let obj = json!({"metadata": {"name": "a", "namespace": "kube-system"}, "spec": {"nodeName": "cp1"}, "type": "Warning"});
-        assert!(
-            FieldSelector::parse("metadata.name=a")
-                .unwrap()
-                .matches(&obj)
-        );
-        assert!(
-            FieldSelector::parse("spec.nodeName!=cp2,type=Warning")
-                .unwrap()
-                .matches(&obj)
-        );
-        assert!(
-            !FieldSelector::parse("metadata.namespace=default")
-                .unwrap()
-                .matches(&obj)
-        );
+        assert!(FieldSelector::parse("metadata.name=a").unwrap().matches(&obj));
+        assert!(FieldSelector::parse("spec.nodeName!=cp2,type=Warning").unwrap().matches(&obj));
+        assert!(!FieldSelector::parse("metadata.namespace=default").unwrap().matches(&obj));
     }
 }

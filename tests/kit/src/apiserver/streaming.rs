@@ -48,13 +48,7 @@ impl Image {
             Image::Etcd35 => &[("sh", "bash"), ("etcd", "etcd"), ("etcdctl", "etcdctl")],
             Image::Etcd36 => &[("etcd", "etcd"), ("etcdctl", "etcdctl")],
             Image::Distroless => &[],
-            Image::Shell => &[
-                ("sh", "bash"),
-                ("cat", "cat"),
-                ("tar", "tar"),
-                ("ls", "ls"),
-                ("echo", "echo"),
-            ],
+            Image::Shell => &[("sh", "bash"), ("cat", "cat"), ("tar", "tar"), ("ls", "ls"), ("echo", "echo")],
         }
     }
 
@@ -90,12 +84,7 @@ pub struct ExecEnv {
 impl ExecEnv {
     pub fn new() -> std::io::Result<ExecEnv> {
         let sandbox = tempfile::Builder::new().prefix("cpkit-images-").tempdir()?;
-        for image in [
-            Image::Etcd35,
-            Image::Etcd36,
-            Image::Distroless,
-            Image::Shell,
-        ] {
+        for image in [Image::Etcd35, Image::Etcd36, Image::Distroless, Image::Shell] {
             let bin = sandbox.path().join(image.name()).join("bin");
             std::fs::create_dir_all(&bin)?;
             for (name, host) in image.binaries() {
@@ -104,25 +93,15 @@ impl ExecEnv {
                 }
             }
         }
-        Ok(ExecEnv {
-            pods: RwLock::new(HashMap::new()),
-            sandbox,
-        })
+        Ok(ExecEnv { pods: RwLock::new(HashMap::new()), sandbox })
     }
 
     pub fn add_pod(&self, namespace: &str, name: &str, runtime: PodRuntime) {
-        self.pods
-            .write()
-            .expect("pods lock")
-            .insert((namespace.into(), name.into()), runtime);
+        self.pods.write().expect("pods lock").insert((namespace.into(), name.into()), runtime);
     }
 
     pub fn pod(&self, namespace: &str, name: &str) -> Option<PodRuntime> {
-        self.pods
-            .read()
-            .expect("pods lock")
-            .get(&(namespace.to_string(), name.to_string()))
-            .cloned()
+        self.pods.read().expect("pods lock").get(&(namespace.to_string(), name.to_string())).cloned()
     }
 
     fn bin_dir(&self, image: Image) -> PathBuf {
@@ -131,10 +110,7 @@ impl ExecEnv {
 
     /// The container's logs, last `tail` lines.
     pub fn logs(&self, namespace: &str, name: &str, tail: Option<usize>) -> String {
-        let text = self
-            .pod(namespace, name)
-            .map(|p| p.logs)
-            .unwrap_or_default();
+        let text = self.pod(namespace, name).map(|p| p.logs).unwrap_or_default();
         match tail {
             Some(n) => {
                 let lines: Vec<&str> = text.lines().collect();
@@ -158,11 +134,8 @@ pub fn map_host_paths(text: &str, node_root: &Path) -> String {
     let mut i = 0;
     let bytes = text.as_bytes();
     while i < text.len() {
-        let at_start = i == 0
-            || matches!(
-                bytes[i - 1],
-                b' ' | b'=' | b'"' | b'\'' | b'(' | b',' | b':' | b'<' | b'\t' | b'\n'
-            );
+        let at_start =
+            i == 0 || matches!(bytes[i - 1], b' ' | b'=' | b'"' | b'\'' | b'(' | b',' | b':' | b'<' | b'\t' | b'\n');
         if at_start && let Some(prefix) = HOST_PREFIXES.iter().find(|p| text[i..].starts_with(*p)) {
             out.push_str(&root);
             out.push_str(prefix);
@@ -184,10 +157,7 @@ fn choose_protocol(req: &Request<Incoming>, supported: &[&str]) -> Option<String
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(',').map(|p| p.trim().to_string()))
         .collect();
-    supported
-        .iter()
-        .find(|s| offered.iter().any(|o| o == *s))
-        .map(|s| s.to_string())
+    supported.iter().find(|s| offered.iter().any(|o| o == *s)).map(|s| s.to_string())
 }
 
 fn upgrade_response(req: &Request<Incoming>, protocol: &str) -> Option<Resp> {
@@ -204,10 +174,7 @@ fn upgrade_response(req: &Request<Incoming>, protocol: &str) -> Option<Resp> {
 }
 
 fn is_websocket(req: &Request<Incoming>) -> bool {
-    req.headers()
-        .get("upgrade")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+    req.headers().get("upgrade").and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
 }
 
 /// Entry point for `pods/<name>/exec|portforward|attach`.
@@ -218,11 +185,7 @@ pub async fn handle(
     query: &Query,
     mut req: Request<Incoming>,
 ) -> Resp {
-    let pod_obj = sim
-        .store
-        .read()
-        .expect("store lock")
-        .get(rt, &rp.namespace, &rp.name);
+    let pod_obj = sim.store.read().expect("store lock").get(rt, &rp.namespace, &rp.name);
     let Some(pod_obj) = pod_obj else {
         return status(
             404,
@@ -235,30 +198,17 @@ pub async fn handle(
         return status(400, "BadRequest", "Upgrade request required", None);
     }
     if rp.subresource == "attach" {
-        return status(
-            400,
-            "BadRequest",
-            "attach is not supported by the simulated API server",
-            None,
-        );
+        return status(400, "BadRequest", "attach is not supported by the simulated API server", None);
     }
     let runtime = sim.exec.pod(&rp.namespace, &rp.name);
     let Some(runtime) = runtime else {
-        return status(
-            400,
-            "BadRequest",
-            &format!("pod {} does not have a host assigned", rp.name),
-            None,
-        );
+        return status(400, "BadRequest", &format!("pod {} does not have a host assigned", rp.name), None);
     };
     if pod_obj["status"]["phase"] != "Running" || !runtime.running {
         return status(
             400,
             "BadRequest",
-            &format!(
-                "unable to upgrade connection: container not found (\"{}\")",
-                runtime.container
-            ),
+            &format!("unable to upgrade connection: container not found (\"{}\")", runtime.container),
             None,
         );
     }
@@ -270,12 +220,7 @@ pub async fn handle(
             .filter_map(|p| p.trim().parse().ok())
             .collect();
         if ports.is_empty() {
-            return status(
-                400,
-                "BadRequest",
-                "query parameter \"port\" is required",
-                None,
-            );
+            return status(400, "BadRequest", "query parameter \"port\" is required", None);
         }
         // The kubelet's WebSocket port-forward speaks v4 (no v5 close signals).
         let Some(protocol) = choose_protocol(&req, &["v4.channel.k8s.io"]) else {
@@ -293,9 +238,7 @@ pub async fn handle(
         let uid = runtime.uid.clone();
         tokio::spawn(async move {
             if let Ok(upgraded) = upgrade.await {
-                let ws =
-                    WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None)
-                        .await;
+                let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
                 portforward_session(ws, ports, uid).await;
             }
         });
@@ -303,12 +246,7 @@ pub async fn handle(
     }
     let command: Vec<String> = query.all("command");
     if command.is_empty() {
-        return status(
-            400,
-            "BadRequest",
-            "you must specify at least 1 command",
-            None,
-        );
+        return status(400, "BadRequest", "you must specify at least 1 command", None);
     }
     let Some(protocol) = choose_protocol(&req, &["v5.channel.k8s.io", "v4.channel.k8s.io"]) else {
         return status(
@@ -326,17 +264,8 @@ pub async fn handle(
     let upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         if let Ok(upgraded) = upgrade.await {
-            let ws =
-                WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
-            exec_session(
-                ws,
-                command,
-                runtime,
-                bin_dir,
-                want_stdin,
-                protocol == "v5.channel.k8s.io",
-            )
-            .await;
+            let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+            exec_session(ws, command, runtime, bin_dir, want_stdin, protocol == "v5.channel.k8s.io").await;
         }
     });
     resp
@@ -357,10 +286,7 @@ fn status_message(code: i32, command: &[String]) -> String {
 
 /// A normal closure (1000): client-go treats anything else as an error.
 fn normal_close() -> Message {
-    Message::Close(Some(CloseFrame {
-        code: CloseCode::Normal,
-        reason: "".into(),
-    }))
+    Message::Close(Some(CloseFrame { code: CloseCode::Normal, reason: "".into() }))
 }
 
 fn frame(channel: u8, data: &[u8]) -> Message {
@@ -381,10 +307,7 @@ async fn exec_session<S>(
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (mut sink, mut source) = ws.split();
-    let program = Path::new(&command[0])
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let program = Path::new(&command[0]).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
     let resolved = bin_dir.join(&program);
     if !resolved.exists() {
         let failure = json!({
@@ -409,17 +332,8 @@ async fn exec_session<S>(
         .env_clear()
         .env("PATH", &bin_dir)
         .env("HOME", "/root")
-        .current_dir(
-            runtime
-                .node_root
-                .clone()
-                .unwrap_or_else(|| PathBuf::from("/")),
-        )
-        .stdin(if want_stdin {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
+        .current_dir(runtime.node_root.clone().unwrap_or_else(|| PathBuf::from("/")))
+        .stdin(if want_stdin { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
@@ -487,18 +401,11 @@ async fn exec_session<S>(
             }
         }
     });
-    let exit = child
-        .wait()
-        .await
-        .ok()
-        .and_then(|s| s.code())
-        .unwrap_or(137);
+    let exit = child.wait().await.ok().and_then(|s| s.code()).unwrap_or(137);
     let _ = out_task.await;
     let _ = err_task.await;
     if let Ok(mut sink) = writer.await {
-        let _ = sink
-            .send(frame(3, status_message(exit, &command).as_bytes()))
-            .await;
+        let _ = sink.send(frame(3, status_message(exit, &command).as_bytes())).await;
         let _ = sink.send(normal_close()).await;
         let _ = sink.close().await;
     }
@@ -580,10 +487,7 @@ where
                 let first = !seen_first.contains_key(&ch);
                 seen_first.insert(ch, true);
                 let payload = &data[1..];
-                if first
-                    && payload.len() == 2
-                    && ports.iter().any(|p| p.to_le_bytes() == payload[..2])
-                {
+                if first && payload.len() == 2 && ports.iter().any(|p| p.to_le_bytes() == payload[..2]) {
                     continue;
                 }
                 if let Some(w) = writers.get_mut(&ch)
@@ -617,9 +521,6 @@ mod tests {
             map_host_paths("echo \"$(</var/lib/etcd/x)\"", root),
             "echo \"$(</tmp/kit/nodes/cp1/var/lib/etcd/x)\""
         );
-        assert_eq!(
-            map_host_paths("/opt/etc/kubernetes/x", root),
-            "/opt/etc/kubernetes/x"
-        );
+        assert_eq!(map_host_paths("/opt/etc/kubernetes/x", root), "/opt/etc/kubernetes/x");
     }
 }

@@ -12,9 +12,7 @@ fn col(name: &str, ty: &str, priority: u8, description: &str) -> Value {
 
 /// kubectl's AGE of an object.
 pub fn age_of(obj: &Value) -> String {
-    let ts = obj["metadata"]["creationTimestamp"]
-        .as_str()
-        .and_then(|s| s.parse::<jiff::Timestamp>().ok());
+    let ts = obj["metadata"]["creationTimestamp"].as_str().and_then(|s| s.parse::<jiff::Timestamp>().ok());
     match ts {
         Some(t) => cpkit::duration::age(t, jiff::Timestamp::now()),
         None => "<unknown>".into(),
@@ -30,11 +28,7 @@ fn s(v: &Value) -> String {
 }
 
 fn or_none(text: String) -> String {
-    if text.is_empty() {
-        "<none>".into()
-    } else {
-        text
-    }
+    if text.is_empty() { "<none>".into() } else { text }
 }
 
 fn columns_and_cells(rt: &ResourceType, obj: &Value) -> (Vec<Value>, Vec<Value>) {
@@ -42,10 +36,7 @@ fn columns_and_cells(rt: &ResourceType, obj: &Value) -> (Vec<Value>, Vec<Value>)
     let age = age_of(obj);
     match rt.resource {
         "nodes" => {
-            let conditions = obj["status"]["conditions"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
+            let conditions = obj["status"]["conditions"].as_array().cloned().unwrap_or_default();
             let ready = conditions.iter().find(|c| c["type"] == "Ready");
             let mut status = match ready.map(|c| s(&c["status"])) {
                 Some(x) if x == "True" => "Ready".to_string(),
@@ -55,17 +46,9 @@ fn columns_and_cells(rt: &ResourceType, obj: &Value) -> (Vec<Value>, Vec<Value>)
             if obj["spec"]["unschedulable"].as_bool() == Some(true) {
                 status.push_str(",SchedulingDisabled");
             }
-            let labels = obj["metadata"]["labels"]
-                .as_object()
-                .cloned()
-                .unwrap_or_default();
-            let mut roles: Vec<String> = labels
-                .keys()
-                .filter_map(|k| {
-                    k.strip_prefix("node-role.kubernetes.io/")
-                        .map(str::to_string)
-                })
-                .collect();
+            let labels = obj["metadata"]["labels"].as_object().cloned().unwrap_or_default();
+            let mut roles: Vec<String> =
+                labels.keys().filter_map(|k| k.strip_prefix("node-role.kubernetes.io/").map(str::to_string)).collect();
             roles.sort();
             let addr = |t: &str| {
                 obj["status"]["addresses"]
@@ -77,12 +60,7 @@ fn columns_and_cells(rt: &ResourceType, obj: &Value) -> (Vec<Value>, Vec<Value>)
             let info = &obj["status"]["nodeInfo"];
             (
                 vec![
-                    col(
-                        "Name",
-                        "string",
-                        0,
-                        "Name must be unique within a namespace.",
-                    ),
+                    col("Name", "string", 0, "Name must be unique within a namespace."),
                     col("Status", "string", 0, "The status of the node"),
                     col("Roles", "string", 0, "The roles of the node"),
                     col(
@@ -91,24 +69,9 @@ fn columns_and_cells(rt: &ResourceType, obj: &Value) -> (Vec<Value>, Vec<Value>)
                         0,
                         "CreationTimestamp is a timestamp representing the server time when this object was created.",
                     ),
-                    col(
-                        "Version",
-                        "string",
-                        0,
-                        "Kubelet Version reported by the node.",
-                    ),
-                    col(
-                        "Internal-IP",
-                        "string",
-                        1,
-                        "List of addresses reachable to the node.",
-                    ),
-                    col(
-                        "External-IP",
-                        "string",
-                        1,
-                        "List of addresses reachable to the node.",
-                    ),
+                    col("Version", "string", 0, "Kubelet Version reported by the node."),
+                    col("Internal-IP", "string", 1, "List of addresses reachable to the node."),
+                    col("External-IP", "string", 1, "List of addresses reachable to the node."),
                     col(
                         "OS-Image",
                         "string",
@@ -146,24 +109,9 @@ fn columns_and_cells(rt: &ResourceType, obj: &Value) -> (Vec<Value>, Vec<Value>)
             let (ready, status, restarts) = pod_summary(obj);
             (
                 vec![
-                    col(
-                        "Name",
-                        "string",
-                        0,
-                        "Name must be unique within a namespace.",
-                    ),
-                    col(
-                        "Ready",
-                        "string",
-                        0,
-                        "The aggregate readiness state of this pod for accepting traffic.",
-                    ),
-                    col(
-                        "Status",
-                        "string",
-                        0,
-                        "The aggregate status of the containers in this pod.",
-                    ),
+                    col("Name", "string", 0, "Name must be unique within a namespace."),
+                    col("Ready", "string", 0, "The aggregate readiness state of this pod for accepting traffic."),
+                    col("Status", "string", 0, "The aggregate status of the containers in this pod."),
                     col(
                         "Restarts",
                         "string",
@@ -182,12 +130,7 @@ fn columns_and_cells(rt: &ResourceType, obj: &Value) -> (Vec<Value>, Vec<Value>)
                         1,
                         "IP address allocated to the pod. Routable at least within the cluster. Empty if not yet allocated.",
                     ),
-                    col(
-                        "Node",
-                        "string",
-                        1,
-                        "NodeName is a request to schedule this pod onto a specific node.",
-                    ),
+                    col("Node", "string", 1, "NodeName is a request to schedule this pod onto a specific node."),
                     col(
                         "Nominated Node",
                         "string",
@@ -216,18 +159,8 @@ fn columns_and_cells(rt: &ResourceType, obj: &Value) -> (Vec<Value>, Vec<Value>)
         }
         "leases" => (
             vec![
-                col(
-                    "Name",
-                    "string",
-                    0,
-                    "Name must be unique within a namespace.",
-                ),
-                col(
-                    "Holder",
-                    "string",
-                    0,
-                    "holderIdentity contains the identity of the holder of a current lease.",
-                ),
+                col("Name", "string", 0, "Name must be unique within a namespace."),
+                col("Holder", "string", 0, "holderIdentity contains the identity of the holder of a current lease."),
                 col(
                     "Age",
                     "string",
@@ -235,55 +168,26 @@ fn columns_and_cells(rt: &ResourceType, obj: &Value) -> (Vec<Value>, Vec<Value>)
                     "CreationTimestamp is a timestamp representing the server time when this object was created.",
                 ),
             ],
-            vec![
-                json!(name),
-                json!(s(&obj["spec"]["holderIdentity"])),
-                json!(age),
-            ],
+            vec![json!(name), json!(s(&obj["spec"]["holderIdentity"])), json!(age)],
         ),
         "flowschemas" => (
             vec![
-                col(
-                    "Name",
-                    "string",
-                    0,
-                    "Name must be unique within a namespace.",
-                ),
-                col(
-                    "PriorityLevel",
-                    "string",
-                    0,
-                    "The name of the priority level.",
-                ),
+                col("Name", "string", 0, "Name must be unique within a namespace."),
+                col("PriorityLevel", "string", 0, "The name of the priority level."),
                 col("MatchingPrecedence", "string", 0, "Matching precedence."),
-                col(
-                    "DistinguisherMethod",
-                    "string",
-                    0,
-                    "The distinguisher method.",
-                ),
+                col("DistinguisherMethod", "string", 0, "The distinguisher method."),
                 col(
                     "Age",
                     "string",
                     0,
                     "CreationTimestamp is a timestamp representing the server time when this object was created.",
                 ),
-                col(
-                    "MissingPL",
-                    "string",
-                    0,
-                    "Whether the priority level is missing.",
-                ),
+                col("MissingPL", "string", 0, "Whether the priority level is missing."),
             ],
             vec![
                 json!(name),
                 json!(s(&obj["spec"]["priorityLevelConfiguration"]["name"])),
-                json!(
-                    obj["spec"]["matchingPrecedence"]
-                        .as_i64()
-                        .unwrap_or(0)
-                        .to_string()
-                ),
+                json!(obj["spec"]["matchingPrecedence"].as_i64().unwrap_or(0).to_string()),
                 json!(or_none(s(&obj["spec"]["distinguisherMethod"]["type"]))),
                 json!(age),
                 json!(
@@ -299,27 +203,13 @@ fn columns_and_cells(rt: &ResourceType, obj: &Value) -> (Vec<Value>, Vec<Value>)
             let limited = &obj["spec"]["limited"];
             let queuing = &limited["limitResponse"]["queuing"];
             let opt = |v: &Value| {
-                if v.is_null() {
-                    "<none>".to_string()
-                } else {
-                    s(v)
-                }
+                if v.is_null() { "<none>".to_string() } else { s(v) }
             };
             (
                 vec![
-                    col(
-                        "Name",
-                        "string",
-                        0,
-                        "Name must be unique within a namespace.",
-                    ),
+                    col("Name", "string", 0, "Name must be unique within a namespace."),
                     col("Type", "string", 0, "The type of the priority level."),
-                    col(
-                        "NominalConcurrencyShares",
-                        "string",
-                        0,
-                        "Nominal concurrency shares.",
-                    ),
+                    col("NominalConcurrencyShares", "string", 0, "Nominal concurrency shares."),
                     col("Queues", "string", 0, "Number of queues."),
                     col("HandSize", "string", 0, "Hand size."),
                     col("QueueLengthLimit", "string", 0, "Queue length limit."),
@@ -343,12 +233,7 @@ fn columns_and_cells(rt: &ResourceType, obj: &Value) -> (Vec<Value>, Vec<Value>)
         }
         "validatingwebhookconfigurations" | "mutatingwebhookconfigurations" => (
             vec![
-                col(
-                    "Name",
-                    "string",
-                    0,
-                    "Name must be unique within a namespace.",
-                ),
+                col("Name", "string", 0, "Name must be unique within a namespace."),
                 col(
                     "Webhooks",
                     "integer",
@@ -362,20 +247,11 @@ fn columns_and_cells(rt: &ResourceType, obj: &Value) -> (Vec<Value>, Vec<Value>)
                     "CreationTimestamp is a timestamp representing the server time when this object was created.",
                 ),
             ],
-            vec![
-                json!(name),
-                json!(obj["webhooks"].as_array().map(|w| w.len()).unwrap_or(0)),
-                json!(age),
-            ],
+            vec![json!(name), json!(obj["webhooks"].as_array().map(|w| w.len()).unwrap_or(0)), json!(age)],
         ),
         "namespaces" => (
             vec![
-                col(
-                    "Name",
-                    "string",
-                    0,
-                    "Name must be unique within a namespace.",
-                ),
+                col("Name", "string", 0, "Name must be unique within a namespace."),
                 col("Status", "string", 0, "The status of the namespace"),
                 col(
                     "Age",
@@ -401,32 +277,13 @@ fn columns_and_cells(rt: &ResourceType, obj: &Value) -> (Vec<Value>, Vec<Value>)
             let service = if obj["spec"]["service"].is_null() {
                 "Local".to_string()
             } else {
-                format!(
-                    "{}/{}",
-                    s(&obj["spec"]["service"]["namespace"]),
-                    s(&obj["spec"]["service"]["name"])
-                )
+                format!("{}/{}", s(&obj["spec"]["service"]["namespace"]), s(&obj["spec"]["service"]["name"]))
             };
             (
                 vec![
-                    col(
-                        "Name",
-                        "string",
-                        0,
-                        "Name must be unique within a namespace.",
-                    ),
-                    col(
-                        "Service",
-                        "string",
-                        0,
-                        "The reference to the service that hosts this API endpoint.",
-                    ),
-                    col(
-                        "Available",
-                        "string",
-                        0,
-                        "Whether this service is available.",
-                    ),
+                    col("Name", "string", 0, "Name must be unique within a namespace."),
+                    col("Service", "string", 0, "The reference to the service that hosts this API endpoint."),
+                    col("Available", "string", 0, "Whether this service is available."),
                     col(
                         "Age",
                         "string",
@@ -443,10 +300,7 @@ fn columns_and_cells(rt: &ResourceType, obj: &Value) -> (Vec<Value>, Vec<Value>)
                 .map(|ps| {
                     ps.iter()
                         .map(|p| {
-                            let node_port = p["nodePort"]
-                                .as_i64()
-                                .map(|n| format!(":{n}"))
-                                .unwrap_or_default();
+                            let node_port = p["nodePort"].as_i64().map(|n| format!(":{n}")).unwrap_or_default();
                             format!("{}{}/{}", p["port"], node_port, s(&p["protocol"]))
                         })
                         .collect()
@@ -454,36 +308,16 @@ fn columns_and_cells(rt: &ResourceType, obj: &Value) -> (Vec<Value>, Vec<Value>)
                 .unwrap_or_default();
             (
                 vec![
-                    col(
-                        "Name",
-                        "string",
-                        0,
-                        "Name must be unique within a namespace.",
-                    ),
-                    col(
-                        "Type",
-                        "string",
-                        0,
-                        "type determines how the Service is exposed.",
-                    ),
-                    col(
-                        "Cluster-IP",
-                        "string",
-                        0,
-                        "clusterIP is the IP address of the service.",
-                    ),
+                    col("Name", "string", 0, "Name must be unique within a namespace."),
+                    col("Type", "string", 0, "type determines how the Service is exposed."),
+                    col("Cluster-IP", "string", 0, "clusterIP is the IP address of the service."),
                     col(
                         "External-IP",
                         "string",
                         0,
                         "externalIPs is a list of IP addresses for which nodes in the cluster will also accept traffic for this service.",
                     ),
-                    col(
-                        "Port(s)",
-                        "string",
-                        0,
-                        "The list of ports that are exposed by this service.",
-                    ),
+                    col("Port(s)", "string", 0, "The list of ports that are exposed by this service."),
                     col(
                         "Age",
                         "string",
@@ -507,11 +341,7 @@ fn columns_and_cells(rt: &ResourceType, obj: &Value) -> (Vec<Value>, Vec<Value>)
                     json!(or_none(
                         obj["spec"]["selector"]
                             .as_object()
-                            .map(|m| m
-                                .iter()
-                                .map(|(k, v)| format!("{k}={}", s(v)))
-                                .collect::<Vec<_>>()
-                                .join(","))
+                            .map(|m| m.iter().map(|(k, v)| format!("{k}={}", s(v))).collect::<Vec<_>>().join(","))
                             .unwrap_or_default()
                     )),
                 ],
@@ -521,24 +351,9 @@ fn columns_and_cells(rt: &ResourceType, obj: &Value) -> (Vec<Value>, Vec<Value>)
             vec![
                 col("Last Seen", "string", 0, "Time of the last occurrence."),
                 col("Type", "string", 0, "Type of this event (Normal, Warning)."),
-                col(
-                    "Reason",
-                    "string",
-                    0,
-                    "This should be a short, machine understandable string.",
-                ),
-                col(
-                    "Object",
-                    "string",
-                    0,
-                    "The object that this event is about.",
-                ),
-                col(
-                    "Message",
-                    "string",
-                    0,
-                    "A human-readable description of the status of this operation.",
-                ),
+                col("Reason", "string", 0, "This should be a short, machine understandable string."),
+                col("Object", "string", 0, "The object that this event is about."),
+                col("Message", "string", 0, "A human-readable description of the status of this operation."),
             ],
             vec![
                 json!(
@@ -560,12 +375,7 @@ fn columns_and_cells(rt: &ResourceType, obj: &Value) -> (Vec<Value>, Vec<Value>)
         ),
         "configmaps" => (
             vec![
-                col(
-                    "Name",
-                    "string",
-                    0,
-                    "Name must be unique within a namespace.",
-                ),
+                col("Name", "string", 0, "Name must be unique within a namespace."),
                 col("Data", "string", 0, "Number of data entries."),
                 col(
                     "Age",
@@ -574,26 +384,11 @@ fn columns_and_cells(rt: &ResourceType, obj: &Value) -> (Vec<Value>, Vec<Value>)
                     "CreationTimestamp is a timestamp representing the server time when this object was created.",
                 ),
             ],
-            vec![
-                json!(name),
-                json!(
-                    obj["data"]
-                        .as_object()
-                        .map(|d| d.len())
-                        .unwrap_or(0)
-                        .to_string()
-                ),
-                json!(age),
-            ],
+            vec![json!(name), json!(obj["data"].as_object().map(|d| d.len()).unwrap_or(0).to_string()), json!(age)],
         ),
         _ => (
             vec![
-                col(
-                    "Name",
-                    "string",
-                    0,
-                    "Name must be unique within a namespace.",
-                ),
+                col("Name", "string", 0, "Name must be unique within a namespace."),
                 col(
                     "Age",
                     "string",
@@ -608,14 +403,8 @@ fn columns_and_cells(rt: &ResourceType, obj: &Value) -> (Vec<Value>, Vec<Value>)
 
 /// READY, STATUS and RESTARTS of a pod, computed like kubectl's printPod.
 pub fn pod_summary(pod: &Value) -> (String, String, String) {
-    let containers = pod["spec"]["containers"]
-        .as_array()
-        .map(|c| c.len())
-        .unwrap_or(0);
-    let statuses = pod["status"]["containerStatuses"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let containers = pod["spec"]["containers"].as_array().map(|c| c.len()).unwrap_or(0);
+    let statuses = pod["status"]["containerStatuses"].as_array().cloned().unwrap_or_default();
     let mut ready = 0;
     let mut restarts = 0;
     let mut reason = s(&pod["status"]["reason"]);
@@ -625,9 +414,8 @@ pub fn pod_summary(pod: &Value) -> (String, String, String) {
     let mut last_restart: Option<jiff::Timestamp> = None;
     for st in statuses.iter().rev() {
         restarts += st["restartCount"].as_i64().unwrap_or(0);
-        if let Some(t) = st["lastState"]["terminated"]["finishedAt"]
-            .as_str()
-            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        if let Some(t) =
+            st["lastState"]["terminated"]["finishedAt"].as_str().and_then(|t| t.parse::<jiff::Timestamp>().ok())
             && last_restart.is_none_or(|l| t > l)
         {
             last_restart = Some(t);
@@ -646,10 +434,7 @@ pub fn pod_summary(pod: &Value) -> (String, String, String) {
         reason = "Terminating".into();
     }
     let restarts_text = match last_restart {
-        Some(t) if restarts > 0 => format!(
-            "{restarts} ({} ago)",
-            cpkit::duration::age(t, jiff::Timestamp::now())
-        ),
+        Some(t) if restarts > 0 => format!("{restarts} ({} ago)", cpkit::duration::age(t, jiff::Timestamp::now())),
         _ => restarts.to_string(),
     };
     (format!("{ready}/{containers}"), reason, restarts_text)
@@ -657,12 +442,7 @@ pub fn pod_summary(pod: &Value) -> (String, String, String) {
 
 /// A Table for a list of objects (rows carry PartialObjectMetadata, like the default
 /// `includeObject=Metadata`).
-pub fn table(
-    rt: &ResourceType,
-    items: &[Value],
-    resource_version: &str,
-    continue_token: Option<&str>,
-) -> Value {
+pub fn table(rt: &ResourceType, items: &[Value], resource_version: &str, continue_token: Option<&str>) -> Value {
     let mut columns = Vec::new();
     let mut rows = Vec::new();
     for obj in items {

@@ -36,28 +36,16 @@ fn main() {
     if args.list {
         use clap::ValueEnum;
         for s in Scenario::all() {
-            let help = s
-                .to_possible_value()
-                .and_then(|v| v.get_help().map(|h| h.to_string()))
-                .unwrap_or_default();
+            let help = s.to_possible_value().and_then(|v| v.get_help().map(|h| h.to_string())).unwrap_or_default();
             println!("{:<24} {help}", s.name());
         }
         return;
     }
     let started = std::time::Instant::now();
-    let cluster = match DemoCluster::start_with(
-        args.scenario,
-        Options {
-            minor: args.minor,
-            dir: args.dir.clone(),
-        },
-    ) {
+    let cluster = match DemoCluster::start_with(args.scenario, Options { minor: args.minor, dir: args.dir.clone() }) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!(
-                "democluster: cannot start scenario {}: {e}",
-                args.scenario.name()
-            );
+            eprintln!("democluster: cannot start scenario {}: {e}", args.scenario.name());
             std::process::exit(1);
         }
     };
@@ -84,9 +72,7 @@ fn main() {
 
 /// Delivers SIGINT/SIGTERM as a message (no extra crate: a tiny runtime waits for the signal).
 fn ctrlc_channel(tx: std::sync::mpsc::Sender<()>) -> std::io::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     std::thread::spawn(move || {
         rt.block_on(async {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();

@@ -15,8 +15,7 @@ use serde_json::json;
 use crate::apiserver::apf::{ApfModel, LevelState, RequestState};
 use crate::apiserver::metrics::{Extra, LoadProfile, MetricsModel};
 use crate::apiserver::{
-    HealthModel, KubeVersion, ReplicaSpec, Rule, ServingCert, SimApiServer, SimConfig, SimParts,
-    User,
+    HealthModel, KubeVersion, ReplicaSpec, Rule, ServingCert, SimApiServer, SimConfig, SimParts, User,
 };
 use crate::etcd::{EtcdCluster, EtcdOptions};
 use crate::etcd_data::{Inventory, LoadSpec};
@@ -126,10 +125,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options {
-            minor: 33,
-            dir: None,
-        }
+        Options { minor: 33, dir: None }
     }
 }
 
@@ -171,9 +167,7 @@ impl DemoCluster {
                 (None, d.clone())
             }
             None => {
-                let t = tempfile::Builder::new()
-                    .prefix("cpkit-cluster-")
-                    .tempdir()?;
+                let t = tempfile::Builder::new().prefix("cpkit-cluster-").tempdir()?;
                 let p = t.path().to_path_buf();
                 (Some(t), p)
             }
@@ -184,11 +178,7 @@ impl DemoCluster {
         let capture = Capture::load(minor)?;
         let version = KubeVersion {
             minor,
-            git_version: if managed {
-                format!("v1.{minor}.5-eks-3cfe0ce")
-            } else {
-                format!("v1.{minor}.0")
-            },
+            git_version: if managed { format!("v1.{minor}.5-eks-3cfe0ce") } else { format!("v1.{minor}.0") },
             platform: "linux/amd64".into(),
         };
 
@@ -220,11 +210,7 @@ impl DemoCluster {
         // Nodes and replicas.
         let cp_count = if managed { 0 } else { 3 };
         let mut nodes: Vec<NodeSpec> = (0..cp_count)
-            .map(|i| NodeSpec {
-                name: CP_NAMES[i].into(),
-                ip: crate::net::control_plane_ip(i),
-                control_plane: true,
-            })
+            .map(|i| NodeSpec { name: CP_NAMES[i].into(), ip: crate::net::control_plane_ip(i), control_plane: true })
             .collect();
         let workers = if scenario == Scenario::LargeCluster {
             0
@@ -240,22 +226,10 @@ impl DemoCluster {
             } else {
                 format!("worker-{}", i + 1)
             };
-            nodes.push(NodeSpec {
-                name,
-                ip,
-                control_plane: false,
-            });
+            nodes.push(NodeSpec { name, ip, control_plane: false });
         }
-        facts.control_plane_nodes = nodes
-            .iter()
-            .filter(|n| n.control_plane)
-            .map(|n| n.name.clone())
-            .collect();
-        facts.worker_nodes = nodes
-            .iter()
-            .filter(|n| !n.control_plane)
-            .map(|n| n.name.clone())
-            .collect();
+        facts.control_plane_nodes = nodes.iter().filter(|n| n.control_plane).map(|n| n.name.clone()).collect();
+        facts.worker_nodes = nodes.iter().filter(|n| !n.control_plane).map(|n| n.name.clone()).collect();
         let replicas: Vec<ReplicaSpec> = if managed {
             (0..2)
                 .map(|i| ReplicaSpec {
@@ -268,11 +242,7 @@ impl DemoCluster {
             nodes
                 .iter()
                 .filter(|n| n.control_plane)
-                .map(|n| ReplicaSpec {
-                    node: n.name.clone(),
-                    ip: n.ip,
-                    up: true,
-                })
+                .map(|n| ReplicaSpec { node: n.name.clone(), ip: n.ip, up: true })
                 .collect()
         };
         let mut all_ips = vec![Ipv4Addr::LOCALHOST];
@@ -281,18 +251,11 @@ impl DemoCluster {
 
         let ca = Ca::new("kubernetes");
         let mut world = World::new(&capture.kubelet_version(), port)?;
-        world.add_namespaces(
-            &capture,
-            &["default", "kube-system", "kube-public", "kube-node-lease"],
-        );
+        world.add_namespaces(&capture, &["default", "kube-system", "kube-public", "kube-node-lease"]);
         world.add_nodes(&capture, &nodes, managed);
         if let Some(etcd) = &etcd {
-            let initial_cluster = etcd
-                .members
-                .iter()
-                .map(|m| format!("{}={}", m.name, m.peer_url()))
-                .collect::<Vec<_>>()
-                .join(",");
+            let initial_cluster =
+                etcd.members.iter().map(|m| format!("{}={}", m.name, m.peer_url())).collect::<Vec<_>>().join(",");
             for (i, node) in nodes.iter().filter(|n| n.control_plane).enumerate() {
                 let m = &etcd.members[i];
                 let endpoint = EtcdEndpoint {
@@ -306,29 +269,18 @@ impl DemoCluster {
             }
         }
         world.add_workload_pods(&capture);
-        let replica_addrs: Vec<(String, Ipv4Addr)> =
-            replicas.iter().map(|r| (r.node.clone(), r.ip)).collect();
+        let replica_addrs: Vec<(String, Ipv4Addr)> = replicas.iter().map(|r| (r.node.clone(), r.ip)).collect();
         world.add_services(&capture, &replica_addrs);
         let holders: Vec<(&str, String)> = if managed {
             vec![
-                (
-                    "kube-controller-manager",
-                    "ip-172-16-61-10.ec2.internal".to_string(),
-                ),
+                ("kube-controller-manager", "ip-172-16-61-10.ec2.internal".to_string()),
                 ("kube-scheduler", "ip-172-16-93-77.ec2.internal".to_string()),
             ]
         } else {
-            vec![
-                ("kube-controller-manager", CP_NAMES[0].to_string()),
-                ("kube-scheduler", CP_NAMES[1].to_string()),
-            ]
+            vec![("kube-controller-manager", CP_NAMES[0].to_string()), ("kube-scheduler", CP_NAMES[1].to_string())]
         };
-        let holder_refs: Vec<(&str, &str)> =
-            holders.iter().map(|(l, h)| (*l, h.as_str())).collect();
-        world.add_control_plane_leases(
-            &holder_refs,
-            &replicas.iter().map(|r| r.node.clone()).collect::<Vec<_>>(),
-        );
+        let holder_refs: Vec<(&str, &str)> = holders.iter().map(|(l, h)| (*l, h.as_str())).collect();
+        world.add_control_plane_leases(&holder_refs, &replicas.iter().map(|r| r.node.clone()).collect::<Vec<_>>());
         world.add_configmaps(&ca.cert.cert_pem, &kubeadm_config(minor, port));
         world.add_apiservices(minor <= 31, scenario != Scenario::AggregatedApiDown);
         world.add_flowcontrol_defaults();
@@ -337,10 +289,7 @@ impl DemoCluster {
         let metrics = MetricsModel::from_capture(&base_metrics);
         let mut load = LoadProfile::default();
         let mut apf = default_apf();
-        let mut health: Vec<HealthModel> = replicas
-            .iter()
-            .map(|_| HealthModel::for_version(minor))
-            .collect();
+        let mut health: Vec<HealthModel> = replicas.iter().map(|_| HealthModel::for_version(minor)).collect();
         let mut users = vec![User {
             name: "viewer".into(),
             groups: vec![],
@@ -364,10 +313,7 @@ impl DemoCluster {
                 world.crash_loop("kube-system", &format!("etcd-{member}"), 6, "Error", 1);
                 // kubeadm points each apiserver at its local member only.
                 health[2].fail("etcd", "etcd client connection not yet established");
-                health[2].fail(
-                    "etcd-readiness",
-                    "etcd client connection not yet established",
-                );
+                health[2].fail("etcd-readiness", "etcd client connection not yet established");
                 facts.down_etcd_member = Some(member);
             }
             Scenario::EtcdBloated => {
@@ -375,25 +321,19 @@ impl DemoCluster {
                     "etcd_request_duration_seconds",
                     &[("operation", "listWithCount"), ("type", "/registry/pods/")],
                     &[
-                        0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0,
-                        5.0, 6.0, 8.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0,
+                        0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0,
+                        10.0, 15.0, 20.0, 30.0, 45.0, 60.0,
                     ],
                     3.5,
                     40.0,
                 ));
             }
             Scenario::CertsExpiring => {
-                serving = ServingCert::Valid(Validity::expiring_in(
-                    345,
-                    SignedDuration::from_hours(24 * 20),
-                ));
+                serving = ServingCert::Valid(Validity::expiring_in(345, SignedDuration::from_hours(24 * 20)));
                 admin_validity = Validity::expiring_in(340, SignedDuration::from_hours(24 * 25));
             }
             Scenario::CertsExpired => {
-                serving = ServingCert::Valid(Validity::expiring_in(
-                    368,
-                    -SignedDuration::from_hours(24 * 3),
-                ));
+                serving = ServingCert::Valid(Validity::expiring_in(368, -SignedDuration::from_hours(24 * 3)));
             }
             Scenario::WebhookLockout => {
                 add_pod_validator(&mut world, &mut load);
@@ -407,25 +347,13 @@ impl DemoCluster {
             }
             Scenario::ApiserverReplicaDown => {
                 let node = CP_NAMES[2].to_string();
-                world.crash_loop(
-                    "kube-system",
-                    &format!("kube-apiserver-{node}"),
-                    9,
-                    "Error",
-                    1,
-                );
+                world.crash_loop("kube-system", &format!("kube-apiserver-{node}"), 9, "Error", 1);
                 stop_replica = Some(2);
                 facts.down_replica = Some(node);
             }
             Scenario::LeaderLost => {
                 for node in CP_NAMES {
-                    world.crash_loop(
-                        "kube-system",
-                        &format!("kube-scheduler-{node}"),
-                        14,
-                        "Error",
-                        1,
-                    );
+                    world.crash_loop("kube-system", &format!("kube-scheduler-{node}"), 14, "Error", 1);
                 }
                 world.stale_lease("kube-system", "kube-scheduler", 6);
                 facts.stale_lease = Some("kube-system/kube-scheduler".into());
@@ -436,10 +364,7 @@ impl DemoCluster {
                     .list(world::rt("", "pods"), Some("kube-system"))
                     .iter()
                     .filter_map(|p| {
-                        p["metadata"]["name"]
-                            .as_str()
-                            .filter(|n| n.starts_with("metrics-server"))
-                            .map(str::to_string)
+                        p["metadata"]["name"].as_str().filter(|n| n.starts_with("metrics-server")).map(str::to_string)
                     })
                     .collect();
                 for p in pods {
@@ -463,11 +388,7 @@ impl DemoCluster {
                             &[""],
                             &["pods", "nodes", "namespaces", "events", "services"],
                         ),
-                        Rule::resources(
-                            &["get", "list"],
-                            &["discovery.k8s.io"],
-                            &["endpointslices"],
-                        ),
+                        Rule::resources(&["get", "list"], &["discovery.k8s.io"], &["endpointslices"]),
                     ],
                 });
                 facts.limited_context = Some(format!("{}-ops-readonly", scenario.name()));
@@ -486,33 +407,14 @@ impl DemoCluster {
             admin_cert_validity: admin_validity,
         };
         metrics.set_load(load);
-        let World {
-            store,
-            exec,
-            live_leases,
-            ..
-        } = world;
-        let parts = SimParts {
-            config,
-            store,
-            users,
-            health,
-            metrics,
-            apf,
-            exec,
-            ca,
-            live_leases,
-            port: Some(port),
-        };
+        let World { store, exec, live_leases, .. } = world;
+        let parts = SimParts { config, store, users, health, metrics, apf, exec, ca, live_leases, port: Some(port) };
         let mut apiserver = SimApiServer::start(parts)?;
         if let Some(i) = stop_replica {
             apiserver.stop_replica(i);
         }
         // rbac-limited's kubeconfig starts in the limited user's context.
-        let context = facts
-            .limited_context
-            .clone()
-            .unwrap_or_else(|| scenario.name().to_string());
+        let context = facts.limited_context.clone().unwrap_or_else(|| scenario.name().to_string());
         let kubeconfig = apiserver.write_kubeconfig_as(&dir, scenario.name(), Some(&context))?;
         let mut etcd = etcd;
         if let (Some(e), Some(_)) = (etcd.as_mut(), &facts.down_etcd_member) {
@@ -535,10 +437,7 @@ impl DemoCluster {
     pub fn env(&self) -> Vec<(String, String)> {
         vec![
             ("KUBECONFIG".into(), self.kubeconfig.display().to_string()),
-            (
-                "KUBECACHEDIR".into(),
-                self.dir.join("kube-cache").display().to_string(),
-            ),
+            ("KUBECACHEDIR".into(), self.dir.join("kube-cache").display().to_string()),
         ]
     }
 }
@@ -549,13 +448,9 @@ fn load_scenario_data(
     endpoints: &[String],
     tls: &crate::etcd::ClientTls,
 ) -> std::io::Result<Inventory> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
-        let client = crate::etcd::connect_client(endpoints, tls)
-            .await
-            .map_err(io_err)?;
+        let client = crate::etcd::connect_client(endpoints, tls).await.map_err(io_err)?;
         let spec = match scenario {
             Scenario::EtcdBloated => LoadSpec {
                 namespaces: 8,
@@ -567,20 +462,14 @@ fn load_scenario_data(
             },
             _ => LoadSpec::default(),
         };
-        let inventory = crate::etcd_data::load(&client, &spec)
-            .await
-            .map_err(io_err)?;
+        let inventory = crate::etcd_data::load(&client, &spec).await.map_err(io_err)?;
         match scenario {
             Scenario::EtcdNospace => {
-                crate::etcd_data::fill_until_nospace(&client, 64 * 1024)
-                    .await
-                    .map_err(io_err)?;
+                crate::etcd_data::fill_until_nospace(&client, 64 * 1024).await.map_err(io_err)?;
             }
             Scenario::EtcdBloated => {
                 // Shrink every pod to a small value, then compact: the freed pages stay in the file.
-                crate::etcd_data::shrink_pods(&client)
-                    .await
-                    .map_err(io_err)?;
+                crate::etcd_data::shrink_pods(&client).await.map_err(io_err)?;
             }
             _ => {}
         }
@@ -615,10 +504,7 @@ fn default_apf() -> ApfModel {
 }
 
 fn apf_overload(load: &mut LoadProfile, apf: &mut ApfModel, user: &str) {
-    let fs = [
-        ("flow_schema", "service-accounts"),
-        ("priority_level", "workload-low"),
-    ];
+    let fs = [("flow_schema", "service-accounts"), ("priority_level", "workload-low")];
     load.replica_weights = vec![1.0, 0.15, 0.15];
     load.extras.extend([
         Extra::counter(
@@ -626,29 +512,15 @@ fn apf_overload(load: &mut LoadProfile, apf: &mut ApfModel, user: &str) {
             &[fs[0], fs[1], ("reason", "queue-full")],
             24.0,
         ),
-        Extra::counter(
-            "apiserver_flowcontrol_rejected_requests_total",
-            &[fs[0], fs[1], ("reason", "time-out")],
-            3.0,
-        ),
+        Extra::counter("apiserver_flowcontrol_rejected_requests_total", &[fs[0], fs[1], ("reason", "time-out")], 3.0),
         Extra::counter("apiserver_flowcontrol_dispatched_requests_total", &fs, 38.0),
         Extra::gauge("apiserver_flowcontrol_current_inqueue_requests", &fs, 640.0),
-        Extra::gauge(
-            "apiserver_flowcontrol_current_executing_requests",
-            &fs,
-            245.0,
-        ),
-        Extra::gauge(
-            "apiserver_flowcontrol_current_executing_seats",
-            &[("priority_level", "workload-low")],
-            245.0,
-        ),
+        Extra::gauge("apiserver_flowcontrol_current_executing_requests", &fs, 245.0),
+        Extra::gauge("apiserver_flowcontrol_current_executing_seats", &[("priority_level", "workload-low")], 245.0),
         Extra::histogram(
             "apiserver_flowcontrol_request_wait_duration_seconds",
             &[("execute", "true"), fs[0], fs[1]],
-            &[
-                0.0, 0.005, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0,
-            ],
+            &[0.0, 0.005, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0],
             8.0,
             38.0,
         ),
@@ -667,11 +539,7 @@ fn apf_overload(load: &mut LoadProfile, apf: &mut ApfModel, user: &str) {
             ],
             27.0,
         ),
-        Extra::gauge(
-            "apiserver_current_inflight_requests",
-            &[("request_kind", "readOnly")],
-            392.0,
-        ),
+        Extra::gauge("apiserver_current_inflight_requests", &[("request_kind", "readOnly")], 392.0),
     ]);
     for l in &mut apf.levels {
         if l.name == "workload-low" {
@@ -684,11 +552,7 @@ fn apf_overload(load: &mut LoadProfile, apf: &mut ApfModel, user: &str) {
         }
     }
     let now = jiff::Timestamp::now();
-    let stamp = |secs: i64| {
-        (now - SignedDuration::from_millis(secs))
-            .strftime("%Y-%m-%dT%H:%M:%S%.9fZ")
-            .to_string()
-    };
+    let stamp = |secs: i64| (now - SignedDuration::from_millis(secs)).strftime("%Y-%m-%dT%H:%M:%S%.9fZ").to_string();
     for i in 0..40 {
         let executing = i < 8;
         apf.requests.push(RequestState {
@@ -699,11 +563,7 @@ fn apf_overload(load: &mut LoadProfile, apf: &mut ApfModel, user: &str) {
             distinguisher: user.into(),
             arrive_time: stamp(9000 - i as i64 * 150),
             initial_seats: 10,
-            start_time: if executing {
-                stamp(500)
-            } else {
-                "0001-01-01T00:00:00Z".into()
-            },
+            start_time: if executing { stamp(500) } else { "0001-01-01T00:00:00Z".into() },
             user: user.into(),
             verb: "list".into(),
             api_path: "/api/v1/pods".into(),
@@ -748,43 +608,21 @@ fn apf_overload(load: &mut LoadProfile, apf: &mut ApfModel, user: &str) {
 fn add_cert_manager(world: &mut World, backends: &mut Vec<WebhookBackend>) -> std::io::Result<()> {
     let ns = "cert-manager";
     let name = "cert-manager-webhook";
-    let ips = [
-        Ipv4Addr::new(127, 244, 1, 10),
-        Ipv4Addr::new(127, 244, 2, 11),
-    ];
+    let ips = [Ipv4Addr::new(127, 244, 1, 10), Ipv4Addr::new(127, 244, 2, 11)];
     let backend = WebhookBackend::start(name, ns, &ips)?;
     let port = backend.addrs[0].port();
-    let nodes: Vec<String> = world
-        .nodes
-        .iter()
-        .filter(|n| !n.control_plane)
-        .map(|n| n.name.clone())
-        .collect();
-    let node = |i: usize| {
-        nodes
-            .get(i % nodes.len().max(1))
-            .cloned()
-            .unwrap_or_default()
-    };
-    world.put("", "namespaces", json!({"metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}}, "status": {"phase": "Active"}}));
-    let pods = [
-        (
-            "cert-manager-webhook-5d8f7b9c6-4kq2x".to_string(),
-            node(0),
-            true,
-        ),
-        (
-            "cert-manager-webhook-5d8f7b9c6-9zt7m".to_string(),
-            node(1),
-            true,
-        ),
-    ];
-    world.add_deployment(
-        ns,
-        name,
-        &pods,
-        "quay.io/jetstack/cert-manager-webhook:v1.16.2",
+    let nodes: Vec<String> = world.nodes.iter().filter(|n| !n.control_plane).map(|n| n.name.clone()).collect();
+    let node = |i: usize| nodes.get(i % nodes.len().max(1)).cloned().unwrap_or_default();
+    world.put(
+        "",
+        "namespaces",
+        json!({"metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}}, "status": {"phase": "Active"}}),
     );
+    let pods = [
+        ("cert-manager-webhook-5d8f7b9c6-4kq2x".to_string(), node(0), true),
+        ("cert-manager-webhook-5d8f7b9c6-9zt7m".to_string(), node(1), true),
+    ];
+    world.add_deployment(ns, name, &pods, "quay.io/jetstack/cert-manager-webhook:v1.16.2");
     world.add_service_with_endpoints(
         ns,
         name,
@@ -792,18 +630,8 @@ fn add_cert_manager(world: &mut World, backends: &mut Vec<WebhookBackend>) -> st
         443,
         port,
         &[
-            (
-                ips[0].to_string(),
-                true,
-                pods[0].1.clone(),
-                pods[0].0.clone(),
-            ),
-            (
-                ips[1].to_string(),
-                true,
-                pods[1].1.clone(),
-                pods[1].0.clone(),
-            ),
+            (ips[0].to_string(), true, pods[0].1.clone(), pods[0].0.clone()),
+            (ips[1].to_string(), true, pods[1].1.clone(), pods[1].0.clone()),
         ],
     );
     world.put("policy", "poddisruptionbudgets", json!({"metadata": {"name": name, "namespace": ns}, "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": name}}}, "status": {"currentHealthy": 2, "desiredHealthy": 1, "disruptionsAllowed": 1, "expectedPods": 2}}));
@@ -818,8 +646,16 @@ fn add_cert_manager(world: &mut World, backends: &mut Vec<WebhookBackend>) -> st
             "rules": [{"apiGroups": ["cert-manager.io", "acme.cert-manager.io"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"], "resources": ["*/*"], "scope": "*"}]
         })
     };
-    world.put("admissionregistration.k8s.io", "validatingwebhookconfigurations", json!({"metadata": {"name": name, "labels": {"app": "webhook"}}, "webhooks": [webhook("/validate")]}));
-    world.put("admissionregistration.k8s.io", "mutatingwebhookconfigurations", json!({"metadata": {"name": name, "labels": {"app": "webhook"}}, "webhooks": [webhook("/mutate")]}));
+    world.put(
+        "admissionregistration.k8s.io",
+        "validatingwebhookconfigurations",
+        json!({"metadata": {"name": name, "labels": {"app": "webhook"}}, "webhooks": [webhook("/validate")]}),
+    );
+    world.put(
+        "admissionregistration.k8s.io",
+        "mutatingwebhookconfigurations",
+        json!({"metadata": {"name": name, "labels": {"app": "webhook"}}, "webhooks": [webhook("/mutate")]}),
+    );
     backends.push(backend);
     Ok(())
 }
@@ -829,19 +665,9 @@ fn add_cert_manager(world: &mut World, backends: &mut Vec<WebhookBackend>) -> st
 fn add_pod_validator(world: &mut World, load: &mut LoadProfile) {
     let ns = "default";
     let name = "pod-validator";
-    let worker = world
-        .nodes
-        .iter()
-        .find(|n| !n.control_plane)
-        .map(|n| n.name.clone())
-        .unwrap_or_default();
+    let worker = world.nodes.iter().find(|n| !n.control_plane).map(|n| n.name.clone()).unwrap_or_default();
     let pod = "pod-validator-7d9c8b5f4-x2x7k".to_string();
-    world.add_deployment(
-        ns,
-        name,
-        &[(pod.clone(), worker.clone(), false)],
-        "registry.example.com/pod-validator:1.4.0",
-    );
+    world.add_deployment(ns, name, &[(pod.clone(), worker.clone(), false)], "registry.example.com/pod-validator:1.4.0");
     world.crash_loop(ns, &pod, 12, "OOMKilled", 137);
     world.add_service_with_endpoints(
         ns,
@@ -872,15 +698,14 @@ fn add_pod_validator(world: &mut World, load: &mut LoadProfile) {
                "lastTimestamp": world::rfc3339(jiff::Timestamp::now()), "source": {"component": "replicaset-controller"},
                "message": "Error creating: Internal error occurred: failed calling webhook \"validate.pod.com\": failed to call webhook: Post \"https://pod-validator.default.svc:443/validate?timeout=10s\": dial tcp 127.96.100.200:443: connect: connection refused"}),
     );
-    load.webhook_rates
-        .push(crate::apiserver::metrics::WebhookRate {
-            name: "validate.pod.com".into(),
-            kind: "validating".into(),
-            operation: "CREATE".into(),
-            error_type: Some("calling_webhook_error".into()),
-            per_second: 2.0,
-            latency: 0.002,
-        });
+    load.webhook_rates.push(crate::apiserver::metrics::WebhookRate {
+        name: "validate.pod.com".into(),
+        kind: "validating".into(),
+        operation: "CREATE".into(),
+        error_type: Some("calling_webhook_error".into()),
+        per_second: 2.0,
+        latency: 0.002,
+    });
 }
 
 fn add_large_cluster(world: &mut World, nodes: usize, pods: usize) {
@@ -962,24 +787,17 @@ impl DemoCluster {
         for (k, v) in self.env() {
             cmd.env(k, v);
         }
-        cmd.output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", path.display()))
+        cmd.output().unwrap_or_else(|e| panic!("cannot run {}: {e}", path.display()))
     }
 }
 
 /// Finds `kubectl` (or a versioned `kubectl.1.xx` beside the real kubectl).
 pub fn kubectl_path(binary: &str) -> PathBuf {
     if binary == "kubectl" {
-        return which::which("kubectl")
-            .expect("kubectl must be installed on this machine (see README)");
+        return which::which("kubectl").expect("kubectl must be installed on this machine (see README)");
     }
     let real = which::which("kubectl")
-        .and_then(|p| {
-            p.canonicalize()
-                .map_err(|_| which::Error::CannotCanonicalize)
-        })
+        .and_then(|p| p.canonicalize().map_err(|_| which::Error::CannotCanonicalize))
         .expect("kubectl must be installed");
-    real.parent()
-        .map(|d| d.join(binary))
-        .expect("kubectl has a directory")
+    real.parent().map(|d| d.join(binary)).expect("kubectl has a directory")
 }

@@ -34,8 +34,7 @@ pub struct EtcdEndpoint {
 }
 
 pub fn rt(group: &str, resource: &str) -> &'static ResourceType {
-    registry::find(group, resource)
-        .unwrap_or_else(|| panic!("resource type {group}/{resource} is registered"))
+    registry::find(group, resource).unwrap_or_else(|| panic!("resource type {group}/{resource} is registered"))
 }
 
 pub fn rfc3339(t: Timestamp) -> String {
@@ -74,10 +73,7 @@ pub fn set_flag(command: &mut Value, flag: &str, value: &str) {
     };
     let prefix = format!("--{flag}=");
     let new = json!(format!("{prefix}{value}"));
-    match args
-        .iter_mut()
-        .find(|a| a.as_str().is_some_and(|s| s.starts_with(&prefix)))
-    {
+    match args.iter_mut().find(|a| a.as_str().is_some_and(|s| s.starts_with(&prefix))) {
         Some(a) => *a = new,
         None => args.push(new),
     }
@@ -123,8 +119,7 @@ impl Capture {
             .and_then(|n| n["metadata"]["creationTimestamp"].as_str())
             .and_then(|t| t.parse::<Timestamp>().ok())
             .unwrap_or(Timestamp::UNIX_EPOCH);
-        let offset =
-            Timestamp::now().duration_since(captured_at) - SignedDuration::from_hours(24 * 12);
+        let offset = Timestamp::now().duration_since(captured_at) - SignedDuration::from_hours(24 * 12);
         let load = |file: &str| -> std::io::Result<Vec<Value>> {
             let mut items = fixtures::list_items(&dir.join(file))?;
             for i in &mut items {
@@ -146,10 +141,7 @@ impl Capture {
     fn static_pod(&self, component: &str) -> Option<Value> {
         self.pods
             .iter()
-            .find(|p| {
-                p["metadata"]["labels"]["component"] == component
-                    && p["metadata"]["namespace"] == "kube-system"
-            })
+            .find(|p| p["metadata"]["labels"]["component"] == component && p["metadata"]["namespace"] == "kube-system")
             .cloned()
     }
 
@@ -195,11 +187,7 @@ impl World {
 
     /// Nodes, from the capture's node as a template.
     pub fn add_nodes(&mut self, capture: &Capture, nodes: &[NodeSpec], managed: bool) {
-        let template = capture
-            .nodes
-            .first()
-            .cloned()
-            .unwrap_or(json!({"metadata": {}, "status": {}}));
+        let template = capture.nodes.first().cloned().unwrap_or(json!({"metadata": {}, "status": {}}));
         for n in nodes {
             let mut node = template.clone();
             let mut labels: BTreeMap<String, Value> = node["metadata"]["labels"]
@@ -220,18 +208,15 @@ impl World {
             labels.insert("beta.kubernetes.io/arch".into(), json!("amd64"));
             if n.control_plane {
                 labels.insert("node-role.kubernetes.io/control-plane".into(), json!(""));
-                labels.insert(
-                    "node.kubernetes.io/exclude-from-external-load-balancers".into(),
-                    json!(""),
-                );
-                node["spec"]["taints"] = json!([{"effect": "NoSchedule", "key": "node-role.kubernetes.io/control-plane"}]);
+                labels.insert("node.kubernetes.io/exclude-from-external-load-balancers".into(), json!(""));
+                node["spec"]["taints"] =
+                    json!([{"effect": "NoSchedule", "key": "node-role.kubernetes.io/control-plane"}]);
             }
             if managed {
                 labels.insert("eks.amazonaws.com/nodegroup".into(), json!("ng-general"));
                 labels.insert("eks.amazonaws.com/capacityType".into(), json!("ON_DEMAND"));
                 labels.insert("topology.kubernetes.io/zone".into(), json!("us-east-1a"));
-                node["spec"]["providerID"] =
-                    json!(format!("aws:///us-east-1a/i-0{:016x}", n.ip.to_bits()));
+                node["spec"]["providerID"] = json!(format!("aws:///us-east-1a/i-0{:016x}", n.ip.to_bits()));
             }
             node["metadata"]["labels"] = json!(labels);
             node["metadata"]["name"] = json!(n.name);
@@ -240,7 +225,8 @@ impl World {
             }
             node["metadata"]["creationTimestamp"] = json!(ago(60 * 24 * 12));
             node["metadata"].as_object_mut().map(|m| m.remove("uid"));
-            node["status"]["addresses"] = json!([{"address": n.ip.to_string(), "type": "InternalIP"}, {"address": n.name, "type": "Hostname"}]);
+            node["status"]["addresses"] =
+                json!([{"address": n.ip.to_string(), "type": "InternalIP"}, {"address": n.name, "type": "Hostname"}]);
             node["status"]["nodeInfo"]["kubeletVersion"] = json!(self.version);
             node["status"]["nodeInfo"]["architecture"] = json!("amd64");
             let now = rfc3339(Timestamp::now());
@@ -256,8 +242,7 @@ impl World {
                 json!({"metadata": {"name": n.name, "namespace": "kube-node-lease", "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": n.name, "uid": ""}]},
                        "spec": {"holderIdentity": n.name, "leaseDurationSeconds": 40, "renewTime": crate::apiserver::dynamics::micro_time(Timestamp::now())}}),
             );
-            self.live_leases
-                .push(("kube-node-lease".into(), n.name.clone()));
+            self.live_leases.push(("kube-node-lease".into(), n.name.clone()));
             self.nodes.push(n.clone());
         }
     }
@@ -277,8 +262,7 @@ impl World {
                 }
             }
         });
-        self.live_leases
-            .retain(|(ns, n)| !(ns == "kube-node-lease" && n == name));
+        self.live_leases.retain(|(ns, n)| !(ns == "kube-node-lease" && n == name));
     }
 
     /// The kubeadm static pods of one control-plane node.
@@ -291,12 +275,7 @@ impl World {
     ) {
         let ip = node.ip.to_string();
         let port = self.apiserver_port;
-        for component in [
-            "etcd",
-            "kube-apiserver",
-            "kube-controller-manager",
-            "kube-scheduler",
-        ] {
+        for component in ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"] {
             if component == "etcd" && etcd.is_none() {
                 continue;
             }
@@ -309,7 +288,8 @@ impl World {
             let name = format!("{component}-{}", node.name);
             pod["metadata"]["name"] = json!(name);
             pod["metadata"].as_object_mut().map(|m| m.remove("uid"));
-            pod["metadata"]["ownerReferences"] = json!([{"apiVersion": "v1", "controller": true, "kind": "Node", "name": node.name, "uid": ""}]);
+            pod["metadata"]["ownerReferences"] =
+                json!([{"apiVersion": "v1", "controller": true, "kind": "Node", "name": node.name, "uid": ""}]);
             pod["spec"]["nodeName"] = json!(node.name);
             pod["status"]["hostIP"] = json!(ip);
             pod["status"]["hostIPs"] = json!([{"ip": ip}]);
@@ -330,38 +310,17 @@ impl World {
                 "etcd" => {
                     let e = etcd.expect("checked above");
                     let client = format!("https://{ip}:{}", e.client_port);
-                    pod["metadata"]["annotations"]["kubeadm.kubernetes.io/etcd.advertise-client-urls"] =
-                        json!(client);
+                    pod["metadata"]["annotations"]["kubeadm.kubernetes.io/etcd.advertise-client-urls"] = json!(client);
                     let cmd = &mut container["command"];
                     set_flag(cmd, "advertise-client-urls", &client);
-                    set_flag(
-                        cmd,
-                        "initial-advertise-peer-urls",
-                        &format!("https://{ip}:{}", e.peer_port),
-                    );
+                    set_flag(cmd, "initial-advertise-peer-urls", &format!("https://{ip}:{}", e.peer_port));
                     set_flag(cmd, "initial-cluster", initial_cluster);
-                    set_flag(
-                        cmd,
-                        "listen-client-urls",
-                        &format!("https://127.0.0.1:{},{client}", e.client_port),
-                    );
-                    set_flag(
-                        cmd,
-                        "listen-metrics-urls",
-                        &format!("http://127.0.0.1:{}", e.metrics_port),
-                    );
-                    set_flag(
-                        cmd,
-                        "listen-peer-urls",
-                        &format!("https://{ip}:{}", e.peer_port),
-                    );
+                    set_flag(cmd, "listen-client-urls", &format!("https://127.0.0.1:{},{client}", e.client_port));
+                    set_flag(cmd, "listen-metrics-urls", &format!("http://127.0.0.1:{}", e.metrics_port));
+                    set_flag(cmd, "listen-peer-urls", &format!("https://{ip}:{}", e.peer_port));
                     set_flag(cmd, "name", &node.name);
                     if e.quota_backend_bytes > 0 {
-                        set_flag(
-                            cmd,
-                            "quota-backend-bytes",
-                            &e.quota_backend_bytes.to_string(),
-                        );
+                        set_flag(cmd, "quota-backend-bytes", &e.quota_backend_bytes.to_string());
                     }
                     set_probe_ports(container, e.metrics_port, "127.0.0.1");
                     self.exec.add_pod(
@@ -384,11 +343,7 @@ impl World {
                     set_flag(cmd, "advertise-address", &ip);
                     set_flag(cmd, "secure-port", &port.to_string());
                     if let Some(e) = etcd {
-                        set_flag(
-                            cmd,
-                            "etcd-servers",
-                            &format!("https://127.0.0.1:{}", e.client_port),
-                        );
+                        set_flag(cmd, "etcd-servers", &format!("https://127.0.0.1:{}", e.client_port));
                     }
                     set_probe_ports(container, port, &ip);
                     self.exec.add_pod(
@@ -425,14 +380,7 @@ impl World {
     }
 
     /// Makes a static pod's container crash-loop (not ready, restarting, last exit as given).
-    pub fn crash_loop(
-        &mut self,
-        namespace: &str,
-        pod: &str,
-        restarts: u32,
-        last_reason: &str,
-        exit_code: i32,
-    ) {
+    pub fn crash_loop(&mut self, namespace: &str, pod: &str, restarts: u32, last_reason: &str, exit_code: i32) {
         self.store.modify(rt("", "pods"), namespace, pod, |p| {
             for cond in p["status"]["conditions"].as_array_mut().into_iter().flatten() {
                 if cond["type"] == "Ready" || cond["type"] == "ContainersReady" {
@@ -468,12 +416,7 @@ impl World {
 
     /// The capture's other pods (DaemonSets, coredns, workloads), spread over the nodes.
     pub fn add_workload_pods(&mut self, capture: &Capture) {
-        let workers: Vec<NodeSpec> = self
-            .nodes
-            .iter()
-            .filter(|n| !n.control_plane)
-            .cloned()
-            .collect();
+        let workers: Vec<NodeSpec> = self.nodes.iter().filter(|n| !n.control_plane).cloned().collect();
         let all = self.nodes.clone();
         let mut k = 0;
         for pod in &capture.pods {
@@ -492,10 +435,7 @@ impl World {
                 if daemon && i > 0 {
                     let base = p["metadata"]["name"].as_str().unwrap_or("pod").to_string();
                     let stem = base.rsplit_once('-').map(|(a, _)| a).unwrap_or(&base);
-                    p["metadata"]["name"] = json!(format!(
-                        "{stem}-{:05x}",
-                        (node.ip.to_bits() ^ 0x5a5a) & 0xfffff
-                    ));
+                    p["metadata"]["name"] = json!(format!("{stem}-{:05x}", (node.ip.to_bits() ^ 0x5a5a) & 0xfffff));
                 }
                 p["metadata"].as_object_mut().map(|m| m.remove("uid"));
                 p["spec"]["nodeName"] = json!(node.name);
@@ -505,15 +445,9 @@ impl World {
                     p["status"]["podIP"] = json!(node.ip.to_string());
                     p["status"]["podIPs"] = json!([{"ip": node.ip.to_string()}]);
                 }
-                let ns = p["metadata"]["namespace"]
-                    .as_str()
-                    .unwrap_or("default")
-                    .to_string();
+                let ns = p["metadata"]["namespace"].as_str().unwrap_or("default").to_string();
                 let name = p["metadata"]["name"].as_str().unwrap_or("").to_string();
-                let container = p["spec"]["containers"][0]["name"]
-                    .as_str()
-                    .unwrap_or("main")
-                    .to_string();
+                let container = p["spec"]["containers"][0]["name"].as_str().unwrap_or("main").to_string();
                 let running = p["status"]["phase"] == "Running";
                 self.exec.add_pod(
                     &ns,
@@ -568,10 +502,7 @@ impl World {
             let mut e = ep.clone();
             e["metadata"].as_object_mut().map(|m| m.remove("uid"));
             let name = e["metadata"]["name"].as_str().unwrap_or("").to_string();
-            let ns = e["metadata"]["namespace"]
-                .as_str()
-                .unwrap_or("default")
-                .to_string();
+            let ns = e["metadata"]["namespace"].as_str().unwrap_or("default").to_string();
             if name == "kubernetes" && ns == "default" {
                 e["subsets"] = json!([{"addresses": replicas.iter().map(|(_, ip)| json!({"ip": ip.to_string()})).collect::<Vec<_>>(), "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]);
             }
@@ -600,8 +531,7 @@ impl World {
             };
             let mut labels = json!({"kubernetes.io/service-name": name, "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"});
             if name == "kubernetes" {
-                labels["endpointslice.kubernetes.io/managed-by"] =
-                    json!("endpointslicemirroring-controller.k8s.io");
+                labels["endpointslice.kubernetes.io/managed-by"] = json!("endpointslicemirroring-controller.k8s.io");
             }
             self.put(
                 "discovery.k8s.io",
@@ -645,13 +575,7 @@ impl World {
     }
 
     /// A Deployment and its pods (for webhook backends).
-    pub fn add_deployment(
-        &mut self,
-        namespace: &str,
-        name: &str,
-        pods: &[(String, String, bool)],
-        image: &str,
-    ) {
+    pub fn add_deployment(&mut self, namespace: &str, name: &str, pods: &[(String, String, bool)], image: &str) {
         let ready = pods.iter().filter(|(_, _, r)| *r).count();
         self.put(
             "apps",
@@ -662,12 +586,7 @@ impl World {
                    "status": {"replicas": pods.len(), "readyReplicas": ready, "availableReplicas": ready, "updatedReplicas": pods.len(), "observedGeneration": 1}}),
         );
         for (pod, node, is_ready) in pods {
-            let node_ip = self
-                .nodes
-                .iter()
-                .find(|n| &n.name == node)
-                .map(|n| n.ip.to_string())
-                .unwrap_or_default();
+            let node_ip = self.nodes.iter().find(|n| &n.name == node).map(|n| n.ip.to_string()).unwrap_or_default();
             self.put(
                 "",
                 "pods",
@@ -706,8 +625,7 @@ impl World {
                                 "acquireTime": crate::apiserver::dynamics::micro_time(Timestamp::now() - SignedDuration::from_hours(30)),
                                 "renewTime": now, "leaseTransitions": 2}}),
             );
-            self.live_leases
-                .push(("kube-system".into(), lease.to_string()));
+            self.live_leases.push(("kube-system".into(), lease.to_string()));
         }
         for node in apiservers {
             let hash = format!("{:x}", sha2_short(node));
@@ -724,15 +642,10 @@ impl World {
 
     /// Stops renewing a lease and dates its last renewal `minutes` ago.
     pub fn stale_lease(&mut self, namespace: &str, name: &str, minutes: i64) {
-        let when = crate::apiserver::dynamics::micro_time(
-            Timestamp::now() - SignedDuration::from_mins(minutes),
-        );
+        let when = crate::apiserver::dynamics::micro_time(Timestamp::now() - SignedDuration::from_mins(minutes));
         self.store
-            .modify(rt("coordination.k8s.io", "leases"), namespace, name, |l| {
-                l["spec"]["renewTime"] = json!(when)
-            });
-        self.live_leases
-            .retain(|(ns, n)| !(ns == namespace && n == name));
+            .modify(rt("coordination.k8s.io", "leases"), namespace, name, |l| l["spec"]["renewTime"] = json!(when));
+        self.live_leases.retain(|(ns, n)| !(ns == namespace && n == name));
     }
 
     pub fn add_configmaps(&mut self, ca_pem: &str, cluster_yaml: &str) {
@@ -743,23 +656,20 @@ impl World {
             .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_string))
             .collect();
         for ns in namespaces {
-            self.put("", "configmaps", json!({"metadata": {"name": "kube-root-ca.crt", "namespace": ns}, "data": {"ca.crt": ca_pem}}));
+            self.put(
+                "",
+                "configmaps",
+                json!({"metadata": {"name": "kube-root-ca.crt", "namespace": ns}, "data": {"ca.crt": ca_pem}}),
+            );
         }
         self.put("", "configmaps", json!({"metadata": {"name": "kubeadm-config", "namespace": "kube-system"}, "data": {"ClusterConfiguration": cluster_yaml}}));
     }
 
     /// APIServices: one Local per served group/version, and metrics.k8s.io through its service.
     pub fn add_apiservices(&mut self, flowcontrol_v1beta3: bool, metrics_available: bool) {
-        for (group, versions) in registry::groups(flowcontrol_v1beta3)
-            .into_iter()
-            .chain([("", vec!["v1"])])
-        {
+        for (group, versions) in registry::groups(flowcontrol_v1beta3).into_iter().chain([("", vec!["v1"])]) {
             for v in versions {
-                let name = if group.is_empty() {
-                    format!("{v}.")
-                } else {
-                    format!("{v}.{group}")
-                };
+                let name = if group.is_empty() { format!("{v}.") } else { format!("{v}.{group}") };
                 self.put(
                     "apiregistration.k8s.io",
                     "apiservices",
@@ -788,11 +698,7 @@ impl World {
 
     pub fn add_flowcontrol_defaults(&mut self) {
         for pl in cpkit::apf::defaults::priority_levels() {
-            self.put(
-                "flowcontrol.apiserver.k8s.io",
-                "prioritylevelconfigurations",
-                pl,
-            );
+            self.put("flowcontrol.apiserver.k8s.io", "prioritylevelconfigurations", pl);
         }
         for fs in cpkit::apf::defaults::flow_schemas() {
             let mut fs = fs;
@@ -832,7 +738,10 @@ fn apiserver_logs() -> String {
     (0..20)
         .map(|i| {
             let t = now - SignedDuration::from_secs(600 - i * 30);
-            format!("I{}       1 controller.go:615] quota admission added evaluator for: leases.coordination.k8s.io", t.strftime("%m%d %H:%M:%S%.6f"))
+            format!(
+                "I{}       1 controller.go:615] quota admission added evaluator for: leases.coordination.k8s.io",
+                t.strftime("%m%d %H:%M:%S%.6f")
+            )
         })
         .collect::<Vec<_>>()
         .join("\n")

@@ -1,0 +1,263 @@
+//! `kubectl cphealth` against every scenario of the test kit, run as users run it (through the
+//! real kubectl, with the plugin on PATH). The JSON report is asserted, not just the exit code.
+
+use cpkit_e2e::{describe, kubectl, text};
+use serde_json::Value;
+use testkit::{DemoCluster, Scenario};
+
+fn cphealth(c: &DemoCluster, args: &[&str]) -> (std::process::Output, Value) {
+    let mut all = vec!["cphealth", "-o", "json", "--sample", "600ms"];
+    all.extend_from_slice(args);
+    let out = kubectl(&all, &c.env());
+    let json: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", describe(&out)));
+    (out, json)
+}
+
+fn check<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["checks"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("no check {name}"))
+}
+
+fn status(report: &Value, name: &str) -> String {
+    check(report, name)["status"].as_str().unwrap().to_string()
+}
+
+fn message(report: &Value, name: &str) -> String {
+    check(report, name)["message"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn healthy_ha_is_all_ok() {
+    let c = DemoCluster::start(Scenario::HealthyHa).unwrap();
+    let (out, r) = cphealth(&c, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(r["apiVersion"], "cpkit.dev/v1alpha1");
+    assert_eq!(r["kind"], "HealthReport");
+    assert_eq!(r["verdict"], "OK");
+    assert_eq!(r["checks"].as_array().unwrap().len(), 10);
+    for c in r["checks"].as_array().unwrap() {
+        assert_eq!(c["status"], "OK", "{c}");
+    }
+    assert!(message(&r, "replicas").contains("3 replicas answer and are ready"));
+    assert!(message(&r, "etcd").starts_with("3/3 members healthy"));
+    assert!(message(&r, "static-pods").starts_with("12/12 control-plane pods Ready on 3 nodes"));
+    assert_eq!(r["version"], "v1.33.0");
+    // The table lists passed checks too, and -o wide adds duration and evidence.
+    let table = kubectl(&["cphealth", "--sample", "300ms", "-o", "wide"], &c.env());
+    let (stdout, _) = text(&table);
+    assert!(stdout.contains("Verdict:  OK — 10 checks: 10 OK"), "{stdout}");
+    assert!(stdout.lines().any(|l| l.starts_with("CHECK") && l.contains("DURATION") && l.contains("EVIDENCE")));
+    assert!(stdout.lines().any(|l| l.starts_with("leader-election ") && l.contains("OK")));
+}
+
+#[test]
+fn etcd_member_down_is_a_warning_naming_the_member() {
+    let c = DemoCluster::start(Scenario::EtcdMemberDown).unwrap();
+    let (out, r) = cphealth(&c, &["--verbose"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert_eq!(r["verdict"], "WARNING");
+    assert_eq!(status(&r, "etcd"), "WARNING");
+    assert!(message(&r, "etcd").contains("member cp-3 down, quorum kept (2 of 3 healthy"), "{}", message(&r, "etcd"));
+    let subs = check(&r, "etcd")["subchecks"].as_array().unwrap();
+    assert!(subs.iter().any(|s| s["name"] == "member cp-3" && s["status"] == "CRITICAL"));
+    assert!(message(&r, "static-pods").contains("etcd-cp-3 CrashLoopBackOff"));
+    assert!(message(&r, "health").contains("fails on cp-3"), "its apiserver lost its local etcd");
+}
+
+#[test]
+fn leader_lost_is_critical_on_the_scheduler_lease() {
+    let c = DemoCluster::start(Scenario::LeaderLost).unwrap();
+    let (out, r) = cphealth(&c, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert_eq!(status(&r, "leader-election"), "CRITICAL");
+    let m = message(&r, "leader-election");
+    assert!(m.contains("kube-scheduler: stale — cp-2 last renewed 6m") && m.contains("no active leader"), "{m}");
+    assert!(m.contains("kube-controller-manager: leader cp-1"), "{m}");
+}
+
+#[test]
+fn expired_serving_certificate_is_critical_with_its_date() {
+    let c = DemoCluster::start(Scenario::CertsExpired).unwrap();
+    let (out, r) = cphealth(&c, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert_eq!(r["verdict"], "CRITICAL");
+    let date = cpkit::error::format_time(c.facts.serving_cert_not_after.unwrap());
+    let m = message(&r, "apiserver");
+    assert!(m.contains(&format!("serving certificate kube-apiserver expired on {date} (3d ago)")), "{m}");
+    assert!(check(&r, "apiserver")["remediation"].to_string().contains("kubeadm certs renew all"));
+    assert_eq!(status(&r, "etcd"), "SKIPPED", "nothing else can be read");
+    // The table tells the same in one paragraph.
+    let table = kubectl(&["cphealth", "--sample", "0"], &c.env());
+    assert!(text(&table).0.contains("x509: certificate has expired"), "{}", describe(&table));
+}
+
+#[test]
+fn expiring_certificates_warn() {
+    let c = DemoCluster::start(Scenario::CertsExpiring).unwrap();
+    let (out, r) = cphealth(&c, &["--only", "apiserver,replicas"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let m = message(&r, "apiserver");
+    let date = cpkit::error::format_time(c.facts.serving_cert_not_after.unwrap());
+    assert!(m.contains(&format!("serving certificate kube-apiserver expires {date}")), "{m}");
+    assert!(m.contains("your client certificate kubernetes-admin expires"), "{m}");
+    assert!(message(&r, "replicas").contains("cp-2 serving certificate expires"));
+    assert_eq!(r["checks"].as_array().unwrap().len(), 2, "--only");
+}
+
+#[test]
+fn webhook_lockout_is_critical_naming_the_webhook() {
+    let c = DemoCluster::start(Scenario::WebhookLockout).unwrap();
+    let (out, r) = cphealth(&c, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert_eq!(status(&r, "webhooks"), "CRITICAL");
+    let m = message(&r, "webhooks");
+    assert!(
+        m.starts_with(
+            "validate.pod.com (pod-validator): LIVE OUTAGE: service default/pod-validator has no ready endpoints"
+        ),
+        "{m}"
+    );
+    assert!(
+        check(&r, "webhooks")["remediation"]
+            .to_string()
+            .contains("kubectl webhookguard disarm pod-validator --webhook validate.pod.com --mode ignore --yes")
+    );
+    assert!(message(&r, "load").contains("calls to webhook validate.pod.com fail"), "{}", message(&r, "load"));
+}
+
+#[test]
+fn a_replica_down_behind_the_load_balancer_is_a_warning() {
+    let c = DemoCluster::start(Scenario::ApiserverReplicaDown).unwrap();
+    let (out, r) = cphealth(&c, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert_eq!(status(&r, "replicas"), "WARNING");
+    assert!(
+        message(&r, "replicas").contains("replica cp-3 (connection refused) down while the load balancer answers"),
+        "{}",
+        message(&r, "replicas")
+    );
+    assert_eq!(status(&r, "apiserver"), "OK");
+}
+
+#[test]
+fn managed_clusters_skip_what_they_cannot_see() {
+    let c = DemoCluster::start(Scenario::Managed).unwrap();
+    let (out, r) = cphealth(&c, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(r["managed"], "EKS");
+    assert_eq!(r["verdict"], "OK");
+    for name in ["static-pods", "etcd", "replicas"] {
+        assert_eq!(status(&r, name), "SKIPPED", "{name}");
+        assert!(message(&r, name).contains("managed control plane (EKS)"), "{name}: {}", message(&r, name));
+    }
+    assert_eq!(status(&r, "leader-election"), "OK");
+}
+
+#[test]
+fn limited_rights_give_skipped_checks_with_the_permission() {
+    let c = DemoCluster::start(Scenario::RbacLimited).unwrap();
+    let (out, r) = cphealth(&c, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(r["context"], "rbac-limited-ops-readonly");
+    assert_eq!(message(&r, "leader-election"), "not permitted: needs get on leases.coordination.k8s.io in kube-system");
+    assert_eq!(message(&r, "load"), "not permitted: needs get on /metrics");
+    assert!(message(&r, "etcd").contains("needs create on pods/exec in kube-system"));
+    assert_eq!(status(&r, "nodes"), "OK");
+    assert!(r["summary"]["SKIPPED"].as_u64().unwrap() >= 4);
+}
+
+#[test]
+fn etcd_trouble_nospace_and_bloat() {
+    let c = DemoCluster::start(Scenario::EtcdNospace).unwrap();
+    let (out, r) = cphealth(&c, &["--only", "etcd"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(
+        message(&r, "etcd").contains("NOSPACE alarm raised by") && message(&r, "etcd").contains("etcd refuses writes"),
+        "{}",
+        message(&r, "etcd")
+    );
+    assert!(check(&r, "etcd")["remediation"].to_string().contains("etcdctl alarm disarm"));
+    drop(c);
+    let c = DemoCluster::start(Scenario::EtcdBloated).unwrap();
+    let (_, r) = cphealth(&c, &["--only", "etcd,load"]);
+    let m = message(&r, "etcd");
+    assert_eq!(status(&r, "etcd"), "WARNING");
+    assert!(m.contains("of the 56.0 MiB quota") && m.contains("free pages") && m.contains("defragment"), "{m}");
+    assert!(message(&r, "load").contains("slow etcd requests (p99): listWithCount"), "{}", message(&r, "load"));
+}
+
+#[test]
+fn apf_overload_and_aggregated_api_down() {
+    let c = DemoCluster::start(Scenario::ApfOverload).unwrap();
+    let (out, r) = cphealth(&c, &["--only", "load"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let m = message(&r, "load");
+    assert!(m.contains("APF rejects requests") && m.contains("workload-low queue-full"), "{m}");
+    assert!(m.contains("cp-1: 392/400 read-only in flight (98%)"), "{m}");
+    drop(c);
+    let c = DemoCluster::start(Scenario::AggregatedApiDown).unwrap();
+    let (out, r) = cphealth(&c, &["--only", "aggregated-apis"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(
+        message(&r, "aggregated-apis")
+            .starts_with("v1beta1.metrics.k8s.io (kube-system/metrics-server) unavailable for"),
+        "{}",
+        message(&r, "aggregated-apis")
+    );
+}
+
+#[test]
+fn large_cluster_counts_every_node() {
+    let c = DemoCluster::start(Scenario::LargeCluster).unwrap();
+    let (_, r) = cphealth(&c, &["--only", "nodes"]);
+    let m = message(&r, "nodes");
+    assert!(m.contains("4997/5003 Ready (3 control-plane)"), "{m}");
+    assert!(m.contains("6 workers NotReady (node-00013"), "{m}");
+}
+
+#[test]
+fn an_unreachable_api_server_is_critical_with_the_explanation() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("config");
+    std::fs::write(&kubeconfig, "apiVersion: v1\nkind: Config\ncurrent-context: x\nclusters: [{name: c, cluster: {server: \"https://127.0.0.1:1\"}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\n").unwrap();
+    let env = [("KUBECONFIG".to_string(), kubeconfig.display().to_string())];
+    let out = kubectl(&["cphealth", "-o", "json"], &env);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        message(&r, "apiserver")
+            .starts_with("Cannot connect to the API server at https://127.0.0.1:1: connection refused")
+    );
+    assert_eq!(status(&r, "nodes"), "SKIPPED");
+}
+
+#[test]
+fn several_contexts_at_once_and_watch() {
+    let a = DemoCluster::start(Scenario::HealthyHa).unwrap();
+    let b = DemoCluster::start(Scenario::LeaderLost).unwrap();
+    let joined = format!("{}:{}", a.kubeconfig.display(), b.kubeconfig.display());
+    let env = vec![("KUBECONFIG".to_string(), joined)];
+    let out = kubectl(&["cphealth", "--contexts", "healthy-ha,leader-lost", "--sample", "300ms"], &env);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let (stdout, _) = text(&out);
+    let rows: Vec<&str> = stdout.lines().collect();
+    assert!(rows[0].starts_with("CONTEXT"));
+    assert!(rows.iter().any(|l| l.starts_with("healthy-ha ") && l.contains("OK")));
+    assert!(
+        rows.iter().any(|l| l.starts_with("leader-lost ") && l.contains("CRITICAL") && l.contains("kube-scheduler"))
+    );
+    // --watch re-runs and reports changes.
+    let mut child = std::process::Command::new(which::which("kubectl").unwrap())
+        .args(["cphealth", "--watch", "--interval", "1s", "--sample", "0", "--only", "apiserver,leader-election"])
+        .env("PATH", cpkit_e2e::path_with_plugins())
+        .env("KUBECONFIG", a.kubeconfig.display().to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(3500));
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.matches("every 1s").count() >= 2, "{stdout}");
+    assert!(stdout.contains("Changed:"), "{stdout}");
+}
