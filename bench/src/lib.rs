@@ -58,3 +58,40 @@ pub fn large_scrape(target: usize) -> Vec<u8> {
     }
     out
 }
+
+/// Wall time, peak RSS and exit status of one command.
+#[derive(Debug, Clone, Copy)]
+pub struct Measured {
+    pub wall: std::time::Duration,
+    pub max_rss_kib: i64,
+    pub code: Option<i32>,
+}
+
+/// Runs `cmd` to completion and reads its peak RSS from wait4's rusage.
+pub fn measure(cmd: &mut std::process::Command) -> std::io::Result<Measured> {
+    use std::os::unix::process::ExitStatusExt;
+    let started = std::time::Instant::now();
+    let child = cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn()?;
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waiting for our own child with valid out-pointers.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let wall = started.elapsed();
+    let code = std::process::ExitStatus::from_raw(status).code();
+    Ok(Measured { wall, max_rss_kib: usage.ru_maxrss, code })
+}
+
+/// The median of some durations.
+pub fn median(mut v: Vec<std::time::Duration>) -> std::time::Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// `target/release` (or debug) of the running benchmark binary.
+pub fn bin_dir() -> std::path::PathBuf {
+    std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.to_path_buf())).unwrap_or_default()
+}

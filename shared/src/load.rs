@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::duration::short_latency_secs;
 use crate::exit::Status;
-use crate::metrics::{Histogram, OwnedSample, Scrape, Selection};
+use crate::metrics::{Histogram, Scrape, Selection, Series};
 use crate::report::CheckResult;
 
 /// The families the load check reads (everything else of a multi-MB scrape is skipped).
@@ -59,7 +59,7 @@ pub struct Window<'a> {
 /// election): rejections there are CRITICAL, elsewhere a WARNING.
 pub const SYSTEM_PRIORITY_LEVELS: [&str; 5] = ["exempt", "system", "node-high", "leader-election", "workload-high"];
 
-fn is_long_running(s: &OwnedSample) -> bool {
+fn is_long_running(s: &Series) -> bool {
     matches!(s.label("verb"), Some("WATCH" | "WATCHLIST" | "CONNECT"))
 }
 

@@ -567,7 +567,17 @@ async fn replicas(ctx: &Ctx, states: &ReplicaStates) -> CheckResult {
 
 /// Check 4: the control-plane static pods of every control-plane node.
 async fn static_pods(ctx: &Ctx) -> CheckResult {
-    let pods = match ctx.control_plane_pods().await {
+    // Pods, control-plane nodes and Warning events at once.
+    let (nodes_access, events_access) =
+        (Access::resource("list", "", "nodes", None), Access::resource("list", "", "events", Some("kube-system")));
+    let (pods, cp_node_list, events) = tokio::join!(
+        ctx.control_plane_pods(),
+        ctx.cluster
+            .list_all::<Node>("/api/v1/nodes?labelSelector=node-role.kubernetes.io%2Fcontrol-plane", &nodes_access),
+        ctx.cluster
+            .list_all::<Value>("/api/v1/namespaces/kube-system/events?fieldSelector=type%3DWarning", &events_access)
+    );
+    let pods = match pods {
         Ok(p) => p,
         Err(e) => return CheckResult::from_error("static-pods", &e),
     };
@@ -582,14 +592,7 @@ async fn static_pods(ctx: &Ctx) -> CheckResult {
             ),
         };
     }
-    let cp_nodes: Vec<String> = match ctx
-        .cluster
-        .list_all::<Node>(
-            "/api/v1/nodes?labelSelector=node-role.kubernetes.io%2Fcontrol-plane",
-            &Access::resource("list", "", "nodes", None),
-        )
-        .await
-    {
+    let cp_nodes: Vec<String> = match cp_node_list {
         Ok(nodes) => nodes.iter().filter_map(|n| n.metadata.name.clone()).collect(),
         Err(_) => pods.iter().map(|p| p.node.clone()).collect::<BTreeSet<_>>().into_iter().collect(),
     };
@@ -645,14 +648,7 @@ async fn static_pods(ctx: &Ctx) -> CheckResult {
         }
     }
     // Recent Warning events of these pods.
-    if let Ok(events) = ctx
-        .cluster
-        .list_all::<Value>(
-            "/api/v1/namespaces/kube-system/events?fieldSelector=type%3DWarning",
-            &Access::resource("list", "", "events", Some("kube-system")),
-        )
-        .await
-    {
+    if let Ok(events) = events {
         let names: BTreeSet<&str> = pods.iter().map(|p| p.name.as_str()).collect();
         for e in events {
             let obj = e["involvedObject"]["name"].as_str().unwrap_or("");
@@ -800,49 +796,54 @@ async fn etcd(ctx: &Ctx) -> CheckResult {
         .await;
     }
     let quota = pods.iter().find_map(|p| p.quota_backend_bytes).unwrap_or(0);
-    // Ask through the running members, one after another until one answers.
-    let mut last_error = None;
-    let mut status = None;
-    for pod in pods.iter().filter(|p| p.is_running()).chain(pods.iter().filter(|p| !p.is_running())) {
-        match cpkit::etcd::pods::status_via_exec(&ctx.cluster, pod, timeout).await {
-            Ok(mut s) => {
-                if s.quota_bytes == 0 {
-                    s.quota_bytes = quota;
+    // The status (through the running members, one after another until one answers) and every
+    // member's certificate (through its pod's shell), at once.
+    let status_fut = async {
+        let mut last_error = None;
+        for pod in pods.iter().filter(|p| p.is_running()).chain(pods.iter().filter(|p| !p.is_running())) {
+            match cpkit::etcd::pods::status_via_exec(&ctx.cluster, pod, timeout).await {
+                Ok(mut s) => {
+                    if s.quota_bytes == 0 {
+                        s.quota_bytes = quota;
+                    }
+                    return Ok(s);
                 }
-                status = Some(s);
-                break;
+                Err(e) if e.kind == ErrorKind::Forbidden => return Err(e),
+                Err(e) => last_error = Some(e),
             }
-            Err(e) if e.kind == ErrorKind::Forbidden => {
-                return metrics_fallback(
-                    ctx,
-                    "exec into the etcd pods is not permitted (needs create on pods/exec in kube-system)",
-                )
-                .await;
-            }
-            Err(e) => last_error = Some(e),
         }
-    }
-    let Some(status) = status else {
-        let e = last_error.unwrap_or_else(|| Error::failed("No etcd pod answered", "", ""));
-        let mut r = CheckResult::new("etcd", Status::Critical, format!("no etcd member answered through exec: {e}"));
-        r.fix(
-            "Check the etcd pods on their nodes: `crictl ps -a --name etcd`, `crictl logs <id>`.",
-            &[],
-            "low: diagnosis",
-        );
-        return r;
+        Err(last_error.unwrap_or_else(|| Error::failed("No etcd pod answered", "", "")))
     };
-    let mut r = cpkit::etcd::status::judge(&status);
-    // Certificate expiry of each member, read through its pod's shell.
-    let now = Timestamp::now();
-    let reads = futures::future::join_all(
+    let reads_fut = futures::future::join_all(
         pods.iter().filter(|p| p.is_running()).filter_map(|p| p.cert_file.clone().map(|c| (p, c))).map(
             |(p, path)| async move {
                 (p.member.clone(), path.clone(), cpkit::etcd::pods::read_file(&ctx.cluster, p, &path, timeout).await)
             },
         ),
-    )
-    .await;
+    );
+    let (status, reads) = tokio::join!(status_fut, reads_fut);
+    let status = match status {
+        Ok(s) => s,
+        Err(e) if e.kind == ErrorKind::Forbidden => {
+            return metrics_fallback(
+                ctx,
+                "exec into the etcd pods is not permitted (needs create on pods/exec in kube-system)",
+            )
+            .await;
+        }
+        Err(e) => {
+            let mut r =
+                CheckResult::new("etcd", Status::Critical, format!("no etcd member answered through exec: {e}"));
+            r.fix(
+                "Check the etcd pods on their nodes: `crictl ps -a --name etcd`, `crictl logs <id>`.",
+                &[],
+                "low: diagnosis",
+            );
+            return r;
+        }
+    };
+    let mut r = cpkit::etcd::status::judge(&status);
+    let now = Timestamp::now();
     for (member, path, text) in reads {
         match text.map(|t| cpkit::certs::parse_pem_bundle(t.as_bytes())) {
             Ok(Ok(certs)) => {

@@ -166,16 +166,20 @@ async fn check_cluster(cluster: &Cluster, args: &CheckArgs) -> HealthReport {
         .collect();
     // The first /metrics scrape starts with everything else: the sample window overlaps the checks.
     let wants_load = selected.contains(&"load");
-    let (version, _) = tokio::join!(ctx.version(), async {
+    let states = checks::ReplicaStates::new();
+    let prefetch = async {
         if wants_load {
             ctx.first_scrapes().await;
         }
-    });
-    let api_error = version.as_ref().err().cloned();
-    let states = checks::ReplicaStates::new();
-    let results =
-        futures::future::join_all(selected.iter().map(|name| checks::run_one(name, &ctx, &states, api_error.as_ref())))
-            .await;
+    };
+    let run = async {
+        let version = ctx.version().await;
+        let api_error = version.as_ref().err().cloned();
+        let checks = selected.iter().map(|name| checks::run_one(name, &ctx, &states, api_error.as_ref()));
+        let results = futures::future::join_all(checks).await;
+        (version, api_error, results)
+    };
+    let (_, (version, api_error, results)) = tokio::join!(prefetch, run);
     let managed = if api_error.is_none() { ctx.managed().await.map(|p| p.name().to_string()) } else { None };
     let mut summary = BTreeMap::new();
     for r in &results {

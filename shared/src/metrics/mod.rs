@@ -6,7 +6,7 @@ pub mod scrape;
 pub mod text;
 
 pub use histogram::{Bucket, Histogram, counter_delta, counter_rate, histogram_quantile};
-pub use scrape::{Family, OwnedSample, Scrape, Selection, any};
+pub use scrape::{Family, Scrape, Selection, Series, any};
 pub use text::{Event, Labels, MetricType, ParseStats, Sample, StreamParser, parse, parse_line};
 
 use std::time::Instant;

@@ -1,13 +1,15 @@
 //! An owned selection of a scrape: only the families a check asks for are kept, the rest of a
-//! multi-MB exposition is skipped without allocation. Aggregations mirror the PromQL the runbooks
-//! use: `sum by (...)`, `increase`, `histogram_quantile(sum by (le, ...) (increase(...)))`.
+//! multi-MB exposition is skipped without allocation. Each series is kept once, its histogram
+//! buckets folded into it (a histogram line costs a float, not a label set). Aggregations mirror
+//! the PromQL the runbooks use: `sum by (...)`, `increase`,
+//! `histogram_quantile(sum by (le, ...) (increase(...)))`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 
 use super::histogram::{Histogram, counter_delta};
-use super::text::{Event, MetricType, ParseStats, parse_bytes};
+use super::text::{Event, Labels, MetricType, ParseStats, parse_bytes};
 
 /// Which families to keep.
 #[derive(Debug, Clone, Default)]
@@ -36,40 +38,73 @@ impl Selection {
     }
 }
 
-/// One sample kept from a scrape.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct OwnedSample {
-    /// The sample name (`x_bucket`, `x_sum`, `x_count` for histograms).
-    pub name: String,
+/// One series of a family (one label set, `le` excluded): its plain value, or for histograms
+/// and summaries its buckets, sum and count.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Series {
+    /// Labels in exposition order, without `le`.
     pub labels: Vec<(String, String)>,
-    pub value: f64,
+    /// The sample named like the family (counters, gauges, summary quantiles).
+    pub value: Option<f64>,
+    pub sum: Option<f64>,
+    pub count: Option<f64>,
+    /// `_bucket` samples, cumulative, sorted by `le`.
+    pub buckets: Vec<super::Bucket>,
 }
 
-impl OwnedSample {
+impl Series {
     pub fn label(&self, name: &str) -> Option<&str> {
         self.labels.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
-    }
-
-    /// The labels except `le` (the identity of a histogram series).
-    fn series_key(&self, drop_le: bool) -> Vec<(String, String)> {
-        let mut key: Vec<(String, String)> =
-            self.labels.iter().filter(|(k, _)| !(drop_le && k == "le")).cloned().collect();
-        key.sort();
-        key
     }
 
     fn group_key(&self, by: &[&str]) -> Vec<String> {
         by.iter().map(|l| self.label(l).unwrap_or("").to_string()).collect()
     }
+
+    fn histogram(&self) -> Histogram {
+        Histogram { buckets: self.buckets.clone(), sum: self.sum.unwrap_or(0.0), count: self.count.unwrap_or(0.0) }
+    }
 }
 
-/// A metric family with its kept samples.
+/// A metric family with its kept series.
 #[derive(Debug, Clone, Serialize)]
 pub struct Family {
     pub name: String,
     pub kind: MetricType,
     pub help: String,
-    pub samples: Vec<OwnedSample>,
+    pub series: Vec<Series>,
+    /// Series by their label text (exposition order, `le` removed).
+    #[serde(skip)]
+    index: HashMap<String, usize>,
+}
+
+impl Family {
+    fn new(name: &str, kind: MetricType, help: String) -> Family {
+        Family { name: name.to_string(), kind, help, series: Vec::new(), index: HashMap::new() }
+    }
+
+    fn series_mut(&mut self, key: &str, labels: Labels<'_>) -> &mut Series {
+        let i = match self.index.get(key) {
+            Some(&i) => i,
+            None => {
+                let labels =
+                    labels.iter().filter(|(k, _)| *k != "le").map(|(k, v)| (k.to_string(), v.into_owned())).collect();
+                self.series.push(Series { labels, ..Default::default() });
+                self.index.insert(key.to_string(), self.series.len() - 1);
+                self.series.len() - 1
+            }
+        };
+        &mut self.series[i]
+    }
+}
+
+/// Which field of a series a sample name designates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Value,
+    Sum,
+    Count,
+    Bucket,
 }
 
 /// The kept part of one scrape.
@@ -79,21 +114,62 @@ pub struct Scrape {
     pub stats: ParseStats,
 }
 
-/// A filter over samples (`|s| s.label("verb") != Some("WATCH")`).
-pub type SampleFilter<'f> = &'f dyn Fn(&OwnedSample) -> bool;
+/// A filter over series (`|s| s.label("verb") != Some("WATCH")`).
+pub type SampleFilter<'f> = &'f dyn Fn(&Series) -> bool;
 
-/// Keeps every sample.
-pub fn any(_: &OwnedSample) -> bool {
+/// Keeps every series.
+pub fn any(_: &Series) -> bool {
     true
 }
 
-const HISTOGRAM_SUFFIXES: [&str; 3] = ["_bucket", "_sum", "_count"];
+const SUFFIXES: [(&str, Field); 3] = [("_bucket", Field::Bucket), ("_sum", Field::Sum), ("_count", Field::Count)];
+
+/// The label text of a sample without its `le` pair (no allocation when `le` is last, as client
+/// libraries write it).
+fn key_without_le(raw: &str) -> std::borrow::Cow<'_, str> {
+    if let Some(pos) = raw.rfind("le=\"")
+        && (pos == 0 || raw.as_bytes()[pos - 1] == b',')
+        && raw[pos..].trim_end_matches(',').ends_with('"')
+        && raw[pos + 4..].trim_end_matches(',').trim_end_matches('"').find('"').is_none()
+    {
+        return std::borrow::Cow::Borrowed(raw[..pos].trim_end_matches(','));
+    }
+    let kept: Vec<&str> = split_pairs(raw).into_iter().filter(|p| !p.trim_start().starts_with("le=")).collect();
+    std::borrow::Cow::Owned(kept.join(","))
+}
+
+/// Splits a label block on the commas between pairs (not inside quoted values).
+fn split_pairs(raw: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut in_quotes = false;
+    let mut escaped = false;
+    for (i, b) in raw.bytes().enumerate() {
+        match b {
+            b'\\' if in_quotes && !escaped => {
+                escaped = true;
+                continue;
+            }
+            b'"' if !escaped => in_quotes = !in_quotes,
+            b',' if !in_quotes => {
+                out.push(&raw[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+        escaped = false;
+    }
+    if start < raw.len() {
+        out.push(&raw[start..]);
+    }
+    out
+}
 
 impl Scrape {
     /// Parses an exposition, keeping the selected families.
     pub fn parse(text: &[u8], selection: &Selection) -> Scrape {
         let mut families: HashMap<String, Family> = HashMap::new();
-        // The family announced by the last TYPE/HELP line, and whether it is wanted.
+        // The family announced by the last TYPE line, and whether it is wanted.
         let mut current: Option<(String, MetricType, bool)> = None;
         let mut pending_help: Option<(String, String)> = None;
         let stats = parse_bytes(text, &mut |event| match event {
@@ -107,46 +183,65 @@ impl Scrape {
                         Some((f, h)) if f == family => h,
                         _ => String::new(),
                     };
-                    families.entry(family.to_string()).or_insert_with(|| Family {
-                        name: family.to_string(),
-                        kind,
-                        help,
-                        samples: Vec::new(),
-                    });
+                    families.entry(family.to_string()).or_insert_with(|| Family::new(family, kind, help));
                 }
                 current = Some((family.to_string(), kind, wanted));
             }
             Event::Sample(sample) => {
-                let belongs = current.as_ref().is_some_and(|(fam, kind, _)| {
-                    sample.name == fam
-                        || (matches!(kind, MetricType::Histogram | MetricType::Summary)
-                            && sample.name.len() > fam.len()
-                            && sample.name.starts_with(fam.as_str())
-                            && HISTOGRAM_SUFFIXES.contains(&&sample.name[fam.len()..]))
-                });
-                let family_name = if belongs {
-                    let (fam, _, wanted) = current.as_ref().expect("checked above");
-                    if !wanted {
-                        return;
+                // Which family and field the sample belongs to.
+                let (family_name, field) = match current.as_ref() {
+                    Some((fam, kind, wanted)) if sample.name.starts_with(fam.as_str()) => {
+                        let rest = &sample.name[fam.len()..];
+                        let field = if rest.is_empty() {
+                            Some(Field::Value)
+                        } else if matches!(kind, MetricType::Histogram | MetricType::Summary) {
+                            SUFFIXES.iter().find(|(s, _)| *s == rest).map(|(_, f)| *f)
+                        } else {
+                            None
+                        };
+                        match field {
+                            Some(f) if !*wanted => {
+                                let _ = f;
+                                return;
+                            }
+                            Some(f) => (fam.clone(), f),
+                            None => {
+                                if !selection.wants(sample.name) {
+                                    return;
+                                }
+                                (sample.name.to_string(), Field::Value)
+                            }
+                        }
                     }
-                    fam.clone()
-                } else {
-                    if !selection.wants(sample.name) {
-                        return;
+                    _ => {
+                        if !selection.wants(sample.name) {
+                            return;
+                        }
+                        (sample.name.to_string(), Field::Value)
                     }
-                    sample.name.to_string()
                 };
-                let family = families.entry(family_name.clone()).or_insert_with(|| Family {
-                    name: family_name,
-                    kind: MetricType::Untyped,
-                    help: String::new(),
-                    samples: Vec::new(),
-                });
-                family.samples.push(OwnedSample {
-                    name: sample.name.to_string(),
-                    labels: sample.labels.iter().map(|(k, v)| (k.to_string(), v.into_owned())).collect(),
-                    value: sample.value,
-                });
+                let family = families
+                    .entry(family_name.clone())
+                    .or_insert_with(|| Family::new(&family_name, MetricType::Untyped, String::new()));
+                let key = if field == Field::Bucket {
+                    key_without_le(sample.labels.raw())
+                } else {
+                    sample.labels.raw().into()
+                };
+                let series = family.series_mut(&key, sample.labels);
+                match field {
+                    Field::Value => series.value = Some(sample.value),
+                    Field::Sum => series.sum = Some(sample.value),
+                    Field::Count => series.count = Some(sample.value),
+                    Field::Bucket => {
+                        if let Some(le) = sample.labels.get("le").and_then(|v| super::text::parse_value(&v)) {
+                            match series.buckets.binary_search_by(|b| b.le.total_cmp(&le)) {
+                                Ok(i) => series.buckets[i].count = sample.value,
+                                Err(i) => series.buckets.insert(i, super::Bucket { le, count: sample.value }),
+                            }
+                        }
+                    }
+                }
             }
         });
         Scrape { families, stats }
@@ -157,28 +252,53 @@ impl Scrape {
     }
 
     pub fn has_family(&self, name: &str) -> bool {
-        self.families.get(name).is_some_and(|f| !f.samples.is_empty())
+        self.families.get(name).is_some_and(|f| !f.series.is_empty())
     }
 
     pub fn family_names(&self) -> impl Iterator<Item = &str> {
         self.families.keys().map(String::as_str)
     }
 
-    /// Samples named `sample_name` (a family name, or a histogram's `_bucket`/`_sum`/`_count`).
-    pub fn samples<'s>(&'s self, sample_name: &'s str) -> impl Iterator<Item = &'s OwnedSample> + 's {
-        let family = self.families.get(sample_name).or_else(|| {
-            HISTOGRAM_SUFFIXES
-                .iter()
-                .find_map(|suffix| sample_name.strip_suffix(suffix).and_then(|f| self.families.get(f)))
-        });
-        family.into_iter().flat_map(move |f| f.samples.iter().filter(move |s| s.name == sample_name))
+    /// The family and field of a sample name (`x`, `x_sum`, `x_count`).
+    fn resolve(&self, sample_name: &str) -> Option<(&Family, Field)> {
+        if let Some(f) = self.families.get(sample_name) {
+            return Some((f, Field::Value));
+        }
+        SUFFIXES.iter().find_map(|(suffix, field)| {
+            sample_name.strip_suffix(suffix).and_then(|f| self.families.get(f)).map(|f| (f, *field))
+        })
+    }
+
+    /// (series, value) for a sample name, series without that field skipped.
+    fn values<'s>(&'s self, sample_name: &str) -> Vec<(&'s Series, f64)> {
+        let Some((family, field)) = self.resolve(sample_name) else { return Vec::new() };
+        family
+            .series
+            .iter()
+            .filter_map(|s| {
+                let v = match field {
+                    Field::Value => s.value,
+                    Field::Sum => s.sum,
+                    Field::Count => s.count,
+                    Field::Bucket => None,
+                };
+                v.map(|v| (s, v))
+            })
+            .collect()
+    }
+
+    /// Number of series with a value for `sample_name`.
+    pub fn count_series(&self, sample_name: &str) -> usize {
+        self.values(sample_name).len()
     }
 
     /// `sum(sample_name{filter})`, `None` when no series matched.
     pub fn sum(&self, sample_name: &str, filter: SampleFilter<'_>) -> Option<f64> {
         let mut total = None;
-        for s in self.samples(sample_name).filter(|s| filter(s)) {
-            *total.get_or_insert(0.0) += s.value;
+        for (s, v) in self.values(sample_name) {
+            if filter(s) {
+                *total.get_or_insert(0.0) += v;
+            }
         }
         total
     }
@@ -186,8 +306,10 @@ impl Scrape {
     /// `sum by (by...) (sample_name{filter})`.
     pub fn sum_by(&self, sample_name: &str, by: &[&str], filter: SampleFilter<'_>) -> BTreeMap<Vec<String>, f64> {
         let mut out = BTreeMap::new();
-        for s in self.samples(sample_name).filter(|s| filter(s)) {
-            *out.entry(s.group_key(by)).or_insert(0.0) += s.value;
+        for (s, v) in self.values(sample_name) {
+            if filter(s) {
+                *out.entry(s.group_key(by)).or_insert(0.0) += v;
+            }
         }
         out
     }
@@ -195,10 +317,12 @@ impl Scrape {
     /// `max by (by...)`.
     pub fn max_by(&self, sample_name: &str, by: &[&str], filter: SampleFilter<'_>) -> BTreeMap<Vec<String>, f64> {
         let mut out: BTreeMap<Vec<String>, f64> = BTreeMap::new();
-        for s in self.samples(sample_name).filter(|s| filter(s)) {
-            let e = out.entry(s.group_key(by)).or_insert(f64::NEG_INFINITY);
-            if s.value > *e {
-                *e = s.value;
+        for (s, v) in self.values(sample_name) {
+            if filter(s) {
+                let e = out.entry(s.group_key(by)).or_insert(f64::NEG_INFINITY);
+                if v > *e {
+                    *e = v;
+                }
             }
         }
         out
@@ -212,37 +336,12 @@ impl Scrape {
         filter: SampleFilter<'_>,
     ) -> BTreeMap<Vec<String>, Histogram> {
         let mut out: BTreeMap<Vec<String>, Histogram> = BTreeMap::new();
-        for (key, h) in self.histogram_series(family, filter) {
-            let group = by
-                .iter()
-                .map(|l| key.iter().find(|(k, _)| k == l).map(|(_, v)| v.clone()).unwrap_or_default())
-                .collect();
-            out.entry(group).or_default().merge(&h);
-        }
-        out
-    }
-
-    /// Every series of a histogram family, keyed by its labels (without `le`).
-    fn histogram_series(&self, family: &str, filter: SampleFilter<'_>) -> HashMap<Vec<(String, String)>, Histogram> {
-        let mut series: HashMap<Vec<(String, String)>, Histogram> = HashMap::new();
-        let Some(f) = self.families.get(family) else {
-            return series;
-        };
-        for s in f.samples.iter().filter(|s| filter(s)) {
-            let suffix = &s.name[family.len().min(s.name.len())..];
-            match suffix {
-                "_bucket" => {
-                    let Some(le) = s.label("le").and_then(super::text::parse_value) else {
-                        continue;
-                    };
-                    series.entry(s.series_key(true)).or_default().add_bucket(le, s.value);
-                }
-                "_sum" => series.entry(s.series_key(true)).or_default().sum += s.value,
-                "_count" => series.entry(s.series_key(true)).or_default().count += s.value,
-                _ => {}
+        if let Some(f) = self.families.get(family) {
+            for s in f.series.iter().filter(|s| !s.buckets.is_empty() && filter(s)) {
+                out.entry(s.group_key(by)).or_default().merge(&s.histogram());
             }
         }
-        series
+        out
     }
 
     /// `sum by (by...) (increase(sample_name[...]))` between `older` and `self`, per series
@@ -254,12 +353,15 @@ impl Scrape {
         by: &[&str],
         filter: SampleFilter<'_>,
     ) -> BTreeMap<Vec<String>, f64> {
-        let before: HashMap<Vec<(String, String)>, f64> =
-            older.samples(sample_name).filter(|s| filter(s)).map(|s| (s.series_key(false), s.value)).collect();
+        let before: HashMap<&Vec<(String, String)>, f64> =
+            older.values(sample_name).into_iter().filter(|(s, _)| filter(s)).map(|(s, v)| (&s.labels, v)).collect();
         let mut out = BTreeMap::new();
-        for s in self.samples(sample_name).filter(|s| filter(s)) {
-            let old = before.get(&s.series_key(false)).copied().unwrap_or(0.0);
-            *out.entry(s.group_key(by)).or_insert(0.0) += counter_delta(s.value, old);
+        for (s, v) in self.values(sample_name) {
+            if !filter(s) {
+                continue;
+            }
+            let old = before.get(&s.labels).copied().unwrap_or(0.0);
+            *out.entry(s.group_key(by)).or_insert(0.0) += counter_delta(v, old);
         }
         out
     }
@@ -273,18 +375,17 @@ impl Scrape {
         by: &[&str],
         filter: SampleFilter<'_>,
     ) -> BTreeMap<Vec<String>, Histogram> {
-        let before = older.histogram_series(family, filter);
         let mut out: BTreeMap<Vec<String>, Histogram> = BTreeMap::new();
-        for (key, now) in self.histogram_series(family, filter) {
-            let delta = match before.get(&key) {
-                Some(old) => now.delta_since(old),
-                None => now,
+        let Some(now) = self.families.get(family) else { return out };
+        let before: HashMap<&Vec<(String, String)>, &Series> =
+            older.families.get(family).map(|f| f.series.iter().map(|s| (&s.labels, s)).collect()).unwrap_or_default();
+        for s in now.series.iter().filter(|s| !s.buckets.is_empty() && filter(s)) {
+            let current = s.histogram();
+            let delta = match before.get(&s.labels) {
+                Some(old) => current.delta_since(&old.histogram()),
+                None => current,
             };
-            let group = by
-                .iter()
-                .map(|l| key.iter().find(|(k, _)| k == l).map(|(_, v)| v.clone()).unwrap_or_default())
-                .collect();
-            out.entry(group).or_default().merge(&delta);
+            out.entry(s.group_key(by)).or_default().merge(&delta);
         }
         out
     }
@@ -326,7 +427,11 @@ untyped_thing{x="y"} 3
         assert_eq!(s.family("apiserver_request_total").unwrap().help, "[STABLE] Counter of apiserver requests.");
         let all = Scrape::parse(SCRAPE_1.as_bytes(), &Selection::all());
         assert_eq!(all.sum("untyped_thing", &any), Some(3.0));
-        assert_eq!(all.family("apiserver_request_duration_seconds").unwrap().kind, MetricType::Histogram);
+        let hist = all.family("apiserver_request_duration_seconds").unwrap();
+        assert_eq!(hist.kind, MetricType::Histogram);
+        assert_eq!(hist.series.len(), 2, "one series per label set, buckets folded in");
+        assert_eq!(hist.series[0].buckets.len(), 3);
+        assert_eq!(hist.series[0].labels, vec![("verb".to_string(), "LIST".to_string())]);
     }
 
     #[test]
@@ -338,7 +443,8 @@ untyped_thing{x="y"} 3
         let by_verb = s.sum_by("apiserver_request_total", &["verb"], &any);
         assert_eq!(by_verb[&vec!["LIST".to_string()]], 101.0);
         assert_eq!(by_verb[&vec!["GET".to_string()]], 50.0);
-        assert_eq!(s.samples("apiserver_request_duration_seconds_count").count(), 2);
+        assert_eq!(s.count_series("apiserver_request_duration_seconds_count"), 2);
+        assert_eq!(s.sum("apiserver_request_duration_seconds_sum", &any), Some(3012.0));
     }
 
     #[test]
@@ -378,5 +484,17 @@ untyped_thing{x="y"} 3
         assert_eq!(list.count, 10.0);
         // All 10 new LIST observations fell in (0.1, 1].
         assert!(list.quantile(0.5).unwrap() > 0.1);
+    }
+
+    #[test]
+    fn le_anywhere_in_the_label_block() {
+        let text = "# TYPE h histogram\nh_bucket{le=\"1\",a=\"x\"} 1\nh_bucket{a=\"x\",le=\"+Inf\"} 2\nh_count{a=\"x\"} 2\nh_sum{a=\"x\"} 1.5\n";
+        let s = Scrape::parse(text.as_bytes(), &Selection::all());
+        let f = s.family("h").unwrap();
+        assert_eq!(f.series.len(), 1, "{:?}", f.series);
+        assert_eq!(f.series[0].buckets.len(), 2);
+        assert_eq!(key_without_le(r#"a="x",le="1""#), r#"a="x""#);
+        assert_eq!(key_without_le(r#"le="1",a="x""#), r#"a="x""#);
+        assert_eq!(key_without_le(r#"a="le=\"1\"",le="2""#), r#"a="le=\"1\"""#);
     }
 }

@@ -15,18 +15,25 @@ use crate::metrics::Scrape;
 /// The raw objects of both kinds, as the API returns them (for backups and patches).
 pub async fn read_raw(cluster: &Cluster) -> Result<Vec<Value>> {
     let group = "admissionregistration.k8s.io";
-    let mut out = Vec::new();
-    for kind in [ConfigKind::Validating, ConfigKind::Mutating] {
+    let read = |kind: ConfigKind| async move {
         let path = format!("/apis/{group}/v1/{}", kind.resource());
         let items: Vec<Value> =
             cluster.list_all(&path, &Access::resource("list", group, kind.resource(), None)).await?;
-        for mut item in items {
-            // List items carry no kind/apiVersion.
-            item["kind"] = Value::String(kind.kind().into());
-            item["apiVersion"] = Value::String(format!("{group}/v1"));
-            out.push(item);
-        }
-    }
+        // List items carry no kind/apiVersion.
+        Ok::<_, crate::error::Error>(
+            items
+                .into_iter()
+                .map(|mut item| {
+                    item["kind"] = Value::String(kind.kind().into());
+                    item["apiVersion"] = Value::String(format!("{group}/v1"));
+                    item
+                })
+                .collect::<Vec<_>>(),
+        )
+    };
+    let (validating, mutating) = tokio::join!(read(ConfigKind::Validating), read(ConfigKind::Mutating));
+    let mut out = validating?;
+    out.extend(mutating?);
     Ok(out)
 }
 
@@ -45,21 +52,31 @@ fn labels_of(v: &Value) -> BTreeMap<String, String> {
 
 async fn service_facts(cluster: &Cluster, ns: &str, name: &str) -> Result<ServiceFacts> {
     let svc_path = format!("/api/v1/namespaces/{ns}/services/{name}");
-    let svc = match cluster.get_json::<Value>(&svc_path, &Access::resource("get", "", "services", Some(ns))).await {
+    let slices_path = format!(
+        "/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3D{name}"
+    );
+    let pdbs_path = format!("/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets");
+    let (svc_access, slices_access, pdbs_access) = (
+        Access::resource("get", "", "services", Some(ns)),
+        Access::resource("list", "discovery.k8s.io", "endpointslices", Some(ns)),
+        Access::resource("list", "policy", "poddisruptionbudgets", Some(ns)),
+    );
+    let (svc, slices, pdbs) = tokio::join!(
+        cluster.get_json::<Value>(&svc_path, &svc_access),
+        cluster.list_all::<Value>(&slices_path, &slices_access),
+        cluster.list_all::<Value>(&pdbs_path, &pdbs_access),
+    );
+    let svc = match svc {
         Ok(s) => s,
         Err(e) if e.kind == ErrorKind::NotFound => return Ok(ServiceFacts::default()),
         Err(e) => return Err(e),
     };
+    let slices = slices?;
+    let pdbs = pdbs.unwrap_or_default();
     let selector: BTreeMap<String, String> = svc["spec"]["selector"]
         .as_object()
         .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string())).collect())
         .unwrap_or_default();
-    let slices_path = format!(
-        "/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3D{name}"
-    );
-    let slices: Vec<Value> = cluster
-        .list_all(&slices_path, &Access::resource("list", "discovery.k8s.io", "endpointslices", Some(ns)))
-        .await?;
     let mut facts = ServiceFacts {
         exists: true,
         cluster_ip: svc["spec"]["clusterIP"].as_str().map(str::to_string),
@@ -82,13 +99,6 @@ async fn service_facts(cluster: &Cluster, ns: &str, name: &str) -> Result<Servic
             }
         }
     }
-    let pdbs: Vec<Value> = cluster
-        .list_all(
-            &format!("/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets"),
-            &Access::resource("list", "policy", "poddisruptionbudgets", Some(ns)),
-        )
-        .await
-        .unwrap_or_default();
     facts.has_pdb = !selector.is_empty()
         && pdbs.iter().any(|p| {
             super::model::Selector::from_value(&p["spec"]["selector"]).evaluate(&selector, true)

@@ -263,13 +263,9 @@ impl MetricsModel {
                 if replaced.contains(&line.key) {
                     continue;
                 }
-                let value = if !scale || line.is_quantile {
-                    line.value
-                } else if line.sample.ends_with("_sum") {
-                    line.value * growth
-                } else {
-                    (line.value * growth).round()
-                };
+                // Counters grow smoothly (not rounded: rounding would make small series jump and
+                // fake error spikes in short windows).
+                let value = if !scale || line.is_quantile { line.value } else { milli(line.value * growth) };
                 write_line(&mut out, &line.sample, &line.key, line.le.as_deref(), value);
             }
             if let Some(es) = extras {
@@ -416,6 +412,11 @@ impl MetricsModel {
     }
 }
 
+/// Three decimals: enough for rates, short on the wire.
+fn milli(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
 fn fmt_bound(b: f64) -> String {
     if b.is_infinite() { "+Inf".into() } else { format!("{b}") }
 }
@@ -448,14 +449,14 @@ fn write_line(out: &mut String, sample: &str, key: &str, le: Option<&str>, value
 fn render_extra(out: &mut String, e: &Extra, t: f64, weight: f64) {
     match e {
         Extra::Counter { family, labels, start, per_second } => {
-            write_line(out, family, &label_text(labels), None, (start + per_second * t * weight).round());
+            write_line(out, family, &label_text(labels), None, milli(start + per_second * t * weight));
         }
         Extra::Gauge { family, labels, value } => {
             write_line(out, family, &label_text(labels), None, (*value * weight).round())
         }
         Extra::Histogram { family, labels, bounds, latency, per_second } => {
             let key = label_text(labels);
-            let count = (per_second * t * weight).round();
+            let count = milli(per_second * t * weight);
             for b in bounds {
                 write_line(
                     out,

@@ -26,6 +26,10 @@ struct Args {
     #[arg(long)]
     quiet: bool,
 
+    /// Add this latency to every API request (e.g. 50ms), like a distant or loaded API server
+    #[arg(long, value_parser = cpkit::duration::duration_arg)]
+    latency: Option<std::time::Duration>,
+
     /// List the scenarios and exit
     #[arg(long)]
     list: bool,
@@ -49,6 +53,9 @@ fn main() {
             std::process::exit(1);
         }
     };
+    if let Some(latency) = args.latency {
+        cluster.apiserver.sim.add_fault(testkit::apiserver::Fault { latency: Some(latency), ..Default::default() });
+    }
     println!("export KUBECONFIG={}", cluster.kubeconfig.display());
     if !args.quiet {
         eprintln!(

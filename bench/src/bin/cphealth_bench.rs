@@ -1,0 +1,80 @@
+//! `kubectl cphealth` against `healthy-ha` with 50 ms added to every API request, side by side
+//! with the runbooks' sequential checklist (bench/seed-quick-checklist.sh) on the same cluster;
+//! then `large-cluster` (5000 nodes, 50k pods): wall time and peak RSS.
+//!
+//! cargo build --release --workspace --bins && target/release/cphealth_bench
+
+use std::process::Command;
+use std::time::Duration;
+
+use cpkit_bench::{bin_dir, measure, median};
+use testkit::apiserver::Fault;
+use testkit::{DemoCluster, Scenario};
+
+fn main() {
+    let runs: usize = std::env::var("RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(5);
+    let cphealth = bin_dir().join("kubectl-cphealth");
+    assert!(cphealth.exists(), "build first: cargo build --release --workspace --bins");
+    let sample = std::env::var("SAMPLE").unwrap_or_else(|_| "250ms".into());
+
+    let c = DemoCluster::start(Scenario::HealthyHa).expect("healthy-ha starts");
+    c.apiserver.sim.add_fault(Fault {
+        path_prefix: String::new(),
+        latency: Some(Duration::from_millis(50)),
+        ..Default::default()
+    });
+    let env = c.env();
+    let etcd = c.etcd.as_ref().unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("seed-quick-checklist.sh");
+    let mut path = std::env::var("PATH").unwrap_or_default();
+    path = format!("{}:{path}", bin_dir().display());
+    let run_script = || {
+        let mut cmd = Command::new("bash");
+        cmd.arg(&script)
+            .env("PATH", &path)
+            .env("ETCD_POD", "etcd-cp-1")
+            .env("ETCD_ENDPOINT", etcd.members[0].local_client_url());
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        measure(&mut cmd).expect("script runs")
+    };
+    let run_cphealth = || {
+        let mut cmd = Command::new(&cphealth);
+        cmd.args(["--sample", &sample]);
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        measure(&mut cmd).expect("cphealth runs")
+    };
+    // Warm kubectl's discovery cache and the page cache: the script gets its best case.
+    run_script();
+    run_cphealth();
+    let script_times: Vec<Duration> = (0..runs.clamp(1, 3)).map(|_| run_script().wall).collect();
+    let cp: Vec<_> = (0..runs).map(|_| run_cphealth()).collect();
+    assert!(cp.iter().all(|m| m.code == Some(0)), "cphealth must pass on healthy-ha: {cp:?}");
+    let script_median = median(script_times);
+    let cp_median = median(cp.iter().map(|m| m.wall).collect());
+    drop(c);
+
+    let large = DemoCluster::start(Scenario::LargeCluster).expect("large-cluster starts");
+    let mut cmd = Command::new(&cphealth);
+    cmd.args(["--sample", &sample]);
+    for (k, v) in large.env() {
+        cmd.env(k, v);
+    }
+    let big = measure(&mut cmd).expect("cphealth runs");
+    println!("| measurement | value |");
+    println!("|---|---|");
+    println!(
+        "| sequential runbook checklist, healthy-ha, +50 ms/request (median) | {:.2} s |",
+        script_median.as_secs_f64()
+    );
+    println!(
+        "| kubectl cphealth --sample {sample}, same cluster (median of {runs}) | {:.3} s |",
+        cp_median.as_secs_f64()
+    );
+    println!("| speed-up (script / cphealth) | {:.1}x |", script_median.as_secs_f64() / cp_median.as_secs_f64());
+    println!("| kubectl cphealth, large-cluster (5000 nodes, 50k pods): wall | {:.2} s |", big.wall.as_secs_f64());
+    println!("| kubectl cphealth, large-cluster: peak RSS | {:.1} MiB |", big.max_rss_kib as f64 / 1024.0);
+}
