@@ -59,10 +59,11 @@ pub fn large_scrape(target: usize) -> Vec<u8> {
     out
 }
 
-/// Wall time, peak RSS and exit status of one command.
+/// Wall time, CPU time (user + system), peak RSS and exit status of one command.
 #[derive(Debug, Clone, Copy)]
 pub struct Measured {
     pub wall: std::time::Duration,
+    pub cpu: std::time::Duration,
     pub max_rss_kib: i64,
     pub code: Option<i32>,
 }
@@ -82,7 +83,9 @@ pub fn measure(cmd: &mut std::process::Command) -> std::io::Result<Measured> {
     }
     let wall = started.elapsed();
     let code = std::process::ExitStatus::from_raw(status).code();
-    Ok(Measured { wall, max_rss_kib: usage.ru_maxrss, code })
+    let tv = |t: libc::timeval| std::time::Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    let cpu = tv(usage.ru_utime) + tv(usage.ru_stime);
+    Ok(Measured { wall, cpu, max_rss_kib: usage.ru_maxrss, code })
 }
 
 /// The median of some durations.
@@ -94,4 +97,43 @@ pub fn median(mut v: Vec<std::time::Duration>) -> std::time::Duration {
 /// `target/release` (or debug) of the running benchmark binary.
 pub fn bin_dir() -> std::path::PathBuf {
     std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.to_path_buf())).unwrap_or_default()
+}
+
+/// `n` webhook configurations as one multi-document YAML stream, made from the real manifests
+/// of tests/fixtures/webhooks/ (renamed, with their selectors and rules varied per copy), the
+/// shape of a big cluster's `kubectl get validatingwebhookconfigurations,mutatingwebhookconfigurations -o yaml`.
+pub fn generated_webhook_configs(n: usize) -> String {
+    let dir = fixtures_dir().join("webhooks");
+    let mut sources = Vec::new();
+    let mut files: Vec<_> =
+        std::fs::read_dir(&dir).expect("fixtures/webhooks").filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    files.sort();
+    for f in files {
+        let text = std::fs::read_to_string(&f).expect("fixture");
+        for doc in cpkit::yaml::documents(&f.display().to_string(), &text).expect("fixture parses") {
+            if doc["kind"].as_str().is_some_and(|k| k.ends_with("WebhookConfiguration")) {
+                sources.push(doc);
+            }
+        }
+    }
+    let mut out = String::new();
+    for i in 0..n {
+        let mut doc = sources[i % sources.len()].clone();
+        let name = format!("{}-{i}", doc["metadata"]["name"].as_str().unwrap_or("config"));
+        doc["metadata"]["name"] = serde_json::Value::String(name);
+        if let Some(webhooks) = doc["webhooks"].as_array_mut() {
+            for (j, w) in webhooks.iter_mut().enumerate() {
+                // Every third copy opts out kube-system, every fifth fails open.
+                if (i + j) % 3 == 0 {
+                    w["namespaceSelector"] = serde_json::json!({"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", format!("team-{i}")]}]});
+                }
+                if (i + j) % 5 == 0 {
+                    w["failurePolicy"] = serde_json::Value::String("Ignore".into());
+                }
+            }
+        }
+        out.push_str("---\n");
+        out.push_str(&cpkit::yaml::to_string(&doc).expect("yaml"));
+    }
+    out
 }

@@ -140,7 +140,24 @@ pub fn render_document<T: Serialize>(kind: &str, body: &T, format: OutputFormat)
             text.push('\n');
             Ok(text)
         }
-        OutputFormat::Yaml => crate::yaml::to_string(&doc),
+        OutputFormat::Yaml => {
+            // Through a JSON value, so YAML holds exactly the JSON data (serde_yaml would tag
+            // enums); apiVersion and kind stay first.
+            let body = serde_json::to_value(body)
+                .map_err(|e| Error::invalid_data("Cannot print the result as YAML", e.to_string()))?;
+            let mut ordered = serde_json::Map::new();
+            ordered.insert("apiVersion".into(), API_VERSION.into());
+            ordered.insert("kind".into(), kind.into());
+            let mut text = crate::yaml::to_string(&serde_json::Value::Object(ordered))?;
+            match body {
+                serde_json::Value::Object(fields) if !fields.is_empty() => {
+                    text.push_str(&crate::yaml::to_string(&fields)?);
+                }
+                serde_json::Value::Object(_) => {}
+                other => text.push_str(&crate::yaml::to_string(&serde_json::json!({ "value": other }))?),
+            }
+            Ok(text)
+        }
         OutputFormat::Table | OutputFormat::Wide => Err(Error::usage(
             "render_document needs -o json or -o yaml",
             "This is a bug in the plugin; please report it.",
@@ -231,6 +248,18 @@ mod tests {
         assert_eq!(v["verdict"], "OK");
         let yaml = render_document("HealthReport", &Body { verdict: "OK" }, OutputFormat::Yaml).unwrap();
         assert!(yaml.starts_with("apiVersion: cpkit.dev/v1alpha1\nkind: HealthReport\nverdict: OK\n"), "{yaml}");
+        // Enums are plain data in YAML, as in JSON (no `!Variant` tags).
+        #[derive(Serialize)]
+        enum Target {
+            Url(String),
+        }
+        #[derive(Serialize)]
+        struct WithEnum {
+            action: Target,
+        }
+        let yaml =
+            render_document("X", &WithEnum { action: Target::Url("https://a".into()) }, OutputFormat::Yaml).unwrap();
+        assert_eq!(yaml, "apiVersion: cpkit.dev/v1alpha1\nkind: X\naction:\n  Url: https://a\n");
     }
 
     #[test]

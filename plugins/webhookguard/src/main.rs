@@ -1,41 +1,421 @@
-//! `kubectl webhookguard`.
+//! `kubectl webhookguard`: finds the admission webhooks that can lock a cluster, and defuses them.
+
+mod disarm;
+mod probe;
+mod scan;
+
+use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use cpkit::Cluster;
 use cpkit::cli::{KubeArgs, OutputArgs, Plugin};
 use cpkit::completion::CompletionArgs;
-use cpkit::error::{Access, Error};
+use cpkit::error::Result;
+use cpkit::exit::{FailOn, Status};
+use cpkit::output::{self, bold, dim, status_text};
+use cpkit::webhooks::ClusterFacts;
+use cpkit::webhooks::defuse::{self, Mode};
+use serde_json::json;
 
 const PLUGIN: Plugin = Plugin { name: "webhookguard", version: env!("CARGO_PKG_VERSION") };
 
-/// webhookguard
+/// Find the admission webhooks that can lock a cluster (LOCKOUT, SELF-DEADLOCK, BACKEND DOWN, ...)
+/// and defuse them safely. Without a subcommand: `scan`. Exit codes: 0 OK, 1 WARNING,
+/// 2 CRITICAL, 3 UNKNOWN, 64 usage.
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, about, long_about = None, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(flatten)]
     kube: KubeArgs,
     #[command(flatten)]
     output: OutputArgs,
+    #[command(flatten)]
+    scan: ScanArgs,
     #[command(subcommand)]
     command: Option<Command>,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Every webhook of every configuration, with findings and fixes (the default)
+    Scan(ScanArgs),
+    /// Server-side dry-run creates of a pod and a configmap: admission latency, and the webhook at fault
+    Probe(ProbeArgs),
+    /// The emergency lever: fail a configuration's webhooks open, exclude system namespaces, or delete it
+    Disarm(DisarmArgs),
+    /// Re-apply a configuration saved by disarm
+    Restore(RestoreArgs),
     /// Print a shell completion script, or install kubectl's plugin completion
     Completion(CompletionArgs),
+}
+
+#[derive(Debug, Clone, clap::Args, Default)]
+struct ScanArgs {
+    /// Scan manifests instead of the cluster: files, directories or - for stdin (YAML streams, Lists, JSON)
+    #[arg(short = 'f', long = "filename", value_name = "PATH", value_hint = clap::ValueHint::AnyPath)]
+    filenames: Vec<PathBuf>,
+
+    /// Accepted risks: a YAML list of {config, webhook, finding, reason}
+    #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
+    allowlist: Option<PathBuf>,
+
+    /// Lowest verdict that makes the exit code non-zero
+    #[arg(long, value_enum, default_value_t = FailOn::Warning)]
+    fail_on: FailOn,
+
+    /// Window between the two /metrics scrapes used for admission rates (0 = one scrape)
+    #[arg(long, default_value = "1s", value_parser = cpkit::duration::duration_arg, value_name = "DURATION")]
+    sample: Duration,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct ProbeArgs {
+    /// Namespaces to probe, comma-separated (default: -n, else default and kube-system)
+    #[arg(long, value_delimiter = ',', value_name = "NAMESPACES")]
+    namespaces: Vec<String>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct DisarmArgs {
+    /// The configuration: NAME, validatingwebhookconfiguration/NAME or mutatingwebhookconfiguration/NAME
+    #[arg(value_name = "CONFIG")]
+    config: String,
+
+    /// Which kind of configuration, when the name exists as both
+    #[arg(long, value_enum)]
+    kind: Option<disarm::KindArg>,
+
+    /// Only these webhooks of the configuration (repeat; default: all)
+    #[arg(long = "webhook", value_name = "NAME")]
+    webhooks: Vec<String>,
+
+    /// What to do
+    #[arg(long, value_enum)]
+    mode: Mode,
+
+    /// Apply the change (without it, only the plan is printed)
+    #[arg(long)]
+    yes: bool,
+
+    /// Apply only if the configuration is still at this resourceVersion (the one the plan showed)
+    #[arg(long, value_name = "RV")]
+    resource_version: Option<String>,
+
+    /// Where the backup goes (default: $XDG_STATE_HOME/kubectl-webhookguard/backups)
+    #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
+    backup_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct RestoreArgs {
+    /// A backup file written by disarm
+    #[arg(value_name = "BACKUP", value_hint = clap::ValueHint::FilePath)]
+    backup: PathBuf,
+
+    /// Apply (without it, only the plan is printed)
+    #[arg(long)]
+    yes: bool,
+
+    /// Where the backup of the current state goes before it is replaced
+    #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
+    backup_dir: Option<PathBuf>,
 }
 
 fn main() {
     cpkit::cli::run_plugin::<Cli, _, _>(PLUGIN, run)
 }
 
-async fn run(cli: Cli) -> Result<i32, Error> {
+async fn run(cli: Cli) -> Result<i32> {
     cli.output.apply_color();
-    if let Some(Command::Completion(args)) = &cli.command {
-        return cpkit::completion::run_completion_command(<Cli as clap::CommandFactory>::command(), PLUGIN, args);
+    match &cli.command {
+        Some(Command::Completion(args)) => {
+            cpkit::completion::run_completion_command(<Cli as clap::CommandFactory>::command(), PLUGIN, args)
+        }
+        Some(Command::Scan(args)) => scan_command(&cli, args).await,
+        None => scan_command(&cli, &cli.scan).await,
+        Some(Command::Probe(args)) => probe_command(&cli, args).await,
+        Some(Command::Disarm(args)) => disarm_command(&cli, args).await,
+        Some(Command::Restore(args)) => restore_command(&cli, args).await,
     }
-    let cluster = cpkit::Cluster::connect(&cli.kube, PLUGIN).await?;
-    let version: serde_json::Value = cluster.get_json("/version", &Access::non_resource("get", "/version")).await?;
-    println!("{} {}", cluster.info.context, version["gitVersion"].as_str().unwrap_or("?"));
-    Ok(0)
+}
+
+async fn scan_command(cli: &Cli, args: &ScanArgs) -> Result<i32> {
+    let allow = match &args.allowlist {
+        Some(p) => scan::read_allowlist(p)?,
+        None => Vec::new(),
+    };
+    let report = if args.filenames.is_empty() {
+        let cluster = Cluster::connect(&cli.kube, PLUGIN).await?;
+        let (configs, facts, notes) = scan::live(&cluster, args.sample).await?;
+        scan::report(format!("cluster {}", cluster.info.context), configs, &facts, notes, &allow)
+    } else {
+        let (configs, source) = scan::read_manifests(&args.filenames)?;
+        let notes = vec![
+            "offline: namespace labels, backend services and endpoints, and admission metrics are unknown; findings that depend on them say so".to_string(),
+        ];
+        let facts = ClusterFacts { now: Some(jiff::Timestamp::now()), ..ClusterFacts::offline() };
+        scan::report(source, configs, &facts, notes, &allow)
+    };
+    if cli.output.is_structured() {
+        output::print_document("WebhookScan", &report, cli.output.output)?;
+    } else {
+        output::write_stdout(&scan::render(&report, &cli.output))?;
+    }
+    Ok(args.fail_on.exit_code(report.verdict))
+}
+
+fn probe_namespaces(cli: &Cli, args: &[String]) -> Vec<String> {
+    if !args.is_empty() {
+        return args.to_vec();
+    }
+    match &cli.kube.namespace {
+        Some(ns) => vec![ns.clone()],
+        None => vec!["default".into(), "kube-system".into()],
+    }
+}
+
+async fn probe_command(cli: &Cli, args: &ProbeArgs) -> Result<i32> {
+    let cluster = Cluster::connect(&cli.kube, PLUGIN).await?;
+    let results = probe::run(&cluster, &probe_namespaces(cli, &args.namespaces)).await?;
+    let verdict = results.iter().map(|r| r.status).max().unwrap_or(Status::Ok);
+    if cli.output.is_structured() {
+        output::print_document("WebhookProbe", &json!({"verdict": verdict, "results": results}), cli.output.output)?;
+    } else {
+        output::write_stdout(&probe::render(&results, cli.output.is_wide(), cli.output.no_headers))?;
+    }
+    Ok(verdict.exit_code())
+}
+
+fn undo_command(cli: &Cli, context: &str, backup: &std::path::Path) -> String {
+    let mut cmd = format!(
+        "kubectl webhookguard restore {} --context {} --yes",
+        shell_quote(&backup.display().to_string()),
+        shell_quote(context)
+    );
+    if let Some(k) = &cli.kube.kubeconfig {
+        cmd.push_str(&format!(" --kubeconfig {}", shell_quote(&k.display().to_string())));
+    }
+    cmd
+}
+
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=@".contains(c)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// A backup path that does not exist yet (two disarms in the same second get `-2`, `-3`, ...).
+fn fresh_backup_path(dir: &std::path::Path, context: &str, kind: cpkit::webhooks::ConfigKind, name: &str) -> PathBuf {
+    let first = disarm::backup_path(dir, context, kind, name, jiff::Timestamp::now());
+    let mut candidate = first.clone();
+    let mut n = 2;
+    while candidate.exists() {
+        candidate = first.with_extension(format!("{n}.json"));
+        n += 1;
+    }
+    candidate
+}
+
+async fn disarm_command(cli: &Cli, args: &DisarmArgs) -> Result<i32> {
+    let (kind, name) = disarm::parse_target(&args.config, args.kind)?;
+    let cluster = Cluster::connect(&cli.kube, PLUGIN).await?;
+    let context = cluster.info.context.clone();
+    let (kind, object) = disarm::read_config(&cluster, kind, &name).await?;
+    let mut plan = defuse::plan(&object, args.mode, &args.webhooks)?;
+    if let Some(rv) = &args.resource_version {
+        // The server refuses the write if the object moved on from the version the user saw.
+        plan.resource_version = rv.clone();
+    }
+    let uid = object["metadata"]["uid"].as_str().unwrap_or("").to_string();
+    let target = format!("{}/{}", kind.kind().to_ascii_lowercase(), plan.config);
+    let dir = args.backup_dir.clone().unwrap_or_else(disarm::default_backup_dir);
+    let structured = cli.output.is_structured();
+    let mut text = String::new();
+    text.push_str(&format!(
+        "{} {target} on context {context}, conditioned on resourceVersion {}:\n",
+        bold("Plan:"),
+        plan.resource_version
+    ));
+    for c in &plan.changes {
+        text.push_str(&format!("  - {c}\n"));
+    }
+    for w in &plan.warnings {
+        text.push_str(&format!("  {} {w}\n", status_text(Status::Warning)));
+    }
+    if plan.changes.is_empty() {
+        text.push_str("Nothing to change.\n");
+        return finish_disarm(cli, &text, json!({"plan": plan, "applied": false}), 0);
+    }
+    if !args.yes {
+        text.push_str(&format!(
+            "{}\nNothing changed. To apply exactly this plan:\n  kubectl webhookguard disarm {target} --mode {} {}--resource-version {} --yes\n",
+            dim(&format!("A backup of the configuration will be written to {} first.", dir.display())),
+            mode_name(args.mode),
+            args.webhooks.iter().map(|w| format!("--webhook {} ", shell_quote(w))).collect::<String>(),
+            plan.resource_version
+        ));
+        return finish_disarm(cli, &text, json!({"plan": plan, "applied": false}), 0);
+    }
+    let backup = disarm::write_backup(&fresh_backup_path(&dir, &context, kind, &plan.config), &object)?;
+    text.push_str(&format!("{} {}\n", bold("Backup:"), backup.display()));
+    if let Err(e) = disarm::apply(&cluster, kind, &plan, &uid).await {
+        if !structured {
+            output::write_stdout(&text)?;
+        }
+        return Err(e);
+    }
+    let verified = disarm::verify_disarm(&cluster, kind, &plan).await.unwrap_or(false);
+    text.push_str(&format!(
+        "{} {target}: {} change{} applied{}.\n",
+        bold("Disarmed"),
+        plan.changes.len(),
+        if plan.changes.len() == 1 { "" } else { "s" },
+        if verified { ", read back and verified" } else { " (could not read it back to verify)" }
+    ));
+    let probes = probe::run(&cluster, &probe_namespaces(cli, &[])).await;
+    let probe_verdict = match &probes {
+        Ok(results) => {
+            text.push_str(&format!("\n{}\n{}", bold("Probe after the change:"), probe::render(results, false, false)));
+            results.iter().map(|r| r.status).max().unwrap_or(Status::Ok)
+        }
+        Err(e) => {
+            text.push_str(&format!("\nprobe after the change failed: {e}\n"));
+            Status::Unknown
+        }
+    };
+    let undo = undo_command(cli, &context, &backup);
+    text.push_str(&format!("\n{}\n  {undo}\n", bold("Undo:")));
+    let code = if verified { probe_verdict.exit_code() } else { Status::Unknown.exit_code() };
+    let probes = probes.unwrap_or_default();
+    finish_disarm(
+        cli,
+        &text,
+        json!({"plan": plan, "applied": true, "verified": verified, "backup": backup, "undo": undo, "probe": probes}),
+        code,
+    )
+}
+
+fn mode_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Ignore => "ignore",
+        Mode::ExcludeSystem => "exclude-system",
+        Mode::Delete => "delete",
+    }
+}
+
+fn finish_disarm(cli: &Cli, text: &str, doc: serde_json::Value, code: i32) -> Result<i32> {
+    if cli.output.is_structured() {
+        output::print_document("WebhookDisarm", &doc, cli.output.output)?;
+    } else {
+        output::write_stdout(text)?;
+    }
+    Ok(code)
+}
+
+async fn restore_command(cli: &Cli, args: &RestoreArgs) -> Result<i32> {
+    let (kind, backup) = disarm::read_backup(&args.backup)?;
+    let name = backup["metadata"]["name"].as_str().unwrap_or("").to_string();
+    let cluster = Cluster::connect(&cli.kube, PLUGIN).await?;
+    let context = cluster.info.context.clone();
+    let current = match disarm::read_config(&cluster, Some(kind), &name).await {
+        Ok((_, v)) => Some(v),
+        Err(e) if e.kind == cpkit::error::ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
+    };
+    let plan = disarm::plan_restore(kind, &backup, current.as_ref());
+    let target = format!("{}/{name}", kind.kind().to_ascii_lowercase());
+    let verb = if plan.action == "none" { "leave" } else { plan.action.as_str() };
+    let mut text = format!("{} {verb} {target} on context {context} from {}", bold("Plan:"), args.backup.display());
+    match plan.action.as_str() {
+        "none" => text.push_str(": it already matches the backup. Nothing to do.\n"),
+        "create" => text.push_str(": the configuration does not exist; it will be created as saved.\n"),
+        _ => text.push_str(&format!(
+            ": replace {} (conditioned on resourceVersion {}).\n",
+            plan.differs.join(", "),
+            plan.resource_version.as_deref().unwrap_or("?")
+        )),
+    }
+    if plan.action == "none" || !args.yes {
+        if plan.action != "none" {
+            text.push_str("Nothing changed. Re-run with --yes to apply.\n");
+        }
+        return finish_restore(cli, &text, json!({"plan": plan, "applied": false}), 0);
+    }
+    let mut saved = None;
+    if let Some(c) = &current {
+        let dir = args.backup_dir.clone().unwrap_or_else(disarm::default_backup_dir);
+        let path = disarm::write_backup(&fresh_backup_path(&dir, &context, kind, &name), c)?;
+        text.push_str(&format!("{} the current state saved to {}\n", bold("Backup:"), path.display()));
+        saved = Some(path);
+    }
+    if let Err(e) = disarm::restore(&cluster, kind, &backup, current.as_ref()).await {
+        if !cli.output.is_structured() {
+            output::write_stdout(&text)?;
+        }
+        return Err(e);
+    }
+    let remaining = disarm::verify_restore(&cluster, kind, &backup).await?;
+    let code = if remaining.is_empty() {
+        text.push_str(&format!("{} {target}: read back, it matches the backup.\n", bold("Restored")));
+        0
+    } else {
+        text.push_str(&format!(
+            "{} {target} was written, but reading it back still differs in {}.\n",
+            status_text(Status::Critical),
+            remaining.join(", ")
+        ));
+        Status::Critical.exit_code()
+    };
+    if let Some(p) = &saved {
+        text.push_str(&format!("\n{}\n  {}\n", bold("Undo:"), undo_command(cli, &context, p)));
+    }
+    finish_restore(
+        cli,
+        &text,
+        json!({"plan": plan, "applied": true, "matches": remaining.is_empty(), "differs": remaining, "backup": saved}),
+        code,
+    )
+}
+
+fn finish_restore(cli: &Cli, text: &str, doc: serde_json::Value, code: i32) -> Result<i32> {
+    if cli.output.is_structured() {
+        output::print_document("WebhookRestore", &doc, cli.output.output)?;
+    } else {
+        output::write_stdout(text)?;
+    }
+    Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn scan_is_the_default_and_flags_work_without_the_subcommand() {
+        let cli = Cli::try_parse_from(["kubectl-webhookguard", "-f", "a.yaml", "--fail-on", "critical"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.scan.filenames, [PathBuf::from("a.yaml")]);
+        let cli = Cli::try_parse_from(["kubectl-webhookguard", "scan", "-f", "-", "-o", "json"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Scan(ref s)) if s.filenames == [PathBuf::from("-")]));
+        assert!(Cli::try_parse_from(["kubectl-webhookguard", "disarm", "x"]).is_err(), "--mode is required");
+    }
+
+    #[test]
+    fn undo_is_a_pasteable_command() {
+        let cli = Cli::try_parse_from(["kubectl-webhookguard", "--kubeconfig", "/tmp/my config"]).unwrap();
+        assert_eq!(
+            undo_command(&cli, "prod", std::path::Path::new("/b/x.json")),
+            "kubectl webhookguard restore /b/x.json --context prod --yes --kubeconfig '/tmp/my config'"
+        );
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
 }

@@ -635,11 +635,11 @@ fn analyse_webhook(c: &WebhookConfig, w: &Webhook, facts: &ClusterFacts, out: &m
                     FindingKind::CaBundle,
                     if live { Status::Warning } else { Status::Ok },
                     if live {
-                        "caBundle is empty: the API server cannot verify the backend, so every call fails".into()
+                        "caBundle is empty: the API server trusts only its system roots for this backend, which an in-cluster serving certificate rarely chains to".into()
                     } else {
                         "caBundle is empty in the manifest: something must inject it at run time (cert-manager's cainjector, istiod, vault-injector)".into()
                     },
-                    "The API server verifies service webhooks against caBundle.".into(),
+                    "Without caBundle the API server verifies the backend against its own system trust roots; set caBundle to the CA that signed the backend's certificate (or let cert-manager's cainjector inject it).".into(),
                 ));
             }
             Some(b64) => match crate::certs::parse_base64_bundle(b64) {

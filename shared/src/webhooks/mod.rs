@@ -3,6 +3,7 @@
 //! from a cluster (`gather`).
 
 pub mod analysis;
+pub mod defuse;
 pub mod gather;
 pub mod model;
 

@@ -205,6 +205,7 @@ impl Rule {
 
 /// Where the API server sends the AdmissionReview.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub enum ClientConfig {
     Service { namespace: String, name: String, path: Option<String>, port: u16 },
     Url(String),

@@ -185,6 +185,51 @@ fn lockout_table() {
             &offline,
             Some(Status::Critical),
         ),
+        (
+            "clusterrolebindings",
+            webhook(rule(&["rbac.authorization.k8s.io"], &["clusterrolebindings"]), exclude_system.clone()),
+            &offline,
+            Some(Status::Critical),
+        ),
+        (
+            "rolebindings in kube-system",
+            webhook(rule(&["rbac.authorization.k8s.io"], &["rolebindings"]), json!({})),
+            &offline,
+            Some(Status::Critical),
+        ),
+        (
+            "roles, kube-system excluded",
+            webhook(rule(&["rbac.authorization.k8s.io"], &["roles"]), exclude_system.clone()),
+            &offline,
+            None,
+        ),
+        (
+            "leases in kube-node-lease only, kube-system excluded",
+            webhook(
+                rule(&["coordination.k8s.io"], &["leases"]),
+                json!({"namespaceSelector": {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system"]}]}}),
+            ),
+            &offline,
+            Some(Status::Critical),
+        ),
+        (
+            "CSR approval subresource",
+            webhook(rule(&["certificates.k8s.io"], &["certificatesigningrequests/approval"]), json!({})),
+            &offline,
+            None,
+        ),
+        (
+            "wildcard group with named resource",
+            webhook(rule(&["*"], &["leases"]), json!({})),
+            &offline,
+            Some(Status::Critical),
+        ),
+        (
+            "namespaces alone are not a lockout (a NAMESPACE CHANGES warning)",
+            webhook(rule(&[""], &["namespaces"]), json!({})),
+            &offline,
+            None,
+        ),
         ("wrong group", webhook(rule(&["apps"], &["pods"]), json!({})), &offline, None),
         (
             "scope Cluster skips namespaced pods",
@@ -210,6 +255,10 @@ fn lockout_table() {
         let c = config(w);
         assert_eq!(lockout(&c, facts), want, "{name}");
     }
+    // A Fail webhook on namespaces is a WARNING of its own kind.
+    let c = config(webhook(rule(&[""], &["namespaces"]), json!({})));
+    let f = analyse(&[c], &offline);
+    assert!(f.iter().any(|f| f.kind == FindingKind::NamespaceChanges && f.severity == Status::Warning), "{f:?}");
 }
 
 #[test]

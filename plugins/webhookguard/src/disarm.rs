@@ -1,0 +1,369 @@
+//! `disarm` and `restore`: the emergency lever and its undo. Both read the object, show the plan,
+//! and change nothing without `--yes`; with it they first save the object as read to a backup
+//! file (written atomically), then write with the resourceVersion as a precondition, so a
+//! concurrent change is never overwritten.
+
+use std::path::{Path, PathBuf};
+
+use cpkit::Cluster;
+use cpkit::error::{Access, Error, ErrorKind, Result};
+use cpkit::webhooks::ConfigKind;
+use cpkit::webhooks::defuse::{self, Plan};
+use http::Method;
+use serde_json::{Value, json};
+
+const GROUP: &str = "admissionregistration.k8s.io";
+
+/// `validating` / `mutating` (also accepts the kinds and resource names kubectl knows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KindArg {
+    Validating,
+    Mutating,
+}
+
+impl KindArg {
+    fn kind(self) -> ConfigKind {
+        match self {
+            KindArg::Validating => ConfigKind::Validating,
+            KindArg::Mutating => ConfigKind::Mutating,
+        }
+    }
+}
+
+/// Splits `validatingwebhookconfiguration/NAME` (any of kubectl's spellings) from a plain name.
+pub fn parse_target(target: &str, kind: Option<KindArg>) -> Result<(Option<ConfigKind>, String)> {
+    let Some((prefix, name)) = target.split_once('/') else {
+        return Ok((kind.map(KindArg::kind), target.to_string()));
+    };
+    let prefix = prefix.to_ascii_lowercase();
+    let prefix = prefix.split('.').next().unwrap_or("");
+    let parsed = match prefix {
+        "validatingwebhookconfiguration" | "validatingwebhookconfigurations" => ConfigKind::Validating,
+        "mutatingwebhookconfiguration" | "mutatingwebhookconfigurations" => ConfigKind::Mutating,
+        other => {
+            return Err(Error::usage(
+                format!("{other:?} is not a webhook configuration type"),
+                "Name it as NAME, validatingwebhookconfiguration/NAME or mutatingwebhookconfiguration/NAME.",
+            ));
+        }
+    };
+    if let Some(k) = kind
+        && k.kind() != parsed
+    {
+        return Err(Error::usage(format!("{target} contradicts --kind"), "Drop --kind or the type prefix."));
+    }
+    Ok((Some(parsed), name.to_string()))
+}
+
+fn object_path(kind: ConfigKind, name: &str) -> String {
+    format!("/apis/{GROUP}/v1/{}/{name}", kind.resource())
+}
+
+/// Reads the configuration; with no kind given, looks in both and insists on one match.
+pub async fn read_config(cluster: &Cluster, kind: Option<ConfigKind>, name: &str) -> Result<(ConfigKind, Value)> {
+    let kinds = match kind {
+        Some(k) => vec![k],
+        None => vec![ConfigKind::Validating, ConfigKind::Mutating],
+    };
+    let mut found = Vec::new();
+    for k in &kinds {
+        if let Some(v) = get_optional(cluster, *k, name).await? {
+            found.push((*k, v));
+        }
+    }
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(Error::new(
+            ErrorKind::NotFound,
+            format!("No webhook configuration named {name}"),
+            format!("neither {} has it", kinds.iter().map(|k| k.resource()).collect::<Vec<_>>().join(" nor ")),
+            "List them with `kubectl get validatingwebhookconfigurations,mutatingwebhookconfigurations`, or run `kubectl webhookguard scan`.",
+        )),
+        _ => Err(Error::usage(
+            format!("Both a validating and a mutating configuration are named {name}"),
+            "Say which with --kind validating|mutating (or validatingwebhookconfiguration/NAME).",
+        )),
+    }
+}
+
+async fn get_optional(cluster: &Cluster, kind: ConfigKind, name: &str) -> Result<Option<Value>> {
+    let path = object_path(kind, name);
+    let response = cluster.get_raw(&path).await?;
+    if response.status == 404 {
+        return Ok(None);
+    }
+    if !response.is_success() {
+        let access = Access::resource("get", GROUP, kind.resource(), None);
+        return Err(cpkit::error::http_error(
+            cluster.server(),
+            &format!("GET {path}"),
+            response.status,
+            &response.body,
+            None,
+            Some(&access),
+        ));
+    }
+    let mut v: Value = cpkit::client::decode_json(&path, &response.body)?;
+    v["kind"] = json!(kind.kind());
+    v["apiVersion"] = json!(format!("{GROUP}/v1"));
+    Ok(Some(v))
+}
+
+/// The default backup directory: `$XDG_STATE_HOME/kubectl-webhookguard/backups`, else
+/// `~/.local/state/kubectl-webhookguard/backups` (a place that survives a reboot, unlike /tmp).
+pub fn default_backup_dir() -> PathBuf {
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    state.join("kubectl-webhookguard").join("backups")
+}
+
+/// The file a backup of `object` goes to: `<dir>/<context>_<resource>_<name>_<UTC time>.json`.
+pub fn backup_path(dir: &Path, context: &str, kind: ConfigKind, name: &str, when: jiff::Timestamp) -> PathBuf {
+    let safe = |s: &str| {
+        s.chars().map(|c| if c.is_ascii_alphanumeric() || "-.".contains(c) { c } else { '-' }).collect::<String>()
+    };
+    dir.join(format!("{}_{}_{}_{}.json", safe(context), kind.resource(), safe(name), when.strftime("%Y%m%dT%H%M%SZ")))
+}
+
+/// Writes the object, as read, to a new file (0600, fsynced, renamed into place).
+pub fn write_backup(path: &Path, object: &Value) -> Result<PathBuf> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("Cannot create the backup directory {}", dir.display()), &e))?;
+    }
+    let mut file = cpkit::atomic_file::AtomicFile::create(path, false)?;
+    let mut text = serde_json::to_vec_pretty(object)
+        .map_err(|e| Error::invalid_data("Cannot encode the backup", e.to_string()))?;
+    text.push(b'\n');
+    std::io::Write::write_all(&mut file, &text)
+        .map_err(|e| Error::io(format!("Cannot write {}", path.display()), &e))?;
+    file.commit()
+}
+
+/// Reads a backup written by `disarm` (or any JSON/YAML of one configuration).
+pub fn read_backup(path: &Path) -> Result<(ConfigKind, Value)> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::io(format!("Cannot read the backup {}", path.display()), &e))?;
+    let value: Value = if text.trim_start().starts_with('{') {
+        serde_json::from_str(&text)
+            .map_err(|e| Error::invalid_data(format!("Cannot parse {} as JSON", path.display()), e.to_string()))?
+    } else {
+        cpkit::yaml::from_str(&path.display().to_string(), &text)?
+    };
+    let kind = match value["kind"].as_str() {
+        Some("ValidatingWebhookConfiguration") => ConfigKind::Validating,
+        Some("MutatingWebhookConfiguration") => ConfigKind::Mutating,
+        other => {
+            return Err(Error::invalid_data(
+                format!("{} is not a webhook configuration backup", path.display()),
+                format!("its kind is {}", other.unwrap_or("missing")),
+            ));
+        }
+    };
+    if value["metadata"]["name"].as_str().unwrap_or("").is_empty() {
+        return Err(Error::invalid_data(format!("{} has no metadata.name", path.display()), "it cannot be restored"));
+    }
+    Ok((kind, value))
+}
+
+/// Explains a 409: someone changed the object since it was read.
+fn conflict(kind: ConfigKind, name: &str, resource_version: &str) -> Error {
+    Error::new(
+        ErrorKind::Conflict,
+        format!(
+            "{} {name} changed since it was read (resourceVersion {resource_version}); nothing was written",
+            kind.kind()
+        ),
+        "someone (a person, Helm, an operator) modified it concurrently, and the write carried the version read as a precondition",
+        "Look at what changed (`kubectl get` it), then run the command again to plan from the new version.",
+    )
+}
+
+/// Applies a disarm plan: PUT with the read resourceVersion, or DELETE with it as a precondition.
+pub async fn apply(cluster: &Cluster, kind: ConfigKind, plan: &Plan, uid: &str) -> Result<()> {
+    let path = object_path(kind, &plan.config);
+    let (method, verb, body) = match &plan.updated {
+        Some(updated) => {
+            let mut body = updated.clone();
+            body["metadata"]["resourceVersion"] = json!(plan.resource_version);
+            (Method::PUT, "update", body)
+        }
+        None => (
+            Method::DELETE,
+            "delete",
+            json!({"apiVersion": "v1", "kind": "DeleteOptions",
+                   "preconditions": {"resourceVersion": plan.resource_version, "uid": uid}}),
+        ),
+    };
+    write(cluster, method, &path, verb, kind, &body, &plan.config, &plan.resource_version).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn write(
+    cluster: &Cluster,
+    method: Method,
+    path: &str,
+    verb: &str,
+    kind: ConfigKind,
+    body: &Value,
+    name: &str,
+    rv: &str,
+) -> Result<()> {
+    let request = http::Request::builder()
+        .method(method.clone())
+        .uri(format!("{path}?fieldManager=kubectl-webhookguard"))
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::ACCEPT, "application/json")
+        .body(serde_json::to_vec(body).unwrap_or_default())
+        .map_err(|e| Error::usage(format!("Cannot build a request for {path}: {e}"), ""))?;
+    let response = cluster.send(request).await?;
+    if response.status == 409 {
+        return Err(conflict(kind, name, rv));
+    }
+    if !response.is_success() {
+        let access = Access::resource(verb, GROUP, kind.resource(), None);
+        return Err(cpkit::error::http_error(
+            cluster.server(),
+            &format!("{method} {path}"),
+            response.status,
+            &response.body,
+            None,
+            Some(&access),
+        ));
+    }
+    Ok(())
+}
+
+/// What `restore` will do.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestorePlan {
+    pub kind: String,
+    pub name: String,
+    /// `create` (the configuration is gone), `update`, or `none` (it already matches).
+    pub action: String,
+    /// Fields that differ between the backup and the cluster.
+    pub differs: Vec<String>,
+    /// The resourceVersion the update is conditioned on.
+    pub resource_version: Option<String>,
+}
+
+pub fn plan_restore(kind: ConfigKind, backup: &Value, current: Option<&Value>) -> RestorePlan {
+    let name = backup["metadata"]["name"].as_str().unwrap_or("").to_string();
+    let (action, differs, resource_version) = match current {
+        None => ("create", vec!["the whole configuration (it does not exist)".to_string()], None),
+        Some(c) => {
+            let d = defuse::differs(backup, c);
+            let rv = c["metadata"]["resourceVersion"].as_str().map(str::to_string);
+            (if d.is_empty() { "none" } else { "update" }, d, rv)
+        }
+    };
+    RestorePlan { kind: kind.kind().to_string(), name, action: action.to_string(), differs, resource_version }
+}
+
+/// Writes the backup's content back: creates it when gone, else replaces webhooks, labels and
+/// annotations on the current object with its resourceVersion as the precondition.
+pub async fn restore(cluster: &Cluster, kind: ConfigKind, backup: &Value, current: Option<&Value>) -> Result<()> {
+    let name = backup["metadata"]["name"].as_str().unwrap_or("");
+    match current {
+        None => {
+            let path = format!("/apis/{GROUP}/v1/{}", kind.resource());
+            write(cluster, Method::POST, &path, "create", kind, &defuse::for_create(backup), name, "").await
+        }
+        Some(c) => {
+            let mut body = c.clone();
+            body["webhooks"] = backup["webhooks"].clone();
+            for field in ["labels", "annotations"] {
+                match backup["metadata"].get(field) {
+                    Some(v) => body["metadata"][field] = v.clone(),
+                    None => {
+                        if let Some(m) = body["metadata"].as_object_mut() {
+                            m.remove(field);
+                        }
+                    }
+                }
+            }
+            let rv = c["metadata"]["resourceVersion"].as_str().unwrap_or("").to_string();
+            write(cluster, Method::PUT, &object_path(kind, name), "update", kind, &body, name, &rv).await
+        }
+    }
+}
+
+/// Reads the configuration back after a restore and says whether it matches the backup.
+pub async fn verify_restore(cluster: &Cluster, kind: ConfigKind, backup: &Value) -> Result<Vec<String>> {
+    let name = backup["metadata"]["name"].as_str().unwrap_or("");
+    match get_optional(cluster, kind, name).await? {
+        Some(now) => Ok(defuse::differs(backup, &now)),
+        None => Ok(vec!["the configuration is missing".into()]),
+    }
+}
+
+/// Re-reads after a disarm: gone (delete) or carrying the planned webhooks.
+pub async fn verify_disarm(cluster: &Cluster, kind: ConfigKind, plan: &Plan) -> Result<bool> {
+    let now = get_optional(cluster, kind, &plan.config).await?;
+    Ok(match (&plan.updated, now) {
+        (None, None) => true,
+        (Some(updated), Some(now)) => updated["webhooks"] == now["webhooks"],
+        _ => false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_in_kubectl_spellings() {
+        assert_eq!(parse_target("x", None).unwrap(), (None, "x".to_string()));
+        assert_eq!(parse_target("x", Some(KindArg::Mutating)).unwrap().0, Some(ConfigKind::Mutating));
+        assert_eq!(
+            parse_target("validatingwebhookconfiguration.admissionregistration.k8s.io/x", None).unwrap(),
+            (Some(ConfigKind::Validating), "x".to_string())
+        );
+        assert_eq!(parse_target("MutatingWebhookConfigurations/y", None).unwrap().0, Some(ConfigKind::Mutating));
+        assert!(parse_target("pods/x", None).is_err());
+        assert!(parse_target("mutatingwebhookconfiguration/x", Some(KindArg::Validating)).is_err());
+    }
+
+    #[test]
+    fn backups_round_trip_and_never_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let when: jiff::Timestamp = "2026-11-23T06:00:00Z".parse().unwrap();
+        let path = backup_path(dir.path(), "kind/prod:1", ConfigKind::Validating, "pod-validator", when);
+        assert_eq!(
+            path.file_name().unwrap().to_str().unwrap(),
+            "kind-prod-1_validatingwebhookconfigurations_pod-validator_20261123T060000Z.json"
+        );
+        let object = json!({"kind": "ValidatingWebhookConfiguration", "metadata": {"name": "pod-validator", "resourceVersion": "7"}, "webhooks": []});
+        write_backup(&path, &object).unwrap();
+        let (kind, back) = read_backup(&path).unwrap();
+        assert_eq!(kind, ConfigKind::Validating);
+        assert_eq!(back, object);
+        assert!(write_backup(&path, &object).is_err());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        std::fs::write(dir.path().join("pod.json"), r#"{"kind": "Pod", "metadata": {"name": "p"}}"#).unwrap();
+        assert!(read_backup(&dir.path().join("pod.json")).is_err());
+    }
+
+    #[test]
+    fn restore_plans_create_update_or_nothing() {
+        let backup = json!({"metadata": {"name": "a", "labels": {"x": "1"}}, "webhooks": [{"name": "w", "failurePolicy": "Fail"}]});
+        assert_eq!(plan_restore(ConfigKind::Validating, &backup, None).action, "create");
+        let mut current = backup.clone();
+        current["metadata"]["resourceVersion"] = json!("9");
+        assert_eq!(plan_restore(ConfigKind::Validating, &backup, Some(&current)).action, "none");
+        current["webhooks"][0]["failurePolicy"] = json!("Ignore");
+        let p = plan_restore(ConfigKind::Validating, &backup, Some(&current));
+        assert_eq!(
+            (p.action.as_str(), p.differs.as_slice(), p.resource_version.as_deref()),
+            ("update", &["webhooks".to_string()][..], Some("9"))
+        );
+    }
+}

@@ -1,0 +1,210 @@
+//! `kubectl webhookguard scan`: every webhook of every configuration, live or from manifests.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cpkit::Cluster;
+use cpkit::cli::OutputArgs;
+use cpkit::error::{Error, Result};
+use cpkit::exit::Status;
+use cpkit::output::{Table, bold, dim, status_text};
+use cpkit::webhooks::{Accepted, ClusterFacts, ConfigKind, Finding, WebhookConfig, analyse, apply_allowlist, worst};
+use serde::Serialize;
+
+/// The scan result (`kind: WebhookScan`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScanReport {
+    /// `cluster <context>` or the files read.
+    pub source: String,
+    pub verdict: Status,
+    pub configurations: Vec<WebhookConfig>,
+    pub findings: Vec<Finding>,
+    /// What could not be known.
+    pub notes: Vec<String>,
+}
+
+/// Reads manifests: files, directories (recursively, .yaml/.yml/.json), or `-` for stdin.
+pub fn read_manifests(paths: &[PathBuf]) -> Result<(Vec<WebhookConfig>, String)> {
+    let mut configs = Vec::new();
+    let mut names = Vec::new();
+    for p in paths {
+        if p.as_os_str() == "-" {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .map_err(|e| Error::io("Cannot read stdin", &e))?;
+            configs.extend(parse_text("stdin", &text)?);
+            names.push("stdin".to_string());
+            continue;
+        }
+        let mut files = Vec::new();
+        collect(p, &mut files)?;
+        for f in files {
+            let text =
+                std::fs::read_to_string(&f).map_err(|e| Error::io(format!("Cannot read {}", f.display()), &e))?;
+            configs.extend(parse_text(&f.display().to_string(), &text)?);
+        }
+        names.push(p.display().to_string());
+    }
+    Ok((configs, names.join(", ")))
+}
+
+fn collect(p: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let meta = std::fs::metadata(p).map_err(|e| Error::io(format!("Cannot read {}", p.display()), &e))?;
+    if meta.is_dir() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
+            .map_err(|e| Error::io(format!("Cannot list {}", p.display()), &e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        for e in entries {
+            if e.is_dir() || e.extension().is_some_and(|x| x == "yaml" || x == "yml" || x == "json") {
+                collect(&e, out)?;
+            }
+        }
+    } else {
+        out.push(p.to_path_buf());
+    }
+    Ok(())
+}
+
+fn parse_text(source: &str, text: &str) -> Result<Vec<WebhookConfig>> {
+    let docs = if text.trim_start().starts_with('{') {
+        vec![
+            serde_json::from_str(text)
+                .map_err(|e| Error::invalid_data(format!("Cannot parse {source} as JSON"), e.to_string()))?,
+        ]
+    } else {
+        cpkit::yaml::documents(source, text)?
+    };
+    cpkit::webhooks::configs_from_documents(&docs, source)
+}
+
+/// Reads an allowlist: a YAML list of `{config, webhook?, finding?, reason}` (or `{accepted: [...]}`).
+pub fn read_allowlist(path: &Path) -> Result<Vec<Accepted>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(format!("Cannot read {}", path.display()), &e))?;
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum File {
+        List(Vec<Accepted>),
+        Wrapped { accepted: Vec<Accepted> },
+    }
+    match cpkit::yaml::from_str::<File>(&format!("allowlist {}", path.display()), &text)? {
+        File::List(l) | File::Wrapped { accepted: l } => Ok(l),
+    }
+}
+
+/// Scans the cluster: configurations, backend facts, runtime evidence from two scrapes.
+pub async fn live(cluster: &Cluster, sample: Duration) -> Result<(Vec<WebhookConfig>, ClusterFacts, Vec<String>)> {
+    let configs = cpkit::webhooks::gather::read_configs(cluster).await?;
+    let selection = cpkit::metrics::Selection::families(&[]).with_prefixes(&["apiserver_admission_webhook_"]);
+    let metrics = async {
+        let first = cpkit::metrics::fetch(cluster, "/metrics", &selection).await?;
+        tokio::time::sleep(sample).await;
+        let second = cpkit::metrics::fetch(cluster, "/metrics", &selection).await?;
+        let secs = second.taken.duration_since(first.taken).as_secs_f64();
+        Ok::<_, Error>(cpkit::webhooks::gather::runtime_from_metrics(Some(&first.scrape), &second.scrape, secs))
+    };
+    let ((mut facts, mut notes), runtime) =
+        tokio::join!(cpkit::webhooks::gather::read_facts(cluster, &configs), metrics);
+    match runtime {
+        Ok(r) => facts.runtime = r,
+        Err(e) => notes.push(format!("admission metrics unknown ({})", e.why)),
+    }
+    Ok((configs, facts, notes))
+}
+
+/// Analyses and applies the allowlist.
+pub fn report(
+    source: String,
+    configs: Vec<WebhookConfig>,
+    facts: &ClusterFacts,
+    notes: Vec<String>,
+    allow: &[Accepted],
+) -> ScanReport {
+    let mut findings = analyse(&configs, facts);
+    apply_allowlist(&mut findings, allow);
+    ScanReport { source, verdict: worst(&findings), configurations: configs, findings, notes }
+}
+
+fn severity_text(f: &Finding) -> String {
+    if f.accepted.is_some() {
+        return dim("ACCEPTED");
+    }
+    match f.severity {
+        Status::Ok => dim("NOTE"),
+        s => status_text(s),
+    }
+}
+
+fn kind_word(kind: ConfigKind) -> &'static str {
+    match kind {
+        ConfigKind::Validating => "validating",
+        ConfigKind::Mutating => "mutating",
+    }
+}
+
+/// The table and the fixes.
+pub fn render(r: &ScanReport, out: &OutputArgs) -> String {
+    let webhooks: usize = r.configurations.iter().map(|c| c.webhooks.len()).sum();
+    let mut text = String::new();
+    if !out.no_headers {
+        text.push_str(&format!(
+            "{} {} configuration{} ({webhooks} webhook{}) from {} — {}\n\n",
+            bold("Scanned"),
+            r.configurations.len(),
+            if r.configurations.len() == 1 { "" } else { "s" },
+            if webhooks == 1 { "" } else { "s" },
+            r.source,
+            status_text(r.verdict)
+        ));
+    }
+    let mut t =
+        Table::new(&["severity", "finding", "configuration", "webhook", "summary"]).wide_columns(&["evidence", "fix"]);
+    for f in &r.findings {
+        t.row([
+            severity_text(f),
+            f.kind.label().to_string(),
+            format!("{}/{}", kind_word(f.config_kind), f.config),
+            f.webhook.clone(),
+            f.summary.clone(),
+            f.evidence.iter().map(|e| format!("{}: {}", e.name, e.value)).collect::<Vec<_>>().join("; "),
+            f.fix.as_ref().map(|x| x.command.clone()).unwrap_or_default(),
+        ]);
+    }
+    if t.is_empty() {
+        text.push_str("No findings: no webhook can lock this cluster.\n");
+    } else {
+        text.push_str(&t.render(out.is_wide(), out.no_headers));
+    }
+    let clean: Vec<String> = r
+        .configurations
+        .iter()
+        .flat_map(|c| {
+            c.webhooks
+                .iter()
+                .filter(|w| {
+                    !r.findings.iter().any(|f| f.config_kind == c.kind && f.config == c.name && f.webhook == w.name)
+                })
+                .map(move |w| format!("{} ({}/{})", w.name, kind_word(c.kind), c.name))
+        })
+        .collect();
+    if !clean.is_empty() {
+        text.push_str(&format!("\n{} {}\n", bold("Without findings:"), clean.join(", ")));
+    }
+    let to_fix: Vec<&Finding> =
+        r.findings.iter().filter(|f| f.severity != Status::Ok && f.accepted.is_none()).collect();
+    if !to_fix.is_empty() {
+        text.push_str(&format!("\n{}\n", bold("Why, and the fix:")));
+        for f in to_fix {
+            text.push_str(&format!("{} {} ({}): {}\n", bold(f.kind.label()), f.webhook, f.config, f.explanation));
+            if let Some(fix) = &f.fix {
+                text.push_str(&format!("  fix: {}\n    $ {}\n", fix.description, fix.command));
+            }
+        }
+    }
+    for n in &r.notes {
+        text.push_str(&format!("{}\n", dim(&format!("note: {n}"))));
+    }
+    text
+}

@@ -1,0 +1,345 @@
+//! `kubectl webhookguard` end to end: offline scans of the real manifests in
+//! tests/fixtures/webhooks/ (a verbatim copy of ../shared/fixtures/webhooks/), and the live
+//! scan, probe, disarm and restore against the simulated cluster, run through kubectl.
+
+use std::path::{Path, PathBuf};
+
+use cpkit_e2e::{describe, kubectl, plugin, text};
+use serde_json::Value;
+use testkit::{DemoCluster, Scenario};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/webhooks").join(name)
+}
+
+fn json_of(out: &std::process::Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", describe(out)))
+}
+
+/// (finding kind, severity) pairs of one webhook.
+fn findings_of(report: &Value, webhook: &str) -> Vec<(String, String)> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["webhook"] == webhook)
+        .map(|f| (f["kind"].as_str().unwrap().to_string(), f["severity"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+fn has(report: &Value, webhook: &str, kind: &str, severity: &str) -> bool {
+    findings_of(report, webhook).contains(&(kind.to_string(), severity.to_string()))
+}
+
+fn offline(file: &str) -> (std::process::Output, Value) {
+    let path = fixture(file);
+    let out = plugin("webhookguard", &["scan", "-f", path.to_str().unwrap(), "-o", "json"], &[]);
+    let report = json_of(&out);
+    (out, report)
+}
+
+#[test]
+fn offline_verdicts_of_every_real_manifest() {
+    // aws-load-balancer-controller.yaml (controller-gen output): mpod.elbv2.k8s.aws fails closed
+    // on every pod CREATE with no selector, so a dead controller blocks kube-system pods and its
+    // own namespace's. CRITICAL.
+    let (out, r) = offline("aws-load-balancer-controller.yaml");
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert_eq!(r["verdict"], "CRITICAL");
+    assert!(has(&r, "mpod.elbv2.k8s.aws", "LOCKOUT", "CRITICAL"));
+    assert!(has(&r, "mpod.elbv2.k8s.aws", "SELF-DEADLOCK", "CRITICAL"));
+    assert!(has(&r, "vingress.elbv2.k8s.aws", "REVIEW-VERSIONS", "WARNING"));
+    assert!(!findings_of(&r, "vingress.elbv2.k8s.aws").iter().any(|(k, _)| k == "LOCKOUT"), "ingresses do not heal");
+
+    // azure-workload-identity.yaml: Ignore policy, objectSelector on a label pods must opt in
+    // with. Nothing can lock; the empty caBundle (injected at run time) is only a note. OK.
+    let (out, r) = offline("azure-workload-identity.yaml");
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(r["verdict"], "OK");
+    assert!(has(&r, "mutation.azure-workload-identity.io", "CA-BUNDLE", "OK"));
+
+    // cert-manager.yaml: Fail, but only on cert-manager's own resources, and kube-system and
+    // cert-manager excluded; timeoutSeconds 30 and v1beta1-only reviews are WARNINGs.
+    let (out, r) = offline("cert-manager.yaml");
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert_eq!(r["verdict"], "WARNING");
+    assert!(!findings_of(&r, "webhook.cert-manager.io").iter().any(|(k, _)| k == "LOCKOUT"));
+    assert!(has(&r, "webhook.cert-manager.io", "TIMEOUT", "WARNING"));
+
+    // ingress-nginx.yaml: Fail on ingresses only, which do not heal a cluster. OK.
+    let (out, r) = offline("ingress-nginx.yaml");
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(r["verdict"], "OK");
+
+    // istio.yaml: Fail on every pod of namespaces labelled istio-injection=enabled. Offline
+    // the namespace labels are unknown, so a lockout is possible but not certain: WARNING,
+    // and the scan says it cannot tell without the cluster.
+    let (out, r) = offline("istio.yaml");
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert_eq!(r["verdict"], "WARNING");
+    assert!(has(&r, "sidecar-injector.istio.io", "LOCKOUT", "WARNING"));
+    assert!(has(&r, "sidecar-injector.istio.io", "SIDE-EFFECTS", "WARNING"));
+    let lockout = r["findings"].as_array().unwrap().iter().find(|f| f["kind"] == "LOCKOUT").unwrap();
+    assert!(lockout["summary"].as_str().unwrap().contains("cannot tell without the cluster"), "{lockout}");
+
+    // knative-serving.yaml: the config webhook has no rules in the manifest (knative fills them
+    // at run time); the other fails open. OK with notes.
+    let (out, r) = offline("knative-serving.yaml");
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(has(&r, "config.webhook.serving.knative.dev", "NO-RULES", "OK"));
+
+    // vault-k8s.yaml: Ignore policy on pods. OK.
+    let (out, r) = offline("vault-k8s.yaml");
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(r["verdict"], "OK");
+}
+
+#[test]
+fn offline_scans_read_directories_stdin_and_honour_the_allowlist() {
+    let dir = fixture("");
+    // The whole directory: 9 configurations, the worst verdict wins, and the table says where
+    // facts are unknown.
+    let out = plugin("webhookguard", &["-f", dir.to_str().unwrap(), "--color", "never"], &[]);
+    let (stdout, _) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(stdout.starts_with("Scanned 9 configurations (13 webhooks) from "), "{stdout}");
+    assert!(stdout.contains("note: offline: namespace labels, backend services"), "{stdout}");
+    // --fail-on critical turns the istio WARNING into exit 0.
+    let istio = fixture("istio.yaml");
+    let out = plugin("webhookguard", &["-f", istio.to_str().unwrap(), "--fail-on", "critical"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+
+    // stdin, as a Helm-rendered stream would come: the aws manifest piped in.
+    let mut child = std::process::Command::new(cpkit_e2e::plugin_binary("webhookguard"))
+        .args(["scan", "-f", "-", "-o", "yaml"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let manifest = std::fs::read(fixture("aws-load-balancer-controller.yaml")).unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), &manifest).unwrap();
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let yaml: Value = serde_yaml::from_slice(&out.stdout).unwrap();
+    assert_eq!(yaml["kind"], "WebhookScan");
+    assert_eq!(yaml["source"], "stdin");
+
+    // Accepting the aws risks: the verdict drops to what remains (the v1beta1 warnings).
+    let allow = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        allow.path(),
+        "- config: mutating-webhook-configuration\n  webhook: mpod.elbv2.k8s.aws\n  finding: '*'\n  reason: accepted until the controller moves to its own node pool (OPS-1234)\n",
+    )
+    .unwrap();
+    let aws = fixture("aws-load-balancer-controller.yaml");
+    let out = plugin(
+        "webhookguard",
+        &["-f", aws.to_str().unwrap(), "--allowlist", allow.path().to_str().unwrap(), "-o", "json"],
+        &[],
+    );
+    let r = json_of(&out);
+    assert_eq!(r["verdict"], "WARNING", "{}", describe(&out));
+    assert_eq!(out.status.code(), Some(1));
+    let lockout = r["findings"].as_array().unwrap().iter().find(|f| f["kind"] == "LOCKOUT").unwrap();
+    assert!(lockout["accepted"].as_str().unwrap().contains("OPS-1234"), "{lockout}");
+
+    // A file that is not YAML is a clear error, not a panic.
+    let bad = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(bad.path(), "webhooks: [unclosed\n").unwrap();
+    let out = plugin("webhookguard", &["-f", bad.path().to_str().unwrap()], &[]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+fn dry_run_pod(c: &DemoCluster, pod: &Path) -> std::process::Output {
+    c.kubectl(&["create", "-f", pod.to_str().unwrap(), "--dry-run=server", "--validate=false"])
+}
+
+fn config_json(c: &DemoCluster, name: &str) -> Value {
+    let out = c.kubectl(&["get", "validatingwebhookconfiguration", name, "-o", "json"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The object without what the server sets on every write.
+fn comparable(mut v: Value) -> Value {
+    if let Some(m) = v["metadata"].as_object_mut() {
+        for k in ["resourceVersion", "uid", "creationTimestamp", "generation", "managedFields"] {
+            m.remove(k);
+        }
+    }
+    v
+}
+
+#[test]
+fn webhook_lockout_scan_probe_disarm_restore() {
+    let c = DemoCluster::start(Scenario::WebhookLockout).unwrap();
+    let (config, webhook) = c.facts.lockout_webhook.clone().unwrap();
+    let env = c.env();
+
+    // scan: CRITICAL, the live outage first, naming the webhook.
+    let out = kubectl(&["webhookguard", "-o", "json", "--sample", "300ms"], &env);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let r = json_of(&out);
+    assert_eq!(r["verdict"], "CRITICAL");
+    let first = &r["findings"][0];
+    assert_eq!((first["kind"].as_str(), first["webhook"].as_str()), (Some("BACKEND-DOWN"), Some(webhook.as_str())));
+    assert!(first["summary"].as_str().unwrap().starts_with("LIVE OUTAGE"), "{first}");
+    assert!(has(&r, &webhook, "LOCKOUT", "CRITICAL"));
+    assert!(has(&r, &webhook, "SELF-DEADLOCK", "CRITICAL"));
+    // The well-run cert-manager webhook has no findings.
+    assert!(findings_of(&r, "webhook.cert-manager.io").is_empty(), "{r}");
+
+    // probe: names the webhook from the API server's error.
+    let out = kubectl(&["webhookguard", "probe", "--color", "never"], &env);
+    let (stdout, _) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let kube_system_pod = stdout.lines().find(|l| l.starts_with("kube-system") && l.contains("Pod")).unwrap();
+    assert!(kube_system_pod.contains("CRITICAL") && kube_system_pod.contains(&webhook), "{stdout}");
+    assert!(kube_system_pod.contains("call failed: dial tcp") && kube_system_pod.contains("connection refused"));
+
+    // The user-visible lockout: a server-side dry-run create of a kube-system pod fails.
+    let pod = c.dir.join("probe-pod.json");
+    std::fs::write(
+        &pod,
+        r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"coredns-test","namespace":"kube-system"},"spec":{"containers":[{"name":"c","image":"registry.k8s.io/coredns/coredns:v1.11.3"}]}}"#,
+    )
+    .unwrap();
+    let before = dry_run_pod(&c, &pod);
+    assert!(!before.status.success());
+    assert!(text(&before).1.contains(&format!("failed calling webhook \"{webhook}\"")), "{}", describe(&before));
+
+    let original = config_json(&c, &config);
+    let backups = tempfile::tempdir().unwrap();
+    let backup_dir = backups.path().to_str().unwrap();
+
+    // Without --yes: the plan, and nothing changes.
+    let out = kubectl(&["webhookguard", "disarm", &config, "--mode", "ignore", "--backup-dir", backup_dir], &env);
+    let (stdout, _) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(stdout.contains(&format!("{webhook}: failurePolicy Fail → Ignore")), "{stdout}");
+    assert!(stdout.contains("Nothing changed."), "{stdout}");
+    assert_eq!(config_json(&c, &config), original);
+    assert_eq!(std::fs::read_dir(backups.path()).unwrap().count(), 0, "no backup without --yes");
+
+    // With --yes: backup first, the change, verified by a probe, the undo printed.
+    let out =
+        kubectl(&["webhookguard", "disarm", &config, "--mode", "ignore", "--yes", "--backup-dir", backup_dir], &env);
+    let (stdout, _) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(stdout.contains("1 change applied, read back and verified"), "{stdout}");
+    let undo = stdout.lines().skip_while(|l| !l.starts_with("Undo:")).nth(1).unwrap().trim().to_string();
+    assert!(undo.starts_with("kubectl webhookguard restore ") && undo.ends_with(" --yes"), "{undo}");
+    let backup = PathBuf::from(undo.split_whitespace().nth(3).unwrap());
+    assert!(backup.starts_with(backups.path()), "{undo}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&backup).unwrap().permissions().mode() & 0o777, 0o600);
+    let saved: Value = serde_json::from_slice(&std::fs::read(&backup).unwrap()).unwrap();
+    assert_eq!(comparable(saved.clone()), comparable(original.clone()), "the backup is the object as it was");
+    assert_eq!(config_json(&c, &config)["webhooks"][0]["failurePolicy"], "Ignore");
+    let after = dry_run_pod(&c, &pod);
+    assert!(after.status.success(), "{}", describe(&after));
+
+    // Restore, with the printed command (run through kubectl like a user would paste it).
+    let args: Vec<&str> = undo.split_whitespace().skip(1).collect();
+    let out = kubectl(&[&args[..], &["--backup-dir", backup_dir]].concat(), &env);
+    let (stdout, _) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(stdout.contains("read back, it matches the backup"), "{stdout}");
+    let restored = config_json(&c, &config);
+    assert_eq!(comparable(restored), comparable(original.clone()), "restore gives back the original object");
+    assert!(!dry_run_pod(&c, &pod).status.success(), "the lockout is back, as it was");
+    // Restoring again is a no-op.
+    let out = kubectl(&args, &env);
+    assert!(text(&out).0.contains("it already matches the backup"), "{}", describe(&out));
+
+    // delete mode and its undo: the configuration is gone, then re-created as it was.
+    let out = kubectl(
+        &["webhookguard", "disarm", &config, "--mode", "delete", "--yes", "--backup-dir", backup_dir, "-o", "json"],
+        &env,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let doc = json_of(&out);
+    assert_eq!((doc["applied"].as_bool(), doc["verified"].as_bool()), (Some(true), Some(true)));
+    assert!(c.kubectl(&["get", "validatingwebhookconfiguration", &config]).status.code() != Some(0));
+    let backup = doc["backup"].as_str().unwrap();
+    let out = kubectl(&["webhookguard", "restore", backup, "--yes"], &env);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(comparable(config_json(&c, &config)), comparable(original));
+}
+
+#[test]
+fn a_concurrent_change_is_never_overwritten() {
+    let c = DemoCluster::start(Scenario::WebhookLockout).unwrap();
+    let (config, _) = c.facts.lockout_webhook.clone().unwrap();
+    let env = c.env();
+    let backups = tempfile::tempdir().unwrap();
+    let backup_dir = backups.path().to_str().unwrap();
+
+    // The operator reads the plan...
+    let out = kubectl(&["webhookguard", "disarm", &config, "--mode", "exclude-system", "-o", "json"], &env);
+    let plan = json_of(&out);
+    let seen = plan["plan"]["resourceVersion"].as_str().unwrap().to_string();
+    assert!(!seen.is_empty());
+    // ...meanwhile someone else changes the configuration...
+    let out = c.kubectl(&["label", "validatingwebhookconfiguration", &config, "owner=helm-upgrade"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let changed = config_json(&c, &config);
+    // ...and applying the plan seen is refused by the API server's precondition, for an update
+    // and for a delete (DeleteOptions preconditions) alike.
+    let stale = |mode: &str| {
+        let args = ["webhookguard", "disarm", &config, "--mode", mode, "--yes", "--resource-version", &seen];
+        kubectl(&[&args[..], &["--backup-dir", backup_dir]].concat(), &env)
+    };
+    let out = stale("exclude-system");
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(
+        stderr.contains(&format!("changed since it was read (resourceVersion {seen}); nothing was written")),
+        "{stderr}"
+    );
+    assert_eq!(config_json(&c, &config), changed, "the concurrent change survives untouched");
+    let out = stale("delete");
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert_eq!(config_json(&c, &config), changed);
+}
+
+#[test]
+fn usage_errors_and_unknown_names() {
+    let c = DemoCluster::start(Scenario::HealthyHa).unwrap();
+    let env = c.env();
+    let out = kubectl(&["webhookguard", "disarm", "no-such-config", "--mode", "ignore"], &env);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(stderr.contains("No webhook configuration named no-such-config"), "{stderr}");
+    // cert-manager has a validating and a mutating configuration of the same name.
+    let out = kubectl(&["webhookguard", "disarm", "cert-manager-webhook", "--mode", "ignore"], &env);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(64), "{}", describe(&out));
+    assert!(stderr.contains("--kind validating|mutating"), "{stderr}");
+    let out = kubectl(
+        &[
+            "webhookguard",
+            "disarm",
+            "validatingwebhookconfiguration/cert-manager-webhook",
+            "--mode",
+            "ignore",
+            "--webhook",
+            "nope",
+        ],
+        &env,
+    );
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(64), "{}", describe(&out));
+    assert!(stderr.contains("has no webhook \"nope\"") && stderr.contains("webhook.cert-manager.io"), "{stderr}");
+    let out = kubectl(&["webhookguard", "disarm", "pods/x", "--mode", "ignore"], &env);
+    assert_eq!(out.status.code(), Some(64), "{}", describe(&out));
+    let out = kubectl(&["webhookguard", "disarm", "x", "--mode", "sideways"], &env);
+    assert_eq!(out.status.code(), Some(64), "{}", describe(&out));
+    // A well-run cluster scans clean.
+    let out = kubectl(&["webhookguard", "--sample", "0"], &env);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+}
