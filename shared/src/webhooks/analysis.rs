@@ -475,7 +475,12 @@ fn analyse_webhook(c: &WebhookConfig, w: &Webhook, facts: &ClusterFacts, out: &m
                 f.fix = Some(Fix {
                     description: "Defuse it now (kubectl webhookguard disarm keeps a backup and prints the undo), then bring the backend back".into(),
                     patch: ignore_fix(c, w).patch,
-                    command: format!("kubectl webhookguard disarm {} --webhook {} --mode ignore --yes", c.name, w.name),
+                    command: format!(
+                        "kubectl webhookguard disarm {}/{} --webhook {} --mode ignore --yes",
+                        c.kind.kind().to_ascii_lowercase(),
+                        c.name,
+                        w.name
+                    ),
                 });
             }
             out.push(f);

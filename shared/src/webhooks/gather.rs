@@ -187,3 +187,45 @@ pub async fn read_facts(cluster: &Cluster, configs: &[WebhookConfig]) -> (Cluste
     facts.services = Some(map);
     (facts, notes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Selection;
+
+    fn scrape(errors: f64, fail_open: f64, slow: f64) -> Scrape {
+        let text = format!(
+            "# TYPE apiserver_admission_webhook_rejection_count counter\n\
+             apiserver_admission_webhook_rejection_count{{error_type=\"calling_webhook_error\",name=\"v.example.com\",operation=\"CREATE\",rejection_code=\"0\",type=\"validating\"}} {errors}\n\
+             apiserver_admission_webhook_rejection_count{{error_type=\"no_error\",name=\"v.example.com\",operation=\"CREATE\",rejection_code=\"400\",type=\"validating\"}} 1000\n\
+             # TYPE apiserver_admission_webhook_fail_open_count counter\n\
+             apiserver_admission_webhook_fail_open_count{{name=\"m.example.com\",type=\"admit\"}} {fail_open}\n\
+             # TYPE apiserver_admission_webhook_admission_duration_seconds histogram\n\
+             apiserver_admission_webhook_admission_duration_seconds_bucket{{name=\"m.example.com\",operation=\"CREATE\",rejected=\"false\",type=\"admit\",le=\"0.1\"}} 100\n\
+             apiserver_admission_webhook_admission_duration_seconds_bucket{{name=\"m.example.com\",operation=\"CREATE\",rejected=\"false\",type=\"admit\",le=\"2.5\"}} {}\n\
+             apiserver_admission_webhook_admission_duration_seconds_bucket{{name=\"m.example.com\",operation=\"CREATE\",rejected=\"false\",type=\"admit\",le=\"+Inf\"}} {}\n\
+             apiserver_admission_webhook_admission_duration_seconds_count{{name=\"m.example.com\",operation=\"CREATE\",rejected=\"false\",type=\"admit\"}} {}\n",
+            100.0 + slow,
+            100.0 + slow,
+            100.0 + slow
+        );
+        Scrape::parse(text.as_bytes(), &Selection::all())
+    }
+
+    #[test]
+    fn runtime_evidence_is_rates_between_scrapes() {
+        let older = scrape(10.0, 0.0, 0.0);
+        let newer = scrape(30.0, 4.0, 100.0);
+        let r = runtime_from_metrics(Some(&older), &newer, 2.0);
+        // Only calling_webhook_error counts as failed calls, not denials.
+        assert_eq!(r["v.example.com"].errors_per_second, 10.0);
+        assert_eq!(r["m.example.com"].fail_open_per_second, 2.0);
+        // All 100 new observations fell between 0.1 and 2.5 s.
+        let p99 = r["m.example.com"].p99_seconds.unwrap();
+        assert!(p99 > 0.1 && p99 <= 2.5, "{p99}");
+        // One scrape: totals only, no rates.
+        let single = runtime_from_metrics(None, &newer, 0.0);
+        assert!(single.get("v.example.com").is_none());
+        assert!(single["m.example.com"].p99_seconds.is_some());
+    }
+}

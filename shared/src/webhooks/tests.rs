@@ -294,14 +294,9 @@ fn self_deadlock_backend_down_and_fixes() {
         "{}",
         findings[0].summary
     );
-    assert!(
-        findings[0]
-            .fix
-            .as_ref()
-            .unwrap()
-            .command
-            .contains("kubectl webhookguard disarm cfg --webhook w.example.com --mode ignore --yes")
-    );
+    assert!(findings[0].fix.as_ref().unwrap().command.contains(
+        "kubectl webhookguard disarm validatingwebhookconfiguration/cfg --webhook w.example.com --mode ignore --yes"
+    ));
     let deadlock = findings.iter().find(|f| f.kind == FindingKind::SelfDeadlock).expect("self-deadlock");
     assert_eq!(deadlock.severity, Status::Critical);
     let lock = findings.iter().find(|f| f.kind == FindingKind::Lockout).unwrap();
