@@ -120,7 +120,7 @@ fn webhook_lockout_is_critical_naming_the_webhook() {
     assert!(
         check(&r, "webhooks")["remediation"]
             .to_string()
-            .contains("kubectl webhookguard disarm pod-validator --webhook validate.pod.com --mode ignore --yes")
+            .contains("kubectl webhookguard disarm validatingwebhookconfiguration/pod-validator --webhook validate.pod.com --mode ignore --yes")
     );
     assert!(message(&r, "load").contains("calls to webhook validate.pod.com fail"), "{}", message(&r, "load"));
 }
