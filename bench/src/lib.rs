@@ -18,24 +18,36 @@ pub fn real_scrapes() -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-/// A scrape of at least `target` bytes made of the real scrapes' families, with the series of
-/// each copy made distinct by an extra label (a big cluster's apiserver has more resources and
-/// more label values, not different metric names).
+/// A scrape of at least `target` bytes: the newest real scrape (1.34) with every family's
+/// series repeated under a distinct `shard` label — a bigger cluster's API server has more
+/// resources and label values, not different metric names. Each family stays contiguous under
+/// its HELP and TYPE lines, as the format requires.
 pub fn large_scrape(target: usize) -> Vec<u8> {
-    let sources = real_scrapes();
-    let mut out = Vec::with_capacity(target + (4 << 20));
-    let mut copy = 0;
-    while out.len() < target {
-        for (_, bytes) in &sources {
-            let text = String::from_utf8_lossy(bytes);
-            for line in text.lines() {
-                if line.starts_with('#') {
-                    if copy == 0 {
-                        out.extend_from_slice(line.as_bytes());
-                        out.push(b'\n');
-                    }
-                    continue;
-                }
+    let (_, source) = real_scrapes().pop().expect("the 1.34 scrape");
+    let copies = (target / source.len()).max(1);
+    let text = String::from_utf8_lossy(&source);
+    let mut out = Vec::with_capacity(source.len() * copies + (1 << 20));
+    // Families: their comment lines, then their sample lines.
+    let mut blocks: Vec<(Vec<&str>, Vec<&str>)> = Vec::new();
+    for line in text.lines() {
+        if line.starts_with('#') {
+            if blocks.last().is_none_or(|(_, samples)| !samples.is_empty()) {
+                blocks.push((Vec::new(), Vec::new()));
+            }
+            if let Some(b) = blocks.last_mut() {
+                b.0.push(line);
+            }
+        } else if let Some(b) = blocks.last_mut() {
+            b.1.push(line);
+        }
+    }
+    for (comments, samples) in &blocks {
+        for c in comments {
+            out.extend_from_slice(c.as_bytes());
+            out.push(b'\n');
+        }
+        for copy in 0..copies {
+            for line in samples {
                 match line.find('{') {
                     Some(i) => {
                         out.extend_from_slice(&line.as_bytes()[..=i]);
@@ -53,7 +65,6 @@ pub fn large_scrape(target: usize) -> Vec<u8> {
                 }
                 out.push(b'\n');
             }
-            copy += 1;
         }
     }
     out

@@ -19,6 +19,7 @@ pub mod load;
 pub mod metrics;
 pub mod output;
 pub mod redact;
+pub mod replicas;
 pub mod report;
 pub mod stream;
 pub mod tools;

@@ -8,7 +8,7 @@ use cpkit::controlplane::{ComponentPod, Provider, detect_provider};
 use cpkit::error::{Access, Error};
 use cpkit::metrics::{Scrape, TimedScrape};
 use cpkit::{Cluster, RawResponse};
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Node;
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
@@ -23,17 +23,7 @@ pub struct CheckOptions {
     pub etcd_tls: cpkit::etcd::direct::EtcdTlsArgs,
 }
 
-/// One API server replica.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Replica {
-    /// Node name when known, else the address.
-    pub name: String,
-    pub url: String,
-    /// Listed in the `kubernetes` EndpointSlice.
-    pub in_endpoints: bool,
-    /// Has a kube-apiserver static pod.
-    pub pod: Option<String>,
-}
+pub use cpkit::replicas::Replica;
 
 /// The answer to GET /version, with what the round trip showed.
 #[derive(Debug, Clone)]
@@ -99,14 +89,7 @@ impl Ctx {
     /// kube-system pods labelled tier=control-plane (kubeadm's static pods).
     pub async fn control_plane_pods(&self) -> Result<Arc<Vec<ComponentPod>>, Error> {
         self.control_plane_pods
-            .get_or_init(|| async {
-                let access = Access::resource("list", "", "pods", Some("kube-system"));
-                let pods: Vec<Pod> = self
-                    .cluster
-                    .list_all("/api/v1/namespaces/kube-system/pods?labelSelector=tier%3Dcontrol-plane", &access)
-                    .await?;
-                Ok(Arc::new(pods.iter().filter_map(ComponentPod::from_pod).collect()))
-            })
+            .get_or_init(|| async { Ok(Arc::new(cpkit::replicas::read_control_plane_pods(&self.cluster).await?)) })
             .await
             .clone()
     }
@@ -146,41 +129,12 @@ impl Ctx {
     pub async fn replicas(&self) -> Result<Arc<Vec<Replica>>, Error> {
         self.replicas
             .get_or_init(|| async {
-                let access = Access::resource("list", "discovery.k8s.io", "endpointslices", Some("default"));
-                let (slices, pods) = tokio::join!(
-                    self.cluster.list_all::<Value>("/apis/discovery.k8s.io/v1/namespaces/default/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3Dkubernetes", &access),
-                    self.control_plane_pods()
-                );
-                let slices = slices?;
-                let mut out: Vec<Replica> = Vec::new();
-                let apiservers: Vec<ComponentPod> = pods.map(|p| p.iter().filter(|c| c.component == "kube-apiserver").cloned().collect()).unwrap_or_default();
-                for slice in &slices {
-                    let port = slice["ports"][0]["port"].as_u64().unwrap_or(443);
-                    for ep in slice["endpoints"].as_array().cloned().unwrap_or_default() {
-                        for addr in ep["addresses"].as_array().cloned().unwrap_or_default() {
-                            let ip = addr.as_str().unwrap_or("").to_string();
-                            let url = format!("https://{}:{port}", if ip.contains(':') { format!("[{ip}]") } else { ip.clone() });
-                            let pod = apiservers.iter().find(|p| p.flags.get("advertise-address") == Some(ip.as_str()) || p.host_ip.as_deref() == Some(ip.as_str()));
-                            out.push(Replica {
-                                name: pod.map(|p| p.node.clone()).or_else(|| ep["nodeName"].as_str().map(str::to_string)).unwrap_or_else(|| ip.clone()),
-                                url,
-                                in_endpoints: true,
-                                pod: pod.map(|p| p.name.clone()),
-                            });
-                        }
-                    }
-                }
-                // Replicas whose pods exist but that left the EndpointSlice (down long enough).
-                for p in &apiservers {
-                    let Some(ip) = p.flags.get("advertise-address").map(str::to_string).or_else(|| p.host_ip.clone()) else { continue };
-                    let port = p.flags.get("secure-port").unwrap_or("6443");
-                    let url = format!("https://{ip}:{port}");
-                    if !out.iter().any(|r| r.url == url) {
-                        out.push(Replica { name: p.node.clone(), url, in_endpoints: false, pod: Some(p.name.clone()) });
-                    }
-                }
-                out.sort_by(|a, b| a.name.cmp(&b.name));
-                Ok(Arc::new(out))
+                let (slices, pods) =
+                    tokio::join!(cpkit::replicas::read_endpoint_slices(&self.cluster), self.control_plane_pods());
+                let apiservers: Vec<ComponentPod> = pods
+                    .map(|p| p.iter().filter(|c| c.component == "kube-apiserver").cloned().collect())
+                    .unwrap_or_default();
+                Ok(Arc::new(cpkit::replicas::from_endpoints(&slices?, &apiservers)))
             })
             .await
             .clone()
@@ -200,11 +154,7 @@ impl Ctx {
     }
 
     async fn scrape(&self, replica: &Replica) -> Result<TimedScrape, Error> {
-        let cluster = if replica.url == self.cluster.server() {
-            self.cluster.clone()
-        } else {
-            self.cluster.for_server(&replica.url)?
-        };
+        let cluster = cpkit::replicas::client_for(&self.cluster, replica)?;
         cpkit::metrics::fetch(&cluster, "/metrics", &cpkit::load::selection()).await
     }
 

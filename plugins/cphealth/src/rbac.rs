@@ -17,8 +17,16 @@ pub const RESOURCE_RULES: &[(&[&str], &[&str], &[&str])] = &[
     (&["flowcontrol.apiserver.k8s.io"], &["flowschemas", "prioritylevelconfigurations"], &["get", "list"]),
 ];
 
-pub const NON_RESOURCE_URLS: &[&str] =
-    &["/livez", "/livez/*", "/readyz", "/readyz/*", "/healthz", "/version", "/metrics"];
+pub const NON_RESOURCE_URLS: &[&str] = &[
+    "/livez",
+    "/livez/*",
+    "/readyz",
+    "/readyz/*",
+    "/healthz",
+    "/version",
+    "/metrics",
+    "/debug/api_priority_and_fairness/*",
+];
 
 fn list(items: &[&str]) -> String {
     format!("[{}]", items.iter().map(|i| format!("\"{i}\"")).collect::<Vec<_>>().join(", "))
@@ -27,7 +35,7 @@ fn list(items: &[&str]) -> String {
 /// The manifests, with the etcd pods' names when known (exec can be limited to them).
 pub fn manifests(subject: Option<(&str, &str)>, etcd_pods: &[String]) -> String {
     let mut out = String::new();
-    out.push_str("# Read-only access for every check of `kubectl cphealth` (and `bundle`). No Secrets.\n");
+    out.push_str("# Read-only access for every check of `kubectl cphealth` (and `bundle`), `kubectl apftop` and\n# `kubectl webhookguard scan`. No Secrets.\n");
     out.push_str("apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: cpkit-cphealth-reader\nrules:\n");
     out.push_str(&format!("- nonResourceURLs: {}\n  verbs: [\"get\"]\n", list(NON_RESOURCE_URLS)));
     for (groups, resources, verbs) in RESOURCE_RULES {

@@ -40,10 +40,12 @@ impl Selection {
 
 /// One series of a family (one label set, `le` excluded): its plain value, or for histograms
 /// and summaries its buckets, sum and count.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Series {
-    /// Labels in exposition order, without `le`.
-    pub labels: Vec<(String, String)>,
+    /// Label names and (unescaped) values back to back; `ends` holds each pair's (name end,
+    /// value end). Two allocations per series instead of two per label.
+    text: Box<str>,
+    ends: Box<[(u32, u32)]>,
     /// The sample named like the family (counters, gauges, summary quantiles).
     pub value: Option<f64>,
     pub sum: Option<f64>,
@@ -52,9 +54,53 @@ pub struct Series {
     pub buckets: Vec<super::Bucket>,
 }
 
+/// A series' label set, comparable across scrapes.
+type SeriesId<'a> = (&'a str, &'a [(u32, u32)]);
+
+impl Serialize for Series {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = serializer.serialize_struct("Series", 5)?;
+        st.serialize_field("labels", &self.labels().collect::<Vec<_>>())?;
+        st.serialize_field("value", &self.value)?;
+        st.serialize_field("sum", &self.sum)?;
+        st.serialize_field("count", &self.count)?;
+        st.serialize_field("buckets", &self.buckets)?;
+        st.end()
+    }
+}
+
 impl Series {
+    fn from_labels(labels: Labels<'_>) -> Series {
+        let mut text = String::with_capacity(labels.raw().len());
+        let mut ends = Vec::new();
+        for (k, v) in labels.iter().filter(|(k, _)| *k != "le") {
+            text.push_str(k);
+            let name_end = text.len() as u32;
+            text.push_str(&v);
+            ends.push((name_end, text.len() as u32));
+        }
+        Series { text: text.into_boxed_str(), ends: ends.into_boxed_slice(), ..Default::default() }
+    }
+
+    /// Labels in exposition order, without `le`.
+    pub fn labels(&self) -> impl Iterator<Item = (&str, &str)> {
+        let mut start = 0usize;
+        self.ends.iter().map(move |&(n, v)| {
+            let (n, v) = (n as usize, v as usize);
+            let pair = (&self.text[start..n], &self.text[n..v]);
+            start = v;
+            pair
+        })
+    }
+
     pub fn label(&self, name: &str) -> Option<&str> {
-        self.labels.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.labels().find(|(k, _)| *k == name).map(|(_, v)| v)
+    }
+
+    /// Identifies the label set (for matching series across scrapes).
+    fn identity(&self) -> SeriesId<'_> {
+        (&self.text, &self.ends)
     }
 
     fn group_key(&self, by: &[&str]) -> Vec<String> {
@@ -75,21 +121,19 @@ pub struct Family {
     pub series: Vec<Series>,
     /// Series by their label text (exposition order, `le` removed).
     #[serde(skip)]
-    index: HashMap<String, usize>,
+    index: FastMap<String, usize>,
 }
 
 impl Family {
     fn new(name: &str, kind: MetricType, help: String) -> Family {
-        Family { name: name.to_string(), kind, help, series: Vec::new(), index: HashMap::new() }
+        Family { name: name.to_string(), kind, help, series: Vec::new(), index: FastMap::default() }
     }
 
     fn series_mut(&mut self, key: &str, labels: Labels<'_>) -> &mut Series {
         let i = match self.index.get(key) {
             Some(&i) => i,
             None => {
-                let labels =
-                    labels.iter().filter(|(k, _)| *k != "le").map(|(k, v)| (k.to_string(), v.into_owned())).collect();
-                self.series.push(Series { labels, ..Default::default() });
+                self.series.push(Series::from_labels(labels));
                 self.index.insert(key.to_string(), self.series.len() - 1);
                 self.series.len() - 1
             }
@@ -110,7 +154,7 @@ enum Field {
 /// The kept part of one scrape.
 #[derive(Debug, Clone, Default)]
 pub struct Scrape {
-    families: HashMap<String, Family>,
+    families: FastMap<String, Family>,
     pub stats: ParseStats,
 }
 
@@ -124,19 +168,48 @@ pub fn any(_: &Series) -> bool {
 
 const SUFFIXES: [(&str, Field); 3] = [("_bucket", Field::Bucket), ("_sum", Field::Sum), ("_count", Field::Count)];
 
-/// The label text of a sample without its `le` pair (no allocation when `le` is last, as client
-/// libraries write it).
-fn key_without_le(raw: &str) -> std::borrow::Cow<'_, str> {
-    if let Some(pos) = raw.rfind("le=\"")
-        && (pos == 0 || raw.as_bytes()[pos - 1] == b',')
-        && raw[pos..].trim_end_matches(',').ends_with('"')
-        && raw[pos + 4..].trim_end_matches(',').trim_end_matches('"').find('"').is_none()
+/// The label text without `le`, and `le`'s value when `le` is the last pair (the fast path:
+/// client libraries write it last); otherwise the value is looked up by the caller.
+fn split_le(raw: &str) -> (std::borrow::Cow<'_, str>, Option<&str>) {
+    let body = raw.strip_suffix(',').unwrap_or(raw);
+    if let Some(pos) = memchr::memmem::rfind(body.as_bytes(), b"le=\"")
+        && (pos == 0 || body.as_bytes()[pos - 1] == b',')
+        && body.ends_with('"')
     {
-        return std::borrow::Cow::Borrowed(raw[..pos].trim_end_matches(','));
+        let value = &body[pos + 4..body.len() - 1];
+        if !value.contains('"') {
+            let key = body[..pos].strip_suffix(',').unwrap_or(&body[..pos]);
+            return (std::borrow::Cow::Borrowed(key), Some(value));
+        }
     }
     let kept: Vec<&str> = split_pairs(raw).into_iter().filter(|p| !p.trim_start().starts_with("le=")).collect();
-    std::borrow::Cow::Owned(kept.join(","))
+    (std::borrow::Cow::Owned(kept.join(",")), None)
 }
+
+/// FxHash (rustc's): label texts are hashed once per sample, and SipHash's DoS resistance buys
+/// nothing for a scrape we asked for.
+#[derive(Default, Clone, Copy)]
+pub struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let word = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+            self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
 
 /// Splits a label block on the commas between pairs (not inside quoted values).
 fn split_pairs(raw: &str) -> Vec<&str> {
@@ -168,7 +241,10 @@ fn split_pairs(raw: &str) -> Vec<&str> {
 impl Scrape {
     /// Parses an exposition, keeping the selected families.
     pub fn parse(text: &[u8], selection: &Selection) -> Scrape {
-        let mut families: HashMap<String, Family> = HashMap::new();
+        let mut families: Vec<Family> = Vec::new();
+        let mut by_name: FastMap<String, usize> = FastMap::default();
+        // The family the previous sample went to: consecutive samples share it.
+        let mut last: Option<usize> = None;
         // The family announced by the last TYPE line, and whether it is wanted.
         let mut current: Option<(String, MetricType, bool)> = None;
         let mut pending_help: Option<(String, String)> = None;
@@ -183,13 +259,17 @@ impl Scrape {
                         Some((f, h)) if f == family => h,
                         _ => String::new(),
                     };
-                    families.entry(family.to_string()).or_insert_with(|| Family::new(family, kind, help));
+                    if !by_name.contains_key(family) {
+                        by_name.insert(family.to_string(), families.len());
+                        families.push(Family::new(family, kind, help));
+                    }
                 }
                 current = Some((family.to_string(), kind, wanted));
             }
             Event::Sample(sample) => {
                 // Which family and field the sample belongs to.
-                let (family_name, field) = match current.as_ref() {
+                // Borrowed names: no allocation per sample.
+                let (family_name, field): (&str, Field) = match current.as_ref() {
                     Some((fam, kind, wanted)) if sample.name.starts_with(fam.as_str()) => {
                         let rest = &sample.name[fam.len()..];
                         let field = if rest.is_empty() {
@@ -200,16 +280,13 @@ impl Scrape {
                             None
                         };
                         match field {
-                            Some(f) if !*wanted => {
-                                let _ = f;
-                                return;
-                            }
-                            Some(f) => (fam.clone(), f),
+                            Some(_) if !*wanted => return,
+                            Some(f) => (fam.as_str(), f),
                             None => {
                                 if !selection.wants(sample.name) {
                                     return;
                                 }
-                                (sample.name.to_string(), Field::Value)
+                                (sample.name, Field::Value)
                             }
                         }
                     }
@@ -217,16 +294,26 @@ impl Scrape {
                         if !selection.wants(sample.name) {
                             return;
                         }
-                        (sample.name.to_string(), Field::Value)
+                        (sample.name, Field::Value)
                     }
                 };
-                let family = families
-                    .entry(family_name.clone())
-                    .or_insert_with(|| Family::new(&family_name, MetricType::Untyped, String::new()));
-                let key = if field == Field::Bucket {
-                    key_without_le(sample.labels.raw())
+                let index = match last {
+                    Some(i) if families[i].name == family_name => i,
+                    _ => match by_name.get(family_name) {
+                        Some(&i) => i,
+                        None => {
+                            by_name.insert(family_name.to_string(), families.len());
+                            families.push(Family::new(family_name, MetricType::Untyped, String::new()));
+                            families.len() - 1
+                        }
+                    },
+                };
+                last = Some(index);
+                let family = &mut families[index];
+                let (key, le) = if field == Field::Bucket {
+                    split_le(sample.labels.raw())
                 } else {
-                    sample.labels.raw().into()
+                    (sample.labels.raw().into(), None)
                 };
                 let series = family.series_mut(&key, sample.labels);
                 match field {
@@ -234,7 +321,11 @@ impl Scrape {
                     Field::Sum => series.sum = Some(sample.value),
                     Field::Count => series.count = Some(sample.value),
                     Field::Bucket => {
-                        if let Some(le) = sample.labels.get("le").and_then(|v| super::text::parse_value(&v)) {
+                        let le = match le {
+                            Some(v) => super::text::parse_value(v),
+                            None => sample.labels.get("le").and_then(|v| super::text::parse_value(&v)),
+                        };
+                        if let Some(le) = le {
                             match series.buckets.binary_search_by(|b| b.le.total_cmp(&le)) {
                                 Ok(i) => series.buckets[i].count = sample.value,
                                 Err(i) => series.buckets.insert(i, super::Bucket { le, count: sample.value }),
@@ -244,7 +335,7 @@ impl Scrape {
                 }
             }
         });
-        Scrape { families, stats }
+        Scrape { families: families.into_iter().map(|f| (f.name.clone(), f)).collect(), stats }
     }
 
     pub fn family(&self, name: &str) -> Option<&Family> {
@@ -353,14 +444,14 @@ impl Scrape {
         by: &[&str],
         filter: SampleFilter<'_>,
     ) -> BTreeMap<Vec<String>, f64> {
-        let before: HashMap<&Vec<(String, String)>, f64> =
-            older.values(sample_name).into_iter().filter(|(s, _)| filter(s)).map(|(s, v)| (&s.labels, v)).collect();
+        let before: HashMap<SeriesId<'_>, f64> =
+            older.values(sample_name).into_iter().filter(|(s, _)| filter(s)).map(|(s, v)| (s.identity(), v)).collect();
         let mut out = BTreeMap::new();
         for (s, v) in self.values(sample_name) {
             if !filter(s) {
                 continue;
             }
-            let old = before.get(&s.labels).copied().unwrap_or(0.0);
+            let old = before.get(&s.identity()).copied().unwrap_or(0.0);
             *out.entry(s.group_key(by)).or_insert(0.0) += counter_delta(v, old);
         }
         out
@@ -377,11 +468,14 @@ impl Scrape {
     ) -> BTreeMap<Vec<String>, Histogram> {
         let mut out: BTreeMap<Vec<String>, Histogram> = BTreeMap::new();
         let Some(now) = self.families.get(family) else { return out };
-        let before: HashMap<&Vec<(String, String)>, &Series> =
-            older.families.get(family).map(|f| f.series.iter().map(|s| (&s.labels, s)).collect()).unwrap_or_default();
+        let before: HashMap<SeriesId<'_>, &Series> = older
+            .families
+            .get(family)
+            .map(|f| f.series.iter().map(|s| (s.identity(), s)).collect())
+            .unwrap_or_default();
         for s in now.series.iter().filter(|s| !s.buckets.is_empty() && filter(s)) {
             let current = s.histogram();
-            let delta = match before.get(&s.labels) {
+            let delta = match before.get(&s.identity()) {
                 Some(old) => current.delta_since(&old.histogram()),
                 None => current,
             };
@@ -431,7 +525,7 @@ untyped_thing{x="y"} 3
         assert_eq!(hist.kind, MetricType::Histogram);
         assert_eq!(hist.series.len(), 2, "one series per label set, buckets folded in");
         assert_eq!(hist.series[0].buckets.len(), 3);
-        assert_eq!(hist.series[0].labels, vec![("verb".to_string(), "LIST".to_string())]);
+        assert_eq!(hist.series[0].labels().collect::<Vec<_>>(), vec![("verb", "LIST")]);
     }
 
     #[test]
@@ -493,8 +587,9 @@ untyped_thing{x="y"} 3
         let f = s.family("h").unwrap();
         assert_eq!(f.series.len(), 1, "{:?}", f.series);
         assert_eq!(f.series[0].buckets.len(), 2);
-        assert_eq!(key_without_le(r#"a="x",le="1""#), r#"a="x""#);
-        assert_eq!(key_without_le(r#"le="1",a="x""#), r#"a="x""#);
-        assert_eq!(key_without_le(r#"a="le=\"1\"",le="2""#), r#"a="le=\"1\"""#);
+        assert_eq!(split_le(r#"a="x",le="1""#), (r#"a="x""#.into(), Some("1")));
+        assert_eq!(split_le(r#"le="1",a="x""#), (r#"a="x""#.into(), None));
+        assert_eq!(split_le(r#"a="le=\"1\"",le="2""#), (r#"a="le=\"1\"""#.into(), Some("2")));
+        assert_eq!(split_le(r#"le="+Inf""#), ("".into(), Some("+Inf")));
     }
 }

@@ -257,8 +257,9 @@ pub fn classify(
         let pb = b["spec"]["matchingPrecedence"].as_i64().unwrap_or(1000);
         pa.cmp(&pb).then_with(|| a["metadata"]["name"].as_str().cmp(&b["metadata"]["name"].as_str()))
     });
+    // A `*` is a wildcard only as the list's sole member (the API validates it so).
     let has = |list: &Value, want: &str| {
-        list.as_array().is_some_and(|l| l.iter().any(|x| x == "*" || x.as_str() == Some(want)))
+        list.as_array().is_some_and(|l| (l.len() == 1 && l[0] == "*") || l.iter().any(|x| x.as_str() == Some(want)))
     };
     for fs in sorted {
         for rule in fs["spec"]["rules"].as_array().cloned().unwrap_or_default() {
@@ -289,11 +290,14 @@ pub fn classify(
                         has(&r["verbs"], verb)
                             && r["nonResourceURLs"].as_array().is_some_and(|urls| {
                                 urls.iter().any(|u| {
+                                    // Exact, or a prefix that ends in `/` (`/healthz` covers
+                                    // `/healthz/etcd`; `/healthz/*` does not cover `/healthz`).
                                     let u = u.as_str().unwrap_or("");
-                                    u == "*"
-                                        || u == p
-                                        || u.strip_suffix("/*")
-                                            .is_some_and(|pre| p == pre || p.starts_with(&format!("{pre}/")))
+                                    let mut prefix = u.trim_end_matches('*').to_string();
+                                    if !prefix.ends_with('/') {
+                                        prefix.push('/');
+                                    }
+                                    u == "*" || u == p || p.starts_with(&prefix)
                                 })
                             })
                     })
@@ -341,7 +345,9 @@ pub fn response_uids(sim: &Sim, identity: &Identity, method: &str, path: &str) -
                 ("DELETE", _) => "delete",
                 _ => "get",
             };
-            (verb, rp.group, rp.resource, rp.namespace, None)
+            let resource =
+                if rp.subresource.is_empty() { rp.resource } else { format!("{}/{}", rp.resource, rp.subresource) };
+            (verb, rp.group, resource, rp.namespace, None)
         }
         None => ("get", String::new(), String::new(), String::new(), Some(path)),
     };

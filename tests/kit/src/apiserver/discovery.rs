@@ -27,17 +27,16 @@ pub struct AggregatedGroup {
     pub available: bool,
 }
 
-pub fn api_group_list(flowcontrol_v1beta3: bool, aggregated: &[AggregatedGroup]) -> Value {
-    let mut groups: Vec<Value> =
-        registry::groups(flowcontrol_v1beta3).into_iter().map(|(g, vs)| group_entry(g, &vs)).collect();
+pub fn api_group_list(flowcontrol: registry::Flowcontrol, aggregated: &[AggregatedGroup]) -> Value {
+    let mut groups: Vec<Value> = registry::groups(flowcontrol).into_iter().map(|(g, vs)| group_entry(g, &vs)).collect();
     for a in aggregated {
         groups.push(group_entry(&a.group, &[a.version.as_str()]));
     }
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
-pub fn api_group(group: &str, flowcontrol_v1beta3: bool, aggregated: &[AggregatedGroup]) -> Option<Value> {
-    if let Some((g, vs)) = registry::groups(flowcontrol_v1beta3).into_iter().find(|(g, _)| *g == group) {
+pub fn api_group(group: &str, flowcontrol: registry::Flowcontrol, aggregated: &[AggregatedGroup]) -> Option<Value> {
+    if let Some((g, vs)) = registry::groups(flowcontrol).into_iter().find(|(g, _)| *g == group) {
         let mut v = group_entry(g, &vs);
         v["kind"] = json!("APIGroup");
         v["apiVersion"] = json!("v1");
@@ -68,8 +67,8 @@ fn sub_kind(rt: &ResourceType, sub: &str) -> (&'static str, Vec<&'static str>) {
 }
 
 /// `APIResourceList` of a group/version, or `None` when it is not served.
-pub fn resource_list(group: &str, version: &str, flowcontrol_v1beta3: bool) -> Option<Value> {
-    if group == "flowcontrol.apiserver.k8s.io" && version == "v1beta3" && !flowcontrol_v1beta3 {
+pub fn resource_list(group: &str, version: &str, flowcontrol: registry::Flowcontrol) -> Option<Value> {
+    if !flowcontrol.serves(group, version) {
         return None;
     }
     let types: Vec<&ResourceType> =

@@ -505,7 +505,7 @@ async fn resource_route(
     query: &Query,
     method: Method,
 ) -> Resp {
-    let v1beta3 = sim.config.flowcontrol_v1beta3;
+    let flowcontrol = sim.config.flowcontrol;
     // Discovery.
     match path {
         "/api" => {
@@ -515,13 +515,13 @@ async fn resource_route(
             );
         }
         "/apis" => {
-            return json_response(200, &discovery::api_group_list(v1beta3, &aggregated_groups(sim)));
+            return json_response(200, &discovery::api_group_list(flowcontrol, &aggregated_groups(sim)));
         }
         _ => {}
     }
     if let Some((group, version, rest)) = split_group_version(path) {
         if rest.is_empty() {
-            if let Some(list) = discovery::resource_list(&group, &version, v1beta3) {
+            if let Some(list) = discovery::resource_list(&group, &version, flowcontrol) {
                 return json_response(200, &list);
             }
             if let Some(agg) = aggregated_groups(sim).into_iter().find(|a| a.group == group && a.version == version) {
@@ -536,7 +536,7 @@ async fn resource_route(
     } else if let Some(group) = path.strip_prefix("/apis/")
         && !group.contains('/')
     {
-        return match discovery::api_group(group, v1beta3, &aggregated_groups(sim)) {
+        return match discovery::api_group(group, flowcontrol, &aggregated_groups(sim)) {
             Some(g) => json_response(200, &g),
             None => text_response(404, "404 page not found\n".into()),
         };
@@ -558,8 +558,7 @@ async fn resource_route(
     let Some(rt) = registry::find(&rp.group, &rp.resource) else {
         return text_response(404, "404 page not found\n".into());
     };
-    let version_served = rt.versions.contains(&rp.version.as_str())
-        && !(rt.group == "flowcontrol.apiserver.k8s.io" && rp.version == "v1beta3" && !v1beta3);
+    let version_served = rt.versions.contains(&rp.version.as_str()) && flowcontrol.serves(rt.group, &rp.version);
     if !version_served {
         return text_response(404, "404 page not found\n".into());
     }

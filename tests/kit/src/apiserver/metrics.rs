@@ -52,25 +52,12 @@ struct BaseFamily {
 #[derive(Debug, Clone)]
 pub enum Extra {
     /// value = `start` + `per_second` × uptime × replica weight.
-    Counter {
-        family: String,
-        labels: Vec<(String, String)>,
-        start: f64,
-        per_second: f64,
-    },
-    Gauge {
-        family: String,
-        labels: Vec<(String, String)>,
-        value: f64,
-    },
+    Counter { family: String, labels: Vec<(String, String)>, start: f64, per_second: f64 },
+    /// A gauge; `scaled` ones follow the replica's share of the load, the others (limits,
+    /// configuration) are the same on every replica.
+    Gauge { family: String, labels: Vec<(String, String)>, value: f64, scaled: bool },
     /// `per_second` observations of `latency` seconds each.
-    Histogram {
-        family: String,
-        labels: Vec<(String, String)>,
-        bounds: Vec<f64>,
-        latency: f64,
-        per_second: f64,
-    },
+    Histogram { family: String, labels: Vec<(String, String)>, bounds: Vec<f64>, latency: f64, per_second: f64 },
 }
 
 impl Extra {
@@ -93,7 +80,12 @@ impl Extra {
     }
 
     pub fn gauge(family: &str, l: &[(&str, &str)], value: f64) -> Extra {
-        Extra::Gauge { family: family.into(), labels: labels(l), value }
+        Extra::Gauge { family: family.into(), labels: labels(l), value, scaled: true }
+    }
+
+    /// A gauge every replica reports alike (a limit, not a load).
+    pub fn setting(family: &str, l: &[(&str, &str)], value: f64) -> Extra {
+        Extra::Gauge { family: family.into(), labels: labels(l), value, scaled: false }
     }
 
     pub fn histogram(family: &str, l: &[(&str, &str)], bounds: &[f64], latency: f64, per_second: f64) -> Extra {
@@ -451,8 +443,9 @@ fn render_extra(out: &mut String, e: &Extra, t: f64, weight: f64) {
         Extra::Counter { family, labels, start, per_second } => {
             write_line(out, family, &label_text(labels), None, milli(start + per_second * t * weight));
         }
-        Extra::Gauge { family, labels, value } => {
-            write_line(out, family, &label_text(labels), None, (*value * weight).round())
+        Extra::Gauge { family, labels, value, scaled } => {
+            let v = if *scaled { (*value * weight).round() } else { *value };
+            write_line(out, family, &label_text(labels), None, v)
         }
         Extra::Histogram { family, labels, bounds, latency, per_second } => {
             let key = label_text(labels);

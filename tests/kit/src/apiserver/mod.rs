@@ -85,8 +85,8 @@ pub struct SimConfig {
     pub version: KubeVersion,
     pub replicas: Vec<ReplicaSpec>,
     pub serving_cert: ServingCert,
-    /// Serve flowcontrol.apiserver.k8s.io/v1beta3 too (removed in 1.32).
-    pub flowcontrol_v1beta3: bool,
+    /// The flowcontrol.apiserver.k8s.io versions served.
+    pub flowcontrol: registry::Flowcontrol,
     /// Validity of the admin's client certificate in the kubeconfig.
     pub admin_cert_validity: Validity,
 }
@@ -97,7 +97,7 @@ impl Default for SimConfig {
             version: KubeVersion::new(33, 0),
             replicas: vec![ReplicaSpec { node: "cp1".into(), ip: crate::net::control_plane_ip(0), up: true }],
             serving_cert: ServingCert::Valid(Validity::days(365)),
-            flowcontrol_v1beta3: false,
+            flowcontrol: registry::Flowcontrol::for_minor(33),
             admin_cert_validity: Validity::days(365),
         }
     }

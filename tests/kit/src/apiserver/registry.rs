@@ -205,16 +205,36 @@ pub fn api_version(group: &str, version: &str) -> String {
     if group.is_empty() { version.to_string() } else { format!("{group}/{version}") }
 }
 
+/// Which flowcontrol.apiserver.k8s.io versions a server serves (v1 since 1.29, v1beta3 from
+/// 1.26 to 1.31).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flowcontrol {
+    pub v1: bool,
+    pub v1beta3: bool,
+}
+
+impl Flowcontrol {
+    pub fn for_minor(minor: u32) -> Flowcontrol {
+        Flowcontrol { v1: minor >= 29, v1beta3: (26..=31).contains(&minor) }
+    }
+
+    /// Is `version` of `group` served (always, for other groups)?
+    pub fn serves(self, group: &str, version: &str) -> bool {
+        group != "flowcontrol.apiserver.k8s.io"
+            || match version {
+                "v1" => self.v1,
+                "v1beta3" => self.v1beta3,
+                _ => false,
+            }
+    }
+}
+
 /// Groups with their versions, in discovery order.
-pub fn groups(flowcontrol_v1beta3: bool) -> Vec<(&'static str, Vec<&'static str>)> {
+pub fn groups(flowcontrol: Flowcontrol) -> Vec<(&'static str, Vec<&'static str>)> {
     let mut out: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
     for r in RESOURCES.iter().filter(|r| !r.group.is_empty()) {
-        let versions: Vec<&'static str> = r
-            .versions
-            .iter()
-            .copied()
-            .filter(|v| flowcontrol_v1beta3 || !(r.group == "flowcontrol.apiserver.k8s.io" && *v == "v1beta3"))
-            .collect();
+        let versions: Vec<&'static str> =
+            r.versions.iter().copied().filter(|v| flowcontrol.serves(r.group, v)).collect();
         match out.iter_mut().find(|(g, _)| *g == r.group) {
             Some((_, vs)) => {
                 for v in versions {

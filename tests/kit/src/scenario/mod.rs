@@ -14,6 +14,7 @@ use serde_json::json;
 
 use crate::apiserver::apf::{ApfModel, LevelState, RequestState};
 use crate::apiserver::metrics::{Extra, LoadProfile, MetricsModel};
+use crate::apiserver::registry::Flowcontrol;
 use crate::apiserver::{
     HealthModel, KubeVersion, ReplicaSpec, Rule, ServingCert, SimApiServer, SimConfig, SimParts, User,
 };
@@ -282,7 +283,7 @@ impl DemoCluster {
         let holder_refs: Vec<(&str, &str)> = holders.iter().map(|(l, h)| (*l, h.as_str())).collect();
         world.add_control_plane_leases(&holder_refs, &replicas.iter().map(|r| r.node.clone()).collect::<Vec<_>>());
         world.add_configmaps(&ca.cert.cert_pem, &kubeadm_config(minor, port));
-        world.add_apiservices(minor <= 31, scenario != Scenario::AggregatedApiDown);
+        world.add_apiservices(Flowcontrol::for_minor(minor), scenario != Scenario::AggregatedApiDown);
         world.add_flowcontrol_defaults();
 
         let base_metrics = crate::fixtures::apiserver_metrics(minor)?;
@@ -403,7 +404,7 @@ impl DemoCluster {
             version,
             replicas,
             serving_cert: serving,
-            flowcontrol_v1beta3: minor <= 31,
+            flowcontrol: Flowcontrol::for_minor(minor),
             admin_cert_validity: admin_validity,
         };
         metrics.set_load(load);
@@ -517,6 +518,8 @@ fn apf_overload(load: &mut LoadProfile, apf: &mut ApfModel, user: &str) {
         Extra::gauge("apiserver_flowcontrol_current_inqueue_requests", &fs, 640.0),
         Extra::gauge("apiserver_flowcontrol_current_executing_requests", &fs, 245.0),
         Extra::gauge("apiserver_flowcontrol_current_executing_seats", &[("priority_level", "workload-low")], 245.0),
+        // Borrowing lifted workload-low to 250 seats on every replica; executing seats fill it.
+        Extra::setting("apiserver_flowcontrol_current_limit_seats", &[("priority_level", "workload-low")], 250.0),
         Extra::histogram(
             "apiserver_flowcontrol_request_wait_duration_seconds",
             &[("execute", "true"), fs[0], fs[1]],

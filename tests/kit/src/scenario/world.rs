@@ -666,8 +666,8 @@ impl World {
     }
 
     /// APIServices: one Local per served group/version, and metrics.k8s.io through its service.
-    pub fn add_apiservices(&mut self, flowcontrol_v1beta3: bool, metrics_available: bool) {
-        for (group, versions) in registry::groups(flowcontrol_v1beta3).into_iter().chain([("", vec!["v1"])]) {
+    pub fn add_apiservices(&mut self, flowcontrol: registry::Flowcontrol, metrics_available: bool) {
+        for (group, versions) in registry::groups(flowcontrol).into_iter().chain([("", vec!["v1"])]) {
             for v in versions {
                 let name = if group.is_empty() { format!("{v}.") } else { format!("{v}.{group}") };
                 self.put(
