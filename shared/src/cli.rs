@@ -199,6 +199,12 @@ where
         Err(e) => exit_on_clap_error(e),
     };
 
+    // A file-size limit (ulimit -f) must fail the write (EFBIG), which removes the partial file,
+    // instead of killing the process with SIGXFSZ and leaving it behind.
+    // SAFETY: setting a signal's disposition to SIG_IGN before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

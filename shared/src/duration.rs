@@ -8,7 +8,7 @@ use std::time::Duration;
 
 /// Error for a duration that Go's `time.ParseDuration` would also reject.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid duration {input:?}: {reason} (use a number with a unit, e.g. 500ms, 5s, 1m30s, 2h)")]
+#[error("invalid duration {input:?}: {reason} (use a number with a unit, e.g. 500ms, 5s, 1m30s, 2h, 7d)")]
 pub struct ParseDurationError {
     input: String,
     reason: &'static str,
@@ -18,7 +18,7 @@ fn err(input: &str, reason: &'static str) -> ParseDurationError {
     ParseDurationError { input: input.to_string(), reason }
 }
 
-/// Parses `5s`, `1m30s`, `1.5h`, `300ms`, `0`, or a bare integer number of seconds (`10`).
+/// Parses `5s`, `1m30s`, `1.5h`, `300ms`, `7d`, `0`, or a bare integer number of seconds (`10`).
 /// Negative durations are rejected: no flag of ours has a meaning for them.
 pub fn parse_duration(input: &str) -> Result<Duration, ParseDurationError> {
     let s = input.trim();
@@ -56,6 +56,8 @@ pub fn parse_duration(input: &str) -> Result<Duration, ParseDurationError> {
             "s" => 1_000_000_000,
             "m" => 60_000_000_000,
             "h" => 3_600_000_000_000,
+            // Days, for retention (`--older-than 7d`).
+            "d" => 86_400_000_000_000,
             "" => return Err(err(input, "missing unit")),
             _ => return Err(err(input, "unknown unit")),
         };

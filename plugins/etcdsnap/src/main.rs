@@ -1,13 +1,32 @@
-//! `kubectl etcdsnap`.
+//! `kubectl etcdsnap`: etcd snapshots that are verified and restorable, and the maintenance
+//! around them.
+
+mod files;
+mod members;
+mod restore;
+mod save;
+mod transport;
+
+use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use cpkit::Cluster;
 use cpkit::cli::{KubeArgs, OutputArgs, Plugin};
 use cpkit::completion::CompletionArgs;
-use cpkit::error::{Access, Error};
+use cpkit::error::{Error, Result};
+use cpkit::exit::Status;
+use cpkit::output::{self, Table, bold, dim, human_bytes, status_text};
+use serde_json::json;
+
+use transport::RouteArgs;
 
 const PLUGIN: Plugin = Plugin { name: "etcdsnap", version: env!("CARGO_PKG_VERSION") };
 
-/// etcdsnap
+/// etcd snapshots you can trust: saved and verified in transit (port-forward, exec or direct),
+/// inspected offline, listed, pruned, restored and drilled; plus member status, defrag and
+/// compaction one member at a time. Exit codes: 0 OK, 1 WARNING, 2 CRITICAL/failed, 3 UNKNOWN,
+/// 64 usage, 130 interrupted.
 #[derive(Parser)]
 #[command(version, about, long_about = None)]
 struct Cli {
@@ -16,26 +35,508 @@ struct Cli {
     #[command(flatten)]
     output: OutputArgs,
     #[command(subcommand)]
-    command: Option<Command>,
+    command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Save a verified snapshot (sha256 checked in transit, written atomically, with a .json record)
+    Save(save::SaveArgs),
+    /// Inspect a snapshot file offline: integrity, etcdctl's numbers, members, objects inside
+    Status {
+        #[arg(value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
+        file: PathBuf,
+    },
+    /// List the snapshots of a directory, newest first
+    Ls {
+        #[arg(value_name = "DIR", default_value = ".", value_hint = clap::ValueHint::DirPath)]
+        dir: PathBuf,
+    },
+    /// Delete old snapshots by count or age (never the newest verified one)
+    Prune(PruneArgs),
+    /// The exact per-member commands of a full restore from FILE
+    RestorePlan(RestorePlanArgs),
+    /// Restore FILE into an empty local data directory with etcdutl (or etcdctl 3.4)
+    Restore(RestoreCmdArgs),
+    /// Restore FILE into a temp dir, start a throwaway etcd, check it serves what status says
+    Drill {
+        #[arg(value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
+        file: PathBuf,
+        /// Keep the temp dir (its path is printed)
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Every member: health, leader, version, db size and use, raft term and index, alarms
+    Members(MembersArgs),
+    /// Defragment members one at a time, followers first, the leader last
+    Defrag(DefragArgs),
+    /// Compact the key history up to a revision (irreversible)
+    Compact(CompactArgs),
     /// Print a shell completion script, or install kubectl's plugin completion
     Completion(CompletionArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct PruneArgs {
+    #[arg(value_name = "DIR", default_value = ".", value_hint = clap::ValueHint::DirPath)]
+    dir: PathBuf,
+    /// Keep the N newest snapshots
+    #[arg(long, value_name = "N", required_unless_present = "older_than")]
+    keep: Option<usize>,
+    /// Delete snapshots older than this (e.g. 7d)
+    #[arg(long, value_name = "AGE", value_parser = cpkit::duration::positive_duration_arg)]
+    older_than: Option<Duration>,
+    /// Only print what would be deleted
+    #[arg(long, conflicts_with = "yes")]
+    dry_run: bool,
+    /// Delete (without it, only the plan is printed)
+    #[arg(long)]
+    yes: bool,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct RestorePlanArgs {
+    #[arg(value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
+    file: PathBuf,
+    /// The members as NAME=PEER_URL,... (default: read from the cluster's etcd pods)
+    #[arg(long, value_name = "MEMBERS")]
+    members: Option<String>,
+    /// The data directory on the nodes
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<String>,
+    /// --initial-cluster-token of the restored cluster
+    #[arg(long, value_name = "TOKEN")]
+    token: Option<String>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct RestoreCmdArgs {
+    #[arg(value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
+    file: PathBuf,
+    /// An empty or new directory to restore into
+    #[arg(long, value_name = "DIR")]
+    data_dir: PathBuf,
+    /// The member's name
+    #[arg(long, default_value = "default")]
+    name: String,
+    /// NAME=PEER_URL,... of the restored cluster (default: this member alone)
+    #[arg(long, value_name = "MEMBERS")]
+    initial_cluster: Option<String>,
+    /// This member's peer URL
+    #[arg(long, default_value = "http://127.0.0.1:2380")]
+    initial_advertise_peer_urls: String,
+    #[arg(long, default_value = "etcd-cluster")]
+    initial_cluster_token: String,
+    /// Raise the revision by this much, and mark it compacted (etcdutl only)
+    #[arg(long, value_name = "N")]
+    bump_revision: Option<u64>,
+    /// Restore a file without the sha256 trailer (a copied member/snap/db)
+    #[arg(long)]
+    skip_hash_check: bool,
+    /// Run it (without it, only the plan is printed)
+    #[arg(long)]
+    yes: bool,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct MembersArgs {
+    #[command(flatten)]
+    route: RouteArgs,
+}
+
+/// What every cluster-changing maintenance command takes.
+#[derive(Debug, Clone, clap::Args)]
+struct MaintenanceArgs {
+    /// Run it (without it, only the plan is printed)
+    #[arg(long)]
+    yes: bool,
+    /// Time limit of each step
+    #[arg(long, default_value = "5m", value_parser = cpkit::duration::positive_duration_arg, value_name = "DURATION")]
+    timeout: Duration,
+    #[command(flatten)]
+    route: RouteArgs,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct DefragArgs {
+    /// Every member (followers first, the leader last); or name one with --member
+    #[arg(long, conflicts_with = "member")]
+    all: bool,
+    #[command(flatten)]
+    run: MaintenanceArgs,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct CompactArgs {
+    /// Compact up to this revision (default: the current one)
+    #[arg(long, value_name = "R")]
+    revision: Option<i64>,
+    #[command(flatten)]
+    run: MaintenanceArgs,
 }
 
 fn main() {
     cpkit::cli::run_plugin::<Cli, _, _>(PLUGIN, run)
 }
 
-async fn run(cli: Cli) -> Result<i32, Error> {
-    cli.output.apply_color();
-    if let Some(Command::Completion(args)) = &cli.command {
-        return cpkit::completion::run_completion_command(<Cli as clap::CommandFactory>::command(), PLUGIN, args);
+/// Connects only when a kubeconfig route is needed (direct and offline commands work without one).
+async fn kube(cli: &Cli, route: &RouteArgs) -> Result<Option<Cluster>> {
+    if route.is_direct() {
+        return Ok(None);
     }
-    let cluster = cpkit::Cluster::connect(&cli.kube, PLUGIN).await?;
-    let version: serde_json::Value = cluster.get_json("/version", &Access::non_resource("get", "/version")).await?;
-    println!("{} {}", cluster.info.context, version["gitVersion"].as_str().unwrap_or("?"));
+    Cluster::connect(&cli.kube, PLUGIN).await.map(Some)
+}
+
+fn emit(cli: &Cli, kind: &str, doc: serde_json::Value, text: impl FnOnce() -> String) -> Result<()> {
+    if cli.output.is_structured() {
+        output::print_document(kind, &doc, cli.output.output)
+    } else {
+        output::write_stdout(&text())
+    }
+}
+
+async fn run(cli: Cli) -> Result<i32> {
+    cli.output.apply_color();
+    match &cli.command {
+        Command::Completion(args) => {
+            cpkit::completion::run_completion_command(<Cli as clap::CommandFactory>::command(), PLUGIN, args)
+        }
+        Command::Save(args) => {
+            let cluster = kube(&cli, &args.route).await?;
+            let show = !cli.output.is_structured() && cpkit::cli::stderr_is_terminal();
+            let report = save::run(cluster.as_ref(), args, show).await?;
+            let s = &report.sidecar;
+            emit(&cli, "EtcdSnapshot", serde_json::to_value(&report).unwrap_or_default(), || match &report.node {
+                Some(node) => format!(
+                    "Saved and checked by etcdctl on node {node}: {} ({}, revision {}, hash {})\nCopy it from the node (e.g. scp {node}:{} .); kubectl cp cannot copy out of the etcd image.\n",
+                    s.file,
+                    human_bytes(s.db_size),
+                    s.revision,
+                    s.sha256,
+                    s.file
+                ),
+                None => format!(
+                    "Saved {} ({}, revision {}, member {}, via {})\nsha256 {} verified against etcd's digest; record in {}.json\n",
+                    s.file,
+                    human_bytes(s.db_size),
+                    s.revision,
+                    s.member,
+                    s.via,
+                    s.sha256,
+                    s.file
+                ),
+            })?;
+            Ok(0)
+        }
+        Command::Status { file } => {
+            let st = cpkit::etcd::snapshot::status(file)?;
+            let ok = !st.sha256.present || st.sha256.valid;
+            emit(&cli, "EtcdSnapshotStatus", serde_json::to_value(&st).unwrap_or_default(), || {
+                files::status_text(file, &st)
+            })?;
+            Ok(if ok { 0 } else { Status::Critical.exit_code() })
+        }
+        Command::Ls { dir } => {
+            let entries = files::list(dir)?;
+            emit(&cli, "EtcdSnapshotList", json!({"items": entries}), || {
+                let mut t = Table::new(&["name", "age", "size", "revision", "member", "state"]);
+                let now = jiff::Timestamp::now();
+                for e in &entries {
+                    let age =
+                        jiff::Timestamp::try_from(e.modified).map(|m| cpkit::duration::age(m, now)).unwrap_or_default();
+                    t.row([
+                        e.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                        age,
+                        human_bytes(e.size),
+                        e.revision.map(|r| r.to_string()).unwrap_or_else(|| "-".into()),
+                        e.member.clone().unwrap_or_else(|| "-".into()),
+                        e.state.clone(),
+                    ]);
+                }
+                if t.is_empty() {
+                    format!("No snapshots (*.db) in {}\n", dir.display())
+                } else {
+                    t.render(cli.output.is_wide(), cli.output.no_headers)
+                }
+            })?;
+            Ok(0)
+        }
+        Command::Prune(args) => prune(&cli, args),
+        Command::RestorePlan(args) => restore_plan(&cli, args).await,
+        Command::Restore(args) => restore_cmd(&cli, args),
+        Command::Drill { file, keep } => {
+            let report = restore::drill(file, *keep).await?;
+            emit(&cli, "EtcdRestoreDrill", serde_json::to_value(&report).unwrap_or_default(), || {
+                let mut t = format!(
+                    "{} restore drill of {} ({:.1}s)\n",
+                    if report.passed { status_text(Status::Ok) } else { status_text(Status::Critical) },
+                    file.display(),
+                    report.took_seconds
+                );
+                for (name, ok, detail) in &report.checks {
+                    t.push_str(&format!("  {} {name}: {detail}\n", if *ok { "PASS" } else { "FAIL" }));
+                }
+                t
+            })?;
+            Ok(if report.passed { 0 } else { Status::Critical.exit_code() })
+        }
+        Command::Members(args) => {
+            let cluster = kube(&cli, &args.route).await?;
+            let access = members::access(cluster.as_ref(), &args.route).await?;
+            let st = access.status(cli.kube.timeout().unwrap_or(Duration::from_secs(10))).await?;
+            let verdict = cpkit::etcd::status::judge(&st).status;
+            emit(&cli, "EtcdMembers", json!({"verdict": verdict, "status": st}), || {
+                members::members_table(&st, cli.output.is_wide(), cli.output.no_headers)
+            })?;
+            Ok(verdict.exit_code())
+        }
+        Command::Defrag(args) => defrag(&cli, args).await,
+        Command::Compact(args) => compact(&cli, args).await,
+    }
+}
+
+fn prune(cli: &Cli, args: &PruneArgs) -> Result<i32> {
+    let entries = files::list(&args.dir)?;
+    let doomed = files::prune_plan(&entries, args.keep, args.older_than, std::time::SystemTime::now());
+    let apply = args.yes && !args.dry_run;
+    let mut deleted = Vec::new();
+    if apply {
+        for e in &doomed {
+            std::fs::remove_file(&e.path)
+                .map_err(|err| Error::io(format!("Cannot delete {}", e.path.display()), &err))?;
+            let _ = std::fs::remove_file(save::sidecar_path(&e.path));
+            deleted.push(e.path.clone());
+        }
+    }
+    let kept = entries.len() - deleted.len();
+    emit(
+        cli,
+        "EtcdSnapshotPrune",
+        json!({"plan": doomed.iter().map(|e| &e.path).collect::<Vec<_>>(), "deleted": deleted}),
+        || {
+            let mut t = String::new();
+            if doomed.is_empty() {
+                t.push_str("Nothing to prune.\n");
+            }
+            for e in &doomed {
+                t.push_str(&format!(
+                    "{} {} ({}, {})\n",
+                    if apply { "deleted" } else { "would delete" },
+                    e.path.display(),
+                    human_bytes(e.size),
+                    e.modified_at
+                ));
+            }
+            if let Some(newest) = entries.iter().find(|e| e.verified()) {
+                t.push_str(&format!(
+                    "{}\n",
+                    dim(&format!("kept: the newest verified snapshot {} is never pruned", newest.path.display()))
+                ));
+            }
+            if !apply && !doomed.is_empty() {
+                t.push_str("Nothing deleted. Re-run with --yes to delete (permanently).\n");
+            } else if apply {
+                t.push_str(&format!("{kept} snapshot(s) remain.\n"));
+            }
+            t
+        },
+    )?;
     Ok(0)
+}
+
+async fn restore_plan(cli: &Cli, args: &RestorePlanArgs) -> Result<i32> {
+    let snapshot = cpkit::etcd::snapshot::status(&args.file)?;
+    let data_dir = args.data_dir.clone();
+    let (members, token) = match &args.members {
+        Some(m) => (restore::parse_members(m, data_dir.as_deref().unwrap_or("/var/lib/etcd"))?, args.token.clone()),
+        None => {
+            let cluster = Cluster::connect(&cli.kube, PLUGIN).await?;
+            let pods = cpkit::etcd::pods::find(&cluster).await?;
+            if pods.is_empty() {
+                return Err(Error::usage(
+                    "No etcd pods to read the members from",
+                    "Give them with --members NAME=PEER_URL,...",
+                ));
+            }
+            let token = pods.iter().find_map(|p| p.initial_cluster_token.clone());
+            let members = pods
+                .iter()
+                .map(|p| restore::PlanMember {
+                    name: p.member.clone(),
+                    peer_url: p.initial_advertise_peer_urls.first().cloned().unwrap_or_default(),
+                    node: Some(p.pod.node.clone()),
+                    data_dir: data_dir.clone().or_else(|| p.data_dir.clone()).unwrap_or_else(|| "/var/lib/etcd".into()),
+                })
+                .collect();
+            (members, args.token.clone().or(token))
+        }
+    };
+    let token = token.unwrap_or_else(|| format!("etcd-restore-{}", jiff::Timestamp::now().strftime("%Y%m%d%H%M")));
+    let plan = restore::plan(&args.file, &snapshot, &members, &token, jiff::Timestamp::now());
+    emit(cli, "EtcdRestorePlan", serde_json::to_value(&plan).unwrap_or_default(), || {
+        let mut t = format!(
+            "{} restore {} (revision {}) onto {} member(s)\n\n",
+            bold("Plan:"),
+            plan.snapshot,
+            plan.revision,
+            plan.members.len()
+        );
+        for w in &plan.warnings {
+            t.push_str(&format!("{} {w}\n", status_text(Status::Warning)));
+        }
+        t.push('\n');
+        for s in &plan.steps {
+            t.push_str(s);
+            t.push_str("\n\n");
+        }
+        t
+    })?;
+    Ok(0)
+}
+
+fn restore_cmd(cli: &Cli, args: &RestoreCmdArgs) -> Result<i32> {
+    let snapshot = cpkit::etcd::snapshot::status(&args.file)?;
+    if snapshot.sha256.present && !snapshot.sha256.valid {
+        return Err(Error::new(
+            cpkit::error::ErrorKind::InvalidData,
+            format!("{} fails its sha256 check; not restoring it", args.file.display()),
+            "the file changed since etcd sent it",
+            "Use another snapshot (kubectl etcdsnap ls).",
+        ));
+    }
+    if !snapshot.sha256.present && !args.skip_hash_check {
+        return Err(Error::usage(
+            format!("{} has no sha256 trailer", args.file.display()),
+            "It is a copied db file; pass --skip-hash-check to restore it anyway.",
+        ));
+    }
+    let tool = restore::find_tool()?;
+    let a = restore::RestoreArgs {
+        data_dir: args.data_dir.clone(),
+        name: args.name.clone(),
+        initial_cluster: args
+            .initial_cluster
+            .clone()
+            .unwrap_or_else(|| format!("{}={}", args.name, args.initial_advertise_peer_urls)),
+        token: args.initial_cluster_token.clone(),
+        peer_url: args.initial_advertise_peer_urls.clone(),
+        bump_revision: args.bump_revision,
+        skip_hash_check: args.skip_hash_check,
+    };
+    if !restore::dir_is_empty(&args.data_dir) {
+        return Err(Error::usage(
+            format!("{} is not empty", args.data_dir.display()),
+            "Restore into a new or empty directory; move the old data away first.",
+        ));
+    }
+    let command = restore::restore_command(&tool, &args.file, &a).join(" ");
+    if !args.yes {
+        output::write_stdout(&format!(
+            "{} restore revision {} ({} objects) into {}\n  $ {command}\nNothing changed. Re-run with --yes to restore.\n",
+            bold("Plan:"),
+            snapshot.etcdctl.revision,
+            snapshot.live_keys,
+            args.data_dir.display()
+        ))?;
+        return Ok(0);
+    }
+    restore::run_restore(&tool, &args.file, &a)?;
+    emit(
+        cli,
+        "EtcdRestore",
+        json!({"dataDir": args.data_dir, "revision": snapshot.etcdctl.revision, "command": command}),
+        || {
+            format!(
+                "Restored revision {} into {}.\nUndo: rm -rf {}\n",
+                snapshot.etcdctl.revision,
+                args.data_dir.display(),
+                args.data_dir.display()
+            )
+        },
+    )?;
+    Ok(0)
+}
+
+async fn defrag(cli: &Cli, args: &DefragArgs) -> Result<i32> {
+    if args.run.route.member.is_none() && !args.all {
+        return Err(Error::usage("Say which members", "Pass --member NAME or --all."));
+    }
+    let cluster = kube(cli, &args.run.route).await?;
+    let access = members::access(cluster.as_ref(), &args.run.route).await?;
+    let st = access.status(Duration::from_secs(30)).await?;
+    let order = members::defrag_order(&st, args.run.route.member.as_deref());
+    if order.is_empty() {
+        return Err(Error::usage(
+            format!("No member {:?}", args.run.route.member.clone().unwrap_or_default()),
+            "See kubectl etcdsnap members.",
+        ));
+    }
+    if let Some(unhealthy) = st.members.iter().find(|m| !m.healthy) {
+        return Err(Error::new(
+            cpkit::error::ErrorKind::Failed,
+            format!("Member {} is not healthy; not defragmenting", unhealthy.name),
+            unhealthy.error.clone().unwrap_or_else(|| "it does not answer".into()),
+            "Defragmentation blocks a member; with one already down, quorum could be lost. Fix the member first.",
+        ));
+    }
+    let mut text = format!("{} defragment {} member(s), one at a time:\n", bold("Plan:"), order.len());
+    for m in &order {
+        text.push_str(&format!(
+            "  {}{}: {} in the file, {} in use\n",
+            m.name,
+            if m.is_leader() { " (leader, last)" } else { "" },
+            m.db_size.map(human_bytes).unwrap_or_default(),
+            m.db_size_in_use.map(human_bytes).unwrap_or_default()
+        ));
+    }
+    text.push_str(
+        "Each member blocks reads and writes while it defragments; the cluster stays available through the others.\n",
+    );
+    if !args.run.yes {
+        text.push_str("Nothing changed. Re-run with --yes to defragment.\n");
+        output::write_stdout(&text)?;
+        return Ok(0);
+    }
+    output::write_stdout(&text)?;
+    members::defrag(&access, &order, args.run.timeout, &mut |line| {
+        let _ = output::write_stdout(&format!("{line}\n"));
+    })
+    .await?;
+    Ok(0)
+}
+
+async fn compact(cli: &Cli, args: &CompactArgs) -> Result<i32> {
+    let cluster = kube(cli, &args.run.route).await?;
+    let access = members::access(cluster.as_ref(), &args.run.route).await?;
+    let st = access.status(Duration::from_secs(30)).await?;
+    let current = st.members.iter().filter_map(|m| m.revision).max().unwrap_or(0);
+    let revision = args.revision.unwrap_or(current);
+    if revision <= 0 || revision > current {
+        return Err(Error::usage(
+            format!("Revision {revision} is not between 1 and the current {current}"),
+            "Omit --revision to compact up to the current revision.",
+        ));
+    }
+    let text = format!(
+        "{} compact the history up to revision {revision} (current {current}).\nIrreversible: older revisions are gone, and watchers behind them must re-list. A snapshot taken before keeps them (kubectl etcdsnap save).\nAfterwards, kubectl etcdsnap defrag --all gives the space back to the file system.\n",
+        bold("Plan:")
+    );
+    if !args.run.yes {
+        output::write_stdout(&format!("{text}Nothing changed. Re-run with --yes to compact.\n"))?;
+        return Ok(0);
+    }
+    members::compact(&access, revision, args.run.timeout).await?;
+    output::write_stdout(&format!("{text}Compacted up to revision {revision}.\n"))?;
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
 }

@@ -104,12 +104,19 @@ pub async fn find(cluster: &Cluster) -> Result<Vec<EtcdPod>> {
     Ok(pods.iter().filter_map(ComponentPod::from_pod).filter_map(|p| EtcdPod::from_component(&p)).collect())
 }
 
-/// Runs `etcdctl <args>` in the pod with its own certificate flags.
+/// Runs `etcdctl <args>` in the pod with its own certificate flags and a short command timeout.
 pub async fn etcdctl(cluster: &Cluster, pod: &EtcdPod, args: &[&str], timeout: Duration) -> Result<ExecOutput> {
+    let command_timeout = format!("--command-timeout={}s", timeout.as_secs().clamp(2, 30));
+    let all: Vec<&str> = std::iter::once(command_timeout.as_str()).chain(args.iter().copied()).collect();
+    etcdctl_with(cluster, pod, &all, timeout).await
+}
+
+/// Runs `etcdctl <args>` in the pod with its certificate flags and no timeout flags of ours (for
+/// long operations: the caller passes `--command-timeout`), bounded by `timeout`.
+pub async fn etcdctl_with(cluster: &Cluster, pod: &EtcdPod, args: &[&str], timeout: Duration) -> Result<ExecOutput> {
     let mut command = vec!["etcdctl".to_string()];
     command.extend(pod.etcdctl_flags());
-    command.push("--dial-timeout=2s".into());
-    command.push(format!("--command-timeout={}s", timeout.as_secs().clamp(2, 30)));
+    command.push("--dial-timeout=5s".into());
     command.extend(args.iter().map(|a| a.to_string()));
     exec(
         cluster,
@@ -117,7 +124,7 @@ pub async fn etcdctl(cluster: &Cluster, pod: &EtcdPod, args: &[&str], timeout: D
         &pod.pod.name,
         Some(&pod.pod.container),
         &command,
-        timeout + Duration::from_secs(2),
+        timeout + Duration::from_secs(5),
     )
     .await
 }

@@ -33,6 +33,8 @@ pub struct EtcdOptions {
     /// fast fsyncs, else the system temp dir).
     pub parent_dir: Option<PathBuf>,
     pub cluster_token: String,
+    /// Also listen on plain `http://127.0.0.1:<port>` (for tests that tamper with the bytes).
+    pub plain_client: bool,
 }
 
 impl Default for EtcdOptions {
@@ -44,6 +46,7 @@ impl Default for EtcdOptions {
             node_names: Vec::new(),
             parent_dir: None,
             cluster_token: "kubeadm-etcd-cluster".into(),
+            plain_client: false,
         }
     }
 }
@@ -62,6 +65,8 @@ pub struct EtcdMember {
     pub client_port: u16,
     pub peer_port: u16,
     pub metrics_port: u16,
+    /// The plain-HTTP client port on 127.0.0.1, with `EtcdOptions::plain_client`.
+    pub plain_client_port: Option<u16>,
     /// The node's file system root (paths in pod specs are relative to it).
     pub node_root: PathBuf,
     args: Vec<String>,
@@ -192,6 +197,7 @@ impl EtcdCluster {
             let client_port = pick()?;
             let peer_port = pick()?;
             let metrics_port = pick()?;
+            let plain_client_port = if options.plain_client { Some(pick()?) } else { None };
             let node_root = root.path().join("nodes").join(name);
             members.push(EtcdMember {
                 name: name.clone(),
@@ -199,6 +205,7 @@ impl EtcdCluster {
                 client_port,
                 peer_port,
                 metrics_port,
+                plain_client_port,
                 log_path: root.path().join(format!("etcd-{name}.log")),
                 node_root,
                 args: Vec::new(),
@@ -246,7 +253,12 @@ impl EtcdCluster {
             m.args = vec![
                 format!("--name={}", m.name),
                 format!("--data-dir={}", data.display()),
-                format!("--listen-client-urls={},{}", m.local_client_url(), m.client_url()),
+                format!(
+                    "--listen-client-urls={},{}{}",
+                    m.local_client_url(),
+                    m.client_url(),
+                    m.plain_client_port.map(|p| format!(",http://127.0.0.1:{p}")).unwrap_or_default()
+                ),
                 format!("--advertise-client-urls={}", m.client_url()),
                 format!("--listen-peer-urls={}", m.peer_url()),
                 format!("--initial-advertise-peer-urls={}", m.peer_url()),

@@ -5,6 +5,7 @@
 pub mod apiserver;
 pub mod etcd;
 pub mod etcd_data;
+pub mod fault_proxy;
 pub mod fixtures;
 pub mod net;
 pub mod pki;

@@ -1,0 +1,252 @@
+//! `members` (a live table), `defrag` (one member at a time, followers first, leader last, health
+//! checked between) and `compact`.
+
+use std::time::Duration;
+
+use cpkit::Cluster;
+use cpkit::error::{Error, ErrorKind, Result};
+use cpkit::etcd::direct::{EtcdTls, cluster_status, connect, etcd_error};
+use cpkit::etcd::pods::{EtcdPod, etcdctl_with, find, status_via_exec};
+use cpkit::etcd::status::{ClusterStatus, MemberStatus};
+use cpkit::output::{Table, human_bytes};
+
+use crate::transport::RouteArgs;
+
+/// Where the member operations go: exec in the pods, or direct gRPC.
+pub enum Access {
+    Exec { cluster: Box<Cluster>, pods: Vec<EtcdPod> },
+    Direct { endpoints: Vec<String>, tls: EtcdTls },
+}
+
+pub async fn access(cluster: Option<&Cluster>, args: &RouteArgs) -> Result<Access> {
+    if args.is_direct() {
+        if args.endpoints.is_empty() {
+            return Err(Error::usage("--via direct needs --endpoints", "e.g. --endpoints https://127.0.0.1:2379"));
+        }
+        return Ok(Access::Direct { endpoints: args.endpoints.clone(), tls: EtcdTls::load(&args.tls)? });
+    }
+    let cluster = cluster.ok_or_else(|| Error::usage("This needs a kubeconfig", "Use --via direct --endpoints ..."))?;
+    let pods = find(cluster).await?;
+    if pods.is_empty() {
+        return Err(crate::transport::pick_pod(&pods, None)
+            .err()
+            .unwrap_or_else(|| Error::failed("no etcd pods", "", "")));
+    }
+    Ok(Access::Exec { cluster: Box::new(cluster.clone()), pods })
+}
+
+impl Access {
+    pub async fn status(&self, timeout: Duration) -> Result<ClusterStatus> {
+        match self {
+            Access::Exec { cluster, pods } => {
+                let pod = crate::transport::pick_pod(pods, None)?;
+                status_via_exec(cluster, &pod, timeout).await
+            }
+            Access::Direct { endpoints, tls } => cluster_status(endpoints, tls, 0, timeout).await,
+        }
+    }
+
+    fn pod_of(&self, m: &MemberStatus) -> Option<&EtcdPod> {
+        match self {
+            Access::Exec { pods, .. } => pods.iter().find(|p| p.member == m.name),
+            Access::Direct { .. } => None,
+        }
+    }
+
+    async fn defrag_one(&self, m: &MemberStatus, timeout: Duration) -> Result<()> {
+        match self {
+            Access::Exec { cluster, .. } => {
+                let pod = self.pod_of(m).ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::NotFound,
+                        format!("No pod for member {}", m.name),
+                        "its static pod is not in kube-system",
+                        "Defragment it with --via direct on its node.",
+                    )
+                })?;
+                let t = format!("--command-timeout={}s", timeout.as_secs().max(5));
+                let out = etcdctl_with(cluster, pod, &[&t, "defrag"], timeout).await?;
+                if !out.success() {
+                    return Err(Error::new(
+                        ErrorKind::Failed,
+                        format!("Defragmenting {} failed", m.name),
+                        out.failure_reason(),
+                        "The member keeps serving; look at its log before trying again.",
+                    ));
+                }
+                Ok(())
+            }
+            Access::Direct { tls, .. } => {
+                let mut c = connect(std::slice::from_ref(&m.endpoint), tls, timeout).await?;
+                tokio::time::timeout(timeout, c.defragment())
+                    .await
+                    .map_err(|_| {
+                        Error::failed(
+                            format!("Defragmenting {} timed out", m.name),
+                            "the member may still be defragmenting",
+                            "Check it with kubectl etcdsnap members before going on.",
+                        )
+                    })?
+                    .map_err(|e| etcd_error(&m.endpoint, &e, Some(timeout)))?;
+                Ok(())
+            }
+        }
+    }
+
+    async fn compact(&self, revision: i64, timeout: Duration) -> Result<()> {
+        match self {
+            Access::Exec { cluster, pods } => {
+                let pod = crate::transport::pick_pod(pods, None)?;
+                let t = format!("--command-timeout={}s", timeout.as_secs().max(5));
+                let rev = revision.to_string();
+                let out = etcdctl_with(cluster, &pod, &[&t, "compaction", &rev, "--physical"], timeout).await?;
+                if !out.success() {
+                    return Err(Error::new(
+                        ErrorKind::Failed,
+                        "Compaction failed",
+                        out.failure_reason(),
+                        "Check the revision (it must not be older than the last compaction).",
+                    ));
+                }
+                Ok(())
+            }
+            Access::Direct { endpoints, tls } => {
+                let mut c = connect(endpoints, tls, timeout).await?;
+                c.compact(revision, Some(etcd_client::CompactionOptions::new().with_physical()))
+                    .await
+                    .map_err(|e| etcd_error(&endpoints[0], &e, Some(timeout)))?;
+                Ok(())
+            }
+        }
+    }
+}
+
+pub fn members_table(s: &ClusterStatus, wide: bool, no_headers: bool) -> String {
+    let leader = s.leader().map(|l| l.id);
+    let mut t = Table::new(&[
+        "member",
+        "endpoint",
+        "healthy",
+        "leader",
+        "version",
+        "db size",
+        "in use",
+        "frag",
+        "raft term",
+        "raft index",
+        "latency",
+    ])
+    .wide_columns(&["id", "error"]);
+    for m in &s.members {
+        t.row([
+            m.name.clone(),
+            m.endpoint.clone(),
+            if m.healthy { "true".into() } else { "false".into() },
+            if Some(m.id) == leader { "*".into() } else { String::new() },
+            m.version.clone().unwrap_or_else(|| "-".into()),
+            m.db_size.map(human_bytes).unwrap_or_else(|| "-".into()),
+            m.db_size_in_use.map(human_bytes).unwrap_or_else(|| "-".into()),
+            m.fragmentation().map(|f| format!("{:.0}%", f * 100.0)).unwrap_or_else(|| "-".into()),
+            m.raft_term.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+            m.raft_index.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+            m.latency.map(cpkit::duration::short_latency).unwrap_or_else(|| "-".into()),
+            format!("{:x}", m.id),
+            m.error.clone().unwrap_or_default(),
+        ]);
+    }
+    let mut out = t.render(wide, no_headers);
+    if !s.alarms.is_empty() {
+        out.push_str(&format!(
+            "\nalarms: {}\n",
+            s.alarms
+                .iter()
+                .map(|a| format!("{} on {}", a.alarm, s.member_name(a.member_id)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    out
+}
+
+/// Followers first (largest reclaim first), the leader last.
+pub fn defrag_order<'a>(s: &'a ClusterStatus, only: Option<&str>) -> Vec<&'a MemberStatus> {
+    let leader = s.leader().map(|l| l.id);
+    let mut v: Vec<&MemberStatus> =
+        s.members.iter().filter(|m| only.is_none_or(|o| m.name == o || format!("{:x}", m.id) == o)).collect();
+    v.sort_by_key(|m| {
+        (Some(m.id) == leader, std::cmp::Reverse(m.db_size.unwrap_or(0).saturating_sub(m.db_size_in_use.unwrap_or(0))))
+    });
+    v
+}
+
+/// Defragments `order` one at a time; after each, the member must be healthy again before the
+/// next starts. Returns a line per member; stops at the first failure.
+pub async fn defrag(
+    access: &Access,
+    order: &[&MemberStatus],
+    timeout: Duration,
+    log: &mut dyn FnMut(&str),
+) -> Result<()> {
+    for m in order {
+        log(&format!(
+            "defragmenting {} ({} → about {})…",
+            m.name,
+            m.db_size.map(human_bytes).unwrap_or_default(),
+            m.db_size_in_use.map(human_bytes).unwrap_or_default()
+        ));
+        access.defrag_one(m, timeout).await?;
+        // Health between members: the next one starts only if the cluster is whole again.
+        let after = access.status(timeout).await?;
+        let healthy = after.members.iter().find(|x| x.id == m.id).is_some_and(|x| x.healthy);
+        let all = after.members.iter().all(|x| x.healthy);
+        if !healthy || !all {
+            return Err(Error::new(
+                ErrorKind::Failed,
+                format!("After defragmenting {}, the cluster is not healthy; stopping", m.name),
+                after
+                    .members
+                    .iter()
+                    .filter(|x| !x.healthy)
+                    .map(|x| format!("{}: {}", x.name, x.error.clone().unwrap_or_default()))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                "Check kubectl etcdsnap members; do not defragment more members until every one is healthy.",
+            ));
+        }
+        let size = after.members.iter().find(|x| x.id == m.id).and_then(|x| x.db_size);
+        log(&format!("  {} done: {} now, healthy", m.name, size.map(human_bytes).unwrap_or_default()));
+    }
+    Ok(())
+}
+
+pub async fn compact(access: &Access, revision: i64, timeout: Duration) -> Result<()> {
+    access.compact(revision, timeout).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(name: &str, id: u64, size: u64, used: u64) -> MemberStatus {
+        MemberStatus {
+            name: name.into(),
+            id,
+            db_size: Some(size),
+            db_size_in_use: Some(used),
+            leader_id: Some(2),
+            healthy: true,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn followers_first_leader_last() {
+        let s = ClusterStatus {
+            members: vec![member("a", 1, 100, 90), member("b", 2, 500, 100), member("c", 3, 300, 10)],
+            ..Default::default()
+        };
+        let names: Vec<&str> = defrag_order(&s, None).iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["c", "a", "b"], "b leads; c reclaims the most");
+        assert_eq!(defrag_order(&s, Some("a")).len(), 1);
+    }
+}

@@ -1,0 +1,352 @@
+//! `restore-plan` (the per-member commands of a full restore), `restore` (a local restore with
+//! etcdutl, or etcdctl 3.4) and `drill` (restore into a temp dir, start a throwaway etcd, compare).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use cpkit::error::{Error, ErrorKind, Result};
+use cpkit::etcd::snapshot::{SnapshotStatus, status};
+use serde::Serialize;
+
+/// One member of the restored cluster.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanMember {
+    pub name: String,
+    pub peer_url: String,
+    pub node: Option<String>,
+    pub data_dir: String,
+}
+
+/// `name=url,name=url` of `--initial-cluster`.
+pub fn parse_members(text: &str, data_dir: &str) -> Result<Vec<PlanMember>> {
+    text.split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|pair| {
+            let (name, url) = pair.split_once('=').ok_or_else(|| {
+                Error::usage(
+                    format!("{pair:?} is not NAME=PEER_URL"),
+                    "e.g. --members cp-1=https://10.0.0.1:2380,cp-2=https://10.0.0.2:2380",
+                )
+            })?;
+            Ok(PlanMember {
+                name: name.trim().into(),
+                peer_url: url.trim().into(),
+                node: None,
+                data_dir: data_dir.into(),
+            })
+        })
+        .collect()
+}
+
+/// The restore commands, member by member.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestorePlan {
+    pub snapshot: String,
+    pub revision: i64,
+    pub token: String,
+    pub members: Vec<PlanMember>,
+    pub warnings: Vec<String>,
+    pub steps: Vec<String>,
+}
+
+pub fn plan(
+    file: &Path,
+    snapshot: &SnapshotStatus,
+    members: &[PlanMember],
+    token: &str,
+    when: jiff::Timestamp,
+) -> RestorePlan {
+    let remote = "/root/etcd-restore.db";
+    let stamp = when.strftime("%Y%m%dT%H%M%SZ").to_string();
+    let initial_cluster = members.iter().map(|m| format!("{}={}", m.name, m.peer_url)).collect::<Vec<_>>().join(",");
+    let mut steps = vec![
+        format!("# 0. On your machine: check the file (sha256, revision, objects).\nkubectl etcdsnap status {}", file.display()),
+        format!(
+            "# 1. Copy the SAME file to every control-plane node.\n{}",
+            members.iter().map(|m| format!("scp {} {}:{remote}", file.display(), m.node.as_deref().unwrap_or(&m.name))).collect::<Vec<_>>().join("\n")
+        ),
+        "# 2. On EVERY control-plane node, stop the control plane (kubelet stops static pods whose manifests leave).\nsudo mkdir -p /etc/kubernetes/manifests.stopped && sudo mv /etc/kubernetes/manifests/*.yaml /etc/kubernetes/manifests.stopped/\n# wait until they are gone:\nsudo crictl ps | grep -E 'etcd|kube-apiserver' || echo stopped".to_string(),
+    ];
+    for m in members {
+        steps.push(format!(
+            "# 3. On {node}: keep the old data, then restore member {name}.\nsudo mv {dir} {dir}.before-restore-{stamp}\nsudo etcdutl snapshot restore {remote} \\\n  --name {name} \\\n  --initial-cluster {initial_cluster} \\\n  --initial-cluster-token {token} \\\n  --initial-advertise-peer-urls {url} \\\n  --data-dir {dir} \\\n  --bump-revision 1000000000 --mark-compacted\n# etcd 3.4 (no etcdutl): ETCDCTL_API=3 etcdctl snapshot restore with the same flags but without --bump-revision/--mark-compacted",
+            node = m.node.as_deref().unwrap_or(&m.name),
+            name = m.name,
+            url = m.peer_url,
+            dir = m.data_dir,
+        ));
+    }
+    steps.push("# 4. On EVERY node, only after all members are restored: start the control plane again.\nsudo mv /etc/kubernetes/manifests.stopped/*.yaml /etc/kubernetes/manifests/".into());
+    steps.push("# 5. Verify.\nkubectl etcdsnap members\nkubectl cphealth".into());
+    steps.push(format!(
+        "# Undo (before step 4, on each node): put the old data back.\nsudo rm -rf {dir} && sudo mv {dir}.before-restore-{stamp} {dir}",
+        dir = members.first().map(|m| m.data_dir.as_str()).unwrap_or("/var/lib/etcd")
+    ));
+    let mut warnings = vec![
+        "Restore every member from the SAME file: members restored from different snapshots diverge (kubernetes/kubeadm#2641).".to_string(),
+        format!("All {} members must be restored before any starts: a lone member has no quorum.", members.len()),
+        format!(
+            "The cluster goes back to revision {}; --bump-revision and --mark-compacted make watchers (controllers, kubelets) re-list instead of missing changes.",
+            snapshot.etcdctl.revision
+        ),
+    ];
+    if !snapshot.sha256.present {
+        warnings.push(
+            "This file has no sha256 trailer (a copied member/snap/db): add --skip-hash-check to the restore commands."
+                .into(),
+        );
+    } else if !snapshot.sha256.valid {
+        warnings.push("This file's sha256 does NOT match its trailer: do not restore it.".into());
+    }
+    RestorePlan {
+        snapshot: file.display().to_string(),
+        revision: snapshot.etcdctl.revision,
+        token: token.into(),
+        members: members.to_vec(),
+        warnings,
+        steps,
+    }
+}
+
+/// The restore tool found on PATH: etcdutl (3.5+), else etcdctl (3.4 restores too).
+#[derive(Debug, Clone)]
+pub struct RestoreTool {
+    pub path: PathBuf,
+    pub is_etcdutl: bool,
+}
+
+pub fn find_tool() -> Result<RestoreTool> {
+    if let Ok(p) = which::which("etcdutl") {
+        return Ok(RestoreTool { path: p, is_etcdutl: true });
+    }
+    match which::which("etcdctl") {
+        Ok(p) => Ok(RestoreTool { path: p, is_etcdutl: false }),
+        Err(_) => Err(Error::new(
+            ErrorKind::ToolMissing,
+            "Neither etcdutl nor etcdctl is installed",
+            "restoring a snapshot needs etcd's own tool",
+            "Install etcd's release tools (etcdutl), or on Debian/Ubuntu: apt install etcd-client.",
+        )),
+    }
+}
+
+/// Arguments of a local restore.
+#[derive(Debug, Clone)]
+pub struct RestoreArgs {
+    pub data_dir: PathBuf,
+    pub name: String,
+    pub initial_cluster: String,
+    pub token: String,
+    pub peer_url: String,
+    pub bump_revision: Option<u64>,
+    pub skip_hash_check: bool,
+}
+
+pub fn restore_command(tool: &RestoreTool, file: &Path, a: &RestoreArgs) -> Vec<String> {
+    let mut v = vec![tool.path.display().to_string(), "snapshot".into(), "restore".into(), file.display().to_string()];
+    v.push(format!("--name={}", a.name));
+    v.push(format!("--initial-cluster={}", a.initial_cluster));
+    v.push(format!("--initial-cluster-token={}", a.token));
+    v.push(format!("--initial-advertise-peer-urls={}", a.peer_url));
+    v.push(format!("--data-dir={}", a.data_dir.display()));
+    if a.skip_hash_check {
+        v.push("--skip-hash-check".into());
+    }
+    if tool.is_etcdutl
+        && let Some(b) = a.bump_revision
+    {
+        v.push(format!("--bump-revision={b}"));
+        v.push("--mark-compacted".into());
+    }
+    v
+}
+
+pub fn dir_is_empty(dir: &Path) -> bool {
+    match std::fs::read_dir(dir) {
+        Ok(mut r) => r.next().is_none(),
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
+/// Runs the restore (after the caller showed the plan and got --yes).
+pub fn run_restore(tool: &RestoreTool, file: &Path, a: &RestoreArgs) -> Result<()> {
+    if !dir_is_empty(&a.data_dir) {
+        return Err(Error::usage(
+            format!("{} is not empty", a.data_dir.display()),
+            "Restore into a new or empty directory; move the old data away first (it is your way back).",
+        ));
+    }
+    let cmd = restore_command(tool, file, a);
+    let out = Command::new(&cmd[0])
+        .args(&cmd[1..])
+        .env("ETCDCTL_API", "3")
+        .output()
+        .map_err(|e| Error::io(format!("Cannot run {}", cmd[0]), &e))?;
+    if !out.status.success() {
+        return Err(Error::new(
+            ErrorKind::Failed,
+            format!("{} snapshot restore failed", if tool.is_etcdutl { "etcdutl" } else { "etcdctl" }),
+            String::from_utf8_lossy(&out.stderr).trim().lines().last().unwrap_or("").to_string(),
+            "Check the flags and the file (kubectl etcdsnap status FILE).",
+        ));
+    }
+    Ok(())
+}
+
+/// The outcome of a drill.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DrillReport {
+    pub passed: bool,
+    pub checks: Vec<(String, bool, String)>,
+    pub took_seconds: f64,
+}
+
+fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| Error::io("Cannot find a free port on 127.0.0.1", &e))?;
+    l.local_addr().map(|a| a.port()).map_err(|e| Error::io("Cannot find a free port", &e))
+}
+
+/// Restores into a temp dir, starts etcd on loopback, compares with `status`, stops it.
+pub async fn drill(file: &Path, keep: bool) -> Result<DrillReport> {
+    let started = Instant::now();
+    let expected = status(file)?;
+    let tool = find_tool()?;
+    let etcd = which::which("etcd").map_err(|_| {
+        Error::new(
+            ErrorKind::ToolMissing,
+            "etcd is not installed",
+            "a drill starts a throwaway etcd on 127.0.0.1",
+            "Install etcd (Debian/Ubuntu: apt install etcd-server).",
+        )
+    })?;
+    let tmp = tempfile::Builder::new()
+        .prefix("etcdsnap-drill-")
+        .tempdir()
+        .map_err(|e| Error::io("Cannot create a temp dir", &e))?;
+    let data = tmp.path().join("data");
+    let (client_port, peer_port) = (free_port()?, free_port()?);
+    let peer = format!("http://127.0.0.1:{peer_port}");
+    let args = RestoreArgs {
+        data_dir: data.clone(),
+        name: "drill".into(),
+        initial_cluster: format!("drill={peer}"),
+        token: "etcdsnap-drill".into(),
+        peer_url: peer.clone(),
+        bump_revision: None,
+        skip_hash_check: !expected.sha256.present,
+    };
+    let mut checks = Vec::new();
+    let restored = run_restore(&tool, file, &args);
+    checks.push((
+        "restore".to_string(),
+        restored.is_ok(),
+        restored.as_ref().err().map(|e| e.to_string()).unwrap_or_else(|| "restored with hash check".into()),
+    ));
+    if restored.is_err() {
+        return Ok(DrillReport { passed: false, checks, took_seconds: started.elapsed().as_secs_f64() });
+    }
+    let client_url = format!("http://127.0.0.1:{client_port}");
+    let log =
+        std::fs::File::create(tmp.path().join("etcd.log")).map_err(|e| Error::io("Cannot create the etcd log", &e))?;
+    let mut child = Command::new(&etcd)
+        .args([
+            "--name=drill".to_string(),
+            format!("--data-dir={}", data.display()),
+            format!("--listen-client-urls={client_url}"),
+            format!("--advertise-client-urls={client_url}"),
+            format!("--listen-peer-urls={peer}"),
+            format!("--initial-advertise-peer-urls={peer}"),
+            format!("--initial-cluster=drill={peer}"),
+            "--initial-cluster-token=etcdsnap-drill".into(),
+        ])
+        .env("ETCD_UNSUPPORTED_ARCH", std::env::consts::ARCH)
+        .stdout(log.try_clone().map_err(|e| Error::io("Cannot create the etcd log", &e))?)
+        .stderr(log)
+        .spawn()
+        .map_err(|e| Error::io("Cannot start etcd", &e))?;
+    let result = async {
+        let tls = cpkit::etcd::direct::EtcdTls { ca_pem: None, cert_pem: None, key_pem: None };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut client = loop {
+            if let Ok(mut c) =
+                cpkit::etcd::direct::connect(std::slice::from_ref(&client_url), &tls, Duration::from_secs(2)).await
+                && c.status().await.is_ok()
+            {
+                break c;
+            }
+            if Instant::now() > deadline {
+                return Err(Error::failed(
+                    "The restored etcd did not start within 30s",
+                    "it did not answer on its client port",
+                    "Run the drill with --keep and read etcd.log in the kept directory.",
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let st = client.status().await.map_err(|e| cpkit::etcd::direct::etcd_error(&client_url, &e, None))?;
+        let revision = st.header().map(|h| h.revision()).unwrap_or(0);
+        let keys = client
+            .get("", Some(etcd_client::GetOptions::new().with_all_keys().with_count_only()))
+            .await
+            .map_err(|e| cpkit::etcd::direct::etcd_error(&client_url, &e, None))?
+            .count() as u64;
+        Ok::<_, Error>((revision, keys))
+    }
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    match result {
+        Ok((revision, keys)) => {
+            checks.push(("serves".into(), true, format!("etcd answered on {client_url}")));
+            checks.push((
+                "revision".into(),
+                revision == expected.etcdctl.revision,
+                format!("{revision} (snapshot: {})", expected.etcdctl.revision),
+            ));
+            let want = expected.live_keys + expected.other_live_keys;
+            checks.push(("keys".into(), keys == want, format!("{keys} live keys (snapshot: {want})")));
+        }
+        Err(e) => checks.push(("serves".into(), false, e.to_string())),
+    }
+    if keep {
+        let kept = tmp.keep();
+        checks.push(("kept".into(), true, kept.display().to_string()));
+    }
+    let passed = checks.iter().all(|c| c.1);
+    Ok(DrillReport { passed, checks, took_seconds: (started.elapsed().as_secs_f64() * 10.0).round() / 10.0 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_and_commands() {
+        let m = parse_members("a=https://10.0.0.1:2380, b=https://10.0.0.2:2380", "/var/lib/etcd").unwrap();
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[1].name, "b");
+        assert!(parse_members("nope", "/x").is_err());
+        let tool = RestoreTool { path: "/usr/bin/etcdutl".into(), is_etcdutl: true };
+        let a = RestoreArgs {
+            data_dir: "/d".into(),
+            name: "a".into(),
+            initial_cluster: "a=https://10.0.0.1:2380".into(),
+            token: "t".into(),
+            peer_url: "https://10.0.0.1:2380".into(),
+            bump_revision: Some(1000),
+            skip_hash_check: false,
+        };
+        let c = restore_command(&tool, Path::new("s.db"), &a);
+        assert!(c.contains(&"--bump-revision=1000".to_string()) && c.contains(&"--mark-compacted".to_string()));
+        let old = RestoreTool { path: "/usr/bin/etcdctl".into(), is_etcdutl: false };
+        assert!(
+            !restore_command(&old, Path::new("s.db"), &a).iter().any(|x| x.starts_with("--bump")),
+            "3.4 has no bump"
+        );
+    }
+}

@@ -1,0 +1,292 @@
+//! `save`: a verified snapshot on this machine (port-forward, direct) or on the member's node
+//! (exec), with a sidecar `<file>.json` describing it.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cpkit::Cluster;
+use cpkit::atomic_file::AtomicFile;
+use cpkit::error::{Error, ErrorKind, Result};
+use cpkit::etcd::direct::{EtcdTls, EtcdTlsArgs, etcd_error};
+use cpkit::etcd::pods::{EtcdPod, read_file};
+use cpkit::etcd::save::{Saved, free_space, save};
+use serde::{Deserialize, Serialize};
+
+use crate::transport::{Route, Via};
+
+/// What `<file>.json` records.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Sidecar {
+    pub file: String,
+    pub cluster_id: String,
+    pub member: String,
+    pub member_id: String,
+    pub endpoint: String,
+    pub via: String,
+    pub revision: i64,
+    pub etcd_version: String,
+    pub kubernetes_version: Option<String>,
+    pub db_size: u64,
+    pub file_size: u64,
+    pub sha256: String,
+    pub verified: bool,
+    pub saved_at: String,
+    pub tool: String,
+}
+
+pub fn sidecar_path(file: &Path) -> PathBuf {
+    let mut p = file.as_os_str().to_owned();
+    p.push(".json");
+    PathBuf::from(p)
+}
+
+pub fn read_sidecar(file: &Path) -> Option<Sidecar> {
+    let text = std::fs::read_to_string(sidecar_path(file)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+fn write_sidecar(file: &Path, sidecar: &Sidecar, overwrite: bool) -> Result<()> {
+    let path = sidecar_path(file);
+    let mut f = AtomicFile::create(&path, overwrite)?;
+    let mut text = serde_json::to_vec_pretty(sidecar)
+        .map_err(|e| Error::invalid_data("Cannot encode the sidecar", e.to_string()))?;
+    text.push(b'\n');
+    std::io::Write::write_all(&mut f, &text).map_err(|e| Error::io(format!("Cannot write {}", path.display()), &e))?;
+    f.commit()?;
+    Ok(())
+}
+
+/// `etcd-<cluster>-<member>-<UTC timestamp>.db`.
+pub fn default_name(cluster: &str, member: &str, when: jiff::Timestamp) -> String {
+    let safe = |s: &str| {
+        s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '-' }).collect::<String>()
+    };
+    format!("etcd-{}-{}-{}.db", safe(cluster), safe(member), when.strftime("%Y%m%dT%H%M%SZ"))
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SaveArgs {
+    /// Where to write the snapshot (default: --dir/etcd-<cluster>-<member>-<UTC time>.db)
+    #[arg(value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
+    pub file: Option<PathBuf>,
+
+    /// Directory for the default file name
+    #[arg(long, value_name = "DIR", default_value = ".", value_hint = clap::ValueHint::DirPath)]
+    pub dir: PathBuf,
+
+    /// Replace an existing file
+    #[arg(long)]
+    pub force: bool,
+
+    /// Time limit of the whole save
+    #[arg(long, default_value = "10m", value_parser = cpkit::duration::positive_duration_arg, value_name = "DURATION")]
+    pub timeout: Duration,
+
+    #[command(flatten)]
+    pub route: crate::transport::RouteArgs,
+}
+
+/// The outcome, for text or -o json.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SaveReport {
+    pub sidecar: Sidecar,
+    /// For exec: the node that holds the file.
+    pub node: Option<String>,
+}
+
+/// Certificates for a tunnel: the flags, else the pod's own files read through its shell.
+pub async fn tls_for(cluster: &Cluster, pod: &EtcdPod, args: &EtcdTlsArgs, timeout: Duration) -> Result<EtcdTls> {
+    if args.is_set() {
+        return EtcdTls::load(args);
+    }
+    let dir_of = |f: &str| Path::new(f).parent().map(|p| p.display().to_string()).unwrap_or_default();
+    let ca = pod.trusted_ca_file.clone().unwrap_or_else(|| "/etc/kubernetes/pki/etcd/ca.crt".into());
+    let server_cert = pod.cert_file.clone().unwrap_or_else(|| "/etc/kubernetes/pki/etcd/server.crt".into());
+    let server_key = pod.key_file.clone().unwrap_or_else(|| "/etc/kubernetes/pki/etcd/server.key".into());
+    let dir = dir_of(&server_cert);
+    let read = |path: String| async move { read_file(cluster, pod, &path, timeout).await.map(|t| (path, t)) };
+    // kubeadm's healthcheck client certificate is meant for clients; the server's also works.
+    let (cert, key) = match tokio::join!(
+        read(format!("{dir}/healthcheck-client.crt")),
+        read(format!("{dir}/healthcheck-client.key"))
+    ) {
+        (Ok((_, c)), Ok((_, k))) if c.contains("BEGIN") && k.contains("PRIVATE KEY") => (c, k),
+        _ => {
+            let (c, k) = tokio::join!(read(server_cert.clone()), read(server_key.clone()));
+            (c?.1, k?.1)
+        }
+    };
+    let ca = read(ca).await?.1;
+    if !ca.contains("BEGIN CERTIFICATE") || !cert.contains("BEGIN CERTIFICATE") {
+        return Err(Error::new(
+            ErrorKind::Failed,
+            format!("Cannot read etcd's client certificates from {}", pod.pod.name),
+            "the files read through the pod's shell are not PEM certificates",
+            format!(
+                "Copy {dir}/ca.crt, healthcheck-client.crt and healthcheck-client.key from node {} and pass --etcd-cacert, --etcd-cert, --etcd-key.",
+                pod.pod.node
+            ),
+        ));
+    }
+    Ok(EtcdTls { ca_pem: Some(ca.into_bytes()), cert_pem: Some(cert.into_bytes()), key_pem: Some(key.into_bytes()) })
+}
+
+/// A progress bar on a terminal, nothing otherwise.
+fn progress_bar(show: bool) -> Option<indicatif::ProgressBar> {
+    if !show {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{spinner} {bytes}/{total_bytes} {binary_bytes_per_sec} {wide_bar} {eta}",
+    ) {
+        bar.set_style(style);
+    }
+    Some(bar)
+}
+
+pub async fn run(cluster: Option<&Cluster>, args: &SaveArgs, show_progress: bool) -> Result<SaveReport> {
+    let route = crate::transport::resolve(cluster, &args.route, args.timeout.min(Duration::from_secs(30))).await?;
+    if route.via == Via::Exec {
+        return save_by_exec(cluster.ok_or_else(|| Error::usage("--via exec needs the cluster", ""))?, &route, args)
+            .await;
+    }
+    let mut client = route.client(args.timeout).await?;
+    let status = client.status().await.map_err(|e| etcd_error(&route.endpoint, &e, Some(args.timeout)))?;
+    let member_id = status.header().map(|h| h.member_id()).unwrap_or(0);
+    let cluster_id = status.header().map(|h| h.cluster_id()).unwrap_or(0);
+    let revision = status.header().map(|h| h.revision()).unwrap_or(0);
+    let db_size = status.db_size() as u64;
+    let member = if route.member.is_empty() { format!("{member_id:x}") } else { route.member.clone() };
+    let target = match &args.file {
+        Some(f) => f.clone(),
+        None => args.dir.join(default_name(&route.cluster_name, &member, jiff::Timestamp::now())),
+    };
+    let dir = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if let Some(free) = free_space(dir)
+        && free < db_size + db_size / 20 + (1 << 20)
+    {
+        return Err(Error::new(
+            ErrorKind::Io,
+            format!("Not enough space in {} for the snapshot", dir.display()),
+            format!(
+                "the database is {} and {} is free",
+                cpkit::output::human_bytes(db_size),
+                cpkit::output::human_bytes(free)
+            ),
+            "Free space or choose another directory (--dir).",
+        ));
+    }
+    let bar = progress_bar(show_progress);
+    if let Some(b) = &bar {
+        b.set_length(db_size);
+    }
+    let saved: Saved = save(&mut client, &route.endpoint, &target, args.force, args.timeout, &mut |received, total| {
+        if let Some(b) = &bar {
+            if let Some(t) = total {
+                b.set_length(t);
+            }
+            b.set_position(received);
+        }
+    })
+    .await
+    .inspect_err(|_| {
+        if let Some(b) = &bar {
+            b.abandon();
+        }
+    })?;
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let sidecar = Sidecar {
+        file: saved.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        cluster_id: format!("{cluster_id:x}"),
+        member,
+        member_id: format!("{member_id:x}"),
+        endpoint: route.endpoint_label.clone(),
+        via: route.via.name().to_string(),
+        revision,
+        etcd_version: status.version().to_string(),
+        kubernetes_version: route.kubernetes_version.clone(),
+        db_size: saved.db_size,
+        file_size: saved.file_size,
+        sha256: saved.sha256.clone(),
+        verified: true,
+        saved_at: jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        tool: format!("kubectl-etcdsnap {}", env!("CARGO_PKG_VERSION")),
+    };
+    write_sidecar(&saved.path, &sidecar, args.force)?;
+    route.close();
+    Ok(SaveReport { sidecar, node: None })
+}
+
+async fn save_by_exec(cluster: &Cluster, route: &Route, args: &SaveArgs) -> Result<SaveReport> {
+    let pod = route.pod.as_ref().ok_or_else(|| Error::usage("--via exec needs an etcd pod", ""))?;
+    let data_dir = pod.data_dir.clone().unwrap_or_else(|| "/var/lib/etcd".into());
+    let name = match &args.file {
+        Some(f) if f.is_absolute() => f.display().to_string(),
+        Some(f) => format!("{data_dir}/{}", f.display()),
+        None => format!("{data_dir}/{}", default_name(&route.cluster_name, &pod.member, jiff::Timestamp::now())),
+    };
+    let secs = args.timeout.as_secs().max(5).to_string();
+    let command_timeout = format!("--command-timeout={secs}s");
+    let out =
+        cpkit::etcd::pods::etcdctl_with(cluster, pod, &[&command_timeout, "snapshot", "save", &name], args.timeout)
+            .await?;
+    if !out.success() {
+        return Err(Error::new(
+            ErrorKind::Failed,
+            format!("etcdctl snapshot save failed in {}", pod.pod.name),
+            out.failure_reason(),
+            "Check the member (kubectl etcdsnap members) and the free space of the node's etcd data directory.",
+        ));
+    }
+    let status = cpkit::etcd::pods::etcdctl_with(
+        cluster,
+        pod,
+        &["snapshot", "status", &name, "-w", "json"],
+        Duration::from_secs(60),
+    )
+    .await?;
+    let parsed: cpkit::etcd::snapshot::EtcdctlStatus =
+        serde_json::from_str(status.stdout_text().trim()).map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidData,
+                format!("The snapshot written on node {} did not pass etcdctl snapshot status", pod.pod.node),
+                format!("{e}; etcdctl said: {}", status.failure_reason()),
+                format!("Delete {name} on the node and save again."),
+            )
+        })?;
+    let sidecar = Sidecar {
+        file: name.clone(),
+        cluster_id: String::new(),
+        member: pod.member.clone(),
+        member_id: String::new(),
+        endpoint: format!("kube-system/{} (exec)", pod.pod.name),
+        via: "exec".into(),
+        revision: parsed.revision,
+        etcd_version: String::new(),
+        kubernetes_version: route.kubernetes_version.clone(),
+        db_size: parsed.total_size,
+        file_size: parsed.total_size,
+        sha256: format!("crc32c:{:08x}", parsed.hash),
+        verified: true,
+        saved_at: jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        tool: format!("kubectl-etcdsnap {}", env!("CARGO_PKG_VERSION")),
+    };
+    Ok(SaveReport { sidecar, node: Some(pod.pod.node.clone()) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_sidecars() {
+        let when: jiff::Timestamp = "2026-11-23T10:00:00Z".parse().unwrap();
+        assert_eq!(default_name("prod/eu", "cp-1", when), "etcd-prod-eu-cp-1-20261123T100000Z.db");
+        assert_eq!(sidecar_path(Path::new("/b/x.db")), PathBuf::from("/b/x.db.json"));
+    }
+}

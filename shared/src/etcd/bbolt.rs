@@ -1,0 +1,454 @@
+//! A read-only bbolt reader (FIELD-GUIDE §4): the two meta pages, then every bucket's B+tree in
+//! key order, one page at a time with positioned reads — memory stays a few pages deep however
+//! big the file is. The walk checks the structure like `tx.Check()`: page ids in bounds, page
+//! types, no page reached twice, keys in order, and (with a freelist page) every page below the
+//! high-water mark either reachable or free.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+const MAGIC: u32 = 0xED0C_DAED;
+const VERSION: u32 = 2;
+const PAGE_HEADER: usize = 16;
+const ELEMENT: usize = 16;
+const BRANCH: u16 = 0x01;
+const LEAF: u16 = 0x02;
+const META: u16 = 0x04;
+const FREELIST: u16 = 0x10;
+const BUCKET_LEAF_FLAG: u32 = 0x01;
+const NO_FREELIST: u64 = u64::MAX;
+
+/// What is wrong with a file, precisely.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormatError(pub String);
+
+impl std::fmt::Display for FormatError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+type Result<T> = std::result::Result<T, FormatError>;
+
+fn err<T>(text: impl Into<String>) -> Result<T> {
+    Err(FormatError(text.into()))
+}
+
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+/// FNV-1a 64, bbolt's meta checksum.
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// A meta page's content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    pub page_size: u32,
+    pub root: u64,
+    pub freelist: u64,
+    /// The high-water mark: pages `0..pgid` are in use or free.
+    pub pgid: u64,
+    pub txid: u64,
+}
+
+fn parse_meta(page: &[u8]) -> Result<Meta> {
+    if page.len() < PAGE_HEADER + 64 {
+        return err("the file is too short for a bbolt meta page");
+    }
+    let m = &page[PAGE_HEADER..];
+    if u32_at(m, 0) != MAGIC {
+        return err("not a bbolt database (bad magic)");
+    }
+    if u32_at(m, 4) != VERSION {
+        return err(format!("unsupported bbolt version {}", u32_at(m, 4)));
+    }
+    if u64_at(m, 56) != fnv1a64(&m[..56]) {
+        return err("meta page checksum mismatch");
+    }
+    Ok(Meta {
+        page_size: u32_at(m, 8),
+        root: u64_at(m, 16),
+        freelist: u64_at(m, 32),
+        pgid: u64_at(m, 40),
+        txid: u64_at(m, 48),
+    })
+}
+
+/// An open database file.
+pub struct Db {
+    file: File,
+    pub file_size: u64,
+    pub meta: Meta,
+}
+
+/// One key/value of a bucket (`is_bucket` for nested buckets, whose value is their header).
+pub struct Item<'a> {
+    pub key: &'a [u8],
+    pub value: &'a [u8],
+    pub is_bucket: bool,
+}
+
+/// Called with each top-level bucket's name, once with no item, then with each of its items.
+pub type BucketVisitor<'v> = dyn FnMut(&[u8], Option<&Item<'_>>) -> Result<()> + 'v;
+
+/// What the walk found besides the items.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WalkStats {
+    pub pages_reached: u64,
+    pub free_pages: u64,
+}
+
+impl Db {
+    pub fn open(path: &Path) -> std::result::Result<Db, std::io::Error> {
+        let file = File::open(path)?;
+        let file_size = file.metadata()?.len();
+        let meta =
+            Db::pick_meta(&file, file_size).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.0))?;
+        Ok(Db { file, file_size, meta })
+    }
+
+    /// The valid meta with the higher txid (bbolt's rule), reading the page size from page 0.
+    fn pick_meta(file: &File, size: u64) -> Result<Meta> {
+        let mut first = vec![0u8; 4096.min(size as usize)];
+        file.read_exact_at(&mut first, 0).map_err(|e| FormatError(format!("cannot read the first page: {e}")))?;
+        let meta0 = parse_meta(&first);
+        let page_size = match &meta0 {
+            Ok(m) => m.page_size as u64,
+            Err(_) => 4096,
+        };
+        let sizes: Vec<u64> = if meta0.is_ok() { vec![page_size] } else { vec![4096, 8192, 16384, 65536] };
+        let mut meta1 = err("the second meta page is missing");
+        for ps in sizes {
+            if size < ps + PAGE_HEADER as u64 + 64 {
+                continue;
+            }
+            let mut second = vec![0u8; PAGE_HEADER + 64];
+            if file.read_exact_at(&mut second, ps).is_ok() {
+                meta1 = parse_meta(&second);
+                if meta1.is_ok() {
+                    break;
+                }
+            }
+        }
+        let meta = match (meta0, meta1) {
+            (Ok(a), Ok(b)) => {
+                if b.txid > a.txid {
+                    b
+                } else {
+                    a
+                }
+            }
+            (Ok(a), Err(_)) => a,
+            (Err(_), Ok(b)) => b,
+            (Err(a), Err(_)) => return Err(a),
+        };
+        if !(512..=1 << 20).contains(&meta.page_size) || !meta.page_size.is_power_of_two() {
+            return err(format!("implausible page size {}", meta.page_size));
+        }
+        let needed = meta.pgid.saturating_mul(meta.page_size as u64);
+        if needed > size {
+            return err(format!(
+                "truncated: the meta page says {} pages ({} bytes) but the file has {} bytes",
+                meta.pgid, needed, size
+            ));
+        }
+        Ok(meta)
+    }
+
+    /// `tx.Size()`: the database size as bbolt counts it.
+    pub fn total_size(&self) -> u64 {
+        self.meta.pgid * self.meta.page_size as u64
+    }
+
+    fn read_page(&self, id: u64, buf: &mut Vec<u8>) -> Result<()> {
+        if id >= self.meta.pgid {
+            return err(format!("page {id}: out of bounds (high water mark {})", self.meta.pgid));
+        }
+        let ps = self.meta.page_size as usize;
+        buf.resize(ps, 0);
+        let offset = id * ps as u64;
+        self.file.read_exact_at(buf, offset).map_err(|e| FormatError(format!("page {id}: cannot be read: {e}")))?;
+        let overflow = u32_at(buf, 12) as u64;
+        if overflow > 0 {
+            if id + overflow >= self.meta.pgid {
+                return err(format!("page {id}: overflow of {overflow} pages runs past the end"));
+            }
+            let total = (overflow as usize + 1) * ps;
+            buf.resize(total, 0);
+            self.file
+                .read_exact_at(&mut buf[ps..], offset + ps as u64)
+                .map_err(|e| FormatError(format!("page {id}: cannot be read: {e}")))?;
+        }
+        if u64_at(buf, 0) != id {
+            return err(format!("page {id}: its header says page {}", u64_at(buf, 0)));
+        }
+        Ok(())
+    }
+
+    /// The free pages of the freelist page (empty when the database keeps none on disk).
+    fn free_pages(&self) -> Result<Vec<u64>> {
+        if self.meta.freelist == NO_FREELIST {
+            return Ok(Vec::new());
+        }
+        let mut buf = Vec::new();
+        self.read_page(self.meta.freelist, &mut buf)?;
+        if u16_at(&buf, 8) != FREELIST {
+            return err(format!(
+                "page {}: expected the freelist, found flags {:#x}",
+                self.meta.freelist,
+                u16_at(&buf, 8)
+            ));
+        }
+        let mut count = u16_at(&buf, 10) as usize;
+        let mut start = PAGE_HEADER;
+        if count == 0xFFFF {
+            count = u64_at(&buf, PAGE_HEADER) as usize;
+            start += 8;
+        }
+        if start + count * 8 > buf.len() {
+            return err("freelist page: count runs past the page");
+        }
+        Ok((0..count).map(|i| u64_at(&buf, start + i * 8)).collect())
+    }
+
+    /// Visits every top-level bucket and its items in key order: `visit(bucket, item)`, with
+    /// `item` None once per bucket before its items. Checks the structure on the way.
+    pub fn walk(&self, visit: &mut BucketVisitor<'_>) -> Result<WalkStats> {
+        let pages = self.meta.pgid as usize;
+        let mut reached = vec![0u64; pages.div_ceil(64)];
+        let mark = |reached: &mut Vec<u64>, id: u64, overflow: u64| -> Result<()> {
+            for p in id..=id + overflow {
+                let (w, b) = ((p / 64) as usize, p % 64);
+                if reached[w] & (1 << b) != 0 {
+                    return err(format!("page {p}: multiple references"));
+                }
+                reached[w] |= 1 << b;
+            }
+            Ok(())
+        };
+        mark(&mut reached, 0, 0)?;
+        if pages > 1 {
+            mark(&mut reached, 1, 0)?;
+        }
+        let free = self.free_pages()?;
+        if self.meta.freelist != NO_FREELIST {
+            let mut buf = Vec::new();
+            self.read_page(self.meta.freelist, &mut buf)?;
+            mark(&mut reached, self.meta.freelist, u32_at(&buf, 12) as u64)?;
+        }
+        let mut stats = WalkStats { free_pages: free.len() as u64, ..Default::default() };
+        // The root bucket: its items are the top-level buckets.
+        let mut buffers: Vec<Vec<u8>> = Vec::new();
+        let mut top: Vec<(Vec<u8>, u64, Option<Vec<u8>>)> = Vec::new();
+        self.walk_tree(Source::Page(self.meta.root), 0, &mut buffers, &mut reached, &mut |item| {
+            if !item.is_bucket {
+                return err(format!("the root bucket holds a plain key {:?}", String::from_utf8_lossy(item.key)));
+            }
+            let (root, inline) = bucket_header(item.value)?;
+            top.push((item.key.to_vec(), root, inline.map(<[u8]>::to_vec)));
+            Ok(())
+        })?;
+        for (name, root, inline) in &top {
+            visit(name, None)?;
+            let source = match inline {
+                Some(page) => Source::Inline(page.clone()),
+                None => Source::Page(*root),
+            };
+            self.walk_tree(source, 0, &mut buffers, &mut reached, &mut |item| visit(name, Some(item)))?;
+        }
+        for &f in &free {
+            if f >= self.meta.pgid {
+                return err(format!("freelist names page {f}, past the high water mark {}", self.meta.pgid));
+            }
+            let (w, b) = ((f / 64) as usize, f % 64);
+            if reached[w] & (1 << b) != 0 {
+                return err(format!("page {f}: reachable but also free"));
+            }
+            reached[w] |= 1 << b;
+        }
+        stats.pages_reached = reached.iter().map(|w| w.count_ones() as u64).sum::<u64>() - stats.free_pages;
+        if self.meta.freelist == NO_FREELIST {
+            // No freelist on disk (etcd's NoFreelistSync): bbolt treats unreachable pages as free.
+            stats.free_pages = self.meta.pgid - stats.pages_reached;
+        }
+        if self.meta.freelist != NO_FREELIST
+            && let Some(missing) = (0..self.meta.pgid).find(|&p| reached[(p / 64) as usize] & (1 << (p % 64)) == 0)
+        {
+            return err(format!("page {missing}: unreachable unfreed"));
+        }
+        Ok(stats)
+    }
+
+    fn walk_tree(
+        &self,
+        source: Source,
+        depth: usize,
+        buffers: &mut Vec<Vec<u8>>,
+        reached: &mut Vec<u64>,
+        visit: &mut dyn FnMut(&Item<'_>) -> Result<()>,
+    ) -> Result<()> {
+        if depth > 64 {
+            return err("the tree is deeper than 64 levels (a reference cycle?)");
+        }
+        if buffers.len() <= depth {
+            buffers.push(Vec::new());
+        }
+        let mut buf = std::mem::take(&mut buffers[depth]);
+        let result = (|| {
+            let page: &[u8] = match &source {
+                Source::Inline(bytes) => bytes,
+                Source::Page(id) => {
+                    self.read_page(*id, &mut buf)?;
+                    let overflow = u32_at(&buf, 12) as u64;
+                    for p in *id..=*id + overflow {
+                        let (w, b) = ((p / 64) as usize, p % 64);
+                        if reached[w] & (1 << b) != 0 {
+                            return err(format!("page {p}: multiple references"));
+                        }
+                        reached[w] |= 1 << b;
+                    }
+                    &buf
+                }
+            };
+            if page.len() < PAGE_HEADER {
+                return err("an inline bucket is shorter than a page header");
+            }
+            let flags = u16_at(page, 8);
+            let count = u16_at(page, 10) as usize;
+            let where_ = match &source {
+                Source::Page(id) => format!("page {id}"),
+                Source::Inline(_) => "inline bucket".to_string(),
+            };
+            if PAGE_HEADER + count * ELEMENT > page.len() {
+                return err(format!("{where_}: {count} elements do not fit"));
+            }
+            let mut previous: Option<&[u8]> = None;
+            match flags {
+                BRANCH => {
+                    for i in 0..count {
+                        let at = PAGE_HEADER + i * ELEMENT;
+                        let (pos, ksize, child) =
+                            (u32_at(page, at) as usize, u32_at(page, at + 4) as usize, u64_at(page, at + 8));
+                        let key = page
+                            .get(at + pos..at + pos + ksize)
+                            .ok_or_else(|| FormatError(format!("{where_}: element {i} points outside the page")))?;
+                        if previous.is_some_and(|p| p >= key) {
+                            return err(format!("{where_}: keys out of order"));
+                        }
+                        previous = Some(key);
+                        self.walk_tree(Source::Page(child), depth + 1, buffers, reached, visit)?;
+                    }
+                }
+                LEAF => {
+                    for i in 0..count {
+                        let at = PAGE_HEADER + i * ELEMENT;
+                        let (eflags, pos, ksize, vsize) = (
+                            u32_at(page, at),
+                            u32_at(page, at + 4) as usize,
+                            u32_at(page, at + 8) as usize,
+                            u32_at(page, at + 12) as usize,
+                        );
+                        let start = at + pos;
+                        let (key, value) =
+                            match (page.get(start..start + ksize), page.get(start + ksize..start + ksize + vsize)) {
+                                (Some(k), Some(v)) => (k, v),
+                                _ => return err(format!("{where_}: element {i} points outside the page")),
+                            };
+                        if previous.is_some_and(|p| p >= key) {
+                            return err(format!("{where_}: keys out of order"));
+                        }
+                        previous = Some(key);
+                        visit(&Item { key, value, is_bucket: eflags & BUCKET_LEAF_FLAG != 0 })?;
+                    }
+                }
+                META | FREELIST => {
+                    return err(format!(
+                        "{where_}: a {} page inside a bucket tree",
+                        if flags == META { "meta" } else { "freelist" }
+                    ));
+                }
+                other => return err(format!("{where_}: invalid page type {other:#x}")),
+            }
+            Ok(())
+        })();
+        buffers[depth] = buf;
+        result
+    }
+
+    /// Visits the items of the top-level bucket `name` only (no structure check of the rest).
+    pub fn bucket(&self, name: &[u8], visit: &mut dyn FnMut(&Item<'_>) -> Result<()>) -> Result<bool> {
+        let mut found = None;
+        let mut buffers = Vec::new();
+        let mut reached = vec![0u64; (self.meta.pgid as usize).div_ceil(64)];
+        self.walk_tree(Source::Page(self.meta.root), 0, &mut buffers, &mut reached, &mut |item| {
+            if item.key == name && item.is_bucket {
+                let (root, inline) = bucket_header(item.value)?;
+                found = Some((root, inline.map(<[u8]>::to_vec)));
+            }
+            Ok(())
+        })?;
+        let Some((root, inline)) = found else { return Ok(false) };
+        let source = match inline {
+            Some(p) => Source::Inline(p),
+            None => Source::Page(root),
+        };
+        self.walk_tree(source, 0, &mut buffers, &mut reached, visit)?;
+        Ok(true)
+    }
+}
+
+enum Source {
+    Page(u64),
+    Inline(Vec<u8>),
+}
+
+/// A bucket value: `{root u64, sequence u64}`, and for root 0 the inline page after it.
+fn bucket_header(value: &[u8]) -> Result<(u64, Option<&[u8]>)> {
+    if value.len() < 16 {
+        return err("a bucket header is shorter than 16 bytes");
+    }
+    let root = u64_at(value, 0);
+    Ok((root, (root == 0).then(|| &value[16..])))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv_matches_the_reference_vectors() {
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn garbage_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.db");
+        std::fs::write(&p, vec![7u8; 10_000]).unwrap();
+        let e = Db::open(&p).err().unwrap();
+        assert!(e.to_string().contains("not a bbolt database"), "{e}");
+        std::fs::write(&p, b"short").unwrap();
+        assert!(Db::open(&p).is_err());
+    }
+}

@@ -1,0 +1,248 @@
+//! Writing a snapshot from etcd's Maintenance.Snapshot stream (FIELD-GUIDE §4): chunks are
+//! written to `<file>.part` (0600) while their sha256 is computed; the stream's last message is
+//! etcd's own sha256 of everything before it, checked before the file is fsynced and renamed.
+//! A truncated stream, a digest mismatch, a write error, a timeout or Ctrl-C leave no file.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::atomic_file::AtomicFile;
+use crate::error::{Error, ErrorKind, Result, TransportCause, transport_error};
+
+/// The result of a verified save.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Saved {
+    pub path: PathBuf,
+    /// Bytes of the database (without the trailer).
+    pub db_size: u64,
+    /// Bytes written, trailer included (what etcdctl writes too).
+    pub file_size: u64,
+    /// sha256 of the database, as etcd sent it and as computed here.
+    pub sha256: String,
+    #[serde(skip)]
+    pub took: Duration,
+}
+
+/// How a stream of chunks ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Complete,
+    Truncated { received: u64, expected: Option<u64> },
+    Mismatch { sent: String, computed: String },
+    BadDigest(usize),
+}
+
+/// Tracks the stream: data chunks count `remaining_bytes` down to 0, then one message carries
+/// the digest.
+#[derive(Default)]
+struct StreamState {
+    hasher: Sha256,
+    received: u64,
+    expected: Option<u64>,
+    data_done: bool,
+    digest: Option<Vec<u8>>,
+}
+
+impl StreamState {
+    /// Takes one message; returns the bytes to write.
+    fn feed<'a>(&mut self, remaining: u64, blob: &'a [u8]) -> std::result::Result<&'a [u8], Verdict> {
+        if self.digest.is_some() {
+            // Nothing may follow the digest.
+            return Err(Verdict::BadDigest(blob.len()));
+        }
+        if self.data_done {
+            self.digest = Some(blob.to_vec());
+            return Ok(blob);
+        }
+        if self.expected.is_none() {
+            self.expected = Some(remaining + blob.len() as u64);
+        }
+        self.hasher.update(blob);
+        self.received += blob.len() as u64;
+        if remaining == 0 {
+            self.data_done = true;
+        }
+        Ok(blob)
+    }
+
+    fn finish(self) -> (Verdict, String) {
+        let computed = hex::encode(self.hasher.finalize());
+        let verdict = match (&self.digest, self.data_done) {
+            (Some(d), true) if d.len() != 32 => Verdict::BadDigest(d.len()),
+            (Some(d), true) => {
+                let sent = hex::encode(d);
+                if sent == computed {
+                    Verdict::Complete
+                } else {
+                    Verdict::Mismatch { sent, computed: computed.clone() }
+                }
+            }
+            _ => Verdict::Truncated { received: self.received, expected: self.expected },
+        };
+        (verdict, computed)
+    }
+}
+
+fn verdict_error(endpoint: &str, v: Verdict) -> Error {
+    match v {
+        Verdict::Complete => Error::failed("internal", "complete stream reported as an error", ""),
+        Verdict::Truncated { received, expected } => Error::new(
+            ErrorKind::Failed,
+            format!("The snapshot stream from {endpoint} ended early; no file was written"),
+            match expected {
+                Some(e) => format!(
+                    "received {received} of {e} bytes and no sha256 digest (the member stopped or the connection dropped)"
+                ),
+                None => "the stream ended before any data".to_string(),
+            },
+            "Check the member (kubectl etcdsnap members) and save again, from another member if needed (--member).",
+        ),
+        Verdict::Mismatch { sent, computed } => Error::new(
+            ErrorKind::InvalidData,
+            format!("The snapshot from {endpoint} failed verification; no file was written"),
+            format!("etcd's sha256 {sent} does not match the {computed} of the bytes received (corrupted in transit)"),
+            "Save again; if it repeats, save from another member (--member) or with --via direct on a control-plane node.",
+        ),
+        Verdict::BadDigest(n) => Error::new(
+            ErrorKind::InvalidData,
+            format!("The snapshot stream from {endpoint} is malformed; no file was written"),
+            format!("the message after the data held {n} bytes instead of a 32-byte sha256"),
+            "Save again; report it if it repeats.",
+        ),
+    }
+}
+
+/// Streams a snapshot from `client` into `target`, verifying it, within `timeout`.
+/// `progress(received, total)` is called after every chunk.
+pub async fn save(
+    client: &mut etcd_client::Client,
+    endpoint: &str,
+    target: &Path,
+    overwrite: bool,
+    timeout: Duration,
+    progress: &mut dyn FnMut(u64, Option<u64>),
+) -> Result<Saved> {
+    let started = Instant::now();
+    let mut file = AtomicFile::create(target, overwrite)?;
+    let mut state = StreamState::default();
+    let io = |e: std::io::Error| {
+        if matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EFBIG) | Some(libc::EDQUOT)) {
+            Error::new(
+                ErrorKind::Io,
+                format!(
+                    "No room to write {} (disk full or file-size limit); the partial snapshot was removed",
+                    target.display()
+                ),
+                e.to_string(),
+                "Free space, or save to another directory (--dir).",
+            )
+        } else {
+            Error::io(format!("Cannot write {}", target.display()), &e)
+        }
+    };
+    let run = async {
+        let mut stream = client.snapshot().await.map_err(|e| super::direct::etcd_error(endpoint, &e, Some(timeout)))?;
+        loop {
+            let message = stream.message().await.map_err(|e| {
+                // Say how far it got: the cause alone ("connection reset") hides that data was lost.
+                let mut err = super::direct::etcd_error(endpoint, &e, Some(timeout));
+                err.what = format!(
+                    "The snapshot stream from {endpoint} broke after {} of {} bytes; no file was written",
+                    state.received,
+                    state.expected.map(|e| e.to_string()).unwrap_or_else(|| "?".into())
+                );
+                err
+            })?;
+            let Some(m) = message else { break };
+            let bytes = match state.feed(m.remaining_bytes(), m.blob()) {
+                Ok(b) => b,
+                Err(v) => return Err(verdict_error(endpoint, v)),
+            };
+            file.write_all(bytes).map_err(io)?;
+            progress(state.received, state.expected);
+        }
+        Ok::<_, Error>(())
+    };
+    match tokio::time::timeout(timeout, run).await {
+        Ok(r) => r?,
+        Err(_) => {
+            return Err(transport_error("etcd", endpoint, TransportCause::Timeout, Some(timeout)).with_what(format!(
+                "The snapshot from {endpoint} did not finish within {}; no file was written",
+                crate::duration::human_duration(timeout)
+            )));
+        }
+    }
+    let received = state.received;
+    let (verdict, computed) = state.finish();
+    if verdict != Verdict::Complete {
+        return Err(verdict_error(endpoint, verdict));
+    }
+    file.flush().map_err(io)?;
+    let path = file.commit()?;
+    Ok(Saved { path, db_size: received, file_size: received + 32, sha256: computed, took: started.elapsed() })
+}
+
+/// Free bytes on the filesystem holding `dir`.
+pub fn free_space(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid NUL-terminated path and out-pointer.
+    let r = unsafe { libc::statvfs(c.as_ptr(), &mut s) };
+    (r == 0).then(|| s.f_bavail as u64 * s.f_frsize as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(chunks: &[&[u8]], digest: Option<Vec<u8>>) -> (Verdict, Vec<u8>) {
+        let total: usize = chunks.iter().map(|c| c.len()).sum();
+        let mut sent = 0;
+        let mut st = StreamState::default();
+        let mut out = Vec::new();
+        for c in chunks {
+            sent += c.len();
+            match st.feed((total - sent) as u64, c) {
+                Ok(b) => out.extend_from_slice(b),
+                Err(v) => return (v, out),
+            }
+        }
+        if let Some(d) = digest {
+            match st.feed(0, &d) {
+                Ok(b) => out.extend_from_slice(b),
+                Err(v) => return (v, out),
+            }
+        }
+        (st.finish().0, out)
+    }
+
+    #[test]
+    fn complete_truncated_and_corrupt_streams() {
+        let a = vec![1u8; 100];
+        let b = vec![2u8; 50];
+        let digest = Sha256::digest([a.clone(), b.clone()].concat()).to_vec();
+        let (v, out) = stream(&[&a, &b], Some(digest.clone()));
+        assert_eq!(v, Verdict::Complete);
+        assert_eq!(out.len(), 182, "data and trailer, like etcdctl writes");
+        // Cut mid-way: the second chunk never came.
+        let mut st = StreamState::default();
+        st.feed(50, &a).unwrap();
+        assert_eq!(st.finish().0, Verdict::Truncated { received: 100, expected: Some(150) });
+        // All data, no digest.
+        assert!(matches!(stream(&[&a, &b], None).0, Verdict::Truncated { received: 150, .. }));
+        // A byte flipped in transit.
+        let mut bad = b.clone();
+        bad[7] ^= 0xff;
+        assert!(matches!(stream(&[&a, &bad], Some(digest.clone())).0, Verdict::Mismatch { .. }));
+        // A digest of the wrong size.
+        assert_eq!(stream(&[&a, &b], Some(vec![0; 5])).0, Verdict::BadDigest(5));
+        let e = verdict_error("https://127.0.0.1:2379", Verdict::Truncated { received: 100, expected: Some(150) });
+        assert!(e.to_string().contains("received 100 of 150 bytes"), "{e}");
+    }
+}

@@ -1,0 +1,310 @@
+//! What an etcd snapshot file holds, read offline (FIELD-GUIDE §4): the numbers of `etcdctl
+//! snapshot status` (3.4/3.5 semantics: CRC-32C hash over every bucket, revision, total keys,
+//! total size), the sha256 trailer etcd appends, consistent index, term, compaction revisions, the
+//! members, and the live Kubernetes objects per resource.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::bbolt::{Db, FormatError, Item};
+use crate::error::{Error, ErrorKind, Result};
+
+/// Exactly what `etcdctl snapshot status -w json` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EtcdctlStatus {
+    pub hash: u32,
+    pub revision: i64,
+    pub total_key: u64,
+    pub total_size: u64,
+}
+
+/// The sha256 trailer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Digest32 {
+    /// True when the file ends with the 32-byte digest etcd sends (size % 512 == 32).
+    pub present: bool,
+    /// True when it matches the sha256 of everything before it.
+    pub valid: bool,
+    pub expected: Option<String>,
+    pub actual: String,
+}
+
+/// A member as the snapshot records it (bucket `members`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordedMember {
+    #[serde(default)]
+    pub id: u64,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default, rename(deserialize = "peerURLs"))]
+    pub peer_urls: Vec<String>,
+    #[serde(default, rename(deserialize = "clientURLs"))]
+    pub client_urls: Vec<String>,
+}
+
+/// Everything `etcdsnap status` reports.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotStatus {
+    pub etcdctl: EtcdctlStatus,
+    pub file_size: u64,
+    pub sha256: Digest32,
+    pub consistent_index: Option<u64>,
+    pub term: Option<u64>,
+    pub scheduled_compact_revision: Option<i64>,
+    pub finished_compact_revision: Option<i64>,
+    pub cluster_version: Option<String>,
+    pub members: Vec<RecordedMember>,
+    /// Live keys per resource (`pods`, `deployments`, `cert-manager.io/certificates`).
+    pub inventory: BTreeMap<String, u64>,
+    pub live_keys: u64,
+    /// Keys outside `/registry/`.
+    pub other_live_keys: u64,
+    pub pages: u64,
+    pub free_pages: u64,
+}
+
+/// The resource of a `/registry/...` key (group-qualified for `/registry/<group>/<resource>/`).
+pub fn resource_of(key: &[u8]) -> Option<String> {
+    let rest = key.strip_prefix(b"/registry/")?;
+    let mut parts = rest.split(|b| *b == b'/');
+    let first = std::str::from_utf8(parts.next()?).ok()?;
+    if first.contains('.') {
+        let second = std::str::from_utf8(parts.next()?).ok()?;
+        Some(format!("{first}/{second}"))
+    } else {
+        Some(first.to_string())
+    }
+}
+
+/// Field 1 (`key`) of an mvccpb.KeyValue.
+fn kv_key(value: &[u8]) -> Option<&[u8]> {
+    let mut i = 0;
+    while i < value.len() {
+        let (tag, n) = varint(&value[i..])?;
+        i += n;
+        match tag & 7 {
+            0 => {
+                let (_, n) = varint(&value[i..])?;
+                i += n;
+            }
+            2 => {
+                let (len, n) = varint(&value[i..])?;
+                i += n;
+                let end = i.checked_add(len as usize)?;
+                let bytes = value.get(i..end)?;
+                if tag >> 3 == 1 {
+                    return Some(bytes);
+                }
+                i = end;
+            }
+            1 => i += 8,
+            5 => i += 4,
+            _ => return None,
+        }
+    }
+    None
+}
+
+fn varint(b: &[u8]) -> Option<(u64, usize)> {
+    let mut v = 0u64;
+    for (i, &byte) in b.iter().enumerate().take(10) {
+        v |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((v, i + 1));
+        }
+    }
+    None
+}
+
+fn be_u64(b: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(b.get(..8)?.try_into().ok()?))
+}
+
+fn corrupt(path: &Path, e: &FormatError) -> Error {
+    Error::new(
+        ErrorKind::InvalidData,
+        format!("{} is not a usable etcd snapshot", path.display()),
+        e.0.clone(),
+        "Take a new snapshot (kubectl etcdsnap save); keep this file for analysis.",
+    )
+}
+
+/// sha256 of the file minus its last 32 bytes, compared with them.
+pub fn check_digest(path: &Path) -> Result<Digest32> {
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(format!("Cannot open {}", path.display()), &e))?;
+    let size = file.metadata().map_err(|e| Error::io(format!("Cannot read {}", path.display()), &e))?.len();
+    let present = size % 512 == 32;
+    let body = if present { size - 32 } else { size };
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = body;
+    while left > 0 {
+        let n = (left as usize).min(buf.len());
+        file.read_exact(&mut buf[..n]).map_err(|e| Error::io(format!("Cannot read {}", path.display()), &e))?;
+        hasher.update(&buf[..n]);
+        left -= n as u64;
+    }
+    let actual = hex::encode(hasher.finalize());
+    let expected = if present {
+        let mut tail = [0u8; 32];
+        file.read_exact(&mut tail).map_err(|e| Error::io(format!("Cannot read {}", path.display()), &e))?;
+        Some(hex::encode(tail))
+    } else {
+        None
+    };
+    Ok(Digest32 { present, valid: expected.as_deref() == Some(actual.as_str()), expected, actual })
+}
+
+/// Reads a snapshot: structure check, the etcdctl numbers, metadata and inventory. The sha256
+/// runs on a second thread while the tree is walked.
+pub fn status(path: &Path) -> Result<SnapshotStatus> {
+    let digest_path = path.to_path_buf();
+    let digest = std::thread::spawn(move || check_digest(&digest_path));
+    let db = Db::open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::InvalidData {
+            corrupt(path, &FormatError(e.to_string()))
+        } else {
+            Error::io(format!("Cannot open {}", path.display()), &e)
+        }
+    })?;
+    let mut crc = 0u32;
+    let mut revision = 0i64;
+    let mut total_key = 0u64;
+    let mut meta: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+    let mut members = Vec::new();
+    let mut cluster_version = None;
+    // Live keys: a hash of the user key → (resource, alive). Memory grows with distinct keys,
+    // not with the file.
+    let mut resources: Vec<String> = Vec::new();
+    let mut live: HashMap<u64, (u32, bool), std::hash::BuildHasherDefault<crate::metrics::scrape::FxHasher>> =
+        HashMap::default();
+    let stats = db
+        .walk(&mut |bucket: &[u8], item: Option<&Item<'_>>| {
+            let Some(item) = item else {
+                crc = crc32c::crc32c_append(crc, bucket);
+                return Ok(());
+            };
+            crc = crc32c::crc32c_append(crc, item.key);
+            // A nested bucket has no value in ForEach (nil).
+            if !item.is_bucket {
+                crc = crc32c::crc32c_append(crc, item.value);
+            }
+            total_key += 1;
+            match bucket {
+                b"key" => {
+                    revision = be_u64(item.key).map(|r| r as i64).unwrap_or(revision);
+                    let tombstone = item.key.len() == 18 && item.key[17] == b't';
+                    if let Some(user_key) = kv_key(item.value) {
+                        let h = {
+                            use std::hash::Hasher;
+                            let mut hasher = crate::metrics::scrape::FxHasher::default();
+                            hasher.write(user_key);
+                            hasher.finish()
+                        };
+                        let resource = resource_of(user_key).unwrap_or_default();
+                        let index = match resources.iter().position(|r| *r == resource) {
+                            Some(i) => i,
+                            None => {
+                                resources.push(resource);
+                                resources.len() - 1
+                            }
+                        } as u32;
+                        live.insert(h, (index, !tombstone));
+                    }
+                }
+                b"meta" => {
+                    meta.insert(item.key.to_vec(), item.value.to_vec());
+                }
+                b"members" => {
+                    if let Ok(m) = serde_json::from_slice::<RecordedMember>(item.value) {
+                        members.push(m);
+                    }
+                }
+                b"cluster" if item.key == b"clusterVersion" => {
+                    cluster_version = Some(String::from_utf8_lossy(item.value).into_owned());
+                }
+                _ => {}
+            }
+            Ok(())
+        })
+        .map_err(|e| corrupt(path, &e))?;
+    let digest = digest.join().map_err(|_| Error::failed("The sha256 thread failed", "it panicked", ""))??;
+    let mut inventory: BTreeMap<String, u64> = BTreeMap::new();
+    let mut live_keys = 0;
+    let mut other = 0;
+    for (index, alive) in live.values() {
+        if !alive {
+            continue;
+        }
+        let r = &resources[*index as usize];
+        if r.is_empty() {
+            other += 1;
+        } else {
+            *inventory.entry(r.clone()).or_insert(0) += 1;
+            live_keys += 1;
+        }
+    }
+    let rev_of = |k: &[u8]| meta.get(k).and_then(|v| be_u64(v)).map(|r| r as i64);
+    Ok(SnapshotStatus {
+        etcdctl: EtcdctlStatus { hash: crc, revision, total_key, total_size: db.total_size() },
+        file_size: db.file_size,
+        sha256: digest,
+        consistent_index: meta.get(b"consistent_index".as_slice()).and_then(|v| be_u64(v)),
+        term: meta.get(b"term".as_slice()).and_then(|v| be_u64(v)),
+        scheduled_compact_revision: rev_of(b"scheduledCompactRev"),
+        finished_compact_revision: rev_of(b"finishedCompactRev"),
+        cluster_version,
+        members,
+        inventory,
+        live_keys,
+        other_live_keys: other,
+        pages: stats.pages_reached,
+        free_pages: stats.free_pages,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_resources() {
+        assert_eq!(resource_of(b"/registry/pods/default/x"), Some("pods".into()));
+        assert_eq!(
+            resource_of(b"/registry/cert-manager.io/certificates/ns/x"),
+            Some("cert-manager.io/certificates".into())
+        );
+        assert_eq!(resource_of(b"/other"), None);
+        // mvccpb.KeyValue{key: "ab", create_revision: 5, value: "v"}
+        let kv = [0x0a, 2, b'a', b'b', 0x10, 5, 0x2a, 1, b'v'];
+        assert_eq!(kv_key(&kv), Some(&b"ab"[..]));
+        assert_eq!(kv_key(&[0x10, 5]), None);
+        assert_eq!(kv_key(&[0x0a, 200]), None, "truncated: no panic");
+    }
+
+    #[test]
+    fn digest_of_a_file_with_a_trailer() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.db");
+        let body = vec![1u8; 4096];
+        let mut data = body.clone();
+        data.extend_from_slice(&Sha256::digest(&body));
+        std::fs::write(&p, &data).unwrap();
+        let d = check_digest(&p).unwrap();
+        assert!(d.present && d.valid);
+        data[100] ^= 1;
+        std::fs::write(&p, &data).unwrap();
+        let d = check_digest(&p).unwrap();
+        assert!(d.present && !d.valid);
+        std::fs::write(&p, &body).unwrap();
+        assert!(!check_digest(&p).unwrap().present);
+    }
+}

@@ -1,0 +1,488 @@
+//! `kubectl etcdsnap` end to end against the real etcd of the test kit: every transport saves a
+//! snapshot that the real `etcdctl snapshot restore` accepts and whose restored etcd serves every
+//! key; `status` equals `etcdctl snapshot status`; faults never leave a file behind; the
+//! maintenance commands on a 3-member TLS cluster through the simulated API server.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use cpkit_e2e::{describe, kubectl, plugin, plugin_binary, text};
+use serde_json::Value;
+use testkit::etcd::{ClientTls, EtcdCluster, EtcdOptions};
+use testkit::etcd_data::{LoadSpec, load};
+use testkit::fault_proxy::{Damage, FaultProxy};
+use testkit::{DemoCluster, Scenario};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+fn tls_flags(tls: &ClientTls) -> Vec<String> {
+    vec![
+        format!("--etcd-cacert={}", tls.cacert.display()),
+        format!("--etcd-cert={}", tls.cert.display()),
+        format!("--etcd-key={}", tls.key.display()),
+    ]
+}
+
+fn json_of(out: &std::process::Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", describe(out)))
+}
+
+/// Every key and value at `revision` (or the latest).
+async fn all_keys(client: &mut etcd_client::Client, revision: Option<i64>) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let mut options = etcd_client::GetOptions::new().with_all_keys();
+    if let Some(r) = revision {
+        options = options.with_revision(r);
+    }
+    let resp = client.get("", Some(options)).await.unwrap();
+    resp.kvs().iter().map(|kv| (kv.key().to_vec(), kv.value().to_vec())).collect()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Restores `file` with the real `etcdctl snapshot restore` (hash check on), starts etcd on it,
+/// and returns every key it serves.
+fn restore_and_read(file: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (client, peer) = (free_port(), free_port());
+    let peer_url = format!("http://127.0.0.1:{peer}");
+    let out = Command::new("etcdctl")
+        .args(["snapshot", "restore"])
+        .arg(file)
+        .args([
+            "--name=r",
+            &format!("--initial-cluster=r={peer_url}"),
+            &format!("--initial-advertise-peer-urls={peer_url}"),
+        ])
+        .arg(format!("--data-dir={}", data.display()))
+        .env("ETCDCTL_API", "3")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "etcdctl snapshot restore: {}", describe(&out));
+    let client_url = format!("http://127.0.0.1:{client}");
+    let mut etcd = Command::new("etcd")
+        .args([
+            "--name=r".to_string(),
+            format!("--data-dir={}", data.display()),
+            format!("--listen-client-urls={client_url}"),
+            format!("--advertise-client-urls={client_url}"),
+            format!("--listen-peer-urls={peer_url}"),
+            format!("--initial-advertise-peer-urls={peer_url}"),
+            format!("--initial-cluster=r={peer_url}"),
+        ])
+        .env("ETCD_UNSUPPORTED_ARCH", std::env::consts::ARCH)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let keys = rt().block_on(async {
+        for _ in 0..100 {
+            if let Ok(mut c) = etcd_client::Client::connect([client_url.as_str()], None).await
+                && c.status().await.is_ok()
+            {
+                return all_keys(&mut c, None).await;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("the restored etcd did not start");
+    });
+    let _ = etcd.kill();
+    let _ = etcd.wait();
+    keys
+}
+
+fn etcdctl_status(file: &Path) -> Value {
+    let out = Command::new("etcdctl")
+        .args(["snapshot", "status"])
+        .arg(file)
+        .args(["-w", "json"])
+        .env("ETCDCTL_API", "3")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn every_transport_saves_a_snapshot_that_restores_every_key() {
+    let c = DemoCluster::start(Scenario::HealthyHa).unwrap();
+    let etcd = c.etcd.as_ref().unwrap();
+    let env = c.env();
+    let dir = tempfile::tempdir().unwrap();
+
+    // port-forward through the API server (certificates read from the pod through its shell:
+    // the 3.5-style image has neither tar nor cat).
+    let out = kubectl(
+        &["etcdsnap", "save", "--via", "port-forward", "--dir", dir.path().to_str().unwrap(), "-o", "json"],
+        &env,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let report = json_of(&out);
+    let sidecar = &report["sidecar"];
+    assert_eq!(sidecar["via"], "port-forward");
+    assert_eq!(sidecar["verified"], true);
+    let pf_file = dir.path().join(sidecar["file"].as_str().unwrap());
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&pf_file).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(!std::fs::read_dir(dir.path()).unwrap().any(|e| e.unwrap().path().to_string_lossy().ends_with(".part")));
+    let revision = sidecar["revision"].as_i64().unwrap();
+    let expected = rt().block_on(async {
+        let mut client = etcd.client().await.unwrap();
+        all_keys(&mut client, Some(revision)).await
+    });
+    assert!(expected.len() > 100, "the scenario wrote Kubernetes objects");
+    assert_eq!(restore_and_read(&pf_file), expected, "port-forward snapshot restores every key and value");
+
+    // direct, like etcdctl on a control-plane node.
+    let direct_file = dir.path().join("direct.db");
+    let mut args = vec!["save".to_string(), direct_file.display().to_string(), "--via".into(), "direct".into()];
+    args.push(format!("--endpoints={}", etcd.members[0].local_client_url()));
+    args.extend(tls_flags(&etcd.client_tls()));
+    let out = plugin("etcdsnap", &args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let sidecar: Value = serde_json::from_slice(&std::fs::read(dir.path().join("direct.db.json")).unwrap()).unwrap();
+    let expected = rt().block_on(async {
+        let mut client = etcd.client().await.unwrap();
+        all_keys(&mut client, Some(sidecar["revision"].as_i64().unwrap())).await
+    });
+    assert_eq!(restore_and_read(&direct_file), expected, "direct snapshot restores every key and value");
+
+    // exec: etcdctl in the pod writes under the node's etcd data dir and checks it there.
+    let out = kubectl(&["etcdsnap", "save", "--via", "exec", "--member", "cp-2", "-o", "json"], &env);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let report = json_of(&out);
+    assert_eq!(report["node"], "cp-2");
+    let in_pod = report["sidecar"]["file"].as_str().unwrap().to_string();
+    assert!(in_pod.starts_with("/var/lib/etcd/etcd-healthy-ha-cp-2-"), "{in_pod}");
+    let on_node = etcd.members[1].node_root.join(in_pod.trim_start_matches('/'));
+    let expected = rt().block_on(async {
+        let mut client = etcd.client().await.unwrap();
+        all_keys(&mut client, Some(report["sidecar"]["revision"].as_i64().unwrap())).await
+    });
+    assert_eq!(restore_and_read(&on_node), expected, "exec snapshot restores every key and value");
+
+    // status reads what etcdctl reads, and its inventory is what the scenario wrote.
+    let out = plugin("etcdsnap", &["status", pf_file.to_str().unwrap(), "-o", "json"], &[]);
+    let st = json_of(&out);
+    assert_eq!(st["etcdctl"], etcdctl_status(&pf_file));
+    let inventory = c.facts.etcd_inventory.clone().unwrap();
+    for (resource, n) in &inventory.live {
+        assert_eq!(st["inventory"][resource].as_u64(), Some(*n as u64), "{resource}: {}", st["inventory"]);
+    }
+    assert_eq!(st["sha256"]["valid"], true);
+}
+
+fn single_member(plain: bool) -> EtcdCluster {
+    let mut e = EtcdCluster::start(EtcdOptions { plain_client: plain, ..EtcdOptions::members(1) }).unwrap();
+    e.wait_healthy(Duration::from_secs(20)).unwrap();
+    e
+}
+
+fn save_direct(endpoint: &str, tls: Option<&ClientTls>, file: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "save".to_string(),
+        file.display().to_string(),
+        "--via".into(),
+        "direct".into(),
+        format!("--endpoints={endpoint}"),
+    ];
+    if let Some(t) = tls {
+        args.extend(tls_flags(t));
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    plugin("etcdsnap", &args.iter().map(String::as_str).collect::<Vec<_>>(), &[])
+}
+
+#[test]
+fn status_equals_etcdctl_on_several_shapes() {
+    let etcd = single_member(false);
+    let tls = etcd.client_tls();
+    let endpoint = etcd.members[0].local_client_url();
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let client = rt.block_on(etcd.client()).unwrap();
+    // The inventory must be the live keys per resource (nothing writes between save and read;
+    // etcdctl's "revision" of a compacted file can be below the compaction, so read the latest).
+    let live_now = || {
+        let mut c = client.clone();
+        let resp =
+            rt.block_on(c.get("", Some(etcd_client::GetOptions::new().with_all_keys().with_keys_only()))).unwrap();
+        let mut by: BTreeMap<String, usize> = BTreeMap::new();
+        for k in resp.kvs().iter().map(|kv| kv.key()) {
+            if let Some(r) = testkit::etcd_data::resource_of(&String::from_utf8_lossy(k)) {
+                *by.entry(r).or_insert(0) += 1;
+            }
+        }
+        by
+    };
+    let check = |name: &str| {
+        let file = dir.path().join(name);
+        let out = save_direct(&endpoint, Some(&tls), &file, &[]);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        let st = json_of(&plugin("etcdsnap", &["status", file.to_str().unwrap(), "-o", "json"], &[]));
+        assert_eq!(st["etcdctl"], etcdctl_status(&file), "{name}");
+        let got: BTreeMap<String, usize> = st["inventory"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_u64().unwrap() as usize))
+            .collect();
+        assert_eq!(got, live_now(), "{name}: inventory");
+        (st, got)
+    };
+    // Empty, then Kubernetes-shaped data with updates and deletions: what the test wrote.
+    check("empty.db");
+    let inv = rt.block_on(load(&client, &LoadSpec::default())).unwrap();
+    let (_, got) = check("deletions.db");
+    assert_eq!(got, inv.live, "the inventory is what the test wrote");
+    // Compacted: old revisions gone, free pages inside the file.
+    rt.block_on(load(&client, &LoadSpec { compact: true, namespaces: 5, ..LoadSpec::default() })).unwrap();
+    let (st, _) = check("compacted.db");
+    assert!(
+        st["finishedCompactRevision"].as_i64().unwrap() > 0 || st["scheduledCompactRevision"].as_i64().unwrap() > 0
+    );
+    // Bigger: ~24 MB of values.
+    rt.block_on(load(&client, &LoadSpec::sized(24 << 20))).unwrap();
+    let (st, _) = check("big.db");
+    assert!(st["etcdctl"]["totalSize"].as_u64().unwrap() > 20 << 20);
+
+    // A copied member/snap/db has no digest trailer: status still reads it, and says so.
+    let raw = dir.path().join("raw.db");
+    std::fs::copy(dir.path().join("deletions.db"), &raw).unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(&raw).unwrap();
+    let len = f.metadata().unwrap().len();
+    f.set_len(len - 32).unwrap();
+    let st = json_of(&plugin("etcdsnap", &["status", raw.to_str().unwrap(), "-o", "json"], &[]));
+    assert_eq!(st["sha256"]["present"], false);
+    // A damaged file: a precise error, exit 2.
+    let bad = dir.path().join("bad.db");
+    let mut bytes = std::fs::read(dir.path().join("deletions.db")).unwrap();
+    bytes.truncate(bytes.len() / 2);
+    std::fs::write(&bad, &bytes).unwrap();
+    let out = plugin("etcdsnap", &["status", bad.to_str().unwrap()], &[]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(stderr.contains("is not a usable etcd snapshot") && stderr.contains("truncated"), "{stderr}");
+}
+
+fn no_files_left(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect()
+}
+
+#[test]
+fn faults_never_leave_a_file_behind() {
+    let mut etcd = single_member(true);
+    let rt = rt();
+    let client = rt.block_on(etcd.client()).unwrap();
+    rt.block_on(load(&client, &LoadSpec::sized(16 << 20))).unwrap();
+    let plain: std::net::SocketAddr =
+        format!("127.0.0.1:{}", etcd.members[0].plain_client_port.unwrap()).parse().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("s.db");
+
+    // Sanity: through an undamaging proxy the save works (and the digest checks out).
+    let ok = FaultProxy::start(plain, Damage::None).unwrap();
+    let out = save_direct(&ok.url(), None, &file, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    std::fs::remove_file(&file).unwrap();
+    std::fs::remove_file(dir.path().join("s.db.json")).unwrap();
+
+    // The stream is cut mid-way.
+    let cut = FaultProxy::start(plain, Damage::CutAfter(3 << 20)).unwrap();
+    let out = save_direct(&cut.url(), None, &file, &[]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(stderr.contains("broke after") || stderr.contains("ended early"), "{stderr}");
+    assert!(stderr.contains("no file was written"), "{stderr}");
+    assert_eq!(no_files_left(dir.path()), Vec::<PathBuf>::new());
+
+    // A byte flipped in transit: etcd's digest does not match.
+    let flip = FaultProxy::start(plain, Damage::FlipInDataFrame(40)).unwrap();
+    let out = save_direct(&flip.url(), None, &file, &[]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(stderr.contains("failed verification") && stderr.contains("does not match"), "{stderr}");
+    assert_eq!(no_files_left(dir.path()), Vec::<PathBuf>::new());
+
+    // Disk full, as a file-size limit of 1 MiB (ulimit -f).
+    let mut cmd = Command::new(plugin_binary("etcdsnap"));
+    cmd.args(["save", file.to_str().unwrap(), "--via", "direct", &format!("--endpoints={}", ok.url())]);
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit { rlim_cur: 1 << 20, rlim_max: 1 << 20 };
+            libc::setrlimit(libc::RLIMIT_FSIZE, &limit);
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(stderr.contains("No room to write"), "{stderr}");
+    assert_eq!(no_files_left(dir.path()), Vec::<PathBuf>::new());
+
+    // Ctrl-C while saving (slowed to 2 MB/s).
+    let slow = FaultProxy::start(plain, Damage::Throttle(2 << 20)).unwrap();
+    let slow_save = || {
+        Command::new(plugin_binary("etcdsnap"))
+            .args(["save", file.to_str().unwrap(), "--via", "direct", &format!("--endpoints={}", slow.url())])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let child = slow_save();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(no_files_left(dir.path()).iter().any(|p| p.to_string_lossy().ends_with(".part")), "saving is under way");
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", describe(&out));
+    assert_eq!(no_files_left(dir.path()), Vec::<PathBuf>::new(), "the .part is removed on Ctrl-C");
+
+    // The member dies while saving.
+    let child = slow_save();
+    std::thread::sleep(Duration::from_millis(1500));
+    etcd.kill(0);
+    let out = child.wait_with_output().unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(stderr.contains("no file was written"), "{stderr}");
+    assert_eq!(no_files_left(dir.path()), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn nospace_and_shell_less_images() {
+    // A NOSPACE alarm stops writes, not snapshots: the save works and members shows the alarm.
+    let c = DemoCluster::start(Scenario::EtcdNospace).unwrap();
+    let env = c.env();
+    let dir = tempfile::tempdir().unwrap();
+    let out = kubectl(&["etcdsnap", "save", "--dir", dir.path().to_str().unwrap()], &env);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let out = kubectl(&["etcdsnap", "members"], &env);
+    let (stdout, _) = text(&out);
+    assert!(stdout.contains("alarms: NOSPACE"), "{}", describe(&out));
+    assert_eq!(out.status.code(), Some(2));
+    drop(c);
+
+    // An etcd 3.6-style image has no shell: the certificates cannot be read through the pod,
+    // and the error says which files to bring.
+    let c = DemoCluster::start(Scenario::HealthyHa).unwrap();
+    for name in ["etcd-cp-1", "etcd-cp-2", "etcd-cp-3"] {
+        let mut rt = c.apiserver.sim.exec.pod("kube-system", name).unwrap();
+        rt.image = testkit::apiserver::streaming::Image::Etcd36;
+        c.apiserver.sim.exec.add_pod("kube-system", name, rt);
+    }
+    let out = kubectl(&["etcdsnap", "save", "--via", "port-forward", "--dir", dir.path().to_str().unwrap()], &c.env());
+    let (_, stderr) = text(&out);
+    assert_ne!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(stderr.contains("etcd 3.6 images have no shell") || stderr.contains("--etcd-cacert"), "{stderr}");
+    // With the files given, the port-forward save works.
+    let tls = c.etcd.as_ref().unwrap().client_tls();
+    let mut args = vec![
+        "etcdsnap".to_string(),
+        "save".into(),
+        "--via".into(),
+        "port-forward".into(),
+        "--dir".into(),
+        dir.path().display().to_string(),
+    ];
+    args.extend(tls_flags(&tls));
+    let out = kubectl(&args.iter().map(String::as_str).collect::<Vec<_>>(), &c.env());
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+}
+
+#[test]
+fn maintenance_on_a_three_member_tls_cluster() {
+    let c = DemoCluster::start(Scenario::HealthyHa).unwrap();
+    let env = c.env();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    for name in ["a.db", "b.db", "c.db"] {
+        let out = kubectl(&["etcdsnap", "save", &format!("{d}/{name}")], &env);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    // An unverified copy, oldest.
+    std::fs::copy(format!("{d}/a.db"), format!("{d}/copied.db")).unwrap();
+    let old = std::time::SystemTime::now() - Duration::from_secs(30 * 86400);
+    std::fs::File::options().write(true).open(format!("{d}/copied.db")).unwrap().set_modified(old).unwrap();
+
+    // ls: newest first, verified from the sidecars.
+    let ls = json_of(&plugin("etcdsnap", &["ls", d, "-o", "json"], &[]));
+    let names: Vec<String> = ls["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| Path::new(e["path"].as_str().unwrap()).file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["c.db", "b.db", "a.db", "copied.db"]);
+    assert_eq!(ls["items"][0]["state"], "verified");
+    assert_eq!(ls["items"][3]["state"], "no record");
+
+    // prune: the plan first, then --yes; the newest verified is kept.
+    let out = plugin("etcdsnap", &["prune", d, "--keep", "1"], &[]);
+    assert!(text(&out).0.contains("would delete"), "{}", describe(&out));
+    assert_eq!(std::fs::read_dir(d).unwrap().count(), 7, "nothing deleted without --yes");
+    let out = plugin("etcdsnap", &["prune", d, "--older-than", "7d", "--yes"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(!Path::new(&format!("{d}/copied.db")).exists());
+    let out = plugin("etcdsnap", &["prune", d, "--keep", "1", "--yes"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let left: Vec<String> =
+        std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(left.len(), 2, "c.db and its record: {left:?}");
+    let file = format!("{d}/c.db");
+
+    // restore-plan from the live members.
+    let out = kubectl(&["etcdsnap", "restore-plan", &file], &env);
+    let (plan, _) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let etcd = c.etcd.as_ref().unwrap();
+    for m in &etcd.members {
+        assert!(plan.contains(&format!("--name {}", m.name)), "{plan}");
+        assert!(plan.contains(&format!("{}={}", m.name, m.peer_url())), "{plan}");
+    }
+    // kubeadm sets no token; a restored cluster gets a new one, so old members cannot join it.
+    assert!(plan.contains("--initial-cluster-token etcd-restore-"), "{plan}");
+    assert!(plan.contains("Restore every member from the SAME file"));
+    assert!(plan.contains("--bump-revision") && plan.contains("--mark-compacted"));
+
+    // drill: restore, start, compare.
+    let out = plugin("etcdsnap", &["drill", &file], &[]);
+    let (stdout, _) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(stdout.contains("PASS revision") && stdout.contains("PASS keys"), "{stdout}");
+
+    // members: three, one leader.
+    let m = json_of(&kubectl(&["etcdsnap", "members", "-o", "json"], &env));
+    let members = m["status"]["members"].as_array().unwrap();
+    assert_eq!(members.len(), 3);
+    assert!(members.iter().all(|x| x["healthy"] == true));
+    assert_eq!(m["verdict"], "OK");
+
+    // defrag: plan without --yes, then followers first and the leader last.
+    let out = kubectl(&["etcdsnap", "defrag", "--all"], &env);
+    assert!(text(&out).0.contains("Nothing changed"), "{}", describe(&out));
+    let out = kubectl(&["etcdsnap", "defrag", "--all", "--yes"], &env);
+    let (stdout, _) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let leader = rt().block_on(etcd.leader_index()).unwrap();
+    let order: Vec<&str> =
+        stdout.lines().filter_map(|l| l.strip_prefix("defragmenting ")).map(|l| l.split(' ').next().unwrap()).collect();
+    assert_eq!(order.len(), 3, "{stdout}");
+    assert_eq!(order[2], etcd.members[leader].name, "the leader goes last: {stdout}");
+
+    // compact: up to the current revision; older revisions are gone.
+    let out = kubectl(&["etcdsnap", "compact", "--yes"], &env);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let err = rt().block_on(async {
+        let mut client = etcd.client().await.unwrap();
+        client.get("/registry", Some(etcd_client::GetOptions::new().with_revision(1))).await.err()
+    });
+    assert!(err.is_some_and(|e| e.to_string().contains("compacted")), "revision 1 was compacted");
+}
