@@ -144,10 +144,12 @@ impl Ctx {
     /// counters are per replica), else the configured server.
     pub async fn scrape_targets(&self) -> Vec<Replica> {
         let lb = Replica { name: "api".into(), url: self.cluster.server().to_string(), in_endpoints: true, pod: None };
-        if self.managed().await.is_some() {
+        // Both are needed; asked together they cost one round trip, not two.
+        let (managed, replicas) = tokio::join!(self.managed(), self.replicas());
+        if managed.is_some() {
             return vec![lb];
         }
-        match self.replicas().await {
+        match replicas {
             Ok(r) if !r.is_empty() => r.iter().cloned().collect(),
             _ => vec![lb],
         }
@@ -173,7 +175,9 @@ impl Ctx {
     /// Pairs of scrapes `sample` apart (the second one of each target).
     pub async fn scrape_pairs(&self) -> Vec<(Replica, Result<(Scrape, Scrape, f64), Error>)> {
         let first = self.first_scrapes().await;
-        if let Some(earliest) = first.iter().filter_map(|(_, r)| r.as_ref().ok().map(|s| s.taken)).min() {
+        // The second request goes out `sample` after the first one did: both take about as
+        // long, so the answers arrive about `sample` apart (rates use the actual difference).
+        if let Some(earliest) = first.iter().filter_map(|(_, r)| r.as_ref().ok().map(|s| s.requested)).min() {
             let wait = self.options.sample.saturating_sub(earliest.elapsed());
             tokio::time::sleep(wait).await;
         }

@@ -173,10 +173,10 @@ async fn check_cluster(cluster: &Cluster, args: &CheckArgs) -> HealthReport {
         }
     };
     let run = async {
+        let checks = selected.iter().map(|name| checks::run_one(name, &ctx, &states));
+        let results = futures::future::join_all(checks).await;
         let version = ctx.version().await;
         let api_error = version.as_ref().err().cloned();
-        let checks = selected.iter().map(|name| checks::run_one(name, &ctx, &states, api_error.as_ref()));
-        let results = futures::future::join_all(checks).await;
         (version, api_error, results)
     };
     let (_, (version, api_error, results)) = tokio::join!(prefetch, run);

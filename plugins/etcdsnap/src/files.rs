@@ -97,6 +97,7 @@ pub fn status_text(path: &Path, s: &SnapshotStatus) -> String {
         &mut t,
         "sha256:",
         match (&s.sha256.present, &s.sha256.valid) {
+            _ if !s.sha256.checked => "not checked (--no-digest)".to_string(),
             (true, true) => format!("{} (matches etcd's digest)", s.sha256.actual),
             (true, false) => format!(
                 "{} MISMATCH: etcd's digest is {}",

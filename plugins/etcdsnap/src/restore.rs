@@ -214,7 +214,7 @@ fn free_port() -> Result<u16> {
 /// Restores into a temp dir, starts etcd on loopback, compares with `status`, stops it.
 pub async fn drill(file: &Path, keep: bool) -> Result<DrillReport> {
     let started = Instant::now();
-    let expected = status(file)?;
+    let expected = status(file, true)?;
     let tool = find_tool()?;
     let etcd = which::which("etcd").map_err(|_| {
         Error::new(

@@ -100,7 +100,7 @@ pub async fn live(cluster: &Cluster, sample: Duration) -> Result<(Vec<WebhookCon
     let selection = cpkit::metrics::Selection::families(&[]).with_prefixes(&["apiserver_admission_webhook_"]);
     let metrics = async {
         let first = cpkit::metrics::fetch(cluster, "/metrics", &selection).await?;
-        tokio::time::sleep(sample).await;
+        tokio::time::sleep(sample.saturating_sub(first.requested.elapsed())).await;
         let second = cpkit::metrics::fetch(cluster, "/metrics", &selection).await?;
         let secs = second.taken.duration_since(first.taken).as_secs_f64();
         Ok::<_, Error>(cpkit::webhooks::gather::runtime_from_metrics(Some(&first.scrape), &second.scrape, secs))

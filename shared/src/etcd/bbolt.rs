@@ -93,12 +93,73 @@ fn parse_meta(page: &[u8]) -> Result<Meta> {
     })
 }
 
+/// A read-only mapping of a whole file.
+struct Map {
+    ptr: *const u8,
+    len: usize,
+}
+
+// SAFETY: the mapping is read-only and lives as long as the Map; `&[u8]` views of it are as
+// safe to share between threads as any immutable slice.
+unsafe impl Send for Map {}
+unsafe impl Sync for Map {}
+
+impl Map {
+    fn new(file: &File, len: usize) -> std::io::Result<Map> {
+        use std::os::fd::AsRawFd;
+        if len == 0 {
+            return Ok(Map { ptr: std::ptr::null(), len: 0 });
+        }
+        // SAFETY: mapping a file we opened read-only; the result is checked.
+        let ptr =
+            unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_PRIVATE, file.as_raw_fd(), 0) };
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: advice on our own mapping; failure is harmless.
+        unsafe { libc::madvise(ptr, len, libc::MADV_WILLNEED) };
+        Ok(Map { ptr: ptr as *const u8, len })
+    }
+
+    /// Drops our page-table entries (the pages stay in the page cache): the walk touches each
+    /// page once, so this keeps the resident set small on multi-GB files at almost no cost.
+    fn release(&self) {
+        if self.len > 0 {
+            // SAFETY: advice on our own read-only, never-written mapping; later reads refault
+            // the same file contents.
+            unsafe { libc::madvise(self.ptr as *mut libc::c_void, self.len, libc::MADV_DONTNEED) };
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: ptr..ptr+len is our live read-only mapping.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl Drop for Map {
+    fn drop(&mut self) {
+        if self.len > 0 {
+            // SAFETY: unmapping exactly what Map::new mapped.
+            unsafe { libc::munmap(self.ptr as *mut libc::c_void, self.len) };
+        }
+    }
+}
+
 /// An open database file.
 pub struct Db {
-    file: File,
+    map: Map,
     pub file_size: u64,
     pub meta: Meta,
+    /// Pages touched since the mapping was last released.
+    touched: std::cell::Cell<u64>,
 }
+
+/// Release the mapping's resident pages after this many pages (64 MiB of 4 KiB pages).
+const RELEASE_EVERY: u64 = 16 * 1024;
 
 /// One key/value of a bucket (`is_bucket` for nested buckets, whose value is their header).
 pub struct Item<'a> {
@@ -123,7 +184,8 @@ impl Db {
         let file_size = file.metadata()?.len();
         let meta =
             Db::pick_meta(&file, file_size).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.0))?;
-        Ok(Db { file, file_size, meta })
+        let map = Map::new(&file, file_size as usize)?;
+        Ok(Db { map, file_size, meta, touched: std::cell::Cell::new(0) })
     }
 
     /// The valid meta with the higher txid (bbolt's rule), reading the page size from page 0.
@@ -179,29 +241,32 @@ impl Db {
         self.meta.pgid * self.meta.page_size as u64
     }
 
-    fn read_page(&self, id: u64, buf: &mut Vec<u8>) -> Result<()> {
+    /// Page `id` with its overflow pages.
+    fn page(&self, id: u64) -> Result<&[u8]> {
         if id >= self.meta.pgid {
             return err(format!("page {id}: out of bounds (high water mark {})", self.meta.pgid));
         }
         let ps = self.meta.page_size as usize;
-        buf.resize(ps, 0);
-        let offset = id * ps as u64;
-        self.file.read_exact_at(buf, offset).map_err(|e| FormatError(format!("page {id}: cannot be read: {e}")))?;
-        let overflow = u32_at(buf, 12) as u64;
-        if overflow > 0 {
-            if id + overflow >= self.meta.pgid {
-                return err(format!("page {id}: overflow of {overflow} pages runs past the end"));
-            }
-            let total = (overflow as usize + 1) * ps;
-            buf.resize(total, 0);
-            self.file
-                .read_exact_at(&mut buf[ps..], offset + ps as u64)
-                .map_err(|e| FormatError(format!("page {id}: cannot be read: {e}")))?;
+        let start = id as usize * ps;
+        let bytes = self.map.bytes();
+        let past_end = || FormatError(format!("page {id}: past the end of the file"));
+        let head = bytes.get(start..start + ps).ok_or_else(past_end)?;
+        let overflow = u32_at(head, 12) as u64;
+        if overflow > 0 && id + overflow >= self.meta.pgid {
+            return err(format!("page {id}: overflow of {overflow} pages runs past the end"));
         }
-        if u64_at(buf, 0) != id {
-            return err(format!("page {id}: its header says page {}", u64_at(buf, 0)));
+        let touched = self.touched.get() + overflow + 1;
+        if touched >= RELEASE_EVERY {
+            self.map.release();
+            self.touched.set(0);
+        } else {
+            self.touched.set(touched);
         }
-        Ok(())
+        let page = bytes.get(start..start + (overflow as usize + 1) * ps).ok_or_else(past_end)?;
+        if u64_at(page, 0) != id {
+            return err(format!("page {id}: its header says page {}", u64_at(page, 0)));
+        }
+        Ok(page)
     }
 
     /// The free pages of the freelist page (empty when the database keeps none on disk).
@@ -209,25 +274,24 @@ impl Db {
         if self.meta.freelist == NO_FREELIST {
             return Ok(Vec::new());
         }
-        let mut buf = Vec::new();
-        self.read_page(self.meta.freelist, &mut buf)?;
-        if u16_at(&buf, 8) != FREELIST {
+        let buf = self.page(self.meta.freelist)?;
+        if u16_at(buf, 8) != FREELIST {
             return err(format!(
                 "page {}: expected the freelist, found flags {:#x}",
                 self.meta.freelist,
-                u16_at(&buf, 8)
+                u16_at(buf, 8)
             ));
         }
-        let mut count = u16_at(&buf, 10) as usize;
+        let mut count = u16_at(buf, 10) as usize;
         let mut start = PAGE_HEADER;
         if count == 0xFFFF {
-            count = u64_at(&buf, PAGE_HEADER) as usize;
+            count = u64_at(buf, PAGE_HEADER) as usize;
             start += 8;
         }
         if start + count * 8 > buf.len() {
             return err("freelist page: count runs past the page");
         }
-        Ok((0..count).map(|i| u64_at(&buf, start + i * 8)).collect())
+        Ok((0..count).map(|i| u64_at(buf, start + i * 8)).collect())
     }
 
     /// Visits every top-level bucket and its items in key order: `visit(bucket, item)`, with
@@ -251,15 +315,13 @@ impl Db {
         }
         let free = self.free_pages()?;
         if self.meta.freelist != NO_FREELIST {
-            let mut buf = Vec::new();
-            self.read_page(self.meta.freelist, &mut buf)?;
-            mark(&mut reached, self.meta.freelist, u32_at(&buf, 12) as u64)?;
+            let buf = self.page(self.meta.freelist)?;
+            mark(&mut reached, self.meta.freelist, u32_at(buf, 12) as u64)?;
         }
         let mut stats = WalkStats { free_pages: free.len() as u64, ..Default::default() };
         // The root bucket: its items are the top-level buckets.
-        let mut buffers: Vec<Vec<u8>> = Vec::new();
         let mut top: Vec<(Vec<u8>, u64, Option<Vec<u8>>)> = Vec::new();
-        self.walk_tree(Source::Page(self.meta.root), 0, &mut buffers, &mut reached, &mut |item| {
+        self.walk_tree(Source::Page(self.meta.root), 0, &mut reached, &mut |item| {
             if !item.is_bucket {
                 return err(format!("the root bucket holds a plain key {:?}", String::from_utf8_lossy(item.key)));
             }
@@ -273,7 +335,7 @@ impl Db {
                 Some(page) => Source::Inline(page.clone()),
                 None => Source::Page(*root),
             };
-            self.walk_tree(source, 0, &mut buffers, &mut reached, &mut |item| visit(name, Some(item)))?;
+            self.walk_tree(source, 0, &mut reached, &mut |item| visit(name, Some(item)))?;
         }
         for &f in &free {
             if f >= self.meta.pgid {
@@ -302,23 +364,18 @@ impl Db {
         &self,
         source: Source,
         depth: usize,
-        buffers: &mut Vec<Vec<u8>>,
         reached: &mut Vec<u64>,
         visit: &mut dyn FnMut(&Item<'_>) -> Result<()>,
     ) -> Result<()> {
         if depth > 64 {
             return err("the tree is deeper than 64 levels (a reference cycle?)");
         }
-        if buffers.len() <= depth {
-            buffers.push(Vec::new());
-        }
-        let mut buf = std::mem::take(&mut buffers[depth]);
-        let result = (|| {
+        {
             let page: &[u8] = match &source {
                 Source::Inline(bytes) => bytes,
                 Source::Page(id) => {
-                    self.read_page(*id, &mut buf)?;
-                    let overflow = u32_at(&buf, 12) as u64;
+                    let buf = self.page(*id)?;
+                    let overflow = u32_at(buf, 12) as u64;
                     for p in *id..=*id + overflow {
                         let (w, b) = ((p / 64) as usize, p % 64);
                         if reached[w] & (1 << b) != 0 {
@@ -326,7 +383,7 @@ impl Db {
                         }
                         reached[w] |= 1 << b;
                     }
-                    &buf
+                    buf
                 }
             };
             if page.len() < PAGE_HEADER {
@@ -355,7 +412,7 @@ impl Db {
                             return err(format!("{where_}: keys out of order"));
                         }
                         previous = Some(key);
-                        self.walk_tree(Source::Page(child), depth + 1, buffers, reached, visit)?;
+                        self.walk_tree(Source::Page(child), depth + 1, reached, visit)?;
                     }
                 }
                 LEAF => {
@@ -388,18 +445,15 @@ impl Db {
                 }
                 other => return err(format!("{where_}: invalid page type {other:#x}")),
             }
-            Ok(())
-        })();
-        buffers[depth] = buf;
-        result
+        }
+        Ok(())
     }
 
     /// Visits the items of the top-level bucket `name` only (no structure check of the rest).
     pub fn bucket(&self, name: &[u8], visit: &mut dyn FnMut(&Item<'_>) -> Result<()>) -> Result<bool> {
         let mut found = None;
-        let mut buffers = Vec::new();
         let mut reached = vec![0u64; (self.meta.pgid as usize).div_ceil(64)];
-        self.walk_tree(Source::Page(self.meta.root), 0, &mut buffers, &mut reached, &mut |item| {
+        self.walk_tree(Source::Page(self.meta.root), 0, &mut reached, &mut |item| {
             if item.key == name && item.is_bucket {
                 let (root, inline) = bucket_header(item.value)?;
                 found = Some((root, inline.map(<[u8]>::to_vec)));
@@ -411,7 +465,7 @@ impl Db {
             Some(p) => Source::Inline(p),
             None => Source::Page(root),
         };
-        self.walk_tree(source, 0, &mut buffers, &mut reached, visit)?;
+        self.walk_tree(source, 0, &mut reached, visit)?;
         Ok(true)
     }
 }

@@ -18,14 +18,18 @@ use crate::error::{Access, Result};
 #[derive(Debug, Clone)]
 pub struct TimedScrape {
     pub scrape: Scrape,
+    /// When the request was sent (a second scrape `window` after it yields a `window` apart pair).
+    pub requested: Instant,
+    /// When the answer arrived (rates divide by the difference of these).
     pub taken: Instant,
     pub bytes: usize,
 }
 
 /// GETs `path` (normally `/metrics`) from the API server and keeps the selected families.
 pub async fn fetch(cluster: &Cluster, path: &str, selection: &Selection) -> Result<TimedScrape> {
+    let requested = Instant::now();
     let response = cluster.get_ok(path, &Access::non_resource("get", path)).await?;
     let taken = Instant::now();
     let scrape = Scrape::parse(&response.body, selection);
-    Ok(TimedScrape { scrape, taken, bytes: response.body.len() })
+    Ok(TimedScrape { scrape, requested, taken, bytes: response.body.len() })
 }

@@ -1,0 +1,159 @@
+//! `kubectl-etcdsnap save --via direct` against `etcdctl snapshot save`, and `etcdsnap status`
+//! against `etcdctl snapshot status`, side by side on the same real etcd (TLS, loopback) holding
+//! at least 1 GiB: wall time and peak RSS, median of RUNS; the status numbers must be identical.
+//!
+//! cargo build --profile demo --workspace --bins -p cpkit-bench && target/demo/etcdsnap_bench
+//! (SIZE_MB=1100 RUNS=3 by default)
+
+use std::process::Command;
+use std::time::Duration;
+
+use cpkit_bench::{Measured, bin_dir, measure, median};
+use testkit::etcd::{EtcdCluster, EtcdOptions};
+use testkit::etcd_data::{LoadSpec, load};
+
+fn median_of(v: &[Measured], f: impl Fn(&Measured) -> f64) -> f64 {
+    let mut x: Vec<f64> = v.iter().map(f).collect();
+    x.sort_by(f64::total_cmp);
+    x[x.len() / 2]
+}
+
+/// `etcdsnap_bench --load ENDPOINT CACERT CERT KEY SIZE_MB`: writes the data in a child process,
+/// so the measuring process stays small (a spawned child inherits its parent's peak RSS).
+fn load_child(args: &[String]) {
+    let tls = testkit::etcd::ClientTls {
+        cacert: args[1].clone().into(),
+        cert: args[2].clone().into(),
+        key: args[3].clone().into(),
+    };
+    let size_mb: u64 = args[4].parse().expect("size");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let client = testkit::etcd::connect_client(std::slice::from_ref(&args[0]), &tls).await.expect("client");
+        load(&client, &LoadSpec::sized(size_mb << 20)).await.expect("load");
+    });
+}
+
+fn main() {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("--load") {
+        load_child(&argv[2..]);
+        return;
+    }
+    let runs: usize = std::env::var("RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(3);
+    let size_mb: u64 = std::env::var("SIZE_MB").ok().and_then(|r| r.parse().ok()).unwrap_or(1100);
+    let etcdsnap = bin_dir().join("kubectl-etcdsnap");
+    assert!(etcdsnap.exists(), "build first: cargo build --profile demo --workspace --bins");
+    let mut etcd = EtcdCluster::start(EtcdOptions { quota_backend_bytes: 8 << 30, ..EtcdOptions::members(1) })
+        .expect("etcd starts");
+    etcd.wait_healthy(Duration::from_secs(20)).expect("etcd healthy");
+    let started = std::time::Instant::now();
+    let tls = etcd.client_tls();
+    let endpoint = etcd.members[0].local_client_url();
+    let status = Command::new(std::env::current_exe().expect("self"))
+        .arg("--load")
+        .arg(&endpoint)
+        .args([&tls.cacert, &tls.cert, &tls.key])
+        .arg(size_mb.to_string())
+        .status()
+        .expect("loader runs");
+    assert!(status.success(), "loading failed");
+    eprintln!("loaded {size_mb} MiB in {:.0}s", started.elapsed().as_secs_f64());
+    let dir = tempfile::Builder::new().prefix("etcdsnap-bench-").tempdir_in(etcd.root()).expect("temp dir");
+    let ours_file = dir.path().join("ours.db");
+    let theirs_file = dir.path().join("theirs.db");
+    let save_ours = || {
+        let _ = std::fs::remove_file(&ours_file);
+        let _ = std::fs::remove_file(dir.path().join("ours.db.json"));
+        let mut cmd = Command::new(&etcdsnap);
+        cmd.arg("save").arg(&ours_file).args(["--via", "direct", "--endpoints", &endpoint]);
+        cmd.arg("--etcd-cacert").arg(&tls.cacert).arg("--etcd-cert").arg(&tls.cert).arg("--etcd-key").arg(&tls.key);
+        let m = measure(&mut cmd).expect("etcdsnap runs");
+        assert_eq!(m.code, Some(0), "etcdsnap save failed");
+        m
+    };
+    let save_theirs = || {
+        let _ = std::fs::remove_file(&theirs_file);
+        let mut cmd = Command::new("etcdctl");
+        cmd.env("ETCDCTL_API", "3").args(["snapshot", "save"]).arg(&theirs_file);
+        cmd.arg(format!("--endpoints={endpoint}")).arg(format!("--cacert={}", tls.cacert.display()));
+        cmd.arg(format!("--cert={}", tls.cert.display())).arg(format!("--key={}", tls.key.display()));
+        let m = measure(&mut cmd).expect("etcdctl runs");
+        assert_eq!(m.code, Some(0), "etcdctl snapshot save failed");
+        m
+    };
+    let mut ours = Vec::new();
+    let mut theirs = Vec::new();
+    for _ in 0..runs {
+        theirs.push(save_theirs());
+        ours.push(save_ours());
+    }
+    let status_ours = |digest: bool| {
+        let mut cmd = Command::new(&etcdsnap);
+        cmd.arg("status").arg(&theirs_file).args(["-o", "json"]);
+        if !digest {
+            cmd.arg("--no-digest");
+        }
+        measure(&mut cmd).expect("etcdsnap status runs")
+    };
+    let status_theirs = || {
+        let mut cmd = Command::new("etcdctl");
+        cmd.env("ETCDCTL_API", "3").args(["snapshot", "status"]).arg(&theirs_file).args(["-w", "json"]);
+        measure(&mut cmd).expect("etcdctl status runs")
+    };
+    // Same numbers: compare the outputs once.
+    let a = Command::new(&etcdsnap).arg("status").arg(&theirs_file).args(["-o", "json"]).output().expect("status");
+    let b = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["snapshot", "status"])
+        .arg(&theirs_file)
+        .args(["-w", "json"])
+        .output()
+        .expect("status");
+    let ours_json: serde_json::Value = serde_json::from_slice(&a.stdout).expect("etcdsnap json");
+    let theirs_json: serde_json::Value = serde_json::from_slice(&b.stdout).expect("etcdctl json");
+    assert_eq!(ours_json["etcdctl"], theirs_json, "status numbers differ");
+    status_theirs();
+    status_ours(true);
+    let mut st_ours = Vec::new();
+    let mut st_quick = Vec::new();
+    let mut st_theirs = Vec::new();
+    for _ in 0..runs {
+        st_theirs.push(status_theirs());
+        st_quick.push(status_ours(false));
+        st_ours.push(status_ours(true));
+    }
+    let wall = |v: &[Measured]| median(v.iter().map(|m| m.wall).collect()).as_secs_f64();
+    let rss = |v: &[Measured]| median_of(v, |m| m.max_rss_kib as f64) / 1024.0;
+    let file_size = std::fs::metadata(&ours_file).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "| measurement (etcd 3.4 on loopback with TLS, {:.2} GiB database, median of {runs}) | etcdsnap | etcdctl | ratio |",
+        file_size as f64 / (1u64 << 30) as f64
+    );
+    println!("|---|---|---|---|");
+    println!(
+        "| save: wall time (etcdsnap verifies the sha256 in transit) | {:.2} s | {:.2} s | {:.2} |",
+        wall(&ours),
+        wall(&theirs),
+        wall(&ours) / wall(&theirs)
+    );
+    println!("| save: peak RSS | {:.1} MiB | {:.1} MiB | {:.2} |", rss(&ours), rss(&theirs), rss(&ours) / rss(&theirs));
+    println!(
+        "| status --no-digest: wall time (the checks etcdctl makes; identical hash, revision, totalKey, totalSize) | {:.2} s | {:.2} s | {:.1}x faster |",
+        wall(&st_quick),
+        wall(&st_theirs),
+        wall(&st_theirs) / wall(&st_quick)
+    );
+    println!(
+        "| status (default: also the sha256 of the whole file, which etcdctl never checks) | {:.2} s | {:.2} s | {:.1}x |",
+        wall(&st_ours),
+        wall(&st_theirs),
+        wall(&st_theirs) / wall(&st_ours)
+    );
+    println!(
+        "| status: peak RSS | {:.1} MiB | {:.1} MiB | {:.2} |",
+        rss(&st_ours),
+        rss(&st_theirs),
+        rss(&st_ours) / rss(&st_theirs)
+    );
+}
