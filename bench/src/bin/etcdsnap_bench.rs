@@ -3,7 +3,7 @@
 //! at least 1 GiB: wall time and peak RSS, median of RUNS; the status numbers must be identical.
 //!
 //! cargo build --profile demo --workspace --bins -p cpkit-bench && target/demo/etcdsnap_bench
-//! (SIZE_MB=1100 RUNS=3 by default)
+//! (SIZE_MB=1100 RUNS=3 VALUE_KB=16 by default; VALUE_KB=2 gives many more, smaller keys)
 
 use std::process::Command;
 use std::time::Duration;
@@ -27,10 +27,15 @@ fn load_child(args: &[String]) {
         key: args[3].clone().into(),
     };
     let size_mb: u64 = args[4].parse().expect("size");
+    let value_kb: usize = args.get(5).and_then(|v| v.parse().ok()).unwrap_or(16);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     rt.block_on(async {
         let client = testkit::etcd::connect_client(std::slice::from_ref(&args[0]), &tls).await.expect("client");
-        load(&client, &LoadSpec::sized(size_mb << 20)).await.expect("load");
+        let mut spec = LoadSpec::sized(size_mb << 20);
+        // Kubernetes objects are a few KiB: smaller values mean more keys and pages for the same size.
+        spec.value_size = value_kb << 10;
+        spec.pods_per_namespace = ((size_mb << 20) as usize / spec.value_size).div_ceil(spec.namespaces);
+        load(&client, &spec).await.expect("load");
     });
 }
 
@@ -42,6 +47,7 @@ fn main() {
     }
     let runs: usize = std::env::var("RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(3);
     let size_mb: u64 = std::env::var("SIZE_MB").ok().and_then(|r| r.parse().ok()).unwrap_or(1100);
+    let value_kb: usize = std::env::var("VALUE_KB").ok().and_then(|r| r.parse().ok()).unwrap_or(16);
     let etcdsnap = bin_dir().join("kubectl-etcdsnap");
     assert!(etcdsnap.exists(), "build first: cargo build --profile demo --workspace --bins");
     let mut etcd = EtcdCluster::start(EtcdOptions { quota_backend_bytes: 8 << 30, ..EtcdOptions::members(1) })
@@ -55,6 +61,7 @@ fn main() {
         .arg(&endpoint)
         .args([&tls.cacert, &tls.cert, &tls.key])
         .arg(size_mb.to_string())
+        .arg(value_kb.to_string())
         .status()
         .expect("loader runs");
     assert!(status.success(), "loading failed");

@@ -12,10 +12,33 @@ use cpkit::output::{Table, human_bytes};
 
 use crate::transport::RouteArgs;
 
-/// Where the member operations go: exec in the pods, or direct gRPC.
+/// Where the member operations go: exec in the pods, gRPC through one port-forward per member,
+/// or direct gRPC.
 pub enum Access {
-    Exec { cluster: Box<Cluster>, pods: Vec<EtcdPod> },
-    Direct { endpoints: Vec<String>, tls: EtcdTls },
+    Exec {
+        cluster: Box<Cluster>,
+        pods: Vec<EtcdPod>,
+    },
+    /// Member name → local tunnel URL (the forwarders stop when this is dropped).
+    Tunnels {
+        urls: Vec<(String, String)>,
+        tls: EtcdTls,
+        forwarders: Vec<tokio::task::JoinHandle<()>>,
+    },
+    Direct {
+        endpoints: Vec<String>,
+        tls: EtcdTls,
+    },
+}
+
+impl Drop for Access {
+    fn drop(&mut self) {
+        if let Access::Tunnels { forwarders, .. } = self {
+            for f in forwarders {
+                f.abort();
+            }
+        }
+    }
 }
 
 pub async fn access(cluster: Option<&Cluster>, args: &RouteArgs) -> Result<Access> {
@@ -32,6 +55,20 @@ pub async fn access(cluster: Option<&Cluster>, args: &RouteArgs) -> Result<Acces
             .err()
             .unwrap_or_else(|| Error::failed("no etcd pods", "", "")));
     }
+    if args.via == crate::transport::Via::PortForward {
+        let timeout = cluster.timeout().unwrap_or(Duration::from_secs(10));
+        let first = crate::transport::pick_pod(&pods, None)?;
+        let tls = crate::save::tls_for(cluster, &first, &args.tls, timeout).await?;
+        let mut urls = Vec::new();
+        let mut forwarders = Vec::new();
+        for p in pods.iter().filter(|p| p.is_running()) {
+            let (url, task) = crate::transport::forward(cluster, p, timeout).await?;
+            urls.push((p.member.clone(), url));
+            forwarders.push(task);
+        }
+        return Ok(Access::Tunnels { urls, tls, forwarders });
+    }
+    // auto and exec: etcdctl in a pod (one exec gives the whole cluster's view).
     Ok(Access::Exec { cluster: Box::new(cluster.clone()), pods })
 }
 
@@ -43,13 +80,19 @@ impl Access {
                 status_via_exec(cluster, &pod, timeout).await
             }
             Access::Direct { endpoints, tls } => cluster_status(endpoints, tls, 0, timeout).await,
+            Access::Tunnels { urls, tls, .. } => {
+                // The member list through the first tunnel, each member's status through its own.
+                let first: Vec<String> = urls.iter().map(|(_, u)| u.clone()).take(1).collect();
+                let source = "a port-forward to each member".to_string();
+                cpkit::etcd::direct::cluster_status_through(&first, urls, tls, 0, timeout, source).await
+            }
         }
     }
 
     fn pod_of(&self, m: &MemberStatus) -> Option<&EtcdPod> {
         match self {
             Access::Exec { pods, .. } => pods.iter().find(|p| p.member == m.name),
-            Access::Direct { .. } => None,
+            Access::Direct { .. } | Access::Tunnels { .. } => None,
         }
     }
 
@@ -76,8 +119,17 @@ impl Access {
                 }
                 Ok(())
             }
-            Access::Direct { tls, .. } => {
-                let mut c = connect(std::slice::from_ref(&m.endpoint), tls, timeout).await?;
+            Access::Direct { tls, .. } | Access::Tunnels { tls, .. } => {
+                // Through the member's own tunnel, or its advertised URL.
+                let url = match self {
+                    Access::Tunnels { urls, .. } => urls
+                        .iter()
+                        .find(|(n, _)| *n == m.name)
+                        .map(|(_, u)| u.clone())
+                        .unwrap_or_else(|| m.endpoint.clone()),
+                    _ => m.endpoint.clone(),
+                };
+                let mut c = connect(std::slice::from_ref(&url), tls, timeout).await?;
                 tokio::time::timeout(timeout, c.defragment())
                     .await
                     .map_err(|_| {
@@ -87,7 +139,7 @@ impl Access {
                             "Check it with kubectl etcdsnap members before going on.",
                         )
                     })?
-                    .map_err(|e| etcd_error(&m.endpoint, &e, Some(timeout)))?;
+                    .map_err(|e| etcd_error(&url, &e, Some(timeout)))?;
                 Ok(())
             }
         }
@@ -110,15 +162,22 @@ impl Access {
                 }
                 Ok(())
             }
-            Access::Direct { endpoints, tls } => {
-                let mut c = connect(endpoints, tls, timeout).await?;
-                c.compact(revision, Some(etcd_client::CompactionOptions::new().with_physical()))
-                    .await
-                    .map_err(|e| etcd_error(&endpoints[0], &e, Some(timeout)))?;
-                Ok(())
+            Access::Direct { endpoints, tls } => compact_at(endpoints, tls, revision, timeout).await,
+            Access::Tunnels { urls, tls, .. } => {
+                let endpoints: Vec<String> = urls.iter().map(|(_, u)| u.clone()).take(1).collect();
+                compact_at(&endpoints, tls, revision, timeout).await
             }
         }
     }
+}
+
+async fn compact_at(endpoints: &[String], tls: &EtcdTls, revision: i64, timeout: Duration) -> Result<()> {
+    let first = endpoints.first().cloned().unwrap_or_default();
+    let mut c = connect(endpoints, tls, timeout).await?;
+    c.compact(revision, Some(etcd_client::CompactionOptions::new().with_physical()))
+        .await
+        .map_err(|e| etcd_error(&first, &e, Some(timeout)))?;
+    Ok(())
 }
 
 pub fn members_table(s: &ClusterStatus, wide: bool, no_headers: bool) -> String {

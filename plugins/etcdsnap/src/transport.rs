@@ -115,7 +115,11 @@ pub fn pick_pod(pods: &[EtcdPod], wanted: Option<&str>) -> Result<EtcdPod> {
 
 /// Listens on 127.0.0.1 and carries each accepted connection through its own tunnel; the first
 /// tunnel is opened now, so a refused port-forward is reported before anything else happens.
-async fn forward(cluster: &Cluster, pod: &EtcdPod, timeout: Duration) -> Result<(String, tokio::task::JoinHandle<()>)> {
+pub async fn forward(
+    cluster: &Cluster,
+    pod: &EtcdPod,
+    timeout: Duration,
+) -> Result<(String, tokio::task::JoinHandle<()>)> {
     let port = pod.client_port.unwrap_or(2379);
     let first = port_forward(cluster, &pod.pod.namespace, &pod.pod.name, port, timeout).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

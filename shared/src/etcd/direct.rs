@@ -141,6 +141,20 @@ pub async fn cluster_status(
     quota_bytes: u64,
     timeout: Duration,
 ) -> Result<ClusterStatus> {
+    let source = format!("direct ({})", endpoints.join(","));
+    cluster_status_through(endpoints, &[], tls, quota_bytes, timeout, source).await
+}
+
+/// Status of every member; `dial` maps a member name to the URL to reach it by (a local tunnel)
+/// instead of its advertised client URL.
+pub async fn cluster_status_through(
+    endpoints: &[String],
+    dial: &[(String, String)],
+    tls: &EtcdTls,
+    quota_bytes: u64,
+    timeout: Duration,
+    source: String,
+) -> Result<ClusterStatus> {
     let mut client = connect(endpoints, tls, timeout).await?;
     let first = endpoints.first().cloned().unwrap_or_default();
     let list = tokio::time::timeout(timeout, client.member_list())
@@ -164,10 +178,20 @@ pub async fn cluster_status(
         let tls = tls.clone();
         let name = m.name().to_string();
         let id = m.id();
-        let url = m.client_urls().first().cloned().unwrap_or_default();
+        let advertised = m.client_urls().first().cloned().unwrap_or_default();
+        // With tunnels, a member without one is reported, never dialled at its (in-cluster) address.
+        let url = match dial.iter().find(|(n, _)| *n == name) {
+            Some((_, u)) => Some(u.clone()),
+            None if dial.is_empty() => Some(advertised.clone()),
+            None => None,
+        };
         let learner = m.is_learner();
         async move {
-            let mut ms = MemberStatus { name, id, endpoint: url.clone(), is_learner: learner, ..Default::default() };
+            let mut ms = MemberStatus { name, id, endpoint: advertised, is_learner: learner, ..Default::default() };
+            let Some(url) = url else {
+                ms.error = Some("no running pod of this member to port-forward to".into());
+                return ms;
+            };
             let started = Instant::now();
             let result = async {
                 let mut c = connect(std::slice::from_ref(&url), &tls, timeout).await?;
@@ -205,5 +229,5 @@ pub async fn cluster_status(
         }
     });
     let members = futures::future::join_all(probes).await;
-    Ok(ClusterStatus { cluster_id, members, alarms, quota_bytes, source: format!("direct ({})", endpoints.join(",")) })
+    Ok(ClusterStatus { cluster_id, members, alarms, quota_bytes, source })
 }

@@ -464,6 +464,12 @@ fn maintenance_on_a_three_member_tls_cluster() {
     assert_eq!(members.len(), 3);
     assert!(members.iter().all(|x| x["healthy"] == true));
     assert_eq!(m["verdict"], "OK");
+    // The same through one port-forward per member (certificates read through the pod's shell).
+    let pf = json_of(&kubectl(&["etcdsnap", "members", "--via", "port-forward", "-o", "json"], &env));
+    assert_eq!(pf["status"]["source"], "a port-forward to each member");
+    let pf_members = pf["status"]["members"].as_array().unwrap();
+    assert_eq!(pf_members.len(), 3);
+    assert!(pf_members.iter().all(|x| x["healthy"] == true && x["dbSize"].as_u64().unwrap() > 0), "{pf}");
 
     // defrag: plan without --yes, then followers first and the leader last.
     let out = kubectl(&["etcdsnap", "defrag", "--all"], &env);
@@ -476,6 +482,11 @@ fn maintenance_on_a_three_member_tls_cluster() {
         stdout.lines().filter_map(|l| l.strip_prefix("defragmenting ")).map(|l| l.split(' ').next().unwrap()).collect();
     assert_eq!(order.len(), 3, "{stdout}");
     assert_eq!(order[2], etcd.members[leader].name, "the leader goes last: {stdout}");
+    // The same through port-forwards: each member is defragmented through its own tunnel.
+    let out = kubectl(&["etcdsnap", "defrag", "--all", "--via", "port-forward", "--yes"], &env);
+    let (stdout, _) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("defragmenting ")).count(), 3, "{stdout}");
 
     // compact: up to the current revision; older revisions are gone.
     let out = kubectl(&["etcdsnap", "compact", "--yes"], &env);
