@@ -39,9 +39,9 @@ fn main() {
         }
         measure(&mut cmd).expect("script runs")
     };
-    let run_cphealth = || {
+    let run_cphealth = |sample: &str| {
         let mut cmd = Command::new(&cphealth);
-        cmd.args(["--sample", &sample]);
+        cmd.args(["--sample", sample]);
         for (k, v) in &env {
             cmd.env(k, v);
         }
@@ -49,12 +49,15 @@ fn main() {
     };
     // Warm kubectl's discovery cache and the page cache: the script gets its best case.
     run_script();
-    run_cphealth();
+    run_cphealth(&sample);
     let script_times: Vec<Duration> = (0..runs.clamp(1, 3)).map(|_| run_script().wall).collect();
-    let cp: Vec<_> = (0..runs).map(|_| run_cphealth()).collect();
-    assert!(cp.iter().all(|m| m.code == Some(0)), "cphealth must pass on healthy-ha: {cp:?}");
+    let cp: Vec<_> = (0..runs).map(|_| run_cphealth(&sample)).collect();
+    // One scrape, no rate window: what the script's checks see too (no rates at all).
+    let single: Vec<_> = (0..runs).map(|_| run_cphealth("0")).collect();
+    assert!(cp.iter().chain(&single).all(|m| m.code == Some(0)), "cphealth must pass on healthy-ha: {cp:?}");
     let script_median = median(script_times);
     let cp_median = median(cp.iter().map(|m| m.wall).collect());
+    let single_median = median(single.iter().map(|m| m.wall).collect());
     drop(c);
 
     let large = DemoCluster::start(Scenario::LargeCluster).expect("large-cluster starts");
@@ -75,6 +78,14 @@ fn main() {
         cp_median.as_secs_f64()
     );
     println!("| speed-up (script / cphealth) | {:.1}x |", script_median.as_secs_f64() / cp_median.as_secs_f64());
+    println!(
+        "| kubectl cphealth --sample 0 (one scrape, no rates), same cluster (median of {runs}) | {:.3} s |",
+        single_median.as_secs_f64()
+    );
+    println!(
+        "| speed-up (script / cphealth --sample 0) | {:.1}x |",
+        script_median.as_secs_f64() / single_median.as_secs_f64()
+    );
     println!("| kubectl cphealth, large-cluster (5000 nodes, 50k pods): wall | {:.2} s |", big.wall.as_secs_f64());
     println!("| kubectl cphealth, large-cluster: peak RSS | {:.1} MiB |", big.max_rss_kib as f64 / 1024.0);
 }

@@ -78,6 +78,7 @@ impl WebhookBackend {
             runtime.spawn(async move {
                 loop {
                     let Ok((tcp, _)) = listener.accept().await else { continue };
+                    let _ = tcp.set_nodelay(true);
                     let acceptor = acceptor.clone();
                     let counter = counter.clone();
                     tokio::spawn(async move {

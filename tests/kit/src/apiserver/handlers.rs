@@ -37,6 +37,8 @@ pub async fn serve(
             _ = stop.changed() => return,
         };
         let Ok((tcp, _peer)) = accepted else { continue };
+        // As Go's net package does for every connection: no Nagle delay on small writes.
+        let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let sim = sim.clone();
         let mut stop_conn = stop.clone();

@@ -24,6 +24,8 @@ pub async fn run(listener: TcpListener, backends: Vec<SocketAddr>) {
                 let addr = backends[(start + k) % backends.len()];
                 let attempt = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr)).await;
                 if let Ok(Ok(mut upstream)) = attempt {
+                    let _ = client.set_nodelay(true);
+                    let _ = upstream.set_nodelay(true);
                     let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
                     return;
                 }
