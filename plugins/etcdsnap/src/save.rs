@@ -147,6 +147,23 @@ fn progress_bar(show: bool) -> Option<indicatif::ProgressBar> {
     Some(bar)
 }
 
+/// Refuses to start a save that cannot fit: the database, 5% for growth while streaming, 1 MiB.
+fn check_room(dir: &Path, db_size: u64, free: u64) -> Result<()> {
+    if free >= db_size + db_size / 20 + (1 << 20) {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::Io,
+        format!("Not enough space in {} for the snapshot", dir.display()),
+        format!(
+            "the database is {} and {} is free",
+            cpkit::output::human_bytes(db_size),
+            cpkit::output::human_bytes(free)
+        ),
+        "Free space or choose another directory (--dir).",
+    ))
+}
+
 pub async fn run(cluster: Option<&Cluster>, args: &SaveArgs, show_progress: bool) -> Result<SaveReport> {
     let route = crate::transport::resolve(cluster, &args.route, args.timeout.min(Duration::from_secs(30))).await?;
     if route.via == Via::Exec {
@@ -165,19 +182,8 @@ pub async fn run(cluster: Option<&Cluster>, args: &SaveArgs, show_progress: bool
         None => args.dir.join(default_name(&route.cluster_name, &member, jiff::Timestamp::now())),
     };
     let dir = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    if let Some(free) = free_space(dir)
-        && free < db_size + db_size / 20 + (1 << 20)
-    {
-        return Err(Error::new(
-            ErrorKind::Io,
-            format!("Not enough space in {} for the snapshot", dir.display()),
-            format!(
-                "the database is {} and {} is free",
-                cpkit::output::human_bytes(db_size),
-                cpkit::output::human_bytes(free)
-            ),
-            "Free space or choose another directory (--dir).",
-        ));
+    if let Some(free) = free_space(dir) {
+        check_room(dir, db_size, free)?;
     }
     let bar = progress_bar(show_progress);
     if let Some(b) = &bar {
@@ -288,5 +294,17 @@ mod tests {
         let when: jiff::Timestamp = "2026-11-23T10:00:00Z".parse().unwrap();
         assert_eq!(default_name("prod/eu", "cp-1", when), "etcd-prod-eu-cp-1-20261123T100000Z.db");
         assert_eq!(sidecar_path(Path::new("/b/x.db")), PathBuf::from("/b/x.db.json"));
+    }
+
+    #[test]
+    fn a_save_that_cannot_fit_is_refused_before_it_starts() {
+        let gib = 1u64 << 30;
+        assert!(check_room(Path::new("/backup"), gib, 2 * gib).is_ok());
+        let err = check_room(Path::new("/backup"), gib, gib).unwrap_err();
+        assert_eq!(err.what, "Not enough space in /backup for the snapshot");
+        assert_eq!(err.why, "the database is 1.0 GiB and 1.0 GiB is free");
+        assert!(err.fix.contains("--dir"));
+        // An empty database still needs its margin.
+        assert!(check_room(Path::new("."), 0, 1 << 19).is_err());
     }
 }

@@ -290,6 +290,22 @@ fn faults_never_leave_a_file_behind() {
     let ok = FaultProxy::start(plain, Damage::None).unwrap();
     let out = save_direct(&ok.url(), None, &file, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(!text(&out).1.contains("/s"), "no progress bar when stderr is not a terminal: {}", describe(&out));
+    std::fs::remove_file(&file).unwrap();
+    std::fs::remove_file(dir.path().join("s.db.json")).unwrap();
+
+    // On a terminal (a pty from script(1)) a progress bar shows bytes, total and rate.
+    let paced = FaultProxy::start(plain, Damage::Throttle(8 << 20)).unwrap();
+    let command = format!(
+        "{} save {} --via direct --endpoints={}",
+        plugin_binary("etcdsnap").display(),
+        file.display(),
+        paced.url()
+    );
+    let out = Command::new("script").args(["-qefc", &command, "/dev/null"]).env("TERM", "xterm").output().unwrap();
+    let (typescript, _) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(typescript.contains("MiB/") && typescript.contains("MiB/s"), "progress bar: {typescript}");
     std::fs::remove_file(&file).unwrap();
     std::fs::remove_file(dir.path().join("s.db.json")).unwrap();
 
