@@ -40,6 +40,14 @@ fn apf_overload_shows_the_flooding_client_and_its_rejections() {
     assert_eq!(top["user"], flooder.as_str());
     assert!(top["queued"].as_u64().unwrap() > 0);
     assert_eq!(top["priorityLevels"][0], "workload-low");
+    // APF state is per replica: the flooder's connection lands on one replica, jenkins' on
+    // another, and each replica executes its own dump request.
+    let flow_of = |user: &str| s["flows"].as_array().unwrap().iter().find(|f| f["user"] == user).cloned().unwrap();
+    let jenkins = flow_of("system:serviceaccount:ci-cd:jenkins");
+    assert_eq!(top["replicas"].as_array().unwrap().len(), 1, "{top}");
+    assert_eq!(jenkins["replicas"].as_array().unwrap().len(), 1, "{jenkins}");
+    assert_ne!(top["replicas"], jenkins["replicas"]);
+    assert_eq!(flow_of("kubernetes-admin")["replicas"].as_array().unwrap().len(), 3);
     // Its level rejects, for the right reasons; the others do not.
     let low = level(s, "workload-low");
     assert!(low["rejectedPerSecond"]["queue-full"].as_f64().unwrap() > 10.0, "{low}");

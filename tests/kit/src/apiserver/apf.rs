@@ -41,6 +41,8 @@ pub struct RequestState {
     pub api_path: String,
     pub namespace: String,
     pub resource: String,
+    /// The replica it waits or runs on (a client's HTTP/2 connection lands on one); None: each.
+    pub replica: Option<usize>,
 }
 
 /// The APF state of the simulated server.
@@ -85,6 +87,29 @@ fn cells(values: &[String], trailing_comma: bool) -> Vec<String> {
 }
 
 impl ApfModel {
+    /// What one replica sees (APF state is per replica): its own requests, and the levels'
+    /// counts and rates scaled by the share of the load it carries.
+    pub fn on_replica(&self, replica: usize, weight: f64) -> ApfModel {
+        let scale = |v: u32| (v as f64 * weight).round() as u32;
+        ApfModel {
+            levels: self
+                .levels
+                .iter()
+                .map(|l| LevelState {
+                    active_queues: scale(l.active_queues),
+                    waiting: scale(l.waiting),
+                    executing: scale(l.executing),
+                    dispatched_start: (l.dispatched_start as f64 * weight) as u64,
+                    dispatched_per_second: l.dispatched_per_second * weight,
+                    rejected_per_second: l.rejected_per_second * weight,
+                    timedout_per_second: l.timedout_per_second * weight,
+                    ..l.clone()
+                })
+                .collect(),
+            requests: self.requests.iter().filter(|r| r.replica.is_none_or(|at| at == replica)).cloned().collect(),
+        }
+    }
+
     pub fn dump_priority_levels(&self, uptime: Duration) -> String {
         let t = uptime.as_secs_f64();
         let header: Vec<String> = [

@@ -341,7 +341,7 @@ async fn route(sim: &Arc<Sim>, replica: usize, identity: &Identity, req: Request
         if let Err(r) = non_resource_allowed(sim, identity, &path) {
             return r;
         }
-        let apf = sim.apf.read().expect("apf lock");
+        let apf = sim.apf.read().expect("apf lock").on_replica(replica, sim.metrics.replica_weight(replica));
         return match dump {
             "dump_priority_levels" => text_response(200, apf.dump_priority_levels(sim.uptime())),
             "dump_queues" => text_response(200, apf.dump_queues()),

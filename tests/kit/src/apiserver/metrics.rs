@@ -191,6 +191,11 @@ impl MetricsModel {
         }
     }
 
+    /// The share of the load that `replica` carries (1.0 unless the scenario says otherwise).
+    pub fn replica_weight(&self, replica: usize) -> f64 {
+        self.load.read().expect("load lock").replica_weights.get(replica).copied().unwrap_or(1.0)
+    }
+
     pub fn set_load(&self, load: LoadProfile) {
         *self.load.write().expect("load lock") = load;
     }

@@ -572,6 +572,7 @@ fn apf_overload(load: &mut LoadProfile, apf: &mut ApfModel, user: &str) {
             api_path: "/api/v1/pods".into(),
             namespace: String::new(),
             resource: "pods".into(),
+            replica: Some(0),
         });
     }
     for i in 0..6 {
@@ -589,6 +590,7 @@ fn apf_overload(load: &mut LoadProfile, apf: &mut ApfModel, user: &str) {
             api_path: "/api/v1/namespaces/ci-cd/pods".into(),
             namespace: "ci-cd".into(),
             resource: "pods".into(),
+            replica: Some(1),
         });
     }
     apf.requests.push(RequestState {
@@ -605,6 +607,7 @@ fn apf_overload(load: &mut LoadProfile, apf: &mut ApfModel, user: &str) {
         api_path: "/debug/api_priority_and_fairness/dump_requests".into(),
         namespace: String::new(),
         resource: String::new(),
+        replica: None,
     });
 }
 
