@@ -1,5 +1,6 @@
 //! Port-forward with the WebSocket protocol kube-rs speaks (what etcdsnap uses), carrying a real
-//! etcdctl session to a real etcd member; and the etcd harness itself.
+//! etcdctl session to a real etcd member, and with the official Python client; and the etcd
+//! harness itself.
 
 use std::time::Duration;
 
@@ -52,6 +53,32 @@ async fn etcdctl_through_a_kube_rs_port_forward_reaches_the_member() {
     let mut client = etcd.client_for(&[member.local_client_url()]).await.unwrap();
     let status = client.status().await.unwrap();
     assert_eq!(Some(member_id), status.header().map(|h| h.member_id()), "the tunnel reached etcd-cp-2's member");
+}
+
+/// The official Python client (Debian's python3-kubernetes, installed by dev/install-deps) opens
+/// the tunnel with its own WebSocket implementation; etcd answers through it over TLS.
+#[test]
+fn the_official_python_client_port_forwards_to_the_member() {
+    let c = DemoCluster::start(Scenario::HealthyHa).expect("scenario starts");
+    let etcd = c.etcd.as_ref().unwrap();
+    let tls = etcd.client_tls();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/python_portforward.py");
+    let out = std::process::Command::new("/usr/bin/python3")
+        .arg(script)
+        .arg(&c.kubeconfig)
+        .args(["kube-system", "etcd-cp-3", &etcd.members[2].client_port.to_string()])
+        .args([&tls.cacert, &tls.cert, &tls.key])
+        .output()
+        .expect("/usr/bin/python3 runs (dev/install-deps installs python3-kubernetes)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let version: serde_json::Value = serde_json::from_str(stdout.trim()).expect("etcd's /version JSON");
+    let etcd_version = std::process::Command::new("etcd").arg("--version").output().unwrap();
+    let expected = String::from_utf8_lossy(&etcd_version.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("etcd Version: ").map(str::to_string))
+        .unwrap();
+    assert_eq!(version["etcdserver"], expected.as_str(), "the real member answered: {stdout}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
