@@ -154,6 +154,26 @@ fn permissions_pagination_and_dry_run_admission() {
     assert!(String::from_utf8_lossy(&denied.stderr).contains("pods \"etcd-cp-1\" is forbidden: User \"viewer\" cannot delete resource \"pods\" in API group \"\" in the namespace \"kube-system\""));
     let bad = c.kubectl(&["--token", "nope", "get", "nodes"]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("Unauthorized"), "{}", String::from_utf8_lossy(&bad.stderr));
+
+    // Impersonation as the apiserver does it: the impersonated user's own groups are not looked
+    // up (kubernetes-admin without --as-group is just system:authenticated), groups given with
+    // --as-group count, and impersonating needs the impersonate verb.
+    let as_admin = c.kubectl(&["--as", "kubernetes-admin", "get", "nodes"]);
+    assert!(
+        String::from_utf8_lossy(&as_admin.stderr)
+            .contains("nodes is forbidden: User \"kubernetes-admin\" cannot list resource \"nodes\""),
+        "{}",
+        String::from_utf8_lossy(&as_admin.stderr)
+    );
+    let as_masters = c.kubectl(&["--as", "someone", "--as-group", "system:masters", "get", "nodes", "-o", "name"]);
+    assert!(stdout(&as_masters).contains("node/cp-1"));
+    let no_right = c.kubectl(&["--context", &viewer_ctx, "--as", "kubernetes-admin", "get", "nodes"]);
+    assert!(
+        String::from_utf8_lossy(&no_right.stderr)
+            .contains("users \"kubernetes-admin\" is forbidden: User \"viewer\" cannot impersonate resource \"users\""),
+        "{}",
+        String::from_utf8_lossy(&no_right.stderr)
+    );
 }
 
 #[test]

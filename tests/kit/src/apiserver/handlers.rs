@@ -219,35 +219,19 @@ async fn handle(
         },
     };
 
-    // Impersonation (--as / --as-group).
+    // Impersonation (--as / --as-group), as the apiserver's filter does it.
     let identity = match req.headers().get("impersonate-user").and_then(|v| v.to_str().ok()) {
         Some(as_user) => {
-            let users = sim.users.read().expect("users lock").clone();
-            let attrs = Attributes {
-                verb: "impersonate".into(),
-                resource: "users".into(),
-                name: as_user.into(),
-                ..Default::default()
-            };
-            if !auth::authorize(&identity, &users, &attrs) {
-                return Ok(json_response(403, &auth::forbidden_status(&identity, &attrs)));
-            }
-            let mut groups: Vec<String> = req
+            let groups: Vec<String> = req
                 .headers()
                 .get_all("impersonate-group")
                 .iter()
                 .filter_map(|v| v.to_str().ok().map(str::to_string))
                 .collect();
-            if let Some(u) = users.iter().find(|u| u.name == as_user) {
-                groups.extend(u.groups.iter().cloned());
+            match impersonated(&sim, &identity, as_user, groups) {
+                Ok(id) => id,
+                Err(forbidden) => return Ok(forbidden),
             }
-            if as_user.starts_with("system:serviceaccount:") {
-                let ns = as_user.split(':').nth(2).unwrap_or("");
-                groups.push("system:serviceaccounts".into());
-                groups.push(format!("system:serviceaccounts:{ns}"));
-            }
-            groups.push("system:authenticated".into());
-            Identity { user: as_user.to_string(), groups }
         }
         None => identity,
     };
@@ -262,6 +246,55 @@ async fn handle(
         response.headers_mut().insert("Date", date);
     }
     Ok(response)
+}
+
+/// The identity a request acts as: each impersonated thing must be allowed (`impersonate` on
+/// users, serviceaccounts or groups); the user's own groups are never looked up — a service
+/// account gets its fixed groups when none are given, everyone but system:anonymous gets
+/// system:authenticated.
+#[allow(clippy::result_large_err, reason = "the error is the response to send")]
+fn impersonated(sim: &Sim, requestor: &Identity, as_user: &str, groups: Vec<String>) -> Result<Identity, Resp> {
+    let users = sim.users.read().expect("users lock").clone();
+    let service_account = as_user
+        .strip_prefix("system:serviceaccount:")
+        .and_then(|rest| rest.split_once(':'))
+        .map(|(ns, name)| (ns.to_string(), name.to_string()));
+    let mut checks = vec![match &service_account {
+        Some((ns, name)) => Attributes {
+            verb: "impersonate".into(),
+            resource: "serviceaccounts".into(),
+            namespace: ns.clone(),
+            name: name.clone(),
+            ..Default::default()
+        },
+        None => Attributes {
+            verb: "impersonate".into(),
+            resource: "users".into(),
+            name: as_user.into(),
+            ..Default::default()
+        },
+    }];
+    checks.extend(groups.iter().map(|g| Attributes {
+        verb: "impersonate".into(),
+        resource: "groups".into(),
+        name: g.clone(),
+        ..Default::default()
+    }));
+    if let Some(denied) = checks.iter().find(|attrs| !auth::authorize(requestor, &users, attrs)) {
+        return Err(json_response(403, &auth::forbidden_status(requestor, denied)));
+    }
+    let mut groups = groups;
+    if groups.is_empty()
+        && let Some((ns, _)) = &service_account
+    {
+        groups = vec!["system:serviceaccounts".into(), format!("system:serviceaccounts:{ns}")];
+    }
+    if as_user != "system:anonymous"
+        && !groups.iter().any(|g| g == "system:authenticated" || g == "system:unauthenticated")
+    {
+        groups.push("system:authenticated".into());
+    }
+    Ok(Identity { user: as_user.to_string(), groups })
 }
 
 #[allow(clippy::result_large_err, reason = "the error is the response to send")]
