@@ -73,17 +73,29 @@ pub struct SnapshotStatus {
     pub free_pages: u64,
 }
 
-/// The resource of a `/registry/...` key (group-qualified for `/registry/<group>/<resource>/`).
+/// The resource of a `/registry/...` key (group-qualified for `/registry/<group>/<resource>/`),
+/// named as kubectl names it where the apiserver's storage prefix differs (nodes live under
+/// `minions`, services and endpoints share `services/`).
 pub fn resource_of(key: &[u8]) -> Option<String> {
     let rest = key.strip_prefix(b"/registry/")?;
     let mut parts = rest.split(|b| *b == b'/');
     let first = std::str::from_utf8(parts.next()?).ok()?;
     if first.contains('.') {
         let second = std::str::from_utf8(parts.next()?).ok()?;
-        Some(format!("{first}/{second}"))
-    } else {
-        Some(first.to_string())
+        return Some(format!("{first}/{second}"));
     }
+    let name = match first {
+        "minions" => "nodes",
+        "controllers" => "replicationcontrollers",
+        "ingress" => "ingresses",
+        "services" => match parts.next() {
+            Some(b"specs") => "services",
+            Some(b"endpoints") => "endpoints",
+            _ => "services",
+        },
+        other => other,
+    };
+    Some(name.to_string())
 }
 
 /// Field 1 (`key`) of an mvccpb.KeyValue.
@@ -298,6 +310,12 @@ mod tests {
             Some("cert-manager.io/certificates".into())
         );
         assert_eq!(resource_of(b"/other"), None);
+        // Storage prefixes that are not the resource's name.
+        assert_eq!(resource_of(b"/registry/minions/cp-1"), Some("nodes".into()));
+        assert_eq!(resource_of(b"/registry/services/specs/default/kubernetes"), Some("services".into()));
+        assert_eq!(resource_of(b"/registry/services/endpoints/default/kubernetes"), Some("endpoints".into()));
+        assert_eq!(resource_of(b"/registry/controllers/default/rc"), Some("replicationcontrollers".into()));
+        assert_eq!(resource_of(b"/registry/ingress/default/web"), Some("ingresses".into()));
         // mvccpb.KeyValue{key: "ab", create_revision: 5, value: "v"}
         let kv = [0x0a, 2, b'a', b'b', 0x10, 5, 0x2a, 1, b'v'];
         assert_eq!(kv_key(&kv), Some(&b"ab"[..]));

@@ -42,6 +42,10 @@ fn healthy_ha_is_all_ok() {
     assert!(message(&r, "etcd").starts_with("3/3 members healthy"));
     assert!(message(&r, "static-pods").starts_with("12/12 control-plane pods Ready on 3 nodes"));
     assert_eq!(r["version"], "v1.33.0");
+    // The /metrics scrapes (3.2 MB each) travel gzip-compressed, as a real apiserver sends them
+    // to a client that asks, and the load check read them.
+    assert!(c.apiserver.sim.gzipped.load(std::sync::atomic::Ordering::Relaxed) >= 6, "two scrapes of 3 replicas");
+    assert!(message(&r, "load").starts_with("inflight "), "{}", message(&r, "load"));
     // The table lists passed checks too, and -o wide adds duration and evidence.
     let table = kubectl(&["cphealth", "--sample", "300ms", "-o", "wide"], &c.env());
     let (stdout, _) = text(&table);

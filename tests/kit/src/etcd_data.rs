@@ -66,7 +66,7 @@ impl LoadSpec {
 /// What the store holds afterwards.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Inventory {
-    /// Live keys per resource path (`pods`, `deployments`, `minions`, `apiregistration.k8s.io/apiservices`).
+    /// Live keys per resource (`pods`, `deployments`, `nodes`, `apiregistration.k8s.io/apiservices`).
     pub live: BTreeMap<String, usize>,
     pub live_keys: usize,
     pub revision: i64,
@@ -80,6 +80,9 @@ pub fn resource_of(key: &str) -> Option<String> {
     if first.contains('.') {
         let second = parts.next()?;
         Some(format!("{first}/{second}"))
+    } else if first == "minions" {
+        // Where the apiserver stores nodes (and where this loader writes them).
+        Some("nodes".to_string())
     } else {
         Some(first.to_string())
     }
@@ -295,7 +298,7 @@ mod tests {
     #[test]
     fn resources_of_registry_keys() {
         assert_eq!(resource_of("/registry/pods/ns/name").as_deref(), Some("pods"));
-        assert_eq!(resource_of("/registry/minions/n1").as_deref(), Some("minions"));
+        assert_eq!(resource_of("/registry/minions/n1").as_deref(), Some("nodes"));
         assert_eq!(
             resource_of("/registry/apiregistration.k8s.io/apiservices/v1.apps").as_deref(),
             Some("apiregistration.k8s.io/apiservices")

@@ -60,6 +60,12 @@ fn kubectl_reads_nodes_pods_leases_apf_and_webhooks() {
     let excluded = stdout(&c.kubectl(&["get", "--raw", "/readyz?verbose&exclude=etcd&exclude=nope"]));
     assert!(excluded.contains("[+]etcd excluded: ok\n"));
     assert!(excluded.contains("warn: some health checks cannot be excluded: no matches for \"nope\"\n"));
+
+    // kubectl (Go's transport) asks for gzip: /metrics comes compressed and reads as text.
+    let before = c.apiserver.sim.gzipped.load(std::sync::atomic::Ordering::Relaxed);
+    let metrics = stdout(&c.kubectl(&["get", "--raw", "/metrics"]));
+    assert!(metrics.contains("# TYPE apiserver_request_total counter"), "{}", &metrics[..metrics.len().min(300)]);
+    assert_eq!(c.apiserver.sim.gzipped.load(std::sync::atomic::Ordering::Relaxed), before + 1);
 }
 
 #[test]

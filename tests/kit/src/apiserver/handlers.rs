@@ -154,6 +154,12 @@ async fn handle(
 ) -> Result<Resp, std::io::Error> {
     let path = req.uri().path().to_string();
     let method_text = req.method().to_string();
+    let accepts_gzip = req
+        .headers()
+        .get_all(http::header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|e| e.trim().split(';').next() == Some("gzip")));
     let user_agent = req.headers().get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     sim.requests[replica].fetch_add(1, Ordering::Relaxed);
     if let Ok(mut log) = sim.request_log.lock() {
@@ -237,6 +243,11 @@ async fn handle(
     };
 
     let mut response = route(&sim, replica, &identity, req).await;
+    if accepts_gzip
+        && (path == "/metrics" || hyper::body::Body::size_hint(response.body()).exact().unwrap_or(0) >= GZIP_THRESHOLD)
+    {
+        response = gzipped(&sim, response).await;
+    }
     let (fs_uid, pl_uid) = super::apf::response_uids(&sim, &identity, &method_text, &path);
     if let (Ok(fs), Ok(pl)) = (HeaderValue::from_str(&fs_uid), HeaderValue::from_str(&pl_uid)) {
         response.headers_mut().insert("X-Kubernetes-PF-FlowSchema-UID", fs);
@@ -246,6 +257,32 @@ async fn handle(
         response.headers_mut().insert("Date", date);
     }
     Ok(response)
+}
+
+/// API answers from this size on are compressed when the client accepts gzip, as the
+/// apiserver's APIResponseCompression does; /metrics always is (promhttp's default).
+const GZIP_THRESHOLD: u64 = 128 * 1024;
+
+async fn gzipped(sim: &Sim, response: Resp) -> Resp {
+    use std::io::Write;
+    if response.status() == http::StatusCode::SWITCHING_PROTOCOLS
+        || response.headers().contains_key(http::header::CONTENT_ENCODING)
+    {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(collected) = body.collect().await;
+    let plain = collected.to_bytes();
+    let mut encoder = flate2::write::GzEncoder::new(Vec::with_capacity(plain.len() / 8), flate2::Compression::fast());
+    let compressed = match encoder.write_all(&plain).and_then(|_| encoder.finish()) {
+        Ok(c) => c,
+        Err(_) => return Response::from_parts(parts, Full::new(plain)),
+    };
+    sim.gzipped.fetch_add(1, Ordering::Relaxed);
+    parts.headers.insert(http::header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    parts.headers.append(http::header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    Response::from_parts(parts, Full::new(Bytes::from(compressed)))
 }
 
 /// The identity a request acts as: each impersonated thing must be allowed (`impersonate` on

@@ -121,6 +121,8 @@ pub struct Sim {
     pub requests: Vec<AtomicU64>,
     /// The last requests (method, path, user agent), for tests.
     pub request_log: Mutex<Vec<(String, String, String)>>,
+    /// Answers sent gzip-compressed (the client asked for it).
+    pub gzipped: AtomicU64,
     /// Leases whose holders are alive and renew them, as (namespace, name).
     pub live_leases: RwLock<Vec<(String, String)>>,
 }
@@ -248,6 +250,7 @@ impl SimApiServer {
             port,
             requests: (0..replica_count).map(|_| AtomicU64::new(0)).collect(),
             request_log: Mutex::new(Vec::new()),
+            gzipped: AtomicU64::new(0),
             live_leases: RwLock::new(live_leases),
             config,
         });
