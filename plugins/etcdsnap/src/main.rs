@@ -211,11 +211,11 @@ async fn run(cli: Cli) -> Result<i32> {
             let s = &report.sidecar;
             emit(&cli, "EtcdSnapshot", serde_json::to_value(&report).unwrap_or_default(), || match &report.node {
                 Some(node) => format!(
-                    "Saved and checked by etcdctl on node {node}: {} ({}, revision {}, hash {})\nCopy it from the node (e.g. scp {node}:{} .); kubectl cp cannot copy out of the etcd image.\n",
+                    "Saved and checked by etcdctl on node {node}: {} ({}, revision {}, etcdctl hash {})\nCopy it from the node (e.g. scp {node}:{} .); kubectl cp cannot copy out of the etcd image.\n",
                     s.file,
                     human_bytes(s.db_size),
                     s.revision,
-                    s.sha256,
+                    s.etcdctl_hash.as_deref().unwrap_or("-"),
                     s.file
                 ),
                 None => format!(
@@ -225,7 +225,7 @@ async fn run(cli: Cli) -> Result<i32> {
                     s.revision,
                     s.member,
                     s.via,
-                    s.sha256,
+                    s.sha256.as_deref().unwrap_or("-"),
                     s.file
                 ),
             })?;

@@ -29,7 +29,12 @@ pub struct Sidecar {
     pub kubernetes_version: Option<String>,
     pub db_size: u64,
     pub file_size: u64,
-    pub sha256: String,
+    /// sha256 of the file's data, checked against etcd's digest (saves that stream the file here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// The hash `etcdctl snapshot status` prints (exec saves, checked by etcdctl on the node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcdctl_hash: Option<String>,
     pub verified: bool,
     pub saved_at: String,
     pub tool: String,
@@ -218,7 +223,8 @@ pub async fn run(cluster: Option<&Cluster>, args: &SaveArgs, show_progress: bool
         kubernetes_version: route.kubernetes_version.clone(),
         db_size: saved.db_size,
         file_size: saved.file_size,
-        sha256: saved.sha256.clone(),
+        sha256: Some(saved.sha256.clone()),
+        etcdctl_hash: None,
         verified: true,
         saved_at: jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
         tool: format!("kubectl-etcdsnap {}", env!("CARGO_PKG_VERSION")),
@@ -277,7 +283,8 @@ async fn save_by_exec(cluster: &Cluster, route: &Route, args: &SaveArgs) -> Resu
         kubernetes_version: route.kubernetes_version.clone(),
         db_size: parsed.total_size,
         file_size: parsed.total_size,
-        sha256: format!("crc32c:{:08x}", parsed.hash),
+        sha256: None,
+        etcdctl_hash: Some(format!("{:x}", parsed.hash)),
         verified: true,
         saved_at: jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
         tool: format!("kubectl-etcdsnap {}", env!("CARGO_PKG_VERSION")),

@@ -160,7 +160,11 @@ fn every_transport_saves_a_snapshot_that_restores_every_key() {
     assert_eq!(report["node"], "cp-2");
     let in_pod = report["sidecar"]["file"].as_str().unwrap().to_string();
     assert!(in_pod.starts_with("/var/lib/etcd/etcd-healthy-ha-cp-2-"), "{in_pod}");
+    // etcdctl checked it on the node: its hash is recorded as such, never as a sha256.
+    assert!(report["sidecar"].get("sha256").is_none(), "{report}");
     let on_node = etcd.members[1].node_root.join(in_pod.trim_start_matches('/'));
+    let etcdctl_hash = etcdctl_status(&on_node)["hash"].as_u64().unwrap();
+    assert_eq!(report["sidecar"]["etcdctlHash"], format!("{etcdctl_hash:x}"), "{report}");
     let expected = rt().block_on(async {
         let mut client = etcd.client().await.unwrap();
         all_keys(&mut client, Some(report["sidecar"]["revision"].as_i64().unwrap())).await
