@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use cpkit::Cluster;
-use cpkit::error::{Error, ErrorKind, Result};
+use cpkit::error::{Error, ErrorKind, Result, TransportCause, transport_error};
 use cpkit::etcd::direct::{EtcdTls, cluster_status, connect, etcd_error};
 use cpkit::etcd::pods::{EtcdPod, etcdctl_with, find, status_via_exec};
 use cpkit::etcd::status::{ClusterStatus, MemberStatus};
@@ -120,13 +120,17 @@ impl Access {
                 Ok(())
             }
             Access::Direct { tls, .. } | Access::Tunnels { tls, .. } => {
-                // Through the member's own tunnel, or its advertised URL.
+                // Through the member's own tunnel (never its in-cluster address), or directly.
                 let url = match self {
-                    Access::Tunnels { urls, .. } => urls
-                        .iter()
-                        .find(|(n, _)| *n == m.name)
-                        .map(|(_, u)| u.clone())
-                        .unwrap_or_else(|| m.endpoint.clone()),
+                    Access::Tunnels { urls, .. } => {
+                        urls.iter().find(|(n, _)| *n == m.name).map(|(_, u)| u.clone()).ok_or_else(|| {
+                            Error::failed(
+                                format!("Cannot reach etcd member {} through a port-forward", m.name),
+                                "its pod is not running",
+                                "Check the pod (kubectl -n kube-system get pods -l component=etcd) before going on.",
+                            )
+                        })?
+                    }
                     _ => m.endpoint.clone(),
                 };
                 let mut c = connect(std::slice::from_ref(&url), tls, timeout).await?;
@@ -174,8 +178,9 @@ impl Access {
 async fn compact_at(endpoints: &[String], tls: &EtcdTls, revision: i64, timeout: Duration) -> Result<()> {
     let first = endpoints.first().cloned().unwrap_or_default();
     let mut c = connect(endpoints, tls, timeout).await?;
-    c.compact(revision, Some(etcd_client::CompactionOptions::new().with_physical()))
+    tokio::time::timeout(timeout, c.compact(revision, Some(etcd_client::CompactionOptions::new().with_physical())))
         .await
+        .map_err(|_| transport_error("etcd", &first, TransportCause::Timeout, Some(timeout)))?
         .map_err(|e| etcd_error(&first, &e, Some(timeout)))?;
     Ok(())
 }
