@@ -3,7 +3,12 @@
 //! endpoints, `/metrics`, APF debug dumps, WebSocket exec and port-forward, admission webhooks
 //! on creates. Every replica of an HA control plane listens on its node's loopback address
 //! (127.0.0.2, .3, ...) on one port; a TCP load balancer on 127.0.0.1 with the same port spreads
-//! connections over the replicas that are up.
+//! connections over the replicas that are up. Like a real one it sets TCP_NODELAY, gzips
+//! `/metrics` and large answers for clients that ask, and impersonates as the apiserver's filter.
+//!
+//! Not simulated (nothing in the suite needs it): protobuf bodies (clients are answered in JSON),
+//! OpenAPI documents, watches, and SPDY — so `kubectl port-forward` itself does not work against
+//! it, while the WebSocket port-forward of kube-rs and the official Python client does.
 
 pub mod admission;
 pub mod apf;
