@@ -15,28 +15,33 @@ use crate::transport::RouteArgs;
 /// Where the member operations go: exec in the pods, gRPC through one port-forward per member,
 /// or direct gRPC.
 pub enum Access {
-    Exec {
-        cluster: Box<Cluster>,
-        pods: Vec<EtcdPod>,
-    },
-    /// Member name → local tunnel URL (the forwarders stop when this is dropped).
-    Tunnels {
-        urls: Vec<(String, String)>,
-        tls: EtcdTls,
-        forwarders: Vec<tokio::task::JoinHandle<()>>,
-    },
-    Direct {
-        endpoints: Vec<String>,
-        tls: EtcdTls,
-    },
+    Exec { cluster: Box<Cluster>, pods: Vec<EtcdPod> },
+    Tunnels { tunnels: Tunnels, tls: EtcdTls },
+    Direct { endpoints: Vec<String>, tls: EtcdTls },
 }
 
-impl Drop for Access {
+/// A local tunnel to each member (member name → URL); the forwarders stop when this is dropped.
+#[derive(Default)]
+pub struct Tunnels {
+    urls: Vec<(String, String)>,
+    forwarders: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Tunnels {
+    fn url_of(&self, member: &str) -> Option<String> {
+        self.urls.iter().find(|(n, _)| n == member).map(|(_, u)| u.clone())
+    }
+
+    /// One tunnel, for what any member answers (member list, compaction).
+    fn any(&self) -> Vec<String> {
+        self.urls.iter().map(|(_, u)| u.clone()).take(1).collect()
+    }
+}
+
+impl Drop for Tunnels {
     fn drop(&mut self) {
-        if let Access::Tunnels { forwarders, .. } = self {
-            for f in forwarders {
-                f.abort();
-            }
+        for f in &self.forwarders {
+            f.abort();
         }
     }
 }
@@ -58,15 +63,28 @@ pub async fn access(cluster: Option<&Cluster>, args: &RouteArgs) -> Result<Acces
     if args.via == crate::transport::Via::PortForward {
         let timeout = cluster.timeout().unwrap_or(Duration::from_secs(10));
         let first = crate::transport::pick_pod(&pods, None)?;
-        let tls = crate::save::tls_for(cluster, &first, &args.tls, timeout).await?;
-        let mut urls = Vec::new();
-        let mut forwarders = Vec::new();
-        for p in pods.iter().filter(|p| p.is_running()) {
-            let (url, task) = crate::transport::forward(cluster, p, timeout).await?;
-            urls.push((p.member.clone(), url));
-            forwarders.push(task);
+        // The certificates and every member's tunnel, all at once.
+        let running: Vec<&EtcdPod> = pods.iter().filter(|p| p.is_running()).collect();
+        let (tls, opened) = tokio::join!(
+            crate::save::tls_for(cluster, &first, &args.tls, timeout),
+            futures::future::join_all(running.iter().map(|p| crate::transport::forward(cluster, p, timeout)))
+        );
+        let mut tunnels = Tunnels::default();
+        let mut failure = None;
+        for (pod, result) in running.iter().zip(opened) {
+            match result {
+                Ok((url, task)) => {
+                    tunnels.urls.push((pod.member.clone(), url));
+                    tunnels.forwarders.push(task);
+                }
+                Err(e) => failure = failure.or(Some(e)),
+            }
         }
-        return Ok(Access::Tunnels { urls, tls, forwarders });
+        // Returning early drops `tunnels`, which stops the ones already open.
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        return Ok(Access::Tunnels { tunnels, tls: tls? });
     }
     // auto and exec: etcdctl in a pod (one exec gives the whole cluster's view).
     Ok(Access::Exec { cluster: Box::new(cluster.clone()), pods })
@@ -80,11 +98,11 @@ impl Access {
                 status_via_exec(cluster, &pod, timeout).await
             }
             Access::Direct { endpoints, tls } => cluster_status(endpoints, tls, 0, timeout).await,
-            Access::Tunnels { urls, tls, .. } => {
-                // The member list through the first tunnel, each member's status through its own.
-                let first: Vec<String> = urls.iter().map(|(_, u)| u.clone()).take(1).collect();
+            Access::Tunnels { tunnels, tls } => {
+                // The member list through any tunnel, each member's status through its own.
                 let source = "a port-forward to each member".to_string();
-                cpkit::etcd::direct::cluster_status_through(&first, urls, tls, 0, timeout, source).await
+                cpkit::etcd::direct::cluster_status_through(&tunnels.any(), &tunnels.urls, tls, 0, timeout, source)
+                    .await
             }
         }
     }
@@ -122,15 +140,13 @@ impl Access {
             Access::Direct { tls, .. } | Access::Tunnels { tls, .. } => {
                 // Through the member's own tunnel (never its in-cluster address), or directly.
                 let url = match self {
-                    Access::Tunnels { urls, .. } => {
-                        urls.iter().find(|(n, _)| *n == m.name).map(|(_, u)| u.clone()).ok_or_else(|| {
-                            Error::failed(
-                                format!("Cannot reach etcd member {} through a port-forward", m.name),
-                                "its pod is not running",
-                                "Check the pod (kubectl -n kube-system get pods -l component=etcd) before going on.",
-                            )
-                        })?
-                    }
+                    Access::Tunnels { tunnels, .. } => tunnels.url_of(&m.name).ok_or_else(|| {
+                        Error::failed(
+                            format!("Cannot reach etcd member {} through a port-forward", m.name),
+                            "its pod is not running",
+                            "Check the pod (kubectl -n kube-system get pods -l component=etcd) before going on.",
+                        )
+                    })?,
                     _ => m.endpoint.clone(),
                 };
                 let mut c = connect(std::slice::from_ref(&url), tls, timeout).await?;
@@ -167,10 +183,7 @@ impl Access {
                 Ok(())
             }
             Access::Direct { endpoints, tls } => compact_at(endpoints, tls, revision, timeout).await,
-            Access::Tunnels { urls, tls, .. } => {
-                let endpoints: Vec<String> = urls.iter().map(|(_, u)| u.clone()).take(1).collect();
-                compact_at(&endpoints, tls, revision, timeout).await
-            }
+            Access::Tunnels { tunnels, tls } => compact_at(&tunnels.any(), tls, revision, timeout).await,
         }
     }
 }
