@@ -18,13 +18,13 @@ fn main() {
     let sample = std::env::var("SAMPLE").unwrap_or_else(|_| "250ms".into());
 
     let c = DemoCluster::start(Scenario::HealthyHa).expect("healthy-ha starts");
-    c.apiserver.sim.add_fault(Fault {
+    c.apiserver().sim.add_fault(Fault {
         path_prefix: String::new(),
         latency: Some(Duration::from_millis(50)),
         ..Default::default()
     });
     let env = c.env();
-    let etcd = c.etcd.as_ref().unwrap();
+    let etcd = c.etcd().unwrap();
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("seed-quick-checklist.sh");
     let mut path = std::env::var("PATH").unwrap_or_default();
     path = format!("{}:{path}", bin_dir().display());

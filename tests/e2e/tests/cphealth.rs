@@ -44,7 +44,7 @@ fn healthy_ha_is_all_ok() {
     assert_eq!(r["version"], "v1.33.0");
     // The /metrics scrapes (3.2 MB each) travel gzip-compressed, as a real apiserver sends them
     // to a client that asks, and the load check read them.
-    assert!(c.apiserver.sim.gzipped.load(std::sync::atomic::Ordering::Relaxed) >= 6, "two scrapes of 3 replicas");
+    assert!(c.apiserver().sim.gzipped.load(std::sync::atomic::Ordering::Relaxed) >= 6, "two scrapes of 3 replicas");
     assert!(message(&r, "load").starts_with("inflight "), "{}", message(&r, "load"));
     // The table lists passed checks too, and -o wide adds duration and evidence.
     let table = kubectl(&["cphealth", "--sample", "300ms", "-o", "wide"], &c.env());

@@ -48,7 +48,7 @@ fn bundle_has_the_diagnostics_and_no_secrets() {
     let out = c.kubectl(&["create", "--validate=false", "-f", file.to_str().unwrap()]);
     assert!(out.status.success(), "{}", describe(&out));
     let token = c
-        .apiserver
+        .apiserver()
         .sim
         .users
         .read()
@@ -57,7 +57,7 @@ fn bundle_has_the_diagnostics_and_no_secrets() {
         .find(|u| u.name == "viewer")
         .and_then(|u| u.token.clone())
         .unwrap();
-    let admin_key = c.apiserver.admin_cert().key_pem.clone();
+    let admin_key = c.apiserver().admin_cert().key_pem.clone();
     let dir = tempfile::tempdir().unwrap();
     for (context, file) in [(c.context.clone(), "admin.tar.gz"), (format!("{}-viewer", c.context), "viewer.tar.gz")] {
         let path = dir.path().join(file);
@@ -156,13 +156,13 @@ fn the_printed_rbac_enables_every_check() {
     );
     let rules = rules_from_manifests(&yaml);
     assert!(rules.iter().all(|r| r.verbs.iter().all(|v| ["get", "list", "create"].contains(&v.as_str()))));
-    c.apiserver.sim.users.write().unwrap().push(User {
+    c.apiserver().sim.users.write().unwrap().push(User {
         name: "oncall".into(),
         groups: vec![],
         token: Some("oncall-token-123456".into()),
         rules,
     });
-    c.apiserver.write_kubeconfig(&c.dir, &c.context).unwrap();
+    c.apiserver().write_kubeconfig(&c.dir, &c.context).unwrap();
     let out = kubectl(
         &["cphealth", "--context", &format!("{}-oncall", c.context), "-o", "json", "--sample", "300ms"],
         &c.env(),
@@ -175,13 +175,13 @@ fn the_printed_rbac_enables_every_check() {
     // Without the optional exec Role, etcd falls back to the metrics and says why.
     let read_only: Vec<Rule> =
         rules_from_manifests(&yaml).into_iter().filter(|r| !r.resources.iter().any(|x| x == "pods/exec")).collect();
-    c.apiserver.sim.users.write().unwrap().push(User {
+    c.apiserver().sim.users.write().unwrap().push(User {
         name: "reader".into(),
         groups: vec![],
         token: Some("reader-token-123456".into()),
         rules: read_only,
     });
-    c.apiserver.write_kubeconfig(&c.dir, &c.context).unwrap();
+    c.apiserver().write_kubeconfig(&c.dir, &c.context).unwrap();
     let out =
         kubectl(&["cphealth", "--context", &format!("{}-reader", c.context), "-o", "json", "--only", "etcd"], &c.env());
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -112,7 +112,7 @@ fn etcdctl_status(file: &Path) -> Value {
 #[test]
 fn every_transport_saves_a_snapshot_that_restores_every_key() {
     let c = DemoCluster::start(Scenario::HealthyHa).unwrap();
-    let etcd = c.etcd.as_ref().unwrap();
+    let etcd = c.etcd().unwrap();
     let env = c.env();
     let dir = tempfile::tempdir().unwrap();
 
@@ -393,16 +393,16 @@ fn nospace_and_shell_less_images() {
     // and the error says which files to bring.
     let c = DemoCluster::start(Scenario::HealthyHa).unwrap();
     for name in ["etcd-cp-1", "etcd-cp-2", "etcd-cp-3"] {
-        let mut rt = c.apiserver.sim.exec.pod("kube-system", name).unwrap();
+        let mut rt = c.apiserver().sim.exec.pod("kube-system", name).unwrap();
         rt.image = testkit::apiserver::streaming::Image::Etcd36;
-        c.apiserver.sim.exec.add_pod("kube-system", name, rt);
+        c.apiserver().sim.exec.add_pod("kube-system", name, rt);
     }
     let out = kubectl(&["etcdsnap", "save", "--via", "port-forward", "--dir", dir.path().to_str().unwrap()], &c.env());
     let (_, stderr) = text(&out);
     assert_ne!(out.status.code(), Some(0), "{}", describe(&out));
     assert!(stderr.contains("etcd 3.6 images have no shell") || stderr.contains("--etcd-cacert"), "{stderr}");
     // With the files given, the port-forward save works.
-    let tls = c.etcd.as_ref().unwrap().client_tls();
+    let tls = c.etcd().unwrap().client_tls();
     let mut args = vec![
         "etcdsnap".to_string(),
         "save".into(),
@@ -462,7 +462,7 @@ fn maintenance_on_a_three_member_tls_cluster() {
     let out = kubectl(&["etcdsnap", "restore-plan", &file], &env);
     let (plan, _) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    let etcd = c.etcd.as_ref().unwrap();
+    let etcd = c.etcd().unwrap();
     for m in &etcd.members {
         assert!(plan.contains(&format!("--name {}", m.name)), "{plan}");
         assert!(plan.contains(&format!("{}={}", m.name, m.peer_url())), "{plan}");

@@ -1,5 +1,6 @@
-//! Real etcd clusters (the Debian `etcd` binary) on loopback with TLS and client-cert auth, laid
-//! out like kubeadm control-plane nodes:
+//! Real etcd clusters on loopback with TLS and client-cert auth — Debian's etcd 3.4, or etcd 3.6
+//! built from its Go module by `dev/build-controlplane` — laid out like kubeadm control-plane
+//! nodes:
 //!
 //! ```text
 //! <root>/nodes/<node>/etc/kubernetes/pki/etcd/{ca.crt,ca.key,server.*,peer.*,healthcheck-client.*}
@@ -19,9 +20,68 @@ use crate::net;
 use crate::pki::{Ca, KeyedCert, LeafSpec, Validity};
 use crate::process::ChildGuard;
 
+/// Which etcd runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EtcdRelease {
+    /// Debian's packaged etcd (3.4 in Debian 12), from PATH.
+    #[default]
+    Debian,
+    /// etcd 3.6 built from `go.etcd.io/etcd/server/v3` (see `crate::binaries`).
+    V3_6,
+}
+
+impl EtcdRelease {
+    pub fn server(self) -> std::io::Result<PathBuf> {
+        match self {
+            EtcdRelease::Debian => which::which("etcd").map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "the etcd server binary is not on PATH (Debian/Ubuntu: apt install etcd-server)",
+                )
+            }),
+            EtcdRelease::V3_6 => crate::binaries::controlplane("etcd"),
+        }
+    }
+
+    /// The client tool for member and endpoint commands.
+    pub fn etcdctl(self) -> std::io::Result<PathBuf> {
+        match self {
+            EtcdRelease::Debian => which::which("etcdctl").map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "etcdctl is not on PATH (Debian/Ubuntu: apt install etcd-client)",
+                )
+            }),
+            EtcdRelease::V3_6 => crate::binaries::controlplane("etcdctl"),
+        }
+    }
+
+    /// `etcdutl` (3.5+); 3.4 restores with `etcdctl snapshot restore`.
+    pub fn etcdutl(self) -> Option<PathBuf> {
+        match self {
+            EtcdRelease::Debian => None,
+            EtcdRelease::V3_6 => crate::binaries::controlplane("etcdutl").ok(),
+        }
+    }
+
+    /// The image the member's pod would run (registry.k8s.io/etcd tags kubeadm uses).
+    pub fn image(self) -> &'static str {
+        match self {
+            EtcdRelease::Debian => "registry.k8s.io/etcd:3.4.23-0",
+            EtcdRelease::V3_6 => "registry.k8s.io/etcd:3.6.16-0",
+        }
+    }
+}
+
 /// How to start a cluster.
 #[derive(Debug, Clone)]
 pub struct EtcdOptions {
+    pub release: EtcdRelease,
+    /// Listen on 127.0.0.1 as well as the node address (kubeadm's layout). Off when several
+    /// members share a port number on their own node addresses.
+    pub listen_on_localhost: bool,
+    /// Try etcd's own ports (2379 client, 2380 peer) first, on each node address.
+    pub standard_ports: bool,
     pub members: usize,
     /// `--quota-backend-bytes` (0 = etcd's default, 2 GiB).
     pub quota_backend_bytes: u64,
@@ -40,6 +100,9 @@ pub struct EtcdOptions {
 impl Default for EtcdOptions {
     fn default() -> Self {
         EtcdOptions {
+            release: EtcdRelease::Debian,
+            listen_on_localhost: true,
+            standard_ports: false,
             members: 1,
             quota_backend_bytes: 0,
             server_cert_validity: Validity::days(365),
@@ -67,6 +130,8 @@ pub struct EtcdMember {
     pub metrics_port: u16,
     /// The plain-HTTP client port on 127.0.0.1, with `EtcdOptions::plain_client`.
     pub plain_client_port: Option<u16>,
+    pub listen_on_localhost: bool,
+    pub release: EtcdRelease,
     /// The node's file system root (paths in pod specs are relative to it).
     pub node_root: PathBuf,
     args: Vec<String>,
@@ -75,9 +140,15 @@ pub struct EtcdMember {
 }
 
 impl EtcdMember {
-    /// `https://127.0.0.1:<client port>` — what the apiserver on the same node uses.
+    /// `https://127.0.0.1:<client port>` — what the apiserver on the same node uses (the node
+    /// address when the member does not listen on 127.0.0.1).
     pub fn local_client_url(&self) -> String {
-        format!("https://127.0.0.1:{}", self.client_port)
+        if self.listen_on_localhost { format!("https://127.0.0.1:{}", self.client_port) } else { self.client_url() }
+    }
+
+    /// The command line the member runs with (for its pod's spec).
+    pub fn args(&self) -> &[String] {
+        &self.args
     }
 
     /// `https://<node ip>:<client port>` — the advertised client URL.
@@ -109,12 +180,7 @@ impl EtcdMember {
     }
 
     fn spawn(&mut self) -> std::io::Result<()> {
-        let etcd = which::which("etcd").map_err(|_| {
-            std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "the etcd server binary is not on PATH (Debian/Ubuntu: apt install etcd-server)",
-            )
-        })?;
+        let etcd = self.release.server()?;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_path)?;
         let mut cmd = Command::new(etcd);
         cmd.args(&self.args).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
@@ -131,6 +197,7 @@ pub struct EtcdCluster {
     pub ca: CaFiles,
     root: tempfile::TempDir,
     pub options: EtcdOptions,
+    _claims: Vec<net::PortClaim>,
 }
 
 /// The etcd CA, kept so tests can issue more certificates (e.g. a client cert for etcdsnap).
@@ -185,19 +252,34 @@ impl EtcdCluster {
         let ips: Vec<Ipv4Addr> = (0..options.members).map(net::control_plane_ip).collect();
         let mut members = Vec::new();
         let mut used = std::collections::HashSet::new();
+        let mut claims = Vec::new();
         for (i, name) in names.iter().enumerate() {
-            let mut pick = || -> std::io::Result<u16> {
+            let on: Vec<Ipv4Addr> =
+                if options.listen_on_localhost { vec![Ipv4Addr::LOCALHOST, ips[i]] } else { vec![ips[i]] };
+            let mut pick = |standard: Option<u16>| -> std::io::Result<u16> {
+                if let Some(p) = standard.filter(|_| options.standard_ports)
+                    && let Some(claim) = net::claim_standard(&on, p)
+                {
+                    claims.push(claim);
+                    return Ok(p);
+                }
                 loop {
-                    let p = net::free_port_on(&[Ipv4Addr::LOCALHOST, ips[i]])?;
+                    let p = net::free_port_on(&on)?;
                     if used.insert(p) {
                         return Ok(p);
                     }
                 }
             };
-            let client_port = pick()?;
-            let peer_port = pick()?;
-            let metrics_port = pick()?;
-            let plain_client_port = if options.plain_client { Some(pick()?) } else { None };
+            let client_port = pick(Some(2379))?;
+            let peer_port = pick(Some(2380))?;
+            let plain_client_port = if options.plain_client { Some(pick(None)?) } else { None };
+            // kubeadm serves /health and /metrics on the node's 127.0.0.1.
+            let metrics_port = loop {
+                let p = net::free_port()?;
+                if used.insert(p) {
+                    break p;
+                }
+            };
             let node_root = root.path().join("nodes").join(name);
             members.push(EtcdMember {
                 name: name.clone(),
@@ -206,6 +288,8 @@ impl EtcdCluster {
                 peer_port,
                 metrics_port,
                 plain_client_port,
+                listen_on_localhost: options.listen_on_localhost,
+                release: options.release,
                 log_path: root.path().join(format!("etcd-{name}.log")),
                 node_root,
                 args: Vec::new(),
@@ -254,8 +338,8 @@ impl EtcdCluster {
                 format!("--name={}", m.name),
                 format!("--data-dir={}", data.display()),
                 format!(
-                    "--listen-client-urls={},{}{}",
-                    m.local_client_url(),
+                    "--listen-client-urls={}{}{}",
+                    if m.listen_on_localhost { format!("https://127.0.0.1:{},", m.client_port) } else { String::new() },
                     m.client_url(),
                     m.plain_client_port.map(|p| format!(",http://127.0.0.1:{p}")).unwrap_or_default()
                 ),
@@ -282,7 +366,8 @@ impl EtcdCluster {
                 m.args.push(format!("--quota-backend-bytes={}", options.quota_backend_bytes));
             }
         }
-        let mut cluster = EtcdCluster { members, ca: CaFiles { ca, healthcheck_client }, root, options };
+        let mut cluster =
+            EtcdCluster { members, ca: CaFiles { ca, healthcheck_client }, root, options, _claims: claims };
         for m in &mut cluster.members {
             m.spawn()?;
         }
@@ -293,6 +378,11 @@ impl EtcdCluster {
     /// The temporary root (node file systems, logs).
     pub fn root(&self) -> &Path {
         self.root.path()
+    }
+
+    /// Process IDs of the running members.
+    pub fn pids(&self) -> Vec<u32> {
+        self.members.iter().filter_map(|m| m.process.as_ref().and_then(|p| p.pid())).collect()
     }
 
     /// Client URLs of all members.

@@ -1,8 +1,10 @@
-//! The suite's local control plane: real etcd clusters (`etcd`, `etcd_data`), a simulated
-//! kube-apiserver (`apiserver`) grounded in real captures (`fixtures`), and named scenarios
-//! (`scenario`) that combine them. The `democluster` binary runs a scenario for humans.
+//! The suite's local control planes: a real one built from the Kubernetes, etcd and kwok Go
+//! modules (`real`, `binaries`), and a simulated kube-apiserver (`apiserver`) grounded in real
+//! captures (`fixtures`) over real etcd clusters (`etcd`, `etcd_data`); named scenarios
+//! (`scenario`) run in either world. The `democluster` binary runs a scenario for humans.
 
 pub mod apiserver;
+pub mod binaries;
 pub mod etcd;
 pub mod etcd_data;
 pub mod fault_proxy;
@@ -10,7 +12,8 @@ pub mod fixtures;
 pub mod net;
 pub mod pki;
 pub mod process;
+pub mod real;
 pub mod scenario;
 pub mod webhook_backend;
 
-pub use scenario::{DemoCluster, Facts, Options, Scenario};
+pub use scenario::{DemoCluster, Facts, Options, Scenario, World};

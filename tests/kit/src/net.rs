@@ -33,6 +33,42 @@ pub fn free_port_on(ips: &[Ipv4Addr]) -> std::io::Result<u16> {
     Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "no common free port found"))
 }
 
+/// A claim on a well-known port (2379, 6443, ...) on some addresses, held by one cluster of the
+/// machine at a time: an exclusive `flock` on a file per address and port, which the kernel
+/// releases when the holder exits, however it exits. Parallel tests then never race for them.
+#[derive(Debug)]
+pub struct PortClaim {
+    _locks: Vec<std::fs::File>,
+}
+
+/// Claims `port` on every address of `ips` when no other cluster holds it and it is free.
+pub fn claim_standard(ips: &[Ipv4Addr], port: u16) -> Option<PortClaim> {
+    use std::os::unix::io::AsRawFd;
+    let dir = std::env::temp_dir().join("cpkit-port-claims");
+    std::fs::create_dir_all(&dir).ok()?;
+    let mut locks = Vec::new();
+    for ip in ips {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(format!("{ip}-{port}.lock")))
+            .ok()?;
+        // SAFETY: flock on a descriptor this function owns.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return None;
+        }
+        locks.push(file);
+    }
+    is_free_on(ips, port).then_some(PortClaim { _locks: locks })
+}
+
+/// True when `port` can be bound on every address in `ips` right now.
+pub fn is_free_on(ips: &[Ipv4Addr], port: u16) -> bool {
+    let held: Result<Vec<_>, _> = ips.iter().map(|ip| TcpListener::bind(SocketAddr::from((*ip, port)))).collect();
+    held.is_ok()
+}
+
 /// A free port on 127.0.0.1.
 pub fn free_port() -> std::io::Result<u16> {
     free_port_on(&[Ipv4Addr::LOCALHOST])

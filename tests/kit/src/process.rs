@@ -14,6 +14,30 @@ pub struct ChildGuard {
 impl ChildGuard {
     /// Spawns `command` with a parent-death signal, so a crashed test leaves no process behind.
     pub fn spawn(name: &str, command: &mut Command) -> io::Result<ChildGuard> {
+        ChildGuard::spawn_on_host(name, command, None)
+    }
+
+    /// Like `spawn`, with the child in a UTS namespace of its own whose host name is `hostname`
+    /// (when the kernel allows it; otherwise the machine's name stays). Several "nodes" on one
+    /// machine then have their own names, as kube-apiserver's identity lease and the leader
+    /// election holder identities take theirs from `os.Hostname()`.
+    pub fn spawn_on_host(name: &str, command: &mut Command, hostname: Option<&str>) -> io::Result<ChildGuard> {
+        #[cfg(target_os = "linux")]
+        if let Some(host) = hostname {
+            use std::os::unix::process::CommandExt;
+            let host = host.as_bytes().to_vec();
+            // SAFETY: unshare and sethostname are plain system calls, safe between fork and exec.
+            unsafe {
+                command.pre_exec(move || {
+                    if libc::unshare(libc::CLONE_NEWUTS) == 0 {
+                        libc::sethostname(host.as_ptr().cast(), host.len());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = hostname;
         #[cfg(target_os = "linux")]
         {
             use std::os::unix::process::CommandExt;

@@ -62,16 +62,16 @@ fn kubectl_reads_nodes_pods_leases_apf_and_webhooks() {
     assert!(excluded.contains("warn: some health checks cannot be excluded: no matches for \"nope\"\n"));
 
     // kubectl (Go's transport) asks for gzip: /metrics comes compressed and reads as text.
-    let before = c.apiserver.sim.gzipped.load(std::sync::atomic::Ordering::Relaxed);
+    let before = c.apiserver().sim.gzipped.load(std::sync::atomic::Ordering::Relaxed);
     let metrics = stdout(&c.kubectl(&["get", "--raw", "/metrics"]));
     assert!(metrics.contains("# TYPE apiserver_request_total counter"), "{}", &metrics[..metrics.len().min(300)]);
-    assert_eq!(c.apiserver.sim.gzipped.load(std::sync::atomic::Ordering::Relaxed), before + 1);
+    assert_eq!(c.apiserver().sim.gzipped.load(std::sync::atomic::Ordering::Relaxed), before + 1);
 }
 
 #[test]
 fn kubectl_exec_reaches_the_real_etcd_with_the_pods_cert_paths() {
     let c = DemoCluster::start(Scenario::HealthyHa).expect("scenario starts");
-    let etcd = c.etcd.as_ref().expect("etcd runs");
+    let etcd = c.etcd().expect("etcd runs");
     let port = etcd.members[0].client_port;
     let endpoint = format!("--endpoints=https://127.0.0.1:{port}");
     let out = c.kubectl(&[

@@ -13,7 +13,7 @@ const PLUGIN: Plugin = Plugin { name: "kit-test", version: "0" };
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcdctl_through_a_kube_rs_port_forward_reaches_the_member() {
     let c = DemoCluster::start(Scenario::HealthyHa).expect("scenario starts");
-    let etcd = c.etcd.as_ref().unwrap();
+    let etcd = c.etcd().unwrap();
     let member = &etcd.members[1];
     let args = KubeArgs { kubeconfig: Some(c.kubeconfig.clone()), ..Default::default() };
     let cluster = cpkit::Cluster::connect(&args, PLUGIN).await.expect("connects");
@@ -60,7 +60,7 @@ async fn etcdctl_through_a_kube_rs_port_forward_reaches_the_member() {
 #[test]
 fn the_official_python_client_port_forwards_to_the_member() {
     let c = DemoCluster::start(Scenario::HealthyHa).expect("scenario starts");
-    let etcd = c.etcd.as_ref().unwrap();
+    let etcd = c.etcd().unwrap();
     let tls = etcd.client_tls();
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/python_portforward.py");
     let out = std::process::Command::new("/usr/bin/python3")
@@ -128,7 +128,7 @@ fn three_member_tls_cluster_elects_a_new_leader_when_the_leader_dies() {
 fn nothing_is_left_behind_even_when_a_test_panics() {
     let (pids, dirs) = std::thread::spawn(|| {
         let c = DemoCluster::start(Scenario::EtcdMemberDown).expect("scenario starts");
-        let etcd = c.etcd.as_ref().unwrap();
+        let etcd = c.etcd().unwrap();
         let dirs = vec![etcd.root().to_path_buf(), c.dir.clone()];
         let pids = running_etcd_pids(etcd.root());
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {

@@ -1,12 +1,14 @@
-//! `democluster --scenario healthy-ha`: starts real etcd and the simulated API server, writes a
-//! kubeconfig, prints how to use it, and runs until Ctrl-C, cleaning up after itself.
+//! `democluster --scenario healthy-ha`: starts a scenario — on the simulated API server over real
+//! etcd (the default, fast), or with `--world real` on the real control plane built by
+//! `dev/build-controlplane` — writes a kubeconfig, prints how to use it, and runs until Ctrl-C,
+//! cleaning up after itself.
 
 use std::path::PathBuf;
 
 use clap::Parser;
-use testkit::{DemoCluster, Options, Scenario};
+use testkit::{DemoCluster, Options, Scenario, World};
 
-/// Run a local control plane (real etcd + simulated kube-apiserver) for trying the plugins.
+/// Run a local control plane for trying the plugins.
 #[derive(Parser)]
 #[command(name = "democluster", version)]
 struct Args {
@@ -14,7 +16,12 @@ struct Args {
     #[arg(long, value_enum, default_value = "healthy-ha")]
     scenario: Scenario,
 
-    /// Kubernetes minor version to simulate (captures of 1.31–1.34 ground the data)
+    /// sim: simulated kube-apiserver over real etcd; real: kube-apiserver, controller-manager,
+    /// scheduler, etcd 3.6 and kwok nodes built from their Go modules
+    #[arg(long, value_enum, default_value = "sim")]
+    world: World,
+
+    /// Kubernetes minor version to simulate (captures of 1.31–1.34 ground the data; sim only)
     #[arg(long, default_value_t = 33)]
     minor: u32,
 
@@ -27,6 +34,7 @@ struct Args {
     quiet: bool,
 
     /// Add this latency to every API request (e.g. 50ms), like a distant or loaded API server
+    /// (sim only)
     #[arg(long, value_parser = cpkit::duration::duration_arg)]
     latency: Option<std::time::Duration>,
 
@@ -41,29 +49,48 @@ fn main() {
         use clap::ValueEnum;
         for s in Scenario::all() {
             let help = s.to_possible_value().and_then(|v| v.get_help().map(|h| h.to_string())).unwrap_or_default();
-            println!("{:<24} {help}", s.name());
+            let worlds = if World::Real.supports(*s) { "sim, real" } else { "sim" };
+            println!("{:<24} {:<10} {help}", s.name(), worlds);
         }
         return;
     }
     let started = std::time::Instant::now();
-    let cluster = match DemoCluster::start_with(args.scenario, Options { minor: args.minor, dir: args.dir.clone() }) {
+    if !args.world.supports(args.scenario) {
+        eprintln!(
+            "democluster: scenario {} runs on the simulated API server only (--world sim): one machine cannot produce it for real.",
+            args.scenario.name()
+        );
+        std::process::exit(64);
+    }
+    let options = Options { world: args.world, minor: args.minor, dir: args.dir.clone() };
+    let cluster = match DemoCluster::start_with(args.scenario, options) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("democluster: cannot start scenario {}: {e}", args.scenario.name());
+            eprintln!("democluster: cannot start scenario {} ({} world): {e}", args.scenario.name(), args.world.name());
             std::process::exit(1);
         }
     };
     if let Some(latency) = args.latency {
-        cluster.apiserver.sim.add_fault(testkit::apiserver::Fault { latency: Some(latency), ..Default::default() });
+        match args.world {
+            World::Sim => cluster
+                .apiserver()
+                .sim
+                .add_fault(testkit::apiserver::Fault { latency: Some(latency), ..Default::default() }),
+            World::Real => eprintln!("democluster: --latency applies to the simulated API server only; ignored"),
+        }
     }
     println!("export KUBECONFIG={}", cluster.kubeconfig.display());
     if !args.quiet {
+        let server = match cluster.real() {
+            Some(r) => r.lb_url.clone(),
+            None => cluster.apiserver().lb_url(),
+        };
         eprintln!(
-            "democluster: scenario {} is up in {:.1}s (API server {}, {} etcd members). Ctrl-C to stop.",
+            "democluster: scenario {} ({} world) is up in {:.1}s (API server {server}, {} etcd members). Ctrl-C to stop.",
             args.scenario.name(),
+            args.world.name(),
             started.elapsed().as_secs_f64(),
-            cluster.apiserver.lb_url(),
-            cluster.etcd.as_ref().map(|e| e.members.len()).unwrap_or(0)
+            cluster.etcd().map(|e| e.members.len()).unwrap_or(0)
         );
     }
     use std::io::Write;

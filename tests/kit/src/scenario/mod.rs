@@ -1,12 +1,13 @@
-//! Named scenarios: a real etcd cluster plus the simulated API server, set up the way a cluster
-//! looks in one of the runbooks' situations. `healthy-ha` is the base; every other scenario is
-//! `healthy-ha` with one thing broken (except `managed` and `large-cluster`, which differ in
-//! shape).
+//! Named scenarios, in two worlds: the simulated API server over a real etcd cluster, or the
+//! real control plane (`crate::real`). Each is set up the way a cluster looks in one of the
+//! runbooks' situations. `healthy-ha` is the base; every other scenario is `healthy-ha` with one
+//! thing broken (except `managed` and `large-cluster`, which differ in shape and, with
+//! `etcd-bloated`, run on the simulator only).
 
 pub mod world;
 
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use jiff::SignedDuration;
@@ -22,9 +23,35 @@ use crate::etcd::{EtcdCluster, EtcdOptions};
 use crate::etcd_data::{Inventory, LoadSpec};
 use crate::pki::{Ca, Validity};
 use crate::webhook_backend::WebhookBackend;
-use world::{Capture, EtcdEndpoint, NodeSpec, World};
+use world::{Capture, EtcdEndpoint, NodeSpec, SimWorld};
 
-/// The scenarios of the test kit (documented in tests/README.md).
+/// Which control plane runs a scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum World {
+    /// The simulated kube-apiserver (fast; states one machine cannot reach) over real etcd.
+    Sim,
+    /// The real control plane built from the Kubernetes and etcd Go modules.
+    Real,
+}
+
+impl World {
+    pub fn name(self) -> &'static str {
+        match self {
+            World::Sim => "sim",
+            World::Real => "real",
+        }
+    }
+
+    /// True when `scenario` can run in this world.
+    pub fn supports(self, scenario: Scenario) -> bool {
+        match self {
+            World::Sim => true,
+            World::Real => crate::real::scenarios::supports(scenario),
+        }
+    }
+}
+
+/// The scenarios of the test kit (`democluster --list`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Scenario {
     /// 3 control-plane nodes, 3 etcd members, 2 workers, everything healthy.
@@ -118,7 +145,9 @@ pub struct Facts {
 /// Options beyond the scenario.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Kubernetes minor version simulated (the capture used is the nearest of 1.31–1.34).
+    pub world: World,
+    /// Kubernetes minor version simulated (the capture used is the nearest of 1.31–1.34); the
+    /// real world runs the version it was built with.
     pub minor: u32,
     /// Directory for the kubeconfig (default: a temp dir owned by the cluster).
     pub dir: Option<PathBuf>,
@@ -126,21 +155,31 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { minor: 33, dir: None }
+        Options { world: World::Sim, minor: 33, dir: None }
     }
 }
 
-/// A running scenario: etcd, the API server, webhook backends, and a kubeconfig.
+/// A running scenario in either world, with its kubeconfig.
 pub struct DemoCluster {
+    pub world: World,
     pub scenario: Scenario,
     pub facts: Facts,
     pub kubeconfig: PathBuf,
     pub context: String,
-    pub apiserver: SimApiServer,
-    pub etcd: Option<EtcdCluster>,
-    pub webhook_backends: Vec<WebhookBackend>,
-    _dir: Option<tempfile::TempDir>,
+    backend: Backend,
     pub dir: PathBuf,
+}
+
+enum Backend {
+    Sim(Box<SimBackend>),
+    Real(Box<crate::real::RealCluster>),
+}
+
+struct SimBackend {
+    apiserver: SimApiServer,
+    etcd: Option<EtcdCluster>,
+    _webhook_backends: Vec<WebhookBackend>,
+    _dir: Option<tempfile::TempDir>,
 }
 
 const CP_NAMES: [&str; 3] = ["cp-1", "cp-2", "cp-3"];
@@ -156,12 +195,81 @@ fn io_err(e: impl std::fmt::Display) -> std::io::Error {
 }
 
 impl DemoCluster {
-    /// Starts `scenario`. Everything is torn down when the value is dropped.
+    /// Starts `scenario` on the simulated API server. Everything is torn down when the value is
+    /// dropped.
     pub fn start(scenario: Scenario) -> std::io::Result<DemoCluster> {
         DemoCluster::start_with(scenario, Options::default())
     }
 
+    /// Starts `scenario` in `world`.
+    pub fn start_in(world: World, scenario: Scenario) -> std::io::Result<DemoCluster> {
+        DemoCluster::start_with(scenario, Options { world, ..Options::default() })
+    }
+
     pub fn start_with(scenario: Scenario, options: Options) -> std::io::Result<DemoCluster> {
+        match options.world {
+            World::Sim => DemoCluster::start_sim(scenario, options),
+            World::Real => {
+                let (cluster, facts) = crate::real::scenarios::start(scenario, options.dir.clone())?;
+                let context = facts.limited_context.clone().unwrap_or_else(|| scenario.name().to_string());
+                Ok(DemoCluster {
+                    world: World::Real,
+                    scenario,
+                    facts,
+                    kubeconfig: cluster.kubeconfig.clone(),
+                    context,
+                    dir: cluster
+                        .kubeconfig
+                        .parent()
+                        .map(Path::to_path_buf)
+                        .unwrap_or_else(|| cluster.root().to_path_buf()),
+                    backend: Backend::Real(Box::new(cluster)),
+                })
+            }
+        }
+    }
+
+    /// The simulated API server. Panics in the real world: tests that reach into the simulator
+    /// run there only.
+    pub fn apiserver(&self) -> &SimApiServer {
+        match &self.backend {
+            Backend::Sim(sim) => &sim.apiserver,
+            Backend::Real(_) => panic!("the simulated API server exists in the sim world only"),
+        }
+    }
+
+    /// The real control plane, in the real world.
+    pub fn real(&self) -> Option<&crate::real::RealCluster> {
+        match &self.backend {
+            Backend::Real(r) => Some(r),
+            Backend::Sim(_) => None,
+        }
+    }
+
+    /// The etcd cluster (both worlds run a real one; managed clusters have none).
+    pub fn etcd(&self) -> Option<&EtcdCluster> {
+        match &self.backend {
+            Backend::Sim(sim) => sim.etcd.as_ref(),
+            Backend::Real(r) => Some(&r.etcd),
+        }
+    }
+
+    pub fn etcd_mut(&mut self) -> Option<&mut EtcdCluster> {
+        match &mut self.backend {
+            Backend::Sim(sim) => sim.etcd.as_mut(),
+            Backend::Real(r) => Some(&mut r.etcd),
+        }
+    }
+
+    /// The Kubernetes version the API server reports.
+    pub fn git_version(&self) -> String {
+        match &self.backend {
+            Backend::Sim(sim) => sim.apiserver.sim.config.version.git_version.clone(),
+            Backend::Real(_) => crate::real::KUBERNETES_VERSION.to_string(),
+        }
+    }
+
+    fn start_sim(scenario: Scenario, options: Options) -> std::io::Result<DemoCluster> {
         let (owned_dir, dir) = match &options.dir {
             Some(d) => {
                 std::fs::create_dir_all(d)?;
@@ -251,7 +359,7 @@ impl DemoCluster {
         let port = crate::net::free_port_on(&all_ips)?;
 
         let ca = Ca::new("kubernetes");
-        let mut world = World::new(&capture.kubelet_version(), port)?;
+        let mut world = SimWorld::new(&capture.kubelet_version(), port)?;
         world.add_namespaces(&capture, &["default", "kube-system", "kube-public", "kube-node-lease"]);
         world.add_nodes(&capture, &nodes, managed);
         if let Some(etcd) = &etcd {
@@ -408,7 +516,7 @@ impl DemoCluster {
             admin_cert_validity: admin_validity,
         };
         metrics.set_load(load);
-        let World { store, exec, live_leases, .. } = world;
+        let SimWorld { store, exec, live_leases, .. } = world;
         let parts = SimParts { config, store, users, health, metrics, apf, exec, ca, live_leases, port: Some(port) };
         let mut apiserver = SimApiServer::start(parts)?;
         if let Some(i) = stop_replica {
@@ -422,20 +530,26 @@ impl DemoCluster {
             e.kill(2);
         }
         Ok(DemoCluster {
+            world: World::Sim,
             scenario,
             facts,
             kubeconfig,
             context,
-            apiserver,
-            etcd,
-            webhook_backends: backends,
-            _dir: owned_dir,
+            backend: Backend::Sim(Box::new(SimBackend {
+                apiserver,
+                etcd,
+                _webhook_backends: backends,
+                _dir: owned_dir,
+            })),
             dir,
         })
     }
 
     /// Environment for commands run against this cluster: KUBECONFIG and a private kubectl cache.
     pub fn env(&self) -> Vec<(String, String)> {
+        if let Some(r) = self.real() {
+            return r.env();
+        }
         vec![
             ("KUBECONFIG".into(), self.kubeconfig.display().to_string()),
             ("KUBECACHEDIR".into(), self.dir.join("kube-cache").display().to_string()),
@@ -611,7 +725,7 @@ fn apf_overload(load: &mut LoadProfile, apf: &mut ApfModel, user: &str) {
     });
 }
 
-fn add_cert_manager(world: &mut World, backends: &mut Vec<WebhookBackend>) -> std::io::Result<()> {
+fn add_cert_manager(world: &mut SimWorld, backends: &mut Vec<WebhookBackend>) -> std::io::Result<()> {
     let ns = "cert-manager";
     let name = "cert-manager-webhook";
     let ips = [Ipv4Addr::new(127, 244, 1, 10), Ipv4Addr::new(127, 244, 2, 11)];
@@ -668,7 +782,7 @@ fn add_cert_manager(world: &mut World, backends: &mut Vec<WebhookBackend>) -> st
 
 /// The seeds' case 4: `pod-validator` (validate.pod.com), Fail, every resource, its only pod
 /// OOM-killed.
-fn add_pod_validator(world: &mut World, load: &mut LoadProfile) {
+fn add_pod_validator(world: &mut SimWorld, load: &mut LoadProfile) {
     let ns = "default";
     let name = "pod-validator";
     let worker = world.nodes.iter().find(|n| !n.control_plane).map(|n| n.name.clone()).unwrap_or_default();
@@ -714,7 +828,7 @@ fn add_pod_validator(world: &mut World, load: &mut LoadProfile) {
     });
 }
 
-fn add_large_cluster(world: &mut World, nodes: usize, pods: usize) {
+fn add_large_cluster(world: &mut SimWorld, nodes: usize, pods: usize) {
     use crate::apiserver::store::Generated;
     use std::sync::Arc;
     let version = world.version.clone();

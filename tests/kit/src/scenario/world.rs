@@ -156,7 +156,7 @@ impl Capture {
 }
 
 /// Builder of the cluster's objects.
-pub struct World {
+pub struct SimWorld {
     pub store: Store,
     pub exec: ExecEnv,
     pub live_leases: Vec<(String, String)>,
@@ -169,9 +169,9 @@ fn ago(minutes: i64) -> String {
     rfc3339(Timestamp::now() - SignedDuration::from_mins(minutes))
 }
 
-impl World {
-    pub fn new(version: &str, apiserver_port: u16) -> std::io::Result<World> {
-        Ok(World {
+impl SimWorld {
+    pub fn new(version: &str, apiserver_port: u16) -> std::io::Result<SimWorld> {
+        Ok(SimWorld {
             store: Store::default(),
             exec: ExecEnv::new()?,
             live_leases: Vec::new(),

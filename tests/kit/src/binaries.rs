@@ -1,0 +1,35 @@
+//! Where the test kit finds the control-plane binaries that `dev/build-controlplane` builds from
+//! upstream's Go modules (kube-apiserver, kube-controller-manager, kube-scheduler, etcd 3.6,
+//! etcdctl, etcdutl, kwok).
+
+use std::path::PathBuf;
+
+/// The directory of the built binaries: `$CPKIT_CONTROLPLANE_BIN`, else the link the build script
+/// keeps at `target/controlplane/bin`.
+pub fn controlplane_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CPKIT_CONTROLPLANE_BIN") {
+        return PathBuf::from(dir);
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/controlplane/bin")
+}
+
+/// One built binary, or an error that says how to build it.
+pub fn controlplane(name: &str) -> std::io::Result<PathBuf> {
+    let path = controlplane_dir().join(name);
+    if path.is_file() {
+        return Ok(path);
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::NotFound,
+        format!(
+            "{} is missing: the real control plane is built from its Go modules by `dev/build-controlplane` \
+             (dev/test runs it), or point CPKIT_CONTROLPLANE_BIN at a directory holding it",
+            path.display()
+        ),
+    ))
+}
+
+/// The kwok stage configurations copied from the kwok module by the build script.
+pub fn kwok_stages_dir() -> PathBuf {
+    controlplane_dir().join("kwok-stages")
+}

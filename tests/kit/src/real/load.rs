@@ -1,0 +1,91 @@
+//! A bounded load generator: one service account LISTing ConfigMaps with many requests at once,
+//! as a monitoring agent gone wild does. With a low `--max-requests-inflight`, API Priority and
+//! Fairness queues its flow in `workload-low` and rejects the overflow with 429 — for real.
+//! The flood runs on the cluster's runtime until the cluster is dropped (or at most 15 minutes).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::RealCluster;
+
+fn io_err(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
+
+/// Requests in flight at once (over the queues' capacity for one flow: 6 queues × 50).
+const CONCURRENCY: usize = 420;
+const LONGEST: Duration = Duration::from_secs(15 * 60);
+
+/// Counts of the flood's answers.
+#[derive(Debug, Default)]
+pub struct FloodStats {
+    pub sent: AtomicU64,
+    pub throttled: AtomicU64,
+}
+
+/// Starts the flood as `system:serviceaccount:<namespace>:<account>` and waits until the API
+/// servers have rejected some of it.
+pub fn flood(c: &RealCluster, namespace: &str, account: &str) -> std::io::Result<Arc<FloodStats>> {
+    c.create(&json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                     "metadata": {"name": format!("{account}-read")},
+                     "rules": [{"apiGroups": [""], "resources": ["configmaps", "pods", "nodes"], "verbs": ["get", "list", "watch"]}]}))?;
+    c.create(&json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                     "metadata": {"name": format!("{account}-read")},
+                     "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": format!("{account}-read")},
+                     "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]}))?;
+    // Enough data that each LIST holds its seat for a while.
+    let blob = "m".repeat(16 * 1024);
+    for i in 0..150 {
+        c.create(&json!({"apiVersion": "v1", "kind": "ConfigMap",
+                         "metadata": {"name": format!("rules-{i:03}"), "namespace": namespace}, "data": {"rules": blob}}))?;
+    }
+    let token = c.create(&json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                                  "metadata": {"name": account, "namespace": namespace}, "spec": {"expirationSeconds": 3600}}));
+    let token = match token {
+        Ok(t) => t,
+        Err(_) => c.block(c.client().send(
+            "POST",
+            &format!("/api/v1/namespaces/{namespace}/serviceaccounts/{account}/token"),
+            Some(&json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 3600}})),
+            "application/json",
+        ))?
+        .body,
+    };
+    let token = token["status"]["token"].as_str().ok_or_else(|| io_err(format!("no token in {token}")))?.to_string();
+
+    let stats = Arc::new(FloodStats::default());
+    let url: http::Uri = c.lb_url.parse().map_err(io_err)?;
+    let mut config = kube::Config::new(url);
+    config.root_cert = Some(vec![c.pki.ca.cert.cert_der.clone()]);
+    config.auth_info.token = Some(token.into());
+    config.read_timeout = Some(Duration::from_secs(60));
+    let path = format!("/api/v1/namespaces/{namespace}/configmaps");
+    let started = Instant::now();
+    for _ in 0..CONCURRENCY {
+        let (config, path, stats) = (config.clone(), path.clone(), stats.clone());
+        c.runtime().spawn(async move {
+            let Ok(client) = kube::Client::try_from(config) else { return };
+            while started.elapsed() < LONGEST {
+                let Ok(req) = http::Request::get(&path).body(Vec::<u8>::new()) else { return };
+                let req = req.map(kube::client::Body::from);
+                stats.sent.fetch_add(1, Ordering::Relaxed);
+                match client.send(req).await {
+                    Ok(resp) if resp.status() == 429 => {
+                        stats.throttled.fetch_add(1, Ordering::Relaxed);
+                        // Clients back off a little on 429, as client-go does.
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    Ok(resp) => {
+                        let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+            }
+        });
+    }
+    c.wait_for("APF to reject the flood", Duration::from_secs(60), |_| stats.throttled.load(Ordering::Relaxed) > 20)?;
+    Ok(stats)
+}
