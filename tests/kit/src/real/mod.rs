@@ -219,10 +219,12 @@ impl RealCluster {
             pki::kubeconfig("kubernetes", &lb_url, &pki.ca.cert.cert_pem, "kubernetes-admin", &admin).as_bytes(),
         )?;
 
-        // Load balancer (kubeadm's controlPlaneEndpoint).
+        // Load balancer (kubeadm's controlPlaneEndpoint), checking each replica's /readyz as
+        // kubeadm's HA guide configures HAProxy to.
         let backends: Vec<SocketAddr> = cp_ips.iter().map(|ip| SocketAddr::from((*ip, apiserver_port))).collect();
         let lb = runtime.block_on(tokio::net::TcpListener::bind(("127.0.0.1", lb_port)))?;
-        runtime.spawn(crate::apiserver::lb::run(lb, backends));
+        let ready = crate::apiserver::lb::readyz_checker(&runtime, backends.clone());
+        runtime.spawn(crate::apiserver::lb::run_checked(lb, backends, ready));
 
         let client = block(&runtime, KitClient::from_kubeconfig(&admin_file, Duration::from_secs(10)))?;
         let mut cluster = RealCluster {
@@ -639,7 +641,11 @@ impl RealCluster {
                 )));
             }
             if Instant::now() > deadline {
-                return Err(io_err(format!("{what}: not within {timeout:?}\n{}", self.all_log_tails(8))));
+                return Err(io_err(format!(
+                    "{what}: not within {timeout:?} (component logs: {})\n{}",
+                    self.logs.display(),
+                    self.error_lines(4)
+                )));
             }
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -660,12 +666,26 @@ impl RealCluster {
         all[all.len().saturating_sub(lines)..].join("\n")
     }
 
-    fn all_log_tails(&self, lines: usize) -> String {
+    /// The last error lines of each component's log (klog `E...` lines), for failure messages.
+    fn error_lines(&self, per_component: usize) -> String {
         let mut out = String::new();
-        if let Ok(entries) = std::fs::read_dir(&self.logs) {
-            for e in entries.flatten() {
-                let name = e.file_name().to_string_lossy().trim_end_matches(".log").to_string();
-                out.push_str(&format!("--- {name}\n{}\n", self.log_tail(&name, lines)));
+        let Ok(entries) = std::fs::read_dir(&self.logs) else { return out };
+        let mut names: Vec<String> =
+            entries.flatten().map(|e| e.file_name().to_string_lossy().trim_end_matches(".log").to_string()).collect();
+        names.sort();
+        for name in names {
+            let text = std::fs::read_to_string(self.logs.join(format!("{name}.log"))).unwrap_or_default();
+            let errors: Vec<&str> = text
+                .lines()
+                .filter(|l| {
+                    (l.starts_with('E') || l.starts_with('F')) && !l.contains("may not be in the loopback range")
+                })
+                .collect();
+            if !errors.is_empty() {
+                out.push_str(&format!(
+                    "--- {name}\n{}\n",
+                    errors[errors.len().saturating_sub(per_component)..].join("\n")
+                ));
             }
         }
         out
@@ -685,6 +705,16 @@ impl RealCluster {
         for p in procs.iter_mut().filter(|p| p.component == component && p.node == node) {
             if let Some(mut g) = p.guard.take() {
                 g.terminate(Duration::from_secs(5));
+            }
+        }
+    }
+
+    /// Kills a component (SIGKILL): a crash, with no graceful hand-over.
+    pub fn kill(&self, component: Component, node: usize) {
+        let mut procs = self.processes.lock().expect("processes lock");
+        for p in procs.iter_mut().filter(|p| p.component == component && p.node == node) {
+            if let Some(mut g) = p.guard.take() {
+                g.kill();
             }
         }
     }

@@ -49,7 +49,7 @@ pub fn start(scenario: Scenario, dir: Option<std::path::PathBuf>) -> std::io::Re
     facts.worker_nodes = cluster.nodes.iter().filter(|n| !n.control_plane).map(|n| n.name.clone()).collect();
     add_workloads(&cluster)?;
     add_cert_manager(&cluster)?;
-    cluster.wait_for("the workloads' pods Running", Duration::from_secs(60), all_pods_running)?;
+    cluster.wait_for("the workloads' Deployments available", Duration::from_secs(60), deployments_available)?;
 
     match scenario {
         Scenario::HealthyHa | Scenario::CertsExpiring => {}
@@ -69,7 +69,8 @@ pub fn start(scenario: Scenario, dir: Option<std::path::PathBuf>) -> std::io::Re
         Scenario::EtcdNospace => fill_until_nospace(&cluster)?,
         Scenario::LeaderLost => {
             for i in 0..cluster.etcd.members.len() {
-                cluster.stop(Component::Scheduler, i);
+                // Crashed, not stopped: a stopped scheduler hands its lease back first.
+                cluster.kill(Component::Scheduler, i);
                 let name = cluster.nodes[i].name.clone();
                 cluster.crash_loop("kube-system", &format!("kube-scheduler-{name}"), 14, "Error", 1)?;
             }
@@ -91,13 +92,14 @@ pub fn start(scenario: Scenario, dir: Option<std::path::PathBuf>) -> std::io::Re
         }
         Scenario::ApfOverload => {
             let user = "system:serviceaccount:monitoring:prometheus-k8s";
-            super::load::flood(&cluster, "monitoring", "prometheus-k8s")?;
+            super::load::flood(&cluster, "monitoring", "prometheus-k8s", 0)?;
             facts.flooding_user = Some(user.into());
+            facts.hot_replica = Some(cluster.nodes[0].name.clone());
         }
         Scenario::ApiserverReplicaDown => {
             let i = 2;
             let name = cluster.nodes[i].name.clone();
-            cluster.stop(Component::Apiserver, i);
+            cluster.kill(Component::Apiserver, i);
             cluster.crash_loop("kube-system", &format!("kube-apiserver-{name}"), 9, "Error", 1)?;
             facts.down_replica = Some(name);
         }
@@ -130,15 +132,14 @@ pub fn start(scenario: Scenario, dir: Option<std::path::PathBuf>) -> std::io::Re
     Ok((cluster, facts))
 }
 
-fn all_pods_running(c: &RealCluster) -> bool {
-    c.get("/api/v1/pods").is_ok_and(|a| {
+fn deployments_available(c: &RealCluster) -> bool {
+    c.get("/apis/apps/v1/deployments").is_ok_and(|a| {
         a.body["items"].as_array().is_some_and(|items| {
-            items.iter().all(|p| {
-                p["status"]["phase"] == "Running"
-                    && p["status"]["conditions"]
-                        .as_array()
-                        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
-            })
+            !items.is_empty()
+                && items.iter().all(|d| {
+                    d["status"]["availableReplicas"] == d["spec"]["replicas"]
+                        && d["status"]["updatedReplicas"] == d["spec"]["replicas"]
+                })
         })
     })
 }

@@ -134,6 +134,8 @@ pub struct Facts {
     /// (configuration, webhook) at fault.
     pub lockout_webhook: Option<(String, String)>,
     pub flooding_user: Option<String>,
+    /// The replica the flood lands on (real world: one; the simulator weighs replica 0 most).
+    pub hot_replica: Option<String>,
     pub stale_lease: Option<String>,
     pub unavailable_apiservice: Option<String>,
     pub serving_cert_not_after: Option<jiff::Timestamp>,
@@ -453,6 +455,7 @@ impl DemoCluster {
                 world.add_namespaces(&capture, &["monitoring", "ci-cd"]);
                 apf_overload(&mut load, &mut apf, user);
                 facts.flooding_user = Some(user.into());
+                facts.hot_replica = Some(CP_NAMES[0].into());
             }
             Scenario::ApiserverReplicaDown => {
                 let node = CP_NAMES[2].to_string();
