@@ -96,6 +96,12 @@ impl std::fmt::Display for Error {
 impl std::error::Error for Error {}
 
 impl Error {
+    /// The admission webhook that refused the request, when one did (exec and port-forward are
+    /// admitted too, as CONNECT: a lockout webhook on `*/*` refuses them).
+    pub fn refusing_webhook(&self) -> Option<String> {
+        crate::webhooks::defuse::culprit(&format!("{} {}", self.what, self.why)).map(|c| c.webhook)
+    }
+
     pub fn new(kind: ErrorKind, what: impl Into<String>, why: impl Into<String>, fix: impl Into<String>) -> Self {
         Error {
             kind,
@@ -545,6 +551,20 @@ pub fn parse_retry_after(value: Option<&http::HeaderValue>) -> Option<Duration> 
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn names_the_webhook_that_refused_a_request() {
+        // What kube-apiserver v1.36.3 answered to an exec under the kit's webhook-lockout.
+        let e = Error::new(
+            ErrorKind::Server,
+            "The API server failed exec in pod kube-system/etcd-cp-3 (500 InternalError)",
+            "Internal error occurred: failed calling webhook \"validate.pod.com\": failed to call webhook: Post \"https://pod-validator.default.svc:443/validate?timeout=10s\": no endpoints available for service \"pod-validator\"",
+            "",
+        );
+        assert_eq!(e.refusing_webhook().as_deref(), Some("validate.pod.com"));
+        assert_eq!(Error::new(ErrorKind::Timeout, "x", "i/o timeout", "").refusing_webhook(), None);
+    }
+
     use super::*;
 
     #[test]

@@ -811,7 +811,8 @@ async fn etcd(ctx: &Ctx) -> CheckResult {
                     }
                     return Ok(s);
                 }
-                Err(e) if e.kind == ErrorKind::Forbidden => return Err(e),
+                // Refused for every pod alike: no use asking the next one.
+                Err(e) if e.kind == ErrorKind::Forbidden || e.refusing_webhook().is_some() => return Err(e),
                 Err(e) => last_error = Some(e),
             }
         }
@@ -833,6 +834,23 @@ async fn etcd(ctx: &Ctx) -> CheckResult {
                 "exec into the etcd pods is not permitted (needs create on pods/exec in kube-system)",
             )
             .await;
+        }
+        Err(e) if e.refusing_webhook().is_some() => {
+            let webhook = e.refusing_webhook().unwrap_or_default();
+            let mut r = metrics_fallback(
+                ctx,
+                &format!("exec into the etcd pods is refused by admission webhook {webhook} (see the webhooks check)"),
+            )
+            .await;
+            // What etcd itself says is unknown: the API server's view is not the members' health.
+            r.raise(Status::Unknown);
+            r.remediation.clear();
+            r.fix(
+                format!("The webhook {webhook} refuses exec into pods; once it is defused (see the webhooks check), this check reads etcd again."),
+                &[],
+                "low: diagnosis",
+            );
+            return r;
         }
         Err(e) => {
             let mut r =

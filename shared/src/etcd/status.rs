@@ -277,7 +277,9 @@ pub fn from_etcdctl(
             ms.raft_applied_index = Some(s.status.raft_applied_index);
             ms.revision = Some(s.status.header.revision);
         }
-        ms.healthy = status.is_some() && health.is_none_or(|h| h.health);
+        // etcdctl reports a member with an active alarm as unhealthy ("Active Alarm(s): NOSPACE"),
+        // though it answers and counts for quorum; the alarm is judged on its own.
+        ms.healthy = status.is_some() && health.is_none_or(|h| h.health || only_alarms(h));
         ms.latency = health.and_then(|h| parse_took(&h.took));
         ms.error = health
             .and_then(|h| h.error.clone())
@@ -286,6 +288,12 @@ pub fn from_etcdctl(
         out.members.push(ms);
     }
     out
+}
+
+/// True when an endpoint is unhealthy only because of active alarms (etcdctl's `endpoint
+/// health` reads the alarm list: etcd `etcdctl/ctlv3/command/ep_command.go`).
+fn only_alarms(h: &EndpointHealthJson) -> bool {
+    !h.health && h.error.as_deref().is_some_and(|e| e.trim_start().starts_with("Active Alarm(s):"))
 }
 
 /// Quorum of an n-member cluster.
@@ -574,6 +582,20 @@ mod tests {
             r.message
         );
         assert!(r.remediation.iter().any(|f| f.commands.iter().any(|c| c.contains("alarm disarm"))));
+    }
+
+    #[test]
+    fn members_that_report_only_an_alarm_are_up() {
+        // `etcdctl endpoint health --cluster -w json` of etcd 3.6.16 under NOSPACE, taken on the
+        // kit's real control plane (scenario etcd-nospace): every member answers, all "unhealthy".
+        let three = STATUS_TWO.replace("]", r#",{"Endpoint":"https://127.0.0.4:42261","Status":{"header":{"cluster_id":1,"member_id":13663359007286415756,"revision":6,"raft_term":3},"version":"3.6.16","dbSize":262144,"leader":1211875598812016075,"raftIndex":17,"raftTerm":3,"raftAppliedIndex":17,"dbSizeInUse":262144}}]"#);
+        let health = r#"[{"endpoint":"https://127.0.0.2:41799","health":false,"took":"6.624493ms","error":"Active Alarm(s): NOSPACE "},{"endpoint":"https://127.0.0.3:33593","health":false,"took":"7.878744ms","error":"Active Alarm(s): NOSPACE "},{"endpoint":"https://127.0.0.4:42261","health":false,"took":"9.446676ms","error":"Active Alarm(s): NOSPACE "}]"#;
+        let s = status(&three, health, r#"{"alarms":[{"memberID":1211875598812016075,"alarm":1}]}"#, 0);
+        assert!(s.members.iter().all(|m| m.healthy), "{:?}", s.members);
+        let r = judge(&s);
+        assert_eq!(r.status, Status::Critical);
+        assert!(!r.message.contains("QUORUM LOST"), "{}", r.message);
+        assert!(r.message.contains("NOSPACE alarm raised by cp-2: etcd refuses writes"), "{}", r.message);
     }
 
     #[test]

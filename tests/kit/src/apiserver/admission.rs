@@ -18,8 +18,10 @@ use super::handlers::{Resp, status};
 use super::registry::{self, ResourceType};
 use super::store::LabelSelector;
 
-/// Does one webhook's rules match this request?
-fn rules_match(webhook: &Value, rt: &ResourceType, operation: &str, namespaced: bool) -> bool {
+/// Does one webhook's rules match this request? Rule resources are `resource[/subresource]`:
+/// `*` matches every resource but no subresource, `*/*` everything, `pods/*` pods and all its
+/// subresources (kubernetes `apiserver/pkg/admission/plugin/webhook/predicates/rules/rules.go`).
+fn rules_match(webhook: &Value, rt: &ResourceType, subresource: &str, operation: &str, namespaced: bool) -> bool {
     let Some(rules) = webhook["rules"].as_array() else {
         return false;
     };
@@ -29,8 +31,8 @@ fn rules_match(webhook: &Value, rt: &ResourceType, operation: &str, namespaced: 
         };
         let resources_ok = r["resources"].as_array().is_some_and(|vs| {
             vs.iter().any(|v| {
-                let v = v.as_str().unwrap_or("");
-                v == "*" || v == rt.resource || v == "*/*"
+                let (res, sub) = v.as_str().unwrap_or("").split_once('/').unwrap_or((v.as_str().unwrap_or(""), ""));
+                (res == "*" || res == rt.resource) && (sub == "*" || sub == subresource)
             })
         });
         let scope = r["scope"].as_str().unwrap_or("*");
@@ -212,10 +214,13 @@ async fn post_review(
     }
 }
 
-/// Runs the admission webhooks for a create. `Err` carries the API server's answer.
+/// Runs the admission webhooks for a request (`CREATE`, or `CONNECT` of `pods/exec` and
+/// `pods/portforward`). `Err` carries the API server's answer.
+#[allow(clippy::too_many_arguments)]
 pub async fn admit(
     sim: &Sim,
     rt: &ResourceType,
+    subresource: &str,
     operation: &str,
     obj: &Value,
     namespace: &str,
@@ -242,7 +247,7 @@ pub async fn admit(
     };
     for (kind, config) in configs {
         for webhook in config["webhooks"].as_array().cloned().unwrap_or_default() {
-            if !rules_match(&webhook, rt, operation, rt.namespaced) {
+            if !rules_match(&webhook, rt, subresource, operation, rt.namespaced) {
                 continue;
             }
             if rt.namespaced && !selector_matches(&webhook["namespaceSelector"], &ns_labels) {
@@ -270,6 +275,7 @@ pub async fn admit(
                 "request": {
                     "uid": super::store::new_uid(), "kind": {"group": rt.group, "version": rt.versions[0], "kind": rt.kind},
                     "resource": {"group": rt.group, "version": rt.versions[0], "resource": rt.resource},
+                    "subResource": subresource,
                     "namespace": namespace, "operation": operation, "userInfo": {"username": identity.user, "groups": identity.groups},
                     "object": obj, "dryRun": dry_run
                 }
@@ -349,8 +355,23 @@ mod tests {
         let pods = registry::find("", "pods").unwrap();
         let all =
             json!({"rules": [{"operations": ["*"], "apiGroups": ["*"], "apiVersions": ["*"], "resources": ["*"]}]});
-        assert!(rules_match(&all, pods, "CREATE", true));
+        assert!(rules_match(&all, pods, "", "CREATE", true));
         let cm_only = json!({"rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["configmaps"]}]});
-        assert!(!rules_match(&cm_only, pods, "CREATE", true));
+        assert!(!rules_match(&cm_only, pods, "", "CREATE", true));
+    }
+
+    #[test]
+    fn subresources_match_as_the_apiserver_matches_them() {
+        let pods = registry::find("", "pods").unwrap();
+        let rule = |res: &str| json!({"rules": [{"operations": ["*"], "apiGroups": ["*"], "apiVersions": ["*"], "resources": [res]}]});
+        // `*` is every resource but none of their subresources; `*/*` is everything.
+        assert!(!rules_match(&rule("*"), pods, "exec", "CONNECT", true));
+        assert!(rules_match(&rule("*/*"), pods, "exec", "CONNECT", true));
+        assert!(rules_match(&rule("*/*"), pods, "", "CREATE", true));
+        assert!(rules_match(&rule("pods/*"), pods, "portforward", "CONNECT", true));
+        // `pods/*` splits into ("pods", "*"), and "*" matches the empty subresource too.
+        assert!(rules_match(&rule("pods/*"), pods, "", "CREATE", true));
+        assert!(rules_match(&rule("pods/exec"), pods, "exec", "CONNECT", true));
+        assert!(!rules_match(&rule("pods"), pods, "exec", "CONNECT", true));
     }
 }

@@ -659,6 +659,20 @@ async fn resource_route(
     let dry_run = query.get("dryRun") == Some("All");
     match (verb, rp.subresource.as_str()) {
         (_, "exec") | (_, "portforward") | (_, "attach") => {
+            // Connecting to a pod is admitted like a write (operation CONNECT on the
+            // subresource): a webhook on `*/*` can refuse exec and port-forward too.
+            let kind = match rp.subresource.as_str() {
+                "exec" => "PodExecOptions",
+                "portforward" => "PodPortForwardOptions",
+                _ => "PodAttachOptions",
+            };
+            let options = json!({"apiVersion": "v1", "kind": kind});
+            if let Err(resp) =
+                super::admission::admit(sim, rt, &rp.subresource, "CONNECT", &options, &rp.namespace, identity, false)
+                    .await
+            {
+                return resp;
+            }
             super::streaming::handle(sim.clone(), rt, &rp, query, req).await
         }
         ("get", "log") => {
@@ -695,7 +709,8 @@ async fn resource_route(
                 obj["metadata"]["namespace"] = json!(rp.namespace);
             }
             obj["apiVersion"] = json!(registry::api_version(rt.group, rt.versions[0]));
-            if let Err(resp) = super::admission::admit(sim, rt, "CREATE", &obj, &rp.namespace, identity, dry_run).await
+            if let Err(resp) =
+                super::admission::admit(sim, rt, "", "CREATE", &obj, &rp.namespace, identity, dry_run).await
             {
                 return resp;
             }
