@@ -211,7 +211,7 @@ async fn run(cli: Cli) -> Result<i32> {
             let s = &report.sidecar;
             emit(&cli, "EtcdSnapshot", serde_json::to_value(&report).unwrap_or_default(), || match &report.node {
                 Some(node) => format!(
-                    "Saved and checked by etcdctl on node {node}: {} ({}, revision {}, etcdctl hash {})\nCopy it from the node (e.g. scp {node}:{} .); kubectl cp cannot copy out of the etcd image.\n",
+                    "Saved and checked with `snapshot status` on node {node}: {} ({}, revision {}, hash {})\nCopy it from the node (e.g. scp {node}:{} .); kubectl cp cannot copy out of the etcd image.\n",
                     s.file,
                     human_bytes(s.db_size),
                     s.revision,

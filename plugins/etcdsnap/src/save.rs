@@ -111,7 +111,22 @@ pub async fn tls_for(cluster: &Cluster, pod: &EtcdPod, args: &EtcdTlsArgs, timeo
     let server_cert = pod.cert_file.clone().unwrap_or_else(|| "/etc/kubernetes/pki/etcd/server.crt".into());
     let server_key = pod.key_file.clone().unwrap_or_else(|| "/etc/kubernetes/pki/etcd/server.key".into());
     let dir = dir_of(&server_cert);
-    let read = |path: String| async move { read_file(cluster, pod, &path, timeout).await.map(|t| (path, t)) };
+    let pki_dir = dir.as_str();
+    let read = |path: String| async move {
+        let dir = pki_dir;
+        read_file(cluster, pod, &path, timeout).await.map(|t| (path, t)).map_err(|e| {
+            // etcd 3.6 images have no shell: the files can only come from the node.
+            Error::new(
+                e.kind,
+                format!("Cannot read etcd's client certificates through pod {}", pod.pod.name),
+                e.why,
+                format!(
+                    "Copy {dir}/ca.crt, healthcheck-client.crt and healthcheck-client.key from node {} and pass --etcd-cacert, --etcd-cert and --etcd-key, or use --via exec (etcdctl runs in the pod with its own certificates).",
+                    pod.pod.node
+                ),
+            )
+        })
+    };
     // kubeadm's healthcheck client certificate is meant for clients; the server's also works.
     let (cert, key) = match tokio::join!(
         read(format!("{dir}/healthcheck-client.crt")),
@@ -255,18 +270,42 @@ async fn save_by_exec(cluster: &Cluster, route: &Route, args: &SaveArgs) -> Resu
             "Check the member (kubectl etcdsnap members) and the free space of the node's etcd data directory.",
         ));
     }
-    let status = cpkit::etcd::pods::etcdctl_with(
+    // etcdctl checks snapshots up to 3.5; 3.6 moved `snapshot status` to etcdutl (and its image
+    // ships etcdutl). etcdctl 3.6 answers the removed command with its help and exit code 0, so
+    // what tells is whether the answer is the JSON status.
+    let parses = |out: &cpkit::stream::ExecOutput| {
+        serde_json::from_str::<cpkit::etcd::snapshot::EtcdctlStatus>(out.stdout_text().trim()).is_ok()
+    };
+    let mut status = cpkit::etcd::pods::etcdctl_with(
         cluster,
         pod,
         &["snapshot", "status", &name, "-w", "json"],
         Duration::from_secs(60),
     )
     .await?;
+    if !parses(&status) {
+        let etcdutl =
+            vec!["etcdutl".to_string(), "snapshot".into(), "status".into(), name.clone(), "-w".into(), "json".into()];
+        let by_etcdutl = cpkit::stream::exec(
+            cluster,
+            &pod.pod.namespace,
+            &pod.pod.name,
+            Some(&pod.pod.container),
+            &etcdutl,
+            Duration::from_secs(60),
+        )
+        .await;
+        if let Ok(out) = by_etcdutl
+            && parses(&out)
+        {
+            status = out;
+        }
+    }
     let parsed: cpkit::etcd::snapshot::EtcdctlStatus =
         serde_json::from_str(status.stdout_text().trim()).map_err(|e| {
             Error::new(
                 ErrorKind::InvalidData,
-                format!("The snapshot written on node {} did not pass etcdctl snapshot status", pod.pod.node),
+                format!("The snapshot written on node {} did not pass `snapshot status`", pod.pod.node),
                 format!("{e}; etcdctl said: {}", status.failure_reason()),
                 format!("Delete {name} on the node and save again."),
             )

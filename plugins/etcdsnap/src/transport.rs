@@ -204,7 +204,15 @@ pub async fn resolve(cluster: Option<&Cluster>, args: &RouteArgs, timeout: Durat
         }
         Err(e) => return Err(e),
     };
-    let tls = crate::save::tls_for(cluster, &pod, &args.tls, timeout).await?;
+    let tls = match crate::save::tls_for(cluster, &pod, &args.tls, timeout).await {
+        Ok(t) => t,
+        Err(e) if args.via == Via::Auto => {
+            cpkit::cli::note(&format!("{} ({}); using exec in the pod instead", e.what, e.why));
+            task.abort();
+            return Ok(exec_route(pod));
+        }
+        Err(e) => return Err(e),
+    };
     let mut route = Route {
         via: Via::PortForward,
         endpoint_label: format!("kube-system/{} (port-forward)", pod.pod.name),
