@@ -189,7 +189,9 @@ where
         std::process::exit(crate::completion::answer(&mut <C as clap::CommandFactory>::command(), plugin, &words));
     }
 
-    let command = <C as clap::CommandFactory>::command().bin_name(format!("kubectl {}", plugin.name));
+    // A repeated flag overrides the earlier one, as with kubectl's own flags (pflag).
+    let command =
+        <C as clap::CommandFactory>::command().bin_name(format!("kubectl {}", plugin.name)).args_override_self(true);
     let matches = match command.try_get_matches_from(&args) {
         Ok(m) => m,
         Err(e) => exit_on_clap_error(e),

@@ -63,14 +63,28 @@ fn is_long_running(s: &Series) -> bool {
     matches!(s.label("verb"), Some("WATCH" | "WATCHLIST" | "CONNECT"))
 }
 
+/// Requests in flight on one replica against its limits.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Inflight {
+    pub replica: String,
+    pub read_only: f64,
+    pub read_only_limit: f64,
+    pub mutating: f64,
+    pub mutating_limit: f64,
+    /// API Priority and Fairness is on (the default since 1.20): it replaces the max-in-flight
+    /// filter, and the two limits form one pool its priority levels share (kubernetes
+    /// `pkg/controlplane/apiserver/options`: the server concurrency limit is their sum).
+    pub apf: bool,
+}
+
 /// What the window showed, summed over replicas.
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LoadSummary {
     pub replicas: usize,
     pub seconds: f64,
-    /// (replica, read-only in flight, read-only limit, mutating in flight, mutating limit)
-    pub inflight: Vec<(String, f64, f64, f64, f64)>,
+    pub inflight: Vec<Inflight>,
     /// P99 by verb, seconds.
     pub p99_by_verb: BTreeMap<String, f64>,
     pub requests_per_second: f64,
@@ -117,7 +131,15 @@ pub fn summarise(windows: &[Window<'_>]) -> LoadSummary {
         s.seconds = s.seconds.max(w.seconds);
         let inflight = w.newer.sum_by("apiserver_current_inflight_requests", &["request_kind"], &crate::metrics::any);
         let get = |k: &str| inflight.get(&vec![k.to_string()]).copied().unwrap_or(0.0);
-        s.inflight.push((w.replica.clone(), get("readOnly"), w.limits.read_only, get("mutating"), w.limits.mutating));
+        s.inflight.push(Inflight {
+            replica: w.replica.clone(),
+            read_only: get("readOnly"),
+            read_only_limit: w.limits.read_only,
+            mutating: get("mutating"),
+            mutating_limit: w.limits.mutating,
+            apf: w.newer.has_family("apiserver_flowcontrol_dispatched_requests_total")
+                || w.newer.has_family("apiserver_flowcontrol_current_executing_requests"),
+        });
         merge_into(
             &mut latency,
             w.newer.histogram_increase_by(w.older, "apiserver_request_duration_seconds", &["verb"], &|x| {
@@ -233,17 +255,26 @@ pub fn judge(s: &LoadSummary) -> CheckResult {
         format!("{:.1}s over {} replica{}", s.seconds, s.replicas, if s.replicas == 1 { "" } else { "s" }),
     );
 
-    // Inflight against the limits.
+    // Inflight against the limits: one pool under APF, two limits without it.
     let mut worst_inflight = (0.0_f64, String::new());
-    for (replica, ro, ro_limit, m, m_limit) in &s.inflight {
-        for (used, limit, kind) in [(*ro, *ro_limit, "read-only"), (*m, *m_limit, "mutating")] {
+    for i in &s.inflight {
+        let pools = if i.apf {
+            vec![(i.read_only + i.mutating, i.read_only_limit + i.mutating_limit, "")]
+        } else {
+            vec![(i.read_only, i.read_only_limit, "read-only "), (i.mutating, i.mutating_limit, "mutating ")]
+        };
+        for (used, limit, kind) in pools {
             if limit <= 0.0 {
                 continue;
             }
+            let replica = &i.replica;
             let pct = used / limit * 100.0;
-            let text = format!("{replica}: {used:.0}/{limit:.0} {kind} in flight ({pct:.0}%)");
+            let text = format!("{replica}: {used:.0}/{limit:.0} {kind}in flight ({pct:.0}%)");
             r.sub(
-                format!("inflight {replica} {kind}"),
+                format!(
+                    "inflight {replica}{}",
+                    if kind.is_empty() { String::new() } else { format!(" {}", kind.trim()) }
+                ),
                 if pct >= 100.0 {
                     Status::Critical
                 } else if pct > 80.0 {
@@ -262,8 +293,9 @@ pub fn judge(s: &LoadSummary) -> CheckResult {
         r.raise(if worst_inflight.0 >= 100.0 { Status::Critical } else { Status::Warning });
         problems.push(worst_inflight.1.clone());
     } else if !s.inflight.is_empty() {
-        let (ro, rl, m, ml) =
-            s.inflight.iter().fold((0.0, 0.0, 0.0, 0.0), |a, x| (a.0 + x.1, a.1 + x.2, a.2 + x.3, a.3 + x.4));
+        let (ro, rl, m, ml) = s.inflight.iter().fold((0.0, 0.0, 0.0, 0.0), |a, x| {
+            (a.0 + x.read_only, a.1 + x.read_only_limit, a.2 + x.mutating, a.3 + x.mutating_limit)
+        });
         fine.push(format!("inflight {ro:.0}/{rl:.0} read, {m:.0}/{ml:.0} write"));
     }
 
@@ -442,7 +474,7 @@ mod tests {
             };
             let s = summarise(&[w]);
             assert_eq!(s.inflight.len(), 1);
-            assert!(s.inflight[0].1 >= 0.0 && s.inflight[0].1 < 400.0, "1.{minor}: {:?}", s.inflight);
+            assert!(s.inflight[0].read_only >= 0.0 && s.inflight[0].read_only < 400.0, "1.{minor}: {:?}", s.inflight);
             assert!(
                 s.p99_by_verb.contains_key("GET") && s.p99_by_verb.contains_key("LIST"),
                 "1.{minor}: {:?}",
@@ -519,5 +551,30 @@ mod tests {
         let r = judge(&summarise(&[w]));
         assert_eq!(r.status, Status::Critical);
         assert!(r.subchecks.iter().any(|s| s.name == "apf system" && s.status == Status::Critical));
+    }
+
+    #[test]
+    fn under_apf_the_two_inflight_limits_are_one_pool() {
+        // kube-apiserver 1.36.3 of the kit's apf-overload (limits 20 + 10): 21 read-only requests
+        // executing is within the pool of 30 seats, not 105% of a read-only limit.
+        let gauges = "# TYPE apiserver_current_inflight_requests gauge\napiserver_current_inflight_requests{request_kind=\"mutating\"} 1\napiserver_current_inflight_requests{request_kind=\"readOnly\"} 21\n";
+        let apf = "# TYPE apiserver_flowcontrol_dispatched_requests_total counter\napiserver_flowcontrol_dispatched_requests_total{flow_schema=\"service-accounts\",priority_level=\"workload-low\"} 6825\n";
+        let limits = InflightLimits { read_only: 20.0, mutating: 10.0, from_flags: true };
+        let with_apf = Scrape::parse(format!("{gauges}{apf}").as_bytes(), &selection());
+        let w = Window { replica: "cp-1".into(), older: &with_apf, newer: &with_apf, seconds: 1.0, limits };
+        let r = judge(&summarise(&[w]));
+        assert!(
+            r.subchecks.iter().any(|s| s.name == "inflight cp-1"
+                && s.status == Status::Ok
+                && s.message == "cp-1: 22/30 in flight (73%)"),
+            "{:?}",
+            r.subchecks
+        );
+        // With APF off (--enable-priority-and-fairness=false) the max-in-flight filter enforces each.
+        let without = Scrape::parse(gauges.as_bytes(), &selection());
+        let w = Window { replica: "cp-1".into(), older: &without, newer: &without, seconds: 1.0, limits };
+        let r = judge(&summarise(&[w]));
+        assert_eq!(r.status, Status::Critical);
+        assert!(r.message.contains("cp-1: 21/20 read-only in flight (105%)"), "{}", r.message);
     }
 }

@@ -91,3 +91,43 @@ pub fn describe(out: &Output) -> String {
     let (o, e) = text(out);
     format!("exit {:?}\n--- stdout\n{o}\n--- stderr\n{e}", out.status.code())
 }
+
+/// One end-to-end test body run in both worlds of the test kit: `mod <name>` with a `sim` and a
+/// `real` test calling the body with `testkit::World::Sim` / `World::Real`.
+///
+/// ```ignore
+/// in_both_worlds! {
+///     fn healthy_ha_is_all_ok(world) {
+///         let c = DemoCluster::start_in(world, Scenario::HealthyHa).unwrap();
+///         ...
+///     }
+/// }
+/// ```
+#[macro_export]
+macro_rules! in_both_worlds {
+    ($(#[$meta:meta])* fn $name:ident($world:ident) $body:block) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            fn body($world: ::testkit::World) $body
+
+            #[test]
+            fn sim() {
+                body(::testkit::World::Sim)
+            }
+
+            #[test]
+            fn real() {
+                body(::testkit::World::Real)
+            }
+        }
+    };
+}
+
+/// Starts `scenario` in `world`, failing the test with the kit's explanation.
+pub fn start(world: testkit::World, scenario: testkit::Scenario) -> testkit::DemoCluster {
+    testkit::DemoCluster::start_in(world, scenario)
+        .unwrap_or_else(|e| panic!("cannot start {} in the {} world: {e}", scenario.name(), world.name()))
+}

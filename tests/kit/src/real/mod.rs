@@ -59,6 +59,8 @@ pub struct RealOptions {
     pub leader_election: LeaderElection,
     /// Validity of the kube-apiserver serving certificates.
     pub serving_validity: Validity,
+    /// Validity of the admin's client certificate in the kubeconfig.
+    pub admin_validity: Validity,
     /// Where the kubeconfig goes (default: the cluster's temp dir).
     pub dir: Option<PathBuf>,
 }
@@ -74,6 +76,7 @@ impl Default for RealOptions {
             apiserver: ApiserverTuning::default(),
             leader_election: LeaderElection::FAST,
             serving_validity: Validity::days(365),
+            admin_validity: Validity::days(365),
             dir: None,
         }
     }
@@ -207,7 +210,7 @@ impl RealCluster {
         }
 
         // The user's kubeconfig: a system:masters admin through the load balancer.
-        let admin = pki.ca.issue(&client_spec("kubernetes-admin", &["system:masters"]), Validity::days(365));
+        let admin = pki.ca.issue(&client_spec("kubernetes-admin", &["system:masters"]), options.admin_validity);
         let kube_dir = options.dir.clone().unwrap_or_else(|| dir.clone());
         std::fs::create_dir_all(&kube_dir)?;
         let kubeconfig = kube_dir.join("kubeconfig");

@@ -36,6 +36,7 @@ pub fn start(scenario: Scenario, dir: Option<std::path::PathBuf>) -> std::io::Re
         Scenario::EtcdNospace => options.etcd_quota_backend_bytes = 40 * 1024 * 1024,
         Scenario::CertsExpiring => {
             options.serving_validity = Validity::expiring_in(345, SignedDuration::from_hours(24 * 20));
+            options.admin_validity = Validity::expiring_in(340, SignedDuration::from_hours(24 * 25));
         }
         Scenario::ApfOverload => {
             options.apiserver.max_requests_inflight = Some(20);
@@ -150,7 +151,8 @@ fn lease_is_stale(c: &RealCluster, name: &str) -> bool {
     };
     let renewed = a.body["spec"]["renewTime"].as_str().and_then(|t| t.parse::<jiff::Timestamp>().ok());
     let duration = a.body["spec"]["leaseDurationSeconds"].as_i64().unwrap_or(15);
-    renewed.is_some_and(|t| jiff::Timestamp::now().duration_since(t) > SignedDuration::from_secs(duration))
+    // Clearly past its duration (twice), so a check run right after sees it stale too.
+    renewed.is_some_and(|t| jiff::Timestamp::now().duration_since(t) > SignedDuration::from_secs(2 * duration))
 }
 
 fn namespace(name: &str) -> Value {
