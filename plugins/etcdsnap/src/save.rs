@@ -226,6 +226,9 @@ pub async fn run(cluster: Option<&Cluster>, args: &SaveArgs, show_progress: bool
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
+    // The revision of the data in the file: a live cluster writes between the status answer
+    // and the start of the stream (the real control plane renews leases every second).
+    let revision = file_revision(&saved.path).unwrap_or(revision);
     let sidecar = Sidecar {
         file: saved.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
         cluster_id: format!("{cluster_id:x}"),
@@ -247,6 +250,13 @@ pub async fn run(cluster: Option<&Cluster>, args: &SaveArgs, show_progress: bool
     write_sidecar(&saved.path, &sidecar, args.force)?;
     route.close();
     Ok(SaveReport { sidecar, node: None })
+}
+
+/// The main revision of the last key of the `key` bucket: what `snapshot status` reports.
+fn file_revision(path: &Path) -> Option<i64> {
+    let db = cpkit::etcd::bbolt::Db::open(path).ok()?;
+    let key = db.last_key(b"key").ok()??;
+    Some(i64::from_be_bytes(key.get(..8)?.try_into().ok()?))
 }
 
 async fn save_by_exec(cluster: &Cluster, route: &Route, args: &SaveArgs) -> Result<SaveReport> {

@@ -449,6 +449,40 @@ impl Db {
         Ok(())
     }
 
+    /// The last key of the top-level bucket `name`, found by following the rightmost branch
+    /// down (a few pages, whatever the file's size). None when the bucket is missing or empty.
+    pub fn last_key(&self, name: &[u8]) -> Result<Option<Vec<u8>>> {
+        let mut reached = vec![0u64; (self.meta.pgid as usize).div_ceil(64)];
+        let mut found = None;
+        self.walk_tree(Source::Page(self.meta.root), 0, &mut reached, &mut |item| {
+            if item.key == name && item.is_bucket {
+                let (root, inline) = bucket_header(item.value)?;
+                found = Some((root, inline.map(<[u8]>::to_vec)));
+            }
+            Ok(())
+        })?;
+        let Some((mut root, inline)) = found else { return Ok(None) };
+        if let Some(page) = inline {
+            return Ok(last_leaf_key(&page, "inline bucket")?.map(<[u8]>::to_vec));
+        }
+        for _ in 0..64 {
+            let page = self.page(root)?;
+            let where_ = format!("page {root}");
+            match u16_at(page, 8) {
+                BRANCH => {
+                    let count = u16_at(page, 10) as usize;
+                    if count == 0 || PAGE_HEADER + count * ELEMENT > page.len() {
+                        return err(format!("{where_}: a branch page with {count} elements"));
+                    }
+                    root = u64_at(page, PAGE_HEADER + (count - 1) * ELEMENT + 8);
+                }
+                LEAF => return Ok(last_leaf_key(page, &where_)?.map(<[u8]>::to_vec)),
+                other => return err(format!("{where_}: invalid page type {other:#x} in a bucket tree")),
+            }
+        }
+        err("the tree is deeper than 64 levels (a reference cycle?)")
+    }
+
     /// Visits the items of the top-level bucket `name` only (no structure check of the rest).
     pub fn bucket(&self, name: &[u8], visit: &mut dyn FnMut(&Item<'_>) -> Result<()>) -> Result<bool> {
         let mut found = None;
@@ -473,6 +507,26 @@ impl Db {
 enum Source {
     Page(u64),
     Inline(Vec<u8>),
+}
+
+/// The last key of a leaf page (None when it has no elements).
+fn last_leaf_key<'p>(page: &'p [u8], where_: &str) -> Result<Option<&'p [u8]>> {
+    if page.len() < PAGE_HEADER {
+        return err(format!("{where_}: shorter than a page header"));
+    }
+    let count = u16_at(page, 10) as usize;
+    if count == 0 {
+        return Ok(None);
+    }
+    let at = PAGE_HEADER + (count - 1) * ELEMENT;
+    if at + ELEMENT > page.len() {
+        return err(format!("{where_}: {count} elements do not fit"));
+    }
+    let (pos, ksize) = (u32_at(page, at + 4) as usize, u32_at(page, at + 8) as usize);
+    let start = at.checked_add(pos).ok_or_else(|| FormatError(format!("{where_}: element offset overflows")))?;
+    page.get(start..start.saturating_add(ksize))
+        .map(Some)
+        .ok_or_else(|| FormatError(format!("{where_}: its last element points outside the page")))
 }
 
 /// A bucket value: `{root u64, sequence u64}`, and for root 0 the inline page after it.

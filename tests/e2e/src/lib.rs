@@ -62,23 +62,31 @@ pub fn path_with_plugins() -> String {
     format!("{}:{original}", plugin_path_dir().display())
 }
 
+/// Sets `env` on `cmd`, with the plugins first on PATH (also when `env` has a PATH of its own).
+fn with_env(cmd: &mut Command, env: &[(String, String)]) {
+    cmd.env("PATH", path_with_plugins());
+    for (k, v) in env {
+        if k == "PATH" {
+            cmd.env("PATH", format!("{}:{v}", plugin_path_dir().display()));
+        } else {
+            cmd.env(k, v);
+        }
+    }
+}
+
 /// `kubectl <args>` with the plugins on PATH and `env` set.
 pub fn kubectl(args: &[&str], env: &[(String, String)]) -> Output {
     let mut cmd = Command::new(which::which("kubectl").expect("kubectl must be installed (see README)"));
-    cmd.args(args).env("PATH", path_with_plugins());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
+    cmd.args(args);
+    with_env(&mut cmd, env);
     cmd.output().expect("kubectl runs")
 }
 
 /// Runs a plugin binary directly (for -o json parsing, exit codes).
 pub fn plugin(name: &str, args: &[&str], env: &[(String, String)]) -> Output {
     let mut cmd = Command::new(plugin_binary(name));
-    cmd.args(args).env("PATH", path_with_plugins()).env_remove("NO_COLOR");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
+    cmd.args(args).env_remove("NO_COLOR");
+    with_env(&mut cmd, env);
     cmd.output().expect("plugin runs")
 }
 

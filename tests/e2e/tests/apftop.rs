@@ -1,11 +1,12 @@
 //! `kubectl apftop` end to end against the test kit's clusters, through kubectl: the flooding
 //! client of apf-overload, explain with the API server's confirmation, config lint, a replica
-//! that does not answer, missing permissions, and flowcontrol v1beta3 on an older server.
+//! that does not answer, missing permissions, and flowcontrol v1beta3 on an older server. The
+//! scenarios a real control plane can produce run in both worlds with the same body.
 
-use cpkit_e2e::{describe, kubectl, text};
+use cpkit_e2e::{describe, in_both_worlds, kubectl, start, text};
 use serde_json::Value;
 use testkit::scenario::Options;
-use testkit::{DemoCluster, Scenario};
+use testkit::{DemoCluster, Scenario, World};
 
 fn once(c: &DemoCluster, extra: &[&str]) -> (std::process::Output, Value) {
     let mut args = vec!["apftop", "--once", "--interval", "800ms", "-o", "json"];
@@ -25,118 +26,128 @@ fn level<'a>(snapshot: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no level {name}"))
 }
 
-#[test]
-fn apf_overload_shows_the_flooding_client_and_its_rejections() {
-    let c = DemoCluster::start(Scenario::ApfOverload).unwrap();
-    let flooder = c.facts.flooding_user.clone().unwrap();
-    let (out, doc) = once(&c, &[]);
-    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
-    assert_eq!((doc["kind"].as_str(), doc["verdict"].as_str()), (Some("ApfSnapshot"), Some("CRITICAL")));
-    let s = &doc["snapshot"];
-    assert_eq!(s["replicas"].as_array().unwrap().len(), 3, "every replica is scraped");
-    assert!(s["replicas"].as_array().unwrap().iter().all(|r| r["ok"] == true));
-    // The flooding service account is the top flow, queued on workload-low.
-    let top = &s["flows"][0];
-    assert_eq!(top["user"], flooder.as_str());
-    assert!(top["queued"].as_u64().unwrap() > 0);
-    assert_eq!(top["priorityLevels"][0], "workload-low");
-    // APF state is per replica: the flooder's connection lands on one replica, jenkins' on
-    // another, and each replica executes its own dump request.
-    let flow_of = |user: &str| s["flows"].as_array().unwrap().iter().find(|f| f["user"] == user).cloned().unwrap();
-    let jenkins = flow_of("system:serviceaccount:ci-cd:jenkins");
-    assert_eq!(top["replicas"].as_array().unwrap().len(), 1, "{top}");
-    assert_eq!(jenkins["replicas"].as_array().unwrap().len(), 1, "{jenkins}");
-    assert_ne!(top["replicas"], jenkins["replicas"]);
-    assert_eq!(flow_of("kubernetes-admin")["replicas"].as_array().unwrap().len(), 3);
-    // Its level rejects, for the right reasons; the others do not.
-    let low = level(s, "workload-low");
-    assert!(low["rejectedPerSecond"]["queue-full"].as_f64().unwrap() > 10.0, "{low}");
-    assert!(low["rejectedPerSecond"]["time-out"].as_f64().unwrap() > 0.0, "{low}");
-    assert!(low["waitP99Seconds"].as_f64().unwrap() > 1.0, "{low}");
-    for other in ["system", "workload-high", "global-default", "node-high", "leader-election"] {
-        let l = level(s, other);
-        assert!(l["rejectedPerSecond"].as_object().unwrap().values().all(|v| v == 0.0), "{l}");
-    }
-    assert!(s["total"]["status429PerSecond"].as_f64().unwrap() > 0.0);
+in_both_worlds! {
+    fn apf_overload_shows_the_flooding_client_and_its_rejections(world) {
+        let c = start(world, Scenario::ApfOverload);
+        let flooder = c.facts.flooding_user.clone().unwrap();
+        let (out, doc) = once(&c, &[]);
+        assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+        assert_eq!((doc["kind"].as_str(), doc["verdict"].as_str()), (Some("ApfSnapshot"), Some("CRITICAL")));
+        let s = &doc["snapshot"];
+        assert_eq!(s["replicas"].as_array().unwrap().len(), 3, "every replica is scraped");
+        assert!(s["replicas"].as_array().unwrap().iter().all(|r| r["ok"] == true));
+        // The flooding service account is the top flow, queued on workload-low.
+        let top = &s["flows"][0];
+        assert_eq!(top["user"], flooder.as_str());
+        assert!(top["queued"].as_u64().unwrap() > 0);
+        assert_eq!(top["priorityLevels"][0], "workload-low");
+        // APF state is per replica: the flooder's connections land on one replica, and each
+        // replica executes its own dump request.
+        let flow_of = |user: &str| s["flows"].as_array().unwrap().iter().find(|f| f["user"] == user).cloned().unwrap();
+        assert_eq!(top["replicas"], serde_json::json!([c.facts.hot_replica.clone().unwrap()]), "{top}");
+        assert_eq!(flow_of("kubernetes-admin")["replicas"].as_array().unwrap().len(), 3);
+        if world == World::Sim {
+            // The simulator also has jenkins creating pods on another replica.
+            let jenkins = flow_of("system:serviceaccount:ci-cd:jenkins");
+            assert_eq!(jenkins["replicas"].as_array().unwrap().len(), 1, "{jenkins}");
+            assert_ne!(top["replicas"], jenkins["replicas"]);
+        }
+        // Its level rejects, for the right reasons; the others do not.
+        let low = level(s, "workload-low");
+        assert!(low["rejectedPerSecond"]["queue-full"].as_f64().unwrap() > 10.0, "{low}");
+        if world == World::Sim {
+            // Requests that waited too long (the simulator's flood waits 8 s; the real one backs off).
+            assert!(low["rejectedPerSecond"]["time-out"].as_f64().unwrap() > 0.0, "{low}");
+        }
+        assert!(low["waitP99Seconds"].as_f64().unwrap() > 0.5, "{low}");
+        for other in ["system", "workload-high", "global-default", "node-high", "leader-election"] {
+            let l = level(s, other);
+            assert!(l["rejectedPerSecond"].as_object().unwrap().values().all(|v| v == 0.0), "{l}");
+        }
+        assert!(s["total"]["status429PerSecond"].as_f64().unwrap() > 0.0);
 
-    // The same as a table, the way a person reads it when stdout is not a terminal.
-    let out = kubectl(&["apftop", "--interval", "500ms", "--color", "never"], &c.env());
-    let (stdout, _) = text(&out);
-    assert!(stdout.starts_with("APF CRITICAL — apf-overload · 3 replicas"), "{stdout}");
-    let flows = stdout.split("Top flows").nth(1).unwrap();
-    assert!(flows.lines().nth(2).unwrap().starts_with(&flooder), "{stdout}");
-    let levels = stdout.split("Priority levels").nth(1).unwrap();
-    assert!(levels.lines().nth(2).unwrap().starts_with("workload-low"), "sorted by rejections: {stdout}");
+        // The same as a table, the way a person reads it when stdout is not a terminal.
+        let out = kubectl(&["apftop", "--interval", "500ms", "--color", "never"], &c.env());
+        let (stdout, _) = text(&out);
+        assert!(stdout.starts_with("APF CRITICAL — apf-overload · 3 replicas"), "{stdout}");
+        let flows = stdout.split("Top flows").nth(1).unwrap();
+        assert!(flows.lines().nth(2).unwrap().starts_with(&flooder), "{stdout}");
+        let levels = stdout.split("Priority levels").nth(1).unwrap();
+        assert!(levels.lines().nth(2).unwrap().starts_with("workload-low"), "sorted by rejections: {stdout}");
 
-    // explain names the schema, and the API server confirms it by impersonation.
-    let out = kubectl(&["apftop", "explain", "--as", &flooder, "--resource", "pods", "-o", "json"], &c.env());
-    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    let e: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(e["explanation"]["flowSchema"], "service-accounts");
-    assert_eq!(e["explanation"]["priorityLevel"], "workload-low");
-    assert_eq!(e["explanation"]["flow"], flooder.as_str());
-    assert_eq!(e["confirmation"]["confirmed"], true, "{e}");
-    assert_eq!(e["explanation"]["runnersUp"], serde_json::json!(["global-default", "catch-all"]));
+        // explain names the schema, and the API server confirms it by impersonation.
+        let out = kubectl(&["apftop", "explain", "--as", &flooder, "--resource", "pods", "-o", "json"], &c.env());
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        let e: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(e["explanation"]["flowSchema"], "service-accounts");
+        assert_eq!(e["explanation"]["priorityLevel"], "workload-low");
+        assert_eq!(e["explanation"]["flow"], flooder.as_str());
+        assert_eq!(e["confirmation"]["confirmed"], true, "{e}");
+        assert_eq!(e["explanation"]["runnersUp"], serde_json::json!(["global-default", "catch-all"]));
 
-    // config: the rejecting level is a finding, and the suggestion isolates the flooder.
-    let out = kubectl(&["apftop", "config", "--sample", "800ms", "-o", "json"], &c.env());
-    let cfg: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(&out)));
-    assert_eq!(cfg["apiVersionRead"], "flowcontrol.apiserver.k8s.io/v1");
-    let finding = cfg["findings"].as_array().unwrap().iter().find(|f| f["kind"] == "RejectingAtLimit").unwrap();
-    assert_eq!(finding["object"], "prioritylevelconfiguration/workload-low");
-    assert_eq!(cfg["suggestion"]["user"], flooder.as_str());
-    assert_eq!(cfg["suggestion"]["objects"][1]["kind"], "FlowSchema");
-    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
-}
-
-#[test]
-fn healthy_ha_has_no_rejections() {
-    let c = DemoCluster::start(Scenario::HealthyHa).unwrap();
-    let (out, doc) = once(&c, &[]);
-    let s = &doc["snapshot"];
-    assert_eq!(doc["verdict"], "OK", "{}", describe(&out));
-    assert_eq!(out.status.code(), Some(0));
-    assert_eq!(s["total"]["ratesKnown"], true);
-    for l in s["total"]["levels"].as_array().unwrap() {
-        assert!(l["rejectedPerSecond"].as_object().unwrap().values().all(|v| v == 0.0), "{l}");
-    }
-    assert_eq!(s["total"]["status429PerSecond"], 0.0);
-    // --per-replica splits the levels by replica in the table.
-    let out = kubectl(&["apftop", "--once", "--per-replica", "--interval", "300ms", "--color", "never"], &c.env());
-    let (stdout, _) = text(&out);
-    let header = stdout.lines().find(|l| l.starts_with("REPLICA")).unwrap_or_else(|| panic!("{stdout}"));
-    assert!(header.contains("PRIORITY LEVEL"));
-    for node in &c.facts.control_plane_nodes {
-        assert!(stdout.lines().any(|l| l.starts_with(node.as_str()) && l.contains("workload-low")), "{node}: {stdout}");
+        // config: the rejecting level is a finding, and the suggestion isolates the flooder.
+        let out = kubectl(&["apftop", "config", "--sample", "800ms", "-o", "json"], &c.env());
+        let cfg: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(&out)));
+        assert_eq!(cfg["apiVersionRead"], "flowcontrol.apiserver.k8s.io/v1");
+        let finding = cfg["findings"].as_array().unwrap().iter().find(|f| f["kind"] == "RejectingAtLimit").unwrap();
+        assert_eq!(finding["object"], "prioritylevelconfiguration/workload-low");
+        assert_eq!(cfg["suggestion"]["user"], flooder.as_str());
+        assert_eq!(cfg["suggestion"]["objects"][1]["kind"], "FlowSchema");
+        assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     }
 }
 
-#[test]
-fn a_replica_that_does_not_answer_is_shown_while_the_others_report() {
-    let c = DemoCluster::start(Scenario::ApiserverReplicaDown).unwrap();
-    let down = c.facts.down_replica.clone().unwrap();
-    let (out, doc) = once(&c, &[]);
-    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
-    let replicas = doc["snapshot"]["replicas"].as_array().unwrap();
-    let bad = replicas.iter().find(|r| r["name"] == down.as_str()).unwrap();
-    assert_eq!(bad["ok"], false);
-    assert!(bad["error"].as_str().unwrap().contains("refused"), "{bad}");
-    assert_eq!(replicas.iter().filter(|r| r["ok"] == true).count(), 2);
-    assert!(!doc["snapshot"]["total"]["levels"].as_array().unwrap().is_empty());
+in_both_worlds! {
+    fn healthy_ha_has_no_rejections(world) {
+        let c = start(world, Scenario::HealthyHa);
+        let (out, doc) = once(&c, &[]);
+        let s = &doc["snapshot"];
+        assert_eq!(doc["verdict"], "OK", "{}", describe(&out));
+        assert_eq!(out.status.code(), Some(0));
+        assert_eq!(s["total"]["ratesKnown"], true);
+        for l in s["total"]["levels"].as_array().unwrap() {
+            assert!(l["rejectedPerSecond"].as_object().unwrap().values().all(|v| v == 0.0), "{l}");
+        }
+        assert_eq!(s["total"]["status429PerSecond"], 0.0);
+        // --per-replica splits the levels by replica in the table.
+        let out = kubectl(&["apftop", "--once", "--per-replica", "--interval", "300ms", "--color", "never"], &c.env());
+        let (stdout, _) = text(&out);
+        let header = stdout.lines().find(|l| l.starts_with("REPLICA")).unwrap_or_else(|| panic!("{stdout}"));
+        assert!(header.contains("PRIORITY LEVEL"));
+        for node in &c.facts.control_plane_nodes {
+            assert!(stdout.lines().any(|l| l.starts_with(node.as_str()) && l.contains("workload-low")), "{node}: {stdout}");
+        }
+    }
 }
 
-#[test]
-fn missing_permissions_degrade_with_a_note() {
-    let c = DemoCluster::start(Scenario::RbacLimited).unwrap();
-    let out = kubectl(&["apftop", "--once", "--interval", "300ms", "--color", "never"], &c.env());
-    let (stdout, _) = text(&out);
-    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
-    assert!(stdout.starts_with("APF UNKNOWN"), "{stdout}");
-    assert!(
-        stdout.contains("cp-1, cp-2, cp-3: Permission denied for GET /metrics"),
-        "one line for all replicas: {stdout}"
-    );
-    assert!(stdout.contains("needs get on nonResourceURL /debug/api_priority_and_fairness/*"), "{stdout}");
+in_both_worlds! {
+    fn a_replica_that_does_not_answer_is_shown_while_the_others_report(world) {
+        let c = start(world, Scenario::ApiserverReplicaDown);
+        let down = c.facts.down_replica.clone().unwrap();
+        let (out, doc) = once(&c, &[]);
+        assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+        let replicas = doc["snapshot"]["replicas"].as_array().unwrap();
+        let bad = replicas.iter().find(|r| r["name"] == down.as_str()).unwrap();
+        assert_eq!(bad["ok"], false);
+        assert!(bad["error"].as_str().unwrap().contains("refused"), "{bad}");
+        assert_eq!(replicas.iter().filter(|r| r["ok"] == true).count(), 2);
+        assert!(!doc["snapshot"]["total"]["levels"].as_array().unwrap().is_empty());
+    }
+}
+
+in_both_worlds! {
+    fn missing_permissions_degrade_with_a_note(world) {
+        let c = start(world, Scenario::RbacLimited);
+        let out = kubectl(&["apftop", "--once", "--interval", "300ms", "--color", "never"], &c.env());
+        let (stdout, _) = text(&out);
+        assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+        assert!(stdout.starts_with("APF UNKNOWN"), "{stdout}");
+        assert!(
+            stdout.contains("cp-1, cp-2, cp-3: Permission denied for GET /metrics"),
+            "one line for all replicas: {stdout}"
+        );
+        assert!(stdout.contains("needs get on nonResourceURL /debug/api_priority_and_fairness/*"), "{stdout}");
+    }
 }
 
 #[test]

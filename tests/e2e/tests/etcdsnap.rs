@@ -1,19 +1,21 @@
 //! `kubectl etcdsnap` end to end against the real etcd of the test kit: every transport saves a
-//! snapshot that the real `etcdctl snapshot restore` accepts and whose restored etcd serves every
-//! key; `status` equals `etcdctl snapshot status`; faults never leave a file behind; the
-//! maintenance commands on a 3-member TLS cluster through the simulated API server.
+//! snapshot that the real restore tool of its etcd accepts (etcd 3.6's `etcdutl`, Debian 3.4's
+//! `etcdctl`) and whose restored etcd serves every key; `status` equals `etcdctl snapshot
+//! status`; faults never leave a file behind; the maintenance commands on a 3-member TLS
+//! cluster. The cluster tests run in both worlds: the simulated API server over Debian's etcd
+//! 3.4, and the real control plane over etcd 3.6.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use cpkit_e2e::{describe, kubectl, plugin, plugin_binary, text};
+use cpkit_e2e::{describe, in_both_worlds, kubectl, plugin, plugin_binary, start, text};
 use serde_json::Value;
-use testkit::etcd::{ClientTls, EtcdCluster, EtcdOptions};
+use testkit::etcd::{ClientTls, EtcdCluster, EtcdOptions, EtcdRelease};
 use testkit::etcd_data::{LoadSpec, load};
 use testkit::fault_proxy::{Damage, FaultProxy};
-use testkit::{DemoCluster, Scenario};
+use testkit::{DemoCluster, Scenario, World};
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
@@ -41,18 +43,44 @@ async fn all_keys(client: &mut etcd_client::Client, revision: Option<i64>) -> BT
     resp.kvs().iter().map(|kv| (kv.key().to_vec(), kv.value().to_vec())).collect()
 }
 
+/// Asserts two key sets are equal, describing a difference by key names, not bytes.
+fn assert_same_keys(got: &BTreeMap<Vec<u8>, Vec<u8>>, want: &BTreeMap<Vec<u8>, Vec<u8>>, what: &str) {
+    if got == want {
+        return;
+    }
+    let name = |k: &Vec<u8>| String::from_utf8_lossy(k).into_owned();
+    let missing: Vec<String> = want.keys().filter(|k| !got.contains_key(*k)).map(name).take(5).collect();
+    let extra: Vec<String> = got.keys().filter(|k| !want.contains_key(*k)).map(name).take(5).collect();
+    let changed: Vec<String> =
+        want.iter().filter(|(k, v)| got.get(*k).is_some_and(|g| g != *v)).map(|(k, _)| name(k)).take(5).collect();
+    panic!(
+        "{what}: {} keys vs {} expected; missing {missing:?}; extra {extra:?}; different {changed:?}",
+        got.len(),
+        want.len()
+    );
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// Restores `file` with the real `etcdctl snapshot restore` (hash check on), starts etcd on it,
-/// and returns every key it serves.
-fn restore_and_read(file: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
+/// The etcd release a world runs.
+fn release_of(world: World) -> EtcdRelease {
+    match world {
+        World::Sim => EtcdRelease::Debian,
+        World::Real => EtcdRelease::V3_6,
+    }
+}
+
+/// Restores `file` with the real restore tool of `release` (`etcdutl snapshot restore`, or
+/// etcdctl's in 3.4; hash check on), starts that etcd on it, and returns every key it serves.
+fn restore_and_read(file: &Path, release: EtcdRelease) -> BTreeMap<Vec<u8>, Vec<u8>> {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let (client, peer) = (free_port(), free_port());
     let peer_url = format!("http://127.0.0.1:{peer}");
-    let out = Command::new("etcdctl")
+    let tool = release.etcdutl().unwrap_or_else(|| release.etcdctl().unwrap());
+    let out = Command::new(tool)
         .args(["snapshot", "restore"])
         .arg(file)
         .args([
@@ -66,7 +94,7 @@ fn restore_and_read(file: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
         .unwrap();
     assert!(out.status.success(), "etcdctl snapshot restore: {}", describe(&out));
     let client_url = format!("http://127.0.0.1:{client}");
-    let mut etcd = Command::new("etcd")
+    let mut etcd = Command::new(release.server().unwrap())
         .args([
             "--name=r".to_string(),
             format!("--data-dir={}", data.display()),
@@ -109,77 +137,115 @@ fn etcdctl_status(file: &Path) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-#[test]
-fn every_transport_saves_a_snapshot_that_restores_every_key() {
-    let c = DemoCluster::start(Scenario::HealthyHa).unwrap();
-    let etcd = c.etcd().unwrap();
-    let env = c.env();
-    let dir = tempfile::tempdir().unwrap();
+in_both_worlds! {
+    fn every_transport_saves_a_snapshot_that_restores_every_key(world) {
+        let c = start(world, Scenario::HealthyHa);
+        let release = release_of(world);
+        let etcd = c.etcd().unwrap();
+        let env = c.env();
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap();
+        let tls = tls_flags(&etcd.client_tls());
 
-    // port-forward through the API server (certificates read from the pod through its shell:
-    // the 3.5-style image has neither tar nor cat).
-    let out = kubectl(
-        &["etcdsnap", "save", "--via", "port-forward", "--dir", dir.path().to_str().unwrap(), "-o", "json"],
-        &env,
-    );
-    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    let report = json_of(&out);
-    let sidecar = &report["sidecar"];
-    assert_eq!(sidecar["via"], "port-forward");
-    assert_eq!(sidecar["verified"], true);
-    let pf_file = dir.path().join(sidecar["file"].as_str().unwrap());
-    use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&pf_file).unwrap().permissions().mode() & 0o777, 0o600);
-    assert!(!std::fs::read_dir(dir.path()).unwrap().any(|e| e.unwrap().path().to_string_lossy().ends_with(".part")));
-    let revision = sidecar["revision"].as_i64().unwrap();
-    let expected = rt().block_on(async {
-        let mut client = etcd.client().await.unwrap();
-        all_keys(&mut client, Some(revision)).await
-    });
-    assert!(expected.len() > 100, "the scenario wrote Kubernetes objects");
-    assert_eq!(restore_and_read(&pf_file), expected, "port-forward snapshot restores every key and value");
+        // port-forward through the API server. The 3.5-style image of the simulator lets the
+        // certificates be read through its shell; etcd 3.6's image has none, so there the user
+        // brings copies of the files — and without them is told which.
+        let mut args = vec!["etcdsnap", "save", "--via", "port-forward", "--dir", d, "-o", "json"];
+        if world == World::Real {
+            let out = kubectl(&args, &env);
+            assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+            let (_, stderr) = text(&out);
+            assert!(stderr.contains("healthcheck-client.key from node cp-") && stderr.contains("--etcd-cacert"), "{stderr}");
+            args.extend(tls.iter().map(String::as_str));
+        }
+        let out = kubectl(&args, &env);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        let report = json_of(&out);
+        let sidecar = &report["sidecar"];
+        assert_eq!(sidecar["via"], "port-forward");
+        assert_eq!(sidecar["verified"], true);
+        let pf_file = dir.path().join(sidecar["file"].as_str().unwrap());
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&pf_file).unwrap().permissions().mode() & 0o777, 0o600);
+        assert!(!std::fs::read_dir(dir.path()).unwrap().any(|e| e.unwrap().path().to_string_lossy().ends_with(".part")));
+        let revision = sidecar["revision"].as_i64().unwrap();
+        // The record's revision is the file's (a live cluster writes while the save starts).
+        assert_eq!(revision, etcdctl_status(&pf_file)["revision"].as_i64().unwrap(), "{sidecar}");
+        let expected = rt().block_on(async {
+            let mut client = etcd.client().await.unwrap();
+            all_keys(&mut client, Some(revision)).await
+        });
+        assert!(expected.len() > 100, "the scenario wrote Kubernetes objects");
+        assert_same_keys(&restore_and_read(&pf_file, release), &expected, "port-forward snapshot restores every key and value");
 
-    // direct, like etcdctl on a control-plane node.
-    let direct_file = dir.path().join("direct.db");
-    let mut args = vec!["save".to_string(), direct_file.display().to_string(), "--via".into(), "direct".into()];
-    args.push(format!("--endpoints={}", etcd.members[0].local_client_url()));
-    args.extend(tls_flags(&etcd.client_tls()));
-    let out = plugin("etcdsnap", &args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
-    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    let sidecar: Value = serde_json::from_slice(&std::fs::read(dir.path().join("direct.db.json")).unwrap()).unwrap();
-    let expected = rt().block_on(async {
-        let mut client = etcd.client().await.unwrap();
-        all_keys(&mut client, Some(sidecar["revision"].as_i64().unwrap())).await
-    });
-    assert_eq!(restore_and_read(&direct_file), expected, "direct snapshot restores every key and value");
+        // status reads what etcdctl reads, and its inventory is what etcd held at that revision.
+        let out = plugin("etcdsnap", &["status", pf_file.to_str().unwrap(), "-o", "json"], &[]);
+        let st = json_of(&out);
+        assert_eq!(st["etcdctl"], etcdctl_status(&pf_file));
+        let mut inventory: BTreeMap<String, u64> = BTreeMap::new();
+        for key in expected.keys() {
+            if let Some(r) = testkit::etcd_data::resource_of(&String::from_utf8_lossy(key)) {
+                *inventory.entry(r).or_default() += 1;
+            }
+        }
+        for (resource, n) in &inventory {
+            assert_eq!(st["inventory"][resource].as_u64(), Some(*n), "{resource}: {}", st["inventory"]);
+        }
+        assert_eq!(st["sha256"]["valid"], true);
 
-    // exec: etcdctl in the pod writes under the node's etcd data dir and checks it there.
-    let out = kubectl(&["etcdsnap", "save", "--via", "exec", "--member", "cp-2", "-o", "json"], &env);
-    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    let report = json_of(&out);
-    assert_eq!(report["node"], "cp-2");
-    let in_pod = report["sidecar"]["file"].as_str().unwrap().to_string();
-    assert!(in_pod.starts_with("/var/lib/etcd/etcd-healthy-ha-cp-2-"), "{in_pod}");
-    // etcdctl checked it on the node: its hash is recorded as such, never as a sha256.
-    assert!(report["sidecar"].get("sha256").is_none(), "{report}");
-    let on_node = etcd.members[1].node_root.join(in_pod.trim_start_matches('/'));
-    let etcdctl_hash = etcdctl_status(&on_node)["hash"].as_u64().unwrap();
-    assert_eq!(report["sidecar"]["etcdctlHash"], format!("{etcdctl_hash:x}"), "{report}");
-    let expected = rt().block_on(async {
-        let mut client = etcd.client().await.unwrap();
-        all_keys(&mut client, Some(report["sidecar"]["revision"].as_i64().unwrap())).await
-    });
-    assert_eq!(restore_and_read(&on_node), expected, "exec snapshot restores every key and value");
+        // direct, like etcdctl on a control-plane node.
+        let direct_file = dir.path().join("direct.db");
+        let mut args = vec!["save".to_string(), direct_file.display().to_string(), "--via".into(), "direct".into()];
+        args.push(format!("--endpoints={}", etcd.members[0].local_client_url()));
+        args.extend(tls.iter().cloned());
+        let out = plugin("etcdsnap", &args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        let sidecar: Value = serde_json::from_slice(&std::fs::read(dir.path().join("direct.db.json")).unwrap()).unwrap();
+        assert_eq!(sidecar["revision"], etcdctl_status(&direct_file)["revision"], "{sidecar}");
+        let expected = rt().block_on(async {
+            let mut client = etcd.client().await.unwrap();
+            all_keys(&mut client, Some(sidecar["revision"].as_i64().unwrap())).await
+        });
+        assert_same_keys(&restore_and_read(&direct_file, release), &expected, "direct snapshot restores every key and value");
 
-    // status reads what etcdctl reads, and its inventory is what the scenario wrote.
-    let out = plugin("etcdsnap", &["status", pf_file.to_str().unwrap(), "-o", "json"], &[]);
-    let st = json_of(&out);
-    assert_eq!(st["etcdctl"], etcdctl_status(&pf_file));
-    let inventory = c.facts.etcd_inventory.clone().unwrap();
-    for (resource, n) in &inventory.live {
-        assert_eq!(st["inventory"][resource].as_u64(), Some(*n as u64), "{resource}: {}", st["inventory"]);
+        // exec: etcdctl in the pod writes under the node's etcd data dir and checks it there
+        // (with etcdutl on 3.6, whose etcdctl has no `snapshot status`).
+        let out = kubectl(&["etcdsnap", "save", "--via", "exec", "--member", "cp-2", "-o", "json"], &env);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        let report = json_of(&out);
+        assert_eq!(report["node"], "cp-2");
+        let in_pod = report["sidecar"]["file"].as_str().unwrap().to_string();
+        let node_root = &etcd.members[1].node_root;
+        let data_dir = match world {
+            World::Sim => "/var/lib/etcd".to_string(),
+            World::Real => etcd.members[1].data_dir().display().to_string(),
+        };
+        assert!(in_pod.starts_with(&format!("{data_dir}/etcd-healthy-ha-cp-2-")), "{in_pod}");
+        // The hash checked on the node is recorded as such, never as a sha256.
+        assert!(report["sidecar"].get("sha256").is_none(), "{report}");
+        let on_node =
+            if Path::new(&in_pod).starts_with(node_root) { PathBuf::from(&in_pod) } else { node_root.join(in_pod.trim_start_matches('/')) };
+        let etcdctl_hash = etcdctl_status(&on_node)["hash"].as_u64().unwrap();
+        assert_eq!(report["sidecar"]["etcdctlHash"], format!("{etcdctl_hash:x}"), "{report}");
+        let expected = rt().block_on(async {
+            let mut client = etcd.client().await.unwrap();
+            all_keys(&mut client, Some(report["sidecar"]["revision"].as_i64().unwrap())).await
+        });
+        assert_same_keys(&restore_and_read(&on_node, release), &expected, "exec snapshot restores every key and value");
+
+        // Without --via, auto prefers port-forward and, where the image hides the certificates
+        // (etcd 3.6), says so and saves through exec.
+        let out = kubectl(&["etcdsnap", "save", "--dir", d, "-o", "json"], &env);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        let expected_via = match world {
+            World::Sim => "port-forward",
+            World::Real => "exec",
+        };
+        assert_eq!(json_of(&out)["sidecar"]["via"], expected_via, "{}", describe(&out));
+        if world == World::Real {
+            assert!(text(&out).1.contains("using exec in the pod instead"), "{}", describe(&out));
+        }
     }
-    assert_eq!(st["sha256"]["valid"], true);
 }
 
 fn single_member(plain: bool) -> EtcdCluster {
@@ -375,22 +441,26 @@ fn faults_never_leave_a_file_behind() {
     assert_eq!(no_files_left(dir.path()), Vec::<PathBuf>::new());
 }
 
-#[test]
-fn nospace_and_shell_less_images() {
-    // A NOSPACE alarm stops writes, not snapshots: the save works and members shows the alarm.
-    let c = DemoCluster::start(Scenario::EtcdNospace).unwrap();
-    let env = c.env();
-    let dir = tempfile::tempdir().unwrap();
-    let out = kubectl(&["etcdsnap", "save", "--dir", dir.path().to_str().unwrap()], &env);
-    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    let out = kubectl(&["etcdsnap", "members"], &env);
-    let (stdout, _) = text(&out);
-    assert!(stdout.contains("alarms: NOSPACE"), "{}", describe(&out));
-    assert_eq!(out.status.code(), Some(2));
-    drop(c);
+in_both_worlds! {
+    fn nospace_stops_writes_not_snapshots(world) {
+        // A NOSPACE alarm stops writes, not snapshots: the save works and members shows the alarm.
+        let c = start(world, Scenario::EtcdNospace);
+        let env = c.env();
+        let dir = tempfile::tempdir().unwrap();
+        let out = kubectl(&["etcdsnap", "save", "--dir", dir.path().to_str().unwrap()], &env);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        let out = kubectl(&["etcdsnap", "members"], &env);
+        let (stdout, _) = text(&out);
+        assert!(stdout.contains("alarms: NOSPACE"), "{}", describe(&out));
+        assert_eq!(out.status.code(), Some(2));
+    }
+}
 
-    // An etcd 3.6-style image has no shell: the certificates cannot be read through the pod,
-    // and the error says which files to bring.
+/// The simulator emulating etcd 3.6's shell-less image over Debian's 3.4 (the real world runs
+/// 3.6 itself: `every_transport_saves_a_snapshot_that_restores_every_key::real`).
+#[test]
+fn shell_less_images_in_the_simulator() {
+    let dir = tempfile::tempdir().unwrap();
     let c = DemoCluster::start(Scenario::HealthyHa).unwrap();
     for name in ["etcd-cp-1", "etcd-cp-2", "etcd-cp-3"] {
         let mut rt = c.apiserver().sim.exec.pod("kube-system", name).unwrap();
@@ -416,104 +486,114 @@ fn nospace_and_shell_less_images() {
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
 }
 
-#[test]
-fn maintenance_on_a_three_member_tls_cluster() {
-    let c = DemoCluster::start(Scenario::HealthyHa).unwrap();
-    let env = c.env();
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().to_str().unwrap();
-    for name in ["a.db", "b.db", "c.db"] {
-        let out = kubectl(&["etcdsnap", "save", &format!("{d}/{name}")], &env);
+in_both_worlds! {
+    fn maintenance_on_a_three_member_tls_cluster(world) {
+        let c = start(world, Scenario::HealthyHa);
+        let env = c.env();
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap();
+        // etcd 3.6's image has no shell: port-forwards there use copies of the certificate files.
+        let tls = match world {
+            World::Sim => vec![],
+            World::Real => tls_flags(&c.etcd().unwrap().client_tls()),
+        };
+        let with_tls = |args: &[&str]| -> Vec<String> {
+            args.iter().map(|a| a.to_string()).chain(tls.iter().cloned()).collect()
+        };
+        let run = |args: Vec<String>| kubectl(&args.iter().map(String::as_str).collect::<Vec<_>>(), &env);
+        for name in ["a.db", "b.db", "c.db"] {
+            let out = run(with_tls(&["etcdsnap", "save", &format!("{d}/{name}")]));
+            assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+            std::thread::sleep(Duration::from_millis(1100));
+        }
+        // An unverified copy, oldest.
+        std::fs::copy(format!("{d}/a.db"), format!("{d}/copied.db")).unwrap();
+        let old = std::time::SystemTime::now() - Duration::from_secs(30 * 86400);
+        std::fs::File::options().write(true).open(format!("{d}/copied.db")).unwrap().set_modified(old).unwrap();
+
+        // ls: newest first, verified from the sidecars.
+        let ls = json_of(&plugin("etcdsnap", &["ls", d, "-o", "json"], &[]));
+        let names: Vec<String> = ls["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| Path::new(e["path"].as_str().unwrap()).file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["c.db", "b.db", "a.db", "copied.db"]);
+        assert_eq!(ls["items"][0]["state"], "verified");
+        assert_eq!(ls["items"][3]["state"], "no record");
+
+        // prune: the plan first, then --yes; the newest verified is kept.
+        let out = plugin("etcdsnap", &["prune", d, "--keep", "1"], &[]);
+        assert!(text(&out).0.contains("would delete"), "{}", describe(&out));
+        assert_eq!(std::fs::read_dir(d).unwrap().count(), 7, "nothing deleted without --yes");
+        let out = plugin("etcdsnap", &["prune", d, "--older-than", "7d", "--yes"], &[]);
         assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-        std::thread::sleep(Duration::from_millis(1100));
+        assert!(!Path::new(&format!("{d}/copied.db")).exists());
+        let out = plugin("etcdsnap", &["prune", d, "--keep", "1", "--yes"], &[]);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        let left: Vec<String> =
+            std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        assert_eq!(left.len(), 2, "c.db and its record: {left:?}");
+        let file = format!("{d}/c.db");
+
+        // restore-plan from the live members.
+        let out = kubectl(&["etcdsnap", "restore-plan", &file], &env);
+        let (plan, _) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        let etcd = c.etcd().unwrap();
+        for m in &etcd.members {
+            assert!(plan.contains(&format!("--name {}", m.name)), "{plan}");
+            assert!(plan.contains(&format!("{}={}", m.name, m.peer_url())), "{plan}");
+        }
+        // kubeadm sets no token; a restored cluster gets a new one, so old members cannot join it.
+        assert!(plan.contains("--initial-cluster-token etcd-restore-"), "{plan}");
+        assert!(plan.contains("Restore every member from the SAME file"));
+        assert!(plan.contains("--bump-revision") && plan.contains("--mark-compacted"));
+
+        // drill: restore, start, compare (with the etcd tools of the cluster's release).
+        let out = plugin("etcdsnap", &["drill", &file], &env);
+        let (stdout, _) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        assert!(stdout.contains("PASS revision") && stdout.contains("PASS keys"), "{stdout}");
+
+        // members: three, one leader.
+        let m = json_of(&kubectl(&["etcdsnap", "members", "-o", "json"], &env));
+        let members = m["status"]["members"].as_array().unwrap();
+        assert_eq!(members.len(), 3);
+        assert!(members.iter().all(|x| x["healthy"] == true));
+        assert_eq!(m["verdict"], "OK");
+        // The same through one port-forward per member.
+        let pf = json_of(&run(with_tls(&["etcdsnap", "members", "--via", "port-forward", "-o", "json"])));
+        assert_eq!(pf["status"]["source"], "a port-forward to each member");
+        let pf_members = pf["status"]["members"].as_array().unwrap();
+        assert_eq!(pf_members.len(), 3);
+        assert!(pf_members.iter().all(|x| x["healthy"] == true && x["dbSize"].as_u64().unwrap() > 0), "{pf}");
+
+        // defrag: plan without --yes, then followers first and the leader last.
+        let out = kubectl(&["etcdsnap", "defrag", "--all"], &env);
+        assert!(text(&out).0.contains("Nothing changed"), "{}", describe(&out));
+        let out = kubectl(&["etcdsnap", "defrag", "--all", "--yes"], &env);
+        let (stdout, _) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        let leader = rt().block_on(etcd.leader_index()).unwrap();
+        let order: Vec<&str> =
+            stdout.lines().filter_map(|l| l.strip_prefix("defragmenting ")).map(|l| l.split(' ').next().unwrap()).collect();
+        assert_eq!(order.len(), 3, "{stdout}");
+        assert_eq!(order[2], etcd.members[leader].name, "the leader goes last: {stdout}");
+        // The same through port-forwards: each member is defragmented through its own tunnel.
+        let out = run(with_tls(&["etcdsnap", "defrag", "--all", "--via", "port-forward", "--yes"]));
+        let (stdout, _) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        assert_eq!(stdout.lines().filter(|l| l.starts_with("defragmenting ")).count(), 3, "{stdout}");
+
+        // compact: up to the current revision; older revisions are gone.
+        let out = kubectl(&["etcdsnap", "compact", "--yes"], &env);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        let err = rt().block_on(async {
+            let mut client = etcd.client().await.unwrap();
+            client.get("/registry", Some(etcd_client::GetOptions::new().with_revision(1))).await.err()
+        });
+        assert!(err.is_some_and(|e| e.to_string().contains("compacted")), "revision 1 was compacted");
     }
-    // An unverified copy, oldest.
-    std::fs::copy(format!("{d}/a.db"), format!("{d}/copied.db")).unwrap();
-    let old = std::time::SystemTime::now() - Duration::from_secs(30 * 86400);
-    std::fs::File::options().write(true).open(format!("{d}/copied.db")).unwrap().set_modified(old).unwrap();
-
-    // ls: newest first, verified from the sidecars.
-    let ls = json_of(&plugin("etcdsnap", &["ls", d, "-o", "json"], &[]));
-    let names: Vec<String> = ls["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| Path::new(e["path"].as_str().unwrap()).file_name().unwrap().to_string_lossy().into_owned())
-        .collect();
-    assert_eq!(names, ["c.db", "b.db", "a.db", "copied.db"]);
-    assert_eq!(ls["items"][0]["state"], "verified");
-    assert_eq!(ls["items"][3]["state"], "no record");
-
-    // prune: the plan first, then --yes; the newest verified is kept.
-    let out = plugin("etcdsnap", &["prune", d, "--keep", "1"], &[]);
-    assert!(text(&out).0.contains("would delete"), "{}", describe(&out));
-    assert_eq!(std::fs::read_dir(d).unwrap().count(), 7, "nothing deleted without --yes");
-    let out = plugin("etcdsnap", &["prune", d, "--older-than", "7d", "--yes"], &[]);
-    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    assert!(!Path::new(&format!("{d}/copied.db")).exists());
-    let out = plugin("etcdsnap", &["prune", d, "--keep", "1", "--yes"], &[]);
-    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    let left: Vec<String> =
-        std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    assert_eq!(left.len(), 2, "c.db and its record: {left:?}");
-    let file = format!("{d}/c.db");
-
-    // restore-plan from the live members.
-    let out = kubectl(&["etcdsnap", "restore-plan", &file], &env);
-    let (plan, _) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    let etcd = c.etcd().unwrap();
-    for m in &etcd.members {
-        assert!(plan.contains(&format!("--name {}", m.name)), "{plan}");
-        assert!(plan.contains(&format!("{}={}", m.name, m.peer_url())), "{plan}");
-    }
-    // kubeadm sets no token; a restored cluster gets a new one, so old members cannot join it.
-    assert!(plan.contains("--initial-cluster-token etcd-restore-"), "{plan}");
-    assert!(plan.contains("Restore every member from the SAME file"));
-    assert!(plan.contains("--bump-revision") && plan.contains("--mark-compacted"));
-
-    // drill: restore, start, compare.
-    let out = plugin("etcdsnap", &["drill", &file], &[]);
-    let (stdout, _) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    assert!(stdout.contains("PASS revision") && stdout.contains("PASS keys"), "{stdout}");
-
-    // members: three, one leader.
-    let m = json_of(&kubectl(&["etcdsnap", "members", "-o", "json"], &env));
-    let members = m["status"]["members"].as_array().unwrap();
-    assert_eq!(members.len(), 3);
-    assert!(members.iter().all(|x| x["healthy"] == true));
-    assert_eq!(m["verdict"], "OK");
-    // The same through one port-forward per member (certificates read through the pod's shell).
-    let pf = json_of(&kubectl(&["etcdsnap", "members", "--via", "port-forward", "-o", "json"], &env));
-    assert_eq!(pf["status"]["source"], "a port-forward to each member");
-    let pf_members = pf["status"]["members"].as_array().unwrap();
-    assert_eq!(pf_members.len(), 3);
-    assert!(pf_members.iter().all(|x| x["healthy"] == true && x["dbSize"].as_u64().unwrap() > 0), "{pf}");
-
-    // defrag: plan without --yes, then followers first and the leader last.
-    let out = kubectl(&["etcdsnap", "defrag", "--all"], &env);
-    assert!(text(&out).0.contains("Nothing changed"), "{}", describe(&out));
-    let out = kubectl(&["etcdsnap", "defrag", "--all", "--yes"], &env);
-    let (stdout, _) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    let leader = rt().block_on(etcd.leader_index()).unwrap();
-    let order: Vec<&str> =
-        stdout.lines().filter_map(|l| l.strip_prefix("defragmenting ")).map(|l| l.split(' ').next().unwrap()).collect();
-    assert_eq!(order.len(), 3, "{stdout}");
-    assert_eq!(order[2], etcd.members[leader].name, "the leader goes last: {stdout}");
-    // The same through port-forwards: each member is defragmented through its own tunnel.
-    let out = kubectl(&["etcdsnap", "defrag", "--all", "--via", "port-forward", "--yes"], &env);
-    let (stdout, _) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    assert_eq!(stdout.lines().filter(|l| l.starts_with("defragmenting ")).count(), 3, "{stdout}");
-
-    // compact: up to the current revision; older revisions are gone.
-    let out = kubectl(&["etcdsnap", "compact", "--yes"], &env);
-    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    let err = rt().block_on(async {
-        let mut client = etcd.client().await.unwrap();
-        client.get("/registry", Some(etcd_client::GetOptions::new().with_revision(1))).await.err()
-    });
-    assert!(err.is_some_and(|e| e.to_string().contains("compacted")), "revision 1 was compacted");
 }

@@ -1,12 +1,13 @@
 //! `kubectl webhookguard` end to end: offline scans of the real manifests in
 //! tests/fixtures/webhooks/ (a verbatim copy of ../shared/fixtures/webhooks/), and the live
-//! scan, probe, disarm and restore against the simulated cluster, run through kubectl.
+//! scan, probe, disarm and restore in both worlds of the test kit (the simulated API server and
+//! the real control plane), run through kubectl.
 
 use std::path::{Path, PathBuf};
 
-use cpkit_e2e::{describe, kubectl, plugin, text};
+use cpkit_e2e::{describe, in_both_worlds, kubectl, plugin, start, text};
 use serde_json::Value;
-use testkit::{DemoCluster, Scenario};
+use testkit::{DemoCluster, Scenario, World};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/webhooks").join(name)
@@ -174,172 +175,181 @@ fn comparable(mut v: Value) -> Value {
     v
 }
 
-#[test]
-fn webhook_lockout_scan_probe_disarm_restore() {
-    let c = DemoCluster::start(Scenario::WebhookLockout).unwrap();
-    let (config, webhook) = c.facts.lockout_webhook.clone().unwrap();
-    let env = c.env();
+in_both_worlds! {
+    fn webhook_lockout_scan_probe_disarm_restore(world) {
+        let c = start(world, Scenario::WebhookLockout);
+        let (config, webhook) = c.facts.lockout_webhook.clone().unwrap();
+        let env = c.env();
 
-    // scan: CRITICAL, the live outage first, naming the webhook.
-    let out = kubectl(&["webhookguard", "-o", "json", "--sample", "300ms"], &env);
-    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
-    let r = json_of(&out);
-    assert_eq!(r["verdict"], "CRITICAL");
-    let first = &r["findings"][0];
-    assert_eq!((first["kind"].as_str(), first["webhook"].as_str()), (Some("BACKEND-DOWN"), Some(webhook.as_str())));
-    assert!(first["summary"].as_str().unwrap().starts_with("LIVE OUTAGE"), "{first}");
-    assert!(has(&r, &webhook, "LOCKOUT", "CRITICAL"));
-    assert!(has(&r, &webhook, "SELF-DEADLOCK", "CRITICAL"));
-    // The well-run cert-manager webhook has no findings.
-    assert!(findings_of(&r, "webhook.cert-manager.io").is_empty(), "{r}");
+        // scan: CRITICAL, the live outage first, naming the webhook.
+        let out = kubectl(&["webhookguard", "-o", "json", "--sample", "300ms"], &env);
+        assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+        let r = json_of(&out);
+        assert_eq!(r["verdict"], "CRITICAL");
+        let first = &r["findings"][0];
+        assert_eq!((first["kind"].as_str(), first["webhook"].as_str()), (Some("BACKEND-DOWN"), Some(webhook.as_str())));
+        assert!(first["summary"].as_str().unwrap().starts_with("LIVE OUTAGE"), "{first}");
+        assert!(has(&r, &webhook, "LOCKOUT", "CRITICAL"));
+        assert!(has(&r, &webhook, "SELF-DEADLOCK", "CRITICAL"));
+        // The well-run cert-manager webhook has no findings.
+        assert!(findings_of(&r, "webhook.cert-manager.io").is_empty(), "{r}");
 
-    // probe: names the webhook from the API server's error.
-    let out = kubectl(&["webhookguard", "probe", "--color", "never"], &env);
-    let (stdout, _) = text(&out);
-    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
-    let kube_system_pod = stdout.lines().find(|l| l.starts_with("kube-system") && l.contains("Pod")).unwrap();
-    assert!(kube_system_pod.contains("CRITICAL") && kube_system_pod.contains(&webhook), "{stdout}");
-    assert!(kube_system_pod.contains("call failed: dial tcp") && kube_system_pod.contains("connection refused"));
+        // probe: names the webhook from the API server's error.
+        let out = kubectl(&["webhookguard", "probe", "--color", "never"], &env);
+        let (stdout, _) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+        let kube_system_pod = stdout.lines().find(|l| l.starts_with("kube-system") && l.contains("Pod")).unwrap();
+        assert!(kube_system_pod.contains("CRITICAL") && kube_system_pod.contains(&webhook), "{stdout}");
+        // The call fails as the API server words it: the simulator dials the ClusterIP (refused);
+        // the real one routes to endpoints (--enable-aggregator-routing) and finds none.
+        let reason = match world {
+            World::Sim => "call failed: dial tcp",
+            World::Real => "call failed: no endpoints available for service \"pod-validator\"",
+        };
+        assert!(kube_system_pod.contains(reason), "{stdout}");
 
-    // The user-visible lockout: a server-side dry-run create of a kube-system pod fails.
-    let pod = c.dir.join("probe-pod.json");
-    std::fs::write(
-        &pod,
-        r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"coredns-test","namespace":"kube-system"},"spec":{"containers":[{"name":"c","image":"registry.k8s.io/coredns/coredns:v1.11.3"}]}}"#,
-    )
-    .unwrap();
-    let before = dry_run_pod(&c, &pod);
-    assert!(!before.status.success());
-    assert!(text(&before).1.contains(&format!("failed calling webhook \"{webhook}\"")), "{}", describe(&before));
+        // The user-visible lockout: a server-side dry-run create of a kube-system pod fails.
+        let pod = c.dir.join("probe-pod.json");
+        std::fs::write(
+            &pod,
+            r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"coredns-test","namespace":"kube-system"},"spec":{"containers":[{"name":"c","image":"registry.k8s.io/coredns/coredns:v1.11.3"}]}}"#,
+        )
+        .unwrap();
+        let before = dry_run_pod(&c, &pod);
+        assert!(!before.status.success());
+        assert!(text(&before).1.contains(&format!("failed calling webhook \"{webhook}\"")), "{}", describe(&before));
 
-    let original = config_json(&c, &config);
-    let backups = tempfile::tempdir().unwrap();
-    let backup_dir = backups.path().to_str().unwrap();
+        let original = config_json(&c, &config);
+        let backups = tempfile::tempdir().unwrap();
+        let backup_dir = backups.path().to_str().unwrap();
 
-    // Without --yes: the plan, and nothing changes.
-    let out = kubectl(&["webhookguard", "disarm", &config, "--mode", "ignore", "--backup-dir", backup_dir], &env);
-    let (stdout, _) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    assert!(stdout.contains(&format!("{webhook}: failurePolicy Fail → Ignore")), "{stdout}");
-    assert!(stdout.contains("Nothing changed."), "{stdout}");
-    assert_eq!(config_json(&c, &config), original);
-    assert_eq!(std::fs::read_dir(backups.path()).unwrap().count(), 0, "no backup without --yes");
+        // Without --yes: the plan, and nothing changes.
+        let out = kubectl(&["webhookguard", "disarm", &config, "--mode", "ignore", "--backup-dir", backup_dir], &env);
+        let (stdout, _) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        assert!(stdout.contains(&format!("{webhook}: failurePolicy Fail → Ignore")), "{stdout}");
+        assert!(stdout.contains("Nothing changed."), "{stdout}");
+        assert_eq!(config_json(&c, &config), original);
+        assert_eq!(std::fs::read_dir(backups.path()).unwrap().count(), 0, "no backup without --yes");
 
-    // With --yes: backup first, the change, verified by a probe, the undo printed.
-    let out =
-        kubectl(&["webhookguard", "disarm", &config, "--mode", "ignore", "--yes", "--backup-dir", backup_dir], &env);
-    let (stdout, _) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    assert!(stdout.contains("1 change applied, read back and verified"), "{stdout}");
-    let undo = stdout.lines().skip_while(|l| !l.starts_with("Undo:")).nth(1).unwrap().trim().to_string();
-    assert!(undo.starts_with("kubectl webhookguard restore ") && undo.ends_with(" --yes"), "{undo}");
-    let backup = PathBuf::from(undo.split_whitespace().nth(3).unwrap());
-    assert!(backup.starts_with(backups.path()), "{undo}");
-    use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&backup).unwrap().permissions().mode() & 0o777, 0o600);
-    let saved: Value = serde_json::from_slice(&std::fs::read(&backup).unwrap()).unwrap();
-    assert_eq!(comparable(saved.clone()), comparable(original.clone()), "the backup is the object as it was");
-    assert_eq!(config_json(&c, &config)["webhooks"][0]["failurePolicy"], "Ignore");
-    let after = dry_run_pod(&c, &pod);
-    assert!(after.status.success(), "{}", describe(&after));
+        // With --yes: backup first, the change, verified by a probe, the undo printed.
+        let out =
+            kubectl(&["webhookguard", "disarm", &config, "--mode", "ignore", "--yes", "--backup-dir", backup_dir], &env);
+        let (stdout, _) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        assert!(stdout.contains("1 change applied, read back and verified"), "{stdout}");
+        let undo = stdout.lines().skip_while(|l| !l.starts_with("Undo:")).nth(1).unwrap().trim().to_string();
+        assert!(undo.starts_with("kubectl webhookguard restore ") && undo.ends_with(" --yes"), "{undo}");
+        let backup = PathBuf::from(undo.split_whitespace().nth(3).unwrap());
+        assert!(backup.starts_with(backups.path()), "{undo}");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&backup).unwrap().permissions().mode() & 0o777, 0o600);
+        let saved: Value = serde_json::from_slice(&std::fs::read(&backup).unwrap()).unwrap();
+        assert_eq!(comparable(saved.clone()), comparable(original.clone()), "the backup is the object as it was");
+        assert_eq!(config_json(&c, &config)["webhooks"][0]["failurePolicy"], "Ignore");
+        let after = dry_run_pod(&c, &pod);
+        assert!(after.status.success(), "{}", describe(&after));
 
-    // Restore, with the printed command (run through kubectl like a user would paste it).
-    let args: Vec<&str> = undo.split_whitespace().skip(1).collect();
-    let out = kubectl(&[&args[..], &["--backup-dir", backup_dir]].concat(), &env);
-    let (stdout, _) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    assert!(stdout.contains("read back, it matches the backup"), "{stdout}");
-    let restored = config_json(&c, &config);
-    assert_eq!(comparable(restored), comparable(original.clone()), "restore gives back the original object");
-    assert!(!dry_run_pod(&c, &pod).status.success(), "the lockout is back, as it was");
-    // Restoring again is a no-op.
-    let out = kubectl(&args, &env);
-    assert!(text(&out).0.contains("it already matches the backup"), "{}", describe(&out));
+        // Restore, with the printed command (run through kubectl like a user would paste it).
+        let args: Vec<&str> = undo.split_whitespace().skip(1).collect();
+        let out = kubectl(&[&args[..], &["--backup-dir", backup_dir]].concat(), &env);
+        let (stdout, _) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        assert!(stdout.contains("read back, it matches the backup"), "{stdout}");
+        let restored = config_json(&c, &config);
+        assert_eq!(comparable(restored), comparable(original.clone()), "restore gives back the original object");
+        assert!(!dry_run_pod(&c, &pod).status.success(), "the lockout is back, as it was");
+        // Restoring again is a no-op.
+        let out = kubectl(&args, &env);
+        assert!(text(&out).0.contains("it already matches the backup"), "{}", describe(&out));
 
-    // delete mode and its undo: the configuration is gone, then re-created as it was.
-    let out = kubectl(
-        &["webhookguard", "disarm", &config, "--mode", "delete", "--yes", "--backup-dir", backup_dir, "-o", "json"],
-        &env,
-    );
-    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    let doc = json_of(&out);
-    assert_eq!((doc["applied"].as_bool(), doc["verified"].as_bool()), (Some(true), Some(true)));
-    assert!(c.kubectl(&["get", "validatingwebhookconfiguration", &config]).status.code() != Some(0));
-    let backup = doc["backup"].as_str().unwrap();
-    let out = kubectl(&["webhookguard", "restore", backup, "--yes"], &env);
-    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    assert_eq!(comparable(config_json(&c, &config)), comparable(original));
+        // delete mode and its undo: the configuration is gone, then re-created as it was.
+        let out = kubectl(
+            &["webhookguard", "disarm", &config, "--mode", "delete", "--yes", "--backup-dir", backup_dir, "-o", "json"],
+            &env,
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        let doc = json_of(&out);
+        assert_eq!((doc["applied"].as_bool(), doc["verified"].as_bool()), (Some(true), Some(true)));
+        assert!(c.kubectl(&["get", "validatingwebhookconfiguration", &config]).status.code() != Some(0));
+        let backup = doc["backup"].as_str().unwrap();
+        let out = kubectl(&["webhookguard", "restore", backup, "--yes"], &env);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        assert_eq!(comparable(config_json(&c, &config)), comparable(original));
+    }
 }
 
-#[test]
-fn a_concurrent_change_is_never_overwritten() {
-    let c = DemoCluster::start(Scenario::WebhookLockout).unwrap();
-    let (config, _) = c.facts.lockout_webhook.clone().unwrap();
-    let env = c.env();
-    let backups = tempfile::tempdir().unwrap();
-    let backup_dir = backups.path().to_str().unwrap();
+in_both_worlds! {
+    fn a_concurrent_change_is_never_overwritten(world) {
+        let c = start(world, Scenario::WebhookLockout);
+        let (config, _) = c.facts.lockout_webhook.clone().unwrap();
+        let env = c.env();
+        let backups = tempfile::tempdir().unwrap();
+        let backup_dir = backups.path().to_str().unwrap();
 
-    // The operator reads the plan...
-    let out = kubectl(&["webhookguard", "disarm", &config, "--mode", "exclude-system", "-o", "json"], &env);
-    let plan = json_of(&out);
-    let seen = plan["plan"]["resourceVersion"].as_str().unwrap().to_string();
-    assert!(!seen.is_empty());
-    // ...meanwhile someone else changes the configuration...
-    let out = c.kubectl(&["label", "validatingwebhookconfiguration", &config, "owner=helm-upgrade"]);
-    assert!(out.status.success(), "{}", describe(&out));
-    let changed = config_json(&c, &config);
-    // ...and applying the plan seen is refused by the API server's precondition, for an update
-    // and for a delete (DeleteOptions preconditions) alike.
-    let stale = |mode: &str| {
-        let args = ["webhookguard", "disarm", &config, "--mode", mode, "--yes", "--resource-version", &seen];
-        kubectl(&[&args[..], &["--backup-dir", backup_dir]].concat(), &env)
-    };
-    let out = stale("exclude-system");
-    let (_, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
-    assert!(
-        stderr.contains(&format!("changed since it was read (resourceVersion {seen}); nothing was written")),
-        "{stderr}"
-    );
-    assert_eq!(config_json(&c, &config), changed, "the concurrent change survives untouched");
-    let out = stale("delete");
-    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
-    assert_eq!(config_json(&c, &config), changed);
+        // The operator reads the plan...
+        let out = kubectl(&["webhookguard", "disarm", &config, "--mode", "exclude-system", "-o", "json"], &env);
+        let plan = json_of(&out);
+        let seen = plan["plan"]["resourceVersion"].as_str().unwrap().to_string();
+        assert!(!seen.is_empty());
+        // ...meanwhile someone else changes the configuration...
+        let out = c.kubectl(&["label", "validatingwebhookconfiguration", &config, "owner=helm-upgrade"]);
+        assert!(out.status.success(), "{}", describe(&out));
+        let changed = config_json(&c, &config);
+        // ...and applying the plan seen is refused by the API server's precondition, for an update
+        // and for a delete (DeleteOptions preconditions) alike.
+        let stale = |mode: &str| {
+            let args = ["webhookguard", "disarm", &config, "--mode", mode, "--yes", "--resource-version", &seen];
+            kubectl(&[&args[..], &["--backup-dir", backup_dir]].concat(), &env)
+        };
+        let out = stale("exclude-system");
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+        assert!(
+            stderr.contains(&format!("changed since it was read (resourceVersion {seen}); nothing was written")),
+            "{stderr}"
+        );
+        assert_eq!(config_json(&c, &config), changed, "the concurrent change survives untouched");
+        let out = stale("delete");
+        assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+        assert_eq!(config_json(&c, &config), changed);
+    }
 }
 
-#[test]
-fn usage_errors_and_unknown_names() {
-    let c = DemoCluster::start(Scenario::HealthyHa).unwrap();
-    let env = c.env();
-    let out = kubectl(&["webhookguard", "disarm", "no-such-config", "--mode", "ignore"], &env);
-    let (_, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
-    assert!(stderr.contains("No webhook configuration named no-such-config"), "{stderr}");
-    // cert-manager has a validating and a mutating configuration of the same name.
-    let out = kubectl(&["webhookguard", "disarm", "cert-manager-webhook", "--mode", "ignore"], &env);
-    let (_, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(64), "{}", describe(&out));
-    assert!(stderr.contains("--kind validating|mutating"), "{stderr}");
-    let out = kubectl(
-        &[
-            "webhookguard",
-            "disarm",
-            "validatingwebhookconfiguration/cert-manager-webhook",
-            "--mode",
-            "ignore",
-            "--webhook",
-            "nope",
-        ],
-        &env,
-    );
-    let (_, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(64), "{}", describe(&out));
-    assert!(stderr.contains("has no webhook \"nope\"") && stderr.contains("webhook.cert-manager.io"), "{stderr}");
-    let out = kubectl(&["webhookguard", "disarm", "pods/x", "--mode", "ignore"], &env);
-    assert_eq!(out.status.code(), Some(64), "{}", describe(&out));
-    let out = kubectl(&["webhookguard", "disarm", "x", "--mode", "sideways"], &env);
-    assert_eq!(out.status.code(), Some(64), "{}", describe(&out));
-    // A well-run cluster scans clean.
-    let out = kubectl(&["webhookguard", "--sample", "0"], &env);
-    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+in_both_worlds! {
+    fn usage_errors_and_unknown_names(world) {
+        let c = start(world, Scenario::HealthyHa);
+        let env = c.env();
+        let out = kubectl(&["webhookguard", "disarm", "no-such-config", "--mode", "ignore"], &env);
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+        assert!(stderr.contains("No webhook configuration named no-such-config"), "{stderr}");
+        // cert-manager has a validating and a mutating configuration of the same name.
+        let out = kubectl(&["webhookguard", "disarm", "cert-manager-webhook", "--mode", "ignore"], &env);
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(64), "{}", describe(&out));
+        assert!(stderr.contains("--kind validating|mutating"), "{stderr}");
+        let out = kubectl(
+            &[
+                "webhookguard",
+                "disarm",
+                "validatingwebhookconfiguration/cert-manager-webhook",
+                "--mode",
+                "ignore",
+                "--webhook",
+                "nope",
+            ],
+            &env,
+        );
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(64), "{}", describe(&out));
+        assert!(stderr.contains("has no webhook \"nope\"") && stderr.contains("webhook.cert-manager.io"), "{stderr}");
+        let out = kubectl(&["webhookguard", "disarm", "pods/x", "--mode", "ignore"], &env);
+        assert_eq!(out.status.code(), Some(64), "{}", describe(&out));
+        let out = kubectl(&["webhookguard", "disarm", "x", "--mode", "sideways"], &env);
+        assert_eq!(out.status.code(), Some(64), "{}", describe(&out));
+        // A well-run cluster scans clean.
+        let out = kubectl(&["webhookguard", "--sample", "0"], &env);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    }
 }

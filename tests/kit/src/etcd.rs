@@ -348,7 +348,6 @@ impl EtcdCluster {
                 format!("--initial-advertise-peer-urls={}", m.peer_url()),
                 format!("--initial-cluster={initial_cluster}"),
                 "--initial-cluster-state=new".into(),
-                format!("--initial-cluster-token={}", options.cluster_token),
                 format!("--listen-metrics-urls=http://127.0.0.1:{}", m.metrics_port),
                 format!("--cert-file={}", p("server.crt")),
                 format!("--key-file={}", p("server.key")),
@@ -364,6 +363,10 @@ impl EtcdCluster {
             ];
             if options.quota_backend_bytes > 0 {
                 m.args.push(format!("--quota-backend-bytes={}", options.quota_backend_bytes));
+            }
+            // kubeadm's manifest sets no token (etcd's default applies); empty keeps it so.
+            if !options.cluster_token.is_empty() {
+                m.args.push(format!("--initial-cluster-token={}", options.cluster_token));
             }
         }
         let mut cluster =

@@ -83,6 +83,13 @@ pub fn resource_of(key: &str) -> Option<String> {
     } else if first == "minions" {
         // Where the apiserver stores nodes (and where this loader writes them).
         Some("nodes".to_string())
+    } else if first == "services" {
+        // Services under services/specs, Endpoints under services/endpoints (kubernetes
+        // `pkg/registry/core/{service,endpoint}/storage`).
+        match parts.next()? {
+            "endpoints" => Some("endpoints".to_string()),
+            _ => Some("services".to_string()),
+        }
     } else {
         Some(first.to_string())
     }
@@ -303,6 +310,8 @@ mod tests {
             resource_of("/registry/apiregistration.k8s.io/apiservices/v1.apps").as_deref(),
             Some("apiregistration.k8s.io/apiservices")
         );
+        assert_eq!(resource_of("/registry/services/specs/default/kubernetes").as_deref(), Some("services"));
+        assert_eq!(resource_of("/registry/services/endpoints/default/kubernetes").as_deref(), Some("endpoints"));
         assert_eq!(resource_of("/other/x"), None);
     }
 

@@ -189,6 +189,8 @@ impl RealCluster {
             members: cps,
             quota_backend_bytes: options.etcd_quota_backend_bytes,
             node_names: nodes[..cps].iter().map(|n| n.name.clone()).collect(),
+            // kubeadm's etcd manifest has no --initial-cluster-token.
+            cluster_token: String::new(),
             ..EtcdOptions::default()
         })?;
 
@@ -731,12 +733,37 @@ impl RealCluster {
         Ok(())
     }
 
-    /// Environment for commands run against this cluster.
+    /// Environment for commands run against this cluster: its kubeconfig, a private kubectl
+    /// cache, and the etcd tools of its etcd release first on PATH (what an SRE restoring its
+    /// snapshots uses: etcdutl and etcd 3.6 for a 3.6 cluster).
     pub fn env(&self) -> Vec<(String, String)> {
-        vec![
+        let mut env = vec![
             ("KUBECONFIG".into(), self.kubeconfig.display().to_string()),
             ("KUBECACHEDIR".into(), self.dir.join("kube-cache").display().to_string()),
-        ]
+        ];
+        if let Ok(tools) = self.etcd_tools_dir() {
+            let path = std::env::var("PATH").unwrap_or_default();
+            env.push(("PATH".into(), format!("{}:{path}", tools.display())));
+        }
+        env
+    }
+
+    /// A directory with this cluster's etcd, etcdctl and etcdutl (none for Debian's, on PATH).
+    pub fn etcd_tools_dir(&self) -> std::io::Result<PathBuf> {
+        let release = self.options.etcd;
+        if release == EtcdRelease::Debian {
+            return Err(io_err("Debian's etcd tools are on PATH"));
+        }
+        let dir = self.dir.join("etcd-tools");
+        if !dir.exists() {
+            std::fs::create_dir_all(&dir)?;
+            let mut tools = vec![("etcd", release.server()?), ("etcdctl", release.etcdctl()?)];
+            tools.extend(release.etcdutl().map(|u| ("etcdutl", u)));
+            for (name, target) in tools {
+                std::os::unix::fs::symlink(target, dir.join(name))?;
+            }
+        }
+        Ok(dir)
     }
 
     /// Adds a client-certificate user (`CN=user, O=groups`) and a context `<name>-<user>` to the
