@@ -1,12 +1,12 @@
 //! `kubectl cphealth bundle` (contents, and no secret material) and `kubectl cphealth rbac`
-//! (the printed roles are enough for every check).
+//! (the printed roles are enough for every check), in both worlds of the test kit.
 
 use std::io::Read;
 
-use cpkit_e2e::{describe, kubectl, text};
+use cpkit_e2e::{describe, in_both_worlds, kubectl, start, text};
 use serde_json::Value;
 use testkit::apiserver::{Rule, User};
-use testkit::{DemoCluster, Scenario};
+use testkit::{DemoCluster, Scenario, World};
 
 fn base64_of(text: &str) -> String {
     const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -35,9 +35,62 @@ fn entries(path: &std::path::Path) -> Vec<(String, String)> {
     out
 }
 
-#[test]
-fn bundle_has_the_diagnostics_and_no_secrets() {
-    let c = DemoCluster::start(Scenario::HealthyHa).unwrap();
+/// A user who may get and list every resource (no non-resource URLs such as /metrics), with a
+/// bearer token: the simulator's `viewer`, or a service account on the real control plane.
+fn viewer(c: &DemoCluster) -> (String, String) {
+    match c.world {
+        World::Sim => {
+            let token = c
+                .apiserver()
+                .sim
+                .users
+                .read()
+                .unwrap()
+                .iter()
+                .find(|u| u.name == "viewer")
+                .and_then(|u| u.token.clone())
+                .unwrap();
+            (format!("{}-viewer", c.context), token)
+        }
+        World::Real => c
+            .real()
+            .unwrap()
+            .add_token_user(
+                "viewer",
+                serde_json::json!([{"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "list"]}]),
+            )
+            .unwrap(),
+    }
+}
+
+/// Gives `user` the roles of `manifests` (what `kubectl cphealth rbac` prints) and returns a
+/// context that acts as that user: rules of the simulator, or `kubectl apply` of the printed
+/// manifests and a client certificate on the real control plane.
+fn grant(c: &DemoCluster, user: &str, manifests: &str) -> String {
+    match c.world {
+        World::Sim => {
+            c.apiserver().sim.users.write().unwrap().push(User {
+                name: user.into(),
+                groups: vec![],
+                token: Some(format!("{user}-token-123456")),
+                rules: rules_from_manifests(manifests),
+            });
+            c.apiserver().write_kubeconfig(&c.dir, &c.context).unwrap();
+            format!("{}-{user}", c.context)
+        }
+        World::Real => {
+            let file = c.dir.join(format!("{user}-rbac.yaml"));
+            std::fs::write(&file, manifests).unwrap();
+            let out = c.kubectl(&["apply", "-f", file.to_str().unwrap()]);
+            assert!(out.status.success(), "{}", describe(&out));
+            c.real().unwrap().add_user(user, &[]).unwrap()
+        }
+    }
+}
+
+in_both_worlds! {
+fn bundle_has_the_diagnostics_and_no_secrets(world) {
+    let c = start(world, Scenario::HealthyHa);
     // Plant a Secret. (kubectl's typed `create secret` sends protobuf, which the simulator does
     // not decode: create it from JSON.)
     let secret_value = "s3cr3t-planted-value-42";
@@ -47,19 +100,10 @@ fn bundle_has_the_diagnostics_and_no_secrets() {
     std::fs::write(&file, secret.to_string()).unwrap();
     let out = c.kubectl(&["create", "--validate=false", "-f", file.to_str().unwrap()]);
     assert!(out.status.success(), "{}", describe(&out));
-    let token = c
-        .apiserver()
-        .sim
-        .users
-        .read()
-        .unwrap()
-        .iter()
-        .find(|u| u.name == "viewer")
-        .and_then(|u| u.token.clone())
-        .unwrap();
-    let admin_key = c.apiserver().admin_cert().key_pem.clone();
+    let (viewer_context, token) = viewer(&c);
+    let admin_key = c.admin_key_pem();
     let dir = tempfile::tempdir().unwrap();
-    for (context, file) in [(c.context.clone(), "admin.tar.gz"), (format!("{}-viewer", c.context), "viewer.tar.gz")] {
+    for (context, file) in [(c.context.clone(), "admin.tar.gz"), (viewer_context, "viewer.tar.gz")] {
         let path = dir.path().join(file);
         let out = kubectl(
             &["cphealth", "bundle", "--context", &context, "-f", path.to_str().unwrap(), "--sample", "300ms"],
@@ -121,6 +165,7 @@ fn bundle_has_the_diagnostics_and_no_secrets() {
     assert!(!again.status.success());
     assert!(text(&again).1.contains("already exists"), "{}", describe(&again));
 }
+}
 
 /// The roles `kubectl cphealth rbac` prints, as the simulated API server's rules.
 fn rules_from_manifests(yaml: &str) -> Vec<Rule> {
@@ -144,9 +189,9 @@ fn rules_from_manifests(yaml: &str) -> Vec<Rule> {
     rules
 }
 
-#[test]
-fn the_printed_rbac_enables_every_check() {
-    let c = DemoCluster::start(Scenario::HealthyHa).unwrap();
+in_both_worlds! {
+fn the_printed_rbac_enables_every_check(world) {
+    let c = start(world, Scenario::HealthyHa);
     let out = kubectl(&["cphealth", "rbac", "--bind-user", "oncall"], &c.env());
     assert!(out.status.success(), "{}", describe(&out));
     let yaml = text(&out).0;
@@ -156,36 +201,26 @@ fn the_printed_rbac_enables_every_check() {
     );
     let rules = rules_from_manifests(&yaml);
     assert!(rules.iter().all(|r| r.verbs.iter().all(|v| ["get", "list", "create"].contains(&v.as_str()))));
-    c.apiserver().sim.users.write().unwrap().push(User {
-        name: "oncall".into(),
-        groups: vec![],
-        token: Some("oncall-token-123456".into()),
-        rules,
-    });
-    c.apiserver().write_kubeconfig(&c.dir, &c.context).unwrap();
-    let out = kubectl(
-        &["cphealth", "--context", &format!("{}-oncall", c.context), "-o", "json", "--sample", "300ms"],
-        &c.env(),
-    );
+    let oncall = grant(&c, "oncall", &yaml);
+    let out = kubectl(&["cphealth", "--context", &oncall, "-o", "json", "--sample", "300ms"], &c.env());
     let r: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(&out)));
     assert_eq!(r["verdict"], "OK", "{}", describe(&out));
     for check in r["checks"].as_array().unwrap() {
         assert_eq!(check["status"], "OK", "with the printed roles nothing is skipped: {check}");
     }
     // Without the optional exec Role, etcd falls back to the metrics and says why.
-    let read_only: Vec<Rule> =
-        rules_from_manifests(&yaml).into_iter().filter(|r| !r.resources.iter().any(|x| x == "pods/exec")).collect();
-    c.apiserver().sim.users.write().unwrap().push(User {
-        name: "reader".into(),
-        groups: vec![],
-        token: Some("reader-token-123456".into()),
-        rules: read_only,
-    });
-    c.apiserver().write_kubeconfig(&c.dir, &c.context).unwrap();
-    let out =
-        kubectl(&["cphealth", "--context", &format!("{}-reader", c.context), "-o", "json", "--only", "etcd"], &c.env());
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = kubectl(&["cphealth", "rbac", "--bind-user", "reader"], &c.env());
+    let reader_yaml: String = text(&out)
+        .0
+        .split("\n---\n")
+        .filter(|doc| !doc.contains("cpkit-cphealth-etcd-exec"))
+        .collect::<Vec<_>>()
+        .join("\n---\n");
+    let reader = grant(&c, "reader", &reader_yaml);
+    let out = kubectl(&["cphealth", "--context", &reader, "-o", "json", "--only", "etcd"], &c.env());
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(&out)));
     let etcd = &r["checks"][0];
     assert_eq!(etcd["status"], "OK");
     assert!(etcd["message"].as_str().unwrap().contains("from the API server's metrics: db"), "{etcd}");
+}
 }

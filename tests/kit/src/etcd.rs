@@ -172,6 +172,11 @@ impl EtcdMember {
         self.process.as_mut().is_some_and(|p| p.is_running())
     }
 
+    /// Where the member's output goes.
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
     /// The member's log (stderr), for test failure messages.
     pub fn log_tail(&self, lines: usize) -> String {
         let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
@@ -181,9 +186,10 @@ impl EtcdMember {
 
     fn spawn(&mut self) -> std::io::Result<()> {
         let etcd = self.release.server()?;
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_path)?;
         let mut cmd = Command::new(etcd);
-        cmd.args(&self.args).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+        cmd.args(&self.args).stdin(Stdio::null());
+        // The CRI-format copy is what a kubelet would serve as the etcd pod's logs.
+        crate::process::capture_output(&mut cmd, &self.log_path, Some(&self.log_path.with_extension("cri.log")))?;
         cmd.env_clear().env("ETCD_UNSUPPORTED_ARCH", std::env::consts::ARCH);
         self.process = Some(ChildGuard::spawn(&format!("etcd-{}", self.name), &mut cmd)?);
         Ok(())

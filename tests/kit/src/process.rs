@@ -108,3 +108,33 @@ impl Drop for ChildGuard {
         self.kill();
     }
 }
+
+/// Sends a command's stdout and stderr to `raw` as they come and, with `cri`, also to `cri` in
+/// the CRI log format the kubelet serves `kubectl logs` from (`<RFC3339Nano> <stream> F <line>`,
+/// what containerd writes; kubernetes `pkg/kubelet/kuberuntime/logs/logs.go` parses it). Both
+/// streams go through one pipe, copied line by line by a thread that ends when the process
+/// closes its side. The command must be dropped after it is spawned (it holds the write end).
+pub fn capture_output(command: &mut Command, raw: &std::path::Path, cri: Option<&std::path::Path>) -> io::Result<()> {
+    use std::io::{BufRead, Write};
+    let (reader, writer) = std::io::pipe()?;
+    command.stdout(writer.try_clone()?).stderr(writer);
+    let open = |p: &std::path::Path| std::fs::OpenOptions::new().create(true).append(true).open(p);
+    let mut raw = open(raw)?;
+    let mut cri = cri.map(open).transpose()?;
+    std::thread::spawn(move || {
+        let mut lines = std::io::BufReader::new(reader);
+        let mut line = Vec::new();
+        while matches!(lines.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+            let _ = raw.write_all(&line);
+            if let Some(f) = cri.as_mut() {
+                let stamp = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.9fZ").to_string();
+                let body = line.strip_suffix(b"\n").unwrap_or(&line);
+                let _ = f.write_all(format!("{stamp} stderr F ").as_bytes());
+                let _ = f.write_all(body);
+                let _ = f.write_all(b"\n");
+            }
+            line.clear();
+        }
+    });
+    Ok(())
+}

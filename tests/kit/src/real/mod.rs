@@ -127,6 +127,8 @@ pub struct RealCluster {
     /// The port every kube-apiserver listens on (on its node's address).
     pub apiserver_port: u16,
     pub pki: ClusterPki,
+    /// The kubeconfig admin's client certificate.
+    pub admin: crate::pki::KeyedCert,
     /// Each control-plane node's `etc/kubernetes`.
     pub node_pki: Vec<NodePki>,
     pub options: RealOptions,
@@ -242,6 +244,7 @@ impl RealCluster {
             lb_url,
             apiserver_port,
             pki,
+            admin,
             node_pki,
             options,
             client,
@@ -325,9 +328,9 @@ impl RealCluster {
     fn spawn(&self, p: &mut Process) -> std::io::Result<()> {
         let node = &self.nodes[p.node];
         let log_path = self.logs.join(format!("{}-{}.log", p.component.name(), node.name));
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
         let mut cmd = Command::new(&p.binary);
-        cmd.args(&p.argv[1..]).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+        cmd.args(&p.argv[1..]).stdin(Stdio::null());
+        crate::process::capture_output(&mut cmd, &log_path, Some(&Self::cri_log(&log_path)))?;
         cmd.env_clear();
         for (k, v) in &p.env {
             cmd.env(k, v);
@@ -499,20 +502,38 @@ impl RealCluster {
         Ok(())
     }
 
-    /// Exec and port-forward routes of the pods that have a process here: the etcd member.
+    /// Routes of the pods that have a process here: the control-plane components' logs, and
+    /// exec and port-forward into the etcd member.
     fn pod_routes(&self, node: usize) -> Vec<objects::PodRoute> {
         let Some(m) = self.etcd.members.get(node).filter(|_| self.nodes[node].control_plane) else {
             return vec![];
         };
-        vec![objects::PodRoute {
+        let name = &self.nodes[node].name;
+        let mut routes = vec![objects::PodRoute {
             namespace: "kube-system".into(),
-            pod: format!("etcd-{}", self.nodes[node].name),
+            pod: format!("etcd-{name}"),
+            logs_file: Some(Self::cri_log(m.log_path())),
             work_dir: m.node_root.display().to_string(),
             ports: vec![
                 (m.client_port, SocketAddr::from((m.node_ip, m.client_port))),
                 (m.metrics_port, SocketAddr::from((Ipv4Addr::LOCALHOST, m.metrics_port))),
             ],
-        }]
+        }];
+        for c in [Component::Apiserver, Component::ControllerManager, Component::Scheduler] {
+            routes.push(objects::PodRoute {
+                namespace: "kube-system".into(),
+                pod: format!("{}-{name}", c.name()),
+                logs_file: Some(Self::cri_log(&self.logs.join(format!("{}-{name}.log", c.name())))),
+                work_dir: String::new(),
+                ports: vec![],
+            });
+        }
+        routes
+    }
+
+    /// The CRI-format copy of a component's log, which kwok serves to `kubectl logs`.
+    fn cri_log(log: &Path) -> PathBuf {
+        log.with_extension("cri.log")
     }
 
     fn argv_of(&self, component: Component, node: usize) -> Vec<String> {
@@ -675,8 +696,11 @@ impl RealCluster {
     fn error_lines(&self, per_component: usize) -> String {
         let mut out = String::new();
         let Ok(entries) = std::fs::read_dir(&self.logs) else { return out };
-        let mut names: Vec<String> =
-            entries.flatten().map(|e| e.file_name().to_string_lossy().trim_end_matches(".log").to_string()).collect();
+        let mut names: Vec<String> = entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().trim_end_matches(".log").to_string())
+            .filter(|n| !n.ends_with(".cri"))
+            .collect();
         names.sort();
         for name in names {
             let text = std::fs::read_to_string(self.logs.join(format!("{name}.log"))).unwrap_or_default();
@@ -775,6 +799,38 @@ impl RealCluster {
 
     pub fn root(&self) -> &Path {
         &self.dir
+    }
+
+    /// Adds a user authenticated by a service-account token (`default/<name>`) bound to a
+    /// ClusterRole with `rules`, and a context `<name>-<user>`; returns the context and token.
+    pub fn add_token_user(&self, name: &str, rules: Value) -> std::io::Result<(String, String)> {
+        self.create(
+            &json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": "default"}}),
+        )?;
+        self.create(&json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": name}, "rules": rules}))?;
+        self.create(&json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": name},
+                            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+                            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": "default"}]}))?;
+        let answer = self.block(self.client.send(
+            "POST",
+            &format!("/api/v1/namespaces/default/serviceaccounts/{name}/token"),
+            Some(&json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 3600}})),
+            "application/json",
+        ))?;
+        let token = answer.body["status"]["token"]
+            .as_str()
+            .ok_or_else(|| io_err(format!("no token for {name}: {}", answer.body)))?
+            .to_string();
+        let mut doc: Value = serde_yaml::from_str(&std::fs::read_to_string(&self.kubeconfig)?).map_err(io_err)?;
+        let context = format!("{}-{name}", self.options.name);
+        if let Some(users) = doc["users"].as_array_mut() {
+            users.push(json!({"name": context, "user": {"token": token}}));
+        }
+        if let Some(contexts) = doc["contexts"].as_array_mut() {
+            contexts.push(json!({"name": context, "context": {"cluster": self.options.name, "user": context}}));
+        }
+        write_private(&self.kubeconfig, serde_yaml::to_string(&doc).map_err(io_err)?.as_bytes())?;
+        Ok((context, token))
     }
 
     /// Makes `context` the kubeconfig's current context.

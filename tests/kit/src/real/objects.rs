@@ -114,11 +114,22 @@ pub fn kubeadm_config(version: &str, endpoint: &str, pki_dir: &Path) -> Value {
            "data": {"ClusterConfiguration": config}})
 }
 
-/// kwok's configuration for one node: its stages, and exec and port-forward routes for the pods
-/// on it that have a process of their own here (the etcd member).
+/// kwok's configuration for one node: its stages, and for the pods on it that have a process of
+/// their own here, their logs, and exec and port-forward (the etcd member).
 pub fn kwok_config(stages: &[String], routes: &[PodRoute]) -> String {
     let mut docs: Vec<String> = stages.to_vec();
     for r in routes {
+        if let Some(file) = &r.logs_file {
+            let logs = json!({
+                "apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "Logs",
+                "metadata": {"name": r.pod, "namespace": r.namespace},
+                "spec": {"logs": [{"logsFile": file.display().to_string(), "follow": true}]},
+            });
+            docs.push(serde_yaml::to_string(&logs).unwrap_or_default());
+        }
+        if r.work_dir.is_empty() {
+            continue;
+        }
         let exec = json!({
             "apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "Exec",
             "metadata": {"name": r.pod, "namespace": r.namespace},
@@ -137,11 +148,14 @@ pub fn kwok_config(stages: &[String], routes: &[PodRoute]) -> String {
     docs.join("\n---\n")
 }
 
-/// Where exec and port-forward into one pod go.
+/// Where logs, exec and port-forward of one pod go.
 #[derive(Debug, Clone)]
 pub struct PodRoute {
     pub namespace: String,
     pub pod: String,
+    /// The process's log file (`kubectl logs`).
+    pub logs_file: Option<std::path::PathBuf>,
+    /// Exec runs here ("" for no exec or port-forward).
     pub work_dir: String,
     /// (container port, where it really listens)
     pub ports: Vec<(u16, std::net::SocketAddr)>,

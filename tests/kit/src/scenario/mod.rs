@@ -263,6 +263,15 @@ impl DemoCluster {
         }
     }
 
+    /// The private key of the kubeconfig admin's client certificate (secret-leak tests look
+    /// for it).
+    pub fn admin_key_pem(&self) -> String {
+        match &self.backend {
+            Backend::Sim(sim) => sim.apiserver.admin_cert().key_pem.clone(),
+            Backend::Real(r) => r.admin.key_pem.clone(),
+        }
+    }
+
     /// The Kubernetes version the API server reports.
     pub fn git_version(&self) -> String {
         match &self.backend {
