@@ -36,6 +36,13 @@ impl Selection {
     pub fn wants(&self, family: &str) -> bool {
         self.all || self.exact.contains(family) || self.prefixes.iter().any(|p| family.starts_with(p.as_str()))
     }
+
+    /// The families named exactly, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.exact.iter().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
 }
 
 /// One series of a family (one label set, `le` excluded): its plain value, or for histograms

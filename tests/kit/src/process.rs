@@ -1,5 +1,7 @@
 //! Child processes that cannot outlive the test: killed on drop (also while a failing test
-//! unwinds) and, on Linux, by the kernel when the spawning thread dies (`PR_SET_PDEATHSIG`).
+//! unwinds) and, on Linux, by the kernel when the spawning thread dies (`PR_SET_PDEATHSIG`
+//! fires on the death of the *thread*, not the process): start clusters on the thread that
+//! keeps them.
 
 use std::io;
 use std::process::{Child, Command};

@@ -136,7 +136,7 @@ fn kubectl_exec_and_spdy_port_forward_reach_the_etcd_members() {
         .args(["port-forward", "-n", "kube-system", "pod/etcd-cp-2", &format!("{local}:2379")])
         .envs(c.env())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::from(std::fs::File::create(c.root().join("port-forward.err")).unwrap()))
         .spawn()
         .unwrap();
     let mut line = String::new();
@@ -163,7 +163,12 @@ fn kubectl_exec_and_spdy_port_forward_reach_the_etcd_members() {
     let _ = child.kill();
     let _ = child.wait();
     drop(forwarding);
-    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let kubectl_said = std::fs::read_to_string(c.root().join("port-forward.err")).unwrap_or_default();
+    assert!(
+        status.status.success(),
+        "{}\nkubectl port-forward said: {kubectl_said}",
+        String::from_utf8_lossy(&status.stderr)
+    );
     let status: Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(status[0]["Status"]["version"], "3.6.16");
 }

@@ -77,6 +77,41 @@ pub fn json_response(code: u16, body: &Value) -> Resp {
         .expect("valid response")
 }
 
+/// The API server's validation of `metadata.name` as a DNS subdomain (apimachinery
+/// `pkg/util/validation`, `IsDNS1123Subdomain`): 422 with the field error, in its words.
+fn invalid_name(rt: &ResourceType, obj: &Value) -> Option<Resp> {
+    let name = obj["metadata"]["name"].as_str().filter(|n| !n.is_empty())?;
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if name.len() <= 253 && name.split('.').all(label_ok) {
+        return None;
+    }
+    let field = format!(
+        "metadata.name: Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+    );
+    let kind = rt.kind;
+    Some(status(
+        422,
+        "Invalid",
+        &format!("{kind} \"{name}\" is invalid: {field}"),
+        Some(
+            json!({"name": name, "kind": kind, "causes": [{"reason": "FieldValueInvalid", "message": field.trim_start_matches("metadata.name: "), "field": "metadata.name"}]}),
+        ),
+    ))
+}
+
+/// API Priority and Fairness's rejection: plain text, not a Status, with Retry-After
+/// (apiserver `pkg/server/filters/priority-and-fairness.go` → `tooManyRequests`, `http.Error`).
+pub fn too_many_requests(retry_after_seconds: u64) -> Resp {
+    let mut resp = text_response(429, "Too many requests, please try again later.\n".into());
+    resp.headers_mut().insert("Retry-After", HeaderValue::from(retry_after_seconds));
+    resp
+}
+
 pub fn text_response(code: u16, body: String) -> Resp {
     Response::builder()
         .status(code)
@@ -182,12 +217,7 @@ async fn handle(
         }
         if let Some(code) = f.status {
             let mut resp = match code {
-                429 => status(
-                    429,
-                    "TooManyRequests",
-                    "Too many requests, please try again later.",
-                    Some(json!({"retryAfterSeconds": f.retry_after_seconds.unwrap_or(1)})),
-                ),
+                429 => too_many_requests(f.retry_after_seconds.unwrap_or(1)),
                 503 => status(503, "ServiceUnavailable", "the server is currently unable to handle the request", None),
                 500 => status(500, "InternalError", "Internal error occurred: etcdserver: request timed out", None),
                 other => status(other, "InternalError", "injected failure", None),
@@ -242,7 +272,16 @@ async fn handle(
         None => identity,
     };
 
-    let mut response = route(&sim, replica, &identity, req).await;
+    // APF runs after impersonation: a flow whose queues are full gets 429 with the server's
+    // Retry-After (apiserver `pkg/server/filters/priority-and-fairness.go`, tooManyRequests).
+    // The flow's headers are set on classification, before queuing: a 429 carries them too.
+    let throttled = sim.throttled.read().is_ok_and(|t| t.iter().any(|(u, r)| *u == identity.user && *r == replica));
+    let mut response =
+        if throttled && !path.starts_with("/debug/") && !path.starts_with("/readyz") && !path.starts_with("/livez") {
+            too_many_requests(1)
+        } else {
+            route(&sim, replica, &identity, req).await
+        };
     if accepts_gzip
         && (path == "/metrics" || hyper::body::Body::size_hint(response.body()).exact().unwrap_or(0) >= GZIP_THRESHOLD)
     {
@@ -709,6 +748,9 @@ async fn resource_route(
                 obj["metadata"]["namespace"] = json!(rp.namespace);
             }
             obj["apiVersion"] = json!(registry::api_version(rt.group, rt.versions[0]));
+            if let Some(resp) = invalid_name(rt, &obj) {
+                return resp;
+            }
             if let Err(resp) =
                 super::admission::admit(sim, rt, "", "CREATE", &obj, &rp.namespace, identity, dry_run).await
             {
@@ -854,6 +896,13 @@ fn list(sim: &Sim, rt: &ResourceType, rp: &ResourcePath, query: &Query, accept: 
     let mut metadata = json!({"resourceVersion": rv.to_string()});
     if let Some(n) = &next {
         metadata["continue"] = json!(n);
+    }
+    // The items of a list carry neither apiVersion nor kind: the list says them once.
+    for item in &mut items {
+        if let Some(o) = item.as_object_mut() {
+            o.remove("apiVersion");
+            o.remove("kind");
+        }
     }
     json_response(
         200,

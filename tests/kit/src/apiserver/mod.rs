@@ -130,6 +130,9 @@ pub struct Sim {
     pub gzipped: AtomicU64,
     /// Leases whose holders are alive and renew them, as (namespace, name).
     pub live_leases: RwLock<Vec<(String, String)>>,
+    /// Users whose flow's queues are full on a replica: APF rejects their requests there with
+    /// 429, as (user, replica).
+    pub throttled: RwLock<Vec<(String, usize)>>,
 }
 
 impl Sim {
@@ -249,6 +252,7 @@ impl SimApiServer {
             metrics,
             apf: RwLock::new(apf),
             faults: RwLock::new(Vec::new()),
+            throttled: RwLock::new(Vec::new()),
             exec,
             started: Instant::now(),
             ca,

@@ -653,14 +653,31 @@ impl RealCluster {
         Ok(())
     }
 
-    /// Polls `ready` until it holds; on timeout, the error carries the components' log tails.
-    pub fn wait_for(&self, what: &str, timeout: Duration, mut ready: impl FnMut(&Self) -> bool) -> std::io::Result<()> {
+    /// Polls `ready` until it holds; on timeout, the error carries the components' log tails. A
+    /// component that exits meanwhile is an error (use `wait_until` once a scenario breaks
+    /// things on purpose).
+    pub fn wait_for(&self, what: &str, timeout: Duration, ready: impl FnMut(&Self) -> bool) -> std::io::Result<()> {
+        self.wait(what, timeout, true, ready)
+    }
+
+    /// Like `wait_for`, where components may exit (a leader that cannot renew its lease exits).
+    pub fn wait_until(&self, what: &str, timeout: Duration, ready: impl FnMut(&Self) -> bool) -> std::io::Result<()> {
+        self.wait(what, timeout, false, ready)
+    }
+
+    fn wait(
+        &self,
+        what: &str,
+        timeout: Duration,
+        strict: bool,
+        mut ready: impl FnMut(&Self) -> bool,
+    ) -> std::io::Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
             if ready(self) {
                 return Ok(());
             }
-            if let Some(dead) = self.exited_process() {
+            if strict && let Some(dead) = self.exited_process() {
                 return Err(io_err(format!(
                     "waiting for {what}: {dead} exited; its log:\n{}",
                     self.log_tail(&dead, 30)
@@ -675,6 +692,18 @@ impl RealCluster {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+
+    /// Components whose process has exited, as (component, node index).
+    pub fn exited(&self) -> Vec<(Component, usize)> {
+        let mut procs = self.processes.lock().expect("processes lock");
+        procs
+            .iter_mut()
+            .filter_map(|p| {
+                let g = p.guard.as_mut()?;
+                (!g.is_running()).then_some((p.component, p.node))
+            })
+            .collect()
     }
 
     fn exited_process(&self) -> Option<String> {

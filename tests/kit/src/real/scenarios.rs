@@ -102,6 +102,7 @@ pub fn start(scenario: Scenario, dir: Option<std::path::PathBuf>) -> std::io::Re
             let name = cluster.nodes[i].name.clone();
             cluster.kill(Component::Apiserver, i);
             cluster.crash_loop("kube-system", &format!("kube-apiserver-{name}"), 9, "Error", 1)?;
+            wait_for_leaders(&cluster)?;
             facts.down_replica = Some(name);
         }
         Scenario::AggregatedApiDown => {
@@ -143,6 +144,33 @@ fn deployments_available(c: &RealCluster) -> bool {
                 })
         })
     })
+}
+
+/// Waits until both leader leases are fresh again (after a failover: a leader whose node lost
+/// its API server stops renewing and exits, and another node's instance takes over after the
+/// lease), then reports the components that exited as crash-looping, as their kubelet would.
+fn wait_for_leaders(c: &RealCluster) -> std::io::Result<()> {
+    let lease = c.options.leader_election.lease_duration;
+    std::thread::sleep(lease);
+    c.wait_until("the leader leases to be held and renewed", lease * 10, |c| {
+        ["kube-controller-manager", "kube-scheduler"].iter().all(|l| lease_is_fresh(c, l))
+    })?;
+    for (component, node) in c.exited() {
+        if matches!(component, Component::ControllerManager | Component::Scheduler) {
+            let pod = format!("{}-{}", component.name(), c.nodes[node].name);
+            c.crash_loop("kube-system", &pod, 3, "Error", 1)?;
+        }
+    }
+    Ok(())
+}
+
+fn lease_is_fresh(c: &RealCluster, name: &str) -> bool {
+    let Ok(a) = c.get(&format!("/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/{name}")) else {
+        return false;
+    };
+    let renewed = a.body["spec"]["renewTime"].as_str().and_then(|t| t.parse::<jiff::Timestamp>().ok());
+    let duration = a.body["spec"]["leaseDurationSeconds"].as_i64().unwrap_or(15);
+    renewed.is_some_and(|t| jiff::Timestamp::now().duration_since(t) < SignedDuration::from_secs(duration) / 2)
 }
 
 fn lease_is_stale(c: &RealCluster, name: &str) -> bool {

@@ -534,6 +534,11 @@ impl DemoCluster {
         if let Some(i) = stop_replica {
             apiserver.stop_replica(i);
         }
+        if let Some(user) = &facts.flooding_user
+            && let Ok(mut t) = apiserver.sim.throttled.write()
+        {
+            t.push((user.clone(), 0));
+        }
         // rbac-limited's kubeconfig starts in the limited user's context.
         let context = facts.limited_context.clone().unwrap_or_else(|| scenario.name().to_string());
         let kubeconfig = apiserver.write_kubeconfig_as(&dir, scenario.name(), Some(&context))?;
