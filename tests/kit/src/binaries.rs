@@ -29,6 +29,18 @@ pub fn controlplane(name: &str) -> std::io::Result<PathBuf> {
     ))
 }
 
+/// `$CPKIT_CACHE_DIR`, else `$XDG_CACHE_HOME/cpkit`, else `~/.cache/cpkit` (as the build script).
+pub fn cache_root() -> PathBuf {
+    if let Some(d) = std::env::var_os("CPKIT_CACHE_DIR") {
+        return PathBuf::from(d);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("cpkit")
+}
+
 /// The kwok stage configurations copied from the kwok module by the build script.
 pub fn kwok_stages_dir() -> PathBuf {
     controlplane_dir().join("kwok-stages")

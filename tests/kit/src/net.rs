@@ -44,7 +44,9 @@ pub struct PortClaim {
 /// Claims `port` on every address of `ips` when no other cluster holds it and it is free.
 pub fn claim_standard(ips: &[Ipv4Addr], port: u16) -> Option<PortClaim> {
     use std::os::unix::io::AsRawFd;
-    let dir = std::env::temp_dir().join("cpkit-port-claims");
+    // Beside the control-plane cache, not in /tmp: the lock files stay for reuse (removing a
+    // lock file others may hold open would let two clusters claim the same port).
+    let dir = crate::binaries::cache_root().join("port-claims");
     std::fs::create_dir_all(&dir).ok()?;
     let mut locks = Vec::new();
     for ip in ips {
