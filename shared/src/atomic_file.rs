@@ -1,6 +1,8 @@
-//! Files that appear complete or not at all: written to `<name>.part` (mode 0600), fsynced,
-//! renamed over the final name, the directory fsynced. Dropped before `commit` (an error, a
-//! panic, Ctrl-C dropping the future), the partial file is removed.
+//! Files that appear complete or not at all: written to `<name>.<random>.part`, created by this
+//! process alone (`O_CREAT|O_EXCL|O_NOFOLLOW`: a `.part` or a symlink planted by someone else is
+//! never opened, followed or reused) with mode 0600 whatever the umask, fsynced, renamed over
+//! the final name, the directory fsynced. Dropped before `commit` (an error, a panic, a signal
+//! dropping the future), the partial file is removed.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -17,7 +19,8 @@ pub struct AtomicFile {
 }
 
 impl AtomicFile {
-    /// Starts `<path>.part`. Refuses to replace an existing file unless `overwrite`.
+    /// Starts `<path>.<random>.part`, creating missing directories (0700). Refuses to replace an
+    /// existing file unless `overwrite`.
     pub fn create(path: &Path, overwrite: bool) -> Result<AtomicFile> {
         if path.exists() && !overwrite {
             return Err(Error::new(
@@ -27,18 +30,11 @@ impl AtomicFile {
                 "Choose another name, or pass --force to replace it.",
             ));
         }
-        let mut part = path.as_os_str().to_owned();
-        part.push(".part");
-        let part_path = PathBuf::from(part);
-        let mut options = OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
+        // A directory the suite creates holds snapshots, backups or bundles: 0700.
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            private_dir(dir)?;
         }
-        let file =
-            options.open(&part_path).map_err(|e| Error::io(format!("Cannot create {}", part_path.display()), &e))?;
+        let (file, part_path) = create_private(path, "part")?;
         Ok(AtomicFile { final_path: path.to_path_buf(), part_path, file: Some(file) })
     }
 
@@ -71,6 +67,68 @@ impl AtomicFile {
         }
         Ok(self.final_path.clone())
     }
+}
+
+/// Creates `<path>.<random>.<suffix>` exclusively, without following links, mode 0600.
+pub fn create_private(path: &Path, suffix: &str) -> Result<(File, PathBuf)> {
+    let mut last = None;
+    for _ in 0..8 {
+        let mut name = path.as_os_str().to_owned();
+        name.push(format!(".{:08x}.{suffix}", rand::random::<u32>()));
+        let candidate = PathBuf::from(name);
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+        }
+        match options.open(&candidate) {
+            Ok(file) => {
+                // The umask may have taken bits off; never more than 0600 either way.
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+                        .map_err(|e| Error::io(format!("Cannot restrict {}", candidate.display()), &e))?;
+                }
+                return Ok((file, candidate));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some((candidate, e)),
+            Err(e) => return Err(Error::io(format!("Cannot create {}", candidate.display()), &e)),
+        }
+    }
+    let (candidate, e) = last.expect("the loop ran");
+    Err(Error::io(format!("Cannot create {}", candidate.display()), &e))
+}
+
+/// Creates `dir` (and its missing parents) with mode 0700 whatever the umask; an existing
+/// directory is left as it is.
+pub fn private_dir(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut missing = Vec::new();
+    let mut at = Some(dir);
+    while let Some(d) = at.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        missing.push(d.to_path_buf());
+        at = d.parent();
+    }
+    for d in missing.iter().rev() {
+        match std::fs::create_dir(d) {
+            Ok(()) => {
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))
+                        .map_err(|e| Error::io(format!("Cannot restrict {}", d.display()), &e))?;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::io(format!("Cannot create {}", d.display()), &e)),
+        }
+    }
+    Ok(())
 }
 
 impl Write for AtomicFile {
@@ -109,7 +167,7 @@ mod tests {
         }
         f.commit().unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"data");
-        assert!(!dir.path().join("out.db.part").exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "only the final file");
         assert!(AtomicFile::create(&path, false).is_err(), "no overwrite without force");
         assert!(AtomicFile::create(&path, true).is_ok());
     }
@@ -123,6 +181,53 @@ mod tests {
             f.write_all(b"half").unwrap();
         }
         assert!(!path.exists());
-        assert!(!dir.path().join("x.part").exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_planted_part_is_never_followed_or_reused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        // Another user plants the name the writer used to open: a symlink to a file of theirs
+        // choosing, then a world-writable file.
+        let path = dir.path().join("out.db");
+        std::os::unix::fs::symlink(&victim, dir.path().join("out.db.part")).unwrap();
+        let mut f = AtomicFile::create(&path, false).unwrap();
+        f.write_all(b"snapshot").unwrap();
+        f.commit().unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious", "the link's target is untouched");
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert!(meta.file_type().is_file(), "the result is a file of ours, not the planted link");
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        let other = dir.path().join("b.db");
+        std::fs::write(dir.path().join("b.db.part"), b"theirs").unwrap();
+        std::fs::set_permissions(dir.path().join("b.db.part"), std::fs::Permissions::from_mode(0o666)).unwrap();
+        let mut f = AtomicFile::create(&other, false).unwrap();
+        f.write_all(b"ours").unwrap();
+        f.commit().unwrap();
+        assert_eq!(std::fs::metadata(&other).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::read(dir.path().join("b.db.part")).unwrap(), b"theirs", "not reused");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn files_and_directories_are_private_whatever_the_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        // SAFETY: umask is process-wide; this test restores it and creates only its own files.
+        let old = unsafe { libc::umask(0o000) };
+        let nested = dir.path().join("a/b/c");
+        private_dir(&nested).unwrap();
+        let mut f = AtomicFile::create(&nested.join("f"), false).unwrap();
+        f.write_all(b"x").unwrap();
+        let path = f.commit().unwrap();
+        unsafe { libc::umask(old) };
+        for d in ["a", "a/b", "a/b/c"] {
+            assert_eq!(std::fs::metadata(dir.path().join(d)).unwrap().permissions().mode() & 0o777, 0o700, "{d}");
+        }
+        assert_eq!(std::fs::metadata(path).unwrap().permissions().mode() & 0o777, 0o600);
     }
 }

@@ -223,9 +223,13 @@ where
                     e.exit_code()
                 }
             },
-            _ = tokio::signal::ctrl_c() => {
-                eprintln!("\ninterrupted: nothing was left half-done (partial files are removed)");
-                EXIT_INTERRUPTED
+            signo = crate::process::termination() => {
+                eprintln!(
+                    "\ninterrupted by {}: nothing was left half-done (partial files removed, child processes stopped)",
+                    crate::process::signal_name(signo)
+                );
+                // The shell's convention: 128 + the signal's number (130 for Ctrl-C).
+                if signo == libc::SIGINT { EXIT_INTERRUPTED } else { 128 + signo }
             }
         }
     });
@@ -247,11 +251,11 @@ fn exit_on_clap_error(e: clap::Error) -> ! {
 /// Prints an error as `error: <paragraph>` on stderr.
 pub fn print_error(e: &Error) {
     use owo_colors::{OwoColorize, Stream};
-    eprintln!("{} {e}", "error:".if_supports_color(Stream::Stderr, |t| t.red()));
+    eprintln!("{} {}", "error:".if_supports_color(Stream::Stderr, |t| t.red()), crate::redact::scrub(&e.to_string()));
 }
 
 /// Prints a non-fatal note on stderr (never mixed into -o json|yaml output).
 pub fn note(text: &str) {
     use owo_colors::{OwoColorize, Stream};
-    eprintln!("{} {text}", "note:".if_supports_color(Stream::Stderr, |t| t.yellow()));
+    eprintln!("{} {}", "note:".if_supports_color(Stream::Stderr, |t| t.yellow()), crate::redact::scrub(text));
 }

@@ -87,17 +87,22 @@ impl Cluster {
                     user: args.user.clone(),
                 };
                 let files = loaded.files.clone();
-                let config = kube::Config::from_custom_kubeconfig(loaded.config, &options).await.map_err(|e| {
+                let mut kubeconfig = loaded.config;
+                let credential = run_exec_plugin(&mut kubeconfig, &context, args).await?;
+                let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &options).await.map_err(|e| {
                     Error::config(
                         format!("Cannot use context {context:?} of the kubeconfig"),
                         kubeconfig::error_chain(&e),
                         "Check the context's cluster and user entries (`kubectl config view --minify`).",
                     )
                 })?;
+                if let Some(c) = credential {
+                    apply_credential(&mut config, c);
+                }
                 let client_certificate_pem = client_certificate_pem(&config);
                 let info = ClusterInfo {
                     context,
-                    server: config.cluster_url.to_string().trim_end_matches('/').to_string(),
+                    server: display_url(&config.cluster_url),
                     namespace: config.default_namespace.clone(),
                     kubeconfig_files: files,
                     client_certificate_pem,
@@ -109,7 +114,7 @@ impl Cluster {
                 let config = kube::Config::incluster().map_err(|e| kubeconfig::no_configuration(&e.to_string()))?;
                 let info = ClusterInfo {
                     context: "in-cluster".into(),
-                    server: config.cluster_url.to_string().trim_end_matches('/').to_string(),
+                    server: display_url(&config.cluster_url),
                     namespace: config.default_namespace.clone(),
                     kubeconfig_files: vec![],
                     client_certificate_pem: None,
@@ -119,6 +124,8 @@ impl Cluster {
             }
         };
         apply_flags(&mut config, args, plugin);
+        // Whatever this run prints, these never appear in it (see `redact::remember`).
+        crate::redact::remember(secrets_of(&config));
         let mut info = info;
         info.namespace = config.default_namespace.clone();
         Cluster::from_config(config, info, args.timeout())
@@ -164,27 +171,11 @@ impl Cluster {
         &self.info.server
     }
 
-    /// The credentials of the kubeconfig user (token, password, client key), for a
-    /// [`crate::redact::Redactor`]: they must never reach output or bundles.
+    /// The credentials of the kubeconfig user (token, password, client key, the passwords in
+    /// the server and proxy URLs), for a [`crate::redact::Redactor`]: they must never reach
+    /// output or bundles.
     pub fn secrets(&self) -> Vec<String> {
-        use secrecy::ExposeSecret;
-        let auth = &self.config.auth_info;
-        let mut out = Vec::new();
-        if let Some(t) = &auth.token {
-            out.push(t.expose_secret().to_string());
-        }
-        if let Some(p) = &auth.password {
-            out.push(p.expose_secret().to_string());
-        }
-        if let Some(k) = &auth.client_key_data {
-            out.push(k.expose_secret().to_string());
-        }
-        if let Some(f) = &auth.token_file
-            && let Ok(t) = std::fs::read_to_string(f)
-        {
-            out.push(t.trim().to_string());
-        }
-        out
+        secrets_of(&self.config)
     }
 
     /// Sends a request and reads the whole answer, whatever its status. Transport failures and
@@ -366,6 +357,83 @@ pub fn percent_encode(value: &str) -> String {
         }
     }
     out
+}
+
+/// The secrets a configuration carries.
+fn secrets_of(config: &kube::Config) -> Vec<String> {
+    use secrecy::ExposeSecret;
+    let auth = &config.auth_info;
+    let mut out = Vec::new();
+    if let Some(t) = &auth.token {
+        out.push(t.expose_secret().to_string());
+    }
+    if let Some(p) = &auth.password {
+        out.push(p.expose_secret().to_string());
+    }
+    if let Some(k) = &auth.client_key_data {
+        out.push(k.expose_secret().to_string());
+    }
+    if let Some(f) = &auth.token_file
+        && let Ok(t) = crate::input::read_text(std::path::Path::new(f), 1 << 20)
+    {
+        out.push(t.trim().to_string());
+    }
+    for url in std::iter::once(&config.cluster_url).chain(config.proxy_url.as_ref()) {
+        if let Some((user, password)) = userinfo(url) {
+            out.push(password);
+            out.push(format!("{user}:"));
+        }
+    }
+    out
+}
+
+/// The `user:password` of a URL's authority, if it has one.
+fn userinfo(url: &http::Uri) -> Option<(String, String)> {
+    let authority = url.authority()?.as_str();
+    let (info, _) = authority.rsplit_once('@')?;
+    let (user, password) = info.split_once(':').unwrap_or((info, ""));
+    Some((user.to_string(), password.to_string()))
+}
+
+/// A URL as shown to the user: without `user:password@` (an address to print, never a secret).
+pub fn display_url(url: &http::Uri) -> String {
+    let text = url.to_string();
+    let shown = match url.authority().map(|a| a.as_str()).and_then(|a| a.rsplit_once('@')) {
+        Some((info, _)) => text.replacen(&format!("{info}@"), "", 1),
+        None => text,
+    };
+    shown.trim_end_matches('/').to_string()
+}
+
+/// When the context's user has an exec credential plugin, runs it (bounded by the request
+/// timeout, see [`crate::exec_credential`]) and takes it out of the kubeconfig, so that kube-rs
+/// never runs it unbounded or quotes its output.
+async fn run_exec_plugin(
+    kubeconfig: &mut kube::config::Kubeconfig,
+    context: &str,
+    args: &KubeArgs,
+) -> Result<Option<crate::exec_credential::Credential>> {
+    let user_name = args.user.clone().or_else(|| {
+        kubeconfig.contexts.iter().find(|c| c.name == context).and_then(|c| c.context.as_ref()?.user.clone())
+    });
+    let Some(user_name) = user_name else { return Ok(None) };
+    let Some(named) = kubeconfig.auth_infos.iter_mut().find(|a| a.name == user_name) else { return Ok(None) };
+    let Some(auth) = named.auth_info.as_mut() else { return Ok(None) };
+    let Some(exec) = auth.exec.take() else { return Ok(None) };
+    let timeout = args.timeout().unwrap_or(Duration::from_secs(30));
+    crate::exec_credential::run(&exec, timeout).await.map(Some)
+}
+
+fn apply_credential(config: &mut kube::Config, c: crate::exec_credential::Credential) {
+    use base64::Engine;
+    if let Some(t) = c.token {
+        config.auth_info.token = Some(t.into());
+    }
+    if let (Some(cert), Some(key)) = (c.client_certificate, c.client_key) {
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
+        config.auth_info.client_certificate_data = Some(b64(&cert));
+        config.auth_info.client_key_data = Some(b64(&key).into());
+    }
 }
 
 fn apply_flags(config: &mut kube::Config, args: &KubeArgs, plugin: Plugin) {

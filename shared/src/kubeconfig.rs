@@ -75,6 +75,15 @@ pub fn load_from(explicit: Option<&Path>, env_value: Option<&std::ffi::OsStr>) -
             }
             continue;
         }
+        // A regular file of sane size, checked without blocking (a FIFO would hang the read).
+        let file = crate::input::open_regular(&path).map_err(|e| Error::config(e.what, e.why, e.fix))?;
+        if file.metadata().map(|m| m.len()).unwrap_or(0) > crate::input::TEXT_LIMIT {
+            return Err(Error::config(
+                format!("Cannot read the kubeconfig {}", path.display()),
+                "it is larger than 32 MiB",
+                "Check that KUBECONFIG names kubeconfig files.",
+            ));
+        }
         let config = Kubeconfig::read_from(&path).map_err(|e| {
             Error::config(
                 format!("Cannot read the kubeconfig {}", path.display()),
@@ -163,6 +172,29 @@ pub fn check_names(
             format!("the users are: {}", list_or_none(&loaded.user_names())),
             "Pick one of those with --user.",
         ));
+    }
+    // The context's own references: a user entry that does not exist would otherwise send
+    // anonymous requests, and a run of checks as nobody reads as "OK, mostly skipped".
+    let named = loaded.config.contexts.iter().find(|c| c.name == context_name).and_then(|c| c.context.as_ref());
+    if let Some(ctx) = named {
+        let missing_user = user.is_none()
+            && ctx.user.as_deref().is_some_and(|u| !u.is_empty() && !loaded.user_names().iter().any(|n| n == u));
+        if missing_user {
+            let u = ctx.user.clone().unwrap_or_default();
+            return Err(Error::config(
+                format!("Context {context_name:?} names the user {u:?}, which is not in the kubeconfig"),
+                format!("{} has the users: {}", describe_files(&loaded.files), list_or_none(&loaded.user_names())),
+                "Fix the context's user (`kubectl config set-context NAME --user=USER`), or pass --user.",
+            ));
+        }
+        if cluster.is_none() && !ctx.cluster.is_empty() && !loaded.cluster_names().contains(&ctx.cluster) {
+            let c = &ctx.cluster;
+            return Err(Error::config(
+                format!("Context {context_name:?} names the cluster {c:?}, which is not in the kubeconfig"),
+                format!("the clusters are: {}", list_or_none(&loaded.cluster_names())),
+                "Fix the context's cluster (`kubectl config set-context NAME --cluster=CLUSTER`), or pass --cluster.",
+            ));
+        }
     }
     Ok(context_name)
 }
@@ -297,5 +329,22 @@ users:
         assert!(err.to_string().contains("alpha"), "{err}");
         assert!(check_names(&loaded, None, Some("nope"), None).is_err());
         assert!(check_names(&loaded, None, None, Some("alice")).is_ok());
+    }
+
+    #[test]
+    fn a_context_naming_a_missing_user_is_a_configuration_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(
+            dir.path(),
+            "config",
+            "apiVersion: v1\nkind: Config\ncurrent-context: prod\nclusters: [{name: c, cluster: {server: \"https://127.0.0.1:6443\"}}]\nusers: [{name: admin, user: {token: abcdefgh12345678}}]\ncontexts: [{name: prod, context: {cluster: c, user: admin-typo}}]\n",
+        );
+        let loaded = load_from(Some(&file), None).unwrap().unwrap();
+        let e = check_names(&loaded, None, None, None).unwrap_err();
+        assert_eq!(e.what, "Context \"prod\" names the user \"admin-typo\", which is not in the kubeconfig");
+        assert!(e.why.contains("admin"), "{e:?}");
+        assert_eq!(e.exit_code(), crate::exit::EXIT_UNKNOWN);
+        // --user names an existing one instead: fine.
+        assert!(check_names(&loaded, None, None, Some("admin")).is_ok());
     }
 }

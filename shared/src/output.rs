@@ -116,7 +116,7 @@ impl Table {
         // kubectl's tabwriter does not pad the last column.
         text = text.lines().map(str::trim_end).collect::<Vec<_>>().join("\n");
         text.push('\n');
-        text
+        crate::redact::scrub(&text)
     }
 }
 
@@ -138,7 +138,7 @@ pub fn render_document<T: Serialize>(kind: &str, body: &T, format: OutputFormat)
             let mut text = serde_json::to_string_pretty(&doc)
                 .map_err(|e| Error::invalid_data("Cannot print the result as JSON", e.to_string()))?;
             text.push('\n');
-            Ok(text)
+            Ok(crate::redact::scrub(&text))
         }
         OutputFormat::Yaml => {
             // Through a JSON value, so YAML holds exactly the JSON data (serde_yaml would tag
@@ -156,7 +156,7 @@ pub fn render_document<T: Serialize>(kind: &str, body: &T, format: OutputFormat)
                 serde_json::Value::Object(_) => {}
                 other => text.push_str(&crate::yaml::to_string(&serde_json::json!({ "value": other }))?),
             }
-            Ok(text)
+            Ok(crate::redact::scrub(&text))
         }
         OutputFormat::Table | OutputFormat::Wide => Err(Error::usage(
             "render_document needs -o json or -o yaml",
@@ -171,9 +171,11 @@ pub fn print_document<T: Serialize>(kind: &str, body: &T, format: OutputFormat) 
     write_stdout(&text)
 }
 
-/// Writes to stdout; a closed pipe (`| head`) ends quietly instead of panicking like `print!`.
+/// Writes to stdout, scrubbed of this run's secrets (`redact::remember`); a closed pipe
+/// (`| head`) ends quietly instead of panicking like `print!`.
 pub fn write_stdout(text: &str) -> Result<()> {
     use std::io::Write;
+    let text = crate::redact::scrub(text);
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
         Ok(()) => Ok(()),

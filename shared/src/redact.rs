@@ -46,6 +46,28 @@ impl Redactor {
     }
 }
 
+/// The secrets of this run (the kubeconfig user's credentials), scrubbed from everything the
+/// plugins print: errors, notes, tables, documents (`output`, `cli`).
+static REMEMBERED: std::sync::RwLock<Vec<String>> = std::sync::RwLock::new(Vec::new());
+
+/// Adds secrets to scrub from all output.
+pub fn remember(secrets: impl IntoIterator<Item = String>) {
+    if let Ok(mut r) = REMEMBERED.write() {
+        r.extend(secrets.into_iter().filter(|s| s.len() >= 8));
+        r.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        r.dedup();
+    }
+}
+
+/// `text` without any remembered secret or private key.
+pub fn scrub(text: &str) -> String {
+    let remembered = REMEMBERED.read().map(|r| r.clone()).unwrap_or_default();
+    if remembered.is_empty() && !text.contains("PRIVATE KEY") {
+        return text.to_string();
+    }
+    Redactor::new(remembered).text(text)
+}
+
 /// Removes `-----BEGIN ... PRIVATE KEY-----` blocks.
 pub fn strip_private_keys(input: &str) -> String {
     let mut out = String::with_capacity(input.len());

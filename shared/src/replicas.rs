@@ -78,8 +78,9 @@ pub async fn read_control_plane_pods(cluster: &Cluster) -> Result<Vec<ComponentP
 }
 
 /// Every replica, or just the configured server when they cannot be listed (managed clusters,
-/// missing permission) — with the reason.
-pub async fn discover(cluster: &Cluster) -> (Vec<Replica>, Option<String>) {
+/// missing permission) — with the reason. A server that cannot be reached at all is an error:
+/// reading it again for each replica would only multiply the wait.
+pub async fn discover(cluster: &Cluster) -> Result<(Vec<Replica>, Option<String>)> {
     let lb = || Replica { name: "api".into(), url: cluster.server().to_string(), in_endpoints: true, pod: None };
     let (slices, pods) = tokio::join!(read_endpoint_slices(cluster), read_control_plane_pods(cluster));
     let apiservers: Vec<ComponentPod> =
@@ -88,15 +89,16 @@ pub async fn discover(cluster: &Cluster) -> (Vec<Replica>, Option<String>) {
         Ok(slices) => {
             let replicas = from_endpoints(&slices, &apiservers);
             if replicas.is_empty() {
-                (
+                Ok((
                     vec![lb()],
                     Some("the kubernetes EndpointSlice lists no replica; reading the configured server".into()),
-                )
+                ))
             } else {
-                (replicas, None)
+                Ok((replicas, None))
             }
         }
-        Err(e) => (vec![lb()], Some(format!("replicas unknown ({}); reading the configured server only", e.what))),
+        Err(e) if e.kind.is_unreachable() => Err(e),
+        Err(e) => Ok((vec![lb()], Some(format!("replicas unknown ({}); reading the configured server only", e.what)))),
     }
 }
 

@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use cpkit::Cluster;
+use cpkit::Result;
 use cpkit::apf::dump::{RequestDump, parse_requests};
 use cpkit::apf::flows::{FlowGroup, group};
 use cpkit::apf::stats::{Stats, aggregate, replica_stats, selection};
@@ -68,18 +69,18 @@ pub struct Sampler {
 }
 
 impl Sampler {
-    pub async fn new(cluster: &Cluster) -> Sampler {
-        let (replicas, note) = cpkit::replicas::discover(cluster).await;
+    pub async fn new(cluster: &Cluster) -> Result<Sampler> {
+        let (replicas, note) = cpkit::replicas::discover(cluster).await?;
         let targets = replicas
             .into_iter()
             .map(|replica| Target { client: client_for(cluster, &replica), replica, previous: None })
             .collect();
-        Sampler {
+        Ok(Sampler {
             context: cluster.info.context.clone(),
             targets,
             notes: note.into_iter().collect(),
             dumps_forbidden: false,
-        }
+        })
     }
 
     pub async fn sample(&mut self, with_flows: bool) -> Snapshot {
@@ -174,7 +175,11 @@ impl Sampler {
     /// Two samples `interval` apart: the second has rates.
     pub async fn sample_pair(&mut self, interval: Duration, with_flows: bool) -> Snapshot {
         let first = Instant::now();
-        let _ = self.sample(false).await;
+        let opening = self.sample(false).await;
+        // Nothing answered: the second round would only wait as long again for the same errors.
+        if opening.replicas_ok() == 0 {
+            return opening;
+        }
         tokio::time::sleep(interval.saturating_sub(first.elapsed())).await;
         self.sample(with_flows).await
     }

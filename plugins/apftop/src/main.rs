@@ -126,8 +126,9 @@ async fn view_context(cluster: &Cluster, per_replica: bool) -> (Context, Option<
 
 async fn top_command(cli: &Cli) -> Result<i32> {
     let cluster = Cluster::connect(&cli.kube, PLUGIN).await?;
-    let ((ctx, note), mut sampler) =
+    let ((ctx, note), sampler) =
         tokio::join!(view_context(&cluster, cli.top.per_replica), gather::Sampler::new(&cluster));
+    let mut sampler = sampler?;
     let interactive = !cli.top.once && !cli.output.is_structured() && cpkit::cli::stdout_is_terminal();
     if interactive {
         let app = tui::App::new(cli.top.view, ctx, cli.top.interval);
@@ -394,7 +395,7 @@ async fn config_command(cli: &Cli, args: &ConfigArgs) -> Result<i32> {
     let snapshot = if args.sample.is_zero() {
         None
     } else {
-        let mut sampler = gather::Sampler::new(&cluster).await;
+        let mut sampler = gather::Sampler::new(&cluster).await?;
         Some(sampler.sample_pair(args.sample, true).await)
     };
     let findings = cpkit::apf::lint::lint(&cfg.schemas, &cfg.levels, snapshot.as_ref().map(|s| &s.total));

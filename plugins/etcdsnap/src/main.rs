@@ -232,7 +232,7 @@ async fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Status { file, no_digest } => {
-            let st = cpkit::etcd::snapshot::status(file, !no_digest)?;
+            let st = save::status_with_record(file, !no_digest).await?;
             let ok = !st.sha256.checked || !st.sha256.present || st.sha256.valid;
             emit(&cli, "EtcdSnapshotStatus", serde_json::to_value(&st).unwrap_or_default(), || {
                 files::status_text(file, &st)
@@ -266,7 +266,7 @@ async fn run(cli: Cli) -> Result<i32> {
         }
         Command::Prune(args) => prune(&cli, args),
         Command::RestorePlan(args) => restore_plan(&cli, args).await,
-        Command::Restore(args) => restore_cmd(&cli, args),
+        Command::Restore(args) => restore_cmd(&cli, args).await,
         Command::Drill { file, keep } => {
             let report = restore::drill(file, *keep).await?;
             emit(&cli, "EtcdRestoreDrill", serde_json::to_value(&report).unwrap_or_default(), || {
@@ -348,7 +348,7 @@ fn prune(cli: &Cli, args: &PruneArgs) -> Result<i32> {
 }
 
 async fn restore_plan(cli: &Cli, args: &RestorePlanArgs) -> Result<i32> {
-    let snapshot = cpkit::etcd::snapshot::status(&args.file, true)?;
+    let snapshot = save::status_with_record(&args.file, true).await?;
     let data_dir = args.data_dir.clone();
     let (members, token) = match &args.members {
         Some(m) => (restore::parse_members(m, data_dir.as_deref().unwrap_or("/var/lib/etcd"))?, args.token.clone()),
@@ -397,8 +397,8 @@ async fn restore_plan(cli: &Cli, args: &RestorePlanArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn restore_cmd(cli: &Cli, args: &RestoreCmdArgs) -> Result<i32> {
-    let snapshot = cpkit::etcd::snapshot::status(&args.file, true)?;
+async fn restore_cmd(cli: &Cli, args: &RestoreCmdArgs) -> Result<i32> {
+    let snapshot = save::status_with_record(&args.file, true).await?;
     if snapshot.sha256.present && !snapshot.sha256.valid {
         return Err(Error::new(
             cpkit::error::ErrorKind::InvalidData,
@@ -443,7 +443,7 @@ fn restore_cmd(cli: &Cli, args: &RestoreCmdArgs) -> Result<i32> {
         ))?;
         return Ok(0);
     }
-    restore::run_restore(&tool, &args.file, &a)?;
+    restore::run_restore(&tool, &args.file, &a).await?;
     emit(
         cli,
         "EtcdRestore",

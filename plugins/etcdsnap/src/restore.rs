@@ -2,11 +2,10 @@
 //! etcdutl, or etcdctl 3.4) and `drill` (restore into a temp dir, start a throwaway etcd, compare).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cpkit::error::{Error, ErrorKind, Result};
-use cpkit::etcd::snapshot::{SnapshotStatus, status};
+use cpkit::etcd::snapshot::SnapshotStatus;
 use serde::Serialize;
 
 /// One member of the restored cluster.
@@ -171,8 +170,9 @@ pub fn dir_is_empty(dir: &Path) -> bool {
     }
 }
 
-/// Runs the restore (after the caller showed the plan and got --yes).
-pub fn run_restore(tool: &RestoreTool, file: &Path, a: &RestoreArgs) -> Result<()> {
+/// Runs the restore (after the caller showed the plan and got --yes), as a child the plugin owns:
+/// a signal that ends the plugin stops it too.
+pub async fn run_restore(tool: &RestoreTool, file: &Path, a: &RestoreArgs) -> Result<()> {
     if !dir_is_empty(&a.data_dir) {
         return Err(Error::usage(
             format!("{} is not empty", a.data_dir.display()),
@@ -180,10 +180,11 @@ pub fn run_restore(tool: &RestoreTool, file: &Path, a: &RestoreArgs) -> Result<(
         ));
     }
     let cmd = restore_command(tool, file, a);
-    let out = Command::new(&cmd[0])
-        .args(&cmd[1..])
-        .env("ETCDCTL_API", "3")
+    let mut command = tokio::process::Command::new(&cmd[0]);
+    command.args(&cmd[1..]).env("ETCDCTL_API", "3").stdin(std::process::Stdio::null());
+    let out = cpkit::process::owned(&mut command)
         .output()
+        .await
         .map_err(|e| Error::io(format!("Cannot run {}", cmd[0]), &e))?;
     if !out.status.success() {
         return Err(Error::new(
@@ -214,7 +215,7 @@ fn free_port() -> Result<u16> {
 /// Restores into a temp dir, starts etcd on loopback, compares with `status`, stops it.
 pub async fn drill(file: &Path, keep: bool) -> Result<DrillReport> {
     let started = Instant::now();
-    let expected = status(file, true)?;
+    let expected = crate::save::status_with_record(file, true).await?;
     let tool = find_tool()?;
     let etcd = which::which("etcd").map_err(|_| {
         Error::new(
@@ -241,7 +242,7 @@ pub async fn drill(file: &Path, keep: bool) -> Result<DrillReport> {
         skip_hash_check: !expected.sha256.present,
     };
     let mut checks = Vec::new();
-    let restored = run_restore(&tool, file, &args);
+    let restored = run_restore(&tool, file, &args).await;
     checks.push((
         "restore".to_string(),
         restored.is_ok(),
@@ -253,7 +254,9 @@ pub async fn drill(file: &Path, keep: bool) -> Result<DrillReport> {
     let client_url = format!("http://127.0.0.1:{client_port}");
     let log =
         std::fs::File::create(tmp.path().join("etcd.log")).map_err(|e| Error::io("Cannot create the etcd log", &e))?;
-    let mut child = Command::new(&etcd)
+    // Owned: killed with the drill, whatever ends it (the restored data holds every Secret).
+    let mut etcd_command = tokio::process::Command::new(&etcd);
+    etcd_command
         .args([
             "--name=drill".to_string(),
             format!("--data-dir={}", data.display()),
@@ -265,10 +268,10 @@ pub async fn drill(file: &Path, keep: bool) -> Result<DrillReport> {
             "--initial-cluster-token=etcdsnap-drill".into(),
         ])
         .env("ETCD_UNSUPPORTED_ARCH", std::env::consts::ARCH)
+        .stdin(std::process::Stdio::null())
         .stdout(log.try_clone().map_err(|e| Error::io("Cannot create the etcd log", &e))?)
-        .stderr(log)
-        .spawn()
-        .map_err(|e| Error::io("Cannot start etcd", &e))?;
+        .stderr(log);
+    let mut child = cpkit::process::owned(&mut etcd_command).spawn().map_err(|e| Error::io("Cannot start etcd", &e))?;
     let result = async {
         let tls = cpkit::etcd::direct::EtcdTls { ca_pem: None, cert_pem: None, key_pem: None };
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -298,8 +301,7 @@ pub async fn drill(file: &Path, keep: bool) -> Result<DrillReport> {
         Ok::<_, Error>((revision, keys))
     }
     .await;
-    let _ = child.kill();
-    let _ = child.wait();
+    let _ = child.kill().await;
     match result {
         Ok((revision, keys)) => {
             checks.push(("serves".into(), true, format!("etcd answered on {client_url}")));

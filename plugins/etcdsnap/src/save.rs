@@ -47,8 +47,31 @@ pub fn sidecar_path(file: &Path) -> PathBuf {
 }
 
 pub fn read_sidecar(file: &Path) -> Option<Sidecar> {
-    let text = std::fs::read_to_string(sidecar_path(file)).ok()?;
+    let text = cpkit::input::read_text(&sidecar_path(file), 1 << 20).ok()?;
     serde_json::from_str(&text).ok()
+}
+
+/// A snapshot's status with its save's record as a witness: a file whose record holds the
+/// sha256 etcd sent must still end with it (cut by exactly 32 bytes, it reads as whole pages,
+/// like a database file copied from a member). The walk runs off the async threads, so a
+/// signal is handled at once.
+pub async fn status_with_record(file: &Path, verify_digest: bool) -> Result<cpkit::etcd::snapshot::SnapshotStatus> {
+    let path = file.to_path_buf();
+    let st = tokio::task::spawn_blocking(move || cpkit::etcd::snapshot::status(&path, verify_digest))
+        .await
+        .map_err(|_| Error::failed("Reading the snapshot failed", "its thread ended abnormally", ""))??;
+    if !st.sha256.present && read_sidecar(file).is_some_and(|r| r.sha256.is_some()) {
+        return Err(Error::new(
+            ErrorKind::InvalidData,
+            format!("{} is not a usable etcd snapshot", file.display()),
+            format!(
+                "its record {} says it ended with etcd's sha256 when it was saved, and it no longer does: its last 32 bytes were cut off",
+                sidecar_path(file).display()
+            ),
+            "Take a new snapshot (kubectl etcdsnap save); keep this file for analysis.",
+        ));
+    }
+    Ok(st)
 }
 
 fn write_sidecar(file: &Path, sidecar: &Sidecar, overwrite: bool) -> Result<()> {

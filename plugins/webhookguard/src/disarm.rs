@@ -131,8 +131,8 @@ pub fn backup_path(dir: &Path, context: &str, kind: ConfigKind, name: &str, when
 /// Writes the object, as read, to a new file (0600, fsynced, renamed into place).
 pub fn write_backup(path: &Path, object: &Value) -> Result<PathBuf> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::io(format!("Cannot create the backup directory {}", dir.display()), &e))?;
+        // 0700 whatever the umask: backups hold whole configurations.
+        cpkit::atomic_file::private_dir(dir)?;
     }
     let mut file = cpkit::atomic_file::AtomicFile::create(path, false)?;
     let mut text = serde_json::to_vec_pretty(object)
@@ -145,8 +145,7 @@ pub fn write_backup(path: &Path, object: &Value) -> Result<PathBuf> {
 
 /// Reads a backup written by `disarm` (or any JSON/YAML of one configuration).
 pub fn read_backup(path: &Path) -> Result<(ConfigKind, Value)> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::io(format!("Cannot read the backup {}", path.display()), &e))?;
+    let text = cpkit::input::read_text(path, cpkit::input::TEXT_LIMIT)?;
     let value: Value = if text.trim_start().starts_with('{') {
         serde_json::from_str(&text)
             .map_err(|e| Error::invalid_data(format!("Cannot parse {} as JSON", path.display()), e.to_string()))?

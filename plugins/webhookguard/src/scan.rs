@@ -24,51 +24,43 @@ pub struct ScanReport {
     pub notes: Vec<String>,
 }
 
-/// Reads manifests: files, directories (recursively, .yaml/.yml/.json), or `-` for stdin.
+/// Reads manifests: files, directories (recursively, .yaml/.yml/.json; each directory once
+/// whatever its symlinks), or `-` for stdin. Regular files only, each at most
+/// [`cpkit::input::TEXT_LIMIT`]; an input without a single document is an error, not a clean
+/// scan.
 pub fn read_manifests(paths: &[PathBuf]) -> Result<(Vec<WebhookConfig>, String)> {
+    use cpkit::input::{TEXT_LIMIT, read_stdin, read_text, walk_files};
     let mut configs = Vec::new();
     let mut names = Vec::new();
+    let mut documents = 0;
     for p in paths {
         if p.as_os_str() == "-" {
-            let mut text = String::new();
-            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
-                .map_err(|e| Error::io("Cannot read stdin", &e))?;
-            configs.extend(parse_text("stdin", &text)?);
+            let text = read_stdin(TEXT_LIMIT)?;
+            let (docs, found) = parse_text("stdin", &text)?;
+            documents += docs;
+            configs.extend(found);
             names.push("stdin".to_string());
             continue;
         }
-        let mut files = Vec::new();
-        collect(p, &mut files)?;
-        for f in files {
-            let text =
-                std::fs::read_to_string(&f).map_err(|e| Error::io(format!("Cannot read {}", f.display()), &e))?;
-            configs.extend(parse_text(&f.display().to_string(), &text)?);
+        for f in walk_files(p, &["yaml", "yml", "json"])? {
+            let text = read_text(&f, TEXT_LIMIT)?;
+            let (docs, found) = parse_text(&f.display().to_string(), &text)?;
+            documents += docs;
+            configs.extend(found);
         }
         names.push(p.display().to_string());
+    }
+    if documents == 0 {
+        return Err(Error::invalid_data(
+            format!("No Kubernetes objects in {}", names.join(", ")),
+            "the input is empty (or holds no .yaml, .yml or .json files)",
+        ));
     }
     Ok((configs, names.join(", ")))
 }
 
-fn collect(p: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let meta = std::fs::metadata(p).map_err(|e| Error::io(format!("Cannot read {}", p.display()), &e))?;
-    if meta.is_dir() {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
-            .map_err(|e| Error::io(format!("Cannot list {}", p.display()), &e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .collect();
-        entries.sort();
-        for e in entries {
-            if e.is_dir() || e.extension().is_some_and(|x| x == "yaml" || x == "yml" || x == "json") {
-                collect(&e, out)?;
-            }
-        }
-    } else {
-        out.push(p.to_path_buf());
-    }
-    Ok(())
-}
-
-fn parse_text(source: &str, text: &str) -> Result<Vec<WebhookConfig>> {
+/// The number of documents in `text` and the webhook configurations among them.
+fn parse_text(source: &str, text: &str) -> Result<(usize, Vec<WebhookConfig>)> {
     let docs = if text.trim_start().starts_with('{') {
         vec![
             serde_json::from_str(text)
@@ -77,12 +69,12 @@ fn parse_text(source: &str, text: &str) -> Result<Vec<WebhookConfig>> {
     } else {
         cpkit::yaml::documents(source, text)?
     };
-    cpkit::webhooks::configs_from_documents(&docs, source)
+    Ok((docs.len(), cpkit::webhooks::configs_from_documents(&docs, source)?))
 }
 
 /// Reads an allowlist: a YAML list of `{config, webhook?, finding?, reason}` (or `{accepted: [...]}`).
 pub fn read_allowlist(path: &Path) -> Result<Vec<Accepted>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(format!("Cannot read {}", path.display()), &e))?;
+    let text = cpkit::input::read_text(path, cpkit::input::TEXT_LIMIT)?;
     #[derive(serde::Deserialize)]
     #[serde(untagged)]
     enum File {
@@ -177,15 +169,17 @@ pub fn render(r: &ScanReport, out: &OutputArgs) -> String {
     } else {
         text.push_str(&t.render(out.is_wide(), out.no_headers));
     }
+    // One set lookup per webhook (comparing each with every finding was quadratic).
+    let with_findings: std::collections::HashSet<(ConfigKind, &str, &str)> =
+        r.findings.iter().map(|f| (f.config_kind, f.config.as_str(), f.webhook.as_str())).collect();
     let clean: Vec<String> = r
         .configurations
         .iter()
         .flat_map(|c| {
+            let with_findings = &with_findings;
             c.webhooks
                 .iter()
-                .filter(|w| {
-                    !r.findings.iter().any(|f| f.config_kind == c.kind && f.config == c.name && f.webhook == w.name)
-                })
+                .filter(move |w| !with_findings.contains(&(c.kind, c.name.as_str(), w.name.as_str())))
                 .map(move |w| format!("{} ({}/{})", w.name, kind_word(c.kind), c.name))
         })
         .collect();

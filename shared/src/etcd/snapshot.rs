@@ -29,7 +29,7 @@ pub struct EtcdctlStatus {
 pub struct Digest32 {
     /// False when the check was skipped (`--no-digest`): then `valid` and `actual` say nothing.
     pub checked: bool,
-    /// True when the file ends with the 32-byte digest etcd sends (size % 512 == 32).
+    /// True when the file ends with the 32-byte digest etcd sends (see [`trailer_present`]).
     pub present: bool,
     /// True when it matches the sha256 of everything before it.
     pub valid: bool,
@@ -151,25 +151,43 @@ fn corrupt(path: &Path, e: &FormatError) -> Error {
     )
 }
 
-/// sha256 of the file minus its last 32 bytes, compared with them.
-pub fn check_digest(path: &Path) -> Result<Digest32> {
+/// Whether a file of `size` bytes ends with etcd's sha256 trailer, from its database's pages: a
+/// snapshot is exactly the pages in use (`tx.WriteTo` writes `tx.Size()` bytes) plus the 32-byte
+/// digest etcd appends; a database file copied from a member is whole pages (it may have grown
+/// past the pages in use). Any other size means bytes were cut or appended.
+pub fn trailer_present(size: u64, meta: &crate::etcd::bbolt::Meta) -> std::result::Result<bool, String> {
+    let page = u64::from(meta.page_size);
+    let in_use = meta.pgid.saturating_mul(page);
+    if size == in_use + 32 {
+        return Ok(true);
+    }
+    if size >= in_use && (size - in_use).is_multiple_of(page) {
+        return Ok(false);
+    }
+    Err(format!(
+        "the file is {size} bytes: neither whole {page}-byte pages ({in_use} bytes in use) nor those plus etcd's 32-byte sha256 trailer, so bytes were cut off or appended"
+    ))
+}
+
+/// sha256 of the file minus its last 32 bytes, compared with them (`present`: the file has the
+/// trailer, see [`trailer_present`]).
+pub fn check_digest(path: &Path, present: bool) -> Result<Digest32> {
     let mut file = std::fs::File::open(path).map_err(|e| Error::io(format!("Cannot open {}", path.display()), &e))?;
     let size = file.metadata().map_err(|e| Error::io(format!("Cannot read {}", path.display()), &e))?.len();
-    let present = size % 512 == 32;
-    let body = if present { size - 32 } else { size };
+    let body = if present { size.saturating_sub(32) } else { size };
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut left = body;
     while left > 0 {
         let n = (left as usize).min(buf.len());
-        file.read_exact(&mut buf[..n]).map_err(|e| Error::io(format!("Cannot read {}", path.display()), &e))?;
+        file.read_exact(&mut buf[..n]).map_err(|e| read_error(path, size, &e))?;
         hasher.update(&buf[..n]);
         left -= n as u64;
     }
     let actual = hex::encode(hasher.finalize());
     let expected = if present {
         let mut tail = [0u8; 32];
-        file.read_exact(&mut tail).map_err(|e| Error::io(format!("Cannot read {}", path.display()), &e))?;
+        file.read_exact(&mut tail).map_err(|e| read_error(path, size, &e))?;
         Some(hex::encode(tail))
     } else {
         None
@@ -177,24 +195,23 @@ pub fn check_digest(path: &Path) -> Result<Digest32> {
     Ok(Digest32 { checked: true, present, valid: expected.as_deref() == Some(actual.as_str()), expected, actual })
 }
 
+/// A read that failed; a file that ends early shrank while it was read (a copy still being
+/// written, or a snapshot replaced under us).
+fn read_error(path: &Path, size: u64, e: &std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        return corrupt(
+            path,
+            &FormatError(format!("the file ended before its {size} bytes were read (did it shrink while being read?)")),
+        );
+    }
+    Error::io(format!("Cannot read {}", path.display()), e)
+}
+
 /// Reads a snapshot: structure check, the etcdctl numbers, metadata and inventory; with
 /// `verify_digest`, also the sha256 trailer (on a second thread, while the tree is walked).
 pub fn status(path: &Path, verify_digest: bool) -> Result<SnapshotStatus> {
-    let digest_path = path.to_path_buf();
-    let digest = std::thread::spawn(move || {
-        if verify_digest {
-            check_digest(&digest_path)
-        } else {
-            let size = std::fs::metadata(&digest_path).map(|m| m.len()).unwrap_or(0);
-            Ok(Digest32 {
-                checked: false,
-                present: size % 512 == 32,
-                valid: false,
-                expected: None,
-                actual: String::new(),
-            })
-        }
-    });
+    // A regular file, checked without blocking: a FIFO or /dev/zero is refused, not read.
+    drop(crate::input::open_regular(path)?);
     let db = Db::open(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::InvalidData {
             corrupt(path, &FormatError(e.to_string()))
@@ -202,16 +219,26 @@ pub fn status(path: &Path, verify_digest: bool) -> Result<SnapshotStatus> {
             Error::io(format!("Cannot open {}", path.display()), &e)
         }
     })?;
+    let present = trailer_present(db.file_size, &db.meta).map_err(|e| corrupt(path, &FormatError(e)))?;
+    let digest_path = path.to_path_buf();
+    let digest = std::thread::spawn(move || {
+        if verify_digest {
+            check_digest(&digest_path, present)
+        } else {
+            Ok(Digest32 { checked: false, present, valid: false, expected: None, actual: String::new() })
+        }
+    });
     let mut crc = 0u32;
     let mut revision = 0i64;
     let mut total_key = 0u64;
     let mut meta: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
     let mut members = Vec::new();
     let mut cluster_version = None;
-    // Live keys: a hash of the user key → (resource, alive). Memory grows with distinct keys,
-    // not with the file.
+    // Live keys: the user key itself → (resource, alive), so that two keys are one only when
+    // their bytes are (a hash alone merged distinct keys). Memory grows with the distinct keys,
+    // not with the file; repeated keys (every update of an object) allocate nothing.
     let mut resources: Vec<String> = Vec::new();
-    let mut live: HashMap<u64, (u32, bool), std::hash::BuildHasherDefault<crate::metrics::scrape::FxHasher>> =
+    let mut live: HashMap<Box<[u8]>, (u32, bool), std::hash::BuildHasherDefault<crate::metrics::scrape::FxHasher>> =
         HashMap::default();
     let stats = db
         .walk(&mut |bucket: &[u8], item: Option<&Item<'_>>| {
@@ -230,21 +257,19 @@ pub fn status(path: &Path, verify_digest: bool) -> Result<SnapshotStatus> {
                     revision = be_u64(item.key).map(|r| r as i64).unwrap_or(revision);
                     let tombstone = item.key.len() == 18 && item.key[17] == b't';
                     if let Some(user_key) = kv_key(item.value) {
-                        let h = {
-                            use std::hash::Hasher;
-                            let mut hasher = crate::metrics::scrape::FxHasher::default();
-                            hasher.write(user_key);
-                            hasher.finish()
-                        };
-                        let resource = resource_of(user_key).unwrap_or_default();
-                        let index = match resources.iter().position(|r| *r == resource) {
-                            Some(i) => i,
-                            None => {
-                                resources.push(resource);
-                                resources.len() - 1
-                            }
-                        } as u32;
-                        live.insert(h, (index, !tombstone));
+                        if let Some(entry) = live.get_mut(user_key) {
+                            entry.1 = !tombstone;
+                        } else {
+                            let resource = resource_of(user_key).unwrap_or_default();
+                            let index = match resources.iter().position(|r| *r == resource) {
+                                Some(i) => i,
+                                None => {
+                                    resources.push(resource);
+                                    resources.len() - 1
+                                }
+                            } as u32;
+                            live.insert(user_key.into(), (index, !tombstone));
+                        }
                     }
                 }
                 b"meta" => {
@@ -331,13 +356,28 @@ mod tests {
         let mut data = body.clone();
         data.extend_from_slice(&Sha256::digest(&body));
         std::fs::write(&p, &data).unwrap();
-        let d = check_digest(&p).unwrap();
+        let d = check_digest(&p, true).unwrap();
         assert!(d.present && d.valid);
         data[100] ^= 1;
         std::fs::write(&p, &data).unwrap();
-        let d = check_digest(&p).unwrap();
+        let d = check_digest(&p, true).unwrap();
         assert!(d.present && !d.valid);
-        std::fs::write(&p, &body).unwrap();
-        assert!(!check_digest(&p).unwrap().present);
+    }
+
+    #[test]
+    fn only_whole_pages_or_pages_and_the_digest_are_intact() {
+        let meta = crate::etcd::bbolt::Meta { page_size: 4096, root: 3, freelist: 2, pgid: 10, txid: 5 };
+        let pages = 10 * 4096;
+        assert_eq!(trailer_present(pages + 32, &meta), Ok(true), "a snapshot");
+        assert_eq!(trailer_present(pages, &meta), Ok(false), "a copied database file");
+        assert_eq!(trailer_present(pages + 3 * 4096, &meta), Ok(false), "one that grew past its pages");
+        // Cut or grown tails: what `status` used to read as "a copied db file".
+        for cut in 1..32 {
+            assert!(trailer_present(pages + 32 - cut, &meta).is_err(), "cut {cut}");
+        }
+        for added in 1..=480 {
+            assert!(trailer_present(pages + 32 + added, &meta).is_err(), "appended {added}");
+        }
+        assert!(trailer_present(pages - 1, &meta).is_err());
     }
 }

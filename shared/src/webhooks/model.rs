@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub enum ConfigKind {
     Validating,
     Mutating,
@@ -262,6 +262,7 @@ impl WebhookConfig {
         };
         let api_version = v["apiVersion"].as_str().unwrap_or("admissionregistration.k8s.io/v1").to_string();
         let beta = api_version.ends_with("/v1beta1");
+        check_shape(v, kind, source)?;
         let name = v["metadata"]["name"].as_str().unwrap_or("").to_string();
         if name.is_empty() {
             return Err(Error::invalid_data(
@@ -355,10 +356,78 @@ impl WebhookConfig {
 }
 
 /// Every webhook configuration in a set of documents (objects, `List`s, multi-document YAML).
+/// The fields the analysis reads must have their API types: a string where a list belongs
+/// would otherwise read as "no webhooks" or "no rules".
+fn check_shape(v: &Value, kind: ConfigKind, source: &str) -> Result<()> {
+    let name = v["metadata"]["name"].as_str().unwrap_or("?");
+    let bad = |field: String, want: &str| {
+        Err(Error::invalid_data(
+            format!("{} {name} in {source} is not valid", kind.kind()),
+            format!("{field} must be {want}"),
+        ))
+    };
+    let is = |x: &Value, want: fn(&Value) -> bool| x.is_null() || want(x);
+    if !is(&v["webhooks"], Value::is_array) {
+        return bad("webhooks".into(), "a list");
+    }
+    for (i, w) in v["webhooks"].as_array().into_iter().flatten().enumerate() {
+        if !w.is_object() {
+            return bad(format!("webhooks[{i}]"), "an object");
+        }
+        for (field, want, ok) in [
+            ("rules", "a list", is(&w["rules"], Value::is_array)),
+            ("clientConfig", "an object", is(&w["clientConfig"], Value::is_object)),
+            ("namespaceSelector", "an object", is(&w["namespaceSelector"], Value::is_object)),
+            ("objectSelector", "an object", is(&w["objectSelector"], Value::is_object)),
+            ("matchConditions", "a list", is(&w["matchConditions"], Value::is_array)),
+            ("failurePolicy", "a string", is(&w["failurePolicy"], Value::is_string)),
+            ("timeoutSeconds", "a number", is(&w["timeoutSeconds"], Value::is_number)),
+        ] {
+            if !ok {
+                return bad(format!("webhooks[{i}].{field}"), want);
+            }
+        }
+        for (j, r) in w["rules"].as_array().into_iter().flatten().enumerate() {
+            for field in ["operations", "apiGroups", "apiVersions", "resources"] {
+                if !is(&r[field], Value::is_array) {
+                    return bad(format!("webhooks[{i}].rules[{j}].{field}"), "a list");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 pub fn configs_from_documents(docs: &[Value], source: &str) -> Result<Vec<WebhookConfig>> {
     let mut out = Vec::new();
-    for d in docs {
-        if d["kind"].as_str().is_some_and(|k| k.ends_with("List")) {
+    for (index, d) in docs.iter().enumerate() {
+        let (api_version, kind) = (d["apiVersion"].as_str().unwrap_or(""), d["kind"].as_str().unwrap_or(""));
+        if api_version.is_empty() || kind.is_empty() {
+            return Err(Error::invalid_data(
+                format!("Document {} of {source} is not a Kubernetes object", index + 1),
+                "it has no apiVersion and kind",
+            ));
+        }
+        // A kind of the admission group this reader does not know would be skipped silently.
+        if api_version.starts_with("admissionregistration.k8s.io/")
+            && !matches!(
+                kind,
+                "ValidatingWebhookConfiguration"
+                    | "MutatingWebhookConfiguration"
+                    | "ValidatingWebhookConfigurationList"
+                    | "MutatingWebhookConfigurationList"
+                    | "ValidatingAdmissionPolicy"
+                    | "ValidatingAdmissionPolicyBinding"
+                    | "MutatingAdmissionPolicy"
+                    | "MutatingAdmissionPolicyBinding"
+            )
+        {
+            return Err(Error::invalid_data(
+                format!("Document {} of {source} has an unknown kind {kind:?} of {api_version}", index + 1),
+                "it is not a webhook configuration or an admission policy",
+            ));
+        }
+        if kind.ends_with("List") {
             out.extend(configs_from_documents(d["items"].as_array().map(|a| a.as_slice()).unwrap_or(&[]), source)?);
         } else if let Some(c) = WebhookConfig::from_value(d, source)? {
             out.push(c);

@@ -139,3 +139,17 @@ pub fn start(world: testkit::World, scenario: testkit::Scenario) -> testkit::Dem
     testkit::DemoCluster::start_in(world, scenario)
         .unwrap_or_else(|e| panic!("cannot start {} in the {} world: {e}", scenario.name(), world.name()))
 }
+
+/// `--via direct` and the flags that reach the first member of `etcd` with its client
+/// certificate (for `etcdsnap save` and the maintenance commands).
+pub fn etcd_direct_flags(etcd: &testkit::etcd::EtcdCluster) -> Vec<String> {
+    let tls = etcd.client_tls();
+    vec![
+        "--via".into(),
+        "direct".into(),
+        format!("--endpoints={}", etcd.members[0].local_client_url()),
+        format!("--etcd-cacert={}", tls.cacert.display()),
+        format!("--etcd-cert={}", tls.cert.display()),
+        format!("--etcd-key={}", tls.key.display()),
+    ]
+}

@@ -269,6 +269,162 @@ fn save_direct(endpoint: &str, tls: Option<&ClientTls>, file: &Path, extra: &[&s
     plugin("etcdsnap", &args.iter().map(String::as_str).collect::<Vec<_>>(), &[])
 }
 
+/// Keys are counted by their bytes: 100,000 keys that share long prefixes (node names as a
+/// large cluster has them, pods of one long-named namespace), where a 64-bit hash of the key
+/// used to merge distinct keys (5,000 nodes were counted as 4,414 and `drill` failed a good
+/// snapshot).
+#[test]
+fn status_and_drill_count_every_key_exactly() {
+    let etcd = single_member(false);
+    let tls = etcd.client_tls();
+    let endpoint = etcd.members[0].local_client_url();
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let mut client = rt.block_on(etcd.client()).unwrap();
+    let namespace = "platform-observability-and-telemetry-collectors-production-eu-west-1";
+    rt.block_on(async {
+        for batch in 0..(100_000 / 125) {
+            let ops: Vec<etcd_client::TxnOp> = (0..125)
+                .map(|k| {
+                    let i = batch * 125 + k;
+                    let key = if i % 2 == 0 {
+                        format!("/registry/minions/node-{:06}", i / 2)
+                    } else {
+                        format!("/registry/pods/{namespace}/otel-collector-{:06}", i / 2)
+                    };
+                    etcd_client::TxnOp::put(key, b"k8s\0v".to_vec(), None)
+                })
+                .collect();
+            client.txn(etcd_client::Txn::new().and_then(ops)).await.unwrap();
+        }
+    });
+    let file = dir.path().join("many.db");
+    let out = save_direct(&endpoint, Some(&tls), &file, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let st = json_of(&plugin("etcdsnap", &["status", file.to_str().unwrap(), "-o", "json"], &[]));
+    assert_eq!(st["inventory"]["nodes"], 50_000, "{}", st["inventory"]);
+    assert_eq!(st["inventory"]["pods"], 50_000, "{}", st["inventory"]);
+    assert_eq!(st["liveKeys"], 100_000);
+    let out = plugin("etcdsnap", &["drill", file.to_str().unwrap()], &[]);
+    let (stdout, _) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(stdout.contains("PASS keys"), "{stdout}");
+}
+
+/// A process's state letter from /proc (None when it is gone).
+fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next())
+}
+
+/// The children of `parent` whose command line contains `needle`.
+fn children_with(parent: u32, needle: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let ppid = stat.rsplit_once(") ").and_then(|(_, rest)| rest.split(' ').nth(1)?.parse::<u32>().ok());
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            ppid == Some(parent) && String::from_utf8_lossy(&cmdline).contains(needle)
+        })
+        .collect()
+}
+
+/// `drill` starts a throwaway etcd serving the restored data (Secrets included, no auth): any
+/// signal that ends the plugin must end that etcd too and remove its directory.
+#[test]
+fn drill_leaves_no_etcd_and_no_files_behind_on_any_signal() {
+    let etcd = single_member(false);
+    let tls = etcd.client_tls();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("s.db");
+    let rt = rt();
+    let mut client = rt.block_on(etcd.client()).unwrap();
+    rt.block_on(load(&client, &LoadSpec::default())).unwrap();
+    rt.block_on(client.put("/registry/secrets/default/db", "s3cr3t", None)).unwrap();
+    let out = save_direct(&etcd.members[0].local_client_url(), Some(&tls), &file, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    for signal in [libc::SIGTERM, libc::SIGHUP, libc::SIGINT] {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut drill = Command::new(plugin_binary("etcdsnap"))
+            .args(["drill", file.to_str().unwrap()])
+            .env("TMPDIR", tmp.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let child = loop {
+            if let Some(pid) = children_with(drill.id(), "--initial-cluster-token=etcdsnap-drill").first() {
+                break *pid;
+            }
+            assert!(std::time::Instant::now() < deadline, "the drill's etcd never started");
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        // SAFETY: a signal to our own child.
+        unsafe { libc::kill(drill.id() as libc::pid_t, signal) };
+        let status = drill.wait().unwrap();
+        let mut stderr = String::new();
+        use std::io::Read;
+        drill.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+        let expected = if signal == libc::SIGINT { 130 } else { 128 + signal };
+        assert_eq!(status.code(), Some(expected), "signal {signal}: {stderr}");
+        assert!(stderr.contains("interrupted by"), "{stderr}");
+        let gone = (0..200).any(|_| {
+            std::thread::sleep(Duration::from_millis(10));
+            !matches!(process_state(child), Some(s) if s != 'Z' && s != 'X')
+        });
+        assert!(gone, "signal {signal}: the drill's etcd (pid {child}) still runs");
+        let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().flatten().map(|e| e.path()).collect();
+        assert!(left.is_empty(), "signal {signal}: left behind {left:?}");
+    }
+}
+
+/// A snapshot is its pages plus etcd's 32-byte sha256: a file cut or grown by a few bytes is
+/// damaged, never "a copied db file" that `restore-plan` would restore with --skip-hash-check.
+#[test]
+fn damaged_tails_are_corruption() {
+    let etcd = single_member(false);
+    let tls = etcd.client_tls();
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.db");
+    let out = save_direct(&etcd.members[0].local_client_url(), Some(&tls), &good, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let bytes = std::fs::read(&good).unwrap();
+    let record = std::fs::read(dir.path().join("good.db.json")).unwrap();
+    let damaged = |name: &str, data: &[u8]| {
+        let file = dir.path().join(name);
+        std::fs::write(&file, data).unwrap();
+        std::fs::write(dir.path().join(format!("{name}.json")), &record).unwrap();
+        file
+    };
+    let mut cases: Vec<(String, Vec<u8>)> = Vec::new();
+    for cut in [1usize, 16, 31, 32] {
+        cases.push((format!("cut-{cut}.db"), bytes[..bytes.len() - cut].to_vec()));
+    }
+    for added in [1usize, 480] {
+        let mut grown = bytes.clone();
+        grown.extend(std::iter::repeat_n(0u8, added));
+        cases.push((format!("grown-{added}.db"), grown));
+    }
+    for (name, data) in cases {
+        let file = damaged(&name, &data);
+        let out = plugin("etcdsnap", &["status", file.to_str().unwrap()], &[]);
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", describe(&out));
+        assert!(stderr.contains("is not a usable etcd snapshot"), "{name}: {stderr}");
+        let out =
+            plugin("etcdsnap", &["restore-plan", file.to_str().unwrap(), "--members", "a=https://127.0.0.1:2380"], &[]);
+        assert_ne!(out.status.code(), Some(0), "{name}: {}", describe(&out));
+        assert!(!text(&out).0.contains("--skip-hash-check"), "{name}: {}", describe(&out));
+    }
+    // The intact file still reads, with its digest.
+    let out = plugin("etcdsnap", &["status", good.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+}
+
 #[test]
 fn status_equals_etcdctl_on_several_shapes() {
     let etcd = single_member(false);

@@ -19,6 +19,40 @@ fn kubectl_finds_every_plugin_and_shows_kubectl_style_usage() {
     }
 }
 
+/// A server that accepts connections and never answers (a black hole: an overloaded API
+/// server, a dead proxy) bounds every plugin near --request-timeout, not a multiple of it.
+#[test]
+fn every_plugin_gives_up_on_a_silent_server_near_the_request_timeout() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Accept and hold every connection, answering nothing.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            held.push(conn);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("config");
+    std::fs::write(
+        &kubeconfig,
+        format!("apiVersion: v1\nkind: Config\ncurrent-context: x\nclusters: [{{name: c, cluster: {{server: \"https://127.0.0.1:{port}\", insecure-skip-tls-verify: true}}}}]\nusers: [{{name: u, user: {{token: sometoken123}}}}]\ncontexts: [{{name: x, context: {{cluster: c, user: u}}}}]\n"),
+    )
+    .unwrap();
+    let commands: &[&[&str]] = &[&["cphealth"], &["apftop", "--once"], &["webhookguard"], &["etcdsnap", "members"]];
+    for command in commands {
+        let mut args = command.to_vec();
+        args.extend(["--kubeconfig", kubeconfig.to_str().unwrap(), "--request-timeout=2s"]);
+        let started = std::time::Instant::now();
+        let out = kubectl(&args, &[]);
+        let elapsed = started.elapsed();
+        assert!(!out.status.success(), "{command:?}: {}", describe(&out));
+        assert!(elapsed < std::time::Duration::from_millis(3500), "{command:?} took {elapsed:?}: {}", describe(&out));
+        let (stdout, stderr) = text(&out);
+        assert!(format!("{stdout}{stderr}").contains("within 2"), "{command:?} names the timeout: {}", describe(&out));
+    }
+}
+
 #[test]
 fn every_plugin_explains_an_unreachable_server_within_the_timeout() {
     let dir = tempfile::tempdir().unwrap();
