@@ -14,6 +14,7 @@ pub mod error;
 pub mod etcd;
 pub mod exec_credential;
 pub mod exit;
+pub mod fuzz;
 pub mod health;
 pub mod input;
 pub mod kubeconfig;
