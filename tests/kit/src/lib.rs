@@ -3,6 +3,7 @@
 //! captures (`fixtures`) over real etcd clusters (`etcd`, `etcd_data`); named scenarios
 //! (`scenario`) run in either world. The `democluster` binary runs a scenario for humans.
 
+pub mod api_front;
 pub mod apiserver;
 pub mod binaries;
 pub mod etcd;

@@ -328,7 +328,7 @@ impl SimApiServer {
     }
 
     /// Stops replica `i` (its port then refuses connections).
-    pub fn stop_replica(&mut self, i: usize) {
+    pub fn stop_replica(&self, i: usize) {
         let _ = self.replica_stop[i].send(true);
         self.replica_up[i].store(false, Ordering::SeqCst);
         // Let the accept loop notice before callers probe the port.

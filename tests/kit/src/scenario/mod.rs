@@ -272,6 +272,32 @@ impl DemoCluster {
         }
     }
 
+    /// The API server behind the load balancer and the admin's credentials, for a fault front
+    /// ([`crate::api_front::ApiFront`]).
+    pub fn upstream(&self) -> crate::api_front::Upstream {
+        match &self.backend {
+            Backend::Sim(sim) => crate::api_front::Upstream {
+                url: sim.apiserver.lb_url(),
+                ca_pem: sim.apiserver.ca_pem().to_string(),
+                admin: sim.apiserver.admin_cert().clone(),
+            },
+            Backend::Real(r) => crate::api_front::Upstream {
+                url: r.lb_url.clone(),
+                ca_pem: r.pki.ca.cert.cert_pem.clone(),
+                admin: r.admin.clone(),
+            },
+        }
+    }
+
+    /// Stops API server replica `i` (its node's kube-apiserver in the real world): its address
+    /// refuses connections from then on.
+    pub fn stop_apiserver_replica(&self, i: usize) {
+        match &self.backend {
+            Backend::Sim(sim) => sim.apiserver.stop_replica(i),
+            Backend::Real(r) => r.kill(crate::real::Component::Apiserver, i),
+        }
+    }
+
     /// The Kubernetes version the API server reports.
     pub fn git_version(&self) -> String {
         match &self.backend {
@@ -530,7 +556,7 @@ impl DemoCluster {
         metrics.set_load(load);
         let SimWorld { store, exec, live_leases, .. } = world;
         let parts = SimParts { config, store, users, health, metrics, apf, exec, ca, live_leases, port: Some(port) };
-        let mut apiserver = SimApiServer::start(parts)?;
+        let apiserver = SimApiServer::start(parts)?;
         if let Some(i) = stop_replica {
             apiserver.stop_replica(i);
         }
