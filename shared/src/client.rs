@@ -340,10 +340,14 @@ fn bad_request(path: &str, e: http::Error) -> Error {
 
 pub fn decode_json<T: DeserializeOwned>(what: &str, body: &[u8]) -> Result<T> {
     serde_json::from_slice(body).map_err(|e| {
-        Error::invalid_data(
-            format!("Unexpected answer to {}", what.split('?').next().unwrap_or(what)),
-            format!("not the JSON expected: {e}"),
-        )
+        let why = if body.trim_ascii_start().starts_with(b"<") {
+            "an HTML page (text/html) came back instead of JSON: a captive portal, a proxy or a misrouted load balancer answered, not the API server".to_string()
+        } else if e.is_eof() {
+            format!("the JSON ends early after {} bytes ({e}): the answer was cut short", body.len())
+        } else {
+            format!("not the JSON expected: {e}")
+        };
+        Error::invalid_data(format!("Unexpected answer to {}", what.split('?').next().unwrap_or(what)), why)
     })
 }
 

@@ -4,9 +4,11 @@
 
 use serde_json::Value;
 
+use std::time::Duration;
+
 use crate::client::Cluster;
 use crate::controlplane::ComponentPod;
-use crate::error::{Access, Result};
+use crate::error::{Access, ErrorKind, Result};
 
 /// One API server replica.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +79,28 @@ pub async fn read_control_plane_pods(cluster: &Cluster) -> Result<Vec<ComponentP
     Ok(pods.iter().filter_map(ComponentPod::from_pod).collect())
 }
 
+/// Why the replicas cannot be asked one by one with the kubeconfig's trust, if so: through a
+/// proxy (an OIDC or access proxy, Rancher, Teleport) the configured server presents one CA and
+/// the replicas behind it another. One TLS handshake with the first replica tells (nothing is
+/// sent before the certificate verifies).
+pub async fn direct_access_refused(cluster: &Cluster, replicas: &[Replica]) -> Option<String> {
+    if replicas.iter().any(|r| r.url == cluster.server()) {
+        return None;
+    }
+    let first = replicas.first()?;
+    let timeout = cluster.timeout().unwrap_or(Duration::from_secs(3)).min(Duration::from_secs(3));
+    let refused = match crate::certs::probe_tls(cluster.config(), &first.url, timeout).await {
+        Ok(probe) => probe.verification_error.filter(|e| !e.contains("expired")),
+        Err(e) if e.kind == ErrorKind::TlsUnknownAuthority || e.kind == ErrorKind::TlsBadName => Some(e.why),
+        Err(_) => None,
+    }?;
+    Some(format!(
+        "the replicas' certificates do not verify with the kubeconfig's CA ({first}: {refused}): {server} is a proxy or load balancer with its own certificate, so the replicas are read through it",
+        first = first.name,
+        server = cluster.server()
+    ))
+}
+
 /// Every replica, or just the configured server when they cannot be listed (managed clusters,
 /// missing permission) — with the reason. A server that cannot be reached at all is an error:
 /// reading it again for each replica would only multiply the wait.
@@ -88,6 +112,9 @@ pub async fn discover(cluster: &Cluster) -> Result<(Vec<Replica>, Option<String>
     match slices {
         Ok(slices) => {
             let replicas = from_endpoints(&slices, &apiservers);
+            if let Some(why) = direct_access_refused(cluster, &replicas).await {
+                return Ok((vec![lb()], Some(why)));
+            }
             if replicas.is_empty() {
                 Ok((
                     vec![lb()],

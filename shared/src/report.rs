@@ -147,12 +147,24 @@ impl CheckResult {
 /// The overall verdict of several checks; SKIPPED checks do not count (a managed cluster with
 /// everything visible healthy is OK).
 pub fn verdict(results: &[CheckResult]) -> Status {
+    // Nothing verified (every check skipped: no permission, nothing visible) is not "OK".
+    if !results.is_empty() && results.iter().all(|r| r.status == Status::Skipped) {
+        return Status::Unknown;
+    }
     results.iter().map(|r| r.status).filter(|s| *s != Status::Skipped).max().unwrap_or(Status::Ok)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_report_of_skipped_checks_only_is_unknown() {
+        let skipped = CheckResult::skipped("load", "not permitted");
+        assert_eq!(verdict(&[skipped.clone(), skipped.clone()]), Status::Unknown);
+        assert_eq!(verdict(&[skipped, CheckResult::ok("nodes", "5/5 Ready")]), Status::Ok);
+        assert_eq!(verdict(&[]), Status::Ok);
+    }
 
     #[test]
     fn forbidden_becomes_skipped_with_the_permission() {

@@ -176,8 +176,9 @@ impl Sampler {
     pub async fn sample_pair(&mut self, interval: Duration, with_flows: bool) -> Snapshot {
         let first = Instant::now();
         let opening = self.sample(false).await;
-        // Nothing answered: the second round would only wait as long again for the same errors.
-        if opening.replicas_ok() == 0 {
+        // No replica could be reached: the second round would only wait as long again.
+        let unreachable = |r: &ReplicaStatus| r.failure.as_ref().is_some_and(|e| e.kind.is_unreachable());
+        if !opening.replicas.is_empty() && opening.replicas.iter().all(unreachable) {
             return opening;
         }
         tokio::time::sleep(interval.saturating_sub(first.elapsed())).await;

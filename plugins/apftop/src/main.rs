@@ -182,20 +182,23 @@ fn once_text(s: &gather::Snapshot, ctx: &Context, wide: bool, no_headers: bool) 
     let (state, rates) = view::summary(s);
     out.push_str(&format!("{} {} — {state} · {rates}\n", bold("APF"), status_text(verdict)));
     // One line per distinct failure, naming the replicas it hit.
-    let mut failures: Vec<(String, Vec<&str>, bool)> = Vec::new();
+    let mut failures: Vec<(String, Vec<&str>, Status)> = Vec::new();
     for r in s.replicas.iter().filter(|r| r.error.is_some()) {
         let e = r.error.clone().unwrap_or_default();
-        match failures.iter_mut().find(|(x, _, ok)| *x == e && *ok == r.ok) {
+        let status = if r.failure.as_ref().is_some_and(|f| f.exit_code() == cpkit::exit::EXIT_CRITICAL) {
+            Status::Critical
+        } else if r.ok {
+            Status::Warning
+        } else {
+            Status::Unknown
+        };
+        match failures.iter_mut().find(|(x, _, st)| *x == e && *st == status) {
             Some((_, names, _)) => names.push(&r.name),
-            None => failures.push((e, vec![&r.name], r.ok)),
+            None => failures.push((e, vec![&r.name], status)),
         }
     }
-    for (e, names, ok) in failures {
-        out.push_str(&format!(
-            "  {} {}: {e}\n",
-            status_text(if ok { Status::Warning } else { Status::Unknown }),
-            names.join(", ")
-        ));
+    for (e, names, status) in failures {
+        out.push_str(&format!("  {} {}: {e}\n", status_text(status), names.join(", ")));
     }
     out.push_str(&format!("\n{}\n", bold("Priority levels")));
     out.push_str(&table_of(View::Levels, s, ctx, usize::MAX, wide, no_headers));

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use cpkit::duration::short_latency_secs;
+use cpkit::error::ErrorKind;
 use cpkit::exit::Status;
 
 use crate::gather::Snapshot;
@@ -323,11 +324,18 @@ pub fn summary(s: &Snapshot) -> (String, String) {
     )
 }
 
-/// The worst state a snapshot shows: CRITICAL with rejections, WARNING with queuing or a
-/// replica not answering, UNKNOWN when none answers.
+/// The worst state a snapshot shows: CRITICAL with rejections (a replica answering 429 is one),
+/// WARNING with queuing or a replica not answering, UNKNOWN when none answers.
 pub fn verdict(s: &Snapshot) -> Status {
+    let throttled = s.replicas.iter().any(|r| r.failure.as_ref().is_some_and(|e| e.kind == ErrorKind::TooManyRequests));
     if s.replicas_ok() == 0 {
-        return Status::Unknown;
+        // The server failing (5xx, 429) is its state; a refused permission is only ours.
+        let failing =
+            s.replicas.iter().any(|r| r.failure.as_ref().is_some_and(|e| e.exit_code() == cpkit::exit::EXIT_CRITICAL));
+        return if throttled || failing { Status::Critical } else { Status::Unknown };
+    }
+    if throttled {
+        return Status::Critical;
     }
     let rejected: f64 = s.total.levels.iter().map(|l| l.rejected_total()).sum();
     let queued: f64 = s.total.levels.iter().map(|l| l.inqueue_requests).sum();

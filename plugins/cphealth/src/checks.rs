@@ -117,12 +117,19 @@ pub async fn run_one(name: &str, ctx: &Ctx, states: &ReplicaStates) -> CheckResu
     // whose data is already on its way (the /metrics scrapes) loses no time to it. The apiserver
     // check probes TLS while that answer is on its way: waiting first would double the time a
     // silent server costs.
+    // Unreachable, or the credentials are refused: nothing else can work. An error answer
+    // (403 on /version, 500, 429) leaves the other checks to try their own requests.
     if name != "apiserver"
         && (name != "etcd" || ctx.options.etcd_endpoints.is_empty())
         && let Err(e) = &ctx.version().await
+        && (e.kind.is_unreachable() || e.kind == ErrorKind::Unauthorized)
     {
-        return CheckResult::skipped(name, format!("not run: the API server is unreachable ({})", short_kind(e)))
-            .with_duration(started.elapsed());
+        let why = if e.kind == ErrorKind::Unauthorized {
+            "the API server rejects the credentials (401 Unauthorized)".to_string()
+        } else {
+            format!("the API server is unreachable ({})", short_kind(e))
+        };
+        return CheckResult::skipped(name, format!("not run: {why}")).with_duration(started.elapsed());
     }
     let fut = async {
         match name {
@@ -132,7 +139,7 @@ pub async fn run_one(name: &str, ctx: &Ctx, states: &ReplicaStates) -> CheckResu
             "static-pods" => static_pods(ctx).await,
             "leader-election" => leader_election(ctx).await,
             "etcd" => etcd(ctx).await,
-            "load" => load(ctx).await,
+            "load" => load(ctx, states).await,
             "aggregated-apis" => aggregated_apis(ctx).await,
             "nodes" => nodes(ctx).await,
             "webhooks" => webhooks(ctx).await,
@@ -161,6 +168,10 @@ fn short_kind(e: &Error) -> String {
         ErrorKind::Timeout => "i/o timeout".into(),
         ErrorKind::Dns => "DNS lookup failed".into(),
         ErrorKind::Unauthorized => "401 Unauthorized".into(),
+        // An answer with an error status: what failed and its code, then why.
+        ErrorKind::Server | ErrorKind::TooManyRequests | ErrorKind::NotFound | ErrorKind::Conflict => {
+            format!("{}: {}", e.what, e.why)
+        }
         _ => e.why.clone(),
     }
 }
@@ -188,12 +199,15 @@ async fn apiserver(ctx: &Ctx) -> CheckResult {
             r.push_evidence("round trip", short_latency(v.round_trip));
             notes.push(format!("{} answers in {}", v.git_version, short_latency(v.round_trip)));
         }
+        // Unreachable or failing is the API server's state; refused credentials or a missing
+        // permission are this user's, and say nothing about the server.
         Err(e) => {
-            r.status = Status::Critical;
+            r.status = match e.kind {
+                ErrorKind::Unauthorized => Status::Unknown,
+                ErrorKind::Forbidden => Status::Skipped,
+                _ => Status::Critical,
+            };
             notes.push(e.to_string());
-            if !e.kind.is_unreachable() && e.kind != ErrorKind::Unauthorized {
-                r.raise(Status::Critical);
-            }
         }
     }
     match &probe {
@@ -321,7 +335,7 @@ async fn apiserver(ctx: &Ctx) -> CheckResult {
             notes.push("clocks in sync".into());
         }
     }
-    if r.status == Status::Critical
+    if r.status != Status::Ok
         && version.is_err()
         && r.remediation.is_empty()
         && let Err(e) = &version
@@ -345,6 +359,9 @@ fn replica_label(s: &ReplicaState) -> String {
 async fn health(ctx: &Ctx, states: &ReplicaStates) -> CheckResult {
     let states = states.get(ctx).await;
     let mut r = CheckResult::ok("health", "");
+    if let Some(why) = ctx.replicas_through_proxy.get() {
+        r.push_evidence("replicas", why.clone());
+    }
     let mut failing: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut answered = 0;
     let mut totals = (0usize, 0usize, 0usize, 0usize);
@@ -355,6 +372,13 @@ async fn health(ctx: &Ctx, states: &ReplicaStates) -> CheckResult {
             match resp {
                 Err(e) if e.kind == ErrorKind::Forbidden => {
                     r.sub(format!("{endpoint} {}", s.replica.name), Status::Skipped, e.to_string());
+                }
+                Ok(resp) if resp.status == 401 || resp.status == 403 => {
+                    r.sub(
+                        format!("{endpoint} {}", s.replica.name),
+                        Status::Skipped,
+                        format!("{label}: not permitted (HTTP {}): needs get on /{endpoint}", resp.status),
+                    );
                 }
                 Err(e) => {
                     replica_ok = false;
@@ -411,7 +435,11 @@ async fn health(ctx: &Ctx, states: &ReplicaStates) -> CheckResult {
             answered += 1;
         }
     }
-    if states.iter().all(|s| matches!(&s.readyz, Err(e) if e.kind == ErrorKind::Forbidden)) {
+    let refused = |r: &Result<RawResponse, Error>| match r {
+        Err(e) => e.kind == ErrorKind::Forbidden,
+        Ok(resp) => resp.status == 401 || resp.status == 403,
+    };
+    if states.iter().all(|s| refused(&s.readyz)) {
         return CheckResult::skipped("health", "not permitted: needs get on /readyz and /livez");
     }
     if failing.is_empty() {
@@ -465,11 +493,15 @@ async fn replicas(ctx: &Ctx, states: &ReplicaStates) -> CheckResult {
         Ok(r) => r,
         Err(e) => return CheckResult::from_error("replicas", &e),
     };
+    if let Some(why) = ctx.replicas_through_proxy.get() {
+        return CheckResult::skipped("replicas", format!("not visible one by one: {why}"));
+    }
     let states = states.get(ctx).await;
     let now = Timestamp::now();
     let lb_ok = ctx.version().await.is_ok();
     let mut r = CheckResult::ok("replicas", "");
     let mut down = Vec::new();
+    let mut down_pods = Vec::new();
     let mut not_ready = Vec::new();
     let mut cert_issues: Vec<String> = Vec::new();
     let mut versions: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -510,6 +542,7 @@ async fn replicas(ctx: &Ctx, states: &ReplicaStates) -> CheckResult {
             }
             Err(e) => {
                 down.push(format!("{} ({})", s.replica.name, short_kind(e)));
+                down_pods.push(s.replica.pod.clone().unwrap_or_else(|| format!("kube-apiserver-{}", s.replica.name)));
                 r.sub(
                     format!("replica {}", s.replica.name),
                     Status::Warning,
@@ -526,9 +559,11 @@ async fn replicas(ctx: &Ctx, states: &ReplicaStates) -> CheckResult {
             down.join(", "),
             if lb_ok { "the load balancer answers" } else { "the load balancer does not answer either" }
         ));
+        let logs: Vec<String> =
+            down_pods.iter().map(|p| format!("kubectl logs -n kube-system {p} --previous --tail=100")).collect();
         r.fix(
-            "On that node: `crictl ps -a --name kube-apiserver` and `crictl logs <id>` (certificates, etcd reachability, OOM); check the load balancer's health checks so it stops sending traffic there.",
-            &["kubectl logs -n kube-system kube-apiserver-<node> --previous --tail=100"],
+            "On that node: `crictl ps -a --name kube-apiserver` and `crictl logs` of the exited container (certificates, etcd reachability, OOM); check the load balancer's health checks so it stops sending traffic there.",
+            &logs.iter().map(String::as_str).collect::<Vec<_>>(),
             "medium: fix one replica at a time; the others carry the load meanwhile",
         );
     }
@@ -922,8 +957,19 @@ async fn metrics_fallback(ctx: &Ctx, why: &str) -> CheckResult {
 }
 
 /// Check 7: load and latency from two scrapes of every replica.
-async fn load(ctx: &Ctx) -> CheckResult {
-    let pairs = ctx.scrape_pairs().await;
+async fn load(ctx: &Ctx, states: &ReplicaStates) -> CheckResult {
+    let (pairs, states) = tokio::join!(ctx.scrape_pairs(), states.get(ctx));
+    // A replica that fails /readyz is out of the load balancer's rotation and already reported
+    // by the health check: its slow or failing requests (stacked etcd: its local member is
+    // down) are its own, not what the cluster's clients see.
+    let not_ready: BTreeSet<String> = states
+        .iter()
+        .filter(|s| match &s.readyz {
+            Ok(resp) => resp.status >= 500,
+            Err(e) => e.kind.is_unreachable(),
+        })
+        .map(|s| s.replica.name.clone())
+        .collect();
     let mut windows = Vec::new();
     let mut notes = Vec::new();
     let mut forbidden = None;
@@ -969,8 +1015,32 @@ async fn load(ctx: &Ctx) -> CheckResult {
             }
         };
     }
-    let summary = cpkit::load::summarise(&windows);
+    let serving_count = windows.iter().filter(|w| !not_ready.contains(&w.replica)).count();
+    let (serving, unready): (Vec<_>, Vec<_>) =
+        windows.into_iter().partition(|w| serving_count == 0 || !not_ready.contains(&w.replica));
+    let summary = cpkit::load::summarise(&serving);
     let mut r = cpkit::load::judge(&summary);
+    if !unready.is_empty() {
+        let names: Vec<&str> = unready.iter().map(|w| w.replica.as_str()).collect();
+        let theirs = cpkit::load::judge(&cpkit::load::summarise(&unready));
+        let label = format!("not ready: {}", names.join(", "));
+        if theirs.status > Status::Ok {
+            r.sub(
+                label,
+                Status::Warning,
+                format!("{} (failing /readyz, out of rotation; see health): {}", names.join(", "), theirs.message),
+            );
+            let slow = format!("{} (not ready) is slow: {}", names.join(", "), theirs.message);
+            r.message = if r.status == Status::Ok {
+                format!("{slow}; the serving replicas: {}", r.message)
+            } else {
+                format!("{}; {slow}", r.message)
+            };
+            r.raise(Status::Warning);
+        } else {
+            r.sub(label, Status::Ok, format!("{} not ready; its requests look normal", names.join(", ")));
+        }
+    }
     if !notes.is_empty() {
         r.push_evidence("not scraped", notes.join("; "));
     }
@@ -997,20 +1067,51 @@ async fn aggregated_apis(ctx: &Ctx) -> CheckResult {
         Err(e) => return CheckResult::from_error("aggregated-apis", &e),
     };
     let mut r = CheckResult::ok("aggregated-apis", "");
-    let mut down = Vec::new();
-    let mut total = 0;
-    for a in items.iter().filter(|a| !a["spec"]["service"].is_null()) {
-        total += 1;
-        let name = a["metadata"]["name"].as_str().unwrap_or("");
-        let svc = format!(
-            "{}/{}",
-            a["spec"]["service"]["namespace"].as_str().unwrap_or(""),
-            a["spec"]["service"]["name"].as_str().unwrap_or("")
+    let served: Vec<&Value> = items.iter().filter(|a| !a["spec"]["service"].is_null()).collect();
+    // Each aggregated API is asked for its discovery document, as kubectl does: an API that
+    // reads Available but hangs stalls every client's discovery, and the availability
+    // controller only notices on its next round.
+    let probe_timeout = ctx.cluster.timeout().unwrap_or(Duration::from_secs(3)).min(Duration::from_secs(3));
+    let probes = futures::future::join_all(served.iter().map(|a| {
+        let path = format!(
+            "/apis/{}/{}",
+            a["spec"]["group"].as_str().unwrap_or(""),
+            a["spec"]["version"].as_str().unwrap_or("")
         );
+        async move {
+            let started = Instant::now();
+            let answer = tokio::time::timeout(probe_timeout, ctx.cluster.get_raw(&path)).await;
+            (path, answer.ok(), started.elapsed())
+        }
+    }))
+    .await;
+    let mut down = Vec::new();
+    let mut slow = Vec::new();
+    let mut fixes: Vec<String> = Vec::new();
+    for (a, (path, answer, took)) in served.iter().zip(probes) {
+        let name = a["metadata"]["name"].as_str().unwrap_or("");
+        let (namespace, service) = (
+            a["spec"]["service"]["namespace"].as_str().unwrap_or(""),
+            a["spec"]["service"]["name"].as_str().unwrap_or(""),
+        );
+        let svc = format!("{namespace}/{service}");
+        let answer = answer.filter(|a| !matches!(a, Err(e) if e.kind == ErrorKind::Timeout));
+        let answered = match &answer {
+            None => format!("GET {path} did not answer within {}", short_latency(probe_timeout)),
+            Some(Err(e)) => format!("GET {path} failed: {}", e.why),
+            Some(Ok(resp)) => format!("GET {path} answered {} in {}", resp.status, short_latency(took)),
+        };
+        let answers_ok = matches!(&answer, Some(Ok(resp)) if resp.is_success());
+        // Permission to read the group is not the API's health.
+        let not_allowed = matches!(&answer, Some(Ok(resp)) if resp.status == 401 || resp.status == 403);
         let cond = a["status"]["conditions"].as_array().and_then(|c| c.iter().find(|c| c["type"] == "Available"));
         let available = cond.is_some_and(|c| c["status"] == "True");
-        if available {
-            r.sub(name, Status::Ok, format!("Available ({svc})"));
+        if available && (answers_ok || not_allowed) {
+            r.sub(name, Status::Ok, format!("Available ({svc}); {answered}"));
+        } else if available {
+            r.sub(name, Status::Warning, format!("Available ({svc}), but {answered}"));
+            slow.push(format!("{name} ({svc}) reads Available but {answered}"));
+            fixes.push(format!("kubectl get endpointslices -n {namespace} -l kubernetes.io/service-name={service}"));
         } else {
             let reason = cond
                 .map(|c| format!("{}: {}", c["reason"].as_str().unwrap_or(""), c["message"].as_str().unwrap_or("")))
@@ -1020,22 +1121,28 @@ async fn aggregated_apis(ctx: &Ctx) -> CheckResult {
                 .and_then(|t| t.parse::<Timestamp>().ok())
                 .map(|t| format!(" for {}", cpkit::duration::age(t, Timestamp::now())))
                 .unwrap_or_default();
-            r.sub(name, Status::Critical, format!("NOT Available{since} ({svc}): {reason}"));
+            r.sub(name, Status::Critical, format!("NOT Available{since} ({svc}): {reason}; {answered}"));
             down.push(format!("{name} ({svc}) unavailable{since}: {}", cpkit::output::truncate(&reason, 160)));
+            fixes.push(format!("kubectl get endpointslices -n {namespace} -l kubernetes.io/service-name={service}"));
+            fixes.push(format!("kubectl get apiservice {name} -o yaml"));
+            fixes.push(format!("kubectl delete apiservice {name}   # only if nothing needs this API"));
         }
     }
-    if down.is_empty() {
+    let total = served.len();
+    if down.is_empty() && slow.is_empty() {
         r.message = if total == 0 {
             "no aggregated APIs".into()
         } else {
             format!("{total} aggregated API{} available", if total == 1 { "" } else { "s" })
         };
     } else {
-        r.raise(Status::Critical);
+        r.raise(if down.is_empty() { Status::Warning } else { Status::Critical });
+        down.extend(slow);
         r.message = down.join("; ");
+        let commands: Vec<&str> = fixes.iter().map(String::as_str).collect();
         r.fix(
-            "An unavailable aggregated API slows discovery for every client (kubectl waits on it) and breaks what uses it (HPA for metrics.k8s.io). Fix its backend pods, or delete the APIService if nothing needs it.",
-            &["kubectl get pods -n <namespace> -l <backend selector>", "kubectl get apiservice <name> -o yaml", "kubectl delete apiservice <name>   # only if the API is not needed"],
+            "An aggregated API that is unavailable or does not answer slows discovery for every client (kubectl waits on it) and breaks what uses it (HPA for metrics.k8s.io). Fix its backend pods behind the service, or delete the APIService if nothing needs it.",
+            &commands,
             "medium: deleting an APIService removes that API until it is re-registered",
         );
     }

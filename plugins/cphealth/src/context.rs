@@ -44,6 +44,8 @@ pub struct Ctx {
     control_plane_pods: OnceCell<Result<Arc<Vec<ComponentPod>>, Error>>,
     node_sample: OnceCell<Result<Arc<Vec<Node>>, Error>>,
     replicas: OnceCell<Result<Arc<Vec<Replica>>, Error>>,
+    /// Set when the replicas are only reachable through the configured server (and why).
+    pub replicas_through_proxy: std::sync::OnceLock<String>,
     first_scrapes: OnceCell<FirstScrapes>,
 }
 
@@ -60,6 +62,7 @@ impl Ctx {
             control_plane_pods: OnceCell::new(),
             node_sample: OnceCell::new(),
             replicas: OnceCell::new(),
+            replicas_through_proxy: std::sync::OnceLock::new(),
             first_scrapes: OnceCell::new(),
         }
     }
@@ -134,7 +137,12 @@ impl Ctx {
                 let apiservers: Vec<ComponentPod> = pods
                     .map(|p| p.iter().filter(|c| c.component == "kube-apiserver").cloned().collect())
                     .unwrap_or_default();
-                Ok(Arc::new(cpkit::replicas::from_endpoints(&slices?, &apiservers)))
+                let replicas = cpkit::replicas::from_endpoints(&slices?, &apiservers);
+                if let Some(why) = cpkit::replicas::direct_access_refused(&self.cluster, &replicas).await {
+                    let _ = self.replicas_through_proxy.set(why);
+                    return Ok(Arc::new(Vec::new()));
+                }
+                Ok(Arc::new(replicas))
             })
             .await
             .clone()

@@ -30,6 +30,46 @@ pub async fn fetch(cluster: &Cluster, path: &str, selection: &Selection) -> Resu
     let requested = Instant::now();
     let response = cluster.get_ok(path, &Access::non_resource("get", path)).await?;
     let taken = Instant::now();
+    check_exposition(cluster.server(), path, response.header("content-type"), &response.body)?;
     let scrape = Scrape::parse(&response.body, selection);
     Ok(TimedScrape { scrape, requested, taken, bytes: response.body.len() })
+}
+
+/// The answer must be the Prometheus text format, whole: an HTML page or JSON is another
+/// service answering (a portal, a proxy), and text that ends mid-line was cut short (the
+/// format ends every line with a newline).
+fn check_exposition(server: &str, path: &str, content_type: Option<&str>, body: &[u8]) -> Result<()> {
+    let kind = content_type.unwrap_or("").to_ascii_lowercase();
+    if kind.contains("html") || kind.contains("json") {
+        return Err(crate::Error::invalid_data(
+            format!("GET {path} on {server} answered {kind}, not metrics"),
+            "something other than the API server answered (a captive portal, a proxy, or a misrouted load balancer): check the kubeconfig's server address and the proxy settings",
+        ));
+    }
+    if body.last().is_some_and(|b| *b != b'\n') {
+        return Err(crate::Error::invalid_data(
+            format!("GET {path} on {server} was cut short"),
+            format!(
+                "the metrics end mid-line after {} bytes (truncated by a proxy or a connection that broke)",
+                body.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod exposition_tests {
+    use super::check_exposition;
+
+    #[test]
+    fn whole_text_passes_and_cut_or_foreign_answers_do_not() {
+        let ok = b"# TYPE x counter\nx 1\n";
+        assert!(check_exposition("s", "/metrics", Some("text/plain; version=0.0.4"), ok).is_ok());
+        assert!(check_exposition("s", "/metrics", None, b"").is_ok());
+        let cut = check_exposition("s", "/metrics", Some("text/plain"), b"x 1\ny 2").unwrap_err();
+        assert!(cut.to_string().contains("cut short"), "{cut}");
+        let html = check_exposition("s", "/metrics", Some("text/html; charset=utf-8"), b"<html></html>\n").unwrap_err();
+        assert!(html.to_string().contains("text/html"), "{html}");
+    }
 }

@@ -224,8 +224,11 @@ in_both_worlds! {
             text.split_once(": ").and_then(|(_, rest)| rest.split('/').next()?.parse::<u32>().ok()).unwrap_or(0)
         };
         let subs = check(&r, "load")["subchecks"].as_array().unwrap().clone();
-        let busiest = subs.iter().filter(|s| s["name"].as_str().unwrap().starts_with("inflight ")).max_by_key(|s| in_flight(s)).unwrap();
-        assert_eq!(busiest["name"], format!("inflight {hot}").as_str(), "{subs:?}");
+        let inflight: Vec<&Value> = subs.iter().filter(|s| s["name"].as_str().unwrap().starts_with("inflight ")).collect();
+        let most = inflight.iter().map(|s| in_flight(s)).max().unwrap();
+        let hot_sub = inflight.iter().find(|s| s["name"] == format!("inflight {hot}").as_str()).unwrap();
+        // The gauge is read at one instant: a tie at the top is the hot replica holding the most too.
+        assert_eq!(in_flight(hot_sub), most, "{subs:?}");
     }
 }
 
