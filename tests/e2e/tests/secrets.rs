@@ -198,24 +198,71 @@ fn no_planted_secret_reaches_any_output_record_or_bundle() {
         "proxied",
         "unreachable",
     ];
-    let commands: &[&[&str]] = &[
-        &["cphealth", "--sample", "0"],
-        &["cphealth", "--sample", "0", "-o", "json"],
-        &["cphealth", "--sample", "0", "-o", "yaml", "-v"],
-        &["webhookguard", "--sample", "0", "-o", "json"],
-        &["apftop", "--once", "--interval", "200ms", "-o", "json"],
-        &["etcdsnap", "members", "-o", "yaml"],
+    // Every read command of every plugin, in every output format.
+    let mut commands: Vec<Vec<&str>> = Vec::new();
+    let bases: &[&[&str]] = &[
+        &["cphealth", "--sample", "0", "-v"],
+        &["webhookguard", "--sample", "0"],
+        &["webhookguard", "probe"],
+        &["apftop", "--once", "--interval", "200ms"],
+        &["apftop", "config"],
+        &["apftop", "explain", "--as", "system:serviceaccount:kube-system:job-controller"],
+        &["etcdsnap", "members"],
     ];
-    let mut runs = 0;
-    for context in contexts {
-        for command in commands {
-            let mut args = command.to_vec();
-            args.extend(["--context", context, "--request-timeout", "3s"]);
-            let out = kubectl(&args, &env);
-            assert_ne!(out.status.code(), Some(101), "{context} {command:?} panicked: {}", describe(&out));
-            assert_clean(&format!("kubectl {} --context {context}", command.join(" ")), &describe(&out), &markers);
-            runs += 1;
+    for base in bases {
+        for format in ["table", "wide", "json", "yaml"] {
+            let mut c = base.to_vec();
+            c.extend(["-o", format]);
+            commands.push(c);
         }
+    }
+    commands.push(vec!["cphealth", "rbac"]);
+    // The contexts side by side (most runs wait on a timeout or a refusal).
+    cpkit_e2e::path_with_plugins();
+    let runs: usize = std::thread::scope(|scope| {
+        let workers: Vec<_> = contexts
+            .iter()
+            .map(|context| {
+                let (commands, env, markers) = (&commands, &env, &markers);
+                scope.spawn(move || {
+                    for command in commands {
+                        let mut args = command.clone();
+                        args.extend(["--context", context, "--request-timeout", "3s"]);
+                        let out = kubectl(&args, env);
+                        assert_ne!(out.status.code(), Some(101), "{context} {command:?} panicked: {}", describe(&out));
+                        let what = format!("kubectl {} --context {context}", command.join(" "));
+                        assert_clean(&what, &describe(&out), markers);
+                    }
+                    commands.len()
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).sum()
+    });
+    // Snapshots through the cluster: the output and the record (which names the server).
+    let saves = dir.path().join("saves");
+    for context in ["cert", "url-password", "exec-fail"] {
+        let out = kubectl(
+            &[
+                "etcdsnap",
+                "save",
+                "--dir",
+                saves.to_str().unwrap(),
+                "-o",
+                "json",
+                "--context",
+                context,
+                "--request-timeout",
+                "5s",
+            ],
+            &env,
+        );
+        assert_clean(&format!("etcdsnap save --context {context}"), &describe(&out), &markers);
+    }
+    let records: Vec<_> = std::fs::read_dir(&saves).into_iter().flatten().flatten().map(|e| e.path()).collect();
+    assert!(records.iter().any(|p| p.extension().is_some_and(|e| e == "json")), "{records:?}");
+    for record in records.iter().filter(|p| p.extension().is_some_and(|e| e == "json")) {
+        assert_clean(&record.display().to_string(), &std::fs::read_to_string(record).unwrap(), &markers);
     }
     // Every context at once, as a report.
     let out = kubectl(&["cphealth", "--all-contexts", "-o", "json", "--sample", "0", "--request-timeout", "3s"], &env);
@@ -256,5 +303,5 @@ fn no_planted_secret_reaches_any_output_record_or_bundle() {
         assert_clean(&format!("etcdsnap status -o {format}"), &describe(&out), &markers);
     }
     assert_clean("the snapshot's record", &std::fs::read_to_string(dir.path().join("s.db.json")).unwrap(), &markers);
-    assert!(runs >= 60);
+    assert!(runs >= 300, "{runs} runs");
 }
