@@ -20,6 +20,8 @@ pub enum ErrorKind {
     ConnectionRefused,
     ConnectionReset,
     Dns,
+    /// The HTTP proxy on the way refused the tunnel (407, 403, 502).
+    Proxy,
     Timeout,
     TlsUnknownAuthority,
     TlsExpired,
@@ -48,6 +50,7 @@ impl ErrorKind {
             ErrorKind::ConnectionRefused
                 | ErrorKind::ConnectionReset
                 | ErrorKind::Dns
+                | ErrorKind::Proxy
                 | ErrorKind::Timeout
                 | ErrorKind::TlsUnknownAuthority
                 | ErrorKind::TlsExpired
@@ -262,6 +265,8 @@ pub enum TransportCause {
     TlsNotYetValid(Option<jiff::Timestamp>),
     TlsBadName(String),
     Tls(String),
+    /// The proxy's refusal, as the client library reports it.
+    Proxy(String),
     Other(String),
 }
 
@@ -300,6 +305,9 @@ pub fn transport_cause(err: &(dyn std::error::Error + 'static)) -> TransportCaus
         _ => {}
     }
     let joined = messages.join(": ").to_lowercase();
+    if joined.contains("tunnel error") || joined.contains("proxy authorization") {
+        return TransportCause::Proxy(messages.last().cloned().unwrap_or_default());
+    }
     if joined.contains("connection refused") {
         TransportCause::ConnectionRefused
     } else if joined.contains("dns error")
@@ -439,6 +447,19 @@ pub fn transport_error(server_label: &str, url: &str, cause: TransportCause, tim
             msg,
             "Check that the address speaks HTTPS and that your kubeconfig's certificates are valid.",
         ),
+        TransportCause::Proxy(msg) => {
+            let why = if msg.to_lowercase().contains("authorization") {
+                "the HTTP proxy asks for credentials it did not get or did not accept (407 Proxy Authentication Required)".to_string()
+            } else {
+                format!("the HTTP proxy refused the tunnel: {msg}")
+            };
+            Error::new(
+                ErrorKind::Proxy,
+                format!("Cannot reach {server_label} at {url} through the HTTP proxy"),
+                why,
+                "Check the proxy in the kubeconfig's cluster (`proxy-url`, shown without its password by `kubectl config view --minify`) or HTTPS_PROXY and NO_PROXY: its user and password, and whether it allows CONNECT to this address.",
+            )
+        }
         TransportCause::Other(msg) => {
             Error::new(ErrorKind::Failed, format!("Request to {server_label} at {url} failed"), msg, "")
         }

@@ -167,6 +167,7 @@ fn short_kind(e: &Error) -> String {
         ErrorKind::ConnectionRefused => "connection refused".into(),
         ErrorKind::Timeout => "i/o timeout".into(),
         ErrorKind::Dns => "DNS lookup failed".into(),
+        ErrorKind::Proxy => "the HTTP proxy refused the tunnel".into(),
         ErrorKind::Unauthorized => "401 Unauthorized".into(),
         // An answer with an error status: what failed and its code, then why.
         ErrorKind::Server | ErrorKind::TooManyRequests | ErrorKind::NotFound | ErrorKind::Conflict => {

@@ -115,7 +115,8 @@ fn the_api_server_is_reached_through_an_http_proxy() {
     let out = kubectl(&["webhookguard", "--request-timeout=3s"], &env);
     let (stdout, stderr) = text(&out);
     assert!(!out.status.success(), "{}", describe(&out));
-    assert!(format!("{stdout}{stderr}").contains("proxy"), "{}", describe(&out));
+    assert!(format!("{stdout}{stderr}").contains("through the HTTP proxy"), "{}", describe(&out));
+    assert!(format!("{stdout}{stderr}").contains("407"), "{}", describe(&out));
     assert!(!describe(&out).contains(PASSWORD), "{}", describe(&out));
 
     // HTTPS_PROXY, as kubectl reads it, when the kubeconfig names no proxy.
