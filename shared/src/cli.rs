@@ -131,6 +131,21 @@ impl OutputArgs {
     }
 }
 
+/// How the API server replicas are dialled directly (cphealth, apftop).
+#[derive(Debug, Clone, Args)]
+pub struct ReplicaArgs {
+    /// Connect and TLS-handshake budget of a direct dial to each API server replica; a replica
+    /// alive by its identity lease but not reachable from here is a note, not a fault
+    #[arg(long, global = true, default_value = "2s", value_parser = crate::duration::positive_duration_arg, value_name = "DURATION")]
+    pub replica_timeout: std::time::Duration,
+}
+
+impl Default for ReplicaArgs {
+    fn default() -> Self {
+        ReplicaArgs { replica_timeout: std::time::Duration::from_secs(2) }
+    }
+}
+
 pub fn stdout_is_terminal() -> bool {
     use std::io::IsTerminal;
     std::io::stdout().is_terminal()

@@ -7,6 +7,9 @@ use serde::Serialize;
 #[serde(rename_all = "UPPERCASE")]
 pub enum Status {
     Ok,
+    /// Worth knowing, not a fault (a single control-plane node, a replica alive by its identity
+    /// lease but not reachable from here). It never raises the exit code.
+    Note,
     /// A check that did not run, with its reason (managed control plane, missing permission).
     /// It never raises the exit code.
     Skipped,
@@ -19,6 +22,7 @@ impl Status {
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Ok => "OK",
+            Status::Note => "NOTE",
             Status::Skipped => "SKIPPED",
             Status::Warning => "WARNING",
             Status::Unknown => "UNKNOWN",
@@ -29,7 +33,7 @@ impl Status {
     /// The monitoring-plugin exit code of this verdict.
     pub fn exit_code(self) -> i32 {
         match self {
-            Status::Ok | Status::Skipped => EXIT_OK,
+            Status::Ok | Status::Note | Status::Skipped => EXIT_OK,
             Status::Warning => EXIT_WARNING,
             Status::Critical => EXIT_CRITICAL,
             Status::Unknown => EXIT_UNKNOWN,

@@ -55,10 +55,6 @@ pub struct Window<'a> {
     pub limits: InflightLimits,
 }
 
-/// Priority levels whose rejections hurt the cluster itself (controllers, nodes, leader
-/// election): rejections there are CRITICAL, elsewhere a WARNING.
-pub const SYSTEM_PRIORITY_LEVELS: [&str; 5] = ["exempt", "system", "node-high", "leader-election", "workload-high"];
-
 fn is_long_running(s: &Series) -> bool {
     matches!(s.label("verb"), Some("WATCH" | "WATCHLIST" | "CONNECT"))
 }
@@ -347,7 +343,7 @@ pub fn judge(s: &LoadSummary) -> CheckResult {
             by_level.entry(level).or_default().push(format!("{reason} {}", rate(*v)));
         }
         for (level, reasons) in &by_level {
-            let st = if SYSTEM_PRIORITY_LEVELS.contains(level) { Status::Critical } else { Status::Warning };
+            let st = crate::severity::apf_rejection(level);
             r.raise(st);
             r.sub(
                 format!("apf {level}"),

@@ -28,6 +28,7 @@ pub fn status_text(status: Status) -> String {
     let text = status.as_str();
     match status {
         Status::Ok => text.if_supports_color(Stream::Stdout, |t| t.green()).to_string(),
+        Status::Note => text.if_supports_color(Stream::Stdout, |t| t.cyan()).to_string(),
         Status::Warning => text.if_supports_color(Stream::Stdout, |t| t.yellow()).to_string(),
         Status::Critical => text.if_supports_color(Stream::Stdout, |t| t.red()).to_string(),
         Status::Unknown => text.if_supports_color(Stream::Stdout, |t| t.magenta()).to_string(),

@@ -1,6 +1,7 @@
 //! Every API server replica: the addresses of the `kubernetes` EndpointSlice, plus replicas
 //! whose kube-apiserver static pod exists but that left the EndpointSlice (down long enough).
-//! APF state and counters are per replica, so views of them must reach each one directly.
+//! APF state and counters are per replica, so views of them reach each one directly when its
+//! address can be dialled from here, and go through the configured server when none can.
 
 use serde_json::Value;
 
@@ -9,6 +10,9 @@ use std::time::Duration;
 use crate::client::Cluster;
 use crate::controlplane::ComponentPod;
 use crate::error::{Access, ErrorKind, Result};
+use crate::liveness::{
+    self, DEFAULT_RENEW_INTERVAL, IdentityLease, Liveness, PodFact, Reach, ReplicaFacts, lease_fact,
+};
 
 /// One API server replica.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,53 +83,190 @@ pub async fn read_control_plane_pods(cluster: &Cluster) -> Result<Vec<ComponentP
     Ok(pods.iter().filter_map(ComponentPod::from_pod).collect())
 }
 
-/// Why the replicas cannot be asked one by one with the kubeconfig's trust, if so: through a
-/// proxy (an OIDC or access proxy, Rancher, Teleport) the configured server presents one CA and
-/// the replicas behind it another. One TLS handshake with the first replica tells (nothing is
-/// sent before the certificate verifies).
-pub async fn direct_access_refused(cluster: &Cluster, replicas: &[Replica]) -> Option<String> {
-    if replicas.iter().any(|r| r.url == cluster.server()) {
-        return None;
-    }
-    let first = replicas.first()?;
-    let timeout = cluster.timeout().unwrap_or(Duration::from_secs(3)).min(Duration::from_secs(3));
-    let refused = match crate::certs::probe_tls(cluster.config(), &first.url, timeout).await {
-        Ok(probe) => probe.verification_error.filter(|e| !e.contains("expired")),
-        Err(e) if e.kind == ErrorKind::TlsUnknownAuthority || e.kind == ErrorKind::TlsBadName => Some(e.why),
-        Err(_) => None,
-    }?;
-    Some(format!(
-        "the replicas' certificates do not verify with the kubeconfig's CA ({first}: {refused}): {server} is a proxy or load balancer with its own certificate, so the replicas are read through it",
-        first = first.name,
-        server = cluster.server()
-    ))
+/// The identity leases of the API server replicas (kube-system).
+pub async fn read_identity_leases(cluster: &Cluster) -> Result<Vec<IdentityLease>> {
+    let access = Access::resource("list", "coordination.k8s.io", "leases", Some("kube-system"));
+    let leases: Vec<k8s_openapi::api::coordination::v1::Lease> = cluster
+        .list_all(
+            "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases?labelSelector=apiserver.kubernetes.io%2Fidentity%3Dkube-apiserver",
+            &access,
+        )
+        .await?;
+    Ok(leases.iter().filter_map(IdentityLease::from_lease).collect())
 }
 
-/// Every replica, or just the configured server when they cannot be listed (managed clusters,
-/// missing permission) — with the reason. A server that cannot be reached at all is an error:
-/// reading it again for each replica would only multiply the wait.
-pub async fn discover(cluster: &Cluster) -> Result<(Vec<Replica>, Option<String>)> {
-    let lb = || Replica { name: "api".into(), url: cluster.server().to_string(), in_endpoints: true, pod: None };
-    let (slices, pods) = tokio::join!(read_endpoint_slices(cluster), read_control_plane_pods(cluster));
-    let apiservers: Vec<ComponentPod> =
-        pods.map(|p| p.into_iter().filter(|c| c.component == "kube-apiserver").collect()).unwrap_or_default();
-    match slices {
-        Ok(slices) => {
-            let replicas = from_endpoints(&slices, &apiservers);
-            if let Some(why) = direct_access_refused(cluster, &replicas).await {
-                return Ok((vec![lb()], Some(why)));
-            }
-            if replicas.is_empty() {
-                Ok((
-                    vec![lb()],
-                    Some("the kubernetes EndpointSlice lists no replica; reading the configured server".into()),
-                ))
+/// Dials `url` with the kubeconfig's trust, within `timeout` (connect and TLS handshake).
+pub async fn reach(cluster: &Cluster, url: &str, timeout: Duration) -> Reach {
+    match crate::certs::probe_tls(cluster.config(), url, timeout).await {
+        Ok(probe) => match probe.verification_error {
+            // An expired certificate is still this cluster's replica: the certificate checks say so.
+            Some(e) if !e.contains("expired") => Reach::OtherCa(e),
+            _ => Reach::Answered,
+        },
+        Err(e) if e.kind == ErrorKind::TlsUnknownAuthority || e.kind == ErrorKind::TlsBadName => Reach::OtherCa(e.why),
+        Err(e) if e.kind == ErrorKind::ConnectionRefused => Reach::Refused,
+        Err(e) if e.kind == ErrorKind::Timeout => {
+            let budget = if timeout.subsec_millis() == 0 {
+                format!("{}s", timeout.as_secs())
             } else {
-                Ok((replicas, None))
-            }
+                crate::duration::short_latency(timeout)
+            };
+            Reach::NotReachable(format!("no answer within {budget}"))
         }
-        Err(e) if e.kind.is_unreachable() => Err(e),
-        Err(e) => Ok((vec![lb()], Some(format!("replicas unknown ({}); reading the configured server only", e.what)))),
+        Err(e) => Reach::NotReachable(e.why),
+    }
+}
+
+/// One replica with what the API and a dial from here say about it.
+#[derive(Debug, Clone)]
+pub struct SurveyedReplica {
+    pub replica: Replica,
+    pub facts: ReplicaFacts,
+    pub liveness: Liveness,
+}
+
+/// Every replica judged alive or down, and where per-replica reads (health, /metrics, APF
+/// dumps) go.
+#[derive(Debug, Clone, Default)]
+pub struct Survey {
+    pub replicas: Vec<SurveyedReplica>,
+    /// Why per-replica reads go through the configured server instead of each replica: none is
+    /// reachable from here, a proxy with its own CA, the replicas cannot be listed.
+    pub read_through: Option<String>,
+    /// Whether identity leases were readable (liveness then rests on them).
+    pub leases_read: bool,
+    /// Why the replicas could not be listed (a missing permission, an error answer).
+    pub listing_error: Option<crate::error::Error>,
+}
+
+impl Survey {
+    /// Where per-replica reads go: each reachable replica, else the configured server.
+    pub fn targets(&self, cluster: &Cluster) -> Vec<Replica> {
+        let reachable: Vec<Replica> = if self.read_through.is_some() {
+            Vec::new()
+        } else {
+            self.replicas.iter().filter(|r| r.liveness == Liveness::Reachable).map(|r| r.replica.clone()).collect()
+        };
+        if reachable.is_empty() { vec![configured_server(cluster)] } else { reachable }
+    }
+}
+
+/// The configured server, as the one replica it leads to.
+pub fn configured_server(cluster: &Cluster) -> Replica {
+    Replica { name: "api".into(), url: cluster.server().to_string(), in_endpoints: true, pod: None }
+}
+
+fn host_port(url: &str) -> String {
+    url.trim_start_matches("https://").trim_start_matches("http://").trim_end_matches('/').to_string()
+}
+
+/// Judges every replica from its lease, EndpointSlice entry and pod, dialling each address
+/// once, all at once, within `replica_timeout`: a black-holed address costs that once.
+/// `apiservers` (the kube-apiserver static pods) is read alongside the EndpointSlice and the
+/// leases: one round trip, not two.
+pub async fn survey(
+    cluster: &Cluster,
+    apiservers: impl std::future::Future<Output = Vec<ComponentPod>>,
+    replica_timeout: Duration,
+) -> Result<Survey> {
+    let (slices, leases, apiservers) =
+        tokio::join!(read_endpoint_slices(cluster), read_identity_leases(cluster), apiservers);
+    let apiservers = apiservers.as_slice();
+    let slices = match slices {
+        Ok(s) => s,
+        Err(e) if e.kind.is_unreachable() => return Err(e),
+        Err(e) => {
+            return Ok(Survey {
+                read_through: Some(format!("replicas unknown ({}); reading the configured server only", e.what)),
+                listing_error: Some(e),
+                ..Survey::default()
+            });
+        }
+    };
+    let replicas = from_endpoints(&slices, apiservers);
+    if replicas.is_empty() {
+        return Ok(Survey {
+            read_through: Some("the kubernetes EndpointSlice lists no replica; reading the configured server".into()),
+            ..Survey::default()
+        });
+    }
+    let leases = leases.ok();
+    let now = jiff::Timestamp::now();
+    let endpoints_maintained = replicas.iter().any(|r| r.in_endpoints);
+    let reaches = futures::future::join_all(replicas.iter().map(|r| reach(cluster, &r.url, replica_timeout))).await;
+    let surveyed: Vec<SurveyedReplica> = replicas
+        .into_iter()
+        .zip(reaches)
+        .map(|(replica, reach)| {
+            let pod = replica.pod.as_ref().and_then(|name| apiservers.iter().find(|p| &p.name == name));
+            let pod_fact = match pod {
+                None => PodFact::Unknown,
+                Some(p) => match (&p.waiting_reason, p.phase.as_str()) {
+                    (Some(why), _) => PodFact::NotRunning(format!("{why}, {} restarts", p.restarts)),
+                    (None, "Running") => PodFact::Running,
+                    (None, phase) => PodFact::NotRunning(phase.to_string()),
+                },
+            };
+            let facts = ReplicaFacts {
+                name: replica.name.clone(),
+                address: host_port(&replica.url),
+                in_endpoints: replica.in_endpoints,
+                endpoints_maintained,
+                lease: lease_fact(leases.as_deref(), &replica.name, now, DEFAULT_RENEW_INTERVAL),
+                pod: pod_fact,
+                reach,
+            };
+            let liveness = liveness::judge(&facts);
+            SurveyedReplica { replica, facts, liveness }
+        })
+        .collect();
+    let server = cluster.server();
+    let read_through = if let Some(other) = surveyed.iter().find_map(|r| match &r.facts.reach {
+        Reach::OtherCa(why) => Some((r.replica.name.clone(), why.clone())),
+        _ => None,
+    }) {
+        Some(format!(
+            "the replicas' certificates do not verify with the kubeconfig's CA ({}: {}): {server} is a proxy or load balancer with its own certificate, so the replicas are read through it",
+            other.0, other.1
+        ))
+    } else if !surveyed.iter().any(|r| r.liveness == Liveness::Reachable) {
+        Some(format!(
+            "no replica's own address is reachable from this machine: read through {server}, one replica's view"
+        ))
+    } else {
+        None
+    };
+    Ok(Survey {
+        replicas: surveyed,
+        read_through,
+        leases_read: leases.is_some_and(|l| !l.is_empty()),
+        listing_error: None,
+    })
+}
+
+/// The replicas of `cluster` judged alive or down (what APF views read from: see
+/// [`Survey::targets`]). A server that cannot be reached at all is an error: reading it again for
+/// each replica would only multiply the wait.
+pub async fn discover(cluster: &Cluster, replica_timeout: Duration) -> Result<Survey> {
+    let apiservers = async {
+        read_control_plane_pods(cluster)
+            .await
+            .map(|p| p.into_iter().filter(|c| c.component == "kube-apiserver").collect())
+            .unwrap_or_default()
+    };
+    survey(cluster, apiservers, replica_timeout).await
+}
+
+impl Survey {
+    /// The replicas judged down, with the evidence.
+    pub fn down(&self) -> Vec<(Replica, String)> {
+        self.replicas
+            .iter()
+            .filter_map(|r| match &r.liveness {
+                Liveness::Down { detail, .. } => Some((r.replica.clone(), detail.clone())),
+                _ => None,
+            })
+            .collect()
     }
 }
 

@@ -50,6 +50,9 @@ pub struct CheckResult {
     pub subchecks: Vec<SubCheck>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub remediation: Vec<Remediation>,
+    /// The permission whose lack kept this check from running (`get on /metrics`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missing_permission: Option<String>,
     #[serde(rename = "durationSeconds", serialize_with = "secs")]
     pub duration: Duration,
 }
@@ -67,6 +70,7 @@ impl CheckResult {
             evidence: Vec::new(),
             subchecks: Vec::new(),
             remediation: Vec::new(),
+            missing_permission: None,
             duration: Duration::ZERO,
         }
     }
@@ -79,23 +83,33 @@ impl CheckResult {
         CheckResult::new(name, Status::Skipped, reason)
     }
 
+    /// A check that could not run for lack of `permission` (`get on /metrics`): UNKNOWN, since
+    /// nothing was verified, with the read-only role that enables it. Checks that do not apply
+    /// (a managed control plane) are SKIPPED instead and leave the verdict alone.
+    pub fn not_permitted(name: &str, permission: &str) -> Self {
+        let mut r = CheckResult::new(name, Status::Unknown, format!("not permitted: needs {permission}"));
+        r.missing_permission = Some(permission.to_string());
+        r.remediation.push(Remediation {
+            action: "Grant the read-only permissions the checks need: `kubectl cphealth rbac` prints the ClusterRole (and the optional etcd exec Role) to apply.".into(),
+            commands: vec!["kubectl cphealth rbac".into()],
+            risk: "low: read-only permissions".into(),
+        });
+        r
+    }
+
     /// The result of a check that could not run because of `error`: a missing permission is
-    /// SKIPPED with the permission named (never a false alarm), anything else UNKNOWN.
+    /// UNKNOWN with the permission named (never a false alarm), anything else UNKNOWN with the
+    /// error.
     pub fn from_error(name: &str, error: &Error) -> Self {
         match error.kind {
-            ErrorKind::Forbidden => {
-                let why = match &error.missing_permission {
-                    Some(p) => format!("not permitted: needs {p}"),
-                    None => format!("not permitted: {}", error.why),
-                };
-                let mut r = CheckResult::skipped(name, why);
-                r.remediation.push(Remediation {
-                    action: error.fix.clone(),
-                    commands: vec!["kubectl cphealth rbac".into()],
-                    risk: "low: read-only permissions".into(),
-                });
-                r
-            }
+            ErrorKind::Forbidden => match &error.missing_permission {
+                Some(p) => CheckResult::not_permitted(name, p),
+                None => {
+                    let mut r = CheckResult::not_permitted(name, "more permissions");
+                    r.message = format!("not permitted: {}", error.why);
+                    r
+                }
+            },
             _ => CheckResult::new(name, Status::Unknown, error.to_string()),
         }
     }
@@ -151,7 +165,11 @@ pub fn verdict(results: &[CheckResult]) -> Status {
     if !results.is_empty() && results.iter().all(|r| r.status == Status::Skipped) {
         return Status::Unknown;
     }
-    results.iter().map(|r| r.status).filter(|s| *s != Status::Skipped).max().unwrap_or(Status::Ok)
+    // A NOTE is worth reading, not a fault: the report is OK.
+    match results.iter().map(|r| r.status).filter(|s| *s != Status::Skipped).max().unwrap_or(Status::Ok) {
+        Status::Note => Status::Ok,
+        worst => worst,
+    }
 }
 
 #[cfg(test)]
@@ -167,7 +185,7 @@ mod tests {
     }
 
     #[test]
-    fn forbidden_becomes_skipped_with_the_permission() {
+    fn forbidden_is_unknown_with_the_permission() {
         let e = crate::error::http_error(
             "https://x",
             "GET /metrics",
@@ -177,8 +195,10 @@ mod tests {
             Some(&crate::error::Access::non_resource("get", "/metrics")),
         );
         let r = CheckResult::from_error("load", &e);
-        assert_eq!(r.status, Status::Skipped);
-        assert!(r.message.contains("get on /metrics"), "{}", r.message);
+        assert_eq!(r.status, Status::Unknown);
+        assert_eq!(r.message, "not permitted: needs get on /metrics");
+        assert_eq!(r.missing_permission.as_deref(), Some("get on /metrics"));
+        assert_eq!(r.remediation[0].commands, ["kubectl cphealth rbac"]);
         let other = CheckResult::from_error("load", &Error::failed("x", "y", ""));
         assert_eq!(other.status, Status::Unknown);
     }
@@ -189,6 +209,7 @@ mod tests {
         let b = CheckResult::skipped("b", "why");
         assert_eq!(verdict(&[a.clone(), b.clone()]), Status::Ok);
         let c = CheckResult::new("c", Status::Warning, "");
+        assert_eq!(verdict(&[a.clone(), b.clone(), CheckResult::new("n", Status::Note, "")]), Status::Ok);
         assert_eq!(verdict(&[a, b, c]), Status::Warning);
     }
 }

@@ -64,21 +64,26 @@ pub struct Sampler {
     context: String,
     targets: Vec<Target>,
     notes: Vec<String>,
+    /// Replicas down by what the API says (stale identity lease, static pod not running): shown,
+    /// not dialled again.
+    down: Vec<(Replica, String)>,
     /// Set once dump_requests is refused: not asked again.
     dumps_forbidden: bool,
 }
 
 impl Sampler {
-    pub async fn new(cluster: &Cluster) -> Result<Sampler> {
-        let (replicas, note) = cpkit::replicas::discover(cluster).await?;
-        let targets = replicas
+    pub async fn new(cluster: &Cluster, replica_timeout: std::time::Duration) -> Result<Sampler> {
+        let survey = cpkit::replicas::discover(cluster, replica_timeout).await?;
+        let targets = survey
+            .targets(cluster)
             .into_iter()
             .map(|replica| Target { client: client_for(cluster, &replica), replica, previous: None })
             .collect();
         Ok(Sampler {
             context: cluster.info.context.clone(),
             targets,
-            notes: note.into_iter().collect(),
+            notes: survey.read_through.clone().into_iter().collect(),
+            down: survey.down(),
             dumps_forbidden: false,
         })
     }
@@ -159,6 +164,16 @@ impl Sampler {
                 _ => {}
             }
             replicas.push(status);
+        }
+        for (replica, why) in &self.down {
+            replicas.push(ReplicaStatus {
+                name: replica.name.clone(),
+                url: replica.url.clone(),
+                ok: false,
+                error: Some(format!("down: {why}")),
+                stats: Stats::default(),
+                failure: None,
+            });
         }
         let total = aggregate(replicas.iter().filter(|r| r.ok).map(|r| &r.stats));
         Snapshot {

@@ -24,8 +24,9 @@ const PLUGIN: Plugin = Plugin { name: "apftop", version: env!("CARGO_PKG_VERSION
 
 /// A live, top-like view of API Priority and Fairness: which priority levels are saturated,
 /// which flows are queued or rejected, and who sends them — from every API server replica.
-/// Exit codes (--once): 0 OK, 1 WARNING (queuing, a replica not answering), 2 CRITICAL
-/// (rejections, 429s), 3 UNKNOWN, 64 usage.
+/// Exit codes (--once): 0 OK, 1 WARNING (queuing, a workload's requests rejected, a replica
+/// down), 2 CRITICAL (the cluster's own traffic rejected: system, node-high, leader-election,
+/// workload-high, exempt; or 429s to us), 3 UNKNOWN, 64 usage.
 #[derive(Parser)]
 #[command(version, about, long_about = None, args_conflicts_with_subcommands = true)]
 struct Cli {
@@ -35,6 +36,8 @@ struct Cli {
     output: OutputArgs,
     #[command(flatten)]
     top: TopArgs,
+    #[command(flatten)]
+    replicas: cpkit::cli::ReplicaArgs,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -126,8 +129,10 @@ async fn view_context(cluster: &Cluster, per_replica: bool) -> (Context, Option<
 
 async fn top_command(cli: &Cli) -> Result<i32> {
     let cluster = Cluster::connect(&cli.kube, PLUGIN).await?;
-    let ((ctx, note), sampler) =
-        tokio::join!(view_context(&cluster, cli.top.per_replica), gather::Sampler::new(&cluster));
+    let ((ctx, note), sampler) = tokio::join!(
+        view_context(&cluster, cli.top.per_replica),
+        gather::Sampler::new(&cluster, cli.replicas.replica_timeout)
+    );
     let mut sampler = sampler?;
     let interactive = !cli.top.once && !cli.output.is_structured() && cpkit::cli::stdout_is_terminal();
     if interactive {
@@ -187,7 +192,8 @@ fn once_text(s: &gather::Snapshot, ctx: &Context, wide: bool, no_headers: bool) 
         let e = r.error.clone().unwrap_or_default();
         let status = if r.failure.as_ref().is_some_and(|f| f.exit_code() == cpkit::exit::EXIT_CRITICAL) {
             Status::Critical
-        } else if r.ok {
+        } else if r.ok || r.error.as_deref().is_some_and(|e| e.starts_with("down: ")) {
+            // Flows unknown on a replica that answers, or one replica down while others serve.
             Status::Warning
         } else {
             Status::Unknown
@@ -398,7 +404,7 @@ async fn config_command(cli: &Cli, args: &ConfigArgs) -> Result<i32> {
     let snapshot = if args.sample.is_zero() {
         None
     } else {
-        let mut sampler = gather::Sampler::new(&cluster).await?;
+        let mut sampler = gather::Sampler::new(&cluster, cli.replicas.replica_timeout).await?;
         Some(sampler.sample_pair(args.sample, true).await)
     };
     let findings = cpkit::apf::lint::lint(&cfg.schemas, &cfg.levels, snapshot.as_ref().map(|s| &s.total));

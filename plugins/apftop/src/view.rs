@@ -163,7 +163,7 @@ fn level_rows(stats: &cpkit::apf::stats::Stats, replica: Option<&str>) -> Vec<Ro
             Row {
                 cells,
                 keys,
-                status: status_of(rejected, l.inqueue_requests),
+                status: status_of(&l.name, rejected, l.inqueue_requests),
                 utilisation: util,
                 level: Some(l.name.clone()),
             }
@@ -171,9 +171,10 @@ fn level_rows(stats: &cpkit::apf::stats::Stats, replica: Option<&str>) -> Vec<Ro
         .collect()
 }
 
-fn status_of(rejected: f64, queued: f64) -> Status {
+/// A row's colour: rejections by [`cpkit::severity::apf_rejection`] of its priority level.
+fn status_of(level: &str, rejected: f64, queued: f64) -> Status {
     if rejected > 0.0 {
-        Status::Critical
+        cpkit::severity::apf_rejection(level)
     } else if queued > 0.0 {
         Status::Warning
     } else {
@@ -212,7 +213,13 @@ fn schema_rows(stats: &cpkit::apf::stats::Stats, replica: Option<&str>, ctx: &Co
                 cells.insert(0, r.to_string());
                 keys.insert(0, Key::Text(r.to_string()));
             }
-            Row { cells, keys, status: status_of(rejected, s.inqueue_requests), utilisation: None, level: None }
+            Row {
+                cells,
+                keys,
+                status: status_of(&s.priority_level, rejected, s.inqueue_requests),
+                utilisation: None,
+                level: None,
+            }
         })
         .collect()
 }
@@ -324,8 +331,9 @@ pub fn summary(s: &Snapshot) -> (String, String) {
     )
 }
 
-/// The worst state a snapshot shows: CRITICAL with rejections (a replica answering 429 is one),
-/// WARNING with queuing or a replica not answering, UNKNOWN when none answers.
+/// The worst state a snapshot shows: rejections weighed by priority level (CRITICAL where the
+/// cluster's own traffic is refused, as cphealth's load check; a replica answering 429 is
+/// CRITICAL), WARNING with queuing or a replica not answering, UNKNOWN when none answers.
 pub fn verdict(s: &Snapshot) -> Status {
     let throttled = s.replicas.iter().any(|r| r.failure.as_ref().is_some_and(|e| e.kind == ErrorKind::TooManyRequests));
     if s.replicas_ok() == 0 {
@@ -337,11 +345,18 @@ pub fn verdict(s: &Snapshot) -> Status {
     if throttled {
         return Status::Critical;
     }
-    let rejected: f64 = s.total.levels.iter().map(|l| l.rejected_total()).sum();
+    // Rejections weigh as in cphealth: by whose traffic is refused.
+    let rejections = s
+        .total
+        .levels
+        .iter()
+        .filter(|l| l.rejected_total() > 0.0)
+        .map(|l| cpkit::severity::apf_rejection(&l.name))
+        .max();
     let queued: f64 = s.total.levels.iter().map(|l| l.inqueue_requests).sum();
-    if rejected > 0.0 || s.total.status_429_per_second > 0.0 {
-        Status::Critical
-    } else if queued > 0.0 || s.replicas_ok() < s.replicas.len() {
+    if let Some(worst) = rejections {
+        worst
+    } else if queued > 0.0 || s.total.status_429_per_second > 0.0 || s.replicas_ok() < s.replicas.len() {
         Status::Warning
     } else {
         Status::Ok

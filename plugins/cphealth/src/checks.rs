@@ -11,6 +11,7 @@ use cpkit::duration::short_latency;
 use cpkit::error::{Access, Error, ErrorKind};
 use cpkit::exit::Status;
 use cpkit::health::{CheckState, explain_check};
+use cpkit::liveness::Liveness;
 use cpkit::report::CheckResult;
 use cpkit::{Cluster, RawResponse};
 use jiff::Timestamp;
@@ -56,24 +57,7 @@ impl ReplicaStates {
     async fn get(&self, ctx: &Ctx) -> Arc<Vec<ReplicaState>> {
         self.0
             .get_or_init(|| async {
-                let targets = if ctx.managed().await.is_some() {
-                    vec![Replica {
-                        name: "api".into(),
-                        url: ctx.cluster.server().into(),
-                        in_endpoints: true,
-                        pod: None,
-                    }]
-                } else {
-                    match ctx.replicas().await {
-                        Ok(r) if !r.is_empty() => r.iter().cloned().collect(),
-                        _ => vec![Replica {
-                            name: "api".into(),
-                            url: ctx.cluster.server().into(),
-                            in_endpoints: true,
-                            pod: None,
-                        }],
-                    }
-                };
+                let targets = ctx.read_targets().await;
                 let timeout = ctx.cluster.timeout().unwrap_or(Duration::from_secs(10));
                 let states = futures::future::join_all(targets.into_iter().map(|replica| async move {
                     let cluster: Result<Cluster, Error> = if replica.url == ctx.cluster.server() {
@@ -205,7 +189,7 @@ async fn apiserver(ctx: &Ctx) -> CheckResult {
         Err(e) => {
             r.status = match e.kind {
                 ErrorKind::Unauthorized => Status::Unknown,
-                ErrorKind::Forbidden => Status::Skipped,
+                ErrorKind::Forbidden => Status::Unknown,
                 _ => Status::Critical,
             };
             notes.push(e.to_string());
@@ -360,7 +344,8 @@ fn replica_label(s: &ReplicaState) -> String {
 async fn health(ctx: &Ctx, states: &ReplicaStates) -> CheckResult {
     let states = states.get(ctx).await;
     let mut r = CheckResult::ok("health", "");
-    if let Some(why) = ctx.replicas_through_proxy.get() {
+    let read_through = ctx.read_through().await;
+    if let Some(why) = &read_through {
         r.push_evidence("replicas", why.clone());
     }
     let mut failing: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -441,10 +426,20 @@ async fn health(ctx: &Ctx, states: &ReplicaStates) -> CheckResult {
         Ok(resp) => resp.status == 401 || resp.status == 403,
     };
     if states.iter().all(|s| refused(&s.readyz)) {
-        return CheckResult::skipped("health", "not permitted: needs get on /readyz and /livez");
+        return CheckResult::not_permitted("health", "get on /readyz and /livez");
     }
     if failing.is_empty() {
-        let per = answered.max(1);
+        // A check that evaluated nothing never reads "0/0 pass".
+        if answered == 0 {
+            r.status = Status::Unknown;
+            let errors: Vec<&str> = r.subchecks.iter().map(|s| s.message.as_str()).collect();
+            r.message = format!("no replica answered /livez or /readyz: {}", errors.join("; "));
+            return r;
+        }
+        let per = answered;
+        let counted = |ok: usize, total: usize| {
+            if total == 0 { "answers ok".to_string() } else { format!("{ok}/{total} checks pass") }
+        };
         r.message = if answered > 1 {
             format!(
                 "livez ({} checks) and readyz ({} checks) pass on each of {answered} replicas",
@@ -452,8 +447,11 @@ async fn health(ctx: &Ctx, states: &ReplicaStates) -> CheckResult {
                 totals.3 / per
             )
         } else {
-            format!("livez {}/{} and readyz {}/{} checks pass", totals.0, totals.1, totals.2, totals.3)
+            format!("livez {}, readyz {}", counted(totals.0, totals.1), counted(totals.2, totals.3))
         };
+        if read_through.is_some() {
+            r.message.push_str(" (one replica's view, through the configured server)");
+        }
         return r;
     }
     let mut parts = Vec::new();
@@ -479,7 +477,8 @@ async fn health(ctx: &Ctx, states: &ReplicaStates) -> CheckResult {
     r
 }
 
-/// Check 3: every replica behind the load balancer, its version and certificate.
+/// Check 3: every replica, alive or down by what the API says (identity lease, EndpointSlice,
+/// static pod), with its version and certificate when it can be dialled from here.
 async fn replicas(ctx: &Ctx, states: &ReplicaStates) -> CheckResult {
     if let Some(p) = ctx.managed().await {
         return CheckResult::skipped(
@@ -490,12 +489,21 @@ async fn replicas(ctx: &Ctx, states: &ReplicaStates) -> CheckResult {
             ),
         );
     }
-    let replicas = match ctx.replicas().await {
-        Ok(r) => r,
+    let survey = match ctx.survey().await {
+        Ok(s) => s,
         Err(e) => return CheckResult::from_error("replicas", &e),
     };
-    if let Some(why) = ctx.replicas_through_proxy.get() {
-        return CheckResult::skipped("replicas", format!("not visible one by one: {why}"));
+    if let Some(e) = &survey.listing_error {
+        return CheckResult::from_error("replicas", e);
+    }
+    if survey.replicas.is_empty() {
+        return CheckResult::skipped("replicas", survey.read_through.clone().unwrap_or_default());
+    }
+    if survey.replicas.iter().any(|r| matches!(r.facts.reach, cpkit::liveness::Reach::OtherCa(_))) {
+        return CheckResult::skipped(
+            "replicas",
+            format!("not visible one by one: {}", survey.read_through.clone().unwrap_or_default()),
+        );
     }
     let states = states.get(ctx).await;
     let now = Timestamp::now();
@@ -503,58 +511,73 @@ async fn replicas(ctx: &Ctx, states: &ReplicaStates) -> CheckResult {
     let mut r = CheckResult::ok("replicas", "");
     let mut down = Vec::new();
     let mut down_pods = Vec::new();
+    let mut unreachable = Vec::new();
     let mut not_ready = Vec::new();
     let mut cert_issues: Vec<String> = Vec::new();
     let mut versions: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for s in states.iter() {
-        let label = replica_label(s);
-        match &s.version {
-            Ok(v) => {
-                versions.entry(v.clone()).or_default().push(s.replica.name.clone());
-                let ready = s.readyz.as_ref().map(|x| x.status == 200).unwrap_or(false);
-                if !ready {
-                    not_ready.push(s.replica.name.clone());
-                }
-                let cert = match &s.tls {
-                    Ok(p) => p.leaf().map(|l| {
-                        let st = expiry_status(l.not_after, now);
-                        if st != Status::Ok {
-                            r.raise(st);
-                            cert_issues.push(format!(
-                                "{} serving certificate {}",
-                                s.replica.name,
-                                describe_expiry(l.not_after, now)
-                            ));
-                        }
-                        format!(", certificate {}", describe_expiry(l.not_after, now))
-                    }),
-                    Err(_) => None,
-                };
-                let note = if s.replica.in_endpoints { "" } else { " (not in the kubernetes EndpointSlice)" };
-                r.sub(
-                    format!("replica {}", s.replica.name),
-                    if ready { Status::Ok } else { Status::Warning },
-                    format!(
-                        "{label}: {v}, {}{}{note}",
-                        if ready { "ready" } else { "NOT ready" },
-                        cert.unwrap_or_default()
-                    ),
-                );
+    for surveyed in &survey.replicas {
+        let name = &surveyed.replica.name;
+        let label = format!("{name} ({})", surveyed.replica.url);
+        let state = states.iter().find(|s| s.replica.url == surveyed.replica.url);
+        match (&surveyed.liveness, state) {
+            (Liveness::Down { cause, detail }, _) => {
+                down.push(format!("{name} ({cause})"));
+                down_pods.push(surveyed.replica.pod.clone().unwrap_or_else(|| format!("kube-apiserver-{name}")));
+                r.sub(format!("replica {name}"), Status::Warning, format!("{label} is down: {detail}"));
             }
-            Err(e) => {
-                down.push(format!("{} ({})", s.replica.name, short_kind(e)));
-                down_pods.push(s.replica.pod.clone().unwrap_or_else(|| format!("kube-apiserver-{}", s.replica.name)));
-                r.sub(
-                    format!("replica {}", s.replica.name),
-                    Status::Warning,
-                    format!("{label} does not answer: {}", short_kind(e)),
-                );
+            (Liveness::AliveUnreachable(why), _) => {
+                unreachable.push(name.clone());
+                r.sub(format!("replica {name}"), Status::Note, format!("{label}: {why}"));
+            }
+            (Liveness::Reachable, Some(s)) => match &s.version {
+                Ok(v) => {
+                    versions.entry(v.clone()).or_default().push(name.clone());
+                    let ready = s.readyz.as_ref().map(|x| x.status == 200).unwrap_or(false);
+                    if !ready {
+                        not_ready.push(name.clone());
+                    }
+                    let cert = match &s.tls {
+                        Ok(p) => p.leaf().map(|l| {
+                            let st = expiry_status(l.not_after, now);
+                            if st != Status::Ok {
+                                r.raise(st);
+                                cert_issues
+                                    .push(format!("{name} serving certificate {}", describe_expiry(l.not_after, now)));
+                            }
+                            format!(", certificate {}", describe_expiry(l.not_after, now))
+                        }),
+                        Err(_) => None,
+                    };
+                    let note = if s.replica.in_endpoints { "" } else { " (not in the kubernetes EndpointSlice)" };
+                    r.sub(
+                        format!("replica {name}"),
+                        if ready { Status::Ok } else { Status::Warning },
+                        format!(
+                            "{label}: {v}, {}{}{note}",
+                            if ready { "ready" } else { "NOT ready" },
+                            cert.unwrap_or_default()
+                        ),
+                    );
+                }
+                Err(e) => {
+                    down.push(format!("{name} ({})", short_kind(e)));
+                    down_pods.push(surveyed.replica.pod.clone().unwrap_or_else(|| format!("kube-apiserver-{name}")));
+                    r.sub(
+                        format!("replica {name}"),
+                        Status::Warning,
+                        format!("{label} does not answer: {}", short_kind(e)),
+                    );
+                }
+            },
+            (Liveness::Reachable, None) => {
+                r.sub(format!("replica {name}"), Status::Ok, format!("{label}: reachable"));
             }
         }
     }
+    let total = survey.replicas.len();
     let mut parts = Vec::new();
     if !down.is_empty() {
-        r.raise(if lb_ok && down.len() < states.len() { Status::Warning } else { Status::Critical });
+        r.raise(if lb_ok && down.len() < total { Status::Warning } else { Status::Critical });
         parts.push(format!(
             "replica {} down while {}",
             down.join(", "),
@@ -587,18 +610,29 @@ async fn replicas(ctx: &Ctx, states: &ReplicaStates) -> CheckResult {
             versions.iter().map(|(v, names)| format!("{v} on {}", names.join(","))).collect::<Vec<_>>().join(", ")
         ));
     }
+    if !unreachable.is_empty() {
+        r.raise(Status::Note);
+        let basis = if survey.leases_read { "their identity leases" } else { "the kubernetes EndpointSlice" };
+        parts.push(format!(
+            "{} alive by {basis}, not reachable from here: health and load read through the configured server",
+            unreachable.join(", ")
+        ));
+    }
     r.push_evidence(
         "replicas",
-        replicas.iter().map(|x| format!("{} {}", x.name, x.url)).collect::<Vec<_>>().join(", "),
+        survey.replicas.iter().map(|x| format!("{} {}", x.replica.name, x.replica.url)).collect::<Vec<_>>().join(", "),
     );
+    if let Some(why) = &survey.read_through {
+        r.push_evidence("read through", why.clone());
+    }
     if parts.is_empty() {
-        let n = states.len();
         let v = versions.keys().next().cloned().unwrap_or_default();
-        r.message = if n == 1 {
-            format!("1 replica ({v}, ready): no HA")
+        if total == 1 {
+            r.raise(Status::Note);
+            r.message = format!("1 replica ({v}, ready): no HA");
         } else {
-            format!("{n} replicas answer and are ready ({v})")
-        };
+            r.message = format!("{total} replicas answer and are ready ({v})");
+        }
     } else {
         r.message = parts.join("; ");
     }
@@ -788,10 +822,7 @@ async fn leader_election(ctx: &Ctx) -> CheckResult {
         }
     }
     if !skipped_reasons.is_empty() && parts.is_empty() {
-        return CheckResult::skipped(
-            "leader-election",
-            "not permitted: needs get on leases.coordination.k8s.io in kube-system",
-        );
+        return CheckResult::not_permitted("leader-election", "get on leases.coordination.k8s.io in kube-system");
     }
     r.message = parts.join("; ");
     r
@@ -824,7 +855,12 @@ async fn etcd(ctx: &Ctx) -> CheckResult {
     let pods = match cpkit::etcd::pods::find(&ctx.cluster).await {
         Ok(p) => p,
         Err(e) if e.kind == ErrorKind::Forbidden => {
-            return metrics_fallback(ctx, "cannot list pods in kube-system").await;
+            return metrics_fallback(
+                ctx,
+                "not permitted: needs list on pods in kube-system",
+                Some("list on pods in kube-system"),
+            )
+            .await;
         }
         Err(e) => return CheckResult::from_error("etcd", &e),
     };
@@ -832,6 +868,7 @@ async fn etcd(ctx: &Ctx) -> CheckResult {
         return metrics_fallback(
             ctx,
             "no etcd pods in kube-system (external etcd? pass --etcd-endpoints with certificates)",
+            None,
         )
         .await;
     }
@@ -868,7 +905,8 @@ async fn etcd(ctx: &Ctx) -> CheckResult {
         Err(e) if e.kind == ErrorKind::Forbidden => {
             return metrics_fallback(
                 ctx,
-                "exec into the etcd pods is not permitted (needs create on pods/exec in kube-system)",
+                "not permitted: needs create on pods/exec in kube-system",
+                Some("create on pods/exec in kube-system"),
             )
             .await;
         }
@@ -877,6 +915,7 @@ async fn etcd(ctx: &Ctx) -> CheckResult {
             let mut r = metrics_fallback(
                 ctx,
                 &format!("exec into the etcd pods is refused by admission webhook {webhook} (see the webhooks check)"),
+                None,
             )
             .await;
             // What etcd itself says is unknown: the API server's view is not the members' health.
@@ -929,31 +968,40 @@ async fn etcd(ctx: &Ctx) -> CheckResult {
 }
 
 /// etcd as the API server sees it, when etcd itself cannot be reached.
-async fn metrics_fallback(ctx: &Ctx, why: &str) -> CheckResult {
+async fn metrics_fallback(ctx: &Ctx, why: &str, missing_permission: Option<&str>) -> CheckResult {
     let scrapes = ctx.first_scrapes().await;
     let size = scrapes.iter().filter_map(|(_, s)| s.as_ref().ok()).find_map(|s| {
         ["apiserver_storage_size_bytes", "apiserver_storage_db_total_size_in_bytes", "etcd_db_total_size_in_bytes"]
             .iter()
             .find_map(|f| s.scrape.max_by(f, &[], &cpkit::metrics::any).values().next().copied())
     });
-    let mut r = CheckResult::new("etcd", Status::Ok, "");
+    let mut r = match missing_permission {
+        Some(p) => CheckResult::not_permitted("etcd", p),
+        // External etcd: its size through the API server is what can be checked.
+        None => CheckResult::new("etcd", Status::Ok, ""),
+    };
     match size {
         Some(bytes) => {
+            // The API server's view: the size, not the members' health.
             let pct = bytes / cpkit::etcd::status::DEFAULT_QUOTA as f64 * 100.0;
             if pct > 80.0 {
                 r.raise(Status::Warning);
             }
             r.message = format!(
-                "{why}; from the API server's metrics: db {} ({pct:.0}% of the default 2 GiB quota); readyz covers reachability",
+                "{why}; API server metrics: db {} ({pct:.0}% of the default 2 GiB quota)",
                 cpkit::output::human_bytes(bytes as u64)
             );
         }
         None => {
-            r.status = Status::Skipped;
-            r.message = format!("{why}, and the API server's metrics are not readable either");
+            r.raise(Status::Unknown);
+            r.message = format!("{why}; /metrics is not readable either");
         }
     }
-    r.fix("For the full etcd check: allow exec into the etcd pods, or pass --etcd-endpoints with --etcd-cacert/--etcd-cert/--etcd-key from a control-plane node.", &["kubectl cphealth rbac"], "low");
+    r.fix(
+        "Or check etcd directly from a control-plane node: pass --etcd-endpoints with --etcd-cacert/--etcd-cert/--etcd-key.",
+        &[],
+        "low: read-only",
+    );
     r
 }
 
@@ -1044,6 +1092,10 @@ async fn load(ctx: &Ctx, states: &ReplicaStates) -> CheckResult {
     }
     if !notes.is_empty() {
         r.push_evidence("not scraped", notes.join("; "));
+    }
+    if let Some(why) = ctx.read_through().await {
+        r.message.push_str(" (one replica's view, through the configured server)");
+        r.push_evidence("read through", why);
     }
     if ctx.options.sample.is_zero() {
         r.push_evidence(

@@ -19,11 +19,13 @@ pub struct CheckOptions {
     pub sample: Duration,
     /// Budget of one check.
     pub check_timeout: Duration,
+    /// Budget of a direct dial to a replica (connect and TLS handshake).
+    pub replica_timeout: Duration,
     pub etcd_endpoints: Vec<String>,
     pub etcd_tls: cpkit::etcd::direct::EtcdTlsArgs,
 }
 
-pub use cpkit::replicas::Replica;
+pub use cpkit::replicas::{Replica, Survey};
 
 /// The answer to GET /version, with what the round trip showed.
 #[derive(Debug, Clone)]
@@ -43,9 +45,7 @@ pub struct Ctx {
     version: OnceCell<Result<VersionInfo, Error>>,
     control_plane_pods: OnceCell<Result<Arc<Vec<ComponentPod>>, Error>>,
     node_sample: OnceCell<Result<Arc<Vec<Node>>, Error>>,
-    replicas: OnceCell<Result<Arc<Vec<Replica>>, Error>>,
-    /// Set when the replicas are only reachable through the configured server (and why).
-    pub replicas_through_proxy: std::sync::OnceLock<String>,
+    survey: OnceCell<Result<Arc<Survey>, Error>>,
     first_scrapes: OnceCell<FirstScrapes>,
 }
 
@@ -61,8 +61,7 @@ impl Ctx {
             version: OnceCell::new(),
             control_plane_pods: OnceCell::new(),
             node_sample: OnceCell::new(),
-            replicas: OnceCell::new(),
-            replicas_through_proxy: std::sync::OnceLock::new(),
+            survey: OnceCell::new(),
             first_scrapes: OnceCell::new(),
         }
     }
@@ -128,39 +127,41 @@ impl Ctx {
         detect_provider(version.as_ref().map(|v| v.git_version.as_str()).unwrap_or(""), &label_keys)
     }
 
-    /// Every API server replica: the `kubernetes` EndpointSlice and the kube-apiserver pods.
-    pub async fn replicas(&self) -> Result<Arc<Vec<Replica>>, Error> {
-        self.replicas
+    /// Every API server replica judged alive or down (identity leases, the `kubernetes`
+    /// EndpointSlice, the kube-apiserver pods, one dial each).
+    pub async fn survey(&self) -> Result<Arc<Survey>, Error> {
+        self.survey
             .get_or_init(|| async {
-                let (slices, pods) =
-                    tokio::join!(cpkit::replicas::read_endpoint_slices(&self.cluster), self.control_plane_pods());
-                let apiservers: Vec<ComponentPod> = pods
-                    .map(|p| p.iter().filter(|c| c.component == "kube-apiserver").cloned().collect())
-                    .unwrap_or_default();
-                let replicas = cpkit::replicas::from_endpoints(&slices?, &apiservers);
-                if let Some(why) = cpkit::replicas::direct_access_refused(&self.cluster, &replicas).await {
-                    let _ = self.replicas_through_proxy.set(why);
-                    return Ok(Arc::new(Vec::new()));
-                }
-                Ok(Arc::new(replicas))
+                // Read alongside the EndpointSlice and the leases: one round trip, not two.
+                let apiservers = async {
+                    self.control_plane_pods()
+                        .await
+                        .map(|p| p.iter().filter(|c| c.component == "kube-apiserver").cloned().collect())
+                        .unwrap_or_default()
+                };
+                Ok(Arc::new(cpkit::replicas::survey(&self.cluster, apiservers, self.options.replica_timeout).await?))
             })
             .await
             .clone()
     }
 
-    /// Where /metrics is scraped: each replica directly when they can be reached (APF and
-    /// counters are per replica), else the configured server.
-    pub async fn scrape_targets(&self) -> Vec<Replica> {
-        let lb = Replica { name: "api".into(), url: self.cluster.server().to_string(), in_endpoints: true, pod: None };
+    /// Where per-replica reads (health, /metrics) go: each reachable replica (APF and counters
+    /// are per replica), else the configured server.
+    pub async fn read_targets(&self) -> Vec<Replica> {
         // Both are needed; asked together they cost one round trip, not two.
-        let (managed, replicas) = tokio::join!(self.managed(), self.replicas());
-        if managed.is_some() {
-            return vec![lb];
+        let (managed, survey) = tokio::join!(self.managed(), self.survey());
+        match survey {
+            Ok(s) if managed.is_none() => s.targets(&self.cluster),
+            _ => vec![cpkit::replicas::configured_server(&self.cluster)],
         }
-        match replicas {
-            Ok(r) if !r.is_empty() => r.iter().cloned().collect(),
-            _ => vec![lb],
+    }
+
+    /// Why per-replica reads go through the configured server, when they do.
+    pub async fn read_through(&self) -> Option<String> {
+        if self.managed().await.is_some() {
+            return None;
         }
+        self.survey().await.ok().and_then(|s| s.read_through.clone())
     }
 
     async fn scrape(&self, replica: &Replica) -> Result<TimedScrape, Error> {
@@ -172,7 +173,7 @@ impl Ctx {
     pub async fn first_scrapes(&self) -> FirstScrapes {
         self.first_scrapes
             .get_or_init(|| async {
-                let targets = self.scrape_targets().await;
+                let targets = self.read_targets().await;
                 let results = futures::future::join_all(targets.iter().map(|t| self.scrape(t))).await;
                 Arc::new(targets.into_iter().zip(results).collect())
             })

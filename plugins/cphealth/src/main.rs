@@ -84,6 +84,9 @@ struct CheckArgs {
     etcd_endpoints: Vec<String>,
 
     #[command(flatten)]
+    replica: cpkit::cli::ReplicaArgs,
+
+    #[command(flatten)]
     etcd_tls: cpkit::etcd::direct::EtcdTlsArgs,
 }
 
@@ -148,6 +151,7 @@ fn options(args: &CheckArgs) -> CheckOptions {
     CheckOptions {
         sample: args.sample,
         check_timeout: args.check_timeout,
+        replica_timeout: args.replica.replica_timeout,
         etcd_endpoints: args.etcd_endpoints.clone(),
         etcd_tls: args.etcd_tls.clone(),
     }

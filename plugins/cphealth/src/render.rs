@@ -27,10 +27,11 @@ pub struct HealthReport {
 
 impl HealthReport {
     pub fn summary_text(&self) -> String {
-        let parts: Vec<String> = [Status::Critical, Status::Unknown, Status::Warning, Status::Ok, Status::Skipped]
-            .iter()
-            .filter_map(|s| self.summary.get(s).map(|n| format!("{n} {s}")))
-            .collect();
+        let parts: Vec<String> =
+            [Status::Critical, Status::Unknown, Status::Warning, Status::Note, Status::Ok, Status::Skipped]
+                .iter()
+                .filter_map(|s| self.summary.get(s).map(|n| format!("{n} {s}")))
+                .collect();
         format!("{} checks: {}", self.checks.len(), parts.join(", "))
     }
 
@@ -53,7 +54,17 @@ pub fn text(report: &HealthReport, wide: bool, no_headers: bool, verbose: bool) 
         let managed = report.managed.as_ref().map(|m| format!(", managed: {m}")).unwrap_or_default();
         out.push_str(&format!("{}  {}\n", bold("Context:"), report.context));
         out.push_str(&format!("{}   {} ({version}{managed})\n", bold("Server:"), report.server));
-        out.push_str(&format!("{}  {} — {}\n\n", bold("Verdict:"), status_text(report.verdict), report.summary_text()));
+        out.push_str(&format!("{}  {} — {}\n", bold("Verdict:"), status_text(report.verdict), report.summary_text()));
+        let unpermitted: Vec<&str> =
+            report.checks.iter().filter(|c| c.missing_permission.is_some()).map(|c| c.name.as_str()).collect();
+        if !unpermitted.is_empty() {
+            out.push_str(&format!(
+                "{}  {} could not run for lack of permissions: `kubectl cphealth rbac` prints the read-only role\n",
+                bold("Access:"),
+                unpermitted.join(", ")
+            ));
+        }
+        out.push('\n');
     }
     let mut table = Table::new(&["check", "status", "message"]).wide_columns(&["duration", "evidence"]);
     for c in &report.checks {
@@ -87,11 +98,19 @@ pub fn text(report: &HealthReport, wide: bool, no_headers: bool, verbose: bool) 
         }
     } else if problems.iter().any(|c| !c.remediation.is_empty()) {
         out.push_str(&format!("\n{}\n", bold("What to do:")));
+        // A fix shared by several checks (the RBAC one) is printed once, under all their names.
+        let mut fixes: Vec<(Vec<&str>, &cpkit::report::Remediation)> = Vec::new();
         for c in problems {
             for f in &c.remediation {
-                out.push_str(&format!("{} ", bold(&format!("{}:", c.name))));
-                push_fix_inline(&mut out, f);
+                match fixes.iter_mut().find(|(_, g)| g.action == f.action && g.commands == f.commands) {
+                    Some((names, _)) => names.push(&c.name),
+                    None => fixes.push((vec![&c.name], f)),
+                }
             }
+        }
+        for (names, f) in fixes {
+            out.push_str(&format!("{} ", bold(&format!("{}:", names.join(", ")))));
+            push_fix_inline(&mut out, f);
         }
         out.push_str(&dim("(kubectl cphealth --verbose shows every sub-check and its evidence)\n"));
     }

@@ -149,10 +149,13 @@ in_both_worlds! {
         assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
         assert_eq!(status(&r, "replicas"), "WARNING");
         assert!(
-            message(&r, "replicas").contains("replica cp-3 (connection refused) down while the load balancer answers"),
+            message(&r, "replicas").starts_with("replica cp-3 (static pod CrashLoopBackOff, 9 restarts) down while the load balancer answers"),
             "{}",
             message(&r, "replicas")
         );
+        let subs = check(&r, "replicas")["subchecks"].to_string();
+        assert!(subs.contains("refuses connections from this machine"), "{subs}");
+        assert!(check(&r, "replicas")["remediation"].to_string().contains("kubectl logs -n kube-system kube-apiserver-cp-3 --previous"));
         assert_eq!(status(&r, "apiserver"), "OK");
     }
 }
@@ -169,19 +172,31 @@ fn managed_clusters_skip_what_they_cannot_see() {
         assert!(message(&r, name).contains("managed control plane (EKS)"), "{name}: {}", message(&r, name));
     }
     assert_eq!(status(&r, "leader-election"), "OK");
+    // Not applicable is SKIPPED and leaves the verdict alone; not permitted would be UNKNOWN.
+    assert!(r["checks"].as_array().unwrap().iter().all(|c| c["missingPermission"].is_null()));
 }
 
 in_both_worlds! {
-    fn limited_rights_give_skipped_checks_with_the_permission(world) {
+    fn limited_rights_are_unknown_naming_the_permission(world) {
         let c = start(world, Scenario::RbacLimited);
         let (out, r) = cphealth(&c, &[]);
-        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        // Nothing was verified for those checks: UNKNOWN (exit 3), never a silent OK.
+        assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+        assert_eq!(r["verdict"], "UNKNOWN");
         assert_eq!(r["context"], "rbac-limited-ops-readonly");
         assert_eq!(message(&r, "leader-election"), "not permitted: needs get on leases.coordination.k8s.io in kube-system");
+        assert_eq!(status(&r, "leader-election"), "UNKNOWN");
+        assert_eq!(check(&r, "leader-election")["missingPermission"], "get on leases.coordination.k8s.io in kube-system");
         assert_eq!(message(&r, "load"), "not permitted: needs get on /metrics");
         assert!(message(&r, "etcd").contains("needs create on pods/exec in kube-system"));
         assert_eq!(status(&r, "nodes"), "OK");
-        assert!(r["summary"]["SKIPPED"].as_u64().unwrap() >= 4);
+        // One line names the command that prints the role; the fix is given once.
+        let table = kubectl(&["cphealth", "--sample", "0", "--color", "never"], &c.env());
+        let (stdout, _) = text(&table);
+        let access = stdout.lines().find(|l| l.starts_with("Access:")).unwrap_or_else(|| panic!("{stdout}"));
+        assert!(access.contains("leader-election") && access.contains("load"), "{access}");
+        assert!(access.ends_with("could not run for lack of permissions: `kubectl cphealth rbac` prints the read-only role"), "{access}");
+        assert_eq!(stdout.matches("$ kubectl cphealth rbac").count(), 1, "{stdout}");
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod api_front;
 pub mod apiserver;
 pub mod binaries;
+pub mod black_hole;
 pub mod etcd;
 pub mod etcd_data;
 pub mod fault_proxy;

@@ -29,6 +29,11 @@ struct Args {
     #[arg(long)]
     dir: Option<PathBuf>,
 
+    /// The replicas advertise addresses that accept connections and never answer (as through a
+    /// bastion or a private endpoint)
+    #[arg(long)]
+    unreachable_replicas: bool,
+
     /// Print the environment (export KUBECONFIG=...) and keep running without other output
     #[arg(long)]
     quiet: bool,
@@ -62,7 +67,12 @@ fn main() {
         );
         std::process::exit(64);
     }
-    let options = Options { world: args.world, minor: args.minor, dir: args.dir.clone() };
+    let options = Options {
+        world: args.world,
+        minor: args.minor,
+        dir: args.dir.clone(),
+        unreachable_replicas: args.unreachable_replicas,
+    };
     let cluster = match DemoCluster::start_with(args.scenario, options) {
         Ok(c) => c,
         Err(e) => {

@@ -54,6 +54,8 @@ impl LeaderElection {
 pub struct ApiserverArgs<'a> {
     pub pki: &'a NodePki,
     pub ip: Ipv4Addr,
+    /// `--advertise-address` (the node's address unless the replicas are made unreachable).
+    pub advertise_ip: Ipv4Addr,
     pub port: u16,
     pub etcd_servers: &'a str,
     pub etcd_pki: &'a std::path::Path,
@@ -66,7 +68,7 @@ pub fn apiserver(a: &ApiserverArgs) -> Vec<String> {
     let etcd = |f: &str| a.etcd_pki.join(f).display().to_string();
     let mut v = vec![
         "kube-apiserver".to_string(),
-        format!("--advertise-address={}", a.ip),
+        format!("--advertise-address={}", a.advertise_ip),
         "--allow-privileged=true".into(),
         "--authorization-mode=Node,RBAC".into(),
         format!("--bind-address={}", a.ip),

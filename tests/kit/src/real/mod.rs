@@ -63,6 +63,10 @@ pub struct RealOptions {
     pub admin_validity: Validity,
     /// Where the kubeconfig goes (default: the cluster's temp dir).
     pub dir: Option<PathBuf>,
+    /// Each kube-apiserver advertises an address that accepts connections and never answers
+    /// (`--advertise-address`, hence the `kubernetes` EndpointSlice): replicas not reachable
+    /// from this machine.
+    pub unreachable_replicas: bool,
 }
 
 impl Default for RealOptions {
@@ -78,6 +82,7 @@ impl Default for RealOptions {
             serving_validity: Validity::days(365),
             admin_validity: Validity::days(365),
             dir: None,
+            unreachable_replicas: false,
         }
     }
 }
@@ -132,6 +137,8 @@ pub struct RealCluster {
     /// Each control-plane node's `etc/kubernetes`.
     pub node_pki: Vec<NodePki>,
     pub options: RealOptions,
+    /// The addresses the replicas advertise when they are not reachable from here.
+    pub black_hole: Option<crate::black_hole::BlackHole>,
     client: KitClient,
     logs: PathBuf,
     /// Taken in `drop` (shut down in the background: the caller may be async).
@@ -234,6 +241,11 @@ impl RealCluster {
         runtime.spawn(crate::apiserver::lb::run_checked(lb, backends, ready));
 
         let client = block(&runtime, KitClient::from_kubeconfig(&admin_file, Duration::from_secs(10)))?;
+        let black_hole = if options.unreachable_replicas {
+            Some(crate::black_hole::BlackHole::start(cps, apiserver_port)?)
+        } else {
+            None
+        };
         let mut cluster = RealCluster {
             processes: Mutex::new(Vec::new()),
             claims,
@@ -247,6 +259,7 @@ impl RealCluster {
             admin,
             node_pki,
             options,
+            black_hole,
             client,
             logs,
             runtime: Some(runtime),
@@ -307,7 +320,7 @@ impl RealCluster {
     pub fn replica_get(&self, index: usize, path: &str) -> std::io::Result<Answer> {
         let file = self.dir.join(format!("replica-{index}.kubeconfig"));
         if !file.exists() {
-            let admin = self.pki.ca.issue(&client_spec("kubernetes-admin", &["system:masters"]), Validity::days(30));
+            let admin = self.pki.ca.issue(&client_spec("kubernetes-admin", &["system:masters"]), Validity::days(365));
             let url = format!("https://{}:{}", self.nodes[index].ip, self.apiserver_port);
             write_private(
                 &file,
@@ -354,11 +367,20 @@ impl RealCluster {
         Ok(())
     }
 
+    /// The address replica `i` advertises: its node's, or a black hole's.
+    pub fn advertise_ip(&self, i: usize) -> std::net::Ipv4Addr {
+        match &self.black_hole {
+            Some(b) => b.ips[i],
+            None => self.nodes[i].ip,
+        }
+    }
+
     fn apiserver_argv(&self, i: usize) -> Vec<String> {
         let m = &self.etcd.members[i];
         components::apiserver(&components::ApiserverArgs {
             pki: &self.node_pki[i],
             ip: self.nodes[i].ip,
+            advertise_ip: self.advertise_ip(i),
             port: self.apiserver_port,
             etcd_servers: &m.local_client_url(),
             etcd_pki: &m.pki_dir(),
@@ -583,7 +605,7 @@ impl RealCluster {
                     host_paths: vec![("k8s-certs", pki_dir.clone()), ("ca-certs", "/etc/ssl/certs".into())],
                     annotations: vec![(
                         "kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint",
-                        format!("{}:{}", node.ip, self.apiserver_port),
+                        format!("{}:{}", self.advertise_ip(i), self.apiserver_port),
                     )],
                     probe: Some(("/livez", self.apiserver_port, "HTTPS")),
                 },
@@ -822,7 +844,7 @@ impl RealCluster {
     /// Adds a client-certificate user (`CN=user, O=groups`) and a context `<name>-<user>` to the
     /// kubeconfig; returns the context name.
     pub fn add_user(&self, user: &str, groups: &[&str]) -> std::io::Result<String> {
-        let cert = self.pki.ca.issue(&client_spec(user, groups), Validity::days(30));
+        let cert = self.pki.ca.issue(&client_spec(user, groups), Validity::days(365));
         add_cert_user(&self.kubeconfig, &self.options.name, user, &cert)
     }
 

@@ -26,11 +26,16 @@ pub fn supports(scenario: Scenario) -> bool {
 }
 
 /// Starts `scenario` on a real control plane.
-pub fn start(scenario: Scenario, dir: Option<std::path::PathBuf>) -> std::io::Result<(RealCluster, Facts)> {
+pub fn start(
+    scenario: Scenario,
+    dir: Option<std::path::PathBuf>,
+    unreachable_replicas: bool,
+) -> std::io::Result<(RealCluster, Facts)> {
     if !supports(scenario) {
         return Err(io_err(format!("scenario {} runs on the simulated API server only", scenario.name())));
     }
-    let mut options = RealOptions { name: scenario.name().to_string(), dir, ..RealOptions::default() };
+    let mut options =
+        RealOptions { name: scenario.name().to_string(), dir, unreachable_replicas, ..RealOptions::default() };
     let mut facts = Facts::default();
     match scenario {
         Scenario::EtcdNospace => options.etcd_quota_backend_bytes = 40 * 1024 * 1024,
@@ -131,6 +136,9 @@ pub fn start(scenario: Scenario, dir: Option<std::path::PathBuf>) -> std::io::Re
         Scenario::Managed | Scenario::LargeCluster | Scenario::EtcdBloated => unreachable!("checked by supports"),
     }
     facts.etcd_inventory = cluster.etcd_inventory().ok();
+    if let Some(b) = &cluster.black_hole {
+        facts.unreachable_replica_addresses = b.ips.iter().map(|ip| format!("{ip}:{}", b.port)).collect();
+    }
     Ok((cluster, facts))
 }
 

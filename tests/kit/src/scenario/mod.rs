@@ -142,6 +142,8 @@ pub struct Facts {
     pub etcd_inventory: Option<Inventory>,
     /// The context whose user is the scenario's limited user, if any.
     pub limited_context: Option<String>,
+    /// The addresses the replicas advertise when they are not reachable from here.
+    pub unreachable_replica_addresses: Vec<String>,
 }
 
 /// Options beyond the scenario.
@@ -153,11 +155,14 @@ pub struct Options {
     pub minor: u32,
     /// Directory for the kubeconfig (default: a temp dir owned by the cluster).
     pub dir: Option<PathBuf>,
+    /// The replicas advertise addresses that accept connections and never answer (a bastion,
+    /// a private endpoint): alive, but not reachable from this machine.
+    pub unreachable_replicas: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { world: World::Sim, minor: 33, dir: None }
+        Options { world: World::Sim, minor: 33, dir: None, unreachable_replicas: false }
     }
 }
 
@@ -179,6 +184,7 @@ enum Backend {
 
 struct SimBackend {
     apiserver: SimApiServer,
+    _black_hole: Option<crate::black_hole::BlackHole>,
     etcd: Option<EtcdCluster>,
     _webhook_backends: Vec<WebhookBackend>,
     _dir: Option<tempfile::TempDir>,
@@ -212,7 +218,8 @@ impl DemoCluster {
         match options.world {
             World::Sim => DemoCluster::start_sim(scenario, options),
             World::Real => {
-                let (cluster, facts) = crate::real::scenarios::start(scenario, options.dir.clone())?;
+                let (cluster, facts) =
+                    crate::real::scenarios::start(scenario, options.dir.clone(), options.unreachable_replicas)?;
                 let context = facts.limited_context.clone().unwrap_or_else(|| scenario.name().to_string());
                 Ok(DemoCluster {
                     world: World::Real,
@@ -296,6 +303,48 @@ impl DemoCluster {
             Backend::Sim(sim) => sim.apiserver.stop_replica(i),
             Backend::Real(r) => r.kill(crate::real::Component::Apiserver, i),
         }
+    }
+
+    /// Replica `i` dies and stays dead: its process stops and its identity lease is no longer
+    /// renewed. The simulator dates the last renewal two minutes back; a real lease turns stale
+    /// after three missed 10 s renewals ([`DemoCluster::identity_lease_age`] tells).
+    pub fn apiserver_replica_dies(&self, i: usize) {
+        self.stop_apiserver_replica(i);
+        if let Backend::Sim(sim) = &self.backend {
+            let node = sim.apiserver.sim.config.replicas[i].node.clone();
+            let when = crate::apiserver::dynamics::micro_time(jiff::Timestamp::now() - SignedDuration::from_mins(2));
+            let rt = world::rt("coordination.k8s.io", "leases");
+            if let Ok(mut store) = sim.apiserver.sim.store.write() {
+                let name = store.list(rt, Some("kube-system")).iter().find_map(|l| {
+                    (l["metadata"]["labels"]["kubernetes.io/hostname"] == node.as_str())
+                        .then(|| l["metadata"]["name"].as_str().map(str::to_string))
+                        .flatten()
+                });
+                if let Some(name) = name {
+                    store.modify(rt, "kube-system", &name, |l| l["spec"]["renewTime"] = serde_json::json!(when));
+                    if let Ok(mut live) = sim.apiserver.sim.live_leases.write() {
+                        live.retain(|(ns, n)| !(ns == "kube-system" && *n == name));
+                    }
+                }
+            }
+        }
+    }
+
+    /// How long ago the identity lease of the replica on `node` was renewed (seconds).
+    pub fn identity_lease_age(&self, node: &str) -> Option<i64> {
+        let leases: Vec<serde_json::Value> = match &self.backend {
+            Backend::Sim(sim) => sim.apiserver.sim.store.read().ok()?.list(world::rt("coordination.k8s.io", "leases"), Some("kube-system")),
+            Backend::Real(r) => r
+                .get("/apis/coordination.k8s.io/v1/namespaces/kube-system/leases?labelSelector=apiserver.kubernetes.io%2Fidentity%3Dkube-apiserver")
+                .ok()?
+                .body["items"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default(),
+        };
+        let lease = leases.iter().find(|l| l["metadata"]["labels"]["kubernetes.io/hostname"] == node)?;
+        let renewed: jiff::Timestamp = lease["spec"]["renewTime"].as_str()?.parse().ok()?;
+        Some(jiff::Timestamp::now().as_second() - renewed.as_second())
     }
 
     /// The Kubernetes version the API server reports.
@@ -415,8 +464,23 @@ impl DemoCluster {
             }
         }
         world.add_workload_pods(&capture);
-        let replica_addrs: Vec<(String, Ipv4Addr)> = replicas.iter().map(|r| (r.node.clone(), r.ip)).collect();
+        let black_hole = if options.unreachable_replicas && !managed {
+            Some(crate::black_hole::BlackHole::start(replicas.len(), port)?)
+        } else {
+            None
+        };
+        let replica_addrs: Vec<(String, Ipv4Addr)> = replicas
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.node.clone(), black_hole.as_ref().map(|b| b.ips[i]).unwrap_or(r.ip)))
+            .collect();
         world.add_services(&capture, &replica_addrs);
+        if let Some(b) = &black_hole {
+            for (node, ip) in &replica_addrs {
+                world.advertise_apiserver_at(node, *ip, port);
+            }
+            facts.unreachable_replica_addresses = b.ips.iter().map(|ip| format!("{ip}:{port}")).collect();
+        }
         let holders: Vec<(&str, String)> = if managed {
             vec![
                 ("kube-controller-manager", "ip-172-16-61-10.ec2.internal".to_string()),
@@ -495,6 +559,10 @@ impl DemoCluster {
             Scenario::ApiserverReplicaDown => {
                 let node = CP_NAMES[2].to_string();
                 world.crash_loop("kube-system", &format!("kube-apiserver-{node}"), 9, "Error", 1);
+                // A dead replica stops renewing its identity lease.
+                if let Some(lease) = world.identity_lease_of(&node) {
+                    world.stale_lease("kube-system", &lease, 2);
+                }
                 stop_replica = Some(2);
                 facts.down_replica = Some(node);
             }
@@ -580,6 +648,7 @@ impl DemoCluster {
             context,
             backend: Backend::Sim(Box::new(SimBackend {
                 apiserver,
+                _black_hole: black_hole,
                 etcd,
                 _webhook_backends: backends,
                 _dir: owned_dir,

@@ -640,6 +640,25 @@ impl SimWorld {
         }
     }
 
+    /// Makes `node`'s kube-apiserver advertise `ip` (its flag and kubeadm's annotation), as one
+    /// behind a bastion advertises its private address.
+    pub fn advertise_apiserver_at(&mut self, node: &str, ip: Ipv4Addr, port: u16) {
+        self.store.modify(rt("", "pods"), "kube-system", &format!("kube-apiserver-{node}"), |p| {
+            p["metadata"]["annotations"]["kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint"] =
+                json!(format!("{ip}:{port}"));
+            set_flag(&mut p["spec"]["containers"][0]["command"], "advertise-address", &ip.to_string());
+        });
+    }
+
+    /// The identity lease of the kube-apiserver on `node`, by its hostname label.
+    pub fn identity_lease_of(&self, node: &str) -> Option<String> {
+        self.store.list(rt("coordination.k8s.io", "leases"), Some("kube-system")).iter().find_map(|l| {
+            (l["metadata"]["labels"]["kubernetes.io/hostname"] == node)
+                .then(|| l["metadata"]["name"].as_str().map(str::to_string))
+                .flatten()
+        })
+    }
+
     /// Stops renewing a lease and dates its last renewal `minutes` ago.
     pub fn stale_lease(&mut self, namespace: &str, name: &str, minutes: i64) {
         let when = crate::apiserver::dynamics::micro_time(Timestamp::now() - SignedDuration::from_mins(minutes));
