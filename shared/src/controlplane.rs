@@ -190,7 +190,11 @@ pub fn node_ready(node: &Node) -> (bool, String) {
     }
 }
 
-/// Counts of nodes, kept in constant memory while pages stream by.
+/// Conditions every kubelet reports; others are added by distributions (k3s/RKE2
+/// `EtcdIsVoter`, cloud node-problem detectors) and are shown, not judged.
+const KUBELET_CONDITIONS: [&str; 5] = ["Ready", "MemoryPressure", "DiskPressure", "PIDPressure", "NetworkUnavailable"];
+
+/// Counts of nodes while pages stream by (names kept only for NotReady nodes).
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeSummary {
@@ -199,9 +203,11 @@ pub struct NodeSummary {
     pub control_plane: usize,
     pub control_plane_not_ready: Vec<String>,
     pub workers_not_ready: usize,
-    /// The first few NotReady workers, for the message.
-    pub workers_not_ready_sample: Vec<String>,
+    /// Every NotReady worker, with why.
+    pub workers_not_ready_names: Vec<(String, String)>,
     pub kubelet_versions: BTreeMap<String, usize>,
+    /// Conditions beyond the kubelet's (`EtcdIsVoter=True` → nodes), shown as read.
+    pub other_conditions: BTreeMap<String, usize>,
     #[serde(skip)]
     provider_ids: Vec<String>,
     #[serde(skip)]
@@ -209,8 +215,6 @@ pub struct NodeSummary {
 }
 
 impl NodeSummary {
-    const SAMPLE: usize = 5;
-
     pub fn add(&mut self, node: &Node) {
         self.total += 1;
         let name = node.metadata.name.clone().unwrap_or_default();
@@ -225,8 +229,11 @@ impl NodeSummary {
             self.control_plane_not_ready.push(format!("{name} ({reason})"));
         } else {
             self.workers_not_ready += 1;
-            if self.workers_not_ready_sample.len() < Self::SAMPLE {
-                self.workers_not_ready_sample.push(name);
+            self.workers_not_ready_names.push((name, reason));
+        }
+        for c in node.status.as_ref().and_then(|s| s.conditions.as_ref()).into_iter().flatten() {
+            if !KUBELET_CONDITIONS.contains(&c.type_.as_str()) {
+                *self.other_conditions.entry(format!("{}={}", c.type_, c.status)).or_insert(0) += 1;
             }
         }
         if let Some(v) = node.status.as_ref().and_then(|s| s.node_info.as_ref()).map(|i| i.kubelet_version.clone()) {

@@ -22,19 +22,52 @@ use tokio::sync::OnceCell;
 
 use crate::context::{Ctx, Replica};
 
-/// The checks, in report order.
-pub const ALL: [&str; 10] = [
-    "apiserver",
-    "health",
-    "replicas",
-    "static-pods",
-    "leader-election",
-    "etcd",
-    "load",
-    "aggregated-apis",
-    "nodes",
-    "webhooks",
-];
+/// The checks, in report order. `--only`/`--skip` take these names (validated, suggested and
+/// completed by clap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Check {
+    Apiserver,
+    Health,
+    Replicas,
+    StaticPods,
+    LeaderElection,
+    Etcd,
+    Load,
+    AggregatedApis,
+    Nodes,
+    Webhooks,
+}
+
+impl Check {
+    pub const ALL: [Check; 10] = [
+        Check::Apiserver,
+        Check::Health,
+        Check::Replicas,
+        Check::StaticPods,
+        Check::LeaderElection,
+        Check::Etcd,
+        Check::Load,
+        Check::AggregatedApis,
+        Check::Nodes,
+        Check::Webhooks,
+    ];
+
+    /// The name in reports and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Check::Apiserver => "apiserver",
+            Check::Health => "health",
+            Check::Replicas => "replicas",
+            Check::StaticPods => "static-pods",
+            Check::LeaderElection => "leader-election",
+            Check::Etcd => "etcd",
+            Check::Load => "load",
+            Check::AggregatedApis => "aggregated-apis",
+            Check::Nodes => "nodes",
+            Check::Webhooks => "webhooks",
+        }
+    }
+}
 
 /// What one replica answered.
 #[derive(Debug, Clone)]
@@ -95,7 +128,8 @@ impl ReplicaStates {
 }
 
 /// Runs one check with its budget and records its duration.
-pub async fn run_one(name: &str, ctx: &Ctx, states: &ReplicaStates) -> CheckResult {
+pub async fn run_one(check: Check, ctx: &Ctx, states: &ReplicaStates) -> CheckResult {
+    let name = check.name();
     let started = Instant::now();
     // Every check starts at once and waits for the same /version answer (one request): a check
     // whose data is already on its way (the /metrics scrapes) loses no time to it. The apiserver
@@ -103,8 +137,8 @@ pub async fn run_one(name: &str, ctx: &Ctx, states: &ReplicaStates) -> CheckResu
     // silent server costs.
     // Unreachable, or the credentials are refused: nothing else can work. An error answer
     // (403 on /version, 500, 429) leaves the other checks to try their own requests.
-    if name != "apiserver"
-        && (name != "etcd" || ctx.options.etcd_endpoints.is_empty())
+    if check != Check::Apiserver
+        && (check != Check::Etcd || ctx.options.etcd_endpoints.is_empty())
         && let Err(e) = &ctx.version().await
         && (e.kind.is_unreachable() || e.kind == ErrorKind::Unauthorized)
     {
@@ -116,18 +150,17 @@ pub async fn run_one(name: &str, ctx: &Ctx, states: &ReplicaStates) -> CheckResu
         return CheckResult::skipped(name, format!("not run: {why}")).with_duration(started.elapsed());
     }
     let fut = async {
-        match name {
-            "apiserver" => apiserver(ctx).await,
-            "health" => health(ctx, states).await,
-            "replicas" => replicas(ctx, states).await,
-            "static-pods" => static_pods(ctx).await,
-            "leader-election" => leader_election(ctx).await,
-            "etcd" => etcd(ctx).await,
-            "load" => load(ctx, states).await,
-            "aggregated-apis" => aggregated_apis(ctx).await,
-            "nodes" => nodes(ctx).await,
-            "webhooks" => webhooks(ctx).await,
-            other => CheckResult::new(other, Status::Unknown, "no such check"),
+        match check {
+            Check::Apiserver => apiserver(ctx).await,
+            Check::Health => health(ctx, states).await,
+            Check::Replicas => replicas(ctx, states).await,
+            Check::StaticPods => static_pods(ctx).await,
+            Check::LeaderElection => leader_election(ctx).await,
+            Check::Etcd => etcd(ctx).await,
+            Check::Load => load(ctx, states).await,
+            Check::AggregatedApis => aggregated_apis(ctx).await,
+            Check::Nodes => nodes(ctx).await,
+            Check::Webhooks => webhooks(ctx).await,
         }
     };
     let result = match tokio::time::timeout(ctx.options.check_timeout, fut).await {
@@ -166,7 +199,7 @@ const RENEW_CERTS: &[&str] = &[
     "cp -a /etc/kubernetes/pki /etc/kubernetes/pki.bak.$(date +%F)",
     "kubeadm certs renew all",
     "mv /etc/kubernetes/manifests/kube-apiserver.yaml /tmp/ && sleep 20 && mv /tmp/kube-apiserver.yaml /etc/kubernetes/manifests/   # and the other static pods",
-    "cp /etc/kubernetes/admin.conf ~/.kube/config         # the admin kubeconfig is renewed too",
+    "# admin.conf is renewed too: take its new client certificate into your kubeconfig (never copy it over ~/.kube/config)",
 ];
 
 /// Check 1: reachability, version, round trip, serving and client certificates, clock skew.
@@ -274,9 +307,25 @@ async fn apiserver(ctx: &Ctx) -> CheckResult {
                         leaf.name(),
                         describe_expiry(leaf.not_after, now)
                     ));
+                    let user = leaf.name();
+                    let (how, command) = if user == "kubernetes-admin" {
+                        (
+                            "renew admin.conf on a control-plane node, then take its client certificate into your kubeconfig's user (not a copy over ~/.kube/config: your other contexts stay)".to_string(),
+                            "kubeadm certs renew admin.conf   # on a control-plane node".to_string(),
+                        )
+                    } else {
+                        (
+                            format!(
+                                "issue a new one for {user} on a control-plane node, then set it on your kubeconfig's user (`kubectl config set-credentials --client-certificate --client-key --embed-certs`)"
+                            ),
+                            format!(
+                                "kubeadm kubeconfig user --client-name={user} > {user}.conf   # on a control-plane node"
+                            ),
+                        )
+                    };
                     r.fix(
-                        "Get a fresh kubeconfig: `kubeadm certs renew admin.conf` on a control-plane node (or `kubeadm kubeconfig user --client-name=<you>`), then copy it.",
-                        &["kubeadm certs renew admin.conf", "cp /etc/kubernetes/admin.conf ~/.kube/config"],
+                        format!("Get a fresh client certificate: {how}."),
+                        &[command.as_str()],
                         "low: only your credentials change",
                     );
                 }
@@ -468,9 +517,20 @@ async fn health(ctx: &Ctx, states: &ReplicaStates) -> CheckResult {
     if names.iter().any(|n| n.starts_with("etcd")) {
         r.fix("The API server cannot reach etcd: see the etcd check; on the node, check the API server's --etcd-servers and etcd certificates.", &["kubectl cphealth --verbose", "crictl logs $(crictl ps -q --name kube-apiserver) 2>&1 | grep -i etcd | tail"], "low: diagnosis");
     } else {
+        let failing_replicas: BTreeSet<&String> = failing.values().flatten().collect();
+        let logs: Vec<String> = states
+            .iter()
+            .filter(|s| failing_replicas.contains(&s.replica.name))
+            .map(|s| match &s.replica.pod {
+                Some(pod) => format!("kubectl logs -n kube-system {pod} --tail=200"),
+                None => {
+                    format!("kubectl logs -n kube-system -l component=kube-apiserver --tail=200   # {}", s.replica.url)
+                }
+            })
+            .collect();
         r.fix(
             "Read the failing API server's log for the failing check; a stuck start-up hook usually clears after a restart of that replica (one replica at a time).",
-            &["kubectl logs -n kube-system kube-apiserver-<node> --tail=200"],
+            &logs.iter().map(String::as_str).collect::<Vec<_>>(),
             "medium: restarting a replica drops its connections",
         );
     }
@@ -676,6 +736,7 @@ async fn static_pods(ctx: &Ctx) -> CheckResult {
     let mut problems = Vec::new();
     let mut ready_count = 0;
     let mut expected_total = 0;
+    let mut failing_pods: Vec<(String, String, String)> = Vec::new();
     for node in &cp_nodes {
         for component in COMPONENTS {
             if component == "etcd" && !stacked_etcd {
@@ -709,6 +770,7 @@ async fn static_pods(ctx: &Ctx) -> CheckResult {
             } else {
                 let st = if others_ready > 0 { Status::Warning } else { Status::Critical };
                 r.raise(st);
+                failing_pods.push((pod.name.clone(), pod.component.clone(), pod.node.clone()));
                 problems.push(format!("{} {state}", pod.name));
                 r.sub(pod.name.clone(), st, format!("not Ready: {state}, {} restarts", pod.restarts));
                 if pod.last_termination.as_ref().is_some_and(|t| t.reason == "OOMKilled") {
@@ -749,10 +811,25 @@ async fn static_pods(ctx: &Ctx) -> CheckResult {
         );
     } else {
         r.message = problems.join("; ");
-        if !r.remediation.iter().any(|f| f.action.contains("OOM")) {
+        if !r.remediation.iter().any(|f| f.action.contains("OOM")) && !failing_pods.is_empty() {
+            let on_nodes: Vec<String> = failing_pods
+                .iter()
+                .map(|(_, component, node)| format!("`crictl ps -a --name {component}` on {node}"))
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let commands: Vec<String> = failing_pods
+                .iter()
+                .flat_map(|(pod, _, _)| {
+                    [
+                        format!("kubectl logs -n kube-system {pod} --previous --tail=100"),
+                        format!("kubectl describe pod -n kube-system {pod}"),
+                    ]
+                })
+                .collect();
             r.fix(
-                "Look at the failing container on its node: `crictl ps -a --name <component>`, `crictl logs <id>`; typical causes are expired certificates, a bad flag after an edit of /etc/kubernetes/manifests, or etcd being unreachable.",
-                &["kubectl logs -n kube-system <pod> --previous --tail=100", "kubectl describe pod -n kube-system <pod>"],
+                format!("Read why the container exits ({}, then `crictl logs` of the exited container); typical causes are expired certificates, a bad flag after an edit of /etc/kubernetes/manifests, or etcd being unreachable.", on_nodes.join(", ")),
+                &commands.iter().map(String::as_str).collect::<Vec<_>>(),
                 "low: diagnosis; fix one node at a time",
             );
         }
@@ -932,7 +1009,7 @@ async fn etcd(ctx: &Ctx) -> CheckResult {
             let mut r =
                 CheckResult::new("etcd", Status::Critical, format!("no etcd member answered through exec: {e}"));
             r.fix(
-                "Check the etcd pods on their nodes: `crictl ps -a --name etcd`, `crictl logs <id>`.",
+                "Check the etcd pods on their nodes: `crictl ps -a --name etcd`, then `crictl logs` of the exited container.",
                 &[],
                 "low: diagnosis",
             );
@@ -1227,17 +1304,46 @@ async fn nodes(ctx: &Ctx) -> CheckResult {
     }
     if summary.workers_not_ready > 0 {
         r.raise(Status::Warning);
-        let more = summary.workers_not_ready.saturating_sub(summary.workers_not_ready_sample.len());
+        // The message names a few; every one is a sub-check (JSON has the full list).
+        const NAMED: usize = 5;
+        let names: Vec<&str> = summary.workers_not_ready_names.iter().take(NAMED).map(|(n, _)| n.as_str()).collect();
+        let more = summary.workers_not_ready.saturating_sub(names.len());
         parts.push(format!(
             "{} worker{} NotReady ({}{})",
             summary.workers_not_ready,
             if summary.workers_not_ready == 1 { "" } else { "s" },
-            summary.workers_not_ready_sample.join(", "),
+            names.join(", "),
             if more > 0 { format!(", and {more} more") } else { String::new() }
         ));
+        for (name, reason) in &summary.workers_not_ready_names {
+            r.sub(name.clone(), Status::Warning, format!("NotReady: {reason}"));
+        }
     }
     if !parts.is_empty() {
-        r.fix("Check the kubelet on those nodes (`systemctl status kubelet`, `journalctl -u kubelet`), their node leases, and the network to the API server.", &["kubectl describe node <name>"], "low: diagnosis");
+        let first: Vec<String> = summary
+            .control_plane_not_ready
+            .iter()
+            .map(|n| n.split(' ').next().unwrap_or(n).to_string())
+            .chain(summary.workers_not_ready_names.iter().map(|(n, _)| n.clone()))
+            .take(3)
+            .collect();
+        let commands: Vec<String> = first.iter().map(|n| format!("kubectl describe node {n}")).collect();
+        r.fix(
+            "Check the kubelet on those nodes (`systemctl status kubelet`, `journalctl -u kubelet`), their node leases, and the network to the API server.",
+            &commands.iter().map(String::as_str).collect::<Vec<_>>(),
+            "low: diagnosis",
+        );
+    }
+    if !summary.other_conditions.is_empty() {
+        r.push_evidence(
+            "other conditions",
+            summary.other_conditions.iter().map(|(c, n)| format!("{c} ×{n}")).collect::<Vec<_>>().join(", "),
+        );
+    }
+    if summary.control_plane == 1 && parts.is_empty() {
+        // Worth knowing, not a fault.
+        r.raise(Status::Note);
+        parts.push("a single control-plane node: no HA".into());
     }
     let base = format!("{}/{} Ready ({} control-plane)", summary.ready, summary.total, summary.control_plane);
     r.message = if parts.is_empty() { base } else { format!("{}; {base}", parts.join("; ")) };
@@ -1291,7 +1397,11 @@ async fn webhooks(ctx: &Ctx) -> CheckResult {
     if parts.is_empty() {
         r.message = format!("{count} webhook{}, none can lock the cluster", if count == 1 { "" } else { "s" });
     } else {
-        r.message = parts.join("; ");
+        // One line: the worst finding (findings come worst first); every one is a sub-check.
+        r.message = match parts.len() {
+            1 => parts[0].clone(),
+            n => format!("{}; {} more finding{} (see -v)", parts[0], n - 1, if n == 2 { "" } else { "s" }),
+        };
         r.fix("See every finding with its fix", &["kubectl webhookguard scan"], "low: read-only");
     }
     r

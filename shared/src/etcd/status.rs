@@ -301,6 +301,52 @@ pub fn quorum(n: usize) -> usize {
     n / 2 + 1
 }
 
+/// What frees a NOSPACE alarm, by the numbers: when the data in use nearly fills the quota,
+/// compaction and defragmentation free nothing that matters, so the quota must grow (and what
+/// fills it be found); otherwise compact at the current revision and defragment. Both end with
+/// the alarm disarmed (etcd `Documentation/op-guide/maintenance.md`, "Space quota").
+fn nospace_fix(r: &mut CheckResult, healthy: &[&&MemberStatus], quota: u64) {
+    let in_use = healthy.iter().filter_map(|m| m.db_size_in_use).max();
+    let size = healthy.iter().filter_map(|m| m.db_size).max();
+    let revision = healthy.iter().filter_map(|m| m.revision).max();
+    let risk = "medium: a member does not serve while it defragments; take a snapshot first (kubectl etcdsnap save)";
+    match in_use {
+        Some(used) if used as f64 >= quota as f64 * 0.9 => {
+            // The suggested maximum is 8 GiB; double, capped there, at least one step up.
+            let next = (quota.saturating_mul(2)).clamp(quota + (1 << 30), 8 << 30).max(quota + (1 << 30));
+            r.fix(
+                format!(
+                    "The data in use ({}) nearly fills the {} quota: compaction and defragmentation cannot free enough. Raise --quota-backend-bytes on every member (one at a time, e.g. to {}), find what fills etcd (events, CRDs, Secrets of old Helm releases) and delete it, then disarm the alarm.",
+                    human_bytes(used),
+                    human_bytes(quota),
+                    human_bytes(next)
+                ),
+                &[
+                    &format!("# /etc/kubernetes/manifests/etcd.yaml on each node: --quota-backend-bytes={next}"),
+                    "etcdctl alarm disarm",
+                ],
+                "medium: each member restarts; keep quorum by going one at a time; take a snapshot first (kubectl etcdsnap save)",
+            );
+        }
+        _ => {
+            let freed = match (size, in_use) {
+                (Some(s), Some(u)) if s > u => format!(" (about {} can be freed)", human_bytes(s - u)),
+                _ => String::new(),
+            };
+            let upto = revision.map(|rev| format!(" (up to revision {rev})")).unwrap_or_default();
+            r.fix(
+                format!("etcd refuses writes until space is freed and the alarm disarmed: compact old revisions{upto}, defragment one member at a time (followers first){freed}, then disarm."),
+                &[
+                    "kubectl etcdsnap compact        # shows the plan; again with --yes",
+                    "kubectl etcdsnap defrag --all   # one member at a time, leader last",
+                    "etcdctl alarm disarm",
+                ],
+                risk,
+            );
+        }
+    }
+}
+
 /// The verdict on an etcd cluster.
 pub fn judge(status: &ClusterStatus) -> CheckResult {
     let mut r = CheckResult::ok("etcd", "");
@@ -364,8 +410,8 @@ pub fn judge(status: &ClusterStatus) -> CheckResult {
             down.join(", ")
         ));
         r.fix(
-            "Bring the stopped members back (on each node: `crictl ps -a --name etcd`, `crictl logs <id>`). If a majority is lost for good, restore EVERY member from the SAME snapshot — never one member alone.",
-            &["kubectl etcdsnap restore-plan <snapshot.db>"],
+            "Bring the stopped members back (on each node: `crictl ps -a --name etcd`, then `crictl logs` of the exited container). If a majority is lost for good, restore EVERY member from the SAME snapshot — never one member alone: `kubectl etcdsnap ls` lists the snapshots, `kubectl etcdsnap restore-plan` writes the steps for one.",
+            &["kubectl etcdsnap ls"],
             "very high: the API server cannot write until quorum returns; a wrong restore loses data",
         );
     } else if !down.is_empty() {
@@ -377,10 +423,16 @@ pub fn judge(status: &ClusterStatus) -> CheckResult {
             healthy.len(),
             if tolerance == 1 { "" } else { "s" }
         ));
+        let ids: Vec<String> = voting
+            .iter()
+            .filter(|m| !m.healthy)
+            .map(|m| if m.id == 0 { m.name.clone() } else { format!("{:x}", m.id) })
+            .collect();
         r.fix(
             format!(
-                "Check {} on its node (`crictl ps -a --name etcd`, `crictl logs <id>`, disk space, certificates). Do not restart or upgrade healthy members until it is back. If its data is lost, replace it: `etcdctl member remove <id>`, clear its data dir, `etcdctl member add`, start it with --initial-cluster-state=existing.",
-                down.join(", ")
+                "Check {} on its node (`crictl ps -a --name etcd`, then `crictl logs` of the exited container; disk space, certificates). Do not restart or upgrade healthy members until it is back. If its data is lost, replace it: `etcdctl member remove {}`, clear its data dir, `etcdctl member add`, start it with --initial-cluster-state=existing.",
+                down.join(", "),
+                ids.join(" ")
             ),
             &[],
             "high: another member failure now loses quorum",
@@ -429,16 +481,7 @@ pub fn judge(status: &ClusterStatus) -> CheckResult {
         };
         parts.push(format!("{kind} alarm raised by {}{detail}", members.join(", ")));
         if *kind == "NOSPACE" {
-            r.fix(
-                "etcd refuses writes until space is freed and the alarm disarmed: compact old revisions, defragment one member at a time (followers first), then disarm; raise --quota-backend-bytes if the data really needs it (8 GiB is the suggested maximum).",
-                &[
-                    "etcdctl endpoint status -w json   # current revision",
-                    "etcdctl compact <revision>",
-                    "kubectl etcdsnap defrag --all     # one member at a time, leader last",
-                    "etcdctl alarm disarm",
-                ],
-                "medium: a member does not serve while it defragments; take a snapshot first (kubectl etcdsnap save)",
-            );
+            nospace_fix(&mut r, &healthy, quota);
         } else {
             r.fix(
                 "A CORRUPT alarm means members' data diverged: stop writes, find the odd member (`etcdctl endpoint hashkv --cluster`), replace it from the healthy ones.",
@@ -582,6 +625,50 @@ mod tests {
             r.message
         );
         assert!(r.remediation.iter().any(|f| f.commands.iter().any(|c| c.contains("alarm disarm"))));
+    }
+
+    #[test]
+    fn the_nospace_fix_follows_the_numbers() {
+        let mib = 1024 * 1024;
+        // (db size, in use, quota) → what the fix must say and run.
+        let cases: [(u64, u64, u64, &str, &str); 2] = [
+            // Fragmented: compaction and defrag free it; compact at the real revision.
+            (
+                64 * mib,
+                12 * mib,
+                64 * mib,
+                "compact old revisions (up to revision 6), defragment one member at a time (followers first) (about 52.0 MiB can be freed)",
+                "kubectl etcdsnap compact",
+            ),
+            // The data itself fills the quota: only a bigger quota helps.
+            (
+                64 * mib,
+                62 * mib,
+                64 * mib,
+                "The data in use (62.0 MiB) nearly fills the 64.0 MiB quota: compaction and defragmentation cannot free enough",
+                "--quota-backend-bytes=1140850688",
+            ),
+        ];
+        for (size, in_use, quota, says, runs) in cases {
+            let mut s = status(STATUS_TWO, HEALTH, r#"{"alarms":[{"memberID":1211875598812016075,"alarm":1}]}"#, quota);
+            for m in &mut s.members {
+                m.db_size = Some(size);
+                m.db_size_in_use = Some(in_use);
+            }
+            let r = judge(&s);
+            let fix = r.remediation.iter().find(|f| f.commands.iter().any(|c| c == "etcdctl alarm disarm")).unwrap();
+            assert!(fix.action.contains(says), "{}", fix.action);
+            assert!(fix.commands.iter().any(|c| c.contains(runs)), "{:?}", fix.commands);
+            assert_eq!(fix.commands.last().map(String::as_str), Some("etcdctl alarm disarm"));
+            assert!(!fix.commands.iter().any(|c| c.contains('<')), "no placeholder: {:?}", fix.commands);
+        }
+        // The member to replace is named by its real ID.
+        let r = judge(&status(STATUS_TWO, HEALTH, "{}", 0));
+        assert!(
+            r.remediation[0].action.contains("etcdctl member remove bd9e00a023f0d18c"),
+            "{}",
+            r.remediation[0].action
+        );
     }
 
     #[test]

@@ -313,6 +313,51 @@ fn reaches(webhook: &Webhook, target: &Target, facts: &ClusterFacts) -> (Tri, St
     (result, why)
 }
 
+/// Built-in API groups: the core group, `apps`, `batch` and the `*.k8s.io` groups.
+fn is_builtin_group(group: &str) -> bool {
+    group.is_empty() || !group.contains('.') || group.ends_with(".k8s.io")
+}
+
+/// What a webhook blocks while its backend is down, in words: "resources of metallb.io cannot
+/// be created or changed", "pods, deployments.apps cannot be created".
+pub fn blast_radius(w: &Webhook) -> String {
+    let mut add_on_groups: BTreeSet<&str> = BTreeSet::new();
+    let mut builtin: BTreeSet<String> = BTreeSet::new();
+    let mut operations: BTreeSet<&str> = BTreeSet::new();
+    for rule in &w.rules {
+        operations.extend(rule.operations.iter().map(String::as_str));
+        for group in &rule.api_groups {
+            if group == "*" {
+                builtin.insert("resources of every API group".into());
+            } else if is_builtin_group(group) {
+                for resource in &rule.resources {
+                    let resource = resource.split('/').next().unwrap_or(resource);
+                    builtin.insert(if group.is_empty() { resource.to_string() } else { format!("{resource}.{group}") });
+                }
+            } else {
+                add_on_groups.insert(group.as_str());
+            }
+        }
+    }
+    let mut what: Vec<String> = builtin.into_iter().collect();
+    if !add_on_groups.is_empty() {
+        what.push(format!("resources of {}", add_on_groups.into_iter().collect::<Vec<_>>().join(", ")));
+    }
+    let any = operations.contains("*");
+    let verbs: Vec<&str> =
+        [("CREATE", "created"), ("UPDATE", "changed"), ("DELETE", "deleted"), ("CONNECT", "connected to")]
+            .iter()
+            .filter(|(op, _)| any || operations.contains(op))
+            .map(|(_, word)| *word)
+            .collect();
+    let verbs = match verbs.as_slice() {
+        [] => "used".to_string(),
+        [one] => one.to_string(),
+        [rest @ .., last] => format!("{} or {last}", rest.join(", ")),
+    };
+    format!("{} cannot be {verbs}", what.join(", "))
+}
+
 fn fix_command(config: &WebhookConfig, patch: &Value) -> String {
     format!("kubectl patch {} {} --type=json -p '{}'", config.kind.resource().trim_end_matches('s'), config.name, patch)
 }
@@ -441,15 +486,22 @@ fn analyse_webhook(c: &WebhookConfig, w: &Webhook, facts: &ClusterFacts, out: &m
         };
         if let Some(p) = problem {
             backend_down = true;
+            // In proportion: CRITICAL when the cluster cannot heal (or may not: selectors not
+            // readable); a dead backend that only blocks an add-on's own objects is WARNING
+            // with what cannot be changed named.
             let reaches_critical = !critical_certain.is_empty();
-            let severity = if fail { Status::Critical } else { Status::Warning };
+            let may_reach_critical = !critical_possible.is_empty();
+            let severity =
+                if fail && (reaches_critical || may_reach_critical) { Status::Critical } else { Status::Warning };
             let summary = if fail && reaches_critical {
                 format!(
                     "LIVE OUTAGE: {p}, and {policy_text} blocks {}",
                     critical_certain.iter().map(|(t, _)| t.label).collect::<Vec<_>>().join(", ")
                 )
-            } else if fail {
+            } else if fail && may_reach_critical {
                 format!("{p}: every request it matches is rejected ({policy_text})")
+            } else if fail {
+                format!("{p}: {} ({policy_text})", blast_radius(w))
             } else {
                 format!("{p}: it fails open, so its policy is not applied")
             };

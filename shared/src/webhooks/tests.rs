@@ -479,3 +479,38 @@ fn knative_and_vault() {
     assert_eq!(worst(&f), Status::Ok);
     assert!(f.iter().any(|f| f.kind == FindingKind::CaBundle && f.severity == Status::Ok));
 }
+
+#[test]
+fn a_dead_backend_is_weighed_by_what_it_blocks() {
+    // Fixture-free: an add-on webhook (MetalLB-like) whose rules cover only its own group.
+    let add_on = config(webhook(
+        json!([{"operations": ["CREATE", "UPDATE"], "apiGroups": ["metallb.io"], "apiVersions": ["v1beta1"], "resources": ["ipaddresspools", "bgppeers"]}]),
+        json!({"failurePolicy": "Fail"}),
+    ));
+    let kube_system_pods = config(webhook(rule(&[""], &["pods"]), json!({"failurePolicy": "Fail"})));
+    let mut facts = live_namespaces();
+    facts.services = Some(BTreeMap::from([(
+        ("guard".to_string(), "guard-svc".to_string()),
+        ServiceFacts { exists: true, ready_endpoints: 0, not_ready_endpoints: 2, ..Default::default() },
+    )]));
+    let cases = [
+        (
+            &add_on,
+            Status::Warning,
+            "service guard/guard-svc has no ready endpoints (2 not ready): resources of metallb.io cannot be created or changed (failurePolicy Fail)",
+        ),
+        (
+            &kube_system_pods,
+            Status::Critical,
+            "LIVE OUTAGE: service guard/guard-svc has no ready endpoints (2 not ready), and failurePolicy Fail blocks pods in kube-system",
+        ),
+    ];
+    for (c, severity, summary) in cases {
+        let findings = analyse(std::slice::from_ref(c), &facts);
+        let down = findings.iter().find(|f| f.kind == FindingKind::BackendDown).expect("backend down");
+        assert_eq!(down.severity, severity, "{}", down.summary);
+        assert_eq!(down.summary, summary);
+    }
+    let w = &kube_system_pods.webhooks[0];
+    assert_eq!(blast_radius(w), "pods cannot be created or changed");
+}

@@ -317,3 +317,40 @@ in_both_worlds! {
         assert!(stdout.contains("Changed:"), "{stdout}");
     }
 }
+
+in_both_worlds! {
+    fn an_add_on_webhook_with_a_dead_backend_is_a_warning_naming_what_is_blocked(world) {
+        // A MetalLB-like webhook: Fail, only its own API group, its service gone. The control
+        // plane is fine; MetalLB's objects cannot be changed.
+        let c = start(world, Scenario::HealthyHa);
+        let manifest = r#"{"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+            "metadata": {"name": "metallb-webhook-configuration"},
+            "webhooks": [{"name": "ipaddresspoolvalidationwebhook.metallb.io", "failurePolicy": "Fail", "sideEffects": "None",
+                "admissionReviewVersions": ["v1"],
+                "clientConfig": {"service": {"namespace": "metallb-system", "name": "metallb-webhook-service", "path": "/validate-metallb-io-v1beta1-ipaddresspool"}},
+                "rules": [{"operations": ["CREATE", "UPDATE"], "apiGroups": ["metallb.io"], "apiVersions": ["v1beta1"], "resources": ["ipaddresspools"]}]}]}"#;
+        let file = c.dir.join("metallb-webhook.json");
+        std::fs::write(&file, manifest).unwrap();
+        let applied = c.kubectl(&["create", "--validate=false", "-f", file.to_str().unwrap()]);
+        assert!(applied.status.success(), "{}", describe(&applied));
+        let (out, r) = cphealth(&c, &["--only", "webhooks"]);
+        assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+        assert_eq!(status(&r, "webhooks"), "WARNING");
+        let m = message(&r, "webhooks");
+        assert!(
+            m.starts_with("ipaddresspoolvalidationwebhook.metallb.io (metallb-webhook-configuration): service metallb-system/metallb-webhook-service does not exist: resources of metallb.io cannot be created or changed"),
+            "{m}"
+        );
+        let fixes = check(&r, "webhooks")["remediation"].to_string();
+        assert!(fixes.contains("kubectl webhookguard disarm validatingwebhookconfiguration/metallb-webhook-configuration --webhook ipaddresspoolvalidationwebhook.metallb.io"), "{fixes}");
+    }
+}
+
+#[test]
+fn check_names_are_validated_with_a_suggestion() {
+    let out = kubectl(&["cphealth", "--only", "etc"], &[]);
+    assert_eq!(out.status.code(), Some(64), "{}", describe(&out));
+    let (_, stderr) = text(&out);
+    assert!(stderr.contains("a similar value exists: 'etcd'"), "{stderr}");
+    assert!(stderr.contains("static-pods, leader-election"), "the names are listed: {stderr}");
+}
