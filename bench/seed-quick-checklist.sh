@@ -2,7 +2,8 @@
 # The runbooks' quick checklist, scripted as an SRE runs it: one command after another
 # (seeds/apiserver-troubleshooting-extended.decoded.md §0 "10 分钟快速诊断" and the checks by layer of
 # apiserver-troubleshooting.md §2.3 / control-plane-troubleshooting.md). Covers what
-# `kubectl cphealth` covers. Needs KUBECONFIG; ETCD_POD and ETCD_ENDPOINT name one etcd member.
+# `kubectl cphealth` covers. Needs KUBECONFIG; ETCD_POD and ETCD_ENDPOINT name one etcd member;
+# ETCD_PKI is its certificate directory in the pod (kubeadm's by default).
 set -u
 kubectl version
 kubectl get --raw /readyz
@@ -18,10 +19,10 @@ done
 kubectl get pods -n kube-system -l tier=control-plane -o wide
 kubectl get events -n kube-system --field-selector type=Warning
 kubectl get lease -n kube-system kube-controller-manager kube-scheduler
+pki=${ETCD_PKI:-/etc/kubernetes/pki/etcd}
 etcdctl_in_pod() {
   kubectl exec -n kube-system "$ETCD_POD" -- etcdctl --endpoints="$ETCD_ENDPOINT" \
-    --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt \
-    --key=/etc/kubernetes/pki/etcd/healthcheck-client.key "$@"
+    --cacert="$pki/ca.crt" --cert="$pki/healthcheck-client.crt" --key="$pki/healthcheck-client.key" "$@"
 }
 etcdctl_in_pod endpoint status --cluster --write-out=table
 etcdctl_in_pod endpoint health --cluster

@@ -71,6 +71,16 @@ pub fn describe_expiry(not_after: Timestamp, now: Timestamp) -> String {
     }
 }
 
+/// The same in a few words, for one-line messages: `24d left`, `expired 3d ago`.
+pub fn describe_expiry_short(not_after: Timestamp, now: Timestamp) -> String {
+    let delta = not_after.as_second() - now.as_second();
+    if delta < 0 {
+        format!("expired {} ago", crate::duration::human_duration_signed(-delta))
+    } else {
+        format!("{} left", crate::duration::human_duration_signed(delta))
+    }
+}
+
 fn asn1_to_timestamp(t: &ASN1Time) -> Timestamp {
     Timestamp::from_second(t.timestamp()).unwrap_or(Timestamp::UNIX_EPOCH)
 }

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod client;
 pub mod completion;
 pub mod controlplane;
+pub mod diagnosis;
 pub mod duration;
 pub mod error;
 pub mod etcd;

@@ -178,8 +178,8 @@ pub fn judge(f: &ReplicaFacts) -> Liveness {
         LeaseFact::Missing => {
             down("no identity lease".into(), format!("it has no identity lease; {}", address_note(f)))
         }
-        LeaseFact::Stale(_) => unreachable!("handled above"),
-        LeaseFact::Unread => match &f.reach {
+        // (A stale lease returned above.)
+        LeaseFact::Stale(_) | LeaseFact::Unread => match &f.reach {
             // Nothing but the dial to go by: a refused connection is a process that is not there.
             Reach::Refused => down("connection refused".into(), address_note(f)),
             _ => Liveness::AliveUnreachable(format!(

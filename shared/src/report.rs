@@ -158,6 +158,28 @@ impl CheckResult {
     }
 }
 
+/// The width a check's message fits in (the MESSAGE column of a 120-column table).
+pub const MESSAGE_WIDTH: usize = 120;
+
+/// Joins `parts` with "; " into one line of at most [`MESSAGE_WIDTH`] characters, leading with the
+/// first: parts that do not fit are counted ("+2 more"), never cut mid-fact (each is in the
+/// sub-checks). A first part longer than the width is kept whole: the key fact is never cut.
+pub fn one_line(parts: &[String]) -> String {
+    let mut out = String::new();
+    for (i, part) in parts.iter().enumerate() {
+        let rest = parts.len() - i - 1;
+        let tail = if rest > 0 { format!("; +{rest} more") } else { String::new() };
+        let candidate = if out.is_empty() { part.clone() } else { format!("{out}; {part}") };
+        if i == 0 || candidate.chars().count() + tail.chars().count() <= MESSAGE_WIDTH {
+            out = candidate;
+        } else {
+            out.push_str(&format!("; +{} more", rest + 1));
+            return out;
+        }
+    }
+    out
+}
+
 /// The overall verdict of several checks; SKIPPED checks do not count (a managed cluster with
 /// everything visible healthy is OK).
 pub fn verdict(results: &[CheckResult]) -> Status {
@@ -201,6 +223,19 @@ mod tests {
         assert_eq!(r.remediation[0].commands, ["kubectl cphealth rbac"]);
         let other = CheckResult::from_error("load", &Error::failed("x", "y", ""));
         assert_eq!(other.status, Status::Unknown);
+    }
+
+    #[test]
+    fn one_line_counts_what_does_not_fit() {
+        let long = |c: char| c.to_string().repeat(50);
+        assert_eq!(one_line(&[long('a')]), long('a'));
+        assert_eq!(one_line(&[long('a'), long('b')]), format!("{}; {}", long('a'), long('b')));
+        assert_eq!(one_line(&[long('a'), long('b'), long('c')]), format!("{}; {}; +1 more", long('a'), long('b')));
+        let seventy = |c: char| c.to_string().repeat(70);
+        assert_eq!(one_line(&[seventy('a'), seventy('b'), seventy('c')]), format!("{}; +2 more", seventy('a')));
+        let key = "k".repeat(150);
+        assert_eq!(one_line(&[key.clone(), "x".into()]), format!("{key}; +1 more"), "the key fact is never cut");
+        assert!(one_line(&[long('a'), long('b'), "c".into()]).chars().count() <= MESSAGE_WIDTH);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `kubectl cphealth` against `healthy-ha` with 50 ms added to every API request, side by side
 //! with the runbooks' sequential checklist (bench/seed-quick-checklist.sh) on the same cluster;
-//! then `large-cluster` (5000 nodes, 50k pods): wall time and peak RSS.
+//! then `large-cluster` (5000 nodes, 50k pods): wall time and peak RSS; then the same comparison on
+//! the real control plane (kube-apiserver 1.36, etcd 3.6, kwok; no added latency).
 //!
 //! cargo build --release --workspace --bins && target/release/cphealth_bench
 
@@ -9,7 +10,26 @@ use std::time::Duration;
 
 use cpkit_bench::{bin_dir, measure, median};
 use testkit::apiserver::Fault;
-use testkit::{DemoCluster, Scenario};
+use testkit::{DemoCluster, Scenario, World};
+
+/// The runbook checklist against the cluster of `env`, reading etcd through its first member's pod.
+fn checklist(
+    script: &std::path::Path,
+    path: &str,
+    env: &[(String, String)],
+    etcd: &testkit::etcd::EtcdCluster,
+) -> Command {
+    let mut cmd = Command::new("bash");
+    cmd.arg(script)
+        .env("PATH", path)
+        .env("ETCD_POD", "etcd-cp-1")
+        .env("ETCD_ENDPOINT", etcd.members[0].local_client_url())
+        .env("ETCD_PKI", etcd.members[0].pki_dir());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
 
 fn main() {
     let runs: usize = std::env::var("RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(5);
@@ -28,17 +48,7 @@ fn main() {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("seed-quick-checklist.sh");
     let mut path = std::env::var("PATH").unwrap_or_default();
     path = format!("{}:{path}", bin_dir().display());
-    let run_script = || {
-        let mut cmd = Command::new("bash");
-        cmd.arg(&script)
-            .env("PATH", &path)
-            .env("ETCD_POD", "etcd-cp-1")
-            .env("ETCD_ENDPOINT", etcd.members[0].local_client_url());
-        for (k, v) in &env {
-            cmd.env(k, v);
-        }
-        measure(&mut cmd).expect("script runs")
-    };
+    let run_script = || measure(&mut checklist(&script, &path, &env, etcd)).expect("script runs");
     let run_cphealth = |sample: &str| {
         let mut cmd = Command::new(&cphealth);
         cmd.args(["--sample", sample]);
@@ -88,4 +98,33 @@ fn main() {
     );
     println!("| kubectl cphealth, large-cluster (5000 nodes, 50k pods): wall | {:.2} s |", big.wall.as_secs_f64());
     println!("| kubectl cphealth, large-cluster: peak RSS | {:.1} MiB |", big.max_rss_kib as f64 / 1024.0);
+    drop(large);
+
+    // The real control plane: the same script and cphealth --sample 0, alternating.
+    let real = DemoCluster::start_in(World::Real, Scenario::HealthyHa).expect("the real healthy-ha starts");
+    let env = real.env();
+    let etcd = real.etcd().expect("etcd");
+    let script_run = || measure(&mut checklist(&script, &path, &env, etcd)).expect("script runs");
+    let cphealth_run = || {
+        let mut cmd = Command::new(&cphealth);
+        cmd.args(["--sample", "0"]);
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        measure(&mut cmd).expect("cphealth runs")
+    };
+    script_run();
+    cphealth_run();
+    let mut script_times = Vec::new();
+    let mut cphealth_times = Vec::new();
+    for _ in 0..runs.clamp(1, 3) {
+        script_times.push(script_run().wall);
+        let m = cphealth_run();
+        assert_eq!(m.code, Some(0), "cphealth must pass on the real healthy-ha");
+        cphealth_times.push(m.wall);
+    }
+    let (s, c) = (median(script_times), median(cphealth_times));
+    println!("| real control plane: sequential runbook checklist (median) | {:.2} s |", s.as_secs_f64());
+    println!("| real control plane: kubectl cphealth --sample 0 (median) | {:.3} s |", c.as_secs_f64());
+    println!("| real control plane: speed-up | {:.1}x |", s.as_secs_f64() / c.as_secs_f64());
 }

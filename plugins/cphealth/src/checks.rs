@@ -5,14 +5,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cpkit::certs::{describe_expiry, expiry_status};
+use cpkit::certs::{describe_expiry, describe_expiry_short, expiry_status};
 use cpkit::controlplane::{COMPONENTS, ComponentPod, LeaseInfo, NodeSummary, judge_lease};
 use cpkit::duration::short_latency;
 use cpkit::error::{Access, Error, ErrorKind};
 use cpkit::exit::Status;
 use cpkit::health::{CheckState, explain_check};
 use cpkit::liveness::Liveness;
-use cpkit::report::CheckResult;
+use cpkit::report::{CheckResult, one_line};
 use cpkit::{Cluster, RawResponse};
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -210,12 +210,14 @@ async fn apiserver(ctx: &Ctx) -> CheckResult {
     let now = Timestamp::now();
     let mut r = CheckResult::ok("apiserver", "");
     r.push_evidence("server", server.clone());
+    // Problems lead the message; "answers in" and the healthy facts fill it when there are none.
     let mut notes = Vec::new();
+    let mut answers = None;
     match &version {
         Ok(v) => {
             r.push_evidence("version", v.git_version.clone());
             r.push_evidence("round trip", short_latency(v.round_trip));
-            notes.push(format!("{} answers in {}", v.git_version, short_latency(v.round_trip)));
+            answers = Some(format!("{} answers in {}", v.git_version, short_latency(v.round_trip)));
         }
         // Unreachable or failing is the API server's state; refused credentials or a missing
         // permission are this user's, and say nothing about the server.
@@ -225,6 +227,8 @@ async fn apiserver(ctx: &Ctx) -> CheckResult {
                 ErrorKind::Forbidden => Status::Unknown,
                 _ => Status::Critical,
             };
+            // The whole paragraph is a sub-check; the message leads with the key fact.
+            r.sub("request", r.status, e.to_string());
             notes.push(e.to_string());
         }
     }
@@ -248,11 +252,7 @@ async fn apiserver(ctx: &Ctx) -> CheckResult {
                     r.raise(status);
                     notes.insert(
                         0,
-                        format!(
-                            "API server serving certificate {} {}",
-                            leaf.name(),
-                            describe_expiry(leaf.not_after, now)
-                        ),
+                        format!("serving certificate {} {}", leaf.name(), describe_expiry(leaf.not_after, now)),
                     );
                     r.fix(
                         "Renew the control-plane certificates on every control-plane node, one node at a time, then restart the static pods.",
@@ -303,9 +303,9 @@ async fn apiserver(ctx: &Ctx) -> CheckResult {
                 if status != Status::Ok {
                     r.raise(status);
                     notes.push(format!(
-                        "your client certificate {} {}",
+                        "client certificate {}: {}",
                         leaf.name(),
-                        describe_expiry(leaf.not_after, now)
+                        describe_expiry_short(leaf.not_after, now)
                     ));
                     let user = leaf.name();
                     let (how, command) = if user == "kubernetes-admin" {
@@ -357,6 +357,7 @@ async fn apiserver(ctx: &Ctx) -> CheckResult {
         }
     }
     if r.status == Status::Ok {
+        notes.extend(answers.take());
         let cert = probe
             .as_ref()
             .ok()
@@ -377,7 +378,11 @@ async fn apiserver(ctx: &Ctx) -> CheckResult {
     {
         r.fix(e.fix.clone(), &[], "low: diagnosis only");
     }
-    r.message = notes.join("; ");
+    // "answers in" only when nothing else is to be said (it is in the evidence).
+    if notes.is_empty() {
+        notes.extend(answers);
+    }
+    r.message = one_line(&notes);
     r
 }
 
@@ -573,7 +578,7 @@ async fn replicas(ctx: &Ctx, states: &ReplicaStates) -> CheckResult {
     let mut down_pods = Vec::new();
     let mut unreachable = Vec::new();
     let mut not_ready = Vec::new();
-    let mut cert_issues: Vec<String> = Vec::new();
+    let mut cert_issues: Vec<(String, String)> = Vec::new();
     let mut versions: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for surveyed in &survey.replicas {
         let name = &surveyed.replica.name;
@@ -601,8 +606,7 @@ async fn replicas(ctx: &Ctx, states: &ReplicaStates) -> CheckResult {
                             let st = expiry_status(l.not_after, now);
                             if st != Status::Ok {
                                 r.raise(st);
-                                cert_issues
-                                    .push(format!("{name} serving certificate {}", describe_expiry(l.not_after, now)));
+                                cert_issues.push((name.clone(), describe_expiry(l.not_after, now)));
                             }
                             format!(", certificate {}", describe_expiry(l.not_after, now))
                         }),
@@ -656,7 +660,14 @@ async fn replicas(ctx: &Ctx, states: &ReplicaStates) -> CheckResult {
         parts.push(format!("replica {} answers but is not ready (see health)", not_ready.join(", ")));
     }
     if !cert_issues.is_empty() {
-        parts.push(cert_issues.join(", "));
+        // One line per expiry: the replicas share their certificates' dates more often than not.
+        let mut by_expiry: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (name, expiry) in &cert_issues {
+            by_expiry.entry(expiry.as_str()).or_default().push(name.as_str());
+        }
+        for (expiry, names) in by_expiry {
+            parts.push(format!("serving certificate of {} {expiry}", names.join(", ")));
+        }
         r.fix(
             "Renew the serving certificate on each of those control-plane nodes, one at a time.",
             RENEW_CERTS,
@@ -694,7 +705,7 @@ async fn replicas(ctx: &Ctx, states: &ReplicaStates) -> CheckResult {
             r.message = format!("{total} replicas answer and are ready ({v})");
         }
     } else {
-        r.message = parts.join("; ");
+        r.message = one_line(&parts);
     }
     r
 }
@@ -737,6 +748,8 @@ async fn static_pods(ctx: &Ctx) -> CheckResult {
     let mut ready_count = 0;
     let mut expected_total = 0;
     let mut failing_pods: Vec<(String, String, String)> = Vec::new();
+    // (component, state word) → (pod, state): the same failure on every node reads as one.
+    let mut not_ready: BTreeMap<(String, String), Vec<(String, String)>> = BTreeMap::new();
     for node in &cp_nodes {
         for component in COMPONENTS {
             if component == "etcd" && !stacked_etcd {
@@ -771,7 +784,10 @@ async fn static_pods(ctx: &Ctx) -> CheckResult {
                 let st = if others_ready > 0 { Status::Warning } else { Status::Critical };
                 r.raise(st);
                 failing_pods.push((pod.name.clone(), pod.component.clone(), pod.node.clone()));
-                problems.push(format!("{} {state}", pod.name));
+                not_ready
+                    .entry((pod.component.clone(), state.split(' ').next().unwrap_or("").to_string()))
+                    .or_default()
+                    .push((pod.name.clone(), state.clone()));
                 r.sub(pod.name.clone(), st, format!("not Ready: {state}, {} restarts", pod.restarts));
                 if pod.last_termination.as_ref().is_some_and(|t| t.reason == "OOMKilled") {
                     r.fix(
@@ -803,14 +819,20 @@ async fn static_pods(ctx: &Ctx) -> CheckResult {
             }
         }
     }
-    if problems.is_empty() {
+    if problems.is_empty() && not_ready.is_empty() {
         r.message = format!(
             "{ready_count}/{expected_total} control-plane pods Ready on {} node{}",
             cp_nodes.len(),
             if cp_nodes.len() == 1 { "" } else { "s" }
         );
     } else {
-        r.message = problems.join("; ");
+        let grouped = not_ready.into_iter().map(|((_, word), pods)| match pods.as_slice() {
+            [(pod, state)] => format!("{pod} {state}"),
+            _ => format!("{} {word}", pods.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>().join(", ")),
+        });
+        let mut parts: Vec<String> = grouped.collect();
+        parts.append(&mut problems);
+        r.message = one_line(&parts);
         if !r.remediation.iter().any(|f| f.action.contains("OOM")) && !failing_pods.is_empty() {
             let on_nodes: Vec<String> = failing_pods
                 .iter()
@@ -865,7 +887,7 @@ async fn leader_election(ctx: &Ctx) -> CheckResult {
                         ),
                     );
                 }
-                parts.push(text);
+                parts.push((st, text));
                 if st == Status::Critical {
                     r.fix(
                         format!("No active {name}: check its pods (`kubectl get pods -n kube-system -l component={name}`) and logs; they must reach the API server and renew the lease every few seconds."),
@@ -884,24 +906,28 @@ async fn leader_election(ctx: &Ctx) -> CheckResult {
                         Status::Skipped,
                         "leader election disabled (--leader-elect=false: a single instance)".to_string(),
                     );
-                    parts.push(format!("{name}: leader election disabled"));
+                    parts.push((Status::Ok, format!("{name}: leader election disabled")));
                 } else {
                     r.raise(Status::Warning);
                     r.sub(name, Status::Warning, format!("no lease kube-system/{name}"));
-                    parts.push(format!("{name}: no lease"));
+                    parts.push((Status::Warning, format!("{name}: no lease")));
                 }
             }
             Err(e) if e.kind == ErrorKind::Forbidden => skipped_reasons.push(e.why.clone()),
             Err(e) => {
                 r.raise(Status::Unknown);
-                parts.push(format!("{name}: {e}"));
+                parts.push((Status::Unknown, format!("{name}: {e}")));
             }
         }
     }
     if !skipped_reasons.is_empty() && parts.is_empty() {
         return CheckResult::not_permitted("leader-election", "get on leases.coordination.k8s.io in kube-system");
     }
-    r.message = parts.join("; ");
+    // The problems lead; healthy leases are in the sub-checks.
+    parts.sort_by_key(|p| std::cmp::Reverse(p.0));
+    let problems: Vec<String> = parts.iter().filter(|(st, _)| *st > Status::Note).map(|(_, t)| t.clone()).collect();
+    let all: Vec<String> = parts.into_iter().map(|(_, t)| t).collect();
+    r.message = one_line(if problems.is_empty() { &all } else { &problems });
     r
 }
 
@@ -982,8 +1008,8 @@ async fn etcd(ctx: &Ctx) -> CheckResult {
         Err(e) if e.kind == ErrorKind::Forbidden => {
             return metrics_fallback(
                 ctx,
-                "not permitted: needs create on pods/exec in kube-system",
-                Some("create on pods/exec in kube-system"),
+                "not permitted: needs get and create on pods/exec in kube-system",
+                Some("get and create on pods/exec in kube-system"),
             )
             .await;
         }
@@ -991,7 +1017,7 @@ async fn etcd(ctx: &Ctx) -> CheckResult {
             let webhook = e.refusing_webhook().unwrap_or_default();
             let mut r = metrics_fallback(
                 ctx,
-                &format!("exec into the etcd pods is refused by admission webhook {webhook} (see the webhooks check)"),
+                &format!("exec into the etcd pods is refused by admission webhook {webhook}"),
                 None,
             )
             .await;
@@ -1064,10 +1090,7 @@ async fn metrics_fallback(ctx: &Ctx, why: &str, missing_permission: Option<&str>
             if pct > 80.0 {
                 r.raise(Status::Warning);
             }
-            r.message = format!(
-                "{why}; API server metrics: db {} ({pct:.0}% of the default 2 GiB quota)",
-                cpkit::output::human_bytes(bytes as u64)
-            );
+            r.message = format!("{why}; metrics: db {} ({pct:.0}% of 2 GiB)", cpkit::output::human_bytes(bytes as u64));
         }
         None => {
             r.raise(Status::Unknown);
@@ -1252,7 +1275,8 @@ async fn aggregated_apis(ctx: &Ctx) -> CheckResult {
                 .map(|t| format!(" for {}", cpkit::duration::age(t, Timestamp::now())))
                 .unwrap_or_default();
             r.sub(name, Status::Critical, format!("NOT Available{since} ({svc}): {reason}; {answered}"));
-            down.push(format!("{name} ({svc}) unavailable{since}: {}", cpkit::output::truncate(&reason, 160)));
+            let why = reason.split(':').next().unwrap_or(&reason).to_string();
+            down.push(format!("{name} ({svc}) unavailable{since}: {why}"));
             fixes.push(format!("kubectl get endpointslices -n {namespace} -l kubernetes.io/service-name={service}"));
             fixes.push(format!("kubectl get apiservice {name} -o yaml"));
             fixes.push(format!("kubectl delete apiservice {name}   # only if nothing needs this API"));
@@ -1268,7 +1292,7 @@ async fn aggregated_apis(ctx: &Ctx) -> CheckResult {
     } else {
         r.raise(if down.is_empty() { Status::Warning } else { Status::Critical });
         down.extend(slow);
-        r.message = down.join("; ");
+        r.message = one_line(&down);
         let commands: Vec<&str> = fixes.iter().map(String::as_str).collect();
         r.fix(
             "An aggregated API that is unavailable or does not answer slows discovery for every client (kubectl waits on it) and breaks what uses it (HPA for metrics.k8s.io). Fix its backend pods behind the service, or delete the APIService if nothing needs it.",
@@ -1305,7 +1329,7 @@ async fn nodes(ctx: &Ctx) -> CheckResult {
     if summary.workers_not_ready > 0 {
         r.raise(Status::Warning);
         // The message names a few; every one is a sub-check (JSON has the full list).
-        const NAMED: usize = 5;
+        const NAMED: usize = 3;
         let names: Vec<&str> = summary.workers_not_ready_names.iter().take(NAMED).map(|(n, _)| n.as_str()).collect();
         let more = summary.workers_not_ready.saturating_sub(names.len());
         parts.push(format!(
@@ -1346,7 +1370,8 @@ async fn nodes(ctx: &Ctx) -> CheckResult {
         parts.push("a single control-plane node: no HA".into());
     }
     let base = format!("{}/{} Ready ({} control-plane)", summary.ready, summary.total, summary.control_plane);
-    r.message = if parts.is_empty() { base } else { format!("{}; {base}", parts.join("; ")) };
+    parts.push(base);
+    r.message = one_line(&parts);
     r
 }
 
@@ -1383,8 +1408,17 @@ async fn webhooks(ctx: &Ctx) -> CheckResult {
             }
             _ => format!("{} ({}): {}", f.webhook, f.config, f.summary),
         };
-        r.sub(format!("{} {}", f.kind.label(), f.webhook), status, text.clone());
-        parts.push(text);
+        // The message leads with the key fact; the whole finding is the sub-check.
+        let short = match (f.kind, &f.blast_radius) {
+            (K::BackendDown, Some(radius)) => format!("{}: backend down, {radius}", f.webhook),
+            (K::BackendDown, None) => {
+                format!("{} ({}): {}", f.webhook, f.config, f.summary.split(", and ").next().unwrap_or(&f.summary))
+            }
+            (K::Lockout, _) => format!("{} ({}) would lock the cluster if its backend died", f.webhook, f.config),
+            _ => text.clone(),
+        };
+        r.sub(format!("{} {}", f.kind.label(), f.webhook), status, text);
+        parts.push(short);
         if let Some(fix) = &f.fix
             && status != Status::Ok
         {
@@ -1398,10 +1432,7 @@ async fn webhooks(ctx: &Ctx) -> CheckResult {
         r.message = format!("{count} webhook{}, none can lock the cluster", if count == 1 { "" } else { "s" });
     } else {
         // One line: the worst finding (findings come worst first); every one is a sub-check.
-        r.message = match parts.len() {
-            1 => parts[0].clone(),
-            n => format!("{}; {} more finding{} (see -v)", parts[0], n - 1, if n == 2 { "" } else { "s" }),
-        };
+        r.message = one_line(&parts);
         r.fix("See every finding with its fix", &["kubectl webhookguard scan"], "low: read-only");
     }
     r

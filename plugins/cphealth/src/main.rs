@@ -199,6 +199,7 @@ async fn check_cluster(cluster: &Cluster, args: &CheckArgs) -> HealthReport {
         started_at: started_at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
         duration_seconds: (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
         summary,
+        diagnosis: cpkit::diagnosis::diagnose(&results),
         checks: results,
     }
 }

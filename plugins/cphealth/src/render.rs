@@ -22,6 +22,8 @@ pub struct HealthReport {
     pub duration_seconds: f64,
     /// Number of checks per status.
     pub summary: BTreeMap<Status, usize>,
+    /// The findings linked by the runbooks' decision tree (none when everything is fine).
+    pub diagnosis: Option<cpkit::diagnosis::Diagnosis>,
     pub checks: Vec<CheckResult>,
 }
 
@@ -79,6 +81,9 @@ pub fn text(report: &HealthReport, wide: bool, no_headers: bool, verbose: bool) 
         ]);
     }
     out.push_str(&table.render(wide, no_headers));
+    if let Some(d) = &report.diagnosis {
+        push_diagnosis(&mut out, d);
+    }
     let problems: Vec<&CheckResult> =
         report.checks.iter().filter(|c| !matches!(c.status, Status::Ok | Status::Skipped) || verbose).collect();
     if verbose {
@@ -115,6 +120,22 @@ pub fn text(report: &HealthReport, wide: bool, no_headers: bool, verbose: bool) 
         out.push_str(&dim("(kubectl cphealth --verbose shows every sub-check and its evidence)\n"));
     }
     out
+}
+
+fn push_diagnosis(out: &mut String, d: &cpkit::diagnosis::Diagnosis) {
+    out.push_str(&format!("\n{} {}\n", bold("Diagnosis:"), d.summary));
+    if let Some(c) = &d.likely_cause {
+        out.push_str(&format!("  {} {}: {}\n", bold("cause"), c.check, c.finding));
+    }
+    for c in &d.consequences {
+        out.push_str(&format!("  ← {}: {} {}\n", c.check, c.finding, dim(&format!("({})", c.because))));
+    }
+    for i in &d.independent {
+        out.push_str(&format!("  {} {i}\n", dim("independent:")));
+    }
+    if let Some(a) = &d.first_action {
+        out.push_str(&format!("  {} {a}\n", bold("first:")));
+    }
 }
 
 fn push_fix(out: &mut String, f: &cpkit::report::Remediation) {

@@ -203,6 +203,10 @@ pub struct Finding {
     /// Set when an allowlist accepts this risk (the reason given there).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub accepted: Option<String>,
+    /// What a dead backend blocks, when that is all it blocks ("resources of metallb.io cannot
+    /// be created or changed").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blast_radius: Option<String>,
 }
 
 /// The state of a webhook's backend Service, read from the cluster.
@@ -436,6 +440,7 @@ fn analyse_webhook(c: &WebhookConfig, w: &Webhook, facts: &ClusterFacts, out: &m
         evidence: Vec::new(),
         fix: None,
         accepted: None,
+        blast_radius: None,
     };
     let policy_text = if w.failure_policy_explicit {
         format!("failurePolicy {:?}", w.failure_policy)
@@ -515,6 +520,9 @@ fn analyse_webhook(c: &WebhookConfig, w: &Webhook, facts: &ClusterFacts, out: &m
                     "With failurePolicy Ignore the API server lets matched requests through unchecked.".into()
                 },
             );
+            if fail && !reaches_critical && !may_reach_critical {
+                f.blast_radius = Some(blast_radius(w));
+            }
             if let Some(r) = runtime
                 && r.errors_per_second > 0.0
             {

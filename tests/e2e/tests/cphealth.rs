@@ -12,6 +12,11 @@ fn cphealth(c: &DemoCluster, args: &[&str]) -> (std::process::Output, Value) {
     let out = kubectl(&all, &c.env());
     let json: Value =
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", describe(&out)));
+    // Every message is one line that fits the MESSAGE column of a 120-column table.
+    for c in json["checks"].as_array().into_iter().flatten() {
+        let m = c["message"].as_str().unwrap_or("");
+        assert!(m.chars().count() <= 120 && !m.contains('\n'), "{}: {} chars: {m}", c["name"], m.chars().count());
+    }
     (out, json)
 }
 
@@ -27,6 +32,16 @@ fn message(report: &Value, name: &str) -> String {
     check(report, name)["message"].as_str().unwrap().to_string()
 }
 
+/// The diagnosis' likely cause and the checks it explains.
+fn diagnosis(report: &Value) -> (String, Vec<String>) {
+    let d = &report["diagnosis"];
+    let consequences = d["consequences"]
+        .as_array()
+        .map(|a| a.iter().map(|c| c["check"].as_str().unwrap_or("").to_string()).collect())
+        .unwrap_or_default();
+    (d["likelyCause"]["check"].as_str().unwrap_or("").to_string(), consequences)
+}
+
 in_both_worlds! {
     fn healthy_ha_is_all_ok(world) {
         let c = start(world, Scenario::HealthyHa);
@@ -36,6 +51,7 @@ in_both_worlds! {
         assert_eq!(r["kind"], "HealthReport");
         assert_eq!(r["verdict"], "OK");
         assert_eq!(r["checks"].as_array().unwrap().len(), 10);
+        assert!(r["diagnosis"].is_null(), "nothing to diagnose: {}", r["diagnosis"]);
         for c in r["checks"].as_array().unwrap() {
             assert_eq!(c["status"], "OK", "{c}");
         }
@@ -70,6 +86,13 @@ in_both_worlds! {
         assert!(subs.iter().any(|s| s["name"] == "member cp-3" && s["status"] == "CRITICAL"));
         assert!(message(&r, "static-pods").contains("etcd-cp-3 CrashLoopBackOff"));
         assert!(message(&r, "health").contains("fails on cp-3"), "its apiserver lost its local etcd");
+        // One root cause: the member; its replica's readyz and its static pod follow from it.
+        let (cause, follows) = diagnosis(&r);
+        assert_eq!(cause, "etcd", "{}", r["diagnosis"]);
+        assert_eq!(r["diagnosis"]["likelyCause"]["rule"], "etcd-member-down");
+        for effect in ["health", "static-pods"] {
+            assert!(follows.iter().any(|f| f == effect), "{effect}: {}", r["diagnosis"]);
+        }
     }
 }
 
@@ -81,7 +104,10 @@ in_both_worlds! {
         assert_eq!(status(&r, "leader-election"), "CRITICAL");
         let m = message(&r, "leader-election");
         assert!(m.contains("kube-scheduler: stale — cp-") && m.contains("no active leader"), "{m}");
-        assert!(m.contains("kube-controller-manager: leader cp-"), "{m}");
+        // The healthy lease is a sub-check; the message leads with the problem.
+        assert!(check(&r, "leader-election")["subchecks"].to_string().contains("leader cp-"), "{}", check(&r, "leader-election"));
+        let (cause, follows) = diagnosis(&r);
+        assert_eq!((cause.as_str(), follows), ("static-pods", vec!["leader-election".to_string()]), "{}", r["diagnosis"]);
     }
 }
 
@@ -96,8 +122,8 @@ in_both_worlds! {
         assert!(m.contains(&format!("serving certificate kube-apiserver expired on {date} (3d ago)")), "{m}");
         assert!(check(&r, "apiserver")["remediation"].to_string().contains("kubeadm certs renew all"));
         assert_eq!(status(&r, "etcd"), "SKIPPED", "nothing else can be read");
-        // The table tells the same in one paragraph.
-        let table = kubectl(&["cphealth", "--sample", "0"], &c.env());
+        // -v tells the error in one paragraph.
+        let table = kubectl(&["cphealth", "--sample", "0", "-v"], &c.env());
         assert!(text(&table).0.contains("x509: certificate has expired"), "{}", describe(&table));
     }
 }
@@ -110,8 +136,9 @@ in_both_worlds! {
         let m = message(&r, "apiserver");
         let date = cpkit::error::format_time(c.facts.serving_cert_not_after.unwrap());
         assert!(m.contains(&format!("serving certificate kube-apiserver expires {date}")), "{m}");
-        assert!(m.contains("your client certificate kubernetes-admin expires"), "{m}");
-        assert!(message(&r, "replicas").contains("cp-2 serving certificate expires"));
+        assert!(m.contains("client certificate kubernetes-admin: 2"), "{m}");
+        assert!(m.ends_with("d left"), "{m}");
+        assert!(message(&r, "replicas").contains(&format!("serving certificate of cp-1, cp-2, cp-3 expires {date}")), "{}", message(&r, "replicas"));
         assert_eq!(r["checks"].as_array().unwrap().len(), 2, "--only");
     }
 }
@@ -139,6 +166,10 @@ in_both_worlds! {
         // judged down for it; the check names the webhook instead.
         assert_eq!(status(&r, "etcd"), "UNKNOWN", "{}", message(&r, "etcd"));
         assert!(message(&r, "etcd").starts_with("exec into the etcd pods is refused by admission webhook validate.pod.com"));
+        let (cause, follows) = diagnosis(&r);
+        assert_eq!(cause, "webhooks", "{}", r["diagnosis"]);
+        assert!(follows.contains(&"etcd".to_string()) && follows.contains(&"load".to_string()), "{}", r["diagnosis"]);
+        assert!(r["diagnosis"]["firstAction"].as_str().unwrap().contains("kubectl webhookguard disarm validatingwebhookconfiguration/pod-validator"));
     }
 }
 
@@ -188,7 +219,7 @@ in_both_worlds! {
         assert_eq!(status(&r, "leader-election"), "UNKNOWN");
         assert_eq!(check(&r, "leader-election")["missingPermission"], "get on leases.coordination.k8s.io in kube-system");
         assert_eq!(message(&r, "load"), "not permitted: needs get on /metrics");
-        assert!(message(&r, "etcd").contains("needs create on pods/exec in kube-system"));
+        assert!(message(&r, "etcd").contains("create on pods/exec in kube-system"));
         assert_eq!(status(&r, "nodes"), "OK");
         // One line names the command that prints the role; the fix is given once.
         let table = kubectl(&["cphealth", "--sample", "0", "--color", "never"], &c.env());
@@ -210,6 +241,33 @@ in_both_worlds! {
         // etcd 3.6 reports members with an active alarm as unhealthy: they still hold quorum.
         assert!(!m.contains("QUORUM LOST"), "{m}");
         assert!(check(&r, "etcd")["remediation"].to_string().contains("etcdctl alarm disarm"));
+    }
+}
+
+in_both_worlds! {
+    fn etcd_nospace_is_the_root_cause_of_the_lost_leader_leases(world) {
+        let c = start(world, Scenario::EtcdNospace);
+        // Lease renewals are etcd writes: refused from the alarm on, so the leases go stale.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+        let r = loop {
+            let (_, r) = cphealth(&c, &["--only", "etcd,leader-election,health", "--sample", "0"]);
+            if status(&r, "leader-election") != "OK" {
+                break r;
+            }
+            assert!(std::time::Instant::now() < deadline, "the leases are still renewed: {}", message(&r, "leader-election"));
+            std::thread::sleep(std::time::Duration::from_secs(3));
+        };
+        let (cause, follows) = diagnosis(&r);
+        assert_eq!(cause, "etcd", "{}", r["diagnosis"]);
+        assert_eq!(r["diagnosis"]["likelyCause"]["rule"], "etcd-nospace");
+        assert!(follows.contains(&"leader-election".to_string()), "{}", r["diagnosis"]);
+        assert!(r["diagnosis"]["summary"].as_str().unwrap().starts_with("likely cause: etcd → leader-election"));
+        assert!(r["diagnosis"]["firstAction"].as_str().unwrap().contains("alarm"), "{}", r["diagnosis"]);
+        // The table says it in words.
+        let table = kubectl(&["cphealth", "--only", "etcd,leader-election", "--sample", "0", "--color", "never"], &c.env());
+        let (stdout, _) = text(&table);
+        assert!(stdout.contains("Diagnosis: likely cause: etcd → leader-election"), "{stdout}");
+        assert!(stdout.contains("← leader-election:"), "{stdout}");
     }
 }
 
@@ -338,9 +396,11 @@ in_both_worlds! {
         assert_eq!(status(&r, "webhooks"), "WARNING");
         let m = message(&r, "webhooks");
         assert!(
-            m.starts_with("ipaddresspoolvalidationwebhook.metallb.io (metallb-webhook-configuration): service metallb-system/metallb-webhook-service does not exist: resources of metallb.io cannot be created or changed"),
+            m.starts_with("ipaddresspoolvalidationwebhook.metallb.io: backend down, resources of metallb.io cannot be created or changed"),
             "{m}"
         );
+        let subs = check(&r, "webhooks")["subchecks"].to_string();
+        assert!(subs.contains("service metallb-system/metallb-webhook-service does not exist"), "{subs}");
         let fixes = check(&r, "webhooks")["remediation"].to_string();
         assert!(fixes.contains("kubectl webhookguard disarm validatingwebhookconfiguration/metallb-webhook-configuration --webhook ipaddresspoolvalidationwebhook.metallb.io"), "{fixes}");
     }

@@ -146,7 +146,8 @@ fn bundle_has_the_diagnostics_and_no_secrets(world) {
         }
         let report: Value =
             serde_json::from_str(&files.iter().find(|(n, _)| n.ends_with("/report.json")).unwrap().1).unwrap();
-        assert_eq!(report["verdict"], "OK");
+        // The viewer may not exec into etcd nor read leases: those checks are UNKNOWN.
+        assert_eq!(report["verdict"], if file == "admin.tar.gz" { "OK" } else { "UNKNOWN" }, "{file}");
         if let Some((_, etcd)) = files.iter().find(|(n, _)| n.ends_with("/etcd/status.json")) {
             let etcd: Value = serde_json::from_str(etcd).unwrap();
             assert_eq!(etcd["members"].as_array().unwrap().len(), 3);
@@ -220,7 +221,8 @@ fn the_printed_rbac_enables_every_check(world) {
     let out = kubectl(&["cphealth", "--context", &reader, "-o", "json", "--only", "etcd"], &c.env());
     let r: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(&out)));
     let etcd = &r["checks"][0];
-    assert_eq!(etcd["status"], "OK");
-    assert!(etcd["message"].as_str().unwrap().contains("from the API server's metrics: db"), "{etcd}");
+    assert_eq!(etcd["status"], "UNKNOWN", "etcd's members were not verified: {etcd}");
+    assert_eq!(etcd["missingPermission"], "get and create on pods/exec in kube-system");
+    assert!(etcd["message"].as_str().unwrap().contains("metrics: db"), "{etcd}");
 }
 }

@@ -517,7 +517,13 @@ impl DemoCluster {
         }
 
         match scenario {
-            Scenario::HealthyHa | Scenario::EtcdNospace | Scenario::Managed => {}
+            Scenario::HealthyHa | Scenario::Managed => {}
+            Scenario::EtcdNospace => {
+                // Lease renewals are etcd writes, refused under NOSPACE (the real control plane
+                // shows it): the leader leases stop being renewed.
+                world.stale_lease("kube-system", "kube-scheduler", 1);
+                world.stale_lease("kube-system", "kube-controller-manager", 1);
+            }
             Scenario::EtcdMemberDown => {
                 let member = CP_NAMES[2].to_string();
                 world.crash_loop("kube-system", &format!("etcd-{member}"), 6, "Error", 1);

@@ -1,0 +1,452 @@
+//! The decision tree of the runbooks, walked over the checks' findings: network and TLS → the
+//! API server process and health → etcd → resources and APF → admission → controllers → nodes
+//! (seeds `apiserver-troubleshooting.md` §2.2 排查逻辑决策树). Causal rules link a finding
+//! upstream in that tree to the findings it explains; one likely cause with its evidence chain,
+//! the others as its consequences, and the first action. Findings no rule links stay
+//! independent: a link is never invented.
+
+use serde::Serialize;
+
+use crate::exit::Status;
+use crate::report::CheckResult;
+
+/// The tree's order of the checks, upstream first.
+pub const TREE_ORDER: [&str; 10] = [
+    "apiserver",
+    "replicas",
+    "health",
+    "static-pods",
+    "etcd",
+    "load",
+    "webhooks",
+    "aggregated-apis",
+    "leader-election",
+    "nodes",
+];
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Cause {
+    pub check: String,
+    pub finding: String,
+    /// The rule that linked it, and the runbook section or upstream source it encodes.
+    pub rule: String,
+    pub source: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Consequence {
+    pub check: String,
+    pub finding: String,
+    /// Why it follows from the cause.
+    pub because: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Diagnosis {
+    /// One line: "etcd NOSPACE → leader-election, nodes" or "2 independent findings".
+    pub summary: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub likely_cause: Option<Cause>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub consequences: Vec<Consequence>,
+    /// Findings no rule links to the cause, as `check: message`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub independent: Vec<String>,
+    /// What to do first (the cause's first fix, or the most upstream finding's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_action: Option<String>,
+}
+
+/// One causal rule: a finding of `cause_check` that `cause` recognises explains the findings of
+/// the `effects` checks that `effect` accepts.
+struct Rule {
+    name: &'static str,
+    source: &'static str,
+    cause_check: &'static str,
+    cause: fn(&CheckResult) -> bool,
+    effects: &'static [(&'static str, &'static str)],
+    /// Does `effect` follow from `cause`? (Names must match where a finding names a member or a
+    /// replica.)
+    effect: fn(cause: &CheckResult, effect: &CheckResult) -> bool,
+}
+
+fn is_finding(r: &CheckResult) -> bool {
+    matches!(r.status, Status::Warning | Status::Critical)
+        || (r.status == Status::Unknown && r.missing_permission.is_none())
+}
+
+/// The names a finding is about: members and replicas in bad sub-checks (`member cp-3` → `cp-3`).
+fn bad_subjects(r: &CheckResult) -> Vec<String> {
+    r.subchecks
+        .iter()
+        .filter(|s| matches!(s.status, Status::Warning | Status::Critical))
+        .filter_map(|s| s.name.strip_prefix("member ").or_else(|| s.name.strip_prefix("replica ")))
+        .map(str::to_string)
+        .collect()
+}
+
+fn names_any(effect: &CheckResult, names: &[String]) -> bool {
+    let text = format!(
+        "{} {}",
+        effect.message,
+        effect
+            .subchecks
+            .iter()
+            .filter(|s| s.status > Status::Note)
+            .map(|s| s.message.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    names.iter().any(|n| text.contains(n.as_str()))
+}
+
+fn any_effect(_: &CheckResult, _: &CheckResult) -> bool {
+    true
+}
+
+const RULES: &[Rule] = &[
+    Rule {
+        name: "api-server-unreachable",
+        source: "seeds apiserver-troubleshooting.md §2.2 (检查网络连通性: 端口未监听, 证书错误)",
+        cause_check: "apiserver",
+        cause: |r| r.status == Status::Critical,
+        effects: &[
+            ("health", "every health endpoint is read through the API server"),
+            ("replicas", "the replicas are read through the API server"),
+            ("load", "/metrics is read through the API server"),
+        ],
+        effect: any_effect,
+    },
+    Rule {
+        name: "etcd-quorum-lost",
+        source: "seeds control-plane-troubleshooting.md §3.2; etcd Documentation/op-guide/failures.md (majority failure)",
+        cause_check: "etcd",
+        cause: |r| r.message.contains("QUORUM LOST"),
+        effects: &[
+            ("health", "the API servers' etcd readiness checks fail without quorum"),
+            ("leader-election", "lease renewals are etcd writes, impossible without quorum"),
+            ("nodes", "node heartbeats (leases) are etcd writes, impossible without quorum"),
+            ("load", "requests that reach etcd fail or time out"),
+            ("static-pods", "the control-plane pods that depend on etcd restart"),
+        ],
+        effect: any_effect,
+    },
+    Rule {
+        name: "etcd-nospace",
+        source: "etcd Documentation/op-guide/maintenance.md (Space quota: the NOSPACE alarm makes the cluster read-only)",
+        cause_check: "etcd",
+        cause: |r| r.message.contains("NOSPACE"),
+        effects: &[
+            ("leader-election", "lease renewals are etcd writes, refused under NOSPACE"),
+            ("nodes", "node lease renewals are etcd writes, refused under NOSPACE"),
+            ("load", "writes fail with 5xx under NOSPACE"),
+            ("static-pods", "pod status updates are etcd writes, refused under NOSPACE"),
+        ],
+        effect: any_effect,
+    },
+    Rule {
+        name: "etcd-member-down",
+        source: "seeds apiserver-troubleshooting.md §2.2 (/readyz 失败 → 检查 etcd 连接); kubeadm points each API server at its local member",
+        cause_check: "etcd",
+        cause: |r| r.message.contains("down, quorum kept"),
+        effects: &[
+            ("health", "the API server beside the member fails its etcd readiness check"),
+            ("replicas", "that API server is not ready, so the load balancer drops it"),
+            ("static-pods", "the member's static pod is the one that is down"),
+            ("load", "the replica beside the member is out of rotation"),
+        ],
+        effect: |cause, effect| names_any(effect, &bad_subjects(cause)),
+    },
+    Rule {
+        name: "apiserver-replica-down",
+        source: "seeds apiserver-troubleshooting.md §2.2 (检查进程状态: 进程不存在)",
+        cause_check: "replicas",
+        cause: |r| r.message.contains(" down "),
+        effects: &[
+            ("health", "a replica that is down fails or skips its health endpoints"),
+            ("static-pods", "its kube-apiserver static pod is the one that is down"),
+            ("load", "a replica that is down is not scraped"),
+        ],
+        effect: |cause, effect| names_any(effect, &bad_subjects(cause)),
+    },
+    Rule {
+        name: "apf-rejects-system-traffic",
+        source: "seeds apiserver-troubleshooting.md §2.2 (检查资源使用); kubernetes docs concepts/cluster-administration/flow-control",
+        cause_check: "load",
+        cause: |r| r.status == Status::Critical && r.message.contains("APF rejects"),
+        effects: &[
+            ("leader-election", "leader-election requests are rejected by APF"),
+            ("nodes", "node-high requests (node heartbeats) are rejected by APF"),
+        ],
+        effect: any_effect,
+    },
+    Rule {
+        name: "webhook-lockout",
+        source: "seeds apiserver-troubleshooting.md §2.2 (准入控制错误 → 检查 Webhook 配置); kubernetes docs reference/access-authn-authz/extensible-admission-controllers (failurePolicy)",
+        cause_check: "webhooks",
+        cause: |r| r.status == Status::Critical && r.message.contains("LIVE OUTAGE"),
+        effects: &[
+            ("etcd", "exec into the etcd pods is refused by the webhook"),
+            ("load", "the API servers' calls to the webhook fail"),
+            ("static-pods", "kube-system pods cannot be recreated while the webhook refuses them"),
+            ("leader-election", "lease renewals are refused by the webhook"),
+            ("nodes", "node updates are refused by the webhook"),
+        ],
+        effect: |_, effect| effect.name != "etcd" || effect.message.contains("refused by admission webhook"),
+    },
+    Rule {
+        name: "controller-pod-crashloop",
+        source: "seeds control-plane-troubleshooting.md §3.3–3.4 (Controller Manager / Scheduler 故障)",
+        cause_check: "static-pods",
+        cause: |r| r.message.contains("kube-scheduler") || r.message.contains("kube-controller-manager"),
+        effects: &[("leader-election", "no running instance renews the leader lease")],
+        effect: |cause, effect| {
+            ["kube-scheduler", "kube-controller-manager"]
+                .iter()
+                .any(|c| cause.message.contains(c) && effect.message.contains(c))
+        },
+    },
+];
+
+fn line(r: &CheckResult) -> String {
+    format!("{}: {}", r.name, r.message)
+}
+
+fn first_action(r: &CheckResult) -> Option<String> {
+    r.remediation.first().map(|f| match f.commands.first() {
+        Some(c) => format!("{} (`{c}`)", f.action),
+        None => f.action.clone(),
+    })
+}
+
+/// Links the findings of `results`; `None` when there is nothing to diagnose.
+pub fn diagnose(results: &[CheckResult]) -> Option<Diagnosis> {
+    let findings: Vec<&CheckResult> = results.iter().filter(|r| is_finding(r)).collect();
+    if findings.is_empty() {
+        return None;
+    }
+    let find = |name: &str| findings.iter().copied().find(|r| r.name == name);
+    for rule in RULES {
+        let Some(cause) = find(rule.cause_check).filter(|c| (rule.cause)(c)) else { continue };
+        let consequences: Vec<Consequence> = rule
+            .effects
+            .iter()
+            .filter_map(|(check, because)| {
+                let effect = find(check)?;
+                (rule.effect)(cause, effect).then(|| Consequence {
+                    check: effect.name.clone(),
+                    finding: effect.message.clone(),
+                    because: because.to_string(),
+                })
+            })
+            .collect();
+        if consequences.is_empty() && findings.len() > 1 {
+            continue;
+        }
+        let explained: Vec<&str> = consequences.iter().map(|c| c.check.as_str()).chain([cause.name.as_str()]).collect();
+        let independent: Vec<String> =
+            findings.iter().filter(|r| !explained.contains(&r.name.as_str())).map(|r| line(r)).collect();
+        let mut summary = format!("likely cause: {}", cause.name);
+        if !consequences.is_empty() {
+            summary.push_str(&format!(
+                " → {}",
+                consequences.iter().map(|c| c.check.as_str()).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        if !independent.is_empty() {
+            summary.push_str(&format!("; {} independent", independent.len()));
+        }
+        return Some(Diagnosis {
+            summary,
+            likely_cause: Some(Cause {
+                check: cause.name.clone(),
+                finding: cause.message.clone(),
+                rule: rule.name.into(),
+                source: rule.source.into(),
+            }),
+            consequences,
+            independent,
+            first_action: first_action(cause),
+        });
+    }
+    // No rule links them.
+    let mut ordered = findings.clone();
+    ordered.sort_by_key(|r| TREE_ORDER.iter().position(|n| *n == r.name).unwrap_or(TREE_ORDER.len()));
+    if let [only] = ordered.as_slice() {
+        return Some(Diagnosis {
+            summary: format!("likely cause: {}", only.name),
+            likely_cause: Some(Cause {
+                check: only.name.clone(),
+                finding: only.message.clone(),
+                rule: "single-finding".into(),
+                source: "the only finding".into(),
+            }),
+            consequences: Vec::new(),
+            independent: Vec::new(),
+            first_action: first_action(only),
+        });
+    }
+    Some(Diagnosis {
+        summary: format!(
+            "{} independent findings: no causal link between them; {} is upstream in the tree",
+            ordered.len(),
+            ordered[0].name
+        ),
+        likely_cause: None,
+        consequences: Vec::new(),
+        independent: ordered.iter().map(|r| line(r)).collect(),
+        first_action: first_action(ordered[0]),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finding(name: &str, status: Status, message: &str) -> CheckResult {
+        CheckResult::new(name, status, message)
+    }
+
+    fn with_sub(mut r: CheckResult, sub: &str, status: Status) -> CheckResult {
+        r.sub(sub, status, "");
+        r
+    }
+
+    fn ok(name: &str) -> CheckResult {
+        CheckResult::ok(name, "fine")
+    }
+
+    #[test]
+    fn causal_rules_table() {
+        struct Case {
+            name: &'static str,
+            results: Vec<CheckResult>,
+            cause: Option<&'static str>,
+            consequences: &'static [&'static str],
+            independent: usize,
+        }
+        let cases = [
+            Case {
+                name: "healthy",
+                results: vec![ok("etcd"), ok("nodes")],
+                cause: None,
+                consequences: &[],
+                independent: 0,
+            },
+            Case {
+                name: "NOSPACE → leases and nodes",
+                results: vec![
+                    finding("etcd", Status::Critical, "NOSPACE alarm raised by cp-1: etcd refuses writes"),
+                    finding("leader-election", Status::Critical, "kube-scheduler: lease stale"),
+                    finding("nodes", Status::Warning, "2 workers NotReady (w-1, w-2)"),
+                    ok("health"),
+                ],
+                cause: Some("etcd"),
+                consequences: &["leader-election", "nodes"],
+                independent: 0,
+            },
+            Case {
+                name: "member down → its replica's readyz, its pod",
+                results: vec![
+                    with_sub(
+                        finding("etcd", Status::Warning, "member cp-3 down, quorum kept (2 of 3 healthy)"),
+                        "member cp-3",
+                        Status::Critical,
+                    ),
+                    finding("health", Status::Warning, "readyz/etcd fails on cp-3"),
+                    finding("static-pods", Status::Warning, "etcd-cp-3 CrashLoopBackOff"),
+                    finding("aggregated-apis", Status::Critical, "v1beta1.metrics.k8s.io not Available"),
+                ],
+                cause: Some("etcd"),
+                consequences: &["health", "static-pods"],
+                independent: 1,
+            },
+            Case {
+                name: "member down does not explain another replica's failure",
+                results: vec![
+                    with_sub(
+                        finding("etcd", Status::Warning, "member cp-3 down, quorum kept"),
+                        "member cp-3",
+                        Status::Critical,
+                    ),
+                    finding("health", Status::Warning, "readyz/poststarthook fails on cp-1"),
+                ],
+                cause: None,
+                consequences: &[],
+                independent: 2,
+            },
+            Case {
+                name: "lockout webhook → exec into etcd refused",
+                results: vec![
+                    finding(
+                        "webhooks",
+                        Status::Critical,
+                        "validate.pod.com (pod-validator): LIVE OUTAGE: service default/pod-validator has no ready endpoints",
+                    ),
+                    finding(
+                        "etcd",
+                        Status::Unknown,
+                        "exec into the etcd pods is refused by admission webhook validate.pod.com",
+                    ),
+                ],
+                cause: Some("webhooks"),
+                consequences: &["etcd"],
+                independent: 0,
+            },
+            Case {
+                name: "crash-looping scheduler → its lease",
+                results: vec![
+                    finding("static-pods", Status::Critical, "kube-scheduler-cp-1 CrashLoopBackOff"),
+                    finding("leader-election", Status::Critical, "kube-scheduler: no leader, lease stale"),
+                ],
+                cause: Some("static-pods"),
+                consequences: &["leader-election"],
+                independent: 0,
+            },
+            Case {
+                name: "one finding is its own cause",
+                results: vec![
+                    finding("aggregated-apis", Status::Critical, "v1beta1.metrics.k8s.io not Available"),
+                    ok("etcd"),
+                ],
+                cause: Some("aggregated-apis"),
+                consequences: &[],
+                independent: 0,
+            },
+            Case {
+                name: "permission gaps are not findings",
+                results: vec![CheckResult::not_permitted("load", "get on /metrics"), ok("etcd")],
+                cause: None,
+                consequences: &[],
+                independent: 0,
+            },
+        ];
+        for case in cases {
+            let d = diagnose(&case.results);
+            let cause = d.as_ref().and_then(|d| d.likely_cause.as_ref()).map(|c| c.check.as_str());
+            assert_eq!(cause, case.cause, "{}: {d:?}", case.name);
+            let consequences: Vec<&str> =
+                d.as_ref().map(|d| d.consequences.iter().map(|c| c.check.as_str()).collect()).unwrap_or_default();
+            assert_eq!(consequences, case.consequences, "{}", case.name);
+            assert_eq!(d.as_ref().map(|d| d.independent.len()).unwrap_or(0), case.independent, "{}", case.name);
+            if case.independent > 1 && case.cause.is_none() {
+                assert!(d.unwrap().summary.contains("no causal link"), "{}", case.name);
+            }
+        }
+    }
+
+    #[test]
+    fn every_rule_cites_its_source() {
+        for rule in RULES {
+            assert!(
+                rule.source.contains("seeds") || rule.source.contains("Documentation") || rule.source.contains("docs"),
+                "{}",
+                rule.name
+            );
+            assert!(TREE_ORDER.contains(&rule.cause_check), "{}", rule.name);
+        }
+    }
+}
