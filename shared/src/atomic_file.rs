@@ -71,7 +71,6 @@ impl AtomicFile {
 
 /// Creates `<path>.<random>.<suffix>` exclusively, without following links, mode 0600.
 pub fn create_private(path: &Path, suffix: &str) -> Result<(File, PathBuf)> {
-    let mut last = None;
     for _ in 0..8 {
         let mut name = path.as_os_str().to_owned();
         name.push(format!(".{:08x}.{suffix}", rand::random::<u32>()));
@@ -94,12 +93,12 @@ pub fn create_private(path: &Path, suffix: &str) -> Result<(File, PathBuf)> {
                 }
                 return Ok((file, candidate));
             }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some((candidate, e)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(Error::io(format!("Cannot create {}", candidate.display()), &e)),
         }
     }
-    let (candidate, e) = last.expect("the loop ran");
-    Err(Error::io(format!("Cannot create {}", candidate.display()), &e))
+    let e = std::io::Error::from(std::io::ErrorKind::AlreadyExists);
+    Err(Error::io(format!("Cannot create a temporary file beside {} (8 random names taken)", path.display()), &e))
 }
 
 /// Creates `dir` (and its missing parents) with mode 0700 whatever the umask; an existing

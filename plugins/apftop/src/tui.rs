@@ -603,9 +603,10 @@ mod tests {
     fn the_screens_say_what_matters() {
         let small = screen(&app(View::Levels), 80, 24);
         let lines: Vec<&str> = small.lines().collect();
-        assert!(lines[0].starts_with("apftop — CRITICAL"), "{small}");
+        // Workload traffic rejected: WARNING, as cphealth says for the same state.
+        assert!(lines[0].starts_with("apftop — WARNING"), "{small}");
         assert!(lines[1].contains("2/3 replicas (no answer: cp-3)"), "{small}");
-        // Sorted by rejections: the overloaded level first, in red, with its sparkline.
+        // Sorted by rejections: the overloaded level first, highlighted, with its sparkline.
         assert!(lines[2].starts_with("rejected/s queue-full 24.0, time-out 3.0 · 429/s 27.0"), "{small}");
         let first_row = lines[5];
         assert!(first_row.starts_with("workload-low"), "{small}");
