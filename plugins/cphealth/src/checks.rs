@@ -520,7 +520,7 @@ async fn health(ctx: &Ctx, states: &ReplicaStates) -> CheckResult {
     r.message = parts.join("; ");
     let names: BTreeSet<&str> = failing.keys().map(|k| k.split_once('/').map(|(_, n)| n).unwrap_or(k)).collect();
     if names.iter().any(|n| n.starts_with("etcd")) {
-        r.fix("The API server cannot reach etcd: see the etcd check; on the node, check the API server's --etcd-servers and etcd certificates.", &["kubectl cphealth --verbose", "crictl logs $(crictl ps -q --name kube-apiserver) 2>&1 | grep -i etcd | tail"], "low: diagnosis");
+        r.fix("The API server cannot reach etcd: see the etcd check; on the node, check the API server's --etcd-servers and etcd certificates.", &["crictl logs $(crictl ps -q --name kube-apiserver) 2>&1 | grep -i etcd | tail   # on that node"], "low: diagnosis");
     } else {
         let failing_replicas: BTreeSet<&String> = failing.values().flatten().collect();
         let logs: Vec<String> = states
