@@ -414,7 +414,7 @@ pub fn judge(s: &LoadSummary) -> CheckResult {
         r.push_evidence("etcd db size (API server's view)", crate::output::human_bytes(size as u64));
     }
 
-    r.message = if problems.is_empty() { fine.join(", ") } else { problems.join("; ") };
+    r.message = if problems.is_empty() { fine.join(", ") } else { crate::report::one_line(&problems) };
     if r.message.is_empty() {
         r.message = "no traffic in the window".into();
     }

@@ -1194,7 +1194,7 @@ async fn load(ctx: &Ctx, states: &ReplicaStates) -> CheckResult {
         r.push_evidence("not scraped", notes.join("; "));
     }
     if let Some(why) = ctx.read_through().await {
-        r.message.push_str(" (one replica's view, through the configured server)");
+        r.message.push_str(" (one replica's view)");
         r.push_evidence("read through", why);
     }
     if ctx.options.sample.is_zero() {

@@ -557,7 +557,7 @@ pub fn judge(status: &ClusterStatus) -> CheckResult {
             .unwrap_or_default();
         r.message = format!("{}/{n} members healthy{leader_text}{size}", healthy.len());
     } else {
-        r.message = parts.join("; ");
+        r.message = crate::report::one_line(&parts);
     }
     r
 }

@@ -263,6 +263,23 @@ fn add_cert_manager(c: &RealCluster) -> std::io::Result<()> {
                      "metadata": {"name": name, "labels": {"app": "webhook"}}, "webhooks": [webhook("/validate")]}))?;
     c.create(&json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
                      "metadata": {"name": name, "labels": {"app": "webhook"}}, "webhooks": [webhook("/mutate")]}))?;
+    // Handed over once both replicas are ready endpoints: a scan before that would rightly call
+    // the backend fragile (one ready replica).
+    let slices = format!(
+        "/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3D{name}"
+    );
+    c.wait_for("cert-manager-webhook's two ready endpoints", Duration::from_secs(60), |c| {
+        c.get(&slices).is_ok_and(|a| {
+            let ready = a.body["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
+                .filter(|e| e["conditions"]["ready"] == true)
+                .count();
+            ready >= 2
+        })
+    })?;
     Ok(())
 }
 
