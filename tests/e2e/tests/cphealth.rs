@@ -146,7 +146,24 @@ in_both_worlds! {
 in_both_worlds! {
     fn webhook_lockout_is_critical_naming_the_webhook(world) {
         let c = start(world, Scenario::WebhookLockout);
-        let (out, r) = cphealth(&c, &[]);
+        // Users keep trying to write while cphealth samples: the failing calls to the webhook
+        // are what the load check's rates see (a quiet cluster makes none in the window).
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let (out, r) = std::thread::scope(|scope| {
+            scope.spawn(|| {
+                for i in 0.. {
+                    if done.load(std::sync::atomic::Ordering::SeqCst) {
+                        break;
+                    }
+                    let _ = c.kubectl(&["create", "configmap", &format!("blocked-{i}"), "-n", "default"]);
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+            });
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let result = cphealth(&c, &["--sample", "2s"]);
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            result
+        });
         assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
         assert_eq!(status(&r, "webhooks"), "CRITICAL");
         let m = message(&r, "webhooks");
