@@ -63,7 +63,8 @@ pub fn start(
             let i = 2;
             let name = cluster.nodes[i].name.clone();
             cluster.etcd.kill(i);
-            cluster.crash_loop("kube-system", &format!("etcd-{name}"), 6, "Error", 1)?;
+            // The load balancer may still hand this write to the replica whose member just died.
+            with_retries(|| cluster.crash_loop("kube-system", &format!("etcd-{name}"), 6, "Error", 1))?;
             // kubeadm points each apiserver at its local member: cp-3's readyz fails for etcd.
             cluster.wait_for(
                 "kube-apiserver on the member's node to report etcd failing",
@@ -106,7 +107,7 @@ pub fn start(
             let i = 2;
             let name = cluster.nodes[i].name.clone();
             cluster.kill(Component::Apiserver, i);
-            cluster.crash_loop("kube-system", &format!("kube-apiserver-{name}"), 9, "Error", 1)?;
+            with_retries(|| cluster.crash_loop("kube-system", &format!("kube-apiserver-{name}"), 9, "Error", 1))?;
             wait_for_leaders(&cluster)?;
             facts.down_replica = Some(name);
         }
@@ -230,6 +231,22 @@ fn add_workloads(c: &RealCluster) -> std::io::Result<()> {
     )?;
     c.create(&json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "prometheus-k8s", "namespace": "monitoring"}}))?;
     Ok(())
+}
+
+/// Runs a setup write again (5 tries, 1 s apart) when a component was just killed and the load
+/// balancer has not noticed yet.
+fn with_retries<T>(mut write: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
+    let mut tries = 0;
+    loop {
+        match write() {
+            Ok(v) => return Ok(v),
+            Err(e) if tries >= 4 => return Err(e),
+            Err(_) => {
+                tries += 1;
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
 }
 
 /// The well-run webhook every scenario has (as on the simulator): cert-manager's, two replicas
