@@ -17,8 +17,6 @@ use k8s_openapi::api::coordination::v1::Lease;
 
 use crate::duration::human_duration;
 
-/// Label selector of the identity leases.
-pub const IDENTITY_SELECTOR: &str = "apiserver.kubernetes.io/identity=kube-apiserver";
 /// kube-apiserver's identity lease renewal interval.
 pub const DEFAULT_RENEW_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -126,12 +124,6 @@ pub enum Liveness {
     AliveUnreachable(String),
     /// Down: the key fact in a few words (`identity lease renewed 2m ago`), and the evidence.
     Down { cause: String, detail: String },
-}
-
-impl Liveness {
-    pub fn is_down(&self) -> bool {
-        matches!(self, Liveness::Down { .. })
-    }
 }
 
 fn address_note(f: &ReplicaFacts) -> String {

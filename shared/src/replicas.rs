@@ -95,14 +95,18 @@ pub async fn read_identity_leases(cluster: &Cluster) -> Result<Vec<IdentityLease
     Ok(leases.iter().filter_map(IdentityLease::from_lease).collect())
 }
 
-/// Dials `url` with the kubeconfig's trust, within `timeout` (connect and TLS handshake).
-pub async fn reach(cluster: &Cluster, url: &str, timeout: Duration) -> Reach {
-    match crate::certs::probe_tls(cluster.config(), url, timeout).await {
-        Ok(probe) => match probe.verification_error {
-            // An expired certificate is still this cluster's replica: the certificate checks say so.
-            Some(e) if !e.contains("expired") => Reach::OtherCa(e),
-            _ => Reach::Answered,
-        },
+/// Dials `url` with the kubeconfig's trust, within `timeout` (connect and TLS handshake); the
+/// handshake's certificates come back too, so that nobody dials the replica for them again.
+pub async fn reach(cluster: &Cluster, url: &str, timeout: Duration) -> (Reach, Option<crate::certs::TlsProbe>) {
+    let reach = match crate::certs::probe_tls(cluster.config(), url, timeout).await {
+        Ok(probe) => {
+            let reach = match &probe.verification_error {
+                // An expired certificate is still this cluster's replica: the certificate checks say so.
+                Some(e) if !e.contains("expired") => Reach::OtherCa(e.clone()),
+                _ => Reach::Answered,
+            };
+            return (reach, Some(probe));
+        }
         Err(e) if e.kind == ErrorKind::TlsUnknownAuthority || e.kind == ErrorKind::TlsBadName => Reach::OtherCa(e.why),
         Err(e) if e.kind == ErrorKind::ConnectionRefused => Reach::Refused,
         Err(e) if e.kind == ErrorKind::Timeout => {
@@ -114,7 +118,8 @@ pub async fn reach(cluster: &Cluster, url: &str, timeout: Duration) -> Reach {
             Reach::NotReachable(format!("no answer within {budget}"))
         }
         Err(e) => Reach::NotReachable(e.why),
-    }
+    };
+    (reach, None)
 }
 
 /// One replica with what the API and a dial from here say about it.
@@ -123,6 +128,8 @@ pub struct SurveyedReplica {
     pub replica: Replica,
     pub facts: ReplicaFacts,
     pub liveness: Liveness,
+    /// The certificates its TLS handshake showed, when it answered.
+    pub tls: Option<crate::certs::TlsProbe>,
 }
 
 /// Every replica judged alive or down, and where per-replica reads (health, /metrics, APF
@@ -197,7 +204,7 @@ pub async fn survey(
     let surveyed: Vec<SurveyedReplica> = replicas
         .into_iter()
         .zip(reaches)
-        .map(|(replica, reach)| {
+        .map(|(replica, (reach, tls))| {
             let pod = replica.pod.as_ref().and_then(|name| apiservers.iter().find(|p| &p.name == name));
             let pod_fact = match pod {
                 None => PodFact::Unknown,
@@ -217,7 +224,7 @@ pub async fn survey(
                 reach,
             };
             let liveness = liveness::judge(&facts);
-            SurveyedReplica { replica, facts, liveness }
+            SurveyedReplica { replica, facts, liveness, tls }
         })
         .collect();
     let server = cluster.server();

@@ -91,8 +91,13 @@ impl ReplicaStates {
         self.0
             .get_or_init(|| async {
                 let targets = ctx.read_targets().await;
+                let survey = ctx.survey().await.ok();
                 let timeout = ctx.cluster.timeout().unwrap_or(Duration::from_secs(10));
-                let states = futures::future::join_all(targets.into_iter().map(|replica| async move {
+                let states = futures::future::join_all(targets.into_iter().map(|replica| async {
+                    let known_tls = survey
+                        .as_ref()
+                        .and_then(|s| s.replicas.iter().find(|r| r.replica.url == replica.url))
+                        .and_then(|r| r.tls.clone());
                     let cluster: Result<Cluster, Error> = if replica.url == ctx.cluster.server() {
                         Ok(ctx.cluster.clone())
                     } else {
@@ -112,7 +117,13 @@ impl ReplicaStates {
                                 c.get_raw("/readyz?verbose"),
                                 c.get_raw("/livez?verbose"),
                                 c.get_json::<Value>("/version", &version_access),
-                                cpkit::certs::probe_tls(c.config(), &replica.url, timeout)
+                                async {
+                                    // The survey's dial already holds the replica's certificates.
+                                    match known_tls {
+                                        Some(probe) => Ok(probe),
+                                        None => cpkit::certs::probe_tls(c.config(), &replica.url, timeout).await,
+                                    }
+                                }
                             );
                             let version = version.map(|v| v["gitVersion"].as_str().unwrap_or("?").to_string());
                             ReplicaState { replica, readyz, livez, version, tls }
