@@ -5,6 +5,7 @@
 pub mod apf;
 pub mod atomic_file;
 pub mod certs;
+pub mod checks;
 pub mod cli;
 pub mod client;
 pub mod completion;

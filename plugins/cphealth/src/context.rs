@@ -27,14 +27,7 @@ pub struct CheckOptions {
 
 pub use cpkit::replicas::{Replica, Survey};
 
-/// The answer to GET /version, with what the round trip showed.
-#[derive(Debug, Clone)]
-pub struct VersionInfo {
-    pub git_version: String,
-    pub round_trip: Duration,
-    /// Server clock minus local clock, from the Date header (seconds).
-    pub clock_skew: Option<i64>,
-}
+pub use cpkit::checks::apiserver::VersionInfo;
 
 /// The first /metrics scrape of every target.
 pub type FirstScrapes = Arc<Vec<(Replica, Result<TimedScrape, Error>)>>;
