@@ -64,6 +64,7 @@ pub fn judge(f: &Facts, now: Timestamp) -> CheckResult {
     let mut ready_count = 0;
     let mut expected_total = 0;
     let mut failing_pods: Vec<&ComponentPod> = Vec::new();
+    let mut missing_on: BTreeSet<&str> = BTreeSet::new();
     // (component, state word) → (pod, state): the same failure on every node reads as one.
     let mut not_ready: BTreeMap<(String, String), Vec<(String, String)>> = BTreeMap::new();
     for node in &f.control_plane_nodes {
@@ -78,7 +79,8 @@ pub fn judge(f: &Facts, now: Timestamp) -> CheckResult {
             let Some(pod) = pods.iter().find(|p| &p.node == node && p.component == component) else {
                 r.raise(degraded);
                 problems.push(format!("{component} missing on {node}"));
-                r.sub(format!("{component}-{node}"), degraded, format!("no {component} mirror pod on {node}: kubelet down, or the manifest is gone from /etc/kubernetes/manifests"));
+                r.sub(format!("{component}-{node}"), degraded, format!("no {component} mirror pod on {node}: the kubelet is down, the manifest is gone from /etc/kubernetes/manifests, or the API refuses the mirror pod (an admission webhook)"));
+                missing_on.insert(node.as_str());
                 continue;
             };
             let state = pod.state_text(now);
@@ -139,6 +141,14 @@ pub fn judge(f: &Facts, now: Timestamp) -> CheckResult {
         .collect();
     parts.append(&mut problems);
     r.message = one_line(&parts);
+    if !missing_on.is_empty() {
+        let nodes: Vec<&str> = missing_on.into_iter().collect();
+        r.fix(
+            format!("On {}: the kubelet's log says why it did not create the mirror pod (a refusing admission webhook is named there; see the webhooks check); check that the kubelet runs and the manifest is in /etc/kubernetes/manifests.", nodes.join(", ")),
+            &["journalctl -u kubelet --since -30m | grep -i 'mirror pod'   # on that node", "ls /etc/kubernetes/manifests   # on that node"],
+            "low: diagnosis",
+        );
+    }
     if !r.remediation.iter().any(|f| f.action.contains("OOM")) && !failing_pods.is_empty() {
         let on_nodes: BTreeSet<String> =
             failing_pods.iter().map(|p| format!("`crictl ps -a --name {}` on {}", p.component, p.node)).collect();
@@ -265,6 +275,15 @@ mod tests {
                 .commands
                 .contains(&"kubectl logs -n kube-system kube-apiserver-cp-2 --previous --tail=100".to_string())
         );
+    }
+
+    #[test]
+    fn a_missing_mirror_pod_says_where_to_read_why() {
+        let r = run(without([all("cp-1"), all("cp-2")].concat(), "kube-scheduler-cp-2"), &["cp-1", "cp-2"]);
+        assert_eq!(r.status, Status::Warning);
+        assert_eq!(r.message, "kube-scheduler missing on cp-2");
+        assert!(r.remediation[0].action.starts_with("On cp-2: the kubelet's log says why"), "{:?}", r.remediation);
+        assert!(r.remediation[0].commands[0].starts_with("journalctl -u kubelet"));
     }
 
     #[test]

@@ -183,9 +183,18 @@ in_both_worlds! {
         // judged down for it; the check names the webhook instead.
         assert_eq!(status(&r, "etcd"), "UNKNOWN", "{}", message(&r, "etcd"));
         assert!(message(&r, "etcd").starts_with("exec into the etcd pods is refused by admission webhook validate.pod.com"));
+        // cp-2's scheduler restarted: its mirror pod was deleted and the webhook refuses the new one.
+        let mirror = c.facts.refused_mirror_pod.clone().expect("the lockout scenario names the refused mirror pod");
+        assert_eq!(mirror, "kube-scheduler-cp-2");
+        assert_eq!(status(&r, "static-pods"), "WARNING", "{}", message(&r, "static-pods"));
+        assert!(message(&r, "static-pods").starts_with("kube-scheduler missing on cp-2"), "{}", message(&r, "static-pods"));
         let (cause, follows) = diagnosis(&r);
         assert_eq!(cause, "webhooks", "{}", r["diagnosis"]);
-        assert!(follows.contains(&"etcd".to_string()) && follows.contains(&"load".to_string()), "{}", r["diagnosis"]);
+        for effect in ["etcd", "load", "static-pods"] {
+            assert!(follows.contains(&effect.to_string()), "{effect}: {}", r["diagnosis"]);
+        }
+        let because = r["diagnosis"]["consequences"].to_string();
+        assert!(because.contains("kube-system pods cannot be recreated while the webhook refuses them"), "{because}");
         assert!(r["diagnosis"]["firstAction"].as_str().unwrap().contains("kubectl webhookguard disarm validatingwebhookconfiguration/pod-validator"));
     }
 }

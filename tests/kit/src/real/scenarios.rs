@@ -94,8 +94,19 @@ pub fn start(
             facts.serving_cert_not_after = Some(expired.not_after);
         }
         Scenario::WebhookLockout => {
+            // cp-2's scheduler restarts as the webhook's backend dies: its kubelet deletes the
+            // mirror pod, and once the webhook refuses, cannot create the new one.
+            let mirror = format!("kube-scheduler-{}", cluster.nodes[1].name);
+            let path = format!("/api/v1/namespaces/kube-system/pods/{mirror}");
+            let old = cluster.get(&path)?.body;
+            cluster.delete(&format!("{path}?gracePeriodSeconds=0"))?;
+            cluster.wait_for("the old mirror pod to be gone", Duration::from_secs(30), |c| {
+                c.get(&path).is_ok_and(|a| a.code == 404)
+            })?;
             add_pod_validator(&cluster)?;
+            recreate_refused(&cluster, &old)?;
             facts.lockout_webhook = Some(("pod-validator".into(), "validate.pod.com".into()));
+            facts.refused_mirror_pod = Some(mirror);
         }
         Scenario::ApfOverload => {
             let user = "system:serviceaccount:monitoring:prometheus-k8s";
@@ -366,6 +377,24 @@ fn add_pod_validator(c: &RealCluster) -> std::io::Result<()> {
         ))
         .is_ok_and(|a| a.code >= 500 && a.body.to_string().contains("validate.pod.com"))
     })
+}
+
+/// Creates `pod` again as its kubelet would, and fails unless the lockout webhook refuses it.
+fn recreate_refused(c: &RealCluster, pod: &Value) -> std::io::Result<()> {
+    let mut pod = pod.clone();
+    for field in ["resourceVersion", "uid", "creationTimestamp", "managedFields"] {
+        if let Some(meta) = pod["metadata"].as_object_mut() {
+            meta.remove(field);
+        }
+    }
+    if let Some(obj) = pod.as_object_mut() {
+        obj.remove("status");
+    }
+    match c.create(&pod) {
+        Err(e) if e.to_string().contains("validate.pod.com") => Ok(()),
+        Err(e) => Err(io_err(format!("re-creating the mirror pod failed, but not for the webhook: {e}"))),
+        Ok(_) => Err(io_err("the lockout webhook let the mirror pod be re-created")),
+    }
 }
 
 /// metrics-server whose only pod crash-loops: `v1beta1.metrics.k8s.io` goes `Available=False`.

@@ -66,7 +66,8 @@ pub enum Scenario {
     CertsExpiring,
     /// The API server's serving certificate expired 3 days ago.
     CertsExpired,
-    /// A Fail webhook matching every resource whose only backend pod was OOM-killed.
+    /// A Fail webhook matching every resource whose only backend pod was OOM-killed; cp-2's
+    /// kube-scheduler restarted meanwhile, and its mirror pod cannot be re-created.
     WebhookLockout,
     /// A monitoring service account floods LISTs; its priority level rejects requests.
     ApfOverload,
@@ -133,6 +134,8 @@ pub struct Facts {
     pub down_replica: Option<String>,
     /// (configuration, webhook) at fault.
     pub lockout_webhook: Option<(String, String)>,
+    /// A kube-system mirror pod the kubelet cannot recreate while the lockout webhook refuses it.
+    pub refused_mirror_pod: Option<String>,
     pub flooding_user: Option<String>,
     /// The replica the flood lands on (real world: one; the simulator weighs replica 0 most).
     pub hot_replica: Option<String>,
@@ -552,8 +555,13 @@ impl DemoCluster {
                 serving = ServingCert::Valid(Validity::expiring_in(368, -SignedDuration::from_hours(24 * 3)));
             }
             Scenario::WebhookLockout => {
+                // cp-2's scheduler restarted as the webhook's backend died: the kubelet deleted
+                // its mirror pod, and the webhook refuses the new one.
+                let mirror = format!("kube-scheduler-{}", CP_NAMES[1]);
+                let _ = world.store.delete(world::rt("", "pods"), "kube-system", &mirror, None, false);
                 add_pod_validator(&mut world, &mut load);
                 facts.lockout_webhook = Some(("pod-validator".into(), "validate.pod.com".into()));
+                facts.refused_mirror_pod = Some(mirror);
             }
             Scenario::ApfOverload => {
                 let user = "system:serviceaccount:monitoring:prometheus-k8s";
