@@ -11,13 +11,14 @@ use crate::exit::Status;
 use crate::report::CheckResult;
 
 /// The tree's order of the checks, upstream first.
-pub const TREE_ORDER: [&str; 10] = [
+pub const TREE_ORDER: [&str; 11] = [
     "apiserver",
     "replicas",
     "health",
     "static-pods",
     "etcd",
     "load",
+    "resources",
     "webhooks",
     "aggregated-apis",
     "leader-election",
@@ -169,6 +170,18 @@ const RULES: &[Rule] = &[
             ("health", "a replica that is down fails or skips its health endpoints"),
             ("static-pods", "its kube-apiserver static pod is the one that is down"),
             ("load", "a replica that is down is not scraped"),
+        ],
+        effect: |cause, effect| names_any(effect, &bad_subjects(cause)),
+    },
+    Rule {
+        name: "apiserver-out-of-file-descriptors",
+        source: "seeds apiserver-troubleshooting-extended §2.2 (检查资源使用 → 文件描述符耗尽 → 调整 ulimit), §2.1.4 (每个 watch 连接消耗一个 fd)",
+        cause_check: "resources",
+        cause: |r| r.status >= Status::Warning && r.message.contains("file descriptors open"),
+        effects: &[
+            ("health", "an API server out of file descriptors fails its checks (its etcd connections too)"),
+            ("replicas", "a replica out of file descriptors refuses new connections"),
+            ("load", "requests on that replica wait for a descriptor or fail"),
         ],
         effect: |cause, effect| names_any(effect, &bad_subjects(cause)),
     },
@@ -362,6 +375,21 @@ mod tests {
                 ],
                 cause: Some("etcd"),
                 consequences: &["health", "static-pods"],
+                independent: 1,
+            },
+            Case {
+                name: "a replica out of file descriptors → its health, not another's load",
+                results: vec![
+                    with_sub(
+                        finding("resources", Status::Critical, "cp-2: 63,900 of 65,536 file descriptors open (98%)"),
+                        "replica cp-2",
+                        Status::Critical,
+                    ),
+                    finding("health", Status::Warning, "readyz/etcd fails on cp-2"),
+                    finding("load", Status::Warning, "p99 latency 2.1s on cp-1"),
+                ],
+                cause: Some("resources"),
+                consequences: &["health"],
                 independent: 1,
             },
             Case {

@@ -28,6 +28,7 @@ pub fn selection() -> Selection {
         "apiserver_storage_db_total_size_in_bytes",
         "etcd_db_total_size_in_bytes",
     ])
+    .with_families(&crate::checks::resources::FAMILIES)
 }
 
 /// `--max-requests-inflight` / `--max-mutating-requests-inflight` of one API server.

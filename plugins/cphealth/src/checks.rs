@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use cpkit::certs::{describe_expiry, expiry_status};
 use cpkit::checks::aggregated_apis::Discovery;
+use cpkit::checks::resources::ProcessMetrics;
 use cpkit::checks::{self, short_error};
 use cpkit::controlplane::{LeaseInfo, NodeSummary};
 use cpkit::duration::short_latency;
@@ -34,13 +35,14 @@ pub enum Check {
     LeaderElection,
     Etcd,
     Load,
+    Resources,
     AggregatedApis,
     Nodes,
     Webhooks,
 }
 
 impl Check {
-    pub const ALL: [Check; 10] = [
+    pub const ALL: [Check; 11] = [
         Check::Apiserver,
         Check::Health,
         Check::Replicas,
@@ -48,6 +50,7 @@ impl Check {
         Check::LeaderElection,
         Check::Etcd,
         Check::Load,
+        Check::Resources,
         Check::AggregatedApis,
         Check::Nodes,
         Check::Webhooks,
@@ -63,6 +66,7 @@ impl Check {
             Check::LeaderElection => "leader-election",
             Check::Etcd => "etcd",
             Check::Load => "load",
+            Check::Resources => "resources",
             Check::AggregatedApis => "aggregated-apis",
             Check::Nodes => "nodes",
             Check::Webhooks => "webhooks",
@@ -170,6 +174,7 @@ pub async fn run_one(check: Check, ctx: &Ctx, states: &ReplicaStates) -> CheckRe
             Check::LeaderElection => leader_election(ctx).await,
             Check::Etcd => etcd(ctx).await,
             Check::Load => load(ctx, states).await,
+            Check::Resources => resources(ctx).await,
             Check::AggregatedApis => aggregated_apis(ctx).await,
             Check::Nodes => nodes(ctx).await,
             Check::Webhooks => webhooks(ctx).await,
@@ -520,7 +525,7 @@ async fn load(ctx: &Ctx, states: &ReplicaStates) -> CheckResult {
                 .collect()
         })
         .unwrap_or_default();
-    for (replica, pair) in &pairs {
+    for (replica, pair) in pairs.iter() {
         match pair {
             Ok((older, newer, secs)) => windows.push(cpkit::load::Window {
                 replica: replica.name.clone(),
@@ -581,6 +586,39 @@ async fn load(ctx: &Ctx, states: &ReplicaStates) -> CheckResult {
         );
     }
     r
+}
+
+/// Check 7b: file descriptors, memory, CPU and goroutines of every replica, from the same scrapes.
+async fn resources(ctx: &Ctx) -> CheckResult {
+    let (pairs, read_through, pods) = tokio::join!(ctx.scrape_pairs(), ctx.read_through(), ctx.control_plane_pods());
+    let mut facts = checks::resources::Facts { read_through, ..Default::default() };
+    let mut forbidden = None;
+    for (replica, pair) in pairs.iter() {
+        match pair {
+            Ok((older, newer, seconds)) => {
+                let pod = replica.pod.clone().or_else(|| {
+                    let pods = pods.as_ref().ok()?;
+                    pods.iter()
+                        .find(|p| p.component == "kube-apiserver" && p.node == replica.name)
+                        .map(|p| p.name.clone())
+                });
+                facts.replicas.push(checks::resources::ReplicaResources {
+                    replica: replica.name.clone(),
+                    pod,
+                    newer: ProcessMetrics::read(newer),
+                    // One scrape (--sample 0): no trend, no rate.
+                    older: (*seconds > 0.0).then(|| ProcessMetrics::read(older)),
+                    seconds: *seconds,
+                });
+            }
+            Err(e) if e.kind == ErrorKind::Forbidden => forbidden = Some(e.clone()),
+            Err(e) => facts.unread.push(format!("{}: {}", replica.name, short_error(e))),
+        }
+    }
+    match forbidden {
+        Some(e) if facts.replicas.is_empty() => CheckResult::from_error("resources", &e),
+        _ => checks::resources::judge(&facts),
+    }
 }
 
 /// Check 8: aggregated APIs (APIServices with a service) that are not Available.

@@ -32,6 +32,9 @@ pub use cpkit::checks::apiserver::VersionInfo;
 /// The first /metrics scrape of every target.
 pub type FirstScrapes = Arc<Vec<(Replica, Result<TimedScrape, Error>)>>;
 
+/// Two scrapes of every target `sample` apart: (older, newer, seconds between them).
+pub type ScrapePairs = Arc<Vec<(Replica, Result<(Scrape, Scrape, f64), Error>)>>;
+
 pub struct Ctx {
     pub cluster: Cluster,
     pub options: CheckOptions,
@@ -40,6 +43,7 @@ pub struct Ctx {
     node_sample: OnceCell<Result<Arc<Vec<Node>>, Error>>,
     survey: OnceCell<Result<Arc<Survey>, Error>>,
     first_scrapes: OnceCell<FirstScrapes>,
+    scrape_pairs: OnceCell<ScrapePairs>,
 }
 
 fn parse_http_date(text: &str) -> Option<jiff::Timestamp> {
@@ -56,6 +60,7 @@ impl Ctx {
             node_sample: OnceCell::new(),
             survey: OnceCell::new(),
             first_scrapes: OnceCell::new(),
+            scrape_pairs: OnceCell::new(),
         }
     }
 
@@ -174,8 +179,12 @@ impl Ctx {
             .clone()
     }
 
-    /// Pairs of scrapes `sample` apart (the second one of each target).
-    pub async fn scrape_pairs(&self) -> Vec<(Replica, Result<(Scrape, Scrape, f64), Error>)> {
+    /// Pairs of scrapes `sample` apart (taken once; the load and resources checks share them).
+    pub async fn scrape_pairs(&self) -> ScrapePairs {
+        self.scrape_pairs.get_or_init(|| async { Arc::new(self.take_scrape_pairs().await) }).await.clone()
+    }
+
+    async fn take_scrape_pairs(&self) -> Vec<(Replica, Result<(Scrape, Scrape, f64), Error>)> {
         let first = self.first_scrapes().await;
         // The second request goes out `sample` after the first one did: both take about as
         // long, so the answers arrive about `sample` apart (rates use the actual difference).

@@ -9,6 +9,7 @@ pub mod health;
 pub mod leader_election;
 pub mod nodes;
 pub mod replicas;
+pub mod resources;
 pub mod static_pods;
 pub mod webhooks;
 

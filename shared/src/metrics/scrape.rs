@@ -28,6 +28,11 @@ impl Selection {
         Selection { exact: names.iter().map(|s| s.to_string()).collect(), ..Default::default() }
     }
 
+    pub fn with_families(mut self, names: &[&str]) -> Self {
+        self.exact.extend(names.iter().map(|s| s.to_string()));
+        self
+    }
+
     pub fn with_prefixes(mut self, prefixes: &[&str]) -> Self {
         self.prefixes.extend(prefixes.iter().map(|s| s.to_string()));
         self

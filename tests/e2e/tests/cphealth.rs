@@ -50,7 +50,7 @@ in_both_worlds! {
         assert_eq!(r["apiVersion"], "cpkit.dev/v1alpha1");
         assert_eq!(r["kind"], "HealthReport");
         assert_eq!(r["verdict"], "OK");
-        assert_eq!(r["checks"].as_array().unwrap().len(), 10);
+        assert_eq!(r["checks"].as_array().unwrap().len(), 11);
         assert!(r["diagnosis"].is_null(), "nothing to diagnose: {}", r["diagnosis"]);
         for c in r["checks"].as_array().unwrap() {
             assert_eq!(c["status"], "OK", "{c}");
@@ -65,10 +65,11 @@ in_both_worlds! {
             assert!(c.apiserver().sim.gzipped.load(std::sync::atomic::Ordering::Relaxed) >= 6, "two scrapes of 3 replicas");
         }
         assert!(message(&r, "load").starts_with("inflight "), "{}", message(&r, "load"));
+        assert!(message(&r, "resources").starts_with("3 replicas: file descriptors at most"), "{}", message(&r, "resources"));
         // The table lists passed checks too, and -o wide adds duration and evidence.
         let table = kubectl(&["cphealth", "--sample", "300ms", "-o", "wide"], &c.env());
         let (stdout, _) = text(&table);
-        assert!(stdout.contains("Verdict:  OK — 10 checks: 10 OK"), "{stdout}");
+        assert!(stdout.contains("Verdict:  OK — 11 checks: 11 OK"), "{stdout}");
         assert!(stdout.lines().any(|l| l.starts_with("CHECK") && l.contains("DURATION") && l.contains("EVIDENCE")));
         assert!(stdout.lines().any(|l| l.starts_with("leader-election ") && l.contains("OK")));
     }
@@ -196,6 +197,31 @@ in_both_worlds! {
         let because = r["diagnosis"]["consequences"].to_string();
         assert!(because.contains("kube-system pods cannot be recreated while the webhook refuses them"), "{because}");
         assert!(r["diagnosis"]["firstAction"].as_str().unwrap().contains("kubectl webhookguard disarm validatingwebhookconfiguration/pod-validator"));
+    }
+}
+
+in_both_worlds! {
+    fn a_replica_short_of_file_descriptors_is_named_with_the_fix(world) {
+        let c = start(world, Scenario::ApiserverFdsExhausted);
+        let short = c.facts.fd_short_replica.clone().expect("the scenario names its replica");
+        let (out, r) = cphealth(&c, &["--sample", "1s"]);
+        let status = status(&r, "resources");
+        let expected_exit = if status == "CRITICAL" { 2 } else { 1 };
+        assert!(status == "WARNING" || status == "CRITICAL", "{status}: {}", message(&r, "resources"));
+        assert_eq!(out.status.code(), Some(expected_exit), "{}", describe(&out));
+        let m = message(&r, "resources");
+        assert!(m.starts_with(&format!("{short}: ")) && m.contains("file descriptors open"), "{m}");
+        let resources = check(&r, "resources");
+        let fix = resources["remediation"].to_string();
+        assert!(fix.contains(&format!("kubectl logs -n kube-system kube-apiserver-{short}")), "{fix}");
+        assert!(fix.contains("LimitNOFILE"), "{fix}");
+        // The other replicas are fine, and say so with their numbers.
+        for sub in resources["subchecks"].as_array().unwrap() {
+            let about_short = sub["name"] == format!("replica {short}");
+            assert_eq!(sub["status"] != "OK", about_short, "{sub}");
+            assert!(sub["message"].as_str().unwrap().contains("file descriptors open"), "{sub}");
+        }
+        assert_eq!(diagnosis(&r).0, "resources", "{}", r["diagnosis"]);
     }
 }
 

@@ -140,3 +140,24 @@ pub fn capture_output(command: &mut Command, raw: &std::path::Path, cri: Option<
     });
     Ok(())
 }
+
+/// Starts `command` with at most `limit` open files (soft and hard: Go raises the soft limit to
+/// the hard one at start).
+pub fn limit_open_files(command: &mut Command, limit: u64) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: setrlimit is a plain system call, safe between fork and exec.
+        unsafe {
+            command.pre_exec(move || {
+                let rlim = libc::rlimit { rlim_cur: limit, rlim_max: limit };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &rlim) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (command, limit);
+}

@@ -115,6 +115,8 @@ pub struct LoadProfile {
     /// Multiplier of per-second rates per replica (APF state is per replica: a flooding client on
     /// one HTTP/2 connection lands on one replica). Missing entries mean 1.0.
     pub replica_weights: Vec<f64>,
+    /// Series of one replica only (replica index, series): its own process state.
+    pub replica_extras: Vec<(usize, Extra)>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -244,7 +246,8 @@ impl MetricsModel {
         let weight = load.replica_weights.get(replica).copied().unwrap_or(1.0);
         let growth = 1.0 + t / GROWTH_SECONDS * (0.8 + 0.2 * weight);
         let mut extras_by_family: HashMap<&str, Vec<&Extra>> = HashMap::new();
-        for e in &load.extras {
+        let own = load.replica_extras.iter().filter(|(r, _)| *r == replica).map(|(_, e)| e);
+        for e in load.extras.iter().chain(own) {
             extras_by_family.entry(e.family()).or_default().push(e);
         }
         let mut out = String::with_capacity(4 << 20);

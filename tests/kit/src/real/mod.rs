@@ -67,6 +67,9 @@ pub struct RealOptions {
     /// (`--advertise-address`, hence the `kubernetes` EndpointSlice): replicas not reachable
     /// from this machine.
     pub unreachable_replicas: bool,
+    /// (replica, limit): that kube-apiserver starts with this open-files limit (soft and hard),
+    /// as under a container runtime with a low `LimitNOFILE`.
+    pub apiserver_open_files: Option<(usize, u64)>,
 }
 
 impl Default for RealOptions {
@@ -83,6 +86,7 @@ impl Default for RealOptions {
             admin_validity: Validity::days(365),
             dir: None,
             unreachable_replicas: false,
+            apiserver_open_files: None,
         }
     }
 }
@@ -347,6 +351,12 @@ impl RealCluster {
         cmd.env_clear();
         for (k, v) in &p.env {
             cmd.env(k, v);
+        }
+        if let Some((replica, limit)) = self.options.apiserver_open_files
+            && p.component == Component::Apiserver
+            && p.node == replica
+        {
+            crate::process::limit_open_files(&mut cmd, limit);
         }
         let name = format!("{}-{}", p.component.name(), node.name);
         p.guard = Some(ChildGuard::spawn_on_host(&name, &mut cmd, Some(&node.name))?);

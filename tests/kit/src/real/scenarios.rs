@@ -43,6 +43,8 @@ pub fn start(
             options.serving_validity = Validity::expiring_in(345, SignedDuration::from_hours(24 * 20));
             options.admin_validity = Validity::expiring_in(340, SignedDuration::from_hours(24 * 25));
         }
+        // An idle kube-apiserver of the kit holds about 90 descriptors: 110 puts it past 80%.
+        Scenario::ApiserverFdsExhausted => options.apiserver_open_files = Some((1, 110)),
         Scenario::ApfOverload => {
             options.apiserver.max_requests_inflight = Some(20);
             options.apiserver.max_mutating_requests_inflight = Some(10);
@@ -122,6 +124,7 @@ pub fn start(
             wait_for_leaders(&cluster)?;
             facts.down_replica = Some(name);
         }
+        Scenario::ApiserverFdsExhausted => facts.fd_short_replica = Some(cluster.nodes[1].name.clone()),
         Scenario::AggregatedApiDown => {
             add_metrics_server(&cluster)?;
             facts.unavailable_apiservice = Some("v1beta1.metrics.k8s.io".into());

@@ -77,6 +77,9 @@ pub enum Scenario {
     LeaderLost,
     /// metrics.k8s.io is unavailable (its backend is down).
     AggregatedApiDown,
+    /// The API server of cp-2 runs out of file descriptors (simulated: 63,900 of 65,536 open; real:
+    /// started with a low open-files limit).
+    ApiserverFdsExhausted,
     /// An EKS-like managed cluster: no control-plane pods, no etcd access.
     Managed,
     /// The kubeconfig's user may read little (no leases, /metrics, exec, webhooks).
@@ -99,6 +102,7 @@ impl Scenario {
             Scenario::ApiserverReplicaDown => "apiserver-replica-down",
             Scenario::LeaderLost => "leader-lost",
             Scenario::AggregatedApiDown => "aggregated-api-down",
+            Scenario::ApiserverFdsExhausted => "apiserver-fds-exhausted",
             Scenario::Managed => "managed",
             Scenario::RbacLimited => "rbac-limited",
             Scenario::LargeCluster => "large-cluster",
@@ -118,6 +122,7 @@ impl Scenario {
             Scenario::ApiserverReplicaDown,
             Scenario::LeaderLost,
             Scenario::AggregatedApiDown,
+            Scenario::ApiserverFdsExhausted,
             Scenario::Managed,
             Scenario::RbacLimited,
             Scenario::LargeCluster,
@@ -145,6 +150,8 @@ pub struct Facts {
     pub etcd_inventory: Option<Inventory>,
     /// The context whose user is the scenario's limited user, if any.
     pub limited_context: Option<String>,
+    /// The replica short of file descriptors.
+    pub fd_short_replica: Option<String>,
     /// The addresses the replicas advertise when they are not reachable from here.
     pub unreachable_replica_addresses: Vec<String>,
 }
@@ -586,6 +593,14 @@ impl DemoCluster {
                 }
                 world.stale_lease("kube-system", "kube-scheduler", 6);
                 facts.stale_lease = Some("kube-system/kube-scheduler".into());
+            }
+            Scenario::ApiserverFdsExhausted => {
+                // Its process metrics only: the rest of the replica is healthy.
+                let short = 1;
+                for (family, value) in [("process_max_fds", 65_536.0), ("process_open_fds", 63_900.0)] {
+                    load.replica_extras.push((short, Extra::setting(family, &[], value)));
+                }
+                facts.fd_short_replica = Some(CP_NAMES[short].into());
             }
             Scenario::AggregatedApiDown => {
                 let pods: Vec<String> = world
