@@ -1,6 +1,8 @@
 //! Helpers for end-to-end tests: the plugin binaries (built once per test run), a PATH with the
 //! plugins and their completion links, and running them exactly as users do: `kubectl <plugin>`.
 
+pub mod runbook;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
