@@ -290,7 +290,7 @@ const RULES: &[Rule] = &[
     rule(
         &["componentstatuses"],
         SeedWrong {
-            fact: "componentstatuses is deprecated since 1.19 and only ever saw components on the API server's host (kubernetes/kubernetes#93570)",
+            fact: "componentstatuses is deprecated since 1.19 and only ever saw components on the API server's host ([kubernetes#93570](https://github.com/kubernetes/kubernetes/pull/93570))",
             instead: "kubectl cphealth",
         },
     ),
@@ -298,56 +298,56 @@ const RULES: &[Rule] = &[
         &["get cs"],
         &["get csr"],
         SeedWrong {
-            fact: "componentstatuses is deprecated since 1.19 and only ever saw components on the API server's host (kubernetes/kubernetes#93570)",
+            fact: "componentstatuses is deprecated since 1.19 and only ever saw components on the API server's host ([kubernetes#93570](https://github.com/kubernetes/kubernetes/pull/93570))",
             instead: "kubectl cphealth",
         },
     ),
     rule(
         &["rollout restart", "kube-apiserver"],
         SeedWrong {
-            fact: "kubeadm runs kube-apiserver, kube-controller-manager and kube-scheduler as static pods, not Deployments: the command fails with NotFound (kubeadm `phases/controlplane`)",
+            fact: "kubeadm runs kube-apiserver, kube-controller-manager and kube-scheduler as static pods, not Deployments: the command fails with NotFound ([kubeadm implementation details](https://kubernetes.io/docs/reference/setup-tools/kubeadm/implementation-details/))",
             instead: "move the manifest out of /etc/kubernetes/manifests and back, one node at a time (cphealth's certificate fix)",
         },
     ),
     rule(
         &["delete pod", "component="],
         SeedWrong {
-            fact: "deleting a mirror pod does not restart its static pod: the kubelet only recreates the mirror (kubernetes.io, Create static Pods)",
+            fact: "deleting a mirror pod does not restart its static pod: the kubelet only recreates the mirror ([Create static Pods](https://kubernetes.io/docs/tasks/configure-pod-container/static-pod/))",
             instead: "move the manifest out of /etc/kubernetes/manifests and back on that node",
         },
     ),
     rule(
         &["/etc/kubernetes/admin.conf", ".kube/config", "cp "],
         SeedWrong {
-            fact: "copying admin.conf over ~/.kube/config replaces every other context of the user's kubeconfig",
+            fact: "copying admin.conf over ~/.kube/config replaces every other context of the user's kubeconfig ([kubeconfig files](https://kubernetes.io/docs/concepts/configuration/organize-cluster-access-kubeconfig/))",
             instead: "cphealth's expiry fix: take the renewed client certificate into your kubeconfig's user (`kubectl config set-credentials --embed-certs`)",
         },
     ),
     rule(
         &["kubeadm kubeconfig user", "--client-name="],
         SeedWrong {
-            fact: "`kubeadm certs renew all` already renews admin.conf, controller-manager.conf and scheduler.conf; a kubeconfig for client name kube-controller-manager or kube-scheduler (not system:kube-…) is a user RBAC does not know (kubernetes.io, Certificate Management with kubeadm)",
+            fact: "`kubeadm certs renew all` already renews admin.conf, controller-manager.conf and scheduler.conf; a kubeconfig for client name kube-controller-manager or kube-scheduler (not system:kube-…) is a user RBAC does not know ([Certificate Management with kubeadm](https://kubernetes.io/docs/tasks/administer-cluster/kubeadm/kubeadm-certs/))",
             instead: "kubeadm certs renew all on each control-plane node (cphealth's fix)",
         },
     ),
     rule(
         &["get endpoints kube-controller-manager"],
         SeedWrong {
-            fact: "kube-controller-manager and kube-scheduler elect their leader through Leases since 1.20 (kubernetes/kubernetes#94603): the Endpoints object no longer names the leader",
+            fact: "kube-controller-manager and kube-scheduler elect their leader through Leases since 1.20 ([kubernetes#94603](https://github.com/kubernetes/kubernetes/pull/94603)): the Endpoints object no longer names the leader",
             instead: "kubectl cphealth --only leader-election",
         },
     ),
     rule(
         &["get endpoints kube-scheduler"],
         SeedWrong {
-            fact: "kube-controller-manager and kube-scheduler elect their leader through Leases since 1.20 (kubernetes/kubernetes#94603): the Endpoints object no longer names the leader",
+            fact: "kube-controller-manager and kube-scheduler elect their leader through Leases since 1.20 ([kubernetes#94603](https://github.com/kubernetes/kubernetes/pull/94603)): the Endpoints object no longer names the leader",
             instead: "kubectl cphealth --only leader-election",
         },
     ),
     rule(
         &["flowcontrol.apiserver.k8s.io/v1beta3"],
         SeedWrong {
-            fact: "flowcontrol.apiserver.k8s.io/v1beta3 is not served since 1.32 (kubernetes.io, Deprecated API Migration Guide); v1 is served since 1.29",
+            fact: "flowcontrol.apiserver.k8s.io/v1beta3 is not served since 1.32 ([Deprecated API Migration Guide](https://kubernetes.io/docs/reference/using-api/deprecation-guide/#v1-32)); v1 is served since 1.29",
             instead: "kubectl apftop config (prints a v1 FlowSchema that isolates the noisy client)",
         },
     ),
@@ -355,28 +355,28 @@ const RULES: &[Rule] = &[
         &["etcdctl", "--initial-advertise-peer-urls"],
         &["snapshot restore"],
         SeedWrong {
-            fact: "etcdctl has no --name/--initial-* flags: those are etcd's own (or `etcdutl snapshot restore`'s)",
+            fact: "etcdctl has no --name/--initial-* flags outside `snapshot restore`: those are etcd's own ([etcdctl README](https://github.com/etcd-io/etcd/blob/main/etcdctl/README.md))",
             instead: "kubectl etcdsnap restore-plan FILE",
         },
     ),
     rule(
         &["etcdctl", "/registry/admissionregistration"],
         SeedWrong {
-            fact: "webhooks are never called for webhook configurations, so `kubectl delete` or `patch` of a configuration works through the API even during a lockout (kubernetes.io, Dynamic Admission Control); editing etcd behind the API server is never needed for it",
+            fact: "webhooks are never called for webhook configurations, so `kubectl delete` or `patch` of a configuration works through the API even during a lockout ([Dynamic Admission Control](https://kubernetes.io/docs/reference/access-authn-authz/extensible-admission-controllers/)); editing etcd behind the API server is never needed for it",
             instead: "kubectl webhookguard disarm NAME --mode ignore",
         },
     ),
     rule(
         &["kubeadm alpha certs"],
         SeedWrong {
-            fact: "`kubeadm alpha certs` became `kubeadm certs` in 1.20 and the alpha form is gone since 1.21 (kubeadm release notes)",
+            fact: "`kubeadm alpha certs` became `kubeadm certs` in 1.20; the alpha form was deprecated then and is gone from current kubeadm ([kubeadm certs](https://kubernetes.io/docs/reference/setup-tools/kubeadm/kubeadm-certs/))",
             instead: "kubeadm certs renew all on each control-plane node (cphealth's fix)",
         },
     ),
     rule(
         &["kind: cronjob", "etcdctl compact"],
         NotDone(
-            "scheduled compaction is redundant: kube-apiserver compacts etcd every 5 minutes (--etcd-compaction-interval); defragment on demand with `kubectl etcdsnap defrag --all`",
+            "scheduled compaction is redundant: kube-apiserver compacts etcd every 5 minutes ([--etcd-compaction-interval](https://kubernetes.io/docs/reference/command-line-tools-reference/kube-apiserver/)); defragment on demand with `kubectl etcdsnap defrag --all`",
         ),
     ),
     rule(
@@ -396,7 +396,7 @@ const RULES: &[Rule] = &[
     rule(
         &["cp -r /etc/kubernetes", "$log_dir"],
         SeedWrong {
-            fact: "copies the private keys of /etc/kubernetes/pki and the credentials of admin.conf into a diagnostics archive that gets shared",
+            fact: "copies the private keys of /etc/kubernetes/pki and the credentials of admin.conf into a diagnostics archive that gets shared ([PKI certificates](https://kubernetes.io/docs/setup/best-practices/certificates/))",
             instead: "kubectl cphealth bundle -f FILE (no Secrets, keys or tokens; control-plane pod specs with env values stripped)",
         },
     ),
