@@ -167,7 +167,7 @@ type ExecStatus = k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
 /// A port-forward tunnel to one port of a pod.
 pub struct Tunnel {
     pub stream: tokio::io::DuplexStream,
-    forwarder: kube::api::Portforwarder,
+    pub(crate) forwarder: kube::api::Portforwarder,
 }
 
 impl Tunnel {

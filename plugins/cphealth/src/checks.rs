@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use cpkit::certs::{describe_expiry, expiry_status};
 use cpkit::checks::aggregated_apis::Discovery;
-use cpkit::checks::resources::ProcessMetrics;
+use cpkit::checks::resources::{ProcessKind, ProcessMetrics, ReplicaResources};
 use cpkit::checks::{self, short_error};
 use cpkit::controlplane::{LeaseInfo, NodeSummary};
 use cpkit::duration::short_latency;
@@ -588,9 +588,11 @@ async fn load(ctx: &Ctx, states: &ReplicaStates) -> CheckResult {
     r
 }
 
-/// Check 7b: file descriptors, memory, CPU and goroutines of every replica, from the same scrapes.
+/// Check 7b: file descriptors, memory, CPU and goroutines of every API server replica (from the
+/// load check's scrapes) and every etcd member (its own /metrics through a port-forward).
 async fn resources(ctx: &Ctx) -> CheckResult {
-    let (pairs, read_through, pods) = tokio::join!(ctx.scrape_pairs(), ctx.read_through(), ctx.control_plane_pods());
+    let (pairs, read_through, pods, (members, member_notes)) =
+        tokio::join!(ctx.scrape_pairs(), ctx.read_through(), ctx.control_plane_pods(), etcd_processes(ctx));
     let mut facts = checks::resources::Facts { read_through, ..Default::default() };
     let mut forbidden = None;
     for (replica, pair) in pairs.iter() {
@@ -602,8 +604,9 @@ async fn resources(ctx: &Ctx) -> CheckResult {
                         .find(|p| p.component == "kube-apiserver" && p.node == replica.name)
                         .map(|p| p.name.clone())
                 });
-                facts.replicas.push(checks::resources::ReplicaResources {
-                    replica: replica.name.clone(),
+                facts.replicas.push(ReplicaResources {
+                    kind: ProcessKind::ApiServer,
+                    name: replica.name.clone(),
                     pod,
                     newer: ProcessMetrics::read(newer),
                     // One scrape (--sample 0): no trend, no rate.
@@ -615,10 +618,67 @@ async fn resources(ctx: &Ctx) -> CheckResult {
             Err(e) => facts.unread.push(format!("{}: {}", replica.name, short_error(e))),
         }
     }
-    match forbidden {
-        Some(e) if facts.replicas.is_empty() => CheckResult::from_error("resources", &e),
-        _ => checks::resources::judge(&facts),
+    if facts.replicas.is_empty()
+        && let Some(e) = forbidden
+    {
+        return CheckResult::from_error("resources", &e);
     }
+    facts.replicas.extend(members);
+    facts.unread.extend(member_notes);
+    checks::resources::judge(&facts)
+}
+
+/// Every running etcd member's process metrics, two scrapes `--sample` apart, through a
+/// port-forward to its pod's metrics port; with why members were not read.
+async fn etcd_processes(ctx: &Ctx) -> (Vec<ReplicaResources>, Vec<String>) {
+    if !ctx.options.etcd_endpoints.is_empty() {
+        return (
+            vec![],
+            vec!["etcd members: not read with --etcd-endpoints (their /metrics is read through the etcd pods)".into()],
+        );
+    }
+    if ctx.managed().await.is_some() {
+        return (vec![], vec![]);
+    }
+    let pods = match cpkit::etcd::pods::find(&ctx.cluster).await {
+        Ok(p) => p,
+        Err(e) => return (vec![], vec![format!("etcd members: {}", short_error(&e))]),
+    };
+    let selection = cpkit::metrics::Selection::families(&checks::resources::FAMILIES);
+    let timeout = Duration::from_secs(3);
+    let sample = ctx.options.sample;
+    let reads =
+        futures::future::join_all(pods.iter().filter(|p| p.is_running() && p.metrics_port.is_some()).map(|pod| {
+            let selection = &selection;
+            async move {
+                let started = Instant::now();
+                let older = cpkit::etcd::pods::metrics(&ctx.cluster, pod, selection, timeout).await?;
+                if sample.is_zero() {
+                    return Ok((pod, None, older, 0.0));
+                }
+                let taken = Instant::now();
+                tokio::time::sleep(sample.saturating_sub(started.elapsed())).await;
+                let newer = cpkit::etcd::pods::metrics(&ctx.cluster, pod, selection, timeout).await?;
+                Ok::<_, Error>((pod, Some(older), newer, taken.elapsed().as_secs_f64()))
+            }
+        }))
+        .await;
+    let mut members = Vec::new();
+    let mut notes = Vec::new();
+    for read in reads {
+        match read {
+            Ok((pod, older, newer, seconds)) => members.push(ReplicaResources {
+                kind: ProcessKind::Etcd,
+                name: pod.member.clone(),
+                pod: Some(pod.pod.name.clone()),
+                newer: ProcessMetrics::read(&newer),
+                older: older.as_ref().map(ProcessMetrics::read),
+                seconds,
+            }),
+            Err(e) => notes.push(format!("etcd: {}", short_error(&e))),
+        }
+    }
+    (members, notes)
 }
 
 /// Check 8: aggregated APIs (APIServices with a service) that are not Available.

@@ -53,11 +53,21 @@ impl ProcessMetrics {
     }
 }
 
-/// One replica's process, at the end of the window and (with a window) at its start.
+/// Which control-plane process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessKind {
+    ApiServer,
+    Etcd,
+}
+
+/// One process (an API server replica or an etcd member), at the end of the window and (with a
+/// window) at its start.
 #[derive(Debug, Clone)]
 pub struct ReplicaResources {
-    pub replica: String,
-    /// Its kube-apiserver pod, when known.
+    pub kind: ProcessKind,
+    /// The replica's node, or the etcd member's name.
+    pub name: String,
+    /// Its pod, when known.
     pub pod: Option<String>,
     pub newer: ProcessMetrics,
     pub older: Option<ProcessMetrics>,
@@ -66,6 +76,21 @@ pub struct ReplicaResources {
 }
 
 impl ReplicaResources {
+    /// How messages name it: `cp-2`, `etcd cp-2`.
+    fn label(&self) -> String {
+        match self.kind {
+            ProcessKind::ApiServer => self.name.clone(),
+            ProcessKind::Etcd => format!("etcd {}", self.name),
+        }
+    }
+
+    fn sub_check(&self) -> String {
+        match self.kind {
+            ProcessKind::ApiServer => format!("replica {}", self.name),
+            ProcessKind::Etcd => format!("member {}", self.name),
+        }
+    }
+
     /// CPU in cores over the window.
     fn cpu_cores(&self) -> Option<f64> {
         let older = self.older?.cpu_seconds?;
@@ -127,7 +152,7 @@ pub fn judge(f: &Facts) -> CheckResult {
             };
             let text = format!("{} of {} file descriptors open ({:.0}%)", count(open), count(max), share * 100.0);
             if status != Status::Ok {
-                problems.push((status, format!("{}: {text}", x.replica)));
+                problems.push((status, format!("{}: {text}", x.label())));
                 short_on_fds.push(x);
             }
             facts.push(text);
@@ -155,7 +180,7 @@ pub fn judge(f: &Facts) -> CheckResult {
         }
         r.raise(status);
         let text = if facts.is_empty() { "no process metrics exported".to_string() } else { facts.join(", ") };
-        r.sub(format!("replica {}", x.replica), status, text);
+        r.sub(x.sub_check(), status, text);
     }
     let fd_max = f
         .replicas
@@ -189,11 +214,20 @@ pub fn judge(f: &Facts) -> CheckResult {
         if let Some(g) = goroutines_max {
             parts.push(format!("at most {} goroutines", count(g)));
         }
-        let replicas = f.replicas.len();
+        let count = |kind: ProcessKind| f.replicas.iter().filter(|x| x.kind == kind).count();
+        let mut whose = vec![match count(ProcessKind::ApiServer) {
+            1 => "1 replica".to_string(),
+            n => format!("{n} replicas"),
+        }];
+        match count(ProcessKind::Etcd) {
+            0 => {}
+            1 => whose.push("1 etcd member".into()),
+            n => whose.push(format!("{n} etcd members")),
+        }
         r.message = if parts.is_empty() {
             "no process metrics exported".into()
         } else {
-            format!("{replicas} replica{}: {}", if replicas == 1 { "" } else { "s" }, parts.join(", "))
+            format!("{}: {}", whose.join(", "), parts.join(", "))
         };
         if f.read_through.is_some() {
             r.message.push_str(" (one replica's view)");
@@ -202,31 +236,47 @@ pub fn judge(f: &Facts) -> CheckResult {
     }
     problems.sort_by_key(|p| std::cmp::Reverse(p.0));
     r.message = one_line(&problems.into_iter().map(|(_, t)| t).collect::<Vec<_>>());
-    let logs: Vec<String> = short_on_fds
+    for kind in [ProcessKind::ApiServer, ProcessKind::Etcd] {
+        let short: Vec<&ReplicaResources> = short_on_fds.iter().copied().filter(|x| x.kind == kind).collect();
+        if !short.is_empty() {
+            fd_fix(&mut r, kind, &short);
+        }
+    }
+    r
+}
+
+/// The node-side fix of a process short of file descriptors, naming its pods and nodes.
+fn fd_fix(r: &mut CheckResult, kind: ProcessKind, short: &[&ReplicaResources]) {
+    let (program, selector) = match kind {
+        ProcessKind::ApiServer => ("kube-apiserver", "component=kube-apiserver"),
+        ProcessKind::Etcd => ("etcd", "component=etcd"),
+    };
+    let logs: Vec<String> = short
         .iter()
         .map(|x| match &x.pod {
             Some(pod) => format!("kubectl logs -n kube-system {pod} --tail=2000 | grep -ci 'too many open files'"),
-            None => {
-                "kubectl logs -n kube-system -l component=kube-apiserver --tail=2000 | grep -ci 'too many open files'"
-                    .into()
-            }
+            None => format!("kubectl logs -n kube-system -l {selector} --tail=2000 | grep -ci 'too many open files'"),
         })
         .collect();
+    let limits = format!("grep 'open files' /proc/$(pgrep -o {program})/limits   # on that node");
     let mut commands: Vec<&str> = logs.iter().map(String::as_str).collect();
     commands.extend([
-        "grep 'open files' /proc/$(pgrep -o kube-apiserver)/limits   # on that node",
+        limits.as_str(),
         "systemctl edit containerd   # on that node: [Service] LimitNOFILE=1048576, then systemctl restart containerd",
     ]);
-    let nodes: Vec<&str> = short_on_fds.iter().map(|x| x.replica.as_str()).collect();
+    let names: Vec<&str> = short.iter().map(|x| x.name.as_str()).collect();
+    let holders = match kind {
+        ProcessKind::ApiServer => "watch connections: `kubectl apftop`",
+        ProcessKind::Etcd => "client connections: every API server holds some, and so do watches",
+    };
     r.fix(
         format!(
-            "Raise the open-files limit of kube-apiserver on {}: a static pod inherits it from the container runtime (containerd's systemd unit, LimitNOFILE; containerd 2.0 dropped its own setting, leaving systemd's 1024:524288), a systemd-run API server from its unit (a drop-in with LimitNOFILE=65536 or more). Restart that API server afterwards, one replica at a time, and look for what holds the descriptors (watch connections: `kubectl apftop`).",
-            nodes.join(", ")
+            "Raise the open-files limit of {program} on {}: a static pod inherits it from the container runtime (containerd's systemd unit, LimitNOFILE; containerd 2.0 dropped its own setting, leaving systemd's 1024:524288), a process run by systemd from its unit (a drop-in with LimitNOFILE=65536 or more). Restart it afterwards, one at a time, and look for what holds the descriptors ({holders}).",
+            names.join(", ")
         ),
         &commands,
-        "medium: restarting containerd restarts no containers, but the API server must restart to take the new limit",
+        "medium: restarting containerd restarts no containers, but the process must restart to take the new limit",
     );
-    r
 }
 
 #[cfg(test)]
@@ -245,11 +295,23 @@ mod tests {
 
     fn replica(name: &str, newer: ProcessMetrics, older: Option<ProcessMetrics>) -> ReplicaResources {
         ReplicaResources {
-            replica: name.into(),
+            kind: ProcessKind::ApiServer,
+            name: name.into(),
             pod: Some(format!("kube-apiserver-{name}")),
             newer,
             older,
             seconds: 2.0,
+        }
+    }
+
+    fn member(name: &str, newer: ProcessMetrics) -> ReplicaResources {
+        ReplicaResources {
+            kind: ProcessKind::Etcd,
+            name: name.into(),
+            pod: Some(format!("etcd-{name}")),
+            newer,
+            older: None,
+            seconds: 0.0,
         }
     }
 
@@ -299,6 +361,24 @@ mod tests {
             r.message,
             "1 replica: file descriptors at most 0% of their limit, RSS at most 340.0 MiB, at most 2,100 goroutines"
         );
+    }
+
+    #[test]
+    fn etcd_members_are_judged_alike_with_their_own_fix() {
+        let healthy = || process(90.0, 1_048_576.0, 307.0, 9.9, 2084.0);
+        let r = run(vec![
+            replica("cp-1", healthy(), None),
+            member("cp-1", process(120.0, 1_048_576.0, 80.0, 3.0, 200.0)),
+            member("cp-2", process(1000.0, 1024.0, 80.0, 3.0, 200.0)),
+        ]);
+        assert_eq!(r.status, Status::Critical);
+        assert_eq!(r.message, "etcd cp-2: 1,000 of 1,024 file descriptors open (98%)");
+        assert_eq!(r.remediation.len(), 1);
+        assert!(r.remediation[0].action.starts_with("Raise the open-files limit of etcd on cp-2"));
+        assert!(r.remediation[0].commands[0].starts_with("kubectl logs -n kube-system etcd-cp-2"));
+        assert!(r.subchecks.iter().any(|s| s.name == "member cp-2" && s.status == Status::Critical));
+        let ok = run(vec![replica("cp-1", healthy(), None), member("cp-1", healthy())]);
+        assert!(ok.message.starts_with("1 replica, 1 etcd member: file descriptors at most"), "{}", ok.message);
     }
 
     #[test]

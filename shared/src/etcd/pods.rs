@@ -35,6 +35,9 @@ pub struct EtcdPod {
     pub initial_cluster: Option<String>,
     pub initial_cluster_token: Option<String>,
     pub initial_advertise_peer_urls: Vec<String>,
+    /// The plain-HTTP metrics port of `--listen-metrics-urls` (kubeadm: `http://127.0.0.1:2381`),
+    /// on the node's loopback: reachable through a port-forward to the hostNetwork pod.
+    pub metrics_port: Option<u16>,
 }
 
 fn port_of(url: &str) -> Option<u16> {
@@ -69,6 +72,11 @@ impl EtcdPod {
             initial_cluster: f.get("initial-cluster").map(str::to_string),
             initial_cluster_token: f.get("initial-cluster-token").map(str::to_string),
             initial_advertise_peer_urls: f.list("initial-advertise-peer-urls"),
+            metrics_port: f
+                .list("listen-metrics-urls")
+                .iter()
+                .find(|u| u.starts_with("http://"))
+                .and_then(|u| port_of(u)),
             pod: pod.clone(),
         })
     }
@@ -127,6 +135,53 @@ pub async fn etcdctl_with(cluster: &Cluster, pod: &EtcdPod, args: &[&str], timeo
         timeout + Duration::from_secs(5),
     )
     .await
+}
+
+/// etcd's own `/metrics` through a port-forward to the pod's plain-HTTP metrics port, bounded by
+/// `timeout` (the etcd pod is hostNetwork: the tunnel ends on the node's loopback, where kubeadm's
+/// `--listen-metrics-urls=http://127.0.0.1:2381` listens; no certificate is needed).
+pub async fn metrics(
+    cluster: &Cluster,
+    pod: &EtcdPod,
+    selection: &crate::metrics::Selection,
+    timeout: Duration,
+) -> Result<crate::metrics::Scrape> {
+    let Some(port) = pod.metrics_port else {
+        return Err(Error::new(
+            ErrorKind::NotServed,
+            format!("{} has no plain-HTTP metrics listener", pod.pod.name),
+            "its etcd runs without --listen-metrics-urls=http://…",
+            "",
+        ));
+    };
+    let what = format!("GET /metrics of {} through a port-forward to port {port}", pod.pod.name);
+    let fetch = async {
+        let crate::stream::Tunnel { stream, forwarder } =
+            crate::stream::port_forward(cluster, &pod.pod.namespace, &pod.pod.name, port, timeout).await?;
+        let failed = |why: String| Error::new(ErrorKind::Failed, what.clone(), why, "");
+        let io = hyper_util::rt::TokioIo::new(stream);
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(io).await.map_err(|e| failed(e.to_string()))?;
+        let driver = tokio::spawn(connection);
+        let request = http::Request::get("/metrics")
+            .header(http::header::HOST, format!("127.0.0.1:{port}"))
+            .header(http::header::ACCEPT, "text/plain")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .map_err(|e| failed(e.to_string()))?;
+        let response = sender.send_request(request).await.map_err(|e| failed(e.to_string()))?;
+        let status = response.status();
+        let body = http_body_util::BodyExt::collect(response.into_body()).await.map_err(|e| failed(e.to_string()))?;
+        driver.abort();
+        forwarder.abort();
+        if !status.is_success() {
+            return Err(failed(format!("HTTP {status}")));
+        }
+        Ok(crate::metrics::Scrape::parse(&body.to_bytes(), selection))
+    };
+    match tokio::time::timeout(timeout, fetch).await {
+        Ok(result) => result,
+        Err(_) => Err(Error::new(ErrorKind::Timeout, what, format!("no answer within {}s", timeout.as_secs()), "")),
+    }
 }
 
 /// Reads a text file in the pod through the shell's `$(<FILE)` (the etcd image has no `cat`).
