@@ -120,6 +120,10 @@ struct RestoreArgs {
     /// Where the backup of the current state goes before it is replaced
     #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
     backup_dir: Option<PathBuf>,
+
+    /// Restore even when it would lock the cluster again (a backend that is still down)
+    #[arg(long)]
+    force: bool,
 }
 
 fn main() {
@@ -338,11 +342,34 @@ async fn restore_command(cli: &Cli, args: &RestoreArgs) -> Result<i32> {
             plan.resource_version.as_deref().unwrap_or("?")
         )),
     }
-    if plan.action == "none" || !args.yes {
-        if plan.action != "none" {
-            text.push_str("Nothing changed. Re-run with --yes to apply.\n");
-        }
+    if plan.action == "none" {
         return finish_restore(cli, &text, json!({"plan": plan, "applied": false}), 0);
+    }
+    // What disarm checked, checked again: the restored webhooks against their backends now.
+    let findings = restore_findings(&cluster, &backup, &args.backup).await?;
+    let blockers = cpkit::webhooks::defuse::restore_blockers(&findings);
+    let refused: Vec<serde_json::Value> =
+        blockers.iter().map(|f| json!({"webhook": f.webhook, "summary": f.summary, "evidence": f.evidence})).collect();
+    if !blockers.is_empty() {
+        let heading = if args.force { status_text(Status::Warning) } else { bold("Refused:") };
+        text.push_str(&format!(
+            "{heading} restoring would lock the cluster again while {}:\n",
+            if blockers.len() == 1 { "this backend is down" } else { "these backends are down" }
+        ));
+        for f in &blockers {
+            text.push_str(&format!("  - {}: {}\n", f.webhook, f.summary));
+        }
+        if !args.force {
+            text.push_str(&format!(
+                "Nothing changed. Bring the backend back first (`kubectl webhookguard scan` shows when its endpoints are ready), or pass --force to restore {target} anyway.\n"
+            ));
+            let doc = json!({"plan": plan, "applied": false, "refused": refused});
+            return finish_restore(cli, &text, doc, Status::Critical.exit_code());
+        }
+    }
+    if !args.yes {
+        text.push_str("Nothing changed. Re-run with --yes to apply.\n");
+        return finish_restore(cli, &text, json!({"plan": plan, "applied": false, "refused": refused}), 0);
     }
     let mut saved = None;
     if let Some(c) = &current {
@@ -358,7 +385,7 @@ async fn restore_command(cli: &Cli, args: &RestoreArgs) -> Result<i32> {
         return Err(e);
     }
     let remaining = disarm::verify_restore(&cluster, kind, &backup).await?;
-    let code = if remaining.is_empty() {
+    let mut code = if remaining.is_empty() {
         text.push_str(&format!("{} {target}: read back, it matches the backup.\n", bold("Restored")));
         0
     } else {
@@ -369,15 +396,39 @@ async fn restore_command(cli: &Cli, args: &RestoreArgs) -> Result<i32> {
         ));
         Status::Critical.exit_code()
     };
+    // As after a disarm: what the API server now admits.
+    let probes = probe::run(&cluster, &probe_namespaces(cli, &[])).await;
+    match &probes {
+        Ok(results) => {
+            text.push_str(&format!("\n{}\n{}", bold("Probe after the restore:"), probe::render(results, false, false)));
+            code = code.max(results.iter().map(|r| r.status).max().unwrap_or(Status::Ok).exit_code());
+        }
+        Err(e) => text.push_str(&format!("\nprobe after the restore failed: {e}\n")),
+    }
     if let Some(p) = &saved {
         text.push_str(&format!("\n{}\n  {}\n", bold("Undo:"), undo_command(cli, &context, p)));
     }
+    let probes = probes.unwrap_or_default();
     finish_restore(
         cli,
         &text,
-        json!({"plan": plan, "applied": true, "matches": remaining.is_empty(), "differs": remaining, "backup": saved}),
+        json!({"plan": plan, "applied": true, "matches": remaining.is_empty(), "differs": remaining, "backup": saved, "refused": refused, "forced": !refused.is_empty(), "probe": probes}),
         code,
     )
+}
+
+/// The analysis of the configuration in `backup` against the live cluster (its backends now).
+async fn restore_findings(
+    cluster: &Cluster,
+    backup: &serde_json::Value,
+    path: &std::path::Path,
+) -> Result<Vec<cpkit::webhooks::Finding>> {
+    let Some(config) = cpkit::webhooks::WebhookConfig::from_value(backup, &path.display().to_string())? else {
+        return Ok(Vec::new());
+    };
+    let configs = [config];
+    let (facts, _) = cpkit::webhooks::gather::read_facts(cluster, &configs).await;
+    Ok(cpkit::webhooks::analyse(&configs, &facts))
 }
 
 fn finish_restore(cli: &Cli, text: &str, doc: serde_json::Value, code: i32) -> Result<i32> {

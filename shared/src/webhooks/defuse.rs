@@ -144,6 +144,17 @@ pub fn for_create(backup: &Value) -> Value {
     v
 }
 
+/// What restoring a configuration (as `analyse` judges it against the live cluster) would break
+/// again: its dead backends behind a `Fail` policy that reaches control-plane-critical requests
+/// (CRITICAL). Empty when restoring is safe; a dead backend that only blocks an add-on's own
+/// objects (WARNING) is the user's call and does not stop the restore.
+pub fn restore_blockers(findings: &[super::Finding]) -> Vec<&super::Finding> {
+    findings
+        .iter()
+        .filter(|f| f.kind == super::FindingKind::BackendDown && f.severity == crate::exit::Status::Critical)
+        .collect()
+}
+
 /// What a backup and the current object differ in (webhooks, labels, annotations).
 pub fn differs(a: &Value, b: &Value) -> Vec<String> {
     let mut out = Vec::new();

@@ -514,3 +514,36 @@ fn a_dead_backend_is_weighed_by_what_it_blocks() {
     let w = &kube_system_pods.webhooks[0];
     assert_eq!(blast_radius(w), "pods cannot be created or changed");
 }
+
+#[test]
+fn restoring_is_blocked_only_by_a_dead_backend_that_reaches_critical_requests() {
+    let everything = json!([{"operations": ["*"], "apiGroups": ["*"], "apiVersions": ["*"], "resources": ["*/*"]}]);
+    let addon_only = rule(&["metallb.io"], &["ipaddresspools"]);
+    let backend = |ready: usize| {
+        let mut facts = live_namespaces();
+        facts.services = Some(BTreeMap::from([(
+            ("guard".to_string(), "guard-svc".to_string()),
+            ServiceFacts {
+                exists: true,
+                ready_endpoints: ready,
+                not_ready_endpoints: 1 - ready.min(1),
+                ..Default::default()
+            },
+        )]));
+        facts
+    };
+    let cases = [
+        ("every request, backend down", everything.clone(), json!({"failurePolicy": "Fail"}), 0, 1),
+        ("every request, backend up", everything.clone(), json!({"failurePolicy": "Fail"}), 1, 0),
+        ("every request, fails open", everything, json!({"failurePolicy": "Ignore"}), 0, 0),
+        ("an add-on's own resources, backend down", addon_only, json!({"failurePolicy": "Fail"}), 0, 0),
+    ];
+    for (case, rules, extra, ready, blockers) in cases {
+        let findings = analyse(&[config(webhook(rules, extra))], &backend(ready));
+        let found = super::defuse::restore_blockers(&findings);
+        assert_eq!(found.len(), blockers, "{case}: {findings:?}");
+        if let Some(f) = found.first() {
+            assert!(f.summary.starts_with("LIVE OUTAGE: service guard/guard-svc has no ready endpoints"), "{case}");
+        }
+    }
+}

@@ -250,12 +250,24 @@ in_both_worlds! {
         let after = dry_run_pod(&c, &pod);
         assert!(after.status.success(), "{}", describe(&after));
 
-        // Restore, with the printed command (run through kubectl like a user would paste it).
+        // The printed undo, pasted while the backend is still down: restoring would lock the
+        // cluster again, so it is refused, says why, and changes nothing.
         let args: Vec<&str> = undo.split_whitespace().skip(1).collect();
         let out = kubectl(&[&args[..], &["--backup-dir", backup_dir]].concat(), &env);
         let (stdout, _) = text(&out);
-        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+        assert!(stdout.contains("Refused: restoring would lock the cluster again"), "{stdout}");
+        assert!(stdout.contains(&format!("{webhook}: LIVE OUTAGE: service default/pod-validator has no ready endpoints")), "{stdout}");
+        assert!(stdout.contains("--force"), "{stdout}");
+        assert_eq!(config_json(&c, &config)["webhooks"][0]["failurePolicy"], "Ignore", "nothing changed");
+        assert!(dry_run_pod(&c, &pod).status.success(), "pods can still be created");
+
+        // --force restores it as saved; the probe after the change shows the lockout is back.
+        let out = kubectl(&[&args[..], &["--backup-dir", backup_dir, "--force"]].concat(), &env);
+        let (stdout, _) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
         assert!(stdout.contains("read back, it matches the backup"), "{stdout}");
+        assert!(stdout.contains("Probe after the restore:"), "{stdout}");
         let restored = config_json(&c, &config);
         assert_eq!(comparable(restored), comparable(original.clone()), "restore gives back the original object");
         assert!(!dry_run_pod(&c, &pod).status.success(), "the lockout is back, as it was");
@@ -273,8 +285,15 @@ in_both_worlds! {
         assert_eq!((doc["applied"].as_bool(), doc["verified"].as_bool()), (Some(true), Some(true)));
         assert!(c.kubectl(&["get", "validatingwebhookconfiguration", &config]).status.code() != Some(0));
         let backup = doc["backup"].as_str().unwrap();
-        let out = kubectl(&["webhookguard", "restore", backup, "--yes"], &env);
-        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        // Re-creating it is refused too while its backend is down; --force does it.
+        let out = kubectl(&["webhookguard", "restore", backup, "--yes", "-o", "json"], &env);
+        assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+        let doc = json_of(&out);
+        assert_eq!(doc["applied"], false);
+        assert!(doc["refused"][0]["summary"].as_str().unwrap().starts_with("LIVE OUTAGE"), "{doc}");
+        assert!(c.kubectl(&["get", "validatingwebhookconfiguration", &config]).status.code() != Some(0));
+        let out = kubectl(&["webhookguard", "restore", backup, "--yes", "--force"], &env);
+        assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
         assert_eq!(comparable(config_json(&c, &config)), comparable(original));
     }
 }
