@@ -75,6 +75,11 @@ enum Command {
     Defrag(DefragArgs),
     /// Compact the key history up to a revision (irreversible)
     Compact(CompactArgs),
+    /// etcd's alarms: list them, or disarm them once the space is free (a NOSPACE recovery's last step)
+    Alarm {
+        #[command(subcommand)]
+        action: AlarmCommand,
+    },
     /// Print a shell completion script, or install kubectl's plugin completion
     Completion(CompletionArgs),
 }
@@ -165,6 +170,23 @@ struct DefragArgs {
     /// Every member (followers first, the leader last); or name one with --member
     #[arg(long, conflicts_with = "member")]
     all: bool,
+    #[command(flatten)]
+    run: MaintenanceArgs,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+enum AlarmCommand {
+    /// Every active alarm (NOSPACE, CORRUPT) with the member that raised it
+    List(MembersArgs),
+    /// Disarm every alarm; NOSPACE only once each member's database is under the quota
+    Disarm(AlarmDisarmArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct AlarmDisarmArgs {
+    /// Disarm even when etcd would raise NOSPACE again at the next write
+    #[arg(long)]
+    force: bool,
     #[command(flatten)]
     run: MaintenanceArgs,
 }
@@ -295,7 +317,75 @@ async fn run(cli: Cli) -> Result<i32> {
         }
         Command::Defrag(args) => defrag(&cli, args).await,
         Command::Compact(args) => compact(&cli, args).await,
+        Command::Alarm { action: AlarmCommand::List(args) } => {
+            let cluster = kube(&cli, &args.route).await?;
+            let access = members::access(cluster.as_ref(), &args.route).await?;
+            let st = access.status(cli.kube.timeout().unwrap_or(Duration::from_secs(10))).await?;
+            // An alarm is CRITICAL: NOSPACE refuses every write, CORRUPT means diverged data.
+            let verdict = if st.alarms.is_empty() { Status::Ok } else { Status::Critical };
+            emit(
+                &cli,
+                "EtcdAlarms",
+                json!({"verdict": verdict, "alarms": st.alarms, "quotaBytes": st.quota_bytes}),
+                || members::alarms_table(&st, cli.output.no_headers),
+            )?;
+            Ok(verdict.exit_code())
+        }
+        Command::Alarm { action: AlarmCommand::Disarm(args) } => disarm_alarms(&cli, args).await,
     }
+}
+
+async fn disarm_alarms(cli: &Cli, args: &AlarmDisarmArgs) -> Result<i32> {
+    let cluster = kube(cli, &args.run.route).await?;
+    let access = members::access(cluster.as_ref(), &args.run.route).await?;
+    let st = access.status(Duration::from_secs(30)).await?;
+    if st.alarms.is_empty() {
+        emit(cli, "EtcdAlarmDisarm", json!({"alarms": [], "applied": false}), || {
+            "No alarms: nothing to disarm.\n".into()
+        })?;
+        return Ok(0);
+    }
+    let mut text = format!("{} disarm {} alarm(s):\n", bold("Plan:"), st.alarms.len());
+    for a in &st.alarms {
+        text.push_str(&format!("  - {} on {} ({:x})\n", a.alarm, st.member_name(a.member_id), a.member_id));
+    }
+    let blocker = cpkit::etcd::status::disarm_blocker(&st);
+    if let Some(why) = &blocker {
+        let heading = if args.force { status_text(Status::Warning) } else { bold("Refused:") };
+        text.push_str(&format!("{heading} {why}.\n"));
+        if !args.force {
+            text.push_str("Nothing changed (--force disarms anyway; etcd then raises it again at the next write).\n");
+            emit(cli, "EtcdAlarmDisarm", json!({"alarms": st.alarms, "applied": false, "refused": why}), || text)?;
+            return Ok(Status::Critical.exit_code());
+        }
+    }
+    if !args.run.yes {
+        text.push_str("Nothing changed. Re-run with --yes to disarm.\n");
+        emit(cli, "EtcdAlarmDisarm", json!({"alarms": st.alarms, "applied": false}), || text)?;
+        return Ok(0);
+    }
+    access.disarm(&st.alarms, args.run.timeout).await?;
+    // Read back: the alarm list again.
+    let after = access.status(Duration::from_secs(30)).await?;
+    let code = if after.alarms.is_empty() {
+        text.push_str(&format!("{} read back, no alarm is active; etcd accepts writes again.\n", bold("Disarmed:")));
+        text.push_str("No undo needed: etcd raises NOSPACE again by itself if the database reaches its quota.\n");
+        0
+    } else {
+        text.push_str(&format!(
+            "{} still active after the disarm: {} (etcd raised it again: the database is not under its quota).\n",
+            status_text(Status::Critical),
+            after
+                .alarms
+                .iter()
+                .map(|a| format!("{} on {}", a.alarm, after.member_name(a.member_id)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        Status::Critical.exit_code()
+    };
+    emit(cli, "EtcdAlarmDisarm", json!({"alarms": st.alarms, "applied": true, "remaining": after.alarms}), || text)?;
+    Ok(code)
 }
 
 fn prune(cli: &Cli, args: &PruneArgs) -> Result<i32> {
@@ -495,6 +585,9 @@ async fn defrag(cli: &Cli, args: &DefragArgs) -> Result<i32> {
     text.push_str(
         "Each member blocks reads and writes while it defragments; the cluster stays available through the others.\n",
     );
+    if let Some(why) = cpkit::etcd::status::quota_shortfall(&st) {
+        text.push_str(&format!("{} {why}.\n", status_text(Status::Warning)));
+    }
     if !args.run.yes {
         text.push_str("Nothing changed. Re-run with --yes to defragment.\n");
         output::write_stdout(&text)?;
@@ -520,10 +613,13 @@ async fn compact(cli: &Cli, args: &CompactArgs) -> Result<i32> {
             "Omit --revision to compact up to the current revision.",
         ));
     }
-    let text = format!(
+    let mut text = format!(
         "{} compact the history up to revision {revision} (current {current}).\nIrreversible: older revisions are gone, and watchers behind them must re-list. A snapshot taken before keeps them (kubectl etcdsnap save).\nAfterwards, kubectl etcdsnap defrag --all gives the space back to the file system.\n",
         bold("Plan:")
     );
+    if let Some(why) = cpkit::etcd::status::quota_shortfall(&st) {
+        text.push_str(&format!("{} {why}.\n", status_text(Status::Warning)));
+    }
     if !args.run.yes {
         output::write_stdout(&format!("{text}Nothing changed. Re-run with --yes to compact.\n"))?;
         return Ok(0);

@@ -7,7 +7,7 @@ use cpkit::Cluster;
 use cpkit::error::{Error, ErrorKind, Result, TransportCause, transport_error};
 use cpkit::etcd::direct::{EtcdTls, cluster_status, connect, etcd_error};
 use cpkit::etcd::pods::{EtcdPod, etcdctl_with, find, status_via_exec};
-use cpkit::etcd::status::{ClusterStatus, MemberStatus};
+use cpkit::etcd::status::{Alarm, ClusterStatus, MemberStatus};
 use cpkit::output::{Table, human_bytes};
 
 use crate::transport::RouteArgs;
@@ -92,6 +92,17 @@ pub async fn access(cluster: Option<&Cluster>, args: &RouteArgs) -> Result<Acces
 
 impl Access {
     pub async fn status(&self, timeout: Duration) -> Result<ClusterStatus> {
+        let mut status = self.status_as_read(timeout).await?;
+        // The quota is a flag of the members, not in their answers: read it from their pods.
+        if status.quota_bytes == 0
+            && let Access::Exec { pods, .. } = self
+        {
+            status.quota_bytes = pods.iter().find_map(|p| p.quota_backend_bytes).unwrap_or(0);
+        }
+        Ok(status)
+    }
+
+    async fn status_as_read(&self, timeout: Duration) -> Result<ClusterStatus> {
         match self {
             Access::Exec { cluster, pods } => {
                 let pod = crate::transport::pick_pod(pods, None)?;
@@ -165,6 +176,28 @@ impl Access {
         }
     }
 
+    /// Deactivates `alarms` (etcdctl alarm disarm: each alarm of each member).
+    pub async fn disarm(&self, alarms: &[Alarm], timeout: Duration) -> Result<()> {
+        match self {
+            Access::Exec { cluster, pods } => {
+                let pod = crate::transport::pick_pod(pods, None)?;
+                let t = format!("--command-timeout={}s", timeout.as_secs().clamp(5, 60));
+                let out = etcdctl_with(cluster, &pod, &[&t, "alarm", "disarm"], timeout).await?;
+                if !out.success() {
+                    return Err(Error::new(
+                        ErrorKind::Failed,
+                        "Disarming the alarms failed",
+                        out.failure_reason(),
+                        "Check the members with kubectl etcdsnap members.",
+                    ));
+                }
+                Ok(())
+            }
+            Access::Direct { endpoints, tls } => disarm_at(endpoints, tls, alarms, timeout).await,
+            Access::Tunnels { tunnels, tls } => disarm_at(&tunnels.any(), tls, alarms, timeout).await,
+        }
+    }
+
     async fn compact(&self, revision: i64, timeout: Duration) -> Result<()> {
         match self {
             Access::Exec { cluster, pods } => {
@@ -186,6 +219,38 @@ impl Access {
             Access::Tunnels { tunnels, tls } => compact_at(&tunnels.any(), tls, revision, timeout).await,
         }
     }
+}
+
+async fn disarm_at(endpoints: &[String], tls: &EtcdTls, alarms: &[Alarm], timeout: Duration) -> Result<()> {
+    use etcd_client::{AlarmAction, AlarmOptions, AlarmType};
+    let first = endpoints.first().cloned().unwrap_or_default();
+    let mut c = connect(endpoints, tls, timeout).await?;
+    for alarm in alarms {
+        let kind = match alarm.alarm.as_str() {
+            "NOSPACE" => AlarmType::Nospace,
+            "CORRUPT" => AlarmType::Corrupt,
+            _ => continue,
+        };
+        let mut options = AlarmOptions::new();
+        options.with_member(alarm.member_id);
+        tokio::time::timeout(timeout, c.alarm(AlarmAction::Deactivate, kind, Some(options)))
+            .await
+            .map_err(|_| transport_error("etcd", &first, TransportCause::Timeout, Some(timeout)))?
+            .map_err(|e| etcd_error(&first, &e, Some(timeout)))?;
+    }
+    Ok(())
+}
+
+/// The alarms as a table: alarm, member, its ID.
+pub fn alarms_table(s: &ClusterStatus, no_headers: bool) -> String {
+    if s.alarms.is_empty() {
+        return "No alarms.\n".to_string();
+    }
+    let mut t = Table::new(&["alarm", "member", "member id"]);
+    for a in &s.alarms {
+        t.row([a.alarm.clone(), s.member_name(a.member_id), format!("{:x}", a.member_id)]);
+    }
+    t.render(false, no_headers)
 }
 
 async fn compact_at(endpoints: &[String], tls: &EtcdTls, revision: i64, timeout: Duration) -> Result<()> {

@@ -83,7 +83,7 @@ pub fn etcd_error(endpoint: &str, err: &etcd_client::Error, timeout: Option<Dura
             ErrorKind::Failed,
             format!("etcd at {endpoint} refuses writes"),
             "mvcc: database space exceeded (NOSPACE alarm)",
-            "Compact, defragment (kubectl etcdsnap defrag --all) and disarm the alarm (etcdctl alarm disarm).",
+            "Compact (kubectl etcdsnap compact), defragment (kubectl etcdsnap defrag --all) and disarm the alarm (kubectl etcdsnap alarm disarm).",
         );
     }
     if lower.contains("permission denied") || lower.contains("authentication") {

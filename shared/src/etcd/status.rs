@@ -301,10 +301,62 @@ pub fn quorum(n: usize) -> usize {
     n / 2 + 1
 }
 
+/// The quota in force: the members' `--quota-backend-bytes`, else etcd's default.
+pub fn quota_of(s: &ClusterStatus) -> u64 {
+    if s.quota_bytes > 0 { s.quota_bytes } else { DEFAULT_QUOTA }
+}
+
+/// Share of the quota the data in use may fill before compaction and defragmentation cannot
+/// bring the database back under it with room to spare.
+const DATA_FILLS_QUOTA: f64 = 0.9;
+
+/// When the data itself (not the history or free pages) nearly fills the quota: compaction and
+/// defragmentation cannot bring the database under it; the way out, with the numbers.
+pub fn quota_shortfall(s: &ClusterStatus) -> Option<String> {
+    let quota = quota_of(s);
+    let in_use = s.members.iter().filter_map(|m| m.db_size_in_use).max()?;
+    (in_use as f64 >= quota as f64 * DATA_FILLS_QUOTA).then(|| {
+        format!(
+            "the data in use ({}) nearly fills the {} quota: compaction and defragmentation cannot bring the database under it. Delete what fills etcd (events, custom resources, Secrets of old Helm releases), or raise --quota-backend-bytes on every member, one at a time (etcd suggests at most 8 GiB)",
+            human_bytes(in_use),
+            human_bytes(quota)
+        )
+    })
+}
+
+/// Why disarming NOSPACE now would not last: a member's database file is not under the quota, so
+/// etcd raises the alarm again at the next write (etcd `Documentation/op-guide/maintenance.md`,
+/// "Space quota": free space, then disarm). `None` when there is no NOSPACE or disarming holds.
+pub fn disarm_blocker(s: &ClusterStatus) -> Option<String> {
+    if !s.alarms.iter().any(|a| a.alarm == "NOSPACE") {
+        return None;
+    }
+    let quota = quota_of(s);
+    let full: Vec<String> = s
+        .members
+        .iter()
+        .filter_map(|m| m.db_size.filter(|d| *d >= quota).map(|d| format!("{} ({})", m.name, human_bytes(d))))
+        .collect();
+    if full.is_empty() {
+        return None;
+    }
+    let way_out = quota_shortfall(s).unwrap_or_else(|| {
+        "Free space first: `kubectl etcdsnap compact --yes`, then `kubectl etcdsnap defrag --all --yes`".into()
+    });
+    Some(format!(
+        "the database file of {} is not under the {} quota, so etcd would raise NOSPACE again at the next write. {way_out}",
+        full.join(", "),
+        human_bytes(quota)
+    ))
+}
+
 /// What frees a NOSPACE alarm, by the numbers: when the data in use nearly fills the quota,
 /// compaction and defragmentation free nothing that matters, so the quota must grow (and what
 /// fills it be found); otherwise compact at the current revision and defragment. Both end with
 /// the alarm disarmed (etcd `Documentation/op-guide/maintenance.md`, "Space quota").
+/// The last step of every NOSPACE recovery.
+const DISARM: &str = "kubectl etcdsnap alarm disarm   # shows the plan; again with --yes";
+
 fn nospace_fix(r: &mut CheckResult, healthy: &[&&MemberStatus], quota: u64) {
     let in_use = healthy.iter().filter_map(|m| m.db_size_in_use).max();
     let size = healthy.iter().filter_map(|m| m.db_size).max();
@@ -323,7 +375,7 @@ fn nospace_fix(r: &mut CheckResult, healthy: &[&&MemberStatus], quota: u64) {
                 ),
                 &[
                     &format!("# /etc/kubernetes/manifests/etcd.yaml on each node: --quota-backend-bytes={next}"),
-                    "etcdctl alarm disarm",
+                    DISARM,
                 ],
                 "medium: each member restarts; keep quorum by going one at a time; take a snapshot first (kubectl etcdsnap save)",
             );
@@ -339,7 +391,7 @@ fn nospace_fix(r: &mut CheckResult, healthy: &[&&MemberStatus], quota: u64) {
                 &[
                     "kubectl etcdsnap compact        # shows the plan; again with --yes",
                     "kubectl etcdsnap defrag --all   # one member at a time, leader last",
-                    "etcdctl alarm disarm",
+                    DISARM,
                 ],
                 risk,
             );
@@ -628,6 +680,35 @@ mod tests {
     }
 
     #[test]
+    fn disarming_waits_until_the_database_is_under_its_quota() {
+        let mib = 1024 * 1024;
+        // (db size, in use, quota) → blocked, and what the way out says.
+        let cases: [(u64, u64, u64, Option<&str>); 3] = [
+            (40 * mib, 39 * mib, 40 * mib, Some("the data in use (39.0 MiB) nearly fills the 40.0 MiB quota")),
+            (40 * mib, 4 * mib, 40 * mib, Some("Free space first: `kubectl etcdsnap compact --yes`")),
+            (8 * mib, 4 * mib, 40 * mib, None),
+        ];
+        for (size, in_use, quota, says) in cases {
+            let mut s = status(STATUS_TWO, HEALTH, r#"{"alarms":[{"memberID":1211875598812016075,"alarm":1}]}"#, quota);
+            for m in &mut s.members {
+                m.db_size = Some(size);
+                m.db_size_in_use = Some(in_use);
+            }
+            let blocker = disarm_blocker(&s);
+            match says {
+                Some(text) => {
+                    let b = blocker.expect("blocked");
+                    assert!(b.starts_with("the database file of"), "{b}");
+                    assert!(b.contains(text), "{b}");
+                }
+                None => assert!(blocker.is_none(), "{blocker:?}"),
+            }
+        }
+        // No NOSPACE alarm: nothing to block.
+        assert!(disarm_blocker(&status(STATUS_TWO, HEALTH, "{}", 40 * mib)).is_none());
+    }
+
+    #[test]
     fn the_nospace_fix_follows_the_numbers() {
         let mib = 1024 * 1024;
         // (db size, in use, quota) → what the fix must say and run.
@@ -656,10 +737,10 @@ mod tests {
                 m.db_size_in_use = Some(in_use);
             }
             let r = judge(&s);
-            let fix = r.remediation.iter().find(|f| f.commands.iter().any(|c| c == "etcdctl alarm disarm")).unwrap();
+            let fix = r.remediation.iter().find(|f| f.commands.iter().any(|c| c == DISARM)).unwrap();
             assert!(fix.action.contains(says), "{}", fix.action);
             assert!(fix.commands.iter().any(|c| c.contains(runs)), "{:?}", fix.commands);
-            assert_eq!(fix.commands.last().map(String::as_str), Some("etcdctl alarm disarm"));
+            assert_eq!(fix.commands.last().map(String::as_str), Some(DISARM));
             assert!(!fix.commands.iter().any(|c| c.contains('<')), "no placeholder: {:?}", fix.commands);
         }
         // The member to replace is named by its real ID.

@@ -478,11 +478,8 @@ const RULES: &[Rule] = &[
     rule(&["snapshot restore"], Suite("kubectl etcdsnap restore-plan FILE")),
     rule(&["etcdctl", "defrag"], Suite("kubectl etcdsnap defrag --all")),
     rule(&["etcdctl", "compact"], Suite("kubectl etcdsnap compact")),
-    rule(
-        &["etcdctl", "alarm disarm"],
-        NotDone("`etcdsnap alarm disarm` is open work (issue 14); cphealth names the alarm and the numbers"),
-    ),
-    rule(&["etcdctl", "alarm"], Suite("kubectl etcdsnap members")),
+    rule(&["etcdctl", "alarm disarm"], Suite("kubectl etcdsnap alarm disarm")),
+    rule(&["etcdctl", "alarm"], Suite("kubectl etcdsnap alarm list")),
     rule(
         &["etcdctl", "member remove"],
         NotDone(

@@ -292,7 +292,7 @@ in_both_worlds! {
         assert!(m.contains("NOSPACE alarm raised by") && m.contains("etcd refuses writes"), "{m}");
         // etcd 3.6 reports members with an active alarm as unhealthy: they still hold quorum.
         assert!(!m.contains("QUORUM LOST"), "{m}");
-        assert!(check(&r, "etcd")["remediation"].to_string().contains("etcdctl alarm disarm"));
+        assert!(check(&r, "etcd")["remediation"].to_string().contains("kubectl etcdsnap alarm disarm"));
     }
 }
 
