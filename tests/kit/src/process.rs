@@ -141,23 +141,22 @@ pub fn capture_output(command: &mut Command, raw: &std::path::Path, cri: Option<
     Ok(())
 }
 
-/// Starts `command` with at most `limit` open files (soft and hard: Go raises the soft limit to
-/// the hard one at start).
-pub fn limit_open_files(command: &mut Command, limit: u64) {
+/// Sets a running process's open-files limit, soft and hard (prlimit(2): a process of the same
+/// user may lower another's limit).
+pub fn set_open_files_limit(pid: u32, limit: u64) -> io::Result<()> {
     #[cfg(target_os = "linux")]
     {
-        use std::os::unix::process::CommandExt;
-        // SAFETY: setrlimit is a plain system call, safe between fork and exec.
-        unsafe {
-            command.pre_exec(move || {
-                let rlim = libc::rlimit { rlim_cur: limit, rlim_max: limit };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &rlim) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
+        let rlim = libc::rlimit { rlim_cur: limit, rlim_max: limit };
+        // SAFETY: prlimit reads `rlim` and writes nothing (old limit pointer is null).
+        let rc = unsafe { libc::prlimit(pid as libc::pid_t, libc::RLIMIT_NOFILE, &rlim, std::ptr::null_mut()) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
         }
+        Ok(())
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = (command, limit);
+    {
+        let _ = (pid, limit);
+        Err(io::Error::other("open-files limits of other processes are set on Linux only"))
+    }
 }

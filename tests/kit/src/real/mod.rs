@@ -67,9 +67,6 @@ pub struct RealOptions {
     /// (`--advertise-address`, hence the `kubernetes` EndpointSlice): replicas not reachable
     /// from this machine.
     pub unreachable_replicas: bool,
-    /// (replica, limit): that kube-apiserver starts with this open-files limit (soft and hard),
-    /// as under a container runtime with a low `LimitNOFILE`.
-    pub apiserver_open_files: Option<(usize, u64)>,
 }
 
 impl Default for RealOptions {
@@ -86,7 +83,6 @@ impl Default for RealOptions {
             admin_validity: Validity::days(365),
             dir: None,
             unreachable_replicas: false,
-            apiserver_open_files: None,
         }
     }
 }
@@ -351,12 +347,6 @@ impl RealCluster {
         cmd.env_clear();
         for (k, v) in &p.env {
             cmd.env(k, v);
-        }
-        if let Some((replica, limit)) = self.options.apiserver_open_files
-            && p.component == Component::Apiserver
-            && p.node == replica
-        {
-            crate::process::limit_open_files(&mut cmd, limit);
         }
         let name = format!("{}-{}", p.component.name(), node.name);
         p.guard = Some(ChildGuard::spawn_on_host(&name, &mut cmd, Some(&node.name))?);
@@ -800,6 +790,23 @@ impl RealCluster {
     }
 
     /// Kills a component (SIGKILL): a crash, with no graceful hand-over.
+    /// Lowers a running component's open-files limit (soft and hard) to what it holds now divided
+    /// by `share`: it then uses `share` of its limit, as a process whose runtime set a low
+    /// `LimitNOFILE` does once its connections grow. Returns (open, limit).
+    pub fn squeeze_open_files(&self, component: Component, node: usize, share: f64) -> std::io::Result<(u64, u64)> {
+        let procs = self.processes.lock().expect("processes lock");
+        let pid = procs
+            .iter()
+            .find(|p| p.component == component && p.node == node)
+            .and_then(|p| p.guard.as_ref())
+            .and_then(|g| g.pid())
+            .ok_or_else(|| std::io::Error::other(format!("{} on node {node} is not running", component.name())))?;
+        let open = std::fs::read_dir(format!("/proc/{pid}/fd"))?.count() as u64;
+        let limit = (open as f64 / share).ceil() as u64;
+        crate::process::set_open_files_limit(pid, limit)?;
+        Ok((open, limit))
+    }
+
     pub fn kill(&self, component: Component, node: usize) {
         let mut procs = self.processes.lock().expect("processes lock");
         for p in procs.iter_mut().filter(|p| p.component == component && p.node == node) {
