@@ -171,7 +171,9 @@ pub async fn run(cluster: &Cluster, args: &BundleArgs, report: Value) -> Result<
     match cpkit::etcd::pods::find(cluster).await {
         Ok(etcd) if !etcd.is_empty() => {
             let running = etcd.iter().find(|p| p.is_running()).unwrap_or(&etcd[0]);
-            match cpkit::etcd::pods::status_via_exec(cluster, running, std::time::Duration::from_secs(5)).await {
+            match cpkit::etcd::pods::status_via_exec(cluster, running, std::time::Duration::from_secs(5), etcd.len())
+                .await
+            {
                 Ok(s) => b.add_json("etcd/status.json", serde_json::to_value(&s).unwrap_or_default()),
                 Err(e) => b.note("etcd status", &e),
             }

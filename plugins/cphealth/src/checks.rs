@@ -363,7 +363,9 @@ async fn etcd(ctx: &Ctx) -> CheckResult {
     let status_fut = async {
         let mut last_error = None;
         for pod in pods.iter().filter(|p| p.is_running()).chain(pods.iter().filter(|p| !p.is_running())) {
-            match cpkit::etcd::pods::status_via_exec(&ctx.cluster, pod, timeout).await {
+            match cpkit::etcd::pods::status_via_exec(&ctx.cluster, pod, timeout.min(Duration::from_secs(5)), pods.len())
+                .await
+            {
                 Ok(mut s) => {
                     if s.quota_bytes == 0 {
                         s.quota_bytes = quota;

@@ -1,6 +1,7 @@
 //! `kubectl etcdsnap`: etcd snapshots that are verified and restorable, and the maintenance
 //! around them.
 
+mod examples;
 mod files;
 mod members;
 mod restore;
@@ -28,7 +29,7 @@ const PLUGIN: Plugin = Plugin { name: "etcdsnap", version: env!("CARGO_PKG_VERSI
 /// compaction one member at a time. Exit codes: 0 OK, 1 WARNING, 2 CRITICAL/failed, 3 UNKNOWN,
 /// 64 usage, 130 interrupted.
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, about, long_about = None, after_help = examples::ROOT)]
 struct Cli {
     #[command(flatten)]
     kube: KubeArgs,
@@ -41,8 +42,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Save a verified snapshot (sha256 checked in transit, written atomically, with a .json record)
+    #[command(after_help = examples::SAVE)]
     Save(save::SaveArgs),
     /// Inspect a snapshot file offline: integrity, etcdctl's numbers, members, objects inside
+    #[command(after_help = examples::STATUS)]
     Status {
         #[arg(value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
         file: PathBuf,
@@ -51,17 +54,22 @@ enum Command {
         no_digest: bool,
     },
     /// List the snapshots of a directory, newest first
+    #[command(after_help = examples::LS)]
     Ls {
         #[arg(value_name = "DIR", default_value = ".", value_hint = clap::ValueHint::DirPath)]
         dir: PathBuf,
     },
     /// Delete old snapshots by count or age (never the newest verified one)
+    #[command(after_help = examples::PRUNE)]
     Prune(PruneArgs),
     /// The exact per-member commands of a full restore from FILE
+    #[command(after_help = examples::RESTORE_PLAN)]
     RestorePlan(RestorePlanArgs),
     /// Restore FILE into an empty local data directory with etcdutl (or etcdctl 3.4)
+    #[command(after_help = examples::RESTORE)]
     Restore(RestoreCmdArgs),
     /// Restore FILE into a temp dir, start a throwaway etcd, check it serves what status says
+    #[command(after_help = examples::DRILL)]
     Drill {
         #[arg(value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
         file: PathBuf,
@@ -70,17 +78,22 @@ enum Command {
         keep: bool,
     },
     /// Every member: health, leader, version, db size and use, raft term and index, alarms
+    #[command(after_help = examples::MEMBERS)]
     Members(MembersArgs),
     /// Defragment members one at a time, followers first, the leader last
+    #[command(after_help = examples::DEFRAG)]
     Defrag(DefragArgs),
     /// Compact the key history up to a revision (irreversible)
+    #[command(after_help = examples::COMPACT)]
     Compact(CompactArgs),
     /// etcd's alarms: list them, or disarm them once the space is free (a NOSPACE recovery's last step)
+    #[command(after_help = examples::ALARM)]
     Alarm {
         #[command(subcommand)]
         action: AlarmCommand,
     },
     /// Print a shell completion script, or install kubectl's plugin completion
+    #[command(after_help = examples::COMPLETION)]
     Completion(CompletionArgs),
 }
 
@@ -148,8 +161,17 @@ struct RestoreCmdArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 struct MembersArgs {
+    /// Time each member has to answer (a member that does not is reported down, the others as they are)
+    #[arg(long, default_value = "5s", value_parser = cpkit::duration::positive_duration_arg, value_name = "DURATION")]
+    timeout: Duration,
     #[command(flatten)]
     route: RouteArgs,
+}
+
+/// The time each member has to answer a status read during maintenance: bounded, so that a dead
+/// member costs seconds, not the step's whole budget.
+fn per_member(step: Duration) -> Duration {
+    step.min(Duration::from_secs(5))
 }
 
 /// What every cluster-changing maintenance command takes.
@@ -177,8 +199,10 @@ struct DefragArgs {
 #[derive(Debug, Clone, clap::Subcommand)]
 enum AlarmCommand {
     /// Every active alarm (NOSPACE, CORRUPT) with the member that raised it
+    #[command(after_help = examples::ALARM_LIST)]
     List(MembersArgs),
     /// Disarm every alarm; NOSPACE only once each member's database is under the quota
+    #[command(after_help = examples::ALARM_DISARM)]
     Disarm(AlarmDisarmArgs),
 }
 
@@ -308,7 +332,7 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Members(args) => {
             let cluster = kube(&cli, &args.route).await?;
             let access = members::access(cluster.as_ref(), &args.route).await?;
-            let st = access.status(cli.kube.timeout().unwrap_or(Duration::from_secs(10))).await?;
+            let st = access.status(args.timeout).await?;
             let verdict = cpkit::etcd::status::judge(&st).status;
             emit(&cli, "EtcdMembers", json!({"verdict": verdict, "status": st}), || {
                 members::members_table(&st, cli.output.is_wide(), cli.output.no_headers)
@@ -320,7 +344,7 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Alarm { action: AlarmCommand::List(args) } => {
             let cluster = kube(&cli, &args.route).await?;
             let access = members::access(cluster.as_ref(), &args.route).await?;
-            let st = access.status(cli.kube.timeout().unwrap_or(Duration::from_secs(10))).await?;
+            let st = access.status(args.timeout).await?;
             // An alarm is CRITICAL: NOSPACE refuses every write, CORRUPT means diverged data.
             let verdict = if st.alarms.is_empty() { Status::Ok } else { Status::Critical };
             emit(
@@ -338,7 +362,7 @@ async fn run(cli: Cli) -> Result<i32> {
 async fn disarm_alarms(cli: &Cli, args: &AlarmDisarmArgs) -> Result<i32> {
     let cluster = kube(cli, &args.run.route).await?;
     let access = members::access(cluster.as_ref(), &args.run.route).await?;
-    let st = access.status(Duration::from_secs(30)).await?;
+    let st = access.status(per_member(args.run.timeout)).await?;
     if st.alarms.is_empty() {
         emit(cli, "EtcdAlarmDisarm", json!({"alarms": [], "applied": false}), || {
             "No alarms: nothing to disarm.\n".into()
@@ -366,7 +390,7 @@ async fn disarm_alarms(cli: &Cli, args: &AlarmDisarmArgs) -> Result<i32> {
     }
     access.disarm(&st.alarms, args.run.timeout).await?;
     // Read back: the alarm list again.
-    let after = access.status(Duration::from_secs(30)).await?;
+    let after = access.status(per_member(args.run.timeout)).await?;
     let code = if after.alarms.is_empty() {
         text.push_str(&format!("{} read back, no alarm is active; etcd accepts writes again.\n", bold("Disarmed:")));
         text.push_str("No undo needed: etcd raises NOSPACE again by itself if the database reaches its quota.\n");
@@ -556,7 +580,7 @@ async fn defrag(cli: &Cli, args: &DefragArgs) -> Result<i32> {
     }
     let cluster = kube(cli, &args.run.route).await?;
     let access = members::access(cluster.as_ref(), &args.run.route).await?;
-    let st = access.status(Duration::from_secs(30)).await?;
+    let st = access.status(per_member(args.run.timeout)).await?;
     let order = members::defrag_order(&st, args.run.route.member.as_deref());
     if order.is_empty() {
         return Err(Error::usage(
@@ -564,13 +588,22 @@ async fn defrag(cli: &Cli, args: &DefragArgs) -> Result<i32> {
             "See kubectl etcdsnap members.",
         ));
     }
-    if let Some(unhealthy) = st.members.iter().find(|m| !m.healthy) {
-        return Err(Error::new(
-            cpkit::error::ErrorKind::Failed,
-            format!("Member {} is not healthy; not defragmenting", unhealthy.name),
-            unhealthy.error.clone().unwrap_or_else(|| "it does not answer".into()),
-            "Defragmentation blocks a member; with one already down, quorum could be lost. Fix the member first.",
-        ));
+    let down: Vec<&cpkit::etcd::status::MemberStatus> = st.members.iter().filter(|m| !m.healthy).collect();
+    if !down.is_empty() {
+        // The others as they are, the dead one as down; the verdict by quorum.
+        let verdict = cpkit::etcd::status::judge(&st).status;
+        let mut text = members::members_table(&st, cli.output.is_wide(), cli.output.no_headers);
+        for m in &down {
+            text.push_str(&format!(
+                "\n{} not defragmenting while {} is down ({}): each member blocks while it defragments, and with one already down quorum could be lost. Bring {} back first.\n",
+                bold("Refused:"),
+                m.name,
+                m.error.clone().unwrap_or_else(|| "it does not answer".into()),
+                m.name
+            ));
+        }
+        emit(cli, "EtcdDefrag", json!({"verdict": verdict, "status": st, "applied": false}), || text)?;
+        return Ok(verdict.exit_code().max(Status::Warning.exit_code()));
     }
     let mut text = format!("{} defragment {} member(s), one at a time:\n", bold("Plan:"), order.len());
     for m in &order {
@@ -604,7 +637,7 @@ async fn defrag(cli: &Cli, args: &DefragArgs) -> Result<i32> {
 async fn compact(cli: &Cli, args: &CompactArgs) -> Result<i32> {
     let cluster = kube(cli, &args.run.route).await?;
     let access = members::access(cluster.as_ref(), &args.run.route).await?;
-    let st = access.status(Duration::from_secs(30)).await?;
+    let st = access.status(per_member(args.run.timeout)).await?;
     let current = st.members.iter().filter_map(|m| m.revision).max().unwrap_or(0);
     let revision = args.revision.unwrap_or(current);
     if revision <= 0 || revision > current {

@@ -16,7 +16,7 @@ use crate::transport::RouteArgs;
 /// or direct gRPC.
 pub enum Access {
     Exec { cluster: Box<Cluster>, pods: Vec<EtcdPod> },
-    Tunnels { tunnels: Tunnels, tls: EtcdTls },
+    Tunnels { tunnels: Tunnels, tls: EtcdTls, quota: u64 },
     Direct { endpoints: Vec<String>, tls: EtcdTls },
 }
 
@@ -60,44 +60,58 @@ pub async fn access(cluster: Option<&Cluster>, args: &RouteArgs) -> Result<Acces
             .err()
             .unwrap_or_else(|| Error::failed("no etcd pods", "", "")));
     }
-    if args.via == crate::transport::Via::PortForward {
-        let timeout = cluster.timeout().unwrap_or(Duration::from_secs(10));
-        let first = crate::transport::pick_pod(&pods, None)?;
-        // The certificates and every member's tunnel, all at once.
-        let running: Vec<&EtcdPod> = pods.iter().filter(|p| p.is_running()).collect();
-        let (tls, opened) = tokio::join!(
-            crate::save::tls_for(cluster, &first, &args.tls, timeout),
-            futures::future::join_all(running.iter().map(|p| crate::transport::forward(cluster, p, timeout)))
-        );
-        let mut tunnels = Tunnels::default();
-        let mut failure = None;
-        for (pod, result) in running.iter().zip(opened) {
-            match result {
-                Ok((url, task)) => {
-                    tunnels.urls.push((pod.member.clone(), url));
-                    tunnels.forwarders.push(task);
-                }
-                Err(e) => failure = failure.or(Some(e)),
+    match args.via {
+        crate::transport::Via::PortForward => open_tunnels(cluster, &pods, args).await,
+        // As --help says: port-forward when allowed (each member answers through its own
+        // tunnel, in its own time), else etcdctl in a pod.
+        crate::transport::Via::Auto => match open_tunnels(cluster, &pods, args).await {
+            Ok(access) => Ok(access),
+            Err(e) => {
+                cpkit::cli::note(&format!("{} ({}); using etcdctl in the pod instead", e.what, e.why));
+                Ok(Access::Exec { cluster: Box::new(cluster.clone()), pods })
             }
-        }
-        // Returning early drops `tunnels`, which stops the ones already open.
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        return Ok(Access::Tunnels { tunnels, tls: tls? });
+        },
+        _ => Ok(Access::Exec { cluster: Box::new(cluster.clone()), pods }),
     }
-    // auto and exec: etcdctl in a pod (one exec gives the whole cluster's view).
-    Ok(Access::Exec { cluster: Box::new(cluster.clone()), pods })
+}
+
+/// A port-forward to every running member and the client certificates, at once.
+async fn open_tunnels(cluster: &Cluster, pods: &[EtcdPod], args: &RouteArgs) -> Result<Access> {
+    let timeout = cluster.timeout().unwrap_or(Duration::from_secs(10));
+    let first = crate::transport::pick_pod(pods, None)?;
+    let running: Vec<&EtcdPod> = pods.iter().filter(|p| p.is_running()).collect();
+    let (tls, opened) = tokio::join!(
+        crate::save::tls_for(cluster, &first, &args.tls, timeout),
+        futures::future::join_all(running.iter().map(|p| crate::transport::forward(cluster, p, timeout)))
+    );
+    let mut tunnels = Tunnels::default();
+    let mut failure = None;
+    for (pod, result) in running.iter().zip(opened) {
+        match result {
+            Ok((url, task)) => {
+                tunnels.urls.push((pod.member.clone(), url));
+                tunnels.forwarders.push(task);
+            }
+            Err(e) => failure = failure.or(Some(e)),
+        }
+    }
+    // Returning early drops `tunnels`, which stops the ones already open.
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    Ok(Access::Tunnels { tunnels, tls: tls?, quota: pods.iter().find_map(|p| p.quota_backend_bytes).unwrap_or(0) })
 }
 
 impl Access {
     pub async fn status(&self, timeout: Duration) -> Result<ClusterStatus> {
         let mut status = self.status_as_read(timeout).await?;
         // The quota is a flag of the members, not in their answers: read it from their pods.
-        if status.quota_bytes == 0
-            && let Access::Exec { pods, .. } = self
-        {
-            status.quota_bytes = pods.iter().find_map(|p| p.quota_backend_bytes).unwrap_or(0);
+        if status.quota_bytes == 0 {
+            status.quota_bytes = match self {
+                Access::Exec { pods, .. } => pods.iter().find_map(|p| p.quota_backend_bytes).unwrap_or(0),
+                Access::Tunnels { quota, .. } => *quota,
+                Access::Direct { .. } => 0,
+            };
         }
         Ok(status)
     }
@@ -106,10 +120,10 @@ impl Access {
         match self {
             Access::Exec { cluster, pods } => {
                 let pod = crate::transport::pick_pod(pods, None)?;
-                status_via_exec(cluster, &pod, timeout).await
+                status_via_exec(cluster, &pod, timeout, pods.len()).await
             }
             Access::Direct { endpoints, tls } => cluster_status(endpoints, tls, 0, timeout).await,
-            Access::Tunnels { tunnels, tls } => {
+            Access::Tunnels { tunnels, tls, .. } => {
                 // The member list through any tunnel, each member's status through its own.
                 let source = "a port-forward to each member".to_string();
                 cpkit::etcd::direct::cluster_status_through(&tunnels.any(), &tunnels.urls, tls, 0, timeout, source)
@@ -194,7 +208,7 @@ impl Access {
                 Ok(())
             }
             Access::Direct { endpoints, tls } => disarm_at(endpoints, tls, alarms, timeout).await,
-            Access::Tunnels { tunnels, tls } => disarm_at(&tunnels.any(), tls, alarms, timeout).await,
+            Access::Tunnels { tunnels, tls, .. } => disarm_at(&tunnels.any(), tls, alarms, timeout).await,
         }
     }
 
@@ -216,7 +230,7 @@ impl Access {
                 Ok(())
             }
             Access::Direct { endpoints, tls } => compact_at(endpoints, tls, revision, timeout).await,
-            Access::Tunnels { tunnels, tls } => compact_at(&tunnels.any(), tls, revision, timeout).await,
+            Access::Tunnels { tunnels, tls, .. } => compact_at(&tunnels.any(), tls, revision, timeout).await,
         }
     }
 }
@@ -338,7 +352,7 @@ pub async fn defrag(
         ));
         access.defrag_one(m, timeout).await?;
         // Health between members: the next one starts only if the cluster is whole again.
-        let after = access.status(timeout).await?;
+        let after = access.status(timeout.min(Duration::from_secs(5))).await?;
         let healthy = after.members.iter().find(|x| x.id == m.id).is_some_and(|x| x.healthy);
         let all = after.members.iter().all(|x| x.healthy);
         if !healthy || !all {

@@ -122,19 +122,22 @@ pub async fn etcdctl(cluster: &Cluster, pod: &EtcdPod, args: &[&str], timeout: D
 /// Runs `etcdctl <args>` in the pod with its certificate flags and no timeout flags of ours (for
 /// long operations: the caller passes `--command-timeout`), bounded by `timeout`.
 pub async fn etcdctl_with(cluster: &Cluster, pod: &EtcdPod, args: &[&str], timeout: Duration) -> Result<ExecOutput> {
+    etcdctl_within(cluster, pod, args, Duration::from_secs(5), timeout + Duration::from_secs(5)).await
+}
+
+/// `etcdctl <args>` with a dial timeout and a whole-exec budget of the caller's.
+async fn etcdctl_within(
+    cluster: &Cluster,
+    pod: &EtcdPod,
+    args: &[&str],
+    dial: Duration,
+    budget: Duration,
+) -> Result<ExecOutput> {
     let mut command = vec!["etcdctl".to_string()];
     command.extend(pod.etcdctl_flags());
-    command.push("--dial-timeout=5s".into());
+    command.push(format!("--dial-timeout={}s", dial.as_secs().max(1)));
     command.extend(args.iter().map(|a| a.to_string()));
-    exec(
-        cluster,
-        &pod.pod.namespace,
-        &pod.pod.name,
-        Some(&pod.pod.container),
-        &command,
-        timeout + Duration::from_secs(5),
-    )
-    .await
+    exec(cluster, &pod.pod.namespace, &pod.pod.name, Some(&pod.pod.container), &command, budget).await
 }
 
 /// etcd's own `/metrics` through a port-forward to the pod's plain-HTTP metrics port, bounded by
@@ -209,18 +212,30 @@ pub async fn read_file(cluster: &Cluster, pod: &EtcdPod, path: &str, timeout: Du
 }
 
 /// The cluster status through `etcdctl` in `pod`: member list, endpoint status and health of
-/// every member, alarms — four commands run concurrently.
+/// every member, alarms — four commands run concurrently. Each member has `per_member` to answer:
+/// `endpoint status --cluster` asks the members one after another, so a dead member costs its
+/// share and the others are still reported (`members` is how many there are, for the budget).
 pub async fn status_via_exec(
     cluster: &Cluster,
     pod: &EtcdPod,
-    timeout: Duration,
+    per_member: Duration,
+    members: usize,
 ) -> Result<super::status::ClusterStatus> {
     use super::status::*;
+    let seconds = per_member.as_secs().clamp(1, 30);
+    let command_timeout = format!("--command-timeout={seconds}s");
+    let dial = Duration::from_secs(seconds.min(5));
+    let one = Duration::from_secs(seconds) + Duration::from_secs(5);
+    let every = Duration::from_secs(seconds) * members.max(1) as u32 + Duration::from_secs(5);
+    let run = |args: &'static [&'static str], budget: Duration| {
+        let all: Vec<&str> = std::iter::once(command_timeout.as_str()).chain(args.iter().copied()).collect();
+        async move { etcdctl_within(cluster, pod, &all, dial, budget).await }
+    };
     let (members, statuses, healths, alarms) = tokio::join!(
-        etcdctl(cluster, pod, &["member", "list", "-w", "json"], timeout),
-        etcdctl(cluster, pod, &["endpoint", "status", "--cluster", "-w", "json"], timeout),
-        etcdctl(cluster, pod, &["endpoint", "health", "--cluster", "-w", "json"], timeout),
-        etcdctl(cluster, pod, &["alarm", "list", "-w", "json"], timeout),
+        run(&["member", "list", "-w", "json"], one),
+        run(&["endpoint", "status", "--cluster", "-w", "json"], every),
+        run(&["endpoint", "health", "--cluster", "-w", "json"], one + Duration::from_secs(seconds)),
+        run(&["alarm", "list", "-w", "json"], one),
     );
     let members = members?;
     if !members.success() {

@@ -613,6 +613,38 @@ in_both_worlds! {
 }
 
 in_both_worlds! {
+    fn a_dead_member_is_reported_down_and_the_others_as_they_are(world) {
+        let c = start(world, Scenario::EtcdMemberDown);
+        let env = c.env();
+        let down = c.facts.down_etcd_member.clone().expect("the scenario names its dead member");
+        // Every route gives partial results: the dead member down, the others with their numbers,
+        // exit 1 as quorum holds (before: the exec route failed as a whole after 15 s and told
+        // the user to raise a --timeout that members did not have).
+        for via in ["auto", "exec"] {
+            let out = kubectl(&["etcdsnap", "members", "--via", via, "--timeout", "3s", "-o", "json"], &env);
+            assert_eq!(out.status.code(), Some(1), "--via {via}: {}", describe(&out));
+            let doc = json_of(&out);
+            let members = doc["status"]["members"].as_array().unwrap();
+            assert_eq!(members.len(), 3, "--via {via}: {doc}");
+            for m in members {
+                let is_down = m["name"] == down.as_str();
+                assert_eq!(m["healthy"], !is_down, "--via {via}: {m}");
+                assert_eq!(m["dbSize"].is_u64(), !is_down, "--via {via}: {m}");
+            }
+        }
+        // defrag, even its plan: the same table, refused while a member is down, exit by quorum.
+        let out = kubectl(&["etcdsnap", "defrag", "--all"], &env);
+        let (stdout, _) = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+        assert!(stdout.contains(&format!("Refused: not defragmenting while {down} is down")), "{stdout}");
+        // compact needs only quorum: its plan reads the live members.
+        let out = kubectl(&["etcdsnap", "compact"], &env);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        assert!(text(&out).0.contains("compact the history up to revision"), "{}", describe(&out));
+    }
+}
+
+in_both_worlds! {
     fn a_nospace_recovery_ends_with_the_alarm_disarmed(world) {
         let c = start(world, Scenario::EtcdNospace);
         let env = c.env();
