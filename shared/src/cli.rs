@@ -205,15 +205,15 @@ where
     }
 
     // A repeated flag overrides the earlier one, as with kubectl's own flags (pflag).
-    let command =
+    let mut command =
         <C as clap::CommandFactory>::command().bin_name(format!("kubectl {}", plugin.name)).args_override_self(true);
-    let matches = match command.try_get_matches_from(&args) {
+    let matches = match command.try_get_matches_from_mut(&args) {
         Ok(m) => m,
-        Err(e) => exit_on_clap_error(e),
+        Err(e) => exit_on_clap_error(e, Some(&command)),
     };
     let cli = match <C as clap::FromArgMatches>::from_arg_matches(&matches) {
         Ok(c) => c,
-        Err(e) => exit_on_clap_error(e),
+        Err(e) => exit_on_clap_error(e, None),
     };
 
     // A file-size limit (ulimit -f) must fail the write (EFBIG), which removes the partial file,
@@ -253,14 +253,33 @@ where
     std::process::exit(code)
 }
 
-fn exit_on_clap_error(e: clap::Error) -> ! {
+fn exit_on_clap_error(e: clap::Error, command: Option<&clap::Command>) -> ! {
     use clap::error::ErrorKind as K;
     let code = match e.kind() {
         K::DisplayHelp | K::DisplayVersion | K::DisplayHelpOnMissingArgumentOrSubcommand => EXIT_OK,
         _ => EXIT_USAGE,
     };
     let _ = e.print();
+    if let Some(tip) = command.and_then(|c| flag_for_word(c, &e)) {
+        eprintln!("  tip: did you mean `{tip}`?");
+    }
     std::process::exit(code)
+}
+
+/// A word given where no positional argument or subcommand fits, that is a value of one of the
+/// command's flags: `kubectl cphealth etcd` → `kubectl cphealth --only etcd`.
+fn flag_for_word(command: &clap::Command, e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue};
+    let word = match e.get(ContextKind::InvalidSubcommand).or_else(|| e.get(ContextKind::InvalidArg)) {
+        Some(ContextValue::String(w)) if !w.starts_with('-') => w.clone(),
+        _ => return None,
+    };
+    let flag = command
+        .get_arguments()
+        .filter(|a| !a.is_hide_set())
+        .find(|a| a.get_long().is_some() && a.get_possible_values().iter().any(|v| v.matches(&word, false)))?;
+    let bin = command.get_bin_name().unwrap_or_else(|| command.get_name());
+    Some(format!("{bin} --{} {word}", flag.get_long()?))
 }
 
 /// Prints an error as `error: <paragraph>` on stderr.
@@ -273,4 +292,37 @@ pub fn print_error(e: &Error) {
 pub fn note(text: &str) {
     use owo_colors::{OwoColorize, Stream};
     eprintln!("{} {}", "note:".if_supports_color(Stream::Stderr, |t| t.yellow()), crate::redact::scrub(text));
+}
+
+#[cfg(test)]
+mod tip_tests {
+    use super::*;
+
+    #[derive(Debug, clap::Parser)]
+    struct Demo {
+        #[arg(long, value_enum, value_delimiter = ',')]
+        only: Vec<Fruit>,
+        #[command(subcommand)]
+        command: Option<Sub>,
+    }
+
+    #[derive(Debug, Clone, Copy, clap::ValueEnum)]
+    enum Fruit {
+        Apple,
+        Pear,
+    }
+
+    #[derive(Debug, clap::Subcommand)]
+    enum Sub {
+        Peel,
+    }
+
+    #[test]
+    fn a_flag_value_given_as_a_word_gets_the_flag_suggested() {
+        let mut command = <Demo as clap::CommandFactory>::command().bin_name("kubectl demo");
+        let e = command.try_get_matches_from_mut(["kubectl-demo", "pear"]).unwrap_err();
+        assert_eq!(flag_for_word(&command, &e).as_deref(), Some("kubectl demo --only pear"));
+        let e = command.try_get_matches_from_mut(["kubectl-demo", "plum"]).unwrap_err();
+        assert_eq!(flag_for_word(&command, &e), None);
+    }
 }

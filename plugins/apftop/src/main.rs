@@ -1,6 +1,7 @@
 //! `kubectl apftop`: a live, top-like view of API Priority and Fairness.
 
 mod config;
+mod examples;
 mod gather;
 mod tui;
 mod view;
@@ -28,7 +29,7 @@ const PLUGIN: Plugin = Plugin { name: "apftop", version: env!("CARGO_PKG_VERSION
 /// down), 2 CRITICAL (the cluster's own traffic rejected: system, node-high, leader-election,
 /// workload-high, exempt; or 429s to us), 3 UNKNOWN, 64 usage.
 #[derive(Parser)]
-#[command(version, about, long_about = None, args_conflicts_with_subcommands = true)]
+#[command(version, about, long_about = None, args_conflicts_with_subcommands = true, after_help = examples::ROOT)]
 struct Cli {
     #[command(flatten)]
     kube: KubeArgs,
@@ -64,10 +65,13 @@ struct TopArgs {
 #[derive(Subcommand)]
 enum Command {
     /// Which FlowSchema and priority level serve a request of --as USER (runner-ups too)
+    #[command(after_help = examples::EXPLAIN)]
     Explain(ExplainArgs),
     /// FlowSchemas and priority levels with lint findings and a FlowSchema to isolate a noisy client
+    #[command(after_help = examples::CONFIG)]
     Config(ConfigArgs),
     /// Print a shell completion script, or install kubectl's plugin completion
+    #[command(after_help = examples::COMPLETION)]
     Completion(CompletionArgs),
 }
 

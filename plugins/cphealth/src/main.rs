@@ -3,6 +3,7 @@
 mod bundle;
 mod checks;
 mod context;
+mod examples;
 mod rbac;
 mod render;
 
@@ -25,7 +26,7 @@ const PLUGIN: Plugin = Plugin { name: "cphealth", version: env!("CARGO_PKG_VERSI
 /// endpoints, static pods, leader election, etcd, certificates, load and latency, aggregated
 /// APIs, nodes, webhooks. Exit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, 64 usage.
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, about, long_about = None, after_help = examples::ROOT)]
 struct Cli {
     #[command(flatten)]
     kube: KubeArgs,
@@ -93,10 +94,13 @@ struct CheckArgs {
 #[derive(Subcommand)]
 enum Command {
     /// Print the minimal read-only ClusterRole that enables every check (and the optional etcd exec Role)
+    #[command(after_help = examples::RBAC)]
     Rbac(RbacArgs),
     /// Collect a diagnostics bundle (tar.gz) without secrets
+    #[command(after_help = examples::BUNDLE)]
     Bundle(bundle::BundleArgs),
     /// Print a shell completion script, or install kubectl's plugin completion
+    #[command(after_help = examples::COMPLETION)]
     Completion(CompletionArgs),
 }
 

@@ -1,6 +1,7 @@
 //! `kubectl webhookguard`: finds the admission webhooks that can lock a cluster, and defuses them.
 
 mod disarm;
+mod examples;
 mod probe;
 mod scan;
 
@@ -24,7 +25,7 @@ const PLUGIN: Plugin = Plugin { name: "webhookguard", version: env!("CARGO_PKG_V
 /// and defuse them safely. Without a subcommand: `scan`. Exit codes: 0 OK, 1 WARNING,
 /// 2 CRITICAL, 3 UNKNOWN, 64 usage.
 #[derive(Parser)]
-#[command(version, about, long_about = None, args_conflicts_with_subcommands = true)]
+#[command(version, about, long_about = None, args_conflicts_with_subcommands = true, after_help = examples::ROOT)]
 struct Cli {
     #[command(flatten)]
     kube: KubeArgs,
@@ -39,14 +40,19 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Every webhook of every configuration, with findings and fixes (the default)
+    #[command(after_help = examples::SCAN)]
     Scan(ScanArgs),
     /// Server-side dry-run creates of a pod and a configmap: admission latency, and the webhook at fault
+    #[command(after_help = examples::PROBE)]
     Probe(ProbeArgs),
     /// The emergency lever: fail a configuration's webhooks open, exclude system namespaces, or delete it
+    #[command(after_help = examples::DISARM)]
     Disarm(DisarmArgs),
     /// Re-apply a configuration saved by disarm
+    #[command(after_help = examples::RESTORE)]
     Restore(RestoreArgs),
     /// Print a shell completion script, or install kubectl's plugin completion
+    #[command(after_help = examples::COMPLETION)]
     Completion(CompletionArgs),
 }
 

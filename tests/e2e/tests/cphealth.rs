@@ -465,4 +465,9 @@ fn check_names_are_validated_with_a_suggestion() {
     let (_, stderr) = text(&out);
     assert!(stderr.contains("a similar value exists: 'etcd'"), "{stderr}");
     assert!(stderr.contains("static-pods, leader-election"), "the names are listed: {stderr}");
+    // A check's name given as a word: the flag it belongs to is suggested.
+    let out = kubectl(&["cphealth", "etcd"], &[]);
+    assert_eq!(out.status.code(), Some(64), "{}", describe(&out));
+    let (_, stderr) = text(&out);
+    assert!(stderr.contains("did you mean `kubectl cphealth --only etcd`?"), "{stderr}");
 }

@@ -1,0 +1,34 @@
+//! The Examples sections of `--help` (kubectl's style: a comment, then the command).
+
+pub const ROOT: &str = "Examples:
+  # Every webhook that can lock the cluster, with its fix
+  kubectl webhookguard
+
+  # Manifests in CI, before they reach a cluster
+  kubectl webhookguard scan -f manifests/ --fail-on critical";
+
+pub const SCAN: &str = "Examples:
+  # The live cluster
+  kubectl webhookguard scan
+
+  # Manifests, accepting known risks listed in a file
+  kubectl webhookguard scan -f manifests/ --allowlist accepted.yaml";
+
+pub const PROBE: &str = "Examples:
+  # Can pods and configmaps be created in default and kube-system? Which webhook says no?
+  kubectl webhookguard probe";
+
+pub const DISARM: &str = "Examples:
+  # The plan: what would change (nothing changes)
+  kubectl webhookguard disarm pod-validator --mode ignore
+
+  # Fail it open: backup, change, probe, undo command
+  kubectl webhookguard disarm validatingwebhookconfiguration/pod-validator --mode ignore --yes";
+
+pub const RESTORE: &str = "Examples:
+  # Put the saved configuration back (refused while its backend is still down)
+  kubectl webhookguard restore ~/.local/state/kubectl-webhookguard/backups/FILE.json --yes";
+
+pub const COMPLETION: &str = "Examples:
+  # Complete kubectl webhookguard <TAB> in bash and zsh through kubectl
+  kubectl webhookguard completion install";
