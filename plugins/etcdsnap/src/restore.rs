@@ -51,6 +51,15 @@ pub struct RestorePlan {
     pub steps: Vec<String>,
 }
 
+/// True when the snapshot was taken from etcd 3.4 or older (its cluster version says so): those
+/// releases ship no `etcdutl` and no `--bump-revision`.
+fn before_etcdutl(cluster_version: Option<&str>) -> bool {
+    cluster_version.is_some_and(|v| {
+        let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+        (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) < (3, 5)
+    })
+}
+
 pub fn plan(
     file: &Path,
     snapshot: &SnapshotStatus,
@@ -58,40 +67,61 @@ pub fn plan(
     token: &str,
     when: jiff::Timestamp,
 ) -> RestorePlan {
-    let remote = "/root/etcd-restore.db";
+    // A path any user can scp to; the restore reads it as root.
+    let remote = "/tmp/etcd-restore.db";
     let stamp = when.strftime("%Y%m%dT%H%M%SZ").to_string();
     let initial_cluster = members.iter().map(|m| format!("{}={}", m.name, m.peer_url)).collect::<Vec<_>>().join(",");
+    let etcd34 = before_etcdutl(snapshot.cluster_version.as_deref());
     let mut steps = vec![
-        format!("# 0. On your machine: check the file (sha256, revision, objects).\nkubectl etcdsnap status {}", file.display()),
+        format!("# 1. On your machine: check the file (sha256, revision, objects).\nkubectl etcdsnap status {}", file.display()),
         format!(
-            "# 1. Copy the SAME file to every control-plane node.\n{}",
+            "# 2. Copy the SAME file to every control-plane node.\n{}",
             members.iter().map(|m| format!("scp {} {}:{remote}", file.display(), m.node.as_deref().unwrap_or(&m.name))).collect::<Vec<_>>().join("\n")
         ),
-        "# 2. On EVERY control-plane node, stop the control plane (kubelet stops static pods whose manifests leave).\nsudo mkdir -p /etc/kubernetes/manifests.stopped && sudo mv /etc/kubernetes/manifests/*.yaml /etc/kubernetes/manifests.stopped/\n# wait until they are gone:\nsudo crictl ps | grep -E 'etcd|kube-apiserver' || echo stopped".to_string(),
+        "# 3. On EVERY control-plane node, stop the control plane (kubelet stops static pods whose manifests leave).\nsudo mkdir -p /etc/kubernetes/manifests.stopped && sudo mv /etc/kubernetes/manifests/*.yaml /etc/kubernetes/manifests.stopped/\n# wait until they are gone:\nsudo crictl ps | grep -E 'etcd|kube-apiserver' || echo stopped".to_string(),
     ];
     for m in members {
+        let tool = if etcd34 {
+            // etcd 3.4 ships no etcdutl: etcdctl restores, without --bump-revision.
+            "sudo ETCDCTL_API=3 etcdctl snapshot restore".to_string()
+        } else {
+            "sudo etcdutl snapshot restore".to_string()
+        };
+        let bump = if etcd34 { "" } else { " \\\n  --bump-revision 1000000000 --mark-compacted" };
         steps.push(format!(
-            "# 3. On {node}: keep the old data, then restore member {name}.\nsudo mv {dir} {dir}.before-restore-{stamp}\nsudo etcdutl snapshot restore {remote} \\\n  --name {name} \\\n  --initial-cluster {initial_cluster} \\\n  --initial-cluster-token {token} \\\n  --initial-advertise-peer-urls {url} \\\n  --data-dir {dir} \\\n  --bump-revision 1000000000 --mark-compacted\n# etcd 3.4 (no etcdutl): ETCDCTL_API=3 etcdctl snapshot restore with the same flags but without --bump-revision/--mark-compacted",
+            "# {n}. On {node}: keep the old data, then restore member {name}.\nsudo mv {dir} {dir}.before-restore-{stamp}\n{tool} {remote} \\\n  --name {name} \\\n  --initial-cluster {initial_cluster} \\\n  --initial-cluster-token {token} \\\n  --initial-advertise-peer-urls {url} \\\n  --data-dir {dir}{bump}",
+            n = steps.len() + 1,
             node = m.node.as_deref().unwrap_or(&m.name),
             name = m.name,
             url = m.peer_url,
             dir = m.data_dir,
         ));
     }
-    steps.push("# 4. On EVERY node, only after all members are restored: start the control plane again.\nsudo mv /etc/kubernetes/manifests.stopped/*.yaml /etc/kubernetes/manifests/".into());
-    steps.push("# 5. Verify.\nkubectl etcdsnap members\nkubectl cphealth".into());
     steps.push(format!(
-        "# Undo (before step 4, on each node): put the old data back.\nsudo rm -rf {dir} && sudo mv {dir}.before-restore-{stamp} {dir}",
+        "# {}. On EVERY node, only after all members are restored: start the control plane again.\nsudo mv /etc/kubernetes/manifests.stopped/*.yaml /etc/kubernetes/manifests/",
+        steps.len() + 1
+    ));
+    steps.push(format!("# {}. Verify.\nkubectl etcdsnap members\nkubectl cphealth", steps.len() + 1));
+    steps.push(format!(
+        "# Undo (before the control plane starts again, on each node): put the old data back.\nsudo rm -rf {dir} && sudo mv {dir}.before-restore-{stamp} {dir}",
         dir = members.first().map(|m| m.data_dir.as_str()).unwrap_or("/var/lib/etcd")
     ));
     let mut warnings = vec![
         "Restore every member from the SAME file: members restored from different snapshots diverge (kubernetes/kubeadm#2641).".to_string(),
         format!("All {} members must be restored before any starts: a lone member has no quorum.", members.len()),
-        format!(
-            "The cluster goes back to revision {}; --bump-revision and --mark-compacted make watchers (controllers, kubelets) re-list instead of missing changes.",
-            snapshot.etcdctl.revision
-        ),
     ];
+    if etcd34 {
+        warnings.push(format!(
+            "This snapshot is from etcd {} (cluster version): 3.4 ships no etcdutl and no --bump-revision, so the cluster goes back to revision {} and watchers (controllers, kubelets) may miss changes until they re-list: restart kube-apiserver, kube-controller-manager, kube-scheduler and the kubelets after the restore.",
+            snapshot.cluster_version.as_deref().unwrap_or("3.4"),
+            snapshot.etcdctl.revision
+        ));
+    } else {
+        warnings.push(format!(
+            "The cluster goes back to revision {}; --bump-revision and --mark-compacted (etcdutl 3.5.x backports, 3.6) make watchers (controllers, kubelets) re-list instead of missing changes.",
+            snapshot.etcdctl.revision
+        ));
+    }
     if !snapshot.sha256.present {
         warnings.push(
             "This file has no sha256 trailer (a copied member/snap/db): add --skip-hash-check to the restore commands."
@@ -326,6 +356,14 @@ pub async fn drill(file: &Path, keep: bool) -> Result<DrillReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn snapshots_of_etcd_3_4_are_restored_with_etcdctl() {
+        assert!(before_etcdutl(Some("3.4.0")));
+        assert!(!before_etcdutl(Some("3.5.0")));
+        assert!(!before_etcdutl(Some("3.6.0")));
+        assert!(!before_etcdutl(None), "unknown: the current tool, with the 3.4 alternative said");
+    }
 
     #[test]
     fn members_and_commands() {

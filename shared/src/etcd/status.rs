@@ -324,9 +324,15 @@ pub fn quota_shortfall(s: &ClusterStatus) -> Option<String> {
     })
 }
 
-/// Why disarming NOSPACE now would not last: a member's database file is not under the quota, so
-/// etcd raises the alarm again at the next write (etcd `Documentation/op-guide/maintenance.md`,
-/// "Space quota": free space, then disarm). `None` when there is no NOSPACE or disarming holds.
+/// Share of the quota a database file may fill for a disarm to hold: etcd refuses a write that
+/// does not fit under the quota and raises NOSPACE again, so a file within 5% of it (a few
+/// objects of ordinary size) is not worth disarming.
+const DISARM_HEADROOM: f64 = 0.95;
+
+/// Why disarming NOSPACE now would not last: a member's database file fills the quota (within
+/// 5%), so etcd raises the alarm again at the next writes (etcd
+/// `Documentation/op-guide/maintenance.md`, "Space quota": free space, then disarm). `None` when
+/// there is no NOSPACE or disarming holds.
 pub fn disarm_blocker(s: &ClusterStatus) -> Option<String> {
     if !s.alarms.iter().any(|a| a.alarm == "NOSPACE") {
         return None;
@@ -335,7 +341,11 @@ pub fn disarm_blocker(s: &ClusterStatus) -> Option<String> {
     let full: Vec<String> = s
         .members
         .iter()
-        .filter_map(|m| m.db_size.filter(|d| *d >= quota).map(|d| format!("{} ({})", m.name, human_bytes(d))))
+        .filter_map(|m| {
+            m.db_size
+                .filter(|d| *d as f64 >= quota as f64 * DISARM_HEADROOM)
+                .map(|d| format!("{} ({})", m.name, human_bytes(d)))
+        })
         .collect();
     if full.is_empty() {
         return None;
@@ -344,7 +354,7 @@ pub fn disarm_blocker(s: &ClusterStatus) -> Option<String> {
         "Free space first: `kubectl etcdsnap compact --yes`, then `kubectl etcdsnap defrag --all --yes`".into()
     });
     Some(format!(
-        "the database file of {} is not under the {} quota, so etcd would raise NOSPACE again at the next write. {way_out}",
+        "the database file of {} fills the {} quota (less than 5% left), so etcd would raise NOSPACE again at the next writes. {way_out}",
         full.join(", "),
         human_bytes(quota)
     ))
@@ -683,9 +693,10 @@ mod tests {
     fn disarming_waits_until_the_database_is_under_its_quota() {
         let mib = 1024 * 1024;
         // (db size, in use, quota) → blocked, and what the way out says.
-        let cases: [(u64, u64, u64, Option<&str>); 3] = [
+        let cases: [(u64, u64, u64, Option<&str>); 4] = [
             (40 * mib, 39 * mib, 40 * mib, Some("the data in use (39.0 MiB) nearly fills the 40.0 MiB quota")),
             (40 * mib, 4 * mib, 40 * mib, Some("Free space first: `kubectl etcdsnap compact --yes`")),
+            (39 * mib, 4 * mib, 40 * mib, Some("fills the 40.0 MiB quota (less than 5% left)")),
             (8 * mib, 4 * mib, 40 * mib, None),
         ];
         for (size, in_use, quota, says) in cases {

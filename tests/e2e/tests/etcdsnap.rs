@@ -802,7 +802,32 @@ in_both_worlds! {
         // kubeadm sets no token; a restored cluster gets a new one, so old members cannot join it.
         assert!(plan.contains("--initial-cluster-token etcd-restore-"), "{plan}");
         assert!(plan.contains("Restore every member from the SAME file"));
-        assert!(plan.contains("--bump-revision") && plan.contains("--mark-compacted"));
+        // The tool of the snapshot's etcd: 3.4 (the simulator's Debian etcd) has no etcdutl and
+        // no --bump-revision; 3.6 restores with etcdutl and bumps the revision.
+        match world {
+            World::Sim => {
+                assert!(plan.contains("sudo ETCDCTL_API=3 etcdctl snapshot restore"), "{plan}");
+                assert!(!plan.lines().any(|l| l.contains("etcdutl snapshot restore") || l.trim_start().starts_with("--bump-revision")), "{plan}");
+                assert!(plan.contains("3.4 ships no etcdutl"), "{plan}");
+            }
+            World::Real => {
+                assert!(plan.contains("sudo etcdutl snapshot restore"), "{plan}");
+                assert!(plan.contains("--bump-revision") && plan.contains("--mark-compacted"), "{plan}");
+            }
+        }
+        // Step numbers are unique, and what needs root says sudo.
+        let numbers: Vec<&str> = plan
+            .lines()
+            .filter_map(|l| l.trim_start().strip_prefix("# ").and_then(|r| r.split_once(". ")).map(|(n, _)| n))
+            .filter(|n| n.chars().all(|c| c.is_ascii_digit()))
+            .collect();
+        let unique: std::collections::BTreeSet<&&str> = numbers.iter().collect();
+        assert_eq!(unique.len(), numbers.len(), "step numbers: {numbers:?}");
+        for line in plan.lines().map(str::trim) {
+            if ["mv /", "rm -rf", "etcdutl snapshot", "etcdctl snapshot restore", "crictl"].iter().any(|c| line.contains(c)) {
+                assert!(line.starts_with("sudo ") || line.starts_with('#'), "needs root: {line}");
+            }
+        }
 
         // drill: restore, start, compare (with the etcd tools of the cluster's release).
         let out = plugin("etcdsnap", &["drill", &file], &env);
