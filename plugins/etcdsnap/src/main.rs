@@ -468,7 +468,7 @@ async fn restore_plan(cli: &Cli, args: &RestorePlanArgs) -> Result<i32> {
         Some(m) => (restore::parse_members(m, data_dir.as_deref().unwrap_or("/var/lib/etcd"))?, args.token.clone()),
         None => {
             let cluster = Cluster::connect(&cli.kube, PLUGIN).await?;
-            let pods = cpkit::etcd::pods::find(&cluster).await?;
+            let pods = transport::find_pods(&cluster).await?;
             if pods.is_empty() {
                 return Err(Error::usage(
                     "No etcd pods to read the members from",

@@ -6,7 +6,7 @@ use std::time::Duration;
 use cpkit::Cluster;
 use cpkit::error::{Error, ErrorKind, Result, TransportCause, transport_error};
 use cpkit::etcd::direct::{EtcdTls, cluster_status, connect, etcd_error};
-use cpkit::etcd::pods::{EtcdPod, etcdctl_with, find, status_via_exec};
+use cpkit::etcd::pods::{EtcdPod, etcdctl_with, status_via_exec};
 use cpkit::etcd::status::{Alarm, ClusterStatus, MemberStatus};
 use cpkit::output::{Table, human_bytes};
 
@@ -54,7 +54,7 @@ pub async fn access(cluster: Option<&Cluster>, args: &RouteArgs) -> Result<Acces
         return Ok(Access::Direct { endpoints: args.endpoints.clone(), tls: EtcdTls::load(&args.tls)? });
     }
     let cluster = cluster.ok_or_else(|| Error::usage("This needs a kubeconfig", "Use --via direct --endpoints ..."))?;
-    let pods = find(cluster).await?;
+    let pods = crate::transport::find_pods(cluster).await?;
     if pods.is_empty() {
         return Err(crate::transport::pick_pod(&pods, None)
             .err()

@@ -113,6 +113,34 @@ pub fn pick_pod(pods: &[EtcdPod], wanted: Option<&str>) -> Result<EtcdPod> {
     })
 }
 
+/// The etcd pods; none on a managed control plane is said as such (the provider runs etcd, out of
+/// reach: no endpoint to pass to --via direct either).
+pub async fn find_pods(cluster: &Cluster) -> Result<Vec<EtcdPod>> {
+    let pods = find(cluster).await?;
+    if !pods.is_empty() {
+        return Ok(pods);
+    }
+    #[derive(serde::Deserialize)]
+    struct Page {
+        items: Vec<k8s_openapi::api::core::v1::Node>,
+    }
+    let access = Access::resource("list", "", "nodes", None);
+    let (version, nodes) =
+        tokio::join!(kubernetes_version(cluster), cluster.get_json::<Page>("/api/v1/nodes?limit=5", &access));
+    let labels: Vec<String> = nodes
+        .map(|p| p.items.into_iter().flat_map(|n| n.metadata.labels.unwrap_or_default().into_keys()).collect())
+        .unwrap_or_default();
+    match cpkit::controlplane::detect_provider(version.as_deref().unwrap_or(""), &labels) {
+        Some(provider) => Err(Error::new(
+            ErrorKind::Config,
+            format!("etcd is not reachable on a managed control plane ({})", provider.name()),
+            "the provider runs etcd privately: no etcd pods, and no endpoint a client may dial",
+            "The provider backs etcd up itself; for your objects use Velero or your GitOps repository. `kubectl cphealth` still checks what the API shows.",
+        )),
+        None => Ok(pods),
+    }
+}
+
 /// Listens on 127.0.0.1 and carries each accepted connection through its own tunnel; the first
 /// tunnel is opened now, so a refused port-forward is reported before anything else happens.
 pub async fn forward(
@@ -178,7 +206,7 @@ pub async fn resolve(cluster: Option<&Cluster>, args: &RouteArgs, timeout: Durat
     }
     let cluster =
         cluster.ok_or_else(|| Error::usage("This transport needs a kubeconfig", "Use --via direct --endpoints ..."))?;
-    let (pods, version) = tokio::join!(find(cluster), kubernetes_version(cluster));
+    let (pods, version) = tokio::join!(find_pods(cluster), kubernetes_version(cluster));
     let pods = pods?;
     let mut pod = pick_pod(&pods, args.member.as_deref())?;
     let cluster_name = cluster.info.context.clone();

@@ -709,6 +709,20 @@ in_both_worlds! {
     }
 }
 
+/// On a managed control plane etcd is out of reach: said as such, with no advice to dial an
+/// endpoint that does not exist (before: "Use --via direct --endpoints https://HOST:2379").
+#[test]
+fn managed_control_planes_say_etcd_is_out_of_reach() {
+    let c = DemoCluster::start(Scenario::Managed).unwrap();
+    for args in [&["etcdsnap", "members"][..], &["etcdsnap", "save", "--dir", "/nonexistent"][..]] {
+        let out = kubectl(args, &c.env());
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {}", describe(&out));
+        assert!(stderr.contains("etcd is not reachable on a managed control plane (EKS)"), "{stderr}");
+        assert!(!stderr.contains("--via direct"), "{stderr}");
+    }
+}
+
 /// The simulator emulating etcd 3.6's shell-less image over Debian's 3.4 (the real world runs
 /// 3.6 itself: `every_transport_saves_a_snapshot_that_restores_every_key::real`).
 #[test]
