@@ -8,7 +8,7 @@ use cpkit::Cluster;
 use cpkit::Result;
 use cpkit::apf::dump::{RequestDump, parse_requests};
 use cpkit::apf::flows::{FlowGroup, group};
-use cpkit::apf::stats::{Stats, aggregate, replica_stats, selection};
+use cpkit::apf::stats::{Stats, aggregate, mark_hottest, replica_stats, selection};
 use cpkit::error::{Access, Error, ErrorKind};
 use cpkit::metrics::TimedScrape;
 use cpkit::replicas::{Replica, client_for};
@@ -175,7 +175,12 @@ impl Sampler {
                 failure: None,
             });
         }
-        let total = aggregate(replicas.iter().filter(|r| r.ok).map(|r| &r.stats));
+        let mut total = aggregate(replicas.iter().filter(|r| r.ok).map(|r| &r.stats));
+        let serving: Vec<(&str, &Stats)> =
+            replicas.iter().filter(|r| r.ok).map(|r| (r.name.as_str(), &r.stats)).collect();
+        if serving.len() > 1 {
+            mark_hottest(&mut total, &serving);
+        }
         Snapshot {
             context: self.context.clone(),
             taken_at: jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),

@@ -142,7 +142,7 @@ fn level_rows(stats: &cpkit::apf::stats::Stats, replica: Option<&str>) -> Vec<Ro
                 rate(l.dispatched_per_second),
                 rate(rejected),
                 reasons(&l.rejected_per_second),
-                util.map(|u| format!("{:.0}%", u * 100.0)).unwrap_or_else(|| "-".into()),
+                utilisation_cell(util, l.hottest_replica.as_ref()),
             ];
             let mut keys = vec![
                 Key::Text(l.name.clone()),
@@ -164,11 +164,24 @@ fn level_rows(stats: &cpkit::apf::stats::Stats, replica: Option<&str>) -> Vec<Ro
                 cells,
                 keys,
                 status: status_of(&l.name, rejected, l.inqueue_requests),
-                utilisation: util,
+                // The bar shows the replica at its limit, not the average over replicas.
+                utilisation: l.hottest_replica.as_ref().map(|h| h.utilisation).or(util),
                 level: Some(l.name.clone()),
             }
         })
         .collect()
+}
+
+/// The share of seats in use; beside a sum of replicas, the hottest replica when it is well
+/// above the sum (the one that queues and rejects first): `43% (cp-2 98%)`.
+fn utilisation_cell(util: Option<f64>, hottest: Option<&cpkit::apf::stats::HotReplica>) -> String {
+    let Some(u) = util else { return "-".into() };
+    match hottest {
+        Some(h) if h.utilisation - u >= 0.1 => {
+            format!("{:.0}% ({} {:.0}%)", u * 100.0, h.replica, h.utilisation * 100.0)
+        }
+        _ => format!("{:.0}%", u * 100.0),
+    }
 }
 
 /// A row's colour: rejections by [`cpkit::severity::apf_rejection`] of its priority level.

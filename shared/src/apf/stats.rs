@@ -36,6 +36,18 @@ pub struct LevelStats {
     pub wait_p99_seconds: Option<f64>,
     #[serde(skip)]
     pub wait: Histogram,
+    /// In a sum of replicas: the replica whose seats are the most used, and how much (a sum
+    /// would hide it: 43% summed while one replica is at 98%).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hottest_replica: Option<HotReplica>,
+}
+
+/// The replica that uses most of a priority level's seats.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HotReplica {
+    pub replica: String,
+    pub utilisation: f64,
 }
 
 impl LevelStats {
@@ -202,6 +214,7 @@ pub fn replica_stats(older: Option<&Scrape>, newer: &Scrape, seconds: f64) -> St
                 rejected_per_second: rejected,
                 wait_p99_seconds: if wait.count > 0.0 { wait.quantile(0.99) } else { None },
                 wait,
+                hottest_replica: None,
             }
         })
         .collect();
@@ -213,6 +226,20 @@ fn add_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
         (Some(x), Some(y)) => Some(x + y),
         (x, None) => x,
         (None, y) => y,
+    }
+}
+
+/// Marks each level of `total` (a sum of `replicas`) with its hottest replica: APF state is per
+/// replica, and the one at its limit is the one that queues and rejects.
+pub fn mark_hottest(total: &mut Stats, replicas: &[(&str, &Stats)]) {
+    for level in &mut total.levels {
+        level.hottest_replica = replicas
+            .iter()
+            .filter_map(|(name, stats)| {
+                let u = stats.levels.iter().find(|l| l.name == level.name)?.utilisation()?;
+                Some(HotReplica { replica: name.to_string(), utilisation: u })
+            })
+            .max_by(|a, b| a.utilisation.total_cmp(&b.utilisation));
     }
 }
 
@@ -353,6 +380,26 @@ mod tests {
         assert_eq!(both.status_429_per_second, 20.0);
         assert_eq!(both.schemas[0].rejected_total(), 22.0);
         assert!(both.levels[0].wait_p99_seconds.is_some());
+    }
+
+    #[test]
+    fn the_hottest_replica_is_kept_beside_the_sum() {
+        let replica = |executing: f64| Stats {
+            levels: vec![LevelStats {
+                name: "workload-low".into(),
+                nominal_seats: Some(50.0),
+                executing_seats: executing,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let (a, b, c) = (replica(5.0), replica(49.0), replica(10.0));
+        let mut total = aggregate([&a, &b, &c]);
+        mark_hottest(&mut total, &[("cp-1", &a), ("cp-2", &b), ("cp-3", &c)]);
+        let level = &total.levels[0];
+        assert!((level.utilisation().unwrap() - 64.0 / 150.0).abs() < 1e-9, "the sum: 43%");
+        let hot = level.hottest_replica.clone().expect("a hottest replica");
+        assert_eq!((hot.replica.as_str(), hot.utilisation), ("cp-2", 0.98));
     }
 
     #[test]

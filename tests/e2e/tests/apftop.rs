@@ -61,6 +61,11 @@ in_both_worlds! {
             assert!(low["rejectedPerSecond"]["time-out"].as_f64().unwrap() > 0.0, "{low}");
         }
         assert!(low["waitP99Seconds"].as_f64().unwrap() > 0.5, "{low}");
+        // The sum over replicas does not hide the hot one: it is named beside the sum.
+        let hot = &low["hottestReplica"];
+        assert_eq!(hot["replica"].as_str(), c.facts.hot_replica.as_deref(), "{low}");
+        let summed = low["executingSeats"].as_f64().unwrap() / low["nominalSeats"].as_f64().unwrap();
+        assert!(hot["utilisation"].as_f64().unwrap() > summed, "{low}");
         for other in ["system", "workload-high", "global-default", "node-high", "leader-election"] {
             let l = level(s, other);
             assert!(l["rejectedPerSecond"].as_object().unwrap().values().all(|v| v == 0.0), "{l}");
@@ -74,7 +79,10 @@ in_both_worlds! {
         let flows = stdout.split("Top flows").nth(1).unwrap();
         assert!(flows.lines().nth(2).unwrap().starts_with(&flooder), "{stdout}");
         let levels = stdout.split("Priority levels").nth(1).unwrap();
-        assert!(levels.lines().nth(2).unwrap().starts_with("workload-low"), "sorted by rejections: {stdout}");
+        let low_row = levels.lines().nth(2).unwrap();
+        assert!(low_row.starts_with("workload-low"), "sorted by rejections: {stdout}");
+        let hot = c.facts.hot_replica.clone().unwrap();
+        assert!(low_row.contains(&format!("({hot} ")), "the hot replica beside the sum: {low_row}");
 
         // explain names the schema, and the API server confirms it by impersonation.
         let out = kubectl(&["apftop", "explain", "--as", &flooder, "--resource", "pods", "-o", "json"], &c.env());
