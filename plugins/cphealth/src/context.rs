@@ -8,6 +8,8 @@ use cpkit::controlplane::{ComponentPod, Provider, detect_provider};
 use cpkit::error::{Access, Error};
 use cpkit::metrics::{Scrape, TimedScrape};
 use cpkit::{Cluster, RawResponse};
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
 use k8s_openapi::api::core::v1::Node;
 use serde_json::Value;
 use tokio::sync::OnceCell;
@@ -32,6 +34,9 @@ pub use cpkit::checks::apiserver::VersionInfo;
 /// The first /metrics scrape of every target.
 pub type FirstScrapes = Arc<Vec<(Replica, Result<TimedScrape, Error>)>>;
 
+/// One target's first scrape, started once and awaited by whoever needs it.
+type FirstScrape = Shared<BoxFuture<'static, Result<TimedScrape, Error>>>;
+
 /// Two scrapes of every target `sample` apart: (older, newer, seconds between them).
 pub type ScrapePairs = Arc<Vec<(Replica, Result<(Scrape, Scrape, f64), Error>)>>;
 
@@ -42,7 +47,7 @@ pub struct Ctx {
     control_plane_pods: OnceCell<Result<Arc<Vec<ComponentPod>>, Error>>,
     node_sample: OnceCell<Result<Arc<Vec<Node>>, Error>>,
     survey: OnceCell<Result<Arc<Survey>, Error>>,
-    first_scrapes: OnceCell<FirstScrapes>,
+    first_scrapes: OnceCell<Arc<Vec<(Replica, FirstScrape)>>>,
     scrape_pairs: OnceCell<ScrapePairs>,
 }
 
@@ -162,21 +167,27 @@ impl Ctx {
         self.survey().await.ok().and_then(|s| s.read_through.clone())
     }
 
-    async fn scrape(&self, replica: &Replica) -> Result<TimedScrape, Error> {
-        let cluster = cpkit::replicas::client_for(&self.cluster, replica)?;
-        cpkit::metrics::fetch(&cluster, "/metrics", &cpkit::load::selection()).await
-    }
-
-    /// The first scrape of every target (taken as early as possible).
-    pub async fn first_scrapes(&self) -> FirstScrapes {
+    /// Every target's first scrape, started once (as early as possible); each can be awaited on
+    /// its own, so a replica that answers slowly holds up nobody else's window.
+    async fn first_scrape_futures(&self) -> Arc<Vec<(Replica, FirstScrape)>> {
         self.first_scrapes
             .get_or_init(|| async {
                 let targets = self.read_targets().await;
-                let results = futures::future::join_all(targets.iter().map(|t| self.scrape(t))).await;
-                Arc::new(targets.into_iter().zip(results).collect())
+                let futures = targets.into_iter().map(|target| {
+                    let first = scrape(self.cluster.clone(), target.clone());
+                    (target, first.boxed().shared())
+                });
+                Arc::new(futures.collect())
             })
             .await
             .clone()
+    }
+
+    /// The first scrape of every target.
+    pub async fn first_scrapes(&self) -> FirstScrapes {
+        let firsts = self.first_scrape_futures().await;
+        let results = futures::future::join_all(firsts.iter().map(|(_, first)| first.clone())).await;
+        Arc::new(firsts.iter().map(|(replica, _)| replica.clone()).zip(results).collect())
     }
 
     /// Pairs of scrapes `sample` apart (taken once; the load and resources checks share them).
@@ -185,29 +196,35 @@ impl Ctx {
     }
 
     async fn take_scrape_pairs(&self) -> Vec<(Replica, Result<(Scrape, Scrape, f64), Error>)> {
-        let first = self.first_scrapes().await;
-        // The second request goes out `sample` after the first one did: both take about as
-        // long, so the answers arrive about `sample` apart (rates use the actual difference).
-        if let Some(earliest) = first.iter().filter_map(|(_, r)| r.as_ref().ok().map(|s| s.requested)).min() {
-            let wait = self.options.sample.saturating_sub(earliest.elapsed());
-            tokio::time::sleep(wait).await;
-        }
-        futures::future::join_all(first.iter().map(|(replica, older)| async move {
-            match older {
-                Err(e) => (replica.clone(), Err(e.clone())),
+        let firsts = self.first_scrape_futures().await;
+        futures::future::join_all(firsts.iter().map(|(replica, first)| async move {
+            match first.clone().await {
+                Err(e) => (replica.clone(), Err(e)),
                 // One scrape: quantiles since the server started, no rates.
                 Ok(older) if self.options.sample.is_zero() => {
-                    (replica.clone(), Ok((Scrape::default(), older.scrape.clone(), 0.0)))
+                    (replica.clone(), Ok((Scrape::default(), older.scrape, 0.0)))
                 }
-                Ok(older) => match self.scrape(replica).await {
-                    Ok(newer) => {
-                        let secs = newer.taken.duration_since(older.taken).as_secs_f64();
-                        (replica.clone(), Ok((older.scrape.clone(), newer.scrape, secs)))
+                Ok(older) => {
+                    // Its second request goes out `sample` after its first did: both take about
+                    // as long, so the answers arrive about `sample` apart (rates use the actual
+                    // difference), whatever the other replicas take.
+                    tokio::time::sleep(self.options.sample.saturating_sub(older.requested.elapsed())).await;
+                    match scrape(self.cluster.clone(), replica.clone()).await {
+                        Ok(newer) => {
+                            let secs = newer.taken.duration_since(older.taken).as_secs_f64();
+                            (replica.clone(), Ok((older.scrape, newer.scrape, secs)))
+                        }
+                        Err(e) => (replica.clone(), Err(e)),
                     }
-                    Err(e) => (replica.clone(), Err(e)),
-                },
+                }
             }
         }))
         .await
     }
+}
+
+/// One /metrics scrape of `replica` (owned arguments: the first scrapes outlive the borrow).
+async fn scrape(cluster: Cluster, replica: Replica) -> Result<TimedScrape, Error> {
+    let client = cpkit::replicas::client_for(&cluster, &replica)?;
+    cpkit::metrics::fetch(&client, "/metrics", &cpkit::load::selection()).await
 }
