@@ -130,16 +130,23 @@ fn kubectl_exec_and_spdy_port_forward_reach_the_etcd_members() {
     let (ok, _, err) = kubectl(&c, &["exec", "-n", "kube-system", "etcd-cp-2", "--", "sh", "-c", "true"]);
     assert!(!ok && err.contains("executable file not found"), "{err}");
 
-    // port-forward: kubectl's own (SPDY over WebSocket) to the member's client port. kwok finds
-    // the pod's forward through its informer, which can lag a fresh start by a moment ("forward
-    // not found ... uid : "): up to three attempts, a second apart.
+    // port-forward: kubectl's own (SPDY over WebSocket) to the member's client port, as its pod
+    // advertises it (2379 unless another cluster on this machine holds that port on the address).
+    let port = flags
+        .iter()
+        .find_map(|f| f.strip_prefix("--endpoints="))
+        .and_then(|url| url.rsplit(':').next())
+        .expect("the pod advertises its client URL")
+        .to_string();
+    // kwok finds the pod's forward through its informer, which can lag a fresh start by a moment:
+    // up to three attempts, a second apart.
     let tls = c.etcd.client_tls();
     let mut failures = Vec::new();
     let mut answer = None;
     for _ in 0..3 {
         let local = testkit::net::free_port().unwrap();
         let mut child = Command::new("kubectl")
-            .args(["port-forward", "-n", "kube-system", "pod/etcd-cp-2", &format!("{local}:2379")])
+            .args(["port-forward", "-n", "kube-system", "pod/etcd-cp-2", &format!("{local}:{port}")])
             .envs(c.env())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(std::fs::File::create(c.root().join("port-forward.err")).unwrap()))
