@@ -136,10 +136,24 @@ macro_rules! in_both_worlds {
     };
 }
 
-/// Starts `scenario` in `world`, failing the test with the kit's explanation.
+/// Starts `scenario` in `world`, failing the test with the kit's explanation. A start that fails
+/// is tried once more: many clusters start at once in a full run, and a free port picked by one
+/// can be taken by another before it binds, or a start can outlast its wait on two busy cores.
+/// The cluster under test is always a fresh, complete one.
 pub fn start(world: testkit::World, scenario: testkit::Scenario) -> testkit::DemoCluster {
-    testkit::DemoCluster::start_in(world, scenario)
-        .unwrap_or_else(|e| panic!("cannot start {} in the {} world: {e}", scenario.name(), world.name()))
+    match testkit::DemoCluster::start_in(world, scenario) {
+        Ok(c) => c,
+        Err(first) => {
+            eprintln!("starting {} in the {} world failed, trying once more: {first}", scenario.name(), world.name());
+            testkit::DemoCluster::start_in(world, scenario).unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {} in the {} world (twice): {e}\nthe first time: {first}",
+                    scenario.name(),
+                    world.name()
+                )
+            })
+        }
+    }
 }
 
 /// `--via direct` and the flags that reach the first member of `etcd` with its client
