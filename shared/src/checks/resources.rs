@@ -182,21 +182,13 @@ pub fn judge(f: &Facts) -> CheckResult {
         let text = if facts.is_empty() { "no process metrics exported".to_string() } else { facts.join(", ") };
         r.sub(x.sub_check(), status, text);
     }
-    let fd_max = f
-        .replicas
-        .iter()
-        .filter_map(|x| x.newer.fd_share())
-        .fold(None, |m: Option<f64>, s| Some(m.map_or(s, |m| m.max(s))));
-    let rss_max = f
-        .replicas
-        .iter()
-        .filter_map(|x| x.newer.resident_bytes)
-        .fold(None, |m: Option<f64>, s| Some(m.map_or(s, |m| m.max(s))));
-    let goroutines_max = f
-        .replicas
-        .iter()
-        .filter_map(|x| x.newer.goroutines)
-        .fold(None, |m: Option<f64>, s| Some(m.map_or(s, |m| m.max(s))));
+    // The largest of a measure over every process (None when none exports it).
+    let most = |measure: fn(&ProcessMetrics) -> Option<f64>| {
+        f.replicas.iter().filter_map(|x| measure(&x.newer)).max_by(f64::total_cmp)
+    };
+    let fd_max = most(ProcessMetrics::fd_share);
+    let rss_max = most(|m| m.resident_bytes);
+    let goroutines_max = most(|m| m.goroutines);
     for u in &f.unread {
         r.push_evidence("not scraped", u.clone());
     }

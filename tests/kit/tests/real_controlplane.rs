@@ -138,54 +138,44 @@ fn kubectl_exec_and_spdy_port_forward_reach_the_etcd_members() {
         .and_then(|url| url.rsplit(':').next())
         .expect("the pod advertises its client URL")
         .to_string();
-    // kwok finds the pod's forward through its informer, which can lag a fresh start by a moment:
-    // up to three attempts, a second apart.
     let tls = c.etcd.client_tls();
-    let mut failures = Vec::new();
-    let mut answer = None;
-    for _ in 0..3 {
-        let local = testkit::net::free_port().unwrap();
-        let mut child = Command::new("kubectl")
-            .args(["port-forward", "-n", "kube-system", "pod/etcd-cp-2", &format!("{local}:{port}")])
-            .envs(c.env())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(std::fs::File::create(c.root().join("port-forward.err")).unwrap()))
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        // Keep reading its output open: kubectl dies of SIGPIPE on its next line otherwise.
-        let mut forwarding = BufReader::new(child.stdout.take().unwrap());
-        forwarding.read_line(&mut line).unwrap();
-        assert!(line.contains("Forwarding from 127.0.0.1"), "{line}");
-        let status = Command::new(EtcdRelease::V3_6.etcdctl().unwrap())
-            .args([
-                &format!("--endpoints=https://127.0.0.1:{local}"),
-                &format!("--cacert={}", tls.cacert.display()),
-                &format!("--cert={}", tls.cert.display()),
-                &format!("--key={}", tls.key.display()),
-                // The member's certificate names its node address, not 127.0.0.1: as through any tunnel.
-                "--insecure-skip-tls-verify",
-                "--command-timeout=5s",
-                "endpoint",
-                "status",
-                "-w",
-                "json",
-            ])
-            .output()
-            .unwrap();
-        let _ = child.kill();
-        let _ = child.wait();
-        drop(forwarding);
-        if status.status.success() {
-            answer = Some(status);
-            break;
-        }
-        let kubectl_said = std::fs::read_to_string(c.root().join("port-forward.err")).unwrap_or_default();
-        failures
-            .push(format!("{}\nkubectl port-forward said: {kubectl_said}", String::from_utf8_lossy(&status.stderr)));
-        std::thread::sleep(std::time::Duration::from_secs(1));
-    }
-    let status = answer.unwrap_or_else(|| panic!("{}", failures.join("\n---\n")));
+    let local = testkit::net::free_port().unwrap();
+    let mut child = Command::new("kubectl")
+        .args(["port-forward", "-n", "kube-system", "pod/etcd-cp-2", &format!("{local}:{port}")])
+        .envs(c.env())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(std::fs::File::create(c.root().join("port-forward.err")).unwrap()))
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    // Keep reading its output open: kubectl dies of SIGPIPE on its next line otherwise.
+    let mut forwarding = BufReader::new(child.stdout.take().unwrap());
+    forwarding.read_line(&mut line).unwrap();
+    assert!(line.contains("Forwarding from 127.0.0.1"), "{line}");
+    let status = Command::new(EtcdRelease::V3_6.etcdctl().unwrap())
+        .args([
+            &format!("--endpoints=https://127.0.0.1:{local}"),
+            &format!("--cacert={}", tls.cacert.display()),
+            &format!("--cert={}", tls.cert.display()),
+            &format!("--key={}", tls.key.display()),
+            // The member's certificate names its node address, not 127.0.0.1: as through any tunnel.
+            "--insecure-skip-tls-verify",
+            "endpoint",
+            "status",
+            "-w",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(forwarding);
+    let kubectl_said = std::fs::read_to_string(c.root().join("port-forward.err")).unwrap_or_default();
+    assert!(
+        status.status.success(),
+        "{}\nkubectl port-forward said: {kubectl_said}",
+        String::from_utf8_lossy(&status.stderr)
+    );
     let status: Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(status[0]["Status"]["version"], "3.6.16");
 }
