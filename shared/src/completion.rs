@@ -50,15 +50,44 @@ impl Completion {
     }
 }
 
-/// Where dynamic values come from (the kubeconfig); a trait so tests need no files.
+/// Names that only the cluster knows, completed live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiveList {
+    /// `webhookguard disarm <TAB>`: validating and mutating webhook configurations.
+    WebhookConfigurations,
+    /// `etcdsnap --member <TAB>`: the etcd members (their pods in kube-system).
+    EtcdMembers,
+    /// `--as <TAB>`: service accounts, as `system:serviceaccount:NS:NAME`.
+    ServiceAccounts,
+}
+
+/// How long a live lookup may take: completion must never hang a shell.
+pub const LIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Where dynamic values come from (the kubeconfig, the cluster); a trait so tests need neither.
 pub trait DynamicValues {
     fn contexts(&self, kubeconfig: Option<&Path>) -> Vec<String>;
     fn clusters(&self, kubeconfig: Option<&Path>) -> Vec<String>;
     fn users(&self, kubeconfig: Option<&Path>) -> Vec<String>;
+    /// Live names, through the connection flags typed so far; empty when the cluster does
+    /// not answer within [`LIVE_TIMEOUT`].
+    fn live(&self, list: LiveList, kube: &crate::cli::KubeArgs) -> Vec<Candidate>;
 }
 
-/// Reads names from the kubeconfig kubectl would use.
-pub struct KubeconfigValues;
+/// Which live list completes an argument (by its clap id, in this plugin).
+fn live_list(plugin: &str, arg_id: &str) -> Option<LiveList> {
+    match (plugin, arg_id) {
+        ("webhookguard", "config") => Some(LiveList::WebhookConfigurations),
+        ("etcdsnap", "member") => Some(LiveList::EtcdMembers),
+        (_, "as_user") => Some(LiveList::ServiceAccounts),
+        _ => None,
+    }
+}
+
+/// Reads names from the kubeconfig kubectl would use, and live ones from its cluster.
+pub struct KubeconfigValues {
+    pub plugin: Plugin,
+}
 
 impl KubeconfigValues {
     fn load(kubeconfig: Option<&Path>) -> Option<crate::kubeconfig::LoadedKubeconfig> {
@@ -76,11 +105,101 @@ impl DynamicValues for KubeconfigValues {
     fn users(&self, kubeconfig: Option<&Path>) -> Vec<String> {
         Self::load(kubeconfig).map(|k| k.user_names()).unwrap_or_default()
     }
+    fn live(&self, list: LiveList, kube: &crate::cli::KubeArgs) -> Vec<Candidate> {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            return Vec::new();
+        };
+        runtime.block_on(async {
+            tokio::time::timeout(LIVE_TIMEOUT, live_names(list, kube, self.plugin)).await.unwrap_or_default()
+        })
+    }
+}
+
+async fn live_names(list: LiveList, kube: &crate::cli::KubeArgs, plugin: Plugin) -> Vec<Candidate> {
+    #[derive(serde::Deserialize)]
+    struct Named {
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    }
+    use crate::error::Access;
+    let Ok(cluster) = crate::Cluster::connect(kube, plugin).await else { return Vec::new() };
+    let name = |n: &Named| n.metadata.name.clone().unwrap_or_default();
+    match list {
+        LiveList::WebhookConfigurations => {
+            let mut out: Vec<Candidate> = Vec::new();
+            let mut bare: Vec<Candidate> = Vec::new();
+            for (resource, kind) in [
+                ("validatingwebhookconfigurations", "validatingwebhookconfiguration"),
+                ("mutatingwebhookconfigurations", "mutatingwebhookconfiguration"),
+            ] {
+                let path = format!("/apis/admissionregistration.k8s.io/v1/{resource}");
+                let access = Access::resource("list", "admissionregistration.k8s.io", resource, None);
+                let items: Vec<Named> = cluster.list_all(&path, &access).await.unwrap_or_default();
+                out.extend(
+                    items
+                        .iter()
+                        .map(|i| Candidate { value: format!("{kind}/{}", name(i)), description: String::new() }),
+                );
+                bare.extend(items.iter().map(|i| Candidate { value: name(i), description: kind.to_string() }));
+            }
+            // A bare name is offered only when one kind has it (disarm asks which otherwise).
+            let unique: Vec<Candidate> =
+                bare.iter().filter(|c| bare.iter().filter(|o| o.value == c.value).count() == 1).cloned().collect();
+            out.extend(unique);
+            out
+        }
+        LiveList::EtcdMembers => crate::etcd::pods::find(&cluster)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| Candidate {
+                value: p.member.clone(),
+                description: format!("pod {} on {}", p.pod.name, p.pod.node),
+            })
+            .collect(),
+        LiveList::ServiceAccounts => {
+            let path = match &kube.namespace {
+                Some(ns) => format!("/api/v1/namespaces/{ns}/serviceaccounts"),
+                None => "/api/v1/serviceaccounts".to_string(),
+            };
+            let access = Access::resource("list", "", "serviceaccounts", kube.namespace.as_deref());
+            let items: Vec<Named> = cluster.list_all(&path, &access).await.unwrap_or_default();
+            items
+                .iter()
+                .map(|i| Candidate {
+                    value: format!(
+                        "system:serviceaccount:{}:{}",
+                        i.metadata.namespace.as_deref().unwrap_or_default(),
+                        name(i)
+                    ),
+                    description: String::new(),
+                })
+                .collect()
+        }
+    }
+}
+
+/// The connection flags typed so far, as the plugin would parse them (a value that does not
+/// parse is left out rather than failing the completion).
+fn kube_args_from(flags: &[(String, Option<String>)]) -> Option<crate::cli::KubeArgs> {
+    #[derive(clap::Parser)]
+    struct Connection {
+        #[command(flatten)]
+        kube: crate::cli::KubeArgs,
+    }
+    let mut argv = vec!["completion".to_string()];
+    for (long, value) in flags {
+        argv.push(format!("--{long}"));
+        argv.extend(value.clone());
+    }
+    <Connection as clap::Parser>::try_parse_from(&argv)
+        .or_else(|_| <Connection as clap::Parser>::try_parse_from(["completion"]))
+        .map(|c| c.kube)
+        .ok()
 }
 
 /// Answers a completion request on stdout; returns the exit code.
-pub fn answer(cmd: &mut Command, _plugin: Plugin, words: &[String]) -> i32 {
-    let completion = complete(cmd, words, &KubeconfigValues);
+pub fn answer(cmd: &mut Command, plugin: Plugin, words: &[String]) -> i32 {
+    let completion = complete(cmd, plugin.name, words, &KubeconfigValues { plugin });
     print!("{}", completion.render());
     0
 }
@@ -102,8 +221,27 @@ fn find_subcommand<'c>(cmd: &'c Command, name: &str) -> Option<&'c Command> {
     cmd.get_subcommands().find(|s| s.get_name() == name || s.get_all_aliases().any(|a| a == name))
 }
 
+/// The ids of the flags that say which cluster to talk to, for live lookups.
+const CONNECTION_FLAGS: [&str; 8] = [
+    "kubeconfig",
+    "context",
+    "cluster",
+    "user",
+    "namespace",
+    "request_timeout",
+    "insecure_skip_tls_verify",
+    "tls_server_name",
+];
+
+/// What the words before the one being completed said.
+struct Typed<'a> {
+    plugin: &'a str,
+    kubeconfig: Option<PathBuf>,
+    connection: Vec<(String, Option<String>)>,
+}
+
 /// Computes the completion of the last word of `words` (the words after the plugin name).
-pub fn complete(cmd: &mut Command, words: &[String], values: &dyn DynamicValues) -> Completion {
+pub fn complete(cmd: &mut Command, plugin: &str, words: &[String], values: &dyn DynamicValues) -> Completion {
     cmd.build();
     let (current, before) = match words.split_last() {
         Some((last, rest)) => (last.as_str(), rest),
@@ -112,7 +250,7 @@ pub fn complete(cmd: &mut Command, words: &[String], values: &dyn DynamicValues)
     let mut active: &Command = cmd;
     let mut pending_value_for: Option<&Arg> = None;
     let mut positionals_seen = 0usize;
-    let mut kubeconfig: Option<PathBuf> = None;
+    let mut typed = Typed { plugin, kubeconfig: None, connection: Vec::new() };
     let mut after_double_dash = false;
     let mut i = 0;
     while i < before.len() {
@@ -142,10 +280,17 @@ pub fn complete(cmd: &mut Command, words: &[String], values: &dyn DynamicValues)
                     }
                 };
                 if name == "kubeconfig"
-                    && let Some(v) = value
+                    && let Some(v) = &value
                 {
-                    kubeconfig = Some(PathBuf::from(v));
+                    typed.kubeconfig = Some(PathBuf::from(v));
                 }
+                if value.is_some() && CONNECTION_FLAGS.contains(&arg.get_id().as_str()) {
+                    typed.connection.push((arg.get_long().unwrap_or(name).to_string(), value));
+                }
+            } else if let Some(arg) = find_long(active, name)
+                && CONNECTION_FLAGS.contains(&arg.get_id().as_str())
+            {
+                typed.connection.push((name.to_string(), None));
             }
         } else if word.len() > 1 && word.starts_with('-') {
             let chars: Vec<char> = word[1..].chars().collect();
@@ -156,6 +301,11 @@ pub fn complete(cmd: &mut Command, words: &[String], values: &dyn DynamicValues)
                     if k + 1 == chars.len() {
                         if i + 1 < before.len() {
                             i += 1;
+                            if let Some(long) =
+                                arg.get_long().filter(|_| CONNECTION_FLAGS.contains(&arg.get_id().as_str()))
+                            {
+                                typed.connection.push((long.to_string(), Some(before[i].clone())));
+                            }
                         } else {
                             pending_value_for = Some(arg);
                         }
@@ -174,12 +324,12 @@ pub fn complete(cmd: &mut Command, words: &[String], values: &dyn DynamicValues)
 
     // `--flag value` where the value is being typed.
     if let Some(arg) = pending_value_for {
-        return complete_value(arg, current, "", kubeconfig.as_deref(), values);
+        return complete_value(arg, current, "", &typed, values);
     }
     if !after_double_dash && let Some(long) = current.strip_prefix("--") {
         if let Some((name, partial)) = long.split_once('=') {
             if let Some(arg) = find_long(active, name) {
-                return complete_value(arg, partial, &format!("--{name}="), kubeconfig.as_deref(), values);
+                return complete_value(arg, partial, &format!("--{name}="), &typed, values);
             }
             return Completion { candidates: vec![], directive: DIRECTIVE_NO_FILE_COMP };
         }
@@ -201,7 +351,7 @@ pub fn complete(cmd: &mut Command, words: &[String], values: &dyn DynamicValues)
     let positional = active.get_positionals().filter(|a| !a.is_hide_set()).nth(positionals_seen);
     let mut directive = DIRECTIVE_NO_FILE_COMP;
     if let Some(arg) = positional {
-        let value_completion = complete_value(arg, current, "", kubeconfig.as_deref(), values);
+        let value_completion = complete_value(arg, current, "", &typed, values);
         candidates.extend(value_completion.candidates);
         directive = value_completion.directive;
     }
@@ -227,25 +377,34 @@ fn complete_flags(cmd: &Command, current: &str) -> Completion {
     Completion { candidates, directive: DIRECTIVE_NO_FILE_COMP }
 }
 
-fn complete_value(
-    arg: &Arg,
-    partial: &str,
-    prefix: &str,
-    kubeconfig: Option<&Path>,
-    values: &dyn DynamicValues,
-) -> Completion {
+fn complete_value(arg: &Arg, partial: &str, prefix: &str, typed: &Typed, values: &dyn DynamicValues) -> Completion {
+    // A comma-separated list (`--only etcd,lo`): complete its last item.
+    let (prefix, partial) = match arg.get_value_delimiter() {
+        Some(d) => match partial.rsplit_once(d) {
+            Some((head, last)) => (format!("{prefix}{head}{d}"), last),
+            None => (prefix.to_string(), partial),
+        },
+        None => (prefix.to_string(), partial),
+    };
+    let prefix = prefix.as_str();
     let id = arg.get_id().as_str();
-    let dynamic = match id {
-        "context" => Some(values.contexts(kubeconfig)),
-        "cluster" => Some(values.clusters(kubeconfig)),
-        "user" => Some(values.users(kubeconfig)),
-        _ => None,
+    let kubeconfig = typed.kubeconfig.as_deref();
+    let named = |names: Vec<String>| -> Vec<Candidate> {
+        names.into_iter().map(|n| Candidate { value: n, description: String::new() }).collect()
+    };
+    let dynamic: Option<Vec<Candidate>> = match id {
+        "context" => Some(named(values.contexts(kubeconfig))),
+        "cluster" => Some(named(values.clusters(kubeconfig))),
+        "user" => Some(named(values.users(kubeconfig))),
+        _ => live_list(typed.plugin, id)
+            .map(|list| kube_args_from(&typed.connection).map(|kube| values.live(list, &kube)).unwrap_or_default()),
     };
     let is_dynamic = dynamic.is_some();
     let mut candidates: Vec<Candidate> = match dynamic {
-        Some(names) => {
-            names.into_iter().map(|n| Candidate { value: format!("{prefix}{n}"), description: String::new() }).collect()
-        }
+        Some(found) => found
+            .into_iter()
+            .map(|c| Candidate { value: format!("{prefix}{}", c.value), description: c.description })
+            .collect(),
         None => arg
             .get_possible_values()
             .into_iter()
@@ -263,6 +422,9 @@ fn complete_value(
             ValueHint::DirPath => DIRECTIVE_FILTER_DIRS,
             _ => DIRECTIVE_NO_FILE_COMP,
         }
+    } else if arg.get_value_delimiter().is_some() {
+        // After `etcd,` the user may add another item.
+        DIRECTIVE_NO_FILE_COMP | DIRECTIVE_NO_SPACE
     } else {
         DIRECTIVE_NO_FILE_COMP
     };
@@ -401,6 +563,14 @@ mod tests {
         },
         /// Show status
         Status,
+        /// Defuse a configuration
+        Disarm {
+            config: String,
+            #[arg(long)]
+            member: Option<String>,
+            #[arg(long, value_delimiter = ',', value_parser = ["etcd", "load", "leader-election"])]
+            only: Vec<String>,
+        },
     }
 
     struct FakeValues;
@@ -417,11 +587,24 @@ mod tests {
         fn users(&self, _: Option<&Path>) -> Vec<String> {
             vec!["admin".into()]
         }
+        fn live(&self, list: LiveList, kube: &crate::cli::KubeArgs) -> Vec<Candidate> {
+            // Echoes what it was asked and through which connection flags.
+            let name = format!(
+                "{list:?}@{}@{}",
+                kube.context.as_deref().unwrap_or("-"),
+                kube.namespace.as_deref().unwrap_or("-")
+            );
+            vec![Candidate { value: name, description: String::new() }]
+        }
+    }
+
+    fn run_as(plugin: &str, words: &[&str]) -> Completion {
+        let words: Vec<String> = words.iter().map(|s| s.to_string()).collect();
+        complete(&mut TestCli::command(), plugin, &words, &FakeValues)
     }
 
     fn run(words: &[&str]) -> Completion {
-        let words: Vec<String> = words.iter().map(|s| s.to_string()).collect();
-        complete(&mut TestCli::command(), &words, &FakeValues)
+        run_as("cphealth", words)
     }
 
     fn values(c: &Completion) -> Vec<&str> {
@@ -452,6 +635,30 @@ mod tests {
         assert_eq!(values(&run(&["--output", "j"])), vec!["json"]);
         assert_eq!(values(&run(&["s"])), vec!["save", "status"]);
         assert_eq!(values(&run(&["--context", "prod", "st"])), vec!["status"]);
+    }
+
+    #[test]
+    fn live_names_go_through_the_typed_connection_flags() {
+        assert_eq!(
+            values(&run_as("webhookguard", &["--context", "prod", "-n", "ops", "disarm", ""])),
+            vec!["WebhookConfigurations@prod@ops"]
+        );
+        assert_eq!(values(&run_as("etcdsnap", &["disarm", "x", "--member", ""])), vec!["EtcdMembers@-@-"]);
+        assert_eq!(values(&run_as("apftop", &["--as", "system:"])), Vec::<&str>::new(), "filtered by what is typed");
+        assert_eq!(values(&run_as("apftop", &["--as", ""])), vec!["ServiceAccounts@-@-"]);
+        // Another plugin's argument of the same name is not looked up.
+        assert_eq!(values(&run_as("cphealth", &["disarm", ""])), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn comma_lists_complete_their_last_item() {
+        let c = run(&["disarm", "x", "--only", "etcd,le"]);
+        assert_eq!(values(&c), vec!["etcd,leader-election"]);
+        assert_eq!(c.directive, DIRECTIVE_NO_FILE_COMP | DIRECTIVE_NO_SPACE);
+        assert_eq!(
+            values(&run(&["disarm", "x", "--only="])),
+            vec!["--only=etcd", "--only=load", "--only=leader-election"]
+        );
     }
 
     #[test]
