@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use cpkit::Cluster;
 use cpkit::Result;
 use cpkit::apf::dump::{RequestDump, parse_requests};
-use cpkit::apf::flows::{FlowGroup, group};
+use cpkit::apf::flows::{FlowGroup, QueueAttribution, attribute_queues, group, without_observers};
 use cpkit::apf::stats::{Stats, aggregate, mark_hottest, replica_stats, selection};
 use cpkit::error::{Access, Error, ErrorKind};
 use cpkit::metrics::TimedScrape;
@@ -44,6 +44,10 @@ pub struct Snapshot {
     /// All replicas that answered, summed.
     pub total: Stats,
     pub flows: Vec<FlowGroup>,
+    /// apftop's (or another observer's) own requests left out of the flows.
+    pub observer_requests: usize,
+    /// Levels whose queue the flows do not fully explain.
+    pub queue_attribution: Vec<QueueAttribution>,
     pub notes: Vec<String>,
 }
 
@@ -181,6 +185,10 @@ impl Sampler {
         if serving.len() > 1 {
             mark_hottest(&mut total, &serving);
         }
+        let (requests, observer_requests) = without_observers(requests);
+        // Only when the dumps were read: otherwise nothing is attributed and a note says why.
+        let queue_attribution =
+            if ask_dumps && !self.dumps_forbidden { attribute_queues(&total.levels, &requests) } else { Vec::new() };
         Snapshot {
             context: self.context.clone(),
             taken_at: jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
@@ -188,6 +196,8 @@ impl Sampler {
             replicas,
             total,
             flows: group(&requests, jiff::Timestamp::now()),
+            observer_requests,
+            queue_attribution,
             notes,
         }
     }

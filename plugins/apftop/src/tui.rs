@@ -540,6 +540,8 @@ mod tests {
             replicas,
             total,
             flows: flows::group(&pairs, "2023-07-18T00:13:19Z".parse().unwrap()),
+            observer_requests: 0,
+            queue_attribution: vec![],
             notes: vec![],
         }
     }

@@ -108,6 +108,73 @@ pub fn group(requests: &[(String, RequestDump)], now: jiff::Timestamp) -> Vec<Fl
     out
 }
 
+/// The path of apftop's own reads of the APF state.
+const DEBUG_PREFIX: &str = "/debug/api_priority_and_fairness/";
+
+/// The requests an observer (apftop itself, or anyone reading the APF debug dumps) has in
+/// flight while the dump is taken: every `/debug/api_priority_and_fairness/*` request, and
+/// the `/metrics` scrapes of the users who sent them. They are the measurement, not the load.
+pub fn is_observer(r: &RequestDump, observers: &[&str]) -> bool {
+    match r.path.as_deref() {
+        Some(p) if p.starts_with(DEBUG_PREFIX) => true,
+        Some("/metrics") => observers.contains(&r.who()),
+        _ => false,
+    }
+}
+
+/// Splits the dumped requests into the load and the observers' own requests (returned as a
+/// count).
+pub fn without_observers(requests: Vec<(String, RequestDump)>) -> (Vec<(String, RequestDump)>, usize) {
+    let observer_users: Vec<String> = requests
+        .iter()
+        .filter(|(_, r)| r.path.as_deref().is_some_and(|p| p.starts_with(DEBUG_PREFIX)))
+        .map(|(_, r)| r.who().to_string())
+        .collect();
+    let observers: Vec<&str> = observer_users.iter().map(String::as_str).collect();
+    let before = requests.len();
+    let load: Vec<(String, RequestDump)> = requests.into_iter().filter(|(_, r)| !is_observer(r, &observers)).collect();
+    let excluded = before - load.len();
+    (load, excluded)
+}
+
+/// How much of a priority level's queue the flows explain.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueAttribution {
+    pub priority_level: String,
+    /// Queued by the `current_inqueue_requests` gauge (summed over the replicas read).
+    pub queued: f64,
+    /// Queued requests the dumps name a sender for.
+    pub in_flows: usize,
+    pub unattributed: f64,
+}
+
+/// For each level with a queue: the gauge's count against the requests the dumps list. They
+/// differ because the two are read moments apart (requests dispatched or arrived in between),
+/// and a replica whose dump could not be read still counts in the gauge.
+pub fn attribute_queues(
+    levels: &[crate::apf::stats::LevelStats],
+    requests: &[(String, RequestDump)],
+) -> Vec<QueueAttribution> {
+    let mut dumped: BTreeMap<&str, usize> = BTreeMap::new();
+    for (_, r) in requests.iter().filter(|(_, r)| !r.is_executing()) {
+        *dumped.entry(r.priority_level.as_str()).or_insert(0) += 1;
+    }
+    levels
+        .iter()
+        .filter(|l| l.inqueue_requests > 0.0)
+        .map(|l| {
+            let in_flows = dumped.get(l.name.as_str()).copied().unwrap_or(0);
+            QueueAttribution {
+                priority_level: l.name.clone(),
+                queued: l.inqueue_requests,
+                in_flows,
+                unattributed: (l.inqueue_requests - in_flows as f64).max(0.0),
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,5 +202,59 @@ mod tests {
         assert_eq!(top.verbs, ["list"]);
         assert_eq!(flows[1].user, "system:serviceaccount:system:admin");
         assert_eq!(flows[1].executing, 1);
+    }
+
+    fn request(user: &str, level: &str, path: &str, executing: bool) -> (String, RequestDump) {
+        let t: jiff::Timestamp = "2026-12-01T00:00:00Z".parse().unwrap();
+        (
+            "cp-1".into(),
+            RequestDump {
+                priority_level: level.into(),
+                flow_schema: "fs".into(),
+                queue_index: 0,
+                distinguisher: user.into(),
+                arrive_time: Some(t),
+                initial_seats: 1,
+                start_time: executing.then_some(t),
+                user: Some(user.into()),
+                verb: Some("get".into()),
+                path: Some(path.into()),
+                namespace: None,
+                resource: None,
+            },
+        )
+    }
+
+    #[test]
+    fn the_observers_own_requests_are_not_load() {
+        let requests = vec![
+            request("sre", "global-default", "/debug/api_priority_and_fairness/dump_requests", true),
+            request("sre", "global-default", "/metrics", true),
+            request("prometheus", "global-default", "/metrics", true),
+            request("flooder", "workload-low", "/api/v1/pods", false),
+        ];
+        let (load, excluded) = without_observers(requests);
+        assert_eq!(excluded, 2, "the dump request and the same user's /metrics scrape");
+        let users: Vec<&str> = load.iter().map(|(_, r)| r.who()).collect();
+        assert_eq!(users, ["prometheus", "flooder"], "someone else's scrape is load");
+    }
+
+    #[test]
+    fn queues_the_dumps_do_not_explain_are_counted() {
+        let level = |name: &str, queued: f64| crate::apf::stats::LevelStats {
+            name: name.into(),
+            inqueue_requests: queued,
+            ..Default::default()
+        };
+        let requests = vec![
+            request("flooder", "workload-low", "/api/v1/pods", false),
+            request("flooder", "workload-low", "/api/v1/pods", false),
+            request("flooder", "workload-low", "/api/v1/pods", true),
+        ];
+        let got = attribute_queues(&[level("workload-low", 5.0), level("exempt", 0.0)], &requests);
+        assert_eq!(
+            got,
+            [QueueAttribution { priority_level: "workload-low".into(), queued: 5.0, in_flows: 2, unattributed: 3.0 }]
+        );
     }
 }
