@@ -175,14 +175,24 @@ fn table_of(
     let narrow_out: &[&str] = if wide { &[] } else { &["REASONS", "NOMINAL", "LONGEST WAIT"] };
     let kept: Vec<usize> = (0..columns.len()).filter(|i| !narrow_out.contains(&columns[*i])).collect();
     let headers: Vec<&str> = kept.iter().map(|&i| columns[i]).collect();
-    let mut t = Table::new(&headers);
+    // In a narrow terminal the least telling columns go first; -o wide keeps them all.
+    let (droppable, shortened): (&[&str], &[&str]) = match view {
+        View::Levels => (&["CURRENT", "WAIT P99", "DISPATCHED/S", "IN QUEUE"], &["PRIORITY LEVEL"]),
+        View::Schemas => {
+            (&["PRECEDENCE", "WAIT P99", "EXECUTING", "IN QUEUE", "PRIORITY LEVEL"], &["FLOW SCHEMA", "PRIORITY LEVEL"])
+        }
+        View::Flows => {
+            (&["SEATS", "EXECUTING", "FLOW SCHEMA", "PRIORITY LEVEL"], &["USER", "TOP REQUEST", "FLOW SCHEMA"])
+        }
+    };
+    let mut t = Table::new(&headers).droppable(droppable).shorten(shortened).keep(&["UTIL"]);
     for r in rows.iter().take(limit) {
         t.row(kept.iter().map(|&i| r.cells[i].clone()));
     }
     if t.is_empty() {
         return format!("{}\n", dim("(none)"));
     }
-    t.render(false, no_headers)
+    t.render(wide, no_headers)
 }
 
 fn once_text(s: &gather::Snapshot, ctx: &Context, wide: bool, no_headers: bool) -> String {
@@ -215,9 +225,40 @@ fn once_text(s: &gather::Snapshot, ctx: &Context, wide: bool, no_headers: bool) 
     out.push_str(&format!("\n{}\n", bold("Flow schemas")));
     out.push_str(&table_of(View::Schemas, s, ctx, usize::MAX, wide, no_headers));
     out.push_str(&format!("\n{}\n", bold("Top flows (queued or executing now)")));
-    out.push_str(&table_of(View::Flows, s, ctx, 20, wide, no_headers));
+    out.push_str(&table_of(View::Flows, s, ctx, TOP_FLOWS, wide, no_headers));
+    out.push_str(&flow_accounting(s));
     for n in &s.notes {
         out.push_str(&format!("{}\n", dim(&format!("note: {n}"))));
+    }
+    output::wrap::fit_prose(&out, output::text_width(wide))
+}
+
+/// Rows of the top-flows table in the text view.
+const TOP_FLOWS: usize = 20;
+
+/// What the top flows leave out: flows past the table, queues the dumps do not explain, and
+/// apftop's own requests.
+fn flow_accounting(s: &gather::Snapshot) -> String {
+    let mut out = String::new();
+    if s.flows.len() > TOP_FLOWS {
+        let rest = &s.flows[TOP_FLOWS..];
+        let queued: usize = rest.iter().map(|f| f.queued).sum();
+        out.push_str(&format!("… and {} more flows with {queued} queued (-o json lists them all)\n", rest.len()));
+    }
+    for a in s.queue_attribution.iter().filter(|a| a.unattributed >= 1.0) {
+        out.push_str(&format!(
+            "{}: {:.0} queued, {} of them in the flows above; {:.0} unattributed (dispatched or queued between the /metrics scrape and the dump, or on a replica whose dump was not read)\n",
+            a.priority_level, a.queued, a.in_flows, a.unattributed
+        ));
+    }
+    if s.observer_requests > 0 {
+        out.push_str(&format!(
+            "{}\n",
+            dim(&format!(
+                "left out: {} request(s) of apftop itself (debug dumps, its /metrics scrapes)",
+                s.observer_requests
+            ))
+        ));
     }
     out
 }
@@ -378,7 +419,7 @@ async fn explain_command(cli: &Cli, args: &ExplainArgs) -> Result<i32> {
                 bold("Matches:")
             )),
         }
-        let mut t = Table::new(&["precedence", "flow schema", "priority level", "result"]);
+        let mut t = Table::new(&["precedence", "flow schema", "priority level", "result"]).shorten(&["flow schema"]);
         for c in &e.considered {
             let result = if Some(&c.flow_schema) == e.flow_schema.as_ref() {
                 "MATCH".to_string()
@@ -394,7 +435,7 @@ async fn explain_command(cli: &Cli, args: &ExplainArgs) -> Result<i32> {
         if let Some(c) = &confirmation {
             text.push_str(&format!("\n{}\n", c.detail));
         }
-        output::write_stdout(&text)?;
+        output::write_stdout(&output::wrap::fit_prose(&text, output::text_width(cli.output.is_wide())))?;
     }
     Ok(match confirmation {
         Some(c) if c.flow_schema.is_some() && !c.confirmed => Status::Warning.exit_code(),
@@ -435,8 +476,10 @@ async fn config_command(cli: &Cli, args: &ConfigArgs) -> Result<i32> {
         return Ok(verdict.exit_code());
     }
     let mut text = format!("{} (flowcontrol.apiserver.k8s.io/{})\n", bold("Flow schemas"), cfg.version);
-    let mut t =
-        Table::new(&["precedence", "name", "priority level", "distinguisher", "rules"]).wide_columns(&["subjects"]);
+    let mut t = Table::new(&["precedence", "name", "priority level", "distinguisher", "rules"])
+        .wide_columns(&["subjects"])
+        .droppable(&["distinguisher", "rules"])
+        .shorten(&["name"]);
     for s in &cfg.schemas {
         let subjects: Vec<String> = s.rules.iter().flat_map(|r| r.subjects.iter().map(|x| x.describe())).collect();
         t.row([
@@ -451,7 +494,8 @@ async fn config_command(cli: &Cli, args: &ConfigArgs) -> Result<i32> {
     text.push_str(&t.render(cli.output.is_wide(), cli.output.no_headers));
     text.push_str(&format!("\n{}\n", bold("Priority levels")));
     let mut t =
-        Table::new(&["name", "type", "shares", "lendable", "limit response", "queues", "hand size", "queue length"]);
+        Table::new(&["name", "type", "shares", "lendable", "limit response", "queues", "hand size", "queue length"])
+            .droppable(&["hand size", "queue length", "lendable", "queues"]);
     for l in &cfg.levels {
         t.row([
             l.name.clone(),
@@ -464,7 +508,7 @@ async fn config_command(cli: &Cli, args: &ConfigArgs) -> Result<i32> {
             l.queue_length_limit.to_string(),
         ]);
     }
-    text.push_str(&t.render(false, cli.output.no_headers));
+    text.push_str(&t.render(cli.output.is_wide(), cli.output.no_headers));
     text.push_str(&format!(
         "\n{} {}\n",
         bold("Findings:"),
@@ -480,17 +524,23 @@ async fn config_command(cli: &Cli, args: &ConfigArgs) -> Result<i32> {
             f.fix
         ));
     }
+    // Prose is fitted to the terminal; the YAML is printed as it must be applied.
+    let width = output::text_width(cli.output.is_wide());
+    let mut text = output::wrap::fit_prose(&text, width);
     if let Some((user, docs, why)) = &suggestion {
-        text.push_str(&format!("\n{} {user}\n{why}\n", bold("Suggested isolation for")));
+        text.push_str(&output::wrap::fit_prose(
+            &format!("\n{} {user}\n{why}\n", bold("Suggested isolation for")),
+            width,
+        ));
         for d in docs {
             text.push_str("---\n");
             text.push_str(&cpkit::yaml::to_string(d)?);
         }
-        text.push_str(&dim("Review, then apply with: kubectl apply -f <file> (undo: kubectl delete -f <file>)\n"));
+        text.push_str(&dim("Review, then: kubectl apply -f FILE (undo: kubectl delete -f FILE)\n"));
     }
     if let Some(s) = &snapshot {
         for n in &s.notes {
-            text.push_str(&format!("{}\n", dim(&format!("note: {n}"))));
+            text.push_str(&output::wrap::fit_prose(&format!("{}\n", dim(&format!("note: {n}"))), width));
         }
     }
     output::write_stdout(&text)?;

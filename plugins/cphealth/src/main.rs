@@ -272,9 +272,10 @@ async fn watch(cli: &Cli, cluster: &Cluster) -> Result<i32> {
                     let text = if changes.is_empty() {
                         "no change since the last round".to_string()
                     } else {
-                        changes.join("\n")
+                        let width = output::text_width(cli.output.is_wide());
+                        changes.iter().map(|c| output::wrap::paragraph("", c, 2, width)).collect::<String>()
                     };
-                    output::write_stdout(&format!("\n{}\n{text}\n", output::bold("Changed:")))?;
+                    output::write_stdout(&format!("\n{}\n{}\n", output::bold("Changed:"), text.trim_end()))?;
                 }
             }
         }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use cpkit::exit::Status;
+use cpkit::output::wrap::{command, paragraph};
 use cpkit::output::{Table, bold, dim, status_text};
 use cpkit::report::CheckResult;
 use serde::Serialize;
@@ -51,53 +52,81 @@ impl HealthReport {
 /// The table of one report, with its header; `verbose` adds details after it.
 pub fn text(report: &HealthReport, wide: bool, no_headers: bool, verbose: bool) -> String {
     let mut out = String::new();
+    let width = cpkit::output::text_width(wide);
     if !no_headers {
         let version = report.version.clone().unwrap_or_else(|| "unknown".into());
         let managed = report.managed.as_ref().map(|m| format!(", managed: {m}")).unwrap_or_default();
-        out.push_str(&format!("{}  {}\n", bold("Context:"), report.context));
-        out.push_str(&format!("{}   {} ({version}{managed})\n", bold("Server:"), report.server));
-        out.push_str(&format!("{}  {} — {}\n", bold("Verdict:"), status_text(report.verdict), report.summary_text()));
+        out.push_str(&paragraph(&format!("{}  ", bold("Context:")), &report.context, 10, width));
+        out.push_str(&paragraph(
+            &format!("{}   ", bold("Server:")),
+            &format!("{} ({version}{managed})", report.server),
+            10,
+            width,
+        ));
+        out.push_str(&paragraph(
+            &format!("{}  ", bold("Verdict:")),
+            &format!("{} — {}", status_text(report.verdict), report.summary_text()),
+            10,
+            width,
+        ));
         let unpermitted: Vec<&str> =
             report.checks.iter().filter(|c| c.missing_permission.is_some()).map(|c| c.name.as_str()).collect();
         if !unpermitted.is_empty() {
-            out.push_str(&format!(
-                "{}  {} could not run for lack of permissions: `kubectl cphealth rbac` prints the read-only role\n",
-                bold("Access:"),
-                unpermitted.join(", ")
+            out.push_str(&paragraph(
+                &format!("{}   ", bold("Access:")),
+                &format!(
+                    "{} could not run for lack of permissions: `kubectl cphealth rbac` prints the read-only role",
+                    unpermitted.join(", ")
+                ),
+                10,
+                width,
             ));
         }
         out.push('\n');
     }
+    // Where the MESSAGE column starts: after CHECK and STATUS and their gaps.
+    let name_width = report.checks.iter().map(|c| c.name.len()).max().unwrap_or(0).max(5);
+    let status_width = report.checks.iter().map(|c| c.status.as_str().len()).max().unwrap_or(0).max(6);
+    let ok_room = width.map(|w| w.saturating_sub(name_width + status_width + 6).max(12)).unwrap_or(140);
     let mut table = Table::new(&["check", "status", "message"]).wide_columns(&["duration", "evidence"]);
     for c in &report.checks {
         let evidence = c.evidence.iter().map(|e| format!("{}={}", e.name, e.value)).collect::<Vec<_>>().join("; ");
         table.row([
             c.name.clone(),
             status_text(c.status),
-            // Problems are shown whole; only OK lines are shortened in the narrow table.
-            if wide || c.status != Status::Ok { c.message.clone() } else { cpkit::output::truncate(&c.message, 140) },
+            // Problems are shown whole (wrapped); OK lines stay one line in the narrow table.
+            if wide || c.status != Status::Ok {
+                c.message.clone()
+            } else {
+                cpkit::output::truncate(&c.message, ok_room)
+            },
             cpkit::duration::short_latency(c.duration),
             evidence,
         ]);
     }
     out.push_str(&table.render(wide, no_headers));
     if let Some(d) = &report.diagnosis {
-        push_diagnosis(&mut out, d);
+        push_diagnosis(&mut out, d, width);
     }
     let problems: Vec<&CheckResult> =
         report.checks.iter().filter(|c| !matches!(c.status, Status::Ok | Status::Skipped) || verbose).collect();
     if verbose {
         out.push('\n');
         for c in &report.checks {
-            out.push_str(&format!("{} {} — {}\n", bold(&c.name), status_text(c.status), c.message));
+            out.push_str(&paragraph(&format!("{} {} — ", bold(&c.name), status_text(c.status)), &c.message, 2, width));
             for s in &c.subchecks {
-                out.push_str(&format!("  {:<8} {}: {}\n", status_text(s.status), s.name, s.message));
+                let status =
+                    format!("{}{}", status_text(s.status), " ".repeat(8usize.saturating_sub(s.status.as_str().len())));
+                out.push_str(&paragraph(&format!("  {status} "), &format!("{}: {}", s.name, s.message), 11, width));
             }
             for e in &c.evidence {
-                out.push_str(&format!("  {}\n", dim(&format!("{}: {}", e.name, e.value))));
+                // Dimmed line by line: a colour code must not span a wrapped line's indent.
+                for line in paragraph("  ", &format!("{}: {}", e.name, e.value), 4, width).lines() {
+                    out.push_str(&format!("{}\n", dim(line)));
+                }
             }
             for f in &c.remediation {
-                push_fix(&mut out, f);
+                push_fix(&mut out, "  fix: ", f, width);
             }
             out.push('\n');
         }
@@ -114,49 +143,46 @@ pub fn text(report: &HealthReport, wide: bool, no_headers: bool, verbose: bool) 
             }
         }
         for (names, f) in fixes {
-            out.push_str(&format!("{} ", bold(&format!("{}:", names.join(", ")))));
-            push_fix_inline(&mut out, f);
+            push_fix(&mut out, &format!("{} ", bold(&format!("{}:", names.join(", ")))), f, width);
         }
         out.push_str(&dim("(kubectl cphealth --verbose shows every sub-check and its evidence)\n"));
     }
     out
 }
 
-fn push_diagnosis(out: &mut String, d: &cpkit::diagnosis::Diagnosis) {
-    out.push_str(&format!("\n{} {}\n", bold("Diagnosis:"), d.summary));
+fn push_diagnosis(out: &mut String, d: &cpkit::diagnosis::Diagnosis, width: Option<usize>) {
+    out.push('\n');
+    out.push_str(&paragraph(&format!("{} ", bold("Diagnosis:")), &d.summary, 2, width));
     if let Some(c) = &d.likely_cause {
-        out.push_str(&format!("  {} {}: {}\n", bold("cause"), c.check, c.finding));
+        out.push_str(&paragraph(&format!("  {} ", bold("cause")), &format!("{}: {}", c.check, c.finding), 4, width));
     }
     for c in &d.consequences {
-        out.push_str(&format!("  ← {}: {} {}\n", c.check, c.finding, dim(&format!("({})", c.because))));
+        let because = dim(&format!("({})", c.because));
+        out.push_str(&paragraph("  ← ", &format!("{}: {} {because}", c.check, c.finding), 4, width));
     }
     for i in &d.independent {
-        out.push_str(&format!("  {} {i}\n", dim("independent:")));
+        out.push_str(&paragraph(&format!("  {} ", dim("independent:")), i, 4, width));
     }
     if let Some(a) = &d.first_action {
-        out.push_str(&format!("  {} {a}\n", bold("first:")));
+        out.push_str(&paragraph(&format!("  {} ", bold("first:")), a, 4, width));
     }
 }
 
-fn push_fix(out: &mut String, f: &cpkit::report::Remediation) {
-    out.push_str(&format!("  fix: {}\n", f.action));
+/// A fix: its action after `lead`, its commands (split so they still paste), its risk.
+fn push_fix(out: &mut String, lead: &str, f: &cpkit::report::Remediation, width: Option<usize>) {
+    out.push_str(&paragraph(lead, &f.action, 4, width));
     for cmd in &f.commands {
-        out.push_str(&format!("    $ {cmd}\n"));
+        out.push_str(&command("    $ ", cmd, width));
     }
-    out.push_str(&format!("    {}\n", dim(&format!("risk: {}", f.risk))));
-}
-
-fn push_fix_inline(out: &mut String, f: &cpkit::report::Remediation) {
-    out.push_str(&format!("{}\n", f.action));
-    for cmd in &f.commands {
-        out.push_str(&format!("    $ {cmd}\n"));
+    for line in paragraph("    ", &format!("risk: {}", f.risk), 4, width).lines() {
+        out.push_str(&format!("{}\n", dim(line)));
     }
-    out.push_str(&format!("    {}\n", dim(&format!("risk: {}", f.risk))));
 }
 
 /// One row per cluster (`--contexts`, `--all-contexts`).
 pub fn multi(reports: &[Result<HealthReport, (String, cpkit::Error)>], wide: bool, no_headers: bool) -> String {
-    let mut t = Table::new(&["context", "verdict", "version", "issue"]).wide_columns(&["server", "checks"]);
+    let mut t =
+        Table::new(&["context", "verdict", "version", "issue"]).wide_columns(&["server", "checks"]).shorten(&["issue"]);
     for r in reports {
         match r {
             Ok(rep) => t.row([

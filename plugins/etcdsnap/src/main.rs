@@ -240,7 +240,8 @@ fn emit(cli: &Cli, kind: &str, doc: serde_json::Value, text: impl FnOnce() -> St
     if cli.output.is_structured() {
         output::print_document(kind, &doc, cli.output.output)
     } else {
-        output::write_stdout(&text())
+        // Tables fit already; prose and commands are wrapped to the terminal here.
+        output::write_stdout(&output::wrap::fit_prose(&text(), output::text_width(cli.output.is_wide())))
     }
 }
 
@@ -502,9 +503,10 @@ async fn restore_plan(cli: &Cli, args: &RestorePlanArgs) -> Result<i32> {
             t.push_str(&format!("{} {w}\n", status_text(Status::Warning)));
         }
         t.push('\n');
+        let width = output::text_width(cli.output.is_wide());
         for s in &plan.steps {
-            t.push_str(s);
-            t.push_str("\n\n");
+            t.push_str(&output::wrap::fit_script(&format!("{s}\n"), width));
+            t.push('\n');
         }
         t
     })?;

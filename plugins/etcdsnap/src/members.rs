@@ -292,7 +292,9 @@ pub fn members_table(s: &ClusterStatus, wide: bool, no_headers: bool) -> String 
         "raft index",
         "latency",
     ])
-    .wide_columns(&["id", "error"]);
+    .wide_columns(&["id", "error"])
+    // Least needed in an incident first; -o wide has them all.
+    .droppable(&["raft index", "raft term", "endpoint", "in use", "version", "latency"]);
     for m in &s.members {
         t.row([
             m.name.clone(),
@@ -311,6 +313,12 @@ pub fn members_table(s: &ClusterStatus, wide: bool, no_headers: bool) -> String 
         ]);
     }
     let mut out = t.render(wide, no_headers);
+    if !wide {
+        // Why a member is down, which the narrow table has no room for.
+        for m in s.members.iter().filter(|m| m.error.is_some()) {
+            out.push_str(&format!("{}: {}\n", m.name, m.error.as_deref().unwrap_or_default()));
+        }
+    }
     if !s.alarms.is_empty() {
         out.push_str(&format!(
             "\nalarms: {}\n",

@@ -120,12 +120,41 @@ pub fn default_backup_dir() -> PathBuf {
     state.join("kubectl-webhookguard").join("backups")
 }
 
-/// The file a backup of `object` goes to: `<dir>/<context>_<resource>_<name>_<UTC time>.json`.
+fn safe_file_part(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || "-.".contains(c) { c } else { '-' }).collect()
+}
+
+/// The directory of one context's backups: `<dir>/<context>`.
+pub fn context_backup_dir(dir: &Path, context: &str) -> PathBuf {
+    dir.join(safe_file_part(context))
+}
+
+/// The file a backup of `object` goes to: `<dir>/<context>/<name>.<validating|mutating>.<UTC
+/// time>.json` (short enough that the printed undo fits a terminal line).
 pub fn backup_path(dir: &Path, context: &str, kind: ConfigKind, name: &str, when: jiff::Timestamp) -> PathBuf {
-    let safe = |s: &str| {
-        s.chars().map(|c| if c.is_ascii_alphanumeric() || "-.".contains(c) { c } else { '-' }).collect::<String>()
+    let kind_word = match kind {
+        ConfigKind::Validating => "validating",
+        ConfigKind::Mutating => "mutating",
     };
-    dir.join(format!("{}_{}_{}_{}.json", safe(context), kind.resource(), safe(name), when.strftime("%Y%m%dT%H%M%SZ")))
+    context_backup_dir(dir, context).join(format!(
+        "{}.{kind_word}.{}.json",
+        safe_file_part(name),
+        when.strftime("%Y%m%dT%H%M%SZ")
+    ))
+}
+
+/// The backup `restore` means: a path as given, or else a bare file name in the context's
+/// backup directory (what the printed undo uses), or in the directory itself (older backups).
+pub fn resolve_backup(given: &Path, dir: &Path, context: &str) -> PathBuf {
+    let bare = given.components().count() == 1 && !given.exists();
+    if bare {
+        for candidate in [context_backup_dir(dir, context).join(given), dir.join(given)] {
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    given.to_path_buf()
 }
 
 /// Writes the object, as read, to a new file (0600, fsynced, renamed into place).
@@ -332,16 +361,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let when: jiff::Timestamp = "2026-11-23T06:00:00Z".parse().unwrap();
         let path = backup_path(dir.path(), "kind/prod:1", ConfigKind::Validating, "pod-validator", when);
-        assert_eq!(
-            path.file_name().unwrap().to_str().unwrap(),
-            "kind-prod-1_validatingwebhookconfigurations_pod-validator_20261123T060000Z.json"
-        );
+        assert_eq!(path, dir.path().join("kind-prod-1/pod-validator.validating.20261123T060000Z.json"));
         let object = json!({"kind": "ValidatingWebhookConfiguration", "metadata": {"name": "pod-validator", "resourceVersion": "7"}, "webhooks": []});
         write_backup(&path, &object).unwrap();
         let (kind, back) = read_backup(&path).unwrap();
         assert_eq!(kind, ConfigKind::Validating);
         assert_eq!(back, object);
         assert!(write_backup(&path, &object).is_err());
+        // The undo names the file alone; restore finds it in the context's directory.
+        let bare = Path::new("pod-validator.validating.20261123T060000Z.json");
+        assert_eq!(resolve_backup(bare, dir.path(), "kind/prod:1"), path);
+        assert_eq!(resolve_backup(bare, dir.path(), "other"), bare, "another context's backup is not picked");
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

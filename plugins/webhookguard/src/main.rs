@@ -14,6 +14,7 @@ use cpkit::cli::{KubeArgs, OutputArgs, Plugin};
 use cpkit::completion::CompletionArgs;
 use cpkit::error::Result;
 use cpkit::exit::{FailOn, Status};
+use cpkit::output::wrap::{command, paragraph};
 use cpkit::output::{self, bold, dim, status_text};
 use cpkit::webhooks::ClusterFacts;
 use cpkit::webhooks::defuse::{self, Mode};
@@ -69,6 +70,10 @@ struct ScanArgs {
     /// Lowest verdict that makes the exit code non-zero
     #[arg(long, value_enum, default_value_t = FailOn::Warning)]
     fail_on: FailOn,
+
+    /// Every summary whole (wrapped) instead of cut to one line
+    #[arg(short = 'v', long)]
+    verbose: bool,
 
     /// Window between the two /metrics scrapes used for admission rates (0 = one scrape)
     #[arg(long, default_value = "1s", value_parser = cpkit::duration::duration_arg, value_name = "DURATION")]
@@ -170,7 +175,7 @@ async fn scan_command(cli: &Cli, args: &ScanArgs) -> Result<i32> {
     if cli.output.is_structured() {
         output::print_document("WebhookScan", &report, cli.output.output)?;
     } else {
-        output::write_stdout(&scan::render(&report, &cli.output))?;
+        output::write_stdout(&scan::render(&report, &cli.output, args.verbose))?;
     }
     Ok(args.fail_on.exit_code(report.verdict))
 }
@@ -197,12 +202,16 @@ async fn probe_command(cli: &Cli, args: &ProbeArgs) -> Result<i32> {
     Ok(verdict.exit_code())
 }
 
-fn undo_command(cli: &Cli, context: &str, backup: &std::path::Path) -> String {
-    let mut cmd = format!(
-        "kubectl webhookguard restore {} --context {} --yes",
-        shell_quote(&backup.display().to_string()),
-        shell_quote(context)
-    );
+/// The restore that undoes a change. A backup in the default directory is named by its file
+/// name alone (restore finds it there), so the command fits a terminal line.
+fn undo_command(cli: &Cli, context: &str, backup: &std::path::Path, custom_dir: bool) -> String {
+    let file_name = backup.file_name().map(|n| n.to_string_lossy().to_string());
+    let named = match file_name {
+        Some(n) if !custom_dir => n,
+        _ => backup.display().to_string(),
+    };
+    let mut cmd =
+        format!("kubectl webhookguard restore {} --context {} --yes", shell_quote(&named), shell_quote(context));
     if let Some(k) = &cli.kube.kubeconfig {
         cmd.push_str(&format!(" --kubeconfig {}", shell_quote(&k.display().to_string())));
     }
@@ -214,6 +223,23 @@ fn shell_quote(s: &str) -> String {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// `Backup: <file> (in <dir>)`, the home directory shown as `~`, wrapped to the terminal.
+fn backup_line(label: &str, backup: &std::path::Path, width: Option<usize>) -> String {
+    let name = backup.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let dir = backup.parent().map(home_relative).unwrap_or_default();
+    paragraph(&format!("{} ", bold(label)), &format!("{name} (in {dir})"), 2, width)
+}
+
+fn home_relative(path: &std::path::Path) -> String {
+    match std::env::var_os("HOME").map(PathBuf::from) {
+        Some(home) if !home.as_os_str().is_empty() => match path.strip_prefix(&home) {
+            Ok(rest) => format!("~/{}", rest.display()),
+            Err(_) => path.display().to_string(),
+        },
+        _ => path.display().to_string(),
     }
 }
 
@@ -243,34 +269,44 @@ async fn disarm_command(cli: &Cli, args: &DisarmArgs) -> Result<i32> {
     let target = format!("{}/{}", kind.kind().to_ascii_lowercase(), plan.config);
     let dir = args.backup_dir.clone().unwrap_or_else(disarm::default_backup_dir);
     let structured = cli.output.is_structured();
+    let width = output::text_width(cli.output.is_wide());
     let mut text = String::new();
-    text.push_str(&format!(
-        "{} {target} on context {context}, conditioned on resourceVersion {}:\n",
-        bold("Plan:"),
-        plan.resource_version
+    text.push_str(&paragraph(
+        &format!("{} ", bold("Plan:")),
+        &format!("{target} on context {context}, conditioned on resourceVersion {}:", plan.resource_version),
+        2,
+        width,
     ));
     for c in &plan.changes {
-        text.push_str(&format!("  - {c}\n"));
+        text.push_str(&paragraph("  - ", c, 4, width));
     }
     for w in &plan.warnings {
-        text.push_str(&format!("  {} {w}\n", status_text(Status::Warning)));
+        text.push_str(&paragraph(&format!("  {} ", status_text(Status::Warning)), w, 4, width));
     }
     if plan.changes.is_empty() {
         text.push_str("Nothing to change.\n");
         return finish_disarm(cli, &text, json!({"plan": plan, "applied": false}), 0);
     }
     if !args.yes {
-        text.push_str(&format!(
-            "{}\nNothing changed. To apply exactly this plan:\n  kubectl webhookguard disarm {target} --mode {} {}--resource-version {} --yes\n",
-            dim(&format!("A backup of the configuration will be written to {} first.", dir.display())),
-            mode_name(args.mode),
-            args.webhooks.iter().map(|w| format!("--webhook {} ", shell_quote(w))).collect::<String>(),
-            plan.resource_version
+        let note = format!("A backup of the configuration will be written to {} first.", home_relative(&dir));
+        for line in paragraph("", &note, 0, width).lines() {
+            text.push_str(&format!("{}\n", dim(line)));
+        }
+        text.push_str("Nothing changed. To apply exactly this plan:\n");
+        text.push_str(&command(
+            "  ",
+            &format!(
+                "kubectl webhookguard disarm {target} --mode {} {}--resource-version {} --yes",
+                mode_name(args.mode),
+                args.webhooks.iter().map(|w| format!("--webhook {} ", shell_quote(w))).collect::<String>(),
+                plan.resource_version
+            ),
+            width,
         ));
         return finish_disarm(cli, &text, json!({"plan": plan, "applied": false}), 0);
     }
     let backup = disarm::write_backup(&fresh_backup_path(&dir, &context, kind, &plan.config), &object)?;
-    text.push_str(&format!("{} {}\n", bold("Backup:"), backup.display()));
+    text.push_str(&backup_line("Backup:", &backup, width));
     if let Err(e) = disarm::apply(&cluster, kind, &plan, &uid).await {
         if !structured {
             output::write_stdout(&text)?;
@@ -278,12 +314,16 @@ async fn disarm_command(cli: &Cli, args: &DisarmArgs) -> Result<i32> {
         return Err(e);
     }
     let verified = disarm::verify_disarm(&cluster, kind, &plan).await.unwrap_or(false);
-    text.push_str(&format!(
-        "{} {target}: {} change{} applied{}.\n",
-        bold("Disarmed"),
-        plan.changes.len(),
-        if plan.changes.len() == 1 { "" } else { "s" },
-        if verified { ", read back and verified" } else { " (could not read it back to verify)" }
+    text.push_str(&paragraph(
+        &format!("{} ", bold("Disarmed")),
+        &format!(
+            "{target}: {} change{} applied{}.",
+            plan.changes.len(),
+            if plan.changes.len() == 1 { "" } else { "s" },
+            if verified { ", read back and verified" } else { " (could not read it back to verify)" }
+        ),
+        2,
+        width,
     ));
     let probes = probe::run(&cluster, &probe_namespaces(cli, &[])).await;
     let probe_verdict = match &probes {
@@ -292,12 +332,12 @@ async fn disarm_command(cli: &Cli, args: &DisarmArgs) -> Result<i32> {
             results.iter().map(|r| r.status).max().unwrap_or(Status::Ok)
         }
         Err(e) => {
-            text.push_str(&format!("\nprobe after the change failed: {e}\n"));
+            text.push_str(&paragraph("\nprobe after the change failed: ", &e.to_string(), 2, width));
             Status::Unknown
         }
     };
-    let undo = undo_command(cli, &context, &backup);
-    text.push_str(&format!("\n{}\n  {undo}\n", bold("Undo:")));
+    let undo = undo_command(cli, &context, &backup, args.backup_dir.is_some());
+    text.push_str(&format!("\n{}\n{}", bold("Undo:"), command("  ", &undo, width)));
     let code = if verified { probe_verdict.exit_code() } else { Status::Unknown.exit_code() };
     let probes = probes.unwrap_or_default();
     finish_disarm(
@@ -326,10 +366,13 @@ fn finish_disarm(cli: &Cli, text: &str, doc: serde_json::Value, code: i32) -> Re
 }
 
 async fn restore_command(cli: &Cli, args: &RestoreArgs) -> Result<i32> {
-    let (kind, backup) = disarm::read_backup(&args.backup)?;
-    let name = backup["metadata"]["name"].as_str().unwrap_or("").to_string();
+    let dir = args.backup_dir.clone().unwrap_or_else(disarm::default_backup_dir);
+    let width = output::text_width(cli.output.is_wide());
     let cluster = Cluster::connect(&cli.kube, PLUGIN).await?;
     let context = cluster.info.context.clone();
+    let backup_file = disarm::resolve_backup(&args.backup, &dir, &context);
+    let (kind, backup) = disarm::read_backup(&backup_file)?;
+    let name = backup["metadata"]["name"].as_str().unwrap_or("").to_string();
     let current = match disarm::read_config(&cluster, Some(kind), &name).await {
         Ok((_, v)) => Some(v),
         Err(e) if e.kind == cpkit::error::ErrorKind::NotFound => None,
@@ -338,36 +381,49 @@ async fn restore_command(cli: &Cli, args: &RestoreArgs) -> Result<i32> {
     let plan = disarm::plan_restore(kind, &backup, current.as_ref());
     let target = format!("{}/{name}", kind.kind().to_ascii_lowercase());
     let verb = if plan.action == "none" { "leave" } else { plan.action.as_str() };
-    let mut text = format!("{} {verb} {target} on context {context} from {}", bold("Plan:"), args.backup.display());
+    let file_name = backup_file.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let folder = backup_file.parent().map(home_relative).unwrap_or_default();
+    let mut plan_text = format!("{verb} {target} on context {context} from {file_name} (in {folder})");
     match plan.action.as_str() {
-        "none" => text.push_str(": it already matches the backup. Nothing to do.\n"),
-        "create" => text.push_str(": the configuration does not exist; it will be created as saved.\n"),
-        _ => text.push_str(&format!(
-            ": replace {} (conditioned on resourceVersion {}).\n",
+        "none" => plan_text.push_str(": it already matches the backup. Nothing to do."),
+        "create" => plan_text.push_str(": the configuration does not exist; it will be created as saved."),
+        _ => plan_text.push_str(&format!(
+            ": replace {} (conditioned on resourceVersion {}).",
             plan.differs.join(", "),
             plan.resource_version.as_deref().unwrap_or("?")
         )),
     }
+    let mut text = paragraph(&format!("{} ", bold("Plan:")), &plan_text, 2, width);
     if plan.action == "none" {
         return finish_restore(cli, &text, json!({"plan": plan, "applied": false}), 0);
     }
     // What disarm checked, checked again: the restored webhooks against their backends now.
-    let findings = restore_findings(&cluster, &backup, &args.backup).await?;
+    let findings = restore_findings(&cluster, &backup, &backup_file).await?;
     let blockers = cpkit::webhooks::defuse::restore_blockers(&findings);
     let refused: Vec<serde_json::Value> =
         blockers.iter().map(|f| json!({"webhook": f.webhook, "summary": f.summary, "evidence": f.evidence})).collect();
     if !blockers.is_empty() {
         let heading = if args.force { status_text(Status::Warning) } else { bold("Refused:") };
-        text.push_str(&format!(
-            "{heading} restoring would lock the cluster again while {}:\n",
-            if blockers.len() == 1 { "this backend is down" } else { "these backends are down" }
+        text.push_str(&paragraph(
+            &format!("{heading} "),
+            &format!(
+                "restoring would lock the cluster again while {}:",
+                if blockers.len() == 1 { "this backend is down" } else { "these backends are down" }
+            ),
+            2,
+            width,
         ));
         for f in &blockers {
-            text.push_str(&format!("  - {}: {}\n", f.webhook, f.summary));
+            text.push_str(&paragraph("  - ", &format!("{}: {}", f.webhook, f.summary), 4, width));
         }
         if !args.force {
-            text.push_str(&format!(
-                "Nothing changed. Bring the backend back first (`kubectl webhookguard scan` shows when its endpoints are ready), or pass --force to restore {target} anyway.\n"
+            text.push_str(&paragraph(
+                "",
+                &format!(
+                    "Nothing changed. Bring the backend back first (`kubectl webhookguard scan` shows when its endpoints are ready), or pass --force to restore {target} anyway."
+                ),
+                0,
+                width,
             ));
             let doc = json!({"plan": plan, "applied": false, "refused": refused});
             return finish_restore(cli, &text, doc, Status::Critical.exit_code());
@@ -379,9 +435,8 @@ async fn restore_command(cli: &Cli, args: &RestoreArgs) -> Result<i32> {
     }
     let mut saved = None;
     if let Some(c) = &current {
-        let dir = args.backup_dir.clone().unwrap_or_else(disarm::default_backup_dir);
         let path = disarm::write_backup(&fresh_backup_path(&dir, &context, kind, &name), c)?;
-        text.push_str(&format!("{} the current state saved to {}\n", bold("Backup:"), path.display()));
+        text.push_str(&backup_line("Backup of the current state:", &path, width));
         saved = Some(path);
     }
     if let Err(e) = disarm::restore(&cluster, kind, &backup, current.as_ref()).await {
@@ -392,13 +447,19 @@ async fn restore_command(cli: &Cli, args: &RestoreArgs) -> Result<i32> {
     }
     let remaining = disarm::verify_restore(&cluster, kind, &backup).await?;
     let mut code = if remaining.is_empty() {
-        text.push_str(&format!("{} {target}: read back, it matches the backup.\n", bold("Restored")));
+        text.push_str(&paragraph(
+            &format!("{} ", bold("Restored")),
+            &format!("{target}: read back, it matches the backup."),
+            2,
+            width,
+        ));
         0
     } else {
-        text.push_str(&format!(
-            "{} {target} was written, but reading it back still differs in {}.\n",
-            status_text(Status::Critical),
-            remaining.join(", ")
+        text.push_str(&paragraph(
+            &format!("{} ", status_text(Status::Critical)),
+            &format!("{target} was written, but reading it back still differs in {}.", remaining.join(", ")),
+            2,
+            width,
         ));
         Status::Critical.exit_code()
     };
@@ -409,10 +470,11 @@ async fn restore_command(cli: &Cli, args: &RestoreArgs) -> Result<i32> {
             text.push_str(&format!("\n{}\n{}", bold("Probe after the restore:"), probe::render(results, false, false)));
             code = code.max(results.iter().map(|r| r.status).max().unwrap_or(Status::Ok).exit_code());
         }
-        Err(e) => text.push_str(&format!("\nprobe after the restore failed: {e}\n")),
+        Err(e) => text.push_str(&paragraph("\nprobe after the restore failed: ", &e.to_string(), 2, width)),
     }
     if let Some(p) = &saved {
-        text.push_str(&format!("\n{}\n  {}\n", bold("Undo:"), undo_command(cli, &context, p)));
+        let undo = undo_command(cli, &context, p, args.backup_dir.is_some());
+        text.push_str(&format!("\n{}\n{}", bold("Undo:"), command("  ", &undo, width)));
     }
     let probes = probes.unwrap_or_default();
     finish_restore(
@@ -470,8 +532,13 @@ mod tests {
     fn undo_is_a_pasteable_command() {
         let cli = Cli::try_parse_from(["kubectl-webhookguard", "--kubeconfig", "/tmp/my config"]).unwrap();
         assert_eq!(
-            undo_command(&cli, "prod", std::path::Path::new("/b/x.json")),
+            undo_command(&cli, "prod", std::path::Path::new("/b/x.json"), true),
             "kubectl webhookguard restore /b/x.json --context prod --yes --kubeconfig '/tmp/my config'"
+        );
+        // In the default directory the file name is enough: restore looks there.
+        assert_eq!(
+            undo_command(&cli, "prod", std::path::Path::new("/b/prod/x.json"), false),
+            "kubectl webhookguard restore x.json --context prod --yes --kubeconfig '/tmp/my config'"
         );
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
     }

@@ -65,7 +65,7 @@ pub async fn run(cluster: &Cluster, namespaces: &[String]) -> Result<Vec<ProbeRe
                 let parsed: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
                 let message = parsed["message"].as_str().unwrap_or("").to_string();
                 let (status, webhook, text) = if response.is_success() {
-                    (Status::Ok, None, "admitted (server-side dry run, nothing created)".to_string())
+                    (Status::Ok, None, "admitted (dry run)".to_string())
                 } else if response.status == 403 {
                     let access = Access::resource("create", "", resource, Some(ns));
                     return Err(cpkit::error::http_error(

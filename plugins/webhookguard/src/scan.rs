@@ -7,6 +7,7 @@ use cpkit::Cluster;
 use cpkit::cli::OutputArgs;
 use cpkit::error::{Error, Result};
 use cpkit::exit::Status;
+use cpkit::output::wrap::{command, paragraph};
 use cpkit::output::{Table, bold, dim, status_text};
 use cpkit::webhooks::{Accepted, ClusterFacts, ConfigKind, Finding, WebhookConfig, analyse, apply_allowlist, worst};
 use serde::Serialize;
@@ -137,22 +138,35 @@ fn kind_word(kind: ConfigKind) -> &'static str {
 }
 
 /// The table and the fixes.
-pub fn render(r: &ScanReport, out: &OutputArgs) -> String {
+/// The scan as text: one line per finding (the SUMMARY cut to the terminal unless `verbose`),
+/// then why and the fix for each, fitted to the terminal.
+pub fn render(r: &ScanReport, out: &OutputArgs, verbose: bool) -> String {
+    let width = cpkit::output::text_width(out.is_wide());
     let webhooks: usize = r.configurations.iter().map(|c| c.webhooks.len()).sum();
     let mut text = String::new();
     if !out.no_headers {
-        text.push_str(&format!(
-            "{} {} configuration{} ({webhooks} webhook{}) from {} — {}\n\n",
-            bold("Scanned"),
-            r.configurations.len(),
-            if r.configurations.len() == 1 { "" } else { "s" },
-            if webhooks == 1 { "" } else { "s" },
-            r.source,
-            status_text(r.verdict)
+        text.push_str(&paragraph(
+            &format!("{} ", bold("Scanned")),
+            &format!(
+                "{} configuration{} ({webhooks} webhook{}) from {} — {}",
+                r.configurations.len(),
+                if r.configurations.len() == 1 { "" } else { "s" },
+                if webhooks == 1 { "" } else { "s" },
+                r.source,
+                status_text(r.verdict)
+            ),
+            2,
+            width,
         ));
+        text.push('\n');
     }
     let mut t =
         Table::new(&["severity", "finding", "configuration", "webhook", "summary"]).wide_columns(&["evidence", "fix"]);
+    // Narrow terminals lose CONFIGURATION first: "Why, and the fix" below names it.
+    t = t.droppable(&["configuration"]);
+    if !verbose {
+        t = t.shorten(&["summary"]);
+    }
     for f in &r.findings {
         t.row([
             severity_text(f),
@@ -184,21 +198,30 @@ pub fn render(r: &ScanReport, out: &OutputArgs) -> String {
         })
         .collect();
     if !clean.is_empty() {
-        text.push_str(&format!("\n{} {}\n", bold("Without findings:"), clean.join(", ")));
+        text.push('\n');
+        text.push_str(&paragraph(&format!("{} ", bold("Without findings:")), &clean.join(", "), 2, width));
     }
     let to_fix: Vec<&Finding> =
         r.findings.iter().filter(|f| f.severity != Status::Ok && f.accepted.is_none()).collect();
     if !to_fix.is_empty() {
         text.push_str(&format!("\n{}\n", bold("Why, and the fix:")));
         for f in to_fix {
-            text.push_str(&format!("{} {} ({}): {}\n", bold(f.kind.label()), f.webhook, f.config, f.explanation));
+            text.push_str(&paragraph(
+                &format!("{} ", bold(f.kind.label())),
+                &format!("{} ({}): {}", f.webhook, f.config, f.explanation),
+                2,
+                width,
+            ));
             if let Some(fix) = &f.fix {
-                text.push_str(&format!("  fix: {}\n    $ {}\n", fix.description, fix.command));
+                text.push_str(&paragraph("  fix: ", &fix.description, 4, width));
+                text.push_str(&command("    $ ", &fix.command, width));
             }
         }
     }
     for n in &r.notes {
-        text.push_str(&format!("{}\n", dim(&format!("note: {n}"))));
+        for line in paragraph("note: ", n, 2, width).lines() {
+            text.push_str(&format!("{}\n", dim(line)));
+        }
     }
     text
 }

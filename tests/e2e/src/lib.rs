@@ -67,6 +67,8 @@ pub fn path_with_plugins() -> String {
 /// Sets `env` on `cmd`, with the plugins first on PATH (also when `env` has a PATH of its own).
 fn with_env(cmd: &mut Command, env: &[(String, String)]) {
     cmd.env("PATH", path_with_plugins());
+    // Output is fitted to COLUMNS: a test sets it when it means to, never by inheritance.
+    cmd.env_remove("COLUMNS");
     for (k, v) in env {
         if k == "PATH" {
             cmd.env("PATH", format!("{}:{v}", plugin_path_dir().display()));
