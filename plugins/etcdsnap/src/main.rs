@@ -236,12 +236,17 @@ async fn kube(cli: &Cli, route: &RouteArgs) -> Result<Option<Cluster>> {
     Cluster::connect(&cli.kube, PLUGIN).await.map(Some)
 }
 
+/// Prose for the terminal: wrapped to its width (commands split so they still paste).
+fn say(cli: &Cli, text: &str) -> Result<()> {
+    output::write_stdout(&output::wrap::fit_prose(text, output::text_width(cli.output.is_wide())))
+}
+
 fn emit(cli: &Cli, kind: &str, doc: serde_json::Value, text: impl FnOnce() -> String) -> Result<()> {
     if cli.output.is_structured() {
         output::print_document(kind, &doc, cli.output.output)
     } else {
         // Tables fit already; prose and commands are wrapped to the terminal here.
-        output::write_stdout(&output::wrap::fit_prose(&text(), output::text_width(cli.output.is_wide())))
+        say(cli, &text())
     }
 }
 
@@ -550,13 +555,16 @@ async fn restore_cmd(cli: &Cli, args: &RestoreCmdArgs) -> Result<i32> {
     }
     let command = restore::restore_command(&tool, &args.file, &a).join(" ");
     if !args.yes {
-        output::write_stdout(&format!(
-            "{} restore revision {} ({} objects) into {}\n  $ {command}\nNothing changed. Re-run with --yes to restore.\n",
-            bold("Plan:"),
-            snapshot.etcdctl.revision,
-            snapshot.live_keys,
-            args.data_dir.display()
-        ))?;
+        say(
+            cli,
+            &format!(
+                "{} restore revision {} ({} objects) into {}\n  $ {command}\nNothing changed. Re-run with --yes to restore.\n",
+                bold("Plan:"),
+                snapshot.etcdctl.revision,
+                snapshot.live_keys,
+                args.data_dir.display()
+            ),
+        )?;
         return Ok(0);
     }
     restore::run_restore(&tool, &args.file, &a).await?;
@@ -625,12 +633,12 @@ async fn defrag(cli: &Cli, args: &DefragArgs) -> Result<i32> {
     }
     if !args.run.yes {
         text.push_str("Nothing changed. Re-run with --yes to defragment.\n");
-        output::write_stdout(&text)?;
+        say(cli, &text)?;
         return Ok(0);
     }
-    output::write_stdout(&text)?;
+    say(cli, &text)?;
     members::defrag(&access, &order, args.run.timeout, &mut |line| {
-        let _ = output::write_stdout(&format!("{line}\n"));
+        let _ = say(cli, &format!("{line}\n"));
     })
     .await?;
     Ok(0)
@@ -656,11 +664,11 @@ async fn compact(cli: &Cli, args: &CompactArgs) -> Result<i32> {
         text.push_str(&format!("{} {why}.\n", status_text(Status::Warning)));
     }
     if !args.run.yes {
-        output::write_stdout(&format!("{text}Nothing changed. Re-run with --yes to compact.\n"))?;
+        say(cli, &format!("{text}Nothing changed. Re-run with --yes to compact.\n"))?;
         return Ok(0);
     }
     members::compact(&access, revision, args.run.timeout).await?;
-    output::write_stdout(&format!("{text}Compacted up to revision {revision}.\n"))?;
+    say(cli, &format!("{text}Compacted up to revision {revision}.\n"))?;
     Ok(0)
 }
 

@@ -153,7 +153,14 @@ pub fn command(prefix: &str, cmd: &str, width: Option<usize>) -> String {
     let prefix_width = display_width(prefix);
     let comment_prefix = " ".repeat(prefix_width.saturating_sub(2));
     if let Some(c) = comment {
-        out.push_str(&format!("{comment_prefix}{c}\n"));
+        let text = c.trim_start_matches('#').trim_start();
+        let room = width.saturating_sub(comment_prefix.len() + 2).max(1);
+        for l in wrap_words(text, room) {
+            out.push_str(&format!("{comment_prefix}# {l}\n"));
+        }
+    }
+    if body.trim().is_empty() {
+        return out;
     }
     let cont = " ".repeat(prefix_width + 2);
     let mut line = prefix.to_string();
@@ -440,5 +447,12 @@ mod tests {
         assert!(printed.starts_with("    # on that node, as root\n    $ journalctl"), "{printed}");
         assert!(printed.lines().all(|l| l.chars().count() <= 60), "{printed}");
         assert_eq!(split_comment("echo '#not' x # yes"), ("echo '#not' x", Some("# yes")));
+        // A step that is only a comment stays comments, wrapped.
+        let only = command(
+            "    $ ",
+            "# /etc/kubernetes/manifests/etcd.yaml on each node: --quota-backend-bytes=1086324736",
+            Some(60),
+        );
+        assert!(only.lines().all(|l| l.starts_with("    # ") && l.chars().count() <= 60), "{only}");
     }
 }

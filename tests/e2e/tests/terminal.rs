@@ -62,6 +62,7 @@ fn webhook_lockout_fits_80_and_120_columns() {
         let table = report.split("\nDiagnosis:").next().unwrap();
         words_whole(message, table);
         fitted(&env, &["cphealth", "-v"], width);
+        fitted(&env, &["cphealth", "--all-contexts", "--sample", "300ms"], width);
         let scan = fitted(&env, &["webhookguard"], width);
         // SUMMARY is one line per finding; -v and JSON have it whole.
         let findings =
@@ -131,11 +132,15 @@ fn etcd_member_down_fits_80_and_120_columns() {
         assert!(row.contains("false"), "{members}");
         assert!(members.lines().any(|l| l.starts_with(&format!("{down}: "))), "{members}");
         fitted(&env, &["etcdsnap", "ls", d], width);
+        fitted(&env, &["etcdsnap", "prune", d, "--keep", "0"], width);
         fitted(&env, &["etcdsnap", "status", f], width);
         let plan = fitted(&env, &["etcdsnap", "restore-plan", f], width);
         assert!(plan.contains("--initial-cluster"), "{plan}");
         fitted(&env, &["etcdsnap", "alarm", "list"], width);
         fitted(&env, &["etcdsnap", "defrag", "--all"], width);
+        fitted(&env, &["etcdsnap", "compact"], width);
+        let data_dir = dir.path().join("restored");
+        fitted(&env, &["etcdsnap", "restore", f, "--data-dir", data_dir.to_str().unwrap()], width);
         fitted(&env, &["cphealth"], width);
     }
     let narrow = fitted(&env, &["etcdsnap", "members"], 80);
