@@ -133,7 +133,15 @@ fn files_are_private_whatever_the_umask() {
     }
     let mut files = Vec::new();
     for d in ["new/snapshots", "new/bundles", "new/backups"] {
-        files.extend(std::fs::read_dir(dir.path().join(d)).unwrap().flatten().map(|e| e.path()));
+        for entry in std::fs::read_dir(dir.path().join(d)).unwrap().flatten().map(|e| e.path()) {
+            if entry.is_dir() {
+                // Backups are kept per context: that directory is private too.
+                assert_eq!(mode(&entry), 0o700, "{}", entry.display());
+                files.extend(std::fs::read_dir(&entry).unwrap().flatten().map(|e| e.path()));
+            } else {
+                files.push(entry);
+            }
+        }
     }
     assert!(files.len() >= 4, "{files:?}");
     for f in files {
