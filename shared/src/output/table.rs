@@ -134,14 +134,16 @@ impl Table {
             return String::new();
         }
         let mut keep: Vec<usize> = (0..self.columns.len()).filter(|&i| wide || !self.columns[i].wide_only).collect();
-        let natural = |i: usize| -> usize {
-            let cells = self.rows.iter().map(|r| display_width(&r[i])).max().unwrap_or(0);
-            if no_headers { cells } else { cells.max(self.columns[i].header.len()) }
-        };
+        let natural: Vec<usize> = (0..self.columns.len())
+            .map(|i| {
+                let cells = self.rows.iter().map(|r| display_width(&r[i])).max().unwrap_or(0);
+                if no_headers { cells } else { cells.max(self.columns[i].header.len()) }
+            })
+            .collect();
         let total = |cols: &[usize], widths: &dyn Fn(usize) -> usize| -> usize {
             cols.iter().map(|&i| widths(i)).sum::<usize>() + GAP * cols.len().saturating_sub(1)
         };
-        let mut widths: Vec<usize> = (0..self.columns.len()).map(natural).collect();
+        let mut widths = natural.clone();
         if let Some(limit) = width {
             let mut droppable: Vec<usize> =
                 keep.iter().copied().filter(|&i| self.columns[i].drop_rank.is_some()).collect();
@@ -159,10 +161,10 @@ impl Table {
             let over = total(&keep, &|c| widths[c]).saturating_sub(limit);
             if over > 0 {
                 let flexible: Vec<usize> = keep.iter().copied().filter(|&i| self.columns[i].fit != Fit::Keep).collect();
-                let floor = |i: usize| FLEX_MIN.min(natural(i));
+                let floor = |i: usize| FLEX_MIN.min(natural[i]);
                 let left = narrow(&mut widths, &flexible, over, &floor);
                 // Still too wide: every column gives way, down to a few characters.
-                narrow(&mut widths, &keep, left, &|i| 4.min(natural(i)));
+                narrow(&mut widths, &keep, left, &|i| 4.min(natural[i]));
             }
         }
         let last = keep.len().saturating_sub(1);

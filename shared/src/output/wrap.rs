@@ -47,29 +47,28 @@ pub fn shorten(text: &str, width: usize) -> String {
 
 /// Greedy word wrap to `width`; a word longer than a line is cut (the only way it can fit).
 pub fn wrap_words(text: &str, width: usize) -> Vec<String> {
-    let width = width.max(1);
-    let mut lines = Vec::new();
+    wrap_lines(text, width, width)
+}
+
+/// Word wrap whose first line has `first` columns and the others `rest`.
+fn wrap_lines(text: &str, first: usize, rest: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
     let mut line = String::new();
     let mut line_width = 0;
+    let room = |lines: &Vec<String>| if lines.is_empty() { first.max(1) } else { rest.max(1) };
     for word in text.split(' ').filter(|w| !w.is_empty()) {
         let mut word = word.to_string();
         let mut word_width = display_width(&word);
-        if line_width > 0 && line_width + 1 + word_width > width {
+        if line_width > 0 && line_width + 1 + word_width > room(&lines) {
             lines.push(std::mem::take(&mut line));
             line_width = 0;
         }
-        while word_width > width {
+        while line_width == 0 && word_width > room(&lines) {
             let plain = strip_ansi(&word);
-            let head: String = plain.chars().take(width - line_width.min(width)).collect();
-            let rest: String = plain.chars().skip(head.chars().count()).collect();
-            if line_width > 0 {
-                line.push(' ');
-            }
-            line.push_str(&head);
-            lines.push(std::mem::take(&mut line));
-            line_width = 0;
-            word = rest;
+            let head: String = plain.chars().take(room(&lines)).collect();
+            word = plain.chars().skip(head.chars().count()).collect();
             word_width = display_width(&word);
+            lines.push(head);
         }
         if word.is_empty() {
             continue;
@@ -93,45 +92,11 @@ pub fn paragraph(first: &str, text: &str, indent: usize, width: Option<usize>) -
     let Some(width) = width else {
         return format!("{first}{text}\n");
     };
-    let first_width = display_width(first);
-    let mut out = String::new();
-    let words: Vec<&str> = text.split(' ').filter(|w| !w.is_empty()).collect();
-    // The first line holds the label; continuation lines have `indent` columns less.
-    let mut lines: Vec<String> = Vec::new();
-    let mut line = String::new();
-    let mut line_width = 0;
-    let mut room = width.saturating_sub(first_width).max(1);
-    for word in words {
-        let w = display_width(word);
-        if line_width > 0 && line_width + 1 + w > room {
-            lines.push(std::mem::take(&mut line));
-            line_width = 0;
-            room = width.saturating_sub(indent).max(1);
-        }
-        if line_width == 0 && w > room {
-            let mut pieces = wrap_words(word, room);
-            let last = pieces.pop().unwrap_or_default();
-            lines.extend(pieces);
-            room = width.saturating_sub(indent).max(1);
-            line_width = display_width(&last);
-            line = last;
-            continue;
-        }
-        if line_width > 0 {
-            line.push(' ');
-            line_width += 1;
-        }
-        line.push_str(word);
-        line_width += w;
-    }
-    lines.push(line);
+    let lines = wrap_lines(text, width.saturating_sub(display_width(first)), width.saturating_sub(indent));
     let pad = " ".repeat(indent);
+    let mut out = String::new();
     for (i, l) in lines.iter().enumerate() {
-        if i == 0 {
-            out.push_str(first);
-        } else {
-            out.push_str(&pad);
-        }
+        out.push_str(if i == 0 { first } else { &pad });
         out.push_str(l);
         out.push('\n');
     }
