@@ -115,6 +115,27 @@ fn validate(file_stem: &str, text: &str) -> Vec<String> {
     problems
 }
 
+/// What krew-index reviewers ask for beyond krew's validation: a shortDescription well under
+/// 50 characters, a description wrapped at 80 columns, and hashes YAML reads as strings (a
+/// bare `0000…` is the integer 0, which krew refuses).
+fn assert_house_style(path: &Path, text: &str, hashes: bool) {
+    let doc: serde_yaml::Value = serde_yaml::from_str(text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let short = doc["spec"]["shortDescription"].as_str().unwrap_or_default();
+    assert!(short.chars().count() < 50, "{}: shortDescription {short:?}", path.display());
+    let description = doc["spec"]["description"].as_str().unwrap_or_default();
+    for line in description.lines() {
+        assert!(line.chars().count() + 4 <= 80, "{}: description line {line:?}", path.display());
+        let flag = line.split_whitespace().any(|w| w.starts_with("--") && w.len() > 2);
+        let example = line.starts_with("$ ") || (line.starts_with("kubectl ") && flag);
+        assert!(!example, "{}: no usage examples: {line:?}", path.display());
+    }
+    // The release bot writes real hashes (hex, never read as a number); the placeholders are ours.
+    for line in text.lines().filter(|l| hashes && l.trim_start().starts_with("sha256:")) {
+        let value = line.trim_start().trim_start_matches("sha256:").trim();
+        assert!(value.starts_with('"') && value.ends_with('"'), "{}: unquoted {line:?}", path.display());
+    }
+}
+
 #[test]
 fn committed_manifests_pass_krew_validation() {
     let dir = repo().join("krew-manifests");
@@ -124,6 +145,7 @@ fn committed_manifests_pass_krew_validation() {
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let problems = validate(p, &text);
         assert!(problems.is_empty(), "{}: {problems:#?}", path.display());
+        assert_house_style(&path, &text, true);
         let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
         let platforms: Vec<String> = doc["spec"]["platforms"]
             .as_sequence()
@@ -168,6 +190,7 @@ fn release_bot_templates_render_to_valid_manifests() {
         }
         let problems = validate(p, &rendered);
         assert!(problems.is_empty(), "{}: {problems:#?}\n{rendered}", path.display());
+        assert_house_style(&path, &rendered, false);
     }
 }
 
@@ -197,7 +220,7 @@ fn host_archive_unpacks_to_an_executable_plugin_and_license() {
     assert!(validate(p, &manifest).is_empty(), "{:?}", validate(p, &manifest));
     let bytes = std::fs::read(&archive).unwrap();
     let sha = hex::encode(sha2::Sha256::digest(&bytes));
-    assert!(manifest.contains(&format!("sha256: {sha}")), "the manifest states the archive's real hash");
+    assert!(manifest.contains(&format!("sha256: \"{sha}\"")), "the manifest states the archive's real hash");
     let unpacked = tempfile::tempdir().unwrap();
     unpack(&archive, unpacked.path());
     let bin = unpacked.path().join(format!("kubectl-{p}"));
@@ -206,4 +229,91 @@ fn host_archive_unpacks_to_an_executable_plugin_and_license() {
     assert!(unpacked.path().join("LICENSE").is_file());
     let version = std::process::Command::new(&bin).arg("--version").output().unwrap();
     assert!(String::from_utf8_lossy(&version.stdout).contains(&workspace_version()));
+}
+
+/// The krew version `dev/build-krew` builds (read from the script, so the two never disagree).
+fn krew_binary() -> PathBuf {
+    let script = std::fs::read_to_string(repo().join("dev/build-krew")).unwrap();
+    let version = script.lines().find_map(|l| l.strip_prefix("version=")).expect("dev/build-krew names its version");
+    let bin = testkit::binaries::cache_root().join(format!("tools/krew-{version}/kubectl-krew"));
+    assert!(bin.is_file(), "{} is missing: run dev/build-krew (the README's test command does)", bin.display());
+    bin
+}
+
+/// The user's install path, with the real krew: `kubectl krew install --manifest --archive` for
+/// each plugin, the plugin runs through kubectl, `completion install` puts its link in krew's bin
+/// dir and kubectl completes through it, and `kubectl krew uninstall` removes the plugin.
+#[test]
+fn the_real_krew_installs_completes_and_uninstalls_every_plugin() {
+    let krew = krew_binary();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("krew-root");
+    let dist = work.path().join("dist");
+    // Only krew, krew's bin dir and kubectl on PATH: no other copy of the plugins.
+    let kubectl = which::which("kubectl").expect("kubectl on PATH");
+    let path = format!(
+        "{}:{}:{}:/usr/bin:/bin",
+        krew.parent().unwrap().display(),
+        root.join("bin").display(),
+        kubectl.parent().unwrap().display()
+    );
+    // krew's default index is a git clone of GitHub's krew-index; a test talks only to
+    // loopback, so the index is an empty local git repository (install from a manifest and an
+    // archive needs none; uninstall wants one to exist).
+    let index = root.join("index/default");
+    std::fs::create_dir_all(index.join("plugins")).unwrap();
+    let git = std::process::Command::new("git").args(["init", "--quiet"]).arg(&index).output().unwrap();
+    assert!(git.status.success(), "{}", cpkit_e2e::describe(&git));
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(&kubectl)
+            .args(args)
+            .env("PATH", &path)
+            .env("KREW_ROOT", &root)
+            .env("KREW_NO_UPGRADE_CHECK", "1")
+            .env("HOME", work.path())
+            .env_remove("KUBECONFIG")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "kubectl {}: {}", args.join(" "), cpkit_e2e::describe(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for p in cpkit_e2e::PLUGINS {
+        let built = std::process::Command::new(repo().join("dev/krew-archive"))
+            .args(["--debug", "--out", dist.to_str().unwrap(), p])
+            .env("CARGO_TARGET_DIR", cpkit_e2e::target_dir().parent().unwrap())
+            .output()
+            .unwrap();
+        assert!(built.status.success(), "{}", cpkit_e2e::describe(&built));
+        let archive = std::fs::read_dir(&dist)
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|a| a.file_name().unwrap().to_string_lossy().starts_with(&format!("kubectl-{p}-")))
+            .unwrap();
+        let manifest = dist.join(format!("{p}.yaml"));
+        run(&[
+            "krew",
+            "install",
+            &format!("--manifest={}", manifest.display()),
+            &format!("--archive={}", archive.display()),
+        ]);
+        assert!(run(&[p, "--version"]).contains(&workspace_version()), "{p} runs through kubectl");
+        let linked = run(&[p, "completion", "install"]);
+        let completer = root.join(format!("bin/kubectl_complete-{p}"));
+        assert!(std::fs::symlink_metadata(&completer).is_ok(), "{linked}");
+    }
+    let listed = run(&["plugin", "list"]);
+    for p in cpkit_e2e::PLUGINS {
+        assert!(listed.contains(&root.join(format!("bin/kubectl-{p}")).display().to_string()), "{listed}");
+    }
+    let installed = run(&["krew", "list"]);
+    assert!(cpkit_e2e::PLUGINS.iter().all(|p| installed.contains(p)), "{installed}");
+    // kubectl's plugin completion, through the link in krew's bin dir.
+    let completed = run(&["__complete", "cphealth", "--o"]);
+    assert!(completed.lines().any(|l| l.starts_with("--output")), "{completed}");
+    assert!(completed.lines().any(|l| l.starts_with("--only")), "{completed}");
+    for p in cpkit_e2e::PLUGINS {
+        run(&["krew", "uninstall", p]);
+        assert!(!root.join(format!("bin/kubectl-{p}")).exists(), "{p} is uninstalled");
+    }
+    assert!(!run(&["plugin", "list"]).contains("kubectl-cphealth"));
 }
