@@ -231,13 +231,36 @@ fn host_archive_unpacks_to_an_executable_plugin_and_license() {
     assert!(String::from_utf8_lossy(&version.stdout).contains(&workspace_version()));
 }
 
-/// The krew version `dev/build-krew` builds (read from the script, so the two never disagree).
-fn krew_binary() -> PathBuf {
-    let script = std::fs::read_to_string(repo().join("dev/build-krew")).unwrap();
-    let version = script.lines().find_map(|l| l.strip_prefix("version=")).expect("dev/build-krew names its version");
-    let bin = testkit::binaries::cache_root().join(format!("tools/krew-{version}/kubectl-krew"));
-    assert!(bin.is_file(), "{} is missing: run dev/build-krew (the README's test command does)", bin.display());
+/// A tool `dev/build-tools` builds, at the version the script names (so the two never disagree).
+fn tool(name: &str, installed_as: &str) -> PathBuf {
+    let script = std::fs::read_to_string(repo().join("dev/build-tools")).unwrap();
+    let key = format!("{name}_version=");
+    let version = script.lines().find_map(|l| l.strip_prefix(key.as_str())).expect("dev/build-tools names the version");
+    let bin = testkit::binaries::cache_root().join(format!("tools/{name}-{version}/{installed_as}"));
+    assert!(bin.is_file(), "{} is missing: run dev/build-tools (the README's test command does)", bin.display());
     bin
+}
+
+fn krew_binary() -> PathBuf {
+    tool("krew", "kubectl-krew")
+}
+
+/// The release workflow (it cannot run here) passes actionlint, which knows GitHub's schema,
+/// the actions' inputs and shellcheck's rules for run blocks.
+#[test]
+fn the_release_workflow_passes_actionlint() {
+    let actionlint = tool("actionlint", "actionlint");
+    let workflow = repo().join(".github/workflows/release.yml");
+    let out = std::process::Command::new(&actionlint).arg(&workflow).output().unwrap();
+    assert!(out.status.success(), "{}", cpkit_e2e::describe(&out));
+    // Not vacuous: a broken copy is caught.
+    let broken = tempfile::Builder::new().suffix(".yml").tempfile().unwrap();
+    let text = std::fs::read_to_string(&workflow)
+        .unwrap()
+        .replace("runs-on: ${{ matrix.runner }}", "runs-on: ${{ matrix.runnr }}");
+    std::fs::write(broken.path(), text).unwrap();
+    let out = std::process::Command::new(&actionlint).arg(broken.path()).output().unwrap();
+    assert!(!out.status.success(), "{}", cpkit_e2e::describe(&out));
 }
 
 /// The user's install path, with the real krew: `kubectl krew install --manifest --archive` for
