@@ -340,3 +340,17 @@ fn the_real_krew_installs_completes_and_uninstalls_every_plugin() {
     }
     assert!(!run(&["plugin", "list"]).contains("kubectl-cphealth"));
 }
+
+/// dev/release's glibc gate (dev/glibc-check) refuses a binary built against this machine's
+/// glibc (2.36 here; it needs 2.34) for the 2.17 baseline, and passes it for a new enough one.
+#[test]
+fn the_glibc_gate_refuses_a_binary_too_new_for_the_baseline() {
+    let bin = cpkit_e2e::plugin_binary("cphealth");
+    let check =
+        |max: &str| std::process::Command::new(repo().join("dev/glibc-check")).arg(max).arg(&bin).output().unwrap();
+    let old = check("2.17");
+    assert_eq!(old.status.code(), Some(1), "{}", cpkit_e2e::describe(&old));
+    assert!(String::from_utf8_lossy(&old.stderr).contains("newer than 2.17"), "{}", cpkit_e2e::describe(&old));
+    let new = check("9.99");
+    assert!(new.status.success(), "{}", cpkit_e2e::describe(&new));
+}
