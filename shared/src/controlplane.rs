@@ -347,8 +347,13 @@ impl LeaseInfo {
     }
 }
 
+/// How long past its duration a lease may stay unrenewed while another candidate takes it over:
+/// candidates retry every `retryPeriod` (2 s by default in client-go's leader election, and in
+/// kubeadm's components), plus a second for renewTime's rounding against our clock.
+pub const HANDOVER_GRACE_SECONDS: i64 = 3;
+
 /// The verdict on a leader lease: stale (no active leader) is CRITICAL, frequent transitions
-/// (flapping leadership) a WARNING.
+/// (flapping leadership) a WARNING; just expired is a handover in progress (WARNING).
 pub fn judge_lease(lease: &LeaseInfo, now: Timestamp) -> (Status, String) {
     let Some(holder) = &lease.holder else {
         return (Status::Critical, format!("{}: no holder (no active leader)", lease.name));
@@ -357,6 +362,14 @@ pub fn judge_lease(lease: &LeaseInfo, now: Timestamp) -> (Status, String) {
     let node = lease.holder_node().unwrap_or(holder);
     match lease.renew_age(now) {
         None => (Status::Critical, format!("{}: never renewed (holder {node})", lease.name)),
+        Some(age) if age > duration && age <= duration + HANDOVER_GRACE_SECONDS => (
+            Status::Warning,
+            format!(
+                "{}: {node} last renewed {} ago, lease lasts {duration}s: expired, handover due",
+                lease.name,
+                crate::duration::human_duration_signed(age)
+            ),
+        ),
         Some(age) if age > duration => (
             Status::Critical,
             format!(
@@ -475,6 +488,13 @@ mod tests {
         let (s, m) = judge_lease(&lease, now);
         assert_eq!(s, Status::Critical);
         assert!(m.contains("stale") && m.contains("6m") && m.contains("cp-2"), "{m}");
+        // Just expired: the other candidates take it over on their next retry.
+        lease.renew_time = at(16);
+        let (s, m) = judge_lease(&lease, now);
+        assert_eq!(s, Status::Warning, "{m}");
+        assert!(m.contains("handover"), "{m}");
+        lease.renew_time = at(15 + HANDOVER_GRACE_SECONDS + 1);
+        assert_eq!(judge_lease(&lease, now).0, Status::Critical);
         lease.renew_time = at(1);
         lease.acquire_time = at(30);
         lease.transitions = Some(9);

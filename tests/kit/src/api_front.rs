@@ -477,7 +477,15 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut client: S, raw: Option<std
             .collect();
         let content_type = resp_head.header("content-type").unwrap_or("application/json").to_string();
         let (sent, announced) = match &fault {
-            Some(Fault::TruncatedJson) => (body[..body.len() / 2].to_vec(), body.len() / 2),
+            Some(Fault::TruncatedJson) => {
+                // Cut mid-line, as a broken transfer does: a cut that happened to fall just after
+                // a newline would hand over whole lines of text, which nothing can tell from an end.
+                let mut cut = body.len() / 2;
+                while cut > 1 && body[cut - 1] == b'\n' {
+                    cut -= 1;
+                }
+                (body[..cut].to_vec(), cut)
+            }
             _ => (body.clone(), body.len()),
         };
         let head_bytes = response(code, &content_type, &kept, announced);
