@@ -26,8 +26,11 @@ pub const DISARM: &str = "Examples:
   kubectl webhookguard disarm validatingwebhookconfiguration/pod-validator --mode ignore --yes";
 
 pub const RESTORE: &str = "Examples:
-  # Put the saved configuration back (refused while its backend is still down)
-  kubectl webhookguard restore ~/.local/state/kubectl-webhookguard/backups/FILE.json --yes";
+  # Put the saved configuration back (refused while its backend is still down): the undo
+  # disarm printed names the backup by its file name, found in this context's backup directory
+  kubectl webhookguard restore pod-validator.validating.20261202T005301Z.json --yes
+  # Or by its path
+  kubectl webhookguard restore ~/.local/state/kubectl-webhookguard/backups/prod/FILE.json --yes";
 
 pub const COMPLETION: &str = "Examples:
   # Complete kubectl webhookguard <TAB> in bash and zsh through kubectl

@@ -120,7 +120,7 @@ struct DisarmArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 struct RestoreArgs {
-    /// A backup file written by disarm
+    /// A backup written by disarm: its path, or its file name in this context's backup directory
     #[arg(value_name = "BACKUP", value_hint = clap::ValueHint::FilePath)]
     backup: PathBuf,
 

@@ -114,14 +114,9 @@ pub fn write_stdout(text: &str) -> Result<()> {
     }
 }
 
-/// Truncates to at most `max` characters, marking the cut with `…`.
+/// Truncates to at most `max` characters, marking the cut with `…` ([`wrap::shorten`]).
 pub fn truncate(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_string();
-    }
-    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
-    out.push('…');
-    out
+    wrap::shorten(text, max)
 }
 
 /// Formats a byte count: `512 B`, `1.5 KiB`, `2.0 GiB`.
