@@ -141,6 +141,17 @@ pub fn generated_webhook_configs(n: usize) -> String {
                 if (i + j) % 5 == 0 {
                     w["failurePolicy"] = serde_json::Value::String("Ignore".into());
                 }
+                // Every fourth has matchConditions (evaluated in CEL for every target).
+                if (i + j) % 4 == 0 {
+                    let conditions = [
+                        ("not-system-users", "!request.userInfo.username.startsWith('system:')"),
+                        ("not-kube-system", "request.namespace != 'kube-system'"),
+                        ("not-nodes", "!('system:nodes' in request.userInfo.groups)"),
+                        ("labelled", "has(object.metadata.labels) && 'app' in object.metadata.labels"),
+                    ];
+                    let (name, expression) = conditions[(i / 4) % conditions.len()];
+                    w["matchConditions"] = serde_json::json!([{"name": name, "expression": expression}]);
+                }
             }
         }
         out.push_str("---\n");

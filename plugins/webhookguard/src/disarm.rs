@@ -4,11 +4,13 @@
 //! concurrent change is never overwritten.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use cpkit::Cluster;
 use cpkit::error::{Access, Error, ErrorKind, Result};
 use cpkit::webhooks::ConfigKind;
 use cpkit::webhooks::defuse::{self, Plan};
+use cpkit::webhooks::rearm::{self, Rearmer};
 use http::Method;
 use serde_json::{Value, json};
 
@@ -337,6 +339,72 @@ pub async fn verify_disarm(cluster: &Cluster, kind: ConfigKind, plan: &Plan) -> 
         (Some(updated), Some(now)) => updated["webhooks"] == now["webhooks"],
         _ => false,
     })
+}
+
+/// The separate step that pauses a re-arming controller, with its undo.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PauseStep {
+    pub who: String,
+    pub pause: String,
+    /// Scales it back to the replicas it has now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resume: Option<String>,
+    /// Why the replica count is unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unread: Option<String>,
+}
+
+/// A pause step for each re-armer with a Deployment that exists; its replicas read now.
+pub async fn pause_steps(cluster: &Cluster, rearmers: &[Rearmer]) -> Vec<PauseStep> {
+    let mut out = Vec::new();
+    for r in rearmers {
+        let Some(d) = &r.deployment else { continue };
+        let path = format!("/apis/apps/v1/namespaces/{}/deployments/{}", d.namespace, d.name);
+        let (resume, unread) = match cluster.get_raw(&path).await {
+            Ok(response) if response.status == 404 => continue,
+            Ok(response) if response.is_success() => {
+                match cpkit::client::decode_json::<Value>(&path, &response.body) {
+                    // An unset spec.replicas means 1.
+                    Ok(v) => (Some(d.resume_command(v["spec"]["replicas"].as_i64().unwrap_or(1))), None),
+                    Err(e) => (None, Some(e.to_string())),
+                }
+            }
+            Ok(response) => (None, Some(format!("GET {path} answered {}", response.status))),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        out.push(PauseStep { who: r.who.clone(), pause: d.pause_command(), resume, unread });
+    }
+    out
+}
+
+/// A disarm undone while it was watched.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rearmed {
+    pub after_seconds: f64,
+    pub what: Vec<String>,
+    /// The newest managedFields manager of the configuration.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub writer: Option<String>,
+}
+
+/// Re-reads the configuration every half second for `watch`; the first undo seen ends it.
+/// A read that fails is skipped: the watch is evidence, not a precondition.
+pub async fn watch_for_rearm(cluster: &Cluster, kind: ConfigKind, plan: &Plan, watch: Duration) -> Option<Rearmed> {
+    let started = Instant::now();
+    while started.elapsed() < watch {
+        tokio::time::sleep(Duration::from_millis(500).min(watch)).await;
+        let Ok(current) = get_optional(cluster, kind, &plan.config).await else { continue };
+        let what = rearm::undone(plan, current.as_ref());
+        if !what.is_empty() {
+            return Some(Rearmed {
+                after_seconds: started.elapsed().as_secs_f64(),
+                what,
+                writer: current.as_ref().and_then(rearm::last_writer),
+            });
+        }
+    }
+    None
 }
 
 #[cfg(test)]

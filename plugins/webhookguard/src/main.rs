@@ -18,6 +18,7 @@ use cpkit::output::wrap::{command, paragraph};
 use cpkit::output::{self, bold, dim, status_text};
 use cpkit::webhooks::ClusterFacts;
 use cpkit::webhooks::defuse::{self, Mode};
+use cpkit::webhooks::rearm;
 use serde_json::json;
 
 const PLUGIN: Plugin = Plugin { name: "webhookguard", version: env!("CARGO_PKG_VERSION") };
@@ -116,6 +117,10 @@ struct DisarmArgs {
     /// Where the backup goes (default: $XDG_STATE_HOME/kubectl-webhookguard/backups)
     #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
     backup_dir: Option<PathBuf>,
+
+    /// After the change, watch the configuration this long for a controller putting it back (0: do not)
+    #[arg(long, default_value = "5s", value_parser = cpkit::duration::duration_arg, value_name = "DURATION")]
+    watch: std::time::Duration,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -287,6 +292,9 @@ async fn disarm_command(cli: &Cli, args: &DisarmArgs) -> Result<i32> {
         text.push_str("Nothing to change.\n");
         return finish_disarm(cli, &text, json!({"plan": plan, "applied": false}), 0);
     }
+    let rearmers = rearm::rearmers(&object);
+    let pauses = disarm::pause_steps(&cluster, &rearmers).await;
+    text.push_str(&rearmers_text(&rearmers, &pauses, width));
     if !args.yes {
         let note = format!("A backup of the configuration will be written to {} first.", home_relative(&dir));
         for line in paragraph("", &note, 0, width).lines() {
@@ -303,7 +311,12 @@ async fn disarm_command(cli: &Cli, args: &DisarmArgs) -> Result<i32> {
             ),
             width,
         ));
-        return finish_disarm(cli, &text, json!({"plan": plan, "applied": false}), 0);
+        return finish_disarm(
+            cli,
+            &text,
+            json!({"plan": plan, "applied": false, "rearmers": rearmers, "pauseSteps": pauses}),
+            0,
+        );
     }
     let backup = disarm::write_backup(&fresh_backup_path(&dir, &context, kind, &plan.config), &object)?;
     text.push_str(&backup_line("Backup:", &backup, width));
@@ -325,6 +338,27 @@ async fn disarm_command(cli: &Cli, args: &DisarmArgs) -> Result<i32> {
         2,
         width,
     ));
+    // Watched even when the read-back differed: a controller may have been quicker.
+    let rearmed =
+        if !args.watch.is_zero() { disarm::watch_for_rearm(&cluster, kind, &plan, args.watch).await } else { None };
+    if let Some(r) = &rearmed {
+        let by = r.writer.as_deref().map(|w| format!(" (last written by {w:?})")).unwrap_or_default();
+        text.push_str(&paragraph(
+            &format!("{} ", status_text(Status::Critical)),
+            &format!(
+                "RE-ARMED after {:.1}s{by}: {}. Pause what puts it back (above), then disarm again.",
+                r.after_seconds,
+                r.what.join("; ")
+            ),
+            2,
+            width,
+        ));
+    } else if verified && !args.watch.is_zero() {
+        text.push_str(&format!(
+            "Watched it for {}: it stayed disarmed.\n",
+            cpkit::duration::human_duration(args.watch)
+        ));
+    }
     let probes = probe::run(&cluster, &probe_namespaces(cli, &[])).await;
     let probe_verdict = match &probes {
         Ok(results) => {
@@ -338,14 +372,67 @@ async fn disarm_command(cli: &Cli, args: &DisarmArgs) -> Result<i32> {
     };
     let undo = undo_command(cli, &context, &backup, args.backup_dir.is_some());
     text.push_str(&format!("\n{}\n{}", bold("Undo:"), command("  ", &undo, width)));
-    let code = if verified { probe_verdict.exit_code() } else { Status::Unknown.exit_code() };
+    let code = match (&rearmed, verified) {
+        (Some(_), _) => Status::Critical.exit_code(),
+        (None, false) => Status::Unknown.exit_code(),
+        (None, true) => probe_verdict.exit_code(),
+    };
     let probes = probes.unwrap_or_default();
     finish_disarm(
         cli,
         &text,
-        json!({"plan": plan, "applied": true, "verified": verified, "backup": backup, "undo": undo, "probe": probes}),
+        json!({"plan": plan, "applied": true, "verified": verified, "backup": backup, "undo": undo, "probe": probes,
+               "rearmers": rearmers, "pauseSteps": pauses, "rearmed": rearmed}),
         code,
     )
+}
+
+/// Who puts the configuration back, and the separate step that pauses each controller.
+fn rearmers_text(rearmers: &[rearm::Rearmer], pauses: &[disarm::PauseStep], width: Option<usize>) -> String {
+    let mut text = String::new();
+    for r in rearmers {
+        let (label, consequence) = match r.undoes {
+            rearm::Undoes::WithinSeconds => (status_text(Status::Warning), "will restore it within seconds"),
+            rearm::Undoes::NextRelease => (status_text(Status::Warning), "puts it back at its next upgrade or sync"),
+            rearm::Undoes::CaBundleOnly => (dim("note"), "rewrites its caBundle only, which does not undo this"),
+        };
+        text.push_str(&paragraph(
+            &format!("  {label} "),
+            &format!("{} {consequence} ({}).", r.who, r.evidence),
+            4,
+            width,
+        ));
+    }
+    for p in pauses {
+        text.push_str(&paragraph(
+            "  ",
+            &format!("To keep it disarmed, pause {} first — a separate step this tool does not take for you:", p.who),
+            2,
+            width,
+        ));
+        text.push_str(&command("    ", &p.pause, width));
+        match (&p.resume, &p.unread) {
+            (Some(resume), _) => {
+                text.push_str(&paragraph(
+                    "  ",
+                    "and once the backend is healthy and the webhook restored, resume it:",
+                    2,
+                    width,
+                ));
+                text.push_str(&command("    ", resume, width));
+            }
+            (None, Some(why)) => {
+                text.push_str(&paragraph(
+                    "  ",
+                    &format!("(its replica count could not be read to print the resume command: {why})"),
+                    2,
+                    width,
+                ));
+            }
+            (None, None) => {}
+        }
+    }
+    text
 }
 
 fn mode_name(mode: Mode) -> &'static str {

@@ -12,131 +12,11 @@ use jiff::Timestamp;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::conditions::{ConditionOutcome, MatchConditions};
 use super::model::{ClientConfig, ConfigKind, FailurePolicy, Tri, Webhook, WebhookConfig};
+use super::requests::{HealingRequest, REPLICASET_CONTROLLER, Resource, TARGETS, Target, request};
 use crate::exit::Status;
 use crate::report::Evidence;
-
-/// Something the cluster needs in order to heal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Target {
-    pub group: &'static str,
-    pub resource: &'static str,
-    pub subresource: &'static str,
-    /// The namespace the objects live in; None for cluster-scoped resources.
-    pub namespace: Option<&'static str>,
-    pub label: &'static str,
-    pub why: &'static str,
-    pub critical: bool,
-}
-
-const fn t(
-    group: &'static str,
-    resource: &'static str,
-    subresource: &'static str,
-    namespace: Option<&'static str>,
-    label: &'static str,
-    why: &'static str,
-    critical: bool,
-) -> Target {
-    Target { group, resource, subresource, namespace, label, why, critical }
-}
-
-/// The objects whose writes must not depend on a webhook's backend.
-pub const TARGETS: &[Target] = &[
-    t(
-        "",
-        "pods",
-        "",
-        Some("kube-system"),
-        "pods in kube-system",
-        "kube-system pods (CoreDNS, CNI, kube-proxy, control-plane mirror pods) cannot be created",
-        true,
-    ),
-    t(
-        "coordination.k8s.io",
-        "leases",
-        "",
-        Some("kube-system"),
-        "leases in kube-system",
-        "the controller-manager and scheduler cannot renew their leader leases",
-        true,
-    ),
-    t(
-        "coordination.k8s.io",
-        "leases",
-        "",
-        Some("kube-node-lease"),
-        "leases in kube-node-lease",
-        "kubelets cannot renew their node leases, so nodes turn NotReady",
-        true,
-    ),
-    t("", "nodes", "", None, "nodes", "kubelets cannot register or update their Node objects", true),
-    t("", "nodes", "status", None, "nodes/status", "kubelets cannot report node status", true),
-    t(
-        "rbac.authorization.k8s.io",
-        "clusterroles",
-        "",
-        None,
-        "RBAC (clusterroles)",
-        "RBAC cannot be changed or repaired",
-        true,
-    ),
-    t(
-        "rbac.authorization.k8s.io",
-        "clusterrolebindings",
-        "",
-        None,
-        "RBAC (clusterrolebindings)",
-        "RBAC cannot be changed or repaired",
-        true,
-    ),
-    t(
-        "rbac.authorization.k8s.io",
-        "roles",
-        "",
-        Some("kube-system"),
-        "RBAC (roles in kube-system)",
-        "RBAC cannot be changed or repaired",
-        true,
-    ),
-    t(
-        "rbac.authorization.k8s.io",
-        "rolebindings",
-        "",
-        Some("kube-system"),
-        "RBAC (rolebindings in kube-system)",
-        "RBAC cannot be changed or repaired",
-        true,
-    ),
-    t(
-        "certificates.k8s.io",
-        "certificatesigningrequests",
-        "",
-        None,
-        "CertificateSigningRequests",
-        "kubelets cannot renew their client certificates",
-        true,
-    ),
-    t(
-        "authentication.k8s.io",
-        "tokenreviews",
-        "",
-        None,
-        "TokenReviews",
-        "token authentication through the API fails",
-        true,
-    ),
-    t(
-        "authorization.k8s.io",
-        "subjectaccessreviews",
-        "",
-        None,
-        "SubjectAccessReviews",
-        "authorization checks through the API fail",
-        true,
-    ),
-    t("", "namespaces", "", None, "namespaces", "namespaces cannot be created or changed while it is down", false),
-];
 
 /// What the analysis found, most urgent kinds first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -148,6 +28,7 @@ pub enum FindingKind {
     CaBundle,
     Runtime,
     NamespaceChanges,
+    LeaderElection,
     FragileBackend,
     Timeout,
     SideEffects,
@@ -165,6 +46,7 @@ impl FindingKind {
             FindingKind::CaBundle => "CA BUNDLE",
             FindingKind::Runtime => "RUNTIME",
             FindingKind::NamespaceChanges => "NAMESPACE CHANGES",
+            FindingKind::LeaderElection => "LEADER-ELECTION",
             FindingKind::FragileBackend => "FRAGILE BACKEND",
             FindingKind::Timeout => "TIMEOUT",
             FindingKind::SideEffects => "SIDE EFFECTS",
@@ -262,23 +144,58 @@ impl ClusterFacts {
     }
 }
 
-/// Does the webhook reach `target` (for CREATE or UPDATE)?
-fn reaches(webhook: &Webhook, target: &Target, facts: &ClusterFacts) -> (Tri, String) {
-    let namespaced = target.namespace.is_some();
-    let rule = webhook.rules.iter().find(|r| {
-        ["CREATE", "UPDATE"]
-            .iter()
-            .any(|op| r.matches(op, target.group, target.resource, target.subresource, namespaced))
-    });
-    let Some(rule) = rule else {
-        return (Tri::No, String::new());
+/// Does the webhook reach `target`? Each request that writes it goes through the gates the API
+/// server applies, in its order (`staging/src/k8s.io/apiserver/pkg/admission/plugin/webhook/
+/// generic/dispatcher.go` and `predicates/`): rules, namespaceSelector, objectSelector, then
+/// matchConditions. Reached if any request is; unknown if any might be.
+fn reaches(webhook: &Webhook, conditions: &MatchConditions, target: &Target, facts: &ClusterFacts) -> (Tri, String) {
+    let mut unknown: Option<String> = None;
+    let mut excluded = String::new();
+    for healing in target.requests {
+        match request_reaches(webhook, conditions, target, healing, facts) {
+            (Tri::Yes, why) => return (Tri::Yes, why),
+            (Tri::Unknown, why) => {
+                unknown.get_or_insert(why);
+            }
+            (Tri::No, why) => {
+                if excluded.is_empty() {
+                    excluded = why;
+                }
+            }
+        }
+    }
+    match unknown {
+        Some(why) => (Tri::Unknown, why),
+        None => (Tri::No, excluded),
+    }
+}
+
+fn request_reaches(
+    webhook: &Webhook,
+    conditions: &MatchConditions,
+    target: &Target,
+    healing: &HealingRequest,
+    facts: &ClusterFacts,
+) -> (Tri, String) {
+    let namespaced = target.object.namespace.is_some();
+    let Some(rule) = webhook.rules.iter().find(|r| {
+        r.matches(healing.operation, target.object.group, target.object.resource, target.object.subresource, namespaced)
+    }) else {
+        return (Tri::No, format!("{}: no rule matches", healing.what));
     };
-    let mut why = format!("rule {}", rule.describe());
+    let mut why = format!("{}: rule {}", healing.what, rule.describe());
     let mut result = Tri::Yes;
-    if let Some(ns) = target.namespace {
-        let (labels, complete) = facts.namespace_labels(ns);
-        match webhook.namespace_selector.evaluate(&labels, complete) {
-            Tri::No => return (Tri::No, format!("namespaceSelector excludes {ns}")),
+    let labels = healing.label_map();
+    // The namespace's labels for namespaced objects; a Namespace's own labels; other
+    // cluster-scoped objects are never skipped by a namespaceSelector.
+    let namespace_labels = match target.object.namespace {
+        Some(ns) => Some((ns.to_string(), facts.namespace_labels(ns))),
+        None if target.object.resource == "namespaces" => Some((healing.name.to_string(), (labels.clone(), true))),
+        None => None,
+    };
+    if let Some((ns, (ns_labels, complete))) = namespace_labels {
+        match webhook.namespace_selector.evaluate(&ns_labels, complete) {
+            Tri::No => return (Tri::No, format!("{}: namespaceSelector excludes {ns}", healing.what)),
             Tri::Unknown => {
                 result = Tri::Unknown;
                 why.push_str(&format!(
@@ -296,23 +213,28 @@ fn reaches(webhook: &Webhook, target: &Target, facts: &ClusterFacts) -> (Tri, St
             }
         }
     }
-    if !webhook.object_selector.is_empty() && !webhook.object_selector.matches_unlabelled() {
-        return (
-            Tri::No,
-            format!("objectSelector {} only selects labelled objects", webhook.object_selector.describe()),
-        );
-    }
-    if !webhook.match_conditions.is_empty() {
-        let excludes = webhook.match_conditions.iter().any(|(_, expr)| {
-            target.namespace.is_some_and(|ns| expr.contains(ns))
-                || expr.contains(target.resource)
-                || expr.contains("system:")
-        });
-        if excludes {
-            return (Tri::No, "matchConditions exclude it".into());
+    if !webhook.object_selector.is_empty() {
+        // The object's labels are those this writer sets: exact for this request.
+        if webhook.object_selector.evaluate(&labels, true) != Tri::Yes {
+            return (
+                Tri::No,
+                format!("{}: objectSelector {} does not select it", healing.what, webhook.object_selector.describe()),
+            );
         }
-        result = Tri::Unknown;
-        why.push_str("; matchConditions (CEL) not evaluated");
+        why.push_str(&format!("; objectSelector {} selects it", webhook.object_selector.describe()));
+    }
+    if !conditions.is_empty() {
+        let input = healing.admission(&target.object);
+        match conditions.evaluate(&input.request, &input.object, &input.old_object) {
+            ConditionOutcome::Skipped { condition } => {
+                return (Tri::No, format!("{}: matchCondition {condition} is false", healing.what));
+            }
+            ConditionOutcome::Called => why.push_str("; its matchConditions are all true"),
+            ConditionOutcome::Unknown { reason } => {
+                result = Tri::Unknown;
+                why.push_str(&format!("; {reason}"));
+            }
+        }
     }
     (result, why)
 }
@@ -406,6 +328,11 @@ fn own_namespace(w: &Webhook) -> Option<&str> {
     }
 }
 
+/// kube-controller-manager's and kube-scheduler's `--leader-elect-renew-deadline` default.
+const LEADER_RENEW_DEADLINE_SECONDS: u32 = 10;
+/// What leader election locks are made of.
+const LOCK_RESOURCES: [&str; 3] = ["leases", "configmaps", "endpoints"];
+
 const HOT_RESOURCES: [&str; 7] = ["pods", "deployments", "replicasets", "statefulsets", "daemonsets", "jobs", "*"];
 
 /// Analyses every webhook of `configs`.
@@ -459,10 +386,11 @@ fn analyse_webhook(c: &WebhookConfig, w: &Webhook, facts: &ClusterFacts, out: &m
     }
 
     // What it reaches of what the cluster needs to heal.
+    let conditions = MatchConditions::compile(&w.match_conditions);
     let mut certain = Vec::new();
     let mut possible = Vec::new();
     for target in TARGETS {
-        match reaches(w, target, facts) {
+        match reaches(w, &conditions, target, facts) {
             (Tri::Yes, why) => certain.push((target, why)),
             (Tri::Unknown, why) => possible.push((target, why)),
             (Tri::No, _) => {}
@@ -564,7 +492,7 @@ fn analyse_webhook(c: &WebhookConfig, w: &Webhook, facts: &ClusterFacts, out: &m
         for (target, why) in &critical_certain {
             f.evidence.push(Evidence { name: target.label.into(), value: why.clone() });
         }
-        f.fix = Some(if critical_certain.iter().any(|(t, _)| t.namespace.is_none()) {
+        f.fix = Some(if critical_certain.iter().any(|(t, _)| t.object.namespace.is_none()) {
             ignore_fix(c, w)
         } else {
             exclude_namespaces_fix(c, w, own_namespace(w))
@@ -583,13 +511,40 @@ fn analyse_webhook(c: &WebhookConfig, w: &Webhook, facts: &ClusterFacts, out: &m
         }
         f.fix = Some(exclude_namespaces_fix(c, w, own_namespace(w)));
         out.push(f);
-    } else if fail && certain.iter().any(|(t, _)| t.resource == "namespaces") {
+    } else if fail && certain.iter().any(|(t, _)| t.object.resource == "namespaces") {
         out.push(finding(
             FindingKind::NamespaceChanges,
             Status::Warning,
             format!("{policy_text} on namespaces: namespace changes fail while its backend is down"),
             "It does not stop the cluster from healing, but namespaces cannot be created or labelled.".into(),
         ));
+    }
+
+    // Leader election: a renewal that waits out the webhook's timeout misses the renew
+    // deadline, whatever the failurePolicy (open-policy-agent/gatekeeper#3829).
+    let lock_targets: Vec<&(&Target, String)> = certain
+        .iter()
+        .chain(possible.iter())
+        .filter(|(t, _)| t.object.namespace == Some("kube-system") && LOCK_RESOURCES.contains(&t.object.resource))
+        .collect();
+    let leader_election = !lock_targets.is_empty() && w.timeout_seconds >= LEADER_RENEW_DEADLINE_SECONDS;
+    if leader_election {
+        let patch = json!([{"op": "add", "path": format!("/webhooks/{}/timeoutSeconds", w.index), "value": 5}]);
+        let mut f = finding(
+            FindingKind::LeaderElection,
+            Status::Warning,
+            format!(
+                "timeoutSeconds {} on {} reaches the leader renew deadline ({LEADER_RENEW_DEADLINE_SECONDS}s): a slow backend makes kube-controller-manager and kube-scheduler lose leadership",
+                w.timeout_seconds,
+                lock_targets.iter().map(|(t, _)| t.label).collect::<Vec<_>>().join(", ")
+            ),
+            "A lease renewal that waits for the webhook as long as the renew deadline fails, live backend or not; the controllers then restart and stop reconciling. Keep the timeout well under 10s (5s, or 3s as in gatekeeper#3829), or exclude kube-system.".into(),
+        );
+        for (target, why) in &lock_targets {
+            f.evidence.push(Evidence { name: target.label.into(), value: why.clone() });
+        }
+        f.fix = Some(Fix { description: "Lower timeoutSeconds to 5".into(), command: fix_command(c, &patch), patch });
+        out.push(f);
     }
 
     // Its own namespace: pods (or their controllers) there cannot come back once it dies.
@@ -604,14 +559,27 @@ fn analyse_webhook(c: &WebhookConfig, w: &Webhook, facts: &ClusterFacts, out: &m
             })
         });
         let object_ok = w.object_selector.is_empty() || w.object_selector.matches_unlabelled();
-        if intercepts_pods && object_ok && ns_match != Tri::No {
-            let certain_match = ns_match == Tri::Yes;
+        let recreate =
+            request("the replicaset controller recreating a backend pod", "CREATE", "", REPLICASET_CONTROLLER, &[]);
+        let pods = Resource { namespace: Some(ns), ..TARGETS[0].object };
+        let input = recreate.admission(&pods);
+        let condition_match = match conditions.evaluate(&input.request, &input.object, &input.old_object) {
+            ConditionOutcome::Called => Tri::Yes,
+            ConditionOutcome::Skipped { .. } => Tri::No,
+            ConditionOutcome::Unknown { .. } => Tri::Unknown,
+        };
+        if intercepts_pods && object_ok && ns_match != Tri::No && condition_match != Tri::No {
+            let certain_match = ns_match == Tri::Yes && condition_match == Tri::Yes;
             let mut f = finding(
                 FindingKind::SelfDeadlock,
                 if certain_match { Status::Critical } else { Status::Warning },
                 format!(
                     "intercepts pod creation in its own namespace {ns}{}: once its backend dies, its pods cannot be recreated",
-                    if certain_match { "" } else { " (if that namespace matches its namespaceSelector)" }
+                    match (ns_match, condition_match) {
+                        (Tri::Yes, Tri::Yes) => "",
+                        (_, Tri::Yes) => " (if that namespace matches its namespaceSelector)",
+                        _ => " (if its matchConditions let the request through)",
+                    }
                 ),
                 "The webhook's backend runs in the namespace it intercepts: the replacement pod for a crashed backend needs the backend.".into(),
             );
@@ -648,7 +616,7 @@ fn analyse_webhook(c: &WebhookConfig, w: &Webhook, facts: &ClusterFacts, out: &m
         .rules
         .iter()
         .any(|r| r.resources.iter().any(|res| HOT_RESOURCES.contains(&res.split('/').next().unwrap_or(""))));
-    if fail && hot && w.timeout_seconds > 5 {
+    if fail && hot && w.timeout_seconds > 5 && !leader_election {
         let patch = json!([{"op": "add", "path": format!("/webhooks/{}/timeoutSeconds", w.index), "value": 5}]);
         let mut f = finding(
             FindingKind::Timeout,

@@ -547,3 +547,219 @@ fn restoring_is_blocked_only_by_a_dead_backend_that_reaches_critical_requests() 
         }
     }
 }
+
+/// The evidence of the LOCKOUT finding, by target label.
+fn lockout_evidence(c: &WebhookConfig) -> Vec<(String, String)> {
+    analyse(std::slice::from_ref(c), &ClusterFacts::offline())
+        .into_iter()
+        .filter(|f| f.kind == FindingKind::Lockout)
+        .flat_map(|f| f.evidence.into_iter().map(|e| (e.name, e.value)))
+        .collect()
+}
+
+fn conditions(expressions: &[&str]) -> Value {
+    let list: Vec<Value> =
+        expressions.iter().enumerate().map(|(i, e)| json!({"name": format!("c{i}"), "expression": e})).collect();
+    json!({"matchConditions": list})
+}
+
+#[test]
+fn match_conditions_are_evaluated_target_by_target() {
+    let offline = ClusterFacts::offline();
+    let pods = || rule(&[""], &["pods"]);
+    let all =
+        || json!([{"operations": ["CREATE", "UPDATE"], "apiGroups": ["*"], "apiVersions": ["*"], "resources": ["*"]}]);
+    // (case, rules, conditions, LOCKOUT severity, targets in its evidence)
+    type Case<'a> = (&'a str, Value, Value, Option<Status>, Vec<&'a str>);
+    let cases: Vec<Case> = vec![
+        (
+            // Mentions kube-system and applies ONLY there: the worst case, not a safe one.
+            "== kube-system includes it",
+            pods(),
+            conditions(&["request.namespace == 'kube-system'"]),
+            Some(Status::Critical),
+            vec!["pods in kube-system"],
+        ),
+        ("!= kube-system excludes it", pods(), conditions(&["request.namespace != 'kube-system'"]), None, vec![]),
+        (
+            "not in a list of system namespaces",
+            all(),
+            conditions(&["!(request.namespace in ['kube-system', 'kube-node-lease'])"]),
+            // Cluster-scoped requests have no namespace: reading it errors, so they are unknown
+            // (possible), and the namespaced ones are excluded.
+            Some(Status::Warning),
+            vec![],
+        ),
+        (
+            "system users skipped: only an administrator's RBAC repair is reached",
+            all(),
+            conditions(&["!request.userInfo.username.startsWith('system:')"]),
+            Some(Status::Critical),
+            vec![
+                "RBAC (clusterroles)",
+                "RBAC (clusterrolebindings)",
+                "RBAC (roles in kube-system)",
+                "RBAC (rolebindings in kube-system)",
+            ],
+        ),
+        (
+            "nodes group skipped: the kubelet's mirror pod is, CoreDNS's pod is not",
+            pods(),
+            conditions(&["!('system:nodes' in request.userInfo.groups)"]),
+            Some(Status::Critical),
+            vec!["pods in kube-system"],
+        ),
+        (
+            "one leader skipped, the other still renews through it",
+            rule(&["coordination.k8s.io"], &["leases"]),
+            conditions(&["request.userInfo.username != 'system:kube-controller-manager'"]),
+            Some(Status::Critical),
+            vec!["leases in kube-system", "leases in kube-node-lease"],
+        ),
+        (
+            "has() on labels every control-plane writer sets",
+            pods(),
+            conditions(&[
+                "!has(object.metadata.labels) || !('k8s-app' in object.metadata.labels || 'tier' in object.metadata.labels)",
+            ]),
+            None,
+            vec![],
+        ),
+        (
+            "an expression that errors is unknown, never excluded",
+            pods(),
+            conditions(&["object.metadata.annotations['team'] == 'a'"]),
+            Some(Status::Warning),
+            vec![],
+        ),
+        (
+            "the authorizer cannot be answered offline",
+            pods(),
+            conditions(&["authorizer.requestResource.check('create').allowed()"]),
+            Some(Status::Warning),
+            vec![],
+        ),
+        (
+            "a false condition decides even beside one that errors",
+            pods(),
+            conditions(&["object.metadata.annotations['team'] == 'a'", "request.namespace != 'kube-system'"]),
+            None,
+            vec![],
+        ),
+    ];
+    for (name, rules, extra, want, targets) in cases {
+        let c = config(webhook(rules, extra));
+        assert_eq!(lockout(&c, &offline), want, "{name}");
+        if want == Some(Status::Critical) {
+            let labels: Vec<String> = lockout_evidence(&c).into_iter().map(|(label, _)| label).collect();
+            assert_eq!(labels, targets, "{name}");
+        }
+    }
+    // The evidence names the request that gets through.
+    let c = config(webhook(pods(), conditions(&["!('system:nodes' in request.userInfo.groups)"])));
+    let evidence = lockout_evidence(&c);
+    assert!(evidence[0].1.starts_with("the replicaset controller creating a CoreDNS pod: rule"), "{evidence:?}");
+    assert!(evidence[0].1.ends_with("its matchConditions are all true"), "{evidence:?}");
+}
+
+#[test]
+fn object_selectors_are_evaluated_on_each_writers_labels() {
+    let offline = ClusterFacts::offline();
+    let with_selector = |selector: Value| config(webhook(rule(&[""], &["pods"]), json!({"objectSelector": selector})));
+    // Mirror pods carry tier=control-plane; CoreDNS's and kube-proxy's pods do not.
+    let c =
+        with_selector(json!({"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["control-plane"]}]}));
+    assert_eq!(lockout(&c, &offline), Some(Status::Critical));
+    assert!(lockout_evidence(&c)[0].1.starts_with("the replicaset controller"), "{:?}", lockout_evidence(&c));
+    let c = with_selector(json!({"matchExpressions": [{"key": "k8s-app", "operator": "DoesNotExist"}]}));
+    assert!(lockout_evidence(&c)[0].1.starts_with("the kubelet creating the mirror pod"));
+    let c = with_selector(json!({"matchLabels": {"sidecar.istio.io/inject": "true"}}));
+    assert_eq!(lockout(&c, &offline), None, "an opt-in label no system pod has");
+}
+
+#[test]
+fn leader_election_timeouts() {
+    let offline = ClusterFacts::offline();
+    let leases = || rule(&["coordination.k8s.io"], &["leases"]);
+    let leader = |c: &WebhookConfig| {
+        analyse(std::slice::from_ref(c), &offline)
+            .into_iter()
+            .find(|f| f.kind == FindingKind::LeaderElection)
+            .map(|f| (f.severity, f.summary, f.fix.map(|x| x.command)))
+    };
+    // The v1 default of 10 s is the renew deadline itself.
+    let c = config(webhook(leases(), json!({})));
+    let (severity, summary, fix) = leader(&c).expect("10s on leases in kube-system");
+    assert_eq!(severity, Status::Warning);
+    assert!(
+        summary.starts_with("timeoutSeconds 10 on leases in kube-system reaches the leader renew deadline"),
+        "{summary}"
+    );
+    assert!(fix.unwrap().contains(r#""path":"/webhooks/0/timeoutSeconds","value":5"#));
+    // A live backend that answers slowly stalls renewals under Ignore too.
+    let c = config(webhook(leases(), json!({"failurePolicy": "Ignore", "timeoutSeconds": 30})));
+    assert!(leader(&c).is_some());
+    // Legacy lock objects.
+    let c = config(webhook(rule(&[""], &["configmaps", "endpoints"]), json!({"timeoutSeconds": 15})));
+    let (_, summary, _) = leader(&c).unwrap();
+    assert!(summary.contains("configmaps in kube-system, endpoints in kube-system"), "{summary}");
+    // Short enough, or kube-system excluded, or only node leases: no finding.
+    assert!(leader(&config(webhook(leases(), json!({"timeoutSeconds": 5})))).is_none());
+    let exclude = json!({"timeoutSeconds": 10, "namespaceSelector": {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system"]}]}});
+    assert!(leader(&config(webhook(leases(), exclude))).is_none());
+    let skip_leaders = conditions(&["!request.userInfo.username.startsWith('system:kube-')"]);
+    assert!(leader(&config(webhook(leases(), skip_leaders))).is_none());
+    // The LEADER-ELECTION finding replaces TIMEOUT on the same webhook.
+    let c = config(webhook(rule(&["*"], &["*"]), json!({"timeoutSeconds": 20})));
+    let kinds: Vec<FindingKind> = analyse(&[c], &offline).into_iter().map(|f| f.kind).collect();
+    assert!(kinds.contains(&FindingKind::LeaderElection) && !kinds.contains(&FindingKind::Timeout), "{kinds:?}");
+}
+
+#[test]
+fn capsule_locks_every_path_until_its_selector_patch() {
+    // tests/fixtures/webhooks/capsule.yaml — controller-gen output of projectcapsule/capsule:
+    // Fail everywhere, no selectors (kustomize patches them in at deploy time).
+    let (_, findings) = scan_fixture("capsule.yaml");
+    let cordoning = kinds(&findings, "cordoning.tenant.capsule.clastix.io");
+    assert!(cordoning.contains(&(FindingKind::Lockout, Status::Critical)), "{cordoning:?}");
+    assert!(cordoning.contains(&(FindingKind::LeaderElection, Status::Warning)), "{cordoning:?}");
+    // UPDATE on nodes only: the kubelet's own Node updates go through it.
+    let nodes = findings
+        .iter()
+        .find(|f| f.webhook == "nodes.capsule.clastix.io" && f.kind == FindingKind::Lockout)
+        .expect("nodes lockout");
+    assert!(nodes.evidence[0].value.starts_with("the kubelet updating its Node's labels"), "{:?}", nodes.evidence);
+    // UPDATE/DELETE on every resource: lease renewals are UPDATEs.
+    let objects = kinds(&findings, "resource-objects.tenant.capsule.clastix.io");
+    assert!(objects.contains(&(FindingKind::Lockout, Status::Critical)), "{objects:?}");
+    assert!(kinds(&findings, "pvc.capsule.clastix.io").iter().all(|(k, _)| *k != FindingKind::Lockout));
+}
+
+#[test]
+fn gatekeeper_fails_open_and_names_its_reconciler() {
+    // tests/fixtures/webhooks/gatekeeper.yaml — open-policy-agent/gatekeeper deploy/gatekeeper.yaml:
+    // Ignore with 1-3 s timeouts on every resource; the Fail webhook is on namespaces only.
+    let (configs, findings) = scan_fixture("gatekeeper.yaml");
+    assert!(
+        kinds(&findings, "validation.gatekeeper.sh")
+            .iter()
+            .all(|(k, s)| *k != FindingKind::Lockout && *s != Status::Critical)
+    );
+    assert!(
+        kinds(&findings, "check-ignore-label.gatekeeper.sh")
+            .contains(&(FindingKind::NamespaceChanges, Status::Warning))
+    );
+    assert_eq!(worst(&findings), Status::Warning);
+    assert_eq!(configs.len(), 2);
+    // Its label names Gatekeeper as the controller that puts a disarmed configuration back.
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/webhooks/gatekeeper.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let docs = crate::yaml::documents("gatekeeper.yaml", &text).unwrap();
+    let vwc = docs.iter().find(|d| d["kind"] == "ValidatingWebhookConfiguration").unwrap();
+    let rearmers = super::rearm::rearmers(vwc);
+    assert_eq!(rearmers[0].who, "Gatekeeper");
+    assert_eq!(
+        rearmers[0].deployment.as_ref().map(|d| d.pause_command()).as_deref(),
+        Some("kubectl -n gatekeeper-system scale deployment gatekeeper-controller-manager --replicas=0")
+    );
+}

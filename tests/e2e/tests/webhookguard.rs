@@ -1,5 +1,5 @@
 //! `kubectl webhookguard` end to end: offline scans of the real manifests in
-//! tests/fixtures/webhooks/ (a verbatim copy of ../shared/fixtures/webhooks/), and the live
+//! tests/fixtures/webhooks/ (each file's source in tests/fixtures/SOURCES.md), and the live
 //! scan, probe, disarm and restore in both worlds of the test kit (the simulated API server and
 //! the real control plane), run through kubectl.
 
@@ -93,17 +93,38 @@ fn offline_verdicts_of_every_real_manifest() {
     let (out, r) = offline("vault-k8s.yaml");
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert_eq!(r["verdict"], "OK");
+
+    // capsule.yaml (controller-gen output, before kustomize adds its namespaceSelector patch):
+    // every webhook Fail without selectors. The tenant cordoning webhook intercepts every
+    // resource, so kube-system pods, leases and nodes; the nodes webhook blocks the kubelet's
+    // Node updates; at the default 10 s timeout on leases, leader election is at risk too.
+    let (out, r) = offline("capsule.yaml");
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert_eq!(r["verdict"], "CRITICAL");
+    assert!(has(&r, "cordoning.tenant.capsule.clastix.io", "LOCKOUT", "CRITICAL"));
+    assert!(has(&r, "cordoning.tenant.capsule.clastix.io", "LEADER-ELECTION", "WARNING"));
+    assert!(has(&r, "nodes.capsule.clastix.io", "LOCKOUT", "CRITICAL"));
+    assert!(has(&r, "namespaces.capsule.clastix.io", "NAMESPACE-CHANGES", "WARNING"));
+    assert!(!findings_of(&r, "services.capsule.clastix.io").iter().any(|(k, _)| k == "LOCKOUT"));
+
+    // gatekeeper.yaml: the policy webhooks intercept every resource but fail open with 1-3 s
+    // timeouts; only the namespace-label check is Fail, on namespaces. WARNING.
+    let (out, r) = offline("gatekeeper.yaml");
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert_eq!(r["verdict"], "WARNING");
+    assert!(!findings_of(&r, "validation.gatekeeper.sh").iter().any(|(k, _)| k == "LOCKOUT" || k == "LEADER-ELECTION"));
+    assert!(has(&r, "check-ignore-label.gatekeeper.sh", "NAMESPACE-CHANGES", "WARNING"));
 }
 
 #[test]
 fn offline_scans_read_directories_stdin_and_honour_the_allowlist() {
     let dir = fixture("");
-    // The whole directory: 9 configurations, the worst verdict wins, and the table says where
+    // The whole directory: 13 configurations, the worst verdict wins, and the table says where
     // facts are unknown.
     let out = plugin("webhookguard", &["-f", dir.to_str().unwrap(), "--color", "never"], &[]);
     let (stdout, _) = text(&out);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
-    assert!(stdout.starts_with("Scanned 9 configurations (13 webhooks) from "), "{stdout}");
+    assert!(stdout.starts_with("Scanned 13 configurations (30 webhooks) from "), "{stdout}");
     assert!(stdout.contains("note: offline: namespace labels, backend services"), "{stdout}");
     // --fail-on critical turns the istio WARNING into exit 0.
     let istio = fixture("istio.yaml");
@@ -370,5 +391,185 @@ in_both_worlds! {
         // A well-run cluster scans clean.
         let out = kubectl(&["webhookguard", "--sample", "0"], &env);
         assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    }
+}
+
+/// A Fail webhook on pod creation whose backend Service does not exist, called only when
+/// `condition` holds.
+fn conditional_webhook(name: &str, condition: &str) -> Value {
+    serde_json::json!({
+        "name": name,
+        "failurePolicy": "Fail",
+        "sideEffects": "None",
+        "admissionReviewVersions": ["v1"],
+        "timeoutSeconds": 5,
+        "clientConfig": {"service": {"namespace": "default", "name": "no-such-backend", "port": 443}},
+        "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
+        "matchConditions": [{"name": "where", "expression": condition}],
+    })
+}
+
+in_both_worlds! {
+    fn match_conditions_are_judged_by_evaluation(world) {
+        let c = start(world, Scenario::HealthyHa);
+        let env = c.env();
+        let config = serde_json::json!({
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingWebhookConfiguration",
+            "metadata": {"name": "cel-conditions"},
+            "webhooks": [
+                conditional_webhook("skips-kube-system.example.com", "request.namespace != 'kube-system'"),
+                // Mentions kube-system, and applies only there.
+                conditional_webhook("only-kube-system.example.com", "request.namespace == 'kube-system'"),
+            ],
+        });
+        let file = c.dir.join("cel-conditions.json");
+        std::fs::write(&file, config.to_string()).unwrap();
+        let out = c.kubectl(&["create", "-f", file.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", describe(&out));
+
+        let out = kubectl(&["webhookguard", "-o", "json", "--sample", "300ms"], &env);
+        assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+        let r = json_of(&out);
+        let only = "only-kube-system.example.com";
+        assert!(has(&r, only, "LOCKOUT", "CRITICAL"), "{r}");
+        assert!(has(&r, only, "BACKEND-DOWN", "CRITICAL"), "{r}");
+        let lockout = r["findings"].as_array().unwrap().iter().find(|f| f["webhook"] == only && f["kind"] == "LOCKOUT").unwrap();
+        assert!(lockout["evidence"][0]["value"].as_str().unwrap().contains("its matchConditions are all true"), "{lockout}");
+        // The other one only blocks pods outside kube-system: a WARNING, no lockout.
+        let skips = "skips-kube-system.example.com";
+        assert_eq!(findings_of(&r, skips), vec![("BACKEND-DOWN".to_string(), "WARNING".to_string())], "{r}");
+
+        // The real API server agrees: a kube-system pod is rejected by the webhook that applies
+        // there only, a pod in default by the other. (The simulator does not evaluate CEL.)
+        if world == World::Real {
+            for (namespace, rejected_by) in [("kube-system", only), ("default", skips)] {
+                let pod = c.dir.join(format!("pod-{namespace}.json"));
+                let manifest = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": "cel-probe", "namespace": namespace},
+                    "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}]}});
+                std::fs::write(&pod, manifest.to_string()).unwrap();
+                let out = dry_run_pod(&c, &pod);
+                assert!(!out.status.success(), "{}", describe(&out));
+                assert!(text(&out).1.contains(&format!("failed calling webhook \"{rejected_by}\"")), "{}", describe(&out));
+            }
+        }
+    }
+}
+
+/// A stand-in for Kyverno's reconciler: while running, puts failurePolicy Fail back on the
+/// configuration `name` whenever it is not, as field manager "kyverno".
+struct TestController {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestController {
+    fn start(env: Vec<(String, String)>, name: &str) -> TestController {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, name) = (stop.clone(), name.to_string());
+        let thread = std::thread::spawn(move || {
+            let run = |args: &[&str]| {
+                let mut cmd = std::process::Command::new(testkit::kubectl_path("kubectl"));
+                cmd.args(args).envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                cmd.output()
+            };
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let policy = run(&[
+                    "get",
+                    "validatingwebhookconfiguration",
+                    &name,
+                    "-o",
+                    "jsonpath={.webhooks[0].failurePolicy}",
+                ]);
+                if policy.is_ok_and(|o| o.status.success() && o.stdout != b"Fail") {
+                    let patch = r#"[{"op":"replace","path":"/webhooks/0/failurePolicy","value":"Fail"}]"#;
+                    let _ = run(&[
+                        "patch",
+                        "validatingwebhookconfiguration",
+                        &name,
+                        "--type=json",
+                        "-p",
+                        patch,
+                        "--field-manager",
+                        "kyverno",
+                    ]);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        });
+        TestController { stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for TestController {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+in_both_worlds! {
+    fn a_disarm_undone_by_a_controller_is_reported_as_rearmed(world) {
+        let c = start(world, Scenario::HealthyHa);
+        let env = c.env();
+        let name = "kyverno-resource-validating-webhook-cfg";
+        // Shaped as Kyverno labels its configurations; on a custom resource only, so the
+        // cluster keeps working while it is armed.
+        let config = serde_json::json!({
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingWebhookConfiguration",
+            "metadata": {"name": name, "labels": {"webhook.kyverno.io/managed-by": "kyverno"}},
+            "webhooks": [{
+                "name": "validate.kyverno.svc-fail", "failurePolicy": "Fail", "sideEffects": "None",
+                "admissionReviewVersions": ["v1"], "timeoutSeconds": 5,
+                "clientConfig": {"service": {"namespace": "kyverno", "name": "kyverno-svc", "port": 443}},
+                "rules": [{"operations": ["CREATE"], "apiGroups": ["example.com"], "apiVersions": ["v1"], "resources": ["widgets"]}],
+            }],
+        });
+        let file = c.dir.join("kyverno-config.json");
+        std::fs::write(&file, config.to_string()).unwrap();
+        let out = c.kubectl(&["create", "-f", file.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", describe(&out));
+        let backups = tempfile::tempdir().unwrap();
+        let backup_dir = backups.path().to_str().unwrap();
+
+        // The plan names who puts it back.
+        let out = kubectl(&["webhookguard", "disarm", name, "--mode", "ignore", "--backup-dir", backup_dir], &env);
+        let (stdout, _) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        assert!(
+            stdout.contains("Kyverno will restore it within seconds (webhook.kyverno.io/managed-by=kyverno)"),
+            "{stdout}"
+        );
+
+        // With the controller running, the disarm is undone while it is watched: CRITICAL.
+        let controller = TestController::start(env.clone(), name);
+        let out = kubectl(
+            &["webhookguard", "disarm", name, "--mode", "ignore", "--yes", "--backup-dir", backup_dir, "--watch", "8s", "-o", "json"],
+            &env,
+        );
+        assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+        let doc = json_of(&out);
+        assert_eq!(doc["applied"], true, "{doc}");
+        assert_eq!(doc["rearmed"]["what"][0], "validate.kyverno.svc-fail: failurePolicy is Fail again", "{doc}");
+        assert_eq!(doc["rearmers"][0]["who"], "Kyverno", "{doc}");
+        if world == World::Real {
+            // The real API server records who wrote it last.
+            assert_eq!(doc["rearmed"]["writer"], "kyverno", "{doc}");
+        }
+        drop(controller);
+
+        // Without it, the disarm stays, and the watch says so.
+        let out = kubectl(
+            &["webhookguard", "disarm", name, "--mode", "ignore", "--yes", "--backup-dir", backup_dir, "--watch", "2s"],
+            &env,
+        );
+        let (stdout, _) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        assert!(stdout.contains("Watched it for 2s: it stayed disarmed."), "{stdout}");
+        assert_eq!(config_json(&c, name)["webhooks"][0]["failurePolicy"], "Ignore");
     }
 }

@@ -18,4 +18,4 @@ pub mod real;
 pub mod scenario;
 pub mod webhook_backend;
 
-pub use scenario::{DemoCluster, Facts, Options, Scenario, World};
+pub use scenario::{DemoCluster, Facts, Options, Scenario, World, kubectl_path};

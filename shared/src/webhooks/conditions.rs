@@ -1,0 +1,210 @@
+//! A webhook's `matchConditions`, evaluated with a CEL interpreter (cel-rust) as the API server
+//! does before it calls the webhook (kubernetes `staging/src/k8s.io/apiserver/pkg/admission/
+//! plugin/webhook/matchconditions/matcher.go`): any condition false skips the webhook; all true
+//! call it; an error with none false leaves it to the failurePolicy. What this interpreter cannot
+//! evaluate (the `authorizer`, a Kubernetes-only function) is unknown, never "excluded".
+
+use std::sync::{Arc, LazyLock};
+
+use cel::{Context, Env, Program, Value as CelValue};
+use serde_json::Value;
+
+/// What the conditions decide for one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConditionOutcome {
+    /// Every condition is true (or there are none): the webhook is called.
+    Called,
+    /// This condition is false: the webhook is skipped.
+    Skipped { condition: String },
+    /// Not decidable here; the reason says why.
+    Unknown { reason: String },
+}
+
+/// The environment the API server gives match conditions, as far as cel-rust has it: the
+/// standard library, and the strings and lists extensions Kubernetes also enables
+/// (`staging/src/k8s.io/apiserver/pkg/cel/environment/base.go`).
+static ENVIRONMENT: LazyLock<Option<Arc<Env>>> = LazyLock::new(|| {
+    let mut env = Env::stdlib();
+    env.add_extension(cel::extensions::strings).ok()?;
+    env.add_extension(cel::extensions::lists).ok()?;
+    Some(Arc::new(env))
+});
+
+/// Variables Kubernetes provides that an offline evaluation cannot answer.
+const UNANSWERABLE_VARIABLES: [&str; 2] = ["authorizer", "params"];
+
+enum Compiled {
+    Program(Box<Program>),
+    Unusable(String),
+}
+
+/// The conditions of one webhook, compiled once.
+pub struct MatchConditions {
+    conditions: Vec<(String, String, Compiled)>,
+}
+
+impl MatchConditions {
+    pub fn compile(conditions: &[(String, String)]) -> MatchConditions {
+        let conditions = conditions
+            .iter()
+            .map(|(name, expression)| (name.clone(), expression.clone(), compile_one(expression)))
+            .collect();
+        MatchConditions { conditions }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.conditions.is_empty()
+    }
+
+    /// Evaluates every condition against one request (`request`, `object`, `oldObject` as the
+    /// API server builds them; `object` is null for DELETE, `oldObject` for CREATE).
+    pub fn evaluate(&self, request: &Value, object: &Value, old_object: &Value) -> ConditionOutcome {
+        let Some(env) = ENVIRONMENT.as_ref() else {
+            return ConditionOutcome::Unknown { reason: "the CEL environment could not be built".into() };
+        };
+        let mut context = Context::with_env(env.clone());
+        for (name, value) in [("request", request), ("object", object), ("oldObject", old_object)] {
+            match cel::to_value(value) {
+                Ok(v) => context.add_variable_from_value(name, v),
+                Err(e) => {
+                    return ConditionOutcome::Unknown { reason: format!("{name} cannot be given to CEL: {e}") };
+                }
+            }
+        }
+        let mut unknown: Option<String> = None;
+        for (name, expression, compiled) in &self.conditions {
+            let verdict = match compiled {
+                Compiled::Unusable(why) => Err(why.clone()),
+                Compiled::Program(program) => match program.execute(&context) {
+                    Ok(CelValue::Bool(true)) => Ok(true),
+                    Ok(CelValue::Bool(false)) => Ok(false),
+                    Ok(other) => Err(format!("it evaluates to {other:?}, not a bool")),
+                    Err(e) => Err(format!("it fails to evaluate: {e}")),
+                },
+            };
+            match verdict {
+                // One false condition decides, whatever the others would say.
+                Ok(false) => return ConditionOutcome::Skipped { condition: name.clone() },
+                Ok(true) => {}
+                Err(why) => {
+                    unknown.get_or_insert_with(|| format!("matchCondition {name} ({expression}): {why}"));
+                }
+            }
+        }
+        match unknown {
+            Some(reason) => ConditionOutcome::Unknown { reason },
+            None => ConditionOutcome::Called,
+        }
+    }
+}
+
+fn compile_one(expression: &str) -> Compiled {
+    let Some(env) = ENVIRONMENT.as_ref() else {
+        return Compiled::Unusable("the CEL environment could not be built".into());
+    };
+    match env.compile(expression) {
+        Ok(program) => {
+            let references = program.references();
+            if let Some(variable) = UNANSWERABLE_VARIABLES.iter().find(|v| references.has_variable(v)) {
+                return Compiled::Unusable(format!("it uses `{variable}`, which only the API server can answer"));
+            }
+            Compiled::Program(Box::new(program))
+        }
+        Err(e) => Compiled::Unusable(format!(
+            "cel-rust cannot parse it ({})",
+            e.to_string().lines().next().unwrap_or("syntax error").trim()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn kubelet_mirror_pod() -> (Value, Value) {
+        let request = json!({
+            "operation": "CREATE",
+            "namespace": "kube-system",
+            "name": "kube-apiserver-cp-1",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "userInfo": {"username": "system:node:cp-1", "groups": ["system:nodes", "system:authenticated"]},
+        });
+        let object = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "kube-apiserver-cp-1", "namespace": "kube-system",
+                         "labels": {"component": "kube-apiserver", "tier": "control-plane"}},
+        });
+        (request, object)
+    }
+
+    fn outcome(expressions: &[&str]) -> ConditionOutcome {
+        let conditions: Vec<(String, String)> =
+            expressions.iter().enumerate().map(|(i, e)| (format!("c{i}"), e.to_string())).collect();
+        let (request, object) = kubelet_mirror_pod();
+        MatchConditions::compile(&conditions).evaluate(&request, &object, &Value::Null)
+    }
+
+    fn skipped_by(name: &str) -> ConditionOutcome {
+        ConditionOutcome::Skipped { condition: name.into() }
+    }
+
+    #[test]
+    fn each_operator_is_evaluated_not_read() {
+        use ConditionOutcome::Called;
+        let table: &[(&str, ConditionOutcome)] = &[
+            // Mentions kube-system, and includes it: the webhook is called for it.
+            ("request.namespace == 'kube-system'", Called),
+            ("request.namespace != 'kube-system'", skipped_by("c0")),
+            ("request.namespace in ['kube-system', 'kube-node-lease']", Called),
+            ("!(request.namespace in ['kube-system', 'kube-node-lease'])", skipped_by("c0")),
+            ("request.userInfo.username.startsWith('system:node:')", Called),
+            ("!request.userInfo.username.startsWith('system:')", skipped_by("c0")),
+            ("'system:nodes' in request.userInfo.groups", Called),
+            ("!('system:nodes' in request.userInfo.groups)", skipped_by("c0")),
+            ("has(object.metadata.labels) && object.metadata.labels['tier'] == 'control-plane'", Called),
+            ("!has(object.metadata.labels) || !('tier' in object.metadata.labels)", skipped_by("c0")),
+            ("!has(object.metadata.annotations)", Called),
+            ("request.name.lowerAscii().startsWith('kube-apiserver')", Called),
+            ("request.userInfo.groups.exists(g, g == 'system:masters')", skipped_by("c0")),
+        ];
+        for (expression, want) in table {
+            assert_eq!(&outcome(&[expression]), want, "{expression}");
+        }
+    }
+
+    #[test]
+    fn errors_and_unanswerable_variables_are_unknown_never_excluded() {
+        // A missing key errors in CEL as in the API server.
+        let ConditionOutcome::Unknown { reason } = outcome(&["object.metadata.annotations['x'] == 'y'"]) else {
+            panic!("a missing key must be unknown");
+        };
+        assert!(reason.contains("fails to evaluate"), "{reason}");
+        let ConditionOutcome::Unknown { reason } = outcome(&["authorizer.requestResource.check('create').allowed()"])
+        else {
+            panic!("authorizer must be unknown");
+        };
+        assert!(reason.contains("`authorizer`"), "{reason}");
+        let ConditionOutcome::Unknown { reason } = outcome(&["request.namespace =="]) else {
+            panic!("a syntax error must be unknown");
+        };
+        assert!(reason.contains("cannot parse"), "{reason}");
+        let ConditionOutcome::Unknown { reason } = outcome(&["request.namespace"]) else {
+            panic!("a non-bool must be unknown");
+        };
+        assert!(reason.contains("not a bool"), "{reason}");
+    }
+
+    #[test]
+    fn one_false_condition_decides_over_errors_and_all_true_call() {
+        // As the API server: a false condition skips even when another errors.
+        assert_eq!(
+            outcome(&["object.metadata.annotations['x'] == 'y'", "request.namespace != 'kube-system'"]),
+            skipped_by("c1")
+        );
+        assert_eq!(outcome(&["request.operation == 'CREATE'", "request.kind.kind == 'Pod'"]), ConditionOutcome::Called);
+        assert_eq!(outcome(&[]), ConditionOutcome::Called);
+    }
+}
