@@ -6,13 +6,14 @@
 //! its backend's death into a cluster lockout. Webhook configurations themselves are never sent
 //! to webhooks, so patching or deleting a configuration always works.
 
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::conditions::{ConditionOutcome, MatchConditions};
+use super::conditions::{CompileCache, ConditionOutcome, MatchConditions, RequestContext};
 use super::model::{ClientConfig, ConfigKind, FailurePolicy, Tri, Webhook, WebhookConfig};
 use super::requests::{HealingRequest, REPLICASET_CONTROLLER, Resource, TARGETS, Target, request};
 use crate::exit::Status;
@@ -148,11 +149,17 @@ impl ClusterFacts {
 /// server applies, in its order (`staging/src/k8s.io/apiserver/pkg/admission/plugin/webhook/
 /// generic/dispatcher.go` and `predicates/`): rules, namespaceSelector, objectSelector, then
 /// matchConditions. Reached if any request is; unknown if any might be.
-fn reaches(webhook: &Webhook, conditions: &MatchConditions, target: &Target, facts: &ClusterFacts) -> (Tri, String) {
+fn reaches(
+    webhook: &Webhook,
+    conditions: &MatchConditions,
+    target: &Target,
+    prepared: &[PreparedRequest],
+    facts: &ClusterFacts,
+) -> (Tri, String) {
     let mut unknown: Option<String> = None;
     let mut excluded = String::new();
-    for healing in target.requests {
-        match request_reaches(webhook, conditions, target, healing, facts) {
+    for (healing, prepared) in target.requests.iter().zip(prepared) {
+        match request_reaches(webhook, conditions, target, healing, prepared, facts) {
             (Tri::Yes, why) => return (Tri::Yes, why),
             (Tri::Unknown, why) => {
                 unknown.get_or_insert(why);
@@ -175,17 +182,19 @@ fn request_reaches(
     conditions: &MatchConditions,
     target: &Target,
     healing: &HealingRequest,
+    prepared: &PreparedRequest,
     facts: &ClusterFacts,
 ) -> (Tri, String) {
     let namespaced = target.object.namespace.is_some();
     let Some(rule) = webhook.rules.iter().find(|r| {
         r.matches(healing.operation, target.object.group, target.object.resource, target.object.subresource, namespaced)
     }) else {
-        return (Tri::No, format!("{}: no rule matches", healing.what));
+        // The common case, kept cheap: nothing reads why a target is not reached.
+        return (Tri::No, String::new());
     };
     let mut why = format!("{}: rule {}", healing.what, rule.describe());
     let mut result = Tri::Yes;
-    let labels = healing.label_map();
+    let labels = &prepared.labels;
     // The namespace's labels for namespaced objects; a Namespace's own labels; other
     // cluster-scoped objects are never skipped by a namespaceSelector.
     let namespace_labels = match target.object.namespace {
@@ -215,7 +224,7 @@ fn request_reaches(
     }
     if !webhook.object_selector.is_empty() {
         // The object's labels are those this writer sets: exact for this request.
-        if webhook.object_selector.evaluate(&labels, true) != Tri::Yes {
+        if webhook.object_selector.evaluate(labels, true) != Tri::Yes {
             return (
                 Tri::No,
                 format!("{}: objectSelector {} does not select it", healing.what, webhook.object_selector.describe()),
@@ -224,8 +233,7 @@ fn request_reaches(
         why.push_str(&format!("; objectSelector {} selects it", webhook.object_selector.describe()));
     }
     if !conditions.is_empty() {
-        let input = healing.admission(&target.object);
-        match conditions.evaluate(&input.request, &input.object, &input.old_object) {
+        match conditions.evaluate(prepared.context(target, healing)) {
             ConditionOutcome::Skipped { condition } => {
                 return (Tri::No, format!("{}: matchCondition {condition} is false", healing.what));
             }
@@ -335,12 +343,47 @@ const LOCK_RESOURCES: [&str; 3] = ["leases", "configmaps", "endpoints"];
 
 const HOT_RESOURCES: [&str; 7] = ["pods", "deployments", "replicasets", "statefulsets", "daemonsets", "jobs", "*"];
 
+/// A request of `TARGETS` as selectors and conditions see it, prepared once per analysis (the
+/// CEL variables only when a webhook has conditions).
+struct PreparedRequest {
+    labels: BTreeMap<String, String>,
+    context: OnceCell<RequestContext>,
+}
+
+impl PreparedRequest {
+    fn context(&self, target: &Target, healing: &HealingRequest) -> &RequestContext {
+        self.context.get_or_init(|| {
+            let input = healing.admission(&target.object);
+            RequestContext::new(&input.request, &input.object, &input.old_object)
+        })
+    }
+}
+
+struct Evaluation {
+    compiled: CompileCache,
+    /// By index of `TARGETS`, then of its requests.
+    requests: Vec<Vec<PreparedRequest>>,
+}
+
+impl Evaluation {
+    fn new() -> Evaluation {
+        let requests = TARGETS
+            .iter()
+            .map(|t| {
+                t.requests.iter().map(|h| PreparedRequest { labels: h.label_map(), context: OnceCell::new() }).collect()
+            })
+            .collect();
+        Evaluation { compiled: CompileCache::default(), requests }
+    }
+}
+
 /// Analyses every webhook of `configs`.
 pub fn analyse(configs: &[WebhookConfig], facts: &ClusterFacts) -> Vec<Finding> {
+    let evaluation = Evaluation::new();
     let mut out = Vec::new();
     for c in configs {
         for w in &c.webhooks {
-            analyse_webhook(c, w, facts, &mut out);
+            analyse_webhook(c, w, facts, &evaluation, &mut out);
         }
     }
     out.sort_by(|a, b| {
@@ -353,7 +396,13 @@ pub fn analyse(configs: &[WebhookConfig], facts: &ClusterFacts) -> Vec<Finding> 
     out
 }
 
-fn analyse_webhook(c: &WebhookConfig, w: &Webhook, facts: &ClusterFacts, out: &mut Vec<Finding>) {
+fn analyse_webhook(
+    c: &WebhookConfig,
+    w: &Webhook,
+    facts: &ClusterFacts,
+    evaluation: &Evaluation,
+    out: &mut Vec<Finding>,
+) {
     let fail = w.failure_policy == FailurePolicy::Fail;
     let finding = |kind: FindingKind, severity: Status, summary: String, explanation: String| Finding {
         kind,
@@ -386,11 +435,11 @@ fn analyse_webhook(c: &WebhookConfig, w: &Webhook, facts: &ClusterFacts, out: &m
     }
 
     // What it reaches of what the cluster needs to heal.
-    let conditions = MatchConditions::compile(&w.match_conditions);
+    let conditions = MatchConditions::compile(&w.match_conditions, &evaluation.compiled);
     let mut certain = Vec::new();
     let mut possible = Vec::new();
-    for target in TARGETS {
-        match reaches(w, &conditions, target, facts) {
+    for (target, prepared) in TARGETS.iter().zip(&evaluation.requests) {
+        match reaches(w, &conditions, target, prepared, facts) {
             (Tri::Yes, why) => certain.push((target, why)),
             (Tri::Unknown, why) => possible.push((target, why)),
             (Tri::No, _) => {}
@@ -563,7 +612,8 @@ fn analyse_webhook(c: &WebhookConfig, w: &Webhook, facts: &ClusterFacts, out: &m
             request("the replicaset controller recreating a backend pod", "CREATE", "", REPLICASET_CONTROLLER, &[]);
         let pods = Resource { namespace: Some(ns), ..TARGETS[0].object };
         let input = recreate.admission(&pods);
-        let condition_match = match conditions.evaluate(&input.request, &input.object, &input.old_object) {
+        let context = RequestContext::new(&input.request, &input.object, &input.old_object);
+        let condition_match = match conditions.evaluate(&context) {
             ConditionOutcome::Called => Tri::Yes,
             ConditionOutcome::Skipped { .. } => Tri::No,
             ConditionOutcome::Unknown { .. } => Tri::Unknown,

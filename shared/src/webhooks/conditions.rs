@@ -4,6 +4,9 @@
 //! call it; an error with none false leaves it to the failurePolicy. What this interpreter cannot
 //! evaluate (the `authorizer`, a Kubernetes-only function) is unknown, never "excluded".
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::{Arc, LazyLock};
 
 use cel::{Context, Env, Program, Value as CelValue};
@@ -38,16 +41,53 @@ enum Compiled {
     Unusable(String),
 }
 
+/// Compiled expressions by source text: policy engines register many webhooks with the same
+/// conditions, and parsing costs more than evaluating.
+#[derive(Default)]
+pub struct CompileCache {
+    programs: RefCell<HashMap<String, Rc<Compiled>>>,
+}
+
+/// One request's variables (`request`, `object`, `oldObject`), converted for CEL once and
+/// evaluated by every webhook's conditions.
+pub struct RequestContext {
+    context: Result<Context<'static, 'static>, String>,
+}
+
+impl RequestContext {
+    pub fn new(request: &Value, object: &Value, old_object: &Value) -> RequestContext {
+        let Some(env) = ENVIRONMENT.as_ref() else {
+            return RequestContext { context: Err("the CEL environment could not be built".into()) };
+        };
+        let mut context = Context::with_env(env.clone());
+        for (name, value) in [("request", request), ("object", object), ("oldObject", old_object)] {
+            match cel::to_value(value) {
+                Ok(v) => context.add_variable_from_value(name, v),
+                Err(e) => return RequestContext { context: Err(format!("{name} cannot be given to CEL: {e}")) },
+            }
+        }
+        RequestContext { context: Ok(context) }
+    }
+}
+
 /// The conditions of one webhook, compiled once.
 pub struct MatchConditions {
-    conditions: Vec<(String, String, Compiled)>,
+    conditions: Vec<(String, String, Rc<Compiled>)>,
 }
 
 impl MatchConditions {
-    pub fn compile(conditions: &[(String, String)]) -> MatchConditions {
+    pub fn compile(conditions: &[(String, String)], cache: &CompileCache) -> MatchConditions {
         let conditions = conditions
             .iter()
-            .map(|(name, expression)| (name.clone(), expression.clone(), compile_one(expression)))
+            .map(|(name, expression)| {
+                let compiled = cache
+                    .programs
+                    .borrow_mut()
+                    .entry(expression.clone())
+                    .or_insert_with(|| Rc::new(compile_one(expression)))
+                    .clone();
+                (name.clone(), expression.clone(), compiled)
+            })
             .collect();
         MatchConditions { conditions }
     }
@@ -56,26 +96,17 @@ impl MatchConditions {
         self.conditions.is_empty()
     }
 
-    /// Evaluates every condition against one request (`request`, `object`, `oldObject` as the
-    /// API server builds them; `object` is null for DELETE, `oldObject` for CREATE).
-    pub fn evaluate(&self, request: &Value, object: &Value, old_object: &Value) -> ConditionOutcome {
-        let Some(env) = ENVIRONMENT.as_ref() else {
-            return ConditionOutcome::Unknown { reason: "the CEL environment could not be built".into() };
+    /// Evaluates every condition against one request, as the API server would.
+    pub fn evaluate(&self, request: &RequestContext) -> ConditionOutcome {
+        let context = match &request.context {
+            Ok(c) => c,
+            Err(reason) => return ConditionOutcome::Unknown { reason: reason.clone() },
         };
-        let mut context = Context::with_env(env.clone());
-        for (name, value) in [("request", request), ("object", object), ("oldObject", old_object)] {
-            match cel::to_value(value) {
-                Ok(v) => context.add_variable_from_value(name, v),
-                Err(e) => {
-                    return ConditionOutcome::Unknown { reason: format!("{name} cannot be given to CEL: {e}") };
-                }
-            }
-        }
         let mut unknown: Option<String> = None;
         for (name, expression, compiled) in &self.conditions {
-            let verdict = match compiled {
+            let verdict = match compiled.as_ref() {
                 Compiled::Unusable(why) => Err(why.clone()),
-                Compiled::Program(program) => match program.execute(&context) {
+                Compiled::Program(program) => match program.execute(context) {
                     Ok(CelValue::Bool(true)) => Ok(true),
                     Ok(CelValue::Bool(false)) => Ok(false),
                     Ok(other) => Err(format!("it evaluates to {other:?}, not a bool")),
@@ -144,7 +175,8 @@ mod tests {
         let conditions: Vec<(String, String)> =
             expressions.iter().enumerate().map(|(i, e)| (format!("c{i}"), e.to_string())).collect();
         let (request, object) = kubelet_mirror_pod();
-        MatchConditions::compile(&conditions).evaluate(&request, &object, &Value::Null)
+        let context = RequestContext::new(&request, &object, &Value::Null);
+        MatchConditions::compile(&conditions, &CompileCache::default()).evaluate(&context)
     }
 
     fn skipped_by(name: &str) -> ConditionOutcome {
