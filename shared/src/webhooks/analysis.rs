@@ -608,15 +608,18 @@ fn analyse_webhook(
             })
         });
         let object_ok = w.object_selector.is_empty() || w.object_selector.matches_unlabelled();
-        let recreate =
-            request("the replicaset controller recreating a backend pod", "CREATE", "", REPLICASET_CONTROLLER, &[]);
-        let pods = Resource { namespace: Some(ns), ..TARGETS[0].object };
-        let input = recreate.admission(&pods);
-        let context = RequestContext::new(&input.request, &input.object, &input.old_object);
-        let condition_match = match conditions.evaluate(&context) {
-            ConditionOutcome::Called => Tri::Yes,
-            ConditionOutcome::Skipped { .. } => Tri::No,
-            ConditionOutcome::Unknown { .. } => Tri::Unknown,
+        // The CEL variables cost more than the rest of the analysis: only for conditions.
+        let condition_match = if conditions.is_empty() {
+            Tri::Yes
+        } else {
+            let recreate =
+                request("the replicaset controller recreating a backend pod", "CREATE", "", REPLICASET_CONTROLLER, &[]);
+            let input = recreate.admission(&Resource { namespace: Some(ns), ..TARGETS[0].object });
+            match conditions.evaluate(&RequestContext::new(&input.request, &input.object, &input.old_object)) {
+                ConditionOutcome::Called => Tri::Yes,
+                ConditionOutcome::Skipped { .. } => Tri::No,
+                ConditionOutcome::Unknown { .. } => Tri::Unknown,
+            }
         };
         if intercepts_pods && object_ok && ns_match != Tri::No && condition_match != Tri::No {
             let certain_match = ns_match == Tri::Yes && condition_match == Tri::Yes;

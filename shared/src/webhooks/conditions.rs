@@ -52,21 +52,45 @@ pub struct CompileCache {
 /// evaluated by every webhook's conditions.
 pub struct RequestContext {
     context: Result<Context<'static, 'static>, String>,
+    /// Each compiled expression's answer for this request, by its address in the cache: webhooks
+    /// that share a condition share its evaluation.
+    answers: RefCell<HashMap<usize, Result<bool, String>>>,
 }
 
 impl RequestContext {
     pub fn new(request: &Value, object: &Value, old_object: &Value) -> RequestContext {
         let Some(env) = ENVIRONMENT.as_ref() else {
-            return RequestContext { context: Err("the CEL environment could not be built".into()) };
+            return RequestContext::failed("the CEL environment could not be built".into());
         };
         let mut context = Context::with_env(env.clone());
         for (name, value) in [("request", request), ("object", object), ("oldObject", old_object)] {
             match cel::to_value(value) {
                 Ok(v) => context.add_variable_from_value(name, v),
-                Err(e) => return RequestContext { context: Err(format!("{name} cannot be given to CEL: {e}")) },
+                Err(e) => return RequestContext::failed(format!("{name} cannot be given to CEL: {e}")),
             }
         }
-        RequestContext { context: Ok(context) }
+        RequestContext { context: Ok(context), answers: RefCell::default() }
+    }
+
+    fn failed(reason: String) -> RequestContext {
+        RequestContext { context: Err(reason), answers: RefCell::default() }
+    }
+
+    fn answer(&self, context: &Context, compiled: &Rc<Compiled>) -> Result<bool, String> {
+        let key = Rc::as_ptr(compiled) as usize;
+        if let Some(known) = self.answers.borrow().get(&key) {
+            return known.clone();
+        }
+        let answer = match compiled.as_ref() {
+            Compiled::Unusable(why) => Err(why.clone()),
+            Compiled::Program(program) => match program.execute(context) {
+                Ok(CelValue::Bool(b)) => Ok(b),
+                Ok(other) => Err(format!("it evaluates to {other:?}, not a bool")),
+                Err(e) => Err(format!("it fails to evaluate: {e}")),
+            },
+        };
+        self.answers.borrow_mut().insert(key, answer.clone());
+        answer
     }
 }
 
@@ -104,16 +128,7 @@ impl MatchConditions {
         };
         let mut unknown: Option<String> = None;
         for (name, expression, compiled) in &self.conditions {
-            let verdict = match compiled.as_ref() {
-                Compiled::Unusable(why) => Err(why.clone()),
-                Compiled::Program(program) => match program.execute(context) {
-                    Ok(CelValue::Bool(true)) => Ok(true),
-                    Ok(CelValue::Bool(false)) => Ok(false),
-                    Ok(other) => Err(format!("it evaluates to {other:?}, not a bool")),
-                    Err(e) => Err(format!("it fails to evaluate: {e}")),
-                },
-            };
-            match verdict {
+            match request.answer(context, compiled) {
                 // One false condition decides, whatever the others would say.
                 Ok(false) => return ConditionOutcome::Skipped { condition: name.clone() },
                 Ok(true) => {}
