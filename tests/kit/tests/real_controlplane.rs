@@ -10,6 +10,22 @@ use serde_json::Value;
 use testkit::etcd::EtcdRelease;
 use testkit::real::{RealCluster, RealOptions};
 
+/// Starts a real cluster. A component that loses its port to another process between the kit's
+/// pick and its bind ("address already in use", seen once on a loaded machine) is started again
+/// once, as the end-to-end tests' `start` does.
+fn start(options: RealOptions) -> RealCluster {
+    RealCluster::start(options.clone())
+        .or_else(|first| {
+            if first.to_string().contains("address already in use") {
+                eprintln!("a port was taken while starting, trying once more: {first}");
+                RealCluster::start(options)
+            } else {
+                Err(first)
+            }
+        })
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
 fn kubectl(c: &RealCluster, args: &[&str]) -> (bool, String, String) {
     let out = Command::new("kubectl").args(args).envs(c.env()).output().expect("kubectl runs");
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
@@ -25,7 +41,7 @@ fn json(c: &RealCluster, args: &[&str]) -> Value {
 
 #[test]
 fn a_kubeadm_shaped_ha_control_plane_answers_kubectl() {
-    let c = RealCluster::start(RealOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    let c = start(RealOptions::default());
     let version = json(&c, &["version"]);
     assert_eq!(version["serverVersion"]["gitVersion"], "v1.36.3", "the build stamps the real version");
 
@@ -97,8 +113,7 @@ fn a_kubeadm_shaped_ha_control_plane_answers_kubectl() {
 
 #[test]
 fn kubectl_exec_and_spdy_port_forward_reach_the_etcd_members() {
-    let c = RealCluster::start(RealOptions { control_planes: 3, workers: 0, ..RealOptions::default() })
-        .unwrap_or_else(|e| panic!("{e}"));
+    let c = start(RealOptions { control_planes: 3, workers: 0, ..RealOptions::default() });
     // exec: the real etcdctl runs "in the pod" with the pod's own certificate flags.
     let pod = json(&c, &["get", "pod", "-n", "kube-system", "etcd-cp-2"]);
     let flags: Vec<String> = pod["spec"]["containers"][0]["command"]
@@ -182,13 +197,7 @@ fn kubectl_exec_and_spdy_port_forward_reach_the_etcd_members() {
 
 #[test]
 fn debians_etcd_34_runs_the_control_plane_too_and_nothing_is_left_behind() {
-    let c = RealCluster::start(RealOptions {
-        control_planes: 1,
-        workers: 1,
-        etcd: EtcdRelease::Debian,
-        ..RealOptions::default()
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
+    let c = start(RealOptions { control_planes: 1, workers: 1, etcd: EtcdRelease::Debian, ..RealOptions::default() });
     let (ok, out, err) =
         kubectl(&c, &["get", "pods", "-n", "kube-system", "etcd-cp-1", "-o", "jsonpath={.spec.containers[0].image}"]);
     assert!(ok, "{err}");
