@@ -354,27 +354,24 @@ pub struct PauseStep {
     pub unread: Option<String>,
 }
 
-/// A pause step for each re-armer with a Deployment that exists; its replicas read now.
+/// A pause step for each re-armer with a Deployment that exists; its replicas read now, all
+/// Deployments at once.
 pub async fn pause_steps(cluster: &Cluster, rearmers: &[Rearmer]) -> Vec<PauseStep> {
-    let mut out = Vec::new();
-    for r in rearmers {
-        let Some(d) = &r.deployment else { continue };
+    let reads = rearmers.iter().filter_map(|r| r.deployment.as_ref().map(|d| (r, d))).map(|(r, d)| async move {
         let path = format!("/apis/apps/v1/namespaces/{}/deployments/{}", d.namespace, d.name);
         let (resume, unread) = match cluster.get_raw(&path).await {
-            Ok(response) if response.status == 404 => continue,
-            Ok(response) if response.is_success() => {
-                match cpkit::client::decode_json::<Value>(&path, &response.body) {
-                    // An unset spec.replicas means 1.
-                    Ok(v) => (Some(d.resume_command(v["spec"]["replicas"].as_i64().unwrap_or(1))), None),
-                    Err(e) => (None, Some(e.to_string())),
-                }
-            }
+            Ok(response) if response.status == 404 => return None,
+            Ok(response) if response.is_success() => match cpkit::client::decode_json::<Value>(&path, &response.body) {
+                // An unset spec.replicas means 1.
+                Ok(v) => (Some(d.resume_command(v["spec"]["replicas"].as_i64().unwrap_or(1))), None),
+                Err(e) => (None, Some(e.to_string())),
+            },
             Ok(response) => (None, Some(format!("GET {path} answered {}", response.status))),
             Err(e) => (None, Some(e.to_string())),
         };
-        out.push(PauseStep { who: r.who.clone(), pause: d.pause_command(), resume, unread });
-    }
-    out
+        Some(PauseStep { who: r.who.clone(), pause: d.pause_command(), resume, unread })
+    });
+    futures::future::join_all(reads).await.into_iter().flatten().collect()
 }
 
 /// A disarm undone while it was watched.
