@@ -189,7 +189,8 @@ const RULES: &[Rule] = &[
         name: "apf-rejects-system-traffic",
         source: "seeds apiserver-troubleshooting.md §2.2 (检查资源使用); kubernetes docs concepts/cluster-administration/flow-control",
         cause_check: "load",
-        cause: |r| r.status == Status::Critical && r.message.contains("APF rejects"),
+        // A system priority level rejecting, not a critical load with workload-low rejecting.
+        cause: |r| r.subchecks.iter().any(|s| s.name.starts_with("apf ") && s.status == Status::Critical),
         effects: &[
             ("leader-election", "leader-election requests are rejected by APF"),
             ("nodes", "node-high requests (node heartbeats) are rejected by APF"),
@@ -443,6 +444,38 @@ mod tests {
                 cause: Some("aggregated-apis"),
                 consequences: &[],
                 independent: 0,
+            },
+            Case {
+                name: "a system level rejecting → lease renewals refused",
+                results: vec![
+                    with_sub(
+                        finding("load", Status::Critical, "APF rejects requests (40/s 429s): system time-out 12/s"),
+                        "apf system",
+                        Status::Critical,
+                    ),
+                    finding("leader-election", Status::Critical, "kube-controller-manager: lease stale"),
+                ],
+                cause: Some("load"),
+                consequences: &["leader-election"],
+                independent: 0,
+            },
+            Case {
+                name: "workload-low rejecting does not explain a stale lease, however slow the LISTs",
+                results: vec![
+                    with_sub(
+                        finding(
+                            "load",
+                            Status::Critical,
+                            "slow requests: LIST p99 6.2s; APF rejects requests (179/s 429s): workload-low queue-full 198/s",
+                        ),
+                        "apf workload-low",
+                        Status::Warning,
+                    ),
+                    finding("leader-election", Status::Critical, "kube-controller-manager: lease stale"),
+                ],
+                cause: None,
+                consequences: &[],
+                independent: 2,
             },
             Case {
                 name: "permission gaps are not findings",

@@ -17,6 +17,7 @@ pub fn selection() -> Selection {
     Selection::families(&[
         "apiserver_current_inflight_requests",
         "apiserver_request_duration_seconds",
+        "apiserver_request_sli_duration_seconds",
         "apiserver_request_total",
         "apiserver_flowcontrol_rejected_requests_total",
         "apiserver_flowcontrol_dispatched_requests_total",
@@ -82,8 +83,12 @@ pub struct LoadSummary {
     pub replicas: usize,
     pub seconds: f64,
     pub inflight: Vec<Inflight>,
-    /// P99 by verb, seconds.
+    /// P99 by verb, seconds: what clients wait.
     pub p99_by_verb: BTreeMap<String, f64>,
+    /// P99 by verb of the server's own work, seconds: `apiserver_request_sli_duration_seconds`
+    /// leaves out APF queue waits and webhook calls (k8s.io/apiserver
+    /// `pkg/endpoints/metrics/metrics.go`). Empty before 1.26 and in servers without it.
+    pub work_p99_by_verb: BTreeMap<String, f64>,
     pub requests_per_second: f64,
     pub errors_5xx_per_second: f64,
     pub throttled_429_per_second: f64,
@@ -118,6 +123,7 @@ fn add_rates(target: &mut BTreeMap<Vec<String>, f64>, add: BTreeMap<Vec<String>,
 pub fn summarise(windows: &[Window<'_>]) -> LoadSummary {
     let mut s = LoadSummary { replicas: windows.len(), ..Default::default() };
     let mut latency: BTreeMap<Vec<String>, Histogram> = BTreeMap::new();
+    let mut work_latency: BTreeMap<Vec<String>, Histogram> = BTreeMap::new();
     let mut etcd: BTreeMap<Vec<String>, Histogram> = BTreeMap::new();
     let mut webhook_latency: BTreeMap<Vec<String>, Histogram> = BTreeMap::new();
     let mut codes: BTreeMap<Vec<String>, f64> = BTreeMap::new();
@@ -140,6 +146,12 @@ pub fn summarise(windows: &[Window<'_>]) -> LoadSummary {
         merge_into(
             &mut latency,
             w.newer.histogram_increase_by(w.older, "apiserver_request_duration_seconds", &["verb"], &|x| {
+                !is_long_running(x)
+            }),
+        );
+        merge_into(
+            &mut work_latency,
+            w.newer.histogram_increase_by(w.older, "apiserver_request_sli_duration_seconds", &["verb"], &|x| {
                 !is_long_running(x)
             }),
         );
@@ -204,6 +216,11 @@ pub fn summarise(windows: &[Window<'_>]) -> LoadSummary {
     for (k, h) in latency {
         if let Some(p) = h.quantile(0.99).filter(|_| h.count > 0.0) {
             s.p99_by_verb.insert(k.join(""), p);
+        }
+    }
+    for (k, h) in work_latency {
+        if let Some(p) = h.quantile(0.99).filter(|_| h.count > 0.0) {
+            s.work_p99_by_verb.insert(k.join(""), p);
         }
     }
     for (k, h) in etcd {
@@ -298,22 +315,48 @@ pub fn judge(s: &LoadSummary) -> CheckResult {
 
     // Latency by verb.
     let mut slow: Vec<String> = Vec::new();
-    for (verb, p99) in &s.p99_by_verb {
-        let st = if *p99 > 5.0 {
+    let latency_status = |p99: f64| {
+        if p99 > 5.0 {
             Status::Critical
-        } else if *p99 > 1.0 {
+        } else if p99 > 1.0 {
             Status::Warning
         } else {
             Status::Ok
+        }
+    };
+    // Whether every slow verb is slow only from waiting (APF queues, webhooks).
+    let mut only_waiting = true;
+    for (verb, p99) in &s.p99_by_verb {
+        let waited = latency_status(*p99);
+        let seen = format!("{verb} p99 {}", short_latency_secs(*p99));
+        // Time queued by APF or spent in webhooks is judged by their own findings (a system
+        // level rejecting is critical there): on its own it is a warning, the server's own work
+        // keeps its full weight.
+        let (st, detail, brief, waiting) = match s.work_p99_by_verb.get(verb) {
+            Some(&work) if latency_status(work) < waited => {
+                let st = latency_status(work).max(waited.min(Status::Warning));
+                let work = short_latency_secs(work);
+                (
+                    st,
+                    format!("{seen} ({work} of it the server's own work; the rest queued in APF or in webhooks)"),
+                    format!("{seen} ({work} server work)"),
+                    true,
+                )
+            }
+            _ => (waited, seen.clone(), seen, false),
         };
-        r.sub(format!("p99 {verb}"), st, format!("{verb} p99 {}", short_latency_secs(*p99)));
+        r.sub(format!("p99 {verb}"), st, detail);
         if st != Status::Ok {
             r.raise(st);
-            slow.push(format!("{verb} p99 {}", short_latency_secs(*p99)));
+            only_waiting &= waiting;
+            slow.push(brief);
         }
     }
-    if !slow.is_empty() {
-        problems.push(format!("slow requests: {}", slow.join(", ")));
+    // Slowness from queueing is told after what queues it (APF, webhooks), which explains it.
+    let slow_problem = (!slow.is_empty()).then(|| format!("slow requests: {}", slow.join(", ")));
+    let mut deferred_slow = None;
+    if let Some(p) = slow_problem {
+        if only_waiting { deferred_slow = Some(p) } else { problems.push(p) }
     } else if let Some((verb, p)) = s.p99_by_verb.iter().max_by(|a, b| a.1.total_cmp(b.1)) {
         fine.push(format!("p99 ≤ {} ({verb})", short_latency_secs(*p)));
     }
@@ -368,6 +411,7 @@ pub fn judge(s: &LoadSummary) -> CheckResult {
     } else {
         fine.push("no 429s".into());
     }
+    problems.extend(deferred_slow);
 
     // etcd latency as the API server sees it.
     let mut etcd_slow = Vec::new();
@@ -478,6 +522,7 @@ mod tests {
                 s.p99_by_verb
             );
             assert!(!s.p99_by_verb.contains_key("WATCH"), "WATCH is excluded");
+            assert!(s.work_p99_by_verb.contains_key("LIST"), "1.{minor}: apiserver_request_sli_duration_seconds");
             assert!(s.requests_per_second > 1.0);
             assert!(!s.etcd_p99_by_operation.is_empty(), "1.{minor}");
             assert!(s.storage_size_bytes.unwrap() > 1e6, "apiserver_storage_size_bytes (1.28+)");
@@ -532,6 +577,40 @@ mod tests {
         let r = judge(&s);
         assert_eq!(r.status, Status::Warning, "workload-low is not a system level");
         assert!(r.message.contains("APF rejects requests (27/s 429s): workload-low queue-full 24/s"), "{}", r.message);
+    }
+
+    #[test]
+    fn latency_from_queueing_alone_is_a_warning_slow_work_stays_critical() {
+        // A flood in workload-low on a real 1.36 API server: its LISTs wait ~15 s in the APF
+        // queue (the queue timeout), the server's own work is quick.
+        let summary = |work: Option<f64>| LoadSummary {
+            replicas: 1,
+            seconds: 7.0,
+            p99_by_verb: BTreeMap::from([("LIST".to_string(), 14.89), ("GET".to_string(), 0.05)]),
+            work_p99_by_verb: work.map(|w| BTreeMap::from([("LIST".to_string(), w)])).unwrap_or_default(),
+            apf_rejections: BTreeMap::from([(("workload-low".to_string(), "queue-full".to_string()), 198.0)]),
+            throttled_429_per_second: 179.0,
+            ..Default::default()
+        };
+        let queued = judge(&summary(Some(0.12)));
+        assert_eq!(queued.status, Status::Warning, "{}", queued.message);
+        assert!(
+            queued.subchecks.iter().any(|s| s.message
+                == "LIST p99 14.89s (120ms of it the server's own work; the rest queued in APF or in webhooks)"),
+            "{}",
+            queued.message
+        );
+        // What queues them comes first: it explains the slowness.
+        assert!(
+            queued.message.starts_with("APF rejects requests (179/s 429s): workload-low queue-full 198/s; slow requests: LIST p99 14.89s (120ms server work)"),
+            "{}",
+            queued.message
+        );
+        let slow_work = judge(&summary(Some(6.0)));
+        assert_eq!(slow_work.status, Status::Critical, "{}", slow_work.message);
+        assert!(!slow_work.message.contains("queued"), "{}", slow_work.message);
+        // Without the SLI histogram (before 1.26) what clients wait is all there is.
+        assert_eq!(judge(&summary(None)).status, Status::Critical);
     }
 
     #[test]
