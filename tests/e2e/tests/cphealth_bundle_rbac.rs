@@ -154,7 +154,15 @@ fn bundle_has_the_diagnostics_and_no_secrets(world) {
             .filter(|c| c["status"] != "OK")
             .map(|c| format!("{} {}: {}", c["name"], c["status"], c["message"]))
             .collect();
-        assert_eq!(report["verdict"], if file == "admin.tar.gz" { "OK" } else { "UNKNOWN" }, "{file}: {not_ok:#?}");
+        // The admin may read everything: no check is UNKNOWN. (Not "OK": the cluster's health is
+        // not the bundle's business, and a loaded CI machine makes etcd or leases slow.)
+        let unknown = report["checks"].as_array().into_iter().flatten().filter(|c| c["status"] == "UNKNOWN").count();
+        if file == "admin.tar.gz" {
+            assert_eq!(unknown, 0, "{file}: {not_ok:#?}");
+            assert_ne!(report["verdict"], "UNKNOWN", "{file}: {not_ok:#?}");
+        } else {
+            assert_eq!(report["verdict"], "UNKNOWN", "{file}: {not_ok:#?}");
+        }
         if let Some((_, etcd)) = files.iter().find(|(n, _)| n.ends_with("/etcd/status.json")) {
             let etcd: Value = serde_json::from_str(etcd).unwrap();
             assert_eq!(etcd["members"].as_array().unwrap().len(), 3);
