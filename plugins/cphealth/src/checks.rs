@@ -730,8 +730,22 @@ async fn webhooks(ctx: &Ctx) -> CheckResult {
         Ok(c) => c,
         Err(e) => return CheckResult::from_error("webhooks", &e),
     };
-    let (facts, unread) = cpkit::webhooks::gather::read_facts(&ctx.cluster, &configs).await;
-    let findings = cpkit::webhooks::analyse(&configs, &facts);
+    // Admission policies fail like webhooks when their binding cannot be configured.
+    let policies = cpkit::webhooks::gather::read_policies(&ctx.cluster).await;
+    let (policies, unread_policies) = match policies {
+        Ok(p) => (p, vec![]),
+        Err(e) => (cpkit::webhooks::Policies::default(), vec![format!("admission policies ({})", e.why)]),
+    };
+    let ((mut facts, mut unread), (policy_facts, policy_notes)) = tokio::join!(
+        cpkit::webhooks::gather::read_facts(&ctx.cluster, &configs),
+        cpkit::webhooks::gather::read_policy_facts(&ctx.cluster, &policies)
+    );
+    facts.policies = policy_facts;
+    unread.extend(unread_policies.into_iter().chain(policy_notes));
+    let mut findings = cpkit::webhooks::analyse(&configs, &facts);
+    findings.extend(cpkit::webhooks::analyse_policies(&policies, &facts));
+    // Worst first, as the judge words them.
+    findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.kind.cmp(&b.kind)));
     let webhook_count = configs.iter().map(|c| c.webhooks.len()).sum();
     checks::webhooks::judge(&checks::webhooks::Facts { webhook_count, findings: &findings, unread: &unread })
 }

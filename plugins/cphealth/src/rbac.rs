@@ -10,7 +10,12 @@ pub const RESOURCE_RULES: &[(&[&str], &[&str], &[&str])] = &[
     (&["apiregistration.k8s.io"], &["apiservices"], &["get", "list"]),
     (
         &["admissionregistration.k8s.io"],
-        &["validatingwebhookconfigurations", "mutatingwebhookconfigurations"],
+        &[
+            "validatingwebhookconfigurations",
+            "mutatingwebhookconfigurations",
+            "validatingadmissionpolicies",
+            "validatingadmissionpolicybindings",
+        ],
         &["get", "list"],
     ),
     (&["policy"], &["poddisruptionbudgets"], &["get", "list"]),

@@ -167,15 +167,15 @@ async fn scan_command(cli: &Cli, args: &ScanArgs) -> Result<i32> {
     };
     let report = if args.filenames.is_empty() {
         let cluster = Cluster::connect(&cli.kube, PLUGIN).await?;
-        let (configs, facts, notes) = scan::live(&cluster, args.sample).await?;
-        scan::report(format!("cluster {}", cluster.info.context), configs, &facts, notes, &allow)
+        let (configs, policies, facts, notes) = scan::live(&cluster, args.sample).await?;
+        scan::report(format!("cluster {}", cluster.info.context), configs, policies, &facts, notes, &allow)
     } else {
-        let (configs, source) = scan::read_manifests(&args.filenames)?;
+        let (configs, policies, source) = scan::read_manifests(&args.filenames)?;
         let notes = vec![
             "offline: namespace labels, backend services and endpoints, and admission metrics are unknown; findings that depend on them say so".to_string(),
         ];
         let facts = ClusterFacts { now: Some(jiff::Timestamp::now()), ..ClusterFacts::offline() };
-        scan::report(source, configs, &facts, notes, &allow)
+        scan::report(source, configs, policies, &facts, notes, &allow)
     };
     if cli.output.is_structured() {
         output::print_document("WebhookScan", &report, cli.output.output)?;

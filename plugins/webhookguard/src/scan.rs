@@ -9,7 +9,10 @@ use cpkit::error::{Error, Result};
 use cpkit::exit::Status;
 use cpkit::output::wrap::{command, paragraph};
 use cpkit::output::{Table, bold, dim, status_text};
-use cpkit::webhooks::{Accepted, ClusterFacts, ConfigKind, Finding, WebhookConfig, analyse, apply_allowlist, worst};
+use cpkit::webhooks::{
+    Accepted, ClusterFacts, ConfigKind, Finding, Policies, WebhookConfig, analyse, analyse_policies, apply_allowlist,
+    worst,
+};
 use serde::Serialize;
 
 /// The scan result (`kind: WebhookScan`).
@@ -20,6 +23,9 @@ pub struct ScanReport {
     pub source: String,
     pub verdict: Status,
     pub configurations: Vec<WebhookConfig>,
+    /// ValidatingAdmissionPolicies and their bindings.
+    #[serde(flatten)]
+    pub policies: Policies,
     pub findings: Vec<Finding>,
     /// What could not be known.
     pub notes: Vec<String>,
@@ -29,25 +35,28 @@ pub struct ScanReport {
 /// whatever its symlinks), or `-` for stdin. Regular files only, each at most
 /// [`cpkit::input::TEXT_LIMIT`]; an input without a single document is an error, not a clean
 /// scan.
-pub fn read_manifests(paths: &[PathBuf]) -> Result<(Vec<WebhookConfig>, String)> {
+pub fn read_manifests(paths: &[PathBuf]) -> Result<(Vec<WebhookConfig>, Policies, String)> {
     use cpkit::input::{TEXT_LIMIT, read_stdin, read_text, walk_files};
     let mut configs = Vec::new();
+    let mut policies = Policies::default();
     let mut names = Vec::new();
     let mut documents = 0;
     for p in paths {
         if p.as_os_str() == "-" {
             let text = read_stdin(TEXT_LIMIT)?;
-            let (docs, found) = parse_text("stdin", &text)?;
+            let (docs, found, found_policies) = parse_text("stdin", &text)?;
             documents += docs;
             configs.extend(found);
+            policies.extend(found_policies);
             names.push("stdin".to_string());
             continue;
         }
         for f in walk_files(p, &["yaml", "yml", "json"])? {
             let text = read_text(&f, TEXT_LIMIT)?;
-            let (docs, found) = parse_text(&f.display().to_string(), &text)?;
+            let (docs, found, found_policies) = parse_text(&f.display().to_string(), &text)?;
             documents += docs;
             configs.extend(found);
+            policies.extend(found_policies);
         }
         names.push(p.display().to_string());
     }
@@ -57,11 +66,12 @@ pub fn read_manifests(paths: &[PathBuf]) -> Result<(Vec<WebhookConfig>, String)>
             "the input is empty (or holds no .yaml, .yml or .json files)",
         ));
     }
-    Ok((configs, names.join(", ")))
+    Ok((configs, policies, names.join(", ")))
 }
 
-/// The number of documents in `text` and the webhook configurations among them.
-fn parse_text(source: &str, text: &str) -> Result<(usize, Vec<WebhookConfig>)> {
+/// The number of documents in `text`, and the webhook configurations and admission policies
+/// among them.
+fn parse_text(source: &str, text: &str) -> Result<(usize, Vec<WebhookConfig>, Policies)> {
     let docs = if text.trim_start().starts_with('{') {
         vec![
             serde_json::from_str(text)
@@ -70,7 +80,11 @@ fn parse_text(source: &str, text: &str) -> Result<(usize, Vec<WebhookConfig>)> {
     } else {
         cpkit::yaml::documents(source, text)?
     };
-    Ok((docs.len(), cpkit::webhooks::configs_from_documents(&docs, source)?))
+    Ok((
+        docs.len(),
+        cpkit::webhooks::configs_from_documents(&docs, source)?,
+        cpkit::webhooks::policies_from_documents(&docs, source),
+    ))
 }
 
 /// Reads an allowlist: a YAML list of `{config, webhook?, finding?, reason}` (or `{accepted: [...]}`).
@@ -88,8 +102,13 @@ pub fn read_allowlist(path: &Path) -> Result<Vec<Accepted>> {
 }
 
 /// Scans the cluster: configurations, backend facts, runtime evidence from two scrapes.
-pub async fn live(cluster: &Cluster, sample: Duration) -> Result<(Vec<WebhookConfig>, ClusterFacts, Vec<String>)> {
-    let configs = cpkit::webhooks::gather::read_configs(cluster).await?;
+pub async fn live(
+    cluster: &Cluster,
+    sample: Duration,
+) -> Result<(Vec<WebhookConfig>, Policies, ClusterFacts, Vec<String>)> {
+    let (configs, policies) =
+        tokio::join!(cpkit::webhooks::gather::read_configs(cluster), cpkit::webhooks::gather::read_policies(cluster));
+    let configs = configs?;
     let selection = cpkit::metrics::Selection::families(&[]).with_prefixes(&["apiserver_admission_webhook_"]);
     let metrics = async {
         let first = cpkit::metrics::fetch(cluster, "/metrics", &selection).await?;
@@ -98,26 +117,39 @@ pub async fn live(cluster: &Cluster, sample: Duration) -> Result<(Vec<WebhookCon
         let secs = second.taken.duration_since(first.taken).as_secs_f64();
         Ok::<_, Error>(cpkit::webhooks::gather::runtime_from_metrics(Some(&first.scrape), &second.scrape, secs))
     };
-    let ((mut facts, mut notes), runtime) =
-        tokio::join!(cpkit::webhooks::gather::read_facts(cluster, &configs), metrics);
+    let (policies, policy_note) = match policies {
+        Ok(p) => (p, None),
+        Err(e) => (Policies::default(), Some(format!("admission policies not read ({})", e.why))),
+    };
+    let ((mut facts, mut notes), runtime, (policy_facts, policy_notes)) = tokio::join!(
+        cpkit::webhooks::gather::read_facts(cluster, &configs),
+        metrics,
+        cpkit::webhooks::gather::read_policy_facts(cluster, &policies)
+    );
     match runtime {
         Ok(r) => facts.runtime = r,
         Err(e) => notes.push(format!("admission metrics unknown ({})", e.why)),
     }
-    Ok((configs, facts, notes))
+    facts.policies = policy_facts;
+    notes.extend(policy_note);
+    notes.extend(policy_notes);
+    Ok((configs, policies, facts, notes))
 }
 
 /// Analyses and applies the allowlist.
 pub fn report(
     source: String,
     configs: Vec<WebhookConfig>,
+    policies: Policies,
     facts: &ClusterFacts,
     notes: Vec<String>,
     allow: &[Accepted],
 ) -> ScanReport {
     let mut findings = analyse(&configs, facts);
+    findings.extend(analyse_policies(&policies, facts));
+    findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.kind.cmp(&b.kind)));
     apply_allowlist(&mut findings, allow);
-    ScanReport { source, verdict: worst(&findings), configurations: configs, findings, notes }
+    ScanReport { source, verdict: worst(&findings), configurations: configs, policies, findings, notes }
 }
 
 fn severity_text(f: &Finding) -> String {
@@ -134,6 +166,7 @@ fn kind_word(kind: ConfigKind) -> &'static str {
     match kind {
         ConfigKind::Validating => "validating",
         ConfigKind::Mutating => "mutating",
+        ConfigKind::Policy => "policy",
     }
 }
 
@@ -148,10 +181,18 @@ pub fn render(r: &ScanReport, out: &OutputArgs, verbose: bool) -> String {
         text.push_str(&paragraph(
             &format!("{} ", bold("Scanned")),
             &format!(
-                "{} configuration{} ({webhooks} webhook{}) from {} — {}",
+                "{} configuration{} ({webhooks} webhook{}){} from {} — {}",
                 r.configurations.len(),
                 if r.configurations.len() == 1 { "" } else { "s" },
                 if webhooks == 1 { "" } else { "s" },
+                match (r.policies.policies.len(), r.policies.bindings.len()) {
+                    (0, 0) => String::new(),
+                    (p, b) => format!(
+                        ", {p} admission polic{} ({b} binding{})",
+                        if p == 1 { "y" } else { "ies" },
+                        if b == 1 { "" } else { "s" }
+                    ),
+                },
                 r.source,
                 status_text(r.verdict)
             ),

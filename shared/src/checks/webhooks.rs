@@ -24,6 +24,7 @@ fn severity(f: &Finding) -> Option<Status> {
         (K::BackendDown, s) | (K::Runtime, s) => Some(s),
         (K::Lockout, Status::Critical) | (K::SelfDeadlock, _) => Some(Status::Warning),
         (K::CaBundle, Status::Critical) => Some(Status::Critical),
+        (K::PolicyConfig, s) => (s != Status::Ok).then_some(s),
         _ => None,
     }
 }
@@ -58,6 +59,7 @@ pub fn judge(f: &Facts) -> CheckResult {
                 format!("{webhook} ({config}): {}", summary.split(", and ").next().unwrap_or(summary))
             }
             (K::Lockout, _) => format!("{webhook} ({config}) would lock the cluster if its backend died"),
+            (K::PolicyConfig, _) => format!("{webhook}: {}", summary.split(", and ").next().unwrap_or(summary)),
             _ => text.clone(),
         };
         r.sub(format!("{} {webhook}", finding.kind.label()), status, text);
@@ -65,7 +67,12 @@ pub fn judge(f: &Facts) -> CheckResult {
         if let Some(fix) = &finding.fix
             && status != Status::Ok
         {
-            r.fix(fix.description.clone(), &[fix.command.as_str()], "low: webhook configurations are never sent to webhooks, so this works even during a lockout; `kubectl webhookguard restore` undoes it");
+            let risk = if finding.kind == K::PolicyConfig {
+                "low: admission policies never apply to policies and bindings, so this works during the outage; patching failurePolicy back to Fail undoes it"
+            } else {
+                "low: webhook configurations are never sent to webhooks, so this works even during a lockout; `kubectl webhookguard restore` undoes it"
+            };
+            r.fix(fix.description.clone(), &[fix.command.as_str()], risk);
         }
     }
     for n in f.unread {
@@ -142,6 +149,16 @@ mod tests {
                 )],
                 Status::Warning,
                 "l2advertisementvalidationwebhook.metallb.io: backend down, resources of metallb.io cannot be created or changed",
+            ),
+            (
+                "an admission policy's binding without its param",
+                vec![Finding {
+                    config_kind: ConfigKind::Policy,
+                    summary: "LIVE OUTAGE: param ConfigMap kube-system/pod-limits missing (parameterNotFoundAction Deny), and failurePolicy Fail rejects pods in kube-system".into(),
+                    ..finding(K::PolicyConfig, Status::Critical, "pod-limits-binding", None)
+                }],
+                Status::Critical,
+                "pod-limits-binding: LIVE OUTAGE: param ConfigMap kube-system/pod-limits missing (parameterNotFoundAction Deny)",
             ),
             (
                 "advice only",

@@ -24,6 +24,7 @@ use crate::report::Evidence;
 #[serde(rename_all = "SCREAMING-KEBAB-CASE")]
 pub enum FindingKind {
     BackendDown,
+    PolicyConfig,
     Lockout,
     SelfDeadlock,
     CaBundle,
@@ -42,6 +43,7 @@ impl FindingKind {
     pub fn label(self) -> &'static str {
         match self {
             FindingKind::BackendDown => "BACKEND DOWN",
+            FindingKind::PolicyConfig => "POLICY CONFIG",
             FindingKind::Lockout => "LOCKOUT",
             FindingKind::SelfDeadlock => "SELF-DEADLOCK",
             FindingKind::CaBundle => "CA BUNDLE",
@@ -125,6 +127,8 @@ pub struct ClusterFacts {
     /// By webhook name.
     pub runtime: BTreeMap<String, WebhookRuntime>,
     pub now: Option<Timestamp>,
+    /// What is known of admission policies' params.
+    pub policies: super::policy_analysis::PolicyFacts,
 }
 
 impl ClusterFacts {
@@ -132,7 +136,7 @@ impl ClusterFacts {
         ClusterFacts::default()
     }
 
-    fn namespace_labels(&self, ns: &str) -> (BTreeMap<String, String>, bool) {
+    pub(super) fn namespace_labels(&self, ns: &str) -> (BTreeMap<String, String>, bool) {
         if let Some(all) = &self.namespaces
             && let Some(labels) = all.get(ns)
         {
@@ -195,32 +199,13 @@ fn request_reaches(
     let mut why = format!("{}: rule {}", healing.what, rule.describe());
     let mut result = Tri::Yes;
     let labels = &prepared.labels;
-    // The namespace's labels for namespaced objects; a Namespace's own labels; other
-    // cluster-scoped objects are never skipped by a namespaceSelector.
-    let namespace_labels = match target.object.namespace {
-        Some(ns) => Some((ns.to_string(), facts.namespace_labels(ns))),
-        None if target.object.resource == "namespaces" => Some((healing.name.to_string(), (labels.clone(), true))),
-        None => None,
-    };
-    if let Some((ns, (ns_labels, complete))) = namespace_labels {
-        match webhook.namespace_selector.evaluate(&ns_labels, complete) {
-            Tri::No => return (Tri::No, format!("{}: namespaceSelector excludes {ns}", healing.what)),
-            Tri::Unknown => {
-                result = Tri::Unknown;
-                why.push_str(&format!(
-                    "; namespaceSelector {} — {ns}'s labels are unknown offline",
-                    webhook.namespace_selector.describe()
-                ));
-            }
-            Tri::Yes => {
-                if !webhook.namespace_selector.is_empty() {
-                    why.push_str(&format!(
-                        "; namespaceSelector {} does not exclude {ns}",
-                        webhook.namespace_selector.describe()
-                    ));
-                }
-            }
+    match namespace_gate(&webhook.namespace_selector, target, healing, labels, facts) {
+        (Tri::No, excluded) => return (Tri::No, excluded),
+        (Tri::Unknown, note) => {
+            result = Tri::Unknown;
+            why.push_str(&note);
         }
+        (Tri::Yes, note) => why.push_str(&note),
     }
     if !webhook.object_selector.is_empty() {
         // The object's labels are those this writer sets: exact for this request.
@@ -247,6 +232,32 @@ fn request_reaches(
     (result, why)
 }
 
+/// The namespaceSelector gate, with what it adds to the evidence (or why it excludes): the
+/// namespace's labels for namespaced objects, a Namespace's own labels, and other cluster-scoped
+/// objects are never skipped.
+pub(super) fn namespace_gate(
+    selector: &super::model::Selector,
+    target: &Target,
+    healing: &HealingRequest,
+    labels: &BTreeMap<String, String>,
+    facts: &ClusterFacts,
+) -> (Tri, String) {
+    let namespace_labels = match target.object.namespace {
+        Some(ns) => Some((ns.to_string(), facts.namespace_labels(ns))),
+        None if target.object.resource == "namespaces" => Some((healing.name.to_string(), (labels.clone(), true))),
+        None => None,
+    };
+    let Some((ns, (ns_labels, complete))) = namespace_labels else { return (Tri::Yes, String::new()) };
+    match selector.evaluate(&ns_labels, complete) {
+        Tri::No => (Tri::No, format!("{}: namespaceSelector excludes {ns}", healing.what)),
+        Tri::Unknown => {
+            (Tri::Unknown, format!("; namespaceSelector {} — {ns}'s labels are unknown offline", selector.describe()))
+        }
+        Tri::Yes if selector.is_empty() => (Tri::Yes, String::new()),
+        Tri::Yes => (Tri::Yes, format!("; namespaceSelector {} does not exclude {ns}", selector.describe())),
+    }
+}
+
 /// Built-in API groups: the core group, `apps`, `batch` and the `*.k8s.io` groups.
 fn is_builtin_group(group: &str) -> bool {
     group.is_empty() || !group.contains('.') || group.ends_with(".k8s.io")
@@ -254,11 +265,11 @@ fn is_builtin_group(group: &str) -> bool {
 
 /// What a webhook blocks while its backend is down, in words: "resources of metallb.io cannot
 /// be created or changed", "pods, deployments.apps cannot be created".
-pub fn blast_radius(w: &Webhook) -> String {
+pub fn blast_radius(rules: &[super::model::Rule]) -> String {
     let mut add_on_groups: BTreeSet<&str> = BTreeSet::new();
     let mut builtin: BTreeSet<String> = BTreeSet::new();
     let mut operations: BTreeSet<&str> = BTreeSet::new();
-    for rule in &w.rules {
+    for rule in rules {
         operations.extend(rule.operations.iter().map(String::as_str));
         for group in &rule.api_groups {
             if group == "*" {
@@ -483,7 +494,7 @@ fn analyse_webhook(
             } else if fail && may_reach_critical {
                 format!("{p}: every request it matches is rejected ({policy_text})")
             } else if fail {
-                format!("{p}: {} ({policy_text})", blast_radius(w))
+                format!("{p}: {} ({policy_text})", blast_radius(&w.rules))
             } else {
                 format!("{p}: it fails open, so its policy is not applied")
             };
@@ -498,7 +509,7 @@ fn analyse_webhook(
                 },
             );
             if fail && !reaches_critical && !may_reach_critical {
-                f.blast_radius = Some(blast_radius(w));
+                f.blast_radius = Some(blast_radius(&w.rules));
             }
             if let Some(r) = runtime
                 && r.errors_per_second > 0.0

@@ -188,6 +188,190 @@ pub async fn read_facts(cluster: &Cluster, configs: &[WebhookConfig]) -> (Cluste
     (facts, notes)
 }
 
+/// ValidatingAdmissionPolicies and their bindings (none where the API does not serve them,
+/// before 1.30).
+pub async fn read_policies(cluster: &Cluster) -> Result<super::policies::Policies> {
+    let group = "admissionregistration.k8s.io";
+    let read = |resource: &'static str, kind: &'static str| async move {
+        let path = format!("/apis/{group}/v1/{resource}");
+        match cluster.list_all::<Value>(&path, &Access::resource("list", group, resource, None)).await {
+            Ok(items) => Ok(items
+                .into_iter()
+                .map(|mut item| {
+                    item["kind"] = Value::String(kind.into());
+                    item["apiVersion"] = Value::String(format!("{group}/v1"));
+                    item
+                })
+                .collect::<Vec<_>>()),
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    };
+    let (policies, bindings) = tokio::join!(
+        read("validatingadmissionpolicies", "ValidatingAdmissionPolicy"),
+        read("validatingadmissionpolicybindings", "ValidatingAdmissionPolicyBinding")
+    );
+    let mut docs = policies?;
+    docs.extend(bindings?);
+    Ok(super::policies::policies_from_documents(&docs, "cluster"))
+}
+
+/// `k=v,k in (a,b),!k`: a label selector as a query parameter value.
+fn selector_query(s: &super::model::Selector) -> String {
+    let mut parts: Vec<String> = s.match_labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    for r in &s.match_expressions {
+        parts.push(match r.operator.as_str() {
+            "In" => format!("{} in ({})", r.key, r.values.join(",")),
+            "NotIn" => format!("{} notin ({})", r.key, r.values.join(",")),
+            "Exists" => r.key.clone(),
+            _ => format!("!{}", r.key),
+        });
+    }
+    let text = parts.join(",");
+    url_encode(&text)
+}
+
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The namespaces whose params the healing requests read (a namespaced paramKind without
+/// `paramRef.namespace` is read in the request's namespace).
+fn target_namespaces() -> BTreeSet<&'static str> {
+    super::requests::TARGETS.iter().filter_map(|t| t.object.namespace).collect()
+}
+
+/// Whether the paramKinds the bindings use are served, and whether their params exist where
+/// the healing requests would read them. What cannot be read stays unknown, with a note.
+pub async fn read_policy_facts(
+    cluster: &Cluster,
+    policies: &super::policies::Policies,
+) -> (super::policy_analysis::PolicyFacts, Vec<String>) {
+    use super::policy_analysis::{KindState, PolicyFacts, param_namespace};
+    let mut facts = PolicyFacts::default();
+    let mut notes = Vec::new();
+    let uses: Vec<(&super::policies::PolicyBinding, &super::policies::ParamKind, &super::policies::ParamRef)> =
+        policies
+            .bindings
+            .iter()
+            .filter_map(|b| {
+                let kind = policies.policy(&b.policy)?.param_kind.as_ref()?;
+                Some((b, kind, b.param_ref.as_ref()?))
+            })
+            .collect();
+    // Discovery, once per group version: which kinds are served, their resource and scope.
+    let versions: BTreeSet<&str> = uses.iter().map(|(_, k, _)| k.api_version.as_str()).collect();
+    let discovered = futures::future::join_all(versions.iter().map(|v| async move {
+        let path = if *v == "v1" { "/api/v1".to_string() } else { format!("/apis/{v}") };
+        (*v, cluster.get_json::<Value>(&path, &Access::non_resource("get", &path)).await)
+    }))
+    .await;
+    let mut resources: BTreeMap<(String, String), String> = BTreeMap::new();
+    for (version, answer) in discovered {
+        let wanted = uses.iter().filter(|(_, k, _)| k.api_version == version).map(|(_, k, _)| k.kind.as_str());
+        match answer {
+            Ok(list) => {
+                for kind in wanted.collect::<BTreeSet<_>>() {
+                    let found = list["resources"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .find(|r| r["kind"] == kind && r["name"].as_str().is_some_and(|n| !n.contains('/')));
+                    let state = match found {
+                        Some(r) => {
+                            resources.insert(
+                                (version.to_string(), kind.to_string()),
+                                r["name"].as_str().unwrap_or("").to_string(),
+                            );
+                            KindState::Served { namespaced: r["namespaced"].as_bool().unwrap_or(true) }
+                        }
+                        None => KindState::NotServed,
+                    };
+                    facts.param_kinds.insert((version.to_string(), kind.to_string()), state);
+                }
+            }
+            Err(e) if e.kind == ErrorKind::NotFound => {
+                for kind in wanted {
+                    facts.param_kinds.insert((version.to_string(), kind.to_string()), KindState::NotServed);
+                }
+            }
+            Err(e) => notes.push(format!("paramKinds of {version} unknown ({})", e.why)),
+        }
+    }
+    // The params, where the healing requests would read them.
+    let mut lookups = Vec::new();
+    for (binding, kind, param_ref) in &uses {
+        if !param_ref.deny_when_missing {
+            continue;
+        }
+        let key = (kind.api_version.clone(), kind.kind.clone());
+        let Some(resource) = resources.get(&key) else { continue };
+        let namespaced = facts.kind_is_namespaced(kind);
+        let namespaces: BTreeSet<&str> =
+            if param_ref.namespace.is_some() || !namespaced { BTreeSet::from([""]) } else { target_namespaces() };
+        for request_ns in namespaces {
+            let ns = param_namespace(param_ref, namespaced, request_ns).to_string();
+            let base =
+                if kind.api_version == "v1" { "/api/v1".to_string() } else { format!("/apis/{}", kind.api_version) };
+            let collection =
+                if ns.is_empty() { format!("{base}/{resource}") } else { format!("{base}/namespaces/{ns}/{resource}") };
+            let key_ns = if param_ref.namespace.is_some() || !namespaced { String::new() } else { ns.clone() };
+            lookups.push((
+                binding.name.clone(),
+                key_ns,
+                kind.group().to_string(),
+                resource.clone(),
+                ns,
+                collection,
+                (*param_ref).clone(),
+            ));
+        }
+    }
+    let answers = futures::future::join_all(lookups.iter().map(
+        |(_, _, group, resource, ns, collection, param_ref)| async move {
+            let ns = (!ns.is_empty()).then_some(ns.as_str());
+            match (&param_ref.name, &param_ref.selector) {
+                (Some(name), _) => {
+                    match cluster
+                        .get_json::<Value>(
+                            &format!("{collection}/{name}"),
+                            &Access::resource("get", group, resource, ns),
+                        )
+                        .await
+                    {
+                        Ok(_) => Ok(true),
+                        Err(e) if e.kind == ErrorKind::NotFound => Ok(false),
+                        Err(e) => Err(e),
+                    }
+                }
+                (None, Some(selector)) => cluster
+                    .list_all::<Value>(
+                        &format!("{collection}?labelSelector={}", selector_query(selector)),
+                        &Access::resource("list", group, resource, ns),
+                    )
+                    .await
+                    .map(|items| !items.is_empty()),
+                (None, None) => Ok(false),
+            }
+        },
+    ))
+    .await;
+    for ((binding, key_ns, ..), answer) in lookups.iter().zip(answers) {
+        match answer {
+            Ok(found) => {
+                facts.params_found.insert((binding.clone(), key_ns.clone()), found);
+            }
+            Err(e) => notes.push(format!("params of binding {binding} unknown ({})", e.why)),
+        }
+    }
+    (facts, notes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,12 +2,15 @@
 //! a cluster makes to heal (`requests`), match conditions evaluated in CEL (`conditions`), the
 //! lockout analysis shared by cphealth and webhookguard (`analysis`), and reading the facts it
 //! needs from a cluster (`gather`); `defuse` and `rearm` are the disarm's change and who undoes it.
+//! ValidatingAdmissionPolicies and their bindings: `policies` (the objects), `policy_analysis`.
 
 pub mod analysis;
 pub mod conditions;
 pub mod defuse;
 pub mod gather;
 pub mod model;
+pub mod policies;
+pub mod policy_analysis;
 pub mod rearm;
 pub mod requests;
 
@@ -15,6 +18,8 @@ pub use analysis::{
     Accepted, ClusterFacts, Finding, FindingKind, ServiceFacts, WebhookRuntime, analyse, apply_allowlist, worst,
 };
 pub use model::{ConfigKind, FailurePolicy, WebhookConfig, configs_from_documents};
+pub use policies::{Policies, policies_from_documents};
+pub use policy_analysis::{KindState, PolicyFacts, analyse_policies};
 
 #[cfg(test)]
 mod tests;

@@ -14,6 +14,8 @@ use crate::error::{Error, Result};
 pub enum ConfigKind {
     Validating,
     Mutating,
+    /// A ValidatingAdmissionPolicy (its findings name a binding where webhooks name a webhook).
+    Policy,
 }
 
 impl ConfigKind {
@@ -21,6 +23,7 @@ impl ConfigKind {
         match self {
             ConfigKind::Validating => "ValidatingWebhookConfiguration",
             ConfigKind::Mutating => "MutatingWebhookConfiguration",
+            ConfigKind::Policy => "ValidatingAdmissionPolicy",
         }
     }
 
@@ -29,6 +32,7 @@ impl ConfigKind {
         match self {
             ConfigKind::Validating => "validatingwebhookconfigurations",
             ConfigKind::Mutating => "mutatingwebhookconfigurations",
+            ConfigKind::Policy => "validatingadmissionpolicies",
         }
     }
 
@@ -37,6 +41,7 @@ impl ConfigKind {
         match self {
             ConfigKind::Validating => "validating",
             ConfigKind::Mutating => "admit",
+            ConfigKind::Policy => "policy",
         }
     }
 }

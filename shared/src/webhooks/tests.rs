@@ -512,7 +512,7 @@ fn a_dead_backend_is_weighed_by_what_it_blocks() {
         assert_eq!(down.summary, summary);
     }
     let w = &kube_system_pods.webhooks[0];
-    assert_eq!(blast_radius(w), "pods cannot be created or changed");
+    assert_eq!(blast_radius(&w.rules), "pods cannot be created or changed");
 }
 
 #[test]

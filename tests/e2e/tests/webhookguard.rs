@@ -52,6 +52,18 @@ fn offline_verdicts_of_every_real_manifest() {
     assert!(has(&r, "vingress.elbv2.k8s.aws", "REVIEW-VERSIONS", "WARNING"));
     assert!(!findings_of(&r, "vingress.elbv2.k8s.aws").iter().any(|(k, _)| k == "LOCKOUT"), "ingresses do not heal");
 
+    // k8s-docs-csr-delegation-policy.yaml (Kubernetes documentation): a ValidatingAdmissionPolicy
+    // with a ConfigMap param on ClusterRole CREATE. Nothing the cluster needs to heal creates
+    // ClusterRoles, and whether the param exists is a live fact. OK, the policy listed.
+    let (out, r) = offline("k8s-docs-csr-delegation-policy.yaml");
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(r["findings"].as_array().unwrap().is_empty(), "{r}");
+    assert_eq!(r["bindings"][0]["paramRef"]["name"], "admission-policies-installer-csr-config", "{r}");
+    // k8s-docs-policy-match-conditions.yaml: a policy without a binding enforces nothing. OK.
+    let (out, r) = offline("k8s-docs-policy-match-conditions.yaml");
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!((r["policies"].as_array().unwrap().len(), r["bindings"].as_array().unwrap().len()), (1, 0), "{r}");
+
     // azure-workload-identity.yaml: Ignore policy, objectSelector on a label pods must opt in
     // with. Nothing can lock; the empty caBundle (injected at run time) is only a note. OK.
     let (out, r) = offline("azure-workload-identity.yaml");
@@ -124,7 +136,10 @@ fn offline_scans_read_directories_stdin_and_honour_the_allowlist() {
     let out = plugin("webhookguard", &["-f", dir.to_str().unwrap(), "--color", "never"], &[]);
     let (stdout, _) = text(&out);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
-    assert!(stdout.starts_with("Scanned 13 configurations (30 webhooks) from "), "{stdout}");
+    assert!(
+        stdout.starts_with("Scanned 13 configurations (30 webhooks), 2 admission policies (1 binding) from "),
+        "{stdout}"
+    );
     assert!(stdout.contains("note: offline: namespace labels, backend services"), "{stdout}");
     // --fail-on critical turns the istio WARNING into exit 0.
     let istio = fixture("istio.yaml");
@@ -576,4 +591,130 @@ in_both_worlds! {
         assert!(stdout.contains("Watched it for 2s: it stayed disarmed."), "{stdout}");
         assert_eq!(config_json(&c, name)["webhooks"][0]["failurePolicy"], "Ignore");
     }
+}
+
+/// Runs `probe` until it returns Some, for up to 30 s (the real API server's policy and param
+/// informers take a moment to see a change).
+fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: not within 30 s");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
+in_both_worlds! {
+    fn an_admission_policy_whose_param_is_missing_blocks_kube_system_and_is_found(world) {
+        let c = start(world, Scenario::HealthyHa);
+        let env = c.env();
+        let (policy, binding) = ("pod-name-limits.example.com", "pod-name-limits-binding");
+        let manifests = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
+            {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+             "metadata": {"name": policy},
+             "spec": {
+                "paramKind": {"apiVersion": "v1", "kind": "ConfigMap"},
+                "matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],
+                    "operations": ["CREATE", "UPDATE"], "resources": ["pods"]}]},
+                "validations": [{"expression": "object.metadata.name.size() <= int(params.data.maxLength)"}]}},
+            {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+             "metadata": {"name": binding},
+             "spec": {
+                "policyName": policy, "validationActions": ["Deny"],
+                "paramRef": {"name": "pod-name-limits", "parameterNotFoundAction": "Deny"},
+                "matchResources": {"namespaceSelector": {"matchExpressions": [
+                    {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["kube-system"]}]}}}},
+        ]});
+        let file = c.dir.join("policy.json");
+        std::fs::write(&file, manifests.to_string()).unwrap();
+        let out = c.kubectl(&["create", "-f", file.to_str().unwrap(), "--validate=false"]);
+        assert!(out.status.success(), "{}", describe(&out));
+        let pod_in = |namespace: &str| {
+            let pod = c.dir.join(format!("vap-pod-{namespace}.json"));
+            let manifest = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "vap-probe", "namespace": namespace},
+                "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}]}});
+            std::fs::write(&pod, manifest.to_string()).unwrap();
+            dry_run_pod(&c, &pod)
+        };
+        // The API server really rejects kube-system pods, before any validation runs.
+        let rejected = eventually("the policy rejects kube-system pods", || {
+            let out = pod_in("kube-system");
+            (!out.status.success()).then_some(out)
+        });
+        assert!(
+            text(&rejected).1.contains(&format!(
+                "ValidatingAdmissionPolicy '{policy}' with binding '{binding}' denied request: failed to configure binding: no params found"
+            )),
+            "{}",
+            describe(&rejected)
+        );
+        let out = pod_in("default");
+        assert!(out.status.success(), "the binding is for kube-system only: {}", describe(&out));
+
+        // webhookguard finds it, names the missing ConfigMap and the fix.
+        let out = kubectl(&["webhookguard", "-o", "json", "--sample", "300ms"], &env);
+        assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+        let r = json_of(&out);
+        let finding = r["findings"].as_array().unwrap().iter().find(|f| f["webhook"] == binding).cloned();
+        let finding = finding.unwrap_or_else(|| panic!("no finding for {binding}: {r}"));
+        assert_eq!((finding["kind"].as_str(), finding["severity"].as_str()), (Some("POLICY-CONFIG"), Some("CRITICAL")), "{finding}");
+        let summary = finding["summary"].as_str().unwrap();
+        assert!(summary.contains("param ConfigMap kube-system/pod-name-limits missing (parameterNotFoundAction Deny)") && summary.contains("pods in kube-system"), "{summary}");
+        assert_eq!(r["bindings"][0]["name"], binding, "{r}");
+        let fix = finding["fix"]["command"].as_str().unwrap().to_string();
+        assert!(fix.starts_with(&format!("kubectl patch validatingadmissionpolicy {policy} ")), "{fix}");
+
+        // cphealth says it as the webhooks check, with the same fix.
+        let out = kubectl(&["cphealth", "--only", "webhooks", "-o", "json"], &env);
+        assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+        let health = json_of(&out);
+        let check = &health["checks"][0];
+        assert_eq!(check["status"], "CRITICAL", "{check}");
+        assert!(check["message"].as_str().unwrap().starts_with(&format!("{binding}: LIVE OUTAGE: param ConfigMap")), "{check}");
+        assert!(check["remediation"].to_string().contains("kubectl patch validatingadmissionpolicy"), "{check}");
+
+        // The fix, pasted, lets kube-system pods through; the policy then enforces nothing.
+        let args = shell_words(&fix);
+        let out = c.kubectl(&args.iter().skip(1).map(String::as_str).collect::<Vec<_>>());
+        assert!(out.status.success(), "{}", describe(&out));
+        eventually("the patched policy admits kube-system pods", || pod_in("kube-system").status.success().then_some(()));
+        let r = json_of(&kubectl(&["webhookguard", "-o", "json", "--sample", "300ms"], &env));
+        assert!(has(&r, binding, "POLICY-CONFIG", "WARNING"), "{r}");
+
+        // With the param in place there is nothing to report.
+        // (From JSON: kubectl's typed `create configmap` sends protobuf, which the simulator does
+        // not decode.)
+        let param = c.dir.join("param.json");
+        std::fs::write(&param, serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "pod-name-limits", "namespace": "kube-system"}, "data": {"maxLength": "63"}}).to_string()).unwrap();
+        let out = c.kubectl(&["create", "-f", param.to_str().unwrap(), "--validate=false"]);
+        assert!(out.status.success(), "{}", describe(&out));
+        let r = json_of(&kubectl(&["webhookguard", "-o", "json", "--sample", "300ms"], &env));
+        assert!(findings_of(&r, binding).is_empty(), "{r}");
+    }
+}
+
+/// Splits a pasteable command with single-quoted arguments, as a shell would.
+fn shell_words(command: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quoted = false;
+    for ch in command.chars() {
+        match ch {
+            '\'' => quoted = !quoted,
+            ' ' if !quoted => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            _ => word.push(ch),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    words
 }

@@ -1,7 +1,9 @@
 //! Admission webhooks on create: the configured webhooks that match the object are called
 //! (mutating, then validating) with a v1 AdmissionReview over HTTPS, verified with their
 //! `caBundle`. Failures produce the API server's real error texts; `failurePolicy: Ignore`
-//! fails open. Only loopback backends are ever dialled.
+//! fails open. Only loopback backends are ever dialled. ValidatingAdmissionPolicies are applied
+//! as far as their configuration goes (a paramKind not served, params not found with
+//! `parameterNotFoundAction: Deny`); their CEL validations are not evaluated.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -74,6 +76,78 @@ fn selector_matches(selector: &Value, labels: &Value) -> bool {
         }
     }
     true
+}
+
+/// A ValidatingAdmissionPolicy binding that cannot be configured for this request fails it
+/// with the policy's failurePolicy, whatever its validations and matchConditions (k8s.io/
+/// apiserver `pkg/admission/plugin/policy/generic/policy_dispatcher.go`). Policies and bindings
+/// themselves are never subject to policies.
+fn policy_configuration_errors(
+    store: &super::store::Store,
+    rt: &ResourceType,
+    subresource: &str,
+    operation: &str,
+    obj: &Value,
+    namespace: &str,
+    ns_labels: &Value,
+) -> Option<String> {
+    if rt.group == "admissionregistration.k8s.io" && rt.resource.contains("admissionpolic") {
+        return None;
+    }
+    let policies = store.list(registry::find("admissionregistration.k8s.io", "validatingadmissionpolicies")?, None);
+    let bindings =
+        store.list(registry::find("admissionregistration.k8s.io", "validatingadmissionpolicybindings")?, None);
+    let selects = |m: &Value, rules_required: bool| {
+        let rules = &m["resourceRules"];
+        let by_rules = rules.as_array().is_none_or(|r| r.is_empty()) && !rules_required
+            || rules_match(&json!({"rules": rules}), rt, subresource, operation, rt.namespaced);
+        let excluded =
+            rules_match(&json!({"rules": m["excludeResourceRules"]}), rt, subresource, operation, rt.namespaced);
+        by_rules
+            && !excluded
+            && (!rt.namespaced || selector_matches(&m["namespaceSelector"], ns_labels))
+            && selector_matches(&m["objectSelector"], &obj["metadata"]["labels"])
+    };
+    for binding in &bindings {
+        let spec = &binding["spec"];
+        let Some(policy) = policies.iter().find(|p| p["metadata"]["name"] == spec["policyName"]) else { continue };
+        let pspec = &policy["spec"];
+        if pspec["failurePolicy"] == "Ignore"
+            || !selects(&pspec["matchConstraints"], true)
+            || (spec["matchResources"].is_object() && !selects(&spec["matchResources"], false))
+        {
+            continue;
+        }
+        let (Some(kind), Some(param_ref)) = (pspec["paramKind"]["kind"].as_str(), spec["paramRef"].as_object()) else {
+            continue;
+        };
+        let api_version = pspec["paramKind"]["apiVersion"].as_str().unwrap_or("v1");
+        let error = match registry::find_kind(api_version, kind) {
+            None => Some(format!("paramKind kind `{api_version}, Kind={kind}` not known")),
+            Some(param_type) => {
+                let ns = match param_ref.get("namespace").and_then(Value::as_str) {
+                    Some(ns) => ns,
+                    None if param_type.namespaced => namespace,
+                    None => "",
+                };
+                let found = match param_ref.get("name").and_then(Value::as_str) {
+                    Some(name) => store.get(param_type, ns, name).is_some(),
+                    None => !store.list(param_type, (!ns.is_empty()).then_some(ns)).is_empty(),
+                };
+                let deny = param_ref.get("parameterNotFoundAction").and_then(Value::as_str) == Some("Deny");
+                (!found && deny)
+                    .then(|| "no params found for policy binding with `Deny` parameterNotFoundAction".into())
+            }
+        };
+        if let Some(error) = error {
+            return Some(format!(
+                "ValidatingAdmissionPolicy '{}' with binding '{}' denied request: failed to configure binding: {error}",
+                policy["metadata"]["name"].as_str().unwrap_or(""),
+                binding["metadata"]["name"].as_str().unwrap_or("")
+            ));
+        }
+    }
+    None
 }
 
 /// Why a webhook call failed, worded like the API server's dispatcher.
@@ -243,6 +317,18 @@ pub async fn admit(
             .and_then(|t| store.get(t, namespace, namespace))
             .map(|n| n["metadata"]["labels"].clone())
             .unwrap_or(json!({}));
+        if let Some(message) =
+            policy_configuration_errors(&store, rt, subresource, operation, obj, namespace, &ns_labels)
+        {
+            // As the real API server answers it: 422 Invalid, the message as a cause.
+            let name = obj["metadata"]["name"].as_str().unwrap_or("");
+            return Err(status(
+                422,
+                "Invalid",
+                &format!("{} \"{name}\" is invalid: : {message}", rt.resource),
+                Some(json!({"name": name, "kind": rt.resource, "causes": [{"message": message, "field": ""}]})),
+            ));
+        }
         (configs, ns_labels)
     };
     for (kind, config) in configs {

@@ -123,6 +123,30 @@ pub const RESOURCES: &[ResourceType] = &[
     rt!(
         "admissionregistration.k8s.io",
         &["v1"],
+        "validatingadmissionpolicies",
+        "validatingadmissionpolicy",
+        "ValidatingAdmissionPolicy",
+        false,
+        &[],
+        &["api-extensions"],
+        &["status"],
+        RW
+    ),
+    rt!(
+        "admissionregistration.k8s.io",
+        &["v1"],
+        "validatingadmissionpolicybindings",
+        "validatingadmissionpolicybinding",
+        "ValidatingAdmissionPolicyBinding",
+        false,
+        &[],
+        &["api-extensions"],
+        &[],
+        RW
+    ),
+    rt!(
+        "admissionregistration.k8s.io",
+        &["v1"],
         "mutatingwebhookconfigurations",
         "mutatingwebhookconfiguration",
         "MutatingWebhookConfiguration",
@@ -198,6 +222,12 @@ pub const RESOURCES: &[ResourceType] = &[
 /// Finds a type by group and plural resource name.
 pub fn find(group: &str, resource: &str) -> Option<&'static ResourceType> {
     RESOURCES.iter().find(|r| r.group == group && r.resource == resource)
+}
+
+/// The resource type of an `apiVersion` and kind.
+pub fn find_kind(api_version: &str, kind: &str) -> Option<&'static ResourceType> {
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    RESOURCES.iter().find(|r| r.group == group && r.kind == kind && r.versions.contains(&version))
 }
 
 /// The `apiVersion` string of a group/version.

@@ -1,0 +1,217 @@
+//! ValidatingAdmissionPolicies and their bindings (`admissionregistration.k8s.io/v1`, GA in 1.30)
+//! as the analysis needs them: what they match, their failurePolicy and their params. Field
+//! meanings and defaults: kubernetes `staging/src/k8s.io/api/admissionregistration/v1/types.go`
+//! (`failurePolicy` defaults to Fail; a binding's `paramRef.parameterNotFoundAction` is Allow or
+//! Deny).
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::model::{FailurePolicy, Rule, Selector};
+
+/// A rule with the object names it is limited to (`resourceNames`, empty for all).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NamedRule {
+    pub rule: Rule,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
+}
+
+impl NamedRule {
+    pub fn matches(&self, operation: &str, name: &str, target: &super::requests::Resource, namespaced: bool) -> bool {
+        self.rule.matches(operation, target.group, target.resource, target.subresource, namespaced)
+            && (self.names.is_empty() || self.names.iter().any(|n| n == name))
+    }
+}
+
+/// `matchConstraints` of a policy or `matchResources` of a binding.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MatchResources {
+    pub rules: Vec<NamedRule>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<NamedRule>,
+    pub namespace_selector: Selector,
+    pub object_selector: Selector,
+}
+
+/// `spec.paramKind` of a policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParamKind {
+    pub api_version: String,
+    pub kind: String,
+}
+
+impl ParamKind {
+    /// The API group (`""` for the core group).
+    pub fn group(&self) -> &str {
+        self.api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("")
+    }
+}
+
+/// `spec.paramRef` of a binding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParamRef {
+    pub name: Option<String>,
+    pub namespace: Option<String>,
+    pub selector: Option<Selector>,
+    /// `parameterNotFoundAction: Deny`: no param object makes every matched request a failure
+    /// of the policy's failurePolicy.
+    pub deny_when_missing: bool,
+}
+
+/// A ValidatingAdmissionPolicy.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdmissionPolicy {
+    pub name: String,
+    pub failure_policy: FailurePolicy,
+    pub failure_policy_explicit: bool,
+    pub param_kind: Option<ParamKind>,
+    pub constraints: MatchResources,
+    pub match_conditions: Vec<(String, String)>,
+    pub validations: Vec<String>,
+    pub source: String,
+}
+
+/// A ValidatingAdmissionPolicyBinding.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyBinding {
+    pub name: String,
+    pub policy: String,
+    pub param_ref: Option<ParamRef>,
+    /// Narrows the policy's constraints; None matches what the policy matches.
+    pub resources: Option<MatchResources>,
+    /// Deny, Warn, Audit.
+    pub validation_actions: Vec<String>,
+    pub source: String,
+}
+
+/// The policies and bindings of some documents.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Policies {
+    pub policies: Vec<AdmissionPolicy>,
+    pub bindings: Vec<PolicyBinding>,
+}
+
+impl Policies {
+    pub fn is_empty(&self) -> bool {
+        self.policies.is_empty() && self.bindings.is_empty()
+    }
+
+    pub fn extend(&mut self, other: Policies) {
+        self.policies.extend(other.policies);
+        self.bindings.extend(other.bindings);
+    }
+
+    /// The policy a binding names.
+    pub fn policy(&self, name: &str) -> Option<&AdmissionPolicy> {
+        self.policies.iter().find(|p| p.name == name)
+    }
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default()
+}
+
+fn named_rules(v: &Value) -> Vec<NamedRule> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| NamedRule {
+            rule: Rule {
+                operations: strings(&r["operations"]),
+                api_groups: strings(&r["apiGroups"]),
+                api_versions: strings(&r["apiVersions"]),
+                resources: strings(&r["resources"]),
+                scope: r["scope"].as_str().unwrap_or("*").to_string(),
+            },
+            names: strings(&r["resourceNames"]),
+        })
+        .collect()
+}
+
+fn match_resources(v: &Value) -> MatchResources {
+    MatchResources {
+        rules: named_rules(&v["resourceRules"]),
+        exclude: named_rules(&v["excludeResourceRules"]),
+        namespace_selector: Selector::from_value(&v["namespaceSelector"]),
+        object_selector: Selector::from_value(&v["objectSelector"]),
+    }
+}
+
+fn policy(v: &Value, source: &str) -> AdmissionPolicy {
+    let spec = &v["spec"];
+    let failure = spec["failurePolicy"].as_str();
+    AdmissionPolicy {
+        name: v["metadata"]["name"].as_str().unwrap_or("").to_string(),
+        failure_policy: if failure == Some("Ignore") { FailurePolicy::Ignore } else { FailurePolicy::Fail },
+        failure_policy_explicit: failure.is_some(),
+        param_kind: spec["paramKind"]["kind"].as_str().map(|kind| ParamKind {
+            api_version: spec["paramKind"]["apiVersion"].as_str().unwrap_or("v1").to_string(),
+            kind: kind.to_string(),
+        }),
+        constraints: match_resources(&spec["matchConstraints"]),
+        match_conditions: spec["matchConditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| (c["name"].as_str().unwrap_or("").to_string(), c["expression"].as_str().unwrap_or("").to_string()))
+            .collect(),
+        validations: spec["validations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["expression"].as_str().map(str::to_string))
+            .collect(),
+        source: source.to_string(),
+    }
+}
+
+fn binding(v: &Value, source: &str) -> PolicyBinding {
+    let spec = &v["spec"];
+    let param_ref = spec["paramRef"].as_object().map(|_| {
+        let p = &spec["paramRef"];
+        ParamRef {
+            name: p["name"].as_str().filter(|n| !n.is_empty()).map(str::to_string),
+            namespace: p["namespace"].as_str().filter(|n| !n.is_empty()).map(str::to_string),
+            selector: p["selector"].is_object().then(|| Selector::from_value(&p["selector"])),
+            deny_when_missing: p["parameterNotFoundAction"].as_str() == Some("Deny"),
+        }
+    });
+    PolicyBinding {
+        name: v["metadata"]["name"].as_str().unwrap_or("").to_string(),
+        policy: spec["policyName"].as_str().unwrap_or("").to_string(),
+        param_ref,
+        resources: spec["matchResources"].is_object().then(|| match_resources(&spec["matchResources"])),
+        validation_actions: strings(&spec["validationActions"]),
+        source: source.to_string(),
+    }
+}
+
+/// The ValidatingAdmissionPolicies and bindings among `docs` (Lists unpacked); other objects
+/// are skipped.
+pub fn policies_from_documents(docs: &[Value], source: &str) -> Policies {
+    let mut out = Policies::default();
+    for d in docs {
+        if !d["apiVersion"].as_str().is_some_and(|v| v.starts_with("admissionregistration.k8s.io/")) {
+            if d["kind"].as_str().is_some_and(|k| k.ends_with("List")) {
+                out.extend(policies_from_documents(d["items"].as_array().map(|a| a.as_slice()).unwrap_or(&[]), source));
+            }
+            continue;
+        }
+        match d["kind"].as_str() {
+            Some("ValidatingAdmissionPolicy") => out.policies.push(policy(d, source)),
+            Some("ValidatingAdmissionPolicyBinding") => out.bindings.push(binding(d, source)),
+            Some(k) if k.ends_with("List") => {
+                out.extend(policies_from_documents(d["items"].as_array().map(|a| a.as_slice()).unwrap_or(&[]), source))
+            }
+            _ => {}
+        }
+    }
+    out
+}
