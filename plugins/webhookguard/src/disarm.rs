@@ -346,6 +346,11 @@ pub async fn verify_disarm(cluster: &Cluster, kind: ConfigKind, plan: &Plan) -> 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PauseStep {
     pub who: String,
+    #[serde(skip)]
+    pub deployment: cpkit::webhooks::rearm::Deployment,
+    /// Its replicas now (what resuming scales it back to).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i64>,
     pub pause: String,
     /// Scales it back to the replicas it has now.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -360,19 +365,60 @@ pub struct PauseStep {
 pub async fn pause_steps(cluster: &Cluster, rearmers: &[Rearmer]) -> Vec<PauseStep> {
     let reads = rearmers.iter().filter_map(|r| r.deployment.as_ref().map(|d| (r, d))).map(|(r, d)| async move {
         let path = format!("/apis/apps/v1/namespaces/{}/deployments/{}", d.namespace, d.name);
-        let (resume, unread) = match cluster.get_raw(&path).await {
+        let (replicas, unread) = match cluster.get_raw(&path).await {
             Ok(response) if response.status == 404 => return None,
             Ok(response) if response.is_success() => match cpkit::client::decode_json::<Value>(&path, &response.body) {
                 // An unset spec.replicas means 1.
-                Ok(v) => (Some(d.resume_command(v["spec"]["replicas"].as_i64().unwrap_or(1))), None),
+                Ok(v) => (Some(v["spec"]["replicas"].as_i64().unwrap_or(1)), None),
                 Err(e) => (None, Some(e.to_string())),
             },
             Ok(response) => (None, Some(format!("GET {path} answered {}", response.status))),
             Err(e) => (None, Some(e.to_string())),
         };
-        Some(PauseStep { who: r.who.clone(), pause: d.pause_command(), resume, unread })
+        Some(PauseStep {
+            who: r.who.clone(),
+            deployment: d.clone(),
+            replicas,
+            pause: d.pause_command(),
+            resume: replicas.map(|n| d.resume_command(n)),
+            unread,
+        })
     });
     futures::future::join_all(reads).await.into_iter().flatten().collect()
+}
+
+/// Takes a pause step: scales the Deployment to 0 if it still has the replicas the plan read (a
+/// JSON patch with a `test`: a change made meanwhile is not overwritten, and the printed resume
+/// stays right). A step whose replicas could not be read is refused: its undo would be a guess.
+pub async fn pause(cluster: &Cluster, step: &PauseStep) -> Result<()> {
+    let d = &step.deployment;
+    let Some(replicas) = step.replicas else {
+        return Err(Error::usage(
+            format!("Not pausing {}: its Deployment {}/{} could not be read", step.who, d.namespace, d.name),
+            format!(
+                "{}. Without its replica count there is no safe way back; scale it yourself: {}",
+                step.unread.as_deref().unwrap_or("unknown replicas"),
+                step.pause
+            ),
+        ));
+    };
+    let path =
+        format!("/apis/apps/v1/namespaces/{}/deployments/{}?fieldManager=kubectl-webhookguard", d.namespace, d.name);
+    let patch = json!([
+        {"op": "test", "path": "/spec/replicas", "value": replicas},
+        {"op": "replace", "path": "/spec/replicas", "value": 0}
+    ]);
+    let access = Access::resource("patch", "apps", "deployments", Some(&d.namespace));
+    cluster
+        .send_json::<Value>(
+            http::Method::PATCH,
+            &path,
+            "application/json-patch+json",
+            serde_json::to_vec(&patch).unwrap_or_default(),
+            &access,
+        )
+        .await
+        .map(|_| ())
 }
 
 /// A disarm undone while it was watched.

@@ -118,6 +118,11 @@ struct DisarmArgs {
     #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
     backup_dir: Option<PathBuf>,
 
+    /// Also take the pause steps: scale each controller that would put the configuration back to
+    /// 0 replicas before the change (only with --yes; the resume commands are printed with the undo)
+    #[arg(long)]
+    pause_rearmers: bool,
+
     /// After the change, watch the configuration this long for a controller putting it back (0: do not)
     #[arg(long, default_value = "5s", value_parser = cpkit::duration::duration_arg, value_name = "DURATION")]
     watch: std::time::Duration,
@@ -300,14 +305,23 @@ async fn disarm_command(cli: &Cli, args: &DisarmArgs) -> Result<i32> {
         for line in paragraph("", &note, 0, width).lines() {
             text.push_str(&format!("{}\n", dim(line)));
         }
+        if args.pause_rearmers && !pauses.is_empty() {
+            text.push_str(&paragraph(
+                "",
+                "With --pause-rearmers and --yes, the pause steps above are taken first.",
+                0,
+                width,
+            ));
+        }
         text.push_str("Nothing changed. To apply exactly this plan:\n");
         text.push_str(&command(
             "  ",
             &format!(
-                "kubectl webhookguard disarm {target} --mode {} {}--resource-version {} --yes",
+                "kubectl webhookguard disarm {target} --mode {} {}--resource-version {}{} --yes",
                 mode_name(args.mode),
                 args.webhooks.iter().map(|w| format!("--webhook {} ", shell_quote(w))).collect::<String>(),
-                plan.resource_version
+                plan.resource_version,
+                if args.pause_rearmers { " --pause-rearmers" } else { "" }
             ),
             width,
         ));
@@ -320,6 +334,32 @@ async fn disarm_command(cli: &Cli, args: &DisarmArgs) -> Result<i32> {
     }
     let backup = disarm::write_backup(&fresh_backup_path(&dir, &context, kind, &plan.config), &object)?;
     text.push_str(&backup_line("Backup:", &backup, width));
+    // The controllers first: paused after the change, one could re-arm it in between.
+    let mut paused: Vec<&disarm::PauseStep> = Vec::new();
+    if args.pause_rearmers {
+        for step in &pauses {
+            if let Err(e) = disarm::pause(&cluster, step).await {
+                if !structured {
+                    output::write_stdout(&text)?;
+                }
+                return Err(e);
+            }
+            let d = &step.deployment;
+            text.push_str(&paragraph(
+                &format!("{} ", bold("Paused")),
+                &format!(
+                    "{}: deployment {}/{} scaled from {} to 0.",
+                    step.who,
+                    d.namespace,
+                    d.name,
+                    step.replicas.unwrap_or_default()
+                ),
+                2,
+                width,
+            ));
+            paused.push(step);
+        }
+    }
     if let Err(e) = disarm::apply(&cluster, kind, &plan, &uid).await {
         if !structured {
             output::write_stdout(&text)?;
@@ -372,6 +412,11 @@ async fn disarm_command(cli: &Cli, args: &DisarmArgs) -> Result<i32> {
     };
     let undo = undo_command(cli, &context, &backup, args.backup_dir.is_some());
     text.push_str(&format!("\n{}\n{}", bold("Undo:"), command("  ", &undo, width)));
+    // Resumed after the restore: running, they would re-arm it anyway.
+    let resumes: Vec<&str> = paused.iter().filter_map(|p| p.resume.as_deref()).collect();
+    for resume in &resumes {
+        text.push_str(&command("  ", resume, width));
+    }
     let code = match (&rearmed, verified) {
         (Some(_), _) => Status::Critical.exit_code(),
         (None, false) => Status::Unknown.exit_code(),
@@ -382,7 +427,7 @@ async fn disarm_command(cli: &Cli, args: &DisarmArgs) -> Result<i32> {
         cli,
         &text,
         json!({"plan": plan, "applied": true, "verified": verified, "backup": backup, "undo": undo, "probe": probes,
-               "rearmers": rearmers, "pauseSteps": pauses, "rearmed": rearmed}),
+               "rearmers": rearmers, "pauseSteps": pauses, "paused": paused, "resume": resumes, "rearmed": rearmed}),
         code,
     )
 }
@@ -406,7 +451,10 @@ fn rearmers_text(rearmers: &[rearm::Rearmer], pauses: &[disarm::PauseStep], widt
     for p in pauses {
         text.push_str(&paragraph(
             "  ",
-            &format!("To keep it disarmed, pause {} first — a separate step this tool does not take for you:", p.who),
+            &format!(
+                "To keep it disarmed, pause {} first — a separate step, taken only with --pause-rearmers --yes:",
+                p.who
+            ),
             2,
             width,
         ));

@@ -718,3 +718,73 @@ fn shell_words(command: &str) -> Vec<String> {
     }
     words
 }
+
+in_both_worlds! {
+    fn the_pause_step_is_taken_only_with_its_flag_and_yes(world) {
+        let c = start(world, Scenario::HealthyHa);
+        let env = c.env();
+        let name = "kyverno-policy-validating-webhook-cfg";
+        let deployment = "kyverno-admission-controller";
+        let objects = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kyverno"}},
+            {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": deployment, "namespace": "kyverno"},
+             "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "kyverno"}},
+                      "template": {"metadata": {"labels": {"app": "kyverno"}},
+                                   "spec": {"containers": [{"name": "kyverno", "image": "registry.k8s.io/pause:3.10"}]}}}},
+            {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+             "metadata": {"name": name, "labels": {"webhook.kyverno.io/managed-by": "kyverno"}},
+             "webhooks": [{
+                "name": "validate.kyverno.svc-fail", "failurePolicy": "Fail", "sideEffects": "None",
+                "admissionReviewVersions": ["v1"], "timeoutSeconds": 5,
+                "clientConfig": {"service": {"namespace": "kyverno", "name": "kyverno-svc", "port": 443}},
+                "rules": [{"operations": ["CREATE"], "apiGroups": ["example.com"], "apiVersions": ["v1"], "resources": ["widgets"]}]}]},
+        ]});
+        let file = c.dir.join("kyverno.json");
+        std::fs::write(&file, objects.to_string()).unwrap();
+        let out = c.kubectl(&["create", "-f", file.to_str().unwrap(), "--validate=false"]);
+        assert!(out.status.success(), "{}", describe(&out));
+        let replicas = || {
+            let out = c.kubectl(&["-n", "kyverno", "get", "deployment", deployment, "-o", "jsonpath={.spec.replicas}"]);
+            text(&out).0
+        };
+        let backups = tempfile::tempdir().unwrap();
+        let backup_dir = backups.path().to_str().unwrap();
+        let disarm = |extra: &[&str]| {
+            let mut args = vec!["webhookguard", "disarm", name, "--mode", "ignore", "--backup-dir", backup_dir, "--watch", "0s"];
+            args.extend_from_slice(extra);
+            kubectl(&args, &env)
+        };
+
+        // The flag without --yes: the plan says the step will be taken, and nothing is.
+        let out = disarm(&["--pause-rearmers"]);
+        let (stdout, _) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        assert!(stdout.contains(&format!("kubectl -n kyverno scale deployment {deployment} --replicas=0")), "{stdout}");
+        assert!(stdout.contains("With --pause-rearmers and --yes, the pause steps above are taken first."), "{stdout}");
+        assert!(stdout.contains("--pause-rearmers --yes"), "the command to apply keeps the flag: {stdout}");
+        assert_eq!(replicas(), "2");
+
+        // --yes without the flag: the configuration changes, the controller does not.
+        let out = disarm(&["--yes", "-o", "json"]);
+        assert_eq!(json_of(&out)["applied"], true, "{}", describe(&out));
+        assert_eq!(replicas(), "2");
+        let out = c.kubectl(&["patch", "validatingwebhookconfiguration", name, "--type=json",
+            "-p", r#"[{"op":"replace","path":"/webhooks/0/failurePolicy","value":"Fail"}]"#]);
+        assert!(out.status.success(), "{}", describe(&out));
+
+        // Both: paused first, and its resume printed with the undo.
+        let out = disarm(&["--yes", "--pause-rearmers", "-o", "json"]);
+        let doc = json_of(&out);
+        assert_eq!(doc["applied"], true, "{doc}");
+        assert_eq!(doc["paused"][0]["replicas"], 2, "{doc}");
+        let resume = format!("kubectl -n kyverno scale deployment {deployment} --replicas=2");
+        assert_eq!(doc["resume"][0], resume.as_str(), "{doc}");
+        assert_eq!(replicas(), "0");
+        assert_eq!(config_json(&c, name)["webhooks"][0]["failurePolicy"], "Ignore");
+        // The printed resume, pasted, scales it back.
+        let words = shell_words(&resume);
+        let out = c.kubectl(&words.iter().skip(1).map(String::as_str).collect::<Vec<_>>());
+        assert!(out.status.success(), "{}", describe(&out));
+        assert_eq!(replicas(), "2");
+    }
+}

@@ -725,6 +725,7 @@ async fn resource_route(
         ("get", _) => {
             let store = sim.store.read().expect("store lock");
             match store.get(rt, &rp.namespace, &rp.name) {
+                Some(obj) if rp.subresource == "scale" => json_response(200, &scale_view(&obj)),
                 Some(obj) => json_response(200, &in_version(obj, rt, &rp.version)),
                 None => not_found(rt, &rp.name),
             }
@@ -1041,6 +1042,22 @@ fn add_at(target: &mut Value, path: &str, value: Value) -> Result<(), String> {
     }
 }
 
+/// The `scale` subresource of a workload: an autoscaling/v1 Scale (kubectl scale decodes it as one).
+fn scale_view(obj: &Value) -> Value {
+    let m = &obj["metadata"];
+    let selector = obj["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .map(|l| l.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect::<Vec<_>>().join(","))
+        .unwrap_or_default();
+    json!({
+        "apiVersion": "autoscaling/v1", "kind": "Scale",
+        "metadata": {"name": m["name"], "namespace": m["namespace"], "uid": m["uid"],
+                     "resourceVersion": m["resourceVersion"], "creationTimestamp": m["creationTimestamp"]},
+        "spec": {"replicas": obj["spec"]["replicas"].as_i64().unwrap_or(1)},
+        "status": {"replicas": obj["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector},
+    })
+}
+
 fn patch(sim: &Sim, rt: &ResourceType, rp: &ResourcePath, content_type: &str, body: &[u8], dry_run: bool) -> Resp {
     let Ok(patch_doc) = serde_json::from_slice::<Value>(body) else {
         return status(400, "BadRequest", "the body of the request was in an unknown format", None);
@@ -1049,7 +1066,9 @@ fn patch(sim: &Sim, rt: &ResourceType, rp: &ResourcePath, content_type: &str, bo
     let Some(current) = store.get(rt, &rp.namespace, &rp.name) else {
         return not_found(rt, &rp.name);
     };
-    let mut updated = current.clone();
+    // The scale subresource is patched as an autoscaling/v1 Scale; only its replicas are kept.
+    let scale = rp.subresource == "scale";
+    let mut updated = if scale { scale_view(&current) } else { current.clone() };
     if content_type.starts_with("application/json-patch+json") {
         if let Err(e) = json_patch(&mut updated, &patch_doc) {
             // A failed `test` op on resourceVersion is a conflict, like the apiserver reports it.
@@ -1092,8 +1111,14 @@ fn patch(sim: &Sim, rt: &ResourceType, rp: &ResourcePath, content_type: &str, bo
             );
         }
     }
+    if scale {
+        let replicas = updated["spec"]["replicas"].clone();
+        updated = current.clone();
+        updated["spec"]["replicas"] = replicas;
+    }
     updated["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
     match store.update(rt, updated, dry_run) {
+        Ok(obj) if scale => json_response(200, &scale_view(&obj)),
         Ok(obj) => json_response(200, &in_version(obj, rt, &rp.version)),
         Err(e) => store_error(rt, &rp.name, e),
     }
