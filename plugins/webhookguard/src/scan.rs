@@ -253,6 +253,11 @@ pub fn render(r: &ScanReport, out: &OutputArgs, verbose: bool) -> String {
                 2,
                 width,
             ));
+            if verbose {
+                for e in &f.evidence {
+                    text.push_str(&paragraph(&format!("  {}: ", e.name), &e.value, 4, width));
+                }
+            }
             if let Some(fix) = &f.fix {
                 text.push_str(&paragraph("  fix: ", &fix.description, 4, width));
                 text.push_str(&command("    $ ", &fix.command, width));

@@ -106,6 +106,95 @@ pub struct ServiceFacts {
     /// A PodDisruptionBudget selects the Service's pods.
     pub has_pdb: bool,
     pub cluster_ip: Option<String>,
+    /// The Service's selector.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub selector: BTreeMap<String, String>,
+    /// The Deployment or StatefulSet whose pod template the selector matches: where a dead
+    /// backend is diagnosed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload: Option<Workload>,
+    /// The pods the selector matches.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pods: Vec<BackendPod>,
+}
+
+/// A backend's Deployment or StatefulSet.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Workload {
+    /// `deployment`, `statefulset`.
+    pub kind: String,
+    pub name: String,
+    pub replicas: i64,
+    pub ready_replicas: i64,
+}
+
+/// One pod of a backend.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendPod {
+    pub name: String,
+    pub ready: bool,
+    pub restarts: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Why it is not running: a waiting reason (CrashLoopBackOff) or the last termination's
+    /// (OOMKilled).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+impl ServiceFacts {
+    /// The chain from the Service to its pods, in words: "deployment kyverno/kyverno 0 of 2
+    /// replicas ready; pod kyverno-7d9 not ready (CrashLoopBackOff, 14 restarts) on node w-1".
+    pub fn chain(&self, ns: &str) -> String {
+        let selector = self.selector.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+        let mut parts = Vec::new();
+        match &self.workload {
+            Some(w) => parts.push(format!(
+                "{} {ns}/{}: {} of {} replica{} ready{}",
+                w.kind,
+                w.name,
+                w.ready_replicas,
+                w.replicas,
+                if w.replicas == 1 { "" } else { "s" },
+                if w.replicas == 0 { " (scaled to 0)" } else { "" }
+            )),
+            None if selector.is_empty() => parts.push("the Service has no selector".into()),
+            None => parts.push(format!("no Deployment or StatefulSet in {ns} runs pods matching {selector}")),
+        }
+        for p in self.pods.iter().take(3) {
+            let mut text = format!("pod {} {}", p.name, if p.ready { "ready" } else { "not ready" });
+            let details: Vec<String> = p
+                .problem
+                .iter()
+                .cloned()
+                .chain(
+                    (p.restarts > 0)
+                        .then(|| format!("{} restart{}", p.restarts, if p.restarts == 1 { "" } else { "s" })),
+                )
+                .collect();
+            if !details.is_empty() {
+                text.push_str(&format!(" ({})", details.join(", ")));
+            }
+            if let Some(node) = &p.node {
+                text.push_str(&format!(" on node {node}"));
+            }
+            parts.push(text);
+        }
+        if self.pods.len() > 3 {
+            parts.push(format!("{} more pods", self.pods.len() - 3));
+        }
+        parts.join("; ")
+    }
+
+    /// The command that shows why the backend is down.
+    pub fn diagnose_command(&self, ns: &str, service: &str) -> String {
+        match &self.workload {
+            Some(w) => format!("kubectl -n {ns} describe {} {}", w.kind, w.name),
+            None => format!("kubectl -n {ns} describe service {service}"),
+        }
+    }
 }
 
 /// What `/metrics` says about a webhook.
@@ -519,9 +608,14 @@ fn analyse_webhook(
                     value: format!("{:.1}/s (calling_webhook_error)", r.errors_per_second),
                 });
             }
+            f.evidence.push(Evidence { name: "backend".into(), value: svc.chain(ns) });
             if fail {
                 f.fix = Some(Fix {
-                    description: "Defuse it now (kubectl webhookguard disarm keeps a backup and prints the undo), then bring the backend back".into(),
+                    description: format!(
+                        "Diagnose first: `{}` ({}). Then, as the emergency step, defuse it (kubectl webhookguard disarm keeps a backup and prints the undo), and bring the backend back",
+                        svc.diagnose_command(ns, name),
+                        svc.chain(ns)
+                    ),
                     patch: ignore_fix(c, w).patch,
                     command: format!(
                         "kubectl webhookguard disarm {}/{} --webhook {} --mode ignore --yes",
@@ -666,12 +760,14 @@ fn analyse_webhook(
             reasons.push("no PodDisruptionBudget".into());
         }
         if !reasons.is_empty() && fail {
-            out.push(finding(
+            let mut f = finding(
                 FindingKind::FragileBackend,
                 Status::Warning,
                 format!("backend {ns}/{name} is fragile: {}", reasons.join(", ")),
                 "A Fail webhook needs a backend that survives node drains and crashes: 2+ replicas on different nodes and a PodDisruptionBudget.".into(),
-            ));
+            );
+            f.evidence.push(Evidence { name: "backend".into(), value: svc.chain(ns) });
+            out.push(f);
         }
     }
 

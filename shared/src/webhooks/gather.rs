@@ -104,7 +104,74 @@ async fn service_facts(cluster: &Cluster, ns: &str, name: &str) -> Result<Servic
             super::model::Selector::from_value(&p["spec"]["selector"]).evaluate(&selector, true)
                 == super::model::Tri::Yes
         });
+    if !selector.is_empty() {
+        // Unreadable (no permission) leaves the chain short, never the verdict wrong.
+        let (workload, pods) = tokio::join!(workload_of(cluster, ns, &selector), pods_of(cluster, ns, &selector));
+        facts.workload = workload;
+        facts.pods = pods;
+    }
+    facts.selector = selector;
     Ok(facts)
+}
+
+/// The Deployment or StatefulSet in `ns` whose pod template carries every label of `selector`
+/// (found even when it runs no pods).
+async fn workload_of(
+    cluster: &Cluster,
+    ns: &str,
+    selector: &BTreeMap<String, String>,
+) -> Option<super::analysis::Workload> {
+    for (kind, resource) in [("deployment", "deployments"), ("statefulset", "statefulsets")] {
+        let path = format!("/apis/apps/v1/namespaces/{ns}/{resource}");
+        let Ok(items) = cluster.list_all::<Value>(&path, &Access::resource("list", "apps", resource, Some(ns))).await
+        else {
+            continue;
+        };
+        let found = items.iter().find(|w| {
+            let labels = labels_of(&w["spec"]["template"]);
+            selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+        });
+        if let Some(w) = found {
+            return Some(super::analysis::Workload {
+                kind: kind.into(),
+                name: w["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                replicas: w["spec"]["replicas"].as_i64().unwrap_or(1),
+                ready_replicas: w["status"]["readyReplicas"].as_i64().unwrap_or(0),
+            });
+        }
+    }
+    None
+}
+
+/// The pods `selector` matches, with what is wrong with them.
+async fn pods_of(cluster: &Cluster, ns: &str, selector: &BTreeMap<String, String>) -> Vec<super::analysis::BackendPod> {
+    let query = selector.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+    let path = format!("/api/v1/namespaces/{ns}/pods?labelSelector={}", url_encode(&query));
+    let Ok(pods) = cluster.list_all::<Value>(&path, &Access::resource("list", "", "pods", Some(ns))).await else {
+        return Vec::new();
+    };
+    pods.iter()
+        .map(|p| {
+            let statuses = p["status"]["containerStatuses"].as_array().cloned().unwrap_or_default();
+            let problem = statuses.iter().find_map(|c| {
+                c["state"]["waiting"]["reason"]
+                    .as_str()
+                    .or_else(|| c["lastState"]["terminated"]["reason"].as_str())
+                    .map(str::to_string)
+            });
+            super::analysis::BackendPod {
+                name: p["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                ready: p["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True"),
+                restarts: statuses.iter().map(|c| c["restartCount"].as_i64().unwrap_or(0)).sum(),
+                node: p["spec"]["nodeName"].as_str().map(str::to_string),
+                problem,
+            }
+        })
+        .collect()
 }
 
 /// Webhook latency and failures from two scrapes (or one: then only totals are known).

@@ -285,10 +285,38 @@ fn self_deadlock_backend_down_and_fixes() {
     let mut facts = live_namespaces();
     facts.services = Some(BTreeMap::from([(
         ("guard".to_string(), "guard-svc".to_string()),
-        ServiceFacts { exists: true, ready_endpoints: 0, not_ready_endpoints: 1, ..Default::default() },
+        ServiceFacts {
+            exists: true,
+            ready_endpoints: 0,
+            not_ready_endpoints: 1,
+            selector: BTreeMap::from([("app".to_string(), "guard".to_string())]),
+            workload: Some(crate::webhooks::analysis::Workload {
+                kind: "deployment".into(),
+                name: "guard-webhook".into(),
+                replicas: 1,
+                ready_replicas: 0,
+            }),
+            pods: vec![crate::webhooks::analysis::BackendPod {
+                name: "guard-webhook-7d9f-x2".into(),
+                ready: false,
+                restarts: 14,
+                node: Some("w-1".into()),
+                problem: Some("CrashLoopBackOff".into()),
+            }],
+            ..Default::default()
+        },
     )]));
     let findings = analyse(std::slice::from_ref(&c), &facts);
     assert_eq!(findings[0].kind, FindingKind::BackendDown, "a live outage comes first");
+    // The chain, and the diagnosis before the lever.
+    let chain = "deployment guard/guard-webhook: 0 of 1 replica ready; pod guard-webhook-7d9f-x2 not ready (CrashLoopBackOff, 14 restarts) on node w-1";
+    assert_eq!(findings[0].evidence.iter().find(|e| e.name == "backend").map(|e| e.value.as_str()), Some(chain));
+    let fix = findings[0].fix.as_ref().unwrap();
+    assert!(
+        fix.description.starts_with(&format!("Diagnose first: `kubectl -n guard describe deployment guard-webhook` ({chain}). Then, as the emergency step, defuse it")),
+        "{}",
+        fix.description
+    );
     assert!(
         findings[0].summary.starts_with("LIVE OUTAGE: service guard/guard-svc has no ready endpoints"),
         "{}",

@@ -788,3 +788,61 @@ in_both_worlds! {
         assert_eq!(replicas(), "2");
     }
 }
+
+in_both_worlds! {
+    fn a_dead_backend_is_traced_to_its_workload_and_diagnosed_before_the_lever(world) {
+        let c = start(world, Scenario::HealthyHa);
+        let env = c.env();
+        let (ns, webhook) = ("guard-chain", "chain.example.com");
+        let objects = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
+            {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "guard-webhook", "namespace": ns},
+             "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "guard-chain"}},
+                      "template": {"metadata": {"labels": {"app": "guard-chain"}},
+                                   "spec": {"containers": [{"name": "webhook", "image": "registry.k8s.io/pause:3.10"}]}}}},
+            {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "guard-svc", "namespace": ns},
+             "spec": {"selector": {"app": "guard-chain"}, "ports": [{"port": 443, "targetPort": 8443}]}},
+            {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+             "metadata": {"name": "guard-chain"},
+             "webhooks": [{
+                "name": webhook, "failurePolicy": "Fail", "sideEffects": "None", "admissionReviewVersions": ["v1"],
+                "timeoutSeconds": 5,
+                "clientConfig": {"service": {"namespace": ns, "name": "guard-svc", "port": 443}},
+                "namespaceSelector": {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": [ns]}]},
+                "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["configmaps"]}]}]},
+        ]});
+        let file = c.dir.join("chain.json");
+        std::fs::write(&file, objects.to_string()).unwrap();
+        let out = c.kubectl(&["create", "-f", file.to_str().unwrap(), "--validate=false"]);
+        assert!(out.status.success(), "{}", describe(&out));
+
+        // Scaled to 0: the dead backend is traced to its Deployment, and the fix says to look
+        // there before it says to disarm.
+        let r = json_of(&kubectl(&["webhookguard", "-o", "json", "--sample", "300ms"], &env));
+        let down = r["findings"].as_array().unwrap().iter().find(|f| f["webhook"] == webhook && f["kind"] == "BACKEND-DOWN").cloned();
+        let down = down.unwrap_or_else(|| panic!("no BACKEND-DOWN for {webhook}: {r}"));
+        assert_eq!(down["severity"], "WARNING", "configmaps in its own namespace only: {down}");
+        let backend = down["evidence"].as_array().unwrap().iter().find(|e| e["name"] == "backend").unwrap()["value"].clone();
+        assert_eq!(backend, "deployment guard-chain/guard-webhook: 0 of 0 replicas ready (scaled to 0)", "{down}");
+        let fix = down["fix"]["description"].as_str().unwrap();
+        assert!(fix.starts_with("Diagnose first: `kubectl -n guard-chain describe deployment guard-webhook`"), "{fix}");
+        assert!(down["fix"]["command"].as_str().unwrap().starts_with("kubectl webhookguard disarm"), "{down}");
+        // -v shows the chain in the text too.
+        let out = kubectl(&["webhookguard", "-v", "--color", "never", "--sample", "300ms"], &env);
+        assert!(text(&out).0.contains("backend: deployment guard-chain/guard-webhook: 0 of 0 replicas ready"), "{}", describe(&out));
+
+        // On the real control plane a replica comes up (kwok runs it): the backend is alive
+        // and fragile, and the chain names its pod and node. (The simulator runs no controllers.)
+        if world == World::Real {
+            let out = c.kubectl(&["-n", ns, "scale", "deployment", "guard-webhook", "--replicas=1"]);
+            assert!(out.status.success(), "{}", describe(&out));
+            let fragile = eventually("the backend has a ready replica", || {
+                let r = json_of(&kubectl(&["webhookguard", "-o", "json", "--sample", "300ms"], &env));
+                r["findings"].as_array().unwrap().iter().find(|f| f["webhook"] == webhook && f["kind"] == "FRAGILE-BACKEND").cloned()
+            });
+            let backend = fragile["evidence"][0]["value"].as_str().unwrap().to_string();
+            assert!(backend.starts_with("deployment guard-chain/guard-webhook: 1 of 1 replica ready; pod guard-webhook-"), "{backend}");
+            assert!(backend.contains(" ready on node "), "{backend}");
+        }
+    }
+}
