@@ -839,7 +839,11 @@ fn analyse_webhook(
                 Ok(certs) => {
                     let now = facts.now.unwrap_or_else(Timestamp::now);
                     if let Some(soonest) = certs.iter().min_by_key(|c| c.not_after) {
-                        let status = crate::certs::expiry_status(soonest.not_after, now);
+                        // Failing open, a broken CA silently skips the webhook: not an outage.
+                        let status = match crate::certs::expiry_status(soonest.not_after, now) {
+                            Status::Critical if !fail => Status::Warning,
+                            s => s,
+                        };
                         if status != Status::Ok {
                             out.push(finding(
                                 FindingKind::CaBundle,
@@ -849,8 +853,12 @@ fn analyse_webhook(
                                     soonest.name(),
                                     crate::certs::describe_expiry(soonest.not_after, now)
                                 ),
-                                "An expired CA in caBundle makes every call to the backend fail TLS verification."
-                                    .into(),
+                                if fail {
+                                    "An expired CA in caBundle makes every call to the backend fail TLS verification."
+                                        .into()
+                                } else {
+                                    "An expired CA in caBundle makes every call to the backend fail TLS verification; with failurePolicy Ignore the API server then skips the webhook, so what it does (inject, validate) silently does not happen.".into()
+                                },
                             ));
                         }
                     }

@@ -445,6 +445,19 @@ fn aws_load_balancer_controller_locks_pods() {
 }
 
 #[test]
+fn linkerd_injector_as_it_sat_in_a_cluster() {
+    // tests/fixtures/webhooks/linkerd.yaml — `kubectl get -o yaml` of Linkerd's proxy injector
+    // (enterprise-2.18, June 2025): Ignore, kube-system and cert-manager excluded by name, its
+    // own control-plane pods by objectSelector: it cannot lock anything. But the captured
+    // caBundle (issued 2025-06-04 for a year) expired on 2026-06-04: every call now fails TLS
+    // and, failing open, pods start without their proxies. WARNING, not an outage.
+    let (_, f) = scan_fixture("linkerd.yaml");
+    assert_eq!(kinds(&f, "linkerd-proxy-injector.linkerd.io"), vec![(FindingKind::CaBundle, Status::Warning)]);
+    assert!(f[0].summary.contains("expired on 2026-06-04"), "{}", f[0].summary);
+    assert!(f[0].explanation.contains("silently does not happen"), "{}", f[0].explanation);
+}
+
+#[test]
 fn azure_workload_identity_is_fine() {
     // tests/fixtures/webhooks/azure-workload-identity.yaml — mutates pods but fails open
     // (Ignore), v1 review versions, sideEffects None: no risk to the cluster. OK.

@@ -91,8 +91,10 @@ in_both_worlds! {
         let c = start(world, Scenario::HealthyHa);
         let dir = tempfile::tempdir().unwrap();
         let (front, env) = front_for(&c, Identity::Trusted, dir.path());
-        // Through the front, untouched: the cluster reads healthy.
-        let (report, out, _) = cphealth_json(&env, &["--skip", "etcd"]);
+        // Through the front, untouched: the cluster reads healthy. (Not the load check: with
+        // --sample 0 its latencies are since the API server started, and a loaded CI machine
+        // makes a fresh server's boot slow.)
+        let (report, out, _) = cphealth_json(&env, &["--skip", "etcd,load"]);
         assert_eq!(report["verdict"], "OK", "{}", describe(&out));
 
         let cases: Vec<(&str, Fault, &[i32], &[&str])> = vec![

@@ -64,6 +64,12 @@ fn offline_verdicts_of_every_real_manifest() {
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert_eq!((r["policies"].as_array().unwrap().len(), r["bindings"].as_array().unwrap().len()), (1, 0), "{r}");
 
+    // linkerd.yaml (Linkerd's injector as `kubectl get` showed it in a cluster): it cannot lock
+    // anything, but its captured caBundle expired on 2026-06-04, so it silently fails open. WARNING.
+    let (out, r) = offline("linkerd.yaml");
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(has(&r, "linkerd-proxy-injector.linkerd.io", "CA-BUNDLE", "WARNING"), "{r}");
+
     // azure-workload-identity.yaml: Ignore policy, objectSelector on a label pods must opt in
     // with. Nothing can lock; the empty caBundle (injected at run time) is only a note. OK.
     let (out, r) = offline("azure-workload-identity.yaml");
@@ -137,7 +143,7 @@ fn offline_scans_read_directories_stdin_and_honour_the_allowlist() {
     let (stdout, _) = text(&out);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     assert!(
-        stdout.starts_with("Scanned 13 configurations (30 webhooks), 2 admission policies (1 binding) from "),
+        stdout.starts_with("Scanned 14 configurations (31 webhooks), 2 admission policies (1 binding) from "),
         "{stdout}"
     );
     assert!(stdout.contains("note: offline: namespace labels, backend services"), "{stdout}");
