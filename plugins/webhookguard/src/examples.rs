@@ -25,10 +25,10 @@ pub const DISARM: &str = "Examples:
   # Fail it open: backup, change, watch 5s for a controller putting it back, probe, undo
   kubectl webhookguard disarm validatingwebhookconfiguration/pod-validator --mode ignore --yes
 
-  # Kyverno re-arms its configurations within seconds: the plan prints the step that
-  # pauses it; take that step, then disarm and watch longer
+  # Kyverno re-arms its configurations within seconds: pause it first (its Deployment
+  # scaled to 0; the resume command is printed with the undo), then disarm and watch longer
   kubectl webhookguard disarm kyverno-resource-validating-webhook-cfg --mode ignore \\
-    --yes --watch 10s";
+    --pause-rearmers --yes --watch 10s";
 
 pub const RESTORE: &str = "Examples:
   # Put the saved configuration back (refused while its backend is still down): the undo
