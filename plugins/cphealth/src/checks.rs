@@ -726,12 +726,15 @@ async fn nodes(ctx: &Ctx) -> CheckResult {
 
 /// Check 10: webhooks that can lock the cluster (the webhookguard analysis).
 async fn webhooks(ctx: &Ctx) -> CheckResult {
-    let configs = match cpkit::webhooks::gather::read_configs(&ctx.cluster).await {
+    // Admission policies fail like webhooks when their binding cannot be configured.
+    let (configs, policies) = tokio::join!(
+        cpkit::webhooks::gather::read_configs(&ctx.cluster),
+        cpkit::webhooks::gather::read_policies(&ctx.cluster)
+    );
+    let configs = match configs {
         Ok(c) => c,
         Err(e) => return CheckResult::from_error("webhooks", &e),
     };
-    // Admission policies fail like webhooks when their binding cannot be configured.
-    let policies = cpkit::webhooks::gather::read_policies(&ctx.cluster).await;
     let (policies, unread_policies) = match policies {
         Ok(p) => (p, vec![]),
         Err(e) => (cpkit::webhooks::Policies::default(), vec![format!("admission policies ({})", e.why)]),

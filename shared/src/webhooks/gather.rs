@@ -121,12 +121,13 @@ async fn workload_of(
     ns: &str,
     selector: &BTreeMap<String, String>,
 ) -> Option<super::analysis::Workload> {
-    for (kind, resource) in [("deployment", "deployments"), ("statefulset", "statefulsets")] {
+    let list = |resource: &'static str| async move {
         let path = format!("/apis/apps/v1/namespaces/{ns}/{resource}");
-        let Ok(items) = cluster.list_all::<Value>(&path, &Access::resource("list", "apps", resource, Some(ns))).await
-        else {
-            continue;
-        };
+        cluster.list_all::<Value>(&path, &Access::resource("list", "apps", resource, Some(ns))).await
+    };
+    let (deployments, statefulsets) = tokio::join!(list("deployments"), list("statefulsets"));
+    for (kind, answer) in [("deployment", deployments), ("statefulset", statefulsets)] {
+        let Ok(items) = answer else { continue };
         let found = items.iter().find(|w| {
             let labels = labels_of(&w["spec"]["template"]);
             selector.iter().all(|(k, v)| labels.get(k) == Some(v))
@@ -146,7 +147,7 @@ async fn workload_of(
 /// The pods `selector` matches, with what is wrong with them.
 async fn pods_of(cluster: &Cluster, ns: &str, selector: &BTreeMap<String, String>) -> Vec<super::analysis::BackendPod> {
     let query = selector.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
-    let path = format!("/api/v1/namespaces/{ns}/pods?labelSelector={}", url_encode(&query));
+    let path = format!("/api/v1/namespaces/{ns}/pods?labelSelector={}", crate::client::percent_encode(&query));
     let Ok(pods) = cluster.list_all::<Value>(&path, &Access::resource("list", "", "pods", Some(ns))).await else {
         return Vec::new();
     };
@@ -295,16 +296,7 @@ fn selector_query(s: &super::model::Selector) -> String {
         });
     }
     let text = parts.join(",");
-    url_encode(&text)
-}
-
-fn url_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    crate::client::percent_encode(&text)
 }
 
 /// The namespaces whose params the healing requests read (a namespaced paramKind without
