@@ -15,6 +15,8 @@ pub const RESOURCE_RULES: &[(&[&str], &[&str], &[&str])] = &[
             "mutatingwebhookconfigurations",
             "validatingadmissionpolicies",
             "validatingadmissionpolicybindings",
+            "mutatingadmissionpolicies",
+            "mutatingadmissionpolicybindings",
         ],
         &["get", "list"],
     ),

@@ -137,7 +137,7 @@ pub fn backup_path(dir: &Path, context: &str, kind: ConfigKind, name: &str, when
     let kind_word = match kind {
         ConfigKind::Validating => "validating",
         ConfigKind::Mutating => "mutating",
-        ConfigKind::Policy => "policy",
+        ConfigKind::ValidatingPolicy | ConfigKind::MutatingPolicy => "policy",
     };
     context_backup_dir(dir, context).join(format!(
         "{}.{kind_word}.{}.json",

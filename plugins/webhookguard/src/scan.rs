@@ -166,7 +166,8 @@ fn kind_word(kind: ConfigKind) -> &'static str {
     match kind {
         ConfigKind::Validating => "validating",
         ConfigKind::Mutating => "mutating",
-        ConfigKind::Policy => "policy",
+        ConfigKind::ValidatingPolicy => "validating-policy",
+        ConfigKind::MutatingPolicy => "mutating-policy",
     }
 }
 

@@ -153,7 +153,7 @@ mod tests {
             (
                 "an admission policy's binding without its param",
                 vec![Finding {
-                    config_kind: ConfigKind::Policy,
+                    config_kind: ConfigKind::ValidatingPolicy,
                     summary: "LIVE OUTAGE: param ConfigMap kube-system/pod-limits missing (parameterNotFoundAction Deny), and failurePolicy Fail rejects pods in kube-system".into(),
                     ..finding(K::PolicyConfig, Status::Critical, "pod-limits-binding", None)
                 }],

@@ -256,8 +256,8 @@ pub async fn read_facts(cluster: &Cluster, configs: &[WebhookConfig]) -> (Cluste
     (facts, notes)
 }
 
-/// ValidatingAdmissionPolicies and their bindings (none where the API does not serve them,
-/// before 1.30).
+/// Validating and MutatingAdmissionPolicies and their bindings (none of a kind the API does not
+/// serve: Validating before 1.30, Mutating before 1.36 or with its feature gate off).
 pub async fn read_policies(cluster: &Cluster) -> Result<super::policies::Policies> {
     let group = "admissionregistration.k8s.io";
     let read = |resource: &'static str, kind: &'static str| async move {
@@ -275,12 +275,16 @@ pub async fn read_policies(cluster: &Cluster) -> Result<super::policies::Policie
             Err(e) => Err(e),
         }
     };
-    let (policies, bindings) = tokio::join!(
+    let (policies, bindings, mutating, mutating_bindings) = tokio::join!(
         read("validatingadmissionpolicies", "ValidatingAdmissionPolicy"),
-        read("validatingadmissionpolicybindings", "ValidatingAdmissionPolicyBinding")
+        read("validatingadmissionpolicybindings", "ValidatingAdmissionPolicyBinding"),
+        read("mutatingadmissionpolicies", "MutatingAdmissionPolicy"),
+        read("mutatingadmissionpolicybindings", "MutatingAdmissionPolicyBinding")
     );
     let mut docs = policies?;
     docs.extend(bindings?);
+    docs.extend(mutating?);
+    docs.extend(mutating_bindings?);
     Ok(super::policies::policies_from_documents(&docs, "cluster"))
 }
 
@@ -319,7 +323,7 @@ pub async fn read_policy_facts(
             .bindings
             .iter()
             .filter_map(|b| {
-                let kind = policies.policy(&b.policy)?.param_kind.as_ref()?;
+                let kind = policies.policy_of(b)?.param_kind.as_ref()?;
                 Some((b, kind, b.param_ref.as_ref()?))
             })
             .collect();

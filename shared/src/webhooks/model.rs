@@ -14,8 +14,9 @@ use crate::error::{Error, Result};
 pub enum ConfigKind {
     Validating,
     Mutating,
-    /// A ValidatingAdmissionPolicy (its findings name a binding where webhooks name a webhook).
-    Policy,
+    /// Admission policies (their findings name a binding where webhooks name a webhook).
+    ValidatingPolicy,
+    MutatingPolicy,
 }
 
 impl ConfigKind {
@@ -23,7 +24,8 @@ impl ConfigKind {
         match self {
             ConfigKind::Validating => "ValidatingWebhookConfiguration",
             ConfigKind::Mutating => "MutatingWebhookConfiguration",
-            ConfigKind::Policy => "ValidatingAdmissionPolicy",
+            ConfigKind::ValidatingPolicy => "ValidatingAdmissionPolicy",
+            ConfigKind::MutatingPolicy => "MutatingAdmissionPolicy",
         }
     }
 
@@ -32,7 +34,8 @@ impl ConfigKind {
         match self {
             ConfigKind::Validating => "validatingwebhookconfigurations",
             ConfigKind::Mutating => "mutatingwebhookconfigurations",
-            ConfigKind::Policy => "validatingadmissionpolicies",
+            ConfigKind::ValidatingPolicy => "validatingadmissionpolicies",
+            ConfigKind::MutatingPolicy => "mutatingadmissionpolicies",
         }
     }
 
@@ -41,7 +44,7 @@ impl ConfigKind {
         match self {
             ConfigKind::Validating => "validating",
             ConfigKind::Mutating => "admit",
-            ConfigKind::Policy => "policy",
+            ConfigKind::ValidatingPolicy | ConfigKind::MutatingPolicy => "policy",
         }
     }
 }

@@ -1,8 +1,8 @@
-//! ValidatingAdmissionPolicies and their bindings (`admissionregistration.k8s.io/v1`, GA in 1.30)
-//! as the analysis needs them: what they match, their failurePolicy and their params. Field
-//! meanings and defaults: kubernetes `staging/src/k8s.io/api/admissionregistration/v1/types.go`
-//! (`failurePolicy` defaults to Fail; a binding's `paramRef.parameterNotFoundAction` is Allow or
-//! Deny).
+//! Admission policies and their bindings (`admissionregistration.k8s.io/v1`: Validating, GA in
+//! 1.30; Mutating, GA in 1.36) as the analysis needs them: what they match, their failurePolicy
+//! and their params. Field meanings and defaults: kubernetes
+//! `staging/src/k8s.io/api/admissionregistration/v1/types.go` (`failurePolicy` defaults to Fail; a
+//! binding's `paramRef.parameterNotFoundAction` is Allow or Deny).
 
 use serde::Serialize;
 use serde_json::Value;
@@ -63,10 +63,43 @@ pub struct ParamRef {
     pub deny_when_missing: bool,
 }
 
-/// A ValidatingAdmissionPolicy.
+/// Validating or Mutating: the two kinds share params, matching and failure handling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum PolicyKind {
+    Validating,
+    Mutating,
+}
+
+impl PolicyKind {
+    /// `ValidatingAdmissionPolicy`, `MutatingAdmissionPolicy`.
+    pub fn kind(self) -> &'static str {
+        match self {
+            PolicyKind::Validating => "ValidatingAdmissionPolicy",
+            PolicyKind::Mutating => "MutatingAdmissionPolicy",
+        }
+    }
+
+    pub fn config_kind(self) -> super::model::ConfigKind {
+        match self {
+            PolicyKind::Validating => super::model::ConfigKind::ValidatingPolicy,
+            PolicyKind::Mutating => super::model::ConfigKind::MutatingPolicy,
+        }
+    }
+
+    /// The resource, singular, as kubectl takes it.
+    pub fn resource(self) -> &'static str {
+        match self {
+            PolicyKind::Validating => "validatingadmissionpolicy",
+            PolicyKind::Mutating => "mutatingadmissionpolicy",
+        }
+    }
+}
+
+/// A Validating or MutatingAdmissionPolicy.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AdmissionPolicy {
+    pub kind: PolicyKind,
     pub name: String,
     pub failure_policy: FailurePolicy,
     pub failure_policy_explicit: bool,
@@ -77,16 +110,18 @@ pub struct AdmissionPolicy {
     pub source: String,
 }
 
-/// A ValidatingAdmissionPolicyBinding.
+/// A Validating or MutatingAdmissionPolicyBinding.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PolicyBinding {
+    /// The kind of the policy it binds.
+    pub kind: PolicyKind,
     pub name: String,
     pub policy: String,
     pub param_ref: Option<ParamRef>,
     /// Narrows the policy's constraints; None matches what the policy matches.
     pub resources: Option<MatchResources>,
-    /// Deny, Warn, Audit.
+    /// Deny, Warn, Audit (validating bindings only).
     pub validation_actions: Vec<String>,
     pub source: String,
 }
@@ -108,9 +143,9 @@ impl Policies {
         self.bindings.extend(other.bindings);
     }
 
-    /// The policy a binding names.
-    pub fn policy(&self, name: &str) -> Option<&AdmissionPolicy> {
-        self.policies.iter().find(|p| p.name == name)
+    /// The policy a binding names (of the binding's kind).
+    pub fn policy_of(&self, binding: &PolicyBinding) -> Option<&AdmissionPolicy> {
+        self.policies.iter().find(|p| p.kind == binding.kind && p.name == binding.policy)
     }
 }
 
@@ -144,10 +179,11 @@ fn match_resources(v: &Value) -> MatchResources {
     }
 }
 
-fn policy(v: &Value, source: &str) -> AdmissionPolicy {
+fn policy(kind: PolicyKind, v: &Value, source: &str) -> AdmissionPolicy {
     let spec = &v["spec"];
     let failure = spec["failurePolicy"].as_str();
     AdmissionPolicy {
+        kind,
         name: v["metadata"]["name"].as_str().unwrap_or("").to_string(),
         failure_policy: if failure == Some("Ignore") { FailurePolicy::Ignore } else { FailurePolicy::Fail },
         failure_policy_explicit: failure.is_some(),
@@ -172,7 +208,7 @@ fn policy(v: &Value, source: &str) -> AdmissionPolicy {
     }
 }
 
-fn binding(v: &Value, source: &str) -> PolicyBinding {
+fn binding(kind: PolicyKind, v: &Value, source: &str) -> PolicyBinding {
     let spec = &v["spec"];
     let param_ref = spec["paramRef"].as_object().map(|_| {
         let p = &spec["paramRef"];
@@ -184,6 +220,7 @@ fn binding(v: &Value, source: &str) -> PolicyBinding {
         }
     });
     PolicyBinding {
+        kind,
         name: v["metadata"]["name"].as_str().unwrap_or("").to_string(),
         policy: spec["policyName"].as_str().unwrap_or("").to_string(),
         param_ref,
@@ -193,8 +230,7 @@ fn binding(v: &Value, source: &str) -> PolicyBinding {
     }
 }
 
-/// The ValidatingAdmissionPolicies and bindings among `docs` (Lists unpacked); other objects
-/// are skipped.
+/// The admission policies and bindings among `docs` (Lists unpacked); other objects are skipped.
 pub fn policies_from_documents(docs: &[Value], source: &str) -> Policies {
     let mut out = Policies::default();
     for d in docs {
@@ -205,8 +241,10 @@ pub fn policies_from_documents(docs: &[Value], source: &str) -> Policies {
             continue;
         }
         match d["kind"].as_str() {
-            Some("ValidatingAdmissionPolicy") => out.policies.push(policy(d, source)),
-            Some("ValidatingAdmissionPolicyBinding") => out.bindings.push(binding(d, source)),
+            Some("ValidatingAdmissionPolicy") => out.policies.push(policy(PolicyKind::Validating, d, source)),
+            Some("ValidatingAdmissionPolicyBinding") => out.bindings.push(binding(PolicyKind::Validating, d, source)),
+            Some("MutatingAdmissionPolicy") => out.policies.push(policy(PolicyKind::Mutating, d, source)),
+            Some("MutatingAdmissionPolicyBinding") => out.bindings.push(binding(PolicyKind::Mutating, d, source)),
             Some(k) if k.ends_with("List") => {
                 out.extend(policies_from_documents(d["items"].as_array().map(|a| a.as_slice()).unwrap_or(&[]), source))
             }

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::json;
 
 use super::analysis::{ClusterFacts, Finding, FindingKind, Fix};
-use super::model::{ConfigKind, FailurePolicy, Tri};
+use super::model::{FailurePolicy, Tri};
 use super::policies::{AdmissionPolicy, MatchResources, ParamKind, ParamRef, Policies, PolicyBinding};
 use super::requests::{HealingRequest, TARGETS, Target};
 use crate::exit::Status;
@@ -160,7 +160,7 @@ fn both(a: Tri, b: Tri) -> Tri {
 pub fn analyse_policies(policies: &Policies, facts: &ClusterFacts) -> Vec<Finding> {
     let mut out = Vec::new();
     for binding in &policies.bindings {
-        let Some(policy) = policies.policy(&binding.policy) else { continue };
+        let Some(policy) = policies.policy_of(binding) else { continue };
         let (Some(kind), Some(param_ref)) = (&policy.param_kind, &binding.param_ref) else { continue };
         let mut certain: Vec<(&Target, String)> = Vec::new();
         let mut possible: Vec<(&Target, String)> = Vec::new();
@@ -230,7 +230,7 @@ fn outage_elsewhere(
     Some(Finding {
         kind: FindingKind::PolicyConfig,
         severity: Status::Warning,
-        config_kind: ConfigKind::Policy,
+        config_kind: policy.kind.config_kind(),
         config: policy.name.clone(),
         webhook: binding.name.clone(),
         webhook_index: 0,
@@ -247,7 +247,7 @@ fn outage_elsewhere(
     })
 }
 
-const EXPLANATION: &str = "A ValidatingAdmissionPolicy whose binding cannot be configured (its paramKind not served, or no param object with parameterNotFoundAction Deny) fails every request the policy and binding match with the policy's failurePolicy, whatever its matchConditions say. Policies and bindings are never themselves subject to admission policies, so they can always be fixed through the API.";
+const EXPLANATION: &str = "An admission policy whose binding cannot be configured (its paramKind not served, or no param object with parameterNotFoundAction Deny) fails every request the policy and binding match with the policy's failurePolicy, whatever its matchConditions say. Policies and bindings are never themselves subject to admission policies, so they can always be fixed through the API.";
 
 /// Diagnosis first (the param to restore), then the lever: fail open.
 fn ignore_fix(policy: &AdmissionPolicy, error: &str) -> Fix {
@@ -258,7 +258,7 @@ fn ignore_fix(policy: &AdmissionPolicy, error: &str) -> Fix {
     };
     Fix {
         description: format!("{restore}: failurePolicy Ignore on policy {} (it stops enforcing)", policy.name),
-        command: format!("kubectl patch validatingadmissionpolicy {} --type=json -p '{patch}'", policy.name),
+        command: format!("kubectl patch {} {} --type=json -p '{patch}'", policy.kind.resource(), policy.name),
         patch,
     }
 }
@@ -296,7 +296,7 @@ fn finding(
     let mut f = Finding {
         kind: FindingKind::PolicyConfig,
         severity,
-        config_kind: ConfigKind::Policy,
+        config_kind: policy.kind.config_kind(),
         config: policy.name.clone(),
         webhook: binding.name.clone(),
         webhook_index: 0,
@@ -521,6 +521,21 @@ mod tests {
         assert_eq!((p.policies.len(), p.bindings.len()), (1, 0));
         assert_eq!(p.policies[0].match_conditions.len(), 3);
         assert!(analyse_policies(&p, &live(Some(false), true)).is_empty());
+    }
+
+    #[test]
+    fn mutating_policies_fail_the_same_way_and_are_fixed_as_themselves() {
+        let mutating = |p: &mut Value, b: &mut Value| {
+            p["kind"] = json!("MutatingAdmissionPolicy");
+            b["kind"] = json!("MutatingAdmissionPolicyBinding");
+            b["spec"].as_object_mut().unwrap().remove("validationActions");
+        };
+        let f = one(&documents(mutating), &live(Some(false), true)).expect("a finding");
+        assert_eq!((f.severity, f.config_kind), (Status::Critical, crate::webhooks::ConfigKind::MutatingPolicy));
+        assert!(f.fix.unwrap().command.starts_with("kubectl patch mutatingadmissionpolicy pod-limits.example.com "));
+        // A binding binds a policy of its own kind only.
+        let crossed = documents(|p, _| p["kind"] = json!("MutatingAdmissionPolicy"));
+        assert!(analyse_policies(&crossed, &live(Some(false), true)).is_empty());
     }
 
     #[test]

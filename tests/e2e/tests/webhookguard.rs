@@ -852,3 +852,63 @@ in_both_worlds! {
         }
     }
 }
+
+in_both_worlds! {
+    fn a_mutating_policy_whose_param_is_missing_is_found_and_fixed_as_itself(world) {
+        let c = start(world, Scenario::HealthyHa);
+        let env = c.env();
+        let (policy, binding) = ("pod-owner-label.example.com", "pod-owner-label-binding");
+        let manifests = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
+            {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingAdmissionPolicy",
+             "metadata": {"name": policy},
+             "spec": {
+                "paramKind": {"apiVersion": "v1", "kind": "ConfigMap"},
+                "matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],
+                    "operations": ["CREATE"], "resources": ["pods"]}]},
+                "reinvocationPolicy": "Never",
+                "mutations": [{"patchType": "ApplyConfiguration", "applyConfiguration": {"expression":
+                    "Object{metadata: Object.metadata{labels: {'owner': params.data.owner}}}"}}]}},
+            {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingAdmissionPolicyBinding",
+             "metadata": {"name": binding},
+             "spec": {
+                "policyName": policy,
+                "paramRef": {"name": "pod-owner", "parameterNotFoundAction": "Deny"},
+                "matchResources": {"namespaceSelector": {"matchExpressions": [
+                    {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["kube-system"]}]}}}},
+        ]});
+        let file = c.dir.join("mutating-policy.json");
+        std::fs::write(&file, manifests.to_string()).unwrap();
+        let out = c.kubectl(&["create", "-f", file.to_str().unwrap(), "--validate=false"]);
+        assert!(out.status.success(), "{}", describe(&out));
+        let pod = c.dir.join("map-pod.json");
+        std::fs::write(&pod, serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "map-probe", "namespace": "kube-system"},
+            "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}]}}).to_string()).unwrap();
+        let rejected = eventually("the mutating policy rejects kube-system pods", || {
+            let out = dry_run_pod(&c, &pod);
+            (!out.status.success()).then_some(out)
+        });
+        assert!(
+            text(&rejected).1.contains(&format!(
+                "(Forbidden): error when creating \"{}\": policy '{policy}' with binding '{binding}' denied request: failed to configure binding: no params found",
+                pod.display()
+            )),
+            "{}",
+            describe(&rejected)
+        );
+
+        let out = kubectl(&["webhookguard", "-o", "json", "--sample", "300ms"], &env);
+        assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+        let r = json_of(&out);
+        assert!(has(&r, binding, "POLICY-CONFIG", "CRITICAL"), "{r}");
+        let finding = r["findings"].as_array().unwrap().iter().find(|f| f["webhook"] == binding).unwrap().clone();
+        assert_eq!(finding["configKind"], "MutatingPolicy", "{finding}");
+        let fix = finding["fix"]["command"].as_str().unwrap().to_string();
+        assert!(fix.starts_with(&format!("kubectl patch mutatingadmissionpolicy {policy} ")), "{fix}");
+        // The pasted fix lets the pods through.
+        let args = shell_words(&fix);
+        let out = c.kubectl(&args.iter().skip(1).map(String::as_str).collect::<Vec<_>>());
+        assert!(out.status.success(), "{}", describe(&out));
+        eventually("the patched policy admits kube-system pods", || dry_run_pod(&c, &pod).status.success().then_some(()));
+    }
+}

@@ -90,13 +90,21 @@ fn policy_configuration_errors(
     obj: &Value,
     namespace: &str,
     ns_labels: &Value,
-) -> Option<String> {
+) -> Option<(bool, String)> {
     if rt.group == "admissionregistration.k8s.io" && rt.resource.contains("admissionpolic") {
         return None;
     }
-    let policies = store.list(registry::find("admissionregistration.k8s.io", "validatingadmissionpolicies")?, None);
-    let bindings =
-        store.list(registry::find("admissionregistration.k8s.io", "validatingadmissionpolicybindings")?, None);
+    let group = "admissionregistration.k8s.io";
+    let mut policies = Vec::new();
+    let mut bindings = Vec::new();
+    for (kind, plural) in [("Mutating", "mutating"), ("Validating", "validating")] {
+        for p in store.list(registry::find(group, &format!("{plural}admissionpolicies"))?, None) {
+            policies.push((kind, p));
+        }
+        for b in store.list(registry::find(group, &format!("{plural}admissionpolicybindings"))?, None) {
+            bindings.push((kind, b));
+        }
+    }
     let selects = |m: &Value, rules_required: bool| {
         let rules = &m["resourceRules"];
         let by_rules = rules.as_array().is_none_or(|r| r.is_empty()) && !rules_required
@@ -108,9 +116,13 @@ fn policy_configuration_errors(
             && (!rt.namespaced || selector_matches(&m["namespaceSelector"], ns_labels))
             && selector_matches(&m["objectSelector"], &obj["metadata"]["labels"])
     };
-    for binding in &bindings {
+    for (policy_kind, binding) in &bindings {
         let spec = &binding["spec"];
-        let Some(policy) = policies.iter().find(|p| p["metadata"]["name"] == spec["policyName"]) else { continue };
+        let Some((_, policy)) =
+            policies.iter().find(|(k, p)| k == policy_kind && p["metadata"]["name"] == spec["policyName"])
+        else {
+            continue;
+        };
         let pspec = &policy["spec"];
         if pspec["failurePolicy"] == "Ignore"
             || !selects(&pspec["matchConstraints"], true)
@@ -140,10 +152,17 @@ fn policy_configuration_errors(
             }
         };
         if let Some(error) = error {
-            return Some(format!(
-                "ValidatingAdmissionPolicy '{}' with binding '{}' denied request: failed to configure binding: {error}",
-                policy["metadata"]["name"].as_str().unwrap_or(""),
-                binding["metadata"]["name"].as_str().unwrap_or("")
+            // Worded as the real API server words each kind: the validating plugin names its
+            // kind, the mutating one says "policy" (k8s.io/apiserver generic PolicyError).
+            let (policy, binding) =
+                (policy["metadata"]["name"].as_str().unwrap_or(""), binding["metadata"]["name"].as_str().unwrap_or(""));
+            let validating = *policy_kind == "Validating";
+            let who = if validating { "ValidatingAdmissionPolicy" } else { "policy" };
+            return Some((
+                kind == "Validating",
+                format!(
+                    "{who} '{policy}' with binding '{binding}' denied request: failed to configure binding: {error}"
+                ),
             ));
         }
     }
@@ -317,17 +336,22 @@ pub async fn admit(
             .and_then(|t| store.get(t, namespace, namespace))
             .map(|n| n["metadata"]["labels"].clone())
             .unwrap_or(json!({}));
-        if let Some(message) =
+        if let Some((validating, message)) =
             policy_configuration_errors(&store, rt, subresource, operation, obj, namespace, &ns_labels)
         {
-            // As the real API server answers it: 422 Invalid, the message as a cause.
+            // As the real API server answers: a validating policy 422 Invalid with the message as
+            // a cause, a mutating one 403 Forbidden.
             let name = obj["metadata"]["name"].as_str().unwrap_or("");
-            return Err(status(
-                422,
-                "Invalid",
-                &format!("{} \"{name}\" is invalid: : {message}", rt.resource),
-                Some(json!({"name": name, "kind": rt.resource, "causes": [{"message": message, "field": ""}]})),
-            ));
+            return Err(if validating {
+                status(
+                    422,
+                    "Invalid",
+                    &format!("{} \"{name}\" is invalid: : {message}", rt.resource),
+                    Some(json!({"name": name, "kind": rt.resource, "causes": [{"message": message, "field": ""}]})),
+                )
+            } else {
+                status(403, "Forbidden", &message, None)
+            });
         }
         (configs, ns_labels)
     };

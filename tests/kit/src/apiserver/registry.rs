@@ -147,6 +147,30 @@ pub const RESOURCES: &[ResourceType] = &[
     rt!(
         "admissionregistration.k8s.io",
         &["v1"],
+        "mutatingadmissionpolicies",
+        "mutatingadmissionpolicy",
+        "MutatingAdmissionPolicy",
+        false,
+        &[],
+        &["api-extensions"],
+        &[],
+        RW
+    ),
+    rt!(
+        "admissionregistration.k8s.io",
+        &["v1"],
+        "mutatingadmissionpolicybindings",
+        "mutatingadmissionpolicybinding",
+        "MutatingAdmissionPolicyBinding",
+        false,
+        &[],
+        &["api-extensions"],
+        &[],
+        RW
+    ),
+    rt!(
+        "admissionregistration.k8s.io",
+        &["v1"],
         "mutatingwebhookconfigurations",
         "mutatingwebhookconfiguration",
         "MutatingWebhookConfiguration",
