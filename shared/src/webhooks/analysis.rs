@@ -145,20 +145,22 @@ pub struct BackendPod {
 }
 
 impl ServiceFacts {
-    /// The chain from the Service to its pods, in words: "deployment kyverno/kyverno 0 of 2
-    /// replicas ready; pod kyverno-7d9 not ready (CrashLoopBackOff, 14 restarts) on node w-1".
+    /// The chain from the Service to its pods, in words: "deployment kyverno/kyverno: 0 of 2
+    /// replicas ready, no PodDisruptionBudget; pod kyverno-7d9 not ready (CrashLoopBackOff, 14
+    /// restarts) on node w-1".
     pub fn chain(&self, ns: &str) -> String {
         let selector = self.selector.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
         let mut parts = Vec::new();
         match &self.workload {
             Some(w) => parts.push(format!(
-                "{} {ns}/{}: {} of {} replica{} ready{}",
+                "{} {ns}/{}: {} of {} replica{} ready{}, {}",
                 w.kind,
                 w.name,
                 w.ready_replicas,
                 w.replicas,
                 if w.replicas == 1 { "" } else { "s" },
-                if w.replicas == 0 { " (scaled to 0)" } else { "" }
+                if w.replicas == 0 { " (scaled to 0)" } else { "" },
+                if self.has_pdb { "a PodDisruptionBudget covers it" } else { "no PodDisruptionBudget" }
             )),
             None if selector.is_empty() => parts.push("the Service has no selector".into()),
             None => parts.push(format!("no Deployment or StatefulSet in {ns} runs pods matching {selector}")),

@@ -309,7 +309,7 @@ fn self_deadlock_backend_down_and_fixes() {
     let findings = analyse(std::slice::from_ref(&c), &facts);
     assert_eq!(findings[0].kind, FindingKind::BackendDown, "a live outage comes first");
     // The chain, and the diagnosis before the lever.
-    let chain = "deployment guard/guard-webhook: 0 of 1 replica ready; pod guard-webhook-7d9f-x2 not ready (CrashLoopBackOff, 14 restarts) on node w-1";
+    let chain = "deployment guard/guard-webhook: 0 of 1 replica ready, no PodDisruptionBudget; pod guard-webhook-7d9f-x2 not ready (CrashLoopBackOff, 14 restarts) on node w-1";
     assert_eq!(findings[0].evidence.iter().find(|e| e.name == "backend").map(|e| e.value.as_str()), Some(chain));
     let fix = findings[0].fix.as_ref().unwrap();
     assert!(

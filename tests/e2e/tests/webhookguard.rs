@@ -829,7 +829,7 @@ in_both_worlds! {
         let down = down.unwrap_or_else(|| panic!("no BACKEND-DOWN for {webhook}: {r}"));
         assert_eq!(down["severity"], "WARNING", "configmaps in its own namespace only: {down}");
         let backend = down["evidence"].as_array().unwrap().iter().find(|e| e["name"] == "backend").unwrap()["value"].clone();
-        assert_eq!(backend, "deployment guard-chain/guard-webhook: 0 of 0 replicas ready (scaled to 0)", "{down}");
+        assert_eq!(backend, "deployment guard-chain/guard-webhook: 0 of 0 replicas ready (scaled to 0), no PodDisruptionBudget", "{down}");
         let fix = down["fix"]["description"].as_str().unwrap();
         assert!(fix.starts_with("Diagnose first: `kubectl -n guard-chain describe deployment guard-webhook`"), "{fix}");
         assert!(down["fix"]["command"].as_str().unwrap().starts_with("kubectl webhookguard disarm"), "{down}");
@@ -847,7 +847,7 @@ in_both_worlds! {
                 r["findings"].as_array().unwrap().iter().find(|f| f["webhook"] == webhook && f["kind"] == "FRAGILE-BACKEND").cloned()
             });
             let backend = fragile["evidence"][0]["value"].as_str().unwrap().to_string();
-            assert!(backend.starts_with("deployment guard-chain/guard-webhook: 1 of 1 replica ready; pod guard-webhook-"), "{backend}");
+            assert!(backend.starts_with("deployment guard-chain/guard-webhook: 1 of 1 replica ready, no PodDisruptionBudget; pod guard-webhook-"), "{backend}");
             assert!(backend.contains(" ready on node "), "{backend}");
         }
     }
