@@ -367,69 +367,73 @@ pub async fn read_policy_facts(
         }
     }
     // The params, where the healing requests would read them.
+    struct Lookup<'a> {
+        binding: &'a str,
+        api_version: &'a str,
+        /// The namespace the analysis keys it by ("" when it does not depend on the request's).
+        key_ns: String,
+        group: &'a str,
+        resource: &'a str,
+        namespace: String,
+        param_ref: &'a super::policies::ParamRef,
+    }
     let mut lookups = Vec::new();
     for (binding, kind, param_ref) in &uses {
         if !param_ref.deny_when_missing {
             continue;
         }
-        let key = (kind.api_version.clone(), kind.kind.clone());
-        let Some(resource) = resources.get(&key) else { continue };
+        let Some(resource) = resources.get(&(kind.api_version.clone(), kind.kind.clone())) else { continue };
         let namespaced = facts.kind_is_namespaced(kind);
-        let namespaces: BTreeSet<&str> =
-            if param_ref.namespace.is_some() || !namespaced { BTreeSet::from([""]) } else { target_namespaces() };
-        for request_ns in namespaces {
-            let ns = param_namespace(param_ref, namespaced, request_ns).to_string();
-            let base =
-                if kind.api_version == "v1" { "/api/v1".to_string() } else { format!("/apis/{}", kind.api_version) };
-            let collection =
-                if ns.is_empty() { format!("{base}/{resource}") } else { format!("{base}/namespaces/{ns}/{resource}") };
-            let key_ns = if param_ref.namespace.is_some() || !namespaced { String::new() } else { ns.clone() };
-            lookups.push((
-                binding.name.clone(),
-                key_ns,
-                kind.group().to_string(),
-                resource.clone(),
-                ns,
-                collection,
-                (*param_ref).clone(),
-            ));
+        let namespaces: Vec<&str> = if param_ref.namespace.is_some() || !namespaced {
+            vec![""]
+        } else {
+            target_namespaces().into_iter().collect()
+        };
+        for key_ns in namespaces {
+            lookups.push(Lookup {
+                binding: &binding.name,
+                api_version: &kind.api_version,
+                key_ns: key_ns.to_string(),
+                group: kind.group(),
+                resource,
+                namespace: param_namespace(param_ref, namespaced, key_ns).to_string(),
+                param_ref,
+            });
         }
     }
-    let answers = futures::future::join_all(lookups.iter().map(
-        |(_, _, group, resource, ns, collection, param_ref)| async move {
-            let ns = (!ns.is_empty()).then_some(ns.as_str());
-            match (&param_ref.name, &param_ref.selector) {
-                (Some(name), _) => {
-                    match cluster
-                        .get_json::<Value>(
-                            &format!("{collection}/{name}"),
-                            &Access::resource("get", group, resource, ns),
-                        )
-                        .await
-                    {
-                        Ok(_) => Ok(true),
-                        Err(e) if e.kind == ErrorKind::NotFound => Ok(false),
-                        Err(e) => Err(e),
-                    }
+    let answers = futures::future::join_all(lookups.iter().map(|l| async move {
+        let base = if l.api_version == "v1" { "/api/v1".to_string() } else { format!("/apis/{}", l.api_version) };
+        let (resource, ns) = (l.resource, (!l.namespace.is_empty()).then_some(l.namespace.as_str()));
+        let collection = match ns {
+            Some(ns) => format!("{base}/namespaces/{ns}/{resource}"),
+            None => format!("{base}/{resource}"),
+        };
+        match (&l.param_ref.name, &l.param_ref.selector) {
+            (Some(name), _) => {
+                let access = Access::resource("get", l.group, resource, ns);
+                match cluster.get_json::<Value>(&format!("{collection}/{name}"), &access).await {
+                    Ok(_) => Ok(true),
+                    Err(e) if e.kind == ErrorKind::NotFound => Ok(false),
+                    Err(e) => Err(e),
                 }
-                (None, Some(selector)) => cluster
-                    .list_all::<Value>(
-                        &format!("{collection}?labelSelector={}", selector_query(selector)),
-                        &Access::resource("list", group, resource, ns),
-                    )
-                    .await
-                    .map(|items| !items.is_empty()),
-                (None, None) => Ok(false),
             }
-        },
-    ))
+            (None, Some(selector)) => cluster
+                .list_all::<Value>(
+                    &format!("{collection}?labelSelector={}", selector_query(selector)),
+                    &Access::resource("list", l.group, resource, ns),
+                )
+                .await
+                .map(|items| !items.is_empty()),
+            (None, None) => Ok(false),
+        }
+    }))
     .await;
-    for ((binding, key_ns, ..), answer) in lookups.iter().zip(answers) {
+    for (l, answer) in lookups.iter().zip(answers) {
         match answer {
             Ok(found) => {
-                facts.params_found.insert((binding.clone(), key_ns.clone()), found);
+                facts.params_found.insert((l.binding.to_string(), l.key_ns.clone()), found);
             }
-            Err(e) => notes.push(format!("params of binding {binding} unknown ({})", e.why)),
+            Err(e) => notes.push(format!("params of binding {} unknown ({})", l.binding, e.why)),
         }
     }
     (facts, notes)

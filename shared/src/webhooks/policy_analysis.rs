@@ -227,24 +227,37 @@ fn outage_elsewhere(
     let rules: Vec<super::model::Rule> = policy.constraints.rules.iter().map(|r| r.rule.clone()).collect();
     let radius = super::analysis::blast_radius(&rules);
     let fail = policy.failure_policy == FailurePolicy::Fail;
-    Some(Finding {
-        kind: FindingKind::PolicyConfig,
-        severity: Status::Warning,
-        config_kind: policy.kind.config_kind(),
-        config: policy.name.clone(),
-        webhook: binding.name.clone(),
-        webhook_index: 0,
-        summary: if fail {
+    let mut f = policy_finding(
+        policy,
+        binding,
+        Status::Warning,
+        if fail {
             format!("{error}: {radius} (failurePolicy Fail)")
         } else {
             format!("misconfigured, so it enforces nothing (failurePolicy Ignore): {error}")
         },
+    );
+    f.fix = fail.then(|| ignore_fix(policy, &error));
+    f.blast_radius = fail.then_some(radius);
+    Some(f)
+}
+
+/// A POLICY CONFIG finding about `binding` of `policy`, without evidence or fix.
+fn policy_finding(policy: &AdmissionPolicy, binding: &PolicyBinding, severity: Status, summary: String) -> Finding {
+    Finding {
+        kind: FindingKind::PolicyConfig,
+        severity,
+        config_kind: policy.kind.config_kind(),
+        config: policy.name.clone(),
+        webhook: binding.name.clone(),
+        webhook_index: 0,
+        summary,
         explanation: EXPLANATION.into(),
         evidence: Vec::new(),
-        fix: fail.then(|| ignore_fix(policy, &error)),
+        fix: None,
         accepted: None,
-        blast_radius: fail.then_some(radius),
-    })
+        blast_radius: None,
+    }
 }
 
 const EXPLANATION: &str = "An admission policy whose binding cannot be configured (its paramKind not served, or no param object with parameterNotFoundAction Deny) fails every request the policy and binding match with the policy's failurePolicy, whatever its matchConditions say. Policies and bindings are never themselves subject to admission policies, so they can always be fixed through the API.";
@@ -293,24 +306,9 @@ fn finding(
     } else {
         (Status::Warning, format!("{error}: {} are rejected ({policy_text})", others.join(", ")))
     };
-    let mut f = Finding {
-        kind: FindingKind::PolicyConfig,
-        severity,
-        config_kind: policy.kind.config_kind(),
-        config: policy.name.clone(),
-        webhook: binding.name.clone(),
-        webhook_index: 0,
-        summary,
-        explanation: EXPLANATION.into(),
-        evidence: certain
-            .iter()
-            .chain(possible)
-            .map(|(t, why)| Evidence { name: t.label.into(), value: why.clone() })
-            .collect(),
-        fix: None,
-        accepted: None,
-        blast_radius: None,
-    };
+    let mut f = policy_finding(policy, binding, severity, summary);
+    f.evidence =
+        certain.iter().chain(possible).map(|(t, why)| Evidence { name: t.label.into(), value: why.clone() }).collect();
     if fail && !certain.is_empty() {
         f.fix = Some(ignore_fix(policy, &error));
     }
