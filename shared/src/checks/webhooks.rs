@@ -24,7 +24,7 @@ fn severity(f: &Finding) -> Option<Status> {
         (K::BackendDown, s) | (K::Runtime, s) => Some(s),
         (K::Lockout, Status::Critical) | (K::SelfDeadlock, _) => Some(Status::Warning),
         (K::CaBundle, Status::Critical) => Some(Status::Critical),
-        (K::PolicyConfig, s) => (s != Status::Ok).then_some(s),
+        (K::PolicyConfig | K::PolicyRejects, s) => (s != Status::Ok).then_some(s),
         _ => None,
     }
 }
@@ -59,7 +59,9 @@ pub fn judge(f: &Facts) -> CheckResult {
                 format!("{webhook} ({config}): {}", summary.split(", and ").next().unwrap_or(summary))
             }
             (K::Lockout, _) => format!("{webhook} ({config}) would lock the cluster if its backend died"),
-            (K::PolicyConfig, _) => format!("{webhook}: {}", summary.split(", and ").next().unwrap_or(summary)),
+            (K::PolicyConfig | K::PolicyRejects, _) => {
+                format!("{webhook}: {}", summary.split(", and ").next().unwrap_or(summary))
+            }
             _ => text.clone(),
         };
         r.sub(format!("{} {webhook}", finding.kind.label()), status, text);
@@ -67,8 +69,8 @@ pub fn judge(f: &Facts) -> CheckResult {
         if let Some(fix) = &finding.fix
             && status != Status::Ok
         {
-            let risk = if finding.kind == K::PolicyConfig {
-                "low: admission policies never apply to policies and bindings, so this works during the outage; patching failurePolicy back to Fail undoes it"
+            let risk = if matches!(finding.kind, K::PolicyConfig | K::PolicyRejects) {
+                "low: admission policies never apply to policies and bindings, so this works during the outage; the fix says its undo"
             } else {
                 "low: webhook configurations are never sent to webhooks, so this works even during a lockout; `kubectl webhookguard restore` undoes it"
             };

@@ -25,6 +25,7 @@ use crate::report::Evidence;
 pub enum FindingKind {
     BackendDown,
     PolicyConfig,
+    PolicyRejects,
     Lockout,
     SelfDeadlock,
     CaBundle,
@@ -44,6 +45,7 @@ impl FindingKind {
         match self {
             FindingKind::BackendDown => "BACKEND DOWN",
             FindingKind::PolicyConfig => "POLICY CONFIG",
+            FindingKind::PolicyRejects => "POLICY REJECTS",
             FindingKind::Lockout => "LOCKOUT",
             FindingKind::SelfDeadlock => "SELF-DEADLOCK",
             FindingKind::CaBundle => "CA BUNDLE",

@@ -5,11 +5,12 @@
 //! evaluate (the `authorizer`, a Kubernetes-only function) is unknown, never "excluded".
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::rc::Rc;
 use std::sync::{Arc, LazyLock};
 
-use cel::{Context, Env, Program, Value as CelValue};
+use cel::common::ast::{EntryExpr, Expr, IdedEntryExpr};
+use cel::{Context, Env, IdedExpr, Program, Value as CelValue};
 use serde_json::Value;
 
 /// What the conditions decide for one request.
@@ -33,8 +34,9 @@ static ENVIRONMENT: LazyLock<Option<Arc<Env>>> = LazyLock::new(|| {
     Some(Arc::new(env))
 });
 
-/// Variables Kubernetes provides that an offline evaluation cannot answer.
-const UNANSWERABLE_VARIABLES: [&str; 2] = ["authorizer", "params"];
+/// Variables Kubernetes provides that an offline evaluation cannot answer (a policy's
+/// `variables` and `namespaceObject` included: they need the policy's context or the cluster).
+const UNANSWERABLE_VARIABLES: [&str; 4] = ["authorizer", "params", "variables", "namespaceObject"];
 
 enum Compiled {
     Program(Box<Program>),
@@ -76,6 +78,15 @@ impl RequestContext {
         RequestContext { context: Err(reason), answers: RefCell::default() }
     }
 
+    /// One expression's answer for this request: its value, or why it has none (an evaluation
+    /// error, or an expression this interpreter cannot run).
+    pub fn evaluate(&self, expression: &Expression) -> Result<bool, String> {
+        match &self.context {
+            Ok(context) => self.answer(context, &expression.compiled),
+            Err(reason) => Err(reason.clone()),
+        }
+    }
+
     fn answer(&self, context: &Context, compiled: &Rc<Compiled>) -> Result<bool, String> {
         let key = Rc::as_ptr(compiled) as usize;
         if let Some(known) = self.answers.borrow().get(&key) {
@@ -103,15 +114,7 @@ impl MatchConditions {
     pub fn compile(conditions: &[(String, String)], cache: &CompileCache) -> MatchConditions {
         let conditions = conditions
             .iter()
-            .map(|(name, expression)| {
-                let compiled = cache
-                    .programs
-                    .borrow_mut()
-                    .entry(expression.clone())
-                    .or_insert_with(|| Rc::new(compile_one(expression)))
-                    .clone();
-                (name.clone(), expression.clone(), compiled)
-            })
+            .map(|(name, expression)| (name.clone(), expression.clone(), cache.get(expression)))
             .collect();
         MatchConditions { conditions }
     }
@@ -141,6 +144,106 @@ impl MatchConditions {
             Some(reason) => ConditionOutcome::Unknown { reason },
             None => ConditionOutcome::Called,
         }
+    }
+}
+
+impl CompileCache {
+    fn get(&self, expression: &str) -> Rc<Compiled> {
+        self.programs
+            .borrow_mut()
+            .entry(expression.to_string())
+            .or_insert_with(|| Rc::new(compile_one(expression)))
+            .clone()
+    }
+}
+
+/// One compiled expression (a policy's validation), with what it reads of the object.
+pub struct Expression {
+    compiled: Rc<Compiled>,
+}
+
+impl Expression {
+    pub fn compile(expression: &str, cache: &CompileCache) -> Expression {
+        Expression { compiled: cache.get(expression) }
+    }
+
+    /// Why it cannot run here, if it cannot.
+    pub fn unusable(&self) -> Option<&str> {
+        match self.compiled.as_ref() {
+            Compiled::Unusable(why) => Some(why),
+            Compiled::Program(_) => None,
+        }
+    }
+
+    /// The fields of `object` and `oldObject` it reads, as paths of at most two segments
+    /// (`metadata.labels`, `spec`); `*` when it hands the whole object on (`[object,
+    /// oldObject].exists(o, ...)`), whose reads cannot be followed.
+    pub fn object_fields(&self) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        if let Compiled::Program(program) = self.compiled.as_ref() {
+            object_reads(program.expression(), &mut out);
+        }
+        out
+    }
+}
+
+const OBJECT_VARIABLES: [&str; 2] = ["object", "oldObject"];
+
+/// The chain of field selections `expr` spells from a variable, root first, if it is one.
+fn selection_chain(expr: &IdedExpr) -> Option<(&str, Vec<&str>)> {
+    let mut fields = Vec::new();
+    let mut at = expr;
+    loop {
+        match &at.expr {
+            Expr::Select(select) => {
+                fields.push(select.field.as_str());
+                at = &select.operand;
+            }
+            Expr::Ident(name) => {
+                fields.reverse();
+                return Some((name, fields));
+            }
+            _ => return None,
+        }
+    }
+}
+
+fn object_reads(expr: &IdedExpr, out: &mut BTreeSet<String>) {
+    if let Some((root, fields)) = selection_chain(expr) {
+        if OBJECT_VARIABLES.contains(&root) {
+            out.insert(if fields.is_empty() {
+                "*".to_string()
+            } else {
+                fields.iter().take(2).copied().collect::<Vec<_>>().join(".")
+            });
+        }
+        return;
+    }
+    match &expr.expr {
+        Expr::Select(select) => object_reads(&select.operand, out),
+        Expr::Call(call) => {
+            call.target.iter().for_each(|t| object_reads(t, out));
+            call.args.iter().for_each(|a| object_reads(a, out));
+        }
+        Expr::Comprehension(c) => {
+            for e in [&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result] {
+                object_reads(e, out);
+            }
+        }
+        Expr::List(list) => list.elements.iter().for_each(|e| object_reads(e, out)),
+        Expr::Map(map) => map.entries.iter().for_each(|e| entry_reads(e, out)),
+        Expr::Struct(s) => s.entries.iter().for_each(|e| entry_reads(e, out)),
+        Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => {}
+    }
+}
+
+fn entry_reads(entry: &IdedEntryExpr, out: &mut BTreeSet<String>) {
+    match &entry.expr {
+        EntryExpr::MapEntry(e) => {
+            object_reads(&e.key, out);
+            object_reads(&e.value, out);
+        }
+        EntryExpr::StructField(f) => object_reads(&f.value, out),
     }
 }
 
@@ -242,6 +345,21 @@ mod tests {
             panic!("a non-bool must be unknown");
         };
         assert!(reason.contains("not a bool"), "{reason}");
+    }
+
+    #[test]
+    fn the_object_fields_an_expression_reads_come_from_its_syntax_tree() {
+        let fields = |e: &str| -> Vec<String> {
+            Expression::compile(e, &CompileCache::default()).object_fields().into_iter().collect()
+        };
+        assert_eq!(fields("has(object.metadata.labels) && 'team' in object.metadata.labels"), ["metadata.labels"]);
+        assert_eq!(fields("object.spec.containers.all(c, c.image != '')"), ["spec.containers"]);
+        assert_eq!(fields("object.metadata.labels['x'] == oldObject.metadata.labels['x']"), ["metadata.labels"]);
+        assert_eq!(fields("[object, oldObject].exists(o, o != null)"), ["*"]);
+        assert_eq!(fields("request.namespace == 'kube-system'"), Vec::<String>::new());
+        // Mentioning a field in a string is not reading it.
+        assert_eq!(fields("request.name != 'object.spec'"), Vec::<String>::new());
+        assert_eq!(fields("object.kind == 'Pod' && has(object.status)"), ["kind", "status"]);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! a cluster makes to heal (`requests`), match conditions evaluated in CEL (`conditions`), the
 //! lockout analysis shared by cphealth and webhookguard (`analysis`), and reading the facts it
 //! needs from a cluster (`gather`); `defuse` and `rearm` are the disarm's change and who undoes it.
-//! ValidatingAdmissionPolicies and their bindings: `policies` (the objects), `policy_analysis`.
+//! Admission policies and their bindings: `policies` (the objects), `policy_analysis` (bindings
+//! that cannot be configured), `policy_validations` (validations that reject the cluster's writes).
 
 pub mod analysis;
 pub mod conditions;
@@ -11,6 +12,7 @@ pub mod gather;
 pub mod model;
 pub mod policies;
 pub mod policy_analysis;
+pub mod policy_validations;
 pub mod rearm;
 pub mod requests;
 

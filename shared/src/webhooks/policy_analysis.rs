@@ -106,7 +106,7 @@ fn configuration_error(
 /// Do the policy's constraints (or a binding's resources) select this request? As the API
 /// server's matcher: resourceRules (with resourceNames), excludeResourceRules, namespaceSelector,
 /// objectSelector. `rules_required` is false for a binding, whose empty rules do not narrow.
-fn selects(
+pub(super) fn selects(
     m: &MatchResources,
     rules_required: bool,
     target: &Target,
@@ -146,7 +146,7 @@ fn selects(
     (result, why)
 }
 
-fn both(a: Tri, b: Tri) -> Tri {
+pub(super) fn both(a: Tri, b: Tri) -> Tri {
     match (a, b) {
         (Tri::No, _) | (_, Tri::No) => Tri::No,
         (Tri::Yes, Tri::Yes) => Tri::Yes,
@@ -204,6 +204,7 @@ pub fn analyse_policies(policies: &Policies, facts: &ClusterFacts) -> Vec<Findin
             out.push(f);
         }
     }
+    out.extend(super::policy_validations::analyse_validations(policies, facts));
     out
 }
 
@@ -244,15 +245,28 @@ fn outage_elsewhere(
 
 /// A POLICY CONFIG finding about `binding` of `policy`, without evidence or fix.
 fn policy_finding(policy: &AdmissionPolicy, binding: &PolicyBinding, severity: Status, summary: String) -> Finding {
+    binding_finding(FindingKind::PolicyConfig, EXPLANATION, policy, binding, severity, summary)
+}
+
+/// A finding about `binding` of `policy` (the configuration is the policy, the "webhook" its
+/// binding), without evidence or fix.
+pub(super) fn binding_finding(
+    kind: FindingKind,
+    explanation: &str,
+    policy: &AdmissionPolicy,
+    binding: &PolicyBinding,
+    severity: Status,
+    summary: String,
+) -> Finding {
     Finding {
-        kind: FindingKind::PolicyConfig,
+        kind,
         severity,
         config_kind: policy.kind.config_kind(),
         config: policy.name.clone(),
         webhook: binding.name.clone(),
         webhook_index: 0,
         summary,
-        explanation: EXPLANATION.into(),
+        explanation: explanation.into(),
         evidence: Vec::new(),
         fix: None,
         accepted: None,
@@ -270,7 +284,10 @@ fn ignore_fix(policy: &AdmissionPolicy, error: &str) -> Fix {
         None => "Fix the policy's paramKind or the binding, or fail open meanwhile".into(),
     };
     Fix {
-        description: format!("{restore}: failurePolicy Ignore on policy {} (it stops enforcing)", policy.name),
+        description: format!(
+            "{restore}: failurePolicy Ignore on policy {} (it stops enforcing; undo: set it back to Fail)",
+            policy.name
+        ),
         command: format!("kubectl patch {} {} --type=json -p '{patch}'", policy.kind.resource(), policy.name),
         patch,
     }
@@ -478,18 +495,12 @@ mod tests {
         }
     }
 
-    fn fixture(file: &str) -> Policies {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/webhooks").join(file);
-        let text = std::fs::read_to_string(&path).unwrap();
-        policies_from_documents(&crate::yaml::documents(file, &text).unwrap(), file)
-    }
-
     #[test]
     fn the_documentation_csr_delegation_policy() {
         // tests/fixtures/webhooks/k8s-docs-csr-delegation-policy.yaml: ClusterRole CREATE only,
         // its ConfigMap param in a fixed namespace with Deny. Nothing the cluster needs to heal
         // creates ClusterRoles: offline, no finding.
-        let p = fixture("k8s-docs-csr-delegation-policy.yaml");
+        let p = crate::webhooks::policies::fixture("k8s-docs-csr-delegation-policy.yaml");
         assert_eq!((p.policies.len(), p.bindings.len()), (1, 1));
         assert_eq!(p.bindings[0].param_ref.as_ref().and_then(|r| r.namespace.as_deref()), Some("csr-signer-installer"));
         assert!(analyse_policies(&p, &ClusterFacts::default()).is_empty());
@@ -515,7 +526,7 @@ mod tests {
     fn the_documentation_match_conditions_policy_is_not_bound() {
         // tests/fixtures/webhooks/k8s-docs-policy-match-conditions.yaml: a v1alpha1 policy on
         // every CREATE/UPDATE, and no binding: it enforces nothing, so nothing can fail.
-        let p = fixture("k8s-docs-policy-match-conditions.yaml");
+        let p = crate::webhooks::policies::fixture("k8s-docs-policy-match-conditions.yaml");
         assert_eq!((p.policies.len(), p.bindings.len()), (1, 0));
         assert_eq!(p.policies[0].match_conditions.len(), 3);
         assert!(analyse_policies(&p, &live(Some(false), true)).is_empty());

@@ -144,11 +144,27 @@ const fn object(
     Resource { group, version, kind, resource, subresource, namespace }
 }
 
-const NODE_LABELS: &[(&str, &str)] =
-    &[("kubernetes.io/hostname", "cp-1"), ("kubernetes.io/os", "linux"), ("kubernetes.io/arch", "amd64")];
+/// A kubeadm control-plane node's labels: the kubelet's own (kubernetes `pkg/kubelet/
+/// kubelet_node_status.go`) and kubeadm's (`cmd/kubeadm/app/constants`).
+const NODE_LABELS: &[(&str, &str)] = &[
+    ("beta.kubernetes.io/arch", "amd64"),
+    ("beta.kubernetes.io/os", "linux"),
+    ("kubernetes.io/arch", "amd64"),
+    ("kubernetes.io/hostname", "cp-1"),
+    ("kubernetes.io/os", "linux"),
+    ("node-role.kubernetes.io/control-plane", ""),
+    ("node.kubernetes.io/exclude-from-external-load-balancers", ""),
+];
 
-const RBAC_REPAIR: &[HealingRequest] =
-    &[request("an administrator (kubeadm's admin.conf) repairing RBAC", "UPDATE", "cluster-admin", CLUSTER_ADMIN, &[])];
+/// The API server's bootstrap RBAC objects carry `kubernetes.io/bootstrapping: rbac-defaults`
+/// (kubernetes `plugin/pkg/auth/authorizer/rbac/bootstrappolicy`).
+const RBAC_REPAIR: &[HealingRequest] = &[request(
+    "an administrator (kubeadm's admin.conf) repairing RBAC",
+    "UPDATE",
+    "cluster-admin",
+    CLUSTER_ADMIN,
+    &[("kubernetes.io/bootstrapping", "rbac-defaults")],
+)];
 
 /// Leader election on a legacy lock object (`configmapsleases`, `endpointsleases`).
 const LOCK_RENEWAL: &[HealingRequest] = &[request(

@@ -64,6 +64,44 @@ fn offline_verdicts_of_every_real_manifest() {
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert_eq!((r["policies"].as_array().unwrap().len(), r["bindings"].as_array().unwrap().len()), (1, 0), "{r}");
 
+    // kyverno-generated-deny-exec.yaml (Kyverno's generated policy for a ClusterPolicy): Deny on
+    // pods/exec, which no write of the cluster's healing goes through. OK.
+    let (out, r) = offline("kyverno-generated-deny-exec.yaml");
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(r["findings"].as_array().unwrap().is_empty(), "{r}");
+    // kyverno-generated-check-label-app4.yaml: label `app` required on everything, read without
+    // has(), but in production and staging only, and the binding warns and audits. OK.
+    let (out, r) = offline("kyverno-generated-check-label-app4.yaml");
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(r["findings"].as_array().unwrap().is_empty(), "{r}");
+    // The same policy with Deny everywhere: its validation is evaluated on the writers' own
+    // objects, so the mirror pods (no `app` label) are denied and the leader leases (no labels
+    // at all) fail it. CRITICAL, with the binding-scoped fix.
+    let text = std::fs::read_to_string(fixture("kyverno-generated-check-label-app4.yaml")).unwrap();
+    let everywhere = text
+        .replace("validationActions: [Audit, Warn]", "validationActions: [Deny]")
+        .replace(
+            "    namespaceSelector:\n      matchExpressions:\n      - key: kubernetes.io/metadata.name\n        operator: In\n        values:\n        - production\n        - staging\n",
+            "",
+        );
+    assert!(!everywhere.contains("namespaceSelector") && everywhere.contains("[Deny]"), "{everywhere}");
+    let dir = tempfile::tempdir().unwrap();
+    let edited = dir.path().join("check-label-app4-deny-everywhere.yaml");
+    std::fs::write(&edited, everywhere).unwrap();
+    let out = plugin("webhookguard", &["scan", "-f", edited.to_str().unwrap(), "-o", "json"], &[]);
+    let r = json_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(has(&r, "check-label-app4-binding", "POLICY-REJECTS", "CRITICAL"), "{r}");
+    let f = r["findings"].as_array().unwrap().iter().find(|f| f["kind"] == "POLICY-REJECTS").unwrap();
+    assert!(f["summary"].as_str().unwrap().contains("is false for the kubelet creating the mirror pod"), "{f}");
+    assert!(
+        f["fix"]["command"]
+            .as_str()
+            .unwrap()
+            .starts_with("kubectl patch validatingadmissionpolicybinding check-label-app4-binding "),
+        "{f}"
+    );
+
     // linkerd.yaml (Linkerd's injector as `kubectl get` showed it in a cluster): it cannot lock
     // anything, but its captured caBundle expired on 2026-06-04, so it silently fails open. WARNING.
     let (out, r) = offline("linkerd.yaml");
