@@ -59,9 +59,9 @@ pub fn judge(f: &Facts) -> CheckResult {
                 format!("{webhook} ({config}): {}", summary.split(", and ").next().unwrap_or(summary))
             }
             (K::Lockout, _) => format!("{webhook} ({config}) would lock the cluster if its backend died"),
-            (K::PolicyConfig | K::PolicyRejects, _) => {
-                format!("{webhook}: {}", summary.split(", and ").next().unwrap_or(summary))
-            }
+            (K::PolicyConfig, _) => format!("{webhook}: {}", summary.split(", and ").next().unwrap_or(summary)),
+            // What it rejects; which validation, and why, is the sub-check.
+            (K::PolicyRejects, _) => format!("{webhook}: {}", summary.split(": validation").next().unwrap_or(summary)),
             _ => text.clone(),
         };
         r.sub(format!("{} {webhook}", finding.kind.label()), status, text);
@@ -161,6 +161,16 @@ mod tests {
                 }],
                 Status::Critical,
                 "pod-limits-binding: LIVE OUTAGE: param ConfigMap kube-system/pod-limits missing (parameterNotFoundAction Deny)",
+            ),
+            (
+                "an admission policy whose validation denies the mirror pods",
+                vec![Finding {
+                    config_kind: ConfigKind::ValidatingPolicy,
+                    summary: "rejects pods in kube-system: validation `'team' in object.metadata.labels` is false for the kubelet creating the mirror pod kube-system/kube-apiserver-cp-1".into(),
+                    ..finding(K::PolicyRejects, Status::Critical, "require-team-binding", None)
+                }],
+                Status::Critical,
+                "require-team-binding: rejects pods in kube-system",
             ),
             (
                 "advice only",
