@@ -140,6 +140,11 @@ pub fn parse_pem_bundle(pem: &[u8]) -> Result<Vec<CertInfo>> {
 
 /// Parses a `caBundle`-style value: base64 of PEM (what Kubernetes stores), or of DER.
 pub fn parse_base64_bundle(b64: &str) -> Result<Vec<CertInfo>> {
+    base64_bundle_ders(b64)?.iter().map(|der| parse_der(der)).collect()
+}
+
+/// The certificates of a `caBundle`-style value, as DER.
+pub fn base64_bundle_ders(b64: &str) -> Result<Vec<CertificateDer<'static>>> {
     use base64::Engine;
     let cleaned: String = b64.chars().filter(|c| !c.is_whitespace()).collect();
     if cleaned.is_empty() {
@@ -148,11 +153,17 @@ pub fn parse_base64_bundle(b64: &str) -> Result<Vec<CertInfo>> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(cleaned.as_bytes())
         .map_err(|e| Error::invalid_data("Cannot parse the CA bundle", format!("not valid base64: {e}")))?;
-    if bytes.starts_with(b"-----BEGIN") || bytes.windows(10).any(|w| w == b"-----BEGIN") {
-        parse_pem_bundle(&bytes)
-    } else {
-        Ok(vec![parse_der(&bytes)?])
+    if !(bytes.starts_with(b"-----BEGIN") || bytes.windows(10).any(|w| w == b"-----BEGIN")) {
+        return Ok(vec![CertificateDer::from(bytes)]);
     }
+    let mut out = Vec::new();
+    for der in CertificateDer::pem_slice_iter(&bytes) {
+        out.push(der.map_err(|e| Error::invalid_data("Cannot parse PEM certificates", e.to_string()))?);
+    }
+    if out.is_empty() {
+        return Err(Error::invalid_data("Cannot parse PEM certificates", "no CERTIFICATE block found"));
+    }
+    Ok(out)
 }
 
 /// What a TLS handshake with a server showed.
@@ -292,15 +303,67 @@ pub async fn probe_tls(config: &kube::Config, server_url: &str, timeout: Duratio
     let host = uri.host().unwrap_or("localhost").trim_start_matches('[').trim_end_matches(']').to_string();
     let port = uri.port_u16().unwrap_or(443);
     let name_for_sni = config.tls_server_name.clone().unwrap_or_else(|| host.clone());
-    let server_name = ServerName::try_from(name_for_sni.clone()).map_err(|_| {
-        Error::invalid_data(format!("Invalid TLS server name {name_for_sni:?}"), "not a DNS name or IP")
-    })?;
+    let address = format!("{host}:{port}");
+    let label = "the API server";
+    let started = Instant::now();
+    let tcp = match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&address)).await {
+        Err(_) => return Err(transport_error(label, server_url, TransportCause::Timeout, Some(timeout))),
+        Ok(Err(e)) => {
+            return Err(transport_error(label, server_url, crate::error::transport_cause(&e), Some(timeout)));
+        }
+        Ok(Ok(tcp)) => tcp,
+    };
+    let left = timeout.saturating_sub(started.elapsed());
+    let mut probe = handshake(tcp, &name_for_sni, trust_verifier(config)?, left, label, server_url).await?;
+    probe.verification_skipped = config.accept_invalid_certs;
+    probe.handshake_time = started.elapsed();
+    probe.connected_to = address;
+    Ok(probe)
+}
 
-    let verifier = Arc::new(RecordingVerifier {
-        inner: trust_verifier(config)?,
-        seen: Mutex::new(None),
-        provider: crypto_provider(),
-    });
+/// A TLS handshake over `stream` (a port-forward, say) as a client that trusts only `roots` and
+/// expects `server_name`: the chain the server sent and why it does not verify, if it does not.
+pub async fn probe_tls_stream<S>(
+    stream: S,
+    server_name: &str,
+    roots: &[CertificateDer<'static>],
+    timeout: Duration,
+    label: &str,
+) -> Result<TlsProbe>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut store = rustls::RootCertStore::empty();
+    for der in roots {
+        store
+            .add(der.clone())
+            .map_err(|e| Error::invalid_data(format!("A CA certificate for {label} is unusable"), e.to_string()))?;
+    }
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(store), crypto_provider())
+        .build()
+        .map_err(|e| Error::invalid_data(format!("Cannot verify {label} with its CA bundle"), e.to_string()))?;
+    let started = Instant::now();
+    let mut probe = handshake(stream, server_name, Some(verifier), timeout, label, server_name).await?;
+    probe.handshake_time = started.elapsed();
+    probe.connected_to = server_name.to_string();
+    Ok(probe)
+}
+
+/// The handshake itself, recording the chain whatever the verdict.
+async fn handshake<S>(
+    stream: S,
+    server_name: &str,
+    inner: Option<Arc<dyn ServerCertVerifier>>,
+    timeout: Duration,
+    label: &str,
+    address: &str,
+) -> Result<TlsProbe>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let name = ServerName::try_from(server_name.to_string())
+        .map_err(|_| Error::invalid_data(format!("Invalid TLS server name {server_name:?}"), "not a DNS name or IP"))?;
+    let verifier = Arc::new(RecordingVerifier { inner, seen: Mutex::new(None), provider: crypto_provider() });
     let tls_config = rustls::ClientConfig::builder_with_provider(crypto_provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::config("Cannot set up TLS", e.to_string(), ""))?
@@ -308,29 +371,16 @@ pub async fn probe_tls(config: &kube::Config, server_url: &str, timeout: Duratio
         .with_custom_certificate_verifier(verifier.clone())
         .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(tls_config));
-    let started = Instant::now();
-    let address = format!("{host}:{port}");
-    let handshake = async {
-        let tcp = tokio::net::TcpStream::connect(&address).await?;
-        connector.connect(server_name, tcp).await
-    };
-    let outcome = tokio::time::timeout(timeout, handshake).await;
-    let handshake_time = started.elapsed();
-    let label = "the API server";
-    match outcome {
-        Err(_) => {
-            return Err(transport_error(label, server_url, TransportCause::Timeout, Some(timeout)));
-        }
-        Ok(Err(e)) => {
-            return Err(transport_error(label, server_url, crate::error::transport_cause(&e), Some(timeout)));
-        }
+    match tokio::time::timeout(timeout, connector.connect(name, stream)).await {
+        Err(_) => return Err(transport_error(label, address, TransportCause::Timeout, Some(timeout))),
+        Ok(Err(e)) => return Err(transport_error(label, address, crate::error::transport_cause(&e), Some(timeout))),
         Ok(Ok(_stream)) => {}
     }
     let recorded = verifier.seen.lock().ok().and_then(|mut s| s.take());
     let Some((chain_der, verification_error)) = recorded else {
         return Err(Error::new(
             ErrorKind::Tls,
-            format!("TLS handshake with {server_url} gave no certificate"),
+            format!("TLS handshake with {address} gave no certificate"),
             "the server sent no certificate chain",
             "",
         ));
@@ -342,9 +392,9 @@ pub async fn probe_tls(config: &kube::Config, server_url: &str, timeout: Duratio
     Ok(TlsProbe {
         chain,
         verification_error,
-        verification_skipped: config.accept_invalid_certs,
-        handshake_time,
-        connected_to: address,
+        verification_skipped: false,
+        handshake_time: Duration::ZERO,
+        connected_to: String::new(),
     })
 }
 

@@ -42,7 +42,7 @@ fn list(items: &[&str]) -> String {
 /// The manifests, with the etcd pods' names when known (exec can be limited to them).
 pub fn manifests(subject: Option<(&str, &str)>, etcd_pods: &[String]) -> String {
     let mut out = String::new();
-    out.push_str("# Read-only access for every check of `kubectl cphealth` (and `bundle`), `kubectl apftop` and\n# `kubectl webhookguard scan`. No Secrets.\n");
+    out.push_str("# Read-only access for every check of `kubectl cphealth` (and `bundle`), `kubectl apftop` and\n# `kubectl webhookguard scan`. No Secrets. (Verifying webhook backends' serving certificates\n# also needs create on pods/portforward in their namespaces, not granted here: without it that\n# part is said to be skipped.)\n");
     out.push_str("apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: cpkit-cphealth-reader\nrules:\n");
     out.push_str(&format!("- nonResourceURLs: {}\n  verbs: [\"get\"]\n", list(NON_RESOURCE_URLS)));
     for (groups, resources, verbs) in RESOURCE_RULES {

@@ -27,8 +27,22 @@ pub struct ScanReport {
     #[serde(flatten)]
     pub policies: Policies,
     pub findings: Vec<Finding>,
+    /// The backends' serving certificates, checked through a port-forward (live scans).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub backend_tls: Vec<BackendTlsRow>,
     /// What could not be known.
     pub notes: Vec<String>,
+}
+
+/// One webhook's backend handshake.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendTlsRow {
+    pub configuration: String,
+    pub webhook: String,
+    pub verified: bool,
+    #[serde(flatten)]
+    pub tls: cpkit::webhooks::analysis::BackendTls,
 }
 
 /// Reads manifests: files, directories (recursively, .yaml/.yml/.json; each directory once
@@ -149,7 +163,17 @@ pub fn report(
     findings.extend(analyse_policies(&policies, facts));
     findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.kind.cmp(&b.kind)));
     apply_allowlist(&mut findings, allow);
-    ScanReport { source, verdict: worst(&findings), configurations: configs, policies, findings, notes }
+    let backend_tls = facts
+        .backend_tls
+        .iter()
+        .map(|((configuration, webhook), tls)| BackendTlsRow {
+            configuration: configuration.clone(),
+            webhook: webhook.clone(),
+            verified: tls.error.is_none(),
+            tls: tls.clone(),
+        })
+        .collect();
+    ScanReport { source, verdict: worst(&findings), configurations: configs, policies, findings, backend_tls, notes }
 }
 
 fn severity_text(f: &Finding) -> String {
@@ -263,6 +287,22 @@ pub fn render(r: &ScanReport, out: &OutputArgs, verbose: bool) -> String {
                 text.push_str(&paragraph("  fix: ", &fix.description, 4, width));
                 text.push_str(&command("    $ ", &fix.command, width));
             }
+        }
+    }
+    if verbose && !r.backend_tls.is_empty() {
+        text.push_str(&format!("\n{}\n", bold("Backend TLS (through a port-forward, as the API server checks it):")));
+        for b in &r.backend_tls {
+            let verdict = match &b.tls.error {
+                None => "verified".to_string(),
+                Some(e) => format!("REJECTED ({e})"),
+            };
+            let ns = b.tls.server_name.split('.').nth(1).unwrap_or("");
+            text.push_str(&paragraph(
+                &format!("  {} ({}): ", b.webhook, b.configuration),
+                &format!("{verdict}: {}", b.tls.describe(ns)),
+                4,
+                width,
+            ));
         }
     }
     for n in &r.notes {

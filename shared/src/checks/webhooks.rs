@@ -21,7 +21,7 @@ pub struct Facts<'a> {
 /// (timeouts, side effects ...). A lockout that has not happened (backend up) is a WARNING.
 fn severity(f: &Finding) -> Option<Status> {
     match (f.kind, f.severity) {
-        (K::BackendDown, s) | (K::Runtime, s) => Some(s),
+        (K::BackendDown, s) | (K::BackendTls, s) | (K::Runtime, s) => Some(s),
         (K::Lockout, Status::Critical) | (K::SelfDeadlock, _) => Some(Status::Warning),
         (K::CaBundle, Status::Critical) => Some(Status::Critical),
         (K::PolicyConfig | K::PolicyRejects, s) => (s != Status::Ok).then_some(s),
@@ -36,7 +36,7 @@ pub fn judge(f: &Facts) -> CheckResult {
     let down: BTreeSet<(&str, &str)> = f
         .findings
         .iter()
-        .filter(|f| f.kind == K::BackendDown)
+        .filter(|f| matches!(f.kind, K::BackendDown | K::BackendTls))
         .map(|f| (f.config.as_str(), f.webhook.as_str()))
         .collect();
     for finding in f.findings {
@@ -55,7 +55,8 @@ pub fn judge(f: &Facts) -> CheckResult {
         // The message leads with the key fact; the whole finding is the sub-check.
         let short = match (finding.kind, &finding.blast_radius) {
             (K::BackendDown, Some(radius)) => format!("{webhook}: backend down, {radius}"),
-            (K::BackendDown, None) => {
+            (K::BackendTls, Some(radius)) => format!("{webhook}: backend certificate rejected, {radius}"),
+            (K::BackendDown | K::BackendTls, None) => {
                 format!("{webhook} ({config}): {}", summary.split(", and ").next().unwrap_or(summary))
             }
             (K::Lockout, _) => format!("{webhook} ({config}) would lock the cluster if its backend died"),

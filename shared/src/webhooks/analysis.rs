@@ -24,6 +24,7 @@ use crate::report::Evidence;
 #[serde(rename_all = "SCREAMING-KEBAB-CASE")]
 pub enum FindingKind {
     BackendDown,
+    BackendTls,
     PolicyConfig,
     PolicyRejects,
     Lockout,
@@ -44,6 +45,7 @@ impl FindingKind {
     pub fn label(self) -> &'static str {
         match self {
             FindingKind::BackendDown => "BACKEND DOWN",
+            FindingKind::BackendTls => "BACKEND TLS",
             FindingKind::PolicyConfig => "POLICY CONFIG",
             FindingKind::PolicyRejects => "POLICY REJECTS",
             FindingKind::Lockout => "LOCKOUT",
@@ -118,6 +120,9 @@ pub struct ServiceFacts {
     /// The pods the selector matches.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub pods: Vec<BackendPod>,
+    /// Its ports: (port, targetPort as a number or a name).
+    #[serde(skip)]
+    pub ports: Vec<(u16, String)>,
 }
 
 /// A backend's Deployment or StatefulSet.
@@ -144,6 +149,9 @@ pub struct BackendPod {
     /// (OOMKilled).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+    /// Its containers' named ports, for a Service's named targetPort.
+    #[serde(skip)]
+    pub named_ports: BTreeMap<String, u16>,
 }
 
 impl ServiceFacts {
@@ -222,6 +230,59 @@ pub struct ClusterFacts {
     pub now: Option<Timestamp>,
     /// What is known of admission policies' params.
     pub policies: super::policy_analysis::PolicyFacts,
+    /// TLS handshakes with backends through a port-forward, by (`kind/name` of the
+    /// configuration, webhook).
+    pub backend_tls: BTreeMap<(String, String), BackendTls>,
+}
+
+/// What a TLS handshake with a webhook's backend showed, made as the API server makes it: through
+/// a port-forward to one of its ready pods, trusting only the webhook's caBundle, expecting the
+/// name `<service>.<namespace>.svc` (k8s.io/apiserver `pkg/util/webhook/authentication.go`,
+/// `serviceresolver.go`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendTls {
+    pub pod: String,
+    pub port: u16,
+    pub server_name: String,
+    /// The serving certificate.
+    pub leaf: Option<crate::certs::CertInfo>,
+    /// The caBundle's certificates, by name.
+    pub ca: Vec<String>,
+    /// Why the chain does not verify; None when it does.
+    pub error: Option<String>,
+}
+
+impl BackendTls {
+    /// "pod cert-manager/cert-manager-webhook-5d8 serves cert-manager-webhook.cert-manager.svc
+    /// (issuer cert-manager-webhook-ca, valid until 2027-12-01)".
+    pub fn describe(&self, ns: &str) -> String {
+        let cert = match &self.leaf {
+            Some(l) => format!(
+                "{} (issuer {}, SANs {}, valid until {})",
+                l.name(),
+                l.issuer,
+                l.sans().join(", "),
+                crate::error::format_time(l.not_after)
+            ),
+            None => "no certificate".into(),
+        };
+        format!("pod {ns}/{}:{} serves {cert}; caBundle: {}", self.pod, self.port, self.ca.join(", "))
+    }
+}
+
+/// What to change so that the API server accepts the backend's certificate again.
+fn tls_remedy(t: &BackendTls) -> String {
+    let error = t.error.as_deref().unwrap_or("");
+    if error.contains("unknown authority") {
+        "Put the CA that signed it into caBundle, or re-issue the serving certificate from the caBundle's CA (cert-manager's cainjector injects the CA named by the `cert-manager.io/inject-ca-from` annotation; after a CA rotation it can lag behind)".into()
+    } else if error.contains("expired") {
+        "Renew the serving certificate and restart the backend if it does not reload it".into()
+    } else if error.contains("valid for") {
+        format!("Re-issue the serving certificate with the DNS name {}", t.server_name)
+    } else {
+        "Compare the serving certificate with caBundle".into()
+    }
 }
 
 impl ClusterFacts {
@@ -562,13 +623,22 @@ fn analyse_webhook(
     };
     let runtime = facts.runtime.get(&w.name);
     let mut backend_down = false;
+    let tls = facts.backend_tls.get(&(c.kind.object(&c.name), w.name.clone()));
     if let Some((ns, name, svc)) = &backend {
-        let problem = if !svc.exists {
-            Some(format!("service {ns}/{name} does not exist"))
+        // A backend whose certificate the API server rejects is down for it.
+        let (kind, problem) = if !svc.exists {
+            (FindingKind::BackendDown, Some(format!("service {ns}/{name} does not exist")))
         } else if svc.ready_endpoints == 0 {
-            Some(format!("service {ns}/{name} has no ready endpoints ({} not ready)", svc.not_ready_endpoints))
+            let p = format!("service {ns}/{name} has no ready endpoints ({} not ready)", svc.not_ready_endpoints);
+            (FindingKind::BackendDown, Some(p))
+        } else if let Some(t) = tls
+            && let Some(error) = &t.error
+        {
+            let p =
+                format!("the backend's serving certificate fails the API server's check as {}: {error}", t.server_name);
+            (FindingKind::BackendTls, Some(p))
         } else {
-            None
+            (FindingKind::BackendDown, None)
         };
         if let Some(p) = problem {
             backend_down = true;
@@ -592,7 +662,7 @@ fn analyse_webhook(
                 format!("{p}: it fails open, so its policy is not applied")
             };
             let mut f = finding(
-                FindingKind::BackendDown,
+                kind,
                 severity,
                 summary,
                 if fail {
@@ -613,13 +683,24 @@ fn analyse_webhook(
                 });
             }
             f.evidence.push(Evidence { name: "backend".into(), value: svc.chain(ns) });
+            let diagnosis = match tls.filter(|_| kind == FindingKind::BackendTls) {
+                Some(t) => {
+                    f.evidence.push(Evidence { name: "TLS".into(), value: t.describe(ns) });
+                    format!(
+                        "Diagnose first: {}. {}. Then, as the emergency step, defuse it (kubectl webhookguard disarm keeps a backup and prints the undo)",
+                        t.describe(ns),
+                        tls_remedy(t)
+                    )
+                }
+                None => format!(
+                    "Diagnose first: `{}` ({}). Then, as the emergency step, defuse it (kubectl webhookguard disarm keeps a backup and prints the undo), and bring the backend back",
+                    svc.diagnose_command(ns, name),
+                    svc.chain(ns)
+                ),
+            };
             if fail {
                 f.fix = Some(Fix {
-                    description: format!(
-                        "Diagnose first: `{}` ({}). Then, as the emergency step, defuse it (kubectl webhookguard disarm keeps a backup and prints the undo), and bring the backend back",
-                        svc.diagnose_command(ns, name),
-                        svc.chain(ns)
-                    ),
+                    description: diagnosis,
                     patch: ignore_fix(c, w).patch,
                     command: format!(
                         "kubectl webhookguard disarm {}/{} --webhook {} --mode ignore --yes",
@@ -629,6 +710,32 @@ fn analyse_webhook(
                     ),
                 });
             }
+            out.push(f);
+        }
+    }
+
+    // A serving certificate that verifies today but will not for long.
+    if let (Some((ns, _, _)), Some(t)) = (&backend, tls)
+        && t.error.is_none()
+        && let Some(leaf) = &t.leaf
+    {
+        let now = facts.now.unwrap_or_else(Timestamp::now);
+        let status = match crate::certs::expiry_status(leaf.not_after, now) {
+            Status::Critical if !fail => Status::Warning,
+            s => s,
+        };
+        if status != Status::Ok {
+            let mut f = finding(
+                FindingKind::BackendTls,
+                status,
+                format!(
+                    "the backend's serving certificate {} {}",
+                    leaf.name(),
+                    crate::certs::describe_expiry(leaf.not_after, now)
+                ),
+                "Once it expires the API server's TLS check fails and every call to the backend fails with it; renew it before then (cert-manager renews at two thirds of its lifetime).".into(),
+            );
+            f.evidence.push(Evidence { name: "TLS".into(), value: t.describe(ns) });
             out.push(f);
         }
     }

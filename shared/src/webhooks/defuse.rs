@@ -151,7 +151,10 @@ pub fn for_create(backup: &Value) -> Value {
 pub fn restore_blockers(findings: &[super::Finding]) -> Vec<&super::Finding> {
     findings
         .iter()
-        .filter(|f| f.kind == super::FindingKind::BackendDown && f.severity == crate::exit::Status::Critical)
+        .filter(|f| {
+            matches!(f.kind, super::FindingKind::BackendDown | super::FindingKind::BackendTls)
+                && f.severity == crate::exit::Status::Critical
+        })
         .collect()
 }
 

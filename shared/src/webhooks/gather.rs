@@ -80,6 +80,21 @@ async fn service_facts(cluster: &Cluster, ns: &str, name: &str) -> Result<Servic
     let mut facts = ServiceFacts {
         exists: true,
         cluster_ip: svc["spec"]["clusterIP"].as_str().map(str::to_string),
+        // targetPort defaults to the port (k8s.io/api core/v1 `ServicePort`).
+        ports: svc["spec"]["ports"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| {
+                let port = u16::try_from(p["port"].as_u64()?).ok()?;
+                let target = match &p["targetPort"] {
+                    Value::Number(n) => n.to_string(),
+                    Value::String(name) => name.clone(),
+                    _ => port.to_string(),
+                };
+                Some((port, target))
+            })
+            .collect(),
         ..Default::default()
     };
     let mut seen = BTreeSet::new();
@@ -170,6 +185,16 @@ async fn pods_of(cluster: &Cluster, ns: &str, selector: &BTreeMap<String, String
                 restarts: statuses.iter().map(|c| c["restartCount"].as_i64().unwrap_or(0)).sum(),
                 node: p["spec"]["nodeName"].as_str().map(str::to_string),
                 problem,
+                named_ports: p["spec"]["containers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|c| c["ports"].as_array().cloned().unwrap_or_default())
+                    .filter_map(|port| {
+                        let name = port["name"].as_str()?.to_string();
+                        Some((name, u16::try_from(port["containerPort"].as_u64()?).ok()?))
+                    })
+                    .collect(),
             }
         })
         .collect()
@@ -252,6 +277,9 @@ pub async fn read_facts(cluster: &Cluster, configs: &[WebhookConfig]) -> (Cluste
             Err(e) => notes.push(format!("backend {}/{} unknown ({})", key.0, key.1, e.why)),
         }
     }
+    let (tls, tls_notes) = super::backend_tls::probe_backends(cluster, configs, &map).await;
+    facts.backend_tls = tls;
+    notes.extend(tls_notes);
     facts.services = Some(map);
     (facts, notes)
 }

@@ -1,11 +1,13 @@
 //! Admission webhooks: configurations with their API version's defaults (`model`), the requests
 //! a cluster makes to heal (`requests`), match conditions evaluated in CEL (`conditions`), the
 //! lockout analysis shared by cphealth and webhookguard (`analysis`), and reading the facts it
-//! needs from a cluster (`gather`); `defuse` and `rearm` are the disarm's change and who undoes it.
+//! needs from a cluster (`gather`, and `backend_tls`: the backends' serving certificates through a
+//! port-forward); `defuse` and `rearm` are the disarm's change and who undoes it.
 //! Admission policies and their bindings: `policies` (the objects), `policy_analysis` (bindings
 //! that cannot be configured), `policy_validations` (validations that reject the cluster's writes).
 
 pub mod analysis;
+pub mod backend_tls;
 pub mod conditions;
 pub mod defuse;
 pub mod gather;

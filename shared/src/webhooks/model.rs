@@ -20,6 +20,11 @@ pub enum ConfigKind {
 }
 
 impl ConfigKind {
+    /// `validatingwebhookconfiguration/NAME`, as kubectl names an object.
+    pub fn object(self, name: &str) -> String {
+        format!("{}/{name}", self.kind().to_ascii_lowercase())
+    }
+
     pub fn kind(self) -> &'static str {
         match self {
             ConfigKind::Validating => "ValidatingWebhookConfiguration",

@@ -302,6 +302,7 @@ fn self_deadlock_backend_down_and_fixes() {
                 restarts: 14,
                 node: Some("w-1".into()),
                 problem: Some("CrashLoopBackOff".into()),
+                named_ports: BTreeMap::new(),
             }],
             ..Default::default()
         },
@@ -803,4 +804,89 @@ fn gatekeeper_fails_open_and_names_its_reconciler() {
         rearmers[0].deployment.as_ref().map(|d| d.pause_command()).as_deref(),
         Some("kubectl -n gatekeeper-system scale deployment gatekeeper-controller-manager --replicas=0")
     );
+}
+
+fn serving_cert(cn: &str, issuer: &str, not_after: &str) -> crate::certs::CertInfo {
+    crate::certs::CertInfo {
+        subject: format!("CN={cn}"),
+        common_name: Some(cn.into()),
+        issuer: format!("CN={issuer}"),
+        serial: "01".into(),
+        not_before: "2026-01-01T00:00:00Z".parse().unwrap(),
+        not_after: not_after.parse().unwrap(),
+        dns_names: vec![cn.into()],
+        ip_addresses: vec![],
+        is_ca: false,
+    }
+}
+
+#[test]
+fn a_backend_certificate_the_api_server_rejects_is_a_dead_backend_named_with_its_certificates() {
+    // Fail on pods everywhere: a certificate the API server rejects stops kube-system pods as a
+    // dead backend does, and the fix diagnoses the certificates before the lever.
+    let w = webhook(rule(&[""], &["pods"]), json!({"failurePolicy": "Fail"}));
+    let c = config(w);
+    let mut facts = live_namespaces();
+    facts.now = Some("2026-12-02T00:00:00Z".parse().unwrap());
+    let healthy = ServiceFacts {
+        exists: true,
+        ready_endpoints: 2,
+        nodes: ["n1".to_string(), "n2".to_string()].into(),
+        has_pdb: true,
+        ..Default::default()
+    };
+    facts.services = Some(BTreeMap::from([(("guard".to_string(), "guard-svc".to_string()), healthy)]));
+    let tls = |error: Option<&str>, not_after: &str| crate::webhooks::analysis::BackendTls {
+        pod: "guard-7d9-x2x7k".into(),
+        port: 8443,
+        server_name: "guard-svc.guard.svc".into(),
+        leaf: Some(serving_cert("guard-svc.guard.svc", "guard-ca-2", not_after)),
+        ca: vec!["guard-ca-1".into()],
+        error: error.map(str::to_string),
+    };
+    let key = ("validatingwebhookconfiguration/cfg".to_string(), "w.example.com".to_string());
+    facts
+        .backend_tls
+        .insert(key.clone(), tls(Some("x509: certificate signed by unknown authority"), "2027-12-01T00:00:00Z"));
+    let f = analyse(std::slice::from_ref(&c), &facts);
+    let bad = f.iter().find(|f| f.kind == FindingKind::BackendTls).expect("a BACKEND TLS finding");
+    assert_eq!(bad.severity, Status::Critical);
+    assert!(
+        bad.summary.starts_with("LIVE OUTAGE: the backend's serving certificate fails the API server's check as guard-svc.guard.svc: x509: certificate signed by unknown authority"),
+        "{}",
+        bad.summary
+    );
+    let described = &bad.evidence.iter().find(|e| e.name == "TLS").unwrap().value;
+    assert_eq!(
+        described,
+        "pod guard/guard-7d9-x2x7k:8443 serves guard-svc.guard.svc (issuer CN=guard-ca-2, SANs guard-svc.guard.svc, valid until 2027-12-01 00:00 UTC); caBundle: guard-ca-1"
+    );
+    let fix = bad.fix.as_ref().unwrap();
+    assert!(
+        fix.description.starts_with("Diagnose first: pod guard/guard-7d9-x2x7k:8443 serves"),
+        "{}",
+        fix.description
+    );
+    assert!(fix.description.contains("Put the CA that signed it into caBundle"), "{}", fix.description);
+    assert!(
+        fix.command
+            .starts_with("kubectl webhookguard disarm validatingwebhookconfiguration/cfg --webhook w.example.com")
+    );
+    assert_eq!(crate::webhooks::defuse::restore_blockers(&f).len(), 1, "restoring it would lock the cluster again");
+
+    // Verified, but expiring in 20 days: a WARNING with the date, no outage.
+    facts.backend_tls.insert(key.clone(), tls(None, "2026-12-22T00:00:00Z"));
+    let f = analyse(std::slice::from_ref(&c), &facts);
+    let soon = f.iter().find(|f| f.kind == FindingKind::BackendTls).expect("an expiry finding");
+    assert_eq!(soon.severity, Status::Warning);
+    assert!(
+        soon.summary
+            .starts_with("the backend's serving certificate guard-svc.guard.svc expires 2026-12-22 00:00 UTC (in 20d)"),
+        "{}",
+        soon.summary
+    );
+    // Verified and far from expiry: nothing to say.
+    facts.backend_tls.insert(key, tls(None, "2027-12-01T00:00:00Z"));
+    let f = analyse(&[c], &facts);
+    assert!(!f.iter().any(|f| f.kind == FindingKind::BackendTls), "{f:#?}");
 }

@@ -171,3 +171,31 @@ pub fn etcd_direct_flags(etcd: &testkit::etcd::EtcdCluster) -> Vec<String> {
         format!("--etcd-key={}", tls.key.display()),
     ]
 }
+
+/// A user who may get and list every resource (no non-resource URLs such as /metrics), with a
+/// bearer token: the simulator's `viewer`, or a service account on the real control plane.
+pub fn viewer(c: &testkit::DemoCluster) -> (String, String) {
+    match c.world {
+        testkit::World::Sim => {
+            let token = c
+                .apiserver()
+                .sim
+                .users
+                .read()
+                .unwrap()
+                .iter()
+                .find(|u| u.name == "viewer")
+                .and_then(|u| u.token.clone())
+                .unwrap();
+            (format!("{}-viewer", c.context), token)
+        }
+        testkit::World::Real => c
+            .real()
+            .unwrap()
+            .add_token_user(
+                "viewer",
+                serde_json::json!([{"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "list"]}]),
+            )
+            .unwrap(),
+    }
+}

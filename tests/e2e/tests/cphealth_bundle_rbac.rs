@@ -3,7 +3,7 @@
 
 use std::io::Read;
 
-use cpkit_e2e::{describe, in_both_worlds, kubectl, start, text};
+use cpkit_e2e::{describe, in_both_worlds, kubectl, start, text, viewer};
 use serde_json::Value;
 use testkit::apiserver::{Rule, User};
 use testkit::{DemoCluster, Scenario, World};
@@ -33,34 +33,6 @@ fn entries(path: &std::path::Path) -> Vec<(String, String)> {
         out.push((name, data));
     }
     out
-}
-
-/// A user who may get and list every resource (no non-resource URLs such as /metrics), with a
-/// bearer token: the simulator's `viewer`, or a service account on the real control plane.
-fn viewer(c: &DemoCluster) -> (String, String) {
-    match c.world {
-        World::Sim => {
-            let token = c
-                .apiserver()
-                .sim
-                .users
-                .read()
-                .unwrap()
-                .iter()
-                .find(|u| u.name == "viewer")
-                .and_then(|u| u.token.clone())
-                .unwrap();
-            (format!("{}-viewer", c.context), token)
-        }
-        World::Real => c
-            .real()
-            .unwrap()
-            .add_token_user(
-                "viewer",
-                serde_json::json!([{"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "list"]}]),
-            )
-            .unwrap(),
-    }
 }
 
 /// Gives `user` the roles of `manifests` (what `kubectl cphealth rbac` prints) and returns a

@@ -950,3 +950,58 @@ in_both_worlds! {
         eventually("the patched policy admits kube-system pods", || dry_run_pod(&c, &pod).status.success().then_some(()));
     }
 }
+
+in_both_worlds! {
+    fn a_backend_certificate_that_does_not_chain_to_the_ca_bundle_is_found_through_a_port_forward(world) {
+        let c = start(world, Scenario::HealthyHa);
+        let env = c.env();
+        let tls_rows = |r: &Value| -> Vec<Value> { r["backendTls"].as_array().cloned().unwrap_or_default() };
+        // cert-manager's backend, reached through a port-forward into one of its pods, serves a
+        // certificate for cert-manager-webhook.cert-manager.svc that its caBundle verifies.
+        let out = kubectl(&["webhookguard", "-o", "json", "--sample", "300ms"], &env);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        let r = json_of(&out);
+        let rows = tls_rows(&r);
+        assert_eq!(rows.len(), 2, "both configurations' backends: {r}");
+        for row in &rows {
+            assert_eq!(row["verified"], true, "{row}");
+            assert_eq!(row["serverName"], "cert-manager-webhook.cert-manager.svc", "{row}");
+            assert_eq!(row["leaf"]["issuer"], "CN=cert-manager-webhook-ca", "{row}");
+            assert!(row["pod"].as_str().unwrap().starts_with("cert-manager-webhook-"), "{row}");
+        }
+
+        // The cainjector race: caBundle holds another CA (here the cluster's) than the one that
+        // signed the serving certificate. The API server would reject every call.
+        let other_ca = text(&c.kubectl(&["config", "view", "--raw", "-o", "jsonpath={.clusters[0].cluster.certificate-authority-data}"])).0;
+        assert!(!other_ca.trim().is_empty());
+        let patch = format!(r#"[{{"op":"replace","path":"/webhooks/0/clientConfig/caBundle","value":"{}"}}]"#, other_ca.trim());
+        let out = c.kubectl(&["patch", "validatingwebhookconfiguration", "cert-manager-webhook", "--type=json", "-p", &patch]);
+        assert!(out.status.success(), "{}", describe(&out));
+        let out = kubectl(&["webhookguard", "-o", "json", "--sample", "300ms"], &env);
+        assert_eq!(out.status.code(), Some(1), "cert-manager's own objects only: a WARNING. {}", describe(&out));
+        let r = json_of(&out);
+        let finding = r["findings"].as_array().unwrap().iter()
+            .find(|f| f["kind"] == "BACKEND-TLS" && f["configKind"] == "Validating")
+            .unwrap_or_else(|| panic!("a BACKEND-TLS finding: {r}")).clone();
+        assert_eq!(finding["severity"], "WARNING", "{finding}");
+        assert!(finding["summary"].as_str().unwrap().contains("x509: certificate signed by unknown authority"), "{finding}");
+        let tls = finding["evidence"].as_array().unwrap().iter().find(|e| e["name"] == "TLS").unwrap();
+        assert!(tls["value"].as_str().unwrap().contains("(issuer CN=cert-manager-webhook-ca, SANs cert-manager-webhook.cert-manager.svc"), "{tls}");
+        assert!(finding["fix"]["description"].as_str().unwrap().contains("Put the CA that signed it into caBundle"), "{finding}");
+        // The mutating configuration kept its caBundle: still verified.
+        let rows = tls_rows(&r);
+        let verified: Vec<(&str, bool)> = rows.iter().map(|r| (r["configuration"].as_str().unwrap(), r["verified"].as_bool().unwrap())).collect();
+        assert!(verified.contains(&("mutatingwebhookconfiguration/cert-manager-webhook", true)), "{verified:?}");
+        assert!(verified.contains(&("validatingwebhookconfiguration/cert-manager-webhook", false)), "{verified:?}");
+
+        // A user without pods/portforward: the check is skipped and the scan says why.
+        let (viewer_context, _) = cpkit_e2e::viewer(&c);
+        let out = kubectl(&["webhookguard", "--context", &viewer_context, "-o", "json", "--sample", "300ms"], &env);
+        let r = json_of(&out);
+        assert!(tls_rows(&r).is_empty(), "{r}");
+        let notes: Vec<&str> = r["notes"].as_array().unwrap().iter().filter_map(|n| n.as_str()).collect();
+        let note = notes.iter().find(|n| n.starts_with("TLS of backend cert-manager/cert-manager-webhook not checked"))
+            .unwrap_or_else(|| panic!("{notes:?}"));
+        assert!(note.contains("portforward"), "{note}");
+    }
+}

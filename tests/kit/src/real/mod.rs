@@ -32,6 +32,7 @@ use crate::etcd::{EtcdCluster, EtcdOptions, EtcdRelease};
 use crate::net;
 use crate::pki::{LeafSpec, Validity, client_spec, write_private};
 use crate::process::ChildGuard;
+use crate::webhook_backend::WebhookBackend;
 pub use api::{Answer, KitClient, block};
 pub use components::{ApiserverTuning, LeaderElection};
 pub use objects::RealNode;
@@ -117,6 +118,11 @@ struct Process {
 }
 
 /// A running real control plane.
+/// cert-manager's webhook, as every scenario has it: its Service, namespace and container port.
+pub const CERT_MANAGER_WEBHOOK: &str = "cert-manager-webhook";
+pub const CERT_MANAGER_NAMESPACE: &str = "cert-manager";
+pub const CERT_MANAGER_WEBHOOK_PORT: u16 = 10250;
+
 pub struct RealCluster {
     processes: Mutex<Vec<Process>>,
     claims: Mutex<Vec<net::PortClaim>>,
@@ -139,6 +145,9 @@ pub struct RealCluster {
     pub options: RealOptions,
     /// The addresses the replicas advertise when they are not reachable from here.
     pub black_hole: Option<crate::black_hole::BlackHole>,
+    /// cert-manager's webhook backend (on loopback, reached through port-forwards into its pods:
+    /// the API server itself never calls it, its webhook matching only cert-manager's objects).
+    pub cert_manager_webhook: WebhookBackend,
     client: KitClient,
     logs: PathBuf,
     /// Taken in `drop` (shut down in the background: the caller may be async).
@@ -246,6 +255,8 @@ impl RealCluster {
         } else {
             None
         };
+        let cert_manager_webhook =
+            WebhookBackend::start(CERT_MANAGER_WEBHOOK, CERT_MANAGER_NAMESPACE, &[Ipv4Addr::LOCALHOST])?;
         let mut cluster = RealCluster {
             processes: Mutex::new(Vec::new()),
             claims,
@@ -260,6 +271,7 @@ impl RealCluster {
             node_pki,
             options,
             black_hole,
+            cert_manager_webhook,
             client,
             logs,
             runtime: Some(runtime),
@@ -498,7 +510,12 @@ impl RealCluster {
             serving.write(&kwok_dir, "kubelet")?;
             let routes = self.pod_routes(i);
             let config = kwok_dir.join("kwok.yaml");
-            std::fs::write(&config, objects::kwok_config(&stages, &routes))?;
+            let forwards = [objects::NamespaceForward {
+                namespace: CERT_MANAGER_NAMESPACE.into(),
+                port: CERT_MANAGER_WEBHOOK_PORT,
+                target: self.cert_manager_webhook.addrs[0],
+            }];
+            std::fs::write(&config, objects::kwok_config(&stages, &routes, &forwards))?;
             let port = port_on(&[node.ip], 10250, &self.claims)?;
             let tls = (
                 kwok_dir.join("kubelet.crt").display().to_string(),

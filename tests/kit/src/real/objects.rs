@@ -6,6 +6,8 @@
 use std::net::Ipv4Addr;
 use std::path::Path;
 
+use std::net::SocketAddr;
+
 use serde_json::{Value, json};
 
 /// A node of the cluster.
@@ -114,10 +116,30 @@ pub fn kubeadm_config(version: &str, endpoint: &str, pki_dir: &Path) -> Value {
            "data": {"ClusterConfiguration": config}})
 }
 
+/// Port-forwards into every pod of a namespace (a Deployment's, whose names are not known when
+/// kwok starts): `port` of the pods goes to `target`.
+#[derive(Debug, Clone)]
+pub struct NamespaceForward {
+    pub namespace: String,
+    pub port: u16,
+    pub target: SocketAddr,
+}
+
 /// kwok's configuration for one node: its stages, and for the pods on it that have a process of
-/// their own here, their logs, and exec and port-forward (the etcd member).
-pub fn kwok_config(stages: &[String], routes: &[PodRoute]) -> String {
+/// their own here, their logs, and exec and port-forward (the etcd member, the webhook backend).
+pub fn kwok_config(stages: &[String], routes: &[PodRoute], forwards: &[NamespaceForward]) -> String {
     let mut docs: Vec<String> = stages.to_vec();
+    for f in forwards {
+        let forward = json!({
+            "apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "ClusterPortForward",
+            "metadata": {"name": format!("{}-{}", f.namespace, f.port)},
+            "spec": {
+                "selector": {"matchNamespaces": [f.namespace]},
+                "forwards": [{"ports": [f.port], "target": {"address": f.target.ip().to_string(), "port": f.target.port()}}],
+            },
+        });
+        docs.push(serde_yaml::to_string(&forward).unwrap_or_default());
+    }
     for r in routes {
         if let Some(file) = &r.logs_file {
             let logs = json!({

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::{Component, RealCluster, RealOptions};
 use crate::etcd_data::Inventory;
-use crate::pki::{Ca, Validity};
+use crate::pki::Validity;
 use crate::scenario::{Facts, Scenario};
 
 fn io_err(e: impl std::fmt::Display) -> std::io::Error {
@@ -270,20 +270,17 @@ fn with_retries<T>(mut write: impl FnMut() -> std::io::Result<T>) -> std::io::Re
 /// and a PDB, matching only cert-manager's own groups — which this cluster never writes, so
 /// the API server never dials its pods' (non-loopback) addresses.
 fn add_cert_manager(c: &RealCluster) -> std::io::Result<()> {
-    let ns = "cert-manager";
-    let name = "cert-manager-webhook";
+    let ns = super::CERT_MANAGER_NAMESPACE;
+    let name = super::CERT_MANAGER_WEBHOOK;
     c.create(&namespace(ns))?;
     c.create(&deployment(ns, name, 2, "quay.io/jetstack/cert-manager-webhook:v1.16.2", false))?;
-    c.create(&service(ns, name, 443, 10250))?;
+    c.create(&service(ns, name, 443, super::CERT_MANAGER_WEBHOOK_PORT))?;
     c.create(
         &json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": name, "namespace": ns},
                      "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": name}}}}),
     )?;
-    let ca = Ca::new("cert-manager-webhook-ca");
-    let bundle = {
-        use base64::Engine;
-        base64::engine::general_purpose::STANDARD.encode(ca.cert.cert_pem.as_bytes())
-    };
+    // The backend's own CA: a port-forward into either pod reaches it and verifies.
+    let bundle = c.cert_manager_webhook.ca_bundle.clone();
     let webhook = |path: &str| {
         json!({
             "name": "webhook.cert-manager.io", "admissionReviewVersions": ["v1"],

@@ -870,7 +870,8 @@ fn add_cert_manager(world: &mut SimWorld, backends: &mut Vec<WebhookBackend>) ->
     let ns = "cert-manager";
     let name = "cert-manager-webhook";
     let ips = [Ipv4Addr::new(127, 244, 1, 10), Ipv4Addr::new(127, 244, 2, 11)];
-    let backend = WebhookBackend::start(name, ns, &ips)?;
+    // Also on the pods' "localhost", where the simulated kubelet's port-forward leads.
+    let backend = WebhookBackend::start(name, ns, &[ips[0], ips[1], Ipv4Addr::LOCALHOST])?;
     let port = backend.addrs[0].port();
     let nodes: Vec<String> = world.nodes.iter().filter(|n| !n.control_plane).map(|n| n.name.clone()).collect();
     let node = |i: usize| nodes.get(i % nodes.len().max(1)).cloned().unwrap_or_default();
