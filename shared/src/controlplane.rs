@@ -1,5 +1,6 @@
 //! The control plane as the API shows it: kubeadm static pods and their command-line flags
-//! (FIELD-GUIDE §2), leader-election leases, nodes, and whether the control plane is managed
+//! (kubeadm `cmd/kubeadm/app/phases/controlplane/manifests.go`), leader-election leases, nodes,
+//! and whether the control plane is managed
 //! (EKS/GKE/AKS) so that invisible components are skipped, not reported missing.
 
 use std::collections::BTreeMap;

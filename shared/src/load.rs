@@ -1,4 +1,5 @@
-//! API server load from two `/metrics` scrapes a few seconds apart (FIELD-GUIDE §3): inflight
+//! API server load from two `/metrics` scrapes a few seconds apart (k8s.io/apiserver
+//! `pkg/endpoints/metrics/metrics.go`, `pkg/util/flowcontrol/metrics/metrics.go`): inflight
 //! requests against their limits, request latency by verb (without long-running WATCH and
 //! CONNECT), 5xx and 429 rates, APF rejections by priority level, etcd request latency,
 //! admission webhook latency and failures. Thresholds are the runbooks'.

@@ -25,7 +25,7 @@ pub struct SubCheck {
 }
 
 /// What to do about a finding, and what doing it risks (from the runbooks, corrected where
-/// FIELD-GUIDE says they are wrong).
+/// upstream sources say they are wrong).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Remediation {
     pub action: String,

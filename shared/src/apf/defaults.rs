@@ -1,5 +1,5 @@
 //! The FlowSchemas and PriorityLevelConfigurations every API server (1.29+, v1) creates, as in
-//! apiserver `pkg/apis/flowcontrol/bootstrap/default.go` (FIELD-GUIDE §6). Used to lint a
+//! apiserver `pkg/apis/flowcontrol/bootstrap/default.go`. Used to lint a
 //! cluster's configuration against the defaults and as the ground truth of `explain` tests.
 
 use serde_json::{Value, json};

@@ -1,4 +1,4 @@
-//! A read-only bbolt reader (FIELD-GUIDE §4): the two meta pages, then every bucket's B+tree in
+//! A read-only bbolt reader (go.etcd.io/bbolt `page.go`, `db.go`): the two meta pages, then every bucket's B+tree in
 //! key order, one page at a time with positioned reads — memory stays a few pages deep however
 //! big the file is. The walk checks the structure like `tx.Check()`: page ids in bounds, page
 //! types, no page reached twice, keys in order, and (with a freelist page) every page below the

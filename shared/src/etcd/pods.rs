@@ -1,4 +1,5 @@
-//! The etcd members as kubeadm static pods describe them (FIELD-GUIDE §2, §4): where each
+//! The etcd members as kubeadm static pods describe them (kubeadm `cmd/kubeadm/app/phases/etcd/
+//! local.go`): where each
 //! member listens, which certificates it uses, where its data lives — and running `etcdctl`
 //! inside a pod with the pod's own certificate flags, or reading a file through the image's
 //! shell (`sh -c 'echo "$(<FILE)"'`: the etcd image has no `cat`).

@@ -1,4 +1,5 @@
-//! Writing a snapshot from etcd's Maintenance.Snapshot stream (FIELD-GUIDE §4): chunks are
+//! Writing a snapshot from etcd's Maintenance.Snapshot stream (etcd `api/etcdserverpb/rpc.proto`,
+//! `server/etcdserver/api/v3rpc/maintenance.go`): chunks are
 //! written to `<file>.part` (0600) while their sha256 is computed; the stream's last message is
 //! etcd's own sha256 of everything before it, checked before the file is fsynced and renamed.
 //! A truncated stream, a digest mismatch, a write error, a timeout or Ctrl-C leave no file.

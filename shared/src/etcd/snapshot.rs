@@ -1,4 +1,5 @@
-//! What an etcd snapshot file holds, read offline (FIELD-GUIDE §4): the numbers of `etcdctl
+//! What an etcd snapshot file holds, read offline (etcd `etcdutl/snapshot/v3_snapshot.go`): the
+//! numbers of `etcdctl
 //! snapshot status` (3.4/3.5 semantics: CRC-32C hash over every bucket, revision, total keys,
 //! total size), the sha256 trailer etcd appends, consistent index, term, compaction revisions, the
 //! members, and the live Kubernetes objects per resource.

@@ -1,4 +1,5 @@
-//! Which webhooks can lock a cluster, and why (FIELD-GUIDE §5).
+//! Which webhooks can lock a cluster, and why (k8s.io/apiserver `pkg/admission/plugin/webhook/`;
+//! the Kubernetes documentation's "Admission Webhook Good Practices").
 //!
 //! A webhook with an effective `failurePolicy: Fail` whose rules reach what the cluster needs to
 //! heal — pods or leases in kube-system, leases in kube-node-lease, nodes, RBAC, CSRs,

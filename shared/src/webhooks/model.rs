@@ -1,5 +1,6 @@
 //! Admission webhook configurations as the analysis needs them, read from JSON of any served
-//! version with that version's defaults (FIELD-GUIDE §5): in `admissionregistration.k8s.io/v1`
+//! version with that version's defaults (kubernetes `pkg/apis/admissionregistration/v1/
+//! defaults.go`, `v1beta1/defaults.go`): in `admissionregistration.k8s.io/v1`
 //! an unset failurePolicy is Fail and timeoutSeconds 10; in v1beta1 Ignore and 30, matchPolicy
 //! Exact, sideEffects Unknown, admissionReviewVersions [v1beta1].
 

@@ -1,5 +1,5 @@
-//! The krew manifests follow krew's validation rules (krew `internal/index/validation/validate.go`,
-//! FIELD-GUIDE §7), the krew-release-bot templates render to valid manifests, and the archive the
+//! The krew manifests follow krew's validation rules (krew `internal/index/validation/validate.go`),
+//! the krew-release-bot templates render to valid manifests, and the archive the
 //! dev script builds for this machine unpacks to an executable plugin plus LICENSE with the hash
 //! its manifest states.
 
