@@ -328,8 +328,8 @@ async fn run(cli: Cli) -> Result<i32> {
                     file.display(),
                     report.took_seconds
                 );
-                for (name, ok, detail) in &report.checks {
-                    t.push_str(&format!("  {} {name}: {detail}\n", if *ok { "PASS" } else { "FAIL" }));
+                for c in &report.checks {
+                    t.push_str(&format!("  {} {}: {}\n", if c.passed { "PASS" } else { "FAIL" }, c.name, c.detail));
                 }
                 t
             })?;

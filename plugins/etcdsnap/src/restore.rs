@@ -232,8 +232,22 @@ pub async fn run_restore(tool: &RestoreTool, file: &Path, a: &RestoreArgs) -> Re
 #[serde(rename_all = "camelCase")]
 pub struct DrillReport {
     pub passed: bool,
-    pub checks: Vec<(String, bool, String)>,
+    pub checks: Vec<DrillCheck>,
     pub took_seconds: f64,
+}
+
+/// One step of a drill: restore, serves, revision, keys, kept.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DrillCheck {
+    pub name: String,
+    pub passed: bool,
+    pub detail: String,
+}
+
+impl DrillCheck {
+    fn new(name: &str, passed: bool, detail: impl Into<String>) -> DrillCheck {
+        DrillCheck { name: name.into(), passed, detail: detail.into() }
+    }
 }
 
 fn free_port() -> Result<u16> {
@@ -273,8 +287,8 @@ pub async fn drill(file: &Path, keep: bool) -> Result<DrillReport> {
     };
     let mut checks = Vec::new();
     let restored = run_restore(&tool, file, &args).await;
-    checks.push((
-        "restore".to_string(),
+    checks.push(DrillCheck::new(
+        "restore",
         restored.is_ok(),
         restored.as_ref().err().map(|e| e.to_string()).unwrap_or_else(|| "restored with hash check".into()),
     ));
@@ -334,28 +348,41 @@ pub async fn drill(file: &Path, keep: bool) -> Result<DrillReport> {
     let _ = child.kill().await;
     match result {
         Ok((revision, keys)) => {
-            checks.push(("serves".into(), true, format!("etcd answered on {client_url}")));
-            checks.push((
-                "revision".into(),
+            checks.push(DrillCheck::new("serves", true, format!("etcd answered on {client_url}")));
+            checks.push(DrillCheck::new(
+                "revision",
                 revision == expected.etcdctl.revision,
                 format!("{revision} (snapshot: {})", expected.etcdctl.revision),
             ));
             let want = expected.live_keys + expected.other_live_keys;
-            checks.push(("keys".into(), keys == want, format!("{keys} live keys (snapshot: {want})")));
+            checks.push(DrillCheck::new("keys", keys == want, format!("{keys} live keys (snapshot: {want})")));
         }
-        Err(e) => checks.push(("serves".into(), false, e.to_string())),
+        Err(e) => checks.push(DrillCheck::new("serves", false, e.to_string())),
     }
     if keep {
         let kept = tmp.keep();
-        checks.push(("kept".into(), true, kept.display().to_string()));
+        checks.push(DrillCheck::new("kept", true, kept.display().to_string()));
     }
-    let passed = checks.iter().all(|c| c.1);
+    let passed = checks.iter().all(|c| c.passed);
     Ok(DrillReport { passed, checks, took_seconds: (started.elapsed().as_secs_f64() * 10.0).round() / 10.0 })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drill_checks_are_named_fields_in_json() {
+        let report = DrillReport {
+            passed: false,
+            checks: vec![DrillCheck::new("keys", false, "41 live keys (snapshot: 42)")],
+            took_seconds: 1.5,
+        };
+        assert_eq!(
+            serde_json::to_value(&report).unwrap()["checks"][0],
+            serde_json::json!({"name": "keys", "passed": false, "detail": "41 live keys (snapshot: 42)"})
+        );
+    }
 
     #[test]
     fn snapshots_of_etcd_3_4_are_restored_with_etcdctl() {
