@@ -199,12 +199,21 @@ pub async fn cluster_status_through(
                     .await
                     .map_err(|_| transport_error("etcd", &url, TransportCause::Timeout, Some(timeout)))?
                     .map_err(|e| etcd_error(&url, &e, Some(timeout)))?;
-                let probe_started = Instant::now();
-                tokio::time::timeout(timeout, c.get("health", None))
-                    .await
-                    .map_err(|_| transport_error("etcd", &url, TransportCause::Timeout, Some(timeout)))?
-                    .map_err(|e| etcd_error(&url, &e, Some(timeout)))?;
-                Ok::<_, Error>((s, probe_started.elapsed()))
+                // A linearizable read, as `etcdctl endpoint health`; a slow one is asked again
+                // (one slow answer on a busy machine is not a slow member), the fastest kept.
+                let mut fastest = Duration::MAX;
+                for _ in 0..3 {
+                    let probe_started = Instant::now();
+                    tokio::time::timeout(timeout, c.get("health", None))
+                        .await
+                        .map_err(|_| transport_error("etcd", &url, TransportCause::Timeout, Some(timeout)))?
+                        .map_err(|e| etcd_error(&url, &e, Some(timeout)))?;
+                    fastest = fastest.min(probe_started.elapsed());
+                    if fastest <= super::status::SLOW_HEALTH_CHECK {
+                        break;
+                    }
+                }
+                Ok::<_, Error>((s, fastest))
             }
             .await;
             match result {

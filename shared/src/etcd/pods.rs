@@ -252,7 +252,16 @@ pub async fn status_via_exec(
     let statuses = statuses?;
     let status_list = parse_endpoint_status(&statuses.stdout_text()).map_err(|e| bad("endpoint status", e))?;
     let healths = healths?;
-    let health_list = parse_endpoint_health(&healths.stdout_text()).map_err(|e| bad("endpoint health", e))?;
+    let mut health_list = parse_endpoint_health(&healths.stdout_text()).map_err(|e| bad("endpoint health", e))?;
+    if any_slow_health(&health_list) {
+        // Measured while three other etcdctl ran beside it: ask once more, alone.
+        let again = run(&["endpoint", "health", "--cluster", "-w", "json"], one + Duration::from_secs(seconds)).await;
+        if let Ok(second) = again.map(|o| parse_endpoint_health(&o.stdout_text()))
+            && let Ok(second) = second
+        {
+            keep_faster_health(&mut health_list, &second);
+        }
+    }
     let alarms = alarms?;
     let alarm_list = parse_alarm_list(&alarms.stdout_text()).map_err(|e| bad("alarm list", e))?;
     Ok(from_etcdctl(
