@@ -523,6 +523,33 @@ mod tests {
     }
 
     #[test]
+    fn gatekeepers_generated_policy_fails_everything_once_its_constraint_kind_is_gone() {
+        // tests/fixtures/webhooks/gatekeeper-generated-vap.yaml: what Gatekeeper's code makes of
+        // its demo: every resource, paramKind the constraint's kind, parameterNotFoundAction
+        // Allow. Offline, and live with the constraint CRD served, nothing fails.
+        let p = crate::webhooks::policies::fixture("gatekeeper-generated-vap.yaml");
+        assert_eq!((p.policies.len(), p.bindings.len()), (1, 1));
+        assert!(analyse_policies(&p, &ClusterFacts::default()).is_empty());
+        let kind = ("constraints.gatekeeper.sh/v1beta1".to_string(), "K8sRequiredLabels".to_string());
+        let mut facts = ClusterFacts::default();
+        facts.policies.param_kinds.insert(kind.clone(), KindState::Served { namespaced: false });
+        assert!(analyse_policies(&p, &facts).is_empty());
+        // Gatekeeper uninstalled, its CRDs gone, the generated policy left behind: the API
+        // server fails every write it matches — everything, kube-system's pods included.
+        facts.policies.param_kinds.insert(kind, KindState::NotServed);
+        let f = one(&p, &facts).expect("a finding");
+        assert_eq!((f.kind, f.severity), (FindingKind::PolicyConfig, Status::Critical));
+        assert!(
+            f.summary.starts_with("LIVE OUTAGE: paramKind constraints.gatekeeper.sh/v1beta1 K8sRequiredLabels not served by this API server, and failurePolicy Fail rejects pods in kube-system"),
+            "{}",
+            f.summary
+        );
+        assert!(
+            f.fix.unwrap().command.starts_with("kubectl patch validatingadmissionpolicy gatekeeper-k8srequiredlabels ")
+        );
+    }
+
+    #[test]
     fn the_documentation_match_conditions_policy_is_not_bound() {
         // tests/fixtures/webhooks/k8s-docs-policy-match-conditions.yaml: a v1alpha1 policy on
         // every CREATE/UPDATE, and no binding: it enforces nothing, so nothing can fail.

@@ -64,6 +64,12 @@ fn offline_verdicts_of_every_real_manifest() {
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert_eq!((r["policies"].as_array().unwrap().len(), r["bindings"].as_array().unwrap().len()), (1, 0), "{r}");
 
+    // gatekeeper-generated-vap.yaml (Gatekeeper's code run on its demo): every resource, but
+    // parameterNotFoundAction Allow, and whether its constraint kind is served is a live fact. OK.
+    let (out, r) = offline("gatekeeper-generated-vap.yaml");
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(r["findings"].as_array().unwrap().is_empty(), "{r}");
+    assert_eq!(r["policies"][0]["paramKind"]["kind"], "K8sRequiredLabels", "{r}");
     // kyverno-generated-deny-exec.yaml (Kyverno's generated policy for a ClusterPolicy): Deny on
     // pods/exec, which no write of the cluster's healing goes through. OK.
     let (out, r) = offline("kyverno-generated-deny-exec.yaml");
