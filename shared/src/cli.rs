@@ -294,9 +294,21 @@ pub fn note(text: &str) {
     eprintln!("{} {}", "note:".if_supports_color(Stream::Stderr, |t| t.yellow()), crate::redact::scrub(text));
 }
 
+/// A value's name on the command line (`port-forward`, `healthy-ha`), as clap's derive spells it:
+/// one table, the enum's.
+pub fn value_name<T: ValueEnum>(value: &T) -> String {
+    value.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tip_tests {
     use super::*;
+
+    #[test]
+    fn value_names_are_claps() {
+        assert_eq!(value_name(&OutputFormat::Wide), "wide");
+        assert_eq!(value_name(&ColorMode::default()), "auto");
+    }
 
     #[derive(Debug, clap::Parser)]
     struct Demo {

@@ -24,13 +24,8 @@ pub enum Via {
 }
 
 impl Via {
-    pub fn name(self) -> &'static str {
-        match self {
-            Via::Auto => "auto",
-            Via::PortForward => "port-forward",
-            Via::Exec => "exec",
-            Via::Direct => "direct",
-        }
+    pub fn name(self) -> String {
+        cpkit::cli::value_name(&self)
     }
 }
 

@@ -52,10 +52,15 @@ fn main() {
     let args = Args::parse();
     if args.list {
         use clap::ValueEnum;
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
         for s in Scenario::all() {
             let help = s.to_possible_value().and_then(|v| v.get_help().map(|h| h.to_string())).unwrap_or_default();
             let worlds = if World::Real.supports(*s) { "sim, real" } else { "sim" };
-            println!("{:<24} {:<10} {help}", s.name(), worlds);
+            // A closed pipe (`| head`) ends the list quietly.
+            if writeln!(out, "{:<24} {:<10} {help}", s.name(), worlds).is_err() {
+                break;
+            }
         }
         return;
     }

@@ -35,11 +35,8 @@ pub enum World {
 }
 
 impl World {
-    pub fn name(self) -> &'static str {
-        match self {
-            World::Sim => "sim",
-            World::Real => "real",
-        }
+    pub fn name(self) -> String {
+        cpkit::cli::value_name(&self)
     }
 
     /// True when `scenario` can run in this world.
@@ -89,44 +86,13 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub fn name(self) -> &'static str {
-        match self {
-            Scenario::HealthyHa => "healthy-ha",
-            Scenario::EtcdMemberDown => "etcd-member-down",
-            Scenario::EtcdNospace => "etcd-nospace",
-            Scenario::EtcdBloated => "etcd-bloated",
-            Scenario::CertsExpiring => "certs-expiring",
-            Scenario::CertsExpired => "certs-expired",
-            Scenario::WebhookLockout => "webhook-lockout",
-            Scenario::ApfOverload => "apf-overload",
-            Scenario::ApiserverReplicaDown => "apiserver-replica-down",
-            Scenario::LeaderLost => "leader-lost",
-            Scenario::AggregatedApiDown => "aggregated-api-down",
-            Scenario::ApiserverFdsExhausted => "apiserver-fds-exhausted",
-            Scenario::Managed => "managed",
-            Scenario::RbacLimited => "rbac-limited",
-            Scenario::LargeCluster => "large-cluster",
-        }
+    /// Its name on the command line (`healthy-ha`).
+    pub fn name(self) -> String {
+        cpkit::cli::value_name(&self)
     }
 
     pub fn all() -> &'static [Scenario] {
-        &[
-            Scenario::HealthyHa,
-            Scenario::EtcdMemberDown,
-            Scenario::EtcdNospace,
-            Scenario::EtcdBloated,
-            Scenario::CertsExpiring,
-            Scenario::CertsExpired,
-            Scenario::WebhookLockout,
-            Scenario::ApfOverload,
-            Scenario::ApiserverReplicaDown,
-            Scenario::LeaderLost,
-            Scenario::AggregatedApiDown,
-            Scenario::ApiserverFdsExhausted,
-            Scenario::Managed,
-            Scenario::RbacLimited,
-            Scenario::LargeCluster,
-        ]
+        <Scenario as clap::ValueEnum>::value_variants()
     }
 }
 
@@ -664,7 +630,7 @@ impl DemoCluster {
         }
         // rbac-limited's kubeconfig starts in the limited user's context.
         let context = facts.limited_context.clone().unwrap_or_else(|| scenario.name().to_string());
-        let kubeconfig = apiserver.write_kubeconfig_as(&dir, scenario.name(), Some(&context))?;
+        let kubeconfig = apiserver.write_kubeconfig_as(&dir, &scenario.name(), Some(&context))?;
         let mut etcd = etcd;
         if let (Some(e), Some(_)) = (etcd.as_mut(), &facts.down_etcd_member) {
             e.kill(2);
