@@ -187,6 +187,62 @@ impl Expression {
     }
 }
 
+impl Expression {
+    /// The fields under the object's `spec` it reads (full paths: `spec.hostNetwork`) that no
+    /// `has()` in it tests — neither that path, nor a shorter or longer one along it. In CEL,
+    /// reading a field the object lacks is an error, and the API server leaves unset fields out
+    /// (false and empty ones included).
+    pub fn unguarded_spec_reads(&self) -> BTreeSet<String> {
+        let (mut reads, mut guarded) = (BTreeSet::new(), BTreeSet::new());
+        if let Compiled::Program(program) = self.compiled.as_ref() {
+            spec_reads(program.expression(), &mut reads, &mut guarded);
+        }
+        let along = |a: &str, b: &str| a == b || a.starts_with(&format!("{b}.")) || b.starts_with(&format!("{a}."));
+        reads.retain(|r| !guarded.iter().any(|g| along(r, g)));
+        reads
+    }
+}
+
+/// A `spec` path of a chain rooted at `object` or `oldObject`.
+fn spec_path(root: &str, fields: &[&str]) -> Option<String> {
+    (OBJECT_VARIABLES.contains(&root) && fields.len() >= 2 && fields[0] == "spec").then(|| fields.join("."))
+}
+
+fn spec_reads(expr: &IdedExpr, reads: &mut BTreeSet<String>, guarded: &mut BTreeSet<String>) {
+    if let Expr::Select(select) = &expr.expr
+        && select.test
+    {
+        // has(X.f) tests X.f, and reads X.
+        if let Some((root, fields)) = selection_chain(expr)
+            && let Some(path) = spec_path(root, &fields)
+        {
+            guarded.insert(path);
+        }
+        spec_reads(&select.operand, reads, guarded);
+        return;
+    }
+    if let Some((root, fields)) = selection_chain(expr) {
+        if let Some(path) = spec_path(root, &fields) {
+            reads.insert(path);
+        }
+        return;
+    }
+    match &expr.expr {
+        Expr::Select(select) => spec_reads(&select.operand, reads, guarded),
+        Expr::Call(call) => {
+            call.target.iter().for_each(|t| spec_reads(t, reads, guarded));
+            call.args.iter().for_each(|a| spec_reads(a, reads, guarded));
+        }
+        Expr::Comprehension(c) => {
+            for e in [&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result] {
+                spec_reads(e, reads, guarded);
+            }
+        }
+        Expr::List(list) => list.elements.iter().for_each(|e| spec_reads(e, reads, guarded)),
+        Expr::Map(_) | Expr::Struct(_) | Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => {}
+    }
+}
+
 const OBJECT_VARIABLES: [&str; 2] = ["object", "oldObject"];
 
 /// The chain of field selections `expr` spells from a variable, root first, if it is one.
@@ -360,6 +416,31 @@ mod tests {
         // Mentioning a field in a string is not reading it.
         assert_eq!(fields("request.name != 'object.spec'"), Vec::<String>::new());
         assert_eq!(fields("object.kind == 'Pod' && has(object.status)"), ["kind", "status"]);
+    }
+
+    #[test]
+    fn spec_fields_read_without_has_are_found_in_the_syntax_tree() {
+        let unguarded = |e: &str| -> Vec<String> {
+            Expression::compile(e, &CompileCache::default()).unguarded_spec_reads().into_iter().collect()
+        };
+        assert_eq!(unguarded("object.spec.hostNetwork == false"), ["spec.hostNetwork"]);
+        assert_eq!(
+            unguarded("!has(object.spec.hostNetwork) || object.spec.hostNetwork == false"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            unguarded("has(object.spec.template) && object.spec.template.spec.volumes.size() < 3"),
+            Vec::<String>::new(),
+            "a test along the path guards it"
+        );
+        assert_eq!(
+            unguarded("object.spec.containers.all(c, c.image != '') && object.spec.nodeName != ''"),
+            ["spec.containers", "spec.nodeName"]
+        );
+        // Strictly has() tests only the last field, but a test anywhere along the path shows
+        // the author thought of it: not reported.
+        assert_eq!(unguarded("has(object.spec.x.y) && object.spec.x.y"), Vec::<String>::new());
+        assert_eq!(unguarded("object.metadata.name != ''"), Vec::<String>::new());
     }
 
     #[test]

@@ -33,6 +33,44 @@ const MODELED_FIELDS: [&str; 6] =
 enum Verdict {
     Denies,
     Errors(String),
+    /// It reads this spec field without has(): an object that omits it fails the expression.
+    MayError(String),
+}
+
+impl Verdict {
+    fn certain(&self) -> bool {
+        !matches!(self, Verdict::MayError(_))
+    }
+}
+
+/// Spec fields the API server's defaulting always sets, so reading them cannot fail (kubernetes
+/// `pkg/apis/core/v1/defaults.go`, `SetDefaults_PodSpec`; `containers` is required).
+const ALWAYS_SET: &[(&str, &[&str])] = &[(
+    "Pod",
+    &[
+        "spec.containers",
+        "spec.restartPolicy",
+        "spec.dnsPolicy",
+        "spec.schedulerName",
+        "spec.terminationGracePeriodSeconds",
+        "spec.securityContext",
+        "spec.enableServiceLinks",
+    ],
+)];
+
+/// Kinds whose writers' objects commonly leave spec fields out (a pod with hostNetwork false, a
+/// node without taints): where a spec read without has() is worth saying.
+const SPARSE_KINDS: [&str; 2] = ["Pod", "Node"];
+
+/// The first spec field `e` reads without has() that an object of `kind` may lack.
+fn may_lack(e: &Expression, kind: &str) -> Option<String> {
+    if !SPARSE_KINDS.contains(&kind) {
+        return None;
+    }
+    let set = ALWAYS_SET.iter().find(|(k, _)| *k == kind).map(|(_, f)| *f).unwrap_or(&[]);
+    e.unguarded_spec_reads()
+        .into_iter()
+        .find(|field| !set.iter().any(|s| field == s || field.starts_with(&format!("{s}."))))
 }
 
 struct Rejection<'a> {
@@ -65,7 +103,10 @@ pub fn analyse_validations(policies: &Policies, facts: &ClusterFacts) -> Vec<Fin
         }
         let Some(policy) = policies.policy_of(binding) else { continue };
         let validations = judgeable(policy, &cache);
-        if validations.is_empty() {
+        let all: Vec<(String, Expression)> =
+            policy.validations.iter().map(|v| (v.clone(), Expression::compile(v, &cache))).collect();
+        let fail = policy.failure_policy == FailurePolicy::Fail;
+        if validations.is_empty() && !fail {
             continue;
         }
         let conditions = MatchConditions::compile(&policy.match_conditions, &cache);
@@ -84,12 +125,21 @@ pub fn analyse_validations(policies: &Policies, facts: &ClusterFacts) -> Vec<Fin
                 if conditions.evaluate(&context) != ConditionOutcome::Called {
                     continue;
                 }
-                let verdict = validations.iter().find_map(|(text, e)| match context.evaluate(e) {
-                    Ok(true) => None,
-                    Ok(false) => Some((text, Verdict::Denies)),
-                    Err(why) if policy.failure_policy == FailurePolicy::Fail => Some((text, Verdict::Errors(why))),
-                    Err(_) => None,
-                });
+                let verdict = validations
+                    .iter()
+                    .find_map(|(text, e)| match context.evaluate(e) {
+                        Ok(true) => None,
+                        Ok(false) => Some((text, Verdict::Denies)),
+                        Err(why) if fail => Some((text, Verdict::Errors(why))),
+                        Err(_) => None,
+                    })
+                    .or_else(|| {
+                        // What cannot be evaluated here may still fail on what its object lacks.
+                        let kind = target.object.kind;
+                        all.iter()
+                            .filter(|_| fail)
+                            .find_map(|(text, e)| Some((text, Verdict::MayError(may_lack(e, kind)?))))
+                    });
                 if let Some((validation, verdict)) = verdict {
                     rejections.push(Rejection { target, what: healing.what, validation: validation.clone(), verdict });
                     break;
@@ -104,15 +154,22 @@ pub fn analyse_validations(policies: &Policies, facts: &ClusterFacts) -> Vec<Fin
 }
 
 fn finding(policy: &AdmissionPolicy, binding: &PolicyBinding, rejections: &[Rejection]) -> Option<Finding> {
-    let first = rejections.iter().find(|r| r.target.critical).or(rejections.first())?;
+    // Certain rejections speak for the finding when there are any.
+    let certain: Vec<&Rejection> = rejections.iter().filter(|r| r.verdict.certain()).collect();
+    let rejections: Vec<&Rejection> = if certain.is_empty() { rejections.iter().collect() } else { certain };
+    let first = *rejections.iter().find(|r| r.target.critical).or(rejections.first())?;
     let mut labels: Vec<&str> = Vec::new();
-    for r in rejections {
+    for r in &rejections {
         if !labels.contains(&r.target.label) {
             labels.push(r.target.label);
         }
     }
-    let critical = rejections.iter().any(|r| r.target.critical);
+    let critical = rejections.iter().any(|r| r.target.critical && r.verdict.certain());
     let how = match &first.verdict {
+        Verdict::MayError(field) => format!(
+            "validation `{}` reads {field} without has(), so {} fails it if the object leaves {field} out (the API server omits unset, false and empty fields), and failurePolicy Fail rejects it",
+            first.validation, first.what
+        ),
         Verdict::Denies => format!("validation `{}` is false for {}", first.validation, first.what),
         Verdict::Errors(why) => format!(
             "validation `{}` cannot be evaluated for {} ({}), and failurePolicy Fail rejects it",
@@ -125,7 +182,8 @@ fn finding(policy: &AdmissionPolicy, binding: &PolicyBinding, rejections: &[Reje
         0..=3 => labels.join(", "),
         n => format!("{} and {} more", labels[..3].join(", "), n - 3),
     };
-    let summary = format!("rejects {named}: {how}");
+    let verb = if first.verdict.certain() { "rejects" } else { "may reject" };
+    let summary = format!("{verb} {named}: {how}");
     let evidence = rejections
         .iter()
         .map(|r| Evidence {
@@ -133,11 +191,15 @@ fn finding(policy: &AdmissionPolicy, binding: &PolicyBinding, rejections: &[Reje
             value: match &r.verdict {
                 Verdict::Denies => format!("{}: `{}` is false", r.what, r.validation),
                 Verdict::Errors(why) => format!("{}: `{}`: {why}", r.what, r.validation),
+                Verdict::MayError(field) => format!("{}: `{}` reads {field} without has()", r.what, r.validation),
             },
         })
         .collect();
-    let errors: BTreeSet<&str> =
-        rejections.iter().filter(|r| matches!(r.verdict, Verdict::Errors(_))).map(|r| r.validation.as_str()).collect();
+    let errors: BTreeSet<&str> = rejections
+        .iter()
+        .filter(|r| matches!(r.verdict, Verdict::Errors(_) | Verdict::MayError(_)))
+        .map(|r| r.validation.as_str())
+        .collect();
     let severity = if critical { Status::Critical } else { Status::Warning };
     let mut f = binding_finding(FindingKind::PolicyRejects, EXPLANATION, policy, binding, severity, summary);
     f.evidence = evidence;
@@ -246,6 +308,42 @@ mod tests {
         assert!(
             fix.command.starts_with("kubectl patch validatingadmissionpolicybinding require-team-binding --type=json")
         );
+    }
+
+    #[test]
+    fn a_spec_field_read_without_has_may_reject_the_pods_that_leave_it_out() {
+        // `hostNetwork: false` is left out of a pod (the API omits false), so this errors on the
+        // CoreDNS and kube-proxy pods; which writer's object has it cannot be told here: WARNING.
+        let f = judge(&["object.spec.hostNetwork == false"], |_, _| {}).expect("a finding");
+        assert_eq!((f.kind, f.severity), (FindingKind::PolicyRejects, Status::Warning));
+        assert!(
+            f.summary.starts_with("may reject pods in kube-system: validation `object.spec.hostNetwork == false` reads spec.hostNetwork without has(), so the kubelet creating the mirror pod kube-system/kube-apiserver-cp-1 fails it if the object leaves spec.hostNetwork out"),
+            "{}",
+            f.summary
+        );
+        assert!(
+            f.fix
+                .unwrap()
+                .description
+                .starts_with("Guard the fields read with has() in `object.spec.hostNetwork == false`")
+        );
+        type Edit = fn(&mut Value, &mut Value);
+        let none: Edit = |_, _| {};
+        let cases: &[(&str, &str, Edit)] = &[
+            ("guarded", "!has(object.spec.hostNetwork) || object.spec.hostNetwork == false", none),
+            ("defaulted by the API server", "object.spec.dnsPolicy != 'None'", none),
+            ("failing open", "object.spec.hostNetwork == false", |p, _| p["spec"]["failurePolicy"] = json!("Ignore")),
+            ("leases only: their writers' specs are whole", "object.spec.holderIdentity != ''", |p, _| {
+                p["spec"]["matchConstraints"]["resourceRules"][0]["resources"] = json!(["leases"])
+            }),
+        ];
+        for (name, validation, edit) in cases {
+            assert!(judge(&[validation], *edit).is_none(), "{name}");
+        }
+        // A certain rejection speaks for the finding: CRITICAL, whatever else may fail.
+        let f = judge(&["object.spec.hostNetwork == false", "'team' in object.metadata.labels"], |_, _| {}).unwrap();
+        assert_eq!(f.severity, Status::Critical);
+        assert!(f.summary.starts_with("rejects pods in kube-system"), "{}", f.summary);
     }
 
     #[test]
