@@ -325,15 +325,14 @@ pub fn judge(s: &LoadSummary) -> CheckResult {
             Status::Ok
         }
     };
-    // Whether every slow verb is slow only from waiting (APF queues, webhooks).
-    let mut only_waiting = true;
+    let mut slow_status = Status::Ok;
     for (verb, p99) in &s.p99_by_verb {
         let waited = latency_status(*p99);
         let seen = format!("{verb} p99 {}", short_latency_secs(*p99));
         // Time queued by APF or spent in webhooks is judged by their own findings (a system
         // level rejecting is critical there): on its own it is a warning, the server's own work
         // keeps its full weight.
-        let (st, detail, brief, waiting) = match s.work_p99_by_verb.get(verb) {
+        let (st, detail, brief) = match s.work_p99_by_verb.get(verb) {
             Some(&work) if latency_status(work) < waited => {
                 let st = latency_status(work).max(waited.min(Status::Warning));
                 let work = short_latency_secs(work);
@@ -341,24 +340,23 @@ pub fn judge(s: &LoadSummary) -> CheckResult {
                     st,
                     format!("{seen} ({work} of it the server's own work; the rest queued in APF or in webhooks)"),
                     format!("{seen} ({work} server work)"),
-                    true,
                 )
             }
-            _ => (waited, seen.clone(), seen, false),
+            _ => (waited, seen.clone(), seen),
         };
         r.sub(format!("p99 {verb}"), st, detail);
         if st != Status::Ok {
             r.raise(st);
-            only_waiting &= waiting;
+            slow_status = slow_status.max(st);
             slow.push(brief);
         }
     }
-    // Slowness from queueing is told after what queues it (APF, webhooks), which explains it.
+    // Told after the rejections (APF, 429s) unless it is worse: clients failing come before
+    // clients waiting, and a queue that rejects also explains the waits.
     let slow_problem = (!slow.is_empty()).then(|| format!("slow requests: {}", slow.join(", ")));
-    let mut deferred_slow = None;
-    if let Some(p) = slow_problem {
-        if only_waiting { deferred_slow = Some(p) } else { problems.push(p) }
-    } else if let Some((verb, p)) = s.p99_by_verb.iter().max_by(|a, b| a.1.total_cmp(b.1)) {
+    if slow_problem.is_none()
+        && let Some((verb, p)) = s.p99_by_verb.iter().max_by(|a, b| a.1.total_cmp(b.1))
+    {
         fine.push(format!("p99 ≤ {} ({verb})", short_latency_secs(*p)));
     }
 
@@ -382,6 +380,8 @@ pub fn judge(s: &LoadSummary) -> CheckResult {
             fine.push("no 5xx".into());
         }
     }
+    let rejections_at = problems.len();
+    let mut rejections_status = Status::Ok;
     if !s.apf_rejections.is_empty() {
         let mut by_level: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for ((level, reason), v) in &s.apf_rejections {
@@ -390,6 +390,7 @@ pub fn judge(s: &LoadSummary) -> CheckResult {
         for (level, reasons) in &by_level {
             let st = crate::severity::apf_rejection(level);
             r.raise(st);
+            rejections_status = rejections_status.max(st);
             r.sub(
                 format!("apf {level}"),
                 st,
@@ -408,11 +409,18 @@ pub fn judge(s: &LoadSummary) -> CheckResult {
         );
     } else if s.throttled_429_per_second > 0.0 {
         r.raise(Status::Warning);
+        rejections_status = Status::Warning;
         problems.push(format!("{} requests answered 429", rate(s.throttled_429_per_second)));
     } else {
         fine.push("no 429s".into());
     }
-    problems.extend(deferred_slow);
+    if let Some(p) = slow_problem {
+        if slow_status > rejections_status {
+            problems.insert(rejections_at, p);
+        } else {
+            problems.push(p);
+        }
+    }
 
     // etcd latency as the API server sees it.
     let mut etcd_slow = Vec::new();
@@ -607,8 +615,22 @@ mod tests {
             "{}",
             queued.message
         );
+        // Slow work as slow as the rejections are bad (both WARNING, a loaded machine): the
+        // rejections still lead, the slowness follows.
+        let some_work = judge(&summary(Some(2.6)));
+        assert_eq!(some_work.status, Status::Warning, "{}", some_work.message);
+        assert!(
+            some_work.message.starts_with("APF rejects requests (179/s 429s): workload-low queue-full 198/s; slow requests: LIST p99 14.89s (2.60s server work)"),
+            "{}",
+            some_work.message
+        );
         let slow_work = judge(&summary(Some(6.0)));
         assert_eq!(slow_work.status, Status::Critical, "{}", slow_work.message);
+        assert!(
+            slow_work.message.starts_with("slow requests: LIST p99 14.89s"),
+            "worse comes first: {}",
+            slow_work.message
+        );
         assert!(!slow_work.message.contains("queued"), "{}", slow_work.message);
         // Without the SLI histogram (before 1.26) what clients wait is all there is.
         assert_eq!(judge(&summary(None)).status, Status::Critical);
