@@ -181,13 +181,13 @@ fn offline_verdicts_of_every_real_manifest() {
 #[test]
 fn offline_scans_read_directories_stdin_and_honour_the_allowlist() {
     let dir = fixture("");
-    // The whole directory: 13 configurations, the worst verdict wins, and the table says where
-    // facts are unknown.
+    // The whole directory: 14 configurations and 5 admission policies, the worst verdict wins,
+    // and the table says where facts are unknown.
     let out = plugin("webhookguard", &["-f", dir.to_str().unwrap(), "--color", "never"], &[]);
     let (stdout, _) = text(&out);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     assert!(
-        stdout.starts_with("Scanned 14 configurations (31 webhooks), 2 admission policies (1 binding) from "),
+        stdout.starts_with("Scanned 14 configurations (31 webhooks), 5 admission policies (4 bindings) from "),
         "{stdout}"
     );
     assert!(stdout.contains("note: offline: namespace labels, backend services"), "{stdout}");
