@@ -406,10 +406,11 @@ in_both_worlds! {
         assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
         let (stdout, _) = text(&out);
         let rows: Vec<&str> = stdout.lines().collect();
-        assert!(rows[0].starts_with("CONTEXT"));
-        assert!(rows.iter().any(|l| l.starts_with("healthy-ha ") && l.contains("OK")));
+        assert!(rows[0].starts_with("CONTEXT"), "{stdout}");
+        assert!(rows.iter().any(|l| l.starts_with("healthy-ha ") && l.contains("OK")), "{stdout}");
         assert!(
-            rows.iter().any(|l| l.starts_with("leader-lost ") && l.contains("CRITICAL") && l.contains("kube-scheduler"))
+            rows.iter().any(|l| l.starts_with("leader-lost ") && l.contains("CRITICAL") && l.contains("kube-scheduler")),
+            "{stdout}"
         );
         // --watch re-runs and reports changes.
         let mut child = std::process::Command::new(which::which("kubectl").unwrap())
