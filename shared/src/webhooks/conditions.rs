@@ -227,19 +227,28 @@ fn spec_reads(expr: &IdedExpr, reads: &mut BTreeSet<String>, guarded: &mut BTree
         }
         return;
     }
+    for child in children(expr) {
+        spec_reads(child, reads, guarded);
+    }
+}
+
+/// The expressions directly inside `expr`, for walks of the syntax tree.
+fn children(expr: &IdedExpr) -> Vec<&IdedExpr> {
     match &expr.expr {
-        Expr::Select(select) => spec_reads(&select.operand, reads, guarded),
-        Expr::Call(call) => {
-            call.target.iter().for_each(|t| spec_reads(t, reads, guarded));
-            call.args.iter().for_each(|a| spec_reads(a, reads, guarded));
-        }
-        Expr::Comprehension(c) => {
-            for e in [&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result] {
-                spec_reads(e, reads, guarded);
-            }
-        }
-        Expr::List(list) => list.elements.iter().for_each(|e| spec_reads(e, reads, guarded)),
-        Expr::Map(_) | Expr::Struct(_) | Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => {}
+        Expr::Select(select) => vec![&select.operand],
+        Expr::Call(call) => call.target.iter().map(|t| &**t).chain(call.args.iter()).collect(),
+        Expr::Comprehension(c) => vec![&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result],
+        Expr::List(list) => list.elements.iter().collect(),
+        Expr::Map(map) => map.entries.iter().flat_map(entry_children).collect(),
+        Expr::Struct(s) => s.entries.iter().flat_map(entry_children).collect(),
+        Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => Vec::new(),
+    }
+}
+
+fn entry_children(entry: &IdedEntryExpr) -> Vec<&IdedExpr> {
+    match &entry.expr {
+        EntryExpr::MapEntry(e) => vec![&e.key, &e.value],
+        EntryExpr::StructField(f) => vec![&f.value],
     }
 }
 
@@ -275,31 +284,8 @@ fn object_reads(expr: &IdedExpr, out: &mut BTreeSet<String>) {
         }
         return;
     }
-    match &expr.expr {
-        Expr::Select(select) => object_reads(&select.operand, out),
-        Expr::Call(call) => {
-            call.target.iter().for_each(|t| object_reads(t, out));
-            call.args.iter().for_each(|a| object_reads(a, out));
-        }
-        Expr::Comprehension(c) => {
-            for e in [&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result] {
-                object_reads(e, out);
-            }
-        }
-        Expr::List(list) => list.elements.iter().for_each(|e| object_reads(e, out)),
-        Expr::Map(map) => map.entries.iter().for_each(|e| entry_reads(e, out)),
-        Expr::Struct(s) => s.entries.iter().for_each(|e| entry_reads(e, out)),
-        Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => {}
-    }
-}
-
-fn entry_reads(entry: &IdedEntryExpr, out: &mut BTreeSet<String>) {
-    match &entry.expr {
-        EntryExpr::MapEntry(e) => {
-            object_reads(&e.key, out);
-            object_reads(&e.value, out);
-        }
-        EntryExpr::StructField(f) => object_reads(&f.value, out),
+    for child in children(expr) {
+        object_reads(child, out);
     }
 }
 

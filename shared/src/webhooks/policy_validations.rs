@@ -80,16 +80,10 @@ struct Rejection<'a> {
     verdict: Verdict,
 }
 
-/// The validations the interpreter can judge on the analysis' objects, compiled once.
-fn judgeable(policy: &AdmissionPolicy, cache: &CompileCache) -> Vec<(String, Expression)> {
-    policy
-        .validations
-        .iter()
-        .map(|v| (v.clone(), Expression::compile(v, cache)))
-        .filter(|(_, e)| {
-            e.unusable().is_none() && e.object_fields().iter().all(|f| MODELED_FIELDS.contains(&f.as_str()))
-        })
-        .collect()
+/// Whether the interpreter can judge `e` on the analysis' objects: it runs here and reads only
+/// what they carry.
+fn judgeable(e: &Expression) -> bool {
+    e.unusable().is_none() && e.object_fields().iter().all(|f| MODELED_FIELDS.contains(&f.as_str()))
 }
 
 /// Findings for validating bindings that deny (or, failing closed, error on) what the cluster
@@ -102,9 +96,9 @@ pub fn analyse_validations(policies: &Policies, facts: &ClusterFacts) -> Vec<Fin
             continue;
         }
         let Some(policy) = policies.policy_of(binding) else { continue };
-        let validations = judgeable(policy, &cache);
         let all: Vec<(String, Expression)> =
             policy.validations.iter().map(|v| (v.clone(), Expression::compile(v, &cache))).collect();
+        let validations: Vec<&(String, Expression)> = all.iter().filter(|(_, e)| judgeable(e)).collect();
         let fail = policy.failure_policy == FailurePolicy::Fail;
         if validations.is_empty() && !fail {
             continue;
