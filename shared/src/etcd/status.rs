@@ -359,6 +359,14 @@ pub fn disarm_blocker(s: &ClusterStatus) -> Option<String> {
     if !s.alarms.iter().any(|a| a.alarm == "NOSPACE") {
         return None;
     }
+    // A member whose size is unknown may be the full one: disarming blind is not judged safe.
+    let unknown: Vec<&str> = s.members.iter().filter(|m| m.db_size.is_none()).map(|m| m.name.as_str()).collect();
+    if !unknown.is_empty() {
+        return Some(format!(
+            "the database size of {} is unknown (its status did not answer), so whether etcd would raise NOSPACE again at the next writes cannot be told. Check it with `kubectl etcdsnap members`, then disarm again",
+            unknown.join(", ")
+        ));
+    }
     let quota = quota_of(s);
     let full: Vec<String> = s
         .members
@@ -756,6 +764,14 @@ mod tests {
                 None => assert!(blocker.is_none(), "{blocker:?}"),
             }
         }
+        // A member that did not answer may be the full one: refused, naming it.
+        let mut s = status(STATUS_TWO, HEALTH, r#"{"alarms":[{"memberID":1211875598812016075,"alarm":1}]}"#, 40 * mib);
+        for m in &mut s.members {
+            m.db_size = Some(8 * mib);
+        }
+        s.members[1].db_size = None;
+        let b = disarm_blocker(&s).expect("blocked while a size is unknown");
+        assert!(b.contains(&format!("the database size of {} is unknown", s.members[1].name)), "{b}");
         // No NOSPACE alarm: nothing to block.
         assert!(disarm_blocker(&status(STATUS_TWO, HEALTH, "{}", 40 * mib)).is_none());
     }

@@ -253,19 +253,29 @@ pub async fn load(client: &Client, spec: &LoadSpec) -> Result<Inventory, etcd_cl
 
 /// Fills the backend until etcd refuses writes with NOSPACE (`mvcc: database space exceeded`),
 /// like a cluster whose events pile up. Returns the number of values written.
-pub async fn fill_until_nospace(client: &Client, value_size: usize) -> Result<usize, etcd_client::Error> {
+///
+/// etcd raises the alarm at the first write whose cost would carry the database over `quota`
+/// (server `storage/quota.go`, `Available`), so the file ends within one write of it: batches of
+/// `value_size` values far from it, single 16 KiB values over the last 2 MiB, so that the file
+/// ends full (a 1 MiB batch could leave it anywhere from 91% of a 12 MiB quota). `quota` 0 is
+/// etcd's default, 2 GiB.
+pub async fn fill_until_nospace(client: &Client, value_size: usize, quota: u64) -> Result<usize, etcd_client::Error> {
+    const NEAR: u64 = 2 * 1024 * 1024;
+    let quota = if quota == 0 { 2 << 30 } else { quota }; // etcd's default
     let mut written = 0;
     let mut c = client.clone();
     loop {
-        let ops: Vec<TxnOp> = (0..16)
+        let size = c.status().await?.db_size().max(0) as u64;
+        let (count, each) = if size + NEAR >= quota { (1, 16 * 1024) } else { (16, value_size) };
+        let ops: Vec<TxnOp> = (0..count)
             .map(|k| {
                 let key = format!("/registry/events/default/filler.{:08}", written + k);
-                let value = object_value("Event", "v1", &key, 0, value_size);
+                let value = object_value("Event", "v1", &key, 0, each);
                 TxnOp::put(key, value, None)
             })
             .collect();
         match c.txn(Txn::new().and_then(ops)).await {
-            Ok(_) => written += 16,
+            Ok(_) => written += count,
             Err(e) if e.to_string().contains("database space exceeded") => return Ok(written),
             Err(e) => return Err(e),
         }

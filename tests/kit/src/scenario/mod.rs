@@ -370,9 +370,10 @@ impl DemoCluster {
             // On a thread of its own: callers may be inside an async runtime.
             let endpoints = etcd.endpoints();
             let tls = etcd.client_tls();
+            let quota = etcd.options.quota_backend_bytes;
             let loaded = std::thread::scope(|scope| {
                 scope
-                    .spawn(|| load_scenario_data(scenario, &endpoints, &tls))
+                    .spawn(|| load_scenario_data(scenario, &endpoints, &tls, quota))
                     .join()
                     .unwrap_or_else(|_| Err(io_err("data loader panicked")))
             })?;
@@ -669,6 +670,7 @@ fn load_scenario_data(
     scenario: Scenario,
     endpoints: &[String],
     tls: &crate::etcd::ClientTls,
+    quota: u64,
 ) -> std::io::Result<Inventory> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
@@ -687,7 +689,7 @@ fn load_scenario_data(
         let inventory = crate::etcd_data::load(&client, &spec).await.map_err(io_err)?;
         match scenario {
             Scenario::EtcdNospace => {
-                crate::etcd_data::fill_until_nospace(&client, 64 * 1024).await.map_err(io_err)?;
+                crate::etcd_data::fill_until_nospace(&client, 64 * 1024, quota).await.map_err(io_err)?;
             }
             Scenario::EtcdBloated => {
                 // Shrink every pod to a small value, then compact: the freed pages stay in the file.
