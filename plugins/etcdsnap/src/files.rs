@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use cpkit::error::{Error, Result};
 use cpkit::etcd::snapshot::SnapshotStatus;
+use cpkit::etcd::stored::Encoding;
 use serde::Serialize;
 
 use crate::save::read_sidecar;
@@ -30,8 +31,10 @@ impl Entry {
     }
 }
 
+/// `*.db`, and `*.db.zst` of compressed saves.
 fn is_snapshot(p: &Path) -> bool {
-    p.extension().is_some_and(|e| e == "db") && p.is_file()
+    let name = p.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    (name.ends_with(".db") || name.ends_with(".db.zst")) && p.is_file()
 }
 
 /// Snapshots of `dir`, newest first.
@@ -89,10 +92,13 @@ pub fn prune_plan(
         .collect()
 }
 
-pub fn status_text(path: &Path, s: &SnapshotStatus) -> String {
+pub fn status_text(path: &Path, stored_as: Encoding, s: &SnapshotStatus) -> String {
     let mut t = String::new();
     let line = |t: &mut String, k: &str, v: String| t.push_str(&format!("{k:<22}{v}\n"));
     line(&mut t, "File:", path.display().to_string());
+    if stored_as != Encoding::Plain {
+        line(&mut t, "Stored:", format!("{} (read through a decompressed copy)", stored_as.name()));
+    }
     line(
         &mut t,
         "sha256:",

@@ -270,25 +270,37 @@ async fn run(cli: Cli) -> Result<i32> {
                     s.etcdctl_hash.as_deref().unwrap_or("-"),
                     s.file
                 ),
-                None => format!(
-                    "Saved {} ({}, revision {}, member {}, via {})\nsha256 {} verified against etcd's digest; record in {}.json\n",
-                    s.file,
-                    human_bytes(s.db_size),
-                    s.revision,
-                    s.member,
-                    s.via,
-                    s.sha256.as_deref().unwrap_or("-"),
-                    s.file
-                ),
+                None => {
+                    let stored = match &s.compression {
+                        Some(c) => format!(
+                            "\nstored {c}-compressed: {} ({:.1}x smaller), sha256 of the stored bytes {}",
+                            human_bytes(s.file_size),
+                            s.db_size as f64 / s.file_size.max(1) as f64,
+                            s.stored_sha256.as_deref().unwrap_or("-")
+                        ),
+                        None => String::new(),
+                    };
+                    format!(
+                        "Saved {} ({}, revision {}, member {}, via {})\nsha256 {} verified against etcd's digest{stored}; record in {}.json\n",
+                        s.file,
+                        human_bytes(s.db_size),
+                        s.revision,
+                        s.member,
+                        s.via,
+                        s.sha256.as_deref().unwrap_or("-"),
+                        s.file
+                    )
+                }
             })?;
             Ok(0)
         }
         Command::Status { file, no_digest } => {
-            let st = save::status_with_record(file, !no_digest).await?;
+            let opened = cpkit::etcd::stored::open(file).await?;
+            let st = save::status_with_record(file, &opened, !no_digest).await?;
             let ok = !st.sha256.checked || !st.sha256.present || st.sha256.valid;
-            emit(&cli, "EtcdSnapshotStatus", serde_json::to_value(&st).unwrap_or_default(), || {
-                files::status_text(file, &st)
-            })?;
+            let mut doc = serde_json::to_value(&st).unwrap_or_default();
+            doc["storedAs"] = json!(opened.encoding.name());
+            emit(&cli, "EtcdSnapshotStatus", doc, || files::status_text(file, opened.encoding, &st))?;
             Ok(if ok { 0 } else { Status::Critical.exit_code() })
         }
         Command::Ls { dir } => {
@@ -468,7 +480,8 @@ fn prune(cli: &Cli, args: &PruneArgs) -> Result<i32> {
 }
 
 async fn restore_plan(cli: &Cli, args: &RestorePlanArgs) -> Result<i32> {
-    let snapshot = save::status_with_record(&args.file, true).await?;
+    let opened = cpkit::etcd::stored::open(&args.file).await?;
+    let snapshot = save::status_with_record(&args.file, &opened, true).await?;
     let data_dir = args.data_dir.clone();
     let (members, token) = match &args.members {
         Some(m) => (restore::parse_members(m, data_dir.as_deref().unwrap_or("/var/lib/etcd"))?, args.token.clone()),
@@ -495,7 +508,7 @@ async fn restore_plan(cli: &Cli, args: &RestorePlanArgs) -> Result<i32> {
         }
     };
     let token = token.unwrap_or_else(|| format!("etcd-restore-{}", jiff::Timestamp::now().strftime("%Y%m%d%H%M")));
-    let plan = restore::plan(&args.file, &snapshot, &members, &token, jiff::Timestamp::now());
+    let plan = restore::plan(&args.file, opened.encoding, &snapshot, &members, &token, jiff::Timestamp::now());
     emit(cli, "EtcdRestorePlan", serde_json::to_value(&plan).unwrap_or_default(), || {
         let mut t = format!(
             "{} restore {} (revision {}) onto {} member(s)\n\n",
@@ -519,7 +532,8 @@ async fn restore_plan(cli: &Cli, args: &RestorePlanArgs) -> Result<i32> {
 }
 
 async fn restore_cmd(cli: &Cli, args: &RestoreCmdArgs) -> Result<i32> {
-    let snapshot = save::status_with_record(&args.file, true).await?;
+    let opened = cpkit::etcd::stored::open(&args.file).await?;
+    let snapshot = save::status_with_record(&args.file, &opened, true).await?;
     if snapshot.sha256.present && !snapshot.sha256.valid {
         return Err(Error::new(
             cpkit::error::ErrorKind::InvalidData,
@@ -553,7 +567,8 @@ async fn restore_cmd(cli: &Cli, args: &RestoreCmdArgs) -> Result<i32> {
             "Restore into a new or empty directory; move the old data away first.",
         ));
     }
-    let command = restore::restore_command(&tool, &args.file, &a).join(" ");
+    // A compressed file is restored from its decompressed copy, which lives as long as this command.
+    let command = restore::restore_command(&tool, &opened.path, &a).join(" ");
     if !args.yes {
         say(
             cli,
@@ -567,7 +582,7 @@ async fn restore_cmd(cli: &Cli, args: &RestoreCmdArgs) -> Result<i32> {
         )?;
         return Ok(0);
     }
-    restore::run_restore(&tool, &args.file, &a).await?;
+    restore::run_restore(&tool, &opened.path, &a).await?;
     emit(
         cli,
         "EtcdRestore",

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use cpkit::error::{Error, ErrorKind, Result};
 use cpkit::etcd::snapshot::SnapshotStatus;
+use cpkit::etcd::stored::Encoding;
 use serde::Serialize;
 
 /// One member of the restored cluster.
@@ -60,8 +61,18 @@ fn before_etcdutl(cluster_version: Option<&str>) -> bool {
     })
 }
 
+/// `x.db.zst` → `x.db`; any other name gets `.db` added.
+fn decompressed_name(file: &Path) -> PathBuf {
+    let text = file.display().to_string();
+    PathBuf::from(match text.strip_suffix(".zst") {
+        Some(stem) if stem.ends_with(".db") => stem.to_string(),
+        _ => format!("{text}.db"),
+    })
+}
+
 pub fn plan(
     file: &Path,
+    stored_as: Encoding,
     snapshot: &SnapshotStatus,
     members: &[PlanMember],
     token: &str,
@@ -72,11 +83,34 @@ pub fn plan(
     let stamp = when.strftime("%Y%m%dT%H%M%SZ").to_string();
     let initial_cluster = members.iter().map(|m| format!("{}={}", m.name, m.peer_url)).collect::<Vec<_>>().join(",");
     let etcd34 = before_etcdutl(snapshot.cluster_version.as_deref());
+    // etcdutl reads database files: a compressed snapshot is decompressed here, once, and the
+    // same decompressed file goes to every node.
+    let (check, copied) = match stored_as {
+        Encoding::Zstd => {
+            let plain = decompressed_name(file);
+            (
+                format!(
+                    "# 1. On your machine: check the file (sha256, revision, objects), then decompress it.\nkubectl etcdsnap status {}\nzstd -d -k {} -o {}",
+                    file.display(),
+                    file.display(),
+                    plain.display()
+                ),
+                plain,
+            )
+        }
+        _ => (
+            format!(
+                "# 1. On your machine: check the file (sha256, revision, objects).\nkubectl etcdsnap status {}",
+                file.display()
+            ),
+            file.to_path_buf(),
+        ),
+    };
     let mut steps = vec![
-        format!("# 1. On your machine: check the file (sha256, revision, objects).\nkubectl etcdsnap status {}", file.display()),
+        check,
         format!(
             "# 2. Copy the SAME file to every control-plane node.\n{}",
-            members.iter().map(|m| format!("scp {} {}:{remote}", file.display(), m.node.as_deref().unwrap_or(&m.name))).collect::<Vec<_>>().join("\n")
+            members.iter().map(|m| format!("scp {} {}:{remote}", copied.display(), m.node.as_deref().unwrap_or(&m.name))).collect::<Vec<_>>().join("\n")
         ),
         "# 3. On EVERY control-plane node, stop the control plane (kubelet stops static pods whose manifests leave).\nsudo mkdir -p /etc/kubernetes/manifests.stopped && sudo mv /etc/kubernetes/manifests/*.yaml /etc/kubernetes/manifests.stopped/\n# wait until they are gone:\nsudo crictl ps | grep -E 'etcd|kube-apiserver' || echo stopped".to_string(),
     ];
@@ -259,7 +293,8 @@ fn free_port() -> Result<u16> {
 /// Restores into a temp dir, starts etcd on loopback, compares with `status`, stops it.
 pub async fn drill(file: &Path, keep: bool) -> Result<DrillReport> {
     let started = Instant::now();
-    let expected = crate::save::status_with_record(file, true).await?;
+    let opened = cpkit::etcd::stored::open(file).await?;
+    let expected = crate::save::status_with_record(file, &opened, true).await?;
     let tool = find_tool()?;
     let etcd = which::which("etcd").map_err(|_| {
         Error::new(
@@ -286,7 +321,7 @@ pub async fn drill(file: &Path, keep: bool) -> Result<DrillReport> {
         skip_hash_check: !expected.sha256.present,
     };
     let mut checks = Vec::new();
-    let restored = run_restore(&tool, file, &args).await;
+    let restored = run_restore(&tool, &opened.path, &args).await;
     checks.push(DrillCheck::new(
         "restore",
         restored.is_ok(),
@@ -370,6 +405,13 @@ pub async fn drill(file: &Path, keep: bool) -> Result<DrillReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_compressed_snapshot_is_decompressed_once_and_that_file_copied() {
+        assert_eq!(decompressed_name(Path::new("/b/etcd-x.db.zst")), PathBuf::from("/b/etcd-x.db"));
+        assert_eq!(decompressed_name(Path::new("backup.zst")), PathBuf::from("backup.zst.db"));
+        assert_eq!(decompressed_name(Path::new("backup")), PathBuf::from("backup.db"));
+    }
 
     #[test]
     fn drill_checks_are_named_fields_in_json() {

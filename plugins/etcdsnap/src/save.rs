@@ -9,7 +9,8 @@ use cpkit::atomic_file::AtomicFile;
 use cpkit::error::{Error, ErrorKind, Result};
 use cpkit::etcd::direct::{EtcdTls, EtcdTlsArgs, etcd_error};
 use cpkit::etcd::pods::{EtcdPod, read_file};
-use cpkit::etcd::save::{Saved, free_space, save};
+use cpkit::etcd::save::{Compression, Saved, free_space, save};
+use cpkit::etcd::stored::Opened;
 use serde::{Deserialize, Serialize};
 
 use crate::transport::{Route, Via};
@@ -29,9 +30,16 @@ pub struct Sidecar {
     pub kubernetes_version: Option<String>,
     pub db_size: u64,
     pub file_size: u64,
-    /// sha256 of the file's data, checked against etcd's digest (saves that stream the file here).
+    /// sha256 of the snapshot's data, checked against etcd's digest (saves that stream the
+    /// file here), compressed or not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// How the file is stored when not as etcd sent it (`zstd`); `fileSize` is then the stored
+    /// size and `storedSha256` the digest of the stored bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_sha256: Option<String>,
     /// The hash `etcdctl snapshot status` prints (exec saves, checked by etcdctl on the node).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etcdctl_hash: Option<String>,
@@ -55,8 +63,13 @@ pub fn read_sidecar(file: &Path) -> Option<Sidecar> {
 /// sha256 etcd sent must still end with it (cut by exactly 32 bytes, it reads as whole pages,
 /// like a database file copied from a member). The walk runs off the async threads, so a
 /// signal is handled at once.
-pub async fn status_with_record(file: &Path, verify_digest: bool) -> Result<cpkit::etcd::snapshot::SnapshotStatus> {
-    let path = file.to_path_buf();
+/// `opened` is `file` as a database (decompressed when stored compressed).
+pub async fn status_with_record(
+    file: &Path,
+    opened: &Opened,
+    verify_digest: bool,
+) -> Result<cpkit::etcd::snapshot::SnapshotStatus> {
+    let path = opened.path.clone();
     let st = tokio::task::spawn_blocking(move || cpkit::etcd::snapshot::status(&path, verify_digest))
         .await
         .map_err(|_| Error::failed("Reading the snapshot failed", "its thread ended abnormally", ""))??;
@@ -106,6 +119,15 @@ pub struct SaveArgs {
     /// Replace an existing file
     #[arg(long)]
     pub force: bool,
+
+    /// Compress the snapshot as it arrives (zstd; the default name then ends in .db.zst).
+    /// status, drill and restore read it as it is
+    #[arg(long, value_name = "ALGORITHM", value_parser = ["zstd"])]
+    pub compress: Option<String>,
+
+    /// zstd level: 1 (fastest) to 19 (smallest)
+    #[arg(long, value_name = "LEVEL", default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19), requires = "compress")]
+    pub compress_level: i32,
 
     /// Time limit of the whole save
     #[arg(long, default_value = "10m", value_parser = cpkit::duration::positive_duration_arg, value_name = "DURATION")]
@@ -207,8 +229,23 @@ fn check_room(dir: &Path, db_size: u64, free: u64) -> Result<()> {
     ))
 }
 
+impl SaveArgs {
+    fn compression(&self) -> Compression {
+        match self.compress {
+            Some(_) => Compression::Zstd(self.compress_level),
+            None => Compression::None,
+        }
+    }
+}
+
 pub async fn run(cluster: Option<&Cluster>, args: &SaveArgs, show_progress: bool) -> Result<SaveReport> {
     let route = crate::transport::resolve(cluster, &args.route, args.timeout.min(Duration::from_secs(30))).await?;
+    if route.via == Via::Exec && args.compress.is_some() {
+        return Err(Error::usage(
+            "--compress needs the snapshot to stream through this machine",
+            "with --via exec, etcdctl writes it on the node as etcd sends it. Save with --via port-forward or --via direct, or compress the file on the node (zstd FILE).",
+        ));
+    }
     if route.via == Via::Exec {
         return save_by_exec(cluster.ok_or_else(|| Error::usage("--via exec needs the cluster", ""))?, &route, args)
             .await;
@@ -220,38 +257,49 @@ pub async fn run(cluster: Option<&Cluster>, args: &SaveArgs, show_progress: bool
     let revision = status.header().map(|h| h.revision()).unwrap_or(0);
     let db_size = status.db_size() as u64;
     let member = if route.member.is_empty() { format!("{member_id:x}") } else { route.member.clone() };
+    let compression = args.compression();
     let target = match &args.file {
         Some(f) => f.clone(),
-        None => args.dir.join(default_name(&route.cluster_name, &member, jiff::Timestamp::now())),
+        None => {
+            let mut name = default_name(&route.cluster_name, &member, jiff::Timestamp::now());
+            if compression != Compression::None {
+                name.push_str(".zst");
+            }
+            args.dir.join(name)
+        }
     };
     let dir = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     if let Some(free) = free_space(dir) {
-        check_room(dir, db_size, free)?;
+        // Kubernetes data compresses 3-10x; if it fills the disk anyway, the partial file goes.
+        let needed = if compression == Compression::None { db_size } else { db_size / 3 };
+        check_room(dir, needed, free)?;
     }
     let bar = progress_bar(show_progress);
     if let Some(b) = &bar {
         b.set_length(db_size);
     }
-    let saved: Saved = save(&mut client, &route.endpoint, &target, args.force, args.timeout, &mut |received, total| {
-        if let Some(b) = &bar {
-            if let Some(t) = total {
-                b.set_length(t);
+    let saved: Saved =
+        save(&mut client, &route.endpoint, &target, args.force, args.timeout, compression, &mut |received, total| {
+            if let Some(b) = &bar {
+                if let Some(t) = total {
+                    b.set_length(t);
+                }
+                b.set_position(received);
             }
-            b.set_position(received);
-        }
-    })
-    .await
-    .inspect_err(|_| {
-        if let Some(b) = &bar {
-            b.abandon();
-        }
-    })?;
+        })
+        .await
+        .inspect_err(|_| {
+            if let Some(b) = &bar {
+                b.abandon();
+            }
+        })?;
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    // The revision of the data in the file: a live cluster writes between the status answer
-    // and the start of the stream (the real control plane renews leases every second).
-    let revision = file_revision(&saved.path).unwrap_or(revision);
+    // The revision of the data in the file, read from its pages as they passed: a live cluster
+    // writes between the status answer and the start of the stream (the real control plane
+    // renews leases every second).
+    let revision = saved.revision.unwrap_or(revision);
     let sidecar = Sidecar {
         file: saved.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
         cluster_id: format!("{cluster_id:x}"),
@@ -265,6 +313,8 @@ pub async fn run(cluster: Option<&Cluster>, args: &SaveArgs, show_progress: bool
         db_size: saved.db_size,
         file_size: saved.file_size,
         sha256: Some(saved.sha256.clone()),
+        compression: saved.stored.as_ref().map(|s| s.compression.clone()),
+        stored_sha256: saved.stored.as_ref().map(|s| s.sha256.clone()),
         etcdctl_hash: None,
         verified: true,
         saved_at: jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
@@ -273,13 +323,6 @@ pub async fn run(cluster: Option<&Cluster>, args: &SaveArgs, show_progress: bool
     write_sidecar(&saved.path, &sidecar, args.force)?;
     route.close();
     Ok(SaveReport { sidecar, node: None })
-}
-
-/// The main revision of the last key of the `key` bucket: what `snapshot status` reports.
-fn file_revision(path: &Path) -> Option<i64> {
-    let db = cpkit::etcd::bbolt::Db::open(path).ok()?;
-    let key = db.last_key(b"key").ok()??;
-    Some(i64::from_be_bytes(key.get(..8)?.try_into().ok()?))
 }
 
 async fn save_by_exec(cluster: &Cluster, route: &Route, args: &SaveArgs) -> Result<SaveReport> {
@@ -356,6 +399,8 @@ async fn save_by_exec(cluster: &Cluster, route: &Route, args: &SaveArgs) -> Resu
         db_size: parsed.total_size,
         file_size: parsed.total_size,
         sha256: None,
+        compression: None,
+        stored_sha256: None,
         etcdctl_hash: Some(format!("{:x}", parsed.hash)),
         verified: true,
         saved_at: jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),

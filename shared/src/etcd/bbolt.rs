@@ -10,13 +10,13 @@ use std::path::Path;
 
 const MAGIC: u32 = 0xED0C_DAED;
 const VERSION: u32 = 2;
-const PAGE_HEADER: usize = 16;
-const ELEMENT: usize = 16;
-const BRANCH: u16 = 0x01;
-const LEAF: u16 = 0x02;
-const META: u16 = 0x04;
+pub(super) const PAGE_HEADER: usize = 16;
+pub(super) const ELEMENT: usize = 16;
+pub(super) const BRANCH: u16 = 0x01;
+pub(super) const LEAF: u16 = 0x02;
+pub(super) const META: u16 = 0x04;
 const FREELIST: u16 = 0x10;
-const BUCKET_LEAF_FLAG: u32 = 0x01;
+pub(super) const BUCKET_LEAF_FLAG: u32 = 0x01;
 const NO_FREELIST: u64 = u64::MAX;
 
 /// What is wrong with a file, precisely.
@@ -35,11 +35,11 @@ fn err<T>(text: impl Into<String>) -> Result<T> {
     Err(FormatError(text.into()))
 }
 
-fn u16_at(b: &[u8], at: usize) -> u16 {
+pub(super) fn u16_at(b: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([b[at], b[at + 1]])
 }
 
-fn u32_at(b: &[u8], at: usize) -> u32 {
+pub(super) fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
@@ -101,10 +101,13 @@ pub struct Db {
     pub meta: Meta,
 }
 
-/// Where the pages come from: a file, or bytes in memory (fuzzing, tests).
+/// Where the pages come from: a file, bytes in memory (fuzzing, tests), or the pages a stream
+/// kept by id (`super::stream_index`; a page it did not keep reads as zeros, which fails the
+/// page's own id check).
 enum Backing {
     File(File),
     Bytes(Vec<u8>),
+    Pages { pages: std::collections::HashMap<u64, Vec<u8>>, page_size: u64 },
 }
 
 impl Backing {
@@ -116,6 +119,22 @@ impl Backing {
                 let end = start.checked_add(buf.len()).ok_or(std::io::ErrorKind::UnexpectedEof)?;
                 let src = b.get(start..end).ok_or(std::io::ErrorKind::UnexpectedEof)?;
                 buf.copy_from_slice(src);
+                Ok(())
+            }
+            Backing::Pages { pages, page_size } => {
+                let mut done = 0usize;
+                while done < buf.len() {
+                    let at = offset + done as u64;
+                    let (id, within) = (at / page_size, (at % page_size) as usize);
+                    let n = (*page_size as usize - within).min(buf.len() - done);
+                    let out = &mut buf[done..done + n];
+                    out.fill(0);
+                    if let Some(kept) = pages.get(&id).and_then(|p| p.get(within..)) {
+                        let m = kept.len().min(n);
+                        out[..m].copy_from_slice(&kept[..m]);
+                    }
+                    done += n;
+                }
                 Ok(())
             }
         }
@@ -150,6 +169,16 @@ impl Db {
     pub fn from_bytes(bytes: Vec<u8>) -> std::result::Result<Db, std::io::Error> {
         let size = bytes.len() as u64;
         Db::with_backing(Backing::Bytes(bytes), size)
+    }
+
+    /// A database of which only `pages` (by id, one page each) are known; `size` is the
+    /// file's. Enough for `last_key` when they hold its path from the meta pages down.
+    pub(super) fn from_pages(
+        pages: std::collections::HashMap<u64, Vec<u8>>,
+        page_size: u64,
+        size: u64,
+    ) -> std::result::Result<Db, std::io::Error> {
+        Db::with_backing(Backing::Pages { pages, page_size }, size)
     }
 
     fn with_backing(backing: Backing, file_size: u64) -> std::result::Result<Db, std::io::Error> {
@@ -224,6 +253,17 @@ impl Db {
             return err(format!("page {id}: out of bounds (high water mark {})", self.meta.pgid));
         }
         let ps = self.meta.page_size as usize;
+        if let Backing::Pages { pages, .. } = &self.backing {
+            // Kept whole with its overflow, under its own id.
+            let mut page = pages.get(&id).cloned().unwrap_or_default();
+            if page.len() < ps {
+                page.resize(ps, 0);
+            }
+            if u64_at(&page, 0) != id {
+                return err(format!("page {id}: not among the pages kept from the stream"));
+            }
+            return Ok(page);
+        }
         let start = id * ps as u64;
         let mut head = vec![0u8; ps];
         self.read_at(&mut head, start, id)?;

@@ -8,3 +8,5 @@ pub mod pods;
 pub mod save;
 pub mod snapshot;
 pub mod status;
+pub mod stored;
+pub mod stream_index;

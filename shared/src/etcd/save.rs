@@ -3,6 +3,9 @@
 //! written to `<file>.part` (0600) while their sha256 is computed; the stream's last message is
 //! etcd's own sha256 of everything before it, checked before the file is fsynced and renamed.
 //! A truncated stream, a digest mismatch, a write error, a timeout or Ctrl-C leave no file.
+//! With zstd, the same bytes (digest included) go through the encoder on their way to the file,
+//! and the stored bytes get a sha256 of their own; the revision is read from the pages as they
+//! pass (`super::stream_index`), as the stored file is no longer a database.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -25,8 +28,93 @@ pub struct Saved {
     pub file_size: u64,
     /// sha256 of the database, as etcd sent it and as computed here.
     pub sha256: String,
+    /// The main revision of the data (its last key's), read from the pages as they passed.
+    pub revision: Option<i64>,
+    /// How the file is stored when not as etcd sent it, and the sha256 of the stored bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stored: Option<Stored>,
     #[serde(skip)]
     pub took: Duration,
+}
+
+/// A transformed file's encoding and the digest of its bytes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stored {
+    pub compression: String,
+    pub sha256: String,
+}
+
+/// How the snapshot is written: as etcd sends it, or through zstd at a level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    #[default]
+    None,
+    Zstd(i32),
+}
+
+/// Counts and hashes the bytes on their way to the file.
+struct HashingWriter<W: Write> {
+    inner: W,
+    hasher: Sha256,
+    written: u64,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The file being written, directly or through zstd.
+enum Sink {
+    Plain(AtomicFile),
+    Zstd(zstd::Encoder<'static, HashingWriter<AtomicFile>>),
+}
+
+impl Sink {
+    fn new(file: AtomicFile, compression: Compression) -> std::io::Result<Sink> {
+        Ok(match compression {
+            Compression::None => Sink::Plain(file),
+            Compression::Zstd(level) => {
+                let hashing = HashingWriter { inner: file, hasher: Sha256::new(), written: 0 };
+                let mut encoder = zstd::Encoder::new(hashing, level)?;
+                // The frame's checksum: damage in storage fails the decompression itself.
+                encoder.include_checksum(true)?;
+                Sink::Zstd(encoder)
+            }
+        })
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Sink::Plain(f) => f.write_all(bytes),
+            Sink::Zstd(z) => z.write_all(bytes),
+        }
+    }
+
+    /// Ends the encoding: the file to commit, its size and the stored bytes' digest if encoded.
+    fn finish(self, plain_size: u64) -> std::io::Result<(AtomicFile, u64, Option<Stored>)> {
+        match self {
+            Sink::Plain(mut f) => {
+                f.flush()?;
+                Ok((f, plain_size, None))
+            }
+            Sink::Zstd(z) => {
+                let mut h = z.finish()?;
+                h.flush()?;
+                let stored = Stored { compression: "zstd".into(), sha256: hex::encode(h.hasher.finalize()) };
+                Ok((h.inner, h.written, Some(stored)))
+            }
+        }
+    }
 }
 
 /// How a stream of chunks ended.
@@ -126,11 +214,12 @@ pub async fn save(
     target: &Path,
     overwrite: bool,
     timeout: Duration,
+    compression: Compression,
     progress: &mut dyn FnMut(u64, Option<u64>),
 ) -> Result<Saved> {
     let started = Instant::now();
-    let mut file = AtomicFile::create(target, overwrite)?;
     let mut state = StreamState::default();
+    let mut index = super::stream_index::StreamIndex::new();
     let io = |e: std::io::Error| {
         if matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EFBIG) | Some(libc::EDQUOT)) {
             Error::new(
@@ -146,6 +235,7 @@ pub async fn save(
             Error::io(format!("Cannot write {}", target.display()), &e)
         }
     };
+    let mut file = Sink::new(AtomicFile::create(target, overwrite)?, compression).map_err(io)?;
     let run = async {
         let mut stream = client.snapshot().await.map_err(|e| super::direct::etcd_error(endpoint, &e, Some(timeout)))?;
         loop {
@@ -164,6 +254,9 @@ pub async fn save(
                 Ok(b) => b,
                 Err(v) => return Err(verdict_error(endpoint, v)),
             };
+            if state.digest.is_none() {
+                index.feed(bytes);
+            }
             file.write_all(bytes).map_err(io)?;
             progress(state.received, state.expected);
         }
@@ -183,9 +276,10 @@ pub async fn save(
     if verdict != Verdict::Complete {
         return Err(verdict_error(endpoint, verdict));
     }
-    file.flush().map_err(io)?;
+    let (file, file_size, stored) = file.finish(received + 32).map_err(io)?;
     let path = file.commit()?;
-    Ok(Saved { path, db_size: received, file_size: received + 32, sha256: computed, took: started.elapsed() })
+    let revision = index.revision(received);
+    Ok(Saved { path, db_size: received, file_size, sha256: computed, revision, stored, took: started.elapsed() })
 }
 
 /// Free bytes on the filesystem holding `dir`.

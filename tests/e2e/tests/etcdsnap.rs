@@ -11,7 +11,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use cpkit_e2e::{describe, in_both_worlds, kubectl, plugin, plugin_binary, start, text};
-use serde_json::Value;
+use serde_json::{Value, json};
+use sha2::Digest;
 use testkit::etcd::{ClientTls, EtcdCluster, EtcdOptions, EtcdRelease};
 use testkit::etcd_data::{LoadSpec, load};
 use testkit::fault_proxy::{Damage, FaultProxy};
@@ -245,6 +246,86 @@ in_both_worlds! {
         if world == World::Real {
             assert!(text(&out).1.contains("using exec in the pod instead"), "{}", describe(&out));
         }
+    }
+}
+
+in_both_worlds! {
+    fn a_compressed_save_is_smaller_and_reads_as_the_snapshot_it_holds(world) {
+        let c = start(world, Scenario::HealthyHa);
+        let etcd = c.etcd().unwrap();
+        let env = c.env();
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap();
+        let tls = tls_flags(&etcd.client_tls());
+        let mut args = vec!["etcdsnap", "save", "--via", "port-forward", "--dir", d, "--compress", "zstd", "-o", "json"];
+        args.extend(tls.iter().map(String::as_str));
+        let out = kubectl(&args, &env);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        let sidecar = json_of(&out)["sidecar"].clone();
+        let name = sidecar["file"].as_str().unwrap();
+        assert!(name.ends_with(".db.zst"), "{sidecar}");
+        assert_eq!(sidecar["compression"], "zstd");
+        let zst = dir.path().join(name);
+        let stored = std::fs::read(&zst).unwrap();
+        assert_eq!(&stored[..4], &[0x28, 0xB5, 0x2F, 0xFD], "a zstd frame");
+        assert_eq!(sidecar["fileSize"].as_u64(), Some(stored.len() as u64), "{sidecar}");
+        assert_eq!(sidecar["storedSha256"].as_str().unwrap(), hex::encode(sha2::Sha256::digest(&stored)));
+        let db_size = sidecar["dbSize"].as_u64().unwrap();
+        assert!((stored.len() as u64) < db_size / 2, "{} stored of {db_size}", stored.len());
+
+        // The stored bytes decompress to what etcd sent: its digest, its revision.
+        let plain = zstd::decode_all(&stored[..]).unwrap();
+        assert_eq!(plain.len() as u64, db_size + 32);
+        let plain_file = dir.path().join("decompressed.db");
+        std::fs::write(&plain_file, &plain).unwrap();
+        assert_eq!(hex::encode(sha2::Sha256::digest(&plain[..db_size as usize])), sidecar["sha256"].as_str().unwrap());
+        let etcdctl = etcdctl_status(&plain_file);
+        assert_eq!(sidecar["revision"], etcdctl["revision"], "the revision read from the passing pages: {sidecar}");
+
+        // status reads the compressed file as the database it holds.
+        let out = plugin("etcdsnap", &["status", zst.to_str().unwrap(), "-o", "json"], &[]);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        let st = json_of(&out);
+        assert_eq!(st["etcdctl"], etcdctl);
+        assert_eq!(st["storedAs"], "zstd");
+        assert_eq!(st["sha256"]["valid"], true);
+        let out = plugin("etcdsnap", &["status", zst.to_str().unwrap()], &[]);
+        assert!(text(&out).0.contains("zstd (read through a decompressed copy)"), "{}", describe(&out));
+
+        // ls lists it as verified; the restore plan decompresses once and copies that file.
+        let out = plugin("etcdsnap", &["ls", d, "-o", "json"], &[]);
+        let items = json_of(&out)["items"].clone();
+        let entry = items.as_array().unwrap().iter().find(|e| e["path"].as_str().unwrap().ends_with(name)).cloned();
+        assert_eq!(entry.as_ref().map(|e| e["state"].clone()), Some(json!("verified")), "{items}");
+        let members = "cp-1=https://127.0.0.2:2380,cp-2=https://127.0.0.3:2380,cp-3=https://127.0.0.4:2380";
+        let out = plugin("etcdsnap", &["restore-plan", zst.to_str().unwrap(), "--members", members], &[]);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        let plan = text(&out).0;
+        let unpacked = zst.to_str().unwrap().trim_end_matches(".zst");
+        assert!(plan.contains(&format!("zstd -d -k {} -o {unpacked}", zst.display())), "{plan}");
+        assert!(plan.contains(&format!("scp {unpacked} cp-2:/tmp/etcd-restore.db")), "{plan}");
+
+        // A drill restores it (the simulator's etcd is the machine's, whose etcd the drill runs).
+        if world == World::Sim {
+            let out = plugin("etcdsnap", &["drill", zst.to_str().unwrap(), "-o", "json"], &[]);
+            assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+            assert_eq!(json_of(&out)["passed"], true, "{}", describe(&out));
+        }
+
+        // Damaged in storage: the zstd stream says so, and nothing is read from it.
+        let mut damaged = stored.clone();
+        let mid = damaged.len() / 2;
+        damaged[mid] ^= 0xff;
+        let bad = dir.path().join("damaged.db.zst");
+        std::fs::write(&bad, &damaged).unwrap();
+        let out = plugin("etcdsnap", &["status", bad.to_str().unwrap()], &[]);
+        assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+        assert!(text(&out).1.contains("is not a usable etcd snapshot"), "{}", describe(&out));
+
+        // exec cannot compress: etcdctl writes the file on the node.
+        let out = kubectl(&["etcdsnap", "save", "--via", "exec", "--compress", "zstd"], &env);
+        assert_eq!(out.status.code(), Some(64), "{}", describe(&out));
+        assert!(text(&out).1.contains("--compress needs the snapshot to stream through this machine"), "{}", describe(&out));
     }
 }
 
