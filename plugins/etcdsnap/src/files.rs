@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cpkit::error::{Error, Result};
-use cpkit::etcd::snapshot::SnapshotStatus;
+use cpkit::etcd::snapshot::{Semantics, SnapshotStatus};
 use cpkit::etcd::stored::Encoding;
 use serde::Serialize;
 
@@ -117,7 +117,19 @@ pub fn status_text(path: &Path, stored_as: Encoding, s: &SnapshotStatus) -> Stri
     );
     line(&mut t, "Hash (etcdctl):", format!("{:x}", s.etcdctl.hash));
     line(&mut t, "Revision:", s.etcdctl.revision.to_string());
-    line(&mut t, "Total keys:", s.etcdctl.total_key.to_string());
+    let counted = match s.semantics {
+        Semantics::V3_6 => "live user keys",
+        Semantics::V3_4 | Semantics::V3_5 => "key/values of every bucket",
+    };
+    let how = if s.semantics_detected { "of the etcd that wrote it" } else { "as asked" };
+    line(
+        &mut t,
+        "Total keys:",
+        format!("{} ({counted}: etcd {} semantics, {how})", s.etcdctl.total_key, cpkit::cli::value_name(&s.semantics)),
+    );
+    if let Some(v) = &s.storage_version {
+        line(&mut t, "Storage version:", v.clone());
+    }
     line(
         &mut t,
         "Total size:",

@@ -52,6 +52,10 @@ enum Command {
         /// Skip the sha256 check of the whole file (then it checks what etcdctl snapshot status checks)
         #[arg(long)]
         no_digest: bool,
+        /// Count as this etcd's `snapshot status` does (default: the etcd that wrote the file;
+        /// 3.6 counts live user keys as totalKey, older ones every key of every bucket)
+        #[arg(long, value_name = "VERSION")]
+        semantics: Option<cpkit::etcd::snapshot::Semantics>,
     },
     /// List the snapshots of a directory, newest first
     #[command(after_help = examples::LS)]
@@ -294,9 +298,9 @@ async fn run(cli: Cli) -> Result<i32> {
             })?;
             Ok(0)
         }
-        Command::Status { file, no_digest } => {
+        Command::Status { file, no_digest, semantics } => {
             let opened = cpkit::etcd::stored::open(file).await?;
-            let st = save::status_with_record(file, &opened, !no_digest).await?;
+            let st = save::status_with_record(file, &opened, !no_digest, *semantics).await?;
             let ok = !st.sha256.checked || !st.sha256.present || st.sha256.valid;
             let mut doc = serde_json::to_value(&st).unwrap_or_default();
             doc["storedAs"] = json!(opened.encoding.name());
@@ -481,7 +485,7 @@ fn prune(cli: &Cli, args: &PruneArgs) -> Result<i32> {
 
 async fn restore_plan(cli: &Cli, args: &RestorePlanArgs) -> Result<i32> {
     let opened = cpkit::etcd::stored::open(&args.file).await?;
-    let snapshot = save::status_with_record(&args.file, &opened, true).await?;
+    let snapshot = save::status_with_record(&args.file, &opened, true, None).await?;
     let data_dir = args.data_dir.clone();
     let (members, token) = match &args.members {
         Some(m) => (restore::parse_members(m, data_dir.as_deref().unwrap_or("/var/lib/etcd"))?, args.token.clone()),
@@ -533,7 +537,7 @@ async fn restore_plan(cli: &Cli, args: &RestorePlanArgs) -> Result<i32> {
 
 async fn restore_cmd(cli: &Cli, args: &RestoreCmdArgs) -> Result<i32> {
     let opened = cpkit::etcd::stored::open(&args.file).await?;
-    let snapshot = save::status_with_record(&args.file, &opened, true).await?;
+    let snapshot = save::status_with_record(&args.file, &opened, true, None).await?;
     if snapshot.sha256.present && !snapshot.sha256.valid {
         return Err(Error::new(
             cpkit::error::ErrorKind::InvalidData,

@@ -294,7 +294,7 @@ fn free_port() -> Result<u16> {
 pub async fn drill(file: &Path, keep: bool) -> Result<DrillReport> {
     let started = Instant::now();
     let opened = cpkit::etcd::stored::open(file).await?;
-    let expected = crate::save::status_with_record(file, &opened, true).await?;
+    let expected = crate::save::status_with_record(file, &opened, true, None).await?;
     let tool = find_tool()?;
     let etcd = which::which("etcd").map_err(|_| {
         Error::new(

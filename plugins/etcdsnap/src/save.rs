@@ -68,9 +68,10 @@ pub async fn status_with_record(
     file: &Path,
     opened: &Opened,
     verify_digest: bool,
+    semantics: Option<cpkit::etcd::snapshot::Semantics>,
 ) -> Result<cpkit::etcd::snapshot::SnapshotStatus> {
     let path = opened.path.clone();
-    let st = tokio::task::spawn_blocking(move || cpkit::etcd::snapshot::status(&path, verify_digest))
+    let st = tokio::task::spawn_blocking(move || cpkit::etcd::snapshot::status(&path, verify_digest, semantics))
         .await
         .map_err(|_| Error::failed("Reading the snapshot failed", "its thread ended abnormally", ""))??;
     if !st.sha256.present && read_sidecar(file).is_some_and(|r| r.sha256.is_some()) {

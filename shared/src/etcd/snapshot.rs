@@ -1,8 +1,8 @@
 //! What an etcd snapshot file holds, read offline (etcd `etcdutl/snapshot/v3_snapshot.go`): the
-//! numbers of `etcdctl
-//! snapshot status` (3.4/3.5 semantics: CRC-32C hash over every bucket, revision, total keys,
-//! total size), the sha256 trailer etcd appends, consistent index, term, compaction revisions, the
-//! members, and the live Kubernetes objects per resource.
+//! numbers of `snapshot status` (CRC-32C hash over every bucket, revision, total keys, total
+//! size; in the semantics of the etcd that wrote the file, see [`Semantics`]), the sha256 trailer
+//! etcd appends, consistent index, term, compaction revisions, the members, and the live
+//! Kubernetes objects per resource.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
@@ -14,14 +14,47 @@ use sha2::{Digest, Sha256};
 use super::bbolt::{Db, FormatError, Item};
 use crate::error::{Error, ErrorKind, Result};
 
-/// Exactly what `etcdctl snapshot status -w json` prints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Exactly what `snapshot status -w json` prints: `etcdctl` 3.4, `etcdutl` 3.5 and 3.6.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EtcdctlStatus {
     pub hash: u32,
     pub revision: i64,
     pub total_key: u64,
     pub total_size: u64,
+    /// 3.6 only: the storage version the file records (`meta/storageVersion`), "" without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// Whose `snapshot status` the numbers follow. Up to 3.5, `totalKey` counts the key/values of
+/// every bucket (etcd's own bookkeeping included); etcdutl 3.6 counts the user keys alive at the
+/// snapshot's revision and adds `version` (etcd PR #19344, `etcdutl/snapshot/v3_snapshot.go`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+pub enum Semantics {
+    #[value(name = "3.4")]
+    #[serde(rename = "3.4")]
+    V3_4,
+    #[value(name = "3.5")]
+    #[serde(rename = "3.5")]
+    V3_5,
+    #[value(name = "3.6")]
+    #[serde(rename = "3.6")]
+    V3_6,
+}
+
+impl Semantics {
+    /// Those of the etcd that wrote the file: 3.6 records a storage version, older ones do not;
+    /// between 3.4 and 3.5, the cluster version the file records (the numbers are the same).
+    pub fn detect(storage_version: Option<&str>, cluster_version: Option<&str>) -> Semantics {
+        if storage_version.is_some() {
+            return Semantics::V3_6;
+        }
+        match cluster_version.and_then(|v| v.split('.').nth(1)) {
+            Some("4") => Semantics::V3_4,
+            _ => Semantics::V3_5,
+        }
+    }
 }
 
 /// The sha256 trailer.
@@ -57,6 +90,11 @@ pub struct RecordedMember {
 #[serde(rename_all = "camelCase")]
 pub struct SnapshotStatus {
     pub etcdctl: EtcdctlStatus,
+    /// Whose `snapshot status` `etcdctl` follows, and whether it was detected or asked for.
+    pub semantics: Semantics,
+    pub semantics_detected: bool,
+    /// The storage version the file records (written by etcd 3.6 and later).
+    pub storage_version: Option<String>,
     pub file_size: u64,
     pub sha256: Digest32,
     pub consistent_index: Option<u64>,
@@ -210,7 +248,7 @@ fn read_error(path: &Path, size: u64, e: &std::io::Error) -> Error {
 
 /// Reads a snapshot: structure check, the etcdctl numbers, metadata and inventory; with
 /// `verify_digest`, also the sha256 trailer (on a second thread, while the tree is walked).
-pub fn status(path: &Path, verify_digest: bool) -> Result<SnapshotStatus> {
+pub fn status(path: &Path, verify_digest: bool, semantics: Option<Semantics>) -> Result<SnapshotStatus> {
     // A regular file, checked without blocking: a FIFO or /dev/zero is refused, not read.
     drop(crate::input::open_regular(path)?);
     let db = Db::open(path).map_err(|e| {
@@ -306,8 +344,22 @@ pub fn status(path: &Path, verify_digest: bool) -> Result<SnapshotStatus> {
         }
     }
     let rev_of = |k: &[u8]| meta.get(k).and_then(|v| be_u64(v)).map(|r| r as i64);
+    // etcd keeps it only when it parses as a semantic version (`ReadStorageVersionFromSnapshot`).
+    let storage_version = meta
+        .get(b"storageVersion".as_slice())
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .filter(|v| is_semver(v));
+    let detected = Semantics::detect(storage_version.as_deref(), cluster_version.as_deref());
+    let used = semantics.unwrap_or(detected);
+    let (total_key, version) = match used {
+        Semantics::V3_4 | Semantics::V3_5 => (total_key, None),
+        Semantics::V3_6 => (live_keys + other, Some(storage_version.clone().unwrap_or_default())),
+    };
     Ok(SnapshotStatus {
-        etcdctl: EtcdctlStatus { hash: crc, revision, total_key, total_size: db.total_size() },
+        etcdctl: EtcdctlStatus { hash: crc, revision, total_key, total_size: db.total_size(), version },
+        semantics: used,
+        semantics_detected: semantics.is_none(),
+        storage_version,
         file_size: db.file_size,
         sha256: digest,
         consistent_index: meta.get(b"consistent_index".as_slice()).and_then(|v| be_u64(v)),
@@ -324,9 +376,25 @@ pub fn status(path: &Path, verify_digest: bool) -> Result<SnapshotStatus> {
     })
 }
 
+/// `MAJOR.MINOR.PATCH` with an optional pre-release or build suffix.
+fn is_semver(v: &str) -> bool {
+    let core = v.split(['-', '+']).next().unwrap_or("");
+    let parts: Vec<&str> = core.split('.').collect();
+    parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn semantics_follow_the_etcd_that_wrote_the_file() {
+        assert_eq!(Semantics::detect(Some("3.6.0"), Some("3.6.0")), Semantics::V3_6);
+        assert_eq!(Semantics::detect(None, Some("3.5.0")), Semantics::V3_5);
+        assert_eq!(Semantics::detect(None, Some("3.4.0")), Semantics::V3_4);
+        assert_eq!(Semantics::detect(None, None), Semantics::V3_5);
+        assert!(is_semver("3.6.0") && is_semver("3.6.0-alpha.0") && !is_semver("3.6") && !is_semver("x.y.z"));
+    }
 
     #[test]
     fn keys_and_resources() {
