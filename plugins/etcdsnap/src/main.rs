@@ -132,6 +132,10 @@ struct RestorePlanArgs {
     /// --initial-cluster-token of the restored cluster
     #[arg(long, value_name = "TOKEN")]
     token: Option<String>,
+    /// --bump-revision of the restore commands (default: past every revision possible since
+    /// the snapshot, at least 1000000000)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    bump_revision: Option<u64>,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -152,7 +156,8 @@ struct RestoreCmdArgs {
     initial_advertise_peer_urls: String,
     #[arg(long, default_value = "etcd-cluster")]
     initial_cluster_token: String,
-    /// Raise the revision by this much, and mark it compacted (etcdutl only)
+    /// Raise the revision by this much and mark it compacted, so watchers re-list (default, where
+    /// the tool has the flag: past every revision possible since the snapshot; 0: do not)
     #[arg(long, value_name = "N")]
     bump_revision: Option<u64>,
     /// Restore a file without the sha256 trailer (a copied member/snap/db)
@@ -512,7 +517,9 @@ async fn restore_plan(cli: &Cli, args: &RestorePlanArgs) -> Result<i32> {
         }
     };
     let token = token.unwrap_or_else(|| format!("etcd-restore-{}", jiff::Timestamp::now().strftime("%Y%m%d%H%M")));
-    let plan = restore::plan(&args.file, opened.encoding, &snapshot, &members, &token, jiff::Timestamp::now());
+    let now = jiff::Timestamp::now();
+    let bump = args.bump_revision.unwrap_or_else(|| restore::safe_bump(restore::snapshot_age(&args.file, now)));
+    let plan = restore::plan(&args.file, opened.encoding, &snapshot, &members, &token, now, bump);
     emit(cli, "EtcdRestorePlan", serde_json::to_value(&plan).unwrap_or_default(), || {
         let mut t = format!(
             "{} restore {} (revision {}) onto {} member(s)\n\n",
@@ -552,7 +559,20 @@ async fn restore_cmd(cli: &Cli, args: &RestoreCmdArgs) -> Result<i32> {
             "It is a copied db file; pass --skip-hash-check to restore it anyway.",
         ));
     }
-    let tool = restore::find_tool()?;
+    let tool = restore::find_tool().await?;
+    // Bump by default where the tool can; asked for explicitly where it cannot, refuse rather
+    // than restore without it.
+    let bump_revision = match args.bump_revision {
+        Some(_) if !tool.bumps => {
+            return Err(Error::usage(
+                format!("{} ({}) has no --bump-revision", tool.name(), tool.path.display()),
+                "It came in etcdutl 3.6 and etcdctl 3.4.27 (and some 3.5 etcdutl builds): put one first on PATH, or leave --bump-revision out and restart every watcher after the restore.",
+            ));
+        }
+        Some(0) => None,
+        Some(n) => Some(n),
+        None => tool.bumps.then(|| restore::safe_bump(restore::snapshot_age(&args.file, jiff::Timestamp::now()))),
+    };
     let a = restore::RestoreArgs {
         data_dir: args.data_dir.clone(),
         name: args.name.clone(),
@@ -562,7 +582,7 @@ async fn restore_cmd(cli: &Cli, args: &RestoreCmdArgs) -> Result<i32> {
             .unwrap_or_else(|| format!("{}={}", args.name, args.initial_advertise_peer_urls)),
         token: args.initial_cluster_token.clone(),
         peer_url: args.initial_advertise_peer_urls.clone(),
-        bump_revision: args.bump_revision,
+        bump_revision,
         skip_hash_check: args.skip_hash_check,
     };
     if !restore::dir_is_empty(&args.data_dir) {
@@ -590,10 +610,20 @@ async fn restore_cmd(cli: &Cli, args: &RestoreCmdArgs) -> Result<i32> {
     emit(
         cli,
         "EtcdRestore",
-        json!({"dataDir": args.data_dir, "revision": snapshot.etcdctl.revision, "command": command}),
+        json!({"dataDir": args.data_dir, "revision": snapshot.etcdctl.revision, "bumpRevision": bump_revision, "command": command}),
         || {
+            let bumped = match bump_revision {
+                Some(b) => format!(
+                    ", raised by {b} to {} and marked compacted: watchers re-list",
+                    snapshot.etcdctl.revision.saturating_add(b as i64)
+                ),
+                None => format!(
+                    " without a bump ({} has no --bump-revision): restart every watcher (kube-apiserver, controllers, kubelets) once etcd runs on it",
+                    tool.name()
+                ),
+            };
             format!(
-                "Restored revision {} into {}.\nUndo: rm -rf {}\n",
+                "Restored revision {} into {}{bumped}.\nUndo: rm -rf {}\n",
                 snapshot.etcdctl.revision,
                 args.data_dir.display(),
                 args.data_dir.display()

@@ -46,6 +46,8 @@ pub fn parse_members(text: &str, data_dir: &str) -> Result<Vec<PlanMember>> {
 pub struct RestorePlan {
     pub snapshot: String,
     pub revision: i64,
+    /// What `--bump-revision` the restore commands carry (see [`safe_bump`]).
+    pub bump_revision: u64,
     pub token: String,
     pub members: Vec<PlanMember>,
     pub warnings: Vec<String>,
@@ -53,7 +55,7 @@ pub struct RestorePlan {
 }
 
 /// True when the snapshot was taken from etcd 3.4 or older (its cluster version says so): those
-/// releases ship no `etcdutl` and no `--bump-revision`.
+/// releases ship no `etcdutl`, and their etcdctl bumps only from 3.4.27 on.
 fn before_etcdutl(cluster_version: Option<&str>) -> bool {
     cluster_version.is_some_and(|v| {
         let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
@@ -77,6 +79,7 @@ pub fn plan(
     members: &[PlanMember],
     token: &str,
     when: jiff::Timestamp,
+    bump: u64,
 ) -> RestorePlan {
     // A path any user can scp to; the restore reads it as root.
     let remote = "/tmp/etcd-restore.db";
@@ -116,12 +119,12 @@ pub fn plan(
     ];
     for m in members {
         let tool = if etcd34 {
-            // etcd 3.4 ships no etcdutl: etcdctl restores, without --bump-revision.
+            // etcd 3.4 ships no etcdutl: etcdctl restores (and bumps from 3.4.27 on).
             "sudo ETCDCTL_API=3 etcdctl snapshot restore".to_string()
         } else {
             "sudo etcdutl snapshot restore".to_string()
         };
-        let bump = if etcd34 { "" } else { " \\\n  --bump-revision 1000000000 --mark-compacted" };
+        let bump = format!(" \\\n  --bump-revision {bump} --mark-compacted");
         steps.push(format!(
             "# {n}. On {node}: keep the old data, then restore member {name}.\nsudo mv {dir} {dir}.before-restore-{stamp}\n{tool} {remote} \\\n  --name {name} \\\n  --initial-cluster {initial_cluster} \\\n  --initial-cluster-token {token} \\\n  --initial-advertise-peer-urls {url} \\\n  --data-dir {dir}{bump}",
             n = steps.len() + 1,
@@ -135,6 +138,10 @@ pub fn plan(
         "# {}. On EVERY node, only after all members are restored: start the control plane again.\nsudo mv /etc/kubernetes/manifests.stopped/*.yaml /etc/kubernetes/manifests/",
         steps.len() + 1
     ));
+    steps.push(format!(
+        "# {}. On EVERY node, workers too, once the API server answers: restart the kubelet, so that its watches re-list (kubernetes/website#24911; the control plane's own components restarted with their manifests).\nsudo systemctl restart kubelet",
+        steps.len() + 1
+    ));
     steps.push(format!("# {}. Verify.\nkubectl etcdsnap members\nkubectl cphealth", steps.len() + 1));
     steps.push(format!(
         "# Undo (before the control plane starts again, on each node): put the old data back.\nsudo rm -rf {dir} && sudo mv {dir}.before-restore-{stamp} {dir}",
@@ -144,18 +151,15 @@ pub fn plan(
         "Restore every member from the SAME file: members restored from different snapshots diverge (kubernetes/kubeadm#2641).".to_string(),
         format!("All {} members must be restored before any starts: a lone member has no quorum.", members.len()),
     ];
-    if etcd34 {
-        warnings.push(format!(
-            "This snapshot is from etcd {} (cluster version): 3.4 ships no etcdutl and no --bump-revision, so the cluster goes back to revision {} and watchers (controllers, kubelets) may miss changes until they re-list: restart kube-apiserver, kube-controller-manager, kube-scheduler and the kubelets after the restore.",
-            snapshot.cluster_version.as_deref().unwrap_or("3.4"),
-            snapshot.etcdctl.revision
-        ));
+    let needs = if etcd34 {
+        "etcdctl 3.4.27 or later (etcd#16193); an older etcdctl refuses the flag: then drop both flags, and the cluster really goes back to that revision, so restart every watcher (operators, CNI, ingress controllers too) once the control plane is back"
     } else {
-        warnings.push(format!(
-            "The cluster goes back to revision {}; --bump-revision and --mark-compacted (etcdutl 3.5.x backports, 3.6) make watchers (controllers, kubelets) re-list instead of missing changes.",
-            snapshot.etcdctl.revision
-        ));
-    }
+        "etcdutl 3.6, or a 3.5 etcdutl whose `snapshot restore --help` lists --bump-revision (the 3.5 backport, etcd#16165)"
+    };
+    warnings.push(format!(
+        "The data goes back to revision {}; --bump-revision {bump} --mark-compacted raise it past every revision clients may have seen since (at most {} writes a second over the snapshot's age, twice over; never below the documented 1000000000), so that watchers re-list instead of missing changes. It needs {needs}.",
+        snapshot.etcdctl.revision, MAX_WRITES_PER_SECOND
+    ));
     if !snapshot.sha256.present {
         warnings.push(
             "This file has no sha256 trailer (a copied member/snap/db): add --skip-hash-check to the restore commands."
@@ -167,6 +171,7 @@ pub fn plan(
     RestorePlan {
         snapshot: file.display().to_string(),
         revision: snapshot.etcdctl.revision,
+        bump_revision: bump,
         token: token.into(),
         members: members.to_vec(),
         warnings,
@@ -174,26 +179,68 @@ pub fn plan(
     }
 }
 
-/// The restore tool found on PATH: etcdutl (3.5+), else etcdctl (3.4 restores too).
+/// The restore tool found on PATH: etcdutl (3.5+), else etcdctl (3.4 restores too), and whether
+/// it takes `--bump-revision` (etcdutl 3.6, etcdctl 3.4.27+ by etcd#16193; the 3.5 backport,
+/// etcd#16165, is told by the tool's own help).
 #[derive(Debug, Clone)]
 pub struct RestoreTool {
     pub path: PathBuf,
     pub is_etcdutl: bool,
+    pub bumps: bool,
 }
 
-pub fn find_tool() -> Result<RestoreTool> {
-    if let Ok(p) = which::which("etcdutl") {
-        return Ok(RestoreTool { path: p, is_etcdutl: true });
+impl RestoreTool {
+    pub fn name(&self) -> &'static str {
+        if self.is_etcdutl { "etcdutl" } else { "etcdctl" }
     }
-    match which::which("etcdctl") {
-        Ok(p) => Ok(RestoreTool { path: p, is_etcdutl: false }),
-        Err(_) => Err(Error::new(
-            ErrorKind::ToolMissing,
-            "Neither etcdutl nor etcdctl is installed",
-            "restoring a snapshot needs etcd's own tool",
-            "Install etcd's release tools (etcdutl), or on Debian/Ubuntu: apt install etcd-client.",
-        )),
-    }
+}
+
+pub async fn find_tool() -> Result<RestoreTool> {
+    let (path, is_etcdutl) = match which::which("etcdutl") {
+        Ok(p) => (p, true),
+        Err(_) => match which::which("etcdctl") {
+            Ok(p) => (p, false),
+            Err(_) => {
+                return Err(Error::new(
+                    ErrorKind::ToolMissing,
+                    "Neither etcdutl nor etcdctl is installed",
+                    "restoring a snapshot needs etcd's own tool",
+                    "Install etcd's release tools (etcdutl), or on Debian/Ubuntu: apt install etcd-client.",
+                ));
+            }
+        },
+    };
+    let mut help = tokio::process::Command::new(&path);
+    help.args(["snapshot", "restore", "--help"]).env("ETCDCTL_API", "3").stdin(std::process::Stdio::null());
+    let bumps = match tokio::time::timeout(Duration::from_secs(10), cpkit::process::owned(&mut help).output()).await {
+        Ok(Ok(out)) => [out.stdout, out.stderr].iter().any(|o| String::from_utf8_lossy(o).contains("--bump-revision")),
+        _ => false,
+    };
+    Ok(RestoreTool { path, is_etcdutl, bumps })
+}
+
+/// Writes etcd could take in a second, at most: well above what a Kubernetes cluster's etcd
+/// sustains (etcd's benchmarks top out near 50,000 small writes a second).
+const MAX_WRITES_PER_SECOND: u64 = 50_000;
+/// The bump etcd's and Kubernetes' restore docs use (etcd-io/website#818).
+const DOCUMENTED_BUMP: u64 = 1_000_000_000;
+
+/// How far to raise the revision on restore: beyond every revision a client may have seen since
+/// the snapshot, so that watchers' resource versions are all below it (and, with
+/// --mark-compacted, told to re-list). The cluster made at most MAX_WRITES_PER_SECOND revisions
+/// a second from the snapshot until it went down, so twice that over the snapshot's age is
+/// enough; never below the documented bump, whose cost is nothing (int64 revisions).
+pub fn safe_bump(snapshot_age: Option<Duration>) -> u64 {
+    let since = snapshot_age.map_or(0, |a| a.as_secs().saturating_add(1));
+    since.saturating_mul(MAX_WRITES_PER_SECOND).saturating_mul(2).clamp(DOCUMENTED_BUMP, i64::MAX as u64 / 4)
+}
+
+/// The snapshot's age: from its record's save time, else the file's modification time.
+pub fn snapshot_age(file: &Path, now: jiff::Timestamp) -> Option<Duration> {
+    let saved = crate::save::read_sidecar(file)
+        .and_then(|r| r.saved_at.parse::<jiff::Timestamp>().ok())
+        .or_else(|| std::fs::metadata(file).ok()?.modified().ok().and_then(|m| jiff::Timestamp::try_from(m).ok()))?;
+    Duration::try_from(now.duration_since(saved)).ok()
 }
 
 /// Arguments of a local restore.
@@ -218,7 +265,7 @@ pub fn restore_command(tool: &RestoreTool, file: &Path, a: &RestoreArgs) -> Vec<
     if a.skip_hash_check {
         v.push("--skip-hash-check".into());
     }
-    if tool.is_etcdutl
+    if tool.bumps
         && let Some(b) = a.bump_revision
     {
         v.push(format!("--bump-revision={b}"));
@@ -295,7 +342,9 @@ pub async fn drill(file: &Path, keep: bool) -> Result<DrillReport> {
     let started = Instant::now();
     let opened = cpkit::etcd::stored::open(file).await?;
     let expected = crate::save::status_with_record(file, &opened, true, None).await?;
-    let tool = find_tool()?;
+    let tool = find_tool().await?;
+    // The restore's own flags, where the tool has them: the drill tries what a restore runs.
+    let bump = tool.bumps.then(|| safe_bump(snapshot_age(file, jiff::Timestamp::now())));
     let etcd = which::which("etcd").map_err(|_| {
         Error::new(
             ErrorKind::ToolMissing,
@@ -317,7 +366,7 @@ pub async fn drill(file: &Path, keep: bool) -> Result<DrillReport> {
         initial_cluster: format!("drill={peer}"),
         token: "etcdsnap-drill".into(),
         peer_url: peer.clone(),
-        bump_revision: None,
+        bump_revision: bump,
         skip_hash_check: !expected.sha256.present,
     };
     let mut checks = Vec::new();
@@ -325,7 +374,15 @@ pub async fn drill(file: &Path, keep: bool) -> Result<DrillReport> {
     checks.push(DrillCheck::new(
         "restore",
         restored.is_ok(),
-        restored.as_ref().err().map(|e| e.to_string()).unwrap_or_else(|| "restored with hash check".into()),
+        match (&restored, bump) {
+            (Err(e), _) => e.to_string(),
+            (Ok(()), Some(b)) => {
+                format!("restored with hash check by {}, revision bumped by {b} and marked compacted", tool.name())
+            }
+            (Ok(()), None) => {
+                format!("restored with hash check by {} (it has no --bump-revision: not bumped)", tool.name())
+            }
+        },
     ));
     if restored.is_err() {
         return Ok(DrillReport { passed: false, checks, took_seconds: started.elapsed().as_secs_f64() });
@@ -384,11 +441,12 @@ pub async fn drill(file: &Path, keep: bool) -> Result<DrillReport> {
     match result {
         Ok((revision, keys)) => {
             checks.push(DrillCheck::new("serves", true, format!("etcd answered on {client_url}")));
-            checks.push(DrillCheck::new(
-                "revision",
-                revision == expected.etcdctl.revision,
-                format!("{revision} (snapshot: {})", expected.etcdctl.revision),
-            ));
+            let want = expected.etcdctl.revision.saturating_add(bump.unwrap_or(0) as i64);
+            let detail = match bump {
+                Some(b) => format!("{revision} (snapshot: {} + bump {b})", expected.etcdctl.revision),
+                None => format!("{revision} (snapshot: {})", expected.etcdctl.revision),
+            };
+            checks.push(DrillCheck::new("revision", revision == want, detail));
             let want = expected.live_keys + expected.other_live_keys;
             checks.push(DrillCheck::new("keys", keys == want, format!("{keys} live keys (snapshot: {want})")));
         }
@@ -440,7 +498,7 @@ mod tests {
         assert_eq!(m.len(), 2);
         assert_eq!(m[1].name, "b");
         assert!(parse_members("nope", "/x").is_err());
-        let tool = RestoreTool { path: "/usr/bin/etcdutl".into(), is_etcdutl: true };
+        let tool = RestoreTool { path: "/usr/bin/etcdutl".into(), is_etcdutl: true, bumps: true };
         let a = RestoreArgs {
             data_dir: "/d".into(),
             name: "a".into(),
@@ -452,10 +510,48 @@ mod tests {
         };
         let c = restore_command(&tool, Path::new("s.db"), &a);
         assert!(c.contains(&"--bump-revision=1000".to_string()) && c.contains(&"--mark-compacted".to_string()));
-        let old = RestoreTool { path: "/usr/bin/etcdctl".into(), is_etcdutl: false };
+        let old = RestoreTool { path: "/usr/bin/etcdctl".into(), is_etcdutl: false, bumps: false };
         assert!(
             !restore_command(&old, Path::new("s.db"), &a).iter().any(|x| x.starts_with("--bump")),
-            "3.4 has no bump"
+            "etcdctl before 3.4.27 has no bump"
         );
+    }
+
+    #[test]
+    fn the_bump_outruns_every_write_possible_since_the_snapshot() {
+        let hour = Duration::from_secs(3600);
+        // Unknown age, or young: the documented bump.
+        assert_eq!(safe_bump(None), 1_000_000_000);
+        assert_eq!(safe_bump(Some(hour)), 1_000_000_000);
+        // A day old: twice 50,000 writes a second for a day (and a second).
+        assert_eq!(safe_bump(Some(24 * hour)), 2 * 50_000 * (24 * 3600 + 1));
+        // Absurd ages stay far inside int64, revisions included.
+        assert_eq!(safe_bump(Some(Duration::from_secs(u64::MAX))), i64::MAX as u64 / 4);
+    }
+
+    #[test]
+    fn the_plan_bumps_and_restarts_every_kubelet() {
+        let status = |cluster_version: &str| {
+            let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/corpus/snapshot/etcd-3.6.16-two-live-keys.db");
+            let mut st = cpkit::etcd::snapshot::status(Path::new(path), true, None).unwrap();
+            st.cluster_version = Some(cluster_version.into());
+            st
+        };
+        let members = parse_members("cp-1=https://10.0.0.1:2380,cp-2=https://10.0.0.2:2380", "/var/lib/etcd").unwrap();
+        let when: jiff::Timestamp = "2026-12-02T10:00:00Z".parse().unwrap();
+        let p = plan(Path::new("s.db"), Encoding::Plain, &status("3.6.0"), &members, "t", when, 8_640_100_000);
+        assert_eq!(p.bump_revision, 8_640_100_000);
+        let restores: Vec<&String> = p.steps.iter().filter(|s| s.contains("snapshot restore")).collect();
+        assert_eq!(restores.len(), 2);
+        assert!(restores.iter().all(|s| s.contains("sudo etcdutl snapshot restore")
+            && s.contains("--bump-revision 8640100000 --mark-compacted")));
+        let kubelets = p.steps.iter().position(|s| s.contains("sudo systemctl restart kubelet")).expect("kubelets");
+        let started = p.steps.iter().position(|s| s.contains("start the control plane again")).unwrap();
+        assert!(kubelets > started, "the kubelets restart once the API server is back");
+        assert!(p.warnings.iter().any(|w| w.contains("It needs etcdutl 3.6")), "{:?}", p.warnings);
+        // From etcd 3.4: etcdctl restores, and the plan names the release that bumps.
+        let p = plan(Path::new("s.db"), Encoding::Plain, &status("3.4.0"), &members, "t", when, 1_000_000_000);
+        assert!(p.steps.iter().any(|s| s.contains("sudo ETCDCTL_API=3 etcdctl snapshot restore")));
+        assert!(p.warnings.iter().any(|w| w.contains("etcdctl 3.4.27 or later")), "{:?}", p.warnings);
     }
 }
