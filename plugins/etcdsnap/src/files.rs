@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use cpkit::error::{Error, Result};
 use cpkit::etcd::snapshot::{Semantics, SnapshotStatus};
-use cpkit::etcd::stored::Encoding;
+use cpkit::etcd::stored::Opened;
 use serde::Serialize;
 
 use crate::save::read_sidecar;
@@ -31,10 +31,10 @@ impl Entry {
     }
 }
 
-/// `*.db`, and `*.db.zst` of compressed saves.
+/// `*.db`, and `*.db.zst`, `*.db.age`, `*.db.zst.age` of compressed or encrypted saves.
 fn is_snapshot(p: &Path) -> bool {
     let name = p.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
-    (name.ends_with(".db") || name.ends_with(".db.zst")) && p.is_file()
+    [".db", ".db.zst", ".db.age", ".db.zst.age"].iter().any(|s| name.ends_with(s)) && p.is_file()
 }
 
 /// Snapshots of `dir`, newest first.
@@ -92,12 +92,12 @@ pub fn prune_plan(
         .collect()
 }
 
-pub fn status_text(path: &Path, stored_as: Encoding, s: &SnapshotStatus) -> String {
+pub fn status_text(path: &Path, opened: &Opened, s: &SnapshotStatus) -> String {
     let mut t = String::new();
     let line = |t: &mut String, k: &str, v: String| t.push_str(&format!("{k:<22}{v}\n"));
     line(&mut t, "File:", path.display().to_string());
-    if stored_as != Encoding::Plain {
-        line(&mut t, "Stored:", format!("{} (read through a decompressed copy)", stored_as.name()));
+    if !opened.layers.is_empty() {
+        line(&mut t, "Stored:", format!("{} (read through a decoded copy)", opened.stored_as()));
     }
     line(
         &mut t,

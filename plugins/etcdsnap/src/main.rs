@@ -56,6 +56,9 @@ enum Command {
         /// 3.6 counts live user keys as totalKey, older ones every key of every bucket)
         #[arg(long, value_name = "VERSION")]
         semantics: Option<cpkit::etcd::snapshot::Semantics>,
+        /// age identity file, for a snapshot saved with --encrypt-to
+        #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
+        identity: Option<PathBuf>,
     },
     /// List the snapshots of a directory, newest first
     #[command(after_help = examples::LS)]
@@ -80,6 +83,9 @@ enum Command {
         /// Keep the temp dir (its path is printed)
         #[arg(long)]
         keep: bool,
+        /// age identity file, for a snapshot saved with --encrypt-to
+        #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
+        identity: Option<PathBuf>,
     },
     /// Every member: health, leader, version, db size and use, raft term and index, alarms
     #[command(after_help = examples::MEMBERS)]
@@ -136,6 +142,9 @@ struct RestorePlanArgs {
     /// the snapshot, at least 1000000000)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     bump_revision: Option<u64>,
+    /// age identity file, for a snapshot saved with --encrypt-to
+    #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
+    identity: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -160,6 +169,9 @@ struct RestoreCmdArgs {
     /// the tool has the flag: past every revision possible since the snapshot; 0: do not)
     #[arg(long, value_name = "N")]
     bump_revision: Option<u64>,
+    /// age identity file, for a snapshot saved with --encrypt-to
+    #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
+    identity: Option<PathBuf>,
     /// Restore a file without the sha256 trailer (a copied member/snap/db)
     #[arg(long)]
     skip_hash_check: bool,
@@ -280,14 +292,23 @@ async fn run(cli: Cli) -> Result<i32> {
                     s.file
                 ),
                 None => {
-                    let stored = match &s.compression {
-                        Some(c) => format!(
-                            "\nstored {c}-compressed: {} ({:.1}x smaller), sha256 of the stored bytes {}",
+                    let how: Vec<String> = [
+                        s.compression.as_ref().map(|c| format!("{c}-compressed")),
+                        s.encryption.as_ref().map(|e| format!("{e}-encrypted to {}", s.recipients.join(", "))),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                    let stored = if how.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            "\nstored {}: {} ({:.1}x smaller), sha256 of the stored bytes {}",
+                            how.join(", then "),
                             human_bytes(s.file_size),
                             s.db_size as f64 / s.file_size.max(1) as f64,
                             s.stored_sha256.as_deref().unwrap_or("-")
-                        ),
-                        None => String::new(),
+                        )
                     };
                     format!(
                         "Saved {} ({}, revision {}, member {}, via {})\nsha256 {} verified against etcd's digest{stored}; record in {}.json\n",
@@ -303,13 +324,13 @@ async fn run(cli: Cli) -> Result<i32> {
             })?;
             Ok(0)
         }
-        Command::Status { file, no_digest, semantics } => {
-            let opened = cpkit::etcd::stored::open(file).await?;
+        Command::Status { file, no_digest, semantics, identity } => {
+            let opened = cpkit::etcd::stored::open(file, identity.as_deref()).await?;
             let st = save::status_with_record(file, &opened, !no_digest, *semantics).await?;
             let ok = !st.sha256.checked || !st.sha256.present || st.sha256.valid;
             let mut doc = serde_json::to_value(&st).unwrap_or_default();
-            doc["storedAs"] = json!(opened.encoding.name());
-            emit(&cli, "EtcdSnapshotStatus", doc, || files::status_text(file, opened.encoding, &st))?;
+            doc["storedAs"] = json!(opened.stored_as());
+            emit(&cli, "EtcdSnapshotStatus", doc, || files::status_text(file, &opened, &st))?;
             Ok(if ok { 0 } else { Status::Critical.exit_code() })
         }
         Command::Ls { dir } => {
@@ -340,8 +361,8 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Prune(args) => prune(&cli, args),
         Command::RestorePlan(args) => restore_plan(&cli, args).await,
         Command::Restore(args) => restore_cmd(&cli, args).await,
-        Command::Drill { file, keep } => {
-            let report = restore::drill(file, *keep).await?;
+        Command::Drill { file, keep, identity } => {
+            let report = restore::drill(file, identity.as_deref(), *keep).await?;
             emit(&cli, "EtcdRestoreDrill", serde_json::to_value(&report).unwrap_or_default(), || {
                 let mut t = format!(
                     "{} restore drill of {} ({:.1}s)\n",
@@ -489,7 +510,7 @@ fn prune(cli: &Cli, args: &PruneArgs) -> Result<i32> {
 }
 
 async fn restore_plan(cli: &Cli, args: &RestorePlanArgs) -> Result<i32> {
-    let opened = cpkit::etcd::stored::open(&args.file).await?;
+    let opened = cpkit::etcd::stored::open(&args.file, args.identity.as_deref()).await?;
     let snapshot = save::status_with_record(&args.file, &opened, true, None).await?;
     let data_dir = args.data_dir.clone();
     let (members, token) = match &args.members {
@@ -519,7 +540,8 @@ async fn restore_plan(cli: &Cli, args: &RestorePlanArgs) -> Result<i32> {
     let token = token.unwrap_or_else(|| format!("etcd-restore-{}", jiff::Timestamp::now().strftime("%Y%m%d%H%M")));
     let now = jiff::Timestamp::now();
     let bump = args.bump_revision.unwrap_or_else(|| restore::safe_bump(restore::snapshot_age(&args.file, now)));
-    let plan = restore::plan(&args.file, opened.encoding, &snapshot, &members, &token, now, bump);
+    let stored = restore::StoredFile { layers: opened.layers.clone(), identity: args.identity.clone() };
+    let plan = restore::plan(&args.file, &stored, &snapshot, &members, &token, now, bump);
     emit(cli, "EtcdRestorePlan", serde_json::to_value(&plan).unwrap_or_default(), || {
         let mut t = format!(
             "{} restore {} (revision {}) onto {} member(s)\n\n",
@@ -543,7 +565,7 @@ async fn restore_plan(cli: &Cli, args: &RestorePlanArgs) -> Result<i32> {
 }
 
 async fn restore_cmd(cli: &Cli, args: &RestoreCmdArgs) -> Result<i32> {
-    let opened = cpkit::etcd::stored::open(&args.file).await?;
+    let opened = cpkit::etcd::stored::open(&args.file, args.identity.as_deref()).await?;
     let snapshot = save::status_with_record(&args.file, &opened, true, None).await?;
     if snapshot.sha256.present && !snapshot.sha256.valid {
         return Err(Error::new(

@@ -63,18 +63,23 @@ fn before_etcdutl(cluster_version: Option<&str>) -> bool {
     })
 }
 
-/// `x.db.zst` → `x.db`; any other name gets `.db` added.
+/// `x.db.zst`, `x.db.age`, `x.db.zst.age` → `x.db`; any other name gets `.db` added.
 fn decompressed_name(file: &Path) -> PathBuf {
     let text = file.display().to_string();
-    PathBuf::from(match text.strip_suffix(".zst") {
-        Some(stem) if stem.ends_with(".db") => stem.to_string(),
-        _ => format!("{text}.db"),
-    })
+    let stem = text.strip_suffix(".age").unwrap_or(&text);
+    let stem = stem.strip_suffix(".zst").unwrap_or(stem);
+    PathBuf::from(if stem.ends_with(".db") && stem != text { stem.to_string() } else { format!("{text}.db") })
+}
+
+/// How the snapshot a plan restores is stored, and the identity that decrypts it.
+pub struct StoredFile {
+    pub layers: Vec<Encoding>,
+    pub identity: Option<PathBuf>,
 }
 
 pub fn plan(
     file: &Path,
-    stored_as: Encoding,
+    stored: &StoredFile,
     snapshot: &SnapshotStatus,
     members: &[PlanMember],
     token: &str,
@@ -86,28 +91,28 @@ pub fn plan(
     let stamp = when.strftime("%Y%m%dT%H%M%SZ").to_string();
     let initial_cluster = members.iter().map(|m| format!("{}={}", m.name, m.peer_url)).collect::<Vec<_>>().join(",");
     let etcd34 = before_etcdutl(snapshot.cluster_version.as_deref());
-    // etcdutl reads database files: a compressed snapshot is decompressed here, once, and the
-    // same decompressed file goes to every node.
-    let (check, copied) = match stored_as {
-        Encoding::Zstd => {
-            let plain = decompressed_name(file);
-            (
-                format!(
-                    "# 1. On your machine: check the file (sha256, revision, objects), then decompress it.\nkubectl etcdsnap status {}\nzstd -d -k {} -o {}",
-                    file.display(),
-                    file.display(),
-                    plain.display()
-                ),
-                plain,
-            )
-        }
-        _ => (
+    // etcdutl reads database files: a stored snapshot is decoded here, once, and the same
+    // decoded file goes to every node.
+    let check = format!("kubectl etcdsnap status {}", file.display());
+    let (check, copied) = if stored.layers.is_empty() {
+        (format!("# 1. On your machine: check the file (sha256, revision, objects).\n{check}"), file.to_path_buf())
+    } else {
+        let plain = decompressed_name(file);
+        let identity =
+            stored.identity.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "IDENTITY_FILE".into());
+        let decode = match (stored.layers.contains(&Encoding::Age), stored.layers.contains(&Encoding::Zstd)) {
+            (true, true) => format!("age --decrypt -i {identity} {} | zstd -d -o {}", file.display(), plain.display()),
+            (true, false) => format!("age --decrypt -i {identity} -o {} {}", plain.display(), file.display()),
+            _ => format!("zstd -d -k {} -o {}", file.display(), plain.display()),
+        };
+        let check =
+            if stored.layers.contains(&Encoding::Age) { format!("{check} --identity {identity}") } else { check };
+        (
             format!(
-                "# 1. On your machine: check the file (sha256, revision, objects).\nkubectl etcdsnap status {}",
-                file.display()
+                "# 1. On your machine: check the file (sha256, revision, objects), then decode it.\n{check}\n{decode}"
             ),
-            file.to_path_buf(),
-        ),
+            plain,
+        )
     };
     let mut steps = vec![
         check,
@@ -338,9 +343,9 @@ fn free_port() -> Result<u16> {
 }
 
 /// Restores into a temp dir, starts etcd on loopback, compares with `status`, stops it.
-pub async fn drill(file: &Path, keep: bool) -> Result<DrillReport> {
+pub async fn drill(file: &Path, identity: Option<&Path>, keep: bool) -> Result<DrillReport> {
     let started = Instant::now();
-    let opened = cpkit::etcd::stored::open(file).await?;
+    let opened = cpkit::etcd::stored::open(file, identity).await?;
     let expected = crate::save::status_with_record(file, &opened, true, None).await?;
     let tool = find_tool().await?;
     // The restore's own flags, where the tool has them: the drill tries what a restore runs.
@@ -469,6 +474,8 @@ mod tests {
         assert_eq!(decompressed_name(Path::new("/b/etcd-x.db.zst")), PathBuf::from("/b/etcd-x.db"));
         assert_eq!(decompressed_name(Path::new("backup.zst")), PathBuf::from("backup.zst.db"));
         assert_eq!(decompressed_name(Path::new("backup")), PathBuf::from("backup.db"));
+        assert_eq!(decompressed_name(Path::new("x.db.zst.age")), PathBuf::from("x.db"));
+        assert_eq!(decompressed_name(Path::new("x.db.age")), PathBuf::from("x.db"));
     }
 
     #[test]
@@ -539,7 +546,8 @@ mod tests {
         };
         let members = parse_members("cp-1=https://10.0.0.1:2380,cp-2=https://10.0.0.2:2380", "/var/lib/etcd").unwrap();
         let when: jiff::Timestamp = "2026-12-02T10:00:00Z".parse().unwrap();
-        let p = plan(Path::new("s.db"), Encoding::Plain, &status("3.6.0"), &members, "t", when, 8_640_100_000);
+        let plain = StoredFile { layers: Vec::new(), identity: None };
+        let p = plan(Path::new("s.db"), &plain, &status("3.6.0"), &members, "t", when, 8_640_100_000);
         assert_eq!(p.bump_revision, 8_640_100_000);
         let restores: Vec<&String> = p.steps.iter().filter(|s| s.contains("snapshot restore")).collect();
         assert_eq!(restores.len(), 2);
@@ -550,7 +558,7 @@ mod tests {
         assert!(kubelets > started, "the kubelets restart once the API server is back");
         assert!(p.warnings.iter().any(|w| w.contains("It needs etcdutl 3.6")), "{:?}", p.warnings);
         // From etcd 3.4: etcdctl restores, and the plan names the release that bumps.
-        let p = plan(Path::new("s.db"), Encoding::Plain, &status("3.4.0"), &members, "t", when, 1_000_000_000);
+        let p = plan(Path::new("s.db"), &plain, &status("3.4.0"), &members, "t", when, 1_000_000_000);
         assert!(p.steps.iter().any(|s| s.contains("sudo ETCDCTL_API=3 etcdctl snapshot restore")));
         assert!(p.warnings.iter().any(|w| w.contains("etcdctl 3.4.27 or later")), "{:?}", p.warnings);
     }

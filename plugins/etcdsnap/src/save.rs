@@ -9,7 +9,7 @@ use cpkit::atomic_file::AtomicFile;
 use cpkit::error::{Error, ErrorKind, Result};
 use cpkit::etcd::direct::{EtcdTls, EtcdTlsArgs, etcd_error};
 use cpkit::etcd::pods::{EtcdPod, read_file};
-use cpkit::etcd::save::{Compression, Saved, free_space, save};
+use cpkit::etcd::save::{Compression, Saved, Storing, free_space, save};
 use cpkit::etcd::stored::Opened;
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +38,11 @@ pub struct Sidecar {
     /// size and `storedSha256` the digest of the stored bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compression: Option<String>,
+    /// `age` when encrypted (after compression), to `recipients` (public keys).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stored_sha256: Option<String>,
     /// The hash `etcdctl snapshot status` prints (exec saves, checked by etcdctl on the node).
@@ -129,6 +134,15 @@ pub struct SaveArgs {
     /// zstd level: 1 (fastest) to 19 (smallest)
     #[arg(long, value_name = "LEVEL", default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19), requires = "compress")]
     pub compress_level: i32,
+
+    /// Encrypt the snapshot (after compressing it) to this age recipient (age1...); repeatable.
+    /// Reading it back needs --identity
+    #[arg(long, value_name = "RECIPIENT")]
+    pub encrypt_to: Vec<String>,
+
+    /// A file of age recipients, one per line (# comments), as age -R reads them
+    #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
+    pub recipients_file: Option<PathBuf>,
 
     /// Time limit of the whole save
     #[arg(long, default_value = "10m", value_parser = cpkit::duration::positive_duration_arg, value_name = "DURATION")]
@@ -237,14 +251,41 @@ impl SaveArgs {
             None => Compression::None,
         }
     }
+
+    /// The recipients of --encrypt-to and --recipients-file, parsed.
+    fn recipients(&self) -> Result<Vec<age::x25519::Recipient>> {
+        let mut texts: Vec<(String, String)> =
+            self.encrypt_to.iter().map(|r| (r.clone(), "--encrypt-to".into())).collect();
+        if let Some(file) = &self.recipients_file {
+            let text = cpkit::input::read_text(file, 1 << 20)?;
+            texts.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(|l| (l.to_string(), file.display().to_string())),
+            );
+        }
+        texts
+            .iter()
+            .map(|(text, from)| {
+                text.parse::<age::x25519::Recipient>().map_err(|e| {
+                    Error::usage(
+                        format!("{text:?} (from {from}) is not an age recipient: {e}"),
+                        "Give X25519 recipients as age-keygen prints them (age1...).",
+                    )
+                })
+            })
+            .collect()
+    }
 }
 
 pub async fn run(cluster: Option<&Cluster>, args: &SaveArgs, show_progress: bool) -> Result<SaveReport> {
     let route = crate::transport::resolve(cluster, &args.route, args.timeout.min(Duration::from_secs(30))).await?;
-    if route.via == Via::Exec && args.compress.is_some() {
+    let storing = Storing { compression: args.compression(), recipients: args.recipients()? };
+    if route.via == Via::Exec && !storing.is_plain() {
         return Err(Error::usage(
-            "--compress needs the snapshot to stream through this machine",
-            "with --via exec, etcdctl writes it on the node as etcd sends it. Save with --via port-forward or --via direct, or compress the file on the node (zstd FILE).",
+            "--compress and --encrypt-to need the snapshot to stream through this machine",
+            "with --via exec, etcdctl writes it on the node as etcd sends it. Save with --via port-forward or --via direct, or compress/encrypt the file on the node.",
         ));
     }
     if route.via == Via::Exec {
@@ -258,13 +299,15 @@ pub async fn run(cluster: Option<&Cluster>, args: &SaveArgs, show_progress: bool
     let revision = status.header().map(|h| h.revision()).unwrap_or(0);
     let db_size = status.db_size() as u64;
     let member = if route.member.is_empty() { format!("{member_id:x}") } else { route.member.clone() };
-    let compression = args.compression();
     let target = match &args.file {
         Some(f) => f.clone(),
         None => {
             let mut name = default_name(&route.cluster_name, &member, jiff::Timestamp::now());
-            if compression != Compression::None {
+            if storing.compression != Compression::None {
                 name.push_str(".zst");
+            }
+            if !storing.recipients.is_empty() {
+                name.push_str(".age");
             }
             args.dir.join(name)
         }
@@ -272,7 +315,7 @@ pub async fn run(cluster: Option<&Cluster>, args: &SaveArgs, show_progress: bool
     let dir = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     if let Some(free) = free_space(dir) {
         // Kubernetes data compresses 3-10x; if it fills the disk anyway, the partial file goes.
-        let needed = if compression == Compression::None { db_size } else { db_size / 3 };
+        let needed = if storing.compression == Compression::None { db_size } else { db_size / 3 };
         check_room(dir, needed, free)?;
     }
     let bar = progress_bar(show_progress);
@@ -280,7 +323,7 @@ pub async fn run(cluster: Option<&Cluster>, args: &SaveArgs, show_progress: bool
         b.set_length(db_size);
     }
     let saved: Saved =
-        save(&mut client, &route.endpoint, &target, args.force, args.timeout, compression, &mut |received, total| {
+        save(&mut client, &route.endpoint, &target, args.force, args.timeout, &storing, &mut |received, total| {
             if let Some(b) = &bar {
                 if let Some(t) = total {
                     b.set_length(t);
@@ -314,7 +357,9 @@ pub async fn run(cluster: Option<&Cluster>, args: &SaveArgs, show_progress: bool
         db_size: saved.db_size,
         file_size: saved.file_size,
         sha256: Some(saved.sha256.clone()),
-        compression: saved.stored.as_ref().map(|s| s.compression.clone()),
+        compression: saved.stored.as_ref().and_then(|s| s.compression.clone()),
+        encryption: saved.stored.as_ref().and_then(|s| s.encryption.clone()),
+        recipients: storing.recipients.iter().map(|r| r.to_string()).collect(),
         stored_sha256: saved.stored.as_ref().map(|s| s.sha256.clone()),
         etcdctl_hash: None,
         verified: true,
@@ -401,6 +446,8 @@ async fn save_by_exec(cluster: &Cluster, route: &Route, args: &SaveArgs) -> Resu
         file_size: parsed.total_size,
         sha256: None,
         compression: None,
+        encryption: None,
+        recipients: Vec::new(),
         stored_sha256: None,
         etcdctl_hash: Some(format!("{:x}", parsed.hash)),
         verified: true,

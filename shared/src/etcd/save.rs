@@ -3,8 +3,8 @@
 //! written to `<file>.part` (0600) while their sha256 is computed; the stream's last message is
 //! etcd's own sha256 of everything before it, checked before the file is fsynced and renamed.
 //! A truncated stream, a digest mismatch, a write error, a timeout or Ctrl-C leave no file.
-//! With zstd, the same bytes (digest included) go through the encoder on their way to the file,
-//! and the stored bytes get a sha256 of their own; the revision is read from the pages as they
+//! With zstd and/or age (compressed, then encrypted), the same bytes (digest included) go
+//! through the encoders on their way to the file, and the stored bytes get a sha256 of their own; the revision is read from the pages as they
 //! pass (`super::stream_index`), as the stored file is no longer a database.
 
 use std::io::Write;
@@ -41,16 +41,30 @@ pub struct Saved {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Stored {
-    pub compression: String,
+    pub compression: Option<String>,
+    pub encryption: Option<String>,
     pub sha256: String,
 }
 
-/// How the snapshot is written: as etcd sends it, or through zstd at a level.
+/// How the snapshot is compressed: not, or through zstd at a level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Compression {
     #[default]
     None,
     Zstd(i32),
+}
+
+/// How the snapshot is written: compressed, then encrypted to age recipients (none: not).
+#[derive(Clone, Default)]
+pub struct Storing {
+    pub compression: Compression,
+    pub recipients: Vec<age::x25519::Recipient>,
+}
+
+impl Storing {
+    pub fn is_plain(&self) -> bool {
+        self.compression == Compression::None && self.recipients.is_empty()
+    }
 }
 
 /// Counts and hashes the bytes on their way to the file.
@@ -73,19 +87,63 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-/// The file being written, directly or through zstd.
+type Hashed = HashingWriter<AtomicFile>;
+
+/// The encryption layer, over the hashed file.
+enum Encrypting {
+    Age(age::stream::StreamWriter<Hashed>),
+    No(Hashed),
+}
+
+impl Write for Encrypting {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Encrypting::Age(w) => w.write(buf),
+            Encrypting::No(w) => w.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Encrypting::Age(w) => w.flush(),
+            Encrypting::No(w) => w.flush(),
+        }
+    }
+}
+
+impl Encrypting {
+    fn finish(self) -> std::io::Result<Hashed> {
+        match self {
+            Encrypting::Age(w) => w.finish(),
+            Encrypting::No(w) => Ok(w),
+        }
+    }
+}
+
+/// The file being written: directly, or compressed and/or encrypted (in that order).
 enum Sink {
     Plain(AtomicFile),
-    Zstd(zstd::Encoder<'static, HashingWriter<AtomicFile>>),
+    Zstd(zstd::Encoder<'static, Encrypting>),
+    Raw(Encrypting),
 }
 
 impl Sink {
-    fn new(file: AtomicFile, compression: Compression) -> std::io::Result<Sink> {
-        Ok(match compression {
-            Compression::None => Sink::Plain(file),
+    fn new(file: AtomicFile, storing: &Storing) -> std::io::Result<Sink> {
+        if storing.is_plain() {
+            return Ok(Sink::Plain(file));
+        }
+        let hashed = HashingWriter { inner: file, hasher: Sha256::new(), written: 0 };
+        let encrypting = if storing.recipients.is_empty() {
+            Encrypting::No(hashed)
+        } else {
+            let recipients = storing.recipients.iter().map(|r| r as &dyn age::Recipient);
+            let encryptor = age::Encryptor::with_recipients(recipients).map_err(std::io::Error::other)?;
+            Encrypting::Age(encryptor.wrap_output(hashed)?)
+        };
+        Ok(match storing.compression {
+            Compression::None => Sink::Raw(encrypting),
             Compression::Zstd(level) => {
-                let hashing = HashingWriter { inner: file, hasher: Sha256::new(), written: 0 };
-                let mut encoder = zstd::Encoder::new(hashing, level)?;
+                let mut encoder = zstd::Encoder::new(encrypting, level)?;
                 // The frame's checksum: damage in storage fails the decompression itself.
                 encoder.include_checksum(true)?;
                 Sink::Zstd(encoder)
@@ -97,23 +155,25 @@ impl Sink {
         match self {
             Sink::Plain(f) => f.write_all(bytes),
             Sink::Zstd(z) => z.write_all(bytes),
+            Sink::Raw(e) => e.write_all(bytes),
         }
     }
 
     /// Ends the encoding: the file to commit, its size and the stored bytes' digest if encoded.
     fn finish(self, plain_size: u64) -> std::io::Result<(AtomicFile, u64, Option<Stored>)> {
-        match self {
+        let (encrypting, compression) = match self {
             Sink::Plain(mut f) => {
                 f.flush()?;
-                Ok((f, plain_size, None))
+                return Ok((f, plain_size, None));
             }
-            Sink::Zstd(z) => {
-                let mut h = z.finish()?;
-                h.flush()?;
-                let stored = Stored { compression: "zstd".into(), sha256: hex::encode(h.hasher.finalize()) };
-                Ok((h.inner, h.written, Some(stored)))
-            }
-        }
+            Sink::Zstd(z) => (z.finish()?, Some("zstd".to_string())),
+            Sink::Raw(e) => (e, None),
+        };
+        let encryption = matches!(encrypting, Encrypting::Age(_)).then(|| "age".to_string());
+        let mut h = encrypting.finish()?;
+        h.flush()?;
+        let stored = Stored { compression, encryption, sha256: hex::encode(h.hasher.finalize()) };
+        Ok((h.inner, h.written, Some(stored)))
     }
 }
 
@@ -214,7 +274,7 @@ pub async fn save(
     target: &Path,
     overwrite: bool,
     timeout: Duration,
-    compression: Compression,
+    storing: &Storing,
     progress: &mut dyn FnMut(u64, Option<u64>),
 ) -> Result<Saved> {
     let started = Instant::now();
@@ -235,7 +295,7 @@ pub async fn save(
             Error::io(format!("Cannot write {}", target.display()), &e)
         }
     };
-    let mut file = Sink::new(AtomicFile::create(target, overwrite)?, compression).map_err(io)?;
+    let mut file = Sink::new(AtomicFile::create(target, overwrite)?, storing).map_err(io)?;
     let run = async {
         let mut stream = client.snapshot().await.map_err(|e| super::direct::etcd_error(endpoint, &e, Some(timeout)))?;
         loop {

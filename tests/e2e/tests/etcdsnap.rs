@@ -317,7 +317,7 @@ in_both_worlds! {
         assert_eq!(st["storedAs"], "zstd");
         assert_eq!(st["sha256"]["valid"], true);
         let out = plugin("etcdsnap", &["status", zst.to_str().unwrap()], &[]);
-        assert!(text(&out).0.contains("zstd (read through a decompressed copy)"), "{}", describe(&out));
+        assert!(text(&out).0.contains("zstd (read through a decoded copy)"), "{}", describe(&out));
 
         // ls lists it as verified; the restore plan decompresses once and copies that file.
         let out = plugin("etcdsnap", &["ls", d, "-o", "json"], &[]);
@@ -352,7 +352,85 @@ in_both_worlds! {
         // exec cannot compress: etcdctl writes the file on the node.
         let out = kubectl(&["etcdsnap", "save", "--via", "exec", "--compress", "zstd"], &env);
         assert_eq!(out.status.code(), Some(64), "{}", describe(&out));
-        assert!(text(&out).1.contains("--compress needs the snapshot to stream through this machine"), "{}", describe(&out));
+        assert!(text(&out).1.contains("--compress and --encrypt-to need the snapshot to stream through this machine"), "{}", describe(&out));
+
+        // Compressed, then encrypted to two age recipients; read back with either identity.
+        use age::secrecy::ExposeSecret;
+        let ids: Vec<age::x25519::Identity> = (0..3).map(|_| age::x25519::Identity::generate()).collect();
+        let id_files: Vec<PathBuf> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let f = dir.path().join(format!("id{i}.txt"));
+                std::fs::write(&f, format!("# test key\n{}\n", id.to_string().expose_secret())).unwrap();
+                f
+            })
+            .collect();
+        let secrets: Vec<String> = ids.iter().map(|id| id.to_string().expose_secret().to_string()).collect();
+        let no_secret = |out: &std::process::Output| {
+            let (o, e) = text(out);
+            assert!(secrets.iter().all(|k| !o.contains(k.as_str()) && !e.contains(k.as_str())), "a secret key in the output");
+            assert!(!o.contains("AGE-SECRET-KEY") && !e.contains("AGE-SECRET-KEY"), "{}", describe(out));
+        };
+        let (r0, r1) = (ids[0].to_public().to_string(), ids[1].to_public().to_string());
+        let mut args = vec!["etcdsnap", "save", "--via", "port-forward", "--dir", d, "--compress", "zstd"];
+        args.extend(["--encrypt-to", r0.as_str(), "--encrypt-to", r1.as_str(), "-o", "json"]);
+        args.extend(tls.iter().map(String::as_str));
+        let out = kubectl(&args, &env);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        let sidecar = json_of(&out)["sidecar"].clone();
+        let name = sidecar["file"].as_str().unwrap();
+        assert!(name.ends_with(".db.zst.age"), "{sidecar}");
+        assert_eq!((sidecar["compression"].as_str(), sidecar["encryption"].as_str()), (Some("zstd"), Some("age")));
+        assert_eq!(sidecar["recipients"], json!([r0, r1]));
+        let sealed = dir.path().join(name);
+        let stored = std::fs::read(&sealed).unwrap();
+        assert!(stored.starts_with(b"age-encryption.org/v1\n"), "the age header");
+        assert_eq!(sidecar["storedSha256"].as_str().unwrap(), hex::encode(sha2::Sha256::digest(&stored)));
+        let sealed_arg = sealed.to_str().unwrap();
+        let out = plugin("etcdsnap", &["status", sealed_arg], &[]);
+        assert_eq!(out.status.code(), Some(64), "{}", describe(&out));
+        assert!(text(&out).1.contains("is encrypted with age") && text(&out).1.contains("--identity"), "{}", describe(&out));
+        for id in &id_files[..2] {
+            let out = plugin("etcdsnap", &["status", sealed_arg, "--identity", id.to_str().unwrap(), "-o", "json"], &[]);
+            assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+            no_secret(&out);
+            let st = json_of(&out);
+            assert_eq!(st["storedAs"], "age+zstd");
+            assert_eq!(st["sha256"]["valid"], true);
+            assert_eq!(st["etcdctl"]["revision"], sidecar["revision"]);
+        }
+        let out = plugin("etcdsnap", &["status", sealed_arg, "--identity", id_files[2].to_str().unwrap()], &[]);
+        assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+        assert!(text(&out).1.contains("none of the given identities is one of its recipients"), "{}", describe(&out));
+        no_secret(&out);
+        let id1 = id_files[1].to_str().unwrap();
+        let out = plugin("etcdsnap", &["restore-plan", sealed_arg, "--members", members, "--identity", id1], &[]);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        let unsealed = sealed_arg.trim_end_matches(".zst.age");
+        assert!(text(&out).0.contains(&format!("age --decrypt -i {id1} {sealed_arg} | zstd -d -o {unsealed}")), "{}", describe(&out));
+        if world == World::Sim {
+            let out = plugin("etcdsnap", &["drill", sealed_arg, "--identity", id1, "-o", "json"], &[]);
+            assert_eq!(json_of(&out)["passed"], true, "{}", describe(&out));
+            no_secret(&out);
+        }
+        // Encrypted only, to the recipients of a file; ls lists both.
+        let recipients = dir.path().join("recipients.txt");
+        std::fs::write(&recipients, format!("# backup keys\n{r0}\n")).unwrap();
+        let mut args = vec!["etcdsnap", "save", "--via", "port-forward", "--dir", d, "--recipients-file"];
+        args.extend([recipients.to_str().unwrap(), "-o", "json"]);
+        args.extend(tls.iter().map(String::as_str));
+        let out = kubectl(&args, &env);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        let only_age = dir.path().join(json_of(&out)["sidecar"]["file"].as_str().unwrap());
+        assert!(only_age.to_str().unwrap().ends_with(".db.age"), "{}", only_age.display());
+        let out = plugin("etcdsnap", &["status", only_age.to_str().unwrap(), "--identity", id_files[0].to_str().unwrap(), "-o", "json"], &[]);
+        assert_eq!(json_of(&out)["storedAs"], "age", "{}", describe(&out));
+        let ls = json_of(&plugin("etcdsnap", &["ls", d, "-o", "json"], &[]));
+        for f in [&sealed, &only_age] {
+            let state = ls["items"].as_array().unwrap().iter().find(|e| e["path"] == f.to_str().unwrap()).map(|e| e["state"].clone());
+            assert_eq!(state, Some(json!("verified")), "{}: {ls}", f.display());
+        }
     }
 }
 
