@@ -1,4 +1,5 @@
-//! `kubectl-etcdsnap save --via direct` against `etcdctl snapshot save`, and `etcdsnap status`
+//! `kubectl-etcdsnap save --via direct` (plain and `--compress zstd`) against `etcdctl snapshot
+//! save`, and `etcdsnap status`
 //! against `etcdctl snapshot status`, side by side on the same real etcd (TLS, loopback) holding
 //! at least 1 GiB: wall time and peak RSS, median of RUNS; the status numbers must be identical.
 //!
@@ -89,11 +90,24 @@ fn main() {
         assert_eq!(m.code, Some(0), "etcdctl snapshot save failed");
         m
     };
+    let zst_file = dir.path().join("ours.db.zst");
+    let save_compressed = || {
+        let _ = std::fs::remove_file(&zst_file);
+        let _ = std::fs::remove_file(dir.path().join("ours.db.zst.json"));
+        let mut cmd = Command::new(&etcdsnap);
+        cmd.arg("save").arg(&zst_file).args(["--via", "direct", "--endpoints", &endpoint, "--compress", "zstd"]);
+        cmd.arg("--etcd-cacert").arg(&tls.cacert).arg("--etcd-cert").arg(&tls.cert).arg("--etcd-key").arg(&tls.key);
+        let m = measure(&mut cmd).expect("etcdsnap runs");
+        assert_eq!(m.code, Some(0), "etcdsnap save --compress zstd failed");
+        m
+    };
     let mut ours = Vec::new();
     let mut theirs = Vec::new();
+    let mut compressed = Vec::new();
     for _ in 0..runs {
         theirs.push(save_theirs());
         ours.push(save_ours());
+        compressed.push(save_compressed());
     }
     let status_ours = |digest: bool| {
         let mut cmd = Command::new(&etcdsnap);
@@ -145,6 +159,26 @@ fn main() {
         wall(&ours) / wall(&theirs)
     );
     println!("| save: peak RSS | {:.1} MiB | {:.1} MiB | {:.2} |", rss(&ours), rss(&theirs), rss(&ours) / rss(&theirs));
+    let zst_size = std::fs::metadata(&zst_file).map(|m| m.len()).unwrap_or(0);
+    let theirs_size = std::fs::metadata(&theirs_file).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "| save --compress zstd (level 3): wall time | {:.2} s | {:.2} s | {:.2} |",
+        wall(&compressed),
+        wall(&theirs),
+        wall(&compressed) / wall(&theirs)
+    );
+    println!(
+        "| save --compress zstd: file size | {:.1} MiB | {:.1} MiB | {:.1}x smaller |",
+        zst_size as f64 / (1 << 20) as f64,
+        theirs_size as f64 / (1 << 20) as f64,
+        theirs_size as f64 / zst_size.max(1) as f64
+    );
+    println!(
+        "| save --compress zstd: peak RSS | {:.1} MiB | {:.1} MiB | {:.2} |",
+        rss(&compressed),
+        rss(&theirs),
+        rss(&compressed) / rss(&theirs)
+    );
     println!(
         "| status --no-digest: wall time (the checks etcdctl makes; identical hash, revision, totalKey, totalSize) | {:.2} s | {:.2} s | {:.1}x faster |",
         wall(&st_quick),
