@@ -44,7 +44,8 @@ impl Encoding {
 
     pub fn of_file(path: &Path) -> Result<Encoding> {
         let mut head = [0u8; 32];
-        let mut f = std::fs::File::open(path).map_err(|e| Error::io(format!("Cannot open {}", path.display()), &e))?;
+        // A regular file, checked without blocking: a FIFO or a device is refused, not read.
+        let mut f = crate::input::open_regular(path)?;
         let mut n = 0;
         while n < head.len() {
             match f.read(&mut head[n..]) {
@@ -129,7 +130,7 @@ fn load_identities(file: &Path) -> Result<Vec<Box<dyn age::Identity>>> {
 
 /// Decodes `from` into `to` through its layers; returns them, outermost first.
 fn decode(from: &Path, to: &Path, identity: Option<&Path>) -> Result<Vec<Encoding>> {
-    let input = std::fs::File::open(from).map_err(|e| Error::io(format!("Cannot open {}", from.display()), &e))?;
+    let input = crate::input::open_regular(from)?;
     let mut input: Box<dyn std::io::BufRead> = Box::new(std::io::BufReader::new(input));
     let mut layers = Vec::new();
     loop {
