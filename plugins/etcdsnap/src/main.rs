@@ -325,8 +325,7 @@ async fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Status { file, no_digest, semantics, identity } => {
-            let opened = cpkit::etcd::stored::open(file, identity.as_deref()).await?;
-            let st = save::status_with_record(file, &opened, !no_digest, *semantics).await?;
+            let (opened, st) = save::open_with_status(file, identity.as_deref(), !no_digest, *semantics).await?;
             let ok = !st.sha256.checked || !st.sha256.present || st.sha256.valid;
             let mut doc = serde_json::to_value(&st).unwrap_or_default();
             doc["storedAs"] = json!(opened.stored_as());
@@ -510,8 +509,7 @@ fn prune(cli: &Cli, args: &PruneArgs) -> Result<i32> {
 }
 
 async fn restore_plan(cli: &Cli, args: &RestorePlanArgs) -> Result<i32> {
-    let opened = cpkit::etcd::stored::open(&args.file, args.identity.as_deref()).await?;
-    let snapshot = save::status_with_record(&args.file, &opened, true, None).await?;
+    let (opened, snapshot) = save::open_with_status(&args.file, args.identity.as_deref(), true, None).await?;
     let data_dir = args.data_dir.clone();
     let (members, token) = match &args.members {
         Some(m) => (restore::parse_members(m, data_dir.as_deref().unwrap_or("/var/lib/etcd"))?, args.token.clone()),
@@ -539,7 +537,7 @@ async fn restore_plan(cli: &Cli, args: &RestorePlanArgs) -> Result<i32> {
     };
     let token = token.unwrap_or_else(|| format!("etcd-restore-{}", jiff::Timestamp::now().strftime("%Y%m%d%H%M")));
     let now = jiff::Timestamp::now();
-    let bump = args.bump_revision.unwrap_or_else(|| restore::safe_bump(restore::snapshot_age(&args.file, now)));
+    let bump = args.bump_revision.unwrap_or_else(|| restore::default_bump(&args.file));
     let stored = restore::StoredFile { layers: opened.layers.clone(), identity: args.identity.clone() };
     let plan = restore::plan(&args.file, &stored, &snapshot, &members, &token, now, bump);
     emit(cli, "EtcdRestorePlan", serde_json::to_value(&plan).unwrap_or_default(), || {
@@ -565,8 +563,7 @@ async fn restore_plan(cli: &Cli, args: &RestorePlanArgs) -> Result<i32> {
 }
 
 async fn restore_cmd(cli: &Cli, args: &RestoreCmdArgs) -> Result<i32> {
-    let opened = cpkit::etcd::stored::open(&args.file, args.identity.as_deref()).await?;
-    let snapshot = save::status_with_record(&args.file, &opened, true, None).await?;
+    let (opened, snapshot) = save::open_with_status(&args.file, args.identity.as_deref(), true, None).await?;
     if snapshot.sha256.present && !snapshot.sha256.valid {
         return Err(Error::new(
             cpkit::error::ErrorKind::InvalidData,
@@ -593,7 +590,7 @@ async fn restore_cmd(cli: &Cli, args: &RestoreCmdArgs) -> Result<i32> {
         }
         Some(0) => None,
         Some(n) => Some(n),
-        None => tool.bumps.then(|| restore::safe_bump(restore::snapshot_age(&args.file, jiff::Timestamp::now()))),
+        None => tool.bumps.then(|| restore::default_bump(&args.file)),
     };
     let a = restore::RestoreArgs {
         data_dir: args.data_dir.clone(),

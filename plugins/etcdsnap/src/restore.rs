@@ -240,8 +240,13 @@ pub fn safe_bump(snapshot_age: Option<Duration>) -> u64 {
     since.saturating_mul(MAX_WRITES_PER_SECOND).saturating_mul(2).clamp(DOCUMENTED_BUMP, i64::MAX as u64 / 4)
 }
 
+/// The bump for `file` now (plan, restore and drill use the same).
+pub fn default_bump(file: &Path) -> u64 {
+    safe_bump(snapshot_age(file, jiff::Timestamp::now()))
+}
+
 /// The snapshot's age: from its record's save time, else the file's modification time.
-pub fn snapshot_age(file: &Path, now: jiff::Timestamp) -> Option<Duration> {
+fn snapshot_age(file: &Path, now: jiff::Timestamp) -> Option<Duration> {
     let saved = crate::save::read_sidecar(file)
         .and_then(|r| r.saved_at.parse::<jiff::Timestamp>().ok())
         .or_else(|| std::fs::metadata(file).ok()?.modified().ok().and_then(|m| jiff::Timestamp::try_from(m).ok()))?;
@@ -345,11 +350,10 @@ fn free_port() -> Result<u16> {
 /// Restores into a temp dir, starts etcd on loopback, compares with `status`, stops it.
 pub async fn drill(file: &Path, identity: Option<&Path>, keep: bool) -> Result<DrillReport> {
     let started = Instant::now();
-    let opened = cpkit::etcd::stored::open(file, identity).await?;
-    let expected = crate::save::status_with_record(file, &opened, true, None).await?;
+    let (opened, expected) = crate::save::open_with_status(file, identity, true, None).await?;
     let tool = find_tool().await?;
     // The restore's own flags, where the tool has them: the drill tries what a restore runs.
-    let bump = tool.bumps.then(|| safe_bump(snapshot_age(file, jiff::Timestamp::now())));
+    let bump = tool.bumps.then(|| default_bump(file));
     let etcd = which::which("etcd").map_err(|_| {
         Error::new(
             ErrorKind::ToolMissing,

@@ -68,13 +68,15 @@ pub fn read_sidecar(file: &Path) -> Option<Sidecar> {
 /// sha256 etcd sent must still end with it (cut by exactly 32 bytes, it reads as whole pages,
 /// like a database file copied from a member). The walk runs off the async threads, so a
 /// signal is handled at once.
-/// `opened` is `file` as a database (decompressed when stored compressed).
-pub async fn status_with_record(
+/// The file is opened as a database first (decoded when stored compressed or encrypted, with
+/// `identity`); the opened copy lives as long as the returned `Opened`.
+pub async fn open_with_status(
     file: &Path,
-    opened: &Opened,
+    identity: Option<&Path>,
     verify_digest: bool,
     semantics: Option<cpkit::etcd::snapshot::Semantics>,
-) -> Result<cpkit::etcd::snapshot::SnapshotStatus> {
+) -> Result<(Opened, cpkit::etcd::snapshot::SnapshotStatus)> {
+    let opened = cpkit::etcd::stored::open(file, identity).await?;
     let path = opened.path.clone();
     let st = tokio::task::spawn_blocking(move || cpkit::etcd::snapshot::status(&path, verify_digest, semantics))
         .await
@@ -90,7 +92,7 @@ pub async fn status_with_record(
             "Take a new snapshot (kubectl etcdsnap save); keep this file for analysis.",
         ));
     }
-    Ok(st)
+    Ok((opened, st))
 }
 
 fn write_sidecar(file: &Path, sidecar: &Sidecar, overwrite: bool) -> Result<()> {

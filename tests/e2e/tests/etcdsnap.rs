@@ -284,11 +284,16 @@ in_both_worlds! {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().to_str().unwrap();
         let tls = tls_flags(&etcd.client_tls());
-        let mut args = vec!["etcdsnap", "save", "--via", "port-forward", "--dir", d, "--compress", "zstd", "-o", "json"];
-        args.extend(tls.iter().map(String::as_str));
-        let out = kubectl(&args, &env);
-        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-        let sidecar = json_of(&out)["sidecar"].clone();
+        // A port-forward save into `d` with `extra` flags; its record.
+        let save = |extra: &[&str]| {
+            let mut args = vec!["etcdsnap", "save", "--via", "port-forward", "--dir", d, "-o", "json"];
+            args.extend(extra);
+            args.extend(tls.iter().map(String::as_str));
+            let out = kubectl(&args, &env);
+            assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+            json_of(&out)["sidecar"].clone()
+        };
+        let sidecar = save(&["--compress", "zstd"]);
         let name = sidecar["file"].as_str().unwrap();
         assert!(name.ends_with(".db.zst"), "{sidecar}");
         assert_eq!(sidecar["compression"], "zstd");
@@ -373,12 +378,7 @@ in_both_worlds! {
             assert!(!o.contains("AGE-SECRET-KEY") && !e.contains("AGE-SECRET-KEY"), "{}", describe(out));
         };
         let (r0, r1) = (ids[0].to_public().to_string(), ids[1].to_public().to_string());
-        let mut args = vec!["etcdsnap", "save", "--via", "port-forward", "--dir", d, "--compress", "zstd"];
-        args.extend(["--encrypt-to", r0.as_str(), "--encrypt-to", r1.as_str(), "-o", "json"]);
-        args.extend(tls.iter().map(String::as_str));
-        let out = kubectl(&args, &env);
-        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-        let sidecar = json_of(&out)["sidecar"].clone();
+        let sidecar = save(&["--compress", "zstd", "--encrypt-to", r0.as_str(), "--encrypt-to", r1.as_str()]);
         let name = sidecar["file"].as_str().unwrap();
         assert!(name.ends_with(".db.zst.age"), "{sidecar}");
         assert_eq!((sidecar["compression"].as_str(), sidecar["encryption"].as_str()), (Some("zstd"), Some("age")));
@@ -417,12 +417,8 @@ in_both_worlds! {
         // Encrypted only, to the recipients of a file; ls lists both.
         let recipients = dir.path().join("recipients.txt");
         std::fs::write(&recipients, format!("# backup keys\n{r0}\n")).unwrap();
-        let mut args = vec!["etcdsnap", "save", "--via", "port-forward", "--dir", d, "--recipients-file"];
-        args.extend([recipients.to_str().unwrap(), "-o", "json"]);
-        args.extend(tls.iter().map(String::as_str));
-        let out = kubectl(&args, &env);
-        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-        let only_age = dir.path().join(json_of(&out)["sidecar"]["file"].as_str().unwrap());
+        let sidecar = save(&["--recipients-file", recipients.to_str().unwrap()]);
+        let only_age = dir.path().join(sidecar["file"].as_str().unwrap());
         assert!(only_age.to_str().unwrap().ends_with(".db.age"), "{}", only_age.display());
         let out = plugin("etcdsnap", &["status", only_age.to_str().unwrap(), "--identity", id_files[0].to_str().unwrap(), "-o", "json"], &[]);
         assert_eq!(json_of(&out)["storedAs"], "age", "{}", describe(&out));
