@@ -230,7 +230,7 @@ where
         }
     };
     let code = runtime.block_on(async move {
-        tokio::select! {
+        let code = tokio::select! {
             result = run(cli) => match result {
                 Ok(code) => code,
                 Err(e) => {
@@ -246,7 +246,10 @@ where
                 // The shell's convention: 128 + the signal's number (130 for Ctrl-C).
                 if signo == libc::SIGINT { EXIT_INTERRUPTED } else { 128 + signo }
             }
-        }
+        };
+        // What the dropped command left to undo elsewhere (an upload to abort at the store).
+        crate::process::finish_cleanups(Duration::from_secs(15)).await;
+        code
     });
     // Background tasks (port-forwards, watchers) must not keep the process alive.
     runtime.shutdown_timeout(Duration::from_millis(200));

@@ -22,6 +22,27 @@ pub fn owned(command: &mut Command) -> &mut Command {
     command
 }
 
+/// Cleanups that must finish even when the command's future is dropped (an interrupted upload
+/// aborted at the store): spawned on the runtime, awaited by `finish_cleanups` before exit.
+static CLEANUPS: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>> = std::sync::Mutex::new(Vec::new());
+
+/// Registers a spawned cleanup task.
+pub fn defer_cleanup(task: tokio::task::JoinHandle<()>) {
+    if let Ok(mut tasks) = CLEANUPS.lock() {
+        tasks.push(task);
+    }
+}
+
+/// Waits for the registered cleanups, at most `limit` in all; true when there were any.
+pub async fn finish_cleanups(limit: std::time::Duration) -> bool {
+    let tasks: Vec<_> = CLEANUPS.lock().map(|mut t| std::mem::take(&mut *t)).unwrap_or_default();
+    if tasks.is_empty() {
+        return false;
+    }
+    let _ = tokio::time::timeout(limit, futures::future::join_all(tasks)).await;
+    true
+}
+
 /// Resolves when a signal that ends a command arrives — SIGINT (Ctrl-C), SIGTERM (kill,
 /// systemd, a CI timeout) or SIGHUP (a closed terminal or SSH session) — with its number. All
 /// three interrupt the same way: partial files removed, children killed, the terminal restored.

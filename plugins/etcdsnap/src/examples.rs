@@ -15,20 +15,30 @@ pub const SAVE: &str = "Examples:
   kubectl etcdsnap save --via direct --endpoints https://127.0.0.1:2379 \\
     --etcd-cacert /etc/kubernetes/pki/etcd/ca.crt \\
     --etcd-cert /etc/kubernetes/pki/etcd/healthcheck-client.crt \\
-    --etcd-key /etc/kubernetes/pki/etcd/healthcheck-client.key";
+    --etcd-key /etc/kubernetes/pki/etcd/healthcheck-client.key
+
+  # Straight into S3, compressed (credentials from AWS_* or ~/.aws; AWS_ENDPOINT_URL for MinIO and others)
+  kubectl etcdsnap save --compress zstd --to s3://backups/prod-eu/";
 
 pub const STATUS: &str = "Examples:
   # Integrity, revision, keys and objects per resource of a snapshot file
-  kubectl etcdsnap status ./snapshots/etcd-snapshot.db";
+  kubectl etcdsnap status ./snapshots/etcd-snapshot.db
+
+  # A snapshot in object storage (downloaded and checked against its record first)
+  kubectl etcdsnap status s3://backups/prod-eu/etcd-prod-eu-cp-1-20261123T100000Z.db.zst";
 
 pub const LS: &str = "Examples:
   # The snapshots of a directory, newest first, with their state
-  kubectl etcdsnap ls ./snapshots";
+  kubectl etcdsnap ls ./snapshots
+  kubectl etcdsnap ls s3://backups/prod-eu/";
 
 pub const PRUNE: &str = "Examples:
   # Keep the 7 newest (the plan first, then --yes)
   kubectl etcdsnap prune ./snapshots --keep 7
-  kubectl etcdsnap prune ./snapshots --keep 7 --yes";
+  kubectl etcdsnap prune ./snapshots --keep 7 --yes
+
+  # In object storage, per cluster by the records (objects without one are never touched)
+  kubectl etcdsnap prune s3://backups/ --keep 7 --older-than 30d --yes";
 
 pub const RESTORE_PLAN: &str = "Examples:
   # The exact commands to restore every member from one file

@@ -21,6 +21,9 @@ pub struct Entry {
     pub modified_at: String,
     pub revision: Option<i64>,
     pub member: Option<String>,
+    /// The record's cluster ID (retention in object storage counts per cluster).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
     /// `verified` (sidecar matches the file), `changed` (it does not), `no record`.
     pub state: String,
 }
@@ -32,9 +35,12 @@ impl Entry {
 }
 
 /// `*.db`, and `*.db.zst`, `*.db.age`, `*.db.zst.age` of compressed or encrypted saves.
+pub fn is_snapshot_name(name: &str) -> bool {
+    [".db", ".db.zst", ".db.age", ".db.zst.age"].iter().any(|s| name.ends_with(s))
+}
+
 fn is_snapshot(p: &Path) -> bool {
-    let name = p.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
-    [".db", ".db.zst", ".db.age", ".db.zst.age"].iter().any(|s| name.ends_with(s)) && p.is_file()
+    is_snapshot_name(&p.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()) && p.is_file()
 }
 
 /// Snapshots of `dir`, newest first.
@@ -63,6 +69,7 @@ pub fn list(dir: &Path) -> Result<Vec<Entry>> {
             modified_at,
             revision: sidecar.as_ref().map(|s| s.revision),
             member: sidecar.as_ref().map(|s| s.member.clone()),
+            cluster: sidecar.as_ref().map(|s| s.cluster_id.clone()),
             state: state.to_string(),
             path,
         });
@@ -170,10 +177,10 @@ pub fn status_text(path: &Path, opened: &Opened, s: &SnapshotStatus) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn entry(name: &str, age_days: u64, verified: bool) -> Entry {
+    pub(crate) fn entry(name: &str, age_days: u64, verified: bool) -> Entry {
         let now = std::time::SystemTime::now();
         Entry {
             path: PathBuf::from(name),
@@ -182,6 +189,7 @@ mod tests {
             modified_at: String::new(),
             revision: None,
             member: None,
+            cluster: None,
             state: if verified { "verified".into() } else { "no record".into() },
         }
     }

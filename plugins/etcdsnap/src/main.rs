@@ -4,11 +4,12 @@
 mod examples;
 mod files;
 mod members;
+mod objects;
 mod restore;
 mod save;
 mod transport;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
@@ -310,22 +311,23 @@ async fn run(cli: Cli) -> Result<i32> {
                             s.stored_sha256.as_deref().unwrap_or("-")
                         )
                     };
+                    let saved = report.url.as_deref().unwrap_or(&s.file);
                     format!(
-                        "Saved {} ({}, revision {}, member {}, via {})\nsha256 {} verified against etcd's digest{stored}; record in {}.json\n",
-                        s.file,
+                        "Saved {saved} ({}, revision {}, member {}, via {})\nsha256 {} verified against etcd's digest{stored}; record in {saved}.json\n",
                         human_bytes(s.db_size),
                         s.revision,
                         s.member,
                         s.via,
                         s.sha256.as_deref().unwrap_or("-"),
-                        s.file
                     )
                 }
             })?;
             Ok(0)
         }
         Command::Status { file, no_digest, semantics, identity } => {
-            let (opened, st) = save::open_with_status(file, identity.as_deref(), !no_digest, *semantics).await?;
+            let fetched = fetch_if_object(file).await?;
+            let local = fetched.as_ref().map(|f| f.path.as_path()).unwrap_or(file);
+            let (opened, st) = save::open_with_status(local, identity.as_deref(), !no_digest, *semantics).await?;
             let ok = !st.sha256.checked || !st.sha256.present || st.sha256.valid;
             let mut doc = serde_json::to_value(&st).unwrap_or_default();
             doc["storedAs"] = json!(opened.stored_as());
@@ -333,7 +335,10 @@ async fn run(cli: Cli) -> Result<i32> {
             Ok(if ok { 0 } else { Status::Critical.exit_code() })
         }
         Command::Ls { dir } => {
-            let entries = files::list(dir)?;
+            let entries = match object_prefix(dir)? {
+                Some(remote) => objects::list(&remote).await?,
+                None => files::list(dir)?,
+            };
             emit(&cli, "EtcdSnapshotList", json!({"items": entries}), || {
                 let mut t = Table::new(&["name", "age", "size", "revision", "member", "state"]);
                 let now = jiff::Timestamp::now();
@@ -341,7 +346,7 @@ async fn run(cli: Cli) -> Result<i32> {
                     let age =
                         jiff::Timestamp::try_from(e.modified).map(|m| cpkit::duration::age(m, now)).unwrap_or_default();
                     t.row([
-                        e.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                        file_name(&e.path),
                         age,
                         human_bytes(e.size),
                         e.revision.map(|r| r.to_string()).unwrap_or_else(|| "-".into()),
@@ -357,11 +362,13 @@ async fn run(cli: Cli) -> Result<i32> {
             })?;
             Ok(0)
         }
-        Command::Prune(args) => prune(&cli, args),
+        Command::Prune(args) => prune(&cli, args).await,
         Command::RestorePlan(args) => restore_plan(&cli, args).await,
         Command::Restore(args) => restore_cmd(&cli, args).await,
         Command::Drill { file, keep, identity } => {
-            let report = restore::drill(file, identity.as_deref(), *keep).await?;
+            let fetched = fetch_if_object(file).await?;
+            let local = fetched.as_ref().map(|f| f.path.as_path()).unwrap_or(file);
+            let report = restore::drill(local, identity.as_deref(), *keep).await?;
             emit(&cli, "EtcdRestoreDrill", serde_json::to_value(&report).unwrap_or_default(), || {
                 let mut t = format!(
                     "{} restore drill of {} ({:.1}s)\n",
@@ -459,16 +466,57 @@ async fn disarm_alarms(cli: &Cli, args: &AlarmDisarmArgs) -> Result<i32> {
     Ok(code)
 }
 
-fn prune(cli: &Cli, args: &PruneArgs) -> Result<i32> {
-    let entries = files::list(&args.dir)?;
-    let doomed = files::prune_plan(&entries, args.keep, args.older_than, std::time::SystemTime::now());
+/// How long a download or a listing of object storage may take.
+const STORE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The store and prefix of an object-storage URL given where a directory is expected.
+fn object_prefix(dir: &Path) -> Result<Option<cpkit::etcd::remote::Remote>> {
+    match dir.to_str().filter(|d| cpkit::etcd::remote::is_url(d)) {
+        Some(url) => Ok(Some(cpkit::etcd::remote::Remote::open(url, STORE_TIMEOUT)?)),
+        None => Ok(None),
+    }
+}
+
+/// A snapshot given as an object URL, downloaded and checked against its record.
+async fn fetch_if_object(file: &Path) -> Result<Option<objects::Fetched>> {
+    match file.to_str().filter(|f| cpkit::etcd::remote::is_url(f)) {
+        Some(url) => Ok(Some(objects::fetch(url, STORE_TIMEOUT).await?)),
+        None => Ok(None),
+    }
+}
+
+/// The last part of a path or an object URL.
+fn file_name(p: &Path) -> String {
+    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+async fn prune(cli: &Cli, args: &PruneArgs) -> Result<i32> {
+    let remote = object_prefix(&args.dir)?;
+    let now = std::time::SystemTime::now();
+    let (entries, doomed) = match &remote {
+        Some(r) => {
+            let entries = objects::list(r).await?;
+            let doomed = objects::prune_plan(&entries, args.keep, args.older_than, now);
+            (entries, doomed)
+        }
+        None => {
+            let entries = files::list(&args.dir)?;
+            let doomed = files::prune_plan(&entries, args.keep, args.older_than, now);
+            (entries, doomed)
+        }
+    };
     let apply = args.yes && !args.dry_run;
     let mut deleted = Vec::new();
     if apply {
         for e in &doomed {
-            std::fs::remove_file(&e.path)
-                .map_err(|err| Error::io(format!("Cannot delete {}", e.path.display()), &err))?;
-            let _ = std::fs::remove_file(save::sidecar_path(&e.path));
+            match &remote {
+                Some(r) => objects::delete(r, &e.path.display().to_string()).await?,
+                None => {
+                    std::fs::remove_file(&e.path)
+                        .map_err(|err| Error::io(format!("Cannot delete {}", e.path.display()), &err))?;
+                    let _ = std::fs::remove_file(save::sidecar_path(&e.path));
+                }
+            }
             deleted.push(e.path.clone());
         }
     }
@@ -491,7 +539,31 @@ fn prune(cli: &Cli, args: &PruneArgs) -> Result<i32> {
                     e.modified_at
                 ));
             }
-            if let Some(newest) = entries.iter().find(|e| e.verified()) {
+            if remote.is_some() {
+                let mut clusters: Vec<&str> = entries.iter().filter_map(|e| e.cluster.as_deref()).collect();
+                clusters.sort();
+                clusters.dedup();
+                for c in clusters {
+                    if let Some(newest) = entries.iter().find(|e| e.verified() && e.cluster.as_deref() == Some(c)) {
+                        t.push_str(&format!(
+                            "{}\n",
+                            dim(&format!(
+                                "kept: {}, the newest verified snapshot of cluster {c}, is never pruned",
+                                newest.path.display()
+                            ))
+                        ));
+                    }
+                }
+                let foreign = entries.iter().filter(|e| e.cluster.is_none()).count();
+                if foreign > 0 {
+                    t.push_str(&format!(
+                        "{}\n",
+                        dim(&format!(
+                            "kept: {foreign} object(s) without a record (not saved by etcdsnap) are never pruned"
+                        ))
+                    ));
+                }
+            } else if let Some(newest) = entries.iter().find(|e| e.verified()) {
                 t.push_str(&format!(
                     "{}\n",
                     dim(&format!("kept: the newest verified snapshot {} is never pruned", newest.path.display()))
@@ -509,6 +581,12 @@ fn prune(cli: &Cli, args: &PruneArgs) -> Result<i32> {
 }
 
 async fn restore_plan(cli: &Cli, args: &RestorePlanArgs) -> Result<i32> {
+    if args.file.to_str().is_some_and(cpkit::etcd::remote::is_url) {
+        return Err(Error::usage(
+            format!("restore-plan needs the snapshot as a local file, not {}", args.file.display()),
+            "The plan copies the file to every control-plane node: download it first (aws s3 cp, gcloud storage cp, az storage blob download), check it with `kubectl etcdsnap status FILE`, then plan from FILE.",
+        ));
+    }
     let (opened, snapshot) = save::open_with_status(&args.file, args.identity.as_deref(), true, None).await?;
     let data_dir = args.data_dir.clone();
     let (members, token) = match &args.members {
@@ -563,6 +641,16 @@ async fn restore_plan(cli: &Cli, args: &RestorePlanArgs) -> Result<i32> {
 }
 
 async fn restore_cmd(cli: &Cli, args: &RestoreCmdArgs) -> Result<i32> {
+    let fetched = fetch_if_object(&args.file).await?;
+    let mut local_args;
+    let args = match &fetched {
+        Some(f) => {
+            local_args = args.clone();
+            local_args.file = f.path.clone();
+            &local_args
+        }
+        None => args,
+    };
     let (opened, snapshot) = save::open_with_status(&args.file, args.identity.as_deref(), true, None).await?;
     if snapshot.sha256.present && !snapshot.sha256.valid {
         return Err(Error::new(

@@ -9,7 +9,8 @@ use cpkit::atomic_file::AtomicFile;
 use cpkit::error::{Error, ErrorKind, Result};
 use cpkit::etcd::direct::{EtcdTls, EtcdTlsArgs, etcd_error};
 use cpkit::etcd::pods::{EtcdPod, read_file};
-use cpkit::etcd::save::{Compression, Saved, Storing, free_space, save};
+use cpkit::etcd::remote::Remote;
+use cpkit::etcd::save::{Compression, Destination, Saved, Storing, free_space, save};
 use cpkit::etcd::stored::Opened;
 use serde::{Deserialize, Serialize};
 
@@ -106,6 +107,35 @@ fn write_sidecar(file: &Path, sidecar: &Sidecar, overwrite: bool) -> Result<()> 
     Ok(())
 }
 
+/// Uploads the record of a verified snapshot object; if that fails, the snapshot goes too (an
+/// object without its record would be neither verified nor pruned by its metadata).
+async fn put_remote_sidecar(remote: &Remote, sidecar: &Sidecar) -> Result<()> {
+    let mut text = serde_json::to_vec_pretty(sidecar)
+        .map_err(|e| Error::invalid_data("Cannot encode the sidecar", e.to_string()))?;
+    text.push(b'\n');
+    if let Err(e) = remote.put_small(&format!("{}.json", sidecar.file), text).await {
+        let removed = remote.delete(&sidecar.file).await.is_ok();
+        return Err(e.with_what(format!(
+            "Cannot upload the record of {}; the snapshot object was {}",
+            remote.url_of(&sidecar.file),
+            if removed { "deleted" } else { "left in place (delete it by hand)" }
+        )));
+    }
+    Ok(())
+}
+
+/// The object name a FILE argument gives with --to: a plain name, no directories.
+fn object_name(file: &Path) -> Result<String> {
+    let name = file.to_string_lossy();
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Err(Error::usage(
+            format!("{name:?} is not an object name"),
+            "With --to, FILE is the object's name under the URL's prefix (no slashes); put directories in the URL.",
+        ));
+    }
+    Ok(name.into_owned())
+}
+
 /// `etcd-<cluster>-<member>-<UTC timestamp>.db`.
 pub fn default_name(cluster: &str, member: &str, when: jiff::Timestamp) -> String {
     let safe = |s: &str| {
@@ -123,6 +153,12 @@ pub struct SaveArgs {
     /// Directory for the default file name
     #[arg(long, value_name = "DIR", default_value = ".", value_hint = clap::ValueHint::DirPath)]
     pub dir: PathBuf,
+
+    /// Upload to object storage instead: s3://BUCKET/PREFIX/, gs://, az://CONTAINER/PREFIX/ or
+    /// file:///DIR/ (streamed as it arrives, the record beside it once verified). Credentials
+    /// come from the environment and profiles (AWS_*, ~/.aws; GOOGLE_*; AZURE_*), never flags
+    #[arg(long, value_name = "URL", conflicts_with = "dir")]
+    pub to: Option<String>,
 
     /// Replace an existing file
     #[arg(long)]
@@ -161,6 +197,9 @@ pub struct SaveReport {
     pub sidecar: Sidecar,
     /// For exec: the node that holds the file.
     pub node: Option<String>,
+    /// For --to: the snapshot object's URL (its record is `<url>.json`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 /// Certificates for a tunnel: the flags, else the pod's own files read through its shell.
@@ -290,6 +329,12 @@ pub async fn run(cluster: Option<&Cluster>, args: &SaveArgs, show_progress: bool
             "with --via exec, etcdctl writes it on the node as etcd sends it. Save with --via port-forward or --via direct, or compress/encrypt the file on the node.",
         ));
     }
+    if route.via == Via::Exec && args.to.is_some() {
+        return Err(Error::usage(
+            "--to needs the snapshot to stream through this machine",
+            "with --via exec, etcdctl writes it on the node. Save with --via port-forward or --via direct.",
+        ));
+    }
     if route.via == Via::Exec {
         return save_by_exec(cluster.ok_or_else(|| Error::usage("--via exec needs the cluster", ""))?, &route, args)
             .await;
@@ -301,31 +346,43 @@ pub async fn run(cluster: Option<&Cluster>, args: &SaveArgs, show_progress: bool
     let revision = status.header().map(|h| h.revision()).unwrap_or(0);
     let db_size = status.db_size() as u64;
     let member = if route.member.is_empty() { format!("{member_id:x}") } else { route.member.clone() };
-    let target = match &args.file {
-        Some(f) => f.clone(),
+    let default_file = || {
+        let mut name = default_name(&route.cluster_name, &member, jiff::Timestamp::now());
+        if storing.compression != Compression::None {
+            name.push_str(".zst");
+        }
+        if !storing.recipients.is_empty() {
+            name.push_str(".age");
+        }
+        name
+    };
+    let (destination, remote) = match &args.to {
+        Some(url) => {
+            let remote = Remote::open(url, args.timeout)?;
+            let name = match &args.file {
+                Some(f) => object_name(f)?,
+                None => default_file(),
+            };
+            // Starting the upload checks the credentials before etcd streams anything.
+            (Destination::Object(remote.upload(&name, args.force).await?), Some(remote))
+        }
         None => {
-            let mut name = default_name(&route.cluster_name, &member, jiff::Timestamp::now());
-            if storing.compression != Compression::None {
-                name.push_str(".zst");
+            let target = args.file.clone().unwrap_or_else(|| args.dir.join(default_file()));
+            let dir = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            if let Some(free) = free_space(dir) {
+                // Kubernetes data compresses 3-10x; if it fills the disk anyway, the partial file goes.
+                let needed = if storing.compression == Compression::None { db_size } else { db_size / 3 };
+                check_room(dir, needed, free)?;
             }
-            if !storing.recipients.is_empty() {
-                name.push_str(".age");
-            }
-            args.dir.join(name)
+            (Destination::File(AtomicFile::create(&target, args.force)?), None)
         }
     };
-    let dir = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    if let Some(free) = free_space(dir) {
-        // Kubernetes data compresses 3-10x; if it fills the disk anyway, the partial file goes.
-        let needed = if storing.compression == Compression::None { db_size } else { db_size / 3 };
-        check_room(dir, needed, free)?;
-    }
     let bar = progress_bar(show_progress);
     if let Some(b) = &bar {
         b.set_length(db_size);
     }
     let saved: Saved =
-        save(&mut client, &route.endpoint, &target, args.force, args.timeout, &storing, &mut |received, total| {
+        save(&mut client, &route.endpoint, destination, args.timeout, &storing, &mut |received, total| {
             if let Some(b) = &bar {
                 if let Some(t) = total {
                     b.set_length(t);
@@ -368,9 +425,18 @@ pub async fn run(cluster: Option<&Cluster>, args: &SaveArgs, show_progress: bool
         saved_at: jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
         tool: format!("kubectl-etcdsnap {}", env!("CARGO_PKG_VERSION")),
     };
-    write_sidecar(&saved.path, &sidecar, args.force)?;
+    let url = match &remote {
+        Some(remote) => {
+            put_remote_sidecar(remote, &sidecar).await?;
+            Some(remote.url_of(&sidecar.file))
+        }
+        None => {
+            write_sidecar(&saved.path, &sidecar, args.force)?;
+            None
+        }
+    };
     route.close();
-    Ok(SaveReport { sidecar, node: None })
+    Ok(SaveReport { sidecar, node: None, url })
 }
 
 async fn save_by_exec(cluster: &Cluster, route: &Route, args: &SaveArgs) -> Result<SaveReport> {
@@ -456,7 +522,7 @@ async fn save_by_exec(cluster: &Cluster, route: &Route, args: &SaveArgs) -> Resu
         saved_at: jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
         tool: format!("kubectl-etcdsnap {}", env!("CARGO_PKG_VERSION")),
     };
-    Ok(SaveReport { sidecar, node: Some(pod.pod.node.clone()) })
+    Ok(SaveReport { sidecar, node: Some(pod.pod.node.clone()), url: None })
 }
 
 #[cfg(test)]

@@ -1,10 +1,12 @@
 //! etcd: the members as their static pods describe them (`pods`), gRPC access (`direct`), the
 //! cluster status and its verdict (`status`), the bbolt file format (`bbolt`), what a snapshot
-//! file holds (`snapshot`) and writing one from the Maintenance.Snapshot stream (`save`).
+//! file holds (`snapshot`), writing one from the Maintenance.Snapshot stream (`save`), how it is
+//! stored (`stored`) and keeping it in object storage (`remote`).
 
 pub mod bbolt;
 pub mod direct;
 pub mod pods;
+pub mod remote;
 pub mod save;
 pub mod snapshot;
 pub mod status;

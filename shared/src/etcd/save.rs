@@ -87,7 +87,45 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-type Hashed = HashingWriter<AtomicFile>;
+/// Where the snapshot goes: a file written atomically, or an object uploaded in parts.
+pub enum Destination {
+    File(AtomicFile),
+    Object(super::remote::Upload),
+}
+
+impl Destination {
+    /// The file's path or the object's URL, for messages.
+    pub fn label(&self) -> String {
+        match self {
+            Destination::File(f) => f.final_path().display().to_string(),
+            Destination::Object(u) => u.url().to_string(),
+        }
+    }
+}
+
+/// What the encoders write into: the file, or the buffer the upload takes its parts from.
+enum Out {
+    File(AtomicFile),
+    Buffer(super::remote::SharedBuffer),
+}
+
+impl Write for Out {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Out::File(f) => f.write(buf),
+            Out::Buffer(b) => b.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Out::File(f) => f.flush(),
+            Out::Buffer(b) => b.flush(),
+        }
+    }
+}
+
+type Hashed = HashingWriter<Out>;
 
 /// The encryption layer, over the hashed file.
 enum Encrypting {
@@ -122,13 +160,13 @@ impl Encrypting {
 
 /// The file being written: directly, or compressed and/or encrypted (in that order).
 enum Sink {
-    Plain(AtomicFile),
+    Plain(Out),
     Zstd(zstd::Encoder<'static, Encrypting>),
     Raw(Encrypting),
 }
 
 impl Sink {
-    fn new(file: AtomicFile, storing: &Storing) -> std::io::Result<Sink> {
+    fn new(file: Out, storing: &Storing) -> std::io::Result<Sink> {
         if storing.is_plain() {
             return Ok(Sink::Plain(file));
         }
@@ -160,7 +198,7 @@ impl Sink {
     }
 
     /// Ends the encoding: the file to commit, its size and the stored bytes' digest if encoded.
-    fn finish(self, plain_size: u64) -> std::io::Result<(AtomicFile, u64, Option<Stored>)> {
+    fn finish(self, plain_size: u64) -> std::io::Result<(Out, u64, Option<Stored>)> {
         let (encrypting, compression) = match self {
             Sink::Plain(mut f) => {
                 f.flush()?;
@@ -266,13 +304,13 @@ fn verdict_error(endpoint: &str, v: Verdict) -> Error {
     }
 }
 
-/// Streams a snapshot from `client` into `target`, verifying it, within `timeout`.
-/// `progress(received, total)` is called after every chunk.
+/// Streams a snapshot from `client` into `destination`, verifying it, within `timeout`.
+/// `progress(received, total)` is called after every chunk. The file is renamed into place, or
+/// the upload completed, only after etcd's digest matched.
 pub async fn save(
     client: &mut etcd_client::Client,
     endpoint: &str,
-    target: &Path,
-    overwrite: bool,
+    destination: Destination,
     timeout: Duration,
     storing: &Storing,
     progress: &mut dyn FnMut(u64, Option<u64>),
@@ -280,22 +318,24 @@ pub async fn save(
     let started = Instant::now();
     let mut state = StreamState::default();
     let mut index = super::stream_index::StreamIndex::new();
+    let label = destination.label();
     let io = |e: std::io::Error| {
         if matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EFBIG) | Some(libc::EDQUOT)) {
             Error::new(
                 ErrorKind::Io,
-                format!(
-                    "No room to write {} (disk full or file-size limit); the partial snapshot was removed",
-                    target.display()
-                ),
+                format!("No room to write {label} (disk full or file-size limit); the partial snapshot was removed"),
                 e.to_string(),
                 "Free space, or save to another directory (--dir).",
             )
         } else {
-            Error::io(format!("Cannot write {}", target.display()), &e)
+            Error::io(format!("Cannot write {label}"), &e)
         }
     };
-    let mut file = Sink::new(AtomicFile::create(target, overwrite)?, storing).map_err(io)?;
+    let (out, mut upload) = match destination {
+        Destination::File(f) => (Out::File(f), None),
+        Destination::Object(u) => (Out::Buffer(u.buffer()), Some(u)),
+    };
+    let mut file = Sink::new(out, storing).map_err(io)?;
     let run = async {
         let mut stream = client.snapshot().await.map_err(|e| super::direct::etcd_error(endpoint, &e, Some(timeout)))?;
         loop {
@@ -318,6 +358,9 @@ pub async fn save(
                 index.feed(bytes);
             }
             file.write_all(bytes).map_err(io)?;
+            if let Some(u) = upload.as_mut() {
+                u.send().await?;
+            }
             progress(state.received, state.expected);
         }
         Ok::<_, Error>(())
@@ -336,8 +379,23 @@ pub async fn save(
     if verdict != Verdict::Complete {
         return Err(verdict_error(endpoint, verdict));
     }
-    let (file, file_size, stored) = file.finish(received + 32).map_err(io)?;
-    let path = file.commit()?;
+    let (out, file_size, stored) = file.finish(received + 32).map_err(io)?;
+    let path = match (out, upload) {
+        (Out::File(f), _) => f.commit()?,
+        (Out::Buffer(_), Some(u)) => {
+            let url = u.url().to_string();
+            tokio::time::timeout(timeout, u.finish()).await.map_err(|_| {
+                Error::new(
+                    ErrorKind::Timeout,
+                    format!("The upload to {url} did not complete within {}", crate::duration::human_duration(timeout)),
+                    "the store is slow or unreachable; the upload was aborted",
+                    "Retry, or raise --timeout.",
+                )
+            })??;
+            PathBuf::from(url)
+        }
+        (Out::Buffer(_), None) => return Err(Error::failed("internal", "an upload buffer without its upload", "")),
+    };
     let revision = index.revision(received);
     Ok(Saved { path, db_size: received, file_size, sha256: computed, revision, stored, took: started.elapsed() })
 }

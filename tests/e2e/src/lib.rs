@@ -199,3 +199,16 @@ pub fn viewer(c: &testkit::DemoCluster) -> (String, String) {
             .unwrap(),
     }
 }
+
+/// `etcdctl snapshot status FILE -w json` of the machine's etcdctl (Debian's 3.4).
+pub fn etcdctl_status(file: &Path) -> serde_json::Value {
+    let out = Command::new("etcdctl")
+        .args(["snapshot", "status"])
+        .arg(file)
+        .args(["-w", "json"])
+        .env("ETCDCTL_API", "3")
+        .output()
+        .expect("etcdctl runs");
+    assert!(out.status.success(), "{}", describe(&out));
+    serde_json::from_slice(&out.stdout).expect("etcdctl prints JSON")
+}

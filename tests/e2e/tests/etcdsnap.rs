@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use cpkit_e2e::{describe, in_both_worlds, kubectl, plugin, plugin_binary, start, text};
+use cpkit_e2e::{describe, etcdctl_status, in_both_worlds, kubectl, plugin, plugin_binary, start, text};
 use serde_json::{Value, json};
 use sha2::Digest;
 use testkit::etcd::{ClientTls, EtcdCluster, EtcdOptions, EtcdRelease};
@@ -124,18 +124,6 @@ fn restore_and_read(file: &Path, release: EtcdRelease) -> BTreeMap<Vec<u8>, Vec<
     let _ = etcd.kill();
     let _ = etcd.wait();
     keys
-}
-
-fn etcdctl_status(file: &Path) -> Value {
-    let out = Command::new("etcdctl")
-        .args(["snapshot", "status"])
-        .arg(file)
-        .args(["-w", "json"])
-        .env("ETCDCTL_API", "3")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", describe(&out));
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// `snapshot status -w json` of the tool matching the etcd of `release`: etcdutl 3.6 (whose

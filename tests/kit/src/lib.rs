@@ -15,6 +15,7 @@ pub mod net;
 pub mod pki;
 pub mod process;
 pub mod real;
+pub mod s3;
 pub mod scenario;
 pub mod webhook_backend;
 

@@ -1,0 +1,231 @@
+//! `kubectl etcdsnap` with object storage, end to end: a real etcd (Debian's 3.4, direct
+//! transport) saved into an S3 server on loopback (moto's server mode with authentication on,
+//! `testkit::s3`), then listed, read, drilled and pruned through the same URLs; the store is
+//! inspected with boto3, not with the product's client. Faults: a wrong credential, an object
+//! changed in the store, Ctrl-C during an upload, the store dying mid-upload.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cpkit_e2e::{describe, etcdctl_status, plugin, plugin_binary, text};
+use serde_json::Value;
+use sha2::Digest;
+use testkit::etcd::{EtcdCluster, EtcdOptions};
+use testkit::etcd_data::{LoadSpec, load};
+use testkit::fault_proxy::{Damage, FaultProxy};
+use testkit::s3::S3Server;
+
+fn json_of(out: &std::process::Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", describe(out)))
+}
+
+/// One member with `size` bytes of data, its plain (no TLS) client URL, and a runtime kept with it.
+fn etcd_with_data(size: u64) -> (EtcdCluster, String) {
+    let mut etcd = EtcdCluster::start(EtcdOptions { plain_client: true, ..EtcdOptions::members(1) }).unwrap();
+    etcd.wait_healthy(Duration::from_secs(20)).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let client = rt.block_on(etcd.client()).unwrap();
+    rt.block_on(load(&client, &LoadSpec::sized(size))).unwrap();
+    let url = format!("http://127.0.0.1:{}", etcd.members[0].plain_client_port.unwrap());
+    (etcd, url)
+}
+
+fn save_args(endpoint: &str, to: &str, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = ["save", "--via", "direct", &format!("--endpoints={endpoint}"), "--to", to]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+fn etcdsnap(args: &[&str], env: &[(String, String)]) -> std::process::Output {
+    plugin("etcdsnap", args, env)
+}
+
+/// Keys of the bucket under `prefix`.
+fn keys_under(s3: &S3Server, prefix: &str) -> Vec<String> {
+    let mut keys: Vec<String> =
+        s3.objects().unwrap().into_iter().map(|(k, _)| k).filter(|k| k.starts_with(prefix)).collect();
+    keys.sort();
+    keys
+}
+
+#[test]
+fn snapshots_in_s3_are_saved_listed_read_drilled_and_pruned() {
+    let s3 = S3Server::start().unwrap();
+    let env = s3.env();
+    // 20 MiB: the plain save is uploaded in three parts (8 MiB each).
+    let (_etcd, endpoint) = etcd_with_data(20 << 20);
+    let prefix = "s3://backups/prod/";
+
+    let save = |extra: &[&str]| {
+        let args = save_args(&endpoint, prefix, extra);
+        let out = etcdsnap(&args.iter().map(String::as_str).collect::<Vec<_>>(), &env);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        json_of(&out)
+    };
+    let first = save(&["-o", "json"]);
+    let url = first["url"].as_str().unwrap().to_string();
+    let name = first["sidecar"]["file"].as_str().unwrap().to_string();
+    assert_eq!(url, format!("{prefix}{name}"));
+    assert_eq!(keys_under(&s3, "prod/"), [format!("prod/{name}"), format!("prod/{name}.json")]);
+
+    // The object is etcd's snapshot: its data matches etcd's digest, etcdctl reads its revision.
+    let object = s3.get(&format!("prod/{name}")).unwrap();
+    let db_size = first["sidecar"]["dbSize"].as_u64().unwrap() as usize;
+    assert_eq!(object.len(), db_size + 32);
+    assert_eq!(hex::encode(sha2::Sha256::digest(&object[..db_size])), first["sidecar"]["sha256"].as_str().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("copy.db");
+    std::fs::write(&copy, &object).unwrap();
+    assert_eq!(etcdctl_status(&copy)["revision"], first["sidecar"]["revision"]);
+    let record: Value = serde_json::from_slice(&s3.get(&format!("prod/{name}.json")).unwrap()).unwrap();
+    assert_eq!(record, first["sidecar"], "the record beside it is the one printed");
+
+    // The text report names the object and its record.
+    std::thread::sleep(Duration::from_millis(1100)); // the default names carry the second
+    let args = save_args(&endpoint, prefix, &["--compress", "zstd"]);
+    let out = etcdsnap(&args.iter().map(String::as_str).collect::<Vec<_>>(), &env);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let (stdout, _) = text(&out);
+    assert!(stdout.contains(&format!("Saved {prefix}")) && stdout.contains(".db.zst.json"), "{stdout}");
+    let zst_name = keys_under(&s3, "prod/").into_iter().find(|k| k.ends_with(".db.zst")).unwrap();
+    let zst_url = format!("s3://backups/{zst_name}");
+
+    // ls: both, newest first, verified against their records.
+    let ls = json_of(&etcdsnap(&["ls", prefix, "-o", "json"], &env));
+    let items = ls["items"].as_array().unwrap();
+    let paths: Vec<&str> = items.iter().map(|i| i["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, [zst_url.as_str(), url.as_str()], "{ls}");
+    assert!(items.iter().all(|i| i["state"] == "verified"), "{ls}");
+
+    // status and drill read the objects (downloaded and checked first).
+    let out = etcdsnap(&["status", &zst_url, "-o", "json"], &env);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let st = json_of(&out);
+    assert_eq!(st["storedAs"], "zstd");
+    assert_eq!(st["sha256"]["valid"], true);
+    let out = etcdsnap(&["drill", &url], &env);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(text(&out).0.contains("PASS"), "{}", describe(&out));
+
+    // prune keeps the newest verified snapshot of the cluster and never touches an object
+    // without a record (another tool's, another cluster's) even when it matches the names.
+    s3.put("prod/etcd-other-tool.db", b"not ours").unwrap();
+    let out = etcdsnap(&["prune", prefix, "--keep", "1"], &env);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let (plan, _) = text(&out);
+    assert!(plan.contains(&format!("would delete {url}")), "{plan}");
+    assert!(!plan.contains("would delete s3://backups/prod/etcd-other-tool.db"), "{plan}");
+    assert!(plan.contains("without a record"), "{plan}");
+    assert_eq!(keys_under(&s3, "prod/").len(), 5, "nothing deleted without --yes");
+    let out = etcdsnap(&["prune", prefix, "--keep", "1", "--yes"], &env);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let mut left = vec!["prod/etcd-other-tool.db".to_string(), zst_name.clone(), format!("{zst_name}.json")];
+    left.sort();
+    assert_eq!(keys_under(&s3, "prod/"), left);
+
+    // An object changed in the store (same size, one byte) is refused before anything reads it.
+    let mut damaged = s3.get(&zst_name).unwrap();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0x55;
+    s3.put(&zst_name, &damaged).unwrap();
+    for cmd in ["status", "drill"] {
+        let out = etcdsnap(&[cmd, &zst_url], &env);
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {}", describe(&out));
+        assert!(stderr.contains("does not match its record") && stderr.contains("sha256"), "{cmd}: {stderr}");
+    }
+
+    // A wrong secret: a clear refusal, and no secret in the output.
+    let mut wrong = env.clone();
+    for (k, v) in wrong.iter_mut() {
+        if k == "AWS_SECRET_ACCESS_KEY" {
+            *v = "wrong-secret-value-0123456789".into();
+        }
+    }
+    let out = etcdsnap(&["ls", prefix], &wrong);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    assert!(stderr.contains("rejected the credentials"), "{stderr}");
+    for secret in ["wrong-secret-value-0123456789", s3.secret_key.as_str()] {
+        assert!(!stdout.contains(secret) && !stderr.contains(secret), "a secret leaked: {}", describe(&out));
+    }
+    // Credentials in the URL are refused, not used.
+    let out = etcdsnap(&["ls", "s3://AKIAEXAMPLE:topsecret@backups/prod/"], &env);
+    assert_eq!(out.status.code(), Some(64), "{}", describe(&out));
+    assert!(!text(&out).1.contains("topsecret"), "{}", describe(&out));
+
+    assert_eq!(s3.unfinished_uploads().unwrap(), Vec::<String>::new(), "every upload completed or aborted");
+
+    // file:// is the same store interface on a local directory.
+    let local = format!("file://{}/fs/", dir.path().display());
+    let args = save_args(&endpoint, &local, &["--compress", "zstd"]);
+    let out = etcdsnap(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let ls = json_of(&etcdsnap(&["ls", &local, "-o", "json"], &[]));
+    assert_eq!(ls["items"].as_array().map(|i| i.len()), Some(1), "{ls}");
+    assert_eq!(ls["items"][0]["state"], "verified", "{ls}");
+    let out = etcdsnap(&["status", ls["items"][0]["path"].as_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+}
+
+fn spawn_save(args: &[String], env: &[(String, String)]) -> Child {
+    Command::new(plugin_binary("etcdsnap"))
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn an_interrupted_or_cut_upload_leaves_no_object_and_no_record() {
+    let mut s3 = S3Server::start().unwrap();
+    let env = s3.env();
+    let (_etcd, endpoint) = etcd_with_data(20 << 20);
+    let upstream: std::net::SocketAddr = endpoint.trim_start_matches("http://").parse().unwrap();
+
+    // Ctrl-C while uploading (etcd slowed to 2 MiB/s): the multipart upload is aborted.
+    let slow = FaultProxy::start(upstream, Damage::Throttle(2 << 20)).unwrap();
+    let child = spawn_save(&save_args(&slow.url(), "s3://backups/interrupted/", &[]), &env);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while s3.unfinished_uploads().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the upload never started");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", describe(&out));
+    assert_eq!(s3.unfinished_uploads().unwrap(), Vec::<String>::new(), "the upload was aborted at the store");
+    assert_eq!(keys_under(&s3, "interrupted/"), Vec::<String>::new());
+
+    // The store dies after 10 MiB: the save fails, saying so; no object, no record.
+    let dying = FaultProxy::start(
+        s3.endpoint.trim_start_matches("http://").parse().unwrap(),
+        Damage::DropAfterUpload(10 << 20),
+    )
+    .unwrap();
+    let out = etcdsnap(
+        &save_args(&endpoint, "s3://backups/cut/", &[]).iter().map(String::as_str).collect::<Vec<_>>(),
+        &s3.env_with_endpoint(&dying.url()),
+    );
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(stderr.contains("upload of s3://backups/cut/etcd-"), "{stderr}");
+    assert!(
+        stderr.contains("the connection to the store dropped") && stderr.contains("AbortIncompleteMultipartUpload"),
+        "{stderr}"
+    );
+    assert_eq!(keys_under(&s3, "cut/"), Vec::<String>::new(), "no object and no record");
+
+    // The store is gone before the save starts: refused before etcd streams anything.
+    s3.kill();
+    let out =
+        etcdsnap(&save_args(&endpoint, "s3://backups/gone/", &[]).iter().map(String::as_str).collect::<Vec<_>>(), &env);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(stderr.contains("connection refused"), "{stderr}");
+}

@@ -1,0 +1,174 @@
+//! An S3 server on loopback for the object-storage tests: moto's server mode (PyPI
+//! `moto[server]`, installed by `dev/build-tools` into a virtualenv), with moto's IAM
+//! authentication on — every request after the bootstrap must be signed with the key the
+//! bootstrap created, so a wrong credential is refused as AWS refuses it. The tests inspect the
+//! store through boto3 (the virtualenv's, independent of the product's client).
+
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::process::ChildGuard;
+
+pub const BUCKET: &str = "backups";
+pub const REGION: &str = "us-east-1";
+
+/// The virtualenv `dev/build-tools` installs moto into, at the version the script names.
+pub fn moto_dir() -> std::io::Result<PathBuf> {
+    let script = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../dev/build-tools"))?;
+    let version = script
+        .lines()
+        .find_map(|l| l.strip_prefix("moto_version="))
+        .ok_or_else(|| std::io::Error::other("dev/build-tools names no moto_version"))?;
+    let dir = crate::binaries::cache_root().join(format!("tools/moto-{version}"));
+    if dir.join(".complete").is_file() {
+        Ok(dir)
+    } else {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{} is missing: run dev/build-tools (the README's test command does)", dir.display()),
+        ))
+    }
+}
+
+/// Creates the user, its S3 policy and access key, and the bucket, while moto still accepts
+/// unsigned requests (INITIAL_NO_AUTH_ACTION_COUNT); prints the key.
+const BOOTSTRAP: &str = r#"
+import boto3, json, sys
+kw = dict(endpoint_url=sys.argv[1], region_name=sys.argv[2], aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
+iam = boto3.client("iam", **kw)
+iam.create_user(UserName="etcdsnap")
+iam.put_user_policy(UserName="etcdsnap", PolicyName="s3", PolicyDocument=json.dumps(
+    {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+key = iam.create_access_key(UserName="etcdsnap")["AccessKey"]
+boto3.client("s3", **kw).create_bucket(Bucket=sys.argv[3])
+print(key["AccessKeyId"], key["SecretAccessKey"])
+"#;
+
+/// Store operations for the tests: `list` (key and size per line), `uploads` (keys of
+/// unfinished multipart uploads), `get KEY` (bytes to stdout), `put KEY` (bytes from stdin).
+const INSPECT: &str = r#"
+import boto3, os, sys
+s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name=os.environ["AWS_REGION"])
+bucket, op = sys.argv[1], sys.argv[2]
+if op == "list":
+    for o in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+        print(o["Key"], o["Size"])
+elif op == "uploads":
+    for u in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
+        print(u["Key"])
+elif op == "get":
+    sys.stdout.buffer.write(s3.get_object(Bucket=bucket, Key=sys.argv[3])["Body"].read())
+elif op == "put":
+    s3.put_object(Bucket=bucket, Key=sys.argv[3], Body=sys.stdin.buffer.read())
+"#;
+
+/// moto on 127.0.0.1 with one bucket and one access key.
+pub struct S3Server {
+    pub endpoint: String,
+    pub access_key: String,
+    pub secret_key: String,
+    python: PathBuf,
+    child: ChildGuard,
+}
+
+impl S3Server {
+    pub fn start() -> std::io::Result<S3Server> {
+        let dir = moto_dir()?;
+        let port = crate::net::free_port()?;
+        let child = ChildGuard::spawn(
+            "moto_server",
+            Command::new(dir.join("bin/moto_server"))
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                // The bootstrap's four actions run unsigned; every later request is checked.
+                .env("INITIAL_NO_AUTH_ACTION_COUNT", "4")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )?;
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            if Instant::now() > deadline {
+                return Err(std::io::Error::other("moto_server did not listen within 30 s"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let endpoint = format!("http://{addr}");
+        let python = dir.join("bin/python");
+        let out = Command::new(&python).args(["-c", BOOTSTRAP, &endpoint, REGION, BUCKET]).output()?;
+        let printed = String::from_utf8_lossy(&out.stdout).to_string();
+        let mut words = printed.split_whitespace();
+        let (Some(access_key), Some(secret_key)) = (words.next(), words.next()) else {
+            return Err(std::io::Error::other(format!(
+                "moto bootstrap failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        };
+        Ok(S3Server { endpoint, access_key: access_key.into(), secret_key: secret_key.into(), python, child })
+    }
+
+    /// The environment a client of this store runs with (the standard AWS variables).
+    pub fn env(&self) -> Vec<(String, String)> {
+        self.env_with_endpoint(&self.endpoint)
+    }
+
+    /// The same credentials, pointed at another endpoint (a proxy in front of this server).
+    pub fn env_with_endpoint(&self, endpoint: &str) -> Vec<(String, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL".into(), endpoint.to_string()),
+            ("AWS_ACCESS_KEY_ID".into(), self.access_key.clone()),
+            ("AWS_SECRET_ACCESS_KEY".into(), self.secret_key.clone()),
+            ("AWS_REGION".into(), REGION.into()),
+            // Never reach for the instance metadata service (not loopback).
+            ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+        ]
+    }
+
+    fn inspect(&self, args: &[&str], stdin: Option<&[u8]>) -> std::io::Result<Vec<u8>> {
+        let mut cmd = Command::new(&self.python);
+        cmd.args(["-c", INSPECT, BUCKET]).args(args).envs(self.env());
+        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn()?;
+        if let (Some(bytes), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            std::io::Write::write_all(&mut pipe, bytes)?;
+        }
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            return Err(std::io::Error::other(format!("boto3 {args:?}: {}", String::from_utf8_lossy(&out.stderr))));
+        }
+        Ok(out.stdout)
+    }
+
+    /// Every object of the bucket: key and size.
+    pub fn objects(&self) -> std::io::Result<Vec<(String, u64)>> {
+        let out = self.inspect(&["list"], None)?;
+        Ok(String::from_utf8_lossy(&out)
+            .lines()
+            .filter_map(|l| {
+                let (k, s) = l.rsplit_once(' ')?;
+                Some((k.to_string(), s.parse().ok()?))
+            })
+            .collect())
+    }
+
+    /// Keys of multipart uploads started and neither completed nor aborted.
+    pub fn unfinished_uploads(&self) -> std::io::Result<Vec<String>> {
+        let out = self.inspect(&["uploads"], None)?;
+        Ok(String::from_utf8_lossy(&out).lines().map(str::to_string).collect())
+    }
+
+    pub fn get(&self, key: &str) -> std::io::Result<Vec<u8>> {
+        self.inspect(&["get", key], None)
+    }
+
+    pub fn put(&self, key: &str, bytes: &[u8]) -> std::io::Result<()> {
+        self.inspect(&["put", key], Some(bytes)).map(|_| ())
+    }
+
+    /// The server dies (the store dropped mid-way).
+    pub fn kill(&mut self) {
+        self.child.kill();
+    }
+}
