@@ -833,7 +833,13 @@ in_both_worlds! {
         let data_fills_quota = in_use as f64 >= quota as f64 * 0.9;
         let out = run(&["etcdsnap", "alarm", "disarm", "--yes"]);
         let (stdout, _) = text(&out);
-        assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+        let sizes: Vec<String> = status["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| format!("{} {} in use {}", m["name"], m["dbSize"], m["dbSizeInUse"]))
+            .collect();
+        assert_eq!(out.status.code(), Some(2), "quota {quota}, members {sizes:?}: {}", describe(&out));
         assert!(stdout.contains("Refused: the database file of"), "{stdout}");
         let way_out = if data_fills_quota { "nearly fills the" } else { "Free space first: `kubectl etcdsnap compact --yes`" };
         assert!(stdout.contains(way_out), "in use {in_use} of {quota}: {stdout}");

@@ -256,17 +256,19 @@ pub async fn load(client: &Client, spec: &LoadSpec) -> Result<Inventory, etcd_cl
 ///
 /// etcd raises the alarm at the first write whose cost would carry the database over `quota`
 /// (server `storage/quota.go`, `Available`), so the file ends within one write of it: batches of
-/// `value_size` values far from it, single 16 KiB values over the last 2 MiB, so that the file
-/// ends full (a 1 MiB batch could leave it anywhere from 91% of a 12 MiB quota). `quota` 0 is
-/// etcd's default, 2 GiB.
+/// `value_size` values far from it, single 16 KiB values over the last quarter (at least 2 MiB),
+/// so that the file ends full (a 1 MiB batch could leave it anywhere from 91% of a 12 MiB quota).
+/// The size watched is the answering member's; another member's file may be a megabyte or two
+/// larger (bbolt allocates pages per member) and raise the alarm first, hence the wide margin.
+/// `quota` 0 is etcd's default, 2 GiB.
 pub async fn fill_until_nospace(client: &Client, value_size: usize, quota: u64) -> Result<usize, etcd_client::Error> {
-    const NEAR: u64 = 2 * 1024 * 1024;
     let quota = if quota == 0 { 2 << 30 } else { quota }; // etcd's default
+    let near = (quota / 4).max(2 * 1024 * 1024);
     let mut written = 0;
     let mut c = client.clone();
     loop {
         let size = c.status().await?.db_size().max(0) as u64;
-        let (count, each) = if size + NEAR >= quota { (1, 16 * 1024) } else { (16, value_size) };
+        let (count, each) = if size + near >= quota { (1, 16 * 1024) } else { (16, value_size) };
         let ops: Vec<TxnOp> = (0..count)
             .map(|k| {
                 let key = format!("/registry/events/default/filler.{:08}", written + k);
