@@ -358,7 +358,7 @@ pub async fn run(cluster: Option<&Cluster>, args: &SaveArgs, show_progress: bool
     };
     let (destination, remote) = match &args.to {
         Some(url) => {
-            let remote = Remote::open(url, args.timeout)?;
+            let remote = Remote::open_for_upload(url, args.timeout)?;
             let name = match &args.file {
                 Some(f) => object_name(f)?,
                 None => default_file(),

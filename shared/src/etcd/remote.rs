@@ -185,7 +185,14 @@ impl Remote {
         let store: Arc<dyn ObjectStore> = match scheme.as_str() {
             "file" => {
                 let dir = std::path::PathBuf::from(format!("/{prefix}"));
-                crate::atomic_file::private_dir(&dir)?;
+                if !dir.is_dir() {
+                    return Err(Error::new(
+                        ErrorKind::NotFound,
+                        format!("Cannot use {}", redacted(url)),
+                        format!("{} is not a directory", dir.display()),
+                        "Create it first (a save creates it: --to file:///DIR/).",
+                    ));
+                }
                 let store = object_store::local::LocalFileSystem::new_with_prefix(&dir)
                     .map_err(|e| build_error(url, e))?
                     .with_automatic_cleanup(true);
@@ -240,6 +247,14 @@ impl Remote {
         let base =
             if prefix.is_empty() { format!("{scheme}://{bucket}/") } else { format!("{scheme}://{bucket}/{prefix}/") };
         Ok(Remote { store, base, prefix: prefix_path })
+    }
+
+    /// Like `open`, for saving: a `file://` directory is created (0700) when missing.
+    pub fn open_for_upload(url: &str, timeout: Duration) -> Result<Remote> {
+        if let Ok(("file", _, prefix)) = split_url(url).as_ref().map(|(s, b, p)| (s.as_str(), b, p)) {
+            crate::atomic_file::private_dir(std::path::Path::new(&format!("/{prefix}")))?;
+        }
+        Remote::open(url, timeout)
     }
 
     /// The prefix of a snapshot's URL and its object name: `s3://b/p/x.db` → (`s3://b/p/`, `x.db`).
@@ -600,7 +615,8 @@ mod tests {
     async fn a_file_store_uploads_lists_reads_and_aborts() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("file://{}/backups/", dir.path().display());
-        let remote = Remote::open(&url, Duration::from_secs(5)).unwrap();
+        assert!(Remote::open(&url, Duration::from_secs(5)).unwrap_err().to_string().contains("is not a directory"));
+        let remote = Remote::open_for_upload(&url, Duration::from_secs(5)).unwrap();
         let mut up = remote.upload("a.db", false).await.unwrap();
         let mut w = up.buffer();
         w.write_all(&vec![7u8; PART_SIZE + 10]).unwrap();
