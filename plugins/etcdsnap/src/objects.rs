@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use cpkit::error::{Error, ErrorKind, Result};
 use cpkit::etcd::remote::Remote;
+use futures::StreamExt;
 
 use crate::files::{Entry, is_snapshot_name};
 use crate::save::Sidecar;
@@ -27,7 +28,9 @@ fn time_text(t: SystemTime) -> String {
 pub async fn list(remote: &Remote) -> Result<Vec<Entry>> {
     let objects = remote.list().await?;
     let snapshots: Vec<_> = objects.into_iter().filter(|o| is_snapshot_name(&o.name)).collect();
-    let records = futures::future::join_all(snapshots.iter().map(|o| record(remote, &o.name))).await.into_iter();
+    // The records are read 16 at a time: a bucket may hold thousands of snapshots.
+    let records: Vec<_> =
+        futures::stream::iter(snapshots.iter().map(|o| record(remote, &o.name))).buffered(16).collect().await;
     let mut out = Vec::new();
     for (object, sidecar) in snapshots.into_iter().zip(records) {
         let sidecar = sidecar?;
