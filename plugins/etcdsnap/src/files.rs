@@ -8,7 +8,7 @@ use cpkit::etcd::snapshot::{Semantics, SnapshotStatus};
 use cpkit::etcd::stored::Opened;
 use serde::Serialize;
 
-use crate::save::read_sidecar;
+use crate::save::{Sidecar, read_sidecar};
 
 /// One snapshot file as `ls` shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -29,9 +29,37 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// A snapshot of `size` bytes at `path` (a file or an object URL), with its record if any:
+    /// `verified` when the record says so and the size still matches.
+    pub fn new(path: PathBuf, size: u64, modified: std::time::SystemTime, sidecar: Option<&Sidecar>) -> Entry {
+        let state = match sidecar {
+            Some(s) if s.verified && s.file_size == size => "verified",
+            Some(_) => "changed",
+            None => "no record",
+        };
+        let modified_at = jiff::Timestamp::try_from(modified)
+            .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_default();
+        Entry {
+            path,
+            size,
+            modified,
+            modified_at,
+            revision: sidecar.map(|s| s.revision),
+            member: sidecar.map(|s| s.member.clone()),
+            cluster: sidecar.map(|s| s.cluster_id.clone()),
+            state: state.to_string(),
+        }
+    }
+
     pub fn verified(&self) -> bool {
         self.state == "verified"
     }
+}
+
+/// Newest first; the same time by name, last first.
+pub fn sort_newest_first(entries: &mut [Entry]) {
+    entries.sort_by(|a, b| b.modified.cmp(&a.modified).then_with(|| b.path.cmp(&a.path)));
 }
 
 /// `*.db`, and `*.db.zst`, `*.db.age`, `*.db.zst.age` of compressed or encrypted saves.
@@ -53,28 +81,10 @@ pub fn list(dir: &Path) -> Result<Vec<Entry>> {
             continue;
         }
         let Ok(meta) = e.metadata() else { continue };
-        let sidecar = read_sidecar(&path);
-        let state = match &sidecar {
-            Some(s) if s.verified && s.file_size == meta.len() => "verified",
-            Some(_) => "changed",
-            None => "no record",
-        };
         let modified = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
-        let modified_at = jiff::Timestamp::try_from(modified)
-            .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
-            .unwrap_or_default();
-        out.push(Entry {
-            size: meta.len(),
-            modified,
-            modified_at,
-            revision: sidecar.as_ref().map(|s| s.revision),
-            member: sidecar.as_ref().map(|s| s.member.clone()),
-            cluster: sidecar.as_ref().map(|s| s.cluster_id.clone()),
-            state: state.to_string(),
-            path,
-        });
+        out.push(Entry::new(path.clone(), meta.len(), modified, read_sidecar(&path).as_ref()));
     }
-    out.sort_by(|a, b| b.modified.cmp(&a.modified).then_with(|| b.path.cmp(&a.path)));
+    sort_newest_first(&mut out);
     Ok(out)
 }
 

@@ -325,9 +325,8 @@ async fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Status { file, no_digest, semantics, identity } => {
-            let fetched = fetch_if_object(file).await?;
-            let local = fetched.as_ref().map(|f| f.path.as_path()).unwrap_or(file);
-            let (opened, st) = save::open_with_status(local, identity.as_deref(), !no_digest, *semantics).await?;
+            let (local, _download) = local_snapshot(file).await?;
+            let (opened, st) = save::open_with_status(&local, identity.as_deref(), !no_digest, *semantics).await?;
             let ok = !st.sha256.checked || !st.sha256.present || st.sha256.valid;
             let mut doc = serde_json::to_value(&st).unwrap_or_default();
             doc["storedAs"] = json!(opened.stored_as());
@@ -366,9 +365,8 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::RestorePlan(args) => restore_plan(&cli, args).await,
         Command::Restore(args) => restore_cmd(&cli, args).await,
         Command::Drill { file, keep, identity } => {
-            let fetched = fetch_if_object(file).await?;
-            let local = fetched.as_ref().map(|f| f.path.as_path()).unwrap_or(file);
-            let report = restore::drill(local, identity.as_deref(), *keep).await?;
+            let (local, _download) = local_snapshot(file).await?;
+            let report = restore::drill(&local, identity.as_deref(), *keep).await?;
             emit(&cli, "EtcdRestoreDrill", serde_json::to_value(&report).unwrap_or_default(), || {
                 let mut t = format!(
                     "{} restore drill of {} ({:.1}s)\n",
@@ -477,11 +475,15 @@ fn object_prefix(dir: &Path) -> Result<Option<cpkit::etcd::remote::Remote>> {
     }
 }
 
-/// A snapshot given as an object URL, downloaded and checked against its record.
-async fn fetch_if_object(file: &Path) -> Result<Option<objects::Fetched>> {
+/// The local file of a snapshot argument: itself, or the download of an object URL (checked
+/// against its record), which lives as long as the returned guard.
+async fn local_snapshot(file: &Path) -> Result<(PathBuf, Option<objects::Fetched>)> {
     match file.to_str().filter(|f| cpkit::etcd::remote::is_url(f)) {
-        Some(url) => Ok(Some(objects::fetch(url, STORE_TIMEOUT).await?)),
-        None => Ok(None),
+        Some(url) => {
+            let fetched = objects::fetch(url, STORE_TIMEOUT).await?;
+            Ok((fetched.path.clone(), Some(fetched)))
+        }
+        None => Ok((file.to_path_buf(), None)),
     }
 }
 
@@ -540,10 +542,7 @@ async fn prune(cli: &Cli, args: &PruneArgs) -> Result<i32> {
                 ));
             }
             if remote.is_some() {
-                let mut clusters: Vec<&str> = entries.iter().filter_map(|e| e.cluster.as_deref()).collect();
-                clusters.sort();
-                clusters.dedup();
-                for c in clusters {
+                for c in objects::clusters(&entries) {
                     if let Some(newest) = entries.iter().find(|e| e.verified() && e.cluster.as_deref() == Some(c)) {
                         t.push_str(&format!(
                             "{}\n",
@@ -641,16 +640,8 @@ async fn restore_plan(cli: &Cli, args: &RestorePlanArgs) -> Result<i32> {
 }
 
 async fn restore_cmd(cli: &Cli, args: &RestoreCmdArgs) -> Result<i32> {
-    let fetched = fetch_if_object(&args.file).await?;
-    let mut local_args;
-    let args = match &fetched {
-        Some(f) => {
-            local_args = args.clone();
-            local_args.file = f.path.clone();
-            &local_args
-        }
-        None => args,
-    };
+    let (local, _download) = local_snapshot(&args.file).await?;
+    let args = &RestoreCmdArgs { file: local, ..args.clone() };
     let (opened, snapshot) = save::open_with_status(&args.file, args.identity.as_deref(), true, None).await?;
     if snapshot.sha256.present && !snapshot.sha256.valid {
         return Err(Error::new(

@@ -9,7 +9,7 @@ use cpkit::error::{Error, ErrorKind, Result};
 use cpkit::etcd::remote::Remote;
 use futures::StreamExt;
 
-use crate::files::{Entry, is_snapshot_name};
+use crate::files::{Entry, is_snapshot_name, sort_newest_first};
 use crate::save::Sidecar;
 
 /// Records are small; anything larger is not one.
@@ -18,10 +18,6 @@ const RECORD_LIMIT: usize = 1 << 20;
 async fn record(remote: &Remote, name: &str) -> Result<Option<Sidecar>> {
     let Some(bytes) = remote.read_small(&format!("{name}.json"), RECORD_LIMIT).await? else { return Ok(None) };
     Ok(serde_json::from_slice(&bytes).ok())
-}
-
-fn time_text(t: SystemTime) -> String {
-    jiff::Timestamp::try_from(t).map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()).unwrap_or_default()
 }
 
 /// The snapshots under a prefix, newest first (by the records' save time, else the object's).
@@ -34,28 +30,15 @@ pub async fn list(remote: &Remote) -> Result<Vec<Entry>> {
     let mut out = Vec::new();
     for (object, sidecar) in snapshots.into_iter().zip(records) {
         let sidecar = sidecar?;
-        let state = match &sidecar {
-            Some(s) if s.verified && s.file_size == object.size => "verified",
-            Some(_) => "changed",
-            None => "no record",
-        };
+        // Retention goes by the save time the record holds, else by the object's.
         let saved = sidecar
             .as_ref()
             .and_then(|s| s.saved_at.parse::<jiff::Timestamp>().ok())
             .map(SystemTime::from)
             .unwrap_or(object.modified);
-        out.push(Entry {
-            path: PathBuf::from(remote.url_of(&object.name)),
-            size: object.size,
-            modified: saved,
-            modified_at: time_text(saved),
-            revision: sidecar.as_ref().map(|s| s.revision),
-            member: sidecar.as_ref().map(|s| s.member.clone()),
-            cluster: sidecar.as_ref().map(|s| s.cluster_id.clone()),
-            state: state.to_string(),
-        });
+        out.push(Entry::new(PathBuf::from(remote.url_of(&object.name)), object.size, saved, sidecar.as_ref()));
     }
-    out.sort_by(|a, b| b.modified.cmp(&a.modified).then_with(|| b.path.cmp(&a.path)));
+    sort_newest_first(&mut out);
     Ok(out)
 }
 
@@ -63,16 +46,21 @@ pub async fn list(remote: &Remote) -> Result<Vec<Entry>> {
 /// by the records' save times; objects without a record are not this tool's and are kept
 /// (a shared bucket may hold another cluster's or another tool's files — k3s-io/k3s#10292).
 pub fn prune_plan(entries: &[Entry], keep: Option<usize>, older_than: Option<Duration>, now: SystemTime) -> Vec<Entry> {
-    let mut clusters: Vec<&str> = entries.iter().filter_map(|e| e.cluster.as_deref()).collect();
-    clusters.sort();
-    clusters.dedup();
     let mut doomed = Vec::new();
-    for cluster in clusters {
+    for cluster in clusters(entries) {
         let group: Vec<Entry> = entries.iter().filter(|e| e.cluster.as_deref() == Some(cluster)).cloned().collect();
         doomed.extend(crate::files::prune_plan(&group, keep, older_than, now));
     }
-    doomed.sort_by(|a, b| b.modified.cmp(&a.modified).then_with(|| b.path.cmp(&a.path)));
+    sort_newest_first(&mut doomed);
     doomed
+}
+
+/// The clusters the records name, each once.
+pub fn clusters(entries: &[Entry]) -> Vec<&str> {
+    let mut clusters: Vec<&str> = entries.iter().filter_map(|e| e.cluster.as_deref()).collect();
+    clusters.sort();
+    clusters.dedup();
+    clusters
 }
 
 /// Deletes a snapshot object, then its record (a record without its object lists as nothing).
@@ -140,10 +128,8 @@ pub async fn fetch(url: &str, timeout: Duration) -> Result<Fetched> {
             }
             _ => {}
         }
-        let mut text = serde_json::to_vec_pretty(s).unwrap_or_default();
-        text.push(b'\n');
         // Beside the copy, for the readers that consult the record (digest cut, save time).
-        std::fs::write(crate::save::sidecar_path(&path), text)
+        std::fs::write(crate::save::sidecar_path(&path), s.to_json()?)
             .map_err(|e| Error::io(format!("Cannot write into {}", dir.path().display()), &e))?;
     }
     Ok(Fetched { path, _dir: dir })

@@ -54,6 +54,16 @@ pub struct Sidecar {
     pub tool: String,
 }
 
+impl Sidecar {
+    /// The record as it is written beside a snapshot: pretty JSON and a newline.
+    pub fn to_json(&self) -> Result<Vec<u8>> {
+        let mut text = serde_json::to_vec_pretty(self)
+            .map_err(|e| Error::invalid_data("Cannot encode the sidecar", e.to_string()))?;
+        text.push(b'\n');
+        Ok(text)
+    }
+}
+
 pub fn sidecar_path(file: &Path) -> PathBuf {
     let mut p = file.as_os_str().to_owned();
     p.push(".json");
@@ -99,9 +109,7 @@ pub async fn open_with_status(
 fn write_sidecar(file: &Path, sidecar: &Sidecar, overwrite: bool) -> Result<()> {
     let path = sidecar_path(file);
     let mut f = AtomicFile::create(&path, overwrite)?;
-    let mut text = serde_json::to_vec_pretty(sidecar)
-        .map_err(|e| Error::invalid_data("Cannot encode the sidecar", e.to_string()))?;
-    text.push(b'\n');
+    let text = sidecar.to_json()?;
     std::io::Write::write_all(&mut f, &text).map_err(|e| Error::io(format!("Cannot write {}", path.display()), &e))?;
     f.commit()?;
     Ok(())
@@ -110,10 +118,7 @@ fn write_sidecar(file: &Path, sidecar: &Sidecar, overwrite: bool) -> Result<()> 
 /// Uploads the record of a verified snapshot object; if that fails, the snapshot goes too (an
 /// object without its record would be neither verified nor pruned by its metadata).
 async fn put_remote_sidecar(remote: &Remote, sidecar: &Sidecar) -> Result<()> {
-    let mut text = serde_json::to_vec_pretty(sidecar)
-        .map_err(|e| Error::invalid_data("Cannot encode the sidecar", e.to_string()))?;
-    text.push(b'\n');
-    if let Err(e) = remote.put_small(&format!("{}.json", sidecar.file), text).await {
+    if let Err(e) = remote.put_small(&format!("{}.json", sidecar.file), sidecar.to_json()?).await {
         let removed = remote.delete(&sidecar.file).await.is_ok();
         return Err(e.with_what(format!(
             "Cannot upload the record of {}; the snapshot object was {}",
