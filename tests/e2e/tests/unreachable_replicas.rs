@@ -28,9 +28,7 @@ in_both_worlds! {
     fn a_healthy_cluster_behind_a_bastion_is_ok_with_a_note(world) {
         let c = start_unreachable(world, Scenario::HealthyHa);
         assert_eq!(c.facts.unreachable_replica_addresses.len(), 3);
-        let started = Instant::now();
-        let out = kubectl(&["cphealth", "-o", "json", "--sample", "0", "--replica-timeout", "3s", "--verbose"], &c.env());
-        let elapsed = started.elapsed();
+        let out = kubectl(&["cphealth", "-o", "json", "--sample", "0", "--replica-timeout", "4s", "--verbose"], &c.env());
         let r = json_of(&out);
         assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
         assert_eq!(r["verdict"], "OK");
@@ -43,7 +41,7 @@ in_both_worlds! {
             let text = sub["message"].as_str().unwrap();
             assert!(text.contains("alive by its identity lease, renewed"), "{text}");
             assert!(
-                text.contains(&format!("its address {} is not reachable from this machine (no answer within 3s)", c.facts.unreachable_replica_addresses[i])),
+                text.contains(&format!("its address {} is not reachable from this machine (no answer within 4s)", c.facts.unreachable_replica_addresses[i])),
                 "{text}"
             );
         }
@@ -56,8 +54,11 @@ in_both_worlds! {
         let load = check(&r, "load");
         assert_eq!(load["status"], "OK", "{load}");
         assert!(load["message"].as_str().unwrap().contains("one replica's view"), "{load}");
-        // The black holes cost the replica timeout once, not once per check.
-        assert!(elapsed < Duration::from_secs(3) + Duration::from_secs(1), "took {elapsed:?}: {}", describe(&out));
+        // The black holes cost the replica timeout once, not once per check or per replica: a
+        // second wait would put the report's own duration past twice the timeout. (The report's
+        // figure, not the wall clock around kubectl: a loaded machine adds start-up time.)
+        let took = r["durationSeconds"].as_f64().unwrap();
+        assert!(took < 8.0, "took {took}s with a 4s replica timeout: {}", describe(&out));
     }
 }
 
