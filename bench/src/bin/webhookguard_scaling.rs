@@ -25,8 +25,8 @@ fn main() {
     // Two shapes: the real manifests (most configurations have findings), and configurations
     // without findings (Ignore, one custom resource), which all land in the table's
     // "without findings" list.
-    let shapes: [(&str, fn(usize) -> String); 2] =
-        [("real manifests", generated_webhook_configs), ("no findings", clean_configs)];
+    type Shape = (&'static str, fn(usize) -> String);
+    let shapes: [Shape; 2] = [("real manifests", generated_webhook_configs), ("no findings", clean_configs)];
     for (count, (shape, generate)) in [2500usize, 5000, 10000].into_iter().flat_map(|n| shapes.map(|s| (n, s))) {
         let file = dir.join(format!("configs-{count}.yaml"));
         std::fs::write(&file, generate(count)).expect("write configs");
