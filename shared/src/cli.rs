@@ -10,6 +10,7 @@ use clap::{Args, ValueEnum, ValueHint};
 use crate::duration::Timeout;
 use crate::error::Error;
 use crate::exit::{EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE};
+pub use crate::output::{ColorMode, OutputFormat};
 
 /// kubectl's connection flags. Global, so they work before or after a subcommand.
 #[derive(Debug, Clone, Args, Default)]
@@ -71,30 +72,6 @@ impl KubeArgs {
     pub fn with_context(&self, context: &str) -> KubeArgs {
         KubeArgs { context: Some(context.to_string()), ..self.clone() }
     }
-}
-
-/// `-o`: how results are printed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
-pub enum OutputFormat {
-    /// A kubectl-style table
-    #[default]
-    Table,
-    /// The table with extra columns
-    Wide,
-    /// The full result as JSON (versioned apiVersion/kind)
-    Json,
-    /// The full result as YAML (versioned apiVersion/kind)
-    Yaml,
-}
-
-/// `--color`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
-pub enum ColorMode {
-    /// Colour when stdout is a terminal and NO_COLOR is unset
-    #[default]
-    Auto,
-    Always,
-    Never,
 }
 
 /// Output flags shared by the plugins.

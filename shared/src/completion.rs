@@ -147,6 +147,10 @@ async fn live_names(list: LiveList, kube: &crate::cli::KubeArgs, plugin: Plugin)
             out.extend(unique);
             out
         }
+        // Only etcdsnap offers member names; a plugin built without `etcd` has none to offer.
+        #[cfg(not(feature = "etcd"))]
+        LiveList::EtcdMembers => Vec::new(),
+        #[cfg(feature = "etcd")]
         LiveList::EtcdMembers => crate::etcd::pods::find(&cluster)
             .await
             .unwrap_or_default()

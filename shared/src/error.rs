@@ -101,6 +101,7 @@ impl std::error::Error for Error {}
 impl Error {
     /// The admission webhook that refused the request, when one did (exec and port-forward are
     /// admitted too, as CONNECT: a lockout webhook on `*/*` refuses them).
+    #[cfg(feature = "webhooks")]
     pub fn refusing_webhook(&self) -> Option<String> {
         crate::webhooks::defuse::culprit(&format!("{} {}", self.what, self.why)).map(|c| c.webhook)
     }
@@ -277,6 +278,7 @@ pub fn transport_cause(err: &(dyn std::error::Error + 'static)) -> TransportCaus
     let mut stack: Vec<&(dyn std::error::Error + 'static)> = vec![err];
     let mut io_kind = None;
     while let Some(e) = stack.pop() {
+        #[cfg(feature = "client")]
         if let Some(tls) = e.downcast_ref::<rustls::Error>() {
             return tls_cause(tls);
         }
@@ -286,8 +288,8 @@ pub fn transport_cause(err: &(dyn std::error::Error + 'static)) -> TransportCaus
                 stack.push(inner);
             }
         }
-        if let Some(elapsed) = e.downcast_ref::<tokio::time::error::Elapsed>() {
-            let _ = elapsed;
+        #[cfg(feature = "client")]
+        if e.is::<tokio::time::error::Elapsed>() {
             return TransportCause::Timeout;
         }
         messages.push(e.to_string());
@@ -329,10 +331,12 @@ pub fn transport_cause(err: &(dyn std::error::Error + 'static)) -> TransportCaus
     }
 }
 
+#[cfg(feature = "client")]
 fn unix_to_timestamp(t: rustls::pki_types::UnixTime) -> Option<jiff::Timestamp> {
     jiff::Timestamp::from_second(t.as_secs() as i64).ok()
 }
 
+#[cfg(feature = "client")]
 fn tls_cause(err: &rustls::Error) -> TransportCause {
     use rustls::CertificateError as C;
     match err {
@@ -573,6 +577,7 @@ pub fn parse_retry_after(value: Option<&http::HeaderValue>) -> Option<Duration> 
 #[cfg(test)]
 mod tests {
 
+    #[cfg(feature = "webhooks")]
     #[test]
     fn names_the_webhook_that_refused_a_request() {
         // What kube-apiserver v1.36.3 answered to an exec under the kit's webhook-lockout.
@@ -610,6 +615,7 @@ mod tests {
         assert_eq!(transport_cause(&dns), TransportCause::Dns);
     }
 
+    #[cfg(feature = "client")]
     #[test]
     fn finds_rustls_errors_wrapped_in_io_errors() {
         let expired = rustls::Error::InvalidCertificate(rustls::CertificateError::ExpiredContext {

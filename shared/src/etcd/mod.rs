@@ -4,11 +4,16 @@
 //! stored (`stored`) and keeping it in object storage (`remote`).
 
 pub mod bbolt;
+#[cfg(feature = "etcd")]
 pub mod direct;
+#[cfg(feature = "etcd")]
 pub mod pods;
+#[cfg(feature = "etcd")]
 pub mod remote;
+#[cfg(feature = "etcd")]
 pub mod save;
 pub mod snapshot;
 pub mod status;
+#[cfg(feature = "etcd")]
 pub mod stored;
 pub mod stream_index;

@@ -1,75 +1,14 @@
 //! Prometheus metrics: the text-format parser (`text`), owned selections with PromQL-like
 //! aggregations (`scrape`), and histogram/counter arithmetic between scrapes (`histogram`).
 
+#[cfg(feature = "client")]
+mod fetch;
 pub mod histogram;
 pub mod scrape;
 pub mod text;
 
+#[cfg(feature = "client")]
+pub use fetch::{TimedScrape, fetch};
 pub use histogram::{Bucket, Histogram, counter_delta, counter_rate, histogram_quantile};
 pub use scrape::{Family, Scrape, Selection, Series, any};
 pub use text::{Event, Labels, MetricType, ParseStats, Sample, StreamParser, parse, parse_line};
-
-use std::time::Instant;
-
-use crate::client::Cluster;
-use crate::error::{Access, Result};
-
-/// A scrape with the time it was taken (for rates).
-#[derive(Debug, Clone)]
-pub struct TimedScrape {
-    pub scrape: Scrape,
-    /// When the request was sent (a second scrape `window` after it yields a `window` apart pair).
-    pub requested: Instant,
-    /// When the answer arrived (rates divide by the difference of these).
-    pub taken: Instant,
-    pub bytes: usize,
-}
-
-/// GETs `path` (normally `/metrics`) from the API server and keeps the selected families.
-pub async fn fetch(cluster: &Cluster, path: &str, selection: &Selection) -> Result<TimedScrape> {
-    let requested = Instant::now();
-    let response = cluster.get_ok(path, &Access::non_resource("get", path)).await?;
-    let taken = Instant::now();
-    check_exposition(cluster.server(), path, response.header("content-type"), &response.body)?;
-    let scrape = Scrape::parse(&response.body, selection);
-    Ok(TimedScrape { scrape, requested, taken, bytes: response.body.len() })
-}
-
-/// The answer must be the Prometheus text format, whole: an HTML page or JSON is another
-/// service answering (a portal, a proxy), and text that ends mid-line was cut short (the
-/// format ends every line with a newline).
-fn check_exposition(server: &str, path: &str, content_type: Option<&str>, body: &[u8]) -> Result<()> {
-    let kind = content_type.unwrap_or("").to_ascii_lowercase();
-    if kind.contains("html") || kind.contains("json") {
-        return Err(crate::Error::invalid_data(
-            format!("GET {path} on {server} answered {kind}, not metrics"),
-            "something other than the API server answered (a captive portal, a proxy, or a misrouted load balancer): check the kubeconfig's server address and the proxy settings",
-        ));
-    }
-    if body.last().is_some_and(|b| *b != b'\n') {
-        return Err(crate::Error::invalid_data(
-            format!("GET {path} on {server} was cut short"),
-            format!(
-                "the metrics end mid-line after {} bytes (truncated by a proxy or a connection that broke)",
-                body.len()
-            ),
-        ));
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod exposition_tests {
-    use super::check_exposition;
-
-    #[test]
-    fn whole_text_passes_and_cut_or_foreign_answers_do_not() {
-        let ok = b"# TYPE x counter\nx 1\n";
-        assert!(check_exposition("s", "/metrics", Some("text/plain; version=0.0.4"), ok).is_ok());
-        assert!(check_exposition("s", "/metrics", None, b"").is_ok());
-        let cut = check_exposition("s", "/metrics", Some("text/plain"), b"x 1\ny 2").unwrap_err();
-        assert!(cut.to_string().contains("cut short"), "{cut}");
-        let html = check_exposition("s", "/metrics", Some("text/html; charset=utf-8"), b"<html></html>\n").unwrap_err();
-        assert!(html.to_string().contains("text/html"), "{html}");
-    }
-}

@@ -1,16 +1,40 @@
 //! Printing results: kubectl-like borderless tables, coloured statuses, and JSON/YAML documents
 //! with a versioned `apiVersion`/`kind` so scripts can rely on their shape.
 
+use clap::ValueEnum;
 use owo_colors::{OwoColorize, Stream};
 use serde::Serialize;
 
-use crate::cli::{ColorMode, OutputFormat};
 use crate::error::{Error, Result};
 use crate::exit::Status;
 
 mod table;
 mod width;
 pub mod wrap;
+
+/// `-o`: how results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum OutputFormat {
+    /// A kubectl-style table
+    #[default]
+    Table,
+    /// The table with extra columns
+    Wide,
+    /// The full result as JSON (versioned apiVersion/kind)
+    Json,
+    /// The full result as YAML (versioned apiVersion/kind)
+    Yaml,
+}
+
+/// `--color`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum ColorMode {
+    /// Colour when stdout is a terminal and NO_COLOR is unset
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
 
 pub use table::Table;
 pub use width::text_width;

@@ -7,9 +7,11 @@
 //! that cannot be configured), `policy_validations` (validations that reject the cluster's writes).
 
 pub mod analysis;
+#[cfg(feature = "client")]
 pub mod backend_tls;
 pub mod conditions;
 pub mod defuse;
+#[cfg(feature = "client")]
 pub mod gather;
 pub mod model;
 pub mod policies;
