@@ -223,6 +223,7 @@ mod tests {
         let mut f = AtomicFile::create(&nested.join("f"), false).unwrap();
         f.write_all(b"x").unwrap();
         let path = f.commit().unwrap();
+        // SAFETY: restores the mask saved above.
         unsafe { libc::umask(old) };
         for d in ["a", "a/b", "a/b/c"] {
             assert_eq!(std::fs::metadata(dir.path().join(d)).unwrap().permissions().mode() & 0o777, 0o700, "{d}");

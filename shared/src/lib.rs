@@ -2,6 +2,9 @@
 //! plugins. The plugins hold their command lines and rendering; everything they share, and all
 //! domain logic that can be tested without a server, lives here.
 
+// The few unsafe blocks are system calls; each says why it is sound.
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 #[cfg(feature = "apf")]
 pub mod apf;
 pub mod atomic_file;

@@ -1,5 +1,8 @@
 //! `kubectl apftop`: a live, top-like view of API Priority and Fairness.
 
+// System calls belong in cpkit, where each unsafe block is justified.
+#![forbid(unsafe_code)]
+
 mod config;
 mod examples;
 mod gather;

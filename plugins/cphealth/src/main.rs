@@ -1,5 +1,8 @@
 //! `kubectl cphealth`: the whole control plane checked at once.
 
+// System calls belong in cpkit, where each unsafe block is justified.
+#![forbid(unsafe_code)]
+
 mod bundle;
 mod checks;
 mod context;

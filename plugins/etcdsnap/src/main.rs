@@ -1,6 +1,9 @@
 //! `kubectl etcdsnap`: etcd snapshots that are verified and restorable, and the maintenance
 //! around them.
 
+// System calls belong in cpkit, where each unsafe block is justified.
+#![forbid(unsafe_code)]
+
 mod examples;
 mod files;
 mod members;

@@ -1,5 +1,8 @@
 //! `kubectl webhookguard`: finds the admission webhooks that can lock a cluster, and defuses them.
 
+// System calls belong in cpkit, where each unsafe block is justified.
+#![forbid(unsafe_code)]
+
 mod disarm;
 mod examples;
 mod probe;

@@ -22,8 +22,9 @@ pub fn width_from(columns_env: Option<&str>, terminal: Option<usize>) -> Option<
 
 #[cfg(unix)]
 fn stdout_terminal_columns() -> Option<usize> {
-    // SAFETY: TIOCGWINSZ only writes a winsize into the struct we pass; on a non-terminal it fails.
+    // SAFETY: winsize is plain data, for which all-zero bytes are a valid value.
     let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ only writes a winsize into the struct we pass; on a non-terminal it fails.
     let rc = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) };
     (rc == 0 && size.ws_col > 0).then_some(size.ws_col as usize)
 }
