@@ -10,8 +10,9 @@ use http_body_util::BodyExt;
 use kube::config::KubeConfigOptions;
 use serde::de::DeserializeOwned;
 
+use crate::access::Access;
 use crate::cli::{KubeArgs, Plugin};
-use crate::error::{Access, Error, ErrorKind, Result, http_error, parse_retry_after, transport_cause, transport_error};
+use crate::error::{Error, ErrorKind, Result, http_error, parse_retry_after, transport_cause, transport_error};
 use crate::kubeconfig;
 
 /// A non-streaming HTTP answer.

@@ -120,7 +120,7 @@ async fn live_names(list: LiveList, kube: &crate::cli::KubeArgs, plugin: Plugin)
     struct Named {
         metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
     }
-    use crate::error::Access;
+    use crate::access::Access;
     let Ok(cluster) = crate::Cluster::connect(kube, plugin).await else { return Vec::new() };
     let name = |n: &Named| n.metadata.name.clone().unwrap_or_default();
     match list {

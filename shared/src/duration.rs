@@ -175,6 +175,21 @@ pub fn short_latency_secs(seconds: f64) -> String {
     short_latency(Duration::from_secs_f64(seconds))
 }
 
+/// Formats a timestamp for messages: `2026-11-20 10:00 UTC`.
+pub fn format_time(t: jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// "3d ago" / "in 12d", relative to `now`.
+pub fn relative_time(t: jiff::Timestamp, now: jiff::Timestamp) -> String {
+    let secs = t.as_second() - now.as_second();
+    if secs < 0 {
+        format!("{} ago", human_duration_signed(-secs))
+    } else {
+        format!("in {}", human_duration_signed(secs))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,5 +266,15 @@ mod tests {
         assert_eq!(short_latency(Duration::from_millis(12)), "12ms");
         assert_eq!(short_latency(Duration::from_millis(1250)), "1.25s");
         assert_eq!(short_latency_secs(f64::NAN), "-");
+    }
+
+    #[test]
+    fn times_for_messages_relative_to_the_clock_given() {
+        let now = jiff::Timestamp::from_second(1_800_000_000).unwrap();
+        let earlier = jiff::Timestamp::from_second(1_800_000_000 - 3 * 86_400).unwrap();
+        let later = jiff::Timestamp::from_second(1_800_000_000 + 12 * 86_400).unwrap();
+        assert_eq!(format_time(earlier), "2027-01-12 08:00 UTC");
+        assert_eq!(relative_time(earlier, now), "3d ago");
+        assert_eq!(relative_time(later, now), "in 12d");
     }
 }

@@ -5,6 +5,7 @@
 // The few unsafe blocks are system calls; each says why it is sound.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod access;
 #[cfg(feature = "apf")]
 pub mod apf;
 pub mod atomic_file;

@@ -7,9 +7,10 @@ use serde_json::Value;
 
 use std::time::Duration;
 
+use crate::access::Access;
 use crate::client::Cluster;
 use crate::controlplane::ComponentPod;
-use crate::error::{Access, ErrorKind, Result};
+use crate::error::{ErrorKind, Result};
 use crate::liveness::{
     self, DEFAULT_RENEW_INTERVAL, IdentityLease, Liveness, PodFact, Reach, ReplicaFacts, lease_fact,
 };

@@ -214,7 +214,7 @@ mod tests {
             403,
             br#"{"message":"forbidden: User \"u\" cannot get path \"/metrics\""}"#,
             None,
-            Some(&crate::error::Access::non_resource("get", "/metrics")),
+            Some(&crate::access::Access::non_resource("get", "/metrics")),
         );
         let r = CheckResult::from_error("load", &e);
         assert_eq!(r.status, Status::Unknown);

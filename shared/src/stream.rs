@@ -7,8 +7,9 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, AttachParams};
 use tokio::io::AsyncReadExt;
 
+use crate::access::Access;
 use crate::client::Cluster;
-use crate::error::{Access, Error, ErrorKind, Result, http_error};
+use crate::error::{Error, ErrorKind, Result, http_error};
 
 /// What a command run in a container produced.
 #[derive(Debug, Clone, Default)]

@@ -2,8 +2,9 @@
 //! cluster serves: v1, else v1beta3, else v1beta2 — by discovery.
 
 use cpkit::Cluster;
+use cpkit::access::Access;
 use cpkit::apf::model::{FlowSchema, PriorityLevel, sort_schemas};
-use cpkit::error::{Access, Error, ErrorKind, Result};
+use cpkit::error::{Error, ErrorKind, Result};
 use serde_json::Value;
 
 const GROUP: &str = "flowcontrol.apiserver.k8s.io";

@@ -6,10 +6,11 @@ use std::time::{Duration, Instant};
 
 use cpkit::Cluster;
 use cpkit::Result;
+use cpkit::access::Access;
 use cpkit::apf::dump::{RequestDump, parse_requests};
 use cpkit::apf::flows::{FlowGroup, QueueAttribution, attribute_queues, group, without_observers};
 use cpkit::apf::stats::{Stats, aggregate, mark_hottest, replica_stats, selection};
-use cpkit::error::{Access, Error, ErrorKind};
+use cpkit::error::{Error, ErrorKind};
 use cpkit::metrics::TimedScrape;
 use cpkit::replicas::{Replica, client_for};
 use serde::Serialize;

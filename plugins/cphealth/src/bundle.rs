@@ -7,8 +7,9 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use cpkit::Cluster;
+use cpkit::access::Access;
 use cpkit::atomic_file::AtomicFile;
-use cpkit::error::{Access, Error, Result};
+use cpkit::error::{Error, Result};
 use cpkit::redact::{Redactor, sanitize_pod};
 use serde_json::{Value, json};
 

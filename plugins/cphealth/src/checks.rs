@@ -5,13 +5,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cpkit::access::Access;
 use cpkit::certs::{describe_expiry, expiry_status};
 use cpkit::checks::aggregated_apis::Discovery;
 use cpkit::checks::resources::{ProcessKind, ProcessMetrics, ReplicaResources};
 use cpkit::checks::{self, short_error};
 use cpkit::controlplane::{LeaseInfo, NodeSummary};
 use cpkit::duration::short_latency;
-use cpkit::error::{Access, Error, ErrorKind};
+use cpkit::error::{Error, ErrorKind};
 use cpkit::exit::Status;
 use cpkit::report::CheckResult;
 use cpkit::{Cluster, RawResponse};

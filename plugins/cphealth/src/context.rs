@@ -4,8 +4,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cpkit::access::Access;
 use cpkit::controlplane::{ComponentPod, Provider, detect_provider};
-use cpkit::error::{Access, Error};
+use cpkit::error::Error;
 use cpkit::metrics::{Scrape, TimedScrape};
 use cpkit::{Cluster, RawResponse};
 use futures::FutureExt;

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cpkit::Cluster;
-use cpkit::error::{Access, Error, ErrorKind, Result};
+use cpkit::access::Access;
+use cpkit::error::{Error, ErrorKind, Result};
 use cpkit::etcd::direct::{EtcdTls, EtcdTlsArgs, connect};
 use cpkit::etcd::pods::{EtcdPod, find};
 use cpkit::stream::{Tunnel, port_forward};

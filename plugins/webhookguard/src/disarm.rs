@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use cpkit::Cluster;
-use cpkit::error::{Access, Error, ErrorKind, Result};
+use cpkit::access::Access;
+use cpkit::error::{Error, ErrorKind, Result};
 use cpkit::webhooks::ConfigKind;
 use cpkit::webhooks::defuse::{self, Plan};
 use cpkit::webhooks::rearm::{self, Rearmer};

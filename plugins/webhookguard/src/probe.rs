@@ -4,7 +4,8 @@
 use std::time::{Duration, Instant};
 
 use cpkit::Cluster;
-use cpkit::error::{Access, Error, Result};
+use cpkit::access::Access;
+use cpkit::error::{Error, Result};
 use cpkit::exit::Status;
 use cpkit::output::{Table, status_text};
 use cpkit::webhooks::defuse::{Culprit, culprit};

@@ -56,7 +56,7 @@ pub fn expiry_status(not_after: Timestamp, now: Timestamp) -> Status {
 
 /// "expires 2027-01-05 10:00 UTC (in 43d)" / "EXPIRED on ... (3d ago)".
 pub fn describe_expiry(not_after: Timestamp, now: Timestamp) -> String {
-    let when = crate::error::format_time(not_after);
+    let when = crate::duration::format_time(not_after);
     let delta = not_after.as_second() - now.as_second();
     if delta < 0 {
         format!("expired on {when} ({} ago)", crate::duration::human_duration_signed(-delta))
@@ -210,7 +210,7 @@ mod tests {
         assert!(certs[0].is_ca);
         assert_eq!(certs[0].dns_names, vec!["kubernetes"]);
         assert_eq!(certs[0].ip_addresses, vec!["127.0.0.1"]);
-        assert_eq!(crate::error::format_time(certs[0].not_after), "2030-06-01 00:00 UTC");
+        assert_eq!(crate::duration::format_time(certs[0].not_after), "2030-06-01 00:00 UTC");
         let b64 = base64::engine::general_purpose::STANDARD.encode(pem.as_bytes());
         let from_bundle = parse_base64_bundle(&b64).unwrap();
         assert_eq!(from_bundle, certs);

@@ -97,7 +97,7 @@ fn describe_tls_error(e: &rustls::Error) -> String {
         }
         rustls::Error::InvalidCertificate(C::ExpiredContext { not_after, .. }) => format!(
             "x509: certificate has expired (NotAfter {})",
-            Timestamp::from_second(not_after.as_secs() as i64).map(crate::error::format_time).unwrap_or_default()
+            Timestamp::from_second(not_after.as_secs() as i64).map(crate::duration::format_time).unwrap_or_default()
         ),
         rustls::Error::InvalidCertificate(C::Expired) => "x509: certificate has expired".to_string(),
         rustls::Error::InvalidCertificate(C::NotValidForNameContext { expected, presented }) => {

@@ -9,9 +9,10 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use serde::Serialize;
 
+use crate::access::Access;
 use crate::client::Cluster;
 use crate::controlplane::ComponentPod;
-use crate::error::{Access, Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::stream::{ExecOutput, exec};
 
 /// An etcd member's pod.

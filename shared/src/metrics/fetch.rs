@@ -4,8 +4,9 @@
 use std::time::Instant;
 
 use super::{Scrape, Selection};
+use crate::access::Access;
 use crate::client::Cluster;
-use crate::error::{Access, Result};
+use crate::error::Result;
 
 /// A scrape with the time it was taken (for rates).
 #[derive(Debug, Clone)]

@@ -264,7 +264,7 @@ impl BackendTls {
                 l.name(),
                 l.issuer,
                 l.sans().join(", "),
-                crate::error::format_time(l.not_after)
+                crate::duration::format_time(l.not_after)
             ),
             None => "no certificate".into(),
         };

@@ -8,8 +8,9 @@ use serde_json::Value;
 
 use super::analysis::{ClusterFacts, ServiceFacts, WebhookRuntime};
 use super::model::{ClientConfig, ConfigKind, WebhookConfig};
+use crate::access::Access;
 use crate::client::Cluster;
-use crate::error::{Access, ErrorKind, Result};
+use crate::error::{ErrorKind, Result};
 use crate::metrics::Scrape;
 
 /// The raw objects of both kinds, as the API returns them (for backups and patches).

@@ -118,7 +118,7 @@ in_both_worlds! {
         let (out, r) = cphealth(&c, &[]);
         assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
         assert_eq!(r["verdict"], "CRITICAL");
-        let date = cpkit::error::format_time(c.facts.serving_cert_not_after.unwrap());
+        let date = cpkit::duration::format_time(c.facts.serving_cert_not_after.unwrap());
         let m = message(&r, "apiserver");
         assert!(m.contains(&format!("serving certificate kube-apiserver expired on {date} (3d ago)")), "{m}");
         assert!(check(&r, "apiserver")["remediation"].to_string().contains("kubeadm certs renew all"));
@@ -135,7 +135,7 @@ in_both_worlds! {
         let (out, r) = cphealth(&c, &["--only", "apiserver,replicas"]);
         assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
         let m = message(&r, "apiserver");
-        let date = cpkit::error::format_time(c.facts.serving_cert_not_after.unwrap());
+        let date = cpkit::duration::format_time(c.facts.serving_cert_not_after.unwrap());
         assert!(m.contains(&format!("serving certificate kube-apiserver expires {date}")), "{m}");
         assert!(m.contains("client certificate kubernetes-admin: 2"), "{m}");
         assert!(m.ends_with("d left"), "{m}");
