@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum, ValueHint};
 
+use crate::completion::{CompletionArgs, plugin_definition};
 use crate::duration::Timeout;
 use crate::error::Error;
 use crate::exit::{EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE};
@@ -99,12 +100,14 @@ impl OutputArgs {
         self.output == OutputFormat::Wide
     }
 
-    /// Decides colour once per process: `--color`, then `NO_COLOR`, then whether stdout is a terminal.
-    pub fn apply_color(&self) -> bool {
-        let enabled =
-            crate::output::color_enabled(self.color, std::env::var_os("NO_COLOR").is_some(), stdout_is_terminal());
-        owo_colors::set_override(enabled);
-        enabled
+    /// Prints a result: with `-o json|yaml` the document (`kind`, versioned), otherwise the text
+    /// `text` renders (called only then).
+    pub fn emit<T: serde::Serialize>(&self, kind: &str, doc: &T, text: impl FnOnce() -> String) -> Result<(), Error> {
+        if self.is_structured() {
+            crate::output::print_document(kind, doc, self.output)
+        } else {
+            crate::output::write_stdout(&text())
+        }
     }
 }
 
@@ -121,6 +124,13 @@ impl Default for ReplicaArgs {
     fn default() -> Self {
         ReplicaArgs { replica_timeout: std::time::Duration::from_secs(2) }
     }
+}
+
+/// Decides colour once per process: `--color`, then `NO_COLOR`, then whether stdout is a terminal.
+fn apply_color(mode: ColorMode) -> bool {
+    let enabled = crate::output::color_enabled(mode, std::env::var_os("NO_COLOR").is_some(), stdout_is_terminal());
+    owo_colors::set_override(enabled);
+    enabled
 }
 
 pub fn stdout_is_terminal() -> bool {
@@ -174,20 +184,39 @@ where
         .unwrap_or_default();
     if invoked_as.starts_with("kubectl_complete-") {
         let words: Vec<String> = args.iter().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
-        std::process::exit(crate::completion::answer(&mut <C as clap::CommandFactory>::command(), plugin, &words));
+        std::process::exit(crate::completion::answer(&mut plugin_definition::<C>(plugin), plugin, &words));
     }
     if args.get(1).map(|a| a == "__complete").unwrap_or(false) {
         let words: Vec<String> = args.iter().skip(2).map(|a| a.to_string_lossy().into_owned()).collect();
-        std::process::exit(crate::completion::answer(&mut <C as clap::CommandFactory>::command(), plugin, &words));
+        std::process::exit(crate::completion::answer(&mut plugin_definition::<C>(plugin), plugin, &words));
     }
 
     // A repeated flag overrides the earlier one, as with kubectl's own flags (pflag).
     let mut command =
-        <C as clap::CommandFactory>::command().bin_name(format!("kubectl {}", plugin.name)).args_override_self(true);
+        plugin_definition::<C>(plugin).bin_name(format!("kubectl {}", plugin.name)).args_override_self(true);
     let matches = match command.try_get_matches_from_mut(&args) {
         Ok(m) => m,
         Err(e) => exit_on_clap_error(e, Some(&command)),
     };
+    // `--color` (every plugin has OutputArgs) holds for errors and completion output too.
+    if let Ok(Some(mode)) = matches.try_get_one::<ColorMode>("color") {
+        apply_color(*mode);
+    }
+    if let Some(("completion", sub)) = matches.subcommand() {
+        let code = match <CompletionArgs as clap::FromArgMatches>::from_arg_matches(sub) {
+            Ok(completion) => {
+                match crate::completion::run_completion_command(plugin_definition::<C>(plugin), plugin, &completion) {
+                    Ok(code) => code,
+                    Err(e) => {
+                        print_error(&e);
+                        e.exit_code()
+                    }
+                }
+            }
+            Err(e) => exit_on_clap_error(e, None),
+        };
+        std::process::exit(code);
+    }
     let cli = match <C as clap::FromArgMatches>::from_arg_matches(&matches) {
         Ok(c) => c,
         Err(e) => exit_on_clap_error(e, None),

@@ -435,7 +435,24 @@ fn complete_value(arg: &Arg, partial: &str, prefix: &str, typed: &Typed, values:
     Completion { candidates, directive }
 }
 
-/// The `completion` subcommand's arguments, shared by every plugin.
+/// The `completion` subcommand every plugin has: added to its definition by the frame
+/// (`cli::run_plugin`), which also answers it, so no plugin declares or handles it.
+pub fn completion_subcommand(plugin: Plugin) -> Command {
+    <CompletionArgs as clap::Args>::augment_args(Command::new("completion"))
+        .about("Print a shell completion script, or install kubectl's plugin completion")
+        .after_help(format!(
+            "Examples:\n  # Complete kubectl {0} <TAB> in bash and zsh through kubectl\n  kubectl {0} completion install",
+            plugin.name
+        ))
+}
+
+/// A plugin's definition with what the frame adds: what completion scripts and answers are
+/// generated from.
+pub fn plugin_definition<C: clap::CommandFactory>(plugin: Plugin) -> Command {
+    C::command().subcommand(completion_subcommand(plugin))
+}
+
+/// The `completion` subcommand's arguments.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CompletionArgs {
     /// The shell to print a completion script for, or `install` to create the

@@ -18,7 +18,3 @@ pub const EXPLAIN: &str = "Examples:
 pub const CONFIG: &str = "Examples:
   # The configuration, its lint findings, and a FlowSchema that isolates the noisiest client
   kubectl apftop config";
-
-pub const COMPLETION: &str = "Examples:
-  # Complete kubectl apftop <TAB> in bash and zsh through kubectl
-  kubectl apftop completion install";

@@ -16,7 +16,6 @@ use clap::{Parser, Subcommand};
 use cpkit::Cluster;
 use cpkit::apf::classify::{Explanation, Requester, Target, explain};
 use cpkit::cli::{KubeArgs, OutputArgs, Plugin};
-use cpkit::completion::CompletionArgs;
 use cpkit::error::{Error, Result};
 use cpkit::exit::Status;
 use cpkit::output::{self, Table, bold, dim, status_text};
@@ -73,9 +72,6 @@ enum Command {
     /// FlowSchemas and priority levels with lint findings and a FlowSchema to isolate a noisy client
     #[command(after_help = examples::CONFIG)]
     Config(ConfigArgs),
-    /// Print a shell completion script, or install kubectl's plugin completion
-    #[command(after_help = examples::COMPLETION)]
-    Completion(CompletionArgs),
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -111,11 +107,7 @@ fn main() {
 }
 
 async fn run(cli: Cli) -> Result<i32> {
-    cli.output.apply_color();
     match &cli.command {
-        Some(Command::Completion(args)) => {
-            cpkit::completion::run_completion_command(<Cli as clap::CommandFactory>::command(), PLUGIN, args)
-        }
         Some(Command::Explain(args)) => explain_command(&cli, args).await,
         Some(Command::Config(args)) => config_command(&cli, args).await,
         None => top_command(&cli).await,
@@ -155,11 +147,9 @@ async fn top_command(cli: &Cli) -> Result<i32> {
     }
     snapshot.notes.extend(note);
     let verdict = view::verdict(&snapshot);
-    if cli.output.is_structured() {
-        output::print_document("ApfSnapshot", &json!({"verdict": verdict, "snapshot": snapshot}), cli.output.output)?;
-    } else {
-        output::write_stdout(&once_text(&snapshot, &ctx, cli.output.is_wide(), cli.output.no_headers))?;
-    }
+    cli.output.emit("ApfSnapshot", &json!({"verdict": verdict, "snapshot": snapshot}), || {
+        once_text(&snapshot, &ctx, cli.output.is_wide(), cli.output.no_headers)
+    })?;
     Ok(verdict.exit_code())
 }
 
@@ -402,13 +392,8 @@ async fn explain_command(cli: &Cli, args: &ExplainArgs) -> Result<i32> {
     let who = Requester::with_implied_groups(&user, &cli.kube.as_group);
     let e = explain(&cfg.schemas, &who, &target);
     let confirmation = if args.no_confirm { None } else { Some(confirm(cli, &target, &e, &cfg.schemas).await) };
-    if cli.output.is_structured() {
-        output::print_document(
-            "ApfExplanation",
-            &json!({"explanation": e, "confirmation": confirmation, "apiVersionRead": format!("flowcontrol.apiserver.k8s.io/{}", cfg.version)}),
-            cli.output.output,
-        )?;
-    } else {
+    let explanation = json!({"explanation": e, "confirmation": confirmation, "apiVersionRead": format!("flowcontrol.apiserver.k8s.io/{}", cfg.version)});
+    cli.output.emit("ApfExplanation", &explanation, || {
         let mut text =
             format!("{} {} as {} (groups: {})\n", bold("Request:"), target.describe(), who.user, who.groups.join(", "));
         match (&e.flow_schema, &e.priority_level) {
@@ -438,8 +423,8 @@ async fn explain_command(cli: &Cli, args: &ExplainArgs) -> Result<i32> {
         if let Some(c) = &confirmation {
             text.push_str(&format!("\n{}\n", c.detail));
         }
-        output::write_stdout(&output::wrap::fit_prose(&text, output::text_width(cli.output.is_wide())))?;
-    }
+        output::wrap::fit_prose(&text, output::text_width(cli.output.is_wide()))
+    })?;
     Ok(match confirmation {
         Some(c) if c.flow_schema.is_some() && !c.confirmed => Status::Warning.exit_code(),
         _ => 0,

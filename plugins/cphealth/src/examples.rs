@@ -20,10 +20,3 @@ pub const RBAC: &str = "Examples:
 pub const BUNDLE: &str = "Examples:
   # Everything support needs, without Secrets, keys or tokens
   kubectl cphealth bundle -f diag.tar.gz";
-
-pub const COMPLETION: &str = "Examples:
-  # Complete kubectl cphealth <TAB> in bash and zsh through kubectl
-  kubectl cphealth completion install
-
-  # Print the bash script instead
-  kubectl cphealth completion bash";

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use cpkit::cli::{KubeArgs, OutputArgs, OutputFormat, Plugin};
-use cpkit::completion::CompletionArgs;
 use cpkit::error::Result;
 use cpkit::exit::{FailOn, Status};
 use cpkit::{Cluster, output};
@@ -102,9 +101,6 @@ enum Command {
     /// Collect a diagnostics bundle (tar.gz) without secrets
     #[command(after_help = examples::BUNDLE)]
     Bundle(bundle::BundleArgs),
-    /// Print a shell completion script, or install kubectl's plugin completion
-    #[command(after_help = examples::COMPLETION)]
-    Completion(CompletionArgs),
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -125,11 +121,7 @@ fn main() {
 }
 
 async fn run(cli: Cli) -> Result<i32> {
-    cli.output.apply_color();
     match &cli.command {
-        Some(Command::Completion(args)) => {
-            return cpkit::completion::run_completion_command(<Cli as clap::CommandFactory>::command(), PLUGIN, args);
-        }
         Some(Command::Rbac(args)) => return rbac_command(&cli, args).await,
         Some(Command::Bundle(args)) => return bundle_command(&cli, args).await,
         None => {}
@@ -212,12 +204,9 @@ async fn check_cluster(cluster: &Cluster, args: &CheckArgs) -> HealthReport {
 }
 
 fn print_report(cli: &Cli, report: &HealthReport) -> Result<()> {
-    match cli.output.output {
-        OutputFormat::Json | OutputFormat::Yaml => output::print_document("HealthReport", report, cli.output.output),
-        _ => {
-            output::write_stdout(&render::text(report, cli.output.is_wide(), cli.output.no_headers, cli.check.verbose))
-        }
-    }
+    cli.output.emit("HealthReport", report, || {
+        render::text(report, cli.output.is_wide(), cli.output.no_headers, cli.check.verbose)
+    })
 }
 
 async fn multi_context(cli: &Cli) -> Result<i32> {

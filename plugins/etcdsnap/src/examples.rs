@@ -77,7 +77,3 @@ pub const ALARM_LIST: &str = "Examples:
 pub const ALARM_DISARM: &str = "Examples:
   # The last step of a NOSPACE recovery, after compact and defrag
   kubectl etcdsnap alarm disarm --yes";
-
-pub const COMPLETION: &str = "Examples:
-  # Complete kubectl etcdsnap <TAB> in bash and zsh through kubectl
-  kubectl etcdsnap completion install";

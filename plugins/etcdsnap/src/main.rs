@@ -18,7 +18,6 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use cpkit::Cluster;
 use cpkit::cli::{KubeArgs, OutputArgs, Plugin};
-use cpkit::completion::CompletionArgs;
 use cpkit::error::{Error, Result};
 use cpkit::exit::Status;
 use cpkit::output::{self, Table, bold, dim, human_bytes, status_text};
@@ -106,9 +105,6 @@ enum Command {
         #[command(subcommand)]
         action: AlarmCommand,
     },
-    /// Print a shell completion script, or install kubectl's plugin completion
-    #[command(after_help = examples::COMPLETION)]
-    Completion(CompletionArgs),
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -267,20 +263,12 @@ fn say(cli: &Cli, text: &str) -> Result<()> {
 }
 
 fn emit(cli: &Cli, kind: &str, doc: serde_json::Value, text: impl FnOnce() -> String) -> Result<()> {
-    if cli.output.is_structured() {
-        output::print_document(kind, &doc, cli.output.output)
-    } else {
-        // Tables fit already; prose and commands are wrapped to the terminal here.
-        say(cli, &text())
-    }
+    // Tables fit already; prose and commands are wrapped to the terminal here.
+    cli.output.emit(kind, &doc, || output::wrap::fit_prose(&text(), output::text_width(cli.output.is_wide())))
 }
 
 async fn run(cli: Cli) -> Result<i32> {
-    cli.output.apply_color();
     match &cli.command {
-        Command::Completion(args) => {
-            cpkit::completion::run_completion_command(<Cli as clap::CommandFactory>::command(), PLUGIN, args)
-        }
         Command::Save(args) => {
             let cluster = kube(&cli, &args.route).await?;
             let show = !cli.output.is_structured() && cpkit::cli::stderr_is_terminal();

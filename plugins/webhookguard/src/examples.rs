@@ -36,7 +36,3 @@ pub const RESTORE: &str = "Examples:
   kubectl webhookguard restore pod-validator.validating.20261202T005301Z.json --yes
   # Or by its path
   kubectl webhookguard restore ~/.local/state/kubectl-webhookguard/backups/prod/FILE.json --yes";
-
-pub const COMPLETION: &str = "Examples:
-  # Complete kubectl webhookguard <TAB> in bash and zsh through kubectl
-  kubectl webhookguard completion install";

@@ -14,7 +14,6 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use cpkit::Cluster;
 use cpkit::cli::{KubeArgs, OutputArgs, Plugin};
-use cpkit::completion::CompletionArgs;
 use cpkit::error::Result;
 use cpkit::exit::{FailOn, Status};
 use cpkit::output::wrap::{command, paragraph};
@@ -56,9 +55,6 @@ enum Command {
     /// Re-apply a configuration saved by disarm
     #[command(after_help = examples::RESTORE)]
     Restore(RestoreArgs),
-    /// Print a shell completion script, or install kubectl's plugin completion
-    #[command(after_help = examples::COMPLETION)]
-    Completion(CompletionArgs),
 }
 
 #[derive(Debug, Clone, clap::Args, Default)]
@@ -155,11 +151,7 @@ fn main() {
 }
 
 async fn run(cli: Cli) -> Result<i32> {
-    cli.output.apply_color();
     match &cli.command {
-        Some(Command::Completion(args)) => {
-            cpkit::completion::run_completion_command(<Cli as clap::CommandFactory>::command(), PLUGIN, args)
-        }
         Some(Command::Scan(args)) => scan_command(&cli, args).await,
         None => scan_command(&cli, &cli.scan).await,
         Some(Command::Probe(args)) => probe_command(&cli, args).await,
@@ -185,11 +177,7 @@ async fn scan_command(cli: &Cli, args: &ScanArgs) -> Result<i32> {
         let facts = ClusterFacts { now: Some(jiff::Timestamp::now()), ..ClusterFacts::offline() };
         scan::report(source, configs, policies, &facts, notes, &allow)
     };
-    if cli.output.is_structured() {
-        output::print_document("WebhookScan", &report, cli.output.output)?;
-    } else {
-        output::write_stdout(&scan::render(&report, &cli.output, args.verbose))?;
-    }
+    cli.output.emit("WebhookScan", &report, || scan::render(&report, &cli.output, args.verbose))?;
     Ok(args.fail_on.exit_code(report.verdict))
 }
 
@@ -207,11 +195,9 @@ async fn probe_command(cli: &Cli, args: &ProbeArgs) -> Result<i32> {
     let cluster = Cluster::connect(&cli.kube, PLUGIN).await?;
     let results = probe::run(&cluster, &probe_namespaces(cli, &args.namespaces)).await?;
     let verdict = results.iter().map(|r| r.status).max().unwrap_or(Status::Ok);
-    if cli.output.is_structured() {
-        output::print_document("WebhookProbe", &json!({"verdict": verdict, "results": results}), cli.output.output)?;
-    } else {
-        output::write_stdout(&probe::render(&results, cli.output.is_wide(), cli.output.no_headers))?;
-    }
+    cli.output.emit("WebhookProbe", &json!({"verdict": verdict, "results": results}), || {
+        probe::render(&results, cli.output.is_wide(), cli.output.no_headers)
+    })?;
     Ok(verdict.exit_code())
 }
 
@@ -495,11 +481,7 @@ fn mode_name(mode: Mode) -> &'static str {
 }
 
 fn finish_disarm(cli: &Cli, text: &str, doc: serde_json::Value, code: i32) -> Result<i32> {
-    if cli.output.is_structured() {
-        output::print_document("WebhookDisarm", &doc, cli.output.output)?;
-    } else {
-        output::write_stdout(text)?;
-    }
+    cli.output.emit("WebhookDisarm", &doc, || text.to_string())?;
     Ok(code)
 }
 
@@ -638,11 +620,7 @@ async fn restore_findings(
 }
 
 fn finish_restore(cli: &Cli, text: &str, doc: serde_json::Value, code: i32) -> Result<i32> {
-    if cli.output.is_structured() {
-        output::print_document("WebhookRestore", &doc, cli.output.output)?;
-    } else {
-        output::write_stdout(text)?;
-    }
+    cli.output.emit("WebhookRestore", &doc, || text.to_string())?;
     Ok(code)
 }
 
