@@ -100,6 +100,12 @@ impl OutputArgs {
         self.output == OutputFormat::Wide
     }
 
+    /// Prose wrapped to the terminal's width (not at all with `-o wide` or into a pipe without
+    /// COLUMNS); commands are split so that they still paste.
+    pub fn fit_prose(&self, text: &str) -> String {
+        crate::output::wrap::fit_prose(text, crate::output::text_width(self.is_wide()))
+    }
+
     /// Prints a result: with `-o json|yaml` the document (`kind`, versioned), otherwise the text
     /// `text` renders (called only then).
     pub fn emit<T: serde::Serialize>(&self, kind: &str, doc: &T, text: impl FnOnce() -> String) -> Result<(), Error> {

@@ -423,7 +423,7 @@ async fn explain_command(cli: &Cli, args: &ExplainArgs) -> Result<i32> {
         if let Some(c) = &confirmation {
             text.push_str(&format!("\n{}\n", c.detail));
         }
-        output::wrap::fit_prose(&text, output::text_width(cli.output.is_wide()))
+        cli.output.fit_prose(&text)
     })?;
     Ok(match confirmation {
         Some(c) if c.flow_schema.is_some() && !c.confirmed => Status::Warning.exit_code(),

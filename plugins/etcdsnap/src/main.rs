@@ -259,12 +259,12 @@ async fn kube(cli: &Cli, route: &RouteArgs) -> Result<Option<Cluster>> {
 
 /// Prose for the terminal: wrapped to its width (commands split so they still paste).
 fn say(cli: &Cli, text: &str) -> Result<()> {
-    output::write_stdout(&output::wrap::fit_prose(text, output::text_width(cli.output.is_wide())))
+    output::write_stdout(&cli.output.fit_prose(text))
 }
 
 fn emit(cli: &Cli, kind: &str, doc: serde_json::Value, text: impl FnOnce() -> String) -> Result<()> {
     // Tables fit already; prose and commands are wrapped to the terminal here.
-    cli.output.emit(kind, &doc, || output::wrap::fit_prose(&text(), output::text_width(cli.output.is_wide())))
+    cli.output.emit(kind, &doc, || cli.output.fit_prose(&text()))
 }
 
 async fn run(cli: Cli) -> Result<i32> {
