@@ -314,10 +314,16 @@ async fn leader_election(ctx: &Ctx) -> CheckResult {
     checks::leader_election::judge(&checks::leader_election::Facts { leases, election_disabled }, Timestamp::now())
 }
 
+/// How long one call to an etcd member (an exec, a port-forward, a direct request) may take:
+/// --request-timeout, kept between 3 s (a loaded node still answers) and 8 s (a member that
+/// silent is down, and the report must not wait on it).
+fn etcd_call_timeout(ctx: &Ctx) -> Duration {
+    Duration::from_secs(3).max(ctx.cluster.timeout().unwrap_or(Duration::from_secs(3)).min(Duration::from_secs(8)))
+}
+
 /// Check 6: etcd, through the etcd pods (exec), directly, or from the API server's metrics.
 async fn etcd(ctx: &Ctx) -> CheckResult {
-    let timeout =
-        Duration::from_secs(3).max(ctx.cluster.timeout().unwrap_or(Duration::from_secs(3)).min(Duration::from_secs(8)));
+    let timeout = etcd_call_timeout(ctx);
     if !ctx.options.etcd_endpoints.is_empty() {
         let tls = match cpkit::etcd::direct::EtcdTls::load(&ctx.options.etcd_tls) {
             Ok(t) => t,
@@ -648,7 +654,7 @@ async fn etcd_processes(ctx: &Ctx) -> (Vec<ReplicaResources>, Vec<String>) {
         Err(e) => return (vec![], vec![format!("etcd members: {}", short_error(&e))]),
     };
     let selection = cpkit::metrics::Selection::families(&checks::resources::FAMILIES);
-    let timeout = Duration::from_secs(3);
+    let timeout = etcd_call_timeout(ctx);
     let sample = ctx.options.sample;
     let reads =
         futures::future::join_all(pods.iter().filter(|p| p.is_running() && p.metrics_port.is_some()).map(|pod| {

@@ -65,7 +65,7 @@ in_both_worlds! {
             assert!(c.apiserver().sim.gzipped.load(std::sync::atomic::Ordering::Relaxed) >= 6, "two scrapes of 3 replicas");
         }
         assert!(message(&r, "load").starts_with("inflight "), "{}", message(&r, "load"));
-        assert!(message(&r, "resources").starts_with("3 replicas, 3 etcd members: file descriptors at most"), "{}", message(&r, "resources"));
+        assert!(message(&r, "resources").starts_with("3 replicas, 3 etcd members: file descriptors at most"), "{}", check(&r, "resources"));
         // The table lists passed checks too, and -o wide adds duration and evidence.
         let table = kubectl(&["cphealth", "--sample", "300ms", "-o", "wide"], &c.env());
         let (stdout, _) = text(&table);

@@ -28,7 +28,9 @@ in_both_worlds! {
     fn a_healthy_cluster_behind_a_bastion_is_ok_with_a_note(world) {
         let c = start_unreachable(world, Scenario::HealthyHa);
         assert_eq!(c.facts.unreachable_replica_addresses.len(), 3);
-        let out = kubectl(&["cphealth", "-o", "json", "--sample", "0", "--replica-timeout", "4s", "--verbose"], &c.env());
+        // A timeout long beside the report's own work (a scrape parsed by a debug build on a
+        // loaded machine takes seconds), so that one wait and two cannot be confused below.
+        let out = kubectl(&["cphealth", "-o", "json", "--sample", "0", "--replica-timeout", "10s", "--verbose"], &c.env());
         let r = json_of(&out);
         assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
         assert_eq!(r["verdict"], "OK");
@@ -41,7 +43,7 @@ in_both_worlds! {
             let text = sub["message"].as_str().unwrap();
             assert!(text.contains("alive by its identity lease, renewed"), "{text}");
             assert!(
-                text.contains(&format!("its address {} is not reachable from this machine (no answer within 4s)", c.facts.unreachable_replica_addresses[i])),
+                text.contains(&format!("its address {} is not reachable from this machine (no answer within 10s)", c.facts.unreachable_replica_addresses[i])),
                 "{text}"
             );
         }
@@ -58,7 +60,7 @@ in_both_worlds! {
         // second wait would put the report's own duration past twice the timeout. (The report's
         // figure, not the wall clock around kubectl: a loaded machine adds start-up time.)
         let took = r["durationSeconds"].as_f64().unwrap();
-        assert!(took < 8.0, "took {took}s with a 4s replica timeout: {}", describe(&out));
+        assert!((10.0..20.0).contains(&took), "took {took}s with a 10s replica timeout: {}", describe(&out));
     }
 }
 
