@@ -711,9 +711,13 @@ impl RealCluster {
         strict: bool,
         mut ready: impl FnMut(&Self) -> bool,
     ) -> std::io::Result<()> {
-        let deadline = Instant::now() + timeout;
+        let started = Instant::now();
+        let deadline = started + timeout;
         loop {
             if ready(self) {
+                if std::env::var_os("CPKIT_KIT_VERBOSE").is_some() {
+                    eprintln!("testkit: waited {:.1}s for {what}", started.elapsed().as_secs_f64());
+                }
                 return Ok(());
             }
             if strict && let Some(dead) = self.exited_process() {
