@@ -217,28 +217,36 @@ fn no_planted_secret_reaches_any_output_record_or_bundle() {
         }
     }
     commands.push(vec!["cphealth", "rbac"]);
-    // The contexts side by side (most runs wait on a timeout or a refusal).
+    // Every (context, command) run from one queue on many threads: most runs of the failing
+    // contexts wait on a timeout or a refusal, and one thread per context would wait out each
+    // of its runs in turn.
     cpkit_e2e::path_with_plugins();
-    let runs: usize = std::thread::scope(|scope| {
-        let workers: Vec<_> = contexts
-            .iter()
-            .map(|context| {
-                let (commands, env, markers) = (&commands, &env, &markers);
+    let runs: Vec<(&str, &Vec<&str>)> =
+        contexts.iter().flat_map(|context| commands.iter().map(move |command| (*context, command))).collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..16)
+            .map(|_| {
+                let (runs, next, env, markers) = (&runs, &next, &env, &markers);
                 scope.spawn(move || {
-                    for command in commands {
-                        let mut args = command.clone();
+                    while let Some((context, command)) =
+                        runs.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+                    {
+                        let mut args = (*command).clone();
                         args.extend(["--context", context, "--request-timeout", "3s"]);
                         let out = kubectl(&args, env);
                         assert_ne!(out.status.code(), Some(101), "{context} {command:?} panicked: {}", describe(&out));
                         let what = format!("kubectl {} --context {context}", command.join(" "));
                         assert_clean(&what, &describe(&out), markers);
                     }
-                    commands.len()
                 })
             })
             .collect();
-        workers.into_iter().map(|w| w.join().unwrap()).sum()
+        for w in workers {
+            w.join().unwrap();
+        }
     });
+    let runs = runs.len();
     // Snapshots through the cluster: the output and the record (which names the server).
     let saves = dir.path().join("saves");
     for context in ["cert", "url-password", "exec-fail"] {
