@@ -135,6 +135,11 @@ impl Cluster {
     /// Builds the client. Retries are off: a health probe must see a 429 or 503 as it is.
     pub fn from_config(mut config: kube::Config, info: ClusterInfo, timeout: Option<Duration>) -> Result<Cluster> {
         config.default_retry = false;
+        // No read timeout on the connection (hyper-timeout's): its timer also runs while a
+        // pooled connection sits idle, and a new request's write does not reset it, so a request
+        // sent on a connection idle for about that long failed with an i/o timeout at once.
+        // Every request is bounded whole in `send`, every stream by its own timeout.
+        config.read_timeout = None;
         let client = kube::Client::try_from(config.clone()).map_err(|e| {
             Error::config(
                 "Cannot build a Kubernetes client from the kubeconfig",
@@ -460,7 +465,6 @@ fn apply_flags(config: &mut kube::Config, args: &KubeArgs, plugin: Plugin) {
     }
     if let Some(t) = args.timeout() {
         config.connect_timeout = Some(t);
-        config.read_timeout = Some(t);
         config.write_timeout = Some(t);
     }
     if let Ok(value) = http::HeaderValue::from_str(&plugin.user_agent()) {
@@ -485,5 +489,64 @@ mod tests {
     #[test]
     fn percent_encodes_continue_tokens() {
         assert_eq!(percent_encode("eyJ2Ijo=+/x"), "eyJ2Ijo%3D%2B%2Fx");
+    }
+
+    /// A keep-alive HTTP/1.1 server on loopback that answers its first request at once and every
+    /// later one after `delay`, on the same connection.
+    async fn server_answering_later_requests_after(delay: Duration) -> std::net::SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let addr = listener.local_addr().expect("local address");
+        tokio::spawn(async move {
+            let Ok((mut socket, _)) = listener.accept().await else { return };
+            let mut answered = 0;
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            loop {
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                buf.clear();
+                if answered > 0 {
+                    tokio::time::sleep(delay).await;
+                }
+                answered += 1;
+                let answer = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok";
+                if socket.write_all(answer).await.is_err() {
+                    return;
+                }
+            }
+        });
+        addr
+    }
+
+    // The connection sits idle in the pool for most of the timeout; the next request on it takes
+    // less than the timeout but ends after it has passed since the connection's last read. A
+    // read timer that runs while idle failed that request.
+    #[tokio::test]
+    async fn a_request_on_a_connection_idle_for_most_of_the_timeout_succeeds() {
+        let timeout = Duration::from_millis(1000);
+        let addr = server_answering_later_requests_after(Duration::from_millis(400)).await;
+        let mut config = kube::Config::new(format!("http://{addr}").parse().expect("a URL"));
+        // As kube-rs and the kubectl flags set it before `from_config`.
+        config.read_timeout = Some(timeout);
+        let info = ClusterInfo {
+            context: "test".into(),
+            server: format!("http://{addr}"),
+            namespace: "default".into(),
+            kubeconfig_files: vec![],
+            client_certificate_pem: None,
+            user: None,
+        };
+        let cluster = Cluster::from_config(config, info, Some(timeout)).expect("a client");
+        let first = cluster.get_raw("/metrics").await.expect("the first request");
+        assert_eq!(first.status, 200);
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let second = cluster.get_raw("/metrics").await.expect("the second request, 400 ms within a 1 s timeout");
+        assert_eq!(second.status, 200);
+        assert_eq!(&second.body[..], b"ok");
     }
 }
