@@ -29,8 +29,9 @@ in_both_worlds! {
         let c = start_unreachable(world, Scenario::HealthyHa);
         assert_eq!(c.facts.unreachable_replica_addresses.len(), 3);
         // A timeout long beside the report's own work (a scrape parsed by a debug build on a
-        // loaded machine takes seconds), so that one wait and two cannot be confused below.
-        let out = kubectl(&["cphealth", "-o", "json", "--sample", "0", "--replica-timeout", "10s", "--verbose"], &c.env());
+        // loaded machine takes seconds), so that one wait and two cannot be confused below; and
+        // not the request timeout (10 s), whose timers would end at the same moment.
+        let out = kubectl(&["cphealth", "-o", "json", "--sample", "0", "--replica-timeout", "6s", "--verbose"], &c.env());
         let r = json_of(&out);
         assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
         assert_eq!(r["verdict"], "OK");
@@ -43,7 +44,7 @@ in_both_worlds! {
             let text = sub["message"].as_str().unwrap();
             assert!(text.contains("alive by its identity lease, renewed"), "{text}");
             assert!(
-                text.contains(&format!("its address {} is not reachable from this machine (no answer within 10s)", c.facts.unreachable_replica_addresses[i])),
+                text.contains(&format!("its address {} is not reachable from this machine (no answer within 6s)", c.facts.unreachable_replica_addresses[i])),
                 "{text}"
             );
         }
@@ -60,7 +61,7 @@ in_both_worlds! {
         // second wait would put the report's own duration past twice the timeout. (The report's
         // figure, not the wall clock around kubectl: a loaded machine adds start-up time.)
         let took = r["durationSeconds"].as_f64().unwrap();
-        assert!((10.0..20.0).contains(&took), "took {took}s with a 10s replica timeout: {}", describe(&out));
+        assert!((6.0..12.0).contains(&took), "took {took}s with a 6s replica timeout: {}", describe(&out));
     }
 }
 
