@@ -315,10 +315,10 @@ async fn leader_election(ctx: &Ctx) -> CheckResult {
 }
 
 /// How long one call to an etcd member (an exec, a port-forward, a direct request) may take:
-/// --request-timeout, kept between 3 s (a loaded node still answers) and 8 s (a member that
-/// silent is down, and the report must not wait on it).
+/// --request-timeout, kept between 3 s (a loaded node still answers) and 8 s (a member silent
+/// that long is down, and the report must not wait on it).
 fn etcd_call_timeout(ctx: &Ctx) -> Duration {
-    Duration::from_secs(3).max(ctx.cluster.timeout().unwrap_or(Duration::from_secs(3)).min(Duration::from_secs(8)))
+    ctx.cluster.timeout().unwrap_or(Duration::from_secs(3)).clamp(Duration::from_secs(3), Duration::from_secs(8))
 }
 
 /// Check 6: etcd, through the etcd pods (exec), directly, or from the API server's metrics.
