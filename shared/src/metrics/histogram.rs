@@ -64,6 +64,13 @@ impl Histogram {
         Histogram { buckets, sum: self.sum - older.sum, count: self.count - older.count }
     }
 
+    /// Observations certainly above `x`: those past the smallest bucket bound at or above it
+    /// (a bound between buckets is rounded up, so this never overcounts).
+    pub fn count_above(&self, x: f64) -> f64 {
+        let at_or_below = self.buckets.iter().find(|b| b.le >= x).map_or(self.count, |b| b.count);
+        (self.count - at_or_below).max(0.0)
+    }
+
     /// Mean observation, `None` without observations.
     pub fn mean(&self) -> Option<f64> {
         if self.count > 0.0 { Some(self.sum / self.count) } else { None }
@@ -149,6 +156,19 @@ mod tests {
 
     fn h(buckets: &[(f64, f64)]) -> Vec<Bucket> {
         buckets.iter().map(|&(le, count)| Bucket { le, count }).collect()
+    }
+
+    #[test]
+    fn count_above_rounds_a_line_between_bounds_up() {
+        let hist = Histogram {
+            buckets: h(&[(1.0, 90.0), (4.0, 95.0), (5.0, 97.0), (f64::INFINITY, 100.0)]),
+            sum: 0.0,
+            count: 100.0,
+        };
+        assert_eq!(hist.count_above(5.0), 3.0);
+        assert_eq!(hist.count_above(4.5), 3.0, "only what is past 5 is surely past 4.5");
+        assert_eq!(hist.count_above(0.5), 10.0);
+        assert_eq!(hist.count_above(60.0), 0.0, "nothing is known past the last finite bound");
     }
 
     #[test]
