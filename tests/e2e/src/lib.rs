@@ -101,7 +101,25 @@ pub fn text(out: &Output) -> (String, String) {
 /// Describes an Output for assertion messages.
 pub fn describe(out: &Output) -> String {
     let (o, e) = text(out);
-    format!("exit {:?}\n--- stdout\n{o}\n--- stderr\n{e}", out.status.code())
+    format!("exit {:?}{}\n--- stdout\n{o}\n--- stderr\n{e}", out.status.code(), check_statuses(&o))
+}
+
+/// A cphealth report's checks on one line each, first: a CI log keeps only the first lines of a
+/// failure, and the whole report runs to hundreds.
+fn check_statuses(stdout: &str) -> String {
+    let Ok(report) = serde_json::from_str::<serde_json::Value>(stdout) else { return String::new() };
+    let Some(checks) = report["checks"].as_array() else { return String::new() };
+    let mut lines = format!(", verdict {}", report["verdict"]);
+    for c in checks {
+        let message = c["message"].as_str().unwrap_or("");
+        lines.push_str(&format!(
+            "\n  {} {}: {}",
+            c["status"].as_str().unwrap_or("?"),
+            c["name"].as_str().unwrap_or("?"),
+            message.chars().take(200).collect::<String>()
+        ));
+    }
+    lines
 }
 
 /// One end-to-end test body run in both worlds of the test kit: `mod <name>` with a `sim` and a
