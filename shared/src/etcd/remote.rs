@@ -386,6 +386,19 @@ pub fn store_error(url: &str, doing: &str, e: object_store::Error) -> Error {
     use object_store::Error as E;
     let what = format!("Cannot {doing} {url}");
     let text = e.to_string();
+    // A full store answers 403 in some products (Ceph RGW's QuotaExceeded): before the refusals.
+    if let Some(code) = full_store_code(&text) {
+        // The prefix the snapshot was going to: what prune works on.
+        let prefix = url.rfind('/').map_or(url, |i| &url[..=i]);
+        return Error::new(
+            ErrorKind::Io,
+            what,
+            format!("the store is full or over its quota ({code})"),
+            format!(
+                "Make room: `kubectl etcdsnap prune {prefix} --keep 5` shows what would go (add --yes to delete; the newest verified snapshot is always kept), or raise the bucket's quota or the store's capacity."
+            ),
+        );
+    }
     // Listing answers a refusal as a generic error carrying the status: look at the text too.
     let denied = matches!(e, E::PermissionDenied { .. } | E::Unauthenticated { .. })
         || text.contains("403 Forbidden")
@@ -434,15 +447,6 @@ pub fn store_error(url: &str, doing: &str, e: object_store::Error) -> Error {
                     "Create it, or check the bucket name and the endpoint (AWS_ENDPOINT_URL).",
                 );
             }
-            if text.contains("QuotaExceeded") || text.contains("EntityTooLarge") || text.contains("InsufficientStorage")
-            {
-                return Error::new(
-                    ErrorKind::Io,
-                    what,
-                    format!("the store is full or over its quota: {text}"),
-                    "Free space in the bucket (kubectl etcdsnap prune) or raise its quota.",
-                );
-            }
             let cause = transport_cause(&e);
             let (kind, why) = match cause {
                 TransportCause::ConnectionRefused => (
@@ -471,6 +475,16 @@ pub fn store_error(url: &str, doing: &str, e: object_store::Error) -> Error {
             )
         }
     }
+}
+
+/// The error code of an answer meaning "no room": MinIO's `XMinioStorageFull` (HTTP 507, or 500
+/// before 2021: minio `cmd/api-errors.go`), Ceph RGW's and others' `QuotaExceeded`; else HTTP 507
+/// itself (RFC 4918 §11.5, Insufficient Storage).
+fn full_store_code(text: &str) -> Option<&'static str> {
+    ["XMinioStorageFull", "QuotaExceeded"]
+        .into_iter()
+        .find(|code| text.contains(code))
+        .or_else(|| text.contains("507 Insufficient Storage").then_some("507 Insufficient Storage"))
 }
 
 /// An upload that failed: no object was created, and the parts sent are aborted — unless the
@@ -572,6 +586,16 @@ impl Drop for Upload {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_store_is_told_by_its_code_or_by_507() {
+        // object_store's text for a status answer carries the body.
+        let minio = "Server returned non-2xx status code: 507 Insufficient Storage: <Error><Code>XMinioStorageFull</Code><Message>Storage backend has reached its minimum free drive threshold.</Message></Error>";
+        assert_eq!(full_store_code(minio), Some("XMinioStorageFull"));
+        assert_eq!(full_store_code("403 Forbidden: <Code>QuotaExceeded</Code>"), Some("QuotaExceeded"));
+        assert_eq!(full_store_code("status code: 507 Insufficient Storage"), Some("507 Insufficient Storage"));
+        assert_eq!(full_store_code("500 Internal Server Error: <Code>InternalError</Code>"), None);
+    }
 
     #[test]
     fn urls_name_a_store_a_bucket_and_a_prefix() {

@@ -2,7 +2,7 @@
 //! transport) saved into an S3 server on loopback (moto's server mode with authentication on,
 //! `testkit::s3`), then listed, read, drilled and pruned through the same URLs; the store is
 //! inspected with boto3, not with the product's client. Faults: a wrong credential, an object
-//! changed in the store, Ctrl-C during an upload, the store dying mid-upload.
+//! changed in the store, Ctrl-C during an upload, the store dying mid-upload or filling up.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -14,6 +14,7 @@ use testkit::etcd::{EtcdCluster, EtcdOptions};
 use testkit::etcd_data::{LoadSpec, load};
 use testkit::fault_proxy::{Damage, FaultProxy};
 use testkit::s3::S3Server;
+use testkit::store_front::StoreFront;
 
 fn json_of(out: &std::process::Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", describe(out)))
@@ -220,6 +221,28 @@ fn an_interrupted_or_cut_upload_leaves_no_object_and_no_record() {
         "{stderr}"
     );
     assert_eq!(keys_under(&s3, "cut/"), Vec::<String>::new(), "no object and no record");
+
+    // The store fills up after the first part (MinIO answers 507 XMinioStorageFull): the save
+    // fails saying so and how to make room; the upload is aborted, no object, no record.
+    let full = StoreFront::start(s3.endpoint.trim_start_matches("http://").parse().unwrap(), 9 << 20).unwrap();
+    let out = etcdsnap(
+        &save_args(&endpoint, "s3://backups/full/", &[]).iter().map(String::as_str).collect::<Vec<_>>(),
+        &s3.env_with_endpoint(&full.url()),
+    );
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(full.refused() > 0, "the store refused a part: {}", describe(&out));
+    assert!(
+        stderr.contains("upload of s3://backups/full/etcd-") && stderr.contains("(no object was created)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("the store is full or over its quota (XMinioStorageFull)"), "{stderr}");
+    assert!(stderr.contains("kubectl etcdsnap prune s3://backups/full/ --keep"), "names the prefix to prune: {stderr}");
+    // (The cut upload above stays unfinished: the store was gone when it was to be aborted.)
+    let unfinished: Vec<String> =
+        s3.unfinished_uploads().unwrap().into_iter().filter(|k| k.starts_with("full/")).collect();
+    assert_eq!(unfinished, Vec::<String>::new(), "the upload was aborted at the store: {}", describe(&out));
+    assert_eq!(keys_under(&s3, "full/"), Vec::<String>::new(), "no object and no record");
 
     // The store is gone before the save starts: refused before etcd streams anything.
     s3.kill();

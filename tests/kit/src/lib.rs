@@ -17,6 +17,7 @@ pub mod process;
 pub mod real;
 pub mod s3;
 pub mod scenario;
+pub mod store_front;
 pub mod webhook_backend;
 
 pub use scenario::{DemoCluster, Facts, Options, Scenario, World, kubectl_path};
