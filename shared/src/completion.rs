@@ -120,20 +120,23 @@ async fn live_names(list: LiveList, kube: &crate::cli::KubeArgs, plugin: Plugin)
     struct Named {
         metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
     }
-    use crate::access::Access;
+    use crate::resources::Select;
+    use k8s_openapi::api::admissionregistration::v1::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration};
+    use k8s_openapi::api::core::v1::ServiceAccount;
     let Ok(cluster) = crate::Cluster::connect(kube, plugin).await else { return Vec::new() };
     let name = |n: &Named| n.metadata.name.clone().unwrap_or_default();
     match list {
         LiveList::WebhookConfigurations => {
             let mut out: Vec<Candidate> = Vec::new();
             let mut bare: Vec<Candidate> = Vec::new();
-            for (resource, kind) in [
-                ("validatingwebhookconfigurations", "validatingwebhookconfiguration"),
-                ("mutatingwebhookconfigurations", "mutatingwebhookconfiguration"),
+            let (validating, mutating) = futures::join!(
+                cluster.list_as::<ValidatingWebhookConfiguration, Named>(Select::all()),
+                cluster.list_as::<MutatingWebhookConfiguration, Named>(Select::all())
+            );
+            for (items, kind) in [
+                (validating.unwrap_or_default(), "validatingwebhookconfiguration"),
+                (mutating.unwrap_or_default(), "mutatingwebhookconfiguration"),
             ] {
-                let path = format!("/apis/admissionregistration.k8s.io/v1/{resource}");
-                let access = Access::resource("list", "admissionregistration.k8s.io", resource, None);
-                let items: Vec<Named> = cluster.list_all(&path, &access).await.unwrap_or_default();
                 out.extend(
                     items
                         .iter()
@@ -161,12 +164,8 @@ async fn live_names(list: LiveList, kube: &crate::cli::KubeArgs, plugin: Plugin)
             })
             .collect(),
         LiveList::ServiceAccounts => {
-            let path = match &kube.namespace {
-                Some(ns) => format!("/api/v1/namespaces/{ns}/serviceaccounts"),
-                None => "/api/v1/serviceaccounts".to_string(),
-            };
-            let access = Access::resource("list", "", "serviceaccounts", kube.namespace.as_deref());
-            let items: Vec<Named> = cluster.list_all(&path, &access).await.unwrap_or_default();
+            let select = Select { namespace: kube.namespace.as_deref(), ..Select::all() };
+            let items: Vec<Named> = cluster.list_as::<ServiceAccount, Named>(select).await.unwrap_or_default();
             items
                 .iter()
                 .map(|i| Candidate {

@@ -43,6 +43,8 @@ pub mod redact;
 #[cfg(feature = "client")]
 pub mod replicas;
 pub mod report;
+#[cfg(feature = "client")]
+pub mod resources;
 pub mod severity;
 #[cfg(feature = "client")]
 pub mod stream;

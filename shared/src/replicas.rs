@@ -3,17 +3,20 @@
 //! APF state and counters are per replica, so views of them reach each one directly when its
 //! address can be dialled from here, and go through the configured server when none can.
 
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde_json::Value;
 
 use std::time::Duration;
 
-use crate::access::Access;
 use crate::client::Cluster;
 use crate::controlplane::ComponentPod;
 use crate::error::{ErrorKind, Result};
 use crate::liveness::{
     self, DEFAULT_RENEW_INTERVAL, IdentityLease, Liveness, PodFact, Reach, ReplicaFacts, lease_fact,
 };
+use crate::resources::Select;
 
 /// One API server replica.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,31 +70,21 @@ pub fn from_endpoints(slices: &[Value], apiservers: &[ComponentPod]) -> Vec<Repl
 
 /// The `kubernetes` EndpointSlices of the default namespace.
 pub async fn read_endpoint_slices(cluster: &Cluster) -> Result<Vec<Value>> {
-    let access = Access::resource("list", "discovery.k8s.io", "endpointslices", Some("default"));
     cluster
-        .list_all(
-            "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3Dkubernetes",
-            &access,
-        )
+        .list_as::<EndpointSlice, Value>(Select::namespace("default").labels("kubernetes.io/service-name=kubernetes"))
         .await
 }
 
 /// The control-plane static pods of kube-system (kubeadm labels them tier=control-plane).
 pub async fn read_control_plane_pods(cluster: &Cluster) -> Result<Vec<ComponentPod>> {
-    let access = Access::resource("list", "", "pods", Some("kube-system"));
-    let pods: Vec<k8s_openapi::api::core::v1::Pod> =
-        cluster.list_all("/api/v1/namespaces/kube-system/pods?labelSelector=tier%3Dcontrol-plane", &access).await?;
+    let pods: Vec<Pod> = cluster.list(Select::namespace("kube-system").labels("tier=control-plane")).await?;
     Ok(pods.iter().filter_map(ComponentPod::from_pod).collect())
 }
 
 /// The identity leases of the API server replicas (kube-system).
 pub async fn read_identity_leases(cluster: &Cluster) -> Result<Vec<IdentityLease>> {
-    let access = Access::resource("list", "coordination.k8s.io", "leases", Some("kube-system"));
-    let leases: Vec<k8s_openapi::api::coordination::v1::Lease> = cluster
-        .list_all(
-            "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases?labelSelector=apiserver.kubernetes.io%2Fidentity%3Dkube-apiserver",
-            &access,
-        )
+    let leases: Vec<Lease> = cluster
+        .list(Select::namespace("kube-system").labels("apiserver.kubernetes.io/identity=kube-apiserver"))
         .await?;
     Ok(leases.iter().filter_map(IdentityLease::from_lease).collect())
 }

@@ -11,6 +11,9 @@ use cpkit::access::Access;
 use cpkit::atomic_file::AtomicFile;
 use cpkit::error::{Error, Result};
 use cpkit::redact::{Redactor, sanitize_pod};
+use cpkit::resources::Select;
+use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use k8s_openapi::api::flowcontrol::v1::{FlowSchema, PriorityLevelConfiguration};
 use serde_json::{Value, json};
 
 /// `bundle` flags.
@@ -91,28 +94,20 @@ pub async fn run(cluster: &Cluster, args: &BundleArgs, report: Value) -> Result<
 
     progress(3, steps, "nodes");
     let mut nodes = Vec::new();
-    match cluster
-        .list_paged::<Value, _>("/api/v1/nodes", 500, &Access::resource("list", "", "nodes", None), |n| nodes.push(n))
-        .await
-    {
+    match cluster.list_each::<Node, Value, _>(Select::all(), 500, |n| nodes.push(n)).await {
         Ok(()) => b.add_json("nodes.json", Value::Array(nodes)),
         Err(e) => b.note("nodes", &e),
     }
 
     progress(4, steps, "control-plane pods");
-    let pods: Vec<Value> = match cluster
-        .list_all(
-            "/api/v1/namespaces/kube-system/pods?labelSelector=tier%3Dcontrol-plane",
-            &Access::resource("list", "", "pods", Some("kube-system")),
-        )
-        .await
-    {
-        Ok(p) => p,
-        Err(e) => {
-            b.note("control-plane pods", &e);
-            Vec::new()
-        }
-    };
+    let pods: Vec<Value> =
+        match cluster.list_as::<Pod, Value>(Select::namespace("kube-system").labels("tier=control-plane")).await {
+            Ok(p) => p,
+            Err(e) => {
+                b.note("control-plane pods", &e);
+                Vec::new()
+            }
+        };
     let mut sanitized = pods.clone();
     sanitized.iter_mut().for_each(sanitize_pod);
     b.add_json("kube-system/control-plane-pods.json", Value::Array(sanitized));
@@ -135,13 +130,7 @@ pub async fn run(cluster: &Cluster, args: &BundleArgs, report: Value) -> Result<
     }
 
     progress(6, steps, "events");
-    match cluster
-        .list_all::<Value>(
-            "/api/v1/namespaces/kube-system/events",
-            &Access::resource("list", "", "events", Some("kube-system")),
-        )
-        .await
-    {
+    match cluster.list_as::<Event, Value>(Select::namespace("kube-system")).await {
         Ok(ev) => b.add_json("kube-system/events.json", Value::Array(ev)),
         Err(e) => b.note("events", &e),
     }
@@ -157,12 +146,12 @@ pub async fn run(cluster: &Cluster, args: &BundleArgs, report: Value) -> Result<
         Ok(w) => b.add_json("webhooks.json", Value::Array(w)),
         Err(e) => b.note("webhooks", &e),
     }
-    let group = "flowcontrol.apiserver.k8s.io";
-    for res in ["flowschemas", "prioritylevelconfigurations"] {
-        match cluster
-            .list_all::<Value>(&format!("/apis/{group}/v1/{res}"), &Access::resource("list", group, res, None))
-            .await
-        {
+    let (flow_schemas, levels) = tokio::join!(
+        cluster.list_as::<FlowSchema, Value>(Select::all()),
+        cluster.list_as::<PriorityLevelConfiguration, Value>(Select::all())
+    );
+    for (res, answer) in [("flowschemas", flow_schemas), ("prioritylevelconfigurations", levels)] {
+        match answer {
             Ok(items) => b.add_json(&format!("apf/{res}.json"), Value::Array(items)),
             Err(e) => b.note(res, &e),
         }

@@ -15,6 +15,7 @@ use cpkit::duration::short_latency;
 use cpkit::error::{Error, ErrorKind};
 use cpkit::exit::Status;
 use cpkit::report::CheckResult;
+use cpkit::resources::Select;
 use cpkit::{Cluster, RawResponse};
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -266,14 +267,10 @@ async fn replicas(ctx: &Ctx, states: &ReplicaStates) -> CheckResult {
 /// Check 4: the control-plane static pods of every control-plane node.
 async fn static_pods(ctx: &Ctx) -> CheckResult {
     // Pods, control-plane nodes and Warning events at once.
-    let (nodes_access, events_access) =
-        (Access::resource("list", "", "nodes", None), Access::resource("list", "", "events", Some("kube-system")));
     let (pods, cp_node_list, events, managed) = tokio::join!(
         ctx.control_plane_pods(),
-        ctx.cluster
-            .list_all::<Node>("/api/v1/nodes?labelSelector=node-role.kubernetes.io%2Fcontrol-plane", &nodes_access),
-        ctx.cluster
-            .list_all::<Event>("/api/v1/namespaces/kube-system/events?fieldSelector=type%3DWarning", &events_access),
+        ctx.cluster.list::<Node>(Select::all().labels("node-role.kubernetes.io/control-plane")),
+        ctx.cluster.list::<Event>(Select::namespace("kube-system").fields("type=Warning")),
         ctx.managed()
     );
     let pods = match pods {
@@ -299,10 +296,8 @@ async fn static_pods(ctx: &Ctx) -> CheckResult {
 
 /// Check 5: the controller-manager and scheduler leader leases.
 async fn leader_election(ctx: &Ctx) -> CheckResult {
-    let access = &Access::resource("get", "coordination.k8s.io", "leases", Some("kube-system"));
     let reads = futures::future::join_all(checks::leader_election::ELECTED.iter().map(|name| async move {
-        let path = format!("/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/{name}");
-        let lease = ctx.cluster.get_json::<Lease>(&path, access).await.map(|l| LeaseInfo::from_lease(&l));
+        let lease = ctx.cluster.get::<Lease>(Some("kube-system"), name).await.map(|l| LeaseInfo::from_lease(&l));
         (name.to_string(), lease)
     }));
     let (leases, pods) = tokio::join!(reads, ctx.control_plane_pods());
@@ -692,8 +687,7 @@ async fn etcd_processes(ctx: &Ctx) -> (Vec<ReplicaResources>, Vec<String>) {
 
 /// Check 8: aggregated APIs (APIServices with a service) that are not Available.
 async fn aggregated_apis(ctx: &Ctx) -> CheckResult {
-    let access = Access::resource("list", "apiregistration.k8s.io", "apiservices", None);
-    let items = match ctx.cluster.list_all::<APIService>("/apis/apiregistration.k8s.io/v1/apiservices", &access).await {
+    let items = match ctx.cluster.list::<APIService>(Select::all()).await {
         Ok(i) => i,
         Err(e) => return CheckResult::from_error("aggregated-apis", &e),
     };
@@ -721,11 +715,7 @@ async fn aggregated_apis(ctx: &Ctx) -> CheckResult {
 /// Check 9: nodes, read page by page.
 async fn nodes(ctx: &Ctx) -> CheckResult {
     let mut summary = NodeSummary::default();
-    match ctx
-        .cluster
-        .list_paged::<Node, _>("/api/v1/nodes", 500, &Access::resource("list", "", "nodes", None), |n| summary.add(&n))
-        .await
-    {
+    match ctx.cluster.list_each::<Node, Node, _>(Select::all(), 500, |n| summary.add(&n)).await {
         Ok(_) => checks::nodes::judge(&summary),
         Err(e) => CheckResult::from_error("nodes", &e),
     }

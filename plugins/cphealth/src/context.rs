@@ -8,6 +8,7 @@ use cpkit::access::Access;
 use cpkit::controlplane::{ComponentPod, Provider, detect_provider};
 use cpkit::error::Error;
 use cpkit::metrics::{Scrape, TimedScrape};
+use cpkit::resources::Select;
 use cpkit::{Cluster, RawResponse};
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
@@ -103,15 +104,7 @@ impl Ctx {
     /// A few nodes (for the managed-provider hints).
     pub async fn node_sample(&self) -> Result<Arc<Vec<Node>>, Error> {
         self.node_sample
-            .get_or_init(|| async {
-                let access = Access::resource("list", "", "nodes", None);
-                #[derive(serde::Deserialize)]
-                struct Page {
-                    items: Vec<Node>,
-                }
-                let page: Page = self.cluster.get_json("/api/v1/nodes?limit=5", &access).await?;
-                Ok(Arc::new(page.items))
-            })
+            .get_or_init(|| async { Ok(Arc::new(self.cluster.first::<Node>(Select::all(), 5).await?)) })
             .await
             .clone()
     }

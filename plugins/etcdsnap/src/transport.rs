@@ -10,6 +10,7 @@ use cpkit::access::Access;
 use cpkit::error::{Error, ErrorKind, Result};
 use cpkit::etcd::direct::{EtcdTls, EtcdTlsArgs, connect};
 use cpkit::etcd::pods::{EtcdPod, find};
+use cpkit::resources::Select;
 use cpkit::stream::{Tunnel, port_forward};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -116,15 +117,10 @@ pub async fn find_pods(cluster: &Cluster) -> Result<Vec<EtcdPod>> {
     if !pods.is_empty() {
         return Ok(pods);
     }
-    #[derive(serde::Deserialize)]
-    struct Page {
-        items: Vec<k8s_openapi::api::core::v1::Node>,
-    }
-    let access = Access::resource("list", "", "nodes", None);
     let (version, nodes) =
-        tokio::join!(kubernetes_version(cluster), cluster.get_json::<Page>("/api/v1/nodes?limit=5", &access));
+        tokio::join!(kubernetes_version(cluster), cluster.first::<k8s_openapi::api::core::v1::Node>(Select::all(), 5));
     let labels: Vec<String> = nodes
-        .map(|p| p.items.into_iter().flat_map(|n| n.metadata.labels.unwrap_or_default().into_keys()).collect())
+        .map(|nodes| nodes.into_iter().flat_map(|n| n.metadata.labels.unwrap_or_default().into_keys()).collect())
         .unwrap_or_default();
     match cpkit::controlplane::detect_provider(version.as_deref().unwrap_or(""), &labels) {
         Some(provider) => Err(Error::new(

@@ -9,10 +9,12 @@ use std::time::{Duration, Instant};
 use cpkit::Cluster;
 use cpkit::access::Access;
 use cpkit::error::{Error, ErrorKind, Result};
+use cpkit::resources;
 use cpkit::webhooks::ConfigKind;
 use cpkit::webhooks::defuse::{self, Plan};
 use cpkit::webhooks::rearm::{self, Rearmer};
 use http::Method;
+use k8s_openapi::api::apps::v1::Deployment;
 use serde_json::{Value, json};
 
 const GROUP: &str = "admissionregistration.k8s.io";
@@ -365,7 +367,7 @@ pub struct PauseStep {
 /// Deployments at once.
 pub async fn pause_steps(cluster: &Cluster, rearmers: &[Rearmer]) -> Vec<PauseStep> {
     let reads = rearmers.iter().filter_map(|r| r.deployment.as_ref().map(|d| (r, d))).map(|(r, d)| async move {
-        let path = format!("/apis/apps/v1/namespaces/{}/deployments/{}", d.namespace, d.name);
+        let path = resources::object_path::<Deployment>(Some(&d.namespace), &d.name);
         let (replicas, unread) = match cluster.get_raw(&path).await {
             Ok(response) if response.status == 404 => return None,
             Ok(response) if response.is_success() => match cpkit::client::decode_json::<Value>(&path, &response.body) {
@@ -403,13 +405,15 @@ pub async fn pause(cluster: &Cluster, step: &PauseStep) -> Result<()> {
             ),
         ));
     };
-    let path =
-        format!("/apis/apps/v1/namespaces/{}/deployments/{}?fieldManager=kubectl-webhookguard", d.namespace, d.name);
+    let path = format!(
+        "{}?fieldManager=kubectl-webhookguard",
+        resources::object_path::<Deployment>(Some(&d.namespace), &d.name)
+    );
     let patch = json!([
         {"op": "test", "path": "/spec/replicas", "value": replicas},
         {"op": "replace", "path": "/spec/replicas", "value": 0}
     ]);
-    let access = Access::resource("patch", "apps", "deployments", Some(&d.namespace));
+    let access = resources::access::<Deployment>("patch", Some(&d.namespace));
     cluster
         .send_json::<Value>(
             http::Method::PATCH,

@@ -9,10 +9,10 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use serde::Serialize;
 
-use crate::access::Access;
 use crate::client::Cluster;
 use crate::controlplane::ComponentPod;
 use crate::error::{Error, ErrorKind, Result};
+use crate::resources::Select;
 use crate::stream::{ExecOutput, exec};
 
 /// An etcd member's pod.
@@ -108,9 +108,7 @@ impl EtcdPod {
 
 /// The etcd pods of a kubeadm cluster (`component=etcd` in kube-system).
 pub async fn find(cluster: &Cluster) -> Result<Vec<EtcdPod>> {
-    let access = Access::resource("list", "", "pods", Some("kube-system"));
-    let pods: Vec<Pod> =
-        cluster.list_all("/api/v1/namespaces/kube-system/pods?labelSelector=component%3Detcd", &access).await?;
+    let pods: Vec<Pod> = cluster.list(Select::namespace("kube-system").labels("component=etcd")).await?;
     Ok(pods.iter().filter_map(ComponentPod::from_pod).filter_map(|p| EtcdPod::from_component(&p)).collect())
 }
 

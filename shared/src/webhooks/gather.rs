@@ -4,38 +4,44 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use k8s_openapi::Resource;
+use k8s_openapi::api::admissionregistration::v1::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration};
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use serde_json::Value;
 
 use super::analysis::{ClusterFacts, ServiceFacts, WebhookRuntime};
-use super::model::{ClientConfig, ConfigKind, WebhookConfig};
+use super::model::{ClientConfig, WebhookConfig};
 use crate::access::Access;
 use crate::client::Cluster;
 use crate::error::{ErrorKind, Result};
 use crate::metrics::Scrape;
+use crate::resources::Select;
 
 /// The raw objects of both kinds, as the API returns them (for backups and patches).
 pub async fn read_raw(cluster: &Cluster) -> Result<Vec<Value>> {
-    let group = "admissionregistration.k8s.io";
-    let read = |kind: ConfigKind| async move {
-        let path = format!("/apis/{group}/v1/{}", kind.resource());
-        let items: Vec<Value> =
-            cluster.list_all(&path, &Access::resource("list", group, kind.resource(), None)).await?;
-        // List items carry no kind/apiVersion.
-        Ok::<_, crate::error::Error>(
-            items
-                .into_iter()
-                .map(|mut item| {
-                    item["kind"] = Value::String(kind.kind().into());
-                    item["apiVersion"] = Value::String(format!("{group}/v1"));
-                    item
-                })
-                .collect::<Vec<_>>(),
-        )
-    };
-    let (validating, mutating) = tokio::join!(read(ConfigKind::Validating), read(ConfigKind::Mutating));
+    let (validating, mutating) = tokio::join!(
+        read_kind::<ValidatingWebhookConfiguration>(cluster),
+        read_kind::<MutatingWebhookConfiguration>(cluster)
+    );
     let mut out = validating?;
     out.extend(mutating?);
     Ok(out)
+}
+
+/// Every object of kind `K`, with the kind and apiVersion that list items do not carry.
+async fn read_kind<K: Resource>(cluster: &Cluster) -> Result<Vec<Value>> {
+    let items: Vec<Value> = cluster.list_as::<K, Value>(Select::all()).await?;
+    Ok(items
+        .into_iter()
+        .map(|mut item| {
+            item["kind"] = Value::String(K::KIND.into());
+            item["apiVersion"] = Value::String(K::API_VERSION.into());
+            item
+        })
+        .collect())
 }
 
 /// Both kinds, parsed.
@@ -52,20 +58,11 @@ fn labels_of(v: &Value) -> BTreeMap<String, String> {
 }
 
 async fn service_facts(cluster: &Cluster, ns: &str, name: &str) -> Result<ServiceFacts> {
-    let svc_path = format!("/api/v1/namespaces/{ns}/services/{name}");
-    let slices_path = format!(
-        "/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3D{name}"
-    );
-    let pdbs_path = format!("/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets");
-    let (svc_access, slices_access, pdbs_access) = (
-        Access::resource("get", "", "services", Some(ns)),
-        Access::resource("list", "discovery.k8s.io", "endpointslices", Some(ns)),
-        Access::resource("list", "policy", "poddisruptionbudgets", Some(ns)),
-    );
+    let service_label = format!("kubernetes.io/service-name={name}");
     let (svc, slices, pdbs) = tokio::join!(
-        cluster.get_json::<Value>(&svc_path, &svc_access),
-        cluster.list_all::<Value>(&slices_path, &slices_access),
-        cluster.list_all::<Value>(&pdbs_path, &pdbs_access),
+        cluster.get_as::<Service, Value>(Some(ns), name),
+        cluster.list_as::<EndpointSlice, Value>(Select::namespace(ns).labels(&service_label)),
+        cluster.list_as::<PodDisruptionBudget, Value>(Select::namespace(ns)),
     );
     let svc = match svc {
         Ok(s) => s,
@@ -137,11 +134,10 @@ async fn workload_of(
     ns: &str,
     selector: &BTreeMap<String, String>,
 ) -> Option<super::analysis::Workload> {
-    let list = |resource: &'static str| async move {
-        let path = format!("/apis/apps/v1/namespaces/{ns}/{resource}");
-        cluster.list_all::<Value>(&path, &Access::resource("list", "apps", resource, Some(ns))).await
-    };
-    let (deployments, statefulsets) = tokio::join!(list("deployments"), list("statefulsets"));
+    let (deployments, statefulsets) = tokio::join!(
+        cluster.list_as::<Deployment, Value>(Select::namespace(ns)),
+        cluster.list_as::<StatefulSet, Value>(Select::namespace(ns))
+    );
     for (kind, answer) in [("deployment", deployments), ("statefulset", statefulsets)] {
         let Ok(items) = answer else { continue };
         let found = items.iter().find(|w| {
@@ -163,8 +159,7 @@ async fn workload_of(
 /// The pods `selector` matches, with what is wrong with them.
 async fn pods_of(cluster: &Cluster, ns: &str, selector: &BTreeMap<String, String>) -> Vec<super::analysis::BackendPod> {
     let query = selector.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
-    let path = format!("/api/v1/namespaces/{ns}/pods?labelSelector={}", crate::client::percent_encode(&query));
-    let Ok(pods) = cluster.list_all::<Value>(&path, &Access::resource("list", "", "pods", Some(ns))).await else {
+    let Ok(pods) = cluster.list_as::<Pod, Value>(Select::namespace(ns).labels(&query)).await else {
         return Vec::new();
     };
     pods.iter()
@@ -245,8 +240,7 @@ pub fn runtime_from_metrics(older: Option<&Scrape>, newer: &Scrape, seconds: f64
 pub async fn read_facts(cluster: &Cluster, configs: &[WebhookConfig]) -> (ClusterFacts, Vec<String>) {
     let mut notes = Vec::new();
     let mut facts = ClusterFacts { now: Some(jiff::Timestamp::now()), ..Default::default() };
-    let ns_access = Access::resource("list", "", "namespaces", None);
-    let namespaces = cluster.list_all::<Value>("/api/v1/namespaces", &ns_access);
+    let namespaces = cluster.list_as::<Namespace, Value>(Select::all());
     let mut wanted: BTreeSet<(String, String)> = BTreeSet::new();
     for c in configs {
         for w in &c.webhooks {
