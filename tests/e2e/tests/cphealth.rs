@@ -402,7 +402,13 @@ in_both_worlds! {
         let b = start(world, Scenario::LeaderLost);
         let joined = format!("{}:{}", a.kubeconfig.display(), b.kubeconfig.display());
         let env = vec![("KUBECONFIG".to_string(), joined)];
-        let out = kubectl(&["cphealth", "--contexts", "healthy-ha,leader-lost", "--sample", "300ms"], &env);
+        // Without the checks that time the machine (etcd's health-check latency, request
+        // latency): two real control planes at once on two busy cores are slow for real, and
+        // this test is about contexts, not about speed.
+        let out = kubectl(
+            &["cphealth", "--contexts", "healthy-ha,leader-lost", "--sample", "300ms", "--skip", "etcd,load"],
+            &env,
+        );
         assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
         let (stdout, _) = text(&out);
         let rows: Vec<&str> = stdout.lines().collect();
