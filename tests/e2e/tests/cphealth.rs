@@ -414,8 +414,11 @@ in_both_worlds! {
         let rows: Vec<&str> = stdout.lines().collect();
         assert!(rows[0].starts_with("CONTEXT"), "{stdout}");
         assert!(rows.iter().any(|l| l.starts_with("healthy-ha ") && l.contains("OK")), "{stdout}");
+        // The ISSUE cell holds the first problem of the context. The scheduler's lease is the
+        // stale one here; on two busy cores the controller-manager's 4 s lease of the kit can be
+        // late too, and it sorts first (its own test names the scheduler).
         assert!(
-            rows.iter().any(|l| l.starts_with("leader-lost ") && l.contains("CRITICAL") && l.contains("kube-scheduler")),
+            rows.iter().any(|l| l.starts_with("leader-lost ") && l.contains("CRITICAL") && l.contains("leader-election: kube-")),
             "{stdout}"
         );
         // --watch re-runs and reports changes.
