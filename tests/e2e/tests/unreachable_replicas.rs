@@ -33,8 +33,16 @@ in_both_worlds! {
         // not the request timeout (10 s), whose timers would end at the same moment.
         let out = kubectl(&["cphealth", "-o", "json", "--sample", "0", "--replica-timeout", "6s", "--verbose"], &c.env());
         let r = json_of(&out);
-        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-        assert_eq!(r["verdict"], "OK");
+        // Every check is OK but replicas (a NOTE), and load, which may warn: with --sample 0 its
+        // latencies are since the API servers started, and a real cluster booted on two busy
+        // cores is slow for real. The unreachable addresses change no verdict.
+        let load_warns = check(&r, "load")["status"] == "WARNING";
+        let (verdict, code) = if load_warns { ("WARNING", 1) } else { ("OK", 0) };
+        assert_eq!(out.status.code(), Some(code), "{}", describe(&out));
+        assert_eq!(r["verdict"], verdict);
+        for c in r["checks"].as_array().unwrap().iter().filter(|c| c["name"] != "load" && c["name"] != "replicas") {
+            assert_eq!(c["status"], "OK", "{c}");
+        }
         let replicas = check(&r, "replicas");
         assert_eq!(replicas["status"], "NOTE", "{replicas}");
         let msg = replicas["message"].as_str().unwrap();
@@ -55,7 +63,7 @@ in_both_worlds! {
         assert!(health_msg.contains("one replica's view, through the configured server"), "{health_msg}");
         assert!(!health_msg.contains("0/0"), "{health_msg}");
         let load = check(&r, "load");
-        assert_eq!(load["status"], "OK", "{load}");
+        assert!(load["status"] == "OK" || load_warns, "{load}");
         assert!(load["message"].as_str().unwrap().contains("one replica's view"), "{load}");
         // The black holes cost the replica timeout once, not once per check or per replica: a
         // second wait would put the report's own duration past twice the timeout. (The report's
