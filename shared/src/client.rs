@@ -327,10 +327,11 @@ impl Cluster {
     }
 }
 
+/// One page of a list answer.
 #[derive(serde::Deserialize)]
-struct ListPage<T> {
+pub(crate) struct ListPage<T> {
     #[serde(default = "Vec::new")]
-    items: Vec<T>,
+    pub(crate) items: Vec<T>,
     metadata: Option<ListMetadata>,
 }
 

@@ -7,7 +7,7 @@ use k8s_openapi::{ListableResource, Resource};
 use serde::de::DeserializeOwned;
 
 use crate::access::Access;
-use crate::client::{Cluster, percent_encode};
+use crate::client::{Cluster, ListPage, percent_encode};
 use crate::error::Result;
 
 /// Which items of a collection: a namespace (none for cluster-scoped kinds, or for all
@@ -104,14 +104,9 @@ impl Cluster {
         select: Select<'_>,
         n: u32,
     ) -> Result<Vec<K>> {
-        #[derive(serde::Deserialize)]
-        struct Page<T> {
-            #[serde(default = "Vec::new")]
-            items: Vec<T>,
-        }
         let path = collection_path::<K>(select);
         let sep = if path.contains('?') { '&' } else { '?' };
-        let page: Page<K> =
+        let page: ListPage<K> =
             self.get_json(&format!("{path}{sep}limit={n}"), &access::<K>("list", select.namespace)).await?;
         Ok(page.items)
     }
