@@ -60,7 +60,9 @@ pub fn transport_cause(err: &(dyn std::error::Error + 'static)) -> TransportCaus
         Some(K::TimedOut) => return TransportCause::Timeout,
         _ => {}
     }
-    let joined = messages.join(": ").to_lowercase();
+    // object_store reports its retry settings in every retried error ("after 3 retries,
+    // max_retries: 3, retry_timeout: 10s"): a setting, not a timeout.
+    let joined = messages.join(": ").to_lowercase().replace("retry_timeout", "retry limit");
     if joined.contains("tunnel error") || joined.contains("proxy authorization") {
         return TransportCause::Proxy(messages.last().cloned().unwrap_or_default());
     }
@@ -233,6 +235,19 @@ mod tests {
         assert_eq!(transport_cause(&timeout), TransportCause::Timeout);
         let dns = std::io::Error::other("dns error: failed to lookup address information: Name or service not known");
         assert_eq!(transport_cause(&dns), TransportCause::Dns);
+    }
+
+    #[test]
+    fn a_retried_drop_is_a_drop_not_a_timeout() {
+        // object_store 0.14's wording of a PUT retried after the store cut the connection.
+        let dropped = std::io::Error::other(
+            "Error performing PUT http://127.0.0.1:9000/backups/cut/x.db?partNumber=3 in 1.2s, after 3 retries, max_retries: 3, retry_timeout: 10s  - HTTP error: error sending request: connection closed before message completed",
+        );
+        assert_eq!(transport_cause(&dropped), TransportCause::ConnectionReset);
+        let timed_out = std::io::Error::other(
+            "Error performing PUT http://127.0.0.1:9000/b/x in 10s, after 1 retries, max_retries: 3, retry_timeout: 10s  - HTTP error: operation timed out",
+        );
+        assert_eq!(transport_cause(&timed_out), TransportCause::Timeout);
     }
 
     #[cfg(feature = "client")]

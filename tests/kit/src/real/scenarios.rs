@@ -273,7 +273,13 @@ fn add_cert_manager(c: &RealCluster) -> std::io::Result<()> {
     let ns = super::CERT_MANAGER_NAMESPACE;
     let name = super::CERT_MANAGER_WEBHOOK;
     c.create(&namespace(ns))?;
-    c.create(&deployment(ns, name, 2, "quay.io/jetstack/cert-manager-webhook:v1.16.2", false))?;
+    // Its replicas on different nodes, as its chart's anti-affinity puts them: without it the
+    // scheduler may place both on the worker that registered first.
+    let mut webhook_deployment = deployment(ns, name, 2, "quay.io/jetstack/cert-manager-webhook:v1.16.2", false);
+    webhook_deployment["spec"]["template"]["spec"]["affinity"] = json!({"podAntiAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchLabels": {"app": name}}, "topologyKey": "kubernetes.io/hostname"}]}});
+    c.create(&webhook_deployment)?;
     c.create(&service(ns, name, 443, super::CERT_MANAGER_WEBHOOK_PORT))?;
     c.create(
         &json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": name, "namespace": ns},
