@@ -18,7 +18,7 @@ use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
 
 use crate::net;
 use crate::pki::{Ca, KeyedCert, LeafSpec, Validity};
-use crate::process::ChildGuard;
+use crate::process::{ChildGuard, GO_GC};
 
 /// Which etcd runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -190,7 +190,7 @@ impl EtcdMember {
         cmd.args(&self.args).stdin(Stdio::null());
         // The CRI-format copy is what a kubelet would serve as the etcd pod's logs.
         crate::process::capture_output(&mut cmd, &self.log_path, Some(&self.log_path.with_extension("cri.log")))?;
-        cmd.env_clear().env("ETCD_UNSUPPORTED_ARCH", std::env::consts::ARCH);
+        cmd.env_clear().env("ETCD_UNSUPPORTED_ARCH", std::env::consts::ARCH).env(GO_GC.0, GO_GC.1);
         self.process = Some(ChildGuard::spawn(&format!("etcd-{}", self.name), &mut cmd)?);
         Ok(())
     }

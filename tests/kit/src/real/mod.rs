@@ -356,7 +356,7 @@ impl RealCluster {
         let mut cmd = Command::new(&p.binary);
         cmd.args(&p.argv[1..]).stdin(Stdio::null());
         crate::process::capture_output(&mut cmd, &log_path, Some(&Self::cri_log(&log_path)))?;
-        cmd.env_clear();
+        cmd.env_clear().env(crate::process::GO_GC.0, crate::process::GO_GC.1);
         for (k, v) in &p.env {
             cmd.env(k, v);
         }
