@@ -1,13 +1,14 @@
 //! Typed reads of Kubernetes resources, as kube-rs's `Api::<K>` does: the request path and the
 //! RBAC [`Access`] a 403 names both come from the k8s-openapi type (its group, version, plural
-//! and scope), so the two cannot drift apart. Raw paths stay for non-resource URLs (`/readyz`,
-//! `/metrics`, the APF debug dumps).
+//! and scope), so the two cannot drift apart; `/version` is read as its typed `Info` too. Raw
+//! paths stay for the other non-resource URLs (`/readyz`, `/metrics`, the APF debug dumps).
 
+use k8s_openapi::apimachinery::pkg::version::Info;
 use k8s_openapi::{ListableResource, Resource};
 use serde::de::DeserializeOwned;
 
 use crate::access::Access;
-use crate::client::{Cluster, ListPage, percent_encode};
+use crate::client::{Cluster, ListPage, RawResponse, decode_json, percent_encode};
 use crate::error::Result;
 
 /// Which items of a collection: a namespace (none for cluster-scoped kinds, or for all
@@ -121,7 +122,20 @@ impl Cluster {
     {
         self.list_paged(&collection_path::<K>(select), page_size, &access::<K>("list", select.namespace), visit).await
     }
+
+    /// `GET /version`, typed: the server's build (`gitVersion`, `major`, `minor`, ...).
+    pub async fn version(&self) -> Result<Info> {
+        Ok(self.version_answer().await?.0)
+    }
+
+    /// `GET /version` with its raw answer (the `Date` header, for clock skew).
+    pub async fn version_answer(&self) -> Result<(Info, RawResponse)> {
+        let answer = self.get_ok(VERSION_PATH, &Access::non_resource("get", VERSION_PATH)).await?;
+        Ok((decode_json(VERSION_PATH, &answer.body)?, answer))
+    }
 }
+
+const VERSION_PATH: &str = "/version";
 
 #[cfg(test)]
 mod tests {

@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cpkit::access::Access;
 use cpkit::certs::{describe_expiry, expiry_status};
 use cpkit::checks::aggregated_apis::Discovery;
 use cpkit::checks::resources::{ProcessKind, ProcessMetrics, ReplicaResources};
@@ -21,7 +20,6 @@ use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Event, Node};
 use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
-use serde_json::Value;
 use tokio::sync::OnceCell;
 
 use crate::context::{Ctx, Replica};
@@ -119,11 +117,10 @@ impl ReplicaStates {
                             tls: Err(e),
                         },
                         Ok(c) => {
-                            let version_access = Access::non_resource("get", "/version");
                             let (readyz, livez, version, tls) = tokio::join!(
                                 c.get_raw("/readyz?verbose"),
                                 c.get_raw("/livez?verbose"),
-                                c.get_json::<Value>("/version", &version_access),
+                                c.version(),
                                 async {
                                     // The survey's dial already holds the replica's certificates.
                                     match known_tls {
@@ -132,7 +129,8 @@ impl ReplicaStates {
                                     }
                                 }
                             );
-                            let version = version.map(|v| v["gitVersion"].as_str().unwrap_or("?").to_string());
+                            let version =
+                                version.map(|v| if v.git_version.is_empty() { "?".into() } else { v.git_version });
                             ReplicaState { replica, readyz, livez, version, tls }
                         }
                     }

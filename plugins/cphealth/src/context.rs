@@ -4,16 +4,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cpkit::access::Access;
+use cpkit::Cluster;
 use cpkit::controlplane::{ComponentPod, Provider, detect_provider};
 use cpkit::error::Error;
 use cpkit::metrics::{Scrape, TimedScrape};
 use cpkit::resources::Select;
-use cpkit::{Cluster, RawResponse};
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use k8s_openapi::api::core::v1::Node;
-use serde_json::Value;
 use tokio::sync::OnceCell;
 
 /// Options every check may look at.
@@ -75,16 +73,15 @@ impl Ctx {
         self.version
             .get_or_init(|| async {
                 let started = Instant::now();
-                let r: RawResponse = self.cluster.get_ok("/version", &Access::non_resource("get", "/version")).await?;
+                let (v, r) = self.cluster.version_answer().await?;
                 let round_trip = started.elapsed();
-                let v: Value = cpkit::client::decode_json("/version", &r.body)?;
                 let clock_skew = r.header("date").and_then(parse_http_date).map(|server| {
                     let local_at_answer =
                         jiff::Timestamp::now() - jiff::SignedDuration::try_from(round_trip / 2).unwrap_or_default();
                     server.as_second() - local_at_answer.as_second()
                 });
                 Ok(VersionInfo {
-                    git_version: v["gitVersion"].as_str().unwrap_or("unknown").to_string(),
+                    git_version: if v.git_version.is_empty() { "unknown".into() } else { v.git_version },
                     round_trip,
                     clock_skew,
                 })

@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cpkit::Cluster;
-use cpkit::access::Access;
 use cpkit::error::{Error, ErrorKind, Result};
 use cpkit::etcd::direct::{EtcdTls, EtcdTlsArgs, connect};
 use cpkit::etcd::pods::{EtcdPod, find};
@@ -169,8 +168,7 @@ pub async fn forward(
 }
 
 async fn kubernetes_version(cluster: &Cluster) -> Option<String> {
-    let v: serde_json::Value = cluster.get_json("/version", &Access::non_resource("get", "/version")).await.ok()?;
-    v["gitVersion"].as_str().map(str::to_string)
+    cluster.version().await.ok().map(|v| v.git_version).filter(|v| !v.is_empty())
 }
 
 /// Resolves `--via` into a route to one member.
