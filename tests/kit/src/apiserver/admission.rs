@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use super::Sim;
 use super::auth::Identity;
-use super::handlers::{Resp, status};
+use super::http::{Resp, status};
 use super::registry::{self, ResourceType};
 use super::store::LabelSelector;
 

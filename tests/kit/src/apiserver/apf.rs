@@ -359,7 +359,7 @@ pub fn response_uids(sim: &Sim, identity: &Identity, method: &str, path: &str) -
         return (String::new(), String::new());
     };
     let schemas = store.list(fs_rt, None);
-    let (verb, group, resource, namespace, non_resource) = match super::handlers::parse_resource_path(path) {
+    let (verb, group, resource, namespace, non_resource) = match super::routes::parse_resource_path(path) {
         Some(rp) => {
             let verb = match (method, rp.name.is_empty()) {
                 ("GET", true) => "list",

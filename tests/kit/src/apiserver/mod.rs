@@ -13,13 +13,17 @@
 pub mod admission;
 pub mod apf;
 pub mod auth;
+pub mod authn;
 pub mod discovery;
 pub mod dynamics;
-pub mod handlers;
 pub mod health;
+pub mod http;
 pub mod lb;
 pub mod metrics;
+pub mod patch;
 pub mod registry;
+pub mod rest;
+pub mod routes;
 pub mod store;
 pub mod streaming;
 pub mod tables;
@@ -323,7 +327,7 @@ impl SimApiServer {
         let (tx, rx) = watch::channel(false);
         self.replica_stop[i] = tx;
         self.replica_up[i].store(true, Ordering::SeqCst);
-        rt.spawn(handlers::serve(listener, self.tls[i].clone(), self.sim.clone(), i, rx));
+        rt.spawn(routes::serve(listener, self.tls[i].clone(), self.sim.clone(), i, rx));
         Ok(())
     }
 

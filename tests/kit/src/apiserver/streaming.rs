@@ -26,8 +26,9 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, frame::coding::CloseCode};
 
 use super::Sim;
-use super::handlers::{Query, ResourcePath, Resp, status};
+use super::http::{Query, Resp, status};
 use super::registry::ResourceType;
+use super::routes::ResourcePath;
 
 /// The executables an image has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
