@@ -471,14 +471,22 @@ fn ignore_fix(config: &WebhookConfig, w: &Webhook) -> Fix {
     }
 }
 
-fn exclude_namespaces_fix(config: &WebhookConfig, w: &Webhook, extra: Option<&str>) -> Fix {
+/// The namespaces a Fail webhook must leave alone for the cluster to heal — kube-system,
+/// kube-node-lease and its backend's own — and the namespaceSelector expression excluding them
+/// (the API server sets the `kubernetes.io/metadata.name` label on every namespace).
+pub(super) fn system_exclusion(own_namespace: Option<&str>) -> (Vec<String>, Value) {
     let mut values = vec!["kube-system".to_string(), "kube-node-lease".to_string()];
-    if let Some(ns) = extra
+    if let Some(ns) = own_namespace
         && !values.iter().any(|v| v == ns)
     {
         values.push(ns.to_string());
     }
     let expression = json!({"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": values});
+    (values, expression)
+}
+
+fn exclude_namespaces_fix(config: &WebhookConfig, w: &Webhook, own_namespace: Option<&str>) -> Fix {
+    let (values, expression) = system_exclusion(own_namespace);
     let patch = if w.namespace_selector.match_expressions.is_empty() {
         let mut selector = json!({"matchExpressions": [expression]});
         if !w.namespace_selector.match_labels.is_empty() {
@@ -562,6 +570,87 @@ pub fn analyse(configs: &[WebhookConfig], facts: &ClusterFacts) -> Vec<Finding> 
     out
 }
 
+/// One webhook under judgement, with what every judge below reads: its configuration, the
+/// cluster's facts, the healing requests it certainly or possibly reaches, and its backend.
+struct Subject<'a> {
+    c: &'a WebhookConfig,
+    w: &'a Webhook,
+    facts: &'a ClusterFacts,
+    fail: bool,
+    /// Its failurePolicy as a sentence names it (with "the default of" when unset).
+    policy_text: String,
+    conditions: MatchConditions,
+    certain: Vec<(&'static Target, String)>,
+    possible: Vec<(&'static Target, String)>,
+    /// Its Service backend, when the scan is live and the Service could be read: a backend that
+    /// could not be read stays unknown, never a false "down".
+    backend: Option<(String, String, ServiceFacts)>,
+    runtime: Option<&'a WebhookRuntime>,
+    tls: Option<&'a BackendTls>,
+}
+
+impl<'a> Subject<'a> {
+    fn new(c: &'a WebhookConfig, w: &'a Webhook, facts: &'a ClusterFacts, evaluation: &Evaluation) -> Subject<'a> {
+        let policy_text = if w.failure_policy_explicit {
+            format!("failurePolicy {:?}", w.failure_policy)
+        } else {
+            format!("failurePolicy {:?} (the default of {})", w.failure_policy, c.api_version)
+        };
+        // What it reaches of what the cluster needs to heal.
+        let conditions = MatchConditions::compile(&w.match_conditions, &evaluation.compiled);
+        let mut certain = Vec::new();
+        let mut possible = Vec::new();
+        for (target, prepared) in TARGETS.iter().zip(&evaluation.requests) {
+            match reaches(w, &conditions, target, prepared, facts) {
+                (Tri::Yes, why) => certain.push((target, why)),
+                (Tri::Unknown, why) => possible.push((target, why)),
+                (Tri::No, _) => {}
+            }
+        }
+        let backend = match (&w.client, &facts.services) {
+            (ClientConfig::Service { namespace, name, .. }, Some(services)) => services
+                .get(&(namespace.clone(), name.clone()))
+                .map(|svc| (namespace.clone(), name.clone(), svc.clone())),
+            _ => None,
+        };
+        Subject {
+            c,
+            w,
+            facts,
+            fail: w.failure_policy == FailurePolicy::Fail,
+            policy_text,
+            conditions,
+            certain,
+            possible,
+            backend,
+            runtime: facts.runtime.get(&w.name),
+            tls: facts.backend_tls.get(&(c.kind.object(&c.name), w.name.clone())),
+        }
+    }
+
+    /// The targets of `reached` that the cluster needs to heal.
+    fn critical<'r>(&self, reached: &'r [(&'static Target, String)]) -> Vec<&'r (&'static Target, String)> {
+        reached.iter().filter(|(t, _)| t.critical).collect()
+    }
+
+    fn finding(&self, kind: FindingKind, severity: Status, summary: String, explanation: String) -> Finding {
+        Finding {
+            kind,
+            severity,
+            config_kind: self.c.kind,
+            config: self.c.name.clone(),
+            webhook: self.w.name.clone(),
+            webhook_index: self.w.index,
+            summary,
+            explanation,
+            evidence: Vec::new(),
+            fix: None,
+            accepted: None,
+            blast_radius: None,
+        }
+    }
+}
+
 fn analyse_webhook(
     c: &WebhookConfig,
     w: &Webhook,
@@ -569,62 +658,45 @@ fn analyse_webhook(
     evaluation: &Evaluation,
     out: &mut Vec<Finding>,
 ) {
-    let fail = w.failure_policy == FailurePolicy::Fail;
-    let finding = |kind: FindingKind, severity: Status, summary: String, explanation: String| Finding {
-        kind,
-        severity,
-        config_kind: c.kind,
-        config: c.name.clone(),
-        webhook: w.name.clone(),
-        webhook_index: w.index,
-        summary,
-        explanation,
-        evidence: Vec::new(),
-        fix: None,
-        accepted: None,
-        blast_radius: None,
-    };
-    let policy_text = if w.failure_policy_explicit {
-        format!("failurePolicy {:?}", w.failure_policy)
-    } else {
-        format!("failurePolicy {:?} (the default of {})", w.failure_policy, c.api_version)
-    };
+    let subject = Subject::new(c, w, facts, evaluation);
+    let s = &subject;
+    if no_rules(s, out) {
+        return;
+    }
+    let backend_down = backend_down(s, out);
+    expiring_serving_certificate(s, out);
+    lockout(s, out);
+    let leader_election = leader_election(s, out);
+    self_deadlock(s, out);
+    fragile_backend(s, backend_down, out);
+    hot_path_timeout(s, leader_election, out);
+    manifest_hygiene(s, out);
+    ca_bundle(s, out);
+    runtime(s, backend_down, out);
+}
 
+/// A webhook without rules intercepts nothing: nothing more to judge.
+fn no_rules(s: &Subject, out: &mut Vec<Finding>) -> bool {
+    let Subject { w, .. } = *s;
     if w.rules.is_empty() {
-        out.push(finding(
+        out.push(s.finding(
             FindingKind::NoRules,
             Status::Ok,
             "has no rules: it intercepts nothing (some operators fill the rules at run time)".into(),
             "A webhook without rules is never called.".into(),
         ));
-        return;
+        return true;
     }
+    false
+}
 
-    // What it reaches of what the cluster needs to heal.
-    let conditions = MatchConditions::compile(&w.match_conditions, &evaluation.compiled);
-    let mut certain = Vec::new();
-    let mut possible = Vec::new();
-    for (target, prepared) in TARGETS.iter().zip(&evaluation.requests) {
-        match reaches(w, &conditions, target, prepared, facts) {
-            (Tri::Yes, why) => certain.push((target, why)),
-            (Tri::Unknown, why) => possible.push((target, why)),
-            (Tri::No, _) => {}
-        }
-    }
-    let critical_certain: Vec<&(&Target, String)> = certain.iter().filter(|(t, _)| t.critical).collect();
-    let critical_possible: Vec<&(&Target, String)> = possible.iter().filter(|(t, _)| t.critical).collect();
-
-    // Backend state (live scans only).
-    let backend = match (&w.client, &facts.services) {
-        // A backend that could not be read stays unknown: never a false "down".
-        (ClientConfig::Service { namespace, name, .. }, Some(services)) => {
-            services.get(&(namespace.clone(), name.clone())).map(|svc| (namespace.clone(), name.clone(), svc.clone()))
-        }
-        _ => None,
-    };
-    let runtime = facts.runtime.get(&w.name);
+/// A backend that is down for the API server now (no service, no ready endpoint, a certificate
+/// it rejects): a live outage when it is Fail and reaches what the cluster needs to heal.
+fn backend_down(s: &Subject, out: &mut Vec<Finding>) -> bool {
+    let Subject { c, w, fail, ref policy_text, ref backend, runtime, tls, .. } = *s;
+    let critical_certain = s.critical(&s.certain);
+    let critical_possible = s.critical(&s.possible);
     let mut backend_down = false;
-    let tls = facts.backend_tls.get(&(c.kind.object(&c.name), w.name.clone()));
     if let Some((ns, name, svc)) = &backend {
         // A backend whose certificate the API server rejects is down for it.
         let (kind, problem) = if !svc.exists {
@@ -662,7 +734,7 @@ fn analyse_webhook(
             } else {
                 format!("{p}: it fails open, so its policy is not applied")
             };
-            let mut f = finding(
+            let mut f = s.finding(
                 kind,
                 severity,
                 summary,
@@ -714,7 +786,12 @@ fn analyse_webhook(
             out.push(f);
         }
     }
+    backend_down
+}
 
+/// A serving certificate that verifies today but will not for long.
+fn expiring_serving_certificate(s: &Subject, out: &mut Vec<Finding>) {
+    let Subject { facts, fail, ref backend, tls, .. } = *s;
     // A serving certificate that verifies today but will not for long.
     if let (Some((ns, _, _)), Some(t)) = (&backend, tls)
         && t.error.is_none()
@@ -726,7 +803,7 @@ fn analyse_webhook(
             s => s,
         };
         if status != Status::Ok {
-            let mut f = finding(
+            let mut f = s.finding(
                 FindingKind::BackendTls,
                 status,
                 format!(
@@ -740,10 +817,17 @@ fn analyse_webhook(
             out.push(f);
         }
     }
+}
 
+/// Fail on what the cluster needs to heal: a lockout once the backend dies (or possibly, when
+/// selectors cannot be evaluated); on namespaces, a lesser one.
+fn lockout(s: &Subject, out: &mut Vec<Finding>) {
+    let Subject { c, w, fail, ref policy_text, ref certain, .. } = *s;
+    let critical_certain = s.critical(&s.certain);
+    let critical_possible = s.critical(&s.possible);
     if fail && !critical_certain.is_empty() {
         let labels: Vec<&str> = critical_certain.iter().map(|(t, _)| t.label).collect();
-        let mut f = finding(
+        let mut f = s.finding(
             FindingKind::Lockout,
             Status::Critical,
             format!("{policy_text} on {}: if its backend dies the cluster cannot heal", labels.join(", ")),
@@ -766,7 +850,7 @@ fn analyse_webhook(
         out.push(f);
     } else if fail && !critical_possible.is_empty() {
         let labels: Vec<&str> = critical_possible.iter().map(|(t, _)| t.label).collect();
-        let mut f = finding(
+        let mut f = s.finding(
             FindingKind::Lockout,
             Status::Warning,
             format!("possible lockout: {policy_text} may reach {} (cannot tell without the cluster)", labels.join(", ")),
@@ -778,14 +862,18 @@ fn analyse_webhook(
         f.fix = Some(exclude_namespaces_fix(c, w, own_namespace(w)));
         out.push(f);
     } else if fail && certain.iter().any(|(t, _)| t.object.resource == "namespaces") {
-        out.push(finding(
+        out.push(s.finding(
             FindingKind::NamespaceChanges,
             Status::Warning,
             format!("{policy_text} on namespaces: namespace changes fail while its backend is down"),
             "It does not stop the cluster from healing, but namespaces cannot be created or labelled.".into(),
         ));
     }
+}
 
+/// A timeout that reaches the leader renew deadline on kube-system's locks.
+fn leader_election(s: &Subject, out: &mut Vec<Finding>) -> bool {
+    let Subject { c, w, ref certain, ref possible, .. } = *s;
     // Leader election: a renewal that waits out the webhook's timeout misses the renew
     // deadline, whatever the failurePolicy (open-policy-agent/gatekeeper#3829).
     let lock_targets: Vec<&(&Target, String)> = certain
@@ -796,7 +884,7 @@ fn analyse_webhook(
     let leader_election = !lock_targets.is_empty() && w.timeout_seconds >= LEADER_RENEW_DEADLINE_SECONDS;
     if leader_election {
         let patch = json!([{"op": "add", "path": format!("/webhooks/{}/timeoutSeconds", w.index), "value": 5}]);
-        let mut f = finding(
+        let mut f = s.finding(
             FindingKind::LeaderElection,
             Status::Warning,
             format!(
@@ -812,7 +900,12 @@ fn analyse_webhook(
         f.fix = Some(Fix { description: "Lower timeoutSeconds to 5".into(), command: fix_command(c, &patch), patch });
         out.push(f);
     }
+    leader_election
+}
 
+/// A Fail webhook intercepting pod creation in its own backend's namespace.
+fn self_deadlock(s: &Subject, out: &mut Vec<Finding>) {
+    let Subject { c, w, facts, fail, ref conditions, .. } = *s;
     // Its own namespace: pods (or their controllers) there cannot come back once it dies.
     if fail && let Some(ns) = own_namespace(w) {
         let (labels, complete) = facts.namespace_labels(ns);
@@ -840,7 +933,7 @@ fn analyse_webhook(
         };
         if intercepts_pods && object_ok && ns_match != Tri::No && condition_match != Tri::No {
             let certain_match = ns_match == Tri::Yes && condition_match == Tri::Yes;
-            let mut f = finding(
+            let mut f = s.finding(
                 FindingKind::SelfDeadlock,
                 if certain_match { Status::Critical } else { Status::Warning },
                 format!(
@@ -857,7 +950,11 @@ fn analyse_webhook(
             out.push(f);
         }
     }
+}
 
+/// A Fail webhook's backend that one drain or crash takes down.
+fn fragile_backend(s: &Subject, backend_down: bool, out: &mut Vec<Finding>) {
+    let Subject { fail, ref backend, .. } = *s;
     // Backend fragility.
     if !backend_down && let Some((ns, name, svc)) = &backend {
         let mut reasons = Vec::new();
@@ -872,7 +969,7 @@ fn analyse_webhook(
             reasons.push("no PodDisruptionBudget".into());
         }
         if !reasons.is_empty() && fail {
-            let mut f = finding(
+            let mut f = s.finding(
                 FindingKind::FragileBackend,
                 Status::Warning,
                 format!("backend {ns}/{name} is fragile: {}", reasons.join(", ")),
@@ -882,7 +979,11 @@ fn analyse_webhook(
             out.push(f);
         }
     }
+}
 
+/// Long timeouts of Fail webhooks on hot resources.
+fn hot_path_timeout(s: &Subject, leader_election: bool, out: &mut Vec<Finding>) {
+    let Subject { c, w, fail, .. } = *s;
     // Timeouts on hot paths.
     let hot = w
         .rules
@@ -890,7 +991,7 @@ fn analyse_webhook(
         .any(|r| r.resources.iter().any(|res| HOT_RESOURCES.contains(&res.split('/').next().unwrap_or(""))));
     if fail && hot && w.timeout_seconds > 5 && !leader_election {
         let patch = json!([{"op": "add", "path": format!("/webhooks/{}/timeoutSeconds", w.index), "value": 5}]);
-        let mut f = finding(
+        let mut f = s.finding(
             FindingKind::Timeout,
             Status::Warning,
             format!(
@@ -902,9 +1003,14 @@ fn analyse_webhook(
         f.fix = Some(Fix { description: "Lower timeoutSeconds to 5".into(), command: fix_command(c, &patch), patch });
         out.push(f);
     }
+}
 
+/// What admissionregistration.k8s.io/v1 asks of every webhook: side effects declared, v1 reviews,
+/// and operations listed.
+fn manifest_hygiene(s: &Subject, out: &mut Vec<Finding>) {
+    let Subject { w, fail, .. } = *s;
     if !matches!(w.side_effects.as_str(), "None" | "NoneOnDryRun") {
-        out.push(finding(
+        out.push(s.finding(
             FindingKind::SideEffects,
             Status::Warning,
             format!(
@@ -915,7 +1021,7 @@ fn analyse_webhook(
         ));
     }
     if !w.admission_review_versions.iter().any(|v| v == "v1") {
-        out.push(finding(
+        out.push(s.finding(
             FindingKind::ReviewVersions,
             Status::Warning,
             format!("admissionReviewVersions [{}] lacks v1", w.admission_review_versions.join(", ")),
@@ -923,20 +1029,24 @@ fn analyse_webhook(
         ));
     }
     if w.rules.iter().any(|r| r.operations.iter().any(|o| o == "*")) {
-        out.push(finding(
+        out.push(s.finding(
             FindingKind::AllOperations,
             if fail { Status::Warning } else { Status::Ok },
             "matches every operation, DELETE and CONNECT included: a dead backend also blocks deletes and exec/port-forward".into(),
             "List the operations the policy needs (usually CREATE, UPDATE).".into(),
         ));
     }
+}
 
+/// The caBundle: empty, unreadable or expiring.
+fn ca_bundle(s: &Subject, out: &mut Vec<Finding>) {
+    let Subject { w, facts, fail, .. } = *s;
     // The CA bundle.
     if matches!(w.client, ClientConfig::Service { .. } | ClientConfig::Url(_)) {
         match w.ca_bundle.as_deref().map(str::trim) {
             None | Some("") => {
                 let live = facts.services.is_some();
-                out.push(finding(
+                out.push(s.finding(
                     FindingKind::CaBundle,
                     if live { Status::Warning } else { Status::Ok },
                     if live {
@@ -957,7 +1067,7 @@ fn analyse_webhook(
                             s => s,
                         };
                         if status != Status::Ok {
-                            out.push(finding(
+                            out.push(s.finding(
                                 FindingKind::CaBundle,
                                 status,
                                 format!(
@@ -975,7 +1085,7 @@ fn analyse_webhook(
                         }
                     }
                 }
-                Err(e) => out.push(finding(
+                Err(e) => out.push(s.finding(
                     FindingKind::CaBundle,
                     Status::Warning,
                     format!("caBundle is unreadable: {}", e.why),
@@ -984,10 +1094,14 @@ fn analyse_webhook(
             },
         }
     }
+}
 
+/// What the API server's metrics show right now: fail-open skips, failing calls, latency.
+fn runtime(s: &Subject, backend_down: bool, out: &mut Vec<Finding>) {
+    let Subject { fail, runtime, .. } = *s;
     if let Some(r) = runtime {
         if r.fail_open_per_second > 0.0 {
-            out.push(finding(
+            out.push(s.finding(
                 FindingKind::Runtime,
                 Status::Warning,
                 format!("fails open {:.1} times/s: its policy is being skipped right now", r.fail_open_per_second),
@@ -995,7 +1109,7 @@ fn analyse_webhook(
             ));
         }
         if !backend_down && r.errors_per_second > 0.0 {
-            out.push(finding(
+            out.push(s.finding(
                 FindingKind::Runtime,
                 if fail { Status::Critical } else { Status::Warning },
                 format!("calls fail right now ({:.1}/s calling_webhook_error)", r.errors_per_second),
@@ -1005,7 +1119,7 @@ fn analyse_webhook(
         if let Some(p) = r.p99_seconds
             && p > 1.0
         {
-            out.push(finding(
+            out.push(s.finding(
                 FindingKind::Runtime,
                 Status::Warning,
                 format!("p99 admission latency {}", crate::duration::short_latency_secs(p)),

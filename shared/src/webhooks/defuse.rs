@@ -83,13 +83,8 @@ pub fn plan(object: &Value, mode: Mode, only: &[String]) -> Result<Plan> {
                 }
             }
             Mode::ExcludeSystem => {
-                let mut values = vec!["kube-system".to_string(), "kube-node-lease".to_string()];
-                if let Some(ns) = w["clientConfig"]["service"]["namespace"].as_str()
-                    && !values.iter().any(|v| v == ns)
-                {
-                    values.push(ns.to_string());
-                }
-                let expression = json!({"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": values});
+                let (values, expression) =
+                    super::analysis::system_exclusion(w["clientConfig"]["service"]["namespace"].as_str());
                 let selector = &mut updated["webhooks"][i]["namespaceSelector"];
                 if !selector.is_object() {
                     *selector = json!({});
