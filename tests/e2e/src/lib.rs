@@ -26,6 +26,26 @@ pub fn ensure_built() {
         let release = target_dir().file_name().is_some_and(|n| n == "release");
         let mut cmd = Command::new(cargo);
         cmd.args(["build", "--quiet", "--workspace", "--bins"]);
+        // Not the variables cargo sets for this test binary: ring's build script reruns when
+        // CARGO_MANIFEST_DIR changes, so an inherited one rebuilt ring and everything above it
+        // (rustls, kube, the plugins: a minute) here, and again at the next `cargo test`.
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            if [
+                "CARGO_MANIFEST_",
+                "CARGO_PKG_",
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "CARGO_RUSTC_CURRENT_DIR",
+            ]
+            .iter()
+            .any(|prefix| key.starts_with(prefix))
+            {
+                cmd.env_remove(key.as_ref());
+            }
+        }
         if release {
             cmd.arg("--release");
         }
