@@ -173,7 +173,7 @@ impl Plugin {
     }
 }
 
-/// The common `main` of every plugin: answers completion requests (argv[0] is
+/// The common `main` of every plugin: answers completion requests (`argv[0]` is
 /// `kubectl_complete-<plugin>`, or the first argument is `__complete`), parses the command line
 /// with usage errors exiting 64, runs the command on a Tokio runtime with Ctrl-C handling, and
 /// prints errors as one paragraph.

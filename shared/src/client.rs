@@ -409,7 +409,7 @@ fn userinfo(url: &http::Uri) -> Option<(String, String)> {
 /// A URL as shown to the user: without `user:password@` (an address to print, never a secret).
 pub fn display_url(url: &http::Uri) -> String {
     let text = url.to_string();
-    let shown = match url.authority().map(|a| a.as_str()).and_then(|a| a.rsplit_once('@')) {
+    let shown = match url.authority().map(http::uri::Authority::as_str).and_then(|a| a.rsplit_once('@')) {
         Some((info, _)) => text.replacen(&format!("{info}@"), "", 1),
         None => text,
     };

@@ -348,7 +348,7 @@ pub fn complete(cmd: &mut Command, plugin: &str, words: &[String], values: &dyn 
         .filter(|s| s.get_name().starts_with(current))
         .map(|s| Candidate {
             value: s.get_name().to_string(),
-            description: s.get_about().map(|a| a.to_string()).unwrap_or_default(),
+            description: s.get_about().map(std::string::ToString::to_string).unwrap_or_default(),
         })
         .collect();
     let positional = active.get_positionals().filter(|a| !a.is_hide_set()).nth(positionals_seen);
@@ -364,7 +364,7 @@ pub fn complete(cmd: &mut Command, plugin: &str, words: &[String], values: &dyn 
 fn complete_flags(cmd: &Command, current: &str) -> Completion {
     let mut candidates = Vec::new();
     for arg in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
-        let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+        let help = arg.get_help().map(std::string::ToString::to_string).unwrap_or_default();
         if let Some(long) = arg.get_long() {
             let flag = format!("--{long}");
             if flag.starts_with(current) {
@@ -414,7 +414,7 @@ fn complete_value(arg: &Arg, partial: &str, prefix: &str, typed: &Typed, values:
             .filter(|v| !v.is_hide_set())
             .map(|v| Candidate {
                 value: format!("{prefix}{}", v.get_name()),
-                description: v.get_help().map(|h| h.to_string()).unwrap_or_default(),
+                description: v.get_help().map(std::string::ToString::to_string).unwrap_or_default(),
             })
             .collect(),
     };
@@ -456,6 +456,7 @@ pub fn plugin_definition<C: clap::CommandFactory>(plugin: Plugin) -> Command {
 pub struct CompletionArgs {
     /// The shell to print a completion script for, or `install` to create the
     /// kubectl_complete-<plugin> link that makes `kubectl <plugin> <TAB>` work
+    #[allow(rustdoc::invalid_html_tags, reason = "clap's help text")]
     #[arg(value_enum)]
     pub target: CompletionTarget,
 
@@ -471,6 +472,7 @@ pub enum CompletionTarget {
     Fish,
     Powershell,
     /// Create the kubectl_complete-<plugin> link for kubectl's plugin completion
+    #[allow(rustdoc::invalid_html_tags, reason = "clap's help text")]
     Install,
 }
 
@@ -619,7 +621,7 @@ mod tests {
     }
 
     fn run_as(plugin: &str, words: &[&str]) -> Completion {
-        let words: Vec<String> = words.iter().map(|s| s.to_string()).collect();
+        let words: Vec<String> = words.iter().map(std::string::ToString::to_string).collect();
         complete(&mut TestCli::command(), plugin, &words, &FakeValues)
     }
 

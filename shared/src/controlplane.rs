@@ -359,7 +359,7 @@ pub fn judge_lease(lease: &LeaseInfo, now: Timestamp) -> (Status, String) {
     let Some(holder) = &lease.holder else {
         return (Status::Critical, format!("{}: no holder (no active leader)", lease.name));
     };
-    let duration = lease.duration_seconds.unwrap_or(15) as i64;
+    let duration = i64::from(lease.duration_seconds.unwrap_or(15));
     let node = lease.holder_node().unwrap_or(holder);
     match lease.renew_age(now) {
         None => (Status::Critical, format!("{}: never renewed (holder {node})", lease.name)),
@@ -388,7 +388,7 @@ pub fn judge_lease(lease: &LeaseInfo, now: Timestamp) -> (Status, String) {
                         "{}: leader {node} took over {} ago ({} transitions): leadership is flapping",
                         lease.name,
                         crate::duration::human_duration_signed(
-                            now.as_second() - lease.acquire_time.map(|a| a.as_second()).unwrap_or(0)
+                            now.as_second() - lease.acquire_time.map(jiff::Timestamp::as_second).unwrap_or(0)
                         ),
                         lease.transitions.unwrap_or(0)
                     ),
@@ -461,7 +461,7 @@ mod tests {
         let args: Vec<String> =
             ["etcd", "--name=a", "--data-dir", "/x", "--client-cert-auth", "--snapshot-count=10000"]
                 .iter()
-                .map(|s| s.to_string())
+                .map(std::string::ToString::to_string)
                 .collect();
         let f = Flags::parse(&args);
         assert_eq!(f.get("name"), Some("a"));

@@ -2,8 +2,8 @@
 //! plugins. The plugins hold their command lines and rendering; everything they share, and all
 //! domain logic that can be tested without a server, lives here.
 
-// The few unsafe blocks are system calls; each says why it is sound.
-#![deny(clippy::undocumented_unsafe_blocks)]
+// The few unsafe blocks are system calls; each says why it is sound (the workspace denies
+// clippy::undocumented_unsafe_blocks).
 
 pub mod access;
 #[cfg(feature = "apf")]

@@ -275,7 +275,7 @@ fn rate(v: f64) -> String {
     if v >= 10.0 { format!("{v:.0}/s") } else { format!("{v:.1}/s") }
 }
 
-/// Clients waiting longer than this (p99) is critical, beyond [`SLOW_WARNING`] a warning.
+/// Clients waiting longer than this (p99) is critical, beyond `SLOW_WARNING` (1 s) a warning.
 pub const SLOW_CRITICAL: f64 = 5.0;
 const SLOW_WARNING: f64 = 1.0;
 /// etcd requests slower than this (p99, as the API server times them) is critical.

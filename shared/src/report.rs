@@ -135,7 +135,7 @@ impl CheckResult {
         }
         self.remediation.push(Remediation {
             action,
-            commands: commands.iter().map(|c| c.to_string()).collect(),
+            commands: commands.iter().map(std::string::ToString::to_string).collect(),
             risk: risk.into(),
         });
     }

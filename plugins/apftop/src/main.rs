@@ -469,7 +469,8 @@ async fn config_command(cli: &Cli, args: &ConfigArgs) -> Result<i32> {
         .droppable(&["distinguisher", "rules"])
         .shorten(&["name"]);
     for s in &cfg.schemas {
-        let subjects: Vec<String> = s.rules.iter().flat_map(|r| r.subjects.iter().map(|x| x.describe())).collect();
+        let subjects: Vec<String> =
+            s.rules.iter().flat_map(|r| r.subjects.iter().map(cpkit::apf::model::Subject::describe)).collect();
         t.row([
             s.precedence.to_string(),
             s.name.clone(),
@@ -547,11 +548,11 @@ mod tests {
 
     #[test]
     fn resources_in_kubectl_spelling() {
-        assert_eq!(parse_resource("pods"), ("".into(), "pods".into(), "".into()));
+        assert_eq!(parse_resource("pods"), (String::new(), "pods".into(), String::new()));
         assert_eq!(parse_resource("deployments.apps/scale"), ("apps".into(), "deployments".into(), "scale".into()));
         assert_eq!(
             parse_resource("leases.coordination.k8s.io"),
-            ("coordination.k8s.io".into(), "leases".into(), "".into())
+            ("coordination.k8s.io".into(), "leases".into(), String::new())
         );
     }
 

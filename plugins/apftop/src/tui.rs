@@ -134,14 +134,14 @@ pub fn handle_key(app: &mut App, key: KeyEvent) -> Action {
         KeyCode::Char('q') | KeyCode::Esc => return Action::Quit,
         KeyCode::Tab | KeyCode::Right => switch(app, View::ALL[(index + 1) % 3]),
         KeyCode::BackTab | KeyCode::Left => switch(app, View::ALL[(index + 2) % 3]),
-        KeyCode::Char('1') | KeyCode::Char('l') => switch(app, View::Levels),
-        KeyCode::Char('2') | KeyCode::Char('s') => switch(app, View::Schemas),
-        KeyCode::Char('3') | KeyCode::Char('f') => switch(app, View::Flows),
-        KeyCode::Char('>') | KeyCode::Char('.') => {
+        KeyCode::Char('1' | 'l') => switch(app, View::Levels),
+        KeyCode::Char('2' | 's') => switch(app, View::Schemas),
+        KeyCode::Char('3' | 'f') => switch(app, View::Flows),
+        KeyCode::Char('>' | '.') => {
             let (c, r) = app.sort_of();
             app.sort.insert(app.view.title(), ((c + 1) % columns, r));
         }
-        KeyCode::Char('<') | KeyCode::Char(',') => {
+        KeyCode::Char('<' | ',') => {
             let (c, r) = app.sort_of();
             app.sort.insert(app.view.title(), ((c + columns - 1) % columns, r));
         }
@@ -150,8 +150,8 @@ pub fn handle_key(app: &mut App, key: KeyEvent) -> Action {
             app.sort.insert(app.view.title(), (c, !r));
         }
         KeyCode::Char('/') => app.editing_filter = true,
-        KeyCode::Char('p') | KeyCode::Char(' ') => app.paused = !app.paused,
-        KeyCode::Char('?') | KeyCode::Char('h') => app.help = true,
+        KeyCode::Char('p' | ' ') => app.paused = !app.paused,
+        KeyCode::Char('?' | 'h') => app.help = true,
         KeyCode::Down | KeyCode::Char('j') => app.scroll = app.scroll.saturating_add(1),
         KeyCode::Up | KeyCode::Char('k') => app.scroll = app.scroll.saturating_sub(1),
         KeyCode::PageDown => app.scroll = app.scroll.saturating_add(10),
@@ -265,7 +265,8 @@ fn draw_table(frame: &mut Frame, app: &App, area: Rect) {
         frame.render_widget(Paragraph::new("waiting for the first sample…"), area);
         return;
     };
-    let mut headers: Vec<String> = view::columns(app.view, &app.ctx).iter().map(|s| s.to_string()).collect();
+    let mut headers: Vec<String> =
+        view::columns(app.view, &app.ctx).iter().map(std::string::ToString::to_string).collect();
     let rows = app.rows();
     let mut cells: Vec<Vec<String>> = rows.iter().map(|r| r.cells.clone()).collect();
     let sparkline_width = 12;

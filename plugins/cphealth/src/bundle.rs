@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 #[derive(Debug, Clone, clap::Args)]
 pub struct BundleArgs {
     /// Output file (default: cphealth-bundle-<context>-<UTC time>.tar.gz)
+    #[allow(rustdoc::invalid_html_tags, reason = "clap's help text")]
     #[arg(short = 'f', long = "file", value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
     pub file: Option<PathBuf>,
 

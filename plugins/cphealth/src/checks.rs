@@ -287,7 +287,7 @@ async fn static_pods(ctx: &Ctx) -> CheckResult {
         pods: &pods,
         control_plane_nodes,
         warning_events,
-        managed: managed.map(|p| p.name()),
+        managed: managed.map(cpkit::controlplane::Provider::name),
     };
     checks::static_pods::judge(&facts, Timestamp::now())
 }

@@ -178,7 +178,7 @@ async fn check_cluster(cluster: &Cluster, args: &CheckArgs) -> HealthReport {
     // load check skipped when the server is unreachable), nothing waits for it.
     let prefetch = async {
         prefetch.await;
-        std::future::pending::<()>().await
+        std::future::pending::<()>().await;
     };
     let (version, api_error, results) = tokio::select! {
         out = run => out,

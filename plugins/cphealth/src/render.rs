@@ -212,10 +212,10 @@ pub fn changes(previous: &HealthReport, current: &HealthReport) -> Vec<String> {
     for c in &current.checks {
         match previous.checks.iter().find(|p| p.name == c.name) {
             Some(p) if p.status != c.status => {
-                out.push(format!("{}: {} → {}  {}", c.name, p.status, c.status, c.message))
+                out.push(format!("{}: {} → {}  {}", c.name, p.status, c.status, c.message));
             }
             Some(p) if p.message != c.message && c.status != Status::Ok => {
-                out.push(format!("{}: {}  (was: {})", c.name, c.message, p.message))
+                out.push(format!("{}: {}  (was: {})", c.name, c.message, p.message));
             }
             None => out.push(format!("{}: new, {}", c.name, c.status)),
             _ => {}

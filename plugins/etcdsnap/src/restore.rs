@@ -437,7 +437,7 @@ pub async fn drill(file: &Path, identity: Option<&Path>, keep: bool) -> Result<D
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
         let st = client.status().await.map_err(|e| cpkit::etcd::direct::etcd_error(&client_url, &e, None))?;
-        let revision = st.header().map(|h| h.revision()).unwrap_or(0);
+        let revision = st.header().map(etcd_client::ResponseHeader::revision).unwrap_or(0);
         let keys = client
             .get("", Some(etcd_client::GetOptions::new().with_all_keys().with_count_only()))
             .await

@@ -152,6 +152,7 @@ pub fn default_name(cluster: &str, member: &str, when: jiff::Timestamp) -> Strin
 #[derive(Debug, Clone, clap::Args)]
 pub struct SaveArgs {
     /// Where to write the snapshot (default: --dir/etcd-<cluster>-<member>-<UTC time>.db)
+    #[allow(rustdoc::invalid_html_tags, reason = "clap's help text")]
     #[arg(value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
     pub file: Option<PathBuf>,
 
@@ -346,9 +347,9 @@ pub async fn run(cluster: Option<&Cluster>, args: &SaveArgs, show_progress: bool
     }
     let mut client = route.client(args.timeout).await?;
     let status = client.status().await.map_err(|e| etcd_error(&route.endpoint, &e, Some(args.timeout)))?;
-    let member_id = status.header().map(|h| h.member_id()).unwrap_or(0);
-    let cluster_id = status.header().map(|h| h.cluster_id()).unwrap_or(0);
-    let revision = status.header().map(|h| h.revision()).unwrap_or(0);
+    let member_id = status.header().map(etcd_client::ResponseHeader::member_id).unwrap_or(0);
+    let cluster_id = status.header().map(etcd_client::ResponseHeader::cluster_id).unwrap_or(0);
+    let revision = status.header().map(etcd_client::ResponseHeader::revision).unwrap_or(0);
     let db_size = status.db_size() as u64;
     let member = if route.member.is_empty() { format!("{member_id:x}") } else { route.member.clone() };
     let default_file = || {
@@ -414,7 +415,7 @@ pub async fn run(cluster: Option<&Cluster>, args: &SaveArgs, show_progress: bool
         member,
         member_id: format!("{member_id:x}"),
         endpoint: route.endpoint_label.clone(),
-        via: route.via.name().to_string(),
+        via: route.via.name().clone(),
         revision,
         etcd_version: status.version().to_string(),
         kubernetes_version: route.kubernetes_version.clone(),
@@ -423,7 +424,7 @@ pub async fn run(cluster: Option<&Cluster>, args: &SaveArgs, show_progress: bool
         sha256: Some(saved.sha256.clone()),
         compression: saved.stored.as_ref().and_then(|s| s.compression.clone()),
         encryption: saved.stored.as_ref().and_then(|s| s.encryption.clone()),
-        recipients: storing.recipients.iter().map(|r| r.to_string()).collect(),
+        recipients: storing.recipients.iter().map(std::string::ToString::to_string).collect(),
         stored_sha256: saved.stored.as_ref().map(|s| s.sha256.clone()),
         etcdctl_hash: None,
         verified: true,

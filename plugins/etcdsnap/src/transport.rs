@@ -246,7 +246,7 @@ pub async fn resolve(cluster: Option<&Cluster>, args: &RouteArgs, timeout: Durat
     if args.member.is_none() && pods.len() > 1 {
         let mut client = route.client(timeout).await?;
         if let Ok(status) = client.status().await
-            && status.header().map(|h| h.member_id()) == Some(status.leader())
+            && status.header().map(etcd_client::ResponseHeader::member_id) == Some(status.leader())
             && let Ok(list) = client.member_list().await
         {
             let follower = list

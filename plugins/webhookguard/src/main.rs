@@ -303,12 +303,13 @@ async fn disarm_command(cli: &Cli, args: &DisarmArgs) -> Result<i32> {
             ));
         }
         text.push_str("Nothing changed. To apply exactly this plan:\n");
+        let webhook_flags: String =
+            args.webhooks.iter().flat_map(|w| ["--webhook ".to_string(), shell_quote(w), " ".into()]).collect();
         text.push_str(&command(
             "  ",
             &format!(
-                "kubectl webhookguard disarm {target} --mode {} {}--resource-version {}{} --yes",
+                "kubectl webhookguard disarm {target} --mode {} {webhook_flags}--resource-version {}{} --yes",
                 mode_name(args.mode),
-                args.webhooks.iter().map(|w| format!("--webhook {} ", shell_quote(w))).collect::<String>(),
                 plan.resource_version,
                 if args.pause_rearmers { " --pause-rearmers" } else { "" }
             ),

@@ -290,7 +290,7 @@ mod tests {
     }
 
     fn who(user: &str, groups: &[&str]) -> Requester {
-        Requester::with_implied_groups(user, &groups.iter().map(|g| g.to_string()).collect::<Vec<_>>())
+        Requester::with_implied_groups(user, &groups.iter().map(std::string::ToString::to_string).collect::<Vec<_>>())
     }
 
     fn custom(

@@ -42,7 +42,7 @@ fn subject_covers(a: &Subject, b: &Subject) -> bool {
         return true;
     }
     match (a, b) {
-        (Subject::User(n), _) | (Subject::Group(n), _) if n == "*" => true,
+        (Subject::User(n) | Subject::Group(n), _) if n == "*" => true,
         (Subject::Group(g), b) if g == "system:authenticated" => match b {
             Subject::User(u) => u != "*" && u != "system:anonymous",
             Subject::Group(h) => h != "*" && h != "system:unauthenticated",
@@ -53,7 +53,7 @@ fn subject_covers(a: &Subject, b: &Subject) -> bool {
             Subject::ServiceAccount { .. } => true,
             Subject::User(u) => sa_user(u).is_some(),
             Subject::Group(h) => h.starts_with("system:serviceaccounts:"),
-            _ => false,
+            Subject::Unknown(_) => false,
         },
         (Subject::Group(g), b) if g.starts_with("system:serviceaccounts:") => {
             let ns = &g["system:serviceaccounts:".len()..];
@@ -67,7 +67,7 @@ fn subject_covers(a: &Subject, b: &Subject) -> bool {
             Subject::ServiceAccount { namespace: n2, name: m2 } => namespace == n2 && (name == "*" || name == m2),
             Subject::User(u) => sa_user(u).is_some_and(|(n, m)| n == namespace && (name == "*" || name == m)),
             Subject::Group(g) => name == "*" && *g == format!("system:serviceaccounts:{namespace}"),
-            _ => false,
+            Subject::Unknown(_) => false,
         },
         (Subject::User(u), Subject::ServiceAccount { namespace, name }) => {
             name != "*" && sa_user(u).is_some_and(|(n, m)| n == namespace && m == name)
@@ -316,7 +316,7 @@ pub fn isolation_suggestion(user: &str, verbs: &[String], schemas: &[FlowSchema]
     let why = format!(
         "{user} is served by {} now; the schema below (precedence {precedence}) takes its {} requests first and gives them a level of their own (10 shares, queuing), so they stop starving the others.",
         now.flow_schema.as_deref().unwrap_or("no schema"),
-        if verbs == ["*"] { "".to_string() } else { verbs.join("/") }
+        if verbs == ["*"] { String::new() } else { verbs.join("/") }
     );
     Some((vec![level, schema], why))
 }

@@ -164,7 +164,7 @@ fn judge_serving(f: &Facts, now: Timestamp, r: &mut CheckResult, notes: &mut Vec
             );
         }
         None if probe.verification_skipped => {
-            r.sub("certificate verification", Status::Warning, "not verified: --insecure-skip-tls-verify".to_string())
+            r.sub("certificate verification", Status::Warning, "not verified: --insecure-skip-tls-verify".to_string());
         }
         None => r.sub("certificate verification", Status::Ok, "chain verifies against the kubeconfig's CA".to_string()),
     }
@@ -277,7 +277,7 @@ mod tests {
                 "unknown authority",
                 |f| {
                     if let Ok(p) = &mut f.serving {
-                        p.verification_error = Some("certificate signed by unknown authority".into())
+                        p.verification_error = Some("certificate signed by unknown authority".into());
                     }
                 },
                 Status::Critical,
@@ -291,7 +291,7 @@ mod tests {
                         "Cannot connect to the API server",
                         "connection refused",
                     )
-                    .with_fix("Check the server address"))
+                    .with_fix("Check the server address"));
                 },
                 Status::Critical,
                 "Cannot connect to the API server",
@@ -300,7 +300,7 @@ mod tests {
                 "401: the user's problem, not the server's",
                 |f| {
                     f.version = Err(error(ErrorKind::Unauthorized, "401 Unauthorized", "credentials refused")
-                        .with_fix("Log in again"))
+                        .with_fix("Log in again"));
                 },
                 Status::Unknown,
                 "401 Unauthorized",

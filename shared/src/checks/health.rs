@@ -1,5 +1,5 @@
 //! Check 2, `health`: `/livez?verbose` and `/readyz?verbose` of every replica
-//! (https://kubernetes.io/docs/reference/using-api/health-checks/).
+//! (<https://kubernetes.io/docs/reference/using-api/health-checks/>).
 
 use std::collections::{BTreeMap, BTreeSet};
 

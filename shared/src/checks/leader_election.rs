@@ -1,5 +1,5 @@
 //! Check 5, `leader-election`: the kube-controller-manager and kube-scheduler leader leases
-//! (kube-system; https://kubernetes.io/docs/concepts/architecture/leases/#leader-election).
+//! (kube-system; <https://kubernetes.io/docs/concepts/architecture/leases/#leader-election>).
 
 use std::collections::BTreeSet;
 
@@ -103,7 +103,10 @@ mod tests {
     }
 
     fn run(leases: Vec<(String, Result<LeaseInfo, Error>)>, disabled: &[&str]) -> CheckResult {
-        judge(&Facts { leases, election_disabled: disabled.iter().map(|s| s.to_string()).collect() }, now())
+        judge(
+            &Facts { leases, election_disabled: disabled.iter().map(std::string::ToString::to_string).collect() },
+            now(),
+        )
     }
 
     #[test]

@@ -212,7 +212,7 @@ mod tests {
     fn run(pods: Vec<ComponentPod>, nodes: &[&str]) -> CheckResult {
         let facts = Facts {
             pods: &pods,
-            control_plane_nodes: nodes.iter().map(|n| n.to_string()).collect(),
+            control_plane_nodes: nodes.iter().map(std::string::ToString::to_string).collect(),
             warning_events: Vec::new(),
             managed: None,
         };

@@ -21,7 +21,7 @@ pub struct Facts<'a> {
 /// (timeouts, side effects ...). A lockout that has not happened (backend up) is a WARNING.
 fn severity(f: &Finding) -> Option<Status> {
     match (f.kind, f.severity) {
-        (K::BackendDown, s) | (K::BackendTls, s) | (K::Runtime, s) => Some(s),
+        (K::BackendDown | K::BackendTls | K::Runtime, s) => Some(s),
         (K::Lockout, Status::Critical) | (K::SelfDeadlock, _) => Some(Status::Warning),
         (K::CaBundle, Status::Critical) => Some(Status::Critical),
         (K::PolicyConfig | K::PolicyRejects, s) => (s != Status::Ok).then_some(s),

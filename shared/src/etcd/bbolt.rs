@@ -193,7 +193,7 @@ impl Db {
         file.read_exact_at(&mut first, 0).map_err(|e| FormatError(format!("cannot read the first page: {e}")))?;
         let meta0 = parse_meta(&first);
         let page_size = match &meta0 {
-            Ok(m) => m.page_size as u64,
+            Ok(m) => u64::from(m.page_size),
             Err(_) => 4096,
         };
         let sizes: Vec<u64> = if meta0.is_ok() { vec![page_size] } else { vec![4096, 8192, 16384, 65536] };
@@ -232,7 +232,7 @@ impl Db {
         if meta.root < 2 || meta.root >= meta.pgid {
             return err(format!("the root bucket's page {} is outside pages 2..{}", meta.root, meta.pgid));
         }
-        let needed = meta.pgid.saturating_mul(meta.page_size as u64);
+        let needed = meta.pgid.saturating_mul(u64::from(meta.page_size));
         if needed > size {
             return err(format!(
                 "truncated: the meta page says {} pages ({} bytes) but the file has {} bytes",
@@ -244,7 +244,7 @@ impl Db {
 
     /// `tx.Size()`: the database size as bbolt counts it.
     pub fn total_size(&self) -> u64 {
-        self.meta.pgid * self.meta.page_size as u64
+        self.meta.pgid * u64::from(self.meta.page_size)
     }
 
     /// Page `id` with its overflow pages.
@@ -267,7 +267,7 @@ impl Db {
         let start = id * ps as u64;
         let mut head = vec![0u8; ps];
         self.read_at(&mut head, start, id)?;
-        let overflow = u32_at(&head, 12) as u64;
+        let overflow = u64::from(u32_at(&head, 12));
         if overflow > 0 && id.checked_add(overflow).is_none_or(|end| end >= self.meta.pgid) {
             return err(format!("page {id}: overflow of {overflow} pages runs past the end"));
         }
@@ -308,7 +308,7 @@ impl Db {
                 u16_at(&buf, 8)
             ));
         }
-        let mut count = u16_at(&buf, 10) as u64;
+        let mut count = u64::from(u16_at(&buf, 10));
         let mut start = PAGE_HEADER;
         if count == 0xFFFF {
             count = u64_at(&buf, PAGE_HEADER);
@@ -344,7 +344,7 @@ impl Db {
         let free = self.free_pages()?;
         if self.meta.freelist != NO_FREELIST {
             let buf = self.page(self.meta.freelist)?;
-            mark(&mut reached, self.meta.freelist, u32_at(&buf, 12) as u64)?;
+            mark(&mut reached, self.meta.freelist, u64::from(u32_at(&buf, 12)))?;
         }
         let mut stats = WalkStats { free_pages: free.len() as u64, ..Default::default() };
         // The root bucket: its items are the top-level buckets.
@@ -375,7 +375,7 @@ impl Db {
             }
             reached[w] |= 1 << b;
         }
-        stats.pages_reached = reached.iter().map(|w| w.count_ones() as u64).sum::<u64>() - stats.free_pages;
+        stats.pages_reached = reached.iter().map(|w| u64::from(w.count_ones())).sum::<u64>() - stats.free_pages;
         if self.meta.freelist == NO_FREELIST {
             // No freelist on disk (etcd's NoFreelistSync): bbolt treats unreachable pages as free.
             stats.free_pages = self.meta.pgid - stats.pages_reached;
@@ -417,7 +417,7 @@ impl Db {
             Source::Inline(bytes) => (bytes, "inline bucket".to_string()),
             Source::Page(id) => {
                 let buf = self.page(id)?;
-                let overflow = u32_at(&buf, 12) as u64;
+                let overflow = u64::from(u32_at(&buf, 12));
                 for p in id..=id + overflow {
                     let (w, b) = ((p / 64) as usize, p % 64);
                     let word = reached.get_mut(w).ok_or_else(|| FormatError(format!("page {p}: out of bounds")))?;

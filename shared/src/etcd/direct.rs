@@ -165,7 +165,7 @@ pub async fn cluster_status_through(
         tokio::time::timeout(timeout, client.alarm(etcd_client::AlarmAction::Get, etcd_client::AlarmType::None, None))
             .await
             .ok()
-            .and_then(|r| r.ok())
+            .and_then(std::result::Result::ok)
             .map(|a| {
                 a.alarms()
                     .iter()
@@ -173,7 +173,7 @@ pub async fn cluster_status_through(
                     .collect()
             })
             .unwrap_or_default();
-    let cluster_id = list.header().map(|h| h.cluster_id());
+    let cluster_id = list.header().map(etcd_client::ResponseHeader::cluster_id);
     let probes = list.members().iter().map(|m| {
         let tls = tls.clone();
         let name = m.name().to_string();
@@ -226,7 +226,7 @@ pub async fn cluster_status_through(
                     ms.raft_term = Some(s.raft_term());
                     ms.raft_index = Some(s.raft_index());
                     ms.raft_applied_index = Some(s.raft_index());
-                    ms.revision = s.header().map(|h| h.revision());
+                    ms.revision = s.header().map(etcd_client::ResponseHeader::revision);
                     ms.latency = Some(latency);
                 }
                 Err(e) => {

@@ -136,7 +136,7 @@ async fn etcdctl_within(
     let mut command = vec!["etcdctl".to_string()];
     command.extend(pod.etcdctl_flags());
     command.push(format!("--dial-timeout={}s", dial.as_secs().max(1)));
-    command.extend(args.iter().map(|a| a.to_string()));
+    command.extend(args.iter().map(std::string::ToString::to_string));
     exec(cluster, &pod.pod.namespace, &pod.pod.name, Some(&pod.pod.container), &command, budget).await
 }
 

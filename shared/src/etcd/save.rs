@@ -320,7 +320,7 @@ pub async fn save(
     let mut index = super::stream_index::StreamIndex::new();
     let label = destination.label();
     let io = |e: std::io::Error| {
-        if matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EFBIG) | Some(libc::EDQUOT)) {
+        if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EFBIG | libc::EDQUOT)) {
             Error::new(
                 ErrorKind::Io,
                 format!("No room to write {label} (disk full or file-size limit); the partial snapshot was removed"),

@@ -144,15 +144,16 @@ fn decode(from: &Path, to: &Path, identity: Option<&Path>) -> Result<Vec<Encodin
                 })?;
                 let identities = load_identities(identity)?;
                 let decryptor = age::Decryptor::new_buffered(input).map_err(|e| damaged(from, &e.to_string()))?;
-                let reader = decryptor.decrypt(identities.iter().map(|i| i.as_ref())).map_err(|e| match e {
-                    age::DecryptError::NoMatchingKeys => Error::new(
-                        ErrorKind::Config,
-                        format!("Cannot decrypt {}", from.display()),
-                        "none of the given identities is one of its recipients",
-                        "Pass the identity file of a key it was encrypted to (--identity).",
-                    ),
-                    other => damaged(from, &other.to_string()),
-                })?;
+                let reader =
+                    decryptor.decrypt(identities.iter().map(std::convert::AsRef::as_ref)).map_err(|e| match e {
+                        age::DecryptError::NoMatchingKeys => Error::new(
+                            ErrorKind::Config,
+                            format!("Cannot decrypt {}", from.display()),
+                            "none of the given identities is one of its recipients",
+                            "Pass the identity file of a key it was encrypted to (--identity).",
+                        ),
+                        other => damaged(from, &other.to_string()),
+                    })?;
                 Box::new(std::io::BufReader::new(reader))
             }
             Encoding::Zstd if !layers.contains(&Encoding::Zstd) => {

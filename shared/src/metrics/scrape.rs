@@ -25,16 +25,16 @@ impl Selection {
     }
 
     pub fn families(names: &[&str]) -> Self {
-        Selection { exact: names.iter().map(|s| s.to_string()).collect(), ..Default::default() }
+        Selection { exact: names.iter().map(std::string::ToString::to_string).collect(), ..Default::default() }
     }
 
     pub fn with_families(mut self, names: &[&str]) -> Self {
-        self.exact.extend(names.iter().map(|s| s.to_string()));
+        self.exact.extend(names.iter().map(std::string::ToString::to_string));
         self
     }
 
     pub fn with_prefixes(mut self, prefixes: &[&str]) -> Self {
-        self.prefixes.extend(prefixes.iter().map(|s| s.to_string()));
+        self.prefixes.extend(prefixes.iter().map(std::string::ToString::to_string));
         self
     }
 

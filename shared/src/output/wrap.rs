@@ -2,6 +2,8 @@
 //! still reads them as one command (` \` between words; JSON inside single quotes between its
 //! tokens), cells shortened with `…`. Widths count characters, not ANSI colour codes.
 
+use std::fmt::Write as _;
+
 /// The characters a terminal shows for `text` (ANSI escape sequences take no room).
 pub fn display_width(text: &str) -> usize {
     if !text.contains('\x1b') {
@@ -214,7 +216,10 @@ fn fit_lines(text: &str, width: Option<usize>, script: bool) -> String {
         let rest = &body[lead..];
         let fitted = if let Some(comment) = rest.strip_prefix("# ").filter(|_| script) {
             let room = width.saturating_sub(lead + 2);
-            wrap_words(comment, room).iter().map(|l| format!("{pad}# {l}\n")).collect()
+            wrap_words(comment, room).iter().fold(String::new(), |mut text, l| {
+                let _ = writeln!(text, "{pad}# {l}");
+                text
+            })
         } else if let Some(cmd) = rest.strip_prefix("$ ") {
             command(&format!("{pad}$ "), cmd, Some(width))
         } else if script {

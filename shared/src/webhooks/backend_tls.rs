@@ -68,7 +68,7 @@ pub async fn probe_backends(
                 }
             }
             Err(why) => {
-                notes.push(format!("TLS of backend {}/{} not checked ({why})", backend.namespace, backend.service))
+                notes.push(format!("TLS of backend {}/{} not checked ({why})", backend.namespace, backend.service));
             }
         }
     }

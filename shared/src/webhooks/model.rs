@@ -2,7 +2,7 @@
 //! version with that version's defaults (kubernetes `pkg/apis/admissionregistration/v1/
 //! defaults.go`, `v1beta1/defaults.go`): in `admissionregistration.k8s.io/v1`
 //! an unset failurePolicy is Fail and timeoutSeconds 10; in v1beta1 Ignore and 30, matchPolicy
-//! Exact, sideEffects Unknown, admissionReviewVersions [v1beta1].
+//! Exact, sideEffects Unknown, admissionReviewVersions `[v1beta1]`.
 
 use std::collections::BTreeMap;
 
@@ -442,7 +442,10 @@ pub fn configs_from_documents(docs: &[Value], source: &str) -> Result<Vec<Webhoo
             ));
         }
         if kind.ends_with("List") {
-            out.extend(configs_from_documents(d["items"].as_array().map(|a| a.as_slice()).unwrap_or(&[]), source)?);
+            out.extend(configs_from_documents(
+                d["items"].as_array().map(std::vec::Vec::as_slice).unwrap_or(&[]),
+                source,
+            )?);
         } else if let Some(c) = WebhookConfig::from_value(d, source)? {
             out.push(c);
         }

@@ -236,7 +236,10 @@ pub fn policies_from_documents(docs: &[Value], source: &str) -> Policies {
     for d in docs {
         if !d["apiVersion"].as_str().is_some_and(|v| v.starts_with("admissionregistration.k8s.io/")) {
             if d["kind"].as_str().is_some_and(|k| k.ends_with("List")) {
-                out.extend(policies_from_documents(d["items"].as_array().map(|a| a.as_slice()).unwrap_or(&[]), source));
+                out.extend(policies_from_documents(
+                    d["items"].as_array().map(std::vec::Vec::as_slice).unwrap_or(&[]),
+                    source,
+                ));
             }
             continue;
         }
@@ -246,7 +249,10 @@ pub fn policies_from_documents(docs: &[Value], source: &str) -> Policies {
             Some("MutatingAdmissionPolicy") => out.policies.push(policy(PolicyKind::Mutating, d, source)),
             Some("MutatingAdmissionPolicyBinding") => out.bindings.push(binding(PolicyKind::Mutating, d, source)),
             Some(k) if k.ends_with("List") => {
-                out.extend(policies_from_documents(d["items"].as_array().map(|a| a.as_slice()).unwrap_or(&[]), source))
+                out.extend(policies_from_documents(
+                    d["items"].as_array().map(std::vec::Vec::as_slice).unwrap_or(&[]),
+                    source,
+                ));
             }
             _ => {}
         }

@@ -165,7 +165,7 @@ pub fn analyse_policies(policies: &Policies, facts: &ClusterFacts) -> Vec<Findin
         let mut certain: Vec<(&Target, String)> = Vec::new();
         let mut possible: Vec<(&Target, String)> = Vec::new();
         let mut errors: BTreeSet<String> = BTreeSet::new();
-        for target in TARGETS.iter() {
+        for target in TARGETS {
             let mut verdict = Tri::No;
             let mut evidence = String::new();
             for healing in target.requests {
@@ -440,7 +440,7 @@ mod tests {
                 "excludeResourceRules take pods out",
                 |p, _| {
                     p["spec"]["matchConstraints"]["excludeResourceRules"] =
-                        json!([{"apiGroups": [""], "apiVersions": ["*"], "operations": ["*"], "resources": ["pods"]}])
+                        json!([{"apiGroups": [""], "apiVersions": ["*"], "operations": ["*"], "resources": ["pods"]}]);
                 },
                 Some(false),
                 true,
@@ -450,7 +450,8 @@ mod tests {
             (
                 "a binding for other namespaces",
                 |_, b| {
-                    b["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"][0]["operator"] = json!("NotIn")
+                    b["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"][0]["operator"] =
+                        json!("NotIn");
                 },
                 Some(false),
                 true,

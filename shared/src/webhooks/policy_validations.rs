@@ -105,7 +105,7 @@ pub fn analyse_validations(policies: &Policies, facts: &ClusterFacts) -> Vec<Fin
         }
         let conditions = MatchConditions::compile(&policy.match_conditions, &cache);
         let mut rejections = Vec::new();
-        for target in TARGETS.iter() {
+        for target in TARGETS {
             for healing in target.requests {
                 let by_policy = selects(&policy.constraints, true, target, healing, facts).0;
                 let by_binding =
@@ -282,7 +282,7 @@ mod tests {
     fn a_field_read_without_has_errors_on_objects_that_lack_it() {
         // The leader leases carry no labels: reading them is `no such key`, and Fail rejects.
         let f = judge(&["object.metadata.labels['team'] != 'forbidden'"], |p, _| {
-            p["spec"]["matchConstraints"]["resourceRules"][0]["resources"] = json!(["leases"])
+            p["spec"]["matchConstraints"]["resourceRules"][0]["resources"] = json!(["leases"]);
         })
         .expect("a finding");
         assert_eq!(f.severity, Status::Critical);
@@ -328,7 +328,7 @@ mod tests {
             ("defaulted by the API server", "object.spec.dnsPolicy != 'None'", none),
             ("failing open", "object.spec.hostNetwork == false", |p, _| p["spec"]["failurePolicy"] = json!("Ignore")),
             ("leases only: their writers' specs are whole", "object.spec.holderIdentity != ''", |p, _| {
-                p["spec"]["matchConstraints"]["resourceRules"][0]["resources"] = json!(["leases"])
+                p["spec"]["matchConstraints"]["resourceRules"][0]["resources"] = json!(["leases"]);
             }),
         ];
         for (name, validation, edit) in cases {
@@ -383,7 +383,7 @@ mod tests {
                 "matchConditions skip the writers",
                 &["false"],
                 |p, _| {
-                    p["spec"]["matchConditions"] = json!([{"name": "not-system", "expression": "!request.userInfo.username.startsWith('system:')"}])
+                    p["spec"]["matchConditions"] = json!([{"name": "not-system", "expression": "!request.userInfo.username.startsWith('system:')"}]);
                 },
                 None,
             ),

@@ -801,7 +801,7 @@ fn gatekeeper_fails_open_and_names_its_reconciler() {
     let rearmers = super::rearm::rearmers(vwc);
     assert_eq!(rearmers[0].who, "Gatekeeper");
     assert_eq!(
-        rearmers[0].deployment.as_ref().map(|d| d.pause_command()).as_deref(),
+        rearmers[0].deployment.as_ref().map(super::rearm::Deployment::pause_command).as_deref(),
         Some("kubectl -n gatekeeper-system scale deployment gatekeeper-controller-manager --replicas=0")
     );
 }

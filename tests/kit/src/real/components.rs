@@ -156,7 +156,7 @@ pub fn scheduler(pki: &NodePki, ip: Ipv4Addr, port: u16, election: LeaderElectio
 }
 
 /// kwok managing one node: its address and kubelet port, heartbeats, exec and port-forward.
-/// Pods of node `index` get addresses from 10.244.<index>.0/24: outside loopback, never dialled
+/// Pods of node `index` get addresses from `10.244.<index>.0/24`: outside loopback, never dialled
 /// (EndpointSlices refuse 127/8), and distinct per node as a CNI would make them.
 pub fn kwok(
     kubeconfig: &str,
