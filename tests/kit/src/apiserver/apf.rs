@@ -5,10 +5,12 @@
 
 use std::time::Duration;
 
+use http::Method;
 use serde_json::Value;
 
 use super::Sim;
 use super::auth::Identity;
+use super::http::Query;
 use super::registry;
 
 /// One priority level's counters in `dump_priority_levels`.
@@ -350,7 +352,7 @@ pub fn classify(
 }
 
 /// The UIDs for the response headers of a request.
-pub fn response_uids(sim: &Sim, identity: &Identity, method: &str, path: &str) -> (String, String) {
+pub fn response_uids(sim: &Sim, identity: &Identity, method: &Method, path: &str, query: &Query) -> (String, String) {
     let store = sim.store.read().expect("store lock");
     let (Some(fs_rt), Some(pl_rt)) = (
         registry::find("flowcontrol.apiserver.k8s.io", "flowschemas"),
@@ -361,15 +363,7 @@ pub fn response_uids(sim: &Sim, identity: &Identity, method: &str, path: &str) -
     let schemas = store.list(fs_rt, None);
     let (verb, group, resource, namespace, non_resource) = match super::routes::parse_resource_path(path) {
         Some(rp) => {
-            let verb = match (method, rp.name.is_empty()) {
-                ("GET", true) => "list",
-                ("GET", false) => "get",
-                ("POST", _) => "create",
-                ("PUT", _) => "update",
-                ("PATCH", _) => "patch",
-                ("DELETE", _) => "delete",
-                _ => "get",
-            };
+            let verb = super::rest::verb_of(method, &rp, query);
             let resource =
                 if rp.subresource.is_empty() { rp.resource } else { format!("{}/{}", rp.resource, rp.subresource) };
             (verb, rp.group, resource, rp.namespace, None)

@@ -430,7 +430,8 @@ pub(super) fn scale_view(obj: &Value) -> Value {
     })
 }
 
-fn verb_of(method: &Method, rp: &ResourcePath, query: &Query) -> &'static str {
+/// The request's verb as the apiserver's RequestInfo names it (RBAC and APF match on it).
+pub(super) fn verb_of(method: &Method, rp: &ResourcePath, query: &Query) -> &'static str {
     match (method.as_str(), rp.name.is_empty()) {
         ("GET", true) => {
             if query.get("watch").is_some_and(|w| w == "true" || w == "1") {

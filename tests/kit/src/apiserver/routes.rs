@@ -73,7 +73,8 @@ async fn handle(
     req: Request<Incoming>,
 ) -> Result<Resp, std::io::Error> {
     let path = req.uri().path().to_string();
-    let method_text = req.method().to_string();
+    let method = req.method().clone();
+    let query = Query::parse(req.uri().query());
     let accepts_gzip = req
         .headers()
         .get_all(http::header::ACCEPT_ENCODING)
@@ -134,7 +135,7 @@ async fn handle(
     {
         response = gzipped(&sim, response).await;
     }
-    let (fs_uid, pl_uid) = super::apf::response_uids(&sim, &identity, &method_text, &path);
+    let (fs_uid, pl_uid) = super::apf::response_uids(&sim, &identity, &method, &path, &query);
     if let (Ok(fs), Ok(pl)) = (HeaderValue::from_str(&fs_uid), HeaderValue::from_str(&pl_uid)) {
         response.headers_mut().insert("X-Kubernetes-PF-FlowSchema-UID", fs);
         response.headers_mut().insert("X-Kubernetes-PF-PriorityLevel-UID", pl);
