@@ -126,6 +126,14 @@ pub(super) async fn gzipped(sim: &Sim, response: Resp) -> Resp {
     Response::from_parts(parts, Full::new(Bytes::from(compressed)))
 }
 
+/// The request's body as a JSON object (create, update), or the API server's 400.
+#[allow(clippy::result_large_err, reason = "the error is the response to send")]
+pub(super) async fn read_object(req: Request<Incoming>) -> Result<Value, Resp> {
+    let body = read_body(req).await?;
+    serde_json::from_slice(&body)
+        .map_err(|_| status(400, "BadRequest", "the body of the request was in an unknown format", None))
+}
+
 #[allow(clippy::result_large_err, reason = "the error is the response to send")]
 pub(super) async fn read_body(req: Request<Incoming>) -> Result<Bytes, Resp> {
     match req.into_body().collect().await {

@@ -9,7 +9,7 @@ use hyper::body::Incoming;
 use serde_json::{Value, json};
 
 use super::auth::{self, Attributes, Identity};
-use super::http::{Query, Resp, json_response, read_body, status, text_response};
+use super::http::{Query, Resp, json_response, read_body, read_object, status, text_response};
 use super::patch::patch;
 use super::registry::{self, ResourceType};
 use super::routes::{ResourcePath, parse_resource_path, split_group_version};
@@ -235,12 +235,9 @@ pub(super) async fn resource_route(
         }
         ("watch", _) => status(405, "MethodNotAllowed", "watch is not supported by the simulated API server", None),
         ("create", _) => {
-            let body = match read_body(req).await {
-                Ok(b) => b,
+            let mut obj = match read_object(req).await {
+                Ok(obj) => obj,
                 Err(r) => return r,
-            };
-            let Ok(mut obj) = serde_json::from_slice::<Value>(&body) else {
-                return status(400, "BadRequest", "the body of the request was in an unknown format", None);
             };
             if rt.resource == "selfsubjectaccessreviews" {
                 return self_subject_access_review(sim, identity, obj);
@@ -265,12 +262,9 @@ pub(super) async fn resource_route(
             }
         }
         ("update", _) => {
-            let body = match read_body(req).await {
-                Ok(b) => b,
+            let mut obj = match read_object(req).await {
+                Ok(obj) => obj,
                 Err(r) => return r,
-            };
-            let Ok(mut obj) = serde_json::from_slice::<Value>(&body) else {
-                return status(400, "BadRequest", "the body of the request was in an unknown format", None);
             };
             if rt.namespaced {
                 obj["metadata"]["namespace"] = json!(rp.namespace);
