@@ -660,7 +660,14 @@ async fn restore_cmd(cli: &Cli, args: &RestoreCmdArgs) -> Result<i32> {
         }
         Some(0) => None,
         Some(n) => Some(n),
-        None => tool.bumps.then(|| restore::default_bump(&args.file)),
+        None if tool.bumps => {
+            let bump = restore::default_bump(&args.file);
+            if let Some(members) = restore::other_members(args.initial_cluster.as_deref(), &args.name) {
+                return Err(restore::same_bump_needed(&members, bump));
+            }
+            Some(bump)
+        }
+        None => None,
     };
     let a = restore::RestoreArgs {
         data_dir: args.data_dir.clone(),

@@ -240,6 +240,33 @@ pub fn safe_bump(snapshot_age: Option<Duration>) -> u64 {
     since.saturating_mul(MAX_WRITES_PER_SECOND).saturating_mul(2).clamp(DOCUMENTED_BUMP, i64::MAX as u64 / 4)
 }
 
+/// The other members of `--initial-cluster` than `name`, when there are any.
+pub fn other_members(initial_cluster: Option<&str>, name: &str) -> Option<Vec<String>> {
+    let others: Vec<String> = initial_cluster?
+        .split(',')
+        .filter_map(|pair| pair.split_once('=').map(|(n, _)| n.trim().to_string()))
+        .filter(|n| !n.is_empty() && n != name)
+        .collect();
+    (!others.is_empty()).then_some(others)
+}
+
+/// The default bump grows with the snapshot's age, so members restored one after another would
+/// each get a different one, and members of one cluster must agree on its revision (etcd
+/// compares their KV hashes by revision: server/etcdserver/corrupt.go). A restore of one member
+/// of several therefore takes the bump from the user, the same on every member.
+pub fn same_bump_needed(other_members: &[String], bump_now: u64) -> Error {
+    Error::usage(
+        format!(
+            "this restores one member of a cluster with {} others ({}) and no --bump-revision",
+            other_members.len(),
+            other_members.join(", ")
+        ),
+        format!(
+            "Every member must be raised by the same revision, and the default grows with the snapshot's age while you go from member to member. Pass the same --bump-revision to every member's restore: {bump_now} is enough now (kubectl etcdsnap restore-plan prints the commands with one), or --bump-revision 0 for none."
+        ),
+    )
+}
+
 /// The bump for `file` now (plan, restore and drill use the same).
 pub fn default_bump(file: &Path) -> u64 {
     safe_bump(snapshot_age(file, jiff::Timestamp::now()))
@@ -472,6 +499,17 @@ pub async fn drill(file: &Path, identity: Option<&Path>, keep: bool) -> Result<D
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_member_of_several_needs_the_bump_from_the_user() {
+        let three = "cp-1=https://10.0.0.1:2380,cp-2=https://10.0.0.2:2380, cp-3=https://10.0.0.3:2380";
+        assert_eq!(other_members(Some(three), "cp-2"), Some(vec!["cp-1".to_string(), "cp-3".to_string()]));
+        assert_eq!(other_members(Some("cp-1=https://10.0.0.1:2380"), "cp-1"), None);
+        assert_eq!(other_members(None, "default"), None);
+        let e = same_bump_needed(&["cp-1".into(), "cp-3".into()], 1_000_000_000);
+        assert_eq!(e.exit_code(), 64);
+        assert!(e.to_string().contains("--bump-revision to every member's restore: 1000000000"), "{e}");
+    }
 
     #[test]
     fn a_compressed_snapshot_is_decompressed_once_and_that_file_copied() {
