@@ -3,7 +3,7 @@
 //! `etcdctl`) and whose restored etcd serves every key; `status` equals `etcdctl snapshot
 //! status`; faults never leave a file behind; the maintenance commands on a 3-member TLS
 //! cluster. The cluster tests run in both worlds: the simulated API server over Debian's etcd
-//! 3.4, and the real control plane over etcd 3.6.
+//! 3.4, and the real control plane over etcd 3.6; one runs the simulator over etcd 3.5.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -416,6 +416,190 @@ in_both_worlds! {
             assert_eq!(state, Some(json!("verified")), "{}: {ls}", f.display());
         }
     }
+}
+
+/// `etcdsnap compact --yes` compacts up to the current revision: revision 1 is gone.
+fn compact_and_check(etcd: &EtcdCluster, env: &[(String, String)]) {
+    let out = kubectl(&["etcdsnap", "compact", "--yes"], env);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let err = rt().block_on(async {
+        let mut client = etcd.client().await.unwrap();
+        client.get("/registry", Some(etcd_client::GetOptions::new().with_revision(1))).await.err()
+    });
+    assert!(err.is_some_and(|e| e.to_string().contains("compacted")), "revision 1 was compacted");
+}
+
+/// The version an etcd binary says it is (`etcd --version`'s first line).
+fn etcd_version_of(server: &Path) -> String {
+    let out = Command::new(server).arg("--version").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines().find_map(|l| l.strip_prefix("etcd Version: ")).unwrap_or_default().trim().to_string()
+}
+
+/// etcd 3.5 (built from go.etcd.io/etcd v3.5 by dev/build-controlplane) under the simulated API
+/// server, its pods' image with a shell as registry.k8s.io/etcd 3.5 has: exec, port-forward and
+/// direct all save; status equals etcdutl 3.5's; a drill and a three-member restore run with
+/// etcdutl 3.5, and the restored members serve every key at one revision, raised by the bump.
+#[test]
+fn etcd_3_5_saves_through_every_transport_and_restores_three_members() {
+    let release = EtcdRelease::V3_5;
+    let c =
+        DemoCluster::start_with(Scenario::HealthyHa, testkit::Options { etcd: Some(release), ..Default::default() })
+            .unwrap();
+    let etcd = c.etcd().unwrap();
+    let env = c.env();
+    let version = etcd_version_of(&release.server().unwrap());
+    assert!(version.starts_with("3.5."), "{version}");
+    // etcdsnap finds etcd and etcdutl on PATH for drill and restore: 3.5's first.
+    let tools = testkit::binaries::controlplane_dir().join("etcd-3.5");
+    let path = vec![("PATH".to_string(), format!("{}:{}", tools.display(), std::env::var("PATH").unwrap_or_default()))];
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+
+    let out = kubectl(&["etcdsnap", "members", "-o", "json"], &env);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let members = json_of(&out);
+    let versions: Vec<&str> =
+        members["status"]["members"].as_array().unwrap().iter().filter_map(|m| m["version"].as_str()).collect();
+    assert_eq!(versions, vec![version.as_str(); 3], "{members}");
+    let out = kubectl(&["etcdsnap", "defrag", "--all", "--yes"], &env);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(text(&out).0.lines().filter(|l| l.starts_with("defragmenting ")).count(), 3, "{}", describe(&out));
+
+    // exec: etcdctl 3.5 in the pod (its image has a shell) writes on the node.
+    let out = kubectl(&["etcdsnap", "save", "--via", "exec", "--member", "cp-1", "-o", "json"], &env);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let in_pod = json_of(&out)["sidecar"]["file"].as_str().unwrap().to_string();
+    let on_node = etcd.members[0].node_root.join(in_pod.trim_start_matches('/'));
+    assert_eq!(matching_tool_status(&on_node, release)["revision"], json_of(&out)["sidecar"]["revision"]);
+
+    // port-forward, compressed; direct, encrypted.
+    let out =
+        kubectl(&["etcdsnap", "save", "--via", "port-forward", "--dir", d, "--compress", "zstd", "-o", "json"], &env);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let sidecar = json_of(&out)["sidecar"].clone();
+    assert_eq!(sidecar["etcdVersion"], version.as_str(), "{sidecar}");
+    let zst = dir.path().join(sidecar["file"].as_str().unwrap());
+    let revision = sidecar["revision"].as_i64().unwrap();
+    let identity = age::x25519::Identity::generate();
+    let id_file = dir.path().join("id.txt");
+    {
+        use age::secrecy::ExposeSecret;
+        std::fs::write(&id_file, format!("{}\n", identity.to_string().expose_secret())).unwrap();
+    }
+    let sealed = dir.path().join("direct.db.age");
+    let recipient = identity.to_public().to_string();
+    let out = save_direct(
+        &etcd.members[2].local_client_url(),
+        Some(&etcd.client_tls()),
+        &sealed,
+        &["--encrypt-to", recipient.as_str()],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+
+    // status: what etcdutl 3.5 says of the same database, with 3.5's semantics detected.
+    let plain = dir.path().join("plain.db");
+    std::fs::write(&plain, zstd::decode_all(&std::fs::read(&zst).unwrap()[..]).unwrap()).unwrap();
+    let out = plugin("etcdsnap", &["status", zst.to_str().unwrap(), "-o", "json"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let st = json_of(&out);
+    assert_eq!(st["etcdctl"], matching_tool_status(&plain, release));
+    assert_eq!((st["semantics"].as_str(), st["semanticsDetected"].as_bool()), (Some("3.5"), Some(true)), "{st}");
+    let id = id_file.to_str().unwrap();
+    let out = plugin("etcdsnap", &["status", sealed.to_str().unwrap(), "--identity", id, "-o", "json"], &[]);
+    assert_eq!(json_of(&out)["sha256"]["valid"], true, "{}", describe(&out));
+
+    // drill: etcdutl 3.5 restores it with the bump, etcd 3.5 serves it.
+    for (file, extra) in [(&zst, vec![]), (&sealed, vec!["--identity", id])] {
+        let mut args = vec!["drill", file.to_str().unwrap(), "-o", "json"];
+        args.extend(extra);
+        let out = plugin("etcdsnap", &args, &path);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        let report = json_of(&out);
+        assert_eq!(report["passed"], true, "{report}");
+        // Bumped: etcdutl 3.5 has the flag (Debian's etcdctl 3.4.23 would have restored without).
+        let revision_check = report["checks"].as_array().unwrap().iter().find(|c| c["name"] == "revision").cloned();
+        assert!(revision_check.is_some_and(|c| c["detail"].as_str().unwrap().contains(" + bump ")), "{report}");
+    }
+
+    // A three-member restore: one member without a bump of the user's is refused (the default
+    // grows with the snapshot's age, and the members must agree); with the plan's bump each
+    // member is restored, and the three serve every key at one revision past the snapshot's.
+    let names = ["r1", "r2", "r3"];
+    let ports: Vec<(u16, u16)> = names.iter().map(|_| (free_port(), free_port())).collect();
+    let peer = |i: usize| format!("http://127.0.0.1:{}", ports[i].1);
+    let client_url = |i: usize| format!("http://127.0.0.1:{}", ports[i].0);
+    let initial = (0..3).map(|i| format!("{}={}", names[i], peer(i))).collect::<Vec<_>>().join(",");
+    let out = plugin("etcdsnap", &["restore-plan", zst.to_str().unwrap(), "--members", &initial, "-o", "json"], &path);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let bump = json_of(&out)["bumpRevision"].as_u64().unwrap();
+    assert!(bump >= 1_000_000_000, "{bump}");
+    let data: Vec<PathBuf> = names.iter().map(|n| dir.path().join(format!("{n}.etcd"))).collect();
+    let restore = |i: usize, extra: &[&str]| {
+        let (data_dir, peer_url) = (data[i].to_str().unwrap().to_string(), peer(i));
+        let mut args = vec!["restore", zst.to_str().unwrap(), "--data-dir", &data_dir, "--name", names[i]];
+        args.extend(["--initial-cluster", &initial, "--initial-advertise-peer-urls", &peer_url, "--yes", "-o", "json"]);
+        args.extend(extra);
+        plugin("etcdsnap", &args, &path)
+    };
+    let out = restore(0, &[]);
+    assert_eq!(out.status.code(), Some(64), "{}", describe(&out));
+    assert!(text(&out).1.contains("Pass the same --bump-revision to every member's restore"), "{}", describe(&out));
+    assert!(!data[0].exists(), "a refused restore writes nothing");
+    let bump_arg = bump.to_string();
+    for i in 0..3 {
+        let out = restore(i, &["--bump-revision", &bump_arg]);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        assert_eq!(json_of(&out)["bumpRevision"], bump, "{}", describe(&out));
+    }
+    let _members: Vec<testkit::process::ChildGuard> = (0..3)
+        .map(|i| {
+            let mut cmd = Command::new(release.server().unwrap());
+            cmd.args([
+                format!("--name={}", names[i]),
+                format!("--data-dir={}", data[i].display()),
+                format!("--listen-client-urls={}", client_url(i)),
+                format!("--advertise-client-urls={}", client_url(i)),
+                format!("--listen-peer-urls={}", peer(i)),
+                format!("--initial-advertise-peer-urls={}", peer(i)),
+                format!("--initial-cluster={initial}"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+            testkit::process::ChildGuard::spawn(names[i], &mut cmd).unwrap()
+        })
+        .collect();
+    let expected = rt().block_on(async { all_keys(&mut etcd.client().await.unwrap(), Some(revision)).await });
+    let (keys, revisions) = rt().block_on(async {
+        let mut revisions = Vec::new();
+        let mut keys = BTreeMap::new();
+        for (i, name) in names.iter().enumerate() {
+            let url = client_url(i);
+            let mut served = None;
+            for _ in 0..150 {
+                if let Ok(mut client) = etcd_client::Client::connect([url.as_str()], None).await
+                    && let Ok(status) = client.status().await
+                    && status.leader() != 0
+                {
+                    served = Some((client, status.header().map(|h| h.revision()).unwrap_or_default()));
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            let (mut client, rev) = served.unwrap_or_else(|| panic!("restored member {name} did not serve"));
+            revisions.push(rev);
+            if i == 0 {
+                keys = all_keys(&mut client, None).await;
+            }
+        }
+        (keys, revisions)
+    });
+    assert_same_keys(&keys, &expected, "the restored three-member cluster serves every key and value");
+    assert!(revisions.iter().all(|r| *r >= revision + bump as i64), "{revisions:?} against {revision} + {bump}");
+    assert!(revisions.windows(2).all(|w| w[0] == w[1]), "the members agree on the revision: {revisions:?}");
+
+    // compact, last: up to the current revision of the running 3.5 cluster.
+    compact_and_check(etcd, &env);
 }
 
 fn single_member(plain: bool) -> EtcdCluster {
@@ -1067,12 +1251,6 @@ in_both_worlds! {
         assert_eq!(stdout.lines().filter(|l| l.starts_with("defragmenting ")).count(), 3, "{stdout}");
 
         // compact: up to the current revision; older revisions are gone.
-        let out = kubectl(&["etcdsnap", "compact", "--yes"], &env);
-        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-        let err = rt().block_on(async {
-            let mut client = etcd.client().await.unwrap();
-            client.get("/registry", Some(etcd_client::GetOptions::new().with_revision(1))).await.err()
-        });
-        assert!(err.is_some_and(|e| e.to_string().contains("compacted")), "revision 1 was compacted");
+        compact_and_check(etcd, &env);
     }
 }

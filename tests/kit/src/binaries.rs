@@ -1,6 +1,6 @@
 //! Where the test kit finds the control-plane binaries that `dev/build-controlplane` builds from
 //! upstream's Go modules (kube-apiserver, kube-controller-manager, kube-scheduler, etcd 3.6,
-//! etcdctl, etcdutl, kwok).
+//! etcdctl, etcdutl, kwok; etcd 3.5's three in `etcd-3.5/`).
 
 use std::path::PathBuf;
 

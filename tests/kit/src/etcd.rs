@@ -1,6 +1,6 @@
-//! Real etcd clusters on loopback with TLS and client-cert auth — Debian's etcd 3.4, or etcd 3.6
-//! built from its Go module by `dev/build-controlplane` — laid out like kubeadm control-plane
-//! nodes:
+//! Real etcd clusters on loopback with TLS and client-cert auth — Debian's etcd 3.4, or etcd 3.5
+//! or 3.6 built from their Go modules by `dev/build-controlplane` — laid out like kubeadm
+//! control-plane nodes:
 //!
 //! ```text
 //! <root>/nodes/<node>/etc/kubernetes/pki/etcd/{ca.crt,ca.key,server.*,peer.*,healthcheck-client.*}
@@ -26,6 +26,8 @@ pub enum EtcdRelease {
     /// Debian's packaged etcd (3.4 in Debian 12), from PATH.
     #[default]
     Debian,
+    /// etcd 3.5 built from `go.etcd.io/etcd/server/v3` v3.5 (`tests/controlplane/etcd-3.5`).
+    V3_5,
     /// etcd 3.6 built from `go.etcd.io/etcd/server/v3` (see `crate::binaries`).
     V3_6,
 }
@@ -39,6 +41,7 @@ impl EtcdRelease {
                     "the etcd server binary is not on PATH (Debian/Ubuntu: apt install etcd-server)",
                 )
             }),
+            EtcdRelease::V3_5 => crate::binaries::controlplane("etcd-3.5/etcd"),
             EtcdRelease::V3_6 => crate::binaries::controlplane("etcd"),
         }
     }
@@ -52,6 +55,7 @@ impl EtcdRelease {
                     "etcdctl is not on PATH (Debian/Ubuntu: apt install etcd-client)",
                 )
             }),
+            EtcdRelease::V3_5 => crate::binaries::controlplane("etcd-3.5/etcdctl"),
             EtcdRelease::V3_6 => crate::binaries::controlplane("etcdctl"),
         }
     }
@@ -60,6 +64,7 @@ impl EtcdRelease {
     pub fn etcdutl(self) -> Option<PathBuf> {
         match self {
             EtcdRelease::Debian => None,
+            EtcdRelease::V3_5 => crate::binaries::controlplane("etcd-3.5/etcdutl").ok(),
             EtcdRelease::V3_6 => crate::binaries::controlplane("etcdutl").ok(),
         }
     }
@@ -68,6 +73,7 @@ impl EtcdRelease {
     pub fn image(self) -> &'static str {
         match self {
             EtcdRelease::Debian => "registry.k8s.io/etcd:3.4.23-0",
+            EtcdRelease::V3_5 => "registry.k8s.io/etcd:3.5.21-0",
             EtcdRelease::V3_6 => "registry.k8s.io/etcd:3.6.16-0",
         }
     }

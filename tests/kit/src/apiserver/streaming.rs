@@ -97,6 +97,13 @@ impl ExecEnv {
         Ok(ExecEnv { pods: RwLock::new(HashMap::new()), sandbox })
     }
 
+    /// Puts `target` in `image` as `name` (another etcd release's etcd and etcdctl, say).
+    pub fn provide(&self, image: Image, name: &str, target: &std::path::Path) -> std::io::Result<()> {
+        let link = self.bin_dir(image).join(name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(target, link)
+    }
+
     pub fn add_pod(&self, namespace: &str, name: &str, runtime: PodRuntime) {
         self.pods.write().expect("pods lock").insert((namespace.into(), name.into()), runtime);
     }

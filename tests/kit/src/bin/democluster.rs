@@ -77,6 +77,7 @@ fn main() {
         minor: args.minor,
         dir: args.dir.clone(),
         unreachable_replicas: args.unreachable_replicas,
+        etcd: None,
     };
     let cluster = match DemoCluster::start_with(args.scenario, options) {
         Ok(c) => c,

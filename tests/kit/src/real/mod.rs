@@ -434,7 +434,7 @@ impl RealCluster {
             if let Some(u) = release.etcdutl() {
                 links.push(("etcdutl", u));
             }
-            if release == EtcdRelease::Debian {
+            if release != EtcdRelease::V3_6 {
                 // registry.k8s.io/etcd 3.4/3.5: a static bash as /bin/sh, no cat or tar.
                 links.push(("sh", which::which("bash").map_err(io_err)?));
             }

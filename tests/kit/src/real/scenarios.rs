@@ -26,16 +26,19 @@ pub fn supports(scenario: Scenario) -> bool {
 }
 
 /// Starts `scenario` on a real control plane.
-pub fn start(
-    scenario: Scenario,
-    dir: Option<std::path::PathBuf>,
-    unreachable_replicas: bool,
-) -> std::io::Result<(RealCluster, Facts)> {
+pub fn start(scenario: Scenario, kit: &crate::scenario::Options) -> std::io::Result<(RealCluster, Facts)> {
     if !supports(scenario) {
         return Err(io_err(format!("scenario {} runs on the simulated API server only", scenario.name())));
     }
-    let mut options =
-        RealOptions { name: scenario.name().to_string(), dir, unreachable_replicas, ..RealOptions::default() };
+    let mut options = RealOptions {
+        name: scenario.name().to_string(),
+        dir: kit.dir.clone(),
+        unreachable_replicas: kit.unreachable_replicas,
+        ..RealOptions::default()
+    };
+    if let Some(release) = kit.etcd {
+        options.etcd = release;
+    }
     let mut facts = Facts::default();
     match scenario {
         Scenario::EtcdNospace => options.etcd_quota_backend_bytes = 40 * 1024 * 1024,

@@ -16,6 +16,7 @@ use serde_json::json;
 use crate::apiserver::apf::{ApfModel, LevelState, RequestState};
 use crate::apiserver::metrics::{Extra, LoadProfile, MetricsModel};
 use crate::apiserver::registry::Flowcontrol;
+use crate::apiserver::streaming::Image;
 use crate::apiserver::{
     HealthModel, KubeVersion, ReplicaSpec, Rule, ServingCert, SimApiServer, SimConfig, SimParts, User,
 };
@@ -134,11 +135,14 @@ pub struct Options {
     /// The replicas advertise addresses that accept connections and never answer (a bastion,
     /// a private endpoint): alive, but not reachable from this machine.
     pub unreachable_replicas: bool,
+    /// The etcd that runs (default: the world's own, Debian's 3.4 under the simulator, 3.6 in
+    /// the real world).
+    pub etcd: Option<crate::etcd::EtcdRelease>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { world: World::Sim, minor: 33, dir: None, unreachable_replicas: false }
+        Options { world: World::Sim, minor: 33, dir: None, unreachable_replicas: false, etcd: None }
     }
 }
 
@@ -194,8 +198,7 @@ impl DemoCluster {
         match options.world {
             World::Sim => DemoCluster::start_sim(scenario, options),
             World::Real => {
-                let (cluster, facts) =
-                    crate::real::scenarios::start(scenario, options.dir.clone(), options.unreachable_replicas)?;
+                let (cluster, facts) = crate::real::scenarios::start(scenario, &options)?;
                 let context = facts.limited_context.clone().unwrap_or_else(|| scenario.name().to_string());
                 Ok(DemoCluster {
                     world: World::Real,
@@ -358,6 +361,7 @@ impl DemoCluster {
             None
         } else {
             let mut opts = EtcdOptions::members(3);
+            opts.release = options.etcd.unwrap_or_default();
             opts.node_names = CP_NAMES.iter().map(|s| s.to_string()).collect();
             match scenario {
                 Scenario::EtcdNospace => opts.quota_backend_bytes = 12 * 1024 * 1024,
@@ -423,6 +427,12 @@ impl DemoCluster {
 
         let ca = Ca::new("kubernetes");
         let mut world = SimWorld::new(&capture.kubelet_version(), port)?;
+        if let Some(etcd) = &etcd {
+            // The etcd pods' image runs the same release as the members.
+            let release = etcd.options.release;
+            world.exec.provide(Image::Etcd35, "etcd", &release.server()?)?;
+            world.exec.provide(Image::Etcd35, "etcdctl", &release.etcdctl()?)?;
+        }
         world.add_namespaces(&capture, &["default", "kube-system", "kube-public", "kube-node-lease"]);
         world.add_nodes(&capture, &nodes, managed);
         if let Some(etcd) = &etcd {
