@@ -24,6 +24,22 @@ pub struct LoadSpec {
     pub value_size: usize,
     /// Compact to the latest revision at the end (old revisions become free pages).
     pub compact: bool,
+    /// What fills each value after its envelope.
+    pub filler: Filler,
+}
+
+/// What fills a value after its envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Filler {
+    /// Pseudo-random letters (sizes are what most tests care about; compresses ~1.7x at best).
+    #[default]
+    Letters,
+    /// Real pods, the captures' `pods.yaml` (Kubernetes 1.31–1.34) as JSON, with the tokens that
+    /// differ between a cluster's objects (runs of hex digits and numbers: uids, hashes, addresses,
+    /// times) redrawn per object: Kubernetes-shaped data for compression measurements. JSON is
+    /// how custom resources are stored; built-in types are stored as protobuf, with shorter
+    /// field names.
+    Pods,
 }
 
 impl Default for LoadSpec {
@@ -39,6 +55,7 @@ impl Default for LoadSpec {
             delete_every: 5,
             value_size: 800,
             compact: false,
+            filler: Filler::Letters,
         }
     }
 }
@@ -59,6 +76,7 @@ impl LoadSpec {
             delete_every: 0,
             value_size,
             compact: false,
+            filler: Filler::Letters,
         }
     }
 }
@@ -98,6 +116,18 @@ pub fn resource_of(key: &str) -> Option<String> {
 /// A value shaped like the apiserver's protobuf storage: magic `k8s\0`, then a TypeMeta-ish
 /// envelope, padded to `size` bytes.
 pub fn object_value(kind: &str, api_version: &str, name: &str, generation: usize, size: usize) -> Vec<u8> {
+    object_value_filled(Filler::Letters, kind, api_version, name, generation, size)
+}
+
+/// [`object_value`] with the given filler.
+pub fn object_value_filled(
+    filler: Filler,
+    kind: &str,
+    api_version: &str,
+    name: &str,
+    generation: usize,
+    size: usize,
+) -> Vec<u8> {
     let mut v = b"k8s\0".to_vec();
     v.push(0x0a);
     let type_meta =
@@ -110,16 +140,71 @@ pub fn object_value(kind: &str, api_version: &str, name: &str, generation: usize
     v.push(body.len().min(127) as u8);
     v.extend_from_slice(&body.as_bytes()[..body.len().min(127)]);
     let mut seed = name.bytes().fold(generation as u64 + 1, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
+    if filler == Filler::Pods {
+        fill_with_pods(&mut v, size, &mut seed);
+    }
     while v.len() < size {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        v.push(b'a' + (seed % 26) as u8);
+        v.push(b'a' + (xorshift(&mut seed) % 26) as u8);
     }
     v
 }
 
+fn xorshift(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
+/// The captures' pods as compact JSON, read once.
+fn capture_pods() -> &'static [Vec<u8>] {
+    static PODS: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
+    PODS.get_or_init(|| {
+        (31..=34)
+            .filter_map(|minor| crate::fixtures::read(&format!("clusters/k8s-1.{minor}/pods.yaml")).ok())
+            .filter_map(|text| {
+                serde_yaml::from_str::<serde_json::Value>(&crate::fixtures::rewrite_addresses(&text)).ok()
+            })
+            .flat_map(|list| list["items"].as_array().cloned().unwrap_or_default())
+            .filter_map(|pod| serde_json::to_vec(&pod).ok())
+            .collect()
+    })
+}
+
+/// Appends captured pods to `v` up to `size`, each token that tells objects apart redrawn: a run
+/// of 8 or more hex digits (uids, hashes, container IDs) as other hex digits, a run of 2 or more
+/// decimal digits (addresses, times, resource versions) as other digits.
+fn fill_with_pods(v: &mut Vec<u8>, size: usize, seed: &mut u64) {
+    let pods = capture_pods();
+    if pods.is_empty() || v.len() >= size {
+        return;
+    }
+    while v.len() < size {
+        let pod = &pods[(xorshift(seed) % pods.len() as u64) as usize];
+        let mut i = 0;
+        while i < pod.len() && v.len() < size {
+            let run = pod[i..].iter().take_while(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()).count();
+            let digits = pod[i..].iter().take_while(|b| b.is_ascii_digit()).count();
+            if run >= 8 {
+                v.extend((0..run).map(|_| b"0123456789abcdef"[(xorshift(seed) % 16) as usize]));
+                i += run;
+            } else if digits >= 2 {
+                v.extend((0..digits).map(|_| b'0' + (xorshift(seed) % 10) as u8));
+                i += digits;
+            } else {
+                let step = run.max(digits).max(1);
+                v.extend_from_slice(&pod[i..i + step]);
+                i += step;
+            }
+        }
+    }
+    v.truncate(size);
+}
+
 fn planned_writes(spec: &LoadSpec) -> Vec<(String, Vec<u8>)> {
+    let object_value = |kind: &str, api_version: &str, name: &str, generation: usize, size: usize| {
+        object_value_filled(spec.filler, kind, api_version, name, generation, size)
+    };
     let mut out = Vec::new();
     let size = spec.value_size;
     for n in 0..spec.nodes {
@@ -213,7 +298,11 @@ pub async fn load(client: &Client, spec: &LoadSpec) -> Result<Inventory, etcd_cl
             .map(|(k, _)| {
                 (
                     k.len() + spec.value_size,
-                    TxnOp::put(k.clone(), object_value("Pod", "v1", k, generation, spec.value_size), None),
+                    TxnOp::put(
+                        k.clone(),
+                        object_value_filled(spec.filler, "Pod", "v1", k, generation, spec.value_size),
+                        None,
+                    ),
                 )
             })
             .collect();
@@ -332,5 +421,29 @@ mod tests {
         let v = object_value("Pod", "v1", "x", 0, 500);
         assert!(v.starts_with(b"k8s\0"));
         assert_eq!(v.len(), 500);
+    }
+
+    /// Reads tests/fixtures/clusters/k8s-1.3{1..4}/pods.yaml.
+    #[test]
+    fn pod_filled_values_are_captured_pods_with_their_own_uids() {
+        let a = object_value_filled(Filler::Pods, "Pod", "v1", "web-1", 0, 16 * 1024);
+        let b = object_value_filled(Filler::Pods, "Pod", "v1", "web-2", 0, 16 * 1024);
+        assert_eq!((a.len(), b.len()), (16 * 1024, 16 * 1024));
+        assert!(a.starts_with(b"k8s\0"));
+        let text = String::from_utf8_lossy(&a);
+        assert!(text.contains("\"kind\":\"Pod\"") && text.contains("\"containers\""), "{}", &text[..300]);
+        assert_eq!(a, object_value_filled(Filler::Pods, "Pod", "v1", "web-1", 0, 16 * 1024), "deterministic");
+        // The same capture pod drawn for two objects differs in its uid.
+        let uids = |v: &[u8]| -> Vec<String> {
+            let t = String::from_utf8_lossy(v);
+            t.match_indices("\"uid\":\"").map(|(i, m)| t[i + m.len()..].chars().take(36).collect()).collect()
+        };
+        let (ua, ub) = (uids(&a), uids(&b));
+        assert!(!ua.is_empty() && ua.iter().all(|u| !ub.contains(u)), "{ua:?} / {ub:?}");
+        // Shorter than the envelope: left as it is, as with letters.
+        assert_eq!(
+            object_value_filled(Filler::Pods, "Pod", "v1", "x", 0, 3).len(),
+            object_value("Pod", "v1", "x", 0, 3).len()
+        );
     }
 }
