@@ -158,6 +158,12 @@ impl Encrypting {
     }
 }
 
+/// libzstd worker threads: every core but the one receiving the stream, at least one, at most four.
+fn compression_workers() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    u32::try_from(cores.saturating_sub(1).clamp(1, 4)).unwrap_or(1)
+}
+
 /// The file being written: directly, or compressed and/or encrypted (in that order).
 enum Sink {
     Plain(Out),
@@ -184,6 +190,9 @@ impl Sink {
                 let mut encoder = zstd::Encoder::new(encrypting, level)?;
                 // The frame's checksum: damage in storage fails the decompression itself.
                 encoder.include_checksum(true)?;
+                // Compression on worker threads of libzstd (ZSTDMT): the receiving thread only
+                // hands over the bytes, so the stream from etcd is not slowed by the encoder.
+                encoder.multithread(compression_workers())?;
                 Sink::Zstd(encoder)
             }
         })
