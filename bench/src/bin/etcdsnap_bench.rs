@@ -1,17 +1,21 @@
 //! `kubectl-etcdsnap save --via direct` (plain and `--compress zstd`) against `etcdctl snapshot
-//! save`, and `etcdsnap status`
-//! against `etcdctl snapshot status`, side by side on the same real etcd (TLS, loopback) holding
-//! at least 1 GiB: wall time and peak RSS, median of RUNS; the status numbers must be identical.
+//! save`; `save --to s3://` against `etcdctl snapshot save` followed by `aws s3 cp` to the same
+//! S3 server (moto on loopback, started afresh for each run); and `etcdsnap status` against
+//! `etcdctl snapshot status`, side by side on the same real etcd (TLS, loopback) holding at least
+//! 1 GiB of Kubernetes-shaped values (the captures' pods, `Filler::Pods`): wall time and peak
+//! RSS, median of RUNS; the status numbers must be identical.
 //!
-//! cargo build --profile demo --workspace --bins -p cpkit-bench && target/demo/etcdsnap_bench
-//! (SIZE_MB=1100 RUNS=3 VALUE_KB=16 by default; VALUE_KB=2 gives many more, smaller keys)
+//! cargo build --profile demo --workspace --bins -p cpkit-bench && dev/build-tools &&
+//! target/demo/etcdsnap_bench
+//! (SIZE_MB=1100 RUNS=3 VALUE_KB=16 by default; VALUE_KB=2 gives many more, smaller keys;
+//! FILLER=letters fills the values with pseudo-random letters instead)
 
 use std::process::Command;
 use std::time::Duration;
 
 use cpkit_bench::{Measured, bin_dir, measure, median};
 use testkit::etcd::{EtcdCluster, EtcdOptions};
-use testkit::etcd_data::{LoadSpec, load};
+use testkit::etcd_data::{Filler, LoadSpec, load};
 
 fn median_of(v: &[Measured], f: impl Fn(&Measured) -> f64) -> f64 {
     let mut x: Vec<f64> = v.iter().map(f).collect();
@@ -36,6 +40,7 @@ fn load_child(args: &[String]) {
         // Kubernetes objects are a few KiB: smaller values mean more keys and pages for the same size.
         spec.value_size = value_kb << 10;
         spec.pods_per_namespace = ((size_mb << 20) as usize / spec.value_size).div_ceil(spec.namespaces);
+        spec.filler = if args.get(6).map(String::as_str) == Some("letters") { Filler::Letters } else { Filler::Pods };
         load(&client, &spec).await.expect("load");
     });
 }
@@ -63,6 +68,7 @@ fn main() {
         .args([&tls.cacert, &tls.cert, &tls.key])
         .arg(size_mb.to_string())
         .arg(value_kb.to_string())
+        .arg(std::env::var("FILLER").unwrap_or_else(|_| "pods".into()))
         .status()
         .expect("loader runs");
     assert!(status.success(), "loading failed");
@@ -101,13 +107,46 @@ fn main() {
         assert_eq!(m.code, Some(0), "etcdsnap save --compress zstd failed");
         m
     };
+    // Object storage: one pass streaming into the store against a save, then the AWS CLI's copy.
+    let aws = testkit::binaries::cache_root().join("tools/awscli-1.46.3/bin/aws");
+    assert!(aws.exists(), "{} is missing: run dev/build-tools", aws.display());
+    let to_s3_ours = |store: &testkit::s3::S3Server| {
+        let mut cmd = Command::new(&etcdsnap);
+        cmd.arg("save").args(["--via", "direct", "--endpoints", &endpoint]);
+        cmd.arg("--to").arg(format!("s3://{}/ours/", testkit::s3::BUCKET));
+        cmd.arg("--etcd-cacert").arg(&tls.cacert).arg("--etcd-cert").arg(&tls.cert).arg("--etcd-key").arg(&tls.key);
+        cmd.envs(store.env());
+        let m = measure(&mut cmd).expect("etcdsnap runs");
+        assert_eq!(m.code, Some(0), "etcdsnap save --to s3:// failed");
+        m
+    };
+    let to_s3_theirs = |store: &testkit::s3::S3Server| {
+        let saved = save_theirs();
+        let mut cmd = Command::new(&aws);
+        cmd.args(["s3", "cp"]).arg(&theirs_file).arg(format!("s3://{}/theirs/snapshot.db", testkit::s3::BUCKET));
+        cmd.envs(store.env());
+        let copied = measure(&mut cmd).expect("aws runs");
+        assert_eq!(copied.code, Some(0), "aws s3 cp failed");
+        Measured {
+            wall: saved.wall + copied.wall,
+            cpu: saved.cpu + copied.cpu,
+            max_rss_kib: saved.max_rss_kib.max(copied.max_rss_kib),
+            code: Some(0),
+        }
+    };
     let mut ours = Vec::new();
     let mut theirs = Vec::new();
     let mut compressed = Vec::new();
+    let mut s3_ours = Vec::new();
+    let mut s3_theirs = Vec::new();
     for _ in 0..runs {
         theirs.push(save_theirs());
         ours.push(save_ours());
         compressed.push(save_compressed());
+        // A fresh store for each pair: moto keeps every object in memory.
+        let store = testkit::s3::S3Server::start().expect("moto starts (dev/build-tools installs it)");
+        s3_theirs.push(to_s3_theirs(&store));
+        s3_ours.push(to_s3_ours(&store));
     }
     let status_ours = |digest: bool| {
         let mut cmd = Command::new(&etcdsnap);
@@ -178,6 +217,18 @@ fn main() {
         rss(&compressed),
         rss(&theirs),
         rss(&compressed) / rss(&theirs)
+    );
+    println!(
+        "| save --to s3:// vs etcdctl snapshot save + aws s3 cp (moto on loopback): wall time | {:.2} s | {:.2} s | {:.2}x faster |",
+        wall(&s3_ours),
+        wall(&s3_theirs),
+        wall(&s3_theirs) / wall(&s3_ours)
+    );
+    println!(
+        "| save --to s3:// vs the same: peak RSS (theirs: the larger of the two tools) | {:.1} MiB | {:.1} MiB | {:.2} |",
+        rss(&s3_ours),
+        rss(&s3_theirs),
+        rss(&s3_ours) / rss(&s3_theirs)
     );
     println!(
         "| status --no-digest: wall time (the checks etcdctl makes; identical hash, revision, totalKey, totalSize) | {:.2} s | {:.2} s | {:.1}x faster |",
