@@ -736,6 +736,42 @@ fn drill_leaves_no_etcd_and_no_files_behind_on_any_signal() {
     }
 }
 
+/// Ctrl-C during `status` of a multi-gigabyte file ends it at once: the walk and the hash run off
+/// the async threads, so the signal is never waiting behind them. The file is a real snapshot
+/// grown to 4 GiB (sparse: no disk used), so the sha256 of the whole file takes seconds.
+#[test]
+fn status_of_a_multi_gigabyte_file_stops_at_once_on_ctrl_c() {
+    let etcd = single_member(false);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big.db");
+    let out = save_direct(&etcd.members[0].local_client_url(), Some(&etcd.client_tls()), &file, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    std::fs::OpenOptions::new().write(true).open(&file).unwrap().set_len(4 << 30).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut status = Command::new(plugin_binary("etcdsnap"))
+        .args(["status", file.to_str().unwrap()])
+        .env("TMPDIR", tmp.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(status.try_wait().unwrap().is_none(), "status ended before the signal: the file is too small to test this");
+    let signalled = std::time::Instant::now();
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(status.id() as libc::pid_t, libc::SIGINT) };
+    let code = status.wait().unwrap().code();
+    let took = signalled.elapsed();
+    let mut stderr = String::new();
+    use std::io::Read;
+    status.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted by SIGINT"), "{stderr}");
+    assert!(took < Duration::from_secs(2), "ended {took:?} after Ctrl-C");
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().flatten().map(|e| e.path()).collect();
+    assert!(left.is_empty(), "left behind {left:?}");
+}
+
 /// A snapshot is its pages plus etcd's 32-byte sha256: a file cut or grown by a few bytes is
 /// damaged, never "a copied db file" that `restore-plan` would restore with --skip-hash-check.
 #[test]
