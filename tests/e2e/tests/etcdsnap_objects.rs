@@ -332,6 +332,9 @@ fn a_three_member_cluster_restored_from_s3_serves_every_key_past_the_bump() {
                 &peer,
                 "--initial-cluster-token",
                 "restored",
+                // One member of three: the same bump on each, given (the default grows with time).
+                "--bump-revision",
+                "1000000000",
                 "--yes",
             ],
             &env_with_tool,
