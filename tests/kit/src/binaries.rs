@@ -41,6 +41,25 @@ pub fn cache_root() -> PathBuf {
     base.join("cpkit")
 }
 
+/// Where `dev/build-tools` installs `tool` at the version the script names (`<tool>_version=`):
+/// `<cache>/tools/<tool>-<version>`, once its `.complete` marker is there.
+pub fn build_tools_dir(tool: &str) -> std::io::Result<PathBuf> {
+    let script = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../dev/build-tools"))?;
+    let version = script
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{tool}_version=")).map(str::to_string))
+        .ok_or_else(|| std::io::Error::other(format!("dev/build-tools names no {tool}_version")))?;
+    let dir = cache_root().join(format!("tools/{tool}-{version}"));
+    if dir.join(".complete").is_file() {
+        Ok(dir)
+    } else {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{} is missing: run dev/build-tools (the README's test command does)", dir.display()),
+        ))
+    }
+}
+
 /// The kwok stage configurations copied from the kwok module by the build script.
 pub fn kwok_stages_dir() -> PathBuf {
     controlplane_dir().join("kwok-stages")

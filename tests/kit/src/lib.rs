@@ -5,6 +5,7 @@
 
 pub mod api_front;
 pub mod apiserver;
+pub mod azure;
 pub mod binaries;
 pub mod black_hole;
 pub mod etcd;

@@ -76,6 +76,18 @@ pub fn free_port() -> std::io::Result<u16> {
     free_port_on(&[Ipv4Addr::LOCALHOST])
 }
 
+/// Waits until something accepts connections on `addr` (a server the kit started), at most `limit`.
+pub fn wait_listening(addr: SocketAddr, limit: std::time::Duration, what: &str) -> std::io::Result<()> {
+    let deadline = std::time::Instant::now() + limit;
+    while std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(200)).is_err() {
+        if std::time::Instant::now() > deadline {
+            return Err(std::io::Error::other(format!("{what} did not listen on {addr} within {limit:?}")));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Ok(())
+}
+
 /// A loopback port where nothing listens (a dead backend): connections are refused.
 pub fn dead_port() -> std::io::Result<u16> {
     free_port()

@@ -4,10 +4,10 @@
 //! bootstrap created, so a wrong credential is refused as AWS refuses it. The tests inspect the
 //! store through boto3 (the virtualenv's, independent of the product's client).
 
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::process::ChildGuard;
 
@@ -16,20 +16,7 @@ pub const REGION: &str = "us-east-1";
 
 /// The virtualenv `dev/build-tools` installs moto into, at the version the script names.
 pub fn moto_dir() -> std::io::Result<PathBuf> {
-    let script = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../dev/build-tools"))?;
-    let version = script
-        .lines()
-        .find_map(|l| l.strip_prefix("moto_version="))
-        .ok_or_else(|| std::io::Error::other("dev/build-tools names no moto_version"))?;
-    let dir = crate::binaries::cache_root().join(format!("tools/moto-{version}"));
-    if dir.join(".complete").is_file() {
-        Ok(dir)
-    } else {
-        Err(std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            format!("{} is missing: run dev/build-tools (the README's test command does)", dir.display()),
-        ))
-    }
+    crate::binaries::build_tools_dir("moto")
 }
 
 /// Creates the user, its S3 policy and access key, and the bucket, while moto still accepts
@@ -64,6 +51,17 @@ elif op == "put":
     s3.put_object(Bucket=bucket, Key=sys.argv[3], Body=sys.stdin.buffer.read())
 "#;
 
+/// `NAME SIZE` lines (a store's listing printed by a script) as pairs.
+pub(crate) fn names_and_sizes(out: &[u8]) -> Vec<(String, u64)> {
+    String::from_utf8_lossy(out)
+        .lines()
+        .filter_map(|l| {
+            let (k, s) = l.rsplit_once(' ')?;
+            Some((k.to_string(), s.parse().ok()?))
+        })
+        .collect()
+}
+
 /// moto on 127.0.0.1 with one bucket and one access key.
 pub struct S3Server {
     pub endpoint: String,
@@ -87,13 +85,7 @@ impl S3Server {
                 .stderr(Stdio::null()),
         )?;
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            if Instant::now() > deadline {
-                return Err(std::io::Error::other("moto_server did not listen within 30 s"));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        crate::net::wait_listening(addr, Duration::from_secs(30), "moto_server")?;
         let endpoint = format!("http://{addr}");
         let python = dir.join("bin/python");
         let out = Command::new(&python).args(["-c", BOOTSTRAP, &endpoint, REGION, BUCKET]).output()?;
@@ -143,14 +135,7 @@ impl S3Server {
 
     /// Every object of the bucket: key and size.
     pub fn objects(&self) -> std::io::Result<Vec<(String, u64)>> {
-        let out = self.inspect(&["list"], None)?;
-        Ok(String::from_utf8_lossy(&out)
-            .lines()
-            .filter_map(|l| {
-                let (k, s) = l.rsplit_once(' ')?;
-                Some((k.to_string(), s.parse().ok()?))
-            })
-            .collect())
+        Ok(names_and_sizes(&self.inspect(&["list"], None)?))
     }
 
     /// Keys of multipart uploads started and neither completed nor aborted.
