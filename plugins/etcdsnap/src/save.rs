@@ -352,8 +352,11 @@ pub async fn run(cluster: Option<&Cluster>, args: &SaveArgs, show_progress: bool
     let revision = status.header().map(etcd_client::ResponseHeader::revision).unwrap_or(0);
     let db_size = status.db_size() as u64;
     let member = if route.member.is_empty() { format!("{member_id:x}") } else { route.member.clone() };
+    // Straight to etcd there is no kubeconfig context to name the cluster: etcd's cluster ID does.
+    let cluster_part =
+        if route.cluster_name.is_empty() { format!("{cluster_id:x}") } else { route.cluster_name.clone() };
     let default_file = || {
-        let mut name = default_name(&route.cluster_name, &member, jiff::Timestamp::now());
+        let mut name = default_name(&cluster_part, &member, jiff::Timestamp::now());
         if storing.compression != Compression::None {
             name.push_str(".zst");
         }

@@ -192,6 +192,9 @@ fn snapshots_in_azure_blob_storage_are_saved_listed_read_drilled_and_pruned() {
     std::thread::sleep(Duration::from_millis(1100)); // the default names carry the second
     let zst = save(&["--compress", "zstd", "-o", "json"]);
     let (plain_url, zst_url) = (plain["url"].as_str().unwrap(), zst["url"].as_str().unwrap());
+    // Straight to etcd, the default name carries etcd's cluster ID (no kubeconfig context).
+    let cluster = plain["sidecar"]["clusterId"].as_str().unwrap_or_default();
+    assert!(!cluster.is_empty() && plain_url.starts_with(&format!("{prefix}etcd-{cluster}-")), "{plain}");
     let blobs = azure.blobs().unwrap();
     let size_of = |url: &str| {
         let name = url.trim_start_matches("az://backups/");
