@@ -438,8 +438,9 @@ fn etcd_version_of(server: &Path) -> String {
 
 /// etcd 3.5 (built from go.etcd.io/etcd v3.5 by dev/build-controlplane) under the simulated API
 /// server, its pods' image with a shell as registry.k8s.io/etcd 3.5 has: exec, port-forward and
-/// direct all save; status equals etcdutl 3.5's; a drill and a three-member restore run with
-/// etcdutl 3.5, and the restored members serve every key at one revision, raised by the bump.
+/// direct all save (locally and into S3); status equals etcdutl 3.5's; drills and a three-member
+/// restore run with etcdutl 3.5, and the restored members serve every key at one revision,
+/// raised by the bump.
 #[test]
 fn etcd_3_5_saves_through_every_transport_and_restores_three_members() {
     let release = EtcdRelease::V3_5;
@@ -521,6 +522,20 @@ fn etcd_3_5_saves_through_every_transport_and_restores_three_members() {
         let revision_check = report["checks"].as_array().unwrap().iter().find(|c| c["name"] == "revision").cloned();
         assert!(revision_check.is_some_and(|c| c["detail"].as_str().unwrap().contains(" + bump ")), "{report}");
     }
+
+    // Object storage: streamed into an S3 server, then drilled from there.
+    let s3 = testkit::s3::S3Server::start().unwrap();
+    let mut s3_env = s3.env();
+    s3_env.extend(path.iter().cloned());
+    let mut args = vec!["save".to_string(), "--via".into(), "direct".into()];
+    args.push(format!("--endpoints={}", etcd.members[1].local_client_url()));
+    args.extend(tls_flags(&etcd.client_tls()));
+    args.extend(["--to", "s3://backups/v35/", "--compress", "zstd", "-o", "json"].map(String::from));
+    let out = plugin("etcdsnap", &args.iter().map(String::as_str).collect::<Vec<_>>(), &s3_env);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let url = json_of(&out)["url"].as_str().unwrap().to_string();
+    let out = plugin("etcdsnap", &["drill", &url, "-o", "json"], &s3_env);
+    assert_eq!(json_of(&out)["passed"], true, "{}", describe(&out));
 
     // A three-member restore: one member without a bump of the user's is refused (the default
     // grows with the snapshot's age, and the members must agree); with the plan's bump each
