@@ -166,7 +166,8 @@ struct RestoreCmdArgs {
     #[arg(long, default_value = "etcd-cluster")]
     initial_cluster_token: String,
     /// Raise the revision by this much and mark it compacted, so watchers re-list (default, where
-    /// the tool has the flag: past every revision possible since the snapshot; 0: do not)
+    /// the tool has the flag: past every revision possible since the snapshot; 0: do not). One
+    /// member of several (--initial-cluster names others) needs it given: the same N on each
     #[arg(long, value_name = "N")]
     bump_revision: Option<u64>,
     /// age identity file, for a snapshot saved with --encrypt-to
