@@ -1,12 +1,13 @@
 //! `kubectl-etcdsnap save --via direct` (plain and `--compress zstd`) against `etcdctl snapshot
 //! save`; `save --to s3://` against `etcdctl snapshot save` followed by `aws s3 cp` to the same
-//! S3 server (moto on loopback, started afresh for each run); and `etcdsnap status` against
+//! S3 server (moto on loopback, started afresh for each run; and MinIO the same way when
+//! `dev/build-tools minio` has built it); and `etcdsnap status` against
 //! `etcdctl snapshot status`, side by side on the same real etcd (TLS, loopback) holding at least
 //! 1 GiB of Kubernetes-shaped values (the captures' pods, `Filler::Pods`): wall time and peak
 //! RSS, median of RUNS; the status numbers must be identical.
 //!
 //! cargo build --profile demo --workspace --bins -p cpkit-bench && dev/build-tools &&
-//! target/demo/etcdsnap_bench
+//! dev/build-tools minio && target/demo/etcdsnap_bench
 //! (SIZE_MB=1100 RUNS=3 VALUE_KB=16 by default; VALUE_KB=2 gives many more, smaller keys;
 //! FILLER=letters fills the values with pseudo-random letters instead)
 
@@ -139,6 +140,12 @@ fn main() {
     let mut compressed = Vec::new();
     let mut s3_ours = Vec::new();
     let mut s3_theirs = Vec::new();
+    let with_minio = testkit::binaries::build_tools_dir("minio").is_ok();
+    if !with_minio {
+        eprintln!("MinIO is not built (dev/build-tools minio): measuring against moto only");
+    }
+    let mut minio_ours = Vec::new();
+    let mut minio_theirs = Vec::new();
     for _ in 0..runs {
         theirs.push(save_theirs());
         ours.push(save_ours());
@@ -147,6 +154,12 @@ fn main() {
         let store = testkit::s3::S3Server::start().expect("moto starts (dev/build-tools installs it)");
         s3_theirs.push(to_s3_theirs(&store));
         s3_ours.push(to_s3_ours(&store));
+        drop(store);
+        if with_minio {
+            let store = testkit::s3::S3Server::start_minio().expect("MinIO starts");
+            minio_theirs.push(to_s3_theirs(&store));
+            minio_ours.push(to_s3_ours(&store));
+        }
     }
     let status_ours = |digest: bool| {
         let mut cmd = Command::new(&etcdsnap);
@@ -230,6 +243,20 @@ fn main() {
         rss(&s3_theirs),
         rss(&s3_ours) / rss(&s3_theirs)
     );
+    if with_minio {
+        println!(
+            "| save --to s3:// vs etcdctl snapshot save + aws s3 cp (MinIO on loopback): wall time | {:.2} s | {:.2} s | {:.2}x faster |",
+            wall(&minio_ours),
+            wall(&minio_theirs),
+            wall(&minio_theirs) / wall(&minio_ours)
+        );
+        println!(
+            "| the same into MinIO: peak RSS (theirs: the larger of the two tools) | {:.1} MiB | {:.1} MiB | {:.2} |",
+            rss(&minio_ours),
+            rss(&minio_theirs),
+            rss(&minio_ours) / rss(&minio_theirs)
+        );
+    }
     println!(
         "| status --no-digest: wall time (the checks etcdctl makes; identical hash, revision, totalKey, totalSize) | {:.2} s | {:.2} s | {:.1}x faster |",
         wall(&st_quick),

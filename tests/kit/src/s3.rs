@@ -3,6 +3,8 @@
 //! authentication on — every request after the bootstrap must be signed with the key the
 //! bootstrap created, so a wrong credential is refused as AWS refuses it. The tests inspect the
 //! store through boto3 (the virtualenv's, independent of the product's client).
+//! `S3Server::start_minio` starts MinIO instead (built from its Go module by `dev/build-tools
+//! minio`, for the benchmark: a store written in Go, as deployed, rather than moto's Python).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -18,6 +20,13 @@ pub const REGION: &str = "us-east-1";
 pub fn moto_dir() -> std::io::Result<PathBuf> {
     crate::binaries::build_tools_dir("moto")
 }
+
+/// Creates the bucket with the root credentials MinIO starts with.
+const MINIO_BUCKET: &str = r#"
+import boto3, sys
+boto3.client("s3", endpoint_url=sys.argv[1], region_name=sys.argv[2], aws_access_key_id=sys.argv[4],
+             aws_secret_access_key=sys.argv[5]).create_bucket(Bucket=sys.argv[3])
+"#;
 
 /// Creates the user, its S3 policy and access key, and the bucket, while moto still accepts
 /// unsigned requests (INITIAL_NO_AUTH_ACTION_COUNT); prints the key.
@@ -69,6 +78,7 @@ pub struct S3Server {
     pub secret_key: String,
     python: PathBuf,
     child: ChildGuard,
+    _data: Option<tempfile::TempDir>,
 }
 
 impl S3Server {
@@ -97,7 +107,62 @@ impl S3Server {
                 String::from_utf8_lossy(&out.stderr)
             )));
         };
-        Ok(S3Server { endpoint, access_key: access_key.into(), secret_key: secret_key.into(), python, child })
+        Ok(S3Server {
+            endpoint,
+            access_key: access_key.into(),
+            secret_key: secret_key.into(),
+            python,
+            child,
+            _data: None,
+        })
+    }
+
+    /// MinIO on 127.0.0.1 with one bucket, its data in a temporary directory, the root user as
+    /// the only credential.
+    pub fn start_minio() -> std::io::Result<S3Server> {
+        let minio = crate::binaries::build_tools_dir("minio")?.join("minio");
+        let data = tempfile::Builder::new().prefix("cpkit-minio-").tempdir()?;
+        let port = crate::net::free_port()?;
+        let console = crate::net::free_port()?;
+        let (access_key, secret_key) = ("cpkit-bench", "cpkit-bench-secret");
+        let child = ChildGuard::spawn(
+            "minio",
+            Command::new(minio)
+                .arg("server")
+                .arg(data.path())
+                .args(["--quiet", "--address", &format!("127.0.0.1:{port}")])
+                .args(["--console-address", &format!("127.0.0.1:{console}")])
+                .env("MINIO_ROOT_USER", access_key)
+                .env("MINIO_ROOT_PASSWORD", secret_key)
+                .env("MINIO_BROWSER", "off")
+                .env("MINIO_UPDATE", "off")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )?;
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        crate::net::wait_listening(addr, Duration::from_secs(30), "minio")?;
+        let endpoint = format!("http://{addr}");
+        let python = moto_dir()?.join("bin/python");
+        // MinIO listens before its object layer is ready: retry the bucket's creation briefly.
+        let mut last = String::new();
+        for _ in 0..50 {
+            let out = Command::new(&python)
+                .args(["-c", MINIO_BUCKET, &endpoint, REGION, BUCKET, access_key, secret_key])
+                .output()?;
+            if out.status.success() {
+                return Ok(S3Server {
+                    endpoint,
+                    access_key: access_key.into(),
+                    secret_key: secret_key.into(),
+                    python,
+                    child,
+                    _data: Some(data),
+                });
+            }
+            last = String::from_utf8_lossy(&out.stderr).into_owned();
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Err(std::io::Error::other(format!("creating MinIO's bucket failed: {last}")))
     }
 
     /// The environment a client of this store runs with (the standard AWS variables).
