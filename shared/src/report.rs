@@ -147,11 +147,6 @@ impl CheckResult {
         }
     }
 
-    /// The worst sub-check status (OK when there are none).
-    pub fn worst_sub(&self) -> Status {
-        self.subchecks.iter().map(|s| s.status).max().unwrap_or(Status::Ok)
-    }
-
     pub fn with_duration(mut self, d: Duration) -> Self {
         self.duration = d;
         self

@@ -27,11 +27,6 @@ pub struct CertInfo {
 }
 
 impl CertInfo {
-    /// Whole days until expiry (negative once expired).
-    pub fn days_left(&self, now: Timestamp) -> i64 {
-        (self.not_after.as_second() - now.as_second()).div_euclid(86_400)
-    }
-
     /// A short name for messages: the CN, else the subject.
     pub fn name(&self) -> &str {
         self.common_name.as_deref().unwrap_or(&self.subject)

@@ -358,10 +358,6 @@ impl Scrape {
         self.families.get(name).is_some_and(|f| !f.series.is_empty())
     }
 
-    pub fn family_names(&self) -> impl Iterator<Item = &str> {
-        self.families.keys().map(String::as_str)
-    }
-
     /// The family and field of a sample name (`x`, `x_sum`, `x_count`).
     fn resolve(&self, sample_name: &str) -> Option<(&Family, Field)> {
         if let Some(f) = self.families.get(sample_name) {

@@ -44,15 +44,6 @@ impl ConfigKind {
             ConfigKind::MutatingPolicy => "mutatingadmissionpolicies",
         }
     }
-
-    /// The `type` label of the admission metrics.
-    pub fn metric_type(self) -> &'static str {
-        match self {
-            ConfigKind::Validating => "validating",
-            ConfigKind::Mutating => "admit",
-            ConfigKind::ValidatingPolicy | ConfigKind::MutatingPolicy => "policy",
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
