@@ -231,31 +231,23 @@ fn main() {
         rss(&theirs),
         rss(&compressed) / rss(&theirs)
     );
-    println!(
-        "| save --to s3:// vs etcdctl snapshot save + aws s3 cp (moto on loopback): wall time | {:.2} s | {:.2} s | {:.2}x faster |",
-        wall(&s3_ours),
-        wall(&s3_theirs),
-        wall(&s3_theirs) / wall(&s3_ours)
-    );
-    println!(
-        "| save --to s3:// vs the same: peak RSS (theirs: the larger of the two tools) | {:.1} MiB | {:.1} MiB | {:.2} |",
-        rss(&s3_ours),
-        rss(&s3_theirs),
-        rss(&s3_ours) / rss(&s3_theirs)
-    );
+    let store_rows = |store: &str, ours: &[Measured], theirs: &[Measured]| {
+        println!(
+            "| save --to s3:// vs etcdctl snapshot save + aws s3 cp ({store} on loopback): wall time | {:.2} s | {:.2} s | {:.2}x faster |",
+            wall(ours),
+            wall(theirs),
+            wall(theirs) / wall(ours)
+        );
+        println!(
+            "| the same into {store}: peak RSS (theirs: the larger of the two tools) | {:.1} MiB | {:.1} MiB | {:.2} |",
+            rss(ours),
+            rss(theirs),
+            rss(ours) / rss(theirs)
+        );
+    };
+    store_rows("moto", &s3_ours, &s3_theirs);
     if with_minio {
-        println!(
-            "| save --to s3:// vs etcdctl snapshot save + aws s3 cp (MinIO on loopback): wall time | {:.2} s | {:.2} s | {:.2}x faster |",
-            wall(&minio_ours),
-            wall(&minio_theirs),
-            wall(&minio_theirs) / wall(&minio_ours)
-        );
-        println!(
-            "| the same into MinIO: peak RSS (theirs: the larger of the two tools) | {:.1} MiB | {:.1} MiB | {:.2} |",
-            rss(&minio_ours),
-            rss(&minio_theirs),
-            rss(&minio_ours) / rss(&minio_theirs)
-        );
+        store_rows("MinIO", &minio_ours, &minio_theirs);
     }
     println!(
         "| status --no-digest: wall time (the checks etcdctl makes; identical hash, revision, totalKey, totalSize) | {:.2} s | {:.2} s | {:.1}x faster |",
