@@ -677,7 +677,8 @@ impl RealCluster {
         // machine a mirror pod created in that window stays Pending. Touching it sends kwok a
         // fresh event, as any later update of the pod would.
         let mut last_nudge = Instant::now();
-        self.wait_for("the mirror pods Running", timeout, |c| {
+        let mut not_running = String::new();
+        let waited = self.wait_for("the mirror pods Running", timeout, |c| {
             let Ok(answer) = c.get("/api/v1/namespaces/kube-system/pods?labelSelector=tier%3Dcontrol-plane") else {
                 return false;
             };
@@ -690,6 +691,7 @@ impl RealCluster {
             if items.len() == 4 * cps && pending.is_empty() {
                 return true;
             }
+            not_running = format!("{} of {} mirror pods, not Running: {}", items.len(), 4 * cps, pending.join(", "));
             if last_nudge.elapsed() > Duration::from_secs(10) {
                 last_nudge = Instant::now();
                 for name in &pending {
@@ -701,7 +703,8 @@ impl RealCluster {
                 }
             }
             false
-        })?;
+        });
+        waited.map_err(|e| io_err(format!("{not_running}\n{e}")))?;
         self.wait_for("leader leases and identity leases", timeout, |c| {
             let held = ["kube-controller-manager", "kube-scheduler"].iter().all(|l| {
                 c.get(&format!("/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/{l}"))
