@@ -109,8 +109,8 @@ fn main() {
         m
     };
     // Object storage: one pass streaming into the store against a save, then the AWS CLI's copy.
-    let aws = testkit::binaries::cache_root().join("tools/awscli-1.46.3/bin/aws");
-    assert!(aws.exists(), "{} is missing: run dev/build-tools", aws.display());
+    // The version dev/build-tools installs, read from the script.
+    let aws = testkit::binaries::build_tools_dir("awscli").expect("the AWS CLI (dev/build-tools)").join("bin/aws");
     let to_s3_ours = |store: &testkit::s3::S3Server| {
         let mut cmd = Command::new(&etcdsnap);
         cmd.arg("save").args(["--via", "direct", "--endpoints", &endpoint]);

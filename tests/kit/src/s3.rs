@@ -144,25 +144,29 @@ impl S3Server {
         let endpoint = format!("http://{addr}");
         let python = moto_dir()?.join("bin/python");
         // MinIO listens before its object layer is ready: retry the bucket's creation briefly.
-        let mut last = String::new();
-        for _ in 0..50 {
+        let mut attempts = 0;
+        loop {
             let out = Command::new(&python)
                 .args(["-c", MINIO_BUCKET, &endpoint, REGION, BUCKET, access_key, secret_key])
                 .output()?;
             if out.status.success() {
-                return Ok(S3Server {
-                    endpoint,
-                    access_key: access_key.into(),
-                    secret_key: secret_key.into(),
-                    python,
-                    child,
-                    _data: Some(data),
-                });
+                break;
             }
-            last = String::from_utf8_lossy(&out.stderr).into_owned();
+            attempts += 1;
+            if attempts == 50 {
+                let why = String::from_utf8_lossy(&out.stderr);
+                return Err(std::io::Error::other(format!("creating MinIO's bucket failed: {why}")));
+            }
             std::thread::sleep(Duration::from_millis(200));
         }
-        Err(std::io::Error::other(format!("creating MinIO's bucket failed: {last}")))
+        Ok(S3Server {
+            endpoint,
+            access_key: access_key.into(),
+            secret_key: secret_key.into(),
+            python,
+            child,
+            _data: Some(data),
+        })
     }
 
     /// The environment a client of this store runs with (the standard AWS variables).
