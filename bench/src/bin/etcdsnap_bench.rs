@@ -1,7 +1,7 @@
 //! `kubectl-etcdsnap save --via direct` (plain and `--compress zstd`) against `etcdctl snapshot
 //! save`; `save --to s3://` against `etcdctl snapshot save` followed by `aws s3 cp` to the same
-//! S3 server (moto on loopback, started afresh for each run; and MinIO the same way when
-//! `dev/build-tools minio` has built it); and `etcdsnap status` against
+//! S3 server (moto on loopback, started afresh for each run; and MinIO the same way, over HTTP
+//! and over HTTPS with a private CA, when `dev/build-tools minio` has built it); and `etcdsnap status` against
 //! `etcdctl snapshot status`, side by side on the same real etcd (TLS, loopback) holding at least
 //! 1 GiB of Kubernetes-shaped values (the captures' pods, `Filler::Pods`): wall time and peak
 //! RSS, median of RUNS; the status numbers must be identical.
@@ -17,6 +17,7 @@ use std::time::Duration;
 use cpkit_bench::{Measured, bin_dir, measure, median};
 use testkit::etcd::{EtcdCluster, EtcdOptions};
 use testkit::etcd_data::{Filler, LoadSpec, load};
+use testkit::s3::Serving;
 
 fn median_of(v: &[Measured], f: impl Fn(&Measured) -> f64) -> f64 {
     let mut x: Vec<f64> = v.iter().map(f).collect();
@@ -146,6 +147,8 @@ fn main() {
     }
     let mut minio_ours = Vec::new();
     let mut minio_theirs = Vec::new();
+    let mut minio_tls_ours = Vec::new();
+    let mut minio_tls_theirs = Vec::new();
     for _ in 0..runs {
         theirs.push(save_theirs());
         ours.push(save_ours());
@@ -156,9 +159,14 @@ fn main() {
         s3_ours.push(to_s3_ours(&store));
         drop(store);
         if with_minio {
-            let store = testkit::s3::S3Server::start_minio().expect("MinIO starts");
+            let store = testkit::s3::S3Server::start_minio(Serving::Http).expect("MinIO starts");
             minio_theirs.push(to_s3_theirs(&store));
             minio_ours.push(to_s3_ours(&store));
+            drop(store);
+            // Both clients trust its CA through AWS_CA_BUNDLE.
+            let store = testkit::s3::S3Server::start_minio(Serving::Https).expect("MinIO starts with TLS");
+            minio_tls_theirs.push(to_s3_theirs(&store));
+            minio_tls_ours.push(to_s3_ours(&store));
         }
     }
     let status_ours = |digest: bool| {
@@ -248,6 +256,7 @@ fn main() {
     store_rows("moto", &s3_ours, &s3_theirs);
     if with_minio {
         store_rows("MinIO", &minio_ours, &minio_theirs);
+        store_rows("MinIO over HTTPS", &minio_tls_ours, &minio_tls_theirs);
     }
     println!(
         "| status --no-digest: wall time (the checks etcdctl makes; identical hash, revision, totalKey, totalSize) | {:.2} s | {:.2} s | {:.1}x faster |",

@@ -135,19 +135,42 @@ fn aws_shared_files() -> Vec<(&'static str, String)> {
             }
         }
     }
-    if std::env::var_os("AWS_REGION").is_none()
-        && std::env::var_os("AWS_DEFAULT_REGION").is_none()
-        && let Some(text) = read(home_file("AWS_CONFIG_FILE", ".aws/config"))
-    {
+    if let Some(text) = read(home_file("AWS_CONFIG_FILE", ".aws/config")) {
+        let region_set = std::env::var_os("AWS_REGION").is_some() || std::env::var_os("AWS_DEFAULT_REGION").is_some();
         for (k, v) in aws_profile_keys(&text, &profile, true) {
             match k.as_str() {
-                "region" => out.push(("aws_region", v)),
+                "region" if !region_set => out.push(("aws_region", v)),
                 "endpoint_url" if std::env::var_os("AWS_ENDPOINT_URL").is_none() => out.push(("aws_endpoint", v)),
+                "ca_bundle" if std::env::var_os("AWS_CA_BUNDLE").is_none_or(|v| v.is_empty()) => {
+                    out.push((CA_BUNDLE_KEY, v));
+                }
                 _ => {}
             }
         }
     }
     out
+}
+
+/// Not an `object_store` setting: the AWS CLI's `ca_bundle` (AWS_CA_BUNDLE), the certificates a
+/// store with a private CA is verified against (an on-premises MinIO or Ceph).
+const CA_BUNDLE_KEY: &str = "ca_bundle";
+
+/// `options` trusting the certificates of the PEM bundle at `path` besides the system's.
+fn with_ca_bundle(options: ClientOptions, path: &std::path::Path) -> Result<ClientOptions> {
+    let unusable = |why: String| {
+        Error::config(
+            format!("Cannot use the CA bundle {} (AWS_CA_BUNDLE or ca_bundle in the AWS config file)", path.display()),
+            why,
+            "Point AWS_CA_BUNDLE at a PEM file of the certificates that sign the store's (as for the AWS CLI), or unset it.",
+        )
+    };
+    let pem = crate::input::read_text(path, 4 << 20).map_err(|e| unusable(e.why))?;
+    let certificates =
+        object_store::Certificate::from_pem_bundle(pem.as_bytes()).map_err(|e| unusable(e.to_string()))?;
+    if certificates.is_empty() {
+        return Err(unusable("it holds no PEM certificate".into()));
+    }
+    Ok(certificates.into_iter().fold(options, ClientOptions::with_root_certificate))
 }
 
 /// True for an http:// endpoint on this machine: plain HTTP is allowed there (a test server),
@@ -201,8 +224,12 @@ impl Remote {
             }
             "s3" | "s3a" => {
                 let mut builder = object_store::aws::AmazonS3Builder::from_env();
+                let mut ca_bundle =
+                    std::env::var_os("AWS_CA_BUNDLE").filter(|v| !v.is_empty()).map(std::path::PathBuf::from);
                 for (key, value) in aws_shared_files() {
-                    if let Ok(k) = key.parse() {
+                    if key == CA_BUNDLE_KEY {
+                        ca_bundle = Some(value.into());
+                    } else if let Ok(k) = key.parse() {
                         builder = builder.with_config(k, value);
                     }
                 }
@@ -213,6 +240,16 @@ impl Remote {
                 let mut options = client_options(timeout);
                 if loopback_http(&endpoint) {
                     options = options.with_allow_http(true);
+                }
+                if let Some(path) = ca_bundle {
+                    options = with_ca_bundle(options, &path)?;
+                }
+                // Over TLS the parts are sent as UNSIGNED-PAYLOAD, as the AWS CLI sends them on
+                // https (botocore's S3SigV4Auth._should_sha256_sign_payload): TLS guards them in
+                // transit and the record's sha256 of the stored bytes is checked on every
+                // download, while signing would hash the whole snapshot again, here and in the store.
+                if !endpoint.starts_with("http://") && std::env::var_os("AWS_UNSIGNED_PAYLOAD").is_none() {
+                    builder = builder.with_unsigned_payload(true);
                 }
                 let builder = builder.with_bucket_name(&bucket).with_client_options(options).with_retry(retry(timeout));
                 let builder = if endpoint.is_empty() { builder } else { builder.with_endpoint(&endpoint) };
@@ -448,6 +485,15 @@ pub fn store_error(url: &str, doing: &str, e: object_store::Error) -> Error {
                 );
             }
             let cause = transport_cause(&e);
+            if cause == TransportCause::TlsUnknownAuthority {
+                let fix = if url.starts_with("s3") {
+                    "If the store's certificate comes from a private CA (an on-premises MinIO or Ceph), point AWS_CA_BUNDLE (or ca_bundle in the AWS config file) at that CA's PEM file, as for the AWS CLI."
+                } else {
+                    "If the store's certificate comes from a private CA, add that CA to this machine's trusted certificates."
+                };
+                let why = "x509: the store's certificate is signed by an unknown authority";
+                return Error::new(ErrorKind::Tls, what, why, fix);
+            }
             let (kind, why) = match cause {
                 TransportCause::ConnectionRefused => (
                     ErrorKind::ConnectionRefused,
@@ -460,8 +506,7 @@ pub fn store_error(url: &str, doing: &str, e: object_store::Error) -> Error {
                     (ErrorKind::Timeout, "i/o timeout: the store did not answer in time".to_string())
                 }
                 TransportCause::Dns => (ErrorKind::Dns, "the store's host name does not resolve".to_string()),
-                TransportCause::TlsUnknownAuthority
-                | TransportCause::TlsExpired(_)
+                TransportCause::TlsExpired(_)
                 | TransportCause::TlsNotYetValid(_)
                 | TransportCause::TlsBadName(_)
                 | TransportCause::Tls(_) => (ErrorKind::Tls, format!("TLS with the store failed: {text}")),

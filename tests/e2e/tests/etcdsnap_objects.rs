@@ -14,7 +14,7 @@ use sha2::Digest;
 use testkit::etcd::{EtcdCluster, EtcdOptions};
 use testkit::etcd_data::{LoadSpec, load};
 use testkit::fault_proxy::{Damage, FaultProxy};
-use testkit::s3::S3Server;
+use testkit::s3::{S3Server, Serving};
 use testkit::store_front::StoreFront;
 
 fn json_of(out: &std::process::Output) -> Value {
@@ -220,6 +220,60 @@ fn snapshots_in_azure_blob_storage_are_saved_listed_read_drilled_and_pruned() {
     left.sort();
     let zst_name = zst_url.trim_start_matches("az://backups/").to_string();
     assert_eq!(left, [zst_name.clone(), format!("{zst_name}.json")], "the newest verified snapshot stays");
+}
+
+/// A store serving HTTPS with a certificate of a private CA (an on-premises MinIO or Ceph):
+/// without that CA a save is refused as x509 names it, with the way to trust it, and leaves
+/// nothing; with AWS_CA_BUNDLE (the AWS CLI's variable) or the config file's ca_bundle it
+/// saves, lists and reads; a bundle
+/// that holds no certificate is named as such.
+#[test]
+fn a_store_with_a_private_ca_is_trusted_through_aws_ca_bundle() {
+    let s3 = S3Server::start_serving(Serving::Https).unwrap();
+    assert!(s3.endpoint.starts_with("https://"), "{}", s3.endpoint);
+    let (_etcd, endpoint) = etcd_with_data(1 << 20);
+    let prefix = "s3://backups/tls/";
+    let args = save_args(&endpoint, prefix, &["-o", "json"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+
+    // Empty, not only left out: a machine may set AWS_CA_BUNDLE to its system bundle.
+    let untrusted: Vec<(String, String)> =
+        s3.env().into_iter().map(|(k, v)| if k == "AWS_CA_BUNDLE" { (k, String::new()) } else { (k, v) }).collect();
+    let out = etcdsnap(&args, &untrusted);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(stderr.contains("unknown authority") && stderr.contains("AWS_CA_BUNDLE"), "{stderr}");
+    assert_eq!(keys_under(&s3, "tls/"), Vec::<String>::new(), "a refused save leaves no object");
+
+    let not_pem = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(not_pem.path(), "not a certificate\n").unwrap();
+    let mut wrong_bundle = untrusted.clone();
+    wrong_bundle.retain(|(k, _)| k != "AWS_CA_BUNDLE");
+    wrong_bundle.push(("AWS_CA_BUNDLE".into(), not_pem.path().display().to_string()));
+    let out = etcdsnap(&args, &wrong_bundle);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    assert!(stderr.contains("Cannot use the CA bundle") && stderr.contains("no PEM certificate"), "{stderr}");
+
+    let env = s3.env();
+    let out = etcdsnap(&args, &env);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let saved = json_of(&out);
+    let name = saved["sidecar"]["file"].as_str().unwrap().to_string();
+    assert_eq!(keys_under(&s3, "tls/"), [format!("tls/{name}"), format!("tls/{name}.json")]);
+    // The same CA named by the AWS config file's ca_bundle (the profile's), as the AWS CLI reads it.
+    let config = tempfile::NamedTempFile::new().unwrap();
+    let ca = s3.ca_bundle.as_ref().unwrap().display().to_string();
+    std::fs::write(config.path(), format!("[profile backup]\nca_bundle = {ca}\n")).unwrap();
+    let mut from_config = untrusted.clone();
+    from_config.push(("AWS_CONFIG_FILE".into(), config.path().display().to_string()));
+    from_config.push(("AWS_PROFILE".into(), "backup".into()));
+    let ls = json_of(&etcdsnap(&["ls", prefix, "-o", "json"], &from_config));
+    assert_eq!(ls["items"][0]["state"], "verified", "{ls}");
+    let out = etcdsnap(&["status", saved["url"].as_str().unwrap(), "-o", "json"], &env);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(json_of(&out)["sha256"]["valid"], true);
+    assert_eq!(s3.unfinished_uploads().unwrap(), Vec::<String>::new());
 }
 
 fn spawn_save(args: &[String], env: &[(String, String)]) -> Child {

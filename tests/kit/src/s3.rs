@@ -71,11 +71,32 @@ pub(crate) fn names_and_sizes(out: &[u8]) -> Vec<(String, u64)> {
         .collect()
 }
 
+/// How a store serves: plain HTTP, or HTTPS with a certificate of a private CA (as an
+/// on-premises store does; clients trust it through AWS_CA_BUNDLE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serving {
+    Http,
+    Https,
+}
+
+/// A store's serving certificate for 127.0.0.1, written into `certs` as `public.crt` and
+/// `private.key` (MinIO's names), and the CA that signed it, written to `ca_file`.
+fn write_serving_tls(certs: &std::path::Path, ca_file: PathBuf) -> std::io::Result<PathBuf> {
+    let ca = crate::pki::Ca::new("cpkit-test-store-ca");
+    let leaf = ca.issue(&crate::pki::server_spec("127.0.0.1", &[], &[]), crate::pki::Validity::days(30));
+    std::fs::write(certs.join("public.crt"), &leaf.cert_pem)?;
+    crate::pki::write_private(&certs.join("private.key"), leaf.key_pem.as_bytes())?;
+    std::fs::write(&ca_file, &ca.cert.cert_pem)?;
+    Ok(ca_file)
+}
+
 /// moto on 127.0.0.1 with one bucket and one access key.
 pub struct S3Server {
     pub endpoint: String,
     pub access_key: String,
     pub secret_key: String,
+    /// The CA file clients need, when the store serves HTTPS.
+    pub ca_bundle: Option<PathBuf>,
     python: PathBuf,
     child: ChildGuard,
     _data: Option<tempfile::TempDir>,
@@ -83,22 +104,40 @@ pub struct S3Server {
 
 impl S3Server {
     pub fn start() -> std::io::Result<S3Server> {
+        S3Server::start_serving(Serving::Http)
+    }
+
+    pub fn start_serving(serving: Serving) -> std::io::Result<S3Server> {
         let dir = moto_dir()?;
         let port = crate::net::free_port()?;
+        let certs = tempfile::Builder::new().prefix("cpkit-moto-").tempdir()?;
+        let mut cmd = Command::new(dir.join("bin/moto_server"));
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        let ca_bundle = match serving {
+            Serving::Http => None,
+            Serving::Https => {
+                let ca = write_serving_tls(certs.path(), certs.path().join("ca.crt"))?;
+                cmd.arg("--ssl").arg("--ssl-cert").arg(certs.path().join("public.crt"));
+                cmd.arg("--ssl-key").arg(certs.path().join("private.key"));
+                Some(ca)
+            }
+        };
         let child = ChildGuard::spawn(
             "moto_server",
-            Command::new(dir.join("bin/moto_server"))
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                // The bootstrap's four actions run unsigned; every later request is checked.
-                .env("INITIAL_NO_AUTH_ACTION_COUNT", "4")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null()),
+            // The bootstrap's four actions run unsigned; every later request is checked.
+            cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", "4").stdout(Stdio::null()).stderr(Stdio::null()),
         )?;
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         crate::net::wait_listening(addr, Duration::from_secs(30), "moto_server")?;
-        let endpoint = format!("http://{addr}");
+        let scheme = if ca_bundle.is_some() { "https" } else { "http" };
+        let endpoint = format!("{scheme}://{addr}");
         let python = dir.join("bin/python");
-        let out = Command::new(&python).args(["-c", BOOTSTRAP, &endpoint, REGION, BUCKET]).output()?;
+        let mut bootstrap = Command::new(&python);
+        bootstrap.args(["-c", BOOTSTRAP, &endpoint, REGION, BUCKET]);
+        if let Some(ca) = &ca_bundle {
+            bootstrap.env("AWS_CA_BUNDLE", ca);
+        }
+        let out = bootstrap.output()?;
         let printed = String::from_utf8_lossy(&out.stdout).to_string();
         let mut words = printed.split_whitespace();
         let (Some(access_key), Some(secret_key)) = (words.next(), words.next()) else {
@@ -111,17 +150,25 @@ impl S3Server {
             endpoint,
             access_key: access_key.into(),
             secret_key: secret_key.into(),
+            ca_bundle,
             python,
             child,
-            _data: None,
+            _data: Some(certs),
         })
     }
 
     /// MinIO on 127.0.0.1 with one bucket, its data in a temporary directory, the root user as
     /// the only credential.
-    pub fn start_minio() -> std::io::Result<S3Server> {
+    pub fn start_minio(serving: Serving) -> std::io::Result<S3Server> {
         let minio = crate::binaries::build_tools_dir("minio")?.join("minio");
         let data = tempfile::Builder::new().prefix("cpkit-minio-").tempdir()?;
+        let (drive, certs) = (data.path().join("drive"), data.path().join("certs"));
+        std::fs::create_dir_all(&drive)?;
+        std::fs::create_dir_all(&certs)?;
+        let ca_bundle = match serving {
+            Serving::Http => None,
+            Serving::Https => Some(write_serving_tls(&certs, data.path().join("ca.crt"))?),
+        };
         let port = crate::net::free_port()?;
         let console = crate::net::free_port()?;
         let (access_key, secret_key) = ("cpkit-bench", "cpkit-bench-secret");
@@ -129,7 +176,9 @@ impl S3Server {
             "minio",
             Command::new(minio)
                 .arg("server")
-                .arg(data.path())
+                .arg(&drive)
+                .arg("--certs-dir")
+                .arg(&certs)
                 .args(["--quiet", "--address", &format!("127.0.0.1:{port}")])
                 .args(["--console-address", &format!("127.0.0.1:{console}")])
                 .env("MINIO_ROOT_USER", access_key)
@@ -141,14 +190,17 @@ impl S3Server {
         )?;
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         crate::net::wait_listening(addr, Duration::from_secs(30), "minio")?;
-        let endpoint = format!("http://{addr}");
+        let endpoint = format!("{}://{addr}", if ca_bundle.is_some() { "https" } else { "http" });
         let python = moto_dir()?.join("bin/python");
         // MinIO listens before its object layer is ready: retry the bucket's creation briefly.
         let mut attempts = 0;
         loop {
-            let out = Command::new(&python)
-                .args(["-c", MINIO_BUCKET, &endpoint, REGION, BUCKET, access_key, secret_key])
-                .output()?;
+            let mut create = Command::new(&python);
+            create.args(["-c", MINIO_BUCKET, &endpoint, REGION, BUCKET, access_key, secret_key]);
+            if let Some(ca) = &ca_bundle {
+                create.env("AWS_CA_BUNDLE", ca);
+            }
+            let out = create.output()?;
             if out.status.success() {
                 break;
             }
@@ -163,6 +215,7 @@ impl S3Server {
             endpoint,
             access_key: access_key.into(),
             secret_key: secret_key.into(),
+            ca_bundle,
             python,
             child,
             _data: Some(data),
@@ -176,14 +229,18 @@ impl S3Server {
 
     /// The same credentials, pointed at another endpoint (a proxy in front of this server).
     pub fn env_with_endpoint(&self, endpoint: &str) -> Vec<(String, String)> {
-        vec![
+        let mut env = vec![
             ("AWS_ENDPOINT_URL".into(), endpoint.to_string()),
             ("AWS_ACCESS_KEY_ID".into(), self.access_key.clone()),
             ("AWS_SECRET_ACCESS_KEY".into(), self.secret_key.clone()),
             ("AWS_REGION".into(), REGION.into()),
             // Never reach for the instance metadata service (not loopback).
             ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
-        ]
+        ];
+        if let Some(ca) = &self.ca_bundle {
+            env.push(("AWS_CA_BUNDLE".into(), ca.display().to_string()));
+        }
+        env
     }
 
     fn inspect(&self, args: &[&str], stdin: Option<&[u8]>) -> std::io::Result<Vec<u8>> {
