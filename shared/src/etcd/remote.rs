@@ -364,11 +364,12 @@ impl Remote {
         Ok(())
     }
 
-    pub async fn exists(&self, name: &str) -> Result<bool> {
+    /// Whether object `name` exists; a failure says what the caller was `doing` ("read").
+    pub async fn exists(&self, name: &str, doing: &str) -> Result<bool> {
         match self.store.head(&self.path(name)).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(e) => Err(self.error("read", Some(name), e)),
+            Err(e) => Err(self.error(doing, Some(name), e)),
         }
     }
 
@@ -397,7 +398,8 @@ impl Remote {
 
     /// Starts a multipart upload of object `name`; refuses to replace one unless `overwrite`.
     pub async fn upload(&self, name: &str, overwrite: bool) -> Result<Upload> {
-        if !overwrite && self.exists(name).await? {
+        // The first request of a save: its failure (no store, no trust, no key) is the save's.
+        if !overwrite && self.exists(name, "start the upload of").await? {
             return Err(Error::new(
                 ErrorKind::Io,
                 format!("{} already exists", self.url_of(name)),
@@ -484,7 +486,13 @@ pub fn store_error(url: &str, doing: &str, e: object_store::Error) -> Error {
                     "Create it, or check the bucket name and the endpoint (AWS_ENDPOINT_URL).",
                 );
             }
-            let cause = transport_cause(&e);
+            let cause = match transport_cause(&e) {
+                // reqwest's words for a request it could not send whole, where object_store's
+                // retry error ends the chain above the cause: the store went away mid-request
+                // (also when aborting a failed upload's parts fails, which replaces that error).
+                TransportCause::Other(_) if text.contains("error sending request") => TransportCause::ConnectionReset,
+                cause => cause,
+            };
             if cause == TransportCause::TlsUnknownAuthority {
                 let fix = if url.starts_with("s3") {
                     "If the store's certificate comes from a private CA (an on-premises MinIO or Ceph), point AWS_CA_BUNDLE (or ca_bundle in the AWS config file) at that CA's PEM file, as for the AWS CLI."
@@ -633,6 +641,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_store_gone_while_aborting_an_upload_is_told_as_a_dropped_connection() {
+        let text = "Error performing DELETE http://127.0.0.1:1/b/k.db?uploadId=x in 661ms, after 3 retries, max_retries: 3, retry_timeout: 60s  - HTTP error: error sending request";
+        let e = object_store::Error::Generic { store: "S3", source: Box::new(std::io::Error::other(text)) };
+        let err = upload_failed("s3://b/k.db", "complete the upload of", e);
+        assert_eq!(err.kind, ErrorKind::ConnectionReset, "{err}");
+        assert!(err.why.contains("the connection to the store dropped"), "{err}");
+        assert!(err.fix.contains("AbortIncompleteMultipartUpload"), "{err}");
+    }
+
+    #[test]
     fn a_full_store_is_told_by_its_code_or_by_507() {
         // object_store's text for a status answer carries the body.
         let minio = "Server returned non-2xx status code: 507 Insufficient Storage: <Error><Code>XMinioStorageFull</Code><Message>Storage backend has reached its minimum free drive threshold.</Message></Error>";
@@ -705,7 +723,7 @@ mod tests {
         up.buffer().write_all(&vec![1u8; PART_SIZE * 2]).unwrap();
         up.send().await.unwrap();
         up.abort().await.unwrap();
-        assert!(!remote.exists("b.db").await.unwrap());
+        assert!(!remote.exists("b.db", "read").await.unwrap());
         assert_eq!(remote.list().await.unwrap().len(), 2);
         assert_eq!(remote.read_small("missing.json", 100).await.unwrap(), None);
         let (r, name) = Remote::open_object(&format!("{url}a.db"), Duration::from_secs(5)).unwrap();
