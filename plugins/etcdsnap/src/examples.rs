@@ -18,7 +18,10 @@ pub const SAVE: &str = "Examples:
     --etcd-key /etc/kubernetes/pki/etcd/healthcheck-client.key
 
   # Straight into S3, compressed (credentials from AWS_* or ~/.aws; AWS_ENDPOINT_URL for MinIO and others)
-  kubectl etcdsnap save --compress zstd --to s3://backups/prod-eu/";
+  kubectl etcdsnap save --compress zstd --to s3://backups/prod-eu/
+
+  # A store whose certificate comes from a private CA (read as the AWS CLI reads it)
+  AWS_CA_BUNDLE=/etc/pki/minio-ca.pem kubectl etcdsnap save --to s3://backups/prod-eu/";
 
 pub const STATUS: &str = "Examples:
   # Integrity, revision, keys and objects per resource of a snapshot file
