@@ -35,13 +35,25 @@ fn command_paths(name: &str) -> Vec<Vec<String>> {
     out
 }
 
+/// A command line without the variables set before it (`AWS_CA_BUNDLE=ca.pem kubectl …`).
+fn without_env_assignments(line: &str) -> &str {
+    let mut rest = line.trim();
+    while let Some((word, tail)) = rest.split_once(' ')
+        && word.contains('=')
+        && !word.starts_with('-')
+    {
+        rest = tail.trim_start();
+    }
+    rest
+}
+
 /// The example command lines of a help text (continuations joined), each up to a pipe or `&&`.
 fn examples(help: &str) -> Vec<String> {
     let section = help.split("\nExamples:\n").nth(1).unwrap_or("");
     let joined = section.replace("\\\n", " ");
     joined
         .lines()
-        .map(str::trim)
+        .map(without_env_assignments)
         .filter(|l| l.starts_with("kubectl "))
         .map(|l| l.split(" | ").next().unwrap_or(l).split(" && ").next().unwrap_or(l).trim().to_string())
         .collect()
