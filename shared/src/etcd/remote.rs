@@ -226,17 +226,21 @@ impl Remote {
                 let mut builder = object_store::aws::AmazonS3Builder::from_env();
                 let mut ca_bundle =
                     std::env::var_os("AWS_CA_BUNDLE").filter(|v| !v.is_empty()).map(std::path::PathBuf::from);
+                let mut file_endpoint = String::new();
                 for (key, value) in aws_shared_files() {
                     if key == CA_BUNDLE_KEY {
                         ca_bundle = Some(value.into());
                     } else if let Ok(k) = key.parse() {
+                        if key == "aws_endpoint" {
+                            file_endpoint.clone_from(&value);
+                        }
                         builder = builder.with_config(k, value);
                     }
                 }
                 let endpoint = std::env::var("AWS_ENDPOINT_URL_S3")
                     .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
                     .or_else(|_| std::env::var("AWS_ENDPOINT"))
-                    .unwrap_or_default();
+                    .unwrap_or(file_endpoint);
                 let mut options = client_options(timeout);
                 if loopback_http(&endpoint) {
                     options = options.with_allow_http(true);

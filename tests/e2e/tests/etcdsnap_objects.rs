@@ -261,11 +261,13 @@ fn a_store_with_a_private_ca_is_trusted_through_aws_ca_bundle() {
     let saved = json_of(&out);
     let name = saved["sidecar"]["file"].as_str().unwrap().to_string();
     assert_eq!(keys_under(&s3, "tls/"), [format!("tls/{name}"), format!("tls/{name}.json")]);
-    // The same CA named by the AWS config file's ca_bundle (the profile's), as the AWS CLI reads it.
+    // The same CA and the endpoint named by the AWS config file's profile, as the AWS CLI reads them.
     let config = tempfile::NamedTempFile::new().unwrap();
     let ca = s3.ca_bundle.as_ref().unwrap().display().to_string();
-    std::fs::write(config.path(), format!("[profile backup]\nca_bundle = {ca}\n")).unwrap();
+    let profile = format!("[profile backup]\nca_bundle = {ca}\nendpoint_url = {}\n", s3.endpoint);
+    std::fs::write(config.path(), profile).unwrap();
     let mut from_config = untrusted.clone();
+    from_config.retain(|(k, _)| k != "AWS_ENDPOINT_URL");
     from_config.push(("AWS_CONFIG_FILE".into(), config.path().display().to_string()));
     from_config.push(("AWS_PROFILE".into(), "backup".into()));
     let ls = json_of(&etcdsnap(&["ls", prefix, "-o", "json"], &from_config));
