@@ -79,15 +79,36 @@ pub enum Serving {
     Https,
 }
 
-/// A store's serving certificate for 127.0.0.1, written into `certs` as `public.crt` and
-/// `private.key` (MinIO's names), and the CA that signed it, written to `ca_file`.
-fn write_serving_tls(certs: &std::path::Path, ca_file: PathBuf) -> std::io::Result<PathBuf> {
+impl Serving {
+    fn scheme(self) -> &'static str {
+        match self {
+            Serving::Http => "http",
+            Serving::Https => "https",
+        }
+    }
+}
+
+/// For HTTPS: a serving certificate for 127.0.0.1, written into `certs` as `public.crt` and
+/// `private.key` (MinIO's names), and the CA that signed it, written to `ca_file` (returned).
+fn serving_tls(serving: Serving, certs: &std::path::Path, ca_file: PathBuf) -> std::io::Result<Option<PathBuf>> {
+    if serving == Serving::Http {
+        return Ok(None);
+    }
     let ca = crate::pki::Ca::new("cpkit-test-store-ca");
     let leaf = ca.issue(&crate::pki::server_spec("127.0.0.1", &[], &[]), crate::pki::Validity::days(30));
     std::fs::write(certs.join("public.crt"), &leaf.cert_pem)?;
     crate::pki::write_private(&certs.join("private.key"), leaf.key_pem.as_bytes())?;
     std::fs::write(&ca_file, &ca.cert.cert_pem)?;
-    Ok(ca_file)
+    Ok(Some(ca_file))
+}
+
+/// The virtualenv's Python, trusting the store's CA when it has one (boto3 reads AWS_CA_BUNDLE).
+fn python_for(python: &std::path::Path, ca_bundle: Option<&PathBuf>) -> Command {
+    let mut cmd = Command::new(python);
+    if let Some(ca) = ca_bundle {
+        cmd.env("AWS_CA_BUNDLE", ca);
+    }
+    cmd
 }
 
 /// moto on 127.0.0.1 with one bucket and one access key.
@@ -113,15 +134,11 @@ impl S3Server {
         let certs = tempfile::Builder::new().prefix("cpkit-moto-").tempdir()?;
         let mut cmd = Command::new(dir.join("bin/moto_server"));
         cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
-        let ca_bundle = match serving {
-            Serving::Http => None,
-            Serving::Https => {
-                let ca = write_serving_tls(certs.path(), certs.path().join("ca.crt"))?;
-                cmd.arg("--ssl").arg("--ssl-cert").arg(certs.path().join("public.crt"));
-                cmd.arg("--ssl-key").arg(certs.path().join("private.key"));
-                Some(ca)
-            }
-        };
+        let ca_bundle = serving_tls(serving, certs.path(), certs.path().join("ca.crt"))?;
+        if ca_bundle.is_some() {
+            cmd.arg("--ssl").arg("--ssl-cert").arg(certs.path().join("public.crt"));
+            cmd.arg("--ssl-key").arg(certs.path().join("private.key"));
+        }
         let child = ChildGuard::spawn(
             "moto_server",
             // The bootstrap's four actions run unsigned; every later request is checked.
@@ -129,15 +146,10 @@ impl S3Server {
         )?;
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         crate::net::wait_listening(addr, Duration::from_secs(30), "moto_server")?;
-        let scheme = if ca_bundle.is_some() { "https" } else { "http" };
-        let endpoint = format!("{scheme}://{addr}");
+        let endpoint = format!("{}://{addr}", serving.scheme());
         let python = dir.join("bin/python");
-        let mut bootstrap = Command::new(&python);
-        bootstrap.args(["-c", BOOTSTRAP, &endpoint, REGION, BUCKET]);
-        if let Some(ca) = &ca_bundle {
-            bootstrap.env("AWS_CA_BUNDLE", ca);
-        }
-        let out = bootstrap.output()?;
+        let out =
+            python_for(&python, ca_bundle.as_ref()).args(["-c", BOOTSTRAP, &endpoint, REGION, BUCKET]).output()?;
         let printed = String::from_utf8_lossy(&out.stdout).to_string();
         let mut words = printed.split_whitespace();
         let (Some(access_key), Some(secret_key)) = (words.next(), words.next()) else {
@@ -165,10 +177,7 @@ impl S3Server {
         let (drive, certs) = (data.path().join("drive"), data.path().join("certs"));
         std::fs::create_dir_all(&drive)?;
         std::fs::create_dir_all(&certs)?;
-        let ca_bundle = match serving {
-            Serving::Http => None,
-            Serving::Https => Some(write_serving_tls(&certs, data.path().join("ca.crt"))?),
-        };
+        let ca_bundle = serving_tls(serving, &certs, data.path().join("ca.crt"))?;
         let port = crate::net::free_port()?;
         let console = crate::net::free_port()?;
         let (access_key, secret_key) = ("cpkit-bench", "cpkit-bench-secret");
@@ -190,17 +199,14 @@ impl S3Server {
         )?;
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         crate::net::wait_listening(addr, Duration::from_secs(30), "minio")?;
-        let endpoint = format!("{}://{addr}", if ca_bundle.is_some() { "https" } else { "http" });
+        let endpoint = format!("{}://{addr}", serving.scheme());
         let python = moto_dir()?.join("bin/python");
         // MinIO listens before its object layer is ready: retry the bucket's creation briefly.
         let mut attempts = 0;
         loop {
-            let mut create = Command::new(&python);
-            create.args(["-c", MINIO_BUCKET, &endpoint, REGION, BUCKET, access_key, secret_key]);
-            if let Some(ca) = &ca_bundle {
-                create.env("AWS_CA_BUNDLE", ca);
-            }
-            let out = create.output()?;
+            let out = python_for(&python, ca_bundle.as_ref())
+                .args(["-c", MINIO_BUCKET, &endpoint, REGION, BUCKET, access_key, secret_key])
+                .output()?;
             if out.status.success() {
                 break;
             }
