@@ -99,6 +99,18 @@ pub fn measure(cmd: &mut std::process::Command) -> std::io::Result<Measured> {
     Ok(Measured { wall, cpu, max_rss_kib: usage.ru_maxrss, code })
 }
 
+/// CPU time (user + system) a running process has used so far, from `/proc/PID/stat` (proc(5):
+/// utime and stime, fields 14 and 15, in clock ticks); zero once it is gone.
+pub fn process_cpu(pid: u32) -> std::time::Duration {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return std::time::Duration::ZERO };
+    // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+    let ticks: u64 = [11, 12].iter().filter_map(|&i| fields.get(i).and_then(|f| f.parse::<u64>().ok())).sum();
+    // SAFETY: sysconf only reads a configuration value.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    std::time::Duration::from_millis(ticks * 1000 / per_second)
+}
+
 /// The median of some durations.
 pub fn median(mut v: Vec<std::time::Duration>) -> std::time::Duration {
     v.sort();

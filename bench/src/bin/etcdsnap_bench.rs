@@ -3,8 +3,9 @@
 //! S3 server (moto on loopback, started afresh for each run; and MinIO the same way, over HTTP
 //! and over HTTPS with a private CA, when `dev/build-tools minio` has built it); and `etcdsnap status` against
 //! `etcdctl snapshot status`, side by side on the same real etcd (TLS, loopback) holding at least
-//! 1 GiB of Kubernetes-shaped values (the captures' pods, `Filler::Pods`): wall time and peak
-//! RSS, median of RUNS; the status numbers must be identical.
+//! 1 GiB of Kubernetes-shaped values (the captures' pods, `Filler::Pods`): wall time, peak RSS
+//! and CPU time, median of RUNS (for the S3 pairs also the CPU that etcd and the store spent
+//! meanwhile: the two cores are shared); the status numbers must be identical.
 //!
 //! cargo build --profile demo --workspace --bins -p cpkit-bench && dev/build-tools &&
 //! dev/build-tools minio && target/demo/etcdsnap_bench
@@ -14,10 +15,17 @@
 use std::process::Command;
 use std::time::Duration;
 
-use cpkit_bench::{Measured, bin_dir, measure, median};
+use cpkit_bench::{Measured, bin_dir, measure, median, process_cpu};
 use testkit::etcd::{EtcdCluster, EtcdOptions};
 use testkit::etcd_data::{Filler, LoadSpec, load};
 use testkit::s3::Serving;
+
+/// One side of an S3 pair: its client processes, and the CPU etcd and the store spent meanwhile.
+struct Accounted {
+    client: Measured,
+    etcd_cpu: Duration,
+    store_cpu: Duration,
+}
 
 fn median_of(v: &[Measured], f: impl Fn(&Measured) -> f64) -> f64 {
     let mut x: Vec<f64> = v.iter().map(f).collect();
@@ -136,6 +144,18 @@ fn main() {
             code: Some(0),
         }
     };
+    // The CPU time etcd and the store spent while one side ran: where the two cores went.
+    let etcd_pids = etcd.pids();
+    let accounted = |store: &testkit::s3::S3Server, run: &dyn Fn(&testkit::s3::S3Server) -> Measured| {
+        let servers_cpu = || {
+            let etcd_cpu: Duration = etcd_pids.iter().map(|&p| process_cpu(p)).sum();
+            (etcd_cpu, store.pid().map(process_cpu).unwrap_or_default())
+        };
+        let before = servers_cpu();
+        let client = run(store);
+        let after = servers_cpu();
+        Accounted { client, etcd_cpu: after.0.saturating_sub(before.0), store_cpu: after.1.saturating_sub(before.1) }
+    };
     let mut ours = Vec::new();
     let mut theirs = Vec::new();
     let mut compressed = Vec::new();
@@ -155,18 +175,18 @@ fn main() {
         compressed.push(save_compressed());
         // A fresh store for each pair: moto keeps every object in memory.
         let store = testkit::s3::S3Server::start().expect("moto starts (dev/build-tools installs it)");
-        s3_theirs.push(to_s3_theirs(&store));
-        s3_ours.push(to_s3_ours(&store));
+        s3_theirs.push(accounted(&store, &to_s3_theirs));
+        s3_ours.push(accounted(&store, &to_s3_ours));
         drop(store);
         if with_minio {
             let store = testkit::s3::S3Server::start_minio(Serving::Http).expect("MinIO starts");
-            minio_theirs.push(to_s3_theirs(&store));
-            minio_ours.push(to_s3_ours(&store));
+            minio_theirs.push(accounted(&store, &to_s3_theirs));
+            minio_ours.push(accounted(&store, &to_s3_ours));
             drop(store);
             // Both clients trust its CA through AWS_CA_BUNDLE.
             let store = testkit::s3::S3Server::start_minio(Serving::Https).expect("MinIO starts with TLS");
-            minio_tls_theirs.push(to_s3_theirs(&store));
-            minio_tls_ours.push(to_s3_ours(&store));
+            minio_tls_theirs.push(accounted(&store, &to_s3_theirs));
+            minio_tls_ours.push(accounted(&store, &to_s3_ours));
         }
     }
     let status_ours = |digest: bool| {
@@ -219,6 +239,13 @@ fn main() {
         wall(&ours) / wall(&theirs)
     );
     println!("| save: peak RSS | {:.1} MiB | {:.1} MiB | {:.2} |", rss(&ours), rss(&theirs), rss(&ours) / rss(&theirs));
+    let client_cpu = |v: &[Measured]| median(v.iter().map(|m| m.cpu).collect()).as_secs_f64();
+    println!(
+        "| save: CPU time | {:.2} s | {:.2} s | {:.2} |",
+        client_cpu(&ours),
+        client_cpu(&theirs),
+        client_cpu(&ours) / client_cpu(&theirs)
+    );
     let zst_size = std::fs::metadata(&zst_file).map(|m| m.len()).unwrap_or(0);
     let theirs_size = std::fs::metadata(&theirs_file).map(|m| m.len()).unwrap_or(0);
     println!(
@@ -239,7 +266,10 @@ fn main() {
         rss(&theirs),
         rss(&compressed) / rss(&theirs)
     );
-    let store_rows = |store: &str, ours: &[Measured], theirs: &[Measured]| {
+    let store_rows = |store: &str, accounted_ours: &[Accounted], accounted_theirs: &[Accounted]| {
+        let (ours, theirs): (Vec<Measured>, Vec<Measured>) =
+            (accounted_ours.iter().map(|a| a.client).collect(), accounted_theirs.iter().map(|a| a.client).collect());
+        let (ours, theirs) = (ours.as_slice(), theirs.as_slice());
         println!(
             "| save --to s3:// vs etcdctl snapshot save + aws s3 cp ({store} on loopback): wall time | {:.2} s | {:.2} s | {:.2}x faster |",
             wall(ours),
@@ -252,6 +282,19 @@ fn main() {
             rss(theirs),
             rss(ours) / rss(theirs)
         );
+        let cpu = |v: &[Accounted], f: fn(&Accounted) -> Duration| median(v.iter().map(f).collect()).as_secs_f64();
+        for (what, f) in [
+            ("the client(s)", (|a: &Accounted| a.client.cpu) as fn(&Accounted) -> Duration),
+            ("etcd", |a: &Accounted| a.etcd_cpu),
+            (store, |a: &Accounted| a.store_cpu),
+        ] {
+            println!(
+                "| the same into {store}: CPU time of {what} | {:.2} s | {:.2} s | {:.2} |",
+                cpu(accounted_ours, f),
+                cpu(accounted_theirs, f),
+                cpu(accounted_ours, f) / cpu(accounted_theirs, f).max(0.001)
+            );
+        }
     };
     store_rows("moto", &s3_ours, &s3_theirs);
     if with_minio {

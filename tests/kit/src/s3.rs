@@ -124,6 +124,11 @@ pub struct S3Server {
 }
 
 impl S3Server {
+    /// The server's process, for benchmarks that account its CPU time.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.pid()
+    }
+
     pub fn start() -> std::io::Result<S3Server> {
         S3Server::start_serving(Serving::Http)
     }
