@@ -111,6 +111,28 @@ pub fn process_cpu(pid: u32) -> std::time::Duration {
     std::time::Duration::from_millis(ticks * 1000 / per_second)
 }
 
+/// CPU time every process of the machine has used since boot: /proc/stat's first line (proc(5)),
+/// user + nice + system + irq + softirq + steal, in clock ticks.
+pub fn machine_cpu() -> std::time::Duration {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let fields: Vec<u64> =
+        stat.lines().next().unwrap_or("").split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+    let ticks: u64 = [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| fields.get(i)).sum();
+    // SAFETY: sysconf only reads a configuration value.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    std::time::Duration::from_millis(ticks * 1000 / per_second)
+}
+
+/// CPU time used so far by the running processes whose command name (`/proc/PID/comm`) is `name`.
+pub fn processes_cpu(name: &str) -> std::time::Duration {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return std::time::Duration::ZERO };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == name))
+        .map(process_cpu)
+        .sum()
+}
+
 /// The median of some durations.
 pub fn median(mut v: Vec<std::time::Duration>) -> std::time::Duration {
     v.sort();
