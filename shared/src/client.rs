@@ -223,16 +223,29 @@ impl Cluster {
 
     /// GET of a raw path (`/readyz?verbose`, `/metrics`, `/debug/...`): any status is returned.
     pub async fn get_raw(&self, path: &str) -> Result<RawResponse> {
-        let request = Request::get(path).body(Vec::new()).map_err(|e| bad_request(path, e))?;
+        self.get_raw_accepting(path, None).await
+    }
+
+    async fn get_raw_accepting(&self, path: &str, accept: Option<&str>) -> Result<RawResponse> {
+        let mut request = Request::get(path);
+        if let Some(accept) = accept {
+            request = request.header(http::header::ACCEPT, accept);
+        }
+        let request = request.body(Vec::new()).map_err(|e| bad_request(path, e))?;
         self.send(request).await
     }
 
     /// GET that must succeed; a non-2xx answer becomes an error naming `access`. A 429 with a
     /// short `Retry-After` is retried once (reads are idempotent).
     pub async fn get_ok(&self, path: &str, access: &Access) -> Result<RawResponse> {
+        self.get_ok_accepting(path, None, access).await
+    }
+
+    /// [`Cluster::get_ok`] with an `Accept` header (the formats the caller reads, in order).
+    pub async fn get_ok_accepting(&self, path: &str, accept: Option<&str>, access: &Access) -> Result<RawResponse> {
         let mut retried = false;
         loop {
-            let response = self.get_raw(path).await?;
+            let response = self.get_raw_accepting(path, accept).await?;
             if response.is_success() {
                 return Ok(response);
             }

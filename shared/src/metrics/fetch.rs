@@ -1,5 +1,5 @@
-//! Reading `/metrics` from the API server: the request, and the checks that the answer is the
-//! Prometheus text format, whole.
+//! Reading `/metrics` from the API server: the request (the protobuf exposition preferred, the
+//! text one accepted), and the checks that the answer is metrics, whole.
 
 use std::time::Instant;
 
@@ -22,10 +22,26 @@ pub struct TimedScrape {
 /// GETs `path` (normally `/metrics`) from the API server and keeps the selected families.
 pub async fn fetch(cluster: &Cluster, path: &str, selection: &Selection) -> Result<TimedScrape> {
     let requested = Instant::now();
-    let response = cluster.get_ok(path, &Access::non_resource("get", path)).await?;
+    let response =
+        cluster.get_ok_accepting(path, Some(super::protobuf::ACCEPT), &Access::non_resource("get", path)).await?;
     let taken = Instant::now();
-    check_exposition(cluster.server(), path, response.header("content-type"), &response.body)?;
-    let scrape = Scrape::parse(&response.body, selection);
+    let content_type = response.header("content-type");
+    let scrape = if content_type.is_some_and(super::protobuf::is_protobuf) {
+        let scrape = Scrape::parse_protobuf(&response.body, selection);
+        if let Some((_, reason)) = &scrape.stats.first_error {
+            return Err(crate::Error::invalid_data(
+                format!("GET {path} on {} was cut short or garbled", cluster.server()),
+                format!(
+                    "{reason}, after {} bytes (truncated by a proxy or a connection that broke)",
+                    response.body.len()
+                ),
+            ));
+        }
+        scrape
+    } else {
+        check_exposition(cluster.server(), path, content_type, &response.body)?;
+        Scrape::parse(&response.body, selection)
+    };
     Ok(TimedScrape { scrape, requested, taken, bytes: response.body.len() })
 }
 

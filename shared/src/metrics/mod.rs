@@ -1,9 +1,11 @@
-//! Prometheus metrics: the text-format parser (`text`), owned selections with PromQL-like
-//! aggregations (`scrape`), and histogram/counter arithmetic between scrapes (`histogram`).
+//! Prometheus metrics: the text-format parser (`text`), the protobuf exposition (`protobuf`),
+//! owned selections with PromQL-like aggregations (`scrape`), and histogram/counter arithmetic
+//! between scrapes (`histogram`).
 
 #[cfg(feature = "client")]
 mod fetch;
 pub mod histogram;
+pub mod protobuf;
 pub mod scrape;
 pub mod text;
 

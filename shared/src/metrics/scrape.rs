@@ -67,7 +67,7 @@ pub struct Series {
 }
 
 /// A series' label set, comparable across scrapes.
-type SeriesId<'a> = (&'a str, &'a [(u32, u32)]);
+pub(super) type SeriesId<'a> = (&'a str, &'a [(u32, u32)]);
 
 impl Serialize for Series {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
@@ -95,6 +95,19 @@ impl Series {
         Series { text: text.into_boxed_str(), ends: ends.into_boxed_slice(), ..Default::default() }
     }
 
+    /// A series from decoded label pairs (the protobuf exposition's, already unescaped).
+    fn from_pairs(pairs: &[(&str, String)]) -> Series {
+        let mut text = String::new();
+        let mut ends = Vec::with_capacity(pairs.len());
+        for (k, v) in pairs {
+            text.push_str(k);
+            let name_end = text.len() as u32;
+            text.push_str(v);
+            ends.push((name_end, text.len() as u32));
+        }
+        Series { text: text.into_boxed_str(), ends: ends.into_boxed_slice(), ..Default::default() }
+    }
+
     /// Labels in exposition order, without `le`.
     pub fn labels(&self) -> impl Iterator<Item = (&str, &str)> {
         let mut start = 0usize;
@@ -111,7 +124,7 @@ impl Series {
     }
 
     /// Identifies the label set (for matching series across scrapes).
-    fn identity(&self) -> SeriesId<'_> {
+    pub(super) fn identity(&self) -> SeriesId<'_> {
         (&self.text, &self.ends)
     }
 
@@ -166,7 +179,7 @@ enum Field {
 /// The kept part of one scrape.
 #[derive(Debug, Clone, Default)]
 pub struct Scrape {
-    families: FastMap<String, Family>,
+    pub(super) families: FastMap<String, Family>,
     pub stats: ParseStats,
 }
 
@@ -348,6 +361,27 @@ impl Scrape {
             }
         });
         Scrape { families: families.into_iter().map(|f| (f.name.clone(), f)).collect(), stats }
+    }
+
+    /// Reads the protobuf exposition ([`super::protobuf`]), keeping the selected families.
+    pub fn parse_protobuf(body: &[u8], selection: &Selection) -> Scrape {
+        let mut families = FastMap::default();
+        let stats = super::protobuf::decode(body, &|name| selection.wants(name), &mut |decoded| {
+            let mut family = Family::new(decoded.name, decoded.kind, decoded.help.to_string());
+            family.series = decoded
+                .series
+                .into_iter()
+                .map(|d| Series {
+                    value: d.value,
+                    sum: d.sum,
+                    count: d.count,
+                    buckets: d.buckets.into_iter().map(|(le, count)| super::Bucket { le, count }).collect(),
+                    ..Series::from_pairs(&d.labels)
+                })
+                .collect();
+            families.insert(family.name.clone(), family);
+        });
+        Scrape { families, stats }
     }
 
     pub fn family(&self, name: &str) -> Option<&Family> {
