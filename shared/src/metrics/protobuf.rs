@@ -7,8 +7,8 @@
 
 use super::text::{MetricType, ParseStats};
 
-/// What to ask for: the protobuf exposition first, the text one as a fallback (what Prometheus
-/// itself sends; a server or proxy that only knows text answers text).
+/// What to ask for: the protobuf exposition first, the text one as a fallback (Prometheus's own
+/// scrapes prefer it the same way; a server or proxy that only knows text answers text).
 pub const ACCEPT: &str = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.7,text/plain;version=0.0.4;q=0.3";
 
 /// Whether a `Content-Type` is the delimited protobuf exposition.
@@ -158,6 +158,7 @@ pub(super) fn decode<'a>(
             }
         }
     }
+    // The messages read: this format's lines.
     stats.lines = index;
     stats
 }
