@@ -384,6 +384,11 @@ impl Scrape {
         Scrape { families, stats }
     }
 
+    /// The kept families, in no particular order.
+    pub fn families(&self) -> impl Iterator<Item = &Family> {
+        self.families.values()
+    }
+
     pub fn family(&self, name: &str) -> Option<&Family> {
         self.families.get(name)
     }

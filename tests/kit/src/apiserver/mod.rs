@@ -16,6 +16,7 @@ pub mod auth;
 pub mod authn;
 pub mod discovery;
 pub mod dynamics;
+pub mod exposition;
 pub mod health;
 pub mod http;
 pub mod lb;

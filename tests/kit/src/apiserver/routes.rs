@@ -195,6 +195,10 @@ async fn route(sim: &Arc<Sim>, replica: usize, identity: &Identity, req: Request
                 return r;
             }
             let text = sim.metrics.render(sim, replica);
+            let accept = req.headers().get(hyper::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+            if super::exposition::wants_protobuf(accept) {
+                return super::exposition::protobuf_response(&text);
+            }
             let mut r = text_response(200, text);
             r.headers_mut()
                 .insert("Content-Type", HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
