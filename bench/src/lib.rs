@@ -99,16 +99,20 @@ pub fn measure(cmd: &mut std::process::Command) -> std::io::Result<Measured> {
     Ok(Measured { wall, cpu, max_rss_kib: usage.ru_maxrss, code })
 }
 
+/// `ticks` of the kernel's clock (`USER_HZ`, proc(5)'s unit) as a duration.
+fn clock_ticks(ticks: u64) -> std::time::Duration {
+    // SAFETY: sysconf only reads a configuration value.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    std::time::Duration::from_millis(ticks * 1000 / per_second)
+}
+
 /// CPU time (user + system) a running process has used so far, from `/proc/PID/stat` (proc(5):
 /// utime and stime, fields 14 and 15, in clock ticks); zero once it is gone.
 pub fn process_cpu(pid: u32) -> std::time::Duration {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return std::time::Duration::ZERO };
     // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
     let fields: Vec<&str> = stat.rsplit_once(')').map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
-    let ticks: u64 = [11, 12].iter().filter_map(|&i| fields.get(i).and_then(|f| f.parse::<u64>().ok())).sum();
-    // SAFETY: sysconf only reads a configuration value.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    std::time::Duration::from_millis(ticks * 1000 / per_second)
+    clock_ticks([11, 12].iter().filter_map(|&i| fields.get(i).and_then(|f| f.parse::<u64>().ok())).sum())
 }
 
 /// CPU time every process of the machine has used since boot: /proc/stat's first line (proc(5)),
@@ -117,10 +121,7 @@ pub fn machine_cpu() -> std::time::Duration {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let fields: Vec<u64> =
         stat.lines().next().unwrap_or("").split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
-    let ticks: u64 = [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| fields.get(i)).sum();
-    // SAFETY: sysconf only reads a configuration value.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    std::time::Duration::from_millis(ticks * 1000 / per_second)
+    clock_ticks([0, 1, 2, 5, 6, 7].iter().filter_map(|&i| fields.get(i)).sum())
 }
 
 /// CPU time used so far by the running processes whose command name (`/proc/PID/comm`) is `name`.

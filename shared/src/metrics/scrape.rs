@@ -84,25 +84,18 @@ impl Serialize for Series {
 
 impl Series {
     fn from_labels(labels: Labels<'_>) -> Series {
-        let mut text = String::with_capacity(labels.raw().len());
-        let mut ends = Vec::new();
-        for (k, v) in labels.iter().filter(|(k, _)| *k != "le") {
-            text.push_str(k);
-            let name_end = text.len() as u32;
-            text.push_str(&v);
-            ends.push((name_end, text.len() as u32));
-        }
-        Series { text: text.into_boxed_str(), ends: ends.into_boxed_slice(), ..Default::default() }
+        Series::from_pairs(labels.raw().len(), labels.iter().filter(|(k, _)| *k != "le"))
     }
 
-    /// A series from decoded label pairs (the protobuf exposition's, already unescaped).
-    fn from_pairs(pairs: &[(&str, String)]) -> Series {
-        let mut text = String::new();
-        let mut ends = Vec::with_capacity(pairs.len());
+    /// A series from unescaped (name, value) pairs (the text's, or the protobuf exposition's);
+    /// `capacity` is a guess of their total length.
+    fn from_pairs<K: AsRef<str>, V: AsRef<str>>(capacity: usize, pairs: impl Iterator<Item = (K, V)>) -> Series {
+        let mut text = String::with_capacity(capacity);
+        let mut ends = Vec::new();
         for (k, v) in pairs {
-            text.push_str(k);
+            text.push_str(k.as_ref());
             let name_end = text.len() as u32;
-            text.push_str(v);
+            text.push_str(v.as_ref());
             ends.push((name_end, text.len() as u32));
         }
         Series { text: text.into_boxed_str(), ends: ends.into_boxed_slice(), ..Default::default() }
@@ -376,7 +369,7 @@ impl Scrape {
                     sum: d.sum,
                     count: d.count,
                     buckets: d.buckets.into_iter().map(|(le, count)| super::Bucket { le, count }).collect(),
-                    ..Series::from_pairs(&d.labels)
+                    ..Series::from_pairs(0, d.labels.iter().map(|(k, v)| (k, v)))
                 })
                 .collect();
             families.insert(family.name.clone(), family);

@@ -7,10 +7,7 @@ use cpkit::metrics::{MetricType, Scrape, Selection, Series};
 
 /// Whether an `Accept` header asks for the protobuf exposition before text.
 pub fn wants_protobuf(accept: &str) -> bool {
-    accept.split(',').next().is_some_and(|first| {
-        let first = first.trim().to_ascii_lowercase();
-        first.starts_with("application/vnd.google.protobuf") && first.contains("encoding=delimited")
-    })
+    accept.split(',').next().is_some_and(|first| cpkit::metrics::protobuf::is_protobuf(first.trim()))
 }
 
 /// The answer, with client_golang's `Content-Type` for it.
