@@ -343,20 +343,25 @@ pub async fn load(client: &Client, spec: &LoadSpec) -> Result<Inventory, etcd_cl
 /// Fills the backend until etcd refuses writes with NOSPACE (`mvcc: database space exceeded`),
 /// like a cluster whose events pile up. Returns the number of values written.
 ///
-/// etcd raises the alarm at the first write whose cost would carry the database over `quota`
-/// (server `storage/quota.go`, `Available`), so the file ends within one write of it: batches of
-/// `value_size` values far from it, single 16 KiB values over the last quarter (at least 2 MiB),
-/// so that the file ends full (a 1 MiB batch could leave it anywhere from 91% of a 12 MiB quota).
-/// The size watched is the answering member's; another member's file may be a megabyte or two
-/// larger (bbolt allocates pages per member) and raise the alarm first, hence the wide margin.
+/// etcd raises the alarm at the first write whose cost would carry a member's database over
+/// `quota` (server `storage/quota.go`, `Available`, checked on every member as it applies), so the
+/// largest file ends within one write of it: batches of `value_size` values far from it, single
+/// 16 KiB values over the last quarter (at least 2 MiB). The size watched is the largest of
+/// `members` (one client per member): bbolt allocates pages per member, so files differ by a
+/// megabyte or two, and a batch sized by a smaller one left the largest at 91% of a 12 MiB quota.
 /// `quota` 0 is etcd's default, 2 GiB.
-pub async fn fill_until_nospace(client: &Client, value_size: usize, quota: u64) -> Result<usize, etcd_client::Error> {
+pub async fn fill_until_nospace(
+    client: &Client,
+    members: &[Client],
+    value_size: usize,
+    quota: u64,
+) -> Result<usize, etcd_client::Error> {
     let quota = if quota == 0 { 2 << 30 } else { quota }; // etcd's default
     let near = (quota / 4).max(2 * 1024 * 1024);
     let mut written = 0;
     let mut c = client.clone();
     loop {
-        let size = c.status().await?.db_size().max(0) as u64;
+        let size = largest_db_size(members).await?;
         let (count, each) = if size + near >= quota { (1, 16 * 1024) } else { (16, value_size) };
         let ops: Vec<TxnOp> = (0..count)
             .map(|k| {
@@ -374,6 +379,16 @@ pub async fn fill_until_nospace(client: &Client, value_size: usize, quota: u64) 
             return Ok(written);
         }
     }
+}
+
+/// The largest database file among the members, each asked through its own client.
+async fn largest_db_size(members: &[Client]) -> Result<u64, etcd_client::Error> {
+    let mut largest = 0;
+    for member in members {
+        let size = member.clone().status().await?.db_size();
+        largest = largest.max(u64::try_from(size).unwrap_or(0));
+    }
+    Ok(largest)
 }
 
 /// Rewrites every pod with a small value and compacts: the database file keeps its size while

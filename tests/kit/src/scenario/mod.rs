@@ -699,7 +699,12 @@ fn load_scenario_data(
         let inventory = crate::etcd_data::load(&client, &spec).await.map_err(io_err)?;
         match scenario {
             Scenario::EtcdNospace => {
-                crate::etcd_data::fill_until_nospace(&client, 64 * 1024, quota).await.map_err(io_err)?;
+                let mut members = Vec::new();
+                for endpoint in endpoints {
+                    members
+                        .push(crate::etcd::connect_client(std::slice::from_ref(endpoint), tls).await.map_err(io_err)?);
+                }
+                crate::etcd_data::fill_until_nospace(&client, &members, 64 * 1024, quota).await.map_err(io_err)?;
             }
             Scenario::EtcdBloated => {
                 // Shrink every pod to a small value, then compact: the freed pages stay in the file.
