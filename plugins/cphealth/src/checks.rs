@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cpkit::certs::{describe_expiry, expiry_status};
 use cpkit::checks::aggregated_apis::Discovery;
 use cpkit::checks::resources::{ProcessKind, ProcessMetrics, ReplicaResources};
 use cpkit::checks::{self, short_error};
@@ -359,7 +358,7 @@ async fn etcd(ctx: &Ctx) -> CheckResult {
     }
     let quota = pods.iter().find_map(|p| p.quota_backend_bytes).unwrap_or(0);
     // The status (through the running members, one after another until one answers) and every
-    // member's certificate (through its pod's shell), at once.
+    // member's served certificate (a TLS handshake through a port-forward), at once.
     let status_fut = async {
         let mut last_error = None;
         for pod in pods.iter().filter(|p| p.is_running()).chain(pods.iter().filter(|p| !p.is_running())) {
@@ -379,14 +378,15 @@ async fn etcd(ctx: &Ctx) -> CheckResult {
         }
         Err(last_error.unwrap_or_else(|| Error::failed("No etcd pod answered", "", "")))
     };
-    let reads_fut = futures::future::join_all(
-        pods.iter().filter(|p| p.is_running()).filter_map(|p| p.cert_file.clone().map(|c| (p, c))).map(
-            |(p, path)| async move {
-                (p.member.clone(), path.clone(), cpkit::etcd::pods::read_file(&ctx.cluster, p, &path, timeout).await)
-            },
-        ),
-    );
-    let (status, reads) = tokio::join!(status_fut, reads_fut);
+    let certificates_fut = futures::future::join_all(pods.iter().filter(|p| p.is_running()).map(|p| async move {
+        cpkit::checks::etcd_certificates::MemberCertificate {
+            member: p.member.clone(),
+            node: p.pod.node.clone(),
+            port: p.client_port,
+            served: cpkit::etcd::pods::serving_certificate(&ctx.cluster, p, timeout).await.map_err(|e| e.why),
+        }
+    }));
+    let (status, certificates) = tokio::join!(status_fut, certificates_fut);
     let status = match status {
         Ok(s) => s,
         Err(e) if e.kind == ErrorKind::Forbidden => {
@@ -427,30 +427,7 @@ async fn etcd(ctx: &Ctx) -> CheckResult {
         }
     };
     let mut r = cpkit::etcd::status::judge(&status);
-    let now = Timestamp::now();
-    for (member, path, text) in reads {
-        match text.map(|t| cpkit::certs::parse_pem_bundle(t.as_bytes())) {
-            Ok(Ok(certs)) => {
-                let leaf = &certs[0];
-                let st = expiry_status(leaf.not_after, now);
-                r.sub(format!("certificate {member}"), st, format!("{path}: {}", describe_expiry(leaf.not_after, now)));
-                if st != Status::Ok {
-                    r.raise(st);
-                    r.message.push_str(&format!(
-                        "; etcd server certificate of {member} {}",
-                        describe_expiry(leaf.not_after, now)
-                    ));
-                    r.fix("Renew the etcd certificates on that node (`kubeadm certs renew etcd-server etcd-peer etcd-healthcheck-client`), then restart its etcd static pod.", &[], "high: one member at a time; quorum must hold");
-                }
-            }
-            Ok(Err(e)) => r.sub(format!("certificate {member}"), Status::Unknown, e.to_string()),
-            Err(e) => r.sub(
-                format!("certificate {member}"),
-                Status::Skipped,
-                format!("not readable through the pod: {}", e.why),
-            ),
-        }
-    }
+    cpkit::checks::etcd_certificates::judge(&mut r, &certificates, Timestamp::now());
     r
 }
 

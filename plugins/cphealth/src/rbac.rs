@@ -59,7 +59,7 @@ pub fn manifests(subject: Option<(&str, &str)>, etcd_pods: &[String]) -> String 
     ));
     // A WebSocket exec is a GET, authorized as `get`, and since 1.35 also as `create`
     // (AuthorizePodWebsocketUpgradeCreatePermission, kubernetes PR #134577, KEP-4006).
-    out.push_str("---\n# Optional, NOT read-only: exec into the etcd pods lets the etcd check run etcdctl with the\n# pods' own certificates (members, quorum, alarms, size), and a port-forward to their metrics\n# port lets the resources check read each member's file descriptors and memory. Without it, the\n# etcd check reads etcd's size from the API server's metrics, or use --etcd-endpoints.\n");
+    out.push_str("---\n# Optional, NOT read-only: exec into the etcd pods lets the etcd check run etcdctl with the\n# pods' own certificates (members, quorum, alarms, size), and a port-forward to their client and\n# metrics ports lets it read each member's serving certificate and the resources check each\n# member's file descriptors and memory. Without it, the\n# etcd check reads etcd's size from the API server's metrics, or use --etcd-endpoints.\n");
     out.push_str("apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: cpkit-cphealth-etcd-exec\n  namespace: kube-system\nrules:\n- apiGroups: [\"\"]\n  resources: [\"pods/exec\", \"pods/portforward\"]\n  verbs: [\"get\", \"create\"]\n");
     if !etcd_pods.is_empty() {
         let names: Vec<&str> = etcd_pods.iter().map(String::as_str).collect();

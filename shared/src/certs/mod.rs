@@ -158,7 +158,7 @@ pub fn base64_bundle_ders(b64: &str) -> Result<Vec<CertificateDer<'static>>> {
 #[cfg(feature = "client")]
 mod probe;
 #[cfg(feature = "client")]
-pub use probe::{TlsProbe, probe_tls, probe_tls_stream};
+pub use probe::{TlsProbe, probe_tls, probe_tls_stream, served_chain};
 
 #[cfg(test)]
 mod tests {

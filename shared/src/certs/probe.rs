@@ -161,7 +161,7 @@ pub async fn probe_tls(config: &kube::Config, server_url: &str, timeout: Duratio
         Ok(Ok(tcp)) => tcp,
     };
     let left = timeout.saturating_sub(started.elapsed());
-    let mut probe = handshake(tcp, &name_for_sni, trust_verifier(config)?, left, label, server_url).await?;
+    let mut probe = handshake(tcp, &name_for_sni, trust_verifier(config)?, left, label, server_url, false).await?;
     probe.verification_skipped = config.accept_invalid_certs;
     probe.handshake_time = started.elapsed();
     probe.connected_to = address;
@@ -190,13 +190,26 @@ where
         .build()
         .map_err(|e| Error::invalid_data(format!("Cannot verify {label} with its CA bundle"), e.to_string()))?;
     let started = Instant::now();
-    let mut probe = handshake(stream, server_name, Some(verifier), timeout, label, server_name).await?;
+    let mut probe = handshake(stream, server_name, Some(verifier), timeout, label, server_name, false).await?;
     probe.handshake_time = started.elapsed();
     probe.connected_to = server_name.to_string();
     Ok(probe)
 }
 
-/// The handshake itself, recording the chain whatever the verdict.
+/// The chain a server sends over `stream`, unverified: for a server that requires a client
+/// certificate this client does not have (an etcd member), the handshake is refused after the
+/// server has sent its chain, and the chain is still what it served.
+pub async fn served_chain<S>(stream: S, server_name: &str, timeout: Duration, label: &str) -> Result<TlsProbe>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut probe = handshake(stream, server_name, None, timeout, label, server_name, true).await?;
+    probe.verification_skipped = true;
+    Ok(probe)
+}
+
+/// The handshake itself, recording the chain whatever the verdict; with `chain_suffices`, a
+/// handshake the server refuses after sending its chain still yields it.
 async fn handshake<S>(
     stream: S,
     server_name: &str,
@@ -204,6 +217,7 @@ async fn handshake<S>(
     timeout: Duration,
     label: &str,
     address: &str,
+    chain_suffices: bool,
 ) -> Result<TlsProbe>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
@@ -218,12 +232,14 @@ where
         .with_custom_certificate_verifier(verifier.clone())
         .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(tls_config));
-    match tokio::time::timeout(timeout, connector.connect(name, stream)).await {
+    let outcome = tokio::time::timeout(timeout, connector.connect(name, stream)).await;
+    let recorded = verifier.seen.lock().ok().and_then(|mut s| s.take());
+    match outcome {
         Err(_) => return Err(transport_error(label, address, TransportCause::Timeout, Some(timeout))),
+        Ok(Err(_)) if chain_suffices && recorded.is_some() => {}
         Ok(Err(e)) => return Err(transport_error(label, address, crate::error::transport_cause(&e), Some(timeout))),
         Ok(Ok(_stream)) => {}
     }
-    let recorded = verifier.seen.lock().ok().and_then(|mut s| s.take());
     let Some((chain_der, verification_error)) = recorded else {
         return Err(Error::new(
             ErrorKind::Tls,
@@ -243,4 +259,54 @@ where
         handshake_time: Duration::ZERO,
         connected_to: String::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server that, like an etcd member with `--client-cert-auth`, refuses clients without a
+    /// certificate, speaking only `version`.
+    fn server_requiring_client_certs(version: &'static rustls::SupportedProtocolVersion) -> tokio_rustls::TlsAcceptor {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, "etcd-cp-1");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let der = params.self_signed(&key).unwrap().der().clone();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(der.clone()).unwrap();
+        let clients = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), crypto_provider())
+            .build()
+            .unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(crypto_provider())
+            .with_protocol_versions(&[version])
+            .unwrap()
+            .with_client_cert_verifier(clients)
+            .with_single_cert(vec![der], key)
+            .unwrap();
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    }
+
+    #[tokio::test]
+    async fn a_server_that_refuses_clients_without_a_certificate_still_shows_its_own() {
+        for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
+            let acceptor = server_requiring_client_certs(version);
+            let (client, server) = tokio::io::duplex(64 * 1024);
+            let serving = tokio::spawn(async move { acceptor.accept(server).await.is_ok() });
+            let probe = served_chain(client, "localhost", Duration::from_secs(5), "etcd member cp-1").await;
+            let probe = probe.unwrap_or_else(|e| panic!("{version:?}: {e}"));
+            assert_eq!(probe.leaf().map(CertInfo::name), Some("etcd-cp-1"), "{version:?}");
+            assert!(probe.verification_skipped);
+            assert!(!serving.await.unwrap(), "{version:?}: the server refused the client without a certificate");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_is_not_tls_is_an_error() {
+        let (client, server) = tokio::io::duplex(1024);
+        drop(server);
+        let e = served_chain(client, "localhost", Duration::from_secs(5), "etcd member cp-1").await.unwrap_err();
+        assert!(e.what.contains("etcd member cp-1"), "{e}");
+    }
 }

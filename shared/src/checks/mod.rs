@@ -1,10 +1,12 @@
 //! The judges of `kubectl cphealth`'s checks: each takes the facts its check gathered (parsed
 //! answers, no I/O) and the time, and returns the verdict with its message, sub-checks, evidence
 //! and fixes. The plugin gathers; these decide, and are tested table by table without a server.
-//! (The etcd and load checks judge in `etcd::status` and `load`; replica liveness in `liveness`.)
+//! (The etcd and load checks judge in `etcd::status` and `load`, etcd's certificates here;
+//! replica liveness in `liveness`.)
 
 pub mod aggregated_apis;
 pub mod apiserver;
+pub mod etcd_certificates;
 pub mod health;
 pub mod leader_election;
 pub mod nodes;

@@ -1,14 +1,16 @@
 //! The etcd members as kubeadm static pods describe them (kubeadm `cmd/kubeadm/app/phases/etcd/
 //! local.go`): where each
 //! member listens, which certificates it uses, where its data lives — and running `etcdctl`
-//! inside a pod with the pod's own certificate flags, or reading a file through the image's
-//! shell (`sh -c 'echo "$(<FILE)"'`: the etcd image has no `cat`).
+//! inside a pod with the pod's own certificate flags, reading the certificate a member serves
+//! through a port-forward, or reading a file through the image's shell
+//! (`sh -c 'echo "$(<FILE)"'`: the etcd image has no `cat`).
 
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use serde::Serialize;
 
+use crate::certs::CertInfo;
 use crate::client::Cluster;
 use crate::controlplane::ComponentPod;
 use crate::error::{Error, ErrorKind, Result};
@@ -184,6 +186,40 @@ pub async fn metrics(
     match tokio::time::timeout(timeout, fetch).await {
         Ok(result) => result,
         Err(_) => Err(Error::new(ErrorKind::Timeout, what, format!("no answer within {}s", timeout.as_secs()), "")),
+    }
+}
+
+/// The certificate a member serves on its client port, read by a TLS handshake through a
+/// port-forward: the server sends its chain before it asks for the client certificate this
+/// client does not present, so no key is needed and nothing is sent after the handshake. Works
+/// with every image, shell or not (etcd 3.6 images have none).
+pub async fn serving_certificate(cluster: &Cluster, pod: &EtcdPod, timeout: Duration) -> Result<CertInfo> {
+    let Some(port) = pod.client_port else {
+        return Err(Error::new(
+            ErrorKind::NotServed,
+            format!("{} has no client port", pod.pod.name),
+            "its etcd flags name no --listen-client-urls or --advertise-client-urls",
+            "",
+        ));
+    };
+    let label = format!("etcd member {} (port {port} of pod {})", pod.member, pod.pod.name);
+    let read = async {
+        let crate::stream::Tunnel { stream, forwarder } =
+            crate::stream::port_forward(cluster, &pod.pod.namespace, &pod.pod.name, port, timeout).await?;
+        let probe = crate::certs::served_chain(stream, "localhost", timeout, &label).await;
+        forwarder.abort();
+        probe?.chain.into_iter().next().ok_or_else(|| {
+            Error::new(ErrorKind::Tls, format!("{label} served no certificate"), "the chain was empty", "")
+        })
+    };
+    match tokio::time::timeout(timeout, read).await {
+        Ok(result) => result,
+        Err(_) => Err(Error::new(
+            ErrorKind::Timeout,
+            format!("TLS handshake with {label} through a port-forward"),
+            format!("no answer within {}s", timeout.as_secs()),
+            "",
+        )),
     }
 }
 

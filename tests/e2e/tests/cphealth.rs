@@ -57,6 +57,16 @@ in_both_worlds! {
         }
         assert!(message(&r, "replicas").contains("3 replicas answer and are ready"));
         assert!(message(&r, "etcd").starts_with("3/3 members healthy"));
+        // Each member's served certificate is read, whether its image has a shell or not (3.6's
+        // has none).
+        let etcd_subchecks = check(&r, "etcd")["subchecks"].as_array().unwrap();
+        let certificates: Vec<&Value> =
+            etcd_subchecks.iter().filter(|s| s["name"].as_str().unwrap_or("").starts_with("certificate ")).collect();
+        assert_eq!(certificates.len(), 3, "{}", check(&r, "etcd"));
+        for s in certificates {
+            assert_eq!(s["status"], "OK", "{s}");
+            assert!(s["message"].as_str().unwrap_or("").contains(" expires "), "{s}");
+        }
         assert!(message(&r, "static-pods").starts_with("12/12 control-plane pods Ready on 3 nodes"));
         assert_eq!(r["version"], c.git_version().as_str());
         if world == World::Sim {
@@ -132,7 +142,7 @@ in_both_worlds! {
 in_both_worlds! {
     fn expiring_certificates_warn(world) {
         let c = start(world, Scenario::CertsExpiring);
-        let (out, r) = cphealth(&c, &["--only", "apiserver,replicas"]);
+        let (out, r) = cphealth(&c, &["--only", "apiserver,replicas,etcd"]);
         assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
         let m = message(&r, "apiserver");
         let date = cpkit::duration::format_time(c.facts.serving_cert_not_after.unwrap());
@@ -140,7 +150,21 @@ in_both_worlds! {
         assert!(m.contains("client certificate kubernetes-admin: 2"), "{m}");
         assert!(m.ends_with("d left"), "{m}");
         assert!(message(&r, "replicas").contains(&format!("serving certificate of cp-1, cp-2, cp-3 expires {date}")), "{}", message(&r, "replicas"));
-        assert_eq!(r["checks"].as_array().unwrap().len(), 2, "--only");
+        // etcd's server certificates, read from what each member serves: the fact leads.
+        assert_eq!(status(&r, "etcd"), "WARNING", "{}", check(&r, "etcd"));
+        let m = message(&r, "etcd");
+        let etcd_date = cpkit::duration::format_time(c.facts.etcd_cert_not_after.unwrap());
+        assert!(m.starts_with("etcd server certificates of all 3 members: 1"), "{m}");
+        assert!(m.contains("d left; 3/3 members healthy"), "{m}");
+        let etcd_check = check(&r, "etcd");
+        for node in &c.facts.control_plane_nodes {
+            assert!(etcd_check["remediation"].to_string().contains(&format!("# on {node}")), "{etcd_check}");
+            let sub = etcd_check["subchecks"].as_array().unwrap().iter().find(|s| s["name"] == format!("certificate {node}"));
+            let sub = sub.unwrap_or_else(|| panic!("no certificate sub-check of {node}: {etcd_check}"));
+            assert_eq!(sub["status"], "WARNING", "{sub}");
+            assert!(sub["message"].as_str().unwrap().contains(&format!(" expires {etcd_date} (in 1")), "{sub}");
+        }
+        assert_eq!(r["checks"].as_array().unwrap().len(), 3, "--only");
     }
 }
 

@@ -62,6 +62,8 @@ pub struct RealOptions {
     pub serving_validity: Validity,
     /// Validity of the admin's client certificate in the kubeconfig.
     pub admin_validity: Validity,
+    /// Validity of the etcd members' server certificates.
+    pub etcd_server_validity: Validity,
     /// Where the kubeconfig goes (default: the cluster's temp dir).
     pub dir: Option<PathBuf>,
     /// Each kube-apiserver advertises an address that accepts connections and never answers
@@ -82,6 +84,7 @@ impl Default for RealOptions {
             leader_election: LeaderElection::FAST,
             serving_validity: Validity::days(365),
             admin_validity: Validity::days(365),
+            etcd_server_validity: Validity::days(365),
             dir: None,
             unreachable_replicas: false,
         }
@@ -209,6 +212,7 @@ impl RealCluster {
             node_names: nodes[..cps].iter().map(|n| n.name.clone()).collect(),
             // kubeadm's etcd manifest has no --initial-cluster-token.
             cluster_token: String::new(),
+            server_cert_validity: options.etcd_server_validity,
             ..EtcdOptions::default()
         })?;
 

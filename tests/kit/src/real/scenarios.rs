@@ -45,6 +45,8 @@ pub fn start(scenario: Scenario, kit: &crate::scenario::Options) -> std::io::Res
         Scenario::CertsExpiring => {
             options.serving_validity = Validity::expiring_in(345, SignedDuration::from_hours(24 * 20));
             options.admin_validity = Validity::expiring_in(340, SignedDuration::from_hours(24 * 25));
+            options.etcd_server_validity = crate::scenario::expiring_etcd_certificates();
+            facts.etcd_cert_not_after = Some(options.etcd_server_validity.not_after);
         }
         Scenario::ApfOverload => {
             options.apiserver.max_requests_inflight = Some(20);

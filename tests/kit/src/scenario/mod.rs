@@ -60,7 +60,8 @@ pub enum Scenario {
     EtcdNospace,
     /// A large, fragmented etcd database near its quota, and slow etcd requests.
     EtcdBloated,
-    /// The API server's serving certificate expires in 20 days, the admin's client certificate in 25.
+    /// The API server's serving certificate expires in 20 days, the admin's client certificate in
+    /// 25, the etcd members' server certificates in 18.
     CertsExpiring,
     /// The API server's serving certificate expired 3 days ago.
     CertsExpired,
@@ -114,6 +115,8 @@ pub struct Facts {
     pub stale_lease: Option<String>,
     pub unavailable_apiservice: Option<String>,
     pub serving_cert_not_after: Option<jiff::Timestamp>,
+    /// When the etcd members' server certificates expire, where a scenario shortened them.
+    pub etcd_cert_not_after: Option<jiff::Timestamp>,
     pub etcd_inventory: Option<Inventory>,
     /// The context whose user is the scenario's limited user, if any.
     pub limited_context: Option<String>,
@@ -357,12 +360,16 @@ impl DemoCluster {
         };
 
         // etcd: a real 3-member cluster for every self-managed scenario.
+        let etcd_validity = (scenario == Scenario::CertsExpiring && !managed).then(expiring_etcd_certificates);
         let etcd = if managed {
             None
         } else {
             let mut opts = EtcdOptions::members(3);
             opts.release = options.etcd.unwrap_or_default();
             opts.node_names = CP_NAMES.iter().map(|s| s.to_string()).collect();
+            if let Some(v) = etcd_validity {
+                opts.server_cert_validity = v;
+            }
             match scenario {
                 Scenario::EtcdNospace => opts.quota_backend_bytes = 12 * 1024 * 1024,
                 Scenario::EtcdBloated => opts.quota_backend_bytes = 56 * 1024 * 1024,
@@ -620,6 +627,7 @@ impl DemoCluster {
         if let ServingCert::Valid(v) = serving {
             facts.serving_cert_not_after = Some(v.not_after);
         }
+        facts.etcd_cert_not_after = etcd_validity.map(|v| v.not_after);
         let config = SimConfig {
             version,
             replicas,
@@ -714,6 +722,11 @@ fn load_scenario_data(
         }
         Ok(inventory)
     })
+}
+
+/// The etcd members' server certificates of `certs-expiring`: 18 days left, in both worlds.
+pub(crate) fn expiring_etcd_certificates() -> Validity {
+    Validity::expiring_in(347, SignedDuration::from_hours(24 * 18))
 }
 
 fn default_apf() -> ApfModel {
