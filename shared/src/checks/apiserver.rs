@@ -11,7 +11,7 @@ use crate::error::{Error, ErrorKind};
 use crate::exit::Status;
 use crate::report::{CheckResult, one_line};
 
-use super::RENEW_CERTS;
+use super::{RENEW_CERTS, RENEW_CERTS_ACTION};
 
 /// The answer to GET /version, with what the round trip showed.
 #[derive(Debug, Clone)]
@@ -144,7 +144,7 @@ fn judge_serving(f: &Facts, now: Timestamp, r: &mut CheckResult, notes: &mut Vec
             r.raise(status);
             notes.insert(0, format!("serving certificate {} {expiry}", leaf.name()));
             r.fix(
-                "Renew the control-plane certificates on every control-plane node, one node at a time, then restart the static pods.",
+                RENEW_CERTS_ACTION,
                 RENEW_CERTS,
                 "high: each API server restarts; clients using the old admin.conf keep working only until it expires",
             );

@@ -36,6 +36,10 @@ pub fn short_error(e: &Error) -> String {
     }
 }
 
+/// What to do about an API server's serving certificate, the same words wherever it is found (the
+/// load balancer's answer, each replica's), so that the report prints the fix once.
+pub(crate) const RENEW_CERTS_ACTION: &str = "Renew the control-plane certificates on every control-plane node, one node at a time, then restart the static pods.";
+
 /// kubeadm's renewal of the control-plane certificates, one node at a time
 /// (https://kubernetes.io/docs/tasks/administer-cluster/kubeadm/kubeadm-certs/).
 pub(crate) const RENEW_CERTS: &[&str] = &[

@@ -13,7 +13,7 @@ use crate::liveness::{Liveness, Reach};
 use crate::replicas::Survey;
 use crate::report::{CheckResult, one_line};
 
-use super::{RENEW_CERTS, short_error};
+use super::{RENEW_CERTS, RENEW_CERTS_ACTION, short_error};
 
 /// What a reachable replica answered itself.
 #[derive(Debug, Clone)]
@@ -142,11 +142,7 @@ pub fn judge(f: &Facts, now: Timestamp) -> CheckResult {
         for (expiry, names) in by_expiry {
             parts.push(format!("serving certificate of {} {expiry}", names.join(", ")));
         }
-        r.fix(
-            "Renew the serving certificate on each of those control-plane nodes, one at a time.",
-            RENEW_CERTS,
-            "high: each API server restarts",
-        );
+        r.fix(RENEW_CERTS_ACTION, RENEW_CERTS, "high: each API server restarts");
     }
     if versions.len() > 1 {
         r.raise(Status::Warning);

@@ -165,6 +165,11 @@ in_both_worlds! {
             assert!(sub["message"].as_str().unwrap().contains(&format!(" expires {etcd_date} (in 1")), "{sub}");
         }
         assert_eq!(r["checks"].as_array().unwrap().len(), 3, "--only");
+        // The API server's certificate seen twice (load balancer, replicas) is one fix, printed once.
+        let table = kubectl(&["cphealth", "--sample", "0", "--only", "apiserver,replicas,etcd"], &c.env());
+        let (table, _) = text(&table);
+        assert_eq!(table.matches("kubeadm certs renew all").count(), 1, "{table}");
+        assert!(table.contains("apiserver, replicas: Renew the control-plane certificates"), "{table}");
     }
 }
 
