@@ -67,7 +67,7 @@ pub async fn access(cluster: Option<&Cluster>, args: &RouteArgs) -> Result<Acces
         crate::transport::Via::Auto => match open_tunnels(cluster, &pods, args).await {
             Ok(access) => Ok(access),
             Err(e) => {
-                cpkit::cli::note(&format!("{} ({}); using etcdctl in the pod instead", e.what, e.why));
+                crate::transport::fall_back_note(&e, "using etcdctl in the pod instead");
                 Ok(Access::Exec { cluster: Box::new(cluster.clone()), pods })
             }
         },

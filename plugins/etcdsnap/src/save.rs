@@ -228,7 +228,7 @@ pub async fn tls_for(cluster: &Cluster, pod: &EtcdPod, args: &EtcdTlsArgs, timeo
                 format!("Cannot read etcd's client certificates through pod {}", pod.pod.name),
                 e.why,
                 format!(
-                    "Copy {dir}/ca.crt, healthcheck-client.crt and healthcheck-client.key from node {} and pass --etcd-cacert, --etcd-cert and --etcd-key, or use --via exec (etcdctl runs in the pod with its own certificates).",
+                    "For a port-forward, copy {dir}/ca.crt, healthcheck-client.crt and healthcheck-client.key from node {} and pass --etcd-cacert, --etcd-cert and --etcd-key; --via exec runs etcdctl in the pod with its own certificates.",
                     pod.pod.node
                 ),
             )

@@ -225,7 +225,7 @@ pub async fn resolve(cluster: Option<&Cluster>, args: &RouteArgs, timeout: Durat
     let tls = match crate::save::tls_for(cluster, &pod, &args.tls, timeout).await {
         Ok(t) => t,
         Err(e) if args.via == Via::Auto => {
-            cpkit::cli::note(&format!("{} ({}); using exec in the pod instead", e.what, e.why));
+            fall_back_note(&e, "using exec in the pod instead");
             task.abort();
             return Ok(exec_route(pod));
         }
@@ -268,4 +268,11 @@ pub async fn resolve(cluster: Option<&Cluster>, args: &RouteArgs, timeout: Durat
         }
     }
     Ok(route)
+}
+
+/// Says that the preferred route failed, why, what is used instead, and how to get the preferred
+/// route next time (the error's fix, when it has one).
+pub fn fall_back_note(e: &Error, instead: &str) {
+    let how = if e.fix.is_empty() { String::new() } else { format!(" {}", e.fix) };
+    cpkit::cli::note(&format!("{} ({}); {instead}.{how}", e.what, e.why));
 }

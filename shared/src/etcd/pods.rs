@@ -237,10 +237,17 @@ pub async fn read_file(cluster: &Cluster, pod: &EtcdPod, path: &str, timeout: Du
     )
     .await?;
     if !out.success() {
+        let reason = out.failure_reason();
+        // The runtime's words (containerd, CRI-O) for a command that is not in the image.
+        let why = if reason.contains("\"sh\": executable file not found") {
+            "its image has no shell: etcd 3.6 images have none".to_string()
+        } else {
+            reason
+        };
         return Err(Error::new(
             ErrorKind::Failed,
             format!("Cannot read {path} in {}", pod.pod.name),
-            out.failure_reason(),
+            why,
             "etcd 3.6 images have no shell; copy the file from the control-plane node instead.",
         ));
     }

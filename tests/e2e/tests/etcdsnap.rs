@@ -259,7 +259,11 @@ in_both_worlds! {
         };
         assert_eq!(json_of(&out)["sidecar"]["via"], expected_via, "{}", describe(&out));
         if world == World::Real {
-            assert!(text(&out).1.contains("using exec in the pod instead"), "{}", describe(&out));
+            // The note says why, what is done instead and how to get the port-forward.
+            let stderr = text(&out).1;
+            for words in ["its image has no shell: etcd 3.6 images have none", "using exec in the pod instead", "pass --etcd-cacert, --etcd-cert and --etcd-key"] {
+                assert!(stderr.contains(words), "{words}: {}", describe(&out));
+            }
         }
     }
 }
@@ -1148,7 +1152,17 @@ fn shell_less_images_in_the_simulator() {
     let out = kubectl(&["etcdsnap", "save", "--via", "port-forward", "--dir", dir.path().to_str().unwrap()], &c.env());
     let (_, stderr) = text(&out);
     assert_ne!(out.status.code(), Some(0), "{}", describe(&out));
-    assert!(stderr.contains("etcd 3.6 images have no shell") || stderr.contains("--etcd-cacert"), "{stderr}");
+    assert!(stderr.contains("its image has no shell: etcd 3.6 images have none"), "{stderr}");
+    assert!(stderr.contains("pass --etcd-cacert, --etcd-cert and --etcd-key"), "{stderr}");
+    // Without --via, the save falls back to etcdctl in the pod and says why.
+    let out = kubectl(&["etcdsnap", "save", "--dir", dir.path().to_str().unwrap(), "-o", "json"], &c.env());
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(json_of(&out)["sidecar"]["via"], "exec", "{}", describe(&out));
+    assert!(
+        text(&out).1.contains("(its image has no shell: etcd 3.6 images have none); using exec in the pod instead."),
+        "{}",
+        describe(&out)
+    );
     // With the files given, the port-forward save works.
     let tls = c.etcd().unwrap().client_tls();
     let mut args = vec![
