@@ -77,6 +77,11 @@ impl HealthModel {
     }
 
     /// Makes `check` fail in every endpoint that has it.
+    /// Whether the replica's etcd is out of reach: its `etcd` check fails.
+    pub fn etcd_unreachable(&self) -> bool {
+        self.readyz.iter().any(|c| c.name == "etcd" && c.failure.is_some())
+    }
+
     pub fn fail(&mut self, check: &str, reason: &str) {
         for list in [&mut self.livez, &mut self.readyz, &mut self.healthz] {
             for c in list.iter_mut().filter(|c| c.name == check) {

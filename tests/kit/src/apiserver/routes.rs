@@ -146,6 +146,9 @@ async fn handle(
     Ok(response)
 }
 
+/// kube-apiserver's wait for a new etcd client to connect (`dialTimeout`).
+const ETCD_DIAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
 async fn route(sim: &Arc<Sim>, replica: usize, identity: &Identity, req: Request<Incoming>) -> Resp {
     let path = req.uri().path().trim_end_matches('/').to_string();
     let path = if path.is_empty() { "/".to_string() } else { path };
@@ -193,6 +196,18 @@ async fn route(sim: &Arc<Sim>, replica: usize, identity: &Identity, req: Request
         "/metrics" => {
             if let Err(r) = non_resource_allowed(sim, identity, "/metrics") {
                 return r;
+            }
+            // kube-apiserver builds an etcd client for its storage-size metric on every scrape
+            // and waits up to 20 s for it to connect (k8s.io/apiserver `pkg/storage/
+            // storagebackend/factory/etcd3.go`: `dialTimeout`, `grpc.WithBlock`), so a replica
+            // whose etcd is out of reach answers that late.
+            let etcd_unreachable = sim
+                .health
+                .read()
+                .map(|models| models.get(replica).is_some_and(health::HealthModel::etcd_unreachable))
+                .unwrap_or(false);
+            if etcd_unreachable {
+                tokio::time::sleep(ETCD_DIAL_TIMEOUT).await;
             }
             let text = sim.metrics.render(sim, replica);
             let accept = req.headers().get(hyper::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
