@@ -47,6 +47,8 @@ pub mod report;
 pub mod resources;
 pub mod severity;
 #[cfg(feature = "client")]
+pub mod stragglers;
+#[cfg(feature = "client")]
 pub mod stream;
 #[cfg(feature = "client")]
 pub mod tools;

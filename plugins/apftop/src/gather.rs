@@ -95,13 +95,18 @@ impl Sampler {
 
     pub async fn sample(&mut self, with_flows: bool) -> Snapshot {
         let ask_dumps = with_flows && !self.dumps_forbidden;
+        // A replica far behind the others (beside a dead etcd member, kube-apiserver answers
+        // /metrics after 20 s) is cut off, not waited for to the request timeout.
+        let stragglers = cpkit::stragglers::Stragglers::new();
+        let stragglers = &stragglers;
         let rounds = self.targets.iter().map(|t| async move {
             let client = match &t.client {
                 Ok(c) => c,
                 Err(e) => return (Err(e.clone()), None),
             };
             let wanted = selection();
-            let metrics = cpkit::metrics::fetch(client, "/metrics", &wanted);
+            let what = format!("GET /metrics on {}", t.replica.name);
+            let metrics = stragglers.bounded(&what, cpkit::metrics::fetch(client, "/metrics", &wanted));
             let dumps = async {
                 if !ask_dumps {
                     return None;

@@ -164,8 +164,17 @@ impl Ctx {
         self.first_scrapes
             .get_or_init(|| async {
                 let targets = self.read_targets().await;
+                // A replica far behind the others (beside a dead etcd member, kube-apiserver
+                // answers /metrics after 20 s) is cut off, not waited for to the request timeout.
+                let round = Arc::new(cpkit::stragglers::Stragglers::new());
                 let futures = targets.into_iter().map(|target| {
-                    let first = scrape(self.cluster.clone(), target.clone());
+                    let round = round.clone();
+                    let cluster = self.cluster.clone();
+                    let replica = target.clone();
+                    let first = async move {
+                        let what = format!("GET /metrics on {}", replica.name);
+                        round.bounded(&what, scrape(cluster, replica)).await
+                    };
                     (target, first.boxed().shared())
                 });
                 Arc::new(futures.collect())

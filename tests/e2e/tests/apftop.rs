@@ -187,6 +187,26 @@ in_both_worlds! {
 }
 
 in_both_worlds! {
+    fn a_replica_whose_etcd_is_gone_is_cut_off_not_waited_for(world) {
+        // Beside a dead etcd member, kube-apiserver answers /metrics only after its 20 s etcd
+        // dial timeout; each sample waits a few seconds past the other replicas' answers, not
+        // the request timeout (30 s here: two samples would take 40 s).
+        let c = start(world, Scenario::EtcdMemberDown);
+        let down = c.facts.down_etcd_member.clone().unwrap();
+        let started = std::time::Instant::now();
+        let (out, doc) = once(&c, &["--request-timeout", "30s"]);
+        let took = started.elapsed();
+        let replicas = doc["snapshot"]["replicas"].as_array().unwrap();
+        let late = replicas.iter().find(|r| r["name"] == down.as_str()).unwrap_or_else(|| panic!("{}", describe(&out)));
+        assert_eq!(late["ok"], false, "{late}");
+        assert!(late["error"].as_str().unwrap().contains("no answer 3"), "{late}");
+        assert!(late["error"].as_str().unwrap().contains("after another replica answered"), "{late}");
+        assert_eq!(replicas.iter().filter(|r| r["ok"] == true).count(), 2, "{}", describe(&out));
+        assert!(took < std::time::Duration::from_secs(38), "{took:?}: {}", describe(&out));
+    }
+}
+
+in_both_worlds! {
     fn missing_permissions_degrade_with_a_note(world) {
         let c = start(world, Scenario::RbacLimited);
         let out = kubectl(&["apftop", "--once", "--interval", "300ms", "--color", "never"], &c.env());

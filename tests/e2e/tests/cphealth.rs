@@ -88,7 +88,7 @@ in_both_worlds! {
 in_both_worlds! {
     fn etcd_member_down_is_a_warning_naming_the_member(world) {
         let c = start(world, Scenario::EtcdMemberDown);
-        let (out, r) = cphealth(&c, &["--verbose"]);
+        let (out, r) = cphealth(&c, &["--verbose", "--request-timeout", "30s"]);
         assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
         assert_eq!(r["verdict"], "WARNING");
         assert_eq!(status(&r, "etcd"), "WARNING");
@@ -97,6 +97,14 @@ in_both_worlds! {
         assert!(subs.iter().any(|s| s["name"] == "member cp-3" && s["status"] == "CRITICAL"));
         assert!(message(&r, "static-pods").contains("etcd-cp-3 CrashLoopBackOff"));
         assert!(message(&r, "health").contains("fails on cp-3"), "its apiserver lost its local etcd");
+        // Beside the dead member, kube-apiserver answers /metrics only after its 20 s etcd dial
+        // timeout: that replica is cut off a few seconds after the others answered, not waited
+        // for to the request timeout (30 s here).
+        let load = check(&r, "load");
+        assert_eq!(load["status"], "OK", "{load}");
+        let evidence = load["evidence"].as_array().unwrap();
+        assert!(evidence.iter().any(|e| e["name"] == "not scraped" && e["value"].as_str().unwrap_or("").starts_with("cp-3: ")), "{load}");
+        assert!(load["durationSeconds"].as_f64().unwrap() < 19.0, "{load}");
         // One root cause: the member; its replica's readyz and its static pod follow from it.
         let (cause, follows) = diagnosis(&r);
         assert_eq!(cause, "etcd", "{}", r["diagnosis"]);
