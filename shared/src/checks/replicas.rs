@@ -52,6 +52,7 @@ pub fn judge(f: &Facts, now: Timestamp) -> CheckResult {
     let mut r = CheckResult::ok("replicas", "");
     let mut down = Vec::new();
     let mut down_pods = Vec::new();
+    let mut down_nodes = Vec::new();
     let mut unreachable = Vec::new();
     let mut not_ready = Vec::new();
     let mut cert_issues: Vec<(String, String)> = Vec::new();
@@ -63,6 +64,7 @@ pub fn judge(f: &Facts, now: Timestamp) -> CheckResult {
         match (&surveyed.liveness, f.answers.get(&surveyed.replica.url)) {
             (Liveness::Down { cause, detail }, _) => {
                 down.push(format!("{name} ({cause})"));
+                down_nodes.push(name.clone());
                 down_pods.push(pod());
                 r.sub(format!("replica {name}"), Status::Warning, format!("{label} is down: {detail}"));
             }
@@ -98,6 +100,7 @@ pub fn judge(f: &Facts, now: Timestamp) -> CheckResult {
                 }
                 Err(e) => {
                     down.push(format!("{name} ({})", short_error(e)));
+                    down_nodes.push(name.clone());
                     down_pods.push(pod());
                     r.sub(
                         format!("replica {name}"),
@@ -124,7 +127,7 @@ pub fn judge(f: &Facts, now: Timestamp) -> CheckResult {
         let logs: Vec<String> =
             down_pods.iter().map(|p| format!("kubectl logs -n kube-system {p} --previous --tail=100")).collect();
         r.fix(
-            "On that node: `crictl ps -a --name kube-apiserver` and `crictl logs` of the exited container (certificates, etcd reachability, OOM); check the load balancer's health checks so it stops sending traffic there.",
+            format!("On {}: `crictl ps -a --name kube-apiserver` and `crictl logs` of the exited container (certificates, etcd reachability, OOM); check the load balancer's health checks so it stops sending traffic there.", down_nodes.join(", ")),
             &logs.iter().map(String::as_str).collect::<Vec<_>>(),
             "medium: fix one replica at a time; the others carry the load meanwhile",
         );
@@ -315,7 +318,7 @@ mod tests {
     }
 
     #[test]
-    fn the_fix_names_the_dead_replicas_pod() {
+    fn the_fix_names_the_dead_replicas_node_and_pod() {
         let r = run(
             vec![
                 (surveyed("cp-1", Liveness::Reachable), Some(answer("v1.33.1", true, 300))),
@@ -326,6 +329,11 @@ mod tests {
         assert_eq!(
             r.remediation[0].commands,
             ["kubectl logs -n kube-system kube-apiserver-cp-3 --previous --tail=100"]
+        );
+        assert!(
+            r.remediation[0].action.starts_with("On cp-3: `crictl ps -a --name kube-apiserver`"),
+            "{:?}",
+            r.remediation
         );
     }
 
