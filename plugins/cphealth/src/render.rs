@@ -110,6 +110,9 @@ pub fn text(report: &HealthReport, wide: bool, no_headers: bool, verbose: bool) 
     }
     let problems: Vec<&CheckResult> =
         report.checks.iter().filter(|c| !matches!(c.status, Status::Ok | Status::Skipped) || verbose).collect();
+    // A command is printed once: the first fix that needs it shows it (two checks that see the same
+    // pod both point at its logs).
+    let mut shown: std::collections::HashSet<&str> = std::collections::HashSet::new();
     if verbose {
         out.push('\n');
         for c in &report.checks {
@@ -126,7 +129,7 @@ pub fn text(report: &HealthReport, wide: bool, no_headers: bool, verbose: bool) 
                 }
             }
             for f in &c.remediation {
-                push_fix(&mut out, "  fix: ", f, width);
+                push_fix(&mut out, "  fix: ", f, width, &mut shown);
             }
             out.push('\n');
         }
@@ -143,7 +146,7 @@ pub fn text(report: &HealthReport, wide: bool, no_headers: bool, verbose: bool) 
             }
         }
         for (names, f) in fixes {
-            push_fix(&mut out, &format!("{} ", bold(&format!("{}:", names.join(", ")))), f, width);
+            push_fix(&mut out, &format!("{} ", bold(&format!("{}:", names.join(", ")))), f, width, &mut shown);
         }
         out.push_str(&dim("(kubectl cphealth --verbose shows every sub-check and its evidence)\n"));
     }
@@ -168,11 +171,20 @@ fn push_diagnosis(out: &mut String, d: &cpkit::diagnosis::Diagnosis, width: Opti
     }
 }
 
-/// A fix: its action after `lead`, its commands (split so they still paste), its risk.
-fn push_fix(out: &mut String, lead: &str, f: &cpkit::report::Remediation, width: Option<usize>) {
+/// A fix: its action after `lead`, its commands not `shown` above (split so they still paste), its
+/// risk.
+fn push_fix<'r>(
+    out: &mut String,
+    lead: &str,
+    f: &'r cpkit::report::Remediation,
+    width: Option<usize>,
+    shown: &mut std::collections::HashSet<&'r str>,
+) {
     out.push_str(&paragraph(lead, &f.action, 4, width));
     for cmd in &f.commands {
-        out.push_str(&command("    $ ", cmd, width));
+        if shown.insert(cmd.as_str()) {
+            out.push_str(&command("    $ ", cmd, width));
+        }
     }
     for line in paragraph("    ", &format!("risk: {}", f.risk), 4, width).lines() {
         out.push_str(&format!("{}\n", dim(line)));

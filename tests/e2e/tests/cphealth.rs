@@ -276,7 +276,12 @@ in_both_worlds! {
         let subs = check(&r, "replicas")["subchecks"].to_string();
         assert!(subs.contains("refuses connections from this machine"), "{subs}");
         assert!(check(&r, "replicas")["remediation"].to_string().contains("kubectl logs -n kube-system kube-apiserver-cp-3 --previous"));
+        assert!(check(&r, "replicas")["remediation"][0]["action"].as_str().unwrap().starts_with("On cp-3: "), "{}", check(&r, "replicas"));
         assert_eq!(status(&r, "apiserver"), "OK");
+        // The replicas and static-pods fixes both point at that pod's logs: printed once.
+        let table = kubectl(&["cphealth", "--sample", "0"], &c.env());
+        let (table, _) = text(&table);
+        assert_eq!(table.matches("$ kubectl logs -n kube-system kube-apiserver-cp-3 --previous --tail=100").count(), 1, "{table}");
     }
 }
 
