@@ -197,14 +197,7 @@ fn once_text(s: &gather::Snapshot, ctx: &Context, wide: bool, no_headers: bool) 
     let mut failures: Vec<(String, Vec<&str>, Status)> = Vec::new();
     for r in s.replicas.iter().filter(|r| r.error.is_some()) {
         let e = r.error.clone().unwrap_or_default();
-        let status = if r.failure.as_ref().is_some_and(|f| f.exit_code() == cpkit::exit::EXIT_CRITICAL) {
-            Status::Critical
-        } else if r.ok || r.error.as_deref().is_some_and(|e| e.starts_with("down: ")) {
-            // Flows unknown on a replica that answers, or one replica down while others serve.
-            Status::Warning
-        } else {
-            Status::Unknown
-        };
+        let status = view::replica_failure(s, r);
         match failures.iter_mut().find(|(x, _, st)| *x == e && *st == status) {
             Some((_, names, _)) => names.push(&r.name),
             None => failures.push((e, vec![&r.name], status)),

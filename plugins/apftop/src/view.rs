@@ -344,6 +344,25 @@ pub fn summary(s: &Snapshot) -> (String, String) {
     )
 }
 
+/// What one replica's failure weighs, by the same rule as [`verdict`]: answering 429 is CRITICAL;
+/// while other replicas answer, one that does not (down, late, refused) is a WARNING; when none
+/// answers, the server failing is CRITICAL and a refused permission UNKNOWN.
+pub fn replica_failure(s: &Snapshot, r: &crate::gather::ReplicaStatus) -> Status {
+    let Some(e) = &r.failure else {
+        // Flows unknown on a replica that answers, or judged down by the API.
+        return Status::Warning;
+    };
+    if e.kind == ErrorKind::TooManyRequests {
+        Status::Critical
+    } else if s.replicas_ok() > 0 {
+        Status::Warning
+    } else if e.exit_code() == cpkit::exit::EXIT_CRITICAL {
+        Status::Critical
+    } else {
+        Status::Unknown
+    }
+}
+
 /// The worst state a snapshot shows: rejections weighed by priority level (CRITICAL where the
 /// cluster's own traffic is refused, as cphealth's load check; a replica answering 429 is
 /// CRITICAL), WARNING with queuing or a replica not answering, UNKNOWN when none answers.
@@ -373,5 +392,72 @@ pub fn verdict(s: &Snapshot) -> Status {
         Status::Warning
     } else {
         Status::Ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gather::ReplicaStatus;
+    use cpkit::Error;
+    use cpkit::apf::stats::Stats;
+
+    fn replica(name: &str, failure: Option<Error>) -> ReplicaStatus {
+        ReplicaStatus {
+            name: name.into(),
+            url: format!("https://{name}:6443"),
+            ok: failure.is_none(),
+            error: failure.as_ref().map(|e| e.why.clone()),
+            stats: Stats::default(),
+            failure,
+        }
+    }
+
+    fn snapshot(replicas: Vec<ReplicaStatus>) -> Snapshot {
+        Snapshot {
+            context: "c".into(),
+            taken_at: String::new(),
+            window_seconds: 0.0,
+            replicas,
+            total: Stats::default(),
+            flows: Vec::new(),
+            observer_requests: 0,
+            queue_attribution: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_replica_failure_weighs_as_the_verdict_does() {
+        let late = || Error::new(ErrorKind::Timeout, "GET /metrics on cp-3", "no answer 3s after another replica", "");
+        let refused = || Error::new(ErrorKind::Forbidden, "GET /metrics", "forbidden", "");
+        let throttled = || Error::new(ErrorKind::TooManyRequests, "GET /metrics", "429", "");
+        let cases = [
+            (
+                "one late while the others answer",
+                vec![replica("cp-1", None), replica("cp-3", Some(late()))],
+                Status::Warning,
+            ),
+            (
+                "every replica late",
+                vec![replica("cp-1", Some(late())), replica("cp-3", Some(late()))],
+                Status::Critical,
+            ),
+            (
+                "not permitted anywhere",
+                vec![replica("cp-1", Some(refused())), replica("cp-3", Some(refused()))],
+                Status::Unknown,
+            ),
+            (
+                "429 while others answer",
+                vec![replica("cp-1", None), replica("cp-3", Some(throttled()))],
+                Status::Critical,
+            ),
+        ];
+        for (case, replicas, want) in cases {
+            let s = snapshot(replicas);
+            assert_eq!(replica_failure(&s, &s.replicas[1]), want, "{case}");
+            assert!(verdict(&s) >= want || want == Status::Unknown, "{case}: the line is never worse than the verdict");
+        }
     }
 }

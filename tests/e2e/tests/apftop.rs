@@ -203,6 +203,11 @@ in_both_worlds! {
         assert!(late["error"].as_str().unwrap().contains("after another replica answered"), "{late}");
         assert_eq!(replicas.iter().filter(|r| r["ok"] == true).count(), 2, "{}", describe(&out));
         assert!(took < std::time::Duration::from_secs(38), "{took:?}: {}", describe(&out));
+        // One replica late while the others answer weighs as the verdict does: a WARNING.
+        let table = kubectl(&["apftop", "--once", "--interval", "300ms", "--color", "never"], &c.env());
+        let (stdout, _) = text(&table);
+        assert!(stdout.starts_with("APF WARNING"), "{stdout}");
+        assert!(stdout.contains(&format!("\n  WARNING {down}: GET /metrics on {down}: no answer")), "{stdout}");
     }
 }
 
