@@ -1,7 +1,7 @@
 //! The etcd check's certificates: what each member serves on its client port. A member whose
 //! certificate expires stops taking the API servers' connections, and a quorum of them takes the
 //! cluster down (kubeadm renews them only on upgrades:
-//! https://kubernetes.io/docs/tasks/administer-cluster/kubeadm/kubeadm-certs/).
+//! <https://kubernetes.io/docs/tasks/administer-cluster/kubeadm/kubeadm-certs/>).
 
 use jiff::Timestamp;
 
