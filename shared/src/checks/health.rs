@@ -159,7 +159,17 @@ pub fn judge(f: &Facts) -> CheckResult {
     r.message = parts.join("; ");
     let names: BTreeSet<&str> = failing.keys().map(|k| k.split_once('/').map(|(_, n)| n).unwrap_or(k)).collect();
     if names.iter().any(|n| n.starts_with("etcd")) {
-        r.fix("The API server cannot reach etcd: see the etcd check; on the node, check the API server's --etcd-servers and etcd certificates.", &["crictl logs $(crictl ps -q --name kube-apiserver) 2>&1 | grep -i etcd | tail   # on that node"], "low: diagnosis");
+        let on: BTreeSet<&str> = failing
+            .iter()
+            .filter(|(check, _)| check.split_once('/').map_or(check.as_str(), |(_, n)| n).starts_with("etcd"))
+            .flat_map(|(_, replicas)| replicas.iter().map(String::as_str))
+            .collect();
+        let on = on.into_iter().collect::<Vec<_>>().join(", ");
+        r.fix(
+            format!("The API server cannot reach etcd: see the etcd check; on {on}, check the API server's --etcd-servers and etcd certificates."),
+            &[&format!("crictl logs $(crictl ps -q --name kube-apiserver) 2>&1 | grep -i etcd | tail   # on {on}")],
+            "low: diagnosis",
+        );
     } else {
         let failing_replicas: BTreeSet<&String> = failing.values().flatten().collect();
         let logs: Vec<String> = f
@@ -253,7 +263,8 @@ mod tests {
     #[test]
     fn the_fix_follows_the_failing_check() {
         let etcd = judge(&facts(vec![replica("cp-1", answer(200, HEALTHY), answer(500, ETCD_FAILS))]));
-        assert!(etcd.remediation[0].action.contains("cannot reach etcd"));
+        assert!(etcd.remediation[0].action.contains("see the etcd check; on cp-1, check"), "{:?}", etcd.remediation);
+        assert!(etcd.remediation[0].commands[0].ends_with("# on cp-1"), "{:?}", etcd.remediation);
         let hook = judge(&facts(vec![ok("cp-1"), replica("cp-2", answer(200, HEALTHY), answer(500, HOOK_FAILS))]));
         assert_eq!(hook.remediation[0].commands, ["kubectl logs -n kube-system kube-apiserver-cp-2 --tail=200"]);
     }

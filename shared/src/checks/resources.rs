@@ -250,13 +250,14 @@ fn fd_fix(r: &mut CheckResult, kind: ProcessKind, short: &[&ReplicaResources]) {
             None => format!("kubectl logs -n kube-system -l {selector} --tail=2000 | grep -ci 'too many open files'"),
         })
         .collect();
-    let limits = format!("grep 'open files' /proc/$(pgrep -o {program})/limits   # on that node");
-    let mut commands: Vec<&str> = logs.iter().map(String::as_str).collect();
-    commands.extend([
-        limits.as_str(),
-        "systemctl edit containerd   # on that node: [Service] LimitNOFILE=1048576, then systemctl restart containerd",
-    ]);
     let names: Vec<&str> = short.iter().map(|x| x.name.as_str()).collect();
+    let on = names.join(", ");
+    let limits = format!("grep 'open files' /proc/$(pgrep -o {program})/limits   # on {on}");
+    let raise = format!(
+        "systemctl edit containerd   # on {on}: [Service] LimitNOFILE=1048576, then systemctl restart containerd"
+    );
+    let mut commands: Vec<&str> = logs.iter().map(String::as_str).collect();
+    commands.extend([limits.as_str(), raise.as_str()]);
     let holders = match kind {
         ProcessKind::ApiServer => "watch connections: `kubectl apftop`",
         ProcessKind::Etcd => "client connections: every API server holds some, and so do watches",

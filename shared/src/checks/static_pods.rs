@@ -142,10 +142,13 @@ pub fn judge(f: &Facts, now: Timestamp) -> CheckResult {
     parts.append(&mut problems);
     r.message = one_line(&parts);
     if !missing_on.is_empty() {
-        let nodes: Vec<&str> = missing_on.into_iter().collect();
+        let nodes = missing_on.into_iter().collect::<Vec<&str>>().join(", ");
         r.fix(
-            format!("On {}: the kubelet's log says why it did not create the mirror pod (a refusing admission webhook is named there; see the webhooks check); check that the kubelet runs and the manifest is in /etc/kubernetes/manifests.", nodes.join(", ")),
-            &["journalctl -u kubelet --since -30m | grep -i 'mirror pod'   # on that node", "ls /etc/kubernetes/manifests   # on that node"],
+            format!("On {nodes}: the kubelet's log says why it did not create the mirror pod (a refusing admission webhook is named there; see the webhooks check); check that the kubelet runs and the manifest is in /etc/kubernetes/manifests."),
+            &[
+                &format!("journalctl -u kubelet --since -30m | grep -i 'mirror pod'   # on {nodes}"),
+                &format!("ls /etc/kubernetes/manifests   # on {nodes}"),
+            ],
             "low: diagnosis",
         );
     }
@@ -257,6 +260,15 @@ mod tests {
             assert_eq!(r.status, status, "{case}: {}", r.message);
             assert!(r.message.starts_with(message), "{case}: {}", r.message);
         }
+    }
+
+    #[test]
+    fn a_missing_mirror_pod_is_looked_for_on_its_node() {
+        let three = [all("cp-1"), all("cp-2"), all("cp-3")].concat();
+        let r = run(without(three, "etcd-cp-3"), &["cp-1", "cp-2", "cp-3"]);
+        let fix = &r.remediation[0];
+        assert!(fix.action.starts_with("On cp-3: "), "{fix:?}");
+        assert!(fix.commands.iter().all(|c| c.ends_with("# on cp-3")), "{fix:?}");
     }
 
     #[test]
