@@ -766,7 +766,7 @@ fn backend_down(s: &Subject, out: &mut Vec<Finding>) -> bool {
                     )
                 }
                 None => format!(
-                    "Diagnose first: `{}` ({}). Then, as the emergency step, defuse it (kubectl webhookguard disarm keeps a backup and prints the undo), and bring the backend back",
+                    "Diagnose first: `{}` ({}). Then bring the backend back and, as the emergency step meanwhile, defuse the webhook (kubectl webhookguard disarm keeps a backup and prints the undo)",
                     svc.diagnose_command(ns, name),
                     svc.chain(ns)
                 ),

@@ -314,7 +314,7 @@ fn self_deadlock_backend_down_and_fixes() {
     assert_eq!(findings[0].evidence.iter().find(|e| e.name == "backend").map(|e| e.value.as_str()), Some(chain));
     let fix = findings[0].fix.as_ref().unwrap();
     assert!(
-        fix.description.starts_with(&format!("Diagnose first: `kubectl -n guard describe deployment guard-webhook` ({chain}). Then, as the emergency step, defuse it")),
+        fix.description.starts_with(&format!("Diagnose first: `kubectl -n guard describe deployment guard-webhook` ({chain}). Then bring the backend back and, as the emergency step meanwhile, defuse the webhook")),
         "{}",
         fix.description
     );
