@@ -65,7 +65,13 @@ impl Stragglers {
             result = read => {
                 if result.is_ok() {
                     let took = self.started.elapsed();
-                    self.first.send_if_modified(|f| f.is_none().then(|| *f = Some(took)).is_some());
+                    self.first.send_if_modified(|f| {
+                        let first = f.is_none();
+                        if first {
+                            *f = Some(took);
+                        }
+                        first
+                    });
                 }
                 result
             }

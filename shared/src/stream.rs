@@ -212,6 +212,37 @@ pub async fn port_forward(
     Ok(Tunnel { stream, forwarder })
 }
 
+/// Runs `use_stream` over a port-forward to `port` of a pod, the whole of it (opening included)
+/// bounded by `timeout`, and closes the tunnel after, whatever the outcome. `what` names the read
+/// in the timeout's error.
+pub async fn through_port_forward<T, F, Fut>(
+    cluster: &Cluster,
+    (namespace, pod, port): (&str, &str, u16),
+    timeout: Duration,
+    what: &str,
+    use_stream: F,
+) -> Result<T>
+where
+    F: FnOnce(tokio::io::DuplexStream) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let read = async {
+        let Tunnel { stream, forwarder } = port_forward(cluster, namespace, pod, port, timeout).await?;
+        let result = use_stream(stream).await;
+        forwarder.abort();
+        result
+    };
+    match tokio::time::timeout(timeout, read).await {
+        Ok(result) => result,
+        Err(_) => Err(Error::new(
+            ErrorKind::Timeout,
+            what.to_string(),
+            format!("no answer within {}s", timeout.as_secs()),
+            "",
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -160,9 +160,8 @@ pub async fn metrics(
         ));
     };
     let what = format!("GET /metrics of {} through a port-forward to port {port}", pod.pod.name);
-    let fetch = async {
-        let crate::stream::Tunnel { stream, forwarder } =
-            crate::stream::port_forward(cluster, &pod.pod.namespace, &pod.pod.name, port, timeout).await?;
+    let target = (pod.pod.namespace.as_str(), pod.pod.name.as_str(), port);
+    crate::stream::through_port_forward(cluster, target, timeout, &what, |stream| async {
         let failed = |why: String| Error::new(ErrorKind::Failed, what.clone(), why, "");
         let io = hyper_util::rt::TokioIo::new(stream);
         let (mut sender, connection) =
@@ -175,18 +174,15 @@ pub async fn metrics(
             .map_err(|e| failed(e.to_string()))?;
         let response = sender.send_request(request).await.map_err(|e| failed(e.to_string()))?;
         let status = response.status();
-        let body = http_body_util::BodyExt::collect(response.into_body()).await.map_err(|e| failed(e.to_string()))?;
+        let body = http_body_util::BodyExt::collect(response.into_body()).await.map_err(|e| failed(e.to_string()));
         driver.abort();
-        forwarder.abort();
+        let body = body?;
         if !status.is_success() {
             return Err(failed(format!("HTTP {status}")));
         }
         Ok(crate::metrics::Scrape::parse(&body.to_bytes(), selection))
-    };
-    match tokio::time::timeout(timeout, fetch).await {
-        Ok(result) => result,
-        Err(_) => Err(Error::new(ErrorKind::Timeout, what, format!("no answer within {}s", timeout.as_secs()), "")),
-    }
+    })
+    .await
 }
 
 /// The certificate a member serves on its client port, read by a TLS handshake through a
@@ -203,24 +199,15 @@ pub async fn serving_certificate(cluster: &Cluster, pod: &EtcdPod, timeout: Dura
         ));
     };
     let label = format!("etcd member {} (port {port} of pod {})", pod.member, pod.pod.name);
-    let read = async {
-        let crate::stream::Tunnel { stream, forwarder } =
-            crate::stream::port_forward(cluster, &pod.pod.namespace, &pod.pod.name, port, timeout).await?;
-        let probe = crate::certs::served_chain(stream, "localhost", timeout, &label).await;
-        forwarder.abort();
-        probe?.chain.into_iter().next().ok_or_else(|| {
+    let what = format!("TLS handshake with {label} through a port-forward");
+    let target = (pod.pod.namespace.as_str(), pod.pod.name.as_str(), port);
+    crate::stream::through_port_forward(cluster, target, timeout, &what, |stream| async {
+        let probe = crate::certs::served_chain(stream, "localhost", timeout, &label).await?;
+        probe.chain.into_iter().next().ok_or_else(|| {
             Error::new(ErrorKind::Tls, format!("{label} served no certificate"), "the chain was empty", "")
         })
-    };
-    match tokio::time::timeout(timeout, read).await {
-        Ok(result) => result,
-        Err(_) => Err(Error::new(
-            ErrorKind::Timeout,
-            format!("TLS handshake with {label} through a port-forward"),
-            format!("no answer within {}s", timeout.as_secs()),
-            "",
-        )),
-    }
+    })
+    .await
 }
 
 /// Reads a text file in the pod through the shell's `$(<FILE)` (the etcd image has no `cat`).
