@@ -55,201 +55,76 @@ fn live_namespaces() -> ClusterFacts {
 fn lockout_table() {
     let offline = ClusterFacts::offline();
     let live = live_namespaces();
-    let exclude_system = json!({"namespaceSelector": {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", "kube-node-lease"]}]}});
+    let (off, live) = (&offline, &live);
+    let (crit, warn) = (Some(Status::Critical), Some(Status::Warning));
+    let name_not_in = |names: &[&str]| json!({"namespaceSelector": {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": names}]}});
+    let no_system = name_not_in(&["kube-system", "kube-node-lease"]);
+    let opt_in = json!({"namespaceSelector": {"matchLabels": {"policy": "enforced"}}});
+    let opt_out =
+        json!({"namespaceSelector": {"matchExpressions": [{"key": "policy", "operator": "NotIn", "values": ["off"]}]}});
+    let condition = |expression: &str| json!({"matchConditions": [{"name": "c", "expression": expression}]});
+    let objects = |selector: Value| json!({"objectSelector": selector});
+    // A webhook on `resources` of `groups`, for CREATE and UPDATE, with `extra` fields.
+    let w = |groups: &[&str], resources: &[&str], extra: Value| webhook(rule(groups, resources), extra);
+    let all_rules = |operations: &str, groups: &str, resources: &str, scope: &str| json!([{"operations": [operations], "apiGroups": [groups], "apiVersions": ["*"], "resources": [resources], "scope": scope}]);
+    let (rbac, coordination, certificates) =
+        ("rbac.authorization.k8s.io", "coordination.k8s.io", "certificates.k8s.io");
+    let none = || json!({});
     // (case, webhook, facts, expected LOCKOUT severity)
     let cases: Vec<(&str, Value, &ClusterFacts, Option<Status>)> = vec![
-        (
-            "every resource, Fail by v1 default",
-            webhook(
-                json!([{"operations": ["*"], "apiGroups": ["*"], "apiVersions": ["*"], "resources": ["*/*"]}]),
-                json!({}),
-            ),
-            &offline,
-            Some(Status::Critical),
-        ),
-        (
-            "wildcard resources",
-            webhook(rule(&["*"], &["*"]), json!({"failurePolicy": "Fail"})),
-            &offline,
-            Some(Status::Critical),
-        ),
-        ("Ignore never locks", webhook(rule(&["*"], &["*"]), json!({"failurePolicy": "Ignore"})), &offline, None),
-        ("pods in core group", webhook(rule(&[""], &["pods"]), json!({})), &offline, Some(Status::Critical)),
-        ("pods excluded by name label", webhook(rule(&[""], &["pods"]), exclude_system.clone()), &offline, None),
-        (
-            "pods, opt-in selector offline is unknown",
-            webhook(rule(&[""], &["pods"]), json!({"namespaceSelector": {"matchLabels": {"policy": "enforced"}}})),
-            &offline,
-            Some(Status::Warning),
-        ),
-        (
-            "pods, opt-in selector live excludes kube-system",
-            webhook(rule(&[""], &["pods"]), json!({"namespaceSelector": {"matchLabels": {"policy": "enforced"}}})),
-            &live,
-            None,
-        ),
-        (
-            "pods, opt-out selector live keeps kube-system",
-            webhook(
-                rule(&[""], &["pods"]),
-                json!({"namespaceSelector": {"matchExpressions": [{"key": "policy", "operator": "NotIn", "values": ["off"]}]}}),
-            ),
-            &live,
-            Some(Status::Critical),
-        ),
-        (
-            "objectSelector opt-in",
-            webhook(rule(&[""], &["pods"]), json!({"objectSelector": {"matchLabels": {"inject": "true"}}})),
-            &offline,
-            None,
-        ),
+        ("every resource, Fail by v1 default", webhook(all_rules("*", "*", "*/*", "*"), none()), off, crit),
+        ("wildcard resources", w(&["*"], &["*"], json!({"failurePolicy": "Fail"})), off, crit),
+        ("Ignore never locks", w(&["*"], &["*"], json!({"failurePolicy": "Ignore"})), off, None),
+        ("pods in core group", w(&[""], &["pods"], none()), off, crit),
+        ("pods excluded by name label", w(&[""], &["pods"], no_system.clone()), off, None),
+        ("pods, opt-in selector offline is unknown", w(&[""], &["pods"], opt_in.clone()), off, warn),
+        ("pods, opt-in selector live excludes kube-system", w(&[""], &["pods"], opt_in), live, None),
+        ("pods, opt-out selector live keeps kube-system", w(&[""], &["pods"], opt_out), live, crit),
+        ("objectSelector opt-in", w(&[""], &["pods"], objects(json!({"matchLabels": {"inject": "true"}}))), off, None),
         (
             "objectSelector opt-out",
-            webhook(
-                rule(&[""], &["pods"]),
-                json!({"objectSelector": {"matchExpressions": [{"key": "skip", "operator": "DoesNotExist"}]}}),
-            ),
-            &offline,
-            Some(Status::Critical),
+            w(&[""], &["pods"], objects(json!({"matchExpressions": [{"key": "skip", "operator": "DoesNotExist"}]}))),
+            off,
+            crit,
         ),
         (
             "matchConditions excluding kube-system",
-            webhook(
-                rule(&[""], &["pods"]),
-                json!({"matchConditions": [{"name": "not-system", "expression": "request.namespace != 'kube-system'"}]}),
-            ),
-            &offline,
+            w(&[""], &["pods"], condition("request.namespace != 'kube-system'")),
+            off,
             None,
         ),
-        (
-            "matchConditions unknown",
-            webhook(
-                rule(&[""], &["pods"]),
-                json!({"matchConditions": [{"name": "team", "expression": "object.metadata.labels['team'] == 'a'"}]}),
-            ),
-            &offline,
-            Some(Status::Warning),
-        ),
-        ("leases", webhook(rule(&["coordination.k8s.io"], &["leases"]), exclude_system.clone()), &offline, None),
-        (
-            "leases without selector",
-            webhook(rule(&["coordination.k8s.io"], &["leases"]), json!({})),
-            &offline,
-            Some(Status::Critical),
-        ),
-        (
-            "nodes ignore namespaceSelector (cluster-scoped)",
-            webhook(rule(&[""], &["nodes"]), exclude_system.clone()),
-            &offline,
-            Some(Status::Critical),
-        ),
-        (
-            "nodes/status via subresource wildcard",
-            webhook(rule(&[""], &["nodes/*"]), json!({})),
-            &offline,
-            Some(Status::Critical),
-        ),
-        (
-            "subresource rule does not match main resource",
-            webhook(rule(&[""], &["pods/status"]), json!({})),
-            &offline,
-            None,
-        ),
-        (
-            "pods/* also matches pods (rules.go: sub * matches no subresource)",
-            webhook(rule(&[""], &["pods/*"]), json!({})),
-            &offline,
-            Some(Status::Critical),
-        ),
-        (
-            "RBAC",
-            webhook(rule(&["rbac.authorization.k8s.io"], &["clusterroles"]), json!({})),
-            &offline,
-            Some(Status::Critical),
-        ),
-        (
-            "CSRs",
-            webhook(rule(&["certificates.k8s.io"], &["certificatesigningrequests"]), json!({})),
-            &offline,
-            Some(Status::Critical),
-        ),
-        (
-            "TokenReviews",
-            webhook(rule(&["authentication.k8s.io"], &["tokenreviews"]), json!({})),
-            &offline,
-            Some(Status::Critical),
-        ),
-        (
-            "SubjectAccessReviews",
-            webhook(rule(&["authorization.k8s.io"], &["subjectaccessreviews"]), json!({})),
-            &offline,
-            Some(Status::Critical),
-        ),
-        (
-            "clusterrolebindings",
-            webhook(rule(&["rbac.authorization.k8s.io"], &["clusterrolebindings"]), exclude_system.clone()),
-            &offline,
-            Some(Status::Critical),
-        ),
-        (
-            "rolebindings in kube-system",
-            webhook(rule(&["rbac.authorization.k8s.io"], &["rolebindings"]), json!({})),
-            &offline,
-            Some(Status::Critical),
-        ),
-        (
-            "roles, kube-system excluded",
-            webhook(rule(&["rbac.authorization.k8s.io"], &["roles"]), exclude_system.clone()),
-            &offline,
-            None,
-        ),
+        ("matchConditions unknown", w(&[""], &["pods"], condition("object.metadata.labels['team'] == 'a'")), off, warn),
+        ("leases", w(&[coordination], &["leases"], no_system.clone()), off, None),
+        ("leases without selector", w(&[coordination], &["leases"], none()), off, crit),
+        ("nodes ignore namespaceSelector (cluster-scoped)", w(&[""], &["nodes"], no_system.clone()), off, crit),
+        ("nodes/status via subresource wildcard", w(&[""], &["nodes/*"], none()), off, crit),
+        ("subresource rule does not match main resource", w(&[""], &["pods/status"], none()), off, None),
+        ("pods/* also matches pods (rules.go: sub * matches no subresource)", w(&[""], &["pods/*"], none()), off, crit),
+        ("RBAC", w(&[rbac], &["clusterroles"], none()), off, crit),
+        ("CSRs", w(&[certificates], &["certificatesigningrequests"], none()), off, crit),
+        ("TokenReviews", w(&["authentication.k8s.io"], &["tokenreviews"], none()), off, crit),
+        ("SubjectAccessReviews", w(&["authorization.k8s.io"], &["subjectaccessreviews"], none()), off, crit),
+        ("clusterrolebindings", w(&[rbac], &["clusterrolebindings"], no_system.clone()), off, crit),
+        ("rolebindings in kube-system", w(&[rbac], &["rolebindings"], none()), off, crit),
+        ("roles, kube-system excluded", w(&[rbac], &["roles"], no_system), off, None),
         (
             "leases in kube-node-lease only, kube-system excluded",
-            webhook(
-                rule(&["coordination.k8s.io"], &["leases"]),
-                json!({"namespaceSelector": {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system"]}]}}),
-            ),
-            &offline,
-            Some(Status::Critical),
+            w(&[coordination], &["leases"], name_not_in(&["kube-system"])),
+            off,
+            crit,
         ),
-        (
-            "CSR approval subresource",
-            webhook(rule(&["certificates.k8s.io"], &["certificatesigningrequests/approval"]), json!({})),
-            &offline,
-            None,
-        ),
-        (
-            "wildcard group with named resource",
-            webhook(rule(&["*"], &["leases"]), json!({})),
-            &offline,
-            Some(Status::Critical),
-        ),
+        ("CSR approval subresource", w(&[certificates], &["certificatesigningrequests/approval"], none()), off, None),
+        ("wildcard group with named resource", w(&["*"], &["leases"], none()), off, crit),
         (
             "namespaces alone are not a lockout (a NAMESPACE CHANGES warning)",
-            webhook(rule(&[""], &["namespaces"]), json!({})),
-            &offline,
+            w(&[""], &["namespaces"], none()),
+            off,
             None,
         ),
-        ("wrong group", webhook(rule(&["apps"], &["pods"]), json!({})), &offline, None),
-        (
-            "scope Cluster skips namespaced pods",
-            webhook(
-                json!([{"operations": ["*"], "apiGroups": ["*"], "apiVersions": ["*"], "resources": ["pods"], "scope": "Cluster"}]),
-                json!({}),
-            ),
-            &offline,
-            None,
-        ),
-        (
-            "DELETE only",
-            webhook(
-                json!([{"operations": ["DELETE"], "apiGroups": [""], "apiVersions": ["*"], "resources": ["pods"]}]),
-                json!({}),
-            ),
-            &offline,
-            None,
-        ),
-        ("custom resources only", webhook(rule(&["example.com"], &["*"]), json!({})), &offline, None),
+        ("wrong group", w(&["apps"], &["pods"], none()), off, None),
+        ("scope Cluster skips namespaced pods", webhook(all_rules("*", "*", "pods", "Cluster"), none()), off, None),
+        ("DELETE only", webhook(all_rules("DELETE", "", "pods", "*"), none()), off, None),
+        ("custom resources only", w(&["example.com"], &["*"], none()), off, None),
     ];
     for (name, w, facts, want) in cases {
         let c = config(w);
