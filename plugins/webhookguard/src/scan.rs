@@ -97,7 +97,7 @@ fn parse_text(source: &str, text: &str) -> Result<(usize, Vec<WebhookConfig>, Po
     Ok((
         docs.len(),
         cpkit::webhooks::configs_from_documents(&docs, source)?,
-        cpkit::webhooks::policies_from_documents(&docs, source),
+        cpkit::webhooks::policies_from_documents(&docs, source)?,
     ))
 }
 

@@ -10,6 +10,7 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::analysis::{ClusterFacts, ServiceFacts, WebhookRuntime};
@@ -114,7 +115,7 @@ async fn service_facts(cluster: &Cluster, ns: &str, name: &str) -> Result<Servic
     }
     facts.has_pdb = !selector.is_empty()
         && pdbs.iter().any(|p| {
-            super::model::Selector::from_value(&p["spec"]["selector"]).evaluate(&selector, true)
+            super::model::Selector::deserialize(&p["spec"]["selector"]).unwrap_or_default().evaluate(&selector, true)
                 == super::model::Tri::Yes
         });
     if !selector.is_empty() {
@@ -308,7 +309,7 @@ pub async fn read_policies(cluster: &Cluster) -> Result<super::policies::Policie
     docs.extend(bindings?);
     docs.extend(mutating?);
     docs.extend(mutating_bindings?);
-    Ok(super::policies::policies_from_documents(&docs, "cluster"))
+    super::policies::policies_from_documents(&docs, "cluster")
 }
 
 /// `k=v,k in (a,b),!k`: a label selector as a query parameter value.

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
@@ -53,7 +53,8 @@ pub enum FailurePolicy {
 }
 
 /// A label selector requirement.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Requirement {
     pub key: String,
     pub operator: String,
@@ -61,8 +62,8 @@ pub struct Requirement {
 }
 
 /// A label selector (namespaceSelector, objectSelector). Empty matches everything.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct Selector {
     pub match_labels: BTreeMap<String, String>,
     pub match_expressions: Vec<Requirement>,
@@ -77,29 +78,6 @@ pub enum Tri {
 }
 
 impl Selector {
-    pub fn from_value(v: &Value) -> Selector {
-        let match_labels = v["matchLabels"]
-            .as_object()
-            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string())).collect())
-            .unwrap_or_default();
-        let match_expressions = v["matchExpressions"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|e| Requirement {
-                        key: e["key"].as_str().unwrap_or("").to_string(),
-                        operator: e["operator"].as_str().unwrap_or("").to_string(),
-                        values: e["values"]
-                            .as_array()
-                            .map(|v| v.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
-                            .unwrap_or_default(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        Selector { match_labels, match_expressions }
-    }
-
     pub fn is_empty(&self) -> bool {
         self.match_labels.is_empty() && self.match_expressions.is_empty()
     }
@@ -161,14 +139,21 @@ impl Selector {
 }
 
 /// One rule (operations × groups × versions × resources × scope).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct Rule {
     pub operations: Vec<String>,
     pub api_groups: Vec<String>,
     pub api_versions: Vec<String>,
     pub resources: Vec<String>,
     pub scope: String,
+}
+
+impl Default for Rule {
+    /// An unset scope is `*` (every scope).
+    fn default() -> Rule {
+        Rule { operations: vec![], api_groups: vec![], api_versions: vec![], resources: vec![], scope: "*".into() }
+    }
 }
 
 impl Rule {
@@ -253,8 +238,102 @@ pub struct WebhookConfig {
     pub source: String,
 }
 
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default()
+/// A webhook configuration as written: the fields the analysis reads, with their API types.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct WireConfig {
+    metadata: WireMetadata,
+    webhooks: Vec<WireWebhook>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct WireMetadata {
+    name: String,
+    resource_version: Option<String>,
+}
+
+/// A webhook as written, before the API version's defaults.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct WireWebhook {
+    name: String,
+    failure_policy: Option<FailurePolicyName>,
+    match_policy: Option<String>,
+    side_effects: Option<String>,
+    timeout_seconds: Option<u32>,
+    admission_review_versions: Vec<String>,
+    rules: Vec<Rule>,
+    namespace_selector: Selector,
+    object_selector: Selector,
+    match_conditions: Vec<MatchCondition>,
+    client_config: WireClientConfig,
+}
+
+/// Any failurePolicy but `Ignore` fails closed, as the API server treats it.
+#[derive(Deserialize)]
+#[serde(from = "String")]
+struct FailurePolicyName(FailurePolicy);
+
+impl From<String> for FailurePolicyName {
+    fn from(name: String) -> Self {
+        FailurePolicyName(if name == "Ignore" { FailurePolicy::Ignore } else { FailurePolicy::Fail })
+    }
+}
+
+/// A `matchConditions` entry: a named CEL expression.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct MatchCondition {
+    pub(super) name: String,
+    pub(super) expression: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct WireClientConfig {
+    url: Option<String>,
+    service: Option<WireService>,
+    ca_bundle: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(default)]
+struct WireService {
+    namespace: String,
+    name: String,
+    path: Option<String>,
+    port: u16,
+}
+
+impl Default for WireService {
+    fn default() -> Self {
+        WireService { namespace: "default".into(), name: String::new(), path: None, port: 443 }
+    }
+}
+
+/// Reads `v` as `T` with `null`s as unset; a wrong type names its field
+/// (`webhooks[0].rules: invalid type: string "pods", expected a sequence`).
+pub(super) fn read_object<T: serde::de::DeserializeOwned>(v: &Value, what: impl Fn() -> String) -> Result<T> {
+    let mut read = serde_path_to_error::deserialize(v);
+    if read.is_err() {
+        // A `null` reads as unset, as the API server's decoder reads it.
+        let mut without_nulls = v.clone();
+        drop_nulls(&mut without_nulls);
+        read = serde_path_to_error::deserialize(&without_nulls);
+    }
+    read.map_err(|e| Error::invalid_data(format!("{} is not valid", what()), format!("{}: {}", e.path(), e.inner())))
+}
+
+fn drop_nulls(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            map.retain(|_, x| !x.is_null());
+            map.values_mut().for_each(drop_nulls);
+        }
+        Value::Array(items) => items.iter_mut().for_each(drop_nulls),
+        _ => {}
+    }
 }
 
 impl WebhookConfig {
@@ -267,140 +346,56 @@ impl WebhookConfig {
         };
         let api_version = v["apiVersion"].as_str().unwrap_or("admissionregistration.k8s.io/v1").to_string();
         let beta = api_version.ends_with("/v1beta1");
-        check_shape(v, kind, source)?;
-        let name = v["metadata"]["name"].as_str().unwrap_or("").to_string();
-        if name.is_empty() {
+        let name = v["metadata"]["name"].as_str().unwrap_or("?");
+        let wire: WireConfig = read_object(v, || format!("{} {name} in {source}", kind.kind()))?;
+        if wire.metadata.name.is_empty() {
             return Err(Error::invalid_data(
                 format!("A {} in {source} has no name", kind.kind()),
                 "metadata.name is empty",
             ));
         }
-        let mut webhooks = Vec::new();
-        for (index, w) in v["webhooks"].as_array().cloned().unwrap_or_default().iter().enumerate() {
-            let fp = w["failurePolicy"].as_str();
-            let failure_policy = match fp {
-                Some("Ignore") => FailurePolicy::Ignore,
-                Some(_) => FailurePolicy::Fail,
-                None if beta => FailurePolicy::Ignore,
-                None => FailurePolicy::Fail,
-            };
-            let client = &w["clientConfig"];
-            let client_config = if let Some(url) = client["url"].as_str() {
-                ClientConfig::Url(url.to_string())
-            } else if client["service"].is_object() {
-                let s = &client["service"];
-                ClientConfig::Service {
-                    namespace: s["namespace"].as_str().unwrap_or("default").to_string(),
-                    name: s["name"].as_str().unwrap_or("").to_string(),
-                    path: s["path"].as_str().map(str::to_string),
-                    port: s["port"].as_u64().unwrap_or(443) as u16,
+        let webhooks = wire.webhooks.into_iter().enumerate().map(|(index, w)| {
+            let client = match (w.client_config.url, w.client_config.service) {
+                (Some(url), _) => ClientConfig::Url(url),
+                (None, Some(s)) => {
+                    ClientConfig::Service { namespace: s.namespace, name: s.name, path: s.path, port: s.port }
                 }
-            } else {
-                ClientConfig::Missing
+                (None, None) => ClientConfig::Missing,
             };
-            let rules = w["rules"]
-                .as_array()
-                .map(|rs| {
-                    rs.iter()
-                        .map(|r| Rule {
-                            operations: strings(&r["operations"]),
-                            api_groups: strings(&r["apiGroups"]),
-                            api_versions: strings(&r["apiVersions"]),
-                            resources: strings(&r["resources"]),
-                            scope: r["scope"].as_str().unwrap_or("*").to_string(),
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            webhooks.push(Webhook {
+            Webhook {
                 index,
-                name: w["name"].as_str().unwrap_or("").to_string(),
-                failure_policy,
-                failure_policy_explicit: fp.is_some(),
-                match_policy: w["matchPolicy"]
-                    .as_str()
-                    .unwrap_or(if beta { "Exact" } else { "Equivalent" })
-                    .to_string(),
-                side_effects: w["sideEffects"].as_str().unwrap_or(if beta { "Unknown" } else { "" }).to_string(),
-                timeout_seconds: w["timeoutSeconds"].as_u64().map(|t| t as u32).unwrap_or(if beta { 30 } else { 10 }),
-                admission_review_versions: match strings(&w["admissionReviewVersions"]) {
+                name: w.name,
+                failure_policy: match &w.failure_policy {
+                    Some(FailurePolicyName(policy)) => *policy,
+                    None if beta => FailurePolicy::Ignore,
+                    None => FailurePolicy::Fail,
+                },
+                failure_policy_explicit: w.failure_policy.is_some(),
+                match_policy: w.match_policy.unwrap_or_else(|| if beta { "Exact" } else { "Equivalent" }.into()),
+                side_effects: w.side_effects.unwrap_or_else(|| if beta { "Unknown" } else { "" }.into()),
+                timeout_seconds: w.timeout_seconds.unwrap_or(if beta { 30 } else { 10 }),
+                admission_review_versions: match w.admission_review_versions {
                     v if v.is_empty() && beta => vec!["v1beta1".into()],
                     v => v,
                 },
-                rules,
-                namespace_selector: Selector::from_value(&w["namespaceSelector"]),
-                namespace_selector_set: w["namespaceSelector"].is_object()
-                    && !Selector::from_value(&w["namespaceSelector"]).is_empty(),
-                object_selector: Selector::from_value(&w["objectSelector"]),
-                match_conditions: w["matchConditions"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .map(|c| {
-                                (
-                                    c["name"].as_str().unwrap_or("").to_string(),
-                                    c["expression"].as_str().unwrap_or("").to_string(),
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                client: client_config,
-                ca_bundle: client["caBundle"].as_str().map(str::to_string),
-            });
-        }
+                rules: w.rules,
+                namespace_selector_set: !w.namespace_selector.is_empty(),
+                namespace_selector: w.namespace_selector,
+                object_selector: w.object_selector,
+                match_conditions: w.match_conditions.into_iter().map(|c| (c.name, c.expression)).collect(),
+                client,
+                ca_bundle: w.client_config.ca_bundle,
+            }
+        });
         Ok(Some(WebhookConfig {
             kind,
-            name,
+            name: wire.metadata.name,
             api_version,
-            resource_version: v["metadata"]["resourceVersion"].as_str().map(str::to_string),
-            webhooks,
+            resource_version: wire.metadata.resource_version,
+            webhooks: webhooks.collect(),
             source: source.to_string(),
         }))
     }
-}
-
-/// Every webhook configuration in a set of documents (objects, `List`s, multi-document YAML).
-/// The fields the analysis reads must have their API types: a string where a list belongs
-/// would otherwise read as "no webhooks" or "no rules".
-fn check_shape(v: &Value, kind: ConfigKind, source: &str) -> Result<()> {
-    let name = v["metadata"]["name"].as_str().unwrap_or("?");
-    let bad = |field: String, want: &str| {
-        Err(Error::invalid_data(
-            format!("{} {name} in {source} is not valid", kind.kind()),
-            format!("{field} must be {want}"),
-        ))
-    };
-    let is = |x: &Value, want: fn(&Value) -> bool| x.is_null() || want(x);
-    if !is(&v["webhooks"], Value::is_array) {
-        return bad("webhooks".into(), "a list");
-    }
-    for (i, w) in v["webhooks"].as_array().into_iter().flatten().enumerate() {
-        if !w.is_object() {
-            return bad(format!("webhooks[{i}]"), "an object");
-        }
-        for (field, want, ok) in [
-            ("rules", "a list", is(&w["rules"], Value::is_array)),
-            ("clientConfig", "an object", is(&w["clientConfig"], Value::is_object)),
-            ("namespaceSelector", "an object", is(&w["namespaceSelector"], Value::is_object)),
-            ("objectSelector", "an object", is(&w["objectSelector"], Value::is_object)),
-            ("matchConditions", "a list", is(&w["matchConditions"], Value::is_array)),
-            ("failurePolicy", "a string", is(&w["failurePolicy"], Value::is_string)),
-            ("timeoutSeconds", "a number", is(&w["timeoutSeconds"], Value::is_number)),
-        ] {
-            if !ok {
-                return bad(format!("webhooks[{i}].{field}"), want);
-            }
-        }
-        for (j, r) in w["rules"].as_array().into_iter().flatten().enumerate() {
-            for field in ["operations", "apiGroups", "apiVersions", "resources"] {
-                if !is(&r[field], Value::is_array) {
-                    return bad(format!("webhooks[{i}].rules[{j}].{field}"), "a list");
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 pub fn configs_from_documents(docs: &[Value], source: &str) -> Result<Vec<WebhookConfig>> {

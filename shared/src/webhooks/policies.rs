@@ -4,17 +4,19 @@
 //! `staging/src/k8s.io/api/admissionregistration/v1/types.go` (`failurePolicy` defaults to Fail; a
 //! binding's `paramRef.parameterNotFoundAction` is Allow or Deny).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::model::{FailurePolicy, Rule, Selector};
+use super::model::{FailurePolicy, Rule, Selector, read_object};
+use crate::error::Result;
 
 /// A rule with the object names it is limited to (`resourceNames`, empty for all).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NamedRule {
+    #[serde(flatten)]
     pub rule: Rule,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty", rename(deserialize = "resourceNames"), default)]
     pub names: Vec<String>,
 }
 
@@ -26,22 +28,28 @@ impl NamedRule {
 }
 
 /// `matchConstraints` of a policy or `matchResources` of a binding.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct MatchResources {
+    #[serde(rename(deserialize = "resourceRules"))]
     pub rules: Vec<NamedRule>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty", rename(deserialize = "excludeResourceRules"))]
     pub exclude: Vec<NamedRule>,
     pub namespace_selector: Selector,
     pub object_selector: Selector,
 }
 
 /// `spec.paramKind` of a policy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ParamKind {
+    #[serde(default = "core_v1")]
     pub api_version: String,
     pub kind: String,
+}
+
+fn core_v1() -> String {
+    "v1".into()
 }
 
 impl ParamKind {
@@ -149,115 +157,122 @@ impl Policies {
     }
 }
 
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default()
+/// A policy or binding as written: the fields the analysis reads, with their API types.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct WireObject<Spec> {
+    metadata: WireMetadata,
+    spec: Spec,
 }
 
-fn named_rules(v: &Value) -> Vec<NamedRule> {
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .map(|r| NamedRule {
-            rule: Rule {
-                operations: strings(&r["operations"]),
-                api_groups: strings(&r["apiGroups"]),
-                api_versions: strings(&r["apiVersions"]),
-                resources: strings(&r["resources"]),
-                scope: r["scope"].as_str().unwrap_or("*").to_string(),
-            },
-            names: strings(&r["resourceNames"]),
-        })
-        .collect()
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct WireMetadata {
+    name: String,
 }
 
-fn match_resources(v: &Value) -> MatchResources {
-    MatchResources {
-        rules: named_rules(&v["resourceRules"]),
-        exclude: named_rules(&v["excludeResourceRules"]),
-        namespace_selector: Selector::from_value(&v["namespaceSelector"]),
-        object_selector: Selector::from_value(&v["objectSelector"]),
-    }
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct PolicySpec {
+    failure_policy: Option<String>,
+    param_kind: Option<ParamKind>,
+    match_constraints: MatchResources,
+    match_conditions: Vec<super::model::MatchCondition>,
+    validations: Vec<Validation>,
 }
 
-fn policy(kind: PolicyKind, v: &Value, source: &str) -> AdmissionPolicy {
-    let spec = &v["spec"];
-    let failure = spec["failurePolicy"].as_str();
-    AdmissionPolicy {
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Validation {
+    expression: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct BindingSpec {
+    policy_name: String,
+    param_ref: Option<WireParamRef>,
+    match_resources: Option<MatchResources>,
+    validation_actions: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct WireParamRef {
+    name: Option<String>,
+    namespace: Option<String>,
+    selector: Option<Selector>,
+    parameter_not_found_action: Option<String>,
+}
+
+fn policy(kind: PolicyKind, v: &Value, source: &str) -> Result<AdmissionPolicy> {
+    let wire: WireObject<PolicySpec> = read_object(v, || described(kind.kind(), v, source))?;
+    let spec = wire.spec;
+    Ok(AdmissionPolicy {
         kind,
-        name: v["metadata"]["name"].as_str().unwrap_or("").to_string(),
-        failure_policy: if failure == Some("Ignore") { FailurePolicy::Ignore } else { FailurePolicy::Fail },
-        failure_policy_explicit: failure.is_some(),
-        param_kind: spec["paramKind"]["kind"].as_str().map(|kind| ParamKind {
-            api_version: spec["paramKind"]["apiVersion"].as_str().unwrap_or("v1").to_string(),
-            kind: kind.to_string(),
+        name: wire.metadata.name,
+        failure_policy: if spec.failure_policy.as_deref() == Some("Ignore") {
+            FailurePolicy::Ignore
+        } else {
+            FailurePolicy::Fail
+        },
+        failure_policy_explicit: spec.failure_policy.is_some(),
+        param_kind: spec.param_kind,
+        constraints: spec.match_constraints,
+        match_conditions: spec.match_conditions.into_iter().map(|c| (c.name, c.expression)).collect(),
+        validations: spec.validations.into_iter().filter_map(|c| c.expression).collect(),
+        source: source.to_string(),
+    })
+}
+
+fn binding(kind: PolicyKind, v: &Value, source: &str) -> Result<PolicyBinding> {
+    let wire: WireObject<BindingSpec> = read_object(v, || described(&format!("{}Binding", kind.kind()), v, source))?;
+    let spec = wire.spec;
+    let not_empty = |s: Option<String>| s.filter(|s| !s.is_empty());
+    Ok(PolicyBinding {
+        kind,
+        name: wire.metadata.name,
+        policy: spec.policy_name,
+        param_ref: spec.param_ref.map(|p| ParamRef {
+            name: not_empty(p.name),
+            namespace: not_empty(p.namespace),
+            selector: p.selector,
+            deny_when_missing: p.parameter_not_found_action.as_deref() == Some("Deny"),
         }),
-        constraints: match_resources(&spec["matchConstraints"]),
-        match_conditions: spec["matchConditions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|c| (c["name"].as_str().unwrap_or("").to_string(), c["expression"].as_str().unwrap_or("").to_string()))
-            .collect(),
-        validations: spec["validations"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|c| c["expression"].as_str().map(str::to_string))
-            .collect(),
+        resources: spec.match_resources,
+        validation_actions: spec.validation_actions,
         source: source.to_string(),
-    }
+    })
 }
 
-fn binding(kind: PolicyKind, v: &Value, source: &str) -> PolicyBinding {
-    let spec = &v["spec"];
-    let param_ref = spec["paramRef"].as_object().map(|_| {
-        let p = &spec["paramRef"];
-        ParamRef {
-            name: p["name"].as_str().filter(|n| !n.is_empty()).map(str::to_string),
-            namespace: p["namespace"].as_str().filter(|n| !n.is_empty()).map(str::to_string),
-            selector: p["selector"].is_object().then(|| Selector::from_value(&p["selector"])),
-            deny_when_missing: p["parameterNotFoundAction"].as_str() == Some("Deny"),
-        }
-    });
-    PolicyBinding {
-        kind,
-        name: v["metadata"]["name"].as_str().unwrap_or("").to_string(),
-        policy: spec["policyName"].as_str().unwrap_or("").to_string(),
-        param_ref,
-        resources: spec["matchResources"].is_object().then(|| match_resources(&spec["matchResources"])),
-        validation_actions: strings(&spec["validationActions"]),
-        source: source.to_string(),
-    }
+/// "ValidatingAdmissionPolicy NAME in SOURCE", for an error.
+fn described(kind: &str, v: &Value, source: &str) -> String {
+    format!("{kind} {} in {source}", v["metadata"]["name"].as_str().unwrap_or("?"))
 }
 
 /// The admission policies and bindings among `docs` (Lists unpacked); other objects are skipped.
-pub fn policies_from_documents(docs: &[Value], source: &str) -> Policies {
+pub fn policies_from_documents(docs: &[Value], source: &str) -> Result<Policies> {
     let mut out = Policies::default();
     for d in docs {
-        if !d["apiVersion"].as_str().is_some_and(|v| v.starts_with("admissionregistration.k8s.io/")) {
-            if d["kind"].as_str().is_some_and(|k| k.ends_with("List")) {
-                out.extend(policies_from_documents(
-                    d["items"].as_array().map(std::vec::Vec::as_slice).unwrap_or(&[]),
-                    source,
-                ));
-            }
-            continue;
-        }
+        let admission = d["apiVersion"].as_str().is_some_and(|v| v.starts_with("admissionregistration.k8s.io/"));
         match d["kind"].as_str() {
-            Some("ValidatingAdmissionPolicy") => out.policies.push(policy(PolicyKind::Validating, d, source)),
-            Some("ValidatingAdmissionPolicyBinding") => out.bindings.push(binding(PolicyKind::Validating, d, source)),
-            Some("MutatingAdmissionPolicy") => out.policies.push(policy(PolicyKind::Mutating, d, source)),
-            Some("MutatingAdmissionPolicyBinding") => out.bindings.push(binding(PolicyKind::Mutating, d, source)),
+            Some("ValidatingAdmissionPolicy") if admission => {
+                out.policies.push(policy(PolicyKind::Validating, d, source)?)
+            }
+            Some("ValidatingAdmissionPolicyBinding") if admission => {
+                out.bindings.push(binding(PolicyKind::Validating, d, source)?);
+            }
+            Some("MutatingAdmissionPolicy") if admission => out.policies.push(policy(PolicyKind::Mutating, d, source)?),
+            Some("MutatingAdmissionPolicyBinding") if admission => {
+                out.bindings.push(binding(PolicyKind::Mutating, d, source)?);
+            }
             Some(k) if k.ends_with("List") => {
-                out.extend(policies_from_documents(
-                    d["items"].as_array().map(std::vec::Vec::as_slice).unwrap_or(&[]),
-                    source,
-                ));
+                out.extend(policies_from_documents(d["items"].as_array().map(Vec::as_slice).unwrap_or(&[]), source)?);
             }
             _ => {}
         }
     }
-    out
+    Ok(out)
 }
 
 /// The policies of a file in tests/fixtures/webhooks/.
@@ -266,5 +281,5 @@ pub(crate) fn fixture(file: &str) -> Policies {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/webhooks").join(file);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let documents = crate::yaml::documents(file, &text).unwrap_or_else(|e| panic!("{file}: {e}"));
-    policies_from_documents(&documents, file)
+    policies_from_documents(&documents, file).unwrap_or_else(|e| panic!("{file}: {e}"))
 }

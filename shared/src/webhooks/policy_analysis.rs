@@ -363,7 +363,7 @@ mod tests {
             }
         });
         edit(&mut policy, &mut binding);
-        policies_from_documents(&[policy, binding], "test")
+        policies_from_documents(&[policy, binding], "test").unwrap()
     }
 
     fn live(found: Option<bool>, served: bool) -> ClusterFacts {

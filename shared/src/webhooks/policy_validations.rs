@@ -249,7 +249,7 @@ mod tests {
             "spec": {"policyName": "require-team", "validationActions": ["Deny"]}
         });
         edit(&mut policy, &mut binding);
-        policies_from_documents(&[policy, binding], "test")
+        policies_from_documents(&[policy, binding], "test").unwrap()
     }
 
     fn judge(validations: &[&str], edit: impl FnOnce(&mut Value, &mut Value)) -> Option<Finding> {

@@ -765,3 +765,24 @@ fn a_backend_certificate_the_api_server_rejects_is_a_dead_backend_named_with_its
     let f = analyse(&[c], &facts);
     assert!(!f.iter().any(|f| f.kind == FindingKind::BackendTls), "{f:#?}");
 }
+
+#[test]
+fn manifests_are_read_with_their_api_types() {
+    // A `null` reads as unset (a Helm template's empty `matchLabels:`), as the API server reads it.
+    let nulls =
+        webhook(rule(&[""], &["pods"]), json!({"objectSelector": {"matchLabels": null}, "timeoutSeconds": null}));
+    let c = config(nulls);
+    assert!(c.webhooks[0].object_selector.is_empty());
+    assert_eq!((c.webhooks[0].timeout_seconds, c.webhooks[0].rules[0].scope.as_str()), (10, "*"));
+    // A wrong type is an error that names the field, never a webhook without rules.
+    let doc = json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": "bad"}, "webhooks": [{"name": "x", "rules": "pods"}]});
+    let e = WebhookConfig::from_value(&doc, "f.yaml").unwrap_err();
+    assert_eq!(e.what, "ValidatingWebhookConfiguration bad in f.yaml is not valid");
+    assert!(e.why.starts_with("webhooks[0].rules: invalid type: string \"pods\", expected a sequence"), "{}", e.why);
+    // Admission policies too (they were read leniently: wrong types matched nothing).
+    let policy = json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": "p"}, "spec": {"matchConstraints": {"resourceRules": {"apiGroups": [""]}}}});
+    let e = crate::webhooks::policies_from_documents(&[policy], "p.yaml").unwrap_err();
+    assert!(e.why.starts_with("spec.matchConstraints.resourceRules: invalid type: map"), "{}", e.why);
+}
