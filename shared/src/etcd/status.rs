@@ -91,66 +91,54 @@ impl ClusterStatus {
 
 // --- etcdctl JSON (what `etcdctl ... -w json` prints in 3.4/3.5) ---
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct MemberListJson {
-    #[serde(default)]
     pub header: Option<HeaderJson>,
-    #[serde(default)]
     pub members: Vec<MemberJson>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct HeaderJson {
-    #[serde(default)]
     pub cluster_id: u64,
-    #[serde(default)]
     pub member_id: u64,
-    #[serde(default)]
     pub revision: i64,
-    #[serde(default)]
     pub raft_term: u64,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct MemberJson {
-    #[serde(rename = "ID", default)]
+    #[serde(rename = "ID")]
     pub id: u64,
-    #[serde(default)]
     pub name: String,
-    #[serde(rename = "clientURLs", default)]
+    #[serde(rename = "clientURLs")]
     pub client_urls: Vec<String>,
-    #[serde(rename = "peerURLs", default)]
+    #[serde(rename = "peerURLs")]
     pub peer_urls: Vec<String>,
-    #[serde(rename = "isLearner", default)]
+    #[serde(rename = "isLearner")]
     pub is_learner: bool,
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
 pub struct EndpointStatusJson {
-    #[serde(rename = "Endpoint")]
     pub endpoint: String,
-    #[serde(rename = "Status")]
     pub status: StatusJson,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct StatusJson {
     pub header: HeaderJson,
-    #[serde(default)]
     pub version: String,
-    #[serde(rename = "dbSize", default)]
     pub db_size: u64,
-    #[serde(rename = "dbSizeInUse", default)]
     pub db_size_in_use: u64,
-    #[serde(default)]
     pub leader: u64,
-    #[serde(rename = "raftIndex", default)]
     pub raft_index: u64,
-    #[serde(rename = "raftTerm", default)]
     pub raft_term: u64,
-    #[serde(rename = "raftAppliedIndex", default)]
     pub raft_applied_index: u64,
-    #[serde(rename = "isLearner", default)]
     pub is_learner: bool,
 }
 
@@ -164,17 +152,17 @@ pub struct EndpointHealthJson {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct AlarmListJson {
-    #[serde(default)]
     pub alarms: Vec<AlarmJson>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct AlarmJson {
-    #[serde(rename = "memberID", default)]
+    #[serde(rename = "memberID")]
     pub member_id: u64,
-    #[serde(default)]
     pub alarm: u32,
 }
 
@@ -184,32 +172,29 @@ fn json_part(text: &str) -> &str {
     &text[start..]
 }
 
+/// etcdctl's `-w json` answer to `command`; an empty answer (no endpoint answered) is `T`'s default.
+fn parse_json<T: serde::de::DeserializeOwned + Default>(text: &str, command: &str) -> Result<T, String> {
+    let json = json_part(text);
+    if json.trim().is_empty() {
+        return Ok(T::default());
+    }
+    serde_json::from_str(json).map_err(|e| format!("unexpected `{command}` output: {e}"))
+}
+
 pub fn parse_member_list(text: &str) -> Result<MemberListJson, String> {
     serde_json::from_str(json_part(text)).map_err(|e| format!("unexpected `member list` output: {e}"))
 }
 
 pub fn parse_endpoint_status(text: &str) -> Result<Vec<EndpointStatusJson>, String> {
-    let t = json_part(text);
-    if t.trim().is_empty() {
-        return Ok(Vec::new());
-    }
-    serde_json::from_str(t).map_err(|e| format!("unexpected `endpoint status` output: {e}"))
+    parse_json(text, "endpoint status")
 }
 
 pub fn parse_endpoint_health(text: &str) -> Result<Vec<EndpointHealthJson>, String> {
-    let t = json_part(text);
-    if t.trim().is_empty() {
-        return Ok(Vec::new());
-    }
-    serde_json::from_str(t).map_err(|e| format!("unexpected `endpoint health` output: {e}"))
+    parse_json(text, "endpoint health")
 }
 
 pub fn parse_alarm_list(text: &str) -> Result<AlarmListJson, String> {
-    let t = json_part(text);
-    if t.trim().is_empty() {
-        return Ok(AlarmListJson { alarms: Vec::new() });
-    }
-    serde_json::from_str(t).map_err(|e| format!("unexpected `alarm list` output: {e}"))
+    parse_json(text, "alarm list")
 }
 
 pub fn alarm_name(code: u32) -> String {
