@@ -783,7 +783,7 @@ async fn defrag(cli: &Cli, args: &DefragArgs) -> Result<i32> {
         return Ok(0);
     }
     say(cli, &text)?;
-    members::defrag(&access, &order, args.run.timeout, &mut |line| {
+    members::defrag(&access, &order, st.live_data_bytes(), args.run.timeout, &mut |line| {
         let _ = say(cli, &format!("{line}\n"));
     })
     .await?;

@@ -335,19 +335,20 @@ pub fn members_table(s: &ClusterStatus, wide: bool, no_headers: bool) -> String 
 /// Followers first (largest reclaim first), the leader last.
 pub fn defrag_order<'a>(s: &'a ClusterStatus, only: Option<&str>) -> Vec<&'a MemberStatus> {
     let leader = s.leader().map(|l| l.id);
+    let live = s.live_data_bytes().unwrap_or(0);
     let mut v: Vec<&MemberStatus> =
         s.members.iter().filter(|m| only.is_none_or(|o| m.name == o || format!("{:x}", m.id) == o)).collect();
-    v.sort_by_key(|m| {
-        (Some(m.id) == leader, std::cmp::Reverse(m.db_size.unwrap_or(0).saturating_sub(m.db_size_in_use.unwrap_or(0))))
-    });
+    v.sort_by_key(|m| (Some(m.id) == leader, std::cmp::Reverse(m.db_size.unwrap_or(0).saturating_sub(live))));
     v
 }
 
 /// Defragments `order` one at a time; after each, the member must be healthy again before the
-/// next starts. Returns a line per member; stops at the first failure.
+/// next starts. Returns a line per member; stops at the first failure. `live` is the cluster's
+/// live data (what a defragmented file holds).
 pub async fn defrag(
     access: &Access,
     order: &[&MemberStatus],
+    live: Option<u64>,
     timeout: Duration,
     log: &mut dyn FnMut(&str),
 ) -> Result<()> {
@@ -356,7 +357,7 @@ pub async fn defrag(
             "defragmenting {} ({} → about {})…",
             m.name,
             m.db_size.map(human_bytes).unwrap_or_default(),
-            m.db_size_in_use.map(human_bytes).unwrap_or_default()
+            m.db_size_in_use.into_iter().chain(live).min().map(human_bytes).unwrap_or_default()
         ));
         access.defrag_one(m, timeout).await?;
         // Health between members: the next one starts only if the cluster is whole again.

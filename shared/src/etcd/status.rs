@@ -59,6 +59,7 @@ impl MemberStatus {
 
 /// An etcd alarm (etcdserverpb.AlarmType).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Alarm {
     pub member_id: u64,
     /// `NOSPACE`, `CORRUPT`.
@@ -87,6 +88,20 @@ impl ClusterStatus {
     pub fn member_name(&self, id: u64) -> String {
         self.members.iter().find(|m| m.id == id).map(|m| m.name.clone()).unwrap_or_else(|| format!("{id:x}"))
     }
+
+    /// The live data, in bytes: the members' smallest size in use.
+    pub fn live_data_bytes(&self) -> Option<u64> {
+        live_data(self.members.iter())
+    }
+}
+
+/// The smallest `dbSizeInUse` of `members`: each holds the same keyspace, and a larger figure
+/// counts the pages a compaction freed that are released only at the member's next write
+/// transaction (etcd `server/storage/backend/backend.go` computes the size in use from bbolt's
+/// free pages when it commits), which NOSPACE refuses. Seen on etcd 3.6.16 after a compaction
+/// under NOSPACE: 37.9 MiB in use, 30.4 MiB after defragmenting.
+fn live_data<'m>(members: impl Iterator<Item = &'m MemberStatus>) -> Option<u64> {
+    members.filter_map(|m| m.db_size_in_use).min()
 }
 
 // --- etcdctl JSON (what `etcdctl ... -w json` prints in 3.4/3.5) ---
@@ -288,10 +303,12 @@ pub fn from_etcdctl(
         // though it answers and counts for quorum; the alarm is judged on its own.
         ms.healthy = status.is_some() && health.is_none_or(|h| h.health || only_alarms(h));
         ms.latency = health.and_then(|h| parse_took(&h.took));
-        ms.error = health
-            .and_then(|h| h.error.clone())
-            .or_else(|| status_errors.iter().find(|(ep, _)| m.client_urls.contains(ep)).map(|(_, r)| r.clone()))
-            .or_else(|| if status.is_none() { Some("no status answer".into()) } else { None });
+        // The alarm list etcdctl gives as a health error is the cluster's, not this member's:
+        // the alarms are reported on their own, by the member that raised them.
+        ms.error = health.filter(|h| !only_alarms(h)).and_then(|h| h.error.clone()).or_else(|| {
+            let status_error = status_errors.iter().find(|(ep, _)| m.client_urls.contains(ep));
+            status.is_none().then(|| status_error.map_or_else(|| "no status answer".into(), |(_, r)| r.clone()))
+        });
         out.members.push(ms);
     }
     out
@@ -321,7 +338,7 @@ const DATA_FILLS_QUOTA: f64 = 0.9;
 /// defragmentation cannot bring the database under it; the way out, with the numbers.
 pub fn quota_shortfall(s: &ClusterStatus) -> Option<String> {
     let quota = quota_of(s);
-    let in_use = s.members.iter().filter_map(|m| m.db_size_in_use).max()?;
+    let in_use = s.live_data_bytes()?;
     (in_use as f64 >= quota as f64 * DATA_FILLS_QUOTA).then(|| {
         format!(
             "the data in use ({}) nearly fills the {} quota: compaction and defragmentation cannot bring the database under it. Delete what fills etcd (events, custom resources, Secrets of old Helm releases), or raise --quota-backend-bytes on every member, one at a time (etcd suggests at most 8 GiB)",
@@ -368,22 +385,23 @@ pub fn disarm_blocker(s: &ClusterStatus) -> Option<String> {
     let way_out = quota_shortfall(s).unwrap_or_else(|| {
         "Free space first: `kubectl etcdsnap compact --yes`, then `kubectl etcdsnap defrag --all --yes`".into()
     });
+    let (files, fill) = if full.len() == 1 { ("file", "fills") } else { ("files", "fill") };
     Some(format!(
-        "the database file of {} fills the {} quota (less than 5% left), so etcd would raise NOSPACE again at the next writes. {way_out}",
+        "the database {files} of {} {fill} the {} quota (less than 5% left), so etcd would raise NOSPACE again at the next writes. {way_out}",
         full.join(", "),
         human_bytes(quota)
     ))
 }
 
+/// The last step of every NOSPACE recovery.
+const DISARM: &str = "kubectl etcdsnap alarm disarm   # shows the plan; again with --yes";
+
 /// What frees a NOSPACE alarm, by the numbers: when the data in use nearly fills the quota,
 /// compaction and defragmentation free nothing that matters, so the quota must grow (and what
 /// fills it be found); otherwise compact at the current revision and defragment. Both end with
 /// the alarm disarmed (etcd `Documentation/op-guide/maintenance.md`, "Space quota").
-/// The last step of every NOSPACE recovery.
-const DISARM: &str = "kubectl etcdsnap alarm disarm   # shows the plan; again with --yes";
-
 fn nospace_fix(r: &mut CheckResult, healthy: &[&&MemberStatus], quota: u64) {
-    let in_use = healthy.iter().filter_map(|m| m.db_size_in_use).max();
+    let in_use = live_data(healthy.iter().map(|m| **m));
     let size = healthy.iter().filter_map(|m| m.db_size).max();
     let revision = healthy.iter().filter_map(|m| m.revision).max();
     let risk = "medium: a member does not serve while it defragments; take a snapshot first (kubectl etcdsnap save)";
@@ -724,13 +742,38 @@ mod tests {
     }
 
     #[test]
+    fn the_live_data_is_the_smallest_size_in_use() {
+        // The kit's real etcd-nospace (etcd 3.6.16, 40 MiB quota) right after `etcdsnap compact`:
+        // two members still count the pages the compaction freed; defragmenting brought all three
+        // to 30.4 MiB. The data does not fill the quota: compaction and defragmentation help.
+        let mib = 1024 * 1024;
+        let mut s = status(STATUS_TWO, HEALTH, r#"{"alarms":[{"memberID":1211875598812016075,"alarm":1}]}"#, 40 * mib);
+        for (m, (size, in_use)) in
+            s.members.iter_mut().zip([(44 * mib, 30 * mib), (40 * mib, 38 * mib), (40 * mib, 37 * mib)])
+        {
+            (m.healthy, m.db_size, m.db_size_in_use) = (true, Some(size), Some(in_use));
+        }
+        assert_eq!(s.live_data_bytes(), Some(30 * mib));
+        assert_eq!(quota_shortfall(&s), None);
+        let r = judge(&s);
+        assert!(r.remediation[0].action.contains("compact old revisions"), "{}", r.remediation[0].action);
+    }
+
+    #[test]
     fn disarming_waits_until_the_database_is_under_its_quota() {
         let mib = 1024 * 1024;
         // (db size, in use, quota) → blocked, and what the way out says.
         let cases: [(u64, u64, u64, Option<&str>); 4] = [
             (40 * mib, 39 * mib, 40 * mib, Some("the data in use (39.0 MiB) nearly fills the 40.0 MiB quota")),
             (40 * mib, 4 * mib, 40 * mib, Some("Free space first: `kubectl etcdsnap compact --yes`")),
-            (39 * mib, 4 * mib, 40 * mib, Some("fills the 40.0 MiB quota (less than 5% left)")),
+            (
+                39 * mib,
+                4 * mib,
+                40 * mib,
+                Some(
+                    "of cp-1 (39.0 MiB), cp-2 (39.0 MiB), cp-3 (39.0 MiB) fill the 40.0 MiB quota (less than 5% left)",
+                ),
+            ),
             (8 * mib, 4 * mib, 40 * mib, None),
         ];
         for (size, in_use, quota, says) in cases {
@@ -743,7 +786,7 @@ mod tests {
             match says {
                 Some(text) => {
                     let b = blocker.expect("blocked");
-                    assert!(b.starts_with("the database file of"), "{b}");
+                    assert!(b.starts_with("the database files of"), "{b}");
                     assert!(b.contains(text), "{b}");
                 }
                 None => assert!(blocker.is_none(), "{blocker:?}"),
@@ -813,6 +856,8 @@ mod tests {
         let health = r#"[{"endpoint":"https://127.0.0.2:41799","health":false,"took":"6.624493ms","error":"Active Alarm(s): NOSPACE "},{"endpoint":"https://127.0.0.3:33593","health":false,"took":"7.878744ms","error":"Active Alarm(s): NOSPACE "},{"endpoint":"https://127.0.0.4:42261","health":false,"took":"9.446676ms","error":"Active Alarm(s): NOSPACE "}]"#;
         let s = status(&three, health, r#"{"alarms":[{"memberID":1211875598812016075,"alarm":1}]}"#, 0);
         assert!(s.members.iter().all(|m| m.healthy), "{:?}", s.members);
+        // Nor is it an error of each member: the one alarm was raised by cp-2 alone.
+        assert!(s.members.iter().all(|m| m.error.is_none()), "{:?}", s.members);
         let r = judge(&s);
         assert_eq!(r.status, Status::Critical);
         assert!(!r.message.contains("QUORUM LOST"), "{}", r.message);

@@ -1068,7 +1068,8 @@ in_both_worlds! {
         // on them: when the data itself nearly fills the quota, maintenance cannot help.
         let status = json_of(&run(&["etcdsnap", "members", "-o", "json"]))["status"].clone();
         let quota = status["quotaBytes"].as_u64().unwrap();
-        let in_use = status["members"].as_array().unwrap().iter().filter_map(|m| m["dbSizeInUse"].as_u64()).max().unwrap();
+        // The live data: the smallest size in use (a larger one counts pages freed, not yet released).
+        let in_use = status["members"].as_array().unwrap().iter().filter_map(|m| m["dbSizeInUse"].as_u64()).min().unwrap();
         let data_fills_quota = in_use as f64 >= quota as f64 * 0.9;
         let out = run(&["etcdsnap", "alarm", "disarm", "--yes"]);
         let (stdout, _) = text(&out);
@@ -1079,13 +1080,20 @@ in_both_worlds! {
             .map(|m| format!("{} {} in use {}", m["name"], m["dbSize"], m["dbSizeInUse"]))
             .collect();
         assert_eq!(out.status.code(), Some(2), "quota {quota}, members {sizes:?}: {}", describe(&out));
-        assert!(stdout.contains("Refused: the database file of"), "{stdout}");
+        assert!(stdout.contains("Refused: the database file"), "{stdout}");
         let way_out = if data_fills_quota { "nearly fills the" } else { "Free space first: `kubectl etcdsnap compact --yes`" };
         assert!(stdout.contains(way_out), "in use {in_use} of {quota}: {stdout}");
         assert_eq!(run(&["etcdsnap", "alarm", "list"]).status.code(), Some(2), "nothing changed");
         let out = run(&["etcdsnap", "defrag", "--all"]);
         let says = text(&out).0.contains("compaction and defragmentation cannot bring the database under it");
         assert_eq!(says, data_fills_quota, "in use {in_use} of {quota}: {}", describe(&out));
+        // Right after a compaction, members still count the pages it freed (etcd 3.6.16: 37.9 MiB
+        // in use on one, 30.4 MiB after defragmenting): the plan reads the live data, not them.
+        let out = run(&["etcdsnap", "compact", "--yes"]);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        let out = run(&["etcdsnap", "defrag", "--all"]);
+        let says = text(&out).0.contains("compaction and defragmentation cannot bring the database under it");
+        assert_eq!(says, data_fills_quota, "compacted, in use {in_use} of {quota}: {}", describe(&out));
 
         // The operator deletes what filled etcd (deletes are allowed under NOSPACE)...
         let filler = match world {
