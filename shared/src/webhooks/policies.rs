@@ -255,18 +255,16 @@ pub fn policies_from_documents(docs: &[Value], source: &str) -> Result<Policies>
     let mut out = Policies::default();
     for d in docs {
         let admission = d["apiVersion"].as_str().is_some_and(|v| v.starts_with("admissionregistration.k8s.io/"));
-        match d["kind"].as_str() {
-            Some("ValidatingAdmissionPolicy") if admission => {
-                out.policies.push(policy(PolicyKind::Validating, d, source)?)
-            }
-            Some("ValidatingAdmissionPolicyBinding") if admission => {
+        match (d["kind"].as_str(), admission) {
+            (Some("ValidatingAdmissionPolicy"), true) => out.policies.push(policy(PolicyKind::Validating, d, source)?),
+            (Some("MutatingAdmissionPolicy"), true) => out.policies.push(policy(PolicyKind::Mutating, d, source)?),
+            (Some("ValidatingAdmissionPolicyBinding"), true) => {
                 out.bindings.push(binding(PolicyKind::Validating, d, source)?);
             }
-            Some("MutatingAdmissionPolicy") if admission => out.policies.push(policy(PolicyKind::Mutating, d, source)?),
-            Some("MutatingAdmissionPolicyBinding") if admission => {
+            (Some("MutatingAdmissionPolicyBinding"), true) => {
                 out.bindings.push(binding(PolicyKind::Mutating, d, source)?);
             }
-            Some(k) if k.ends_with("List") => {
+            (Some(k), _) if k.ends_with("List") => {
                 out.extend(policies_from_documents(d["items"].as_array().map(Vec::as_slice).unwrap_or(&[]), source)?);
             }
             _ => {}
