@@ -153,8 +153,19 @@ pub fn judge(f: &Facts, now: Timestamp) -> CheckResult {
         );
     }
     if !r.remediation.iter().any(|f| f.action.contains("OOM")) && !failing_pods.is_empty() {
-        let on_nodes: BTreeSet<String> =
-            failing_pods.iter().map(|p| format!("`crictl ps -a --name {}` on {}", p.component, p.node)).collect();
+        let mut nodes_of: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        for p in &failing_pods {
+            nodes_of.entry(p.component.as_str()).or_default().insert(p.node.as_str());
+        }
+        let where_to_look: Vec<String> = nodes_of
+            .iter()
+            .map(|(component, nodes)| {
+                format!(
+                    "on {}: `crictl ps -a --name {component}`",
+                    nodes.iter().copied().collect::<Vec<_>>().join(", ")
+                )
+            })
+            .collect();
         let commands: Vec<String> = failing_pods
             .iter()
             .flat_map(|p| {
@@ -165,7 +176,7 @@ pub fn judge(f: &Facts, now: Timestamp) -> CheckResult {
             })
             .collect();
         r.fix(
-            format!("Read why the container exits ({}, then `crictl logs` of the exited container); typical causes are expired certificates, a bad flag after an edit of /etc/kubernetes/manifests, or etcd being unreachable.", on_nodes.into_iter().collect::<Vec<_>>().join(", ")),
+            format!("Read why the container exits ({}, then `crictl logs` of the exited container); typical causes are expired certificates, a bad flag after an edit of /etc/kubernetes/manifests, or etcd being unreachable.", where_to_look.join("; ")),
             &commands.iter().map(String::as_str).collect::<Vec<_>>(),
             "low: diagnosis; fix one node at a time",
         );
@@ -286,6 +297,14 @@ mod tests {
             r.remediation[0]
                 .commands
                 .contains(&"kubectl logs -n kube-system kube-apiserver-cp-2 --previous --tail=100".to_string())
+        );
+        // Where to look, each command once with its nodes.
+        assert!(
+            r.remediation[0].action.starts_with(
+                "Read why the container exits (on cp-1, cp-2: `crictl ps -a --name kube-apiserver`, then `crictl logs`"
+            ),
+            "{}",
+            r.remediation[0].action
         );
     }
 
