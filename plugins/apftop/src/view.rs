@@ -317,13 +317,26 @@ pub fn summary(s: &Snapshot) -> (String, String) {
     let seats: f64 = t.levels.iter().map(|l| l.executing_seats).sum();
     let queued: f64 = t.levels.iter().map(|l| l.inqueue_requests).sum();
     let rejected = t.rejected_by_reason();
-    let failed: Vec<&str> = s.replicas.iter().filter(|r| !r.ok).map(|r| r.name.as_str()).collect();
+    // The replicas that did not give their metrics, by why: a refusal is an answer.
+    let mut failed: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for r in s.replicas.iter().filter(|r| !r.ok) {
+        let why = match r.failure.as_ref().map(|e| e.kind) {
+            Some(ErrorKind::Forbidden) => "not permitted",
+            Some(ErrorKind::Unauthorized) => "not authenticated",
+            Some(ErrorKind::TooManyRequests) => "throttled",
+            _ => "no answer",
+        };
+        failed.entry(why).or_default().push(&r.name);
+    }
     let replicas = if failed.is_empty() {
         format!("{} replica{}", s.replicas.len(), if s.replicas.len() == 1 { "" } else { "s" })
     } else {
-        format!("{}/{} replicas (no answer: {})", s.replicas_ok(), s.replicas.len(), failed.join(", "))
+        let why: Vec<String> = failed.iter().map(|(why, names)| format!("{why}: {}", names.join(", "))).collect();
+        format!("{}/{} replicas ({})", s.replicas_ok(), s.replicas.len(), why.join("; "))
     };
-    let rates = if t.rates_known {
+    let rates = if s.replicas_ok() == 0 {
+        "rates unknown".to_string()
+    } else if t.rates_known {
         format!(
             "rejected/s {} · 429/s {}",
             if rejected.values().all(|v| *v == 0.0) { "0".to_string() } else { reasons(&rejected) },
@@ -459,5 +472,22 @@ mod tests {
             assert_eq!(replica_failure(&s, &s.replicas[1]), want, "{case}");
             assert!(verdict(&s) >= want || want == Status::Unknown, "{case}: the line is never worse than the verdict");
         }
+    }
+
+    #[test]
+    fn the_summary_says_why_replicas_gave_no_metrics() {
+        // The real rbac-limited: every replica answered 403, which is not "no answer".
+        let refused = || Error::new(ErrorKind::Forbidden, "GET /metrics", "forbidden", "");
+        let s = snapshot(vec![replica("cp-1", Some(refused())), replica("cp-2", Some(refused()))]);
+        assert_eq!(
+            summary(&s),
+            (
+                "c · 0/2 replicas (not permitted: cp-1, cp-2) · executing 0 (0 seats) · queued 0".into(),
+                "rates unknown".into()
+            )
+        );
+        let late = Error::new(ErrorKind::Timeout, "GET /metrics on cp-3", "no answer 3s after another replica", "");
+        let s = snapshot(vec![replica("cp-1", None), replica("cp-2", Some(refused())), replica("cp-3", Some(late))]);
+        assert!(summary(&s).0.contains("1/3 replicas (no answer: cp-3; not permitted: cp-2)"), "{:?}", summary(&s));
     }
 }

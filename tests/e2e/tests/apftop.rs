@@ -218,6 +218,9 @@ in_both_worlds! {
         let (stdout, _) = text(&out);
         assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
         assert!(stdout.starts_with("APF UNKNOWN"), "{stdout}");
+        // A refusal is an answer (it read "no answer: cp-1, cp-2, cp-3", and "rates after the next refresh").
+        assert!(stdout.contains("0/3 replicas (not permitted: cp-1, cp-2, cp-3)"), "{stdout}");
+        assert!(stdout.contains("rates unknown") && !stdout.contains("next refresh"), "{stdout}");
         assert!(
             stdout.contains("cp-1, cp-2, cp-3: Permission denied for GET /metrics"),
             "one line for all replicas: {stdout}"
