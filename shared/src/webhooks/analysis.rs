@@ -162,12 +162,18 @@ impl ServiceFacts {
     pub fn chain(&self, ns: &str) -> String {
         let selector = self.selector.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
         let mut parts = Vec::new();
+        // The pods read say what runs: the workload's status can be stale, as when a lockout
+        // also refuses its controller's status updates (the real webhook-lockout: 1 of 1 ready).
+        let ready = match &self.workload {
+            Some(w) if self.pods.is_empty() => w.ready_replicas,
+            _ => self.pods.iter().filter(|p| p.ready).count() as i64,
+        };
         match &self.workload {
             Some(w) => parts.push(format!(
                 "{} {ns}/{}: {} of {} replica{} ready{}, {}",
                 w.kind,
                 w.name,
-                w.ready_replicas,
+                ready,
                 w.replicas,
                 if w.replicas == 1 { "" } else { "s" },
                 if w.replicas == 0 { " (scaled to 0)" } else { "" },

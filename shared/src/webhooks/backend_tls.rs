@@ -85,7 +85,14 @@ async fn probe(cluster: &Cluster, b: &Backend, svc: &ServiceFacts) -> Option<Res
     };
     let tunnel = match crate::stream::port_forward(cluster, &b.namespace, &pod.name, port, PROBE_TIMEOUT).await {
         Ok(t) => t,
-        Err(e) => return Some(Err(e.why)),
+        Err(e) => {
+            return Some(Err(match e.refusing_webhook() {
+                Some(webhook) => {
+                    format!("the port-forward to pod {} is refused by admission webhook {webhook}", pod.name)
+                }
+                None => e.why,
+            }));
+        }
     };
     let crate::stream::Tunnel { stream, forwarder } = tunnel;
     let server_name = format!("{}.{}.svc", b.service, b.namespace);

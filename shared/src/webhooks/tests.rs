@@ -786,3 +786,34 @@ fn manifests_are_read_with_their_api_types() {
     let e = crate::webhooks::policies_from_documents(&[policy], "p.yaml").unwrap_err();
     assert!(e.why.starts_with("spec.matchConstraints.resourceRules: invalid type: map"), "{}", e.why);
 }
+
+#[test]
+fn the_backend_chain_trusts_the_pods_over_a_stale_workload_status() {
+    // The real webhook-lockout: the webhook also refuses the Deployment's status update, so it
+    // still says 1 ready replica while its only pod crash-loops.
+    let svc = ServiceFacts {
+        exists: true,
+        workload: Some(Workload {
+            kind: "deployment".into(),
+            name: "pod-validator".into(),
+            replicas: 1,
+            ready_replicas: 1,
+        }),
+        pods: vec![BackendPod {
+            name: "pod-validator-5f9".into(),
+            ready: false,
+            restarts: 12,
+            node: Some("worker-1".into()),
+            problem: Some("CrashLoopBackOff".into()),
+            named_ports: BTreeMap::new(),
+        }],
+        ..Default::default()
+    };
+    assert!(
+        svc.chain("default").starts_with("deployment default/pod-validator: 0 of 1 replica ready"),
+        "{}",
+        svc.chain("default")
+    );
+    let unread = ServiceFacts { pods: Vec::new(), ..svc };
+    assert!(unread.chain("default").starts_with("deployment default/pod-validator: 1 of 1 replica ready"));
+}

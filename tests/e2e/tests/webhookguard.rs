@@ -275,6 +275,10 @@ in_both_worlds! {
         let first = &r["findings"][0];
         assert_eq!((first["kind"].as_str(), first["webhook"].as_str()), (Some("BACKEND-DOWN"), Some(webhook.as_str())));
         assert!(first["summary"].as_str().unwrap().starts_with("LIVE OUTAGE"), "{first}");
+        // The chain counts the pods that run, not the Deployment's status, which the webhook
+        // keeps stale on the real control plane (it said "1 of 1 replica ready").
+        let backend = first["evidence"].as_array().unwrap().iter().find(|e| e["name"] == "backend").unwrap()["value"].clone();
+        assert!(backend.as_str().unwrap().contains(": 0 of 1 replica ready"), "{first}");
         assert!(has(&r, &webhook, "LOCKOUT", "CRITICAL"));
         assert!(has(&r, &webhook, "SELF-DEADLOCK", "CRITICAL"));
         // The well-run cert-manager webhook has no findings.
