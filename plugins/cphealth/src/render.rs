@@ -108,8 +108,12 @@ pub fn text(report: &HealthReport, wide: bool, no_headers: bool, verbose: bool) 
     if let Some(d) = &report.diagnosis {
         push_diagnosis(&mut out, d, width);
     }
-    let problems: Vec<&CheckResult> =
+    let mut problems: Vec<&CheckResult> =
         report.checks.iter().filter(|c| !matches!(c.status, Status::Ok | Status::Skipped) || verbose).collect();
+    if !verbose {
+        // The likely cause's fixes first, its consequences' last: they clear when the cause does.
+        problems.sort_by_key(|c| fix_order(report.diagnosis.as_ref(), &c.name));
+    }
     // A command is printed once: the first fix that needs it shows it (two checks that see the same
     // pod both point at its logs).
     let mut shown: std::collections::HashSet<&str> = std::collections::HashSet::new();
@@ -151,6 +155,16 @@ pub fn text(report: &HealthReport, wide: bool, no_headers: bool, verbose: bool) 
         out.push_str(&dim("(kubectl cphealth --verbose shows every sub-check and its evidence)\n"));
     }
     out
+}
+
+/// Where a check's fixes stand under "What to do": 0 the likely cause, 1 independent findings,
+/// 2 the cause's consequences.
+fn fix_order(d: Option<&cpkit::diagnosis::Diagnosis>, check: &str) -> u8 {
+    match d {
+        Some(d) if d.likely_cause.as_ref().is_some_and(|c| c.check == check) => 0,
+        Some(d) if d.consequences.iter().any(|c| c.check == check) => 2,
+        _ => 1,
+    }
 }
 
 fn push_diagnosis(out: &mut String, d: &cpkit::diagnosis::Diagnosis, width: Option<usize>) {

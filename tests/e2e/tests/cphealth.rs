@@ -234,6 +234,13 @@ in_both_worlds! {
         let because = r["diagnosis"]["consequences"].to_string();
         assert!(because.contains("kube-system pods cannot be recreated while the webhook refuses them"), "{because}");
         assert!(r["diagnosis"]["firstAction"].as_str().unwrap().contains("kubectl webhookguard disarm validatingwebhookconfiguration/pod-validator"));
+        // "What to do" starts with the cause's fix; its consequences' fixes come last (they
+        // came in check order: static-pods, leader-election and etcd before the webhook).
+        let table = kubectl(&["cphealth", "--sample", "0", "--only", "static-pods,etcd,webhooks"], &c.env());
+        let (table, _) = text(&table);
+        let todo = table.split("What to do:\n").nth(1).unwrap_or_else(|| panic!("{table}"));
+        assert!(todo.starts_with("webhooks: Diagnose first"), "{table}");
+        assert!(todo.find("static-pods:") > todo.find("webhooks:"), "{table}");
     }
 }
 
