@@ -326,6 +326,9 @@ in_both_worlds! {
         assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
         assert!(stdout.contains(&format!("{webhook}: failurePolicy Fail → Ignore")), "{stdout}");
         assert!(stdout.contains("Nothing changed."), "{stdout}");
+        // Created as an admin creates it (kubectl-create): no controller to warn of (the real
+        // world's kit client wrote as "unknown", which reads as one).
+        assert!(!stdout.contains("will restore it"), "{stdout}");
         assert_eq!(config_json(&c, &config), original);
         assert_eq!(std::fs::read_dir(backups.path()).unwrap().count(), 0, "no backup without --yes");
 
