@@ -66,8 +66,8 @@ enum Command {
     /// List the snapshots of a directory, newest first
     #[command(after_help = examples::LS)]
     Ls {
-        #[arg(value_name = "DIR", default_value = ".", value_hint = clap::ValueHint::DirPath)]
-        dir: PathBuf,
+        #[command(flatten)]
+        dir: SnapshotDir,
     },
     /// Delete old snapshots by count or age (never the newest verified one)
     #[command(after_help = examples::PRUNE)]
@@ -107,10 +107,28 @@ enum Command {
     },
 }
 
+/// Where snapshots are kept: a directory or an object-storage URL, given as DIR or, as `save`
+/// takes it, as --dir.
+#[derive(Debug, Clone, clap::Args)]
+struct SnapshotDir {
+    /// A directory, or an object-storage prefix (s3://, gs://, az://, file://); default: the current directory
+    #[arg(value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
+    dir: Option<PathBuf>,
+    /// DIR, given as `save --dir` takes it
+    #[arg(long = "dir", id = "dir_flag", value_name = "DIR", conflicts_with = "dir", value_hint = clap::ValueHint::DirPath)]
+    dir_flag: Option<PathBuf>,
+}
+
+impl SnapshotDir {
+    fn path(&self) -> PathBuf {
+        self.dir.clone().or_else(|| self.dir_flag.clone()).unwrap_or_else(|| PathBuf::from("."))
+    }
+}
+
 #[derive(Debug, Clone, clap::Args)]
 struct PruneArgs {
-    #[arg(value_name = "DIR", default_value = ".", value_hint = clap::ValueHint::DirPath)]
-    dir: PathBuf,
+    #[command(flatten)]
+    dir: SnapshotDir,
     /// Keep the N newest snapshots
     #[arg(long, value_name = "N", required_unless_present = "older_than")]
     keep: Option<usize>,
@@ -326,6 +344,7 @@ async fn run(cli: Cli) -> Result<i32> {
             Ok(if ok { 0 } else { Status::Critical.exit_code() })
         }
         Command::Ls { dir } => {
+            let dir = &dir.path();
             let entries = match object_prefix(dir)? {
                 Some(remote) => objects::list(&remote).await?,
                 None => files::list(dir)?,
@@ -485,7 +504,8 @@ fn file_name(p: &Path) -> String {
 }
 
 async fn prune(cli: &Cli, args: &PruneArgs) -> Result<i32> {
-    let remote = object_prefix(&args.dir)?;
+    let dir = args.dir.path();
+    let remote = object_prefix(&dir)?;
     let now = std::time::SystemTime::now();
     let (entries, doomed) = match &remote {
         Some(r) => {
@@ -494,7 +514,7 @@ async fn prune(cli: &Cli, args: &PruneArgs) -> Result<i32> {
             (entries, doomed)
         }
         None => {
-            let entries = files::list(&args.dir)?;
+            let entries = files::list(&dir)?;
             let doomed = files::prune_plan(&entries, args.keep, args.older_than, now);
             (entries, doomed)
         }

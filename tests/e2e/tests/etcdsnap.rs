@@ -321,6 +321,9 @@ in_both_worlds! {
         let items = json_of(&out)["items"].clone();
         let entry = items.as_array().unwrap().iter().find(|e| e["path"].as_str().unwrap().ends_with(name)).cloned();
         assert_eq!(entry.as_ref().map(|e| e["state"].clone()), Some(json!("verified")), "{items}");
+        // The directory also as `save` takes it (`ls --dir` was a usage error).
+        let out = plugin("etcdsnap", &["ls", "--dir", d, "-o", "json"], &[]);
+        assert_eq!(json_of(&out)["items"], items, "{}", describe(&out));
         let members = "cp-1=https://127.0.0.2:2380,cp-2=https://127.0.0.3:2380,cp-3=https://127.0.0.4:2380";
         let out = plugin("etcdsnap", &["restore-plan", zst.to_str().unwrap(), "--members", members], &[]);
         assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
