@@ -78,7 +78,7 @@ enum Command {
     /// Restore FILE into an empty local data directory with etcdutl (or etcdctl 3.4)
     #[command(after_help = examples::RESTORE)]
     Restore(RestoreCmdArgs),
-    /// Restore FILE into a temp dir, start a throwaway etcd, check it serves what status says
+    /// Restore FILE into a temp dir, start a throwaway etcd (the first on PATH), check it serves what status says
     #[command(after_help = examples::DRILL)]
     Drill {
         #[arg(value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
@@ -378,19 +378,27 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Drill { file, keep, identity } => {
             let (local, _download) = local_snapshot(file).await?;
             let report = restore::drill(&local, identity.as_deref(), *keep).await?;
+            let verdict = match (report.passed, report.warnings.is_empty()) {
+                (false, _) => Status::Critical,
+                (true, false) => Status::Warning,
+                (true, true) => Status::Ok,
+            };
             emit(&cli, "EtcdRestoreDrill", serde_json::to_value(&report).unwrap_or_default(), || {
                 let mut t = format!(
                     "{} restore drill of {} ({:.1}s)\n",
-                    if report.passed { status_text(Status::Ok) } else { status_text(Status::Critical) },
+                    status_text(verdict),
                     file.display(),
                     report.took_seconds
                 );
                 for c in &report.checks {
                     t.push_str(&format!("  {} {}: {}\n", if c.passed { "PASS" } else { "FAIL" }, c.name, c.detail));
                 }
+                for w in &report.warnings {
+                    t.push_str(&format!("  WARN {w}\n"));
+                }
                 t
             })?;
-            Ok(if report.passed { 0 } else { Status::Critical.exit_code() })
+            Ok(verdict.exit_code())
         }
         Command::Members(args) => {
             let cluster = kube(&cli, &args.route).await?;

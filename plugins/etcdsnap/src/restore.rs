@@ -351,7 +351,37 @@ pub async fn run_restore(tool: &RestoreTool, file: &Path, a: &RestoreArgs) -> Re
 pub struct DrillReport {
     pub passed: bool,
     pub checks: Vec<DrillCheck>,
+    /// Why a drill that passed proves less than a restore needs (an older etcd than the snapshot's).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     pub took_seconds: f64,
+}
+
+/// `3.6.0`, `v3.4.30` → (3, 6), (3, 4).
+fn major_minor(version: &str) -> Option<(u32, u32)> {
+    let mut parts = version.trim().trim_start_matches('v').split('.');
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+/// The version `etcd --version` prints ("etcd Version: 3.4.30").
+async fn etcd_version(etcd: &Path) -> Option<String> {
+    let mut command = tokio::process::Command::new(etcd);
+    command.arg("--version").stdin(std::process::Stdio::null());
+    let out =
+        tokio::time::timeout(Duration::from_secs(10), cpkit::process::owned(&mut command).output()).await.ok()?.ok()?;
+    String::from_utf8_lossy(&out.stdout).lines().find_map(|l| l.strip_prefix("etcd Version: ")).map(str::to_string)
+}
+
+/// A drill run by an older etcd than the one that wrote the snapshot proves that version reads it,
+/// not the one a restore of the cluster runs.
+pub fn version_warning(drilled_with: Option<&str>, written_by: Option<&str>) -> Option<String> {
+    let (drilled, written) = (drilled_with?, written_by?);
+    let ((dm, dn), (wm, wn)) = (major_minor(drilled)?, major_minor(written)?);
+    ((dm, dn) < (wm, wn)).then(|| {
+        format!(
+            "drilled with etcd {drilled}, older than the etcd {wm}.{wn} that wrote the snapshot; a restore runs {wm}.{wn}'s etcdutl and etcd: put them first on PATH to drill with them"
+        )
+    })
 }
 
 /// One step of a drill: restore, serves, revision, keys, kept.
@@ -389,6 +419,10 @@ pub async fn drill(file: &Path, identity: Option<&Path>, keep: bool) -> Result<D
             "Install etcd (Debian/Ubuntu: apt install etcd-server).",
         )
     })?;
+    let warnings: Vec<String> =
+        version_warning(etcd_version(&etcd).await.as_deref(), expected.cluster_version.as_deref())
+            .into_iter()
+            .collect();
     let tmp = tempfile::Builder::new()
         .prefix("etcdsnap-drill-")
         .tempdir()
@@ -421,7 +455,7 @@ pub async fn drill(file: &Path, identity: Option<&Path>, keep: bool) -> Result<D
         },
     ));
     if restored.is_err() {
-        return Ok(DrillReport { passed: false, checks, took_seconds: started.elapsed().as_secs_f64() });
+        return Ok(DrillReport { passed: false, checks, warnings, took_seconds: started.elapsed().as_secs_f64() });
     }
     let client_url = format!("http://127.0.0.1:{client_port}");
     let log =
@@ -493,7 +527,7 @@ pub async fn drill(file: &Path, identity: Option<&Path>, keep: bool) -> Result<D
         checks.push(DrillCheck::new("kept", true, kept.display().to_string()));
     }
     let passed = checks.iter().all(|c| c.passed);
-    Ok(DrillReport { passed, checks, took_seconds: (started.elapsed().as_secs_f64() * 10.0).round() / 10.0 })
+    Ok(DrillReport { passed, checks, warnings, took_seconds: (started.elapsed().as_secs_f64() * 10.0).round() / 10.0 })
 }
 
 #[cfg(test)]
@@ -525,12 +559,25 @@ mod tests {
         let report = DrillReport {
             passed: false,
             checks: vec![DrillCheck::new("keys", false, "41 live keys (snapshot: 42)")],
+            warnings: Vec::new(),
             took_seconds: 1.5,
         };
         assert_eq!(
             serde_json::to_value(&report).unwrap()["checks"][0],
             serde_json::json!({"name": "keys", "passed": false, "detail": "41 live keys (snapshot: 42)"})
         );
+    }
+
+    #[test]
+    fn a_drill_with_an_older_etcd_than_the_snapshots_is_said_to_be_one() {
+        // The real control plane's etcd 3.6.16 snapshot, drilled with Debian's etcd 3.4.23 on PATH.
+        let w = version_warning(Some("3.4.30"), Some("3.6.0")).expect("a warning");
+        assert!(w.starts_with("drilled with etcd 3.4.30, older than the etcd 3.6 that wrote the snapshot"), "{w}");
+        for (drilled, written) in [("3.6.16", "3.6.0"), ("3.5.21", "3.4.0"), ("3.6.0", "3.5.0")] {
+            assert_eq!(version_warning(Some(drilled), Some(written)), None, "{drilled} drills {written}");
+        }
+        assert_eq!(version_warning(None, Some("3.6.0")), None, "unknown: nothing to say");
+        assert_eq!(version_warning(Some("3.4.30"), None), None);
     }
 
     #[test]
