@@ -45,22 +45,6 @@ pub fn find_tool(tool: &str, explicit: Option<&std::path::Path>) -> Result<PathB
     })
 }
 
-/// The first of several tools that exists (`etcdutl`, else `etcdctl`).
-pub fn find_first(tools: &[&str]) -> Result<(String, PathBuf)> {
-    for t in tools {
-        if let Ok(p) = which::which(t) {
-            return Ok((t.to_string(), p));
-        }
-    }
-    let first = tools.first().copied().unwrap_or("tool");
-    Err(Error::new(
-        ErrorKind::ToolMissing,
-        format!("None of {} was found on PATH", tools.join(", ")),
-        "this command runs one of them locally",
-        install_hint(first),
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,6 +63,5 @@ mod tests {
     fn finds_a_tool_that_exists() {
         // `sh` exists on every machine these tests run on.
         assert!(find_tool("sh", None).unwrap().is_file());
-        assert_eq!(find_first(&["no-such-tool-xyz", "sh"]).unwrap().0, "sh");
     }
 }
