@@ -120,8 +120,9 @@ pub fn transport_error(server_label: &str, url: &str, cause: TransportCause, tim
             format!("Cannot connect to {server_label} at {url}"),
             "connection refused: nothing is listening at that address and port (the server is down or restarting, or the address is wrong)",
             format!(
-                "Check the server address in your kubeconfig (`kubectl config view --minify`); on a control-plane node check `crictl ps -a --name kube-apiserver` and `ss -tlnp | grep {}`, and the load balancer in front of the API servers.",
-                host.rsplit(':').next().unwrap_or("6443")
+                "Check the server address in your kubeconfig (`kubectl config view --minify`); on a control-plane node check `crictl ps -a --name kube-apiserver` and `ss -tlnp 'sport = :{}'`, and the load balancer in front of the API servers.",
+                // The port dialled; `grep PORT` matched every line holding its digits.
+                host.rsplit_once(':').map(|(_, p)| p).filter(|p| p.parse::<u16>().is_ok()).unwrap_or("443")
             ),
         ),
         TransportCause::ConnectionReset => Error::new(
@@ -286,6 +287,8 @@ mod tests {
         let text = e.to_string();
         assert!(!text.contains('\n'));
         assert!(text.starts_with("Cannot connect to the API server at https://127.0.0.1:1: connection refused"));
-        assert!(text.contains("ss -tlnp | grep 1"), "{text}");
+        assert!(text.contains("ss -tlnp 'sport = :1'"), "{text}");
+        let e = transport_error("the API server", "https://api.example.com", TransportCause::ConnectionRefused, None);
+        assert!(e.to_string().contains("ss -tlnp 'sport = :443'"), "{e}");
     }
 }
