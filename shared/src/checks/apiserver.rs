@@ -60,7 +60,7 @@ pub fn judge(f: &Facts, now: Timestamp) -> CheckResult {
             };
             // The whole paragraph is a sub-check; the message leads with the key fact.
             r.sub("request", r.status, e.to_string());
-            notes.push(e.to_string());
+            notes.push(super::key_fact(e));
         }
     }
     judge_serving(f, now, &mut r, &mut notes);
@@ -156,7 +156,10 @@ fn judge_serving(f: &Facts, now: Timestamp, r: &mut CheckResult, notes: &mut Vec
         Some(err) => {
             r.raise(Status::Critical);
             r.sub("certificate verification", Status::Critical, err.clone());
-            notes.push(format!("TLS verification fails: {err}"));
+            // A request that failed the same verification already said so.
+            if !f.version.as_ref().is_err_and(|e| e.kind.is_tls()) {
+                notes.push(format!("TLS verification fails: {err}"));
+            }
             r.fix(
                 "Use the right context, or refresh certificate-authority-data from /etc/kubernetes/admin.conf on a control-plane node.",
                 &["kubectl config view --minify --raw"],
@@ -314,6 +317,30 @@ mod tests {
             assert!(r.message.starts_with(leads), "{case}: {}", r.message);
             assert!(!r.remediation.is_empty(), "{case}: a problem comes with a fix");
         }
+    }
+
+    #[test]
+    fn a_failed_request_is_its_key_fact_once() {
+        // A kubeconfig with another cluster's CA: the request fails verification and so does the
+        // handshake probe. The message says it once, without the paragraph (that is under -v).
+        let mut f = healthy();
+        f.version = Err(Error::new(
+            ErrorKind::TlsUnknownAuthority,
+            "TLS verification of the API server at https://127.0.0.1:6443 failed",
+            "x509: certificate signed by unknown authority: the server's certificate is not signed by the CA in your kubeconfig",
+            "Use the right context, or refresh certificate-authority-data.",
+        ));
+        if let Ok(p) = &mut f.serving {
+            p.verification_error = Some("invalid peer certificate: BadSignature".into());
+        }
+        let r = judge(&f, now());
+        assert_eq!(r.status, Status::Critical);
+        assert_eq!(
+            r.message,
+            "TLS verification of the API server at https://127.0.0.1:6443 failed (certificate signed by unknown authority)"
+        );
+        let request = r.subchecks.iter().find(|s| s.name == "request").expect("the request sub-check");
+        assert!(request.message.ends_with("Use the right context, or refresh certificate-authority-data."));
     }
 
     fn set_skew(f: &mut Facts, skew: i64) {

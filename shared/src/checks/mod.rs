@@ -36,6 +36,13 @@ pub fn short_error(e: &Error) -> String {
     }
 }
 
+/// A failed request in a MESSAGE cell: what failed and the short reason, without the paragraph
+/// of explanation and fix (those are under -v and "What to do").
+pub fn key_fact(e: &Error) -> String {
+    let why = short_error(e);
+    if e.what.contains(&why) { e.what.clone() } else { format!("{} ({why})", e.what) }
+}
+
 /// What to do about an API server's serving certificate, the same words wherever it is found (the
 /// load balancer's answer, each replica's), so that the report prints the fix once.
 pub(crate) const RENEW_CERTS_ACTION: &str = "Renew the control-plane certificates on every control-plane node, one node at a time, then restart the static pods.";

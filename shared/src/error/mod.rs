@@ -66,6 +66,18 @@ impl ErrorKind {
                 | ErrorKind::Tls
         )
     }
+
+    /// True for a TLS handshake or verification failure.
+    pub fn is_tls(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::TlsUnknownAuthority
+                | ErrorKind::TlsExpired
+                | ErrorKind::TlsNotYetValid
+                | ErrorKind::TlsBadName
+                | ErrorKind::Tls
+        )
+    }
 }
 
 /// A failure explained in one paragraph: `what: why. fix`.

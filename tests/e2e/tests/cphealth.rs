@@ -438,10 +438,17 @@ fn an_unreachable_api_server_is_critical_with_the_explanation() {
     let out = kubectl(&["cphealth", "-o", "json"], &env);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(
-        message(&r, "apiserver")
-            .starts_with("Cannot connect to the API server at https://127.0.0.1:1: connection refused")
+    // The key fact in the message; the explanation and the fix in the sub-check and the fixes.
+    assert_eq!(
+        message(&r, "apiserver"),
+        "Cannot connect to the API server at https://127.0.0.1:1 (connection refused)"
     );
+    let request = check(&r, "apiserver")["subchecks"][0].clone();
+    assert!(
+        request["message"].as_str().unwrap().contains("nothing is listening at that address and port"),
+        "{request}"
+    );
+    assert!(check(&r, "apiserver")["remediation"].to_string().contains("sport = :1"), "{}", check(&r, "apiserver"));
     assert_eq!(status(&r, "nodes"), "SKIPPED");
 }
 
