@@ -167,6 +167,11 @@ pub fn short_latency(d: Duration) -> String {
     }
 }
 
+/// A time limit as it was given: `3s` for whole seconds (not `3.00s`), else as a latency.
+pub fn short_limit(d: Duration) -> String {
+    if d.subsec_nanos() == 0 { format!("{}s", d.as_secs()) } else { short_latency(d) }
+}
+
 /// Latency given as seconds (from a histogram), printed with [`short_latency`].
 pub fn short_latency_secs(seconds: f64) -> String {
     if !seconds.is_finite() || seconds < 0.0 {
@@ -266,6 +271,9 @@ mod tests {
         assert_eq!(short_latency(Duration::from_millis(12)), "12ms");
         assert_eq!(short_latency(Duration::from_millis(1250)), "1.25s");
         assert_eq!(short_latency_secs(f64::NAN), "-");
+        // A limit reads as it was given.
+        assert_eq!(short_limit(Duration::from_secs(3)), "3s");
+        assert_eq!(short_limit(Duration::from_millis(2500)), "2.50s");
     }
 
     #[test]

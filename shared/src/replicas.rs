@@ -104,12 +104,7 @@ pub async fn reach(cluster: &Cluster, url: &str, timeout: Duration) -> (Reach, O
         Err(e) if e.kind == ErrorKind::TlsUnknownAuthority || e.kind == ErrorKind::TlsBadName => Reach::OtherCa(e.why),
         Err(e) if e.kind == ErrorKind::ConnectionRefused => Reach::Refused,
         Err(e) if e.kind == ErrorKind::Timeout => {
-            let budget = if timeout.subsec_millis() == 0 {
-                format!("{}s", timeout.as_secs())
-            } else {
-                crate::duration::short_latency(timeout)
-            };
-            Reach::NotReachable(format!("no answer within {budget}"))
+            Reach::NotReachable(format!("no answer within {}", crate::duration::short_limit(timeout)))
         }
         Err(e) => Reach::NotReachable(e.why),
     };

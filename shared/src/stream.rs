@@ -135,7 +135,7 @@ pub async fn exec(
         Ok(result) => result,
         Err(_) => Err(Error::new(
             ErrorKind::Timeout,
-            format!("The {what} did not finish within {}", crate::duration::short_latency(timeout)),
+            format!("The {what} did not finish within {}", crate::duration::short_limit(timeout)),
             "the command hung or the node is slow to answer",
             "Raise --timeout, or check the node and the container runtime.",
         )),

@@ -9,7 +9,7 @@ use cpkit::checks::aggregated_apis::Discovery;
 use cpkit::checks::resources::{ProcessKind, ProcessMetrics, ReplicaResources};
 use cpkit::checks::{self, short_error};
 use cpkit::controlplane::{LeaseInfo, NodeSummary};
-use cpkit::duration::short_latency;
+use cpkit::duration::short_limit;
 use cpkit::error::{Error, ErrorKind};
 use cpkit::exit::Status;
 use cpkit::report::CheckResult;
@@ -186,7 +186,7 @@ pub async fn run_one(check: Check, ctx: &Ctx, states: &ReplicaStates) -> CheckRe
             Status::Unknown,
             format!(
                 "did not finish within {} (the API server or etcd is slow; raise --check-timeout)",
-                short_latency(ctx.options.check_timeout)
+                short_limit(ctx.options.check_timeout)
             ),
         ),
     };

@@ -6,7 +6,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
 
-use crate::duration::short_latency;
+use crate::duration::{short_latency, short_limit};
 use crate::exit::Status;
 use crate::report::{CheckResult, one_line};
 
@@ -91,7 +91,7 @@ pub fn judge(f: &Facts, now: Timestamp) -> CheckResult {
         let svc = format!("{namespace}/{service}");
         let path = api.discovery_path();
         let answered = match discovery {
-            Discovery::Silent => format!("GET {path} did not answer within {}", short_latency(f.probe_timeout)),
+            Discovery::Silent => format!("GET {path} did not answer within {}", short_limit(f.probe_timeout)),
             Discovery::Failed(why) => format!("GET {path} failed: {why}"),
             Discovery::Answered { status, took } => format!("GET {path} answered {status} in {}", short_latency(*took)),
         };
@@ -201,7 +201,7 @@ mod tests {
                 "available but silent",
                 vec![(api(metrics, Some(true)), Discovery::Silent)],
                 Status::Warning,
-                "v1beta1.metrics.k8s.io (kube-system/metrics-server) reads Available but GET /apis/metrics.k8s.io/v1beta1 did not answer within 3.00s",
+                "v1beta1.metrics.k8s.io (kube-system/metrics-server) reads Available but GET /apis/metrics.k8s.io/v1beta1 did not answer within 3s",
             ),
             (
                 "not available",

@@ -141,7 +141,7 @@ pub fn transport_error(server_label: &str, url: &str, cause: TransportCause, tim
             ErrorKind::Timeout,
             format!(
                 "No answer from {server_label} at {url}{}",
-                timeout.map(|t| format!(" within {}", crate::duration::short_latency(t))).unwrap_or_default()
+                timeout.map(|t| format!(" within {}", crate::duration::short_limit(t))).unwrap_or_default()
             ),
             "i/o timeout: the address is unreachable (VPN, firewall, security group, load balancer) or the server is overloaded",
             format!(
