@@ -203,7 +203,7 @@ const RULES: &[Rule] = &[
         cause_check: "webhooks",
         cause: |r| r.status == Status::Critical && r.message.contains("LIVE OUTAGE"),
         effects: &[
-            ("etcd", "exec into the etcd pods is refused by the webhook"),
+            ("etcd", "etcd is unread, not found down: the webhook refuses the exec that reads it"),
             ("load", "the API servers' calls to the webhook fail"),
             ("static-pods", "kube-system pods cannot be recreated while the webhook refuses them"),
             ("leader-election", "lease renewals are refused by the webhook"),

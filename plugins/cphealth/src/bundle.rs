@@ -1,10 +1,12 @@
 //! `kubectl cphealth bundle`: the runbooks' diagnostics collection, done safely. One tar.gz with
-//! cluster info, nodes, control-plane pod specs and their last log lines, kube-system events,
-//! readyz/livez, a metrics scrape, webhook and APF configurations, etcd status and the cphealth
-//! report. Never: Secrets (not even read), tokens, private keys, env values.
+//! cluster info, nodes, control-plane pod specs and their last log lines (the previous instance's
+//! too, after a restart), kube-system events, readyz/livez, each API server replica's /metrics,
+//! webhook and APF configurations, etcd status and the cphealth report. Never: Secrets (not even
+//! read), tokens, private keys, env values.
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use cpkit::Cluster;
 use cpkit::access::Access;
@@ -63,7 +65,7 @@ fn progress(step: usize, total: usize, what: &str) {
 }
 
 /// Collects the bundle and writes it atomically; returns the path.
-pub async fn run(cluster: &Cluster, args: &BundleArgs, report: Value) -> Result<PathBuf> {
+pub async fn run(cluster: &Cluster, args: &BundleArgs, report: Value, replica_timeout: Duration) -> Result<PathBuf> {
     let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string();
     let safe_ctx: String = cluster
         .info
@@ -118,14 +120,25 @@ pub async fn run(cluster: &Cluster, args: &BundleArgs, report: Value) -> Result<
         let name = p["metadata"]["name"].as_str().unwrap_or("");
         for c in p["spec"]["containers"].as_array().cloned().unwrap_or_default() {
             let container = c["name"].as_str().unwrap_or("");
-            let url =
-                format!("/api/v1/namespaces/kube-system/pods/{name}/log?container={container}&tailLines={}", args.tail);
-            match cluster
-                .get_ok(&url, &Access::resource("get", "", "pods", Some("kube-system")).with_subresource("log"))
-                .await
-            {
-                Ok(r) => b.add_text(&format!("logs/{name}_{container}.log"), &r.text()),
-                Err(e) => b.note(&format!("logs of {name}"), &e),
+            // A container that restarted: why the last one ended is in the previous instance's log.
+            let restarted =
+                p["status"]["containerStatuses"].as_array().into_iter().flatten().any(|s| {
+                    s["name"].as_str() == Some(container) && s["restartCount"].as_i64().is_some_and(|n| n > 0)
+                });
+            for (previous, file) in [(false, "log"), (true, "previous.log")] {
+                if previous && !restarted {
+                    continue;
+                }
+                let url = format!(
+                    "/api/v1/namespaces/kube-system/pods/{name}/log?container={container}&tailLines={}{}",
+                    args.tail,
+                    if previous { "&previous=true" } else { "" }
+                );
+                let access = Access::resource("get", "", "pods", Some("kube-system")).with_subresource("log");
+                match cluster.get_ok(&url, &access).await {
+                    Ok(r) => b.add_text(&format!("logs/{name}_{container}.{file}"), &r.text()),
+                    Err(e) => b.note(&format!("{} of {name}", if previous { "previous logs" } else { "logs" }), &e),
+                }
             }
         }
     }
@@ -137,9 +150,24 @@ pub async fn run(cluster: &Cluster, args: &BundleArgs, report: Value) -> Result<
     }
 
     progress(7, steps, "metrics");
-    match cluster.get_ok("/metrics", &Access::non_resource("get", "/metrics")).await {
-        Ok(r) => b.add_text("metrics/apiserver.metrics", &r.text()),
-        Err(e) => b.note("metrics", &e),
+    // Each replica's own counters (the one in trouble is rarely the one the load balancer picks);
+    // through the configured server when no replica can be dialled from here.
+    let survey = cpkit::replicas::discover(cluster, replica_timeout).await.unwrap_or_default();
+    let targets = survey.targets(cluster);
+    let scrapes = futures::future::join_all(targets.iter().map(|replica| async move {
+        let client = cpkit::replicas::client_for(cluster, replica)?;
+        client.get_ok("/metrics", &Access::non_resource("get", "/metrics")).await
+    }))
+    .await;
+    for (replica, why) in survey.down() {
+        b.skipped.push(format!("metrics of {}: it is down ({why})", replica.name));
+    }
+    for (replica, scrape) in targets.iter().zip(scrapes) {
+        let file = if replica.url == cluster.server() { "apiserver".to_string() } else { replica.name.clone() };
+        match scrape {
+            Ok(r) => b.add_text(&format!("metrics/{file}.metrics"), &r.text()),
+            Err(e) => b.note(&format!("metrics of {}", replica.name), &e),
+        }
     }
 
     progress(8, steps, "webhooks and APF");

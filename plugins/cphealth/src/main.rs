@@ -293,7 +293,7 @@ async fn bundle_command(cli: &Cli, args: &bundle::BundleArgs) -> Result<i32> {
     let cluster = Cluster::connect(&cli.kube, PLUGIN).await?;
     let report = check_cluster(&cluster, &cli.check).await;
     let report_value = serde_json::to_value(&report).unwrap_or_default();
-    let path = bundle::run(&cluster, args, report_value).await?;
+    let path = bundle::run(&cluster, args, report_value, cli.check.replica.replica_timeout).await?;
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     output::write_stdout(&format!(
         "wrote {} ({}), verdict {}\n",

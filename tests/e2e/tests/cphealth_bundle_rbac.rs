@@ -100,7 +100,8 @@ fn bundle_has_the_diagnostics_and_no_secrets(world) {
         .into_iter()
         // The admin may exec into etcd and read /metrics; the viewer may not (see below).
         .chain(if file == "admin.tar.gz" {
-            vec!["etcd/status.json", "metrics/apiserver.metrics"]
+            // Each replica's /metrics (one through the load balancer said little about the others).
+            vec!["etcd/status.json", "metrics/cp-1.metrics", "metrics/cp-2.metrics", "metrics/cp-3.metrics"]
         } else {
             vec![]
         }) {
@@ -143,7 +144,7 @@ fn bundle_has_the_diagnostics_and_no_secrets(world) {
     // The viewer may not read /metrics: the bundle says so instead of failing.
     let viewer = entries(&dir.path().join("viewer.tar.gz"));
     let readme = &viewer.iter().find(|(n, _)| n.ends_with("README.txt")).unwrap().1;
-    assert!(readme.contains("metrics:") && readme.contains("403"), "{readme}");
+    assert!(readme.contains("metrics of cp-1:") && readme.contains("403"), "{readme}");
     assert!(readme.contains("etcd status:") && readme.contains("pods/exec"), "{readme}");
     // An existing file is not overwritten without --force.
     let again = kubectl(
