@@ -131,7 +131,10 @@ fn level_rows(stats: &cpkit::apf::stats::Stats, replica: Option<&str>) -> Vec<Ro
         .iter()
         .map(|l| {
             let rejected = l.rejected_total();
-            let util = l.utilisation();
+            // The exempt level never queues or rejects (k8s.io/apiserver flowcontrol bootstrap
+            // `MandatoryPriorityLevelConfigurationExempt`): its seats in use are no saturation.
+            let exempt = l.name == "exempt";
+            let util = if exempt { None } else { l.utilisation() };
             let mut cells = vec![
                 l.name.clone(),
                 opt_count(l.nominal_seats),
@@ -142,7 +145,7 @@ fn level_rows(stats: &cpkit::apf::stats::Stats, replica: Option<&str>) -> Vec<Ro
                 rate(l.dispatched_per_second),
                 rate(rejected),
                 reasons(&l.rejected_per_second),
-                utilisation_cell(util, l.hottest_replica.as_ref()),
+                utilisation_cell(util, l.hottest_replica.as_ref().filter(|_| !exempt)),
             ];
             let mut keys = vec![
                 Key::Text(l.name.clone()),
@@ -165,7 +168,7 @@ fn level_rows(stats: &cpkit::apf::stats::Stats, replica: Option<&str>) -> Vec<Ro
                 keys,
                 status: status_of(&l.name, rejected, l.inqueue_requests),
                 // The bar shows the replica at its limit, not the average over replicas.
-                utilisation: l.hottest_replica.as_ref().map(|h| h.utilisation).or(util),
+                utilisation: l.hottest_replica.as_ref().filter(|_| !exempt).map(|h| h.utilisation).or(util),
                 level: Some(l.name.clone()),
             }
         })

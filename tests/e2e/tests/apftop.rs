@@ -65,6 +65,12 @@ in_both_worlds! {
             assert!(!users.contains(&"kubernetes-admin"), "apftop's own requests are no flow: {users:?}");
         }
         assert!(s["observerRequests"].as_u64().unwrap_or(0) >= 3, "one dump request per replica: {}", s["observerRequests"]);
+        // The exempt level never queues nor rejects: its seats in use are no utilisation (the
+        // real world read "75% (cp-3 100%)" there).
+        let table = kubectl(&["apftop", "--once", "--interval", "300ms", "--color", "never"], &c.env());
+        let (text_out, _) = text(&table);
+        let exempt = text_out.lines().find(|l| l.starts_with("exempt ")).unwrap_or_else(|| panic!("{text_out}"));
+        assert!(exempt.trim_end().ends_with(" -"), "{text_out}");
         // The flows account for the queues: what the dumps list of workload-low's queue is
         // what the flows hold, and the rest is counted as unattributed.
         let queued_in_flows: u64 = s["flows"]
