@@ -310,7 +310,9 @@ pub fn judge(s: &LoadSummary) -> CheckResult {
             }
             let replica = &i.replica;
             let pct = used / limit * 100.0;
-            let text = format!("{replica}: {used:.0}/{limit:.0} {kind}in flight ({pct:.0}%)");
+            // The sub-check's name says which replica; the message leads with it.
+            let share = format!("{used:.0}/{limit:.0} {kind}in flight ({pct:.0}%)");
+            let text = format!("{replica}: {share}");
             r.sub(
                 format!(
                     "inflight {replica}{}",
@@ -323,7 +325,7 @@ pub fn judge(s: &LoadSummary) -> CheckResult {
                 } else {
                     Status::Ok
                 },
-                text.clone(),
+                share,
             );
             if pct > worst_inflight.0 {
                 worst_inflight = (pct, text);
@@ -756,9 +758,9 @@ mod tests {
         let w = Window { replica: "cp-1".into(), older: &with_apf, newer: &with_apf, seconds: 1.0, limits };
         let r = judge(&summarise(&[w]));
         assert!(
-            r.subchecks.iter().any(|s| s.name == "inflight cp-1"
-                && s.status == Status::Ok
-                && s.message == "cp-1: 22/30 in flight (73%)"),
+            r.subchecks
+                .iter()
+                .any(|s| s.name == "inflight cp-1" && s.status == Status::Ok && s.message == "22/30 in flight (73%)"),
             "{:?}",
             r.subchecks
         );
