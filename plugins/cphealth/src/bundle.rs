@@ -6,13 +6,13 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use cpkit::Cluster;
 use cpkit::access::Access;
 use cpkit::atomic_file::AtomicFile;
 use cpkit::error::{Error, Result};
 use cpkit::redact::{Redactor, sanitize_pod};
+use cpkit::replicas::Survey;
 use cpkit::resources::Select;
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use k8s_openapi::api::flowcontrol::v1::{FlowSchema, PriorityLevelConfiguration};
@@ -65,7 +65,7 @@ fn progress(step: usize, total: usize, what: &str) {
 }
 
 /// Collects the bundle and writes it atomically; returns the path.
-pub async fn run(cluster: &Cluster, args: &BundleArgs, report: Value, replica_timeout: Duration) -> Result<PathBuf> {
+pub async fn run(cluster: &Cluster, args: &BundleArgs, report: Value, survey: &Survey) -> Result<PathBuf> {
     let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string();
     let safe_ctx: String = cluster
         .info
@@ -152,7 +152,6 @@ pub async fn run(cluster: &Cluster, args: &BundleArgs, report: Value, replica_ti
     progress(7, steps, "metrics");
     // Each replica's own counters (the one in trouble is rarely the one the load balancer picks);
     // through the configured server when no replica can be dialled from here.
-    let survey = cpkit::replicas::discover(cluster, replica_timeout).await.unwrap_or_default();
     let targets = survey.targets(cluster);
     let scrapes = futures::future::join_all(targets.iter().map(|replica| async move {
         let client = cpkit::replicas::client_for(cluster, replica)?;

@@ -150,9 +150,14 @@ fn options(args: &CheckArgs) -> CheckOptions {
 
 /// Runs the selected checks concurrently and builds the report.
 async fn check_cluster(cluster: &Cluster, args: &CheckArgs) -> HealthReport {
+    check_with(&Ctx::new(cluster.clone(), options(args)), args).await
+}
+
+/// The checks over `ctx`, whose reads (the replica survey, the pods) stay for the caller.
+async fn check_with(ctx: &Ctx, args: &CheckArgs) -> HealthReport {
+    let cluster = &ctx.cluster;
     let started = Instant::now();
     let started_at = jiff::Timestamp::now();
-    let ctx = Ctx::new(cluster.clone(), options(args));
     let selected: Vec<checks::Check> = checks::Check::ALL
         .iter()
         .copied()
@@ -168,7 +173,7 @@ async fn check_cluster(cluster: &Cluster, args: &CheckArgs) -> HealthReport {
         }
     };
     let run = async {
-        let checks = selected.iter().map(|check| checks::run_one(*check, &ctx, &states));
+        let checks = selected.iter().map(|check| checks::run_one(*check, ctx, &states));
         let results = futures::future::join_all(checks).await;
         let version = ctx.version().await;
         let api_error = version.as_ref().err().cloned();
@@ -291,9 +296,12 @@ async fn rbac_command(cli: &Cli, args: &RbacArgs) -> Result<i32> {
 
 async fn bundle_command(cli: &Cli, args: &bundle::BundleArgs) -> Result<i32> {
     let cluster = Cluster::connect(&cli.kube, PLUGIN).await?;
-    let report = check_cluster(&cluster, &cli.check).await;
+    let ctx = Ctx::new(cluster.clone(), options(&cli.check));
+    let report = check_with(&ctx, &cli.check).await;
     let report_value = serde_json::to_value(&report).unwrap_or_default();
-    let path = bundle::run(&cluster, args, report_value, cli.check.replica.replica_timeout).await?;
+    // The replicas as the checks surveyed them: not dialled a second time.
+    let survey = ctx.survey().await.map(|s| (*s).clone()).unwrap_or_default();
+    let path = bundle::run(&cluster, args, report_value, &survey).await?;
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     output::write_stdout(&format!(
         "wrote {} ({}), verdict {}\n",
