@@ -246,11 +246,12 @@ struct WireConfig {
     webhooks: Vec<WireWebhook>,
 }
 
+/// The metadata the analysis reads, of a configuration, a policy or a binding.
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
-struct WireMetadata {
-    name: String,
-    resource_version: Option<String>,
+pub(super) struct WireMetadata {
+    pub(super) name: String,
+    pub(super) resource_version: Option<String>,
 }
 
 /// A webhook as written, before the API version's defaults.

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::model::{FailurePolicy, Rule, Selector, read_object};
+use super::model::{FailurePolicy, Rule, Selector, WireMetadata, read_object};
 use crate::error::Result;
 
 /// A rule with the object names it is limited to (`resourceNames`, empty for all).
@@ -163,12 +163,6 @@ impl Policies {
 struct WireObject<Spec> {
     metadata: WireMetadata,
     spec: Spec,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct WireMetadata {
-    name: String,
 }
 
 #[derive(Deserialize, Default)]

@@ -32,6 +32,18 @@ fn rule(groups: &[&str], resources: &[&str]) -> Value {
     json!([{"operations": ["CREATE", "UPDATE"], "apiGroups": groups, "apiVersions": ["*"], "resources": resources, "scope": "*"}])
 }
 
+/// A backend pod in CrashLoopBackOff after `restarts` restarts on `node`.
+fn crash_looping(name: &str, restarts: i64, node: &str) -> BackendPod {
+    BackendPod {
+        name: name.into(),
+        ready: false,
+        restarts,
+        node: Some(node.into()),
+        problem: Some("CrashLoopBackOff".into()),
+        named_ports: BTreeMap::new(),
+    }
+}
+
 fn lockout(c: &WebhookConfig, facts: &ClusterFacts) -> Option<Status> {
     analyse(std::slice::from_ref(c), facts).into_iter().find(|f| f.kind == FindingKind::Lockout).map(|f| f.severity)
 }
@@ -171,14 +183,7 @@ fn self_deadlock_backend_down_and_fixes() {
                 replicas: 1,
                 ready_replicas: 0,
             }),
-            pods: vec![crate::webhooks::analysis::BackendPod {
-                name: "guard-webhook-7d9f-x2".into(),
-                ready: false,
-                restarts: 14,
-                node: Some("w-1".into()),
-                problem: Some("CrashLoopBackOff".into()),
-                named_ports: BTreeMap::new(),
-            }],
+            pods: vec![crash_looping("guard-webhook-7d9f-x2", 14, "w-1")],
             ..Default::default()
         },
     )]));
@@ -799,14 +804,7 @@ fn the_backend_chain_trusts_the_pods_over_a_stale_workload_status() {
             replicas: 1,
             ready_replicas: 1,
         }),
-        pods: vec![BackendPod {
-            name: "pod-validator-5f9".into(),
-            ready: false,
-            restarts: 12,
-            node: Some("worker-1".into()),
-            problem: Some("CrashLoopBackOff".into()),
-            named_ports: BTreeMap::new(),
-        }],
+        pods: vec![crash_looping("pod-validator-5f9", 12, "worker-1")],
         ..Default::default()
     };
     assert!(
