@@ -279,12 +279,14 @@ mod tests {
         defaults::flow_schemas().iter().chain(extra.iter()).map(FlowSchema::from_value).collect()
     }
 
+    /// A request for `resource` or `resource/subresource`.
     fn res(verb: &str, group: &str, resource: &str, ns: &str) -> Target {
+        let (resource, subresource) = resource.split_once('/').unwrap_or((resource, ""));
         Target::Resource {
             verb: verb.into(),
             group: group.into(),
             resource: resource.into(),
-            subresource: String::new(),
+            subresource: subresource.into(),
             namespace: ns.into(),
         }
     }
@@ -320,6 +322,8 @@ mod tests {
     #[test]
     fn default_schemas_table() {
         let all = schemas(&[]);
+        let (anonymous, kubelet) = (who("system:anonymous", &[]), who("system:node:cp-1", &["system:nodes"]));
+        let url = |path: &str| Target::NonResource { verb: "get".into(), path: path.into() };
         let cases: Vec<(&str, Requester, Target, &str, &str)> = vec![
             (
                 "masters are exempt",
@@ -328,27 +332,15 @@ mod tests {
                 "exempt",
                 "exempt",
             ),
-            (
-                "anonymous health probes are exempt",
-                who("system:anonymous", &[]),
-                Target::NonResource { verb: "get".into(), path: "/readyz".into() },
-                "probes",
-                "exempt",
-            ),
+            ("anonymous health probes are exempt", anonymous.clone(), url("/readyz"), "probes", "exempt"),
             (
                 "/healthz covers /healthz/etcd (prefix ending in /)",
-                who("system:anonymous", &[]),
-                Target::NonResource { verb: "get".into(), path: "/healthz/etcd".into() },
+                anonymous.clone(),
+                url("/healthz/etcd"),
                 "probes",
                 "exempt",
             ),
-            (
-                "/readyzfoo is not under /readyz",
-                who("system:anonymous", &[]),
-                Target::NonResource { verb: "get".into(), path: "/readyzfoo".into() },
-                "global-default",
-                "global-default",
-            ),
+            ("/readyzfoo is not under /readyz", anonymous, url("/readyzfoo"), "global-default", "global-default"),
             (
                 "leader election of the scheduler",
                 who("system:kube-scheduler", &[]),
@@ -356,20 +348,8 @@ mod tests {
                 "system-leader-election",
                 "leader-election",
             ),
-            (
-                "kubelet node status",
-                who("system:node:cp-1", &["system:nodes"]),
-                res("patch", "", "nodes", ""),
-                "system-node-high",
-                "node-high",
-            ),
-            (
-                "kubelet reads pods",
-                who("system:node:cp-1", &["system:nodes"]),
-                res("list", "", "pods", "default"),
-                "system-nodes",
-                "system",
-            ),
+            ("kubelet node status", kubelet.clone(), res("patch", "", "nodes", ""), "system-node-high", "node-high"),
+            ("kubelet reads pods", kubelet, res("list", "", "pods", "default"), "system-nodes", "system"),
             (
                 "controller-manager",
                 who("system:kube-controller-manager", &[]),
@@ -411,38 +391,38 @@ mod tests {
         let list_watch = json!({"resourceRules": [{"verbs": ["list", "watch"], "apiGroups": ["*"], "resources": ["*"], "namespaces": ["*"], "clusterScope": true}]});
         let prom =
             json!([{"kind": "ServiceAccount", "serviceAccount": {"namespace": "monitoring", "name": "prometheus"}}]);
+        let sa = who("system:serviceaccount:monitoring:prometheus", &[]);
         // Precedence ties are broken by name: "a-monitoring" wins over "b-monitoring".
         let tie = schemas(&[
             custom("b-monitoring", 500, "workload-low", prom.clone(), list_watch.clone()),
             custom("a-monitoring", 500, "global-default", prom.clone(), list_watch.clone()),
         ]);
-        let e = explain(&tie, &who("system:serviceaccount:monitoring:prometheus", &[]), &res("list", "", "pods", ""));
+        let e = explain(&tie, &sa, &res("list", "", "pods", ""));
         assert_eq!(e.flow_schema.as_deref(), Some("a-monitoring"));
         assert_eq!(e.flow_schema_uid.as_deref(), Some("uid-a-monitoring"));
         assert_eq!(e.flow, "system:serviceaccount:monitoring:prometheus", "ByUser");
         assert!(e.runners_up.starts_with(&["b-monitoring".to_string()]), "{:?}", e.runners_up);
         assert!(e.runners_up.contains(&"service-accounts".to_string()));
         // ...but not for get: the rule lists list and watch only.
-        let e = explain(&tie, &who("system:serviceaccount:monitoring:prometheus", &[]), &res("get", "", "pods", "x"));
+        let e = explain(&tie, &sa, &res("get", "", "pods", "x"));
         assert_eq!(e.flow_schema.as_deref(), Some("service-accounts"));
         let a = e.considered.iter().find(|c| c.flow_schema == "a-monitoring").unwrap();
         assert_eq!(a.reason, "the subject matches, but verb get not in [\"list\", \"watch\"]");
 
         // The seeds' example, as written: a schema after service-accounts (9000) is shadowed.
         let late = schemas(&[custom("monitoring-late", 9500, "workload-low", prom.clone(), list_watch.clone())]);
-        let e = explain(&late, &who("system:serviceaccount:monitoring:prometheus", &[]), &res("list", "", "pods", ""));
+        let e = explain(&late, &sa, &res("list", "", "pods", ""));
         assert_eq!(e.flow_schema.as_deref(), Some("service-accounts"));
         assert!(e.runners_up.contains(&"monitoring-late".to_string()));
 
         // A resource rule without namespaces or clusterScope matches nothing.
         let no_scope = json!({"resourceRules": [{"verbs": ["list"], "apiGroups": ["*"], "resources": ["*"]}]});
         let s = schemas(&[custom("no-scope", 100, "workload-low", prom.clone(), no_scope)]);
-        let e = explain(&s, &who("system:serviceaccount:monitoring:prometheus", &[]), &res("list", "", "pods", "x"));
+        let e = explain(&s, &sa, &res("list", "", "pods", "x"));
         assert_eq!(e.flow_schema.as_deref(), Some("service-accounts"));
         let ns_only =
             json!({"resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"], "namespaces": ["*"]}]});
         let s = schemas(&[custom("ns-only", 100, "workload-low", prom.clone(), ns_only)]);
-        let sa = who("system:serviceaccount:monitoring:prometheus", &[]);
         assert_eq!(explain(&s, &sa, &res("list", "", "pods", "x")).flow_schema.as_deref(), Some("ns-only"));
         let e = explain(&s, &sa, &res("list", "", "nodes", ""));
         assert_eq!(e.flow_schema.as_deref(), Some("service-accounts"), "cluster-scoped needs clusterScope");
@@ -459,13 +439,7 @@ mod tests {
                 json!({"resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"], "namespaces": ["*"], "clusterScope": true}]}),
             ),
         ]);
-        let log = Target::Resource {
-            verb: "get".into(),
-            group: String::new(),
-            resource: "pods".into(),
-            subresource: "log".into(),
-            namespace: "x".into(),
-        };
+        let log = res("get", "", "pods/log", "x");
         assert_eq!(explain(&s, &who("bob", &["ci"]), &log).flow_schema.as_deref(), Some("ci-logs"));
         assert_eq!(
             explain(&s, &who("bob", &["ci"]), &res("get", "", "pods", "x")).flow_schema.as_deref(),
