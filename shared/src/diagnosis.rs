@@ -320,8 +320,12 @@ pub fn diagnose(results: &[CheckResult]) -> Option<Diagnosis> {
 mod tests {
     use super::*;
 
-    fn finding(name: &str, status: Status, message: &str) -> CheckResult {
-        CheckResult::new(name, status, message)
+    fn critical(name: &str, message: &str) -> CheckResult {
+        CheckResult::new(name, Status::Critical, message)
+    }
+
+    fn warning(name: &str, message: &str) -> CheckResult {
+        CheckResult::new(name, Status::Warning, message)
     }
 
     fn with_sub(mut r: CheckResult, sub: &str, status: Status) -> CheckResult {
@@ -335,166 +339,143 @@ mod tests {
 
     #[test]
     fn causal_rules_table() {
-        struct Case {
-            name: &'static str,
-            results: Vec<CheckResult>,
-            cause: Option<&'static str>,
-            consequences: &'static [&'static str],
-            independent: usize,
-        }
-        let cases = [
-            Case {
-                name: "healthy",
-                results: vec![ok("etcd"), ok("nodes")],
-                cause: None,
-                consequences: &[],
-                independent: 0,
-            },
-            Case {
-                name: "NOSPACE → leases and nodes",
-                results: vec![
-                    finding("etcd", Status::Critical, "NOSPACE alarm raised by cp-1: etcd refuses writes"),
-                    finding("leader-election", Status::Critical, "kube-scheduler: lease stale"),
-                    finding("nodes", Status::Warning, "2 workers NotReady (w-1, w-2)"),
+        let member_down = |message: &str| with_sub(warning("etcd", message), "member cp-3", Status::Critical);
+        let stale_manager_lease = || critical("leader-election", "kube-controller-manager: lease stale");
+        // (case, results, likely cause, consequences, independent findings)
+        let cases: Vec<(&str, Vec<CheckResult>, Option<&str>, &[&str], usize)> = vec![
+            ("healthy", vec![ok("etcd"), ok("nodes")], None, &[], 0),
+            (
+                "NOSPACE → leases and nodes",
+                vec![
+                    critical("etcd", "NOSPACE alarm raised by cp-1: etcd refuses writes"),
+                    critical("leader-election", "kube-scheduler: lease stale"),
+                    warning("nodes", "2 workers NotReady (w-1, w-2)"),
                     ok("health"),
                 ],
-                cause: Some("etcd"),
-                consequences: &["leader-election", "nodes"],
-                independent: 0,
-            },
-            Case {
-                name: "member down → its replica's readyz, its pod",
-                results: vec![
-                    with_sub(
-                        finding("etcd", Status::Warning, "member cp-3 down, quorum kept (2 of 3 healthy)"),
-                        "member cp-3",
-                        Status::Critical,
-                    ),
-                    finding("health", Status::Warning, "readyz/etcd fails on cp-3"),
-                    finding("static-pods", Status::Warning, "etcd-cp-3 CrashLoopBackOff"),
-                    finding("aggregated-apis", Status::Critical, "v1beta1.metrics.k8s.io not Available"),
+                Some("etcd"),
+                &["leader-election", "nodes"],
+                0,
+            ),
+            (
+                "member down → its replica's readyz, its pod",
+                vec![
+                    member_down("member cp-3 down, quorum kept (2 of 3 healthy)"),
+                    warning("health", "readyz/etcd fails on cp-3"),
+                    warning("static-pods", "etcd-cp-3 CrashLoopBackOff"),
+                    critical("aggregated-apis", "v1beta1.metrics.k8s.io not Available"),
                 ],
-                cause: Some("etcd"),
-                consequences: &["health", "static-pods"],
-                independent: 1,
-            },
-            Case {
-                name: "a replica out of file descriptors → its health, not another's load",
-                results: vec![
+                Some("etcd"),
+                &["health", "static-pods"],
+                1,
+            ),
+            (
+                "a replica out of file descriptors → its health, not another's load",
+                vec![
                     with_sub(
-                        finding("resources", Status::Critical, "cp-2: 63,900 of 65,536 file descriptors open (98%)"),
+                        critical("resources", "cp-2: 63,900 of 65,536 file descriptors open (98%)"),
                         "replica cp-2",
                         Status::Critical,
                     ),
-                    finding("health", Status::Warning, "readyz/etcd fails on cp-2"),
-                    finding("load", Status::Warning, "p99 latency 2.1s on cp-1"),
+                    warning("health", "readyz/etcd fails on cp-2"),
+                    warning("load", "p99 latency 2.1s on cp-1"),
                 ],
-                cause: Some("resources"),
-                consequences: &["health"],
-                independent: 1,
-            },
-            Case {
-                name: "member down does not explain another replica's failure",
-                results: vec![
-                    with_sub(
-                        finding("etcd", Status::Warning, "member cp-3 down, quorum kept"),
-                        "member cp-3",
-                        Status::Critical,
-                    ),
-                    finding("health", Status::Warning, "readyz/poststarthook fails on cp-1"),
+                Some("resources"),
+                &["health"],
+                1,
+            ),
+            (
+                "member down does not explain another replica's failure",
+                vec![
+                    member_down("member cp-3 down, quorum kept"),
+                    warning("health", "readyz/poststarthook fails on cp-1"),
                 ],
-                cause: None,
-                consequences: &[],
-                independent: 2,
-            },
-            Case {
-                name: "lockout webhook → exec into etcd refused",
-                results: vec![
-                    finding(
+                None,
+                &[],
+                2,
+            ),
+            (
+                "lockout webhook → exec into etcd refused",
+                vec![
+                    critical(
                         "webhooks",
-                        Status::Critical,
                         "validate.pod.com (pod-validator): LIVE OUTAGE: service default/pod-validator has no ready endpoints",
                     ),
-                    finding(
+                    CheckResult::new(
                         "etcd",
                         Status::Unknown,
                         "exec into the etcd pods is refused by admission webhook validate.pod.com",
                     ),
                 ],
-                cause: Some("webhooks"),
-                consequences: &["etcd"],
-                independent: 0,
-            },
-            Case {
-                name: "crash-looping scheduler → its lease",
-                results: vec![
-                    finding("static-pods", Status::Critical, "kube-scheduler-cp-1 CrashLoopBackOff"),
-                    finding("leader-election", Status::Critical, "kube-scheduler: no leader, lease stale"),
+                Some("webhooks"),
+                &["etcd"],
+                0,
+            ),
+            (
+                "crash-looping scheduler → its lease",
+                vec![
+                    critical("static-pods", "kube-scheduler-cp-1 CrashLoopBackOff"),
+                    critical("leader-election", "kube-scheduler: no leader, lease stale"),
                 ],
-                cause: Some("static-pods"),
-                consequences: &["leader-election"],
-                independent: 0,
-            },
-            Case {
-                name: "one finding is its own cause",
-                results: vec![
-                    finding("aggregated-apis", Status::Critical, "v1beta1.metrics.k8s.io not Available"),
-                    ok("etcd"),
-                ],
-                cause: Some("aggregated-apis"),
-                consequences: &[],
-                independent: 0,
-            },
-            Case {
-                name: "a system level rejecting → lease renewals refused",
-                results: vec![
+                Some("static-pods"),
+                &["leader-election"],
+                0,
+            ),
+            (
+                "one finding is its own cause",
+                vec![critical("aggregated-apis", "v1beta1.metrics.k8s.io not Available"), ok("etcd")],
+                Some("aggregated-apis"),
+                &[],
+                0,
+            ),
+            (
+                "a system level rejecting → lease renewals refused",
+                vec![
                     with_sub(
-                        finding("load", Status::Critical, "APF rejects requests (40/s 429s): system time-out 12/s"),
+                        critical("load", "APF rejects requests (40/s 429s): system time-out 12/s"),
                         "apf system",
                         Status::Critical,
                     ),
-                    finding("leader-election", Status::Critical, "kube-controller-manager: lease stale"),
+                    stale_manager_lease(),
                 ],
-                cause: Some("load"),
-                consequences: &["leader-election"],
-                independent: 0,
-            },
-            Case {
-                name: "workload-low rejecting does not explain a stale lease, however slow the LISTs",
-                results: vec![
+                Some("load"),
+                &["leader-election"],
+                0,
+            ),
+            (
+                "workload-low rejecting does not explain a stale lease, however slow the LISTs",
+                vec![
                     with_sub(
-                        finding(
+                        critical(
                             "load",
-                            Status::Critical,
                             "slow requests: LIST p99 6.2s; APF rejects requests (179/s 429s): workload-low queue-full 198/s",
                         ),
                         "apf workload-low",
                         Status::Warning,
                     ),
-                    finding("leader-election", Status::Critical, "kube-controller-manager: lease stale"),
+                    stale_manager_lease(),
                 ],
-                cause: None,
-                consequences: &[],
-                independent: 2,
-            },
-            Case {
-                name: "permission gaps are not findings",
-                results: vec![CheckResult::not_permitted("load", "get on /metrics"), ok("etcd")],
-                cause: None,
-                consequences: &[],
-                independent: 0,
-            },
+                None,
+                &[],
+                2,
+            ),
+            (
+                "permission gaps are not findings",
+                vec![CheckResult::not_permitted("load", "get on /metrics"), ok("etcd")],
+                None,
+                &[],
+                0,
+            ),
         ];
-        for case in cases {
-            let d = diagnose(&case.results);
+        for (name, results, expected_cause, expected_consequences, expected_independent) in cases {
+            let d = diagnose(&results);
             let cause = d.as_ref().and_then(|d| d.likely_cause.as_ref()).map(|c| c.check.as_str());
-            assert_eq!(cause, case.cause, "{}: {d:?}", case.name);
+            assert_eq!(cause, expected_cause, "{name}: {d:?}");
             let consequences: Vec<&str> =
                 d.as_ref().map(|d| d.consequences.iter().map(|c| c.check.as_str()).collect()).unwrap_or_default();
-            assert_eq!(consequences, case.consequences, "{}", case.name);
-            assert_eq!(d.as_ref().map(|d| d.independent.len()).unwrap_or(0), case.independent, "{}", case.name);
-            if case.independent > 1 && case.cause.is_none() {
-                assert!(d.unwrap().summary.contains("no causal link"), "{}", case.name);
+            assert_eq!(consequences, expected_consequences, "{name}");
+            assert_eq!(d.as_ref().map(|d| d.independent.len()).unwrap_or(0), expected_independent, "{name}");
+            if expected_independent > 1 && expected_cause.is_none() {
+                assert!(d.unwrap().summary.contains("no causal link"), "{name}");
             }
         }
     }
