@@ -19,6 +19,18 @@ pub enum Status {
 }
 
 impl Status {
+    /// CRITICAL when `critical` holds, else WARNING when `warning` does, else OK: one threshold
+    /// pair read the same everywhere (`Status::grade(p99 > 5.0, p99 > 1.0)`).
+    pub fn grade(critical: bool, warning: bool) -> Status {
+        if critical {
+            Status::Critical
+        } else if warning {
+            Status::Warning
+        } else {
+            Status::Ok
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Ok => "OK",

@@ -318,13 +318,7 @@ pub fn judge(s: &LoadSummary) -> CheckResult {
                     "inflight {replica}{}",
                     if kind.is_empty() { String::new() } else { format!(" {}", kind.trim()) }
                 ),
-                if pct >= 100.0 {
-                    Status::Critical
-                } else if pct > 80.0 {
-                    Status::Warning
-                } else {
-                    Status::Ok
-                },
+                Status::grade(pct >= 100.0, pct > 80.0),
                 share,
             );
             if pct > worst_inflight.0 {
@@ -344,15 +338,7 @@ pub fn judge(s: &LoadSummary) -> CheckResult {
 
     // Latency by verb.
     let mut slow: Vec<String> = Vec::new();
-    let latency_status = |p99: f64| {
-        if p99 > SLOW_CRITICAL {
-            Status::Critical
-        } else if p99 > SLOW_WARNING {
-            Status::Warning
-        } else {
-            Status::Ok
-        }
-    };
+    let latency_status = |p99: f64| Status::grade(p99 > SLOW_CRITICAL, p99 > SLOW_WARNING);
     let mut slow_status = Status::Ok;
     for (verb, p99) in &s.p99_by_verb {
         let waited = latency_status(*p99);
@@ -472,16 +458,10 @@ pub fn judge(s: &LoadSummary) -> CheckResult {
     for (op, p99) in &s.etcd_p99_by_operation {
         let over = s.etcd_over_critical_by_operation.get(op).copied().unwrap_or(0.0);
         let mut detail = format!("etcd {op} p99 {}", short_latency_secs(*p99));
-        let st = if *p99 > ETCD_SLOW_CRITICAL && over >= CRITICAL_NEEDS_REQUESTS {
-            Status::Critical
-        } else if *p99 > ETCD_SLOW_CRITICAL {
+        let st = Status::grade(*p99 > ETCD_SLOW_CRITICAL && over >= CRITICAL_NEEDS_REQUESTS, *p99 > ETCD_SLOW_WARNING);
+        if *p99 > ETCD_SLOW_CRITICAL && st == Status::Warning {
             detail = format!("{detail}; {}", too_few(over, &format!("took over {ETCD_SLOW_CRITICAL}s")));
-            Status::Warning
-        } else if *p99 > ETCD_SLOW_WARNING {
-            Status::Warning
-        } else {
-            Status::Ok
-        };
+        }
         r.sub(format!("etcd p99 {op}"), st, detail);
         if st != Status::Ok {
             r.raise(st);

@@ -40,13 +40,7 @@ impl CertInfo {
 /// Expiry thresholds of the runbooks: WARNING under 30 days, CRITICAL under 7 days or expired.
 pub fn expiry_status(not_after: Timestamp, now: Timestamp) -> Status {
     let left = not_after.as_second() - now.as_second();
-    if left < 7 * 86_400 {
-        Status::Critical
-    } else if left < 30 * 86_400 {
-        Status::Warning
-    } else {
-        Status::Ok
-    }
+    Status::grade(left < 7 * 86_400, left < 30 * 86_400)
 }
 
 /// "expires 2027-01-05 10:00 UTC (in 43d)" / "EXPIRED on ... (3d ago)".

@@ -71,13 +71,7 @@ pub fn judge(f: &Facts, now: Timestamp) -> CheckResult {
         && let Some(skew) = v.clock_skew
     {
         let abs = skew.abs();
-        let status = if abs > SKEW_CRITICAL_SECS {
-            Status::Critical
-        } else if abs > SKEW_WARNING_SECS {
-            Status::Warning
-        } else {
-            Status::Ok
-        };
+        let status = Status::grade(abs > SKEW_CRITICAL_SECS, abs > SKEW_WARNING_SECS);
         r.sub(
             "clock skew",
             status,

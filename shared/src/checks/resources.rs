@@ -143,13 +143,7 @@ pub fn judge(f: &Facts) -> CheckResult {
         let mut facts = Vec::new();
         let mut status = Status::Ok;
         if let (Some(share), Some(open), Some(max)) = (m.fd_share(), m.open_fds, m.max_fds) {
-            status = if share >= FDS_CRITICAL {
-                Status::Critical
-            } else if share >= FDS_WARNING {
-                Status::Warning
-            } else {
-                Status::Ok
-            };
+            status = Status::grade(share >= FDS_CRITICAL, share >= FDS_WARNING);
             let text = format!("{} of {} file descriptors open ({:.0}%)", count(open), count(max), share * 100.0);
             if status != Status::Ok {
                 problems.push((status, format!("{}: {text}", x.label())));
