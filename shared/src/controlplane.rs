@@ -413,9 +413,7 @@ mod tests {
 
     fn fixture_pods(minor: u32) -> Vec<Pod> {
         // tests/fixtures/clusters/k8s-1.3x/pods.yaml: real pods with their static-pod flags.
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join(format!("../tests/fixtures/clusters/k8s-1.{minor}/pods.yaml"));
-        let text = std::fs::read_to_string(&path).unwrap();
+        let text = crate::test_files::text(&format!("tests/fixtures/clusters/k8s-1.{minor}/pods.yaml"));
         let list: serde_json::Value = serde_yaml::from_str(&text).unwrap();
         list["items"].as_array().unwrap().iter().map(|p| serde_json::from_value(p.clone()).unwrap()).collect()
     }

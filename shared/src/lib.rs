@@ -50,6 +50,8 @@ pub mod severity;
 pub mod stragglers;
 #[cfg(feature = "client")]
 pub mod stream;
+#[cfg(test)]
+mod test_files;
 #[cfg(feature = "client")]
 pub mod tools;
 #[cfg(feature = "webhooks")]

@@ -510,15 +510,13 @@ mod tests {
     use super::*;
 
     fn scrape(path: &str) -> Scrape {
-        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(path);
-        Scrape::parse(&std::fs::read(p).unwrap(), &selection())
+        Scrape::parse(&crate::test_files::bytes(&format!("tests/fixtures/{path}")), &selection())
     }
 
     /// A second scrape: the first one with every counter and bucket grown by `factor`, plus
     /// extra lines.
     fn grown(path: &str, factor: f64, extra: &str) -> Scrape {
-        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(path);
-        let text = std::fs::read_to_string(p).unwrap();
+        let text = crate::test_files::text(&format!("tests/fixtures/{path}"));
         let mut out = String::new();
         let mut counter_like = false;
         for line in text.lines() {

@@ -471,12 +471,8 @@ mod tests {
     fn karpenter_schemas_from_their_manifest() {
         // tests/fixtures/flowcontrol/karpenter-flowschemas-v1beta3.yaml (a Helm template: the
         // namespace is a placeholder, filled here as the chart would).
-        let text = std::fs::read_to_string(format!(
-            "{}/../tests/fixtures/flowcontrol/karpenter-flowschemas-v1beta3.yaml",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap()
-        .replace("${KARPENTER_NAMESPACE}", "kube-system");
+        let text = crate::test_files::text("tests/fixtures/flowcontrol/karpenter-flowschemas-v1beta3.yaml")
+            .replace("${KARPENTER_NAMESPACE}", "kube-system");
         let docs = crate::yaml::documents("karpenter", &text).unwrap();
         let all = schemas(&docs);
         let karpenter = who("system:serviceaccount:kube-system:karpenter", &[]);

@@ -177,8 +177,7 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> String {
-        let path = format!("{}/../tests/fixtures/flowcontrol/{name}", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+        crate::test_files::text(&format!("tests/fixtures/flowcontrol/{name}"))
     }
 
     #[test]

@@ -183,11 +183,8 @@ mod tests {
     #[test]
     fn the_loadtest_account_of_the_website_example_stands_out() {
         // tests/fixtures/flowcontrol/website-dump_requests-includeRequestDetails.txt
-        let text = std::fs::read_to_string(format!(
-            "{}/../tests/fixtures/flowcontrol/website-dump_requests-includeRequestDetails.txt",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap();
+        let text =
+            crate::test_files::text("tests/fixtures/flowcontrol/website-dump_requests-includeRequestDetails.txt");
         let requests: Vec<(String, RequestDump)> =
             parse_requests(&text).into_iter().map(|r| ("cp-1".to_string(), r)).collect();
         let now: jiff::Timestamp = "2023-07-18T00:13:19Z".parse().unwrap();

@@ -307,8 +307,7 @@ mod tests {
     use super::*;
 
     fn capture(minor: u32) -> Scrape {
-        let path = format!("{}/../tests/fixtures/clusters/k8s-1.{minor}/apiserver.metrics", env!("CARGO_MANIFEST_DIR"));
-        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let bytes = crate::test_files::bytes(&format!("tests/fixtures/clusters/k8s-1.{minor}/apiserver.metrics"));
         Scrape::parse(&bytes, &selection())
     }
 

@@ -378,9 +378,7 @@ mod tests {
     #[test]
     fn reads_the_process_metrics_of_a_real_capture() {
         // tests/fixtures/clusters/k8s-1.33/apiserver.metrics: a real kube-apiserver's /metrics.
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../tests/fixtures/clusters/k8s-1.33/apiserver.metrics");
-        let text = std::fs::read(&path).expect("the capture is in the repository");
+        let text = crate::test_files::bytes("tests/fixtures/clusters/k8s-1.33/apiserver.metrics");
         let scrape = Scrape::parse(&text, &crate::metrics::Selection::families(&FAMILIES));
         let m = ProcessMetrics::read(&scrape);
         assert_eq!(m.open_fds, Some(90.0));

@@ -311,9 +311,8 @@ mod tests {
     #[test]
     fn reads_minikube_and_kubeadm_layouts() {
         // tests/fixtures/clusters/k8s-1.34/pods.yaml (minikube cert paths)
-        let path =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/clusters/k8s-1.34/pods.yaml");
-        let list: serde_json::Value = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let text = crate::test_files::text("tests/fixtures/clusters/k8s-1.34/pods.yaml");
+        let list: serde_json::Value = serde_yaml::from_str(&text).unwrap();
         let pods: Vec<Pod> =
             list["items"].as_array().unwrap().iter().map(|p| serde_json::from_value(p.clone()).unwrap()).collect();
         let etcd: Vec<EtcdPod> =

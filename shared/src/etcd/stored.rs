@@ -207,9 +207,7 @@ mod tests {
     #[tokio::test]
     async fn a_compressed_snapshot_opens_as_its_database_and_a_damaged_one_says_so() {
         let dir = tempfile::tempdir().unwrap();
-        let plain =
-            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/corpus/snapshot/etcd-3.6.16-two-live-keys.db"))
-                .unwrap();
+        let plain = crate::test_files::bytes("fuzz/corpus/snapshot/etcd-3.6.16-two-live-keys.db");
         let zst = dir.path().join("s.db.zst");
         let compressed = zstd::encode_all(&plain[..], 3).unwrap();
         std::fs::write(&zst, &compressed).unwrap();

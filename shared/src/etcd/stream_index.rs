@@ -141,8 +141,7 @@ mod tests {
     /// pieces of every awkward size: the revision equals the one read from the file.
     #[test]
     fn the_revision_of_a_stream_is_the_files() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/corpus/snapshot/etcd-3.6.16-two-live-keys.db");
-        let bytes = std::fs::read(path).unwrap();
+        let bytes = crate::test_files::bytes("fuzz/corpus/snapshot/etcd-3.6.16-two-live-keys.db");
         let db_size = bytes.len() as u64 - 32; // etcd's sha256 after the pages
         let db = Db::from_bytes(bytes[..db_size as usize].to_vec()).unwrap();
         let key = db.last_key(b"key").unwrap().unwrap();
@@ -164,8 +163,7 @@ mod tests {
         index.feed(&[0x42; 10_000]);
         assert_eq!(index.revision(10_000), None);
         // Cut: the meta page promises more pages than arrived.
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/corpus/snapshot/etcd-3.6.16-two-live-keys.db");
-        let bytes = std::fs::read(path).unwrap();
+        let bytes = crate::test_files::bytes("fuzz/corpus/snapshot/etcd-3.6.16-two-live-keys.db");
         let mut index = StreamIndex::new();
         index.feed(&bytes[..8192]);
         assert_eq!(index.revision(8192), None);

@@ -295,10 +295,9 @@ mod tests {
     use super::*;
 
     fn gunzip(name: &str) -> Vec<u8> {
-        let path =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/metrics-protobuf").join(name);
+        let gzipped = crate::test_files::bytes(&format!("tests/fixtures/metrics-protobuf/{name}"));
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap()).read_to_end(&mut out).unwrap();
+        flate2::read::GzDecoder::new(&gzipped[..]).read_to_end(&mut out).unwrap();
         out
     }
 

@@ -270,8 +270,7 @@ pub fn policies_from_documents(docs: &[Value], source: &str) -> Result<Policies>
 /// The policies of a file in tests/fixtures/webhooks/.
 #[cfg(test)]
 pub(crate) fn fixture(file: &str) -> Policies {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/webhooks").join(file);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let text = crate::test_files::text(&format!("tests/fixtures/webhooks/{file}"));
     let documents = crate::yaml::documents(file, &text).unwrap_or_else(|e| panic!("{file}: {e}"));
     policies_from_documents(&documents, file).unwrap_or_else(|e| panic!("{file}: {e}"))
 }

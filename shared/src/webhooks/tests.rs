@@ -293,8 +293,7 @@ fn allowlist_accepts_named_risks() {
 }
 
 fn scan_fixture(file: &str) -> (Vec<WebhookConfig>, Vec<Finding>) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/webhooks").join(file);
-    let text = std::fs::read_to_string(&path).unwrap();
+    let text = crate::test_files::text(&format!("tests/fixtures/webhooks/{file}"));
     let docs = crate::yaml::documents(file, &text).unwrap();
     let configs = configs_from_documents(&docs, file).unwrap();
     let findings = analyse(&configs, &ClusterFacts::offline());
@@ -379,8 +378,7 @@ fn istio_injector_depends_on_namespace_labels() {
     assert!(injector.contains(&(FindingKind::SelfDeadlock, Status::Warning)));
     assert_eq!(worst(&f), Status::Warning);
     // Live, with kube-system unlabelled, the lockout disappears.
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/webhooks/istio.yaml");
-    let docs = crate::yaml::documents("istio", &std::fs::read_to_string(path).unwrap()).unwrap();
+    let docs = crate::yaml::documents("istio", &crate::test_files::text("tests/fixtures/webhooks/istio.yaml")).unwrap();
     let configs = configs_from_documents(&docs, "istio").unwrap();
     let live = analyse(&configs, &live_namespaces());
     assert!(!live.iter().any(|f| f.kind == FindingKind::Lockout));
@@ -674,8 +672,7 @@ fn gatekeeper_fails_open_and_names_its_reconciler() {
     assert_eq!(worst(&findings), Status::Warning);
     assert_eq!(configs.len(), 2);
     // Its label names Gatekeeper as the controller that puts a disarmed configuration back.
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/webhooks/gatekeeper.yaml");
-    let text = std::fs::read_to_string(&path).unwrap();
+    let text = crate::test_files::text("tests/fixtures/webhooks/gatekeeper.yaml");
     let docs = crate::yaml::documents("gatekeeper.yaml", &text).unwrap();
     let vwc = docs.iter().find(|d| d["kind"] == "ValidatingWebhookConfiguration").unwrap();
     let rearmers = super::rearm::rearmers(vwc);
