@@ -342,7 +342,8 @@ mod tests {
         let member_down = |message: &str| with_sub(warning("etcd", message), "member cp-3", Status::Critical);
         let stale_manager_lease = || critical("leader-election", "kube-controller-manager: lease stale");
         // (case, results, likely cause, consequences, independent findings)
-        let cases: Vec<(&str, Vec<CheckResult>, Option<&str>, &[&str], usize)> = vec![
+        type Case<'a> = (&'a str, Vec<CheckResult>, Option<&'a str>, &'a [&'a str], usize);
+        let cases: Vec<Case> = vec![
             ("healthy", vec![ok("etcd"), ok("nodes")], None, &[], 0),
             (
                 "NOSPACE → leases and nodes",
