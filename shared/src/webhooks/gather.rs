@@ -10,6 +10,7 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -51,45 +52,32 @@ pub async fn read_configs(cluster: &Cluster) -> Result<Vec<WebhookConfig>> {
     super::model::configs_from_documents(&raw, "cluster")
 }
 
-fn labels_of(v: &Value) -> BTreeMap<String, String> {
-    v["metadata"]["labels"]
-        .as_object()
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string())).collect())
-        .unwrap_or_default()
-}
-
 async fn service_facts(cluster: &Cluster, ns: &str, name: &str) -> Result<ServiceFacts> {
     let service_label = format!("kubernetes.io/service-name={name}");
     let (svc, slices, pdbs) = tokio::join!(
-        cluster.get_as::<Service, Value>(Some(ns), name),
-        cluster.list_as::<EndpointSlice, Value>(Select::namespace(ns).labels(&service_label)),
+        cluster.get::<Service>(Some(ns), name),
+        cluster.list::<EndpointSlice>(Select::namespace(ns).labels(&service_label)),
         cluster.list_as::<PodDisruptionBudget, Value>(Select::namespace(ns)),
     );
-    let svc = match svc {
-        Ok(s) => s,
+    let spec = match svc {
+        Ok(s) => s.spec.unwrap_or_default(),
         Err(e) if e.kind == ErrorKind::NotFound => return Ok(ServiceFacts::default()),
         Err(e) => return Err(e),
     };
     let slices = slices?;
     let pdbs = pdbs.unwrap_or_default();
-    let selector: BTreeMap<String, String> = svc["spec"]["selector"]
-        .as_object()
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string())).collect())
-        .unwrap_or_default();
+    let selector = spec.selector.unwrap_or_default();
     let mut facts = ServiceFacts {
         exists: true,
-        cluster_ip: svc["spec"]["clusterIP"].as_str().map(str::to_string),
+        cluster_ip: spec.cluster_ip,
         // targetPort defaults to the port (k8s.io/api core/v1 `ServicePort`).
-        ports: svc["spec"]["ports"]
-            .as_array()
-            .into_iter()
-            .flatten()
+        ports: (spec.ports.into_iter().flatten())
             .filter_map(|p| {
-                let port = u16::try_from(p["port"].as_u64()?).ok()?;
-                let target = match &p["targetPort"] {
-                    Value::Number(n) => n.to_string(),
-                    Value::String(name) => name.clone(),
-                    _ => port.to_string(),
+                let port = u16::try_from(p.port).ok()?;
+                let target = match p.target_port {
+                    Some(IntOrString::Int(n)) => n.to_string(),
+                    Some(IntOrString::String(name)) => name,
+                    None => port.to_string(),
                 };
                 Some((port, target))
             })
@@ -97,20 +85,15 @@ async fn service_facts(cluster: &Cluster, ns: &str, name: &str) -> Result<Servic
         ..Default::default()
     };
     let mut seen = BTreeSet::new();
-    for slice in &slices {
-        for ep in slice["endpoints"].as_array().cloned().unwrap_or_default() {
-            let addr = ep["addresses"][0].as_str().unwrap_or("").to_string();
-            if !seen.insert(addr) {
-                continue;
-            }
-            if ep["conditions"]["ready"] == false {
-                facts.not_ready_endpoints += 1;
-            } else {
-                facts.ready_endpoints += 1;
-                if let Some(node) = ep["nodeName"].as_str() {
-                    facts.nodes.insert(node.to_string());
-                }
-            }
+    for ep in slices.into_iter().flat_map(|slice| slice.endpoints) {
+        if !seen.insert(ep.addresses.first().cloned().unwrap_or_default()) {
+            continue;
+        }
+        if ep.conditions.and_then(|c| c.ready) == Some(false) {
+            facts.not_ready_endpoints += 1;
+        } else {
+            facts.ready_endpoints += 1;
+            facts.nodes.extend(ep.node_name);
         }
     }
     facts.has_pdb = !selector.is_empty()
@@ -136,61 +119,51 @@ async fn workload_of(
     selector: &BTreeMap<String, String>,
 ) -> Option<super::analysis::Workload> {
     let (deployments, statefulsets) = tokio::join!(
-        cluster.list_as::<Deployment, Value>(Select::namespace(ns)),
-        cluster.list_as::<StatefulSet, Value>(Select::namespace(ns))
+        cluster.list::<Deployment>(Select::namespace(ns)),
+        cluster.list::<StatefulSet>(Select::namespace(ns))
     );
-    for (kind, answer) in [("deployment", deployments), ("statefulset", statefulsets)] {
-        let Ok(items) = answer else { continue };
-        let found = items.iter().find(|w| {
-            let labels = labels_of(&w["spec"]["template"]);
-            selector.iter().all(|(k, v)| labels.get(k) == Some(v))
-        });
-        if let Some(w) = found {
-            return Some(super::analysis::Workload {
-                kind: kind.into(),
-                name: w["metadata"]["name"].as_str().unwrap_or("").to_string(),
-                replicas: w["spec"]["replicas"].as_i64().unwrap_or(1),
-                ready_replicas: w["status"]["readyReplicas"].as_i64().unwrap_or(0),
-            });
-        }
-    }
-    None
+    // (kind, name, its pod template's labels, replicas, ready replicas)
+    let deployments = deployments.into_iter().flatten().map(|d| {
+        let (spec, status) = (d.spec.unwrap_or_default(), d.status.unwrap_or_default());
+        ("deployment", d.metadata.name, spec.template.metadata, spec.replicas, status.ready_replicas)
+    });
+    let statefulsets = statefulsets.into_iter().flatten().map(|s| {
+        let (spec, status) = (s.spec.unwrap_or_default(), s.status.unwrap_or_default());
+        ("statefulset", s.metadata.name, spec.template.metadata, spec.replicas, status.ready_replicas)
+    });
+    deployments.chain(statefulsets).find_map(|(kind, name, template, replicas, ready)| {
+        let labels = template.and_then(|m| m.labels).unwrap_or_default();
+        selector.iter().all(|(k, v)| labels.get(k) == Some(v)).then(|| super::analysis::Workload {
+            kind: kind.into(),
+            name: name.unwrap_or_default(),
+            replicas: replicas.unwrap_or(1).into(),
+            ready_replicas: ready.unwrap_or(0).into(),
+        })
+    })
 }
 
 /// The pods `selector` matches, with what is wrong with them.
 async fn pods_of(cluster: &Cluster, ns: &str, selector: &BTreeMap<String, String>) -> Vec<super::analysis::BackendPod> {
     let query = selector.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
-    let Ok(pods) = cluster.list_as::<Pod, Value>(Select::namespace(ns).labels(&query)).await else {
+    let Ok(pods) = cluster.list::<Pod>(Select::namespace(ns).labels(&query)).await else {
         return Vec::new();
     };
-    pods.iter()
+    pods.into_iter()
         .map(|p| {
-            let statuses = p["status"]["containerStatuses"].as_array().cloned().unwrap_or_default();
+            let (spec, status) = (p.spec.unwrap_or_default(), p.status.unwrap_or_default());
+            let statuses = status.container_statuses.unwrap_or_default();
             let problem = statuses.iter().find_map(|c| {
-                c["state"]["waiting"]["reason"]
-                    .as_str()
-                    .or_else(|| c["lastState"]["terminated"]["reason"].as_str())
-                    .map(str::to_string)
+                let waiting = c.state.as_ref().and_then(|s| s.waiting.as_ref()).and_then(|w| w.reason.clone());
+                waiting.or_else(|| c.last_state.as_ref()?.terminated.as_ref()?.reason.clone())
             });
             super::analysis::BackendPod {
-                name: p["metadata"]["name"].as_str().unwrap_or("").to_string(),
-                ready: p["status"]["conditions"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|c| c["type"] == "Ready" && c["status"] == "True"),
-                restarts: statuses.iter().map(|c| c["restartCount"].as_i64().unwrap_or(0)).sum(),
-                node: p["spec"]["nodeName"].as_str().map(str::to_string),
+                name: p.metadata.name.unwrap_or_default(),
+                ready: (status.conditions.into_iter().flatten()).any(|c| c.type_ == "Ready" && c.status == "True"),
+                restarts: statuses.iter().map(|c| i64::from(c.restart_count)).sum(),
+                node: spec.node_name,
                 problem,
-                named_ports: p["spec"]["containers"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .flat_map(|c| c["ports"].as_array().cloned().unwrap_or_default())
-                    .filter_map(|port| {
-                        let name = port["name"].as_str()?.to_string();
-                        Some((name, u16::try_from(port["containerPort"].as_u64()?).ok()?))
-                    })
+                named_ports: (spec.containers.into_iter().flat_map(|c| c.ports.unwrap_or_default()))
+                    .filter_map(|port| Some((port.name?, u16::try_from(port.container_port).ok()?)))
                     .collect(),
             }
         })
@@ -241,7 +214,7 @@ pub fn runtime_from_metrics(older: Option<&Scrape>, newer: &Scrape, seconds: f64
 pub async fn read_facts(cluster: &Cluster, configs: &[WebhookConfig]) -> (ClusterFacts, Vec<String>) {
     let mut notes = Vec::new();
     let mut facts = ClusterFacts { now: Some(jiff::Timestamp::now()), ..Default::default() };
-    let namespaces = cluster.list_as::<Namespace, Value>(Select::all());
+    let namespaces = cluster.list::<Namespace>(Select::all());
     let mut wanted: BTreeSet<(String, String)> = BTreeSet::new();
     for c in configs {
         for w in &c.webhooks {
@@ -258,9 +231,9 @@ pub async fn read_facts(cluster: &Cluster, configs: &[WebhookConfig]) -> (Cluste
     let (namespaces, services) = tokio::join!(namespaces, services);
     match namespaces {
         Ok(list) => {
-            facts.namespaces = Some(
-                list.iter().map(|n| (n["metadata"]["name"].as_str().unwrap_or("").to_string(), labels_of(n))).collect(),
-            );
+            let labelled =
+                list.into_iter().map(|n| (n.metadata.name.unwrap_or_default(), n.metadata.labels.unwrap_or_default()));
+            facts.namespaces = Some(labelled.collect());
         }
         Err(e) => notes.push(format!("namespace labels unknown ({})", e.why)),
     }
