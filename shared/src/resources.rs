@@ -83,11 +83,6 @@ impl Cluster {
         self.get_json(&object_path::<K>(namespace, name), &access::<K>("get", namespace)).await
     }
 
-    /// The `K` named `name`, decoded as `T` (raw JSON, or a struct of the fields needed).
-    pub async fn get_as<K: Resource, T: DeserializeOwned>(&self, namespace: Option<&str>, name: &str) -> Result<T> {
-        self.get_json(&object_path::<K>(namespace, name), &access::<K>("get", namespace)).await
-    }
-
     /// Every `K` that `select` names, read in pages of 500 (for the small collections:
     /// control-plane pods, leases, webhooks).
     pub async fn list<K: Resource + ListableResource + DeserializeOwned>(&self, select: Select<'_>) -> Result<Vec<K>> {

@@ -418,11 +418,6 @@ impl Scrape {
             .collect()
     }
 
-    /// Number of series with a value for `sample_name`.
-    pub fn count_series(&self, sample_name: &str) -> usize {
-        self.values(sample_name).len()
-    }
-
     /// `sum(sample_name{filter})`, `None` when no series matched.
     pub fn sum(&self, sample_name: &str, filter: SampleFilter<'_>) -> Option<f64> {
         let mut total = None;
@@ -577,7 +572,7 @@ untyped_thing{x="y"} 3
         let by_verb = s.sum_by("apiserver_request_total", &["verb"], &any);
         assert_eq!(by_verb[&vec!["LIST".to_string()]], 101.0);
         assert_eq!(by_verb[&vec!["GET".to_string()]], 50.0);
-        assert_eq!(s.count_series("apiserver_request_duration_seconds_count"), 2);
+        assert_eq!(s.values("apiserver_request_duration_seconds_count").len(), 2);
         assert_eq!(s.sum("apiserver_request_duration_seconds_sum", &any), Some(3012.0));
     }
 
