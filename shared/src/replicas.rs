@@ -6,7 +6,6 @@
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use serde_json::Value;
 
 use std::time::Duration;
 
@@ -31,22 +30,18 @@ pub struct Replica {
 }
 
 /// Builds the replica list from the `kubernetes` EndpointSlices and the kube-apiserver pods.
-pub fn from_endpoints(slices: &[Value], apiservers: &[ComponentPod]) -> Vec<Replica> {
+pub fn from_endpoints(slices: &[EndpointSlice], apiservers: &[ComponentPod]) -> Vec<Replica> {
     let mut out: Vec<Replica> = Vec::new();
     for slice in slices {
-        let port = slice["ports"][0]["port"].as_u64().unwrap_or(443);
-        for ep in slice["endpoints"].as_array().into_iter().flatten() {
-            for addr in ep["addresses"].as_array().into_iter().flatten() {
-                let ip = addr.as_str().unwrap_or("").to_string();
+        let port = slice.ports.iter().flatten().next().and_then(|p| p.port).unwrap_or(443);
+        for ep in &slice.endpoints {
+            for ip in &ep.addresses {
                 let host = if ip.contains(':') { format!("[{ip}]") } else { ip.clone() };
                 let pod = apiservers.iter().find(|p| {
                     p.flags.get("advertise-address") == Some(ip.as_str()) || p.host_ip.as_deref() == Some(ip.as_str())
                 });
                 out.push(Replica {
-                    name: pod
-                        .map(|p| p.node.clone())
-                        .or_else(|| ep["nodeName"].as_str().map(str::to_string))
-                        .unwrap_or_else(|| ip.clone()),
+                    name: pod.map(|p| p.node.clone()).or_else(|| ep.node_name.clone()).unwrap_or_else(|| ip.clone()),
                     url: format!("https://{host}:{port}"),
                     in_endpoints: true,
                     pod: pod.map(|p| p.name.clone()),
@@ -69,10 +64,8 @@ pub fn from_endpoints(slices: &[Value], apiservers: &[ComponentPod]) -> Vec<Repl
 }
 
 /// The `kubernetes` EndpointSlices of the default namespace.
-pub async fn read_endpoint_slices(cluster: &Cluster) -> Result<Vec<Value>> {
-    cluster
-        .list_as::<EndpointSlice, Value>(Select::namespace("default").labels("kubernetes.io/service-name=kubernetes"))
-        .await
+pub async fn read_endpoint_slices(cluster: &Cluster) -> Result<Vec<EndpointSlice>> {
+    cluster.list(Select::namespace("default").labels("kubernetes.io/service-name=kubernetes")).await
 }
 
 /// The control-plane static pods of kube-system (kubeadm labels them tier=control-plane).
