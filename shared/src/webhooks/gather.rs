@@ -10,6 +10,7 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Deserialize;
 use serde_json::Value;
@@ -328,7 +329,7 @@ pub async fn read_policy_facts(
     let versions: BTreeSet<&str> = uses.iter().map(|(_, k, _)| k.api_version.as_str()).collect();
     let discovered = futures::future::join_all(versions.iter().map(|v| async move {
         let path = if *v == "v1" { "/api/v1".to_string() } else { format!("/apis/{v}") };
-        (*v, cluster.get_json::<Value>(&path, &Access::non_resource("get", &path)).await)
+        (*v, cluster.get_json::<APIResourceList>(&path, &Access::non_resource("get", &path)).await)
     }))
     .await;
     let mut resources: BTreeMap<(String, String), String> = BTreeMap::new();
@@ -337,18 +338,11 @@ pub async fn read_policy_facts(
         match answer {
             Ok(list) => {
                 for kind in wanted.collect::<BTreeSet<_>>() {
-                    let found = list["resources"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .find(|r| r["kind"] == kind && r["name"].as_str().is_some_and(|n| !n.contains('/')));
+                    let found = list.resources.iter().find(|r| r.kind == kind && !r.name.contains('/'));
                     let state = match found {
                         Some(r) => {
-                            resources.insert(
-                                (version.to_string(), kind.to_string()),
-                                r["name"].as_str().unwrap_or("").to_string(),
-                            );
-                            KindState::Served { namespaced: r["namespaced"].as_bool().unwrap_or(true) }
+                            resources.insert((version.to_string(), kind.to_string()), r.name.clone());
+                            KindState::Served { namespaced: r.namespaced }
                         }
                         None => KindState::NotServed,
                     };
