@@ -326,7 +326,7 @@ impl Db {
     /// `item` None once per bucket before its items. Checks the structure on the way.
     pub fn walk(&self, visit: &mut BucketVisitor<'_>) -> Result<WalkStats> {
         let pages = self.meta.pgid as usize;
-        let mut reached = vec![0u64; pages.div_ceil(64)];
+        let mut reached = self.unreached();
         let mark = |reached: &mut Vec<u64>, id: u64, overflow: u64| -> Result<()> {
             for p in id..=id + overflow {
                 let (w, b) = ((p / 64) as usize, p % 64);
@@ -501,19 +501,11 @@ impl Db {
     /// The last key of the top-level bucket `name`, found by following the rightmost branch
     /// down (a few pages, whatever the file's size). None when the bucket is missing or empty.
     pub fn last_key(&self, name: &[u8]) -> Result<Option<Vec<u8>>> {
-        let mut reached = vec![0u64; (self.meta.pgid as usize).div_ceil(64)];
-        let mut found = None;
-        self.walk_tree(Source::Page(self.meta.root), 0, &mut reached, &mut |item| {
-            if item.key == name && item.is_bucket {
-                let (root, inline) = bucket_header(item.value)?;
-                found = Some((root, inline.map(<[u8]>::to_vec)));
-            }
-            Ok(())
-        })?;
-        let Some((mut root, inline)) = found else { return Ok(None) };
-        if let Some(page) = inline {
-            return Ok(last_leaf_key(&page, "inline bucket")?.map(<[u8]>::to_vec));
-        }
+        let mut root = match self.find_bucket(name, &mut self.unreached())? {
+            None => return Ok(None),
+            Some(Source::Inline(page)) => return Ok(last_leaf_key(&page, "inline bucket")?.map(<[u8]>::to_vec)),
+            Some(Source::Page(root)) => root,
+        };
         for _ in 0..64 {
             let page = self.page(root)?;
             let where_ = format!("page {root}");
@@ -534,22 +526,30 @@ impl Db {
 
     /// Visits the items of the top-level bucket `name` only (no structure check of the rest).
     pub fn bucket(&self, name: &[u8], visit: &mut dyn FnMut(&Item<'_>) -> Result<()>) -> Result<bool> {
+        let mut reached = self.unreached();
+        let Some(source) = self.find_bucket(name, &mut reached)? else { return Ok(false) };
+        self.walk_tree(source, 0, &mut reached, visit)?;
+        Ok(true)
+    }
+
+    /// One bit a page, none set: which pages a walk has reached.
+    fn unreached(&self) -> Vec<u64> {
+        vec![0u64; (self.meta.pgid as usize).div_ceil(64)]
+    }
+
+    /// Where the top-level bucket `name` keeps its items: its root page, or inline.
+    fn find_bucket(&self, name: &[u8], reached: &mut Vec<u64>) -> Result<Option<Source>> {
         let mut found = None;
-        let mut reached = vec![0u64; (self.meta.pgid as usize).div_ceil(64)];
-        self.walk_tree(Source::Page(self.meta.root), 0, &mut reached, &mut |item| {
+        self.walk_tree(Source::Page(self.meta.root), 0, reached, &mut |item| {
             if item.key == name && item.is_bucket {
-                let (root, inline) = bucket_header(item.value)?;
-                found = Some((root, inline.map(<[u8]>::to_vec)));
+                found = Some(match bucket_header(item.value)? {
+                    (_, Some(page)) => Source::Inline(page.to_vec()),
+                    (root, None) => Source::Page(root),
+                });
             }
             Ok(())
         })?;
-        let Some((root, inline)) = found else { return Ok(false) };
-        let source = match inline {
-            Some(p) => Source::Inline(p),
-            None => Source::Page(root),
-        };
-        self.walk_tree(source, 0, &mut reached, visit)?;
-        Ok(true)
+        Ok(found)
     }
 }
 

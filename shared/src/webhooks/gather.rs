@@ -175,6 +175,16 @@ async fn pods_of(cluster: &Cluster, ns: &str, selector: &BTreeMap<String, String
 pub fn runtime_from_metrics(older: Option<&Scrape>, newer: &Scrape, seconds: f64) -> BTreeMap<String, WebhookRuntime> {
     let mut out: BTreeMap<String, WebhookRuntime> = BTreeMap::new();
     let per_second = |v: f64| if seconds > 0.0 { v / seconds } else { 0.0 };
+    let latency = "apiserver_admission_webhook_admission_duration_seconds";
+    let latencies = match older {
+        Some(older) => newer.histogram_increase_by(older, latency, &["name"], &crate::metrics::any),
+        None => newer.histograms_by(latency, &["name"], &crate::metrics::any),
+    };
+    for (k, h) in latencies {
+        if h.count > 0.0 {
+            out.entry(k.join("")).or_default().p99_seconds = h.quantile(0.99);
+        }
+    }
     if let Some(older) = older {
         for (k, v) in newer.increase_by(older, "apiserver_admission_webhook_rejection_count", &["name"], &|s| {
             s.label("error_type") == Some("calling_webhook_error")
@@ -185,26 +195,6 @@ pub fn runtime_from_metrics(older: Option<&Scrape>, newer: &Scrape, seconds: f64
             newer.increase_by(older, "apiserver_admission_webhook_fail_open_count", &["name"], &crate::metrics::any)
         {
             out.entry(k.join("")).or_default().fail_open_per_second = per_second(v);
-        }
-        for (k, h) in newer.histogram_increase_by(
-            older,
-            "apiserver_admission_webhook_admission_duration_seconds",
-            &["name"],
-            &crate::metrics::any,
-        ) {
-            if h.count > 0.0 {
-                out.entry(k.join("")).or_default().p99_seconds = h.quantile(0.99);
-            }
-        }
-    } else {
-        for (k, h) in newer.histograms_by(
-            "apiserver_admission_webhook_admission_duration_seconds",
-            &["name"],
-            &crate::metrics::any,
-        ) {
-            if h.count > 0.0 {
-                out.entry(k.join("")).or_default().p99_seconds = h.quantile(0.99);
-            }
         }
     }
     out
