@@ -536,6 +536,11 @@ mod tests {
         Scrape::parse(out.as_bytes(), &selection())
     }
 
+    /// `seconds` between two scrapes of one replica, "cp", with the default limits.
+    fn window<'a>(older: &'a Scrape, newer: &'a Scrape, seconds: f64) -> Window<'a> {
+        Window { replica: "cp".into(), older, newer, seconds, limits: InflightLimits::default() }
+    }
+
     #[test]
     fn reads_every_real_capture() {
         // tests/fixtures/clusters/k8s-1.3x/apiserver.metrics: the values the check extracts.
@@ -543,13 +548,7 @@ mod tests {
             let path = format!("clusters/k8s-1.{minor}/apiserver.metrics");
             let older = scrape(&path);
             let newer = grown(&path, 2.0, "");
-            let w = Window {
-                replica: "cp".into(),
-                older: &older,
-                newer: &newer,
-                seconds: 10.0,
-                limits: InflightLimits::default(),
-            };
+            let w = window(&older, &newer, 10.0);
             let s = summarise(&[w]);
             assert_eq!(s.inflight.len(), 1);
             assert!(s.inflight[0].read_only >= 0.0 && s.inflight[0].read_only < 400.0, "1.{minor}: {:?}", s.inflight);
@@ -578,13 +577,7 @@ mod tests {
         // reads what is there.
         assert!(older.has_family("apiserver_current_inflight_requests"));
         assert!(!older.has_family("apiserver_request_duration_seconds"));
-        let w = Window {
-            replica: "cp".into(),
-            older: &older,
-            newer: &older,
-            seconds: 2.0,
-            limits: InflightLimits::default(),
-        };
+        let w = window(&older, &older, 2.0);
         let s = summarise(&[w]);
         assert_eq!(s.inflight.len(), 1);
         assert!(s.p99_by_verb.is_empty());
@@ -601,13 +594,7 @@ mod tests {
             "apiserver_flowcontrol_rejected_requests_total{flow_schema=\"service-accounts\",priority_level=\"workload-low\",reason=\"queue-full\"} 240\n\
              apiserver_request_total{code=\"429\",component=\"apiserver\",dry_run=\"\",group=\"\",resource=\"pods\",scope=\"cluster\",subresource=\"\",verb=\"LIST\",version=\"v1\"} 270\n",
         );
-        let w = Window {
-            replica: "cp".into(),
-            older: &older,
-            newer: &newer,
-            seconds: 10.0,
-            limits: InflightLimits::default(),
-        };
+        let w = window(&older, &newer, 10.0);
         let s = summarise(&[w]);
         assert_eq!(s.apf_rejections.get(&("workload-low".to_string(), "queue-full".to_string())), Some(&24.0));
         assert_eq!(s.throttled_429_per_second, 27.0);
