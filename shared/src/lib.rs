@@ -52,8 +52,6 @@ pub mod stragglers;
 pub mod stream;
 #[cfg(test)]
 mod test_files;
-#[cfg(feature = "client")]
-pub mod tools;
 #[cfg(feature = "webhooks")]
 pub mod webhooks;
 pub mod yaml;

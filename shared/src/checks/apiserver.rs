@@ -283,12 +283,12 @@ mod tests {
             (
                 "connection refused",
                 |f| {
-                    f.version = Err(error(
+                    f.version = Err(Error::new(
                         ErrorKind::ConnectionRefused,
                         "Cannot connect to the API server",
                         "connection refused",
-                    )
-                    .with_fix("Check the server address"));
+                        "Check the server address",
+                    ));
                 },
                 Status::Critical,
                 "Cannot connect to the API server",
@@ -296,8 +296,12 @@ mod tests {
             (
                 "401: the user's problem, not the server's",
                 |f| {
-                    f.version = Err(error(ErrorKind::Unauthorized, "401 Unauthorized", "credentials refused")
-                        .with_fix("Log in again"));
+                    f.version = Err(Error::new(
+                        ErrorKind::Unauthorized,
+                        "401 Unauthorized",
+                        "credentials refused",
+                        "Log in again",
+                    ));
                 },
                 Status::Unknown,
                 "401 Unauthorized",

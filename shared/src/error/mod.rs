@@ -170,11 +170,6 @@ impl Error {
         Error::new(ErrorKind::Io, what, err.to_string(), fix)
     }
 
-    pub fn with_fix(mut self, fix: impl Into<String>) -> Self {
-        self.fix = fix.into();
-        self
-    }
-
     pub fn with_what(mut self, what: impl Into<String>) -> Self {
         self.what = what.into();
         self

@@ -1337,3 +1337,36 @@ in_both_worlds! {
         compact_and_check(etcd, &env);
     }
 }
+
+/// fuzz/corpus/snapshot/etcd-3.6.16-two-live-keys.db, saved from the kit's etcd 3.6.16.
+fn two_key_snapshot() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/snapshot/etcd-3.6.16-two-live-keys.db");
+    path.to_str().unwrap().to_string()
+}
+
+/// A drill with neither etcdutl nor etcdctl on PATH says so and how to get them, and exits
+/// UNKNOWN (3) before it starts anything.
+#[test]
+fn a_drill_without_a_restore_tool_says_how_to_get_one() {
+    let empty = tempfile::tempdir().unwrap();
+    let out =
+        plugin("etcdsnap", &["drill", &two_key_snapshot()], &[("PATH".into(), empty.path().display().to_string())]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    assert!(stderr.contains("Neither etcdutl nor etcdctl is installed"), "{stderr}");
+    assert!(stderr.contains("apt install etcd-client"), "{stderr}");
+}
+
+/// etcdctl alone can restore, but a drill also needs etcd to serve the restored data: it names
+/// the missing server and exits UNKNOWN (3).
+#[test]
+fn a_drill_without_an_etcd_server_names_it() {
+    let only_etcdctl = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(which::which("etcdctl").unwrap(), only_etcdctl.path().join("etcdctl")).unwrap();
+    let path = vec![("PATH".to_string(), only_etcdctl.path().display().to_string())];
+    let out = plugin("etcdsnap", &["drill", &two_key_snapshot()], &path);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    assert!(stderr.contains("etcd is not installed"), "{stderr}");
+    assert!(stderr.contains("apt install etcd-server"), "{stderr}");
+}
