@@ -206,7 +206,7 @@ fn judge_client_certificate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checks::testing::{DAY, cert, error, now};
+    use crate::checks::testing::{DAY, cert, now};
 
     fn probe(leaf_expires_in: i64) -> TlsProbe {
         TlsProbe {
