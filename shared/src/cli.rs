@@ -188,12 +188,13 @@ where
         .first()
         .and_then(|a| std::path::Path::new(a).file_name().map(|f| f.to_string_lossy().into_owned()))
         .unwrap_or_default();
-    if invoked_as.starts_with("kubectl_complete-") {
-        let words: Vec<String> = args.iter().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
-        std::process::exit(crate::completion::answer(&mut plugin_definition::<C>(plugin), plugin, &words));
-    }
-    if args.get(1).map(|a| a == "__complete").unwrap_or(false) {
-        let words: Vec<String> = args.iter().skip(2).map(|a| a.to_string_lossy().into_owned()).collect();
+    let completing = if invoked_as.starts_with("kubectl_complete-") {
+        Some(1)
+    } else {
+        args.get(1).is_some_and(|a| a == "__complete").then_some(2)
+    };
+    if let Some(skip) = completing {
+        let words: Vec<String> = args.iter().skip(skip).map(|a| a.to_string_lossy().into_owned()).collect();
         std::process::exit(crate::completion::answer(&mut plugin_definition::<C>(plugin), plugin, &words));
     }
 
@@ -210,15 +211,11 @@ where
     }
     if let Some(("completion", sub)) = matches.subcommand() {
         let code = match <CompletionArgs as clap::FromArgMatches>::from_arg_matches(sub) {
-            Ok(completion) => {
-                match crate::completion::run_completion_command(plugin_definition::<C>(plugin), plugin, &completion) {
-                    Ok(code) => code,
-                    Err(e) => {
-                        print_error(&e);
-                        e.exit_code()
-                    }
-                }
-            }
+            Ok(completion) => exit_code_of(crate::completion::run_completion_command(
+                plugin_definition::<C>(plugin),
+                plugin,
+                &completion,
+            )),
             Err(e) => exit_on_clap_error(e, None),
         };
         std::process::exit(code);
@@ -243,13 +240,7 @@ where
     };
     let code = runtime.block_on(async move {
         let code = tokio::select! {
-            result = run(cli) => match result {
-                Ok(code) => code,
-                Err(e) => {
-                    print_error(&e);
-                    e.exit_code()
-                }
-            },
+            result = run(cli) => exit_code_of(result),
             signo = crate::process::termination() => {
                 eprintln!(
                     "\ninterrupted by {}: nothing was left half-done (partial files removed, child processes stopped)",
@@ -266,6 +257,14 @@ where
     // Background tasks (port-forwards, watchers) must not keep the process alive.
     runtime.shutdown_timeout(Duration::from_millis(200));
     std::process::exit(code)
+}
+
+/// A command's exit code; a failure is printed first.
+fn exit_code_of(result: Result<i32, Error>) -> i32 {
+    result.unwrap_or_else(|e| {
+        print_error(&e);
+        e.exit_code()
+    })
 }
 
 fn exit_on_clap_error(e: clap::Error, command: Option<&clap::Command>) -> ! {
