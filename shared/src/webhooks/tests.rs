@@ -44,6 +44,11 @@ fn crash_looping(name: &str, restarts: i64, node: &str) -> BackendPod {
     }
 }
 
+/// The backend Services a live scan read: guard/guard-svc, the one `webhook` calls.
+fn with_backend(service: ServiceFacts) -> Option<BTreeMap<(String, String), ServiceFacts>> {
+    Some(BTreeMap::from([(("guard".to_string(), "guard-svc".to_string()), service)]))
+}
+
 fn lockout(c: &WebhookConfig, facts: &ClusterFacts) -> Option<Status> {
     analyse(std::slice::from_ref(c), facts).into_iter().find(|f| f.kind == FindingKind::Lockout).map(|f| f.severity)
 }
@@ -170,23 +175,20 @@ fn self_deadlock_backend_down_and_fixes() {
         json!({}),
     ));
     let mut facts = live_namespaces();
-    facts.services = Some(BTreeMap::from([(
-        ("guard".to_string(), "guard-svc".to_string()),
-        ServiceFacts {
-            exists: true,
-            ready_endpoints: 0,
-            not_ready_endpoints: 1,
-            selector: BTreeMap::from([("app".to_string(), "guard".to_string())]),
-            workload: Some(crate::webhooks::analysis::Workload {
-                kind: "deployment".into(),
-                name: "guard-webhook".into(),
-                replicas: 1,
-                ready_replicas: 0,
-            }),
-            pods: vec![crash_looping("guard-webhook-7d9f-x2", 14, "w-1")],
-            ..Default::default()
-        },
-    )]));
+    facts.services = with_backend(ServiceFacts {
+        exists: true,
+        ready_endpoints: 0,
+        not_ready_endpoints: 1,
+        selector: BTreeMap::from([("app".to_string(), "guard".to_string())]),
+        workload: Some(crate::webhooks::analysis::Workload {
+            kind: "deployment".into(),
+            name: "guard-webhook".into(),
+            replicas: 1,
+            ready_replicas: 0,
+        }),
+        pods: vec![crash_looping("guard-webhook-7d9f-x2", 14, "w-1")],
+        ..Default::default()
+    });
     let findings = analyse(std::slice::from_ref(&c), &facts);
     assert_eq!(findings[0].kind, FindingKind::BackendDown, "a live outage comes first");
     // The chain, and the diagnosis before the lever.
@@ -235,10 +237,12 @@ fn fragile_and_healthy_backends() {
     let w = webhook(rule(&["example.com"], &["*"]), json!({"failurePolicy": "Fail", "timeoutSeconds": 5}));
     let c = config(w);
     let mut facts = live_namespaces();
-    facts.services = Some(BTreeMap::from([(
-        ("guard".to_string(), "guard-svc".to_string()),
-        ServiceFacts { exists: true, ready_endpoints: 1, nodes: ["n1".to_string()].into(), ..Default::default() },
-    )]));
+    facts.services = with_backend(ServiceFacts {
+        exists: true,
+        ready_endpoints: 1,
+        nodes: ["n1".to_string()].into(),
+        ..Default::default()
+    });
     let f = analyse(std::slice::from_ref(&c), &facts);
     let fragile = f.iter().find(|f| f.kind == FindingKind::FragileBackend).unwrap();
     assert!(
@@ -246,16 +250,13 @@ fn fragile_and_healthy_backends() {
         "{}",
         fragile.summary
     );
-    facts.services = Some(BTreeMap::from([(
-        ("guard".to_string(), "guard-svc".to_string()),
-        ServiceFacts {
-            exists: true,
-            ready_endpoints: 2,
-            nodes: ["n1".to_string(), "n2".to_string()].into(),
-            has_pdb: true,
-            ..Default::default()
-        },
-    )]));
+    facts.services = with_backend(ServiceFacts {
+        exists: true,
+        ready_endpoints: 2,
+        nodes: ["n1".to_string(), "n2".to_string()].into(),
+        has_pdb: true,
+        ..Default::default()
+    });
     let f = analyse(&[c], &facts);
     assert!(!f.iter().any(|f| f.kind == FindingKind::FragileBackend));
     facts.services = Some(BTreeMap::new());
@@ -409,10 +410,8 @@ fn a_dead_backend_is_weighed_by_what_it_blocks() {
     ));
     let kube_system_pods = config(webhook(rule(&[""], &["pods"]), json!({"failurePolicy": "Fail"})));
     let mut facts = live_namespaces();
-    facts.services = Some(BTreeMap::from([(
-        ("guard".to_string(), "guard-svc".to_string()),
-        ServiceFacts { exists: true, ready_endpoints: 0, not_ready_endpoints: 2, ..Default::default() },
-    )]));
+    facts.services =
+        with_backend(ServiceFacts { exists: true, ready_endpoints: 0, not_ready_endpoints: 2, ..Default::default() });
     let cases = [
         (
             &add_on,
@@ -441,15 +440,12 @@ fn restoring_is_blocked_only_by_a_dead_backend_that_reaches_critical_requests() 
     let addon_only = rule(&["metallb.io"], &["ipaddresspools"]);
     let backend = |ready: usize| {
         let mut facts = live_namespaces();
-        facts.services = Some(BTreeMap::from([(
-            ("guard".to_string(), "guard-svc".to_string()),
-            ServiceFacts {
-                exists: true,
-                ready_endpoints: ready,
-                not_ready_endpoints: 1 - ready.min(1),
-                ..Default::default()
-            },
-        )]));
+        facts.services = with_backend(ServiceFacts {
+            exists: true,
+            ready_endpoints: ready,
+            not_ready_endpoints: 1 - ready.min(1),
+            ..Default::default()
+        });
         facts
     };
     let cases = [
@@ -712,7 +708,7 @@ fn a_backend_certificate_the_api_server_rejects_is_a_dead_backend_named_with_its
         has_pdb: true,
         ..Default::default()
     };
-    facts.services = Some(BTreeMap::from([(("guard".to_string(), "guard-svc".to_string()), healthy)]));
+    facts.services = with_backend(healthy);
     let tls = |error: Option<&str>, not_after: &str| crate::webhooks::analysis::BackendTls {
         pod: "guard-7d9-x2x7k".into(),
         port: 8443,
