@@ -331,7 +331,7 @@ fn draw_table(frame: &mut Frame, app: &App, area: Rect) {
     let body = cells.iter().zip(&rows).skip(skip).take(visible).map(|(row, r)| {
         Row::new(shown.iter().map(|&i| {
             let text = row.get(i).cloned().unwrap_or_default();
-            Cell::from(cpkit::output::truncate(&text, widths[i]))
+            Cell::from(cpkit::output::wrap::shorten(&text, widths[i]))
         }))
         .style(status_style(r.status))
     });
@@ -368,7 +368,7 @@ fn draw_footer(frame: &mut Frame, app: &App, area: Rect) {
         )
     };
     frame.render_widget(
-        Paragraph::new(cpkit::output::truncate(&text, area.width as usize))
+        Paragraph::new(cpkit::output::wrap::shorten(&text, area.width as usize))
             .style(Style::default().add_modifier(Modifier::DIM)),
         area,
     );

@@ -98,7 +98,7 @@ pub fn text(report: &HealthReport, wide: bool, no_headers: bool, verbose: bool) 
             if wide || c.status != Status::Ok {
                 c.message.clone()
             } else {
-                cpkit::output::truncate(&c.message, ok_room)
+                cpkit::output::wrap::shorten(&c.message, ok_room)
             },
             cpkit::duration::short_latency(c.duration),
             evidence,
@@ -215,7 +215,7 @@ pub fn multi(reports: &[Result<HealthReport, (String, cpkit::Error)>], wide: boo
                 rep.context.clone(),
                 status_text(rep.verdict),
                 rep.version.clone().unwrap_or_default(),
-                cpkit::output::truncate(&rep.top_issue(), 100),
+                cpkit::output::wrap::shorten(&rep.top_issue(), 100),
                 rep.server.clone(),
                 rep.summary_text(),
             ]),
@@ -223,7 +223,7 @@ pub fn multi(reports: &[Result<HealthReport, (String, cpkit::Error)>], wide: boo
                 ctx.clone(),
                 status_text(Status::Unknown),
                 String::new(),
-                cpkit::output::truncate(&e.to_string(), 100),
+                cpkit::output::wrap::shorten(&e.to_string(), 100),
                 String::new(),
                 String::new(),
             ]),

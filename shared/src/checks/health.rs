@@ -111,7 +111,7 @@ pub fn judge(f: &Facts) -> CheckResult {
                     format!(
                         "{label} answered HTTP {}: {}",
                         resp.status,
-                        crate::output::truncate(resp.text().trim(), 200)
+                        crate::output::wrap::shorten(resp.text().trim(), 200)
                     ),
                 );
             } else if !any_failed {

@@ -138,11 +138,6 @@ pub fn write_stdout(text: &str) -> Result<()> {
     }
 }
 
-/// Truncates to at most `max` characters, marking the cut with `…` ([`wrap::shorten`]).
-pub fn truncate(text: &str, max: usize) -> String {
-    wrap::shorten(text, max)
-}
-
 /// Formats a byte count: `512 B`, `1.5 KiB`, `2.0 GiB`.
 pub fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
@@ -199,11 +194,9 @@ mod tests {
     }
 
     #[test]
-    fn bytes_and_truncation() {
+    fn bytes() {
         assert_eq!(human_bytes(512), "512 B");
         assert_eq!(human_bytes(1536), "1.5 KiB");
         assert_eq!(human_bytes(2 * 1024 * 1024 * 1024), "2.0 GiB");
-        assert_eq!(truncate("abcdef", 4), "abc…");
-        assert_eq!(truncate("abc", 4), "abc");
     }
 }

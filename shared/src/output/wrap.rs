@@ -333,6 +333,7 @@ mod tests {
         assert_eq!(strip_ansi("\x1b[1mbold\x1b[0m x"), "bold x");
         assert_eq!(shorten("\x1b[31mCRITICAL\x1b[39m", 5), "CRIT…");
         assert_eq!(shorten("ok", 5), "ok");
+        assert_eq!(shorten("abcdef", 4), "abc…");
     }
 
     #[test]
