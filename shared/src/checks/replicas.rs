@@ -235,9 +235,22 @@ mod tests {
         Liveness::Down { cause: cause.into(), detail: format!("{cause} for 2m") }
     }
 
+    /// A replica that answered: its version, readiness and certificate's days left.
+    fn answering(name: &str, version: &str, ready: bool, cert_days: i64) -> (SurveyedReplica, Option<ReplicaAnswer>) {
+        (surveyed(name, Liveness::Reachable), Some(answer(version, ready, cert_days)))
+    }
+
     #[test]
     fn verdicts_by_replica_state() {
-        let ok = |n: &str| (surveyed(n, Liveness::Reachable), Some(answer("v1.33.1", true, 300)));
+        let ok = |n: &str| answering(n, "v1.33.1", true, 300);
+        let lease_stale = |n: &str| (surveyed(n, down("identity lease stale")), None);
+        let unreachable =
+            |n: &str| (surveyed(n, Liveness::AliveUnreachable("alive by its identity lease".into())), None);
+        let version_times_out = ReplicaAnswer {
+            version: Err(error(ErrorKind::Timeout, "GET /version", "i/o timeout")),
+            ready: false,
+            serving_certificate: None,
+        };
         let cases: Vec<Case> = vec![
             (
                 "three healthy",
@@ -249,62 +262,49 @@ mod tests {
             ("one replica: no HA", vec![ok("cp-1")], true, Status::Note, "1 replica (v1.33.1, ready): no HA"),
             (
                 "one down behind a load balancer that answers",
-                vec![ok("cp-1"), ok("cp-2"), (surveyed("cp-3", down("identity lease stale")), None)],
+                vec![ok("cp-1"), ok("cp-2"), lease_stale("cp-3")],
                 true,
                 Status::Warning,
                 "replica cp-3 (identity lease stale) down while the load balancer answers",
             ),
             (
                 "down and the load balancer silent",
-                vec![ok("cp-1"), (surveyed("cp-3", down("identity lease stale")), None)],
+                vec![ok("cp-1"), lease_stale("cp-3")],
                 false,
                 Status::Critical,
                 "the load balancer does not answer either",
             ),
             (
                 "alive but not reachable from here: a NOTE",
-                vec![
-                    (surveyed("cp-1", Liveness::AliveUnreachable("alive by its identity lease".into())), None),
-                    (surveyed("cp-2", Liveness::AliveUnreachable("alive by its identity lease".into())), None),
-                ],
+                vec![unreachable("cp-1"), unreachable("cp-2")],
                 true,
                 Status::Note,
                 "cp-1, cp-2 alive by their identity leases, not reachable from here",
             ),
             (
                 "not ready",
-                vec![ok("cp-1"), (surveyed("cp-2", Liveness::Reachable), Some(answer("v1.33.1", false, 300)))],
+                vec![ok("cp-1"), answering("cp-2", "v1.33.1", false, 300)],
                 true,
                 Status::Warning,
                 "replica cp-2 answers but is not ready",
             ),
             (
                 "version skew",
-                vec![ok("cp-1"), (surveyed("cp-2", Liveness::Reachable), Some(answer("v1.32.4", true, 300)))],
+                vec![ok("cp-1"), answering("cp-2", "v1.32.4", true, 300)],
                 true,
                 Status::Warning,
                 "version skew: v1.32.4 on cp-2, v1.33.1 on cp-1",
             ),
             (
                 "a serving certificate in 5 days",
-                vec![ok("cp-1"), (surveyed("cp-2", Liveness::Reachable), Some(answer("v1.33.1", true, 5)))],
+                vec![ok("cp-1"), answering("cp-2", "v1.33.1", true, 5)],
                 true,
                 Status::Critical,
                 "serving certificate of cp-2 expires",
             ),
             (
                 "reachable by TLS but /version fails",
-                vec![
-                    ok("cp-1"),
-                    (
-                        surveyed("cp-2", Liveness::Reachable),
-                        Some(ReplicaAnswer {
-                            version: Err(error(ErrorKind::Timeout, "GET /version", "i/o timeout")),
-                            ready: false,
-                            serving_certificate: None,
-                        }),
-                    ),
-                ],
+                vec![ok("cp-1"), (surveyed("cp-2", Liveness::Reachable), Some(version_times_out))],
                 true,
                 Status::Warning,
                 "replica cp-2 (i/o timeout) down",
@@ -320,10 +320,7 @@ mod tests {
     #[test]
     fn the_fix_names_the_dead_replicas_node_and_pod() {
         let r = run(
-            vec![
-                (surveyed("cp-1", Liveness::Reachable), Some(answer("v1.33.1", true, 300))),
-                (surveyed("cp-3", down("identity lease stale")), None),
-            ],
+            vec![answering("cp-1", "v1.33.1", true, 300), (surveyed("cp-3", down("identity lease stale")), None)],
             true,
         );
         assert_eq!(
