@@ -33,12 +33,7 @@ impl Redactor {
     /// A JSON value with every string scrubbed.
     pub fn value(&self, v: &mut Value) {
         match v {
-            Value::String(s) => {
-                let r = self.text(s);
-                if r != *s {
-                    *s = r;
-                }
-            }
+            Value::String(s) => *s = self.text(s),
             Value::Array(a) => a.iter_mut().for_each(|x| self.value(x)),
             Value::Object(o) => o.values_mut().for_each(|x| self.value(x)),
             _ => {}
@@ -52,10 +47,9 @@ static REMEMBERED: std::sync::RwLock<Vec<String>> = std::sync::RwLock::new(Vec::
 
 /// Adds secrets to scrub from all output.
 pub fn remember(secrets: impl IntoIterator<Item = String>) {
+    // Redactor::new drops the short ones and orders the rest, longest first.
     if let Ok(mut r) = REMEMBERED.write() {
-        r.extend(secrets.into_iter().filter(|s| s.len() >= 8));
-        r.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        r.dedup();
+        r.extend(secrets);
     }
 }
 
@@ -84,18 +78,12 @@ pub fn strip_private_keys(input: &str) -> String {
             continue;
         }
         out.push_str(&rest[..start]);
-        match rest[start..].find("PRIVATE KEY-----").and_then(|first| {
+        out.push_str(REDACTED);
+        // To the end of the END line; a key cut short is redacted to the end of the text.
+        let end = rest[start..].find("PRIVATE KEY-----").and_then(|first| {
             rest[start + first + 16..].find("PRIVATE KEY-----").map(|second| start + first + 16 + second + 16)
-        }) {
-            Some(end) => {
-                out.push_str(REDACTED);
-                rest = &rest[end..];
-            }
-            None => {
-                out.push_str(REDACTED);
-                rest = "";
-            }
-        }
+        });
+        rest = end.map_or("", |end| &rest[end..]);
     }
     out.push_str(rest);
     out
