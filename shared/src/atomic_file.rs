@@ -38,10 +38,6 @@ impl AtomicFile {
         Ok(AtomicFile { final_path: path.to_path_buf(), part_path, file: Some(file) })
     }
 
-    pub fn part_path(&self) -> &Path {
-        &self.part_path
-    }
-
     pub fn final_path(&self) -> &Path {
         &self.final_path
     }
@@ -158,11 +154,11 @@ mod tests {
         let mut f = AtomicFile::create(&path, false).unwrap();
         f.write_all(b"data").unwrap();
         assert!(!path.exists());
-        assert!(f.part_path().exists());
+        assert!(f.part_path.exists());
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(f.part_path()).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(std::fs::metadata(&f.part_path).unwrap().permissions().mode() & 0o777, 0o600);
         }
         f.commit().unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"data");

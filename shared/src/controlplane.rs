@@ -209,10 +209,6 @@ pub struct NodeSummary {
     pub kubelet_versions: BTreeMap<String, usize>,
     /// Conditions beyond the kubelet's (`EtcdIsVoter=True` → nodes), shown as read.
     pub other_conditions: BTreeMap<String, usize>,
-    #[serde(skip)]
-    provider_ids: Vec<String>,
-    #[serde(skip)]
-    label_hints: Vec<String>,
 }
 
 impl NodeSummary {
@@ -240,29 +236,6 @@ impl NodeSummary {
         if let Some(v) = node.status.as_ref().and_then(|s| s.node_info.as_ref()).map(|i| i.kubelet_version.clone()) {
             *self.kubelet_versions.entry(v).or_insert(0) += 1;
         }
-        if self.provider_ids.len() < 3
-            && let Some(p) = node.spec.as_ref().and_then(|s| s.provider_id.clone())
-        {
-            self.provider_ids.push(p);
-        }
-        if self.label_hints.len() < 3
-            && let Some(labels) = &node.metadata.labels
-        {
-            for k in labels.keys() {
-                if MANAGED_NODE_LABELS.iter().any(|(prefix, _)| k.starts_with(prefix)) && !self.label_hints.contains(k)
-                {
-                    self.label_hints.push(k.clone());
-                }
-            }
-        }
-    }
-
-    pub fn provider_ids(&self) -> &[String] {
-        &self.provider_ids
-    }
-
-    pub fn label_hints(&self) -> &[String] {
-        &self.label_hints
     }
 }
 

@@ -524,14 +524,6 @@ impl Db {
         err("the tree is deeper than 64 levels (a reference cycle?)")
     }
 
-    /// Visits the items of the top-level bucket `name` only (no structure check of the rest).
-    pub fn bucket(&self, name: &[u8], visit: &mut dyn FnMut(&Item<'_>) -> Result<()>) -> Result<bool> {
-        let mut reached = self.unreached();
-        let Some(source) = self.find_bucket(name, &mut reached)? else { return Ok(false) };
-        self.walk_tree(source, 0, &mut reached, visit)?;
-        Ok(true)
-    }
-
     /// One bit a page, none set: which pages a walk has reached.
     fn unreached(&self) -> Vec<u64> {
         vec![0u64; (self.meta.pgid as usize).div_ceil(64)]

@@ -70,11 +70,6 @@ impl Histogram {
         let at_or_below = self.buckets.iter().find(|b| b.le >= x).map_or(self.count, |b| b.count);
         (self.count - at_or_below).max(0.0)
     }
-
-    /// Mean observation, `None` without observations.
-    pub fn mean(&self) -> Option<f64> {
-        if self.count > 0.0 { Some(self.sum / self.count) } else { None }
-    }
 }
 
 /// PromQL's `histogram_quantile` over cumulative buckets (promql/quantile.go `bucketQuantile`):
