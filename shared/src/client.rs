@@ -47,8 +47,6 @@ pub struct ClusterInfo {
     /// The server URL from the kubeconfig (often a load balancer).
     pub server: String,
     pub namespace: String,
-    /// Files the kubeconfig came from.
-    pub kubeconfig_files: Vec<std::path::PathBuf>,
     /// PEM of the kubeconfig user's client certificate, when it uses one (never the key).
     pub client_certificate_pem: Option<Vec<u8>>,
     pub user: Option<String>,
@@ -87,7 +85,6 @@ impl Cluster {
                     cluster: args.cluster.clone(),
                     user: args.user.clone(),
                 };
-                let files = loaded.files.clone();
                 let mut kubeconfig = loaded.config;
                 let credential = run_exec_plugin(&mut kubeconfig, &context, args).await?;
                 let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &options).await.map_err(|e| {
@@ -105,7 +102,6 @@ impl Cluster {
                     context,
                     server: display_url(&config.cluster_url),
                     namespace: config.default_namespace.clone(),
-                    kubeconfig_files: files,
                     client_certificate_pem,
                     user: args.user.clone(),
                 };
@@ -117,7 +113,6 @@ impl Cluster {
                     context: "in-cluster".into(),
                     server: display_url(&config.cluster_url),
                     namespace: config.default_namespace.clone(),
-                    kubeconfig_files: vec![],
                     client_certificate_pem: None,
                     user: None,
                 };
@@ -551,7 +546,6 @@ mod tests {
             context: "test".into(),
             server: format!("http://{addr}"),
             namespace: "default".into(),
-            kubeconfig_files: vec![],
             client_certificate_pem: None,
             user: None,
         };
