@@ -114,11 +114,6 @@ impl CheckResult {
         }
     }
 
-    pub fn evidence(mut self, name: &str, value: impl Into<String>) -> Self {
-        self.evidence.push(Evidence { name: name.into(), value: value.into() });
-        self
-    }
-
     pub fn push_evidence(&mut self, name: &str, value: impl Into<String>) {
         self.evidence.push(Evidence { name: name.into(), value: value.into() });
     }
@@ -142,9 +137,7 @@ impl CheckResult {
 
     /// Raises the status to `s` if it is worse.
     pub fn raise(&mut self, s: Status) {
-        if s > self.status {
-            self.status = s;
-        }
+        self.status = self.status.max(s);
     }
 
     pub fn with_duration(mut self, d: Duration) -> Self {
