@@ -29,7 +29,7 @@ pub fn snapshot(data: &[u8]) {
         let _ = crate::etcd::snapshot::trailer_present(db.file_size, &db.meta);
     }
     let piece = data.first().map_or(1, |b| usize::from(*b) * 37 + 1);
-    let mut index = crate::etcd::stream_index::StreamIndex::new();
+    let mut index = crate::etcd::stream_index::StreamIndex::default();
     for chunk in data.chunks(piece) {
         index.feed(chunk);
     }

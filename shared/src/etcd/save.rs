@@ -326,7 +326,7 @@ pub async fn save(
 ) -> Result<Saved> {
     let started = Instant::now();
     let mut state = StreamState::default();
-    let mut index = super::stream_index::StreamIndex::new();
+    let mut index = super::stream_index::StreamIndex::default();
     let label = destination.label();
     let io = |e: std::io::Error| {
         if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EFBIG | libc::EDQUOT)) {

@@ -34,10 +34,6 @@ pub struct StreamIndex {
 }
 
 impl StreamIndex {
-    pub fn new() -> StreamIndex {
-        StreamIndex::default()
-    }
-
     /// Takes the next bytes of the database (not etcd's digest after it).
     pub fn feed(&mut self, bytes: &[u8]) {
         if self.unreadable {
@@ -148,7 +144,7 @@ mod tests {
         let want = i64::from_be_bytes(key[..8].try_into().unwrap());
         assert!(want > 1, "{want}");
         for piece in [1, 7, 100, 4095, 4096, 4097, 12_000, bytes.len()] {
-            let mut index = StreamIndex::new();
+            let mut index = StreamIndex::default();
             for chunk in bytes[..db_size as usize].chunks(piece) {
                 index.feed(chunk);
             }
@@ -159,12 +155,12 @@ mod tests {
 
     #[test]
     fn what_is_not_a_whole_database_has_no_revision() {
-        let mut index = StreamIndex::new();
+        let mut index = StreamIndex::default();
         index.feed(&[0x42; 10_000]);
         assert_eq!(index.revision(10_000), None);
         // Cut: the meta page promises more pages than arrived.
         let bytes = crate::test_files::bytes("fuzz/corpus/snapshot/etcd-3.6.16-two-live-keys.db");
-        let mut index = StreamIndex::new();
+        let mut index = StreamIndex::default();
         index.feed(&bytes[..8192]);
         assert_eq!(index.revision(8192), None);
     }

@@ -292,7 +292,7 @@ pub fn parse_bytes(bytes: &[u8], visit: &mut dyn FnMut(Event<'_>)) -> ParseStats
     match std::str::from_utf8(bytes) {
         Ok(text) => parse(text, visit),
         Err(_) => {
-            let mut parser = StreamParser::new();
+            let mut parser = StreamParser::default();
             parser.feed(bytes, visit);
             parser.finish(visit)
         }
@@ -308,10 +308,6 @@ pub struct StreamParser {
 }
 
 impl StreamParser {
-    pub fn new() -> Self {
-        StreamParser::default()
-    }
-
     /// Parses the complete lines now available; events borrow `chunk` only for the call.
     pub fn feed(&mut self, mut chunk: &[u8], visit: &mut dyn FnMut(Event<'_>)) {
         if !self.carry.is_empty() {
@@ -465,7 +461,7 @@ weird{a="x}y",b="}"} 1
         let text = "# TYPE x counter\nx{a=\"1\"} 1\nx{a=\"2\"} 2\ny 3";
         let whole = samples(text);
         for split in 0..text.len() {
-            let mut p = StreamParser::new();
+            let mut p = StreamParser::default();
             let mut got = Vec::new();
             let mut visit = |e: Event<'_>| {
                 if let Event::Sample(s) = e {
