@@ -309,6 +309,11 @@ mod tests {
                         "distinguisherMethod": {"type": "ByUser"}, "rules": [rule]}})
     }
 
+    /// The FlowSchema that `requester`'s `target` request is classified into.
+    fn schema_of(all: &[FlowSchema], requester: &Requester, target: &Target) -> String {
+        explain(all, requester, target).flow_schema.unwrap_or_default()
+    }
+
     #[test]
     fn implied_groups() {
         assert_eq!(
@@ -418,14 +423,16 @@ mod tests {
         // A resource rule without namespaces or clusterScope matches nothing.
         let no_scope = json!({"resourceRules": [{"verbs": ["list"], "apiGroups": ["*"], "resources": ["*"]}]});
         let s = schemas(&[custom("no-scope", 100, "workload-low", prom.clone(), no_scope)]);
-        let e = explain(&s, &sa, &res("list", "", "pods", "x"));
-        assert_eq!(e.flow_schema.as_deref(), Some("service-accounts"));
+        assert_eq!(schema_of(&s, &sa, &res("list", "", "pods", "x")), "service-accounts");
         let ns_only =
             json!({"resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"], "namespaces": ["*"]}]});
         let s = schemas(&[custom("ns-only", 100, "workload-low", prom.clone(), ns_only)]);
-        assert_eq!(explain(&s, &sa, &res("list", "", "pods", "x")).flow_schema.as_deref(), Some("ns-only"));
-        let e = explain(&s, &sa, &res("list", "", "nodes", ""));
-        assert_eq!(e.flow_schema.as_deref(), Some("service-accounts"), "cluster-scoped needs clusterScope");
+        assert_eq!(schema_of(&s, &sa, &res("list", "", "pods", "x")), "ns-only");
+        assert_eq!(
+            schema_of(&s, &sa, &res("list", "", "nodes", "")),
+            "service-accounts",
+            "cluster-scoped needs clusterScope"
+        );
 
         // Group subjects, every-account wildcards, and subresources.
         let group_rule = json!({"resourceRules": [{"verbs": ["*"], "apiGroups": [""], "resources": ["pods/log"], "namespaces": ["*"]}]});
@@ -439,23 +446,14 @@ mod tests {
                 json!({"resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"], "namespaces": ["*"], "clusterScope": true}]}),
             ),
         ]);
-        let log = res("get", "", "pods/log", "x");
-        assert_eq!(explain(&s, &who("bob", &["ci"]), &log).flow_schema.as_deref(), Some("ci-logs"));
-        assert_eq!(
-            explain(&s, &who("bob", &["ci"]), &res("get", "", "pods", "x")).flow_schema.as_deref(),
-            Some("global-default")
-        );
+        let bob = who("bob", &["ci"]);
+        assert_eq!(schema_of(&s, &bob, &res("get", "", "pods/log", "x")), "ci-logs");
+        assert_eq!(schema_of(&s, &bob, &res("get", "", "pods", "x")), "global-default");
         let jenkins = who("system:serviceaccount:ci-cd:jenkins", &[]);
-        assert_eq!(
-            explain(&s, &jenkins, &res("create", "", "pods", "ci-cd")).flow_schema.as_deref(),
-            Some("all-in-ci-cd")
-        );
+        assert_eq!(schema_of(&s, &jenkins, &res("create", "", "pods", "ci-cd")), "all-in-ci-cd");
         // "ci-cd-other" is not namespace "ci-cd" (the separator is checked).
         let other = who("system:serviceaccount:ci-cd-other:x", &[]);
-        assert_eq!(
-            explain(&s, &other, &res("create", "", "pods", "ci-cd")).flow_schema.as_deref(),
-            Some("service-accounts")
-        );
+        assert_eq!(schema_of(&s, &other, &res("create", "", "pods", "ci-cd")), "service-accounts");
 
         // Non-resource URL patterns.
         assert!(non_resource_url_matches("/metrics", "/metrics"));
