@@ -202,18 +202,9 @@ mod tests {
 
     #[test]
     fn deltas_between_scrapes_and_resets() {
-        let mut older = Histogram::default();
-        older.add_bucket(0.1, 10.0);
-        older.add_bucket(1.0, 20.0);
-        older.add_bucket(f64::INFINITY, 20.0);
-        older.count = 20.0;
-        older.sum = 5.0;
-        let mut newer = older.clone();
-        newer.buckets[0].count = 10.0;
-        newer.buckets[1].count = 30.0;
-        newer.buckets[2].count = 40.0;
-        newer.count = 40.0;
-        newer.sum = 40.0;
+        let older = Histogram { buckets: h(&[(0.1, 10.0), (1.0, 20.0), (f64::INFINITY, 20.0)]), sum: 5.0, count: 20.0 };
+        let newer =
+            Histogram { buckets: h(&[(0.1, 10.0), (1.0, 30.0), (f64::INFINITY, 40.0)]), sum: 40.0, count: 40.0 };
         let d = newer.delta_since(&older);
         assert_eq!(d.buckets.iter().map(|b| b.count).collect::<Vec<_>>(), vec![0.0, 10.0, 20.0]);
         assert_eq!(d.count, 20.0);
@@ -222,11 +213,7 @@ mod tests {
         assert!(d.quantile(0.1).unwrap() > 0.1);
         assert_eq!(d.quantile(0.99), Some(1.0));
         // A restart: counts went down, so the newer histogram is all new.
-        let mut restarted = Histogram::default();
-        restarted.add_bucket(0.1, 1.0);
-        restarted.add_bucket(1.0, 1.0);
-        restarted.add_bucket(f64::INFINITY, 1.0);
-        restarted.count = 1.0;
+        let restarted = Histogram { buckets: h(&[(0.1, 1.0), (1.0, 1.0), (f64::INFINITY, 1.0)]), sum: 0.0, count: 1.0 };
         assert_eq!(restarted.delta_since(&newer), restarted);
     }
 
@@ -243,11 +230,7 @@ mod tests {
         let mut a = Histogram::default();
         a.add_bucket(1.0, 2.0);
         a.add_bucket(f64::INFINITY, 3.0);
-        let mut b = Histogram::default();
-        b.add_bucket(0.5, 1.0);
-        b.add_bucket(1.0, 1.0);
-        b.add_bucket(f64::INFINITY, 1.0);
-        a.merge(&b);
+        a.merge(&Histogram { buckets: h(&[(0.5, 1.0), (1.0, 1.0), (f64::INFINITY, 1.0)]), ..Default::default() });
         assert_eq!(a.buckets.len(), 3);
         assert_eq!(a.buckets[1], Bucket { le: 1.0, count: 3.0 });
         assert_eq!(a.buckets[2].count, 4.0);
