@@ -106,7 +106,8 @@ pub fn text(report: &HealthReport, wide: bool, no_headers: bool, verbose: bool) 
     }
     out.push_str(&table.render(wide, no_headers));
     if let Some(d) = &report.diagnosis {
-        push_diagnosis(&mut out, d, width);
+        // Without -v, "What to do" below starts with the likely cause's fix: not said twice.
+        push_diagnosis(&mut out, d, width, verbose);
     }
     let mut problems: Vec<&CheckResult> =
         report.checks.iter().filter(|c| !matches!(c.status, Status::Ok | Status::Skipped) || verbose).collect();
@@ -167,7 +168,7 @@ fn fix_order(d: Option<&cpkit::diagnosis::Diagnosis>, check: &str) -> u8 {
     }
 }
 
-fn push_diagnosis(out: &mut String, d: &cpkit::diagnosis::Diagnosis, width: Option<usize>) {
+fn push_diagnosis(out: &mut String, d: &cpkit::diagnosis::Diagnosis, width: Option<usize>, first_action: bool) {
     out.push('\n');
     out.push_str(&paragraph(&format!("{} ", bold("Diagnosis:")), &d.summary, 2, width));
     if let Some(c) = &d.likely_cause {
@@ -180,7 +181,7 @@ fn push_diagnosis(out: &mut String, d: &cpkit::diagnosis::Diagnosis, width: Opti
     for i in &d.independent {
         out.push_str(&paragraph(&format!("  {} ", dim("independent:")), i, 4, width));
     }
-    if let Some(a) = &d.first_action {
+    if let Some(a) = d.first_action.as_ref().filter(|_| first_action) {
         out.push_str(&paragraph(&format!("  {} ", bold("first:")), a, 4, width));
     }
 }

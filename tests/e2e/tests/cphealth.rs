@@ -240,6 +240,7 @@ in_both_worlds! {
         let (table, _) = text(&table);
         let todo = table.split("What to do:\n").nth(1).unwrap_or_else(|| panic!("{table}"));
         assert!(todo.starts_with("webhooks: Diagnose first"), "{table}");
+        assert_eq!(table.matches("Diagnose first").count(), 1, "the cause's fix is said once: {table}");
         assert!(todo.find("static-pods:") > todo.find("webhooks:"), "{table}");
     }
 }
