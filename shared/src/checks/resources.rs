@@ -250,19 +250,22 @@ fn fd_fix(r: &mut CheckResult, kind: ProcessKind, short: &[&ReplicaResources]) {
     let raise = format!(
         "systemctl edit containerd   # on {on}: [Service] LimitNOFILE=1048576, then systemctl restart containerd"
     );
+    // The kubelet starts the stopped container again, under the runtime's new limit.
+    let restart = format!("crictl stop $(crictl ps -q --name {program})   # on {on}, then check the limit again");
     let mut commands: Vec<&str> = logs.iter().map(String::as_str).collect();
-    commands.extend([limits.as_str(), raise.as_str()]);
+    commands.extend([limits.as_str(), raise.as_str(), restart.as_str()]);
     let holders = match kind {
         ProcessKind::ApiServer => "watch connections: `kubectl apftop`",
         ProcessKind::Etcd => "client connections: every API server holds some, and so do watches",
     };
     r.fix(
         format!(
-            "Raise the open-files limit of {program} on {}: a static pod inherits it from the container runtime (containerd's systemd unit, LimitNOFILE; containerd 2.0 dropped its own setting, leaving systemd's 1024:524288), a process run by systemd from its unit (a drop-in with LimitNOFILE=65536 or more). Restart it afterwards, one at a time, and look for what holds the descriptors ({holders}).",
-            names.join(", ")
+            "Raise the open-files limit of {program} on {}: a static pod inherits it from the container runtime (containerd's systemd unit, LimitNOFILE; containerd 2.0 dropped its own setting, leaving systemd's 1024:524288), a process run by systemd from its unit (a drop-in with LimitNOFILE=65536 or more). Then restart {program}{} so that it takes the new limit, and look for what holds the descriptors ({holders}).",
+            names.join(", "),
+            if names.len() > 1 { ", one node at a time" } else { "" }
         ),
         &commands,
-        "medium: restarting containerd restarts no containers, but the process must restart to take the new limit",
+        "medium: restarting containerd leaves the containers running; the restarted process is out for seconds (one node at a time keeps the others serving)",
     );
 }
 
@@ -330,6 +333,11 @@ mod tests {
                 assert!(fix.action.contains("on cp-2"), "{case}: {}", fix.action);
                 assert!(fix.commands[0].starts_with("kubectl logs -n kube-system kube-apiserver-cp-2"), "{case}");
                 assert!(fix.commands.iter().any(|c| c.contains("LimitNOFILE")), "{case}");
+                assert!(fix.action.contains("Then restart kube-apiserver so that it takes the new limit"), "{case}");
+                assert_eq!(
+                    fix.commands.last().map(String::as_str),
+                    Some("crictl stop $(crictl ps -q --name kube-apiserver)   # on cp-2, then check the limit again")
+                );
             }
         }
     }
