@@ -237,6 +237,7 @@ pub async fn cluster_status_through(
             ms
         }
     });
-    let members = futures::future::join_all(probes).await;
+    let mut members = futures::future::join_all(probes).await;
+    members.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(ClusterStatus { cluster_id, members, alarms, quota_bytes, source })
 }

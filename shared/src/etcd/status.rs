@@ -311,6 +311,8 @@ pub fn from_etcdctl(
         });
         out.members.push(ms);
     }
+    // By name, as kubectl lists objects: member list gives them by ID.
+    out.members.sort_by(|a, b| a.name.cmp(&b.name));
     out
 }
 
@@ -713,6 +715,24 @@ mod tests {
             r.message
         );
         assert_eq!(r.subchecks.iter().find(|s| s.name == "member cp-3").unwrap().status, Status::Critical);
+    }
+
+    #[test]
+    fn members_are_listed_by_name_whatever_their_ids() {
+        // The real world's etcd 3.6 answered member list with cp-2 first (the lowest ID).
+        let by_id = MEMBERS.replacen(r#""name":"cp-1""#, r#""name":"cp-9""#, 1);
+        let s = from_etcdctl(
+            &parse_member_list(&by_id).unwrap(),
+            &parse_endpoint_status(STATUS_TWO).unwrap(),
+            &parse_endpoint_health(HEALTH).unwrap(),
+            &parse_alarm_list("{}").unwrap(),
+            &[],
+            0,
+            "test",
+        );
+        let names: Vec<&str> = s.members.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["cp-2", "cp-3", "cp-9"]);
+        assert_eq!(s.members[2].endpoint, "https://127.0.0.2:41799", "each member keeps its own facts");
     }
 
     #[test]
