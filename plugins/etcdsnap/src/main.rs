@@ -293,9 +293,13 @@ async fn run(cli: Cli) -> Result<i32> {
             let show = !cli.output.is_structured() && cpkit::cli::stderr_is_terminal();
             let report = save::run(cluster.as_ref(), args, show).await?;
             let s = &report.sidecar;
+            let warned = report.warnings.iter().fold(String::new(), |mut out, w| {
+                out.push_str(&format!("{} {w}\n", status_text(Status::Warning)));
+                out
+            });
             emit(&cli, "EtcdSnapshot", serde_json::to_value(&report).unwrap_or_default(), || match &report.node {
                 Some(node) => format!(
-                    "Saved and checked with `snapshot status` on node {node}: {} ({}, revision {}, hash {})\nCopy it from the node (e.g. scp {node}:{} .); kubectl cp cannot copy out of the etcd image.\n",
+                    "{warned}Saved and checked with `snapshot status` on node {node}: {} ({}, revision {}, hash {})\nCopy it from the node (e.g. scp {node}:{} .); kubectl cp cannot copy out of the etcd image.\n",
                     s.file,
                     human_bytes(s.db_size),
                     s.revision,
@@ -332,7 +336,7 @@ async fn run(cli: Cli) -> Result<i32> {
                     )
                 }
             })?;
-            Ok(0)
+            Ok(if report.warnings.is_empty() { 0 } else { Status::Warning.exit_code() })
         }
         Command::Status { file, no_digest, semantics, identity } => {
             let (local, _download) = local_snapshot(file).await?;

@@ -206,6 +206,9 @@ pub struct SaveReport {
     /// For --to: the snapshot object's URL (its record is `<url>.json`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// What did not go as asked (the file is on a node, not where the command said): exit 1.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Certificates for a tunnel: the flags, else the pod's own files read through its shell.
@@ -342,8 +345,18 @@ pub async fn run(cluster: Option<&Cluster>, args: &SaveArgs, show_progress: bool
         ));
     }
     if route.via == Via::Exec {
-        return save_by_exec(cluster.ok_or_else(|| Error::usage("--via exec needs the cluster", ""))?, &route, args)
-            .await;
+        let cluster = cluster.ok_or_else(|| Error::usage("--via exec needs the cluster", ""))?;
+        let mut report = save_by_exec(cluster, &route, args).await?;
+        if args.route.via == Via::Auto {
+            // Asked for a file here, got one on a node: a backup still, but not where a script
+            // that runs this will look for it.
+            let asked = args.file.as_ref().unwrap_or(&args.dir).display().to_string();
+            report.warnings.push(format!(
+                "not saved in {asked}: the port-forward route was not available (see the note above), so etcdctl saved it in the pod, on node {}; copy it from there, or pass --via exec to ask for this",
+                report.node.as_deref().unwrap_or("?")
+            ));
+        }
+        return Ok(report);
     }
     let mut client = route.client(args.timeout).await?;
     let status = client.status().await.map_err(|e| etcd_error(&route.endpoint, &e, Some(args.timeout)))?;
@@ -445,7 +458,7 @@ pub async fn run(cluster: Option<&Cluster>, args: &SaveArgs, show_progress: bool
         }
     };
     route.close();
-    Ok(SaveReport { sidecar, node: None, url })
+    Ok(SaveReport { sidecar, node: None, url, warnings: Vec::new() })
 }
 
 async fn save_by_exec(cluster: &Cluster, route: &Route, args: &SaveArgs) -> Result<SaveReport> {
@@ -531,7 +544,7 @@ async fn save_by_exec(cluster: &Cluster, route: &Route, args: &SaveArgs) -> Resu
         saved_at: jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
         tool: format!("kubectl-etcdsnap {}", env!("CARGO_PKG_VERSION")),
     };
-    Ok(SaveReport { sidecar, node: Some(pod.pod.node.clone()), url: None })
+    Ok(SaveReport { sidecar, node: Some(pod.pod.node.clone()), url: None, warnings: Vec::new() })
 }
 
 #[cfg(test)]

@@ -250,13 +250,13 @@ in_both_worlds! {
         assert_same_keys(&restore_and_read(&on_node, release), &expected, "exec snapshot restores every key and value");
 
         // Without --via, auto prefers port-forward and, where the image hides the certificates
-        // (etcd 3.6), says so and saves through exec.
+        // (etcd 3.6), says so and saves through exec: on the node, not in --dir, so a WARNING.
         let out = kubectl(&["etcdsnap", "save", "--dir", d, "-o", "json"], &env);
-        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-        let expected_via = match world {
-            World::Sim => "port-forward",
-            World::Real => "exec",
+        let (expected_via, expected_exit) = match world {
+            World::Sim => ("port-forward", 0),
+            World::Real => ("exec", 1),
         };
+        assert_eq!(out.status.code(), Some(expected_exit), "{}", describe(&out));
         assert_eq!(json_of(&out)["sidecar"]["via"], expected_via, "{}", describe(&out));
         if world == World::Real {
             // The note says why, what is done instead and how to get the port-forward.
@@ -264,6 +264,9 @@ in_both_worlds! {
             for words in ["its image has no shell: etcd 3.6 images have none", "using exec in the pod instead", "pass --etcd-cacert, --etcd-cert and --etcd-key"] {
                 assert!(stderr.contains(words), "{words}: {}", describe(&out));
             }
+            let warning = json_of(&out)["warnings"][0].as_str().unwrap_or_default().to_string();
+            assert!(warning.starts_with(&format!("not saved in {d}: ")), "{}", describe(&out));
+            assert!(warning.contains("or pass --via exec to ask for this"), "{warning}");
         }
     }
 }
@@ -1023,7 +1026,9 @@ in_both_worlds! {
         let env = c.env();
         let dir = tempfile::tempdir().unwrap();
         let out = kubectl(&["etcdsnap", "save", "--dir", dir.path().to_str().unwrap()], &env);
-        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        // The real world's etcd 3.6 saves through exec, on the node: a WARNING that says so.
+        let expected = if world == World::Real { 1 } else { 0 };
+        assert_eq!(out.status.code(), Some(expected), "{}", describe(&out));
         let out = kubectl(&["etcdsnap", "members"], &env);
         let (stdout, _) = text(&out);
         assert!(stdout.contains("alarms: NOSPACE"), "{}", describe(&out));
@@ -1172,9 +1177,10 @@ fn shell_less_images_in_the_simulator() {
     assert_ne!(out.status.code(), Some(0), "{}", describe(&out));
     assert!(stderr.contains("its image has no shell: etcd 3.6 images have none"), "{stderr}");
     assert!(stderr.contains("pass --etcd-cacert, --etcd-cert and --etcd-key"), "{stderr}");
-    // Without --via, the save falls back to etcdctl in the pod and says why.
+    // Without --via, the save falls back to etcdctl in the pod and says why; the file is on the
+    // node, not in --dir: a WARNING.
     let out = kubectl(&["etcdsnap", "save", "--dir", dir.path().to_str().unwrap(), "-o", "json"], &c.env());
-    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     assert_eq!(json_of(&out)["sidecar"]["via"], "exec", "{}", describe(&out));
     assert!(
         text(&out).1.contains("(its image has no shell: etcd 3.6 images have none); using exec in the pod instead."),
