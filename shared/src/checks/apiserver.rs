@@ -189,7 +189,7 @@ fn judge_client_certificate(
     let user = leaf.name();
     let (how, command) = if user == "kubernetes-admin" {
         (
-            "renew admin.conf on a control-plane node, then take its client certificate into your kubeconfig's user (not a copy over ~/.kube/config: your other contexts stay)".to_string(),
+            "renew admin.conf on a control-plane node (`kubeadm certs renew all` renews it too), then take its client certificate into your kubeconfig's user (not a copy over ~/.kube/config: your other contexts stay)".to_string(),
             "kubeadm certs renew admin.conf   # on a control-plane node".to_string(),
         )
     } else {
@@ -367,5 +367,8 @@ mod tests {
         let fix = &r.remediation[0];
         assert_eq!(fix.commands, ["kubeadm certs renew admin.conf   # on a control-plane node"]);
         assert!(!fix.commands.iter().any(|c| c.starts_with("cp ")));
+        // The API server's renewal (`kubeadm certs renew all`) renews admin.conf too: said, so
+        // that nobody renews it twice.
+        assert!(fix.action.contains("(`kubeadm certs renew all` renews it too)"), "{}", fix.action);
     }
 }

@@ -54,7 +54,7 @@ pub fn judge(r: &mut CheckResult, certificates: &[MemberCertificate], now: Times
     let nodes: Vec<&str> = expiring.iter().map(|(c, _)| c.node.as_str()).collect();
     r.fix(
         format!(
-            "Renew the etcd certificates on {}, one node at a time, then restart that node's etcd static pod (move /etc/kubernetes/manifests/etcd.yaml out and back).",
+            "Renew the etcd certificates on {}, one node at a time (`kubeadm certs renew all` renews them too, with the API server's), then restart that node's etcd static pod (move /etc/kubernetes/manifests/etcd.yaml out and back).",
             nodes.join(", ")
         ),
         &commands.iter().map(String::as_str).collect::<Vec<_>>(),
@@ -129,6 +129,7 @@ mod tests {
                     assert!(r.message.ends_with("; 3/3 members healthy"), "{name}: {}", r.message);
                     let fix = &r.remediation[0];
                     assert!(fix.action.contains("node-cp-1"), "{name}: {fix:?}");
+                    assert!(fix.action.contains("`kubeadm certs renew all` renews them too"), "{name}: {fix:?}");
                     assert_eq!(
                         fix.commands.len(),
                         certificates.iter().filter(|c| c.member != "cp-2").count(),
