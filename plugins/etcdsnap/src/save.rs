@@ -347,13 +347,14 @@ pub async fn run(cluster: Option<&Cluster>, args: &SaveArgs, show_progress: bool
     if route.via == Via::Exec {
         let cluster = cluster.ok_or_else(|| Error::usage("--via exec needs the cluster", ""))?;
         let mut report = save_by_exec(cluster, &route, args).await?;
-        if args.route.via == Via::Auto {
+        if args.route.via == Via::Auto
+            && let Some(node) = report.node.clone()
+        {
             // Asked for a file here, got one on a node: a backup still, but not where a script
             // that runs this will look for it.
             let asked = args.file.as_ref().unwrap_or(&args.dir).display().to_string();
             report.warnings.push(format!(
-                "not saved in {asked}: the port-forward route was not available (see the note above), so etcdctl saved it in the pod, on node {}; copy it from there, or pass --via exec to ask for this",
-                report.node.as_deref().unwrap_or("?")
+                "not saved in {asked}: the port-forward route was not available (see the note above), so etcdctl saved it in the pod, on node {node}; copy it from there, or pass --via exec to ask for this"
             ));
         }
         return Ok(report);

@@ -238,6 +238,6 @@ pub async fn cluster_status_through(
         }
     });
     let mut members = futures::future::join_all(probes).await;
-    members.sort_by(|a, b| a.name.cmp(&b.name));
+    super::status::sort_by_name(&mut members);
     Ok(ClusterStatus { cluster_id, members, alarms, quota_bytes, source })
 }

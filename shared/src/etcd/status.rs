@@ -311,9 +311,13 @@ pub fn from_etcdctl(
         });
         out.members.push(ms);
     }
-    // By name, as kubectl lists objects: member list gives them by ID.
-    out.members.sort_by(|a, b| a.name.cmp(&b.name));
+    sort_by_name(&mut out.members);
     out
+}
+
+/// Members by name, as kubectl lists objects: etcd's member list and the probes give them by ID.
+pub(crate) fn sort_by_name(members: &mut [MemberStatus]) {
+    members.sort_by(|a, b| a.name.cmp(&b.name));
 }
 
 /// True when an endpoint is unhealthy only because of active alarms (etcdctl's `endpoint
