@@ -291,9 +291,14 @@ pub fn judge(s: &LoadSummary) -> CheckResult {
     let mut r = CheckResult::ok("load", "");
     let mut problems = Vec::new();
     let mut fine = Vec::new();
+    let replicas = format!("{} replica{}", s.replicas, if s.replicas == 1 { "" } else { "s" });
     r.push_evidence(
         "window",
-        format!("{:.1}s over {} replica{}", s.seconds, s.replicas, if s.replicas == 1 { "" } else { "s" }),
+        if s.seconds > 0.0 {
+            format!("{:.1}s over {replicas}", s.seconds)
+        } else {
+            format!("one scrape of {replicas} (--sample 0): latencies since the API servers started, no rates")
+        },
     );
 
     // Inflight against the limits: one pool under APF, two limits without it.
@@ -565,6 +570,12 @@ mod tests {
             assert!(s.apf_rejections.is_empty());
             let r = judge(&s);
             assert_ne!(r.status, Status::Critical, "1.{minor}: {}", r.message);
+            // One scrape (--sample 0): the window says so, once.
+            let single = judge(&summarise(&[window(&newer, &newer, 0.0)]));
+            let windows: Vec<&str> =
+                single.evidence.iter().filter(|e| e.name == "window").map(|e| e.value.as_str()).collect();
+            assert_eq!(windows.len(), 1, "1.{minor}: {windows:?}");
+            assert!(windows[0].starts_with("one scrape of 1 replica (--sample 0)"), "1.{minor}: {windows:?}");
         }
     }
 

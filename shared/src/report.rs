@@ -24,6 +24,36 @@ pub struct SubCheck {
     pub message: String,
 }
 
+impl SubCheck {
+    /// The line `-v` shows: the name, then the message without the words that only repeat it
+    /// (`kube-scheduler: kube-scheduler: leader cp-1` reads `kube-scheduler: leader cp-1`). The
+    /// message stays whole in JSON, where it is read without its name beside it.
+    pub fn line(&self) -> String {
+        let name_words: Vec<&str> = self.name.split_whitespace().collect();
+        let mut rest = self.message.trim_start();
+        loop {
+            let (word, after) = rest.split_once(' ').unwrap_or((rest, ""));
+            if word.is_empty() || !name_words.contains(&word.trim_end_matches([':', ','])) {
+                break;
+            }
+            rest = after.trim_start();
+        }
+        if rest.len() == self.message.trim_start().len() {
+            return if self.message.is_empty() {
+                self.name.clone()
+            } else {
+                format!("{}: {}", self.name, self.message)
+            };
+        }
+        match rest {
+            "" => self.name.clone(),
+            // `cp-1 (https://…): 35/35 checks pass` under `livez cp-1`: the address follows the name.
+            r if r.starts_with('(') => format!("{} {r}", self.name),
+            r => format!("{}: {r}", self.name),
+        }
+    }
+}
+
 /// What to do about a finding, and what doing it risks (from the runbooks, corrected where
 /// upstream sources say they are wrong).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -185,6 +215,43 @@ pub fn verdict(results: &[CheckResult]) -> Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sub_check_line_says_its_name_once() {
+        let line = |name: &str, message: &str| {
+            SubCheck { name: name.into(), status: Status::Ok, message: message.into() }.line()
+        };
+        for (name, message, shown) in [
+            (
+                "kube-scheduler",
+                "kube-scheduler: leader cp-1, renewed 1s ago",
+                "kube-scheduler: leader cp-1, renewed 1s ago",
+            ),
+            ("p99 APPLY", "APPLY p99 48ms", "p99 APPLY: 48ms"),
+            ("etcd p99 create", "etcd create p99 45ms", "etcd p99 create: 45ms"),
+            (
+                "livez cp-1",
+                "cp-1 (https://127.0.0.2:6443): 35/35 checks pass",
+                "livez cp-1 (https://127.0.0.2:6443): 35/35 checks pass",
+            ),
+            (
+                "replica cp-2",
+                "cp-2 (https://127.0.0.3:6443) is down: connection refused",
+                "replica cp-2 (https://127.0.0.3:6443) is down: connection refused",
+            ),
+            // Nothing repeated: the message as it is.
+            ("kube-apiserver-cp-1", "Ready, 0 restarts", "kube-apiserver-cp-1: Ready, 0 restarts"),
+            (
+                "certificate cp-1",
+                "served on port 2379: cp-1 expires",
+                "certificate cp-1: served on port 2379: cp-1 expires",
+            ),
+            ("apf workload-low", "", "apf workload-low"),
+            ("request", "request", "request"),
+        ] {
+            assert_eq!(line(name, message), shown, "{name} / {message}");
+        }
+    }
 
     #[test]
     fn a_report_of_skipped_checks_only_is_unknown() {

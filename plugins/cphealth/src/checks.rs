@@ -558,12 +558,6 @@ async fn load(ctx: &Ctx, states: &ReplicaStates) -> CheckResult {
         r.message.push_str(" (one replica's view)");
         r.push_evidence("read through", why);
     }
-    if ctx.options.sample.is_zero() {
-        r.push_evidence(
-            "window",
-            "one scrape (--sample 0): latencies since the API servers started, no rates".to_string(),
-        );
-    }
     r
 }
 

@@ -125,7 +125,7 @@ pub fn text(report: &HealthReport, wide: bool, no_headers: bool, verbose: bool) 
             for s in &c.subchecks {
                 let status =
                     format!("{}{}", status_text(s.status), " ".repeat(8usize.saturating_sub(s.status.as_str().len())));
-                out.push_str(&paragraph(&format!("  {status} "), &format!("{}: {}", s.name, s.message), 11, width));
+                out.push_str(&paragraph(&format!("  {status} "), &s.line(), 11, width));
             }
             for e in &c.evidence {
                 // Dimmed line by line: a colour code must not span a wrapped line's indent.
