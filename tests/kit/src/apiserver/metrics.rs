@@ -134,6 +134,14 @@ pub struct MetricsModel {
     webhooks: Mutex<WebhookCounts>,
 }
 
+/// APF's point-in-time gauges of the requests a server holds right now.
+const CAPTURED_NOW_GAUGES: [&str; 4] = [
+    "apiserver_flowcontrol_current_executing_requests",
+    "apiserver_flowcontrol_current_executing_seats",
+    "apiserver_flowcontrol_current_inqueue_requests",
+    "apiserver_flowcontrol_current_inqueue_seats",
+];
+
 const WEBHOOK_BOUNDS: [f64; 8] = [0.005, 0.025, 0.1, 0.5, 1.0, 2.5, 10.0, 25.0];
 
 impl MetricsModel {
@@ -181,6 +189,14 @@ impl MetricsModel {
                 }
             }
         });
+        // The requests queued or executing when the capture was taken are not this server's: its
+        // own are in the APF dumps (empty unless a scenario queues some), and a real server's
+        // gauges and dumps agree (apftop showed executing requests with no flow behind them).
+        for family in base.iter_mut().filter(|f| CAPTURED_NOW_GAUGES.contains(&f.name.as_str())) {
+            for line in &mut family.lines {
+                line.value = 0.0;
+            }
+        }
         MetricsModel { base, load: RwLock::new(LoadProfile::default()), webhooks: Mutex::new(WebhookCounts::default()) }
     }
 
@@ -481,5 +497,18 @@ mod tests {
     #[test]
     fn label_text_is_canonical() {
         assert_eq!(label_text(&labels(&[("b", "2"), ("a", "x\"y")])), "a=\"x\\\"y\",b=\"2\"");
+    }
+
+    #[test]
+    fn a_captures_requests_in_flight_are_not_the_simulators() {
+        let model = MetricsModel::from_capture(concat!(
+            "# TYPE apiserver_flowcontrol_current_executing_requests gauge\n",
+            "apiserver_flowcontrol_current_executing_requests{flow_schema=\"service-accounts\",priority_level=\"workload-low\"} 1\n",
+            "# TYPE apiserver_flowcontrol_dispatched_requests_total counter\n",
+            "apiserver_flowcontrol_dispatched_requests_total{flow_schema=\"service-accounts\",priority_level=\"workload-low\"} 42\n",
+        ));
+        let value = |family: &str| model.base.iter().find(|f| f.name == family).map(|f| f.lines[0].value);
+        assert_eq!(value("apiserver_flowcontrol_current_executing_requests"), Some(0.0));
+        assert_eq!(value("apiserver_flowcontrol_dispatched_requests_total"), Some(42.0));
     }
 }
