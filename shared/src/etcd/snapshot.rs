@@ -328,6 +328,8 @@ pub fn status(path: &Path, verify_digest: bool, semantics: Option<Semantics>) ->
         })
         .map_err(|e| corrupt(path, &e))?;
     let digest = digest.join().map_err(|_| Error::failed("The sha256 thread failed", "it panicked", ""))??;
+    // By name, as `etcdsnap members` lists them (the bucket keeps them by ID).
+    members.sort_by(|a, b| a.name.cmp(&b.name));
     let mut inventory: BTreeMap<String, u64> = BTreeMap::new();
     let mut live_keys = 0;
     let mut other = 0;

@@ -198,6 +198,9 @@ in_both_worlds! {
         assert_status_semantics(&pf_file, world);
         let out = plugin("etcdsnap", &["status", pf_file.to_str().unwrap(), "-o", "json"], &[]);
         let st = json_of(&out);
+        // The recorded members by name, as `etcdsnap members` lists them.
+        let names: Vec<&str> = st["members"].as_array().unwrap().iter().filter_map(|m| m["name"].as_str()).collect();
+        assert_eq!(names, ["cp-1", "cp-2", "cp-3"], "{}", st["members"]);
         let mut inventory: BTreeMap<String, u64> = BTreeMap::new();
         for key in expected.keys() {
             if let Some(r) = testkit::etcd_data::resource_of(&String::from_utf8_lossy(key)) {
