@@ -302,7 +302,8 @@ pub fn from_etcdctl(
         // etcdctl reports a member with an active alarm as unhealthy ("Active Alarm(s): NOSPACE"),
         // though it answers and counts for quorum; the alarm is judged on its own.
         ms.healthy = status.is_some() && health.is_none_or(|h| h.health || only_alarms(h));
-        ms.latency = health.and_then(|h| parse_took(&h.took));
+        // A failed check's `took` is how long etcdctl waited before giving up, not a latency.
+        ms.latency = health.filter(|h| h.health || only_alarms(h)).and_then(|h| parse_took(&h.took));
         // The alarm list etcdctl gives as a health error is the cluster's, not this member's:
         // the alarms are reported on their own, by the member that raised them.
         ms.error = health.filter(|h| !only_alarms(h)).and_then(|h| h.error.clone()).or_else(|| {
@@ -710,6 +711,8 @@ mod tests {
         assert_eq!(s.members.len(), 3);
         assert!(!s.members[2].healthy);
         assert_eq!(s.members[2].error.as_deref(), Some("context deadline exceeded"));
+        // Its 5 s is how long etcdctl waited, not how fast it answered.
+        assert_eq!((s.members[0].latency, s.members[2].latency), (Some(Duration::from_nanos(5_764_091)), None));
         assert_eq!(s.leader().map(|l| l.name.as_str()), Some("cp-2"));
         let r = judge(&s);
         assert_eq!(r.status, Status::Warning);
@@ -879,7 +882,7 @@ mod tests {
         let three = STATUS_TWO.replace("]", r#",{"Endpoint":"https://127.0.0.4:42261","Status":{"header":{"cluster_id":1,"member_id":13663359007286415756,"revision":6,"raft_term":3},"version":"3.6.16","dbSize":262144,"leader":1211875598812016075,"raftIndex":17,"raftTerm":3,"raftAppliedIndex":17,"dbSizeInUse":262144}}]"#);
         let health = r#"[{"endpoint":"https://127.0.0.2:41799","health":false,"took":"6.624493ms","error":"Active Alarm(s): NOSPACE "},{"endpoint":"https://127.0.0.3:33593","health":false,"took":"7.878744ms","error":"Active Alarm(s): NOSPACE "},{"endpoint":"https://127.0.0.4:42261","health":false,"took":"9.446676ms","error":"Active Alarm(s): NOSPACE "}]"#;
         let s = status(&three, health, r#"{"alarms":[{"memberID":1211875598812016075,"alarm":1}]}"#, 0);
-        assert!(s.members.iter().all(|m| m.healthy), "{:?}", s.members);
+        assert!(s.members.iter().all(|m| m.healthy && m.latency.is_some()), "{:?}", s.members);
         // Nor is it an error of each member: the one alarm was raised by cp-2 alone.
         assert!(s.members.iter().all(|m| m.error.is_none()), "{:?}", s.members);
         let r = judge(&s);

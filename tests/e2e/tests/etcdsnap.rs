@@ -1057,6 +1057,8 @@ in_both_worlds! {
                 let is_down = m["name"] == down.as_str();
                 assert_eq!(m["healthy"], !is_down, "--via {via}: {m}");
                 assert_eq!(m["dbSize"].is_u64(), !is_down, "--via {via}: {m}");
+                // How long the dead one took to fail is not its latency.
+                assert_eq!(m["latency"].is_f64(), !is_down, "--via {via}: {m}");
             }
         }
         // defrag, even its plan: the same table, refused while a member is down, exit by quorum.
