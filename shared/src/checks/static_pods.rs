@@ -157,13 +157,16 @@ pub fn judge(f: &Facts, now: Timestamp) -> CheckResult {
         for p in &failing_pods {
             nodes_of.entry(p.component.as_str()).or_default().insert(p.node.as_str());
         }
-        let where_to_look: Vec<String> = nodes_of
+        // Components failing on the same nodes share one "on …:" (not "on cp-3: …; on cp-3: …").
+        let mut components_on: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+        for (component, nodes) in &nodes_of {
+            components_on.entry(nodes.iter().copied().collect::<Vec<_>>().join(", ")).or_default().push(component);
+        }
+        let where_to_look: Vec<String> = components_on
             .iter()
-            .map(|(component, nodes)| {
-                format!(
-                    "on {}: `crictl ps -a --name {component}`",
-                    nodes.iter().copied().collect::<Vec<_>>().join(", ")
-                )
+            .map(|(nodes, components)| {
+                let listings: Vec<String> = components.iter().map(|c| format!("`crictl ps -a --name {c}`")).collect();
+                format!("on {nodes}: {}", listings.join(" and "))
             })
             .collect();
         let commands: Vec<String> = failing_pods
@@ -305,6 +308,23 @@ mod tests {
             ),
             "{}",
             r.remediation[0].action
+        );
+    }
+
+    #[test]
+    fn two_components_failing_on_one_node_name_it_once() {
+        // The real apiserver-replica-down: cp-3's API server and, without it, its controller-manager.
+        let pods = [
+            all("cp-1"),
+            without(without(all("cp-3"), "kube-apiserver-cp-3"), "kube-controller-manager-cp-3"),
+            vec![crashing("kube-apiserver", "cp-3", "Error"), crashing("kube-controller-manager", "cp-3", "Error")],
+        ]
+        .concat();
+        let r = run(pods, &["cp-1", "cp-3"]);
+        let action = &r.remediation[0].action;
+        assert!(
+            action.starts_with("Read why the container exits (on cp-3: `crictl ps -a --name kube-apiserver` and `crictl ps -a --name kube-controller-manager`, then"),
+            "{action}"
         );
     }
 
