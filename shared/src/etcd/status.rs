@@ -155,6 +155,8 @@ pub struct StatusJson {
     pub raft_term: u64,
     pub raft_applied_index: u64,
     pub is_learner: bool,
+    /// "etcdserver: no leader" and the active alarms ("memberID:123 alarm:NOSPACE ").
+    pub errors: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -208,8 +210,28 @@ pub fn parse_endpoint_health(text: &str) -> Result<Vec<EndpointHealthJson>, Stri
     parse_json(text, "endpoint health")
 }
 
-pub fn parse_alarm_list(text: &str) -> Result<AlarmListJson, String> {
-    parse_json(text, "alarm list")
+/// The cluster's alarms as the members' statuses report them: each answering member lists every
+/// active alarm in `errors` (etcd server/etcdserver/api/v3rpc/maintenance.go, `Status`; etcd 3.4
+/// to 3.6), so they need no `etcdctl alarm list` of their own.
+pub fn alarms_in_statuses(statuses: &[EndpointStatusJson]) -> AlarmListJson {
+    let mut alarms: Vec<AlarmJson> = Vec::new();
+    for error in statuses.iter().flat_map(|s| &s.status.errors) {
+        let (mut member_id, mut alarm) = (None, None);
+        // Protobuf's text form: fields apart by one or more spaces.
+        for field in error.split_whitespace() {
+            if let Some(id) = field.strip_prefix("memberID:") {
+                member_id = id.parse().ok();
+            } else if let Some(name) = field.strip_prefix("alarm:") {
+                alarm = (1..=2).find(|code| alarm_name(*code) == name);
+            }
+        }
+        if let (Some(member_id), Some(alarm)) = (member_id, alarm)
+            && !alarms.iter().any(|a| a.member_id == member_id && a.alarm == alarm)
+        {
+            alarms.push(AlarmJson { member_id, alarm });
+        }
+    }
+    AlarmListJson { alarms }
 }
 
 pub fn alarm_name(code: u32) -> String {
@@ -692,6 +714,37 @@ mod tests {
     const STATUS_TWO: &str = r#"[{"Endpoint":"https://127.0.0.2:41799","Status":{"header":{"cluster_id":10636043235793592181,"member_id":1184007597127642154,"revision":6,"raft_term":3},"version":"3.4.23","dbSize":262144,"leader":1211875598812016075,"raftIndex":17,"raftTerm":3,"raftAppliedIndex":17,"dbSizeInUse":262144}},{"Endpoint":"https://127.0.0.3:33593","Status":{"header":{"cluster_id":10636043235793592181,"member_id":1211875598812016075,"revision":6,"raft_term":3},"version":"3.4.23","dbSize":262144,"leader":1211875598812016075,"raftIndex":17,"raftTerm":3,"raftAppliedIndex":17,"dbSizeInUse":262144}}]"#;
     const HEALTH: &str = r#"[{"endpoint":"https://127.0.0.2:41799","health":true,"took":"5.764091ms"},{"endpoint":"https://127.0.0.3:33593","health":true,"took":"5.445465ms"},{"endpoint":"https://127.0.0.4:42261","health":false,"took":"5.001074744s","error":"context deadline exceeded"}]"#;
     const STDERR: &str = "{\"level\":\"warn\",\"msg\":\"retrying\"}\nFailed to get the status of endpoint https://127.0.0.4:42261 (context deadline exceeded)\n";
+
+    fn parse_alarm_list(text: &str) -> Result<AlarmListJson, String> {
+        parse_json(text, "alarm list")
+    }
+
+    #[test]
+    fn the_alarms_come_with_the_statuses() {
+        // `etcdctl endpoint status -w json` under NOSPACE: Debian's etcd 3.4.23 (the simulated
+        // etcd-nospace) and etcd 3.6.16 (the real one), each member listing both alarms.
+        let errors_34 =
+            r#"["memberID:3542732785468986792 alarm:NOSPACE ","memberID:9056343489444415065 alarm:NOSPACE "]"#;
+        let errors_36 =
+            r#"["memberID:16558758182256318546 alarm:NOSPACE ","memberID:13148557906461751675 alarm:NOSPACE "]"#;
+        for (errors, first, second) in [
+            (errors_34, 3542732785468986792, 9056343489444415065),
+            (errors_36, 16558758182256318546, 13148557906461751675),
+        ] {
+            let with_errors = STATUS_TWO.replace(r#""dbSizeInUse""#, &format!(r#""errors":{errors},"dbSizeInUse""#));
+            let alarms = alarms_in_statuses(&parse_endpoint_status(&with_errors).unwrap()).alarms;
+            let got: Vec<(u64, u32)> = alarms.iter().map(|a| (a.member_id, a.alarm)).collect();
+            assert_eq!(got, [(first, 1), (second, 1)], "once each, in the order etcd lists them");
+        }
+        // No leader is an error, not an alarm; extra spaces (protobuf's text form) and CORRUPT read.
+        let other = STATUS_TWO.replace(
+            r#""dbSizeInUse""#,
+            r#""errors":["etcdserver: no leader","memberID:7  alarm:CORRUPT"],"dbSizeInUse""#,
+        );
+        let alarms = alarms_in_statuses(&parse_endpoint_status(&other).unwrap()).alarms;
+        assert_eq!(alarms.iter().map(|a| (a.member_id, a.alarm)).collect::<Vec<_>>(), [(7, 2)]);
+        assert!(alarms_in_statuses(&parse_endpoint_status(STATUS_TWO).unwrap()).alarms.is_empty());
+    }
 
     fn status(statuses: &str, health: &str, alarms: &str, quota: u64) -> ClusterStatus {
         from_etcdctl(
