@@ -38,13 +38,6 @@ impl SubCheck {
             }
             rest = after.trim_start();
         }
-        if rest.len() == self.message.trim_start().len() {
-            return if self.message.is_empty() {
-                self.name.clone()
-            } else {
-                format!("{}: {}", self.name, self.message)
-            };
-        }
         match rest {
             "" => self.name.clone(),
             // `cp-1 (https://…): 35/35 checks pass` under `livez cp-1`: the address follows the name.
